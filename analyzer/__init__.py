@@ -1,0 +1,1 @@
+"""The analyzer: capture files in, profiles, checks and reports out."""

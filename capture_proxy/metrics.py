@@ -1,0 +1,95 @@
+"""The proxy's Prometheus metrics, on a registry of its own (a fresh one per app, so tests and
+several apps in one process never share counters). Children with fixed labels are made once,
+so the hot path pays a plain ``inc()``."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DROP_REASONS = ("queue_full", "disk_full", "write_error", "encode_error")
+
+_LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+class ProxyMetrics:
+    """Every counter the proxy and its capture sink keep."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "modelmon_proxy_requests", "Requests answered, by status code", ["status"], registry=r
+        )
+        self.captured = Counter(
+            "modelmon_capture_records", "Records handed to the capture queue", registry=r
+        )
+        self.sampled_out = Counter(
+            "modelmon_capture_sampled_out", "Requests not sampled for capture", registry=r
+        )
+        self.dropped = Counter(
+            "modelmon_capture_dropped",
+            "Sampled records not written, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.truncated = Counter(
+            "modelmon_capture_truncated",
+            "Bodies over max_capture_bytes, captured cut and flagged",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "modelmon_capture_queue_depth", "Records waiting for the writer", registry=r
+        )
+        self.upstream_latency = Histogram(
+            "modelmon_proxy_upstream_latency_seconds",
+            "From request start to the upstream's response headers",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "modelmon_proxy_upstream_errors",
+            "Requests answered by the proxy itself (502, 504) or cut by the client",
+            ["kind"],
+            registry=r,
+        )
+        self.bytes_written = Counter(
+            "modelmon_capture_bytes_written", "Bytes written to capture files", registry=r
+        )
+        self.files_sealed = Counter(
+            "modelmon_capture_files_sealed", "Capture files sealed (renamed from .part)", registry=r
+        )
+        self.files_removed = Counter(
+            "modelmon_capture_files_removed", "Sealed files removed by retention", registry=r
+        )
+        self._drop = {reason: self.dropped.labels(reason=reason) for reason in DROP_REASONS}
+        self.drop_counts: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self._status: dict[int, Counter] = {}
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        child = self._drop.get(reason)
+        if child is None:
+            child = self._drop[reason] = self.dropped.labels(reason=reason)
+        child.inc(count)
+        self.drop_counts[reason] = self.drop_counts.get(reason, 0) + count
+
+    def request(self, status: int) -> None:
+        child = self._status.get(status)
+        if child is None:
+            child = self._status[status] = self.requests.labels(status=str(status))
+        child.inc()
