@@ -1,0 +1,100 @@
+"""The SQLite store: migrations, WAL, one writer thread, atomic writes, pooled readers."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from analyzer.store import (
+    MIGRATIONS,
+    Store,
+    StoreError,
+    add_counters,
+    read_counters,
+    read_status_doc,
+    write_status_doc,
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(tmp_path / "sub" / "modelmon.db")
+    store.start()
+    yield store
+    store.close()
+
+
+def test_schema_is_migrated_once_and_in_wal_mode(store: Store) -> None:
+    tables = store.read(
+        lambda c: {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    )
+    assert {"files", "buckets", "hours", "counters", "runs", "status", "ground_truth"} <= tables
+    mode = store.read(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+    assert mode == "wal"
+    store.close()
+    again = Store(store.path)
+    again.start()
+    applied = again.read(
+        lambda c: c.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0]
+    )
+    assert applied == len(MIGRATIONS.applied(Database(store.path)))
+    again.close()
+
+
+def test_a_failing_write_rolls_back_everything(store: Store) -> None:
+    def half_then_fail(db: Database) -> None:
+        add_counters(db, {"records": 5})
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        store.write(half_then_fail)
+    assert store.read(read_counters).get("records") is None
+    store.write(lambda db: add_counters(db, {"records": 2}))
+    assert store.read(read_counters)["records"] == 2
+
+
+def test_writes_from_many_threads_run_on_one_thread(store: Store) -> None:
+    seen: set[str] = set()
+
+    def bump(db: Database) -> None:
+        seen.add(threading.current_thread().name)
+        add_counters(db, {"n": 1})
+
+    threads = [
+        threading.Thread(target=lambda: [store.write(bump) for _ in range(50)]) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"modelmon-sqlite-writer"}
+    assert store.read(read_counters)["n"] == 200
+
+
+def test_readers_are_read_only_and_see_commits(store: Store) -> None:
+    assert store.read(read_status_doc) is None
+    store.write(lambda db: write_status_doc(db, {"state": "ok"}))
+    assert store.read(read_status_doc) == {"state": "ok"}
+    with pytest.raises(sqlite3.OperationalError):
+        store.read(lambda c: c.execute("DELETE FROM counters"))
+
+
+async def test_async_api_does_not_block_the_loop(store: Store) -> None:
+    await store.awrite(lambda db: add_counters(db, {"records": 7}))
+    assert (await store.aread(read_counters))["records"] == 7
+
+
+def test_closed_store_refuses_and_bad_path_says_so(tmp_path: Path) -> None:
+    store = Store(tmp_path / "x.db")
+    store.start()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.write(lambda db: None)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StoreError, match=r"analyzer\.db"):
+        Store(tmp_path / "file" / "m.db").start()
