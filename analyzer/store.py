@@ -86,7 +86,9 @@ def m001_initial(db: Database) -> None:
     )
     db.table("runs").create_index(["kind", "time_epoch"])
     db.table("runs").create_index(["time_epoch"])
-    db.table("run_reports").create({"run_id": int, "name": str, "body": bytes}, pk=("run_id", "name"))
+    db.table("run_reports").create(
+        {"run_id": int, "name": str, "body": bytes}, pk=("run_id", "name")
+    )
     db.table("status").create({"id": int, "doc": str, "updated_at": float}, pk="id")
     db.table("ground_truth").create(
         {
