@@ -1,0 +1,351 @@
+"""Forwarding one request to an upstream and its response back, streamed both ways.
+
+The one place where upstream failures become the proxy's own answers::
+
+    refused, reset, DNS failure, ...      -> 502 {"error": "upstream unreachable", ...}
+    no response headers in time           -> 504 {"error": "upstream timeout", ...}
+    upstream breaks after headers are sent -> the client connection is cut (the status is gone)
+    client goes away                       -> the handler is cancelled (``handler_cancellation``)
+                                              and so is the upstream request
+
+Capture is a tee on the side: at most ``max_capture_bytes`` of each body is kept while the bytes
+stream through, and the finished :class:`~capture_proxy.exchange.Exchange` is handed to
+``submit`` (non-blocking). Nothing capture does can change or delay the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from capture_proxy.exchange import Exchange
+from capture_proxy.metrics import ProxyMetrics
+
+__all__ = [
+    "EVENT_ID_HEADER",
+    "HOP_BY_HOP",
+    "CaptureHooks",
+    "Forwarder",
+    "error_response",
+    "new_session",
+]
+
+log = logging.getLogger("modelmon.proxy.forward")
+
+EVENT_ID_HEADER = "X-Modelmon-Event-Id"
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+# RFC 9110 §7.6.1 connection-specific fields, plus the obsolete Proxy-Connection. They describe
+# one hop and are never forwarded; neither are the fields a Connection header names.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Expect: 100-continue was already answered by our own server; the upstream sees a plain request.
+_REQUEST_ONLY_DROP = frozenset({"expect"})
+
+# Bodies up to this size with a Content-Length are read at once (cheaper than a streamed
+# payload); anything larger or of unknown size streams chunk by chunk.
+_SMALL_BODY = 256 * 1024
+
+
+def new_session(limit: int, connect_timeout_s: float) -> aiohttp.ClientSession:
+    """The one pooled, keep-alive session to a backend, as transparent as aiohttp allows.
+
+    No cookie jar (one client's cookies must never reach another), no automatic
+    decompression (compressed bodies pass compressed), no default headers added.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        trust_env=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout_s),
+    )
+
+
+def error_response(status: int, error: str, target: str, detail: str) -> web.Response:
+    """The proxy's own short JSON error answer (502, 504)."""
+    return web.json_response(
+        {"error": error, "upstream": target, "detail": detail},
+        status=status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
+    values = headers.getall("Connection", ())
+    if not values:
+        return frozenset()
+    return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
+
+
+def _request_headers(request: web.Request) -> CIMultiDict[str]:
+    src = request.headers
+    named = _connection_tokens(src)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in src.items():
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in _REQUEST_ONLY_DROP or lower in named:
+            continue
+        out.add(name, value)
+    peer = request.remote or ""
+    previous = src.get("X-Forwarded-For")
+    out["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
+    if "X-Forwarded-Proto" not in out:
+        out["X-Forwarded-Proto"] = request.scheme
+    return out
+
+
+def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
+    src = upstream.headers
+    named = _connection_tokens(src)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in src.items():
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in named:
+            continue
+        out.add(name, value)
+    return out
+
+
+class _Tee:
+    """Keeps the first ``limit`` bytes of a stream; remembers whether there was more."""
+
+    __slots__ = ("chunks", "limit", "size", "truncated")
+
+    def __init__(self, limit: int) -> None:
+        self.chunks: list[bytes] = []
+        self.limit = limit
+        self.size = 0
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> None:
+        room = self.limit - self.size
+        if len(chunk) > room:
+            self.truncated = True
+            if room <= 0:
+                return
+            chunk = chunk[:room]
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+
+    def body(self) -> bytes:
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureHooks:
+    """What the forwarder needs from capture: a sampling decision and a non-blocking submit."""
+
+    sample: Callable[[str | None], bool]
+    submit: Callable[[Exchange], bool]
+    metrics: ProxyMetrics
+    inference_id_headers: tuple[str, ...]
+    max_capture_bytes: int
+    capture_input: bool
+    capture_output: bool
+
+
+class Forwarder:
+    """Forwards requests to one backend (the model server, or the analyzer for ``/monitor/*``)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        upstream_timeout_s: float,
+        metrics: ProxyMetrics,
+        name: str = "upstream",
+    ) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._timeout = upstream_timeout_s
+        self._metrics = metrics
+        self._name = name
+
+    async def forward(
+        self, request: web.Request, capture: CaptureHooks | None = None
+    ) -> web.StreamResponse:
+        """Send ``request`` on, stream the answer back, capture it when ``capture`` samples it."""
+        started = time.time()
+        loop_start = time.perf_counter()
+        event_id: str | None = None
+        tee_in: _Tee | None = None
+        tee_out: _Tee | None = None
+        inference_id: str | None = None
+        if capture is not None:
+            event_id = str(uuid.uuid4())
+            for header in capture.inference_id_headers:
+                inference_id = request.headers.get(header)
+                if inference_id:
+                    break
+            if capture.sample(inference_id or None):
+                if capture.capture_input:
+                    tee_in = _Tee(capture.max_capture_bytes)
+                if capture.capture_output:
+                    tee_out = _Tee(capture.max_capture_bytes)
+            else:
+                capture.metrics.sampled_out.inc()
+                capture = None
+
+        url = URL(self._base + request.raw_path, encoded=True)
+        headers = _request_headers(request)
+        data: bytes | AsyncIterator[bytes] | None = None
+        small = request.content_length is not None and request.content_length <= _SMALL_BODY
+        if request.body_exists and small:
+            data = await request.read()
+            if tee_in is not None:
+                tee_in.add(data)
+        try:
+            async with asyncio.timeout(self._timeout) as deadline:
+                if request.body_exists and not small:
+                    data = self._stream_body(request, tee_in, deadline)
+                upstream = await self._session.request(
+                    request.method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    compress=None,
+                )
+        except TimeoutError as exc:  # also aiohttp's connect timeout
+            return self._fail(504, "upstream timeout", exc)
+        except (aiohttp.ClientError, OSError) as exc:
+            return self._fail(502, "upstream unreachable", exc)
+        return await self._relay(
+            request, upstream, capture, tee_in, tee_out, event_id, inference_id, started, loop_start
+        )
+
+    async def _stream_body(
+        self, request: web.Request, tee: _Tee | None, deadline: asyncio.Timeout
+    ) -> AsyncIterator[bytes]:
+        # The header timeout runs from the last byte of the request body sent, so a long upload
+        # is not mistaken for a slow upstream.
+        loop = asyncio.get_running_loop()
+        async for chunk in request.content.iter_any():
+            if tee is not None:
+                tee.add(chunk)
+            deadline.reschedule(loop.time() + self._timeout)
+            yield chunk
+
+    def _fail(self, status: int, error: str, exc: BaseException) -> web.Response:
+        kind = "timeout" if status == 504 else "unreachable"
+        self._metrics.upstream_errors.labels(kind=kind).inc()
+        self._metrics.request(status)
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        log.warning("%s %s: %s", self._name, error, detail)
+        return error_response(status, error, self._base, detail)
+
+    async def _relay(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        capture: CaptureHooks | None,
+        tee_in: _Tee | None,
+        tee_out: _Tee | None,
+        event_id: str | None,
+        inference_id: str | None,
+        started: float,
+        loop_start: float,
+    ) -> web.StreamResponse:
+        self._metrics.upstream_latency.observe(time.perf_counter() - loop_start)
+        headers = _response_headers(upstream)
+        if event_id is not None:
+            headers[EVENT_ID_HEADER] = event_id
+        response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason, headers=headers
+        )
+        try:
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                if tee_out is not None:
+                    tee_out.add(chunk)
+                await response.write(chunk)
+            await response.write_eof()
+        except (aiohttp.ClientError, OSError) as exc:
+            # Either side broke mid-body. The status line is already out, so the only honest
+            # signal left for the client is a cut connection (never a clean, short body).
+            upstream.close()
+            kind = "client_gone" if isinstance(exc, ConnectionResetError) else "upstream_broken"
+            self._metrics.upstream_errors.labels(kind=kind).inc()
+            log.info("%s: response cut (%s: %s)", self._name, type(exc).__name__, exc)
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        except BaseException:  # cancelled: the client went away; drop the upstream connection
+            upstream.close()
+            raise
+        upstream.release()
+        self._metrics.request(upstream.status)
+        if capture is not None and event_id is not None:
+            self._submit(
+                capture,
+                request,
+                upstream,
+                tee_in,
+                tee_out,
+                event_id,
+                inference_id,
+                started,
+                loop_start,
+            )
+        return response
+
+    @staticmethod
+    def _submit(
+        capture: CaptureHooks,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        tee_in: _Tee | None,
+        tee_out: _Tee | None,
+        event_id: str,
+        inference_id: str | None,
+        started: float,
+        loop_start: float,
+    ) -> None:
+        req_truncated = tee_in is not None and tee_in.truncated
+        resp_truncated = tee_out is not None and tee_out.truncated
+        if req_truncated or resp_truncated:
+            capture.metrics.truncated.inc()
+        exchange = Exchange(
+            event_id=event_id,
+            inference_time=started,
+            inference_id=inference_id,
+            custom_attributes=request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
+            request_body=tee_in.body() if tee_in is not None else None,
+            request_content_type=request.headers.get("Content-Type"),
+            request_truncated=req_truncated,
+            response_body=tee_out.body() if tee_out is not None else None,
+            response_content_type=upstream.headers.get("Content-Type"),
+            response_truncated=resp_truncated,
+            status=upstream.status,
+            latency_ms=(time.perf_counter() - loop_start) * 1000.0,
+            request_content_encoding=request.headers.get("Content-Encoding"),
+            response_content_encoding=upstream.headers.get("Content-Encoding"),
+        )
+        try:
+            capture.submit(exchange)
+        except Exception:  # capture must never change the response: count it and go on
+            log.exception("capture submit failed; record dropped")
+            capture.metrics.drop("encode_error")
