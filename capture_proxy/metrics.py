@@ -77,6 +77,11 @@ class ProxyMetrics:
         self.files_removed = Counter(
             "modelmon_capture_files_removed", "Sealed files removed by retention", registry=r
         )
+        self.redact_unredactable = Counter(
+            "modelmon_capture_redact_unredactable",
+            "Bodies stored as a mask because they could not be parsed for redaction",
+            registry=r,
+        )
         self._drop = {reason: self.dropped.labels(reason=reason) for reason in DROP_REASONS}
         self.drop_counts: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._status: dict[int, Counter] = {}

@@ -1,0 +1,282 @@
+"""The capture sink: sampled exchanges in, sealed SageMaker capture files out.
+
+The request path calls :meth:`CaptureSink.submit`, which only appends to a bounded deque (no
+I/O, no encoding, no syscall): when the queue is full or the disk guard says the disk is
+full, the record is dropped and counted, and the response is never touched. One writer task
+drains the queue in batches; each batch is encoded (:func:`capture_proxy.exchange.to_line`,
+redaction included) and written in one ``asyncio.to_thread`` call, so the event loop never
+waits on disk. The writer runs a cycle when ``submit`` has filled a batch, when
+:meth:`flush` / :meth:`tick` asks, and at least every ``flush_interval_s``; each cycle
+writes what is queued, seals files due by size, age or hour (:mod:`capture_proxy.rotation`,
+judged by the injectable ``clock``), re-checks free disk space at most once a second, and
+runs retention at most once a minute of ``clock`` time (:mod:`capture_proxy.retention`).
+
+A failed write drops and counts that batch (``write_error``); the next cycle tries again,
+so capture resumes on its own once the disk is writable. ``start`` first seals the
+``.part`` files a crashed process left (:mod:`capture_proxy.recovery`); ``close`` drains
+the queue and seals every file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from capture_proxy.exchange import Exchange, to_line
+from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.recovery import recover_parts
+from capture_proxy.redact import Redactor
+from capture_proxy.retention import enforce_retention
+from capture_proxy.rotation import CaptureFiles, make_dirs
+from modelmon.config import ModelmonConfig
+
+__all__ = ["CaptureSink", "free_disk_fraction"]
+
+logger = logging.getLogger("modelmon.capture.sink")
+
+DISK_CHECK_INTERVAL_S = 1.0
+RETENTION_INTERVAL_S = 60.0
+_MAX_BATCH_WAKE = 1024
+
+
+def free_disk_fraction(path: Path) -> float:
+    """Share of the filesystem holding ``path`` (or its nearest existing parent) still free."""
+    current = path
+    while True:
+        try:
+            st = os.statvfs(current)
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            if current.parent == current:
+                return 1.0
+            current = current.parent
+    return st.f_bavail / st.f_blocks if st.f_blocks else 1.0
+
+
+class CaptureSink:
+    """Queue, writer task and files of the capture of one proxy process.
+
+    Parameters
+    ----------
+    config : ModelmonConfig
+        ``capture.*`` and ``endpoint.*`` are used.
+    metrics : ProxyMetrics
+        ``captured``, ``dropped`` by reason, ``queue_depth``, ``bytes_written``,
+        ``files_sealed``, ``files_removed`` and ``redact_unredactable`` are kept here.
+    clock : callable, optional
+        Epoch seconds; decides rotation by age and hour, and retention age. Tests inject one.
+    worker_id : int, optional
+        This process's index among ``proxy.workers``; names the writer task and its logs.
+        File ownership between workers needs no id: see :mod:`capture_proxy.rotation`.
+    """
+
+    def __init__(
+        self,
+        config: ModelmonConfig,
+        metrics: ProxyMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        worker_id: int = 0,
+    ) -> None:
+        capture = config.capture
+        self._capture = capture
+        self._metrics = metrics
+        self._clock = clock
+        self.worker_id = worker_id
+        self.root = capture.dir / config.endpoint.name / config.endpoint.variant
+        self._redactor = Redactor(capture.redact, on_unredactable=metrics.redact_unredactable.inc)
+        self._files = CaptureFiles(
+            self.root,
+            max_file_bytes=capture.max_file_bytes,
+            rotate_interval_s=capture.rotate_interval_s,
+            compress=capture.compress,
+            metrics=metrics,
+        )
+        self._pending: deque[Exchange] = deque()
+        self._max_records = capture.queue_max_records
+        self._wake_at = max(1, min(_MAX_BATCH_WAKE, capture.queue_max_records // 8))
+        self._wake = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._retention_due = True
+        self._last_retention = float("-inf")
+        self._last_disk_check = float("-inf")
+        self._disk_full = False
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        metrics.queue_depth.set_function(lambda: len(self._pending))
+
+    @property
+    def queue_depth(self) -> int:
+        """Records waiting for the writer."""
+        return len(self._pending)
+
+    @property
+    def disk_full(self) -> bool:
+        """The disk guard's cached verdict (refreshed by the writer at most once a second)."""
+        return self._disk_full
+
+    def submit(self, exchange: Exchange) -> bool:
+        """Queue one sampled exchange; False when it was dropped (and counted) instead."""
+        pending = self._pending
+        if self._disk_full:
+            self._metrics.drop("disk_full")
+            return False
+        if len(pending) >= self._max_records:
+            self._metrics.drop("queue_full")
+            return False
+        if self._closing:
+            self._metrics.drop("shutdown")
+            return False
+        pending.append(exchange)
+        self._metrics.captured.inc()
+        if len(pending) >= self._wake_at and not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    async def start(self) -> None:
+        """Recover what a crash left, check the disk, then start the writer task."""
+        if self._task is not None:
+            return
+        await asyncio.to_thread(self._startup)
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"capture-writer-{self.worker_id}"
+        )
+
+    async def flush(self) -> None:
+        """Return once everything submitted before the call is in its ``.part`` file."""
+        await self._request_cycle()
+
+    async def tick(self) -> None:
+        """:meth:`flush`, and run retention now whatever its schedule (for tests and ops)."""
+        self._retention_due = True
+        await self._request_cycle()
+
+    async def close(self) -> None:
+        """Drain the queue, seal every file and stop the writer. Safe to call again."""
+        self._closing = True
+        task = self._task
+        if task is not None:
+            self._wake.set()
+            await task
+        if self._pending:
+            self._metrics.drop("shutdown", len(self._pending))
+            self._pending.clear()
+
+    async def _request_cycle(self) -> None:
+        task = self._task
+        if task is None or task.done():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        await waiter
+
+    async def _run(self) -> None:
+        waiters: list[asyncio.Future[None]] = []
+        try:
+            while True:
+                if not self._closing and not self._wake.is_set():
+                    try:
+                        async with asyncio.timeout(self._capture.flush_interval_s):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        pass
+                self._wake.clear()
+                # Waiters first, then the queue: all a waiter submitted before asking is drained.
+                waiters, self._waiters = self._waiters, []
+                batch = list(self._pending)
+                self._pending.clear()
+                final = self._closing
+                try:
+                    await asyncio.to_thread(self._cycle, batch, self._clock(), final)
+                except Exception:  # a bug in one cycle must not end capture for good
+                    logger.exception("capture writer cycle failed (%d records)", len(batch))
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                waiters = []
+                if final:
+                    return
+        finally:
+            for waiter in waiters + self._waiters:
+                if not waiter.done():
+                    waiter.cancel()
+            self._waiters = []
+
+    # -- the writer's thread -------------------------------------------------------------
+
+    def _startup(self) -> None:
+        try:
+            make_dirs(self.root)
+            result = recover_parts(self.root, self._capture.compress)
+            self._metrics.files_sealed.inc(len(result.sealed))
+        except OSError as exc:
+            logger.warning("capture dir %s not usable at start: %s", self.root, exc)
+        self._check_disk(force=True)
+
+    def _check_disk(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_disk_check < DISK_CHECK_INTERVAL_S:
+            return
+        self._last_disk_check = now
+        try:
+            full = free_disk_fraction(self._capture.dir) < self._capture.min_free_disk_fraction
+        except OSError as exc:
+            logger.warning("cannot check free space on %s: %s", self._capture.dir, exc)
+            return
+        if full != self._disk_full:
+            logger.warning(
+                "capture disk guard: %s (min free fraction %s)",
+                "disk full, dropping records" if full else "space available again",
+                self._capture.min_free_disk_fraction,
+            )
+        self._disk_full = full
+
+    def _cycle(self, batch: list[Exchange], now: float, final: bool) -> None:
+        self._check_disk()
+        if batch:
+            if self._disk_full:
+                self._metrics.drop("disk_full", len(batch))
+            else:
+                self._write(batch, now)
+        self._files.rotate(now)
+        if final:
+            self._files.close_all()
+        if self._retention_due or now - self._last_retention >= RETENTION_INTERVAL_S:
+            self._retention_due = False
+            self._last_retention = now
+            removed = enforce_retention(
+                self.root,
+                now,
+                self._capture.retention_max_age_h * 3600.0,
+                self._capture.retention_max_bytes,
+            )
+            if removed:
+                self._metrics.files_removed.inc(len(removed))
+
+    def _write(self, batch: list[Exchange], now: float) -> None:
+        capture = self._capture
+        redactor = self._redactor
+        redact = redactor if redactor.enabled else None
+        by_hour: dict[int, tuple[list[float], list[bytes]]] = {}
+        for exchange in batch:
+            try:
+                if redact is not None:
+                    exchange = redactor.prepare(exchange, capture)
+                line = to_line(exchange, capture, redact)
+            except Exception:  # one bad record is dropped and counted, not the batch
+                logger.exception("cannot encode capture record %s", exchange.event_id)
+                self._metrics.drop("encode_error")
+                continue
+            times, lines = by_hour.setdefault(int(exchange.inference_time // 3600), ([], []))
+            times.append(exchange.inference_time)
+            lines.append(line)
+        for hour, (times, lines) in by_hour.items():
+            written = self._files.write(hour, times, lines, now)
+            if written < len(lines):
+                self._metrics.drop("write_error", len(lines) - written)
