@@ -102,7 +102,7 @@ class CaptureSink:
         self._wake_at = max(1, min(_MAX_BATCH_WAKE, capture.queue_max_records // 8))
         self._wake = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
-        self._retention_due = True
+        self._retention_due = False
         self._last_retention = float("-inf")
         self._last_disk_check = float("-inf")
         self._disk_full = False
@@ -142,7 +142,7 @@ class CaptureSink:
         """Recover what a crash left, check the disk, then start the writer task."""
         if self._task is not None:
             return
-        await asyncio.to_thread(self._startup)
+        await asyncio.to_thread(self._startup, self._clock())
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"capture-writer-{self.worker_id}"
         )
@@ -210,7 +210,7 @@ class CaptureSink:
 
     # -- the writer's thread -------------------------------------------------------------
 
-    def _startup(self) -> None:
+    def _startup(self, now: float) -> None:
         try:
             make_dirs(self.root)
             result = recover_parts(self.root, self._capture.compress)
@@ -218,6 +218,7 @@ class CaptureSink:
         except OSError as exc:
             logger.warning("capture dir %s not usable at start: %s", self.root, exc)
         self._check_disk(force=True)
+        self._retention(now)
 
     def _check_disk(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -248,16 +249,23 @@ class CaptureSink:
         if final:
             self._files.close_all()
         if self._retention_due or now - self._last_retention >= RETENTION_INTERVAL_S:
-            self._retention_due = False
-            self._last_retention = now
+            self._retention(now)
+
+    def _retention(self, now: float) -> None:
+        self._retention_due = False
+        self._last_retention = now
+        try:
             removed = enforce_retention(
                 self.root,
                 now,
                 self._capture.retention_max_age_h * 3600.0,
                 self._capture.retention_max_bytes,
             )
-            if removed:
-                self._metrics.files_removed.inc(len(removed))
+        except OSError as exc:
+            logger.warning("capture retention failed under %s: %s", self.root, exc)
+            return
+        if removed:
+            self._metrics.files_removed.inc(len(removed))
 
     def _write(self, batch: list[Exchange], now: float) -> None:
         capture = self._capture
