@@ -1,0 +1,162 @@
+"""The proxy's aiohttp application: one catch-all route and the long-lived parts around it.
+
+Routing, decided on the normalized path::
+
+    /monitor/proxy/health, /monitor/proxy/metrics  answered here (never forwarded)
+    /monitor/proxy/...                             404 here
+    /monitor, /monitor/...                         forwarded to the analyzer, never captured
+    anything else                                  forwarded to proxy.upstream, sampled for capture
+
+The ClientSessions (one pooled session per backend) and the capture sink live in the app's
+``cleanup_ctx``: started before the first request, drained and sealed at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from capture_proxy.forward import CaptureHooks, Forwarder, new_session
+from capture_proxy.health import HEALTH_PATH, METRICS_PATH, health_response, metrics_response
+from capture_proxy.metrics import ProxyMetrics
+from modelmon.config import ModelmonConfig
+
+if TYPE_CHECKING:
+    from capture_proxy.sink import CaptureSink
+
+__all__ = ["PROXY_KEY", "Proxy", "build_app"]
+
+log = logging.getLogger("modelmon.proxy")
+
+_MONITOR = "/monitor"
+_PROXY_PREFIX = "/monitor/proxy/"
+_ANALYZER_POOL = 16
+
+
+class Proxy:
+    """The request handler and the owner of the sessions and the sink of one app."""
+
+    def __init__(
+        self,
+        config: ModelmonConfig,
+        metrics: ProxyMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        worker_id: int = 0,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.worker_id = worker_id
+        self._clock = clock
+        self.sink: CaptureSink | None = None
+        self._upstream: Forwarder | None = None
+        self._analyzer: Forwarder | None = None
+        self._capture: CaptureHooks | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path.startswith(_MONITOR) and (len(path) == len(_MONITOR) or path[8] == "/"):
+            if path.startswith(_PROXY_PREFIX):
+                return await self._local(request, path)
+            assert self._analyzer is not None, "request before the app started"
+            return await self._analyzer.forward(request)
+        assert self._upstream is not None, "request before the app started"
+        return await self._upstream.forward(request, self._capture)
+
+    async def _local(self, request: web.Request, path: str) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+        depth = self.sink.queue_depth if self.sink is not None else 0
+        if path == HEALTH_PATH:
+            return await health_response(
+                upstream=self.config.proxy.upstream,
+                connect_timeout_s=self.config.proxy.connect_timeout_s,
+                metrics=self.metrics,
+                capture_enabled=self.sink is not None,
+                queue_depth=depth,
+                worker_id=self.worker_id,
+            )
+        if path == METRICS_PATH:
+            return metrics_response(self.metrics)
+        return web.json_response(
+            {"error": "not found", "detail": f"the proxy answers {HEALTH_PATH} and {METRICS_PATH}"},
+            status=404,
+        )
+
+    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        """cleanup_ctx: sessions and sink up, then (at shutdown) sink sealed, sessions closed."""
+        proxy = self.config.proxy
+        upstream_session = new_session(proxy.max_connections, proxy.connect_timeout_s)
+        analyzer_session = new_session(_ANALYZER_POOL, proxy.connect_timeout_s)
+        try:
+            self._upstream = Forwarder(
+                upstream_session,
+                proxy.upstream,
+                upstream_timeout_s=proxy.upstream_timeout_s,
+                metrics=self.metrics,
+            )
+            self._analyzer = Forwarder(
+                analyzer_session,
+                self.config.analyzer_url,
+                upstream_timeout_s=proxy.upstream_timeout_s,
+                metrics=self.metrics,
+                name="analyzer",
+            )
+            if self.config.capture.enabled:
+                await self._start_capture()
+            yield
+        finally:
+            try:
+                if self.sink is not None:
+                    self._capture = None
+                    await self.sink.close()
+            finally:
+                await upstream_session.close()
+                await analyzer_session.close()
+
+    async def _start_capture(self) -> None:
+        from capture_proxy.sampling import Sampler
+        from capture_proxy.sink import CaptureSink
+
+        capture = self.config.capture
+        sink = CaptureSink(self.config, self.metrics, clock=self._clock, worker_id=self.worker_id)
+        await sink.start()
+        self.sink = sink
+        sampler = Sampler(capture.sampling_percentage)
+        self._capture = CaptureHooks(
+            sample=sampler.sample,
+            submit=sink.submit,
+            metrics=self.metrics,
+            inference_id_headers=tuple(capture.inference_id_headers),
+            max_capture_bytes=capture.max_capture_bytes,
+            capture_input="input" in capture.mode,
+            capture_output="output" in capture.mode,
+        )
+
+
+PROXY_KEY = web.AppKey("proxy", Proxy)
+
+
+def build_app(
+    config: ModelmonConfig,
+    *,
+    metrics: ProxyMetrics | None = None,
+    clock: Callable[[], float] = time.time,
+    worker_id: int = 0,
+) -> web.Application:
+    """The proxy app for ``config``; serve it with ``handler_cancellation=True`` (see main)."""
+    proxy = Proxy(
+        config,
+        metrics if metrics is not None else ProxyMetrics(),
+        clock=clock,
+        worker_id=worker_id,
+    )
+    app = web.Application(handler_args={"max_field_size": 65536})
+    app[PROXY_KEY] = proxy
+    app.cleanup_ctx.append(proxy.lifecycle)
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    return app

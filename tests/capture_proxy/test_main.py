@@ -1,0 +1,135 @@
+"""``modelmon proxy`` as a real subprocess: start, forward, capture, SIGTERM, exit 0, sealed."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+from modelmon.capture_record import parse_record_line
+from tests.capture_proxy.conftest import Upstream
+
+LISTENING = re.compile(rb"worker (\d+) listening on (http://[0-9.]+:\d+)")
+
+
+def _write_config(tmp_path: Path, upstream: str, workers: int) -> Path:
+    config = {
+        "endpoint": {"name": "cli-model", "variant": "v1"},
+        "proxy": {"listen": "127.0.0.1:0", "upstream": upstream, "workers": workers},
+        "capture": {"enabled": True, "sampling_percentage": 100, "dir": "capture"},
+    }
+    path = tmp_path / "modelmon.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def _start(config: Path, workers: int) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "modelmon",
+        "proxy",
+        "--config",
+        str(config),
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stderr is not None
+    ready: dict[int, str] = {}
+    async with asyncio.timeout(30):
+        while len(ready) < workers:
+            line = await proc.stderr.readline()
+            assert line, f"proxy exited before listening (status {await proc.wait()})"
+            match = LISTENING.search(line)
+            if match:
+                ready[int(match.group(1))] = match.group(2).decode()
+    assert len(set(ready.values())) == 1, ready  # every worker on the same port
+    return proc, ready[0]
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> tuple[int, bytes]:
+    assert proc.stderr is not None
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(30):
+        rest = await proc.stderr.read()
+        return await proc.wait(), rest
+
+
+def _kill_if_running(proc: asyncio.subprocess.Process) -> None:
+    """A failed test must not leave a proxy (or its workers) behind."""
+    if proc.returncode is None:
+        proc.kill()
+
+
+def _records(root: Path) -> list[dict[str, object]]:
+    assert not list(root.rglob("*.part"))
+    files = sorted(root.rglob("*.jsonl"))
+    return [parse_record_line(line) for f in files for line in f.read_bytes().splitlines()]
+
+
+async def _traffic(url: str, count: int) -> tuple[list[str], set[int]]:
+    ids = []
+    workers = set()
+    # force_close: one connection per request, so SO_REUSEPORT can spread them over workers.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for i in range(count):
+            async with session.post(
+                f"{url}/echo", data=f"{i},2\n", headers={"Content-Type": "text/csv"}
+            ) as resp:
+                assert resp.status == 200
+                assert await resp.text() == f"{i},2\n"
+                ids.append(resp.headers["X-Modelmon-Event-Id"])
+            async with session.get(f"{url}/monitor/proxy/health") as resp:
+                health = await resp.json()
+                assert health["upstream"]["reachable"] is True
+                workers.add(health["worker_id"])
+    return ids, workers
+
+
+async def test_cli_proxy_forwards_captures_and_seals_on_sigterm(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    proc, url = await _start(_write_config(tmp_path, upstream.url, workers=1), 1)
+    ids, workers = await _traffic(url, 10)
+    assert workers == {0}
+    status, log = await _stop(proc)
+    assert status == 0, log.decode()
+    records = _records(tmp_path / "capture" / "cli-model" / "v1")
+    assert sorted(r["eventMetadata"]["eventId"] for r in records) == sorted(ids)  # type: ignore[index]
+
+
+async def test_cli_workers_share_the_port_and_each_writes_its_own_files(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    proc, url = await _start(_write_config(tmp_path, upstream.url, workers=2), 2)
+    ids, workers = await _traffic(url, 40)
+    assert workers == {0, 1}  # 40 fresh connections all hashed to one worker: p = 2**-39
+    status, log = await _stop(proc)
+    assert status == 0, log.decode()
+    records = _records(tmp_path / "capture")
+    assert sorted(r["eventMetadata"]["eventId"] for r in records) == sorted(ids)  # type: ignore[index]
+    assert b"worker 0 stopped" in log and b"worker 1 stopped" in log
+
+
+async def test_cli_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("proxy: {upstream: 'http://127.0.0.1:1', workerz: 2}\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "modelmon",
+        "proxy",
+        "--config",
+        str(path),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert b"proxy.workerz" in err
