@@ -1,0 +1,216 @@
+"""Statistical quality of the drift verdict (issue 3, "Measured" item 1).
+
+    python bench/drift_quality.py [--windows 200] [--evidently-windows 6]
+
+A baseline of 1,000,000 rows per feature (standard normal, sketched once with KLL k=2048),
+windows of 100 / 1,000 / 10,000 / 100,000 rows sketched the same way as the live path.
+Prints, for thresholds 0.1 and 0.02:
+
+- the share of windows (20 features each, same distribution) with any false violation,
+  for our rule and, on the same windows, SageMaker's Simple and Robust rules;
+- the detection rate when one feature's true L∞ is 1.5 × the threshold (a location shift);
+- the smallest true L∞ detected in 95% of windows, per window size (bisection).
+
+With ``/work/evidently-venv/.ready`` present, Evidently 0.7's default DataDriftPreset runs in
+that venv on a subsample of the same windows (saved to a temp folder) and its verdicts are
+printed beside ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+from datasketches import kll_doubles_sketch
+
+from analyzer.drift import kll_epsilon, linf_numeric, sagemaker_robust, sampling_margin
+
+K = 2048
+N_BASE = 1_000_000
+FEATURES = 20
+SIZES = (100, 1_000, 10_000, 100_000)
+THRESHOLDS = (0.1, 0.02)
+ALPHA = 0.01
+EVIDENTLY_PY = Path("/work/evidently-venv/bin/python")
+EVIDENTLY_READY = Path("/work/evidently-venv/.ready")
+
+
+def items(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    sk = kll_doubles_sketch(K)
+    sk.update(values)
+    arr = np.array(list(iter(sk)), dtype=np.float64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1], kll_epsilon(K, sk.is_estimation_mode())
+
+
+def shift_for(distance: float) -> float:
+    """Location shift δ of N(0,1) whose KS distance to N(0,1) is ``distance``."""
+    return 2 * NormalDist().inv_cdf((1 + distance) / 2)
+
+
+class Bench:
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        t = time.perf_counter()
+        self.base = [items(self.rng.normal(size=N_BASE)) for _ in range(FEATURES)]
+        print(f"baseline: {FEATURES} × {N_BASE:,} rows sketched in {time.perf_counter() - t:.1f} s")
+
+    def stats(self, f: int, values: np.ndarray) -> tuple[float, float]:
+        """(observed L∞, our margin) of one feature's window against its baseline."""
+        bv, bw, be = self.base[f]
+        cv, cw, ce = items(values)
+        d = linf_numeric(bv, bw, cv, cw)
+        margin = sampling_margin(N_BASE, len(values), ALPHA / FEATURES) + be + ce
+        return d, margin
+
+    def false_alarms(self, m: int, windows: int) -> dict[str, dict[float, float]]:
+        hits = {r: dict.fromkeys(THRESHOLDS, 0.0) for r in ("ours", "simple", "sm_robust")}
+        margins = []
+        for _ in range(windows):
+            res = [self.stats(f, self.rng.normal(size=m)) for f in range(FEATURES)]
+            margins.append(res[0][1])
+            for tau in THRESHOLDS:
+                hits["ours"][tau] += any(d - mg > tau for d, mg in res)
+                hits["simple"][tau] += any(d > tau for d, _ in res)
+                hits["sm_robust"][tau] += any(sagemaker_robust(d, N_BASE, m) > tau for d, _ in res)
+        out = {r: {t: v / windows for t, v in h.items()} for r, h in hits.items()}
+        out["margin"] = {t: float(np.mean(margins)) for t in THRESHOLDS}
+        return out
+
+    def detection(self, m: int, tau: float, true_d: float, windows: int) -> float:
+        delta = shift_for(true_d)
+        hit = 0
+        for w in range(windows):
+            d, mg = self.stats(w % FEATURES, self.rng.normal(delta, size=m))
+            hit += d - mg > tau
+        return hit / windows
+
+    def smallest_detected(self, m: int, tau: float, windows: int) -> float:
+        lo, hi = tau, min(1.0, tau + 4 * sampling_margin(N_BASE, m, ALPHA / FEATURES) + 0.05)
+        if self.detection(m, tau, min(hi, 0.999), windows) < 0.95:
+            return float("nan")
+        for _ in range(7):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if self.detection(m, tau, mid, windows) < 0.95 else (lo, mid)
+        return hi
+
+
+EVIDENTLY_SCRIPT = r"""
+import json, sys, numpy as np, pandas as pd
+from evidently import Report
+from evidently.presets import DataDriftPreset
+data = np.load(sys.argv[1])
+cols = [f"f{i}" for i in range(data["reference"].shape[1])]
+ref = pd.DataFrame(data["reference"], columns=cols)
+out = []
+for key in sorted(k for k in data.files if k != "reference"):
+    snap = Report([DataDriftPreset()]).run(current_data=pd.DataFrame(data[key], columns=cols),
+                                           reference_data=ref).dict()
+    drifted, dataset = [], False
+    for metric in snap["metrics"]:
+        cfg = metric["config"]
+        if cfg["type"].endswith("ValueDrift"):
+            value, thr = metric["value"], cfg["threshold"]
+            pval = "p_value" in metric["metric_name"]
+            if (value < thr) if pval else (value >= thr):
+                drifted.append(cfg["column"])
+        elif cfg["type"].endswith("DriftedColumnsCount"):
+            dataset = metric["value"]["share"] >= cfg["drift_share"]
+    out.append({"key": key, "drifted": drifted, "dataset_drift": dataset})
+print(json.dumps(out))
+"""
+
+
+def run_evidently(bench: Bench, windows: int) -> None:
+    """Evidently's default verdicts on a subsample of windows (reference: 100,000 rows)."""
+    ref = bench.rng.normal(size=(100_000, FEATURES))
+    scen = {"null": 0.0, "shift_0.1": shift_for(0.15), "shift_0.02": shift_for(0.03)}
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays: dict[str, np.ndarray] = {"reference": ref}
+        ours: dict[str, bool] = {}
+        for m in SIZES:
+            for name, delta in scen.items():
+                for w in range(windows):
+                    x = bench.rng.normal(size=(m, FEATURES))
+                    x[:, 0] += delta
+                    key = f"{name}|{m:06d}|{w:02d}"
+                    arrays[key] = x
+                    tau = 0.02 if name == "shift_0.02" else 0.1
+                    feats = range(FEATURES) if name == "null" else range(1)
+                    ours[key] = any(
+                        d - mg > tau for d, mg in (bench.stats(f, x[:, f]) for f in feats)
+                    )
+        path = Path(tmp) / "windows.npz"
+        np.savez(path, **arrays)  # type: ignore[arg-type]
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [str(EVIDENTLY_PY), "-c", EVIDENTLY_SCRIPT, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        took = time.perf_counter() - t
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(
+        f"\nEvidently 0.7 DataDriftPreset (defaults), {windows} windows per cell, "
+        f"reference = 100,000 rows (a subsample: 1M is too slow), {took:.0f} s"
+    )
+    print(
+        f"{'scenario':<12}{'rows':>8}  {'evidently: any column':>22}  {'dataset drift':>14}"
+        f"  {'ours: any':>10}"
+    )
+    for name in scen:
+        for m in SIZES:
+            sel = [r for r in rows if r["key"].startswith(f"{name}|{m:06d}|")]
+            anyc = np.mean(
+                [bool(r["drifted"]) if name == "null" else "f0" in r["drifted"] for r in sel]
+            )
+            ds = np.mean([r["dataset_drift"] for r in sel])
+            our = np.mean([ours[r["key"]] for r in sel])
+            print(f"{name:<12}{m:>8}  {anyc:>22.0%}  {ds:>14.0%}  {our:>10.0%}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--windows", type=int, default=200)
+    ap.add_argument("--search-windows", type=int, default=200)
+    ap.add_argument("--evidently-windows", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=20261127)
+    args = ap.parse_args()
+    bench = Bench(args.seed)
+    print(
+        f"k={K}, ε(k)={kll_epsilon(K, True):.5f} per sketch, α={ALPHA} per window, "
+        f"Bonferroni over {FEATURES} features, {args.windows} windows per cell\n"
+    )
+    print("False alarms (share of same-distribution windows with any violation, 20 features)")
+    print(f"{'rows':>8} {'τ':>6} {'ours':>8} {'SM Simple':>10} {'SM Robust':>10} {'margin':>8}")
+    for m in SIZES:
+        t = time.perf_counter()
+        fa = bench.false_alarms(m, args.windows)
+        margin = fa["margin"][THRESHOLDS[0]]
+        for tau in THRESHOLDS:
+            print(
+                f"{m:>8} {tau:>6} {fa['ours'][tau]:>8.1%} {fa['simple'][tau]:>10.1%} "
+                f"{fa['sm_robust'][tau]:>10.1%} {margin:>8.4f}"
+            )
+        print(f"{'':>8} ({time.perf_counter() - t:.0f} s)")
+    print("\nDetection (one feature at true L∞ = 1.5 τ) and smallest true L∞ detected 95%")
+    print(f"{'rows':>8} {'τ':>6} {'detect@1.5τ':>12} {'D95':>8}")
+    for tau in THRESHOLDS:
+        for m in SIZES:
+            det = bench.detection(m, tau, 1.5 * tau, args.windows)
+            d95 = bench.smallest_detected(m, tau, args.search_windows)
+            print(f"{m:>8} {tau:>6} {det:>12.1%} {d95:>8.4f}")
+    if EVIDENTLY_READY.exists() and args.evidently_windows > 0:
+        run_evidently(bench, args.evidently_windows)
+    else:
+        print("\nEvidently: /work/evidently-venv not ready, skipped")
+
+
+if __name__ == "__main__":
+    main()
