@@ -1,0 +1,219 @@
+"""``modelmon status``: the analyzer's ``/monitor/status`` document, readable in a terminal.
+
+The document is fetched from the proxy (which forwards ``/monitor/*``) or from the analyzer
+itself, with a bearer token from the environment when one is set. Rendering is tolerant: any
+field may be missing (an analyzer that has not run yet), and fields it does not know are
+ignored, so a newer analyzer never breaks an older ``status``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from modelmon.config import ModelmonConfig, parse_listen
+
+__all__ = ["default_url", "fetch_status", "render_status", "run_status", "summary_line"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_TOKEN_ENV = "MODELMON_TOKEN"
+_SEVERITY = {"alert": 0, "warning": 1, "not_enough_data": 2, "no_baseline": 3, "no_data": 4}
+_COLOURS = {"alert": "31", "warning": "33", "ok": "32"}
+
+
+class StatusError(Exception):
+    """The status could not be fetched; the message is one line for the user."""
+
+
+def default_url(config: ModelmonConfig | None) -> str:
+    """The proxy's address from the config (``0.0.0.0`` becomes loopback), else the default."""
+    if config is None:
+        return DEFAULT_URL
+    host, port = parse_listen(config.proxy.listen)
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _token(config: ModelmonConfig | None) -> str | None:
+    name = (config.analyzer.auth_token_env if config else None) or DEFAULT_TOKEN_ENV
+    return os.environ.get(name) or None
+
+
+def fetch_status(url: str, token: str | None = None, timeout_s: float = 10.0) -> dict[str, Any]:
+    """GET ``{url}/monitor/status``; raises :class:`StatusError` with a one-line reason."""
+    target = url.rstrip("/") + "/monitor/status"
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        response = httpx.get(target, headers=headers, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise StatusError(f"cannot reach {target}: {exc or type(exc).__name__}") from exc
+    if response.status_code != 200:
+        hint = " (set MODELMON_TOKEN)" if response.status_code in (401, 403) else ""
+        message = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+        raise StatusError(f"{target} answered {response.status_code}{hint}: {message}".rstrip(": "))
+    try:
+        document = response.json()
+    except ValueError as exc:
+        raise StatusError(f"{target} did not answer JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise StatusError(f"{target} answered {type(document).__name__}, not a status object")
+    return document
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if isinstance(value, bool) or value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _state(value: Any, colour: bool) -> str:
+    text = str(value or "unknown")
+    code = _COLOURS.get(text)
+    shown = text.upper() if text in ("alert", "warning") else text
+    return f"\x1b[{code}m{shown}\x1b[0m" if colour and code else shown
+
+
+def _age(stamp: Any) -> str:
+    if not isinstance(stamp, str):
+        return ""
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    if moment.tzinfo is None:
+        return ""
+    seconds = (datetime.now(moment.tzinfo) - moment).total_seconds()
+    return f" ({seconds:.0f}s ago)"
+
+
+def _feature_order(item: tuple[str, Any]) -> tuple[int, float, str]:
+    name, feature = item
+    feature = _dict(feature)
+    distance = feature.get("distance")
+    score = float(distance) if isinstance(distance, int | float) else -1.0
+    return (_SEVERITY.get(str(feature.get("state")), 5), -score, name)
+
+
+def drifting_features(monitor: dict[str, Any]) -> list[str]:
+    """Names of the features in ``alert``, worst distance first."""
+    features = sorted(_dict(monitor.get("features")).items(), key=_feature_order)
+    return [name for name, feature in features if _dict(feature).get("state") == "alert"]
+
+
+def _render_monitor(name: str, monitor: dict[str, Any], colour: bool) -> list[str]:
+    window = _dict(monitor.get("window"))
+    lines = [
+        f"{name}: {_state(monitor.get('state'), colour)}"
+        f"   window {window.get('start', '?')} → {window.get('end', '?')}"
+        f"   samples {_num(monitor.get('samples'))}"
+    ]
+    features = sorted(_dict(monitor.get("features")).items(), key=_feature_order)
+    if features:
+        width = max(7, *(len(name) for name, _ in features))
+        lines.append(f"  {'feature':<{width}}  {'state':<15}  {'distance':>9}  {'threshold':>9}")
+        for feature_name, raw in features:
+            feature = _dict(raw)
+            state = str(feature.get("state") or "-")
+            shown = _state(state, colour) + " " * max(0, 15 - len(_state(state, False)))
+            lines.append(
+                f"  {feature_name:<{width}}  {shown}  {_num(feature.get('distance')):>9}"
+                f"  {_num(feature.get('threshold')):>9}"
+            )
+    violations = monitor.get("violations")
+    if isinstance(violations, list) and violations:
+        lines.append(f"  violations ({len(violations)}):")
+        for raw in violations:
+            violation = _dict(raw)
+            lines.append(
+                f"    {violation.get('feature_name', '?')}: "
+                f"{violation.get('constraint_check_type', '?')}: {violation.get('description', '')}"
+            )
+    return lines
+
+
+def _render_ingest(ingest: dict[str, Any]) -> str:
+    parts = [f"{_num(ingest.get('records'))} records", f"{_num(ingest.get('bad_records'))} bad"]
+    parts.append(f"{_num(ingest.get('files'))} files")
+    for key, value in ingest.items():
+        if key in ("records", "bad_records", "files"):
+            continue
+        if isinstance(value, dict) and value:
+            inner = ", ".join(f"{k}={_num(v)}" for k, v in value.items())
+            parts.append(f"{key}: {inner}")
+        elif isinstance(value, int | float | str) and not isinstance(value, bool):
+            parts.append(f"{key} {_num(value)}")
+    return "ingest: " + ", ".join(parts)
+
+
+def render_status(document: dict[str, Any], source: str = "", colour: bool = False) -> str:
+    """The status document as terminal text: state, monitors, features, ingest, freshness."""
+    lines = [
+        f"state: {_state(document.get('state'), colour)}" + (f"   ({source})" if source else "")
+    ]
+    last_run = document.get("last_run")
+    stale = document.get("stale_s")
+    lines.append(
+        f"last run: {last_run or 'never'}{_age(last_run)}"
+        + (f"   stale_s: {_num(stale, 1)}" if stale is not None else "")
+    )
+    lines.append(_render_ingest(_dict(document.get("ingest"))))
+    monitors = _dict(document.get("monitors"))
+    if not monitors:
+        lines.append("no monitors reported yet")
+    for name, monitor in sorted(monitors.items()):
+        lines.append("")
+        lines.extend(_render_monitor(name, _dict(monitor), colour))
+    return "\n".join(lines)
+
+
+def summary_line(document: dict[str, Any]) -> str:
+    """One line: the overall state, samples and the drifting (or closest) features."""
+    monitor = _dict(_dict(document.get("monitors")).get("data_quality"))
+    parts = [f"state {document.get('state', 'unknown')}"]
+    if "samples" in monitor:
+        parts.append(f"samples {_num(monitor.get('samples'))}")
+    features = sorted(_dict(monitor.get("features")).items(), key=_feature_order)
+    drifting = [item for item in features if _dict(item[1]).get("state") == "alert"]
+    shown = drifting or features[:1]
+    if shown:
+        label = "drifting" if drifting else "closest"
+        described = ", ".join(
+            f"{name} {_num(_dict(f).get('distance'), 3)}/{_num(_dict(f).get('threshold'), 2)}"
+            for name, f in shown
+        )
+        parts.append(f"{label}: {described}")
+    return "  ".join(parts)
+
+
+def run_status(url: str | None, config: ModelmonConfig | None, raw: bool) -> int:
+    """Print the status from ``url`` (default: the config's proxy); 1 when it cannot be read."""
+    base = (url or default_url(config)).rstrip("/")
+    try:
+        document = fetch_status(base, _token(config))
+    except StatusError as exc:
+        print(f"modelmon status: {exc}", file=sys.stderr)
+        return 1
+    if raw:
+        print(json.dumps(document, indent=2, sort_keys=True))
+        return 0
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    print(render_status(document, base, colour))
+    return 0
