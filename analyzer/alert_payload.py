@@ -92,7 +92,8 @@ def alert_signature(monitor: str, new: str, payload: Mapping[str, Any]) -> Hasha
             for v in payload["violations"]
         )
     )
-    return (monitor, new, tuple(payload["features"]), checks)
+    alerting = tuple(n for n, f in payload["features"].items() if f.get("state") == "alert")
+    return (monitor, new, alerting, checks)
 
 
 def redact_url(url: str) -> str:

@@ -284,7 +284,12 @@ class AlertDispatcher:
         error = ""
         for attempt in range(1, self._config.max_attempts + 1):
             try:
-                response = await self._client.post(url, content=delivery.body, headers=headers)
+                # httpx's timeout is per phase; this bounds the whole request (slow drip too)
+                async with asyncio.timeout(self._config.timeout_s):
+                    response = await self._client.post(url, content=delivery.body, headers=headers)
+            except TimeoutError:
+                error = f"no answer within {self._config.timeout_s:g} s"
+                retryable = True
             except httpx.TransportError as exc:
                 error = f"{type(exc).__name__}: {str(exc).replace(url, redact_url(url))}"
                 retryable = True

@@ -341,3 +341,22 @@ async def test_status_may_be_the_monitor_part_only_and_odd_values_serialize(
     assert payload["features"]["income"]["state"] == "alert"
     assert payload["window"]["start"] == str(pytest)
     json.dumps(payload)
+
+
+async def test_a_receiver_that_never_answers_times_out_and_is_retried(
+    aiohttp_server: ServerFactory,
+) -> None:
+    receiver = Receiver(hang=True)
+    url = await _serve(aiohttp_server, receiver)
+    dispatcher = _dispatcher([url], timeout_s=0.2, max_attempts=2)
+    await dispatcher.start()
+    try:
+        dispatcher.state_changed("data_quality", "ok", "alert", _status("alert"))
+        await dispatcher.close()
+    finally:
+        receiver.release.set()
+
+    assert receiver.count == 2
+    stats = dispatcher.stats()
+    assert (stats["sent"], stats["failed"], stats["retries"]) == (0, 1, 1)
+    assert "no answer within 0.2 s" in stats["last_error"]
