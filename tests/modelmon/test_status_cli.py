@@ -1,0 +1,157 @@
+"""``modelmon status`` against a real aiohttp server serving a status document."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from modelmon.config import parse_config
+from modelmon.status_cli import default_url, render_status, summary_line
+
+DOCUMENT: dict[str, Any] = {
+    "state": "alert",
+    "monitors": {
+        "data_quality": {
+            "state": "alert",
+            "window": {"start": "2026-11-27T06:00:00Z", "end": "2026-11-27T07:00:00Z"},
+            "samples": 1500,
+            "violations": [
+                {
+                    "feature_name": "income",
+                    "constraint_check_type": "baseline_drift_check",
+                    "description": "distance 0.23 exceeds threshold 0.1",
+                }
+            ],
+            "features": {
+                "age": {"state": "ok", "distance": 0.01, "threshold": 0.1},
+                "income": {"state": "alert", "distance": 0.23, "threshold": 0.1},
+                "state": {"state": "warning", "distance": 0.085, "threshold": 0.1},
+            },
+        }
+    },
+    "ingest": {"records": 60000, "bad_records": 7, "files": 60, "bad_by_reason": {"json": 7}},
+    "last_run": "2026-11-27T07:00:05Z",
+    "stale_s": 3,
+}
+
+
+class StatusServer:
+    """A real server answering ``/monitor/status``; remembers the Authorization it saw."""
+
+    def __init__(self) -> None:
+        self.authorization: str | None = None
+        self.required_token: str | None = None
+        self.url = ""
+
+    async def status(self, request: web.Request) -> web.Response:
+        self.authorization = request.headers.get("Authorization")
+        if self.required_token and self.authorization != f"Bearer {self.required_token}":
+            return web.json_response({"error": "a bearer token is required"}, status=401)
+        return web.json_response(DOCUMENT)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[StatusServer]:
+    state = StatusServer()
+    app = web.Application()
+    app.router.add_get("/monitor/status", state.status)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    yield state
+    await runner.cleanup()
+
+
+async def _status(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``modelmon status`` as a subprocess (the server keeps answering meanwhile)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "modelmon",
+        "status",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_prints_state_features_violations_and_ingest(server: StatusServer) -> None:
+    code, out, err = await _status("--url", server.url)
+    assert code == 0, err
+    assert out.startswith("state: ALERT")
+    assert "samples 1500" in out and "2026-11-27T06:00:00Z → 2026-11-27T07:00:00Z" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("  ") and "0.1000" in line]
+    assert [row[0] for row in rows] == ["income", "state", "age"]  # drifting first
+    assert rows[0][1:] == ["ALERT", "0.2300", "0.1000"]
+    assert "income: baseline_drift_check: distance 0.23 exceeds threshold 0.1" in out
+    assert "60000 records, 7 bad, 60 files, bad_by_reason: json=7" in out
+    assert "last run: 2026-11-27T07:00:05Z" in out and "stale_s: 3" in out
+    assert "\x1b[" not in out  # no colour codes when stdout is not a terminal
+
+
+async def test_json_prints_the_raw_document(server: StatusServer) -> None:
+    code, out, _ = await _status("--url", server.url + "/", "--json")
+    assert code == 0
+    assert json.loads(out) == DOCUMENT
+
+
+async def test_token_from_the_environment(server: StatusServer) -> None:
+    server.required_token = "s3cret"
+    code, _, err = await _status("--url", server.url, env={"MODELMON_TOKEN": ""})
+    assert code == 1
+    assert "answered 401 (set MODELMON_TOKEN)" in err
+    code, out, _ = await _status("--url", server.url, env={"MODELMON_TOKEN": "s3cret"})
+    assert code == 0 and server.authorization == "Bearer s3cret"
+    assert out.startswith("state: ALERT")
+
+
+async def test_url_comes_from_the_config(server: StatusServer, tmp_path: Path) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    config = tmp_path / "m.yaml"
+    config.write_text(
+        yaml.safe_dump({"proxy": {"listen": f"0.0.0.0:{port}", "upstream": "http://x:1"}})
+    )
+    code, out, err = await _status("--config", str(config))
+    assert code == 0, err
+    assert f"(http://127.0.0.1:{port})" in out
+
+
+async def test_a_down_service_is_one_clear_line_and_exit_1() -> None:
+    with socket.socket() as sock:  # a port nobody listens on: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        code, out, err = await _status("--url", url)
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith(f"modelmon status: cannot reach {url}/monitor/status")
+
+
+def test_default_url_from_listen() -> None:
+    assert default_url(None) == "http://127.0.0.1:8080"
+    config = parse_config({"proxy": {"listen": "[::1]:9000", "upstream": "http://x:1"}})
+    assert default_url(config) == "http://[::1]:9000"
+
+
+def test_render_tolerates_an_empty_or_partial_document() -> None:
+    assert render_status({}).splitlines()[0] == "state: unknown"
+    partial = {"state": "not_enough_data", "monitors": {"data_quality": {"samples": 12}}}
+    text = render_status(partial)
+    assert "data_quality: unknown" in text  # the monitor's own state is missing
+    assert "samples 12" in text
+    assert summary_line(DOCUMENT) == "state alert  samples 1500  drifting: income 0.230/0.10"
