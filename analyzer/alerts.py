@@ -210,6 +210,9 @@ class AlertDispatcher:
                 self._suppressed += 1
                 log.info("alert %s -> %s for %s suppressed (cooldown)", old, new, monitor)
                 return
+            if len(self._last_enqueued) >= 1024:  # forget alerts whose cooldown is over
+                cutoff = now - self._config.cooldown_s
+                self._last_enqueued = {k: t for k, t in self._last_enqueued.items() if t > cutoff}
             self._last_enqueued[key] = now
             delivery = _Delivery(id=delivery_id, body=body)
             for hook in self._webhooks:
