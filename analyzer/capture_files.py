@@ -1,0 +1,129 @@
+"""Finding and reading sealed capture files (ours and SageMaker's), gzip transparently.
+
+Layout: ``{root}/{endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl`` (or ``.jsonl.gz``). Only sealed
+files are listed: never ``*.part`` (being written), hidden files or other temporary names.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+__all__ = [
+    "SEALED_SUFFIXES",
+    "hour_of",
+    "is_sealed",
+    "read_line_batches",
+    "read_lines",
+    "sealed_files",
+]
+
+SEALED_SUFFIXES = (".jsonl", ".jsonl.gz")
+_READ_BYTES = 1 << 20
+_HOUR = timedelta(hours=1)
+
+
+def is_sealed(path: Path) -> bool:
+    """A finished capture file: ``*.jsonl`` or ``*.jsonl.gz``, not hidden, not temporary."""
+    name = path.name
+    return not name.startswith((".", "~")) and name.endswith(SEALED_SUFFIXES)
+
+
+def hour_of(folder: Path) -> datetime | None:
+    """The UTC hour of a ``yyyy/mm/dd/hh`` folder, or None when it is not one."""
+    parts = folder.parts[-4:]
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        return None
+    try:
+        year, month, day, hour = (int(p) for p in parts)
+        return datetime(year, month, day, hour, tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _digit_dirs(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
+    except OSError:
+        return []
+
+
+def sealed_files(
+    capture_root: Path,
+    endpoint: str,
+    variant: str,
+    start: datetime | None,
+    end: datetime | None,
+) -> list[Path]:
+    """Sealed files of hour folders overlapping ``[start, end)`` (None: unbounded), in order.
+
+    A file's hour folder is the UTC hour of its records' invocations, so a file is listed when
+    its hour ``[h, h+1)`` overlaps the window; records outside the window are the reader's to
+    drop.
+    """
+    base = Path(capture_root) / endpoint / variant
+    start, end = _utc(start), _utc(end)
+    found: list[Path] = []
+    for year in _digit_dirs(base):
+        for month in _digit_dirs(year):
+            for day in _digit_dirs(month):
+                for hour_dir in _digit_dirs(day):
+                    hour = hour_of(hour_dir)
+                    if hour is None:
+                        continue
+                    if start is not None and hour + _HOUR <= start:
+                        continue
+                    if end is not None and hour >= end:
+                        continue
+                    try:
+                        names = sorted(hour_dir.iterdir())
+                    except OSError:
+                        continue
+                    found.extend(p for p in names if is_sealed(p) and p.is_file())
+    return found
+
+
+def _open(path: Path) -> IO[bytes]:
+    if path.name.endswith(".gz"):
+        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def read_line_batches(path: Path, offset: int = 0) -> Iterator[list[bytes]]:
+    """Lines (each with its ``\\n``; the last may lack it) in batches of about 1 MiB.
+
+    ``offset`` counts bytes of the (uncompressed) content; the lengths of the lines yielded add
+    up to the bytes read, so ``offset + sum(len(line))`` is where to resume.
+    """
+    with _open(Path(path)) as handle:
+        if offset:
+            handle.seek(offset)
+        rest = b""
+        while True:
+            block = handle.read(_READ_BYTES)
+            if not block:
+                break
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                rest = block
+                continue
+            rest = block[cut:]
+            yield block[:cut].splitlines(keepends=True)
+        if rest:
+            yield [rest]
+
+
+def read_lines(path: Path, offset: int = 0) -> Iterator[bytes]:
+    """The lines of a capture file from byte ``offset`` (see :func:`read_line_batches`)."""
+    for batch in read_line_batches(path, offset):
+        yield from batch

@@ -1,0 +1,244 @@
+"""Payload codecs: capture records to column-oriented rows of named features and predictions.
+
+This is the analyzer's hot path, so a batch of records is decoded in two steps: a cheap pass
+per record (parse the line once with orjson, decode BASE64, find the rows of the body) and one
+vectorized step per batch that splits all CSV lines at once and transposes rows into columns.
+A record that does not decode is counted by reason in :attr:`DecodedBatch.bad` and skipped;
+nothing here raises on bad input.
+
+Input columns are the features; output columns are predictions (``prediction``,
+``prediction_1``, … when the config names none). A row with more fields than
+``payload.input.columns`` names the extras ``_c{i}`` by position; fewer leave the rest missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from analyzer.columns import ColumnBuilder, input_name, output_name
+from analyzer.payload_rows import (
+    INPUT_KEYS,
+    OUTPUT_KEYS,
+    PayloadError,
+    Rows,
+    csv_rows,
+    json_rows,
+    parse_json_body,
+    v2_rows,
+)
+from modelmon.config import PayloadConfig, PayloadSide
+
+__all__ = ["DecodedBatch", "PayloadDecoder", "decode_body"]
+
+
+@dataclass
+class DecodedBatch:
+    """Rows decoded from many records, column-oriented.
+
+    ``columns`` and ``predictions`` map a name to ``n_rows`` values each (``None`` or ``""`` is
+    missing). Values are what the payload held: strings for CSV, JSON scalars for JSON.
+    Per successfully decoded record: ``record_rows`` (rows it contributed), ``event_ids``,
+    ``inference_ids``, ``inference_times``. ``rows_without_input`` / ``rows_without_output``
+    count rows whose record had no such side (capture mode input or output only): their
+    values are padding, not missing data. ``field_counts`` counts input rows by their number
+    of fields. ``warnings`` counts problems of records that were kept (e.g. an output that
+    did not decode).
+    """
+
+    columns: dict[str, list[object]] = field(default_factory=dict)
+    n_rows: int = 0
+    record_rows: list[int] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
+    inference_ids: list[str | None] = field(default_factory=list)
+    inference_times: list[datetime] = field(default_factory=list)
+    bad: Counter[str] = field(default_factory=Counter)
+    predictions: dict[str, list[object]] = field(default_factory=dict)
+    field_counts: Counter[int] = field(default_factory=Counter)
+    rows_without_input: int = 0
+    rows_without_output: int = 0
+    warnings: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def n_records(self) -> int:
+        """Records decoded (bad ones excluded)."""
+        return len(self.record_rows)
+
+
+def _side_text(side: Any) -> str:
+    if not isinstance(side, dict):
+        raise PayloadError("bad_capture_side")
+    data = side.get("data")
+    if not isinstance(data, str):
+        raise PayloadError("no_data")
+    encoding = side.get("encoding")
+    if encoding == "CSV" or encoding == "JSON":
+        return data
+    if isinstance(encoding, str) and encoding.upper() == "BASE64":
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise PayloadError("bad_base64", str(exc)) from exc
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError("not_utf8", str(exc)) from exc
+    return data
+
+
+def decode_body(text: str, side: PayloadSide, output: bool) -> Rows:
+    """The rows of one body (already text) in the side's configured format."""
+    fmt = side.format
+    if fmt == "csv":
+        return csv_rows(text)
+    doc = parse_json_body(text)
+    if fmt == "v2":
+        return v2_rows(doc, "outputs" if output else "inputs", side.columns, side.path)
+    keys = (OUTPUT_KEYS if output else INPUT_KEYS)[fmt]
+    return json_rows(doc, keys, side.path)
+
+
+def _parse_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise PayloadError("bad_inference_time")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise PayloadError("bad_inference_time", value) from exc
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+
+
+def _row_width(rows: Rows) -> int:
+    if rows.kind == "csv":
+        return int(rows.data[0].count(",")) + 1
+    if rows.kind == "pos":
+        return len(rows.data[0])
+    return 0
+
+
+def _transposed(rows: Rows) -> Rows:
+    """A one-row output holding one value per input row (``0.1,0.2,0.3``) as a column."""
+    values = rows.data[0].split(",") if rows.kind == "csv" else list(rows.data[0])
+    return Rows("cols", {0: values}, len(values))
+
+
+class PayloadDecoder:
+    """Decodes capture records with the configured input and output codecs."""
+
+    def __init__(self, payload: PayloadConfig) -> None:
+        self.payload = payload
+
+    def decode_lines(self, lines: Iterable[bytes]) -> DecodedBatch:
+        """Raw JSON Lines (each parsed once); blank lines are skipped, bad ones counted."""
+        run = _Run(self.payload)
+        loads = orjson.loads
+        for line in lines:
+            if not line or line.isspace():
+                continue
+            try:
+                record = loads(line)
+            except orjson.JSONDecodeError:
+                run.batch.bad["not_json"] += 1
+                continue
+            run.add(record)
+        return run.finish()
+
+    def decode_records(self, records: Iterable[dict[str, Any]]) -> DecodedBatch:
+        """Records already parsed into dicts."""
+        run = _Run(self.payload)
+        for record in records:
+            run.add(record)
+        return run.finish()
+
+
+class _Run:
+    """The state of one decode call."""
+
+    def __init__(self, payload: PayloadConfig) -> None:
+        self.payload = payload
+        self.batch = DecodedBatch()
+        self.inputs = ColumnBuilder(payload.input.columns, input_name, track_fields=True)
+        self.outputs = ColumnBuilder(payload.output.columns, output_name, track_fields=False)
+
+    def add(self, record: Any) -> None:
+        batch = self.batch
+        try:
+            capture = record["captureData"]
+            metadata = record.get("eventMetadata") or {}
+            moment = _parse_time(metadata.get("inferenceTime"))
+            event_id = metadata.get("eventId")
+            if not isinstance(capture, dict) or not isinstance(event_id, str):
+                raise PayloadError("not_capture_record")
+            request = capture.get("endpointInput")
+            response = capture.get("endpointOutput")
+            if request is None and response is None:
+                raise PayloadError("no_capture_data")
+            truncated = (record.get("modelmon") or {}).get("truncated") or ()
+            in_rows = None
+            if request is not None:
+                if "input" in truncated:
+                    raise PayloadError("truncated_input")
+                in_rows = decode_body(_side_text(request), self.payload.input, output=False)
+            out_rows = None
+            if response is not None:
+                try:
+                    if "output" in truncated:
+                        raise PayloadError("truncated_output")
+                    out_rows = decode_body(_side_text(response), self.payload.output, output=True)
+                except PayloadError as exc:
+                    if in_rows is None:
+                        raise
+                    batch.warnings[f"output_{exc.reason}"] += 1
+        except PayloadError as exc:
+            batch.bad[exc.reason] += 1
+            return
+        except (KeyError, TypeError, AttributeError):
+            batch.bad["not_capture_record"] += 1
+            return
+        n = in_rows.n if in_rows is not None else out_rows.n  # type: ignore[union-attr]
+        if in_rows is not None:
+            self.inputs.add(in_rows)
+        else:
+            self.inputs.pad(n)
+            batch.rows_without_input += n
+        if out_rows is None:
+            self.outputs.pad(n)
+            batch.rows_without_output += n
+        else:
+            self._add_output(out_rows, n)
+        batch.n_rows += n
+        batch.record_rows.append(n)
+        batch.event_ids.append(event_id)
+        inference_id = metadata.get("inferenceId")
+        batch.inference_ids.append(inference_id if isinstance(inference_id, str) else None)
+        batch.inference_times.append(moment)
+
+    def _add_output(self, rows: Rows, n: int) -> None:
+        if rows.n == n:
+            self.outputs.add(rows)
+            return
+        if rows.n == 1 and len(self.payload.output.columns) <= 1 and _row_width(rows) == n:
+            self.outputs.add(_transposed(rows))
+            return
+        self.batch.warnings["output_row_mismatch"] += 1
+        if rows.n > n:
+            self.outputs.add(rows.take(n))
+        else:
+            self.outputs.add(rows)
+            self.outputs.pad(n - rows.n)
+
+    def finish(self) -> DecodedBatch:
+        batch = self.batch
+        batch.columns = self.inputs.finish()
+        batch.predictions = self.outputs.finish()
+        batch.field_counts = self.inputs.field_counts
+        return batch

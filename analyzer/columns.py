@@ -1,0 +1,153 @@
+"""Rows of many bodies into named columns, in one vectorized step per batch.
+
+Consecutive bodies of the same shape are kept together and converted at once: all CSV lines of
+a batch are joined and split in one call when they have the same number of fields and no
+quotes; positional rows are transposed with ``zip``. Pure (no I/O), used by
+:mod:`analyzer.codecs`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from itertools import chain
+from operator import itemgetter
+from typing import Any
+
+from analyzer.payload_rows import Rows
+
+__all__ = ["ColumnBuilder", "input_name", "output_name"]
+
+
+def input_name(index: int) -> str:
+    """SageMaker's name of an unnamed input column: ``_c{i}`` by position."""
+    return f"_c{index}"
+
+
+def output_name(index: int) -> str:
+    """The name of an unnamed output column: ``prediction``, ``prediction_1``, …"""
+    return "prediction" if index == 0 else f"prediction_{index}"
+
+
+class ColumnBuilder:
+    """Accumulates the rows of one side (input or output) of many records."""
+
+    def __init__(
+        self, names: Sequence[str], default_name: Callable[[int], str], track_fields: bool
+    ) -> None:
+        self._names = list(names)
+        self._default = default_name
+        self._track = track_fields
+        self.columns: dict[str, list[Any]] = {}
+        self.n = 0
+        self.field_counts: Counter[int] = Counter()
+        self._kind = ""
+        self._pending: list[Any] = []
+        self._pending_n = 0
+
+    def name(self, index: int) -> str:
+        """The feature name of the field at ``index``."""
+        return self._names[index] if index < len(self._names) else self._default(index)
+
+    def add(self, rows: Rows) -> None:
+        if rows.kind != self._kind:
+            self._flush()
+            self._kind = rows.kind
+        if rows.kind == "cols":
+            self._pending.append(rows)
+        else:
+            self._pending.extend(rows.data)
+        self._pending_n += rows.n
+
+    def pad(self, n: int) -> None:
+        """``n`` rows with no value at all (the side was not captured)."""
+        if self._kind != "pad":
+            self._flush()
+            self._kind = "pad"
+        self._pending_n += n
+
+    def finish(self) -> dict[str, list[Any]]:
+        self._flush()
+        return self.columns
+
+    def _flush(self) -> None:
+        kind, pending, n = self._kind, self._pending, self._pending_n
+        self._kind, self._pending, self._pending_n = "", [], 0
+        if n == 0:
+            return
+        if kind == "csv":
+            self._append(self._csv_columns(pending), n)
+        elif kind == "pos":
+            self._append(self._pos_columns(pending), n)
+        elif kind == "obj":
+            self._append(self._obj_columns(pending), n)
+        elif kind == "cols":
+            self._append(self._cols_columns(pending), n)
+        else:
+            self._append({}, n)
+
+    def _append(self, columns: dict[str, Sequence[Any]], n: int) -> None:
+        for name, values in columns.items():
+            column = self.columns.get(name)
+            if column is None:
+                column = self.columns[name] = [None] * self.n
+            column.extend(values)
+        self.n += n
+        for column in self.columns.values():
+            if len(column) < self.n:
+                column.extend([None] * (self.n - len(column)))
+
+    def _csv_columns(self, lines: list[str]) -> dict[str, Sequence[Any]]:
+        widths = {line.count(",") for line in lines}
+        if len(widths) == 1:
+            width = widths.pop() + 1
+            flat = ",".join(lines).split(",")
+            if self._track:
+                self.field_counts[width] += len(lines)
+            return {self.name(j): flat[j::width] for j in range(width)}
+        return self._pos_columns([line.split(",") for line in lines])
+
+    def _pos_columns(self, rows: list[list[Any]]) -> dict[str, Sequence[Any]]:
+        lengths = Counter(map(len, rows))
+        if self._track:
+            self.field_counts.update(lengths)
+        width = max(lengths)
+        if len(lengths) > 1:
+            rows = [row + [None] * (width - len(row)) if len(row) < width else row for row in rows]
+        return {self.name(j): column for j, column in enumerate(zip(*rows, strict=True))}
+
+    def _obj_columns(self, rows: list[dict[Any, Any]]) -> dict[str, Sequence[Any]]:
+        keys: dict[Any, None] = dict.fromkeys(self._names)
+        last: Any = None
+        lengths: Counter[int] = Counter()
+        for row in rows:
+            row_keys = row.keys()
+            if row_keys != last:
+                keys.update(dict.fromkeys(row_keys))
+                last = row_keys
+        if self._track:
+            lengths.update(map(len, rows))
+            self.field_counts.update(lengths)
+        present = [key for key in keys if any(key in row for row in rows)]
+        return {str(key): [row.get(key) for row in rows] for key in present}
+
+    def _cols_columns(self, segments: list[Rows]) -> dict[str, Sequence[Any]]:
+        first_keys = segments[0].data.keys()
+        if all(segment.data.keys() == first_keys for segment in segments):
+            if self._track:
+                self.field_counts[len(first_keys)] += sum(s.n for s in segments)
+            return {
+                self._key_name(key): list(
+                    chain.from_iterable(map(itemgetter(key), (s.data for s in segments)))
+                )
+                for key in first_keys
+            }
+        out = ColumnBuilder(self._names, self._default, self._track)
+        for segment in segments:
+            out._append({out._key_name(k): v for k, v in segment.data.items()}, segment.n)
+            if self._track:
+                self.field_counts[len(segment.data)] += segment.n
+        return dict(out.columns)
+
+    def _key_name(self, key: Any) -> str:
+        return self.name(key) if isinstance(key, int) else str(key)

@@ -1,0 +1,176 @@
+"""Type inference of raw values, as SageMaker's analyzer (Deequ) does it, vectorized per column.
+
+A present value is ``Integral`` when its text is an integer literal (``-12``), ``Fractional``
+when it is a decimal literal (``3.0``, ``.5``, ``1e-3``; note ``3.0`` is Fractional, as in
+AWS's own files), else ``String``. ``None`` and the empty string are missing. JSON numbers keep
+their JSON type (``3`` Integral, ``3.0`` Fractional); booleans and nested values are strings.
+Non-finite numbers (``nan``, ``inf``) are strings, as Deequ's patterns do not match them.
+
+Deequ's patterns are ``^(-|\\+)? ?\\d*\\.\\d*$`` and ``^(-|\\+)? ?\\d*$``; ours differ on purpose in
+three corner cases: we also accept exponents (``1e-05``, as numpy and most servers print
+floats), and we reject a lone sign, a lone dot and a space after the sign (Deequ would call
+``-`` Integral).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+__all__ = ["FRACTIONAL", "INTEGRAL", "STRING", "UNKNOWN", "SplitValues", "split_values"]
+
+INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unknown"
+
+_INTEGRAL = re.compile(r"[+-]?[0-9]+")
+_FRACTIONAL = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Characters that float() accepts but a numeric literal may not hold (nan, inf, 1_000, spaces).
+_NOT_LITERAL = re.compile(r"[^0-9eE.+\-\x1f]")
+
+
+@dataclass(slots=True)
+class SplitValues:
+    """A column chunk split by inferred type."""
+
+    missing: int = 0
+    numbers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
+    integral: int = 0
+    fractional: int = 0
+    strings: list[str] = field(default_factory=list)
+
+
+def _strings_split(values: list[str], out: SplitValues) -> None:
+    """Numeric-looking strings to numbers (fast path for clean columns), others stay strings."""
+    empty = values.count("")
+    if empty:
+        out.missing += empty
+        values = [v for v in values if v]
+    if not values:
+        return
+    joined = "\x1f".join(values)
+    if _NOT_LITERAL.search(joined) is None:
+        try:
+            numbers = np.array(values, dtype=np.float64)
+        except ValueError:
+            pass
+        else:
+            if "e" in joined or "E" in joined:
+                fractional = sum(1 for v in values if _INTEGRAL.fullmatch(v) is None)
+            else:
+                fractional = joined.count(".")
+            out.numbers = numbers
+            out.fractional += fractional
+            out.integral += len(values) - fractional
+            return
+    _slow_strings(values, out)
+
+
+def _slow_strings(values: list[str], out: SplitValues) -> None:
+    numbers: list[str] = []
+    for value in values:
+        if _INTEGRAL.fullmatch(value):
+            out.integral += 1
+            numbers.append(value)
+        elif _FRACTIONAL.fullmatch(value):
+            out.fractional += 1
+            numbers.append(value)
+        else:
+            out.strings.append(value)
+    out.numbers = np.array(numbers, dtype=np.float64) if numbers else out.numbers
+
+
+def _text(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _array_split(values: np.ndarray) -> SplitValues:
+    out = SplitValues()
+    if values.dtype.kind in "iu":
+        out.numbers = values.astype(np.float64)
+        out.integral = len(values)
+    elif values.dtype.kind == "f":
+        numbers = values.astype(np.float64)
+        nan = np.isnan(numbers)
+        out.missing = int(nan.sum())
+        numbers = numbers[~nan] if out.missing else numbers
+        out.numbers = numbers
+        out.fractional = len(numbers)
+    else:
+        return split_values(values.tolist())
+    _finite_only(out)
+    return out
+
+
+def split_values(values: Sequence[Any] | np.ndarray) -> SplitValues:
+    """Split one column chunk into missing count, numbers (with type counts) and strings.
+
+    Examples
+    --------
+    >>> s = split_values(["3", "3.0", "", None, "n/a", "1e3"])
+    >>> (s.missing, s.integral, s.fractional, s.strings, s.numbers.tolist())
+    (2, 1, 2, ['n/a'], [3.0, 3.0, 1000.0])
+    """
+    if isinstance(values, np.ndarray):
+        return _array_split(values)
+    out = SplitValues()
+    types = Counter(map(type, values))
+    if len(types) == 1 and str in types:
+        _strings_split(values if isinstance(values, list) else list(values), out)
+        _finite_only(out)
+        return out
+    out.missing = types.pop(type(None), 0)
+    n_int, n_float = types.pop(int, 0), types.pop(float, 0)
+    strings = [v for v in values if type(v) is str] if types.pop(str, 0) else []
+    if n_int or n_float:
+        if not types and not strings and not out.missing:
+            numbers = _floats(values)
+        else:
+            numbers = _floats([v for v in values if type(v) is int or type(v) is float])
+        out.integral, out.fractional = n_int, n_float
+        if strings:
+            text_part = SplitValues()
+            _strings_split(strings, text_part)
+            out.missing += text_part.missing
+            out.integral += text_part.integral
+            out.fractional += text_part.fractional
+            out.strings.extend(text_part.strings)
+            numbers = np.concatenate([numbers, text_part.numbers])
+        out.numbers = numbers
+    elif strings:
+        _strings_split(strings, out)
+    if types:  # booleans, nested values, anything else: strings
+        other = (int, float, str, type(None))
+        out.strings.extend(_text(v) for v in values if type(v) not in other)
+    _finite_only(out)
+    return out
+
+
+def _floats(values: Sequence[Any]) -> np.ndarray:
+    try:
+        return np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond the float range
+        return np.array([float(v) if abs(v) < 1e308 else np.inf for v in values])
+
+
+def _finite_only(out: SplitValues) -> None:
+    """Non-finite numbers (``nan``, ``inf``, overflowing literals) are strings, as in Deequ."""
+    finite = np.isfinite(out.numbers)
+    if finite.all():
+        return
+    bad = out.numbers[~finite]
+    out.strings.extend(str(v) for v in bad)
+    out.numbers = out.numbers[finite]
+    from_fractional = min(out.fractional, len(bad))
+    out.fractional -= from_fractional
+    out.integral -= len(bad) - from_fractional
