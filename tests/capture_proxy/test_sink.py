@@ -102,3 +102,20 @@ async def test_close_before_start_is_harmless(tmp_path: Path) -> None:
     await sink.close()
     assert metrics.drop_counts["shutdown"] == 1
     assert isinstance(sink, CaptureSink)
+
+
+async def test_a_lone_record_reaches_its_part_file_within_flush_interval(tmp_path: Path) -> None:
+    # One record is far below the batch that wakes the writer: only the flush timer writes it.
+    sink, _ = make_sink(tmp_path, flush_interval_s=0.05)
+    await sink.start()
+    sink.submit(exchange(HOUR_START + 1))
+
+    def lines_on_disk() -> int:
+        return sum(len(read_lines(p)) for p in part_files(tmp_path))
+
+    async def written() -> None:
+        while not await asyncio.to_thread(lines_on_disk):
+            pass
+
+    await asyncio.wait_for(written(), 10)
+    await sink.close()
