@@ -1,0 +1,261 @@
+"""Ingestion: sealed capture files → per-bucket profiles in SQLite, exactly once.
+
+Each tick lists the sealed capture files (never ``.part``), and for every file not yet fully
+read, reads on from the stored offset in chunks of whole lines. A chunk is decoded, profiled
+per time bucket (by each record's ``inferenceTime``), and committed in ONE transaction with:
+the bucket profiles merged into what is stored, the file's new offset and line count, and the
+ingest counters. A crash or ``kill -9`` at any moment therefore leaves either all of a chunk
+or none of it in the database; the restart goes on from the last committed offset, so no
+record is lost or counted twice. Every commit also checks that the stored offset is still
+the one the chunk started from, so two ingesters on one database cannot double-count.
+
+Touching a bucket bumps the ``version`` of its hour; the reporter re-writes an hour whose
+version moved past the one it reported (late data re-opens an hour).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlite_utils import Database
+
+from analyzer.capture_files import read_lines, sealed_files
+from analyzer.codecs import PayloadDecoder
+from analyzer.profile import DatasetProfile
+from analyzer.store import Store, add_counters
+from modelmon.capture_record import parse_inference_time
+from modelmon.config import ModelmonConfig
+
+__all__ = ["IngestStats", "Ingestor", "bucket_records", "merge_buckets"]
+
+log = logging.getLogger("modelmon.analyzer.ingest")
+
+CHUNK_LINES = 5000
+CHUNK_BYTES = 8 * 1024 * 1024
+HOUR_S = 3600
+
+
+@dataclass
+class IngestStats:
+    """What one pass read."""
+
+    files: int = 0
+    chunks: int = 0
+    records: int = 0
+    bad: Counter[str] = field(default_factory=Counter)
+    hours: set[int] = field(default_factory=set)
+
+
+def bucket_records(
+    lines: Iterable[bytes], bucket_s: int
+) -> tuple[dict[int | None, list[Any]], Counter[str]]:
+    """Parse JSON lines once and group the records by the time bucket of their inferenceTime.
+
+    Lines that are not JSON are counted as ``not_json``; records without a readable time go
+    under ``None`` (the decoder then counts them by reason). Blank lines are skipped.
+    """
+    groups: dict[int | None, list[Any]] = {}
+    bad: Counter[str] = Counter()
+    for line in lines:
+        if not line or line.isspace():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            bad["not_json"] += 1
+            continue
+        key: int | None
+        try:
+            moment = parse_inference_time(record["eventMetadata"]["inferenceTime"])
+            key = int(moment.timestamp()) // bucket_s * bucket_s
+        except (KeyError, TypeError, ValueError, AttributeError):
+            key = None
+        groups.setdefault(key, []).append(record)
+    return groups, bad
+
+
+class Ingestor:
+    """Reads new sealed capture files into the store; :meth:`run_once` is blocking."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: ModelmonConfig,
+        *,
+        chunk_lines: int = CHUNK_LINES,
+        chunk_bytes: int = CHUNK_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._root = config.capture.dir
+        self._endpoint = config.endpoint.name
+        self._variant = config.endpoint.variant
+        self._bucket_s = config.analyzer.bucket_s
+        self._kll_k = config.analyzer.kll_k
+        self._decoder = PayloadDecoder(config.analyzer.payload)
+        self._chunk_lines = chunk_lines
+        self._chunk_bytes = chunk_bytes
+        self._clock = clock
+
+    def _known(self) -> dict[str, tuple[int, int, bool]]:
+        rows = self._store.read(
+            lambda c: c.execute("SELECT path, offset, lines, done FROM files").fetchall()
+        )
+        return {path: (int(offset), int(lines), bool(done)) for path, offset, lines, done in rows}
+
+    def run_once(self) -> IngestStats:
+        """Read every sealed file not fully read yet; returns what this pass committed."""
+        stats = IngestStats()
+        known = self._known()
+        for path in sealed_files(self._root, self._endpoint, self._variant, None, None):
+            rel = path.relative_to(self._root).as_posix()
+            offset, lines, done = known.get(rel, (0, 0, False))
+            if done:
+                continue
+            self._ingest_file(path, rel, offset, lines, stats)
+        return stats
+
+    def _chunks(self, path: Path, offset: int) -> Iterator[tuple[list[bytes], int, bool]]:
+        """Whole lines from ``offset``: (lines, bytes they span, is this the end of file)."""
+        chunk: list[bytes] = []
+        size = 0
+        for line in read_lines(path, offset):
+            chunk.append(line)
+            size += len(line)
+            if len(chunk) >= self._chunk_lines or size >= self._chunk_bytes:
+                yield chunk, size, False
+                chunk, size = [], 0
+        yield chunk, size, True
+
+    def _ingest_file(
+        self, path: Path, rel: str, offset: int, lines: int, stats: IngestStats
+    ) -> None:
+        try:
+            for chunk, size, end in self._chunks(path, offset):
+                committed = self._commit_chunk(rel, offset, lines, chunk, size, end, stats)
+                if not committed:
+                    log.warning("%s: offset moved under us (another ingester?); skipped", rel)
+                    return
+                offset += size
+                lines += len(chunk)
+        except FileNotFoundError:
+            log.warning("%s: removed before it was read (retention?); skipped", rel)
+        except (OSError, EOFError) as exc:
+            log.error("%s: unreadable after line %d (%s); counted as bad", rel, lines, exc)
+            bad = Counter({"unreadable_file": 1})
+            self._store.write(
+                lambda db: self._apply(db, rel, offset, offset, lines, True, {}, 0, bad)
+            )
+            stats.bad.update(bad)
+
+    def _commit_chunk(
+        self,
+        rel: str,
+        offset: int,
+        lines: int,
+        chunk: list[bytes],
+        size: int,
+        end: bool,
+        stats: IngestStats,
+    ) -> bool:
+        groups, bad = bucket_records(chunk, self._bucket_s)
+        profiles: dict[int, DatasetProfile] = {}
+        records = 0
+        for key, group in groups.items():
+            batch = self._decoder.decode_records(group)
+            bad.update(batch.bad)
+            if not batch.n_records:
+                continue
+            records += batch.n_records
+            start = key
+            if start is None:  # the decoder read a time that we could not
+                start = int(batch.inference_times[0].timestamp()) // self._bucket_s
+                start *= self._bucket_s
+            profile = profiles.get(start)
+            if profile is None:
+                profile = profiles[start] = DatasetProfile(k=self._kll_k)
+            profile.update(batch)
+        new_offset, new_lines = offset + size, lines + len(chunk)
+        ok = self._store.write(
+            lambda db: self._apply(
+                db, rel, offset, new_offset, new_lines, end, profiles, records, bad
+            )
+        )
+        if ok:
+            stats.chunks += 1
+            stats.records += records
+            stats.bad.update(bad)
+            stats.files += int(end)
+            stats.hours.update(start - start % HOUR_S for start in profiles)
+        return ok
+
+    def _apply(
+        self,
+        db: Database,
+        rel: str,
+        start_offset: int,
+        new_offset: int,
+        new_lines: int,
+        done: bool,
+        profiles: dict[int, DatasetProfile],
+        records: int,
+        bad: Counter[str],
+    ) -> bool:
+        """The one transaction of a chunk (runs on the writer thread)."""
+        row = db.execute("SELECT offset, done FROM files WHERE path = ?", [rel]).fetchone()
+        if (row[0] if row else 0) != start_offset or (row is not None and row[1]):
+            return False
+        now = self._clock()
+        for start, profile in sorted(profiles.items()):
+            old = db.execute(
+                "SELECT profile, records FROM buckets WHERE start = ?", [start]
+            ).fetchone()
+            n = profile.item_count
+            if old is not None:
+                merged = DatasetProfile.from_bytes(old[0])
+                merged.merge(profile)
+                profile, n = merged, int(old[1]) + profile.item_count
+            db.execute(
+                "INSERT OR REPLACE INTO buckets(start, width, profile, records, updated_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [start, self._bucket_s, profile.to_bytes(), n, now],
+            )
+        for hour in sorted({start - start % HOUR_S for start in profiles}):
+            db.execute(
+                "INSERT INTO hours(hour, version, reported_version) VALUES (?, 1, 0) "
+                "ON CONFLICT(hour) DO UPDATE SET version = version + 1",
+                [hour],
+            )
+        db.execute(
+            "INSERT OR REPLACE INTO files(path, offset, lines, records, bad, done) VALUES "
+            "(?, ?, ?, COALESCE((SELECT records FROM files WHERE path = ?), 0) + ?, "
+            "COALESCE((SELECT bad FROM files WHERE path = ?), 0) + ?, ?)",
+            [rel, new_offset, new_lines, rel, records, rel, sum(bad.values()), int(done)],
+        )
+        deltas = {"records": records, "bad_records": sum(bad.values()), "files": int(done)}
+        deltas.update({f"bad:{reason}": n for reason, n in bad.items()})
+        add_counters(db, deltas)
+        return True
+
+
+def merge_buckets(conn: sqlite3.Connection, start: float, end: float) -> DatasetProfile | None:
+    """The merge of every stored bucket whose start is in ``[start, end)`` (None: no data)."""
+    merged: DatasetProfile | None = None
+    cursor = conn.execute(
+        "SELECT profile FROM buckets WHERE start >= ? AND start < ? ORDER BY start", [start, end]
+    )
+    for (blob,) in cursor:
+        profile = DatasetProfile.from_bytes(blob)
+        if merged is None:
+            merged = profile
+        else:
+            merged.merge(profile)
+    return merged

@@ -1,0 +1,110 @@
+"""The data behind the HTML report: drift history and distributions against the baseline.
+
+``read_history`` gives the window runs (oldest first, thinned to at most ``max_points``).
+``distributions`` gives, per feature, histogram counts over shared edges for numbers (from
+the baseline's KLL items and the window's KLL sketch) or value shares for strings.
+
+Examples
+--------
+>>> shares({"a": 3.0, "b": 1.0})
+{'a': 0.75, 'b': 0.25}
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+__all__ = ["distributions", "read_history", "shares"]
+
+BINS = 10
+TOP_CATEGORIES = 20
+
+
+def read_history(conn: sqlite3.Connection, max_points: int = 300) -> list[dict[str, Any]]:
+    """Window runs of the last day, oldest first, at most ``max_points`` of them."""
+    rows = conn.execute(
+        "SELECT id, time, state, features FROM runs WHERE kind = 'window' "
+        "AND time_epoch >= (SELECT MAX(time_epoch) FROM runs) - 86400 ORDER BY id"
+    ).fetchall()
+    step = max(1, -(-len(rows) // max_points))
+    picked = rows[::step]
+    if rows and picked[-1] is not rows[-1]:
+        picked.append(rows[-1])
+    history = []
+    for run_id, time, state, features in picked:
+        feats = orjson.loads(features or "{}")
+        history.append(
+            {
+                "run_id": run_id,
+                "time": time,
+                "state": state,
+                "features": {
+                    name: {k: info.get(k) for k in ("distance", "threshold", "state")}
+                    for name, info in feats.items()
+                },
+            }
+        )
+    return history
+
+
+def shares(counts: Mapping[str, float], top: int = TOP_CATEGORIES) -> dict[str, float]:
+    """Counts to shares of the total, the ``top`` largest kept."""
+    total = float(sum(counts.values()))
+    if total <= 0:
+        return {}
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+    return {str(value): count / total for value, count in ranked}
+
+
+def _numeric(base: Any, cur: Any) -> dict[str, Any] | None:
+    values = np.asarray(getattr(base, "cdf_values", []), dtype=float)
+    weights = np.asarray(getattr(base, "cdf_weights", []), dtype=float)
+    lows = [v for v in (base.min, getattr(cur, "min", None)) if v is not None]
+    highs = [v for v in (base.max, getattr(cur, "max", None)) if v is not None]
+    if not lows or not highs:
+        return None
+    low, high = float(min(lows)), float(max(highs))
+    if high <= low:
+        high = low + 1.0
+    edges = np.linspace(low, high, BINS + 1)
+    baseline = (
+        np.histogram(values, bins=edges, weights=weights)[0] if values.size else np.zeros(BINS)
+    )
+    current = np.zeros(BINS)
+    kll = getattr(cur, "kll", None) if cur is not None else None
+    if kll is not None and not kll.is_empty():
+        pmf = np.asarray(kll.get_pmf(list(edges[1:-1])), dtype=float)
+        current = pmf * float(kll.n)
+    return {
+        "type": "numeric",
+        "edges": [float(e) for e in edges],
+        "baseline": [float(c) for c in baseline],
+        "current": [float(c) for c in current],
+    }
+
+
+def distributions(baseline: Any | None, profile: Any | None) -> dict[str, dict[str, Any]]:
+    """Per baseline feature, its distribution in the baseline and in the current window."""
+    if baseline is None:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    live = profile.features if profile is not None else {}
+    for name, base in baseline.features.items():
+        cur = live.get(name)
+        if base.inferred_type == "String":
+            current = shares(cur.category_counts()) if cur is not None else {}
+            out[name] = {
+                "type": "categorical",
+                "baseline": shares(getattr(base, "categories", {}) or {}),
+                "current": current,
+            }
+        else:
+            numeric = _numeric(base, cur)
+            if numeric is not None:
+                out[name] = numeric
+    return out

@@ -1,0 +1,160 @@
+"""``modelmon analyzer``: the long-running analyzer service (aiohttp).
+
+``web.run_app`` owns the signals and graceful shutdown. Everything long-lived is a
+``cleanup_ctx``: the SQLite store and its writer thread, the alert dispatcher, and the
+monitoring loop task (named, kept, cancelled and awaited at shutdown). The loop calls
+:meth:`analyzer.monitor.Monitor.tick` every ``schedule_interval_s`` (or at each minute that
+matches ``schedule_cron``). Tests build the app with :func:`create_app` (``run_loop=False``
+and an injected clock) and drive ticks with ``await monitor_of(app).tick()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+from aiohttp import web
+
+from analyzer.alerts import AlertDispatcher
+from analyzer.cron import CronSchedule
+from analyzer.monitor import Monitor
+from analyzer.prom import new_registry
+from analyzer.store import Store, StoreError
+from analyzer.web import STATE_KEY, WebState, error_middleware, setup_routes
+from analyzer.web_runs import setup_run_routes
+from modelmon.config import ConfigError, ModelmonConfig, parse_listen
+
+__all__ = ["check_service_config", "create_app", "monitor_of", "run_service"]
+
+log = logging.getLogger("modelmon.analyzer.service")
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+HOUR_S = 3600
+
+
+def check_service_config(config: ModelmonConfig) -> CronSchedule | None:
+    """Refuse settings the service cannot honour, saying what to change."""
+    where = str(config.source or "<config>")
+    analyzer = config.analyzer
+    if HOUR_S % analyzer.bucket_s:
+        raise ConfigError(
+            f"{where}: analyzer.bucket_s: must divide 3600 (e.g. 60, 300, 600, 3600) so that "
+            f"hourly reports are whole buckets (got {analyzer.bucket_s})"
+        )
+    if analyzer.window_s < analyzer.bucket_s:
+        raise ConfigError(
+            f"{where}: analyzer.window_s: must be at least analyzer.bucket_s "
+            f"({analyzer.bucket_s}), got {analyzer.window_s}"
+        )
+    if analyzer.schedule_cron is None:
+        return None
+    try:
+        schedule = CronSchedule.parse(analyzer.schedule_cron)
+        schedule.next_after(time.time())
+        return schedule
+    except ValueError as exc:
+        raise ConfigError(f"{where}: analyzer.schedule_cron: {exc}") from exc
+
+
+def monitor_of(app: web.Application) -> Monitor:
+    """The app's monitor (available once the app has started)."""
+    return app[STATE_KEY].monitor
+
+
+def _token(config: ModelmonConfig) -> str | None:
+    name = config.analyzer.auth_token_env
+    if not name:
+        return None
+    value = os.environ.get(name, "")
+    if not value:
+        log.warning("analyzer.auth_token_env names %s, which is not set: no auth", name)
+        return None
+    return value
+
+
+async def _run_loop(monitor: Monitor, interval_s: float, cron: CronSchedule | None) -> None:
+    while True:
+        try:
+            await monitor.tick()
+            monitor.last_error = None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed run is reported by /health and retried next time
+            log.exception("monitoring run failed")
+            monitor.last_error = f"{type(exc).__name__}: {exc}"
+        delay = interval_s if cron is None else cron.seconds_until_next(time.time())
+        await asyncio.sleep(delay)
+
+
+def create_app(
+    config: ModelmonConfig,
+    *,
+    clock: Callable[[], float] = time.time,
+    run_loop: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+    report_grace_s: float | None = None,
+) -> web.Application:
+    """The analyzer as an aiohttp app; ``run_loop=False`` leaves the ticks to the caller."""
+    cron = check_service_config(config)
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    setup_routes(app)
+    setup_run_routes(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        store = Store(config.analyzer.db)
+        try:
+            await asyncio.to_thread(store.start)
+        except StoreError as exc:
+            raise ConfigError(f"analyzer.db: {exc}") from exc
+        alerts = AlertDispatcher(
+            config.analyzer.alerts,
+            transport=transport,
+            endpoint=config.endpoint.name,
+            status_url=f"{config.analyzer_url}/monitor/status",
+        )
+        monitor = await asyncio.to_thread(
+            Monitor, config, store, clock=clock, alerts=alerts, report_grace_s=report_grace_s
+        )
+        await monitor.load_state()
+        await alerts.start()
+        registry, collector = new_registry()
+        loop_task: asyncio.Task[None] | None = None
+        if run_loop:
+            loop_task = asyncio.get_running_loop().create_task(
+                _run_loop(monitor, config.analyzer.schedule_interval_s, cron),
+                name="modelmon-analyzer-loop",
+            )
+        app[STATE_KEY] = WebState(
+            monitor=monitor,
+            token=_token(config),
+            registry=registry,
+            collector=collector,
+            alerts_stats=alerts.stats,
+            loop_alive=lambda: loop_task is None or not loop_task.done(),
+        )
+        if monitor.baseline.info.get("error"):
+            log.warning("%s", monitor.baseline.info["error"])
+        try:
+            yield
+        finally:
+            if loop_task is not None:
+                loop_task.cancel()
+                await asyncio.gather(loop_task, return_exceptions=True)
+            await alerts.close()
+            await asyncio.to_thread(store.close)
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def run_service(config: ModelmonConfig) -> int:
+    """Run until SIGINT/SIGTERM; the exit code of the ``modelmon analyzer`` command."""
+    app = create_app(config)
+    host, port = parse_listen(config.analyzer.listen)
+    log.info("analyzer on http://%s:%d/monitor/status", host, port)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    return 0

@@ -1,0 +1,157 @@
+"""The analyzer's HTTP API under ``/monitor/`` (documented in ``analyzer/openapi.json``).
+
+Every answer is read from stored rows (the precomputed status document, counters, runs), so
+the status answers in milliseconds whatever the history. SQLite is only touched off the event
+loop. Errors are JSON ``{"error": ..., "status": ...}`` with a message that says what to fix.
+When ``analyzer.auth_token_env`` names a set variable, write endpoints and the report page
+need ``Authorization: Bearer <token>``, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib.resources
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
+from analyzer.ground_truth import parse_ground_truth, store_ground_truth
+from analyzer.monitor import Monitor
+from analyzer.prom import StatusCollector, render
+from analyzer.status_doc import full_status, read_snapshot
+from analyzer.store import StoreError
+
+__all__ = [
+    "STATE_KEY",
+    "WebState",
+    "authorized",
+    "error_middleware",
+    "json_error",
+    "json_ok",
+    "setup_routes",
+]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class WebState:
+    """What the handlers need, built by the service at start-up."""
+
+    monitor: Monitor
+    token: str | None
+    registry: CollectorRegistry
+    collector: StatusCollector
+    alerts_stats: Callable[[], dict[str, Any]] | None = None
+    loop_alive: Callable[[], bool] = field(default=lambda: True)
+
+
+STATE_KEY = web.AppKey("modelmon_analyzer_state", WebState)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def json_ok(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.Response:
+    """A JSON error whose message says what to fix."""
+    return json_ok({"error": message, "status": status, **extra}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Routing errors (404, 405, 413) as JSON too."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        hints = {
+            404: f"no such endpoint {request.path}; the API is described at /monitor/openapi.json",
+            405: f"{request.method} is not allowed on {request.path}",
+            413: "the request body is too large; send it in smaller parts",
+        }
+        return json_error(exc.status, hints.get(exc.status, exc.reason))
+
+
+def authorized(request: web.Request) -> web.Response | None:
+    token = request.app[STATE_KEY].token
+    if token is None:
+        return None
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
+        return None
+    return json_error(
+        401,
+        "this endpoint needs 'Authorization: Bearer <token>' with the token from the "
+        "environment variable named by analyzer.auth_token_env",
+    )
+
+
+async def status(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    doc, counters = await state.monitor.store.aread(read_snapshot)
+    stats = state.alerts_stats() if state.alerts_stats is not None else None
+    return json_ok(full_status(state.monitor, doc, counters, stats))
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    problems: list[str] = []
+    try:
+        await state.monitor.store.aread(lambda c: c.execute("SELECT 1").fetchone())
+    except (sqlite3.Error, StoreError) as exc:
+        problems.append(f"the database cannot be read: {exc}")
+    if state.monitor.last_error is not None:
+        problems.append(f"the last monitoring run failed: {state.monitor.last_error}")
+    if not state.loop_alive():
+        problems.append("the monitoring loop has stopped; see the analyzer's log")
+    body = {"ok": not problems, "problems": problems, "ticks": state.monitor.ticks}
+    return json_ok(body, status=503 if problems else 200)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    doc, counters = await state.monitor.store.aread(read_snapshot)
+    text = render(state.registry, state.collector, doc or {}, counters)
+    response = web.Response(body=text)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def ground_truth(request: web.Request) -> web.Response:
+    denied = authorized(request)
+    if denied is not None:
+        return denied
+    body = await request.read()
+    rows, bad = parse_ground_truth(body, received_at=request.app[STATE_KEY].monitor.clock())
+    if not rows and not bad:
+        return json_error(
+            400, "the body is empty: send SageMaker ground-truth records, one JSON per line"
+        )
+    await request.app[STATE_KEY].monitor.store.awrite(lambda db: store_ground_truth(db, rows))
+    return json_ok({"stored": len(rows), "bad_lines": bad}, status=200)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    text = importlib.resources.files("analyzer").joinpath("openapi.json").read_bytes()
+    return web.Response(body=text, content_type="application/json")
+
+
+def setup_routes(app: web.Application) -> None:
+    """Mount status, health, metrics, ground truth and the OpenAPI document."""
+    app.router.add_get("/monitor/status", status)
+    app.router.add_get("/monitor/health", health)
+    app.router.add_get("/monitor/metrics", metrics)
+    app.router.add_post("/monitor/ground-truth", ground_truth)
+    app.router.add_get("/monitor/openapi.json", openapi)
