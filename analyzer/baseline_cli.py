@@ -1,13 +1,133 @@
-"""``modelmon baseline``: statistics.json and constraints.json from training data."""
+"""``modelmon baseline``: statistics.json and constraints.json from training data.
+
+Reads a CSV (with a header, or headerless: ``_c0 … _cN`` as SageMaker names them, or the
+config's ``payload.input.columns``), JSON Lines, or a folder of capture files (decoded with the
+config's payload codecs), in bounded chunks; shows progress on stderr for large inputs; writes
+both files in SageMaker's schema and prints a short summary. Exit 0 on success, 2 with a
+message naming the file when the input cannot be used.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
-from modelmon.config import ModelmonConfig
+import orjson
+
+from analyzer.codecs import PayloadDecoder
+from analyzer.profile import DatasetProfile
+from analyzer.sketches import DEFAULT_KLL_K
+from analyzer.statistics_format import statistics_json, suggest_constraints
+from analyzer.table_readers import (
+    InputError,
+    capture_batches,
+    csv_chunks,
+    infer_format,
+    jsonl_chunks,
+)
+from modelmon.config import ModelmonConfig, PayloadConfig
 
 __all__ = ["run_baseline"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Progress:
+    """A line on stderr every ``every_s`` seconds: rows so far and the rate."""
+
+    def __init__(self, label: str, every_s: float) -> None:
+        self.label = label
+        self.every_s = every_s
+        self.started = self.last = time.monotonic()
+
+    def tick(self, rows: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = rows / max(now - self.started, 1e-9)
+        print(f"  … {self.label}: {rows:,} rows ({rate:,.0f} rows/s)", file=sys.stderr, flush=True)
+
+
+def _profile(
+    config: ModelmonConfig | None, data: Path, fmt: str, header: bool, progress: _Progress
+) -> tuple[DatasetProfile, Counter[str]]:
+    k = config.analyzer.kll_k if config is not None else DEFAULT_KLL_K
+    payload = config.analyzer.payload if config is not None else PayloadConfig()
+    profile = DatasetProfile(k)
+    bad: Counter[str] = Counter()
+    if fmt == "capture":
+        for batch in capture_batches(data, PayloadDecoder(payload)):
+            profile.update(batch)
+            bad.update(batch.bad)
+            progress.tick(profile.item_count)
+        if profile.item_count == 0:
+            reasons = ", ".join(f"{r}: {n}" for r, n in bad.most_common()) or "no records"
+            raise InputError(f"{data}: no capture record could be decoded ({reasons})")
+        return profile, bad
+    names = payload.input.columns
+    chunks = csv_chunks(data, header, names) if fmt == "csv" else jsonl_chunks(data, names)
+    for columns, n_rows, field_counts in chunks:
+        profile.update_columns(columns, n_rows, field_counts)
+        progress.tick(profile.item_count)
+    return profile, bad
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    os.replace(temp, path)
+
+
+def _targets(config: ModelmonConfig | None, out: Path | None) -> tuple[Path, Path]:
+    if out is not None:
+        return out / "statistics.json", out / "constraints.json"
+    if config is not None:
+        return config.analyzer.baseline.statistics, config.analyzer.baseline.constraints
+    return Path("baseline") / "statistics.json", Path("baseline") / "constraints.json"
+
+
+def _summary(
+    data: Path,
+    fmt: str,
+    statistics: dict[str, Any],
+    constraints: dict[str, Any],
+    bad: Counter[str],
+    paths: tuple[Path, Path],
+) -> str:
+    features = constraints["features"]
+    lines = [
+        f"Baseline from {data} ({fmt}): {statistics['dataset']['item_count']:,} rows, "
+        f"{len(features)} features"
+    ]
+    if bad:
+        reasons = ", ".join(f"{r}: {n}" for r, n in bad.most_common())
+        lines.append(f"  skipped {sum(bad.values()):,} records that did not decode ({reasons})")
+    width = max((len(f["name"]) for f in features), default=4)
+    for feature in features:
+        notes = [f"completeness {feature['completeness']:.2f}"]
+        if feature.get("num_constraints", {}).get("is_non_negative"):
+            notes.append("non-negative")
+        domains = feature.get("string_constraints", {}).get("domains")
+        if domains is not None:
+            notes.append(f"domain of {len(domains)} values")
+        lines.append(
+            f"  {feature['name']:<{width}}  {feature['inferred_type']:<10}  " + ", ".join(notes)
+        )
+    n_types = len(features)
+    n_nonneg = sum(1 for f in features if f.get("num_constraints", {}).get("is_non_negative"))
+    n_domains = sum(1 for f in features if "string_constraints" in f)
+    lines.append(
+        f"Constraints suggested: {n_types} types, {n_types} completeness, "
+        f"{n_nonneg} non-negative, {n_domains} domains"
+    )
+    lines.append(f"Wrote {paths[0]} and {paths[1]}")
+    return "\n".join(lines)
 
 
 def run_baseline(
@@ -16,7 +136,31 @@ def run_baseline(
     fmt: str | None,
     out: Path | None,
     header: bool = True,
+    *,
+    progress_every_s: float = 2.0,
 ) -> int:
-    """Not ready yet (work in progress)."""
-    print("modelmon baseline: not implemented yet", file=sys.stderr)
-    return 2
+    """Profile ``data`` and write statistics.json and constraints.json; returns the exit code."""
+    data = Path(data)
+    try:
+        if not data.exists():
+            raise InputError(f"{data}: no such file or folder")
+        if data.is_file() and data.stat().st_size == 0:
+            raise InputError(f"{data}: the file is empty")
+        fmt = fmt or infer_format(data)
+        progress = _Progress(str(data), progress_every_s)
+        profile, bad = _profile(config, data, fmt, header, progress)
+    except InputError as exc:
+        print(f"modelmon baseline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with_predictions = fmt == "capture"
+    statistics = statistics_json(profile, include_predictions=with_predictions)
+    constraints = suggest_constraints(profile, include_predictions=with_predictions)
+    paths = _targets(config, out)
+    try:
+        _write_json(paths[0], statistics)
+        _write_json(paths[1], constraints)
+    except OSError as exc:
+        print(f"modelmon baseline: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    print(_summary(data, fmt, statistics, constraints, bad, paths))
+    return EXIT_OK
