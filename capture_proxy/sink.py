@@ -162,7 +162,11 @@ class CaptureSink:
         task = self._task
         if task is not None:
             self._wake.set()
-            await task
+            # wait() rather than await: the caller is not cancelled if the writer was, and
+            # a cancelled close() leaves the writer draining, still owned by the sink.
+            await asyncio.wait([task])
+            if task.cancelled():
+                logger.warning("capture writer was cancelled; .part files left for recovery")
         if self._pending:
             self._metrics.drop("shutdown", len(self._pending))
             self._pending.clear()
@@ -203,9 +207,11 @@ class CaptureSink:
                 if final:
                     return
         finally:
+            # Stopped (closed, or cancelled with the loop): nothing more will be written, so
+            # a pending flush() has nothing left to wait for.
             for waiter in waiters + self._waiters:
                 if not waiter.done():
-                    waiter.cancel()
+                    waiter.set_result(None)
             self._waiters = []
 
     # -- the writer's thread -------------------------------------------------------------

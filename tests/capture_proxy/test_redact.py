@@ -177,3 +177,12 @@ def test_undecodable_compressed_side_cannot_leak(encoding: str) -> None:
     data = record["captureData"]
     assert isinstance(data, dict)
     assert decode_side(data["endpointInput"]) == UNREDACTABLE
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import capture_proxy.redact
+
+    result = doctest.testmod(capture_proxy.redact)
+    assert result.attempted > 0 and result.failed == 0

@@ -59,3 +59,11 @@ def test_zero_and_hundred_are_exact(inference_id: str | None) -> None:
 def test_out_of_range_percentage_is_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="0-100"):
         Sampler(bad)
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import capture_proxy.sampling
+
+    assert doctest.testmod(capture_proxy.sampling).failed == 0

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import json
 import os
 import stat
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -126,3 +130,54 @@ def test_free_disk_fraction_of_a_missing_path_uses_its_parent(tmp_path: Path) ->
     assert free_disk_fraction(tmp_path / "not" / "yet") == pytest.approx(
         st.f_bavail / st.f_blocks, abs=0.01
     )
+
+
+FSIZE_WRITER = textwrap.dedent(
+    """
+    import asyncio, json, resource, signal, sys
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[2])
+    from sink_support import HOUR_START, exchange, make_sink
+
+    async def main():
+        sink, metrics = make_sink(Path(sys.argv[1]))
+        await sink.start()
+        # A real write failure: files may not grow past 4 KiB (EFBIG instead of SIGXFSZ).
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        body = b'{"x": "' + b"p" * 700 + b'"}'  # about 1 KiB per line
+        batches = [[exchange(HOUR_START + 1, body) for _ in range(n)] for n in (3, 5, 2)]
+        for batch in batches:
+            for e in batch:
+                sink.submit(e)
+            await sink.flush()
+        await sink.close()
+        print(json.dumps({"ids": [[e.event_id for e in b] for b in batches],
+                          "drops": metrics.drop_counts}))
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_failed_write_is_cut_back_dropped_counted_and_capture_goes_on(
+    tmp_path: Path,
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        FSIZE_WRITER,
+        str(tmp_path),
+        str(Path(__file__).parent),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).parents[2],
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    result = json.loads(out)
+    first, failed, last = result["ids"]
+    assert result["drops"]["write_error"] == len(failed) == 5
+    files = sealed_files(tmp_path)
+    assert len(files) == 2 and not part_files(tmp_path)
+    # Every file is whole lines (read_lines checks), the failed batch left nothing behind.
+    assert event_ids(files) == dict.fromkeys(first + last, 1)
