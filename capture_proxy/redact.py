@@ -15,7 +15,7 @@ line by line. CSV columns (``redact.csv_columns``, 0-based indices) are masked o
 with the :mod:`csv` module, so quoted fields with commas, quotes or newlines count as one
 column. A body in which nothing matched is returned byte for byte.
 
-Policy for what cannot be redacted: when redaction is enabled, a body that cannot be parsed
+Policy for what cannot be redacted: when rules exist for its kind, a body that cannot be parsed
 (invalid JSON, CSV that is not UTF-8) and a JSON/CSV side that would be stored without passing
 through the redactor (cut at ``max_capture_bytes``, or compressed in a way that cannot be
 undone) is replaced whole by :data:`UNREDACTABLE` and counted (``Redactor.unredactable``, and
@@ -243,8 +243,8 @@ class Redactor:
             kind = choose_encoding(
                 content_type, capture.csv_content_types, capture.json_content_types
             )
-            if kind == "BASE64":
-                continue
+            if kind == "BASE64" or not (self._paths if kind == "JSON" else self._columns):
+                continue  # no rule for this kind of body: to_line stores it as usual
             content_encoding = getattr(exchange, f"{prefix}_content_encoding")
             plain: bytes | None = body
             if getattr(exchange, f"{prefix}_truncated"):

@@ -186,3 +186,13 @@ def test_docstring_examples_run() -> None:
 
     result = doctest.testmod(capture_proxy.redact)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_truncated_side_without_rules_for_its_kind_is_kept() -> None:
+    redactor = Redactor(RedactConfig(csv_columns=[0]))  # no JSON paths
+    exchange = _exchange(request_truncated=True, request_body=b'{"a": 1')
+    record = _line(exchange, redactor)
+    data = record["captureData"]
+    assert isinstance(data, dict)
+    assert decode_side(data["endpointInput"]) == b'{"a": 1'
+    assert redactor.unredactable == 0
