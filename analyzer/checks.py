@@ -180,7 +180,10 @@ def run_checks(
     result = CheckResult()
     base_cols: Mapping[str, BaselineColumn] = baseline.features
     known = list(constraints.features) + [n for n in base_cols if n not in constraints.features]
-    cur_cols: Mapping[str, CurrentColumn] = current.features
+    cur_cols: dict[str, CurrentColumn] = dict(current.features)
+    # Prediction columns are checked only where the baseline has a column of that name.
+    predictions: Mapping[str, CurrentColumn] = getattr(current, "predictions", None) or {}
+    cur_cols.update({n: p for n, p in predictions.items() if n in known and n not in cur_cols})
     glob = effective_settings(constraints.monitoring, {})
     tested = [
         n

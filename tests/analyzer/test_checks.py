@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import re
+from collections import Counter
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from analyzer.checks import CheckResult, run_checks, violations_json
+from analyzer.codecs import DecodedBatch
 from analyzer.profile import DatasetProfile, profile_rows
 from analyzer.statistics_format import (
     parse_constraints,
@@ -161,3 +163,26 @@ def test_seeded_windows_same_and_shifted() -> None:
     assert _found(result) == {("x", "baseline_drift_check")}
     # lognormal(0.3) vs lognormal(0): KS distance = 2Φ(0.15) − 1 = 0.1192; tolerance 3 sd + 2ε
     assert result.features["x"].distance == pytest.approx(0.1192, abs=0.015)
+
+
+def test_predictions_checked_only_where_the_baseline_has_them() -> None:
+    rng = np.random.default_rng(8)
+    n = 20_000
+    base = profile_rows({"x": rng.normal(size=n), "score": rng.beta(2, 5, size=n)})
+    stats, cons = (
+        parse_statistics(statistics_json(base)),
+        parse_constraints(suggest_constraints(base)),
+    )
+    m = 5_000
+    current = DatasetProfile()
+    current.update(
+        DecodedBatch(
+            columns={"x": rng.normal(size=m).tolist()},
+            n_rows=m,
+            predictions={"score": rng.beta(5, 2, size=m).tolist(), "other": ["1"] * m},
+            field_counts=Counter({1: m}),
+        )
+    )
+    result = run_checks(stats, cons, current)
+    assert _found(result) == {("score", "baseline_drift_check")}  # "other": not in the baseline
+    assert set(result.features) == {"x", "score"}
