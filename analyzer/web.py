@@ -28,6 +28,7 @@ from analyzer.store import StoreError
 
 __all__ = [
     "STATE_KEY",
+    "ApiError",
     "WebState",
     "authorized",
     "error_middleware",
@@ -67,11 +68,22 @@ def json_error(status: int, message: str, **extra: Any) -> web.Response:
     return json_ok({"error": message, "status": status, **extra}, status=status)
 
 
+class ApiError(Exception):
+    """Raised by a handler to answer a JSON error; the message says what to fix."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Routing errors (404, 405, 413) as JSON too."""
+    """:class:`ApiError` and routing errors (404, 405, 413) as JSON."""
     try:
         return await handler(request)
+    except ApiError as exc:
+        return json_error(exc.status, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

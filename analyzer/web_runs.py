@@ -20,7 +20,7 @@ from analyzer.prom import metric_name
 from analyzer.report_data import distributions, read_history
 from analyzer.statistics_format import statistics_json
 from analyzer.status_doc import full_status, read_snapshot
-from analyzer.web import STATE_KEY, authorized, json_error, json_ok
+from analyzer.web import STATE_KEY, ApiError, authorized, json_error, json_ok
 from modelmon.capture_record import parse_inference_time
 
 __all__ = ["get_run", "list_runs", "report", "setup_run_routes"]
@@ -55,12 +55,7 @@ def _int_param(
     except ValueError:
         value = lo - 1
     if not lo <= value <= hi:
-        raise web.HTTPBadRequest(
-            text=orjson.dumps(
-                {"error": f"{name} must be an integer from {lo} to {hi}", "status": 400}
-            ).decode(),
-            content_type="application/json",
-        )
+        raise ApiError(400, f"{name} must be an integer from {lo} to {hi}")
     return value
 
 

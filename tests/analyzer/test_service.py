@@ -3,20 +3,36 @@ clock): status ok on quiet traffic, alert on drift, hourly reports, late data, n
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import socket
+import sqlite3
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from analyzer.hourly import hour_dir
 from analyzer.service import check_service_config, create_app, monitor_of
 from modelmon.config import ConfigError, ModelmonConfig
-from tests.analyzer.service_helpers import T0, Clock, make_config, write_baseline, write_traffic
+from tests.analyzer.service_helpers import (
+    ENDPOINT,
+    FEATURES,
+    T0,
+    VARIANT,
+    Clock,
+    make_config,
+    write_baseline,
+    write_traffic,
+)
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -151,3 +167,108 @@ def test_config_the_service_cannot_honour_is_refused(tmp_path: Path) -> None:
         check_service_config(make_config(tmp_path, None, schedule_cron="0 0 31 2 *"))
     cron = check_service_config(make_config(tmp_path, None, schedule_cron="*/5 * * * *"))
     assert cron is not None and cron.seconds_until_next(T0.timestamp()) == 300
+
+
+async def _wait_ready(proc: asyncio.subprocess.Process, lines: list[str]) -> None:
+    """Read the service's log until it says where it listens."""
+    assert proc.stderr is not None
+    while True:
+        line = (await proc.stderr.readline()).decode()
+        assert line, f"the analyzer exited early:\n{''.join(lines)}"
+        lines.append(line)
+        if "analyzer on http://" in line:
+            return
+
+
+async def _drain(proc: asyncio.subprocess.Process, lines: list[str]) -> None:
+    assert proc.stderr is not None
+    async for line in proc.stderr:
+        lines.append(line.decode())
+
+
+async def _records(http: httpx.AsyncClient, url: str) -> dict[str, Any] | None:
+    try:
+        response = await http.get(url)
+    except httpx.TransportError:
+        return None  # not listening yet
+    ingest: dict[str, Any] = response.json()["ingest"]
+    return ingest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _db_sums(db: Path) -> tuple[int, int, int]:
+    with sqlite3.connect(db) as conn:
+        counted = conn.execute("SELECT value FROM counters WHERE name = 'records'").fetchone()
+        in_buckets = conn.execute("SELECT COALESCE(SUM(records), 0) FROM buckets").fetchone()[0]
+        in_files = conn.execute("SELECT COALESCE(SUM(records), 0) FROM files").fetchone()[0]
+    return (counted[0] if counted else 0), int(in_buckets), int(in_files)
+
+
+async def test_kill_9_mid_ingest_then_restart_counts_exactly(tmp_path: Path) -> None:
+    port = _free_port()
+    section = {
+        "listen": f"127.0.0.1:{port}",
+        "db": "m.db",
+        "schedule_interval_s": 3600,
+        "payload": {"input": {"format": "csv", "columns": FEATURES}},
+        "baseline": {"statistics": "none.json", "constraints": "none.json"},
+    }
+    config_path = tmp_path / "modelmon.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "endpoint": {"name": ENDPOINT, "variant": VARIANT},
+                "proxy": {"upstream": "http://127.0.0.1:9"},
+                "capture": {"dir": "capture"},
+                "analyzer": section,
+            }
+        )
+    )
+    files = 600
+    total = write_traffic(tmp_path / "capture", "current_nodrift.csv", files * 20, T0, per_file=20)
+    url = f"http://127.0.0.1:{port}/monitor/status"
+    command = [sys.executable, "-m", "modelmon", "analyzer", "--config", str(config_path)]
+    lines: list[str] = []
+    seen_mid = None
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        proc = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
+        async with asyncio.TaskGroup() as group:
+            await asyncio.wait_for(_wait_ready(proc, lines), 30)
+            group.create_task(_drain(proc, lines), name="drain-first-analyzer")
+            deadline = asyncio.get_running_loop().time() + 30
+            while asyncio.get_running_loop().time() < deadline:
+                ingest = await _records(http, url)
+                if ingest is not None and ingest["records"] > 0:
+                    seen_mid = ingest["records"]
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            await asyncio.wait_for(proc.wait(), 30)
+        assert proc.returncode == -signal.SIGKILL, "".join(lines)
+        assert seen_mid is not None and seen_mid < total, "ingest finished before the kill"
+        counted, in_buckets, in_files = _db_sums(tmp_path / "m.db")
+        assert 0 < counted < total  # killed mid-ingest, and what was committed is consistent
+        assert counted == in_buckets == in_files
+
+        lines.clear()
+        proc = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
+        async with asyncio.TaskGroup() as group:
+            await asyncio.wait_for(_wait_ready(proc, lines), 30)
+            group.create_task(_drain(proc, lines), name="drain-second-analyzer")
+            deadline = asyncio.get_running_loop().time() + 40
+            final = None
+            while asyncio.get_running_loop().time() < deadline:
+                final = await _records(http, url)
+                if final is not None and final["files"] == files:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)
+    assert final is not None and final["files"] == files, "".join(lines)
+    assert final["records"] == total and final["bad_records"] == 0
+    assert _db_sums(tmp_path / "m.db") == (total, total, total)
+    assert proc.returncode == 0, "".join(lines)
