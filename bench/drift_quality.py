@@ -1,6 +1,7 @@
 """Statistical quality of the drift verdict (issue 3, "Measured" item 1).
 
-    python bench/drift_quality.py [--windows 200] [--evidently-windows 6]
+    python bench/drift_quality.py [--windows 200] [--evidently-windows 6] [--k 2048]
+                                  [--sizes 100 1000 10000 100000]
 
 A baseline of 1,000,000 rows per feature (standard normal, sketched once with KLL k=2048),
 windows of 100 / 1,000 / 10,000 / 100,000 rows sketched the same way as the live path.
@@ -176,12 +177,16 @@ def run_evidently(bench: Bench, windows: int) -> None:
 
 
 def main() -> None:
+    global K, SIZES
     ap = argparse.ArgumentParser()
     ap.add_argument("--windows", type=int, default=200)
     ap.add_argument("--search-windows", type=int, default=200)
     ap.add_argument("--evidently-windows", type=int, default=6)
     ap.add_argument("--seed", type=int, default=20261127)
+    ap.add_argument("--k", type=int, default=K, help="KLL k of baseline and window sketches")
+    ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     args = ap.parse_args()
+    K, SIZES = args.k, tuple(args.sizes)
     bench = Bench(args.seed)
     print(
         f"k={K}, ε(k)={kll_epsilon(K, True):.5f} per sketch, α={ALPHA} per window, "
