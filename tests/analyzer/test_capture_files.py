@@ -1,0 +1,67 @@
+"""Listing sealed capture files by hour window, and reading them (gzip too) from an offset."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime
+from pathlib import Path
+
+from analyzer.capture_files import read_line_batches, read_lines, sealed_files
+
+
+def hour_dir(root: Path, hour: datetime) -> Path:
+    path = root / "ep" / "AllTraffic" / f"{hour:%Y/%m/%d/%H}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_only_sealed_files_in_the_window_in_order(tmp_path: Path) -> None:
+    h3 = hour_dir(tmp_path, datetime(2024, 1, 2, 3, tzinfo=UTC))
+    h4 = hour_dir(tmp_path, datetime(2024, 1, 2, 4, tzinfo=UTC))
+    (h3 / "10-00-000-b.jsonl").write_bytes(b"{}\n")
+    (h3 / "05-00-000-a.jsonl.gz").write_bytes(gzip.compress(b"{}\n"))
+    (h3 / "20-00-000-c.jsonl.part").write_bytes(b"{}\n")
+    (h3 / ".hidden.jsonl").write_bytes(b"{}\n")
+    (h3 / "notes.txt").write_bytes(b"x")
+    (h4 / "00-00-000-d.jsonl").write_bytes(b"{}\n")
+    (tmp_path / "ep" / "AllTraffic" / "2024" / "01" / "02" / "xx").mkdir()
+    everything = sealed_files(tmp_path, "ep", "AllTraffic", None, None)
+    assert [p.name for p in everything] == [
+        "05-00-000-a.jsonl.gz",
+        "10-00-000-b.jsonl",
+        "00-00-000-d.jsonl",
+    ]
+    start = datetime(2024, 1, 2, 3, 59, tzinfo=UTC)
+    end = datetime(2024, 1, 2, 4, 0, tzinfo=UTC)
+    assert [p.name for p in sealed_files(tmp_path, "ep", "AllTraffic", start, end)] == [
+        "05-00-000-a.jsonl.gz",
+        "10-00-000-b.jsonl",
+    ]
+    later = datetime(2024, 1, 2, 4, 30)  # naive means UTC
+    assert [p.name for p in sealed_files(tmp_path, "ep", "AllTraffic", later, None)] == [
+        "00-00-000-d.jsonl"
+    ]
+    assert sealed_files(tmp_path, "other", "AllTraffic", None, None) == []
+
+
+def test_lines_keep_their_newlines_so_offsets_add_up(tmp_path: Path) -> None:
+    content = b'{"a": 1}\n\n{"b": 2}\r\n{"c": 3}'
+    plain = tmp_path / "x.jsonl"
+    plain.write_bytes(content)
+    packed = tmp_path / "x.jsonl.gz"
+    packed.write_bytes(gzip.compress(content))
+    for path in (plain, packed):
+        lines = list(read_lines(path))
+        assert b"".join(lines) == content
+        offset = len(lines[0]) + len(lines[1])
+        assert list(read_lines(path, offset)) == lines[2:]
+
+
+def test_large_files_come_in_batches_of_whole_lines(tmp_path: Path) -> None:
+    line = b'{"v": "' + b"x" * 1000 + b'"}\n'
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(line * 3000)  # about 3 MB: several read blocks
+    batches = list(read_line_batches(path))
+    assert len(batches) > 1
+    assert all(item == line for batch in batches for item in batch)
+    assert sum(len(batch) for batch in batches) == 3000
