@@ -20,7 +20,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from capture_proxy.metrics import ProxyMetrics
 
-__all__ = ["HEALTH_PATH", "METRICS_PATH", "health_response", "metrics_response", "tcp_reachable"]
+__all__ = [
+    "HEALTH_PATH",
+    "METRICS_PATH",
+    "health_document",
+    "health_response",
+    "metrics_response",
+    "metrics_text",
+    "tcp_reachable",
+]
 
 HEALTH_PATH = "/monitor/proxy/health"
 METRICS_PATH = "/monitor/proxy/metrics"
@@ -47,7 +55,7 @@ async def tcp_reachable(url: str, timeout_s: float) -> tuple[bool, float | None]
     return True, elapsed_ms
 
 
-async def health_response(
+async def health_document(
     *,
     upstream: str,
     connect_timeout_s: float,
@@ -55,10 +63,10 @@ async def health_response(
     capture_enabled: bool,
     queue_depth: int,
     worker_id: int,
-) -> web.Response:
+) -> dict[str, Any]:
     """The health document (see the module docstring)."""
     reachable, connect_ms = await tcp_reachable(upstream, min(connect_timeout_s, _PROBE_TIMEOUT_S))
-    body: dict[str, Any] = {
+    return {
         "status": "ok",
         "worker_id": worker_id,
         "upstream": {"url": upstream, "reachable": reachable, "connect_ms": connect_ms},
@@ -68,11 +76,37 @@ async def health_response(
             "dropped": dict(metrics.drop_counts),
         },
     }
+
+
+async def health_response(
+    *,
+    upstream: str,
+    connect_timeout_s: float,
+    metrics: ProxyMetrics,
+    capture_enabled: bool,
+    queue_depth: int,
+    worker_id: int,
+) -> web.Response:
+    """:func:`health_document` as an aiohttp response."""
+    body = await health_document(
+        upstream=upstream,
+        connect_timeout_s=connect_timeout_s,
+        metrics=metrics,
+        capture_enabled=capture_enabled,
+        queue_depth=queue_depth,
+        worker_id=worker_id,
+    )
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
+def metrics_text(metrics: ProxyMetrics) -> tuple[bytes, str]:
+    """Prometheus text for this process (each worker answers for itself) and its type."""
+    return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+
+
 def metrics_response(metrics: ProxyMetrics) -> web.Response:
-    """Prometheus text for this process (each worker answers for itself)."""
-    response = web.Response(body=generate_latest(metrics.registry))
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    """:func:`metrics_text` as an aiohttp response."""
+    body, content_type = metrics_text(metrics)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
     return response

@@ -27,6 +27,9 @@ from types import FrameType
 from aiohttp import web
 
 from capture_proxy.app import build_app
+from capture_proxy.engine import FastProxy
+from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.server import FastServer
 from modelmon.config import ModelmonConfig, parse_listen
 
 __all__ = ["bind_socket", "make_runner", "run_proxy", "serve"]
@@ -66,28 +69,44 @@ def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
 
 async def serve(config: ModelmonConfig, sock: socket.socket, worker_id: int = 0) -> None:
     """Serve on ``sock`` until SIGTERM/SIGINT, then drain and seal."""
-    runner = make_runner(build_app(config, worker_id=worker_id))
-    await runner.setup()
-    try:
-        await web.SockSite(runner, sock, backlog=1024).start()
-        host, port = sock.getsockname()[:2]
-        log.info(
-            "worker %d listening on http://%s:%d, forwarding to %s (capture %s)",
-            worker_id,
-            host,
-            port,
-            config.proxy.upstream,
-            f"{config.capture.sampling_percentage:g}%" if config.capture.enabled else "off",
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in _STOP_SIGNALS:
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("worker %d stopping: draining requests and capture", worker_id)
-    finally:
-        await runner.cleanup()
+    if config.proxy.engine == "aiohttp":
+        runner = make_runner(build_app(config, worker_id=worker_id))
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock, backlog=1024).start()
+            await _until_signal(config, sock, worker_id)
+        finally:
+            await runner.cleanup()
+    else:
+        proxy = FastProxy(config, ProxyMetrics(), worker_id=worker_id)
+        await proxy.start()
+        try:
+            server = FastServer(proxy.handle)
+            await server.start(sock, backlog=1024)
+            await _until_signal(config, sock, worker_id)
+            await server.shutdown(_SHUTDOWN_S)
+        finally:
+            await proxy.close()
     log.info("worker %d stopped", worker_id)
+
+
+async def _until_signal(config: ModelmonConfig, sock: socket.socket, worker_id: int) -> None:
+    host, port = sock.getsockname()[:2]
+    log.info(
+        "worker %d listening on http://%s:%d, forwarding to %s (capture %s, engine %s)",
+        worker_id,
+        host,
+        port,
+        config.proxy.upstream,
+        f"{config.capture.sampling_percentage:g}%" if config.capture.enabled else "off",
+        config.proxy.engine,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("worker %d stopping: draining requests and capture", worker_id)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:

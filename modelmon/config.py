@@ -70,6 +70,8 @@ class ProxyConfig(_Model):
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     max_connections: Annotated[int, Field(ge=1)] = 256
     analyzer_url: str | None = None  # where /monitor/* goes; default: analyzer.listen
+    # fast: raw asyncio + llhttp (httptools); aiohttp: web.Application + ClientSession
+    engine: Literal["fast", "aiohttp"] = "fast"
 
     _listen = field_validator("listen")(_check_listen)
 

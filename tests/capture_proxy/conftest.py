@@ -22,8 +22,10 @@ import pytest
 from aiohttp import web
 
 from capture_proxy.app import PROXY_KEY, Proxy, build_app
-from capture_proxy.main import make_runner
+from capture_proxy.engine import FastProxy
+from capture_proxy.main import bind_socket, make_runner
 from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.server import FastServer
 from modelmon.config import ModelmonConfig, parse_config
 
 CHUNK = 64 * 1024
@@ -63,6 +65,9 @@ def _upstream_app(state: Upstream) -> web.Application:
             "headers": [[k, v] for k, v in request.headers.items()],
             "body_sha256": hashlib.sha256(body).hexdigest(),
             "body_len": len(body),
+            "peer_port": request.transport.get_extra_info("peername")[1]
+            if request.transport
+            else None,
         }
         state.seen.append(seen)
         return web.json_response(seen, headers={"X-Upstream-Custom": "kept", "Set-Cookie": "a=b"})
@@ -169,15 +174,15 @@ class RunningProxy:
     url: str
     config: ModelmonConfig
     metrics: ProxyMetrics
-    proxy: Proxy
-    runner: web.AppRunner
+    proxy: Proxy | FastProxy
+    stop_fn: Callable[[], Awaitable[None]]
     stopped: bool = False
 
     async def stop(self) -> None:
         """Shut down as SIGTERM would: drain requests, close the sink (seal files)."""
         if not self.stopped:
             self.stopped = True
-            await self.runner.cleanup()
+            await self.stop_fn()
 
 
 def make_config(tmp_path: Path, upstream_url: str, **sections: dict[str, Any]) -> ModelmonConfig:
@@ -194,17 +199,39 @@ def make_config(tmp_path: Path, upstream_url: str, **sections: dict[str, Any]) -
 StartProxy = Callable[..., Awaitable[RunningProxy]]
 
 
-@pytest.fixture
-async def start_proxy(tmp_path: Path, upstream: Upstream) -> AsyncIterator[StartProxy]:
-    """``await start_proxy(capture={...}, proxy={...})`` serves a proxy in front of ``upstream``."""
+@pytest.fixture(params=["fast", "aiohttp"])
+async def start_proxy(
+    request: pytest.FixtureRequest, tmp_path: Path, upstream: Upstream
+) -> AsyncIterator[StartProxy]:
+    """``await start_proxy(capture={...}, proxy={...})`` serves a proxy in front of ``upstream``,
+    once per engine (the same black-box tests hold for both)."""
+    engine: str = request.param
     running: list[RunningProxy] = []
 
     async def start(**sections: dict[str, Any]) -> RunningProxy:
+        sections.setdefault("proxy", {})["engine"] = engine
         config = make_config(tmp_path, upstream.url, **sections)
         metrics = ProxyMetrics()
-        app = build_app(config, metrics=metrics)
-        runner, url = await start_app(app)
-        handle = RunningProxy(url, config, metrics, app[PROXY_KEY], runner)
+        handle: RunningProxy
+        if engine == "aiohttp":
+            app = build_app(config, metrics=metrics)
+            runner, url = await start_app(app)
+            handle = RunningProxy(url, config, metrics, app[PROXY_KEY], runner.cleanup)
+        else:
+            fast = FastProxy(config, metrics)
+            await fast.start()
+            server = FastServer(fast.handle)
+            sock = bind_socket("127.0.0.1", 0, reuse_port=False)
+            await server.start(sock)
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+            async def stop() -> None:
+                try:
+                    await server.shutdown(5.0)
+                finally:
+                    await fast.close()
+
+            handle = RunningProxy(url, config, metrics, fast, stop)
         running.append(handle)
         return handle
 

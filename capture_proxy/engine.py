@@ -1,0 +1,143 @@
+"""The fast engine (``proxy.engine: fast``, the default): routing and the long-lived parts.
+
+Same routes and behaviour as the aiohttp app (:mod:`capture_proxy.app`), served by
+:mod:`capture_proxy.server` and forwarded by :mod:`capture_proxy.relay` over raw pooled
+connections (:mod:`capture_proxy.upstream`). :meth:`FastProxy.start` opens the pools and the
+capture sink; :meth:`FastProxy.close` drains and seals the sink and closes the pools.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import orjson
+
+from capture_proxy.forward import CaptureHooks
+from capture_proxy.health import HEALTH_PATH, METRICS_PATH, health_document, metrics_text
+from capture_proxy.http1 import head_bytes, json_response, routing_path
+from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.relay import Relay
+from capture_proxy.server import ClientConnection, Request
+from capture_proxy.upstream import UpstreamPool
+from modelmon.config import ModelmonConfig
+
+if TYPE_CHECKING:
+    from capture_proxy.sink import CaptureSink
+
+__all__ = ["FastProxy"]
+
+_ANALYZER_POOL = 16
+
+
+class FastProxy:
+    """The request handler of the fast engine and the owner of its pools and sink."""
+
+    def __init__(
+        self,
+        config: ModelmonConfig,
+        metrics: ProxyMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        worker_id: int = 0,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.worker_id = worker_id
+        self._clock = clock
+        self.sink: CaptureSink | None = None
+        self._capture: CaptureHooks | None = None
+        self._pools: list[UpstreamPool] = []
+        self._upstream: Relay | None = None
+        self._analyzer: Relay | None = None
+
+    async def start(self) -> None:
+        proxy = self.config.proxy
+        upstream = UpstreamPool(
+            proxy.upstream, limit=proxy.max_connections, connect_timeout_s=proxy.connect_timeout_s
+        )
+        analyzer = UpstreamPool(
+            self.config.analyzer_url,
+            limit=_ANALYZER_POOL,
+            connect_timeout_s=proxy.connect_timeout_s,
+        )
+        self._pools = [upstream, analyzer]
+        timeout = proxy.upstream_timeout_s
+        self._upstream = Relay(upstream, upstream_timeout_s=timeout, metrics=self.metrics)
+        self._analyzer = Relay(
+            analyzer, upstream_timeout_s=timeout, metrics=self.metrics, name="analyzer"
+        )
+        if self.config.capture.enabled:
+            await self._start_capture()
+
+    async def close(self) -> None:
+        try:
+            if self.sink is not None:
+                self._capture = None
+                await self.sink.close()
+        finally:
+            for pool in self._pools:
+                await pool.close()
+
+    async def _start_capture(self) -> None:
+        from capture_proxy.sampling import Sampler
+        from capture_proxy.sink import CaptureSink
+
+        capture = self.config.capture
+        sink = CaptureSink(self.config, self.metrics, clock=self._clock, worker_id=self.worker_id)
+        await sink.start()
+        self.sink = sink
+        sampler = Sampler(capture.sampling_percentage)
+        self._capture = CaptureHooks(
+            sample=sampler.sample,
+            submit=sink.submit,
+            metrics=self.metrics,
+            inference_id_headers=tuple(capture.inference_id_headers),
+            max_capture_bytes=capture.max_capture_bytes,
+            capture_input="input" in capture.mode,
+            capture_output="output" in capture.mode,
+        )
+
+    async def handle(self, req: Request, conn: ClientConnection) -> bool:
+        """Route one request (see :mod:`capture_proxy.app` for the table)."""
+        path = routing_path(req.target)
+        assert self._upstream is not None and self._analyzer is not None, "not started"
+        if path.startswith("/monitor") and (len(path) == 8 or path[8] == "/"):
+            if path.startswith("/monitor/proxy/"):
+                return await self._local(req, conn, path)
+            return await self._analyzer.forward(req, conn)
+        return await self._upstream.forward(req, conn, self._capture)
+
+    async def _local(self, req: Request, conn: ClientConnection, path: str) -> bool:
+        keep = req.keep_alive and req.body.done
+        if req.method not in (b"GET", b"HEAD"):
+            conn.write(_json(405, b"Method Not Allowed", {"error": "use GET"}, keep))
+            return keep
+        if path == HEALTH_PATH:
+            doc = await health_document(
+                upstream=self.config.proxy.upstream,
+                connect_timeout_s=self.config.proxy.connect_timeout_s,
+                metrics=self.metrics,
+                capture_enabled=self.sink is not None,
+                queue_depth=self.sink.queue_depth if self.sink is not None else 0,
+                worker_id=self.worker_id,
+            )
+            conn.write(_json(200, b"OK", doc, keep))
+        elif path == METRICS_PATH:
+            body, content_type = metrics_text(self.metrics)
+            headers = [
+                (b"Content-Type", content_type.encode()),
+                (b"Content-Length", b"%d" % len(body)),
+            ]
+            if not keep:
+                headers.append((b"Connection", b"close"))
+            conn.write(head_bytes(b"HTTP/1.1 200 OK", headers) + body)
+        else:
+            detail = f"the proxy answers {HEALTH_PATH} and {METRICS_PATH}"
+            conn.write(_json(404, b"Not Found", {"error": "not found", "detail": detail}, keep))
+        return keep
+
+
+def _json(status: int, reason: bytes, doc: object, keep: bool) -> bytes:
+    return json_response(status, reason, orjson.dumps(doc), close=not keep)

@@ -1,0 +1,326 @@
+"""The fast engine's request path: route, forward, relay back, tee for capture.
+
+Same contract as :mod:`capture_proxy.forward` (the aiohttp engine), on raw connections:
+upstream failures become 502/504 JSON here and only here; a response that breaks after its
+head cuts the client connection; capture keeps at most ``max_capture_bytes`` per body and
+never changes or delays the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import orjson
+
+from capture_proxy.exchange import Exchange
+from capture_proxy.forward import CUSTOM_ATTRIBUTES_HEADER, EVENT_ID_HEADER, CaptureHooks, _Tee
+from capture_proxy.http1 import LAST_CHUNK, chunk, filter_headers, head_bytes, json_response
+from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.server import ClientConnection, Request
+from capture_proxy.upstream import (
+    UpstreamBroken,
+    UpstreamConnection,
+    UpstreamPool,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+
+__all__ = ["Relay"]
+
+log = logging.getLogger("modelmon.proxy.forward")
+
+_EVENT_ID = EVENT_ID_HEADER.encode()
+_CUSTOM = CUSTOM_ATTRIBUTES_HEADER.lower().encode()
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+def _origin_form(target: bytes) -> bytes | None:
+    if target.startswith(b"/") or target == b"*":
+        return target
+    scheme, sep, rest = target.partition(b"://")
+    if sep and scheme.lower() in (b"http", b"https"):
+        slash = rest.find(b"/")
+        query = rest.find(b"?")
+        if slash < 0 or (0 <= query < slash):
+            return b"/" + rest[query:] if query >= 0 else b"/"
+        return rest[slash:]
+    return None
+
+
+class Relay:
+    """Forwards to one backend through its pool; ``name`` labels logs and errors."""
+
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        *,
+        upstream_timeout_s: float,
+        metrics: ProxyMetrics,
+        name: str = "upstream",
+    ) -> None:
+        self._pool = pool
+        self._timeout = upstream_timeout_s
+        self._metrics = metrics
+        self._name = name
+        self._loop = asyncio.get_running_loop()
+        self._clock: Callable[[], float] = time.time
+
+    async def forward(
+        self, req: Request, conn: ClientConnection, capture: CaptureHooks | None = None
+    ) -> bool:
+        """Forward ``req``, answer on ``conn``; True when the connection may be kept."""
+        started = self._clock()
+        t0 = time.perf_counter()
+        target = _origin_form(req.target)
+        if target is None:
+            conn.write(_error(400, b"Bad Request", "bad request", "bad request target", "", True))
+            return False
+        kept, _ = filter_headers(req.headers)
+        event_id: str | None = None
+        inference_id: str | None = None
+        tee_in: _Tee | None = None
+        tee_out: _Tee | None = None
+        xff = b""
+        proto = False
+        lines = [req.method + b" " + target + b" HTTP/1.1"]
+        for name, value in kept:
+            lower = name.lower()
+            if lower == b"x-forwarded-for":
+                xff = xff + b", " + value if xff else value
+                continue
+            if lower == b"x-forwarded-proto":
+                proto = True
+            lines.append(name + b": " + value)
+        lines.append(b"X-Forwarded-For: " + (xff + b", " if xff else b"") + conn.peer.encode())
+        if not proto:
+            lines.append(b"X-Forwarded-Proto: http")
+        if capture is not None:
+            event_id = str(uuid.uuid4())
+            inference_id = _header_text(kept, capture.inference_id_headers)
+            if capture.sample(inference_id):
+                if capture.capture_input:
+                    tee_in = _Tee(capture.max_capture_bytes)
+                if capture.capture_output:
+                    tee_out = _Tee(capture.max_capture_bytes)
+            else:
+                capture.metrics.sampled_out.inc()
+                capture = None
+
+        body = req.body.take_all() if req.has_body else b""
+        if body is not None:
+            if req.has_body or req.content_length == 0:
+                lines.append(b"Content-Length: %d" % len(body))
+            if tee_in is not None:
+                tee_in.add(body)
+        else:
+            lines.append(
+                b"Transfer-Encoding: chunked"
+                if req.content_length is None
+                else b"Content-Length: %d" % req.content_length
+            )
+        lines.append(b"\r\n")
+        head = b"\r\n".join(lines)
+
+        up: UpstreamConnection | None = None
+        sender: asyncio.Task[None] | None = None
+        try:
+            for attempt in (1, 2):
+                try:
+                    up = await self._pool.acquire()
+                    head_done = up.begin(head_only=req.method == b"HEAD")
+                    if body is not None:
+                        up.write(head + body)
+                        up.arm_timeout(self._timeout)
+                    else:
+                        up.write(head)
+                        up.arm_timeout(self._timeout)
+                        sender = self._loop.create_task(
+                            self._send_body(req, up, tee_in), name="proxy-upload"
+                        )
+                    await head_done
+                    break
+                except UpstreamUnreachable as exc:
+                    # A reused keep-alive connection the upstream closed while idle: the request
+                    # never reached it, and the body is in hand, so one retry is safe.
+                    if attempt == 1 and up is not None and up.reused and not up.received_any:
+                        if body is not None:
+                            self._pool.release(up, reusable=False)
+                            up = None
+                            continue
+                    return self._fail(conn, req, 502, "upstream unreachable", exc)
+                except UpstreamTimeout as exc:
+                    return self._fail(conn, req, 504, "upstream timeout", exc)
+            assert up is not None and up.body is not None
+            self._metrics.upstream_latency.observe(time.perf_counter() - t0)
+            try:
+                keep = await self._relay(req, conn, up, tee_out, event_id)
+            except _Cut:
+                keep, cut = False, True
+            else:
+                cut = False
+            reusable = not cut
+            if sender is not None and not sender.done():
+                sender.cancel()  # answered before the whole request body was read
+                keep = reusable = False
+            if sender is not None:
+                await asyncio.gather(sender, return_exceptions=True)
+        except BaseException:
+            if sender is not None and not sender.done():
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+            if up is not None:
+                self._pool.release(up, reusable=False)
+            raise
+        self._pool.release(up, reusable=reusable)
+        if cut:
+            return False
+        self._metrics.request(up.status)
+        if capture is not None and event_id is not None:
+            self._submit(
+                capture, req, up, kept, tee_in, tee_out, event_id, inference_id, started, t0
+            )
+        return keep and req.body.done
+
+    async def _send_body(self, req: Request, up: UpstreamConnection, tee: _Tee | None) -> None:
+        chunked = req.content_length is None
+        while not up.closed:
+            data = await req.body.read()
+            if not data:
+                break
+            if tee is not None:
+                tee.add(data)
+            up.write(chunk(data) if chunked else data)
+            up.arm_timeout(self._timeout)  # the header timeout runs from the last byte sent
+            await up.drain()
+        if chunked:
+            up.write(LAST_CHUNK)
+
+    async def _relay(
+        self,
+        req: Request,
+        conn: ClientConnection,
+        up: UpstreamConnection,
+        tee: _Tee | None,
+        event_id: str | None,
+    ) -> bool:
+        """Stream the response head and body to the client; False: close the client."""
+        assert up.body is not None
+        status = up.status
+        headers, length = filter_headers(up.headers, keep_length=True)
+        keep = req.keep_alive
+        chunked_out = False
+        if req.method != b"HEAD" and status not in _NO_BODY_STATUS and length is None:
+            if req.version == "1.1":
+                headers.append((b"Transfer-Encoding", b"chunked"))
+                chunked_out = True
+            else:
+                keep = False  # an HTTP/1.0 client reads this body until the close
+        if event_id is not None:
+            headers.append((_EVENT_ID, event_id.encode()))
+        if not keep:
+            headers.append((b"Connection", b"close"))
+        elif req.version == "1.0":
+            headers.append((b"Connection", b"keep-alive"))
+        head = head_bytes(b"HTTP/1.1 %d %s" % (status, up.reason), headers)
+        whole = up.body.take_all()
+        if whole is not None:
+            if tee is not None:
+                tee.add(whole)
+            if chunked_out:
+                whole = (chunk(whole) if whole else b"") + LAST_CHUNK
+            conn.write(head + whole)
+            return keep
+        conn.write(head)
+        try:
+            while True:
+                data = await up.body.read()
+                if not data:
+                    break
+                if tee is not None:
+                    tee.add(data)
+                conn.write(chunk(data) if chunked_out else data)
+                await conn.drain()
+            if chunked_out:
+                conn.write(LAST_CHUNK)
+        except (UpstreamBroken, ConnectionError) as exc:
+            # The status line is out: a cut connection is the only honest signal left.
+            kind = "upstream_broken" if isinstance(exc, UpstreamBroken) else "client_gone"
+            self._metrics.upstream_errors.labels(kind=kind).inc()
+            log.info("%s: response cut (%s: %s)", self._name, type(exc).__name__, exc)
+            conn.abort()
+            up.abort()
+            raise _Cut from exc
+        return keep
+
+    def _fail(
+        self, conn: ClientConnection, req: Request, status: int, error: str, exc: Exception
+    ) -> bool:
+        kind = "timeout" if status == 504 else "unreachable"
+        self._metrics.upstream_errors.labels(kind=kind).inc()
+        self._metrics.request(status)
+        log.warning("%s %s: %s", self._name, error, exc)
+        keep = req.keep_alive and req.body.done
+        reason = b"Gateway Timeout" if status == 504 else b"Bad Gateway"
+        conn.write(_error(status, reason, error, str(exc), self._pool.url, not keep))
+        return keep
+
+    def _submit(
+        self,
+        capture: CaptureHooks,
+        req: Request,
+        up: UpstreamConnection,
+        kept: list[tuple[bytes, bytes]],
+        tee_in: _Tee | None,
+        tee_out: _Tee | None,
+        event_id: str,
+        inference_id: str | None,
+        started: float,
+        t0: float,
+    ) -> None:
+        req_truncated = tee_in is not None and tee_in.truncated
+        resp_truncated = tee_out is not None and tee_out.truncated
+        if req_truncated or resp_truncated:
+            capture.metrics.truncated.inc()
+        exchange = Exchange(
+            event_id=event_id,
+            inference_time=started,
+            inference_id=inference_id,
+            custom_attributes=_header_text(kept, (CUSTOM_ATTRIBUTES_HEADER,)),
+            request_body=tee_in.body() if tee_in is not None else None,
+            request_content_type=_header_text(req.headers, ("content-type",)),
+            request_truncated=req_truncated,
+            response_body=tee_out.body() if tee_out is not None else None,
+            response_content_type=_header_text(up.headers, ("content-type",)),
+            response_truncated=resp_truncated,
+            status=up.status,
+            latency_ms=(time.perf_counter() - t0) * 1000.0,
+            request_content_encoding=_header_text(req.headers, ("content-encoding",)),
+            response_content_encoding=_header_text(up.headers, ("content-encoding",)),
+        )
+        try:
+            capture.submit(exchange)
+        except Exception:  # capture must never change the response: count it and go on
+            log.exception("capture submit failed; record dropped")
+            capture.metrics.drop("encode_error")
+
+
+class _Cut(Exception):
+    """The response was cut mid-body; both connections are already aborted."""
+
+
+def _header_text(headers: list[tuple[bytes, bytes]], names: tuple[str, ...]) -> str | None:
+    for wanted in names:
+        key = wanted.lower().encode()
+        for name, value in headers:
+            if name.lower() == key and value:
+                return value.decode("latin-1")
+    return None
+
+
+def _error(status: int, reason: bytes, error: str, detail: str, target: str, close: bool) -> bytes:
+    body = orjson.dumps({"error": error, "upstream": target, "detail": detail})
+    return json_response(status, reason, body, close=close)

@@ -1,0 +1,318 @@
+"""The fast engine's server side: an asyncio Protocol per client connection, parsed by llhttp.
+
+Each connection runs one kept task that takes its requests in order (pipelining allowed) and
+hands each to the handler; body bytes flow through a :class:`BodyStream` with flow control.
+A parse error answers 400 (431 for an oversized head, 501 for an upgrade or an unknown
+transfer coding) and closes. A client that hangs up cancels its task, so the handler's
+upstream exchange is cancelled with it. Idle keep-alive connections are closed after
+``KEEPALIVE_S``; shutdown stops accepting, closes idle connections and waits for busy ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import cast
+
+import httptools
+import orjson
+
+from capture_proxy.http1 import MAX_HEAD_BYTES, BodyStream, ClientGone, json_response
+
+__all__ = ["ClientConnection", "FastServer", "Request"]
+
+log = logging.getLogger("modelmon.proxy.server")
+
+KEEPALIVE_S = 75.0
+_SWEEP_S = 5.0
+
+
+@dataclass(slots=True)
+class Request:
+    method: bytes
+    target: bytes
+    version: str
+    headers: list[tuple[bytes, bytes]]
+    keep_alive: bool
+    body: BodyStream
+    has_body: bool
+    content_length: int | None
+    error: tuple[int, bytes, str] | None = None  # answer this instead of forwarding
+
+
+Handler = Callable[[Request, "ClientConnection"], Awaitable[bool]]
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parser callbacks in, requests out to the handler."""
+
+    def __init__(self, server: FastServer) -> None:
+        self._server = server
+        self._loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.closed = False
+        self.busy = False
+        self.last_active = time.monotonic()
+        self._parser = httptools.HttpRequestParser(self)
+        self._queue: deque[Request] = deque()
+        self._next: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._parsing: Request | None = None
+        self._broken = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) else ""
+        self._server.connections.add(self)
+        self._task = self._server.keep(self._loop.create_task(self._run(), name="proxy-conn"))
+
+    def data_received(self, data: bytes) -> None:
+        if self._broken:
+            return
+        self.last_active = time.monotonic()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reject(501, b"Not Implemented", "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            if self._head_size > MAX_HEAD_BYTES:
+                self._reject(431, b"Request Header Fields Too Large", "request head too large")
+            else:
+                self._reject(400, b"Bad Request", f"malformed request: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._server.connections.discard(self)
+        if self._parsing is not None:
+            self._parsing.body.fail(ClientGone("client closed the connection"))
+        for waiter in (self._next, self._drain):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        if self._task is not None and not self._task.done() and self.busy:
+            self._task.cancel()  # the client is gone: so is its upstream exchange
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- httptools callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD_BYTES:
+            raise httptools.HttpParserError("request head too large")
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        transport = self.transport
+        assert transport is not None
+        length: int | None = None
+        chunked = False
+        error: tuple[int, bytes, str] | None = None
+        hosts = 0
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                length = int(value)
+            elif lower == b"transfer-encoding":
+                chunked = True
+                if value.strip().lower() != b"chunked":
+                    error = (
+                        501,
+                        b"Not Implemented",
+                        "only Transfer-Encoding: chunked is supported",
+                    )
+            elif lower == b"host":
+                hosts += 1
+            elif lower == b"expect" and value.lower() == b"100-continue":
+                transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if hosts > 1:
+            error = (400, b"Bad Request", "more than one Host header")
+        request = Request(
+            method=parser.get_method(),
+            target=self._url,
+            version=parser.get_http_version(),
+            headers=self._headers,
+            keep_alive=parser.should_keep_alive() and error is None,
+            body=BodyStream(transport.pause_reading, transport.resume_reading),
+            has_body=chunked or bool(length),
+            content_length=length,
+            error=error,
+        )
+        if not request.has_body:
+            request.body.finish()
+        self._parsing = request
+        self._queue.append(request)
+        if self._next is not None and not self._next.done():
+            self._next.set_result(None)
+
+    def on_body(self, data: bytes) -> None:
+        if self._parsing is not None:
+            self._parsing.body.feed(data)
+
+    def on_message_complete(self) -> None:
+        if self._parsing is not None:
+            self._parsing.body.finish()
+            self._parsing = None
+
+    # -- serving --------------------------------------------------------------------------
+
+    def _reject(self, status: int, reason: bytes, detail: str) -> None:
+        """Queue an error answer after what is in flight; read nothing more."""
+        self._broken = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if self._parsing is not None:
+            self._parsing.body.fail(ClientGone(detail))
+            self._parsing = None
+        body = BodyStream()
+        body.finish()
+        self._queue.append(
+            Request(b"", b"", "1.1", [], False, body, False, None, (status, reason, detail))
+        )
+        if self._next is not None and not self._next.done():
+            self._next.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ConnectionResetError("client closed the connection")
+        if self._write_paused:
+            self._drain = self._loop.create_future()
+            await self._drain
+            if self.closed:
+                raise ConnectionResetError("client closed the connection")
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def _run(self) -> None:
+        try:
+            while not self.closed:
+                while not self._queue:
+                    if self.closed or self._server.closing:
+                        return
+                    self._next = self._loop.create_future()
+                    await self._next
+                    self._next = None
+                request = self._queue.popleft()
+                self.busy = True
+                try:
+                    if request.error is not None:
+                        status, reason, detail = request.error
+                        self.write(json_response(status, reason, _error_body(detail), close=True))
+                        return
+                    keep = await self._server.handler(request, self)
+                finally:
+                    self.busy = False
+                    self.last_active = time.monotonic()
+                if not keep or self._server.closing:
+                    return
+        except Exception:  # a bug must cost one connection, never the process
+            log.exception("error serving %s", self.peer)
+            self.abort()
+        finally:
+            self.close()
+
+
+def _error_body(detail: str) -> bytes:
+    return orjson.dumps({"error": "bad request", "detail": detail})
+
+
+class FastServer:
+    """Accepts connections for ``handler``; owns the connection tasks and their shutdown."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[ClientConnection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def keep(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """Own a connection task until it ends (shutdown awaits whatever is left)."""
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def start(self, sock: socket.socket, backlog: int = 1024) -> None:
+        self._server = await self.loop.create_server(
+            lambda: ClientConnection(self), sock=sock, backlog=backlog
+        )
+        self._sweeper = self.loop.create_task(self._sweep(), name="proxy-idle-sweeper")
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_S)
+            limit = time.monotonic() - KEEPALIVE_S
+            for conn in list(self.connections):
+                if not conn.busy and conn.last_active < limit:
+                    conn.close()
+
+    async def shutdown(self, timeout_s: float) -> None:
+        """Stop accepting, close idle connections, give busy ones ``timeout_s`` to finish."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            try:
+                await self._sweeper
+            except asyncio.CancelledError:
+                pass  # we cancelled it ourselves, just above
+        deadline = self.loop.time() + timeout_s
+        while True:
+            for conn in list(self.connections):
+                if not conn.busy:
+                    conn.close()
+            busy = [c for c in self.connections if c.busy]
+            if not busy or self.loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()

@@ -1,0 +1,318 @@
+"""The fast engine's client side: a bounded keep-alive pool of raw HTTP/1.1 connections.
+
+One :class:`UpstreamConnection` carries one exchange at a time; its response is parsed by
+llhttp (``httptools``) into a status, the header list and a :class:`BodyStream`. Failures are
+typed for the one place that turns them into answers (:mod:`capture_proxy.relay`)::
+
+    UpstreamError
+    ├── UpstreamUnreachable   connect refused/reset, closed before the response head  -> 502
+    ├── UpstreamTimeout       no connection or no response head in time                -> 504
+    └── UpstreamBroken        the response broke after its head (cut the client)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from capture_proxy.http1 import MAX_HEAD_BYTES, BodyStream
+
+__all__ = [
+    "UpstreamBroken",
+    "UpstreamConnection",
+    "UpstreamError",
+    "UpstreamPool",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+]
+
+
+class UpstreamError(Exception):
+    """Base of the upstream failures."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    """No usable connection, or it closed before the response head."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """No connection or no response head within the configured time."""
+
+
+class UpstreamBroken(UpstreamError):
+    """The response broke after its head was received."""
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to the upstream and the response currently read on it."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self._pool = pool
+        self._loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reused = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._head: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._head_size = 0
+        self._interim = False
+        self._head_only = False
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: BodyStream | None = None
+        self.keep_alive = False
+        self.until_close = False
+        self.complete = False
+        self.received_any = False
+
+    # -- driving one exchange -------------------------------------------------------------
+
+    def begin(self, *, head_only: bool) -> asyncio.Future[None]:
+        """Prepare for a response; the future resolves when its head has arrived."""
+        self._head = self._loop.create_future()
+        self._head_only = head_only
+        self.status = 0
+        self.reason = b""
+        self.headers = []
+        self.body = None
+        self.keep_alive = False
+        self.until_close = False
+        self.complete = False
+        self.received_any = False
+        self._head_size = 0
+        return self._head
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._write_paused and not self.closed:
+            self._drain = self._loop.create_future()
+            await self._drain
+
+    def arm_timeout(self, seconds: float) -> None:
+        """Fail the pending head with :class:`UpstreamTimeout` after ``seconds``."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(seconds, self._on_timeout)
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        head = self._head
+        if head is not None and not head.done():
+            head.set_exception(UpstreamTimeout("no response headers in time"))
+            self.abort()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.received_any = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(f"bad response from upstream: {exc}")
+            self.abort()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost decides what the EOF meant
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pool.forget(self)
+        body = self.body
+        if body is not None and not body.done and self.until_close and exc is None:
+            self.complete = True
+            body.finish()  # a close-delimited body ends here, as it should
+        else:
+            detail = f"upstream closed the connection ({exc or 'EOF'})"
+            self._fail(detail)
+        waiter = self._drain
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, detail: str) -> None:
+        head = self._head
+        if head is not None and not head.done():
+            head.set_exception(UpstreamUnreachable(detail))
+        elif self.body is not None and not self.body.done:
+            self.body.fail(UpstreamBroken(detail))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- httptools callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.headers = []
+        self.reason = b""
+        self._head_size = 0
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD_BYTES:
+            raise httptools.HttpParserError("response head too large")
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # interim (103 Early Hints ...): not forwarded, keep waiting
+            self._interim = True
+            return
+        self._interim = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.status = status
+        self.keep_alive = self._parser.should_keep_alive()
+        transport = self.transport
+        assert transport is not None
+        self.body = BodyStream(transport.pause_reading, transport.resume_reading)
+        if self._head_only:
+            # llhttp cannot be told a HEAD response has no body: finish here and never
+            # reuse the connection (its parser would wait for Content-Length bytes).
+            self.keep_alive = False
+            self.complete = True
+            self.body.finish()
+        elif status not in (204, 304):
+            framed = False
+            for name, value in self.headers:
+                lower = name.lower()
+                if lower == b"content-length" or (
+                    lower == b"transfer-encoding" and b"chunked" in value.lower()
+                ):
+                    framed = True
+                    break
+            if not framed:
+                self.until_close = True
+                self.keep_alive = False
+        head = self._head
+        if head is not None and not head.done():
+            head.set_result(None)
+
+    def on_body(self, data: bytes) -> None:
+        if self.body is not None and not self._head_only:
+            self.body.feed(data)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self.complete = True
+        if self.body is not None:
+            self.body.finish()
+
+
+class UpstreamPool:
+    """At most ``limit`` connections to one ``http(s)://host:port``, reused LIFO."""
+
+    def __init__(self, url: str, *, limit: int, connect_timeout_s: float) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._limit = limit
+        self._connect_timeout = connect_timeout_s
+        self.loop = asyncio.get_running_loop()
+        self._idle: deque[UpstreamConnection] = deque()
+        self._all: set[UpstreamConnection] = set()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._opening = 0
+
+    async def acquire(self) -> UpstreamConnection:
+        while True:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    conn.reused = True
+                    return conn
+            if len(self._all) + self._opening < self._limit:
+                return await self._open()
+            waiter = self.loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    async def _open(self) -> UpstreamConnection:
+        self._opening += 1
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, conn = await self.loop.create_connection(
+                    lambda: UpstreamConnection(self),
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                    server_hostname=self.host if self._ssl else None,
+                )
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"no connection within {self._connect_timeout:g}s") from exc
+        except OSError as exc:
+            raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._opening -= 1
+            self._wake()
+        self._all.add(conn)
+        return conn
+
+    def release(self, conn: UpstreamConnection, *, reusable: bool) -> None:
+        if reusable and conn.complete and conn.keep_alive and not conn.closed:
+            self._idle.append(conn)
+        else:
+            conn.abort()
+            self.forget(conn)
+        self._wake()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        self._all.discard(conn)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def connections(self) -> int:
+        return len(self._all)
+
+    async def close(self) -> None:
+        for conn in list(self._all):
+            if conn.transport is not None:
+                conn.transport.close()
+        self._all.clear()
+        self._idle.clear()
