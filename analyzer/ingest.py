@@ -38,7 +38,7 @@ __all__ = ["IngestStats", "Ingestor", "bucket_records", "merge_buckets"]
 
 log = logging.getLogger("modelmon.analyzer.ingest")
 
-CHUNK_LINES = 5000
+CHUNK_LINES = 10_000
 CHUNK_BYTES = 8 * 1024 * 1024
 HOUR_S = 3600
 
@@ -156,17 +156,22 @@ class Ingestor:
             )
             stats.bad.update(bad)
 
-    def _commit_chunk(
-        self,
-        rel: str,
-        offset: int,
-        lines: int,
-        chunk: list[bytes],
-        size: int,
-        end: bool,
-        stats: IngestStats,
-    ) -> bool:
-        groups, bad = bucket_records(chunk, self._bucket_s)
+    def _profiles(self, chunk: list[bytes]) -> tuple[dict[int, DatasetProfile], int, Counter[str]]:
+        """Bucket profiles of a chunk, its good records and its bad ones by reason.
+
+        Most chunks fall in one bucket: they are decoded once as a whole. A chunk that spans
+        buckets is grouped by bucket first and each group decoded on its own.
+        """
+        bucket_s = self._bucket_s
+        batch = self._decoder.decode_lines(chunk)
+        starts = {int(t.timestamp()) // bucket_s * bucket_s for t in batch.inference_times}
+        if len(starts) <= 1:
+            if not starts:
+                return {}, 0, Counter(batch.bad)
+            profile = DatasetProfile(k=self._kll_k)
+            profile.update(batch)
+            return {starts.pop(): profile}, batch.n_records, Counter(batch.bad)
+        groups, bad = bucket_records(chunk, bucket_s)
         profiles: dict[int, DatasetProfile] = {}
         records = 0
         for key, group in groups.items():
@@ -177,12 +182,24 @@ class Ingestor:
             records += batch.n_records
             start = key
             if start is None:  # the decoder read a time that we could not
-                start = int(batch.inference_times[0].timestamp()) // self._bucket_s
-                start *= self._bucket_s
-            profile = profiles.get(start)
-            if profile is None:
-                profile = profiles[start] = DatasetProfile(k=self._kll_k)
-            profile.update(batch)
+                start = int(batch.inference_times[0].timestamp()) // bucket_s * bucket_s
+            into = profiles.get(start)
+            if into is None:
+                into = profiles[start] = DatasetProfile(k=self._kll_k)
+            into.update(batch)
+        return profiles, records, bad
+
+    def _commit_chunk(
+        self,
+        rel: str,
+        offset: int,
+        lines: int,
+        chunk: list[bytes],
+        size: int,
+        end: bool,
+        stats: IngestStats,
+    ) -> bool:
+        profiles, records, bad = self._profiles(chunk)
         new_offset, new_lines = offset + size, lines + len(chunk)
         ok = self._store.write(
             lambda db: self._apply(
