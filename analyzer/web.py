@@ -155,13 +155,16 @@ async def ground_truth(request: web.Request) -> web.Response:
     return json_ok({"stored": len(rows), "bad_lines": bad}, status=200)
 
 
+OPENAPI_KEY = web.AppKey("modelmon_openapi", bytes)
+
+
 async def openapi(request: web.Request) -> web.Response:
-    text = importlib.resources.files("analyzer").joinpath("openapi.json").read_bytes()
-    return web.Response(body=text, content_type="application/json")
+    return web.Response(body=request.app[OPENAPI_KEY], content_type="application/json")
 
 
 def setup_routes(app: web.Application) -> None:
     """Mount status, health, metrics, ground truth and the OpenAPI document."""
+    app[OPENAPI_KEY] = importlib.resources.files("analyzer").joinpath("openapi.json").read_bytes()
     app.router.add_get("/monitor/status", status)
     app.router.add_get("/monitor/health", health)
     app.router.add_get("/monitor/metrics", metrics)

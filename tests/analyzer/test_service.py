@@ -31,6 +31,7 @@ from tests.analyzer.service_helpers import (
     Clock,
     make_config,
     write_baseline,
+    write_capture_file,
     write_traffic,
 )
 
@@ -150,11 +151,15 @@ async def test_missing_baseline_keeps_the_service_up(
     clock = Clock(T0 + timedelta(minutes=30))
     client, app = await _start(aiohttp_client, config, clock)
     write_traffic(config.capture.dir, "current_nodrift.csv", 300, T0 + timedelta(minutes=5))
+    write_capture_file(config.capture.dir, [b"{oops\n", b"[]\n", b"{oops\n"], T0)
     await monitor_of(app).tick()
     doc = await _status(client)
     assert doc["state"] == "no_baseline"
     assert "modelmon baseline" in doc["monitors"]["data_quality"]["baseline"]["error"]
-    assert doc["ingest"]["records"] == 300
+    assert doc["ingest"]["records"] == 300 and doc["ingest"]["files"] == 4
+    assert doc["ingest"]["bad_records"] == 3
+    assert doc["ingest"]["bad_by_reason"]["not_json"] == 2
+    assert sum(doc["ingest"]["bad_by_reason"].values()) == 3
     assert (await client.get("/monitor/health")).status == 200
 
 
