@@ -277,3 +277,44 @@ async def test_kill_9_mid_ingest_then_restart_counts_exactly(tmp_path: Path) -> 
     assert final["records"] == total and final["bad_records"] == 0
     assert _db_sums(tmp_path / "m.db") == (total, total, total)
     assert proc.returncode == 0, "".join(lines)
+
+
+async def test_a_drift_sends_exactly_one_alert_to_the_webhook(
+    aiohttp_client: Client, aiohttp_server: Any, tmp_path: Path, baseline: tuple[Path, Path]
+) -> None:
+    received: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        arrived.set()
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    server = await aiohttp_server(receiver)
+    config = make_config(
+        tmp_path,
+        baseline,
+        alerts={"webhooks": [{"url": str(server.make_url("/hook"))}], "cooldown_s": 0},
+    )
+    clock = Clock(T0 + timedelta(minutes=30))
+    client, app = await _start(aiohttp_client, config, clock)
+    write_traffic(config.capture.dir, "current_nodrift.csv", 1000, T0 + timedelta(minutes=5))
+    await monitor_of(app).tick()  # first evaluation ok: nothing is sent
+    clock.set(T0 + timedelta(hours=1, minutes=40))
+    write_traffic(
+        config.capture.dir, "current_covariate.csv", 1500, T0 + timedelta(hours=1, minutes=2)
+    )
+    await monitor_of(app).tick()
+    await asyncio.wait_for(arrived.wait(), 10)
+    clock.set(T0 + timedelta(hours=1, minutes=41))
+    await monitor_of(app).tick()  # still alert: no change, nothing enqueued
+    deadline = asyncio.get_running_loop().time() + 10
+    alerts = (await _status(client))["alerts"]
+    while alerts["sent"] + alerts["failed"] < 1 and asyncio.get_running_loop().time() < deadline:
+        alerts = (await _status(client))["alerts"]  # the delivery's answer is being read
+    assert alerts["sent"] == 1 and alerts["pending"] == 0 and alerts["failed"] == 0
+    assert len(received) == 1
+    assert received[0]["previous_state"] == "ok" and received[0]["state"] == "alert"
+    assert "income" in received[0]["features"]
