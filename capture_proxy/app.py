@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from capture_proxy.forward import CaptureHooks, Forwarder, new_session
+from capture_proxy.forward import Forwarder, new_session
 from capture_proxy.health import HEALTH_PATH, METRICS_PATH, health_response, metrics_response
 from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.tee import CaptureHooks, EventIds
 from modelmon.config import ModelmonConfig
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class Proxy:
             max_capture_bytes=capture.max_capture_bytes,
             capture_input="input" in capture.mode,
             capture_output="output" in capture.mode,
+            event_ids=EventIds(),
         )
 
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from capture_proxy.forward import CaptureHooks
 from capture_proxy.health import HEALTH_PATH, METRICS_PATH, health_document, metrics_text
 from capture_proxy.http1 import head_bytes, json_response, routing_path
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.relay import Relay
 from capture_proxy.server import ClientConnection, Request
+from capture_proxy.tee import CaptureHooks, EventIds
 from capture_proxy.upstream import UpstreamPool
 from modelmon.config import ModelmonConfig
 
@@ -97,6 +97,7 @@ class FastProxy:
             max_capture_bytes=capture.max_capture_bytes,
             capture_input="input" in capture.mode,
             capture_output="output" in capture.mode,
+            event_ids=EventIds(),
         )
 
     async def handle(self, req: Request, conn: ClientConnection) -> bool:

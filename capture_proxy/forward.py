@@ -18,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -29,20 +27,16 @@ from yarl import URL
 
 from capture_proxy.exchange import Exchange
 from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.tee import CUSTOM_ATTRIBUTES_HEADER, EVENT_ID_HEADER, CaptureHooks, Tee
 
 __all__ = [
-    "EVENT_ID_HEADER",
     "HOP_BY_HOP",
-    "CaptureHooks",
     "Forwarder",
     "error_response",
     "new_session",
 ]
 
 log = logging.getLogger("modelmon.proxy.forward")
-
-EVENT_ID_HEADER = "X-Modelmon-Event-Id"
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 
 # RFC 9110 §7.6.1 connection-specific fields, plus the obsolete Proxy-Connection. They describe
 # one hop and are never forwarded; neither are the fields a Connection header names.
@@ -128,44 +122,6 @@ def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
     return out
 
 
-class _Tee:
-    """Keeps the first ``limit`` bytes of a stream; remembers whether there was more."""
-
-    __slots__ = ("chunks", "limit", "size", "truncated")
-
-    def __init__(self, limit: int) -> None:
-        self.chunks: list[bytes] = []
-        self.limit = limit
-        self.size = 0
-        self.truncated = False
-
-    def add(self, chunk: bytes) -> None:
-        room = self.limit - self.size
-        if len(chunk) > room:
-            self.truncated = True
-            if room <= 0:
-                return
-            chunk = chunk[:room]
-        self.chunks.append(chunk)
-        self.size += len(chunk)
-
-    def body(self) -> bytes:
-        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-
-
-@dataclass(frozen=True, slots=True)
-class CaptureHooks:
-    """What the forwarder needs from capture: a sampling decision and a non-blocking submit."""
-
-    sample: Callable[[str | None], bool]
-    submit: Callable[[Exchange], bool]
-    metrics: ProxyMetrics
-    inference_id_headers: tuple[str, ...]
-    max_capture_bytes: int
-    capture_input: bool
-    capture_output: bool
-
-
 class Forwarder:
     """Forwards requests to one backend (the model server, or the analyzer for ``/monitor/*``)."""
 
@@ -191,25 +147,28 @@ class Forwarder:
         started = time.time()
         loop_start = time.perf_counter()
         event_id: str | None = None
-        tee_in: _Tee | None = None
-        tee_out: _Tee | None = None
+        tee_in: Tee | None = None
+        tee_out: Tee | None = None
         inference_id: str | None = None
         if capture is not None:
-            event_id = str(uuid.uuid4())
+            event_id = capture.event_ids.next()
             for header in capture.inference_id_headers:
                 inference_id = request.headers.get(header)
                 if inference_id:
                     break
             if capture.sample(inference_id or None):
                 if capture.capture_input:
-                    tee_in = _Tee(capture.max_capture_bytes)
+                    tee_in = Tee(capture.max_capture_bytes)
                 if capture.capture_output:
-                    tee_out = _Tee(capture.max_capture_bytes)
+                    tee_out = Tee(capture.max_capture_bytes)
             else:
                 capture.metrics.sampled_out.inc()
                 capture = None
 
-        url = URL(self._base + request.raw_path, encoded=True)
+        target = request.raw_path
+        if not target.startswith("/"):  # absolute-form: the origin-form part goes on
+            target = request.rel_url.raw_path_qs
+        url = URL(self._base + target, encoded=True)
         headers = _request_headers(request)
         data: bytes | AsyncIterator[bytes] | None = None
         small = request.content_length is not None and request.content_length <= _SMALL_BODY
@@ -238,7 +197,7 @@ class Forwarder:
         )
 
     async def _stream_body(
-        self, request: web.Request, tee: _Tee | None, deadline: asyncio.Timeout
+        self, request: web.Request, tee: Tee | None, deadline: asyncio.Timeout
     ) -> AsyncIterator[bytes]:
         # The header timeout runs from the last byte of the request body sent, so a long upload
         # is not mistaken for a slow upstream.
@@ -262,8 +221,8 @@ class Forwarder:
         request: web.Request,
         upstream: aiohttp.ClientResponse,
         capture: CaptureHooks | None,
-        tee_in: _Tee | None,
-        tee_out: _Tee | None,
+        tee_in: Tee | None,
+        tee_out: Tee | None,
         event_id: str | None,
         inference_id: str | None,
         started: float,
@@ -317,8 +276,8 @@ class Forwarder:
         capture: CaptureHooks,
         request: web.Request,
         upstream: aiohttp.ClientResponse,
-        tee_in: _Tee | None,
-        tee_out: _Tee | None,
+        tee_in: Tee | None,
+        tee_out: Tee | None,
         event_id: str,
         inference_id: str | None,
         started: float,

@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable
 
 import orjson
 
 from capture_proxy.exchange import Exchange
-from capture_proxy.forward import CUSTOM_ATTRIBUTES_HEADER, EVENT_ID_HEADER, CaptureHooks, _Tee
 from capture_proxy.http1 import LAST_CHUNK, chunk, filter_headers, head_bytes, json_response
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.server import ClientConnection, Request
+from capture_proxy.tee import CUSTOM_ATTRIBUTES_HEADER, EVENT_ID_HEADER, CaptureHooks, Tee
 from capture_proxy.upstream import (
     UpstreamBroken,
     UpstreamConnection,
@@ -36,6 +35,7 @@ log = logging.getLogger("modelmon.proxy.forward")
 _EVENT_ID = EVENT_ID_HEADER.encode()
 _CUSTOM = CUSTOM_ATTRIBUTES_HEADER.lower().encode()
 _NO_BODY_STATUS = frozenset({204, 304})
+_ALWAYS_WATCHED = frozenset({b"host", b"content-type", b"content-encoding", _CUSTOM})
 
 
 def _origin_form(target: bytes) -> bytes | None:
@@ -68,6 +68,14 @@ class Relay:
         self._name = name
         self._loop = asyncio.get_running_loop()
         self._clock: Callable[[], float] = time.time
+        self._id_names: tuple[bytes, ...] = ()
+        self._watch: frozenset[bytes] = _ALWAYS_WATCHED
+
+    def _watched(self, capture: CaptureHooks | None) -> frozenset[bytes]:
+        if capture is not None and not self._id_names:
+            self._id_names = tuple(h.lower().encode() for h in capture.inference_id_headers)
+            self._watch = _ALWAYS_WATCHED | frozenset(self._id_names)
+        return self._watch
 
     async def forward(
         self, req: Request, conn: ClientConnection, capture: CaptureHooks | None = None
@@ -81,11 +89,12 @@ class Relay:
             return False
         kept, _ = filter_headers(req.headers)
         event_id: str | None = None
-        inference_id: str | None = None
-        tee_in: _Tee | None = None
-        tee_out: _Tee | None = None
+        tee_in: Tee | None = None
+        tee_out: Tee | None = None
         xff = b""
         proto = False
+        seen: dict[bytes, bytes] = {}
+        watched = self._watched(capture)
         lines = [req.method + b" " + target + b" HTTP/1.1"]
         for name, value in kept:
             lower = name.lower()
@@ -94,18 +103,26 @@ class Relay:
                 continue
             if lower == b"x-forwarded-proto":
                 proto = True
+            elif lower in watched and lower not in seen:
+                seen[lower] = value
             lines.append(name + b": " + value)
+        if b"host" not in seen:  # an HTTP/1.0 client may omit it; HTTP/1.1 requires one
+            lines.append(b"Host: " + self._pool.host_header)
         lines.append(b"X-Forwarded-For: " + (xff + b", " if xff else b"") + conn.peer.encode())
         if not proto:
             lines.append(b"X-Forwarded-Proto: http")
+        inference_id: str | None = None
         if capture is not None:
-            event_id = str(uuid.uuid4())
-            inference_id = _header_text(kept, capture.inference_id_headers)
+            event_id = capture.event_ids.next()
+            for key in self._id_names:
+                if seen.get(key):
+                    inference_id = seen[key].decode("latin-1")
+                    break
             if capture.sample(inference_id):
                 if capture.capture_input:
-                    tee_in = _Tee(capture.max_capture_bytes)
+                    tee_in = Tee(capture.max_capture_bytes)
                 if capture.capture_output:
-                    tee_out = _Tee(capture.max_capture_bytes)
+                    tee_out = Tee(capture.max_capture_bytes)
             else:
                 capture.metrics.sampled_out.inc()
                 capture = None
@@ -180,12 +197,10 @@ class Relay:
             return False
         self._metrics.request(up.status)
         if capture is not None and event_id is not None:
-            self._submit(
-                capture, req, up, kept, tee_in, tee_out, event_id, inference_id, started, t0
-            )
+            self._submit(capture, up, seen, tee_in, tee_out, event_id, inference_id, started, t0)
         return keep and req.body.done
 
-    async def _send_body(self, req: Request, up: UpstreamConnection, tee: _Tee | None) -> None:
+    async def _send_body(self, req: Request, up: UpstreamConnection, tee: Tee | None) -> None:
         chunked = req.content_length is None
         while not up.closed:
             data = await req.body.read()
@@ -204,7 +219,7 @@ class Relay:
         req: Request,
         conn: ClientConnection,
         up: UpstreamConnection,
-        tee: _Tee | None,
+        tee: Tee | None,
         event_id: str | None,
     ) -> bool:
         """Stream the response head and body to the client; False: close the client."""
@@ -271,11 +286,10 @@ class Relay:
     def _submit(
         self,
         capture: CaptureHooks,
-        req: Request,
         up: UpstreamConnection,
-        kept: list[tuple[bytes, bytes]],
-        tee_in: _Tee | None,
-        tee_out: _Tee | None,
+        seen: dict[bytes, bytes],
+        tee_in: Tee | None,
+        tee_out: Tee | None,
         event_id: str,
         inference_id: str | None,
         started: float,
@@ -285,21 +299,31 @@ class Relay:
         resp_truncated = tee_out is not None and tee_out.truncated
         if req_truncated or resp_truncated:
             capture.metrics.truncated.inc()
+        resp_type = resp_encoding = None
+        for name, value in up.headers:
+            lower = name.lower()
+            if lower == b"content-type":
+                resp_type = value.decode("latin-1")
+            elif lower == b"content-encoding":
+                resp_encoding = value.decode("latin-1")
+        attrs = seen.get(_CUSTOM)
+        req_type = seen.get(b"content-type")
+        req_encoding = seen.get(b"content-encoding")
         exchange = Exchange(
             event_id=event_id,
             inference_time=started,
             inference_id=inference_id,
-            custom_attributes=_header_text(kept, (CUSTOM_ATTRIBUTES_HEADER,)),
+            custom_attributes=attrs.decode("latin-1") if attrs else None,
             request_body=tee_in.body() if tee_in is not None else None,
-            request_content_type=_header_text(req.headers, ("content-type",)),
+            request_content_type=req_type.decode("latin-1") if req_type else None,
             request_truncated=req_truncated,
             response_body=tee_out.body() if tee_out is not None else None,
-            response_content_type=_header_text(up.headers, ("content-type",)),
+            response_content_type=resp_type,
             response_truncated=resp_truncated,
             status=up.status,
             latency_ms=(time.perf_counter() - t0) * 1000.0,
-            request_content_encoding=_header_text(req.headers, ("content-encoding",)),
-            response_content_encoding=_header_text(up.headers, ("content-encoding",)),
+            request_content_encoding=req_encoding.decode("latin-1") if req_encoding else None,
+            response_content_encoding=resp_encoding,
         )
         try:
             capture.submit(exchange)
@@ -310,15 +334,6 @@ class Relay:
 
 class _Cut(Exception):
     """The response was cut mid-body; both connections are already aborted."""
-
-
-def _header_text(headers: list[tuple[bytes, bytes]], names: tuple[str, ...]) -> str | None:
-    for wanted in names:
-        key = wanted.lower().encode()
-        for name, value in headers:
-            if name.lower() == key and value:
-                return value.decode("latin-1")
-    return None
 
 
 def _error(status: int, reason: bytes, error: str, detail: str, target: str, close: bool) -> bytes:

@@ -241,6 +241,7 @@ class UpstreamPool:
         self.url = url
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.host_header = parts.netloc.rpartition("@")[2].encode("latin-1")
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
         self._limit = limit
         self._connect_timeout = connect_timeout_s

@@ -79,11 +79,17 @@ def _upstream_app(state: Upstream) -> web.Application:
         if request.query.get("length") == "1":
             response.content_length = size
         await response.prepare(request)
+        if request.method == "HEAD":  # aiohttp would send a streamed body even for HEAD
+            return response
         gated = request.query.get("gated") == "1"
         for offset in range(0, size, CHUNK):
             await response.write(data[offset : offset + CHUNK])
             if gated and offset == 0:
-                await state.gate.wait()
+                try:
+                    await state.gate.wait()
+                except asyncio.CancelledError:
+                    state.cancelled.set()
+                    raise
         await response.write_eof()
         return response
 

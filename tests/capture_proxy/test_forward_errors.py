@@ -94,6 +94,21 @@ async def test_client_hangup_cancels_the_upstream_request(
     assert proxy.metrics.upstream_errors.labels(kind="timeout")._value.get() == 0
 
 
+async def test_client_hangup_mid_stream_closes_the_upstream(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy()
+    host, port = proxy.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /download?size=1000000&gated=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    assert b" 200 " in await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+    await asyncio.wait_for(reader.read(1), 10)  # the first chunk is flowing
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.wait_for(upstream.cancelled.wait(), 10)
+
+
 async def test_upstream_breaking_mid_body_cuts_the_client(
     start_proxy: StartProxy, client: aiohttp.ClientSession
 ) -> None:

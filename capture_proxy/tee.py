@@ -1,0 +1,103 @@
+"""What the request path does for capture, shared by both engines: decide, tee, hand over.
+
+Everything here is cheap and never blocks: a sampling call, a bounded copy of the first
+``max_capture_bytes`` of each body, an event id, and a non-blocking ``submit``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from capture_proxy.exchange import Exchange
+from capture_proxy.metrics import ProxyMetrics
+
+__all__ = [
+    "CUSTOM_ATTRIBUTES_HEADER",
+    "EVENT_ID_HEADER",
+    "CaptureHooks",
+    "EventIds",
+    "Tee",
+]
+
+EVENT_ID_HEADER = "X-Modelmon-Event-Id"
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+_BATCH = 256
+
+
+class EventIds:
+    """Random (version 4) UUID strings, like ``str(uuid.uuid4())`` at a fraction of the cost.
+
+    The randomness comes from ``os.urandom`` in batches of 256 ids, so the hot path pays a
+    slice and a format instead of a syscall and a ``UUID`` object per request.
+
+    Examples
+    --------
+    >>> import uuid
+    >>> ids = EventIds()
+    >>> value = ids.next()
+    >>> uuid.UUID(value).version, str(uuid.UUID(value)) == value, value != ids.next()
+    (4, True, True)
+    """
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+
+    def next(self) -> str:
+        pos = self._pos
+        if pos >= len(self._buf):
+            self._buf = os.urandom(16 * _BATCH)
+            pos = 0
+        self._pos = pos + 16
+        h = self._buf[pos : pos + 16].hex()
+        # version nibble 4, variant bits 10xx (RFC 9562 §5.4)
+        variant = "89ab"[int(h[16], 16) & 3]
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+
+
+class Tee:
+    """Keeps the first ``limit`` bytes of a stream; remembers whether there was more."""
+
+    __slots__ = ("chunks", "limit", "size", "truncated")
+
+    def __init__(self, limit: int) -> None:
+        self.chunks: list[bytes] = []
+        self.limit = limit
+        self.size = 0
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> None:
+        room = self.limit - self.size
+        if len(chunk) > room:
+            self.truncated = True
+            if room <= 0:
+                return
+            chunk = chunk[:room]
+        if chunk:
+            self.chunks.append(chunk)
+            self.size += len(chunk)
+
+    def body(self) -> bytes:
+        chunks = self.chunks
+        if not chunks:
+            return b""
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureHooks:
+    """What the forwarders need from capture: a sampling decision and a non-blocking submit."""
+
+    sample: Callable[[str | None], bool]
+    submit: Callable[[Exchange], bool]
+    metrics: ProxyMetrics
+    inference_id_headers: tuple[str, ...]
+    max_capture_bytes: int
+    capture_input: bool
+    capture_output: bool
+    event_ids: EventIds
