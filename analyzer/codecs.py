@@ -29,6 +29,7 @@ from analyzer.payload_rows import (
     OUTPUT_KEYS,
     PayloadError,
     Rows,
+    compile_path,
     csv_rows,
     json_rows,
     parse_json_body,
@@ -36,7 +37,7 @@ from analyzer.payload_rows import (
 )
 from modelmon.config import PayloadConfig, PayloadSide
 
-__all__ = ["DecodedBatch", "PayloadDecoder", "decode_body"]
+__all__ = ["DecodedBatch", "PayloadDecoder", "SideCodec", "decode_body"]
 
 
 @dataclass
@@ -72,37 +73,53 @@ class DecodedBatch:
         return len(self.record_rows)
 
 
-def _side_text(side: Any) -> str:
-    if not isinstance(side, dict):
-        raise PayloadError("bad_capture_side")
-    data = side.get("data")
-    if not isinstance(data, str):
-        raise PayloadError("no_data")
-    encoding = side.get("encoding")
-    if encoding == "CSV" or encoding == "JSON":
-        return data
-    if isinstance(encoding, str) and encoding.upper() == "BASE64":
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise PayloadError("bad_base64", str(exc)) from exc
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PayloadError("not_utf8", str(exc)) from exc
-    return data
+def _base64_text(data: str) -> str:
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PayloadError("bad_base64", str(exc)) from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("not_utf8", str(exc)) from exc
+
+
+class SideCodec:
+    """The configured codec of one side (request or response), ready for many bodies."""
+
+    def __init__(self, side: PayloadSide, output: bool) -> None:
+        self.format = side.format
+        self.columns = side.columns
+        self.output = output
+        self.keys = (OUTPUT_KEYS if output else INPUT_KEYS).get(side.format, ())
+        self.path = compile_path(side.path) if side.path else None
+
+    def body_rows(self, text: str) -> Rows:
+        """The rows of one body (already text)."""
+        if self.format == "csv":
+            return csv_rows(text)
+        doc = parse_json_body(text)
+        if self.format == "v2":
+            return v2_rows(doc, "outputs" if self.output else "inputs", self.columns, self.path)
+        return json_rows(doc, self.keys, self.path)
+
+    def rows(self, side: Any) -> Rows:
+        """The rows of one side of a capture record (BASE64 decoded first)."""
+        if type(side) is not dict:
+            raise PayloadError("bad_capture_side")
+        data = side.get("data")
+        if type(data) is not str:
+            raise PayloadError("no_data")
+        encoding = side.get("encoding")
+        if encoding != "CSV" and encoding != "JSON":
+            if isinstance(encoding, str) and encoding.upper() == "BASE64":
+                data = _base64_text(data)
+        return self.body_rows(data)
 
 
 def decode_body(text: str, side: PayloadSide, output: bool) -> Rows:
     """The rows of one body (already text) in the side's configured format."""
-    fmt = side.format
-    if fmt == "csv":
-        return csv_rows(text)
-    doc = parse_json_body(text)
-    if fmt == "v2":
-        return v2_rows(doc, "outputs" if output else "inputs", side.columns, side.path)
-    keys = (OUTPUT_KEYS if output else INPUT_KEYS)[fmt]
-    return json_rows(doc, keys, side.path)
+    return SideCodec(side, output).body_rows(text)
 
 
 def _parse_time(value: Any) -> datetime:
@@ -168,32 +185,36 @@ class _Run:
         self.batch = DecodedBatch()
         self.inputs = ColumnBuilder(payload.input.columns, input_name, track_fields=True)
         self.outputs = ColumnBuilder(payload.output.columns, output_name, track_fields=False)
+        self.request = SideCodec(payload.input, output=False)
+        self.response = SideCodec(payload.output, output=True)
 
     def add(self, record: Any) -> None:
+        # The hot path: one call per record, locals only, exceptions for the rare bad record.
         batch = self.batch
         try:
             capture = record["captureData"]
-            metadata = record.get("eventMetadata") or {}
+            metadata = record["eventMetadata"]
+            event_id = metadata["eventId"]
             moment = _parse_time(metadata.get("inferenceTime"))
-            event_id = metadata.get("eventId")
-            if not isinstance(capture, dict) or not isinstance(event_id, str):
+            if type(capture) is not dict or type(event_id) is not str:
                 raise PayloadError("not_capture_record")
             request = capture.get("endpointInput")
             response = capture.get("endpointOutput")
             if request is None and response is None:
                 raise PayloadError("no_capture_data")
-            truncated = (record.get("modelmon") or {}).get("truncated") or ()
+            extra = record.get("modelmon")
+            truncated = extra.get("truncated") or () if type(extra) is dict else ()
             in_rows = None
             if request is not None:
                 if "input" in truncated:
                     raise PayloadError("truncated_input")
-                in_rows = decode_body(_side_text(request), self.payload.input, output=False)
+                in_rows = self.request.rows(request)
             out_rows = None
             if response is not None:
                 try:
                     if "output" in truncated:
                         raise PayloadError("truncated_output")
-                    out_rows = decode_body(_side_text(response), self.payload.output, output=True)
+                    out_rows = self.response.rows(response)
                 except PayloadError as exc:
                     if in_rows is None:
                         raise
@@ -201,25 +222,28 @@ class _Run:
         except PayloadError as exc:
             batch.bad[exc.reason] += 1
             return
-        except (KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, AttributeError, IndexError, RecursionError):
             batch.bad["not_capture_record"] += 1
             return
-        n = in_rows.n if in_rows is not None else out_rows.n  # type: ignore[union-attr]
         if in_rows is not None:
+            n = in_rows.n
             self.inputs.add(in_rows)
         else:
+            n = out_rows.n  # type: ignore[union-attr]
             self.inputs.pad(n)
             batch.rows_without_input += n
         if out_rows is None:
             self.outputs.pad(n)
             batch.rows_without_output += n
+        elif out_rows.n == n:
+            self.outputs.add(out_rows)
         else:
             self._add_output(out_rows, n)
         batch.n_rows += n
         batch.record_rows.append(n)
         batch.event_ids.append(event_id)
         inference_id = metadata.get("inferenceId")
-        batch.inference_ids.append(inference_id if isinstance(inference_id, str) else None)
+        batch.inference_ids.append(inference_id if type(inference_id) is str else None)
         batch.inference_times.append(moment)
 
     def _add_output(self, rows: Rows, n: int) -> None:

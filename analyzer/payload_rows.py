@@ -105,16 +105,34 @@ def parse_json_body(text: str | bytes) -> Any:
         raise PayloadError("payload_not_json", str(exc)) from exc
 
 
-def _search(path: str, doc: Any) -> Any:
+class _BadPath:
+    """A JMESPath expression that does not compile: every body fails with its reason."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def search(self, doc: Any) -> Any:
+        raise PayloadError("bad_jmespath", self.error)
+
+
+def compile_path(path: str) -> Any:
+    """A compiled JMESPath expression (``.search(doc)``), compiled once per decoder."""
     try:
-        return jmespath.search(path, doc)
+        return jmespath.compile(path)
+    except jmespath.exceptions.JMESPathError as exc:
+        return _BadPath(str(exc))
+
+
+def _search(path: Any, doc: Any) -> Any:
+    try:
+        return path.search(doc)
     except jmespath.exceptions.JMESPathError as exc:
         raise PayloadError("bad_jmespath", str(exc)) from exc
 
 
-def json_rows(doc: Any, keys: Sequence[str], path: str | None) -> Rows:
+def json_rows(doc: Any, keys: Sequence[str], path: Any) -> Rows:
     """Rows from a parsed JSON body: a JMESPath result, a known key, a list or one object."""
-    if path:
+    if path is not None:
         doc = _search(path, doc)
     elif isinstance(doc, dict):
         for key in keys:
@@ -125,20 +143,19 @@ def json_rows(doc: Any, keys: Sequence[str], path: str | None) -> Rows:
 
 
 def _rows_of(doc: Any) -> Rows:
-    if isinstance(doc, list):
-        if not doc:
+    if type(doc) is list:
+        n = len(doc)
+        if not n:
             raise PayloadError("empty_payload")
-        first = doc[0]
-        if isinstance(first, dict):
-            if not all(isinstance(row, dict) for row in doc):
+        kinds = {type(doc[0])} if n == 1 else set(map(type, doc))
+        if dict in kinds:
+            if len(kinds) > 1:
                 raise PayloadError("mixed_rows", "objects mixed with other values")
-            return Rows("obj", doc, len(doc))
-        if isinstance(first, list):
-            rows = [row if isinstance(row, list) else [row] for row in doc]
-            return Rows("pos", rows, len(rows))
-        if any(isinstance(row, dict | list) for row in doc):
-            raise PayloadError("mixed_rows", "scalars mixed with rows")
-        return Rows("cols", {0: doc}, len(doc))
+            return Rows("obj", doc, n)
+        if list in kinds:
+            rows = doc if len(kinds) == 1 else [r if type(r) is list else [r] for r in doc]
+            return Rows("pos", rows, n)
+        return Rows("cols", {0: doc}, n)
     if isinstance(doc, dict):
         if not doc:
             raise PayloadError("empty_payload")
@@ -162,14 +179,14 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def v2_rows(doc: Any, side_key: str, columns: Sequence[str], path: str | None) -> Rows:
+def v2_rows(doc: Any, side_key: str, columns: Sequence[str], path: Any) -> Rows:
     """KServe V2 / Open Inference Protocol: ``{side_key: [{name, shape, datatype, data}]}``.
 
     Each tensor's first dimension is the batch. A tensor of width 1 is one feature (named by the
     tensor, or by ``columns`` when given); a wider one yields ``{name}_{j}`` features, or the
     positional ``columns`` when given.
     """
-    if path:
+    if path is not None:
         doc = _search(path, doc)
     tensors = doc.get(side_key) if isinstance(doc, dict) else doc
     if not isinstance(tensors, list) or not tensors:

@@ -150,8 +150,9 @@ class FeatureProfile:
             total, m2 = _sequential_moments(numbers.tolist())
         else:
             total = float(numbers.sum())
-            mean = total / n
-            m2 = float(np.dot(numbers - mean, numbers - mean))
+            deviations = numbers - total / n
+            np.square(deviations, out=deviations)  # ufuncs, not BLAS (its threads spin)
+            m2 = float(deviations.sum())
         low, high = float(numbers.min()), float(numbers.max())
         if self.kll is None:
             self.kll = new_kll(self.k)

@@ -31,6 +31,11 @@ _INTEGRAL = re.compile(r"[+-]?[0-9]+")
 _FRACTIONAL = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Characters that float() accepts but a numeric literal may not hold (nan, inf, 1_000, spaces).
 _NOT_LITERAL = re.compile(r"[^0-9eE.+\-\x1f]")
+_SEP = "\x1f"
+# A whole field (between separators) that is a numeric literal.
+_TOKEN = re.compile(
+    r"(?<![^\x1f])[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?(?![^\x1f])"
+)
 
 
 @dataclass(slots=True)
@@ -44,30 +49,54 @@ class SplitValues:
     strings: list[str] = field(default_factory=list)
 
 
-def _strings_split(values: list[str], out: SplitValues) -> None:
-    """Numeric-looking strings to numbers (fast path for clean columns), others stay strings."""
+def _fractional_count(tokens: list[str], joined: str) -> int:
+    """How many numeric literals (``joined`` by the separator) are not integer literals."""
+    if "e" in joined or "E" in joined:
+        return sum(1 for t in tokens if _INTEGRAL.fullmatch(t) is None)
+    return joined.count(".")  # a literal holds at most one dot
+
+
+def _strings_split(values: list[str], out: SplitValues, joined: str | None = None) -> None:
+    """Numeric-looking strings to numbers, others stay strings; C-speed passes over the text.
+
+    The column is joined with a separator once: a clean numeric column converts in one numpy
+    call; otherwise one regex scan finds the numeric fields, and only a mixed column pays a
+    per-value pass.
+    """
     empty = values.count("")
     if empty:
         out.missing += empty
         values = [v for v in values if v]
+        joined = None
     if not values:
         return
-    joined = "\x1f".join(values)
+    if joined is None:
+        joined = _SEP.join(values)
+    if joined.count(_SEP) != len(values) - 1:  # the separator inside a value: go slowly
+        _slow_strings(values, out)
+        return
     if _NOT_LITERAL.search(joined) is None:
         try:
             numbers = np.array(values, dtype=np.float64)
         except ValueError:
             pass
         else:
-            if "e" in joined or "E" in joined:
-                fractional = sum(1 for v in values if _INTEGRAL.fullmatch(v) is None)
-            else:
-                fractional = joined.count(".")
+            fractional = _fractional_count(values, joined)
             out.numbers = numbers
             out.fractional += fractional
             out.integral += len(values) - fractional
             return
-    _slow_strings(values, out)
+    tokens = _TOKEN.findall(joined)
+    if not tokens:
+        out.strings.extend(values)
+        return
+    fractional = _fractional_count(tokens, _SEP.join(tokens))
+    out.numbers = np.array(tokens, dtype=np.float64)
+    out.fractional += fractional
+    out.integral += len(tokens) - fractional
+    if len(tokens) < len(values):
+        numeric = set(tokens)
+        out.strings.extend(v for v in values if v not in numeric)
 
 
 def _slow_strings(values: list[str], out: SplitValues) -> None:
@@ -124,11 +153,16 @@ def split_values(values: Sequence[Any] | np.ndarray) -> SplitValues:
     if isinstance(values, np.ndarray):
         return _array_split(values)
     out = SplitValues()
+    if values and type(values[0]) is str:  # text columns (CSV): one join checks all are str
+        try:
+            joined = _SEP.join(values)
+        except TypeError:
+            pass
+        else:
+            _strings_split(values if isinstance(values, list) else list(values), out, joined)
+            _finite_only(out)
+            return out
     types = Counter(map(type, values))
-    if len(types) == 1 and str in types:
-        _strings_split(values if isinstance(values, list) else list(values), out)
-        _finite_only(out)
-        return out
     out.missing = types.pop(type(None), 0)
     n_int, n_float = types.pop(int, 0), types.pop(float, 0)
     strings = [v for v in values if type(v) is str] if types.pop(str, 0) else []
