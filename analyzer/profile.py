@@ -141,7 +141,9 @@ class FeatureProfile:
         if len(split.numbers):
             self.update_numbers(split.numbers)
         if split.strings:
-            self._update_strings(split.strings)
+            if split.string_counts is None or split.string_counts.total() != len(split.strings):
+                split.string_counts = Counter(split.strings)
+            self._update_strings(split.string_counts)
 
     def update_numbers(self, numbers: np.ndarray) -> None:
         """Moments, min/max and the KLL sketch from finite float64 numbers (counts untouched)."""
@@ -171,10 +173,10 @@ class FeatureProfile:
         self.min = low if self.min is None else min(self.min, low)
         self.max = high if self.max is None else max(self.max, high)
 
-    def _update_strings(self, strings: list[str]) -> None:
+    def _update_strings(self, counts: Counter[str]) -> None:
         if self.frequent is None:
             self.frequent, self.hll = new_frequent(), new_hll()
-        for value, count in Counter(strings).items():
+        for value, count in counts.items():
             self.frequent.update(value, count)
             self.hll.update(value)
 

@@ -47,6 +47,7 @@ class SplitValues:
     integral: int = 0
     fractional: int = 0
     strings: list[str] = field(default_factory=list)
+    string_counts: Counter[str] | None = None  # of ``strings``, when already counted
 
 
 def _fractional_count(tokens: list[str], joined: str) -> int:
@@ -86,17 +87,23 @@ def _strings_split(values: list[str], out: SplitValues, joined: str | None = Non
             out.fractional += fractional
             out.integral += len(values) - fractional
             return
-    tokens = _TOKEN.findall(joined)
-    if not tokens:
+    counts = Counter(values)
+    if len(counts) * 2 <= len(values):  # few distinct values: classify each distinct one once
+        numeric = {key for key in counts if _FRACTIONAL.fullmatch(key)}
+    else:
+        numeric = set(_TOKEN.findall(joined))
+    if not numeric:
         out.strings.extend(values)
+        out.string_counts = counts
         return
-    fractional = _fractional_count(tokens, _SEP.join(tokens))
+    tokens = [v for v in values if v in numeric]
+    fractional = sum(counts[key] for key in numeric if _INTEGRAL.fullmatch(key) is None)
     out.numbers = np.array(tokens, dtype=np.float64)
     out.fractional += fractional
     out.integral += len(tokens) - fractional
     if len(tokens) < len(values):
-        numeric = set(tokens)
         out.strings.extend(v for v in values if v not in numeric)
+        out.string_counts = Counter({k: c for k, c in counts.items() if k not in numeric})
 
 
 def _slow_strings(values: list[str], out: SplitValues) -> None:
