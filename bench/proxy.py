@@ -34,6 +34,13 @@ BODY = b'{"instances": [[0.5, 1.25, 3.0, 42.0, 7.5, "CA"]]}'
 ANSWER = '{"predictions": [0.8125]}'
 
 
+MODELMON_TARGETS = (
+    ("modelmon capture off", False, "fast"),
+    ("modelmon capture 100%", True, "fast"),
+    ("aiohttp engine 100%", True, "aiohttp"),
+)
+
+
 @dataclass
 class Result:
     target: str
@@ -150,7 +157,7 @@ def start_upstream(workdir: Path, port: int, have_nginx: bool) -> subprocess.Pop
 
 
 def start_modelmon(
-    workdir: Path, port: int, upstream: int, capture: bool
+    workdir: Path, port: int, upstream: int, capture: bool, engine: str = "fast"
 ) -> subprocess.Popen[bytes]:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "modelmon.yaml"
@@ -161,6 +168,7 @@ def start_modelmon(
                 "proxy": {
                     "listen": f"127.0.0.1:{port}",
                     "upstream": f"http://127.0.0.1:{upstream}",
+                    "engine": engine,
                 },
                 "capture": {
                     "enabled": capture,
@@ -376,10 +384,11 @@ def main() -> int:
                 targets.append(
                     ("nginx proxy", start_nginx(workdir / "nginx", port, upstream_port), port)
                 )
-            for name, capture in (("modelmon capture off", False), ("modelmon capture 100%", True)):
+            for name, capture, engine in MODELMON_TARGETS:
                 port = free_port()
                 sub = workdir / name.replace(" ", "-").replace("%", "")
-                targets.append((name, start_modelmon(sub, port, upstream_port, capture), port))
+                proc = start_modelmon(sub, port, upstream_port, capture, engine)
+                targets.append((name, proc, port))
             only = set(args.only.split(",")) if args.only else None
             for conns in connections:
                 for name, proc, port in targets:

@@ -168,8 +168,10 @@ class Relay:
                             self._pool.release(up, reusable=False)
                             up = None
                             continue
+                    await self._abandon(up, sender)
                     return self._fail(conn, req, 502, "upstream unreachable", exc)
                 except UpstreamTimeout as exc:
+                    await self._abandon(up, sender)
                     return self._fail(conn, req, 504, "upstream timeout", exc)
             assert up is not None and up.body is not None
             self._metrics.upstream_latency.observe(time.perf_counter() - t0)
@@ -186,11 +188,7 @@ class Relay:
             if sender is not None:
                 await asyncio.gather(sender, return_exceptions=True)
         except BaseException:
-            if sender is not None and not sender.done():
-                sender.cancel()
-                await asyncio.gather(sender, return_exceptions=True)
-            if up is not None:
-                self._pool.release(up, reusable=False)
+            await self._abandon(up, sender)
             raise
         self._pool.release(up, reusable=reusable)
         if cut:
@@ -199,6 +197,17 @@ class Relay:
         if capture is not None and event_id is not None:
             self._submit(capture, up, seen, tee_in, tee_out, event_id, inference_id, started, t0)
         return keep and req.body.done
+
+    async def _abandon(
+        self, up: UpstreamConnection | None, sender: asyncio.Task[None] | None
+    ) -> None:
+        """Give up an exchange: stop the upload and drop (never reuse) its connection."""
+        if up is not None:
+            self._pool.release(up, reusable=False)
+        if sender is not None:
+            if not sender.done():
+                sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
 
     async def _send_body(self, req: Request, up: UpstreamConnection, tee: Tee | None) -> None:
         chunked = req.content_length is None

@@ -67,11 +67,13 @@ async def raw_upstream() -> AsyncIterator[Callable[[bytes], Any]]:
     """A bare TCP upstream that answers every request with the given bytes, then maybe closes."""
     servers: list[asyncio.Server] = []
 
-    async def start(answer: bytes, close_after: bool = False) -> str:
+    async def start(answer: bytes, close_after: bool = False, hang_up: bool = False) -> str:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 while True:
                     head = await reader.readuntil(b"\r\n\r\n")
+                    if hang_up:  # read the head, answer nothing, close mid-upload
+                        break
                     length = 0
                     for line in head.split(b"\r\n"):
                         if line.lower().startswith(b"content-length:"):
@@ -282,3 +284,21 @@ def test_tee_keeps_the_first_bytes_and_flags_the_rest() -> None:
     exact.add(b"abcd")
     exact.add(b"")
     assert (exact.body(), exact.truncated) == (b"abcd", False)
+
+
+async def test_upstream_hanging_up_mid_upload_is_a_502(
+    start_proxy: StartProxy, raw_upstream: Callable[..., Any]
+) -> None:
+    proxy = await start_proxy(proxy={"upstream": await raw_upstream(b"", hang_up=True)})
+    raw = await Raw.open(proxy.url)
+    try:
+        size = 4 * 1024 * 1024  # over the small-body limit: streamed, not read first
+        await raw.send(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        await raw.send(b"a" * 300_000)
+        status, headers, body = await raw.response()
+    finally:
+        await raw.close()
+    assert status == 502
+    if proxy.config.proxy.engine == "fast":  # aiohttp drains the rest of the body instead
+        assert headers.get("connection") == "close"  # the rest of the upload is never read
+    assert b"upstream unreachable" in body
