@@ -175,7 +175,9 @@ async def bench_ingest(work: Path, records: int, per_file: int, baseline: Any) -
         status = (await http.get(f"http://127.0.0.1:{port}/monitor/status")).json()
     final_mb = rss.memory_info().rss / 2**20
     await _stop(proc)
-    quarter = next((mb for n, mb in samples if n >= records // 4), final_mb)
+    quartiles = [
+        next((mb for n, mb in samples if n >= records * q // 4), final_mb) for q in (1, 2, 3)
+    ]
     return {
         "records": records,
         "files": files,
@@ -183,7 +185,7 @@ async def bench_ingest(work: Path, records: int, per_file: int, baseline: Any) -
         "records_per_s": records / elapsed,
         "anchor_records_per_s": anchor,
         "idle_rss_mb": idle_mb,
-        "rss_at_25pct_mb": quarter,
+        "rss_quartiles_mb": quartiles,
         "peak_rss_mb": max(mb for _, mb in samples),
         "final_rss_mb": final_mb,
         "state": status["state"],
@@ -294,7 +296,8 @@ async def main() -> None:
             f"final state {ingest['state']}"
         )
         print(
-            f"rss: idle {ingest['idle_rss_mb']:.0f} MB, at 25% {ingest['rss_at_25pct_mb']:.0f} MB, "
+            f"rss: idle {ingest['idle_rss_mb']:.0f} MB, at 25/50/75% "
+            f"{'/'.join(f'{mb:.0f}' for mb in ingest['rss_quartiles_mb'])} MB, "
             f"peak {ingest['peak_rss_mb']:.0f} MB, after {ingest['records']:,} records "
             f"{ingest['final_rss_mb']:.0f} MB (goal < 300 MB, flat)"
         )
