@@ -105,18 +105,30 @@ class Ingestor:
         self._chunk_bytes = chunk_bytes
         self._clock = clock
 
-    def _known(self) -> dict[str, tuple[int, int, bool]]:
+    def _known(self, first: str = "") -> dict[str, tuple[int, int, bool]]:
+        """Read state of the files whose path sorts at or after ``first``.
+
+        Paths are ``endpoint/variant/yyyy/mm/dd/hh/name``, so they sort by hour: the rows of
+        files that retention has removed (older than the oldest file on disk) are not loaded.
+        """
         rows = self._store.read(
-            lambda c: c.execute("SELECT path, offset, lines, done FROM files").fetchall()
+            lambda c: c.execute(
+                "SELECT path, offset, lines, done FROM files WHERE path >= ?", [first]
+            ).fetchall()
         )
         return {path: (int(offset), int(lines), bool(done)) for path, offset, lines, done in rows}
 
     def run_once(self) -> IngestStats:
         """Read every sealed file not fully read yet; returns what this pass committed."""
         stats = IngestStats()
-        known = self._known()
-        for path in sealed_files(self._root, self._endpoint, self._variant, None, None):
-            rel = path.relative_to(self._root).as_posix()
+        listed = [
+            (path, path.relative_to(self._root).as_posix())
+            for path in sealed_files(self._root, self._endpoint, self._variant, None, None)
+        ]
+        if not listed:
+            return stats
+        known = self._known(min(rel for _, rel in listed))
+        for path, rel in listed:
             offset, lines, done = known.get(rel, (0, 0, False))
             if done:
                 continue

@@ -3,6 +3,7 @@ counted by reason."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -124,7 +125,7 @@ def test_a_second_ingester_cannot_double_count(config: ModelmonConfig, store: St
     stale = Ingestor(store, config)
     stale_known = stale._known()  # what a racing ingester saw before the first one committed
     Ingestor(store, config).run_once()
-    stale._known = lambda: stale_known  # type: ignore[method-assign]
+    stale._known = lambda first="": stale_known  # type: ignore[method-assign]
     again = stale.run_once()
     assert again.records == 0
     assert store.read(read_counters)["records"] == path_count
@@ -142,3 +143,33 @@ def test_bucket_records_groups_and_flags_unreadable_times() -> None:
     start = int(T0.timestamp())
     assert {k: len(v) for k, v in groups.items()} == {start: 1, start + 300: 1, None: 1}
     assert bad == {"not_json": 1}
+
+
+def test_gzip_files_are_read_in_chunks_from_their_offsets(
+    config: ModelmonConfig, store: Store
+) -> None:
+    rows, scores = read_rows("current_nodrift.csv")
+    lines = [record_line(rows[i], scores[i], T0 + timedelta(seconds=i)) for i in range(50)]
+    plain = write_capture_file(config.capture.dir, lines, T0)
+    packed = plain.with_name(plain.name + ".gz")
+    packed.write_bytes(gzip.compress(b"".join(lines)))
+    stats = Ingestor(store, config, chunk_lines=7).run_once()
+    assert stats.records == 100 and stats.files == 2
+    offsets = dict(store.read(lambda c: c.execute("SELECT path, offset FROM files").fetchall()))
+    assert set(offsets.values()) == {len(b"".join(lines))}  # uncompressed bytes, both files
+
+
+def test_files_removed_by_retention_do_not_disturb_the_rest(
+    config: ModelmonConfig, store: Store
+) -> None:
+    write_traffic(config.capture.dir, "current_nodrift.csv", 100, T0, per_file=100)
+    later = T0 + timedelta(hours=2)
+    write_traffic(config.capture.dir, "current_nodrift.csv", 100, later, per_file=100)
+    ingestor = Ingestor(store, config)
+    assert ingestor.run_once().records == 200
+    old_hour = config.capture.dir / ENDPOINT / VARIANT / T0.strftime("%Y/%m/%d/%H")
+    for path in old_hour.iterdir():
+        path.unlink()  # what retention does
+    write_traffic(config.capture.dir, "current_nodrift.csv", 30, later, per_file=30)
+    assert ingestor.run_once().records == 30
+    assert store.read(read_counters)["records"] == 230
