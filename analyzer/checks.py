@@ -12,7 +12,8 @@ Wasserstein). Readings where SageMaker leaves room (documented in ``docs/drift.m
 - ``categorical_values_check``: the share of present values inside ``domains`` below
   ``domain_content_threshold``.
 - ``missing_column_check`` / ``extra_column_check``: a baseline column absent from the window
-  / a window column the baseline does not know (one entry per column, named).
+  (or without a single value in it: CSV rows with fewer fields) / a window column with values
+  that the baseline does not know (one entry per column, named).
 - ``baseline_drift_check``: :mod:`analyzer.drift` (``Robust``: the corrected verdict with the
   window's false-alarm rate split over the features tested; ``Simple``: SageMaker's plain
   ``distance > threshold``).
@@ -197,7 +198,8 @@ def run_checks(
     result.n_features_tested, result.alpha_per_feature = n_tests, alpha
     out = result.violations
 
-    missing = [n for n in known if n not in cur_cols]
+    # absent, or never holding a value (e.g. CSV rows with fewer fields than the baseline)
+    missing = [n for n in known if n not in cur_cols or cur_cols[n].num_present == 0]
     if glob.evaluate and missing:
         for name in missing:
             out.append(
