@@ -29,6 +29,7 @@ __all__ = ["ClientConnection", "FastServer", "Request"]
 log = logging.getLogger("modelmon.proxy.server")
 
 KEEPALIVE_S = 75.0
+_LINGER_S = 2.0
 _SWEEP_S = 5.0
 
 
@@ -68,8 +69,10 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
+        self._in_head = False
         self._parsing: Request | None = None
         self._broken = False
+        self._lingering = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -85,8 +88,12 @@ class ClientConnection(asyncio.Protocol):
         if self._broken:
             return
         self.last_active = time.monotonic()
+        if self._in_head:
+            self._head_size += len(data)  # also what llhttp buffers inside one long field
         try:
             self._parser.feed_data(data)
+            if self._in_head and self._head_size > MAX_HEAD_BYTES:
+                raise httptools.HttpParserError("request head too large")
         except httptools.HttpParserUpgrade:
             self._reject(501, b"Not Implemented", "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
@@ -120,10 +127,13 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_size = 0
+        self._in_head = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_size += len(url)
+        if self._head_size > MAX_HEAD_BYTES:
+            raise httptools.HttpParserError("request head too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
@@ -132,6 +142,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self._parser
         transport = self.transport
         assert transport is not None
@@ -188,9 +199,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _reject(self, status: int, reason: bytes, detail: str) -> None:
         """Queue an error answer after what is in flight; read nothing more."""
-        self._broken = True
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._broken = True  # from here on, whatever arrives is read and dropped
         if self._parsing is not None:
             self._parsing.body.fail(ClientGone(detail))
             self._parsing = None
@@ -238,6 +247,7 @@ class ClientConnection(asyncio.Protocol):
                     if request.error is not None:
                         status, reason, detail = request.error
                         self.write(json_response(status, reason, _error_body(detail), close=True))
+                        self._linger()
                         return
                     keep = await self._server.handler(request, self)
                 finally:
@@ -249,7 +259,19 @@ class ClientConnection(asyncio.Protocol):
             log.exception("error serving %s", self.peer)
             self.abort()
         finally:
-            self.close()
+            if not self._lingering:
+                self.close()
+
+    def _linger(self) -> None:
+        """Close gently after an error answer: a client still sending would otherwise get a
+        reset that can destroy the answer before it reads it (RFC 9112 §9.6)."""
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        self._lingering = True
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._loop.call_later(_LINGER_S, transport.close)
 
 
 def _error_body(detail: str) -> bytes:

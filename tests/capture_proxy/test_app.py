@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import uuid
@@ -247,3 +248,36 @@ async def test_unwritable_capture_dir_never_changes_the_response(
     assert sink is not None
     await sink.flush()
     assert proxy.metrics.drop_counts["write_error"] + proxy.metrics.drop_counts["disk_full"] == 5
+
+
+async def test_shutdown_lets_an_in_flight_stream_finish_and_seals_it(
+    start_proxy: StartProxy, upstream: Upstream, client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """What SIGTERM does: stop accepting, finish the open stream, then seal its record."""
+    proxy = await start_proxy(capture=FULL)
+    async with client.get(f"{proxy.url}/sse") as resp:
+        first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 10)
+        async with asyncio.TaskGroup() as group:
+            stopping = group.create_task(proxy.stop())
+            await _until_refused(proxy.url)  # shutdown has begun: no new connections
+            assert not stopping.done()  # ... and it waits for the open stream
+            upstream.gate.set()
+            rest = await resp.read()
+        assert stopping.done()
+    assert first + rest == b"data: first\n\n" + b"".join(
+        f"data: token-{i}\n\n".encode() for i in range(3)
+    )
+    [record] = sealed_records(tmp_path / "capture")
+    assert decode_side(record["captureData"]["endpointOutput"]) == first + rest
+
+
+async def _until_refused(url: str) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    for _ in range(10_000):  # each attempt yields to the loop, so the shutdown progresses
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            return
+        writer.close()
+        await writer.wait_closed()
+    raise AssertionError("the proxy kept accepting connections after shutdown began")

@@ -181,6 +181,31 @@ async def test_oversized_head_is_refused_and_not_forwarded(
     assert upstream.seen == []
 
 
+@pytest.mark.parametrize("where", ["url", "one endless header"])
+async def test_oversized_head_in_pieces_is_refused(
+    where: str, start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy()
+    raw = await Raw.open(proxy.url)
+    try:
+        if where == "url":
+            await raw.send(b"GET /inspect?" + b"q" * 20_000)
+        else:
+            await raw.send(b"GET /inspect HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        status = b""
+        for _ in range(40):  # 40 x 10 kB without a line end, unless the proxy refuses first
+            try:
+                await raw.send(b"a" * 10_000)
+            except ConnectionError:
+                break
+        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n"), 10)
+        status = head.split(b" ")[1]
+    finally:
+        await raw.close()
+    assert int(status) in (400, 414, 431)
+    assert upstream.seen == []
+
+
 async def test_upgrade_is_never_passed_on(start_proxy: StartProxy, upstream: Upstream) -> None:
     proxy = await start_proxy()
     raw = await Raw.open(proxy.url)
