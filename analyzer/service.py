@@ -156,5 +156,14 @@ def run_service(config: ModelmonConfig) -> int:
     app = create_app(config)
     host, port = parse_listen(config.analyzer.listen)
     log.info("analyzer on http://%s:%d/monitor/status", host, port)
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    try:
+        web.run_app(app, host=host, port=port, print=None, access_log=None)
+    except OSError as exc:
+        log.error(
+            "cannot listen on %s:%d (%s): free the port or change analyzer.listen",
+            host,
+            port,
+            exc.strerror or exc,
+        )
+        return 1
     return 0

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -318,3 +319,28 @@ async def test_a_drift_sends_exactly_one_alert_to_the_webhook(
     assert len(received) == 1
     assert received[0]["previous_state"] == "ok" and received[0]["state"] == "alert"
     assert "income" in received[0]["features"]
+
+
+def test_a_busy_port_stops_the_command_with_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config_path = tmp_path / "modelmon.yaml"
+        config_path.write_text(
+            yaml.safe_dump(
+                {
+                    "proxy": {"upstream": "http://127.0.0.1:9"},
+                    "analyzer": {"listen": f"127.0.0.1:{port}", "db": "m.db"},
+                }
+            )
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "modelmon", "analyzer", "--config", str(config_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert "change analyzer.listen" in done.stderr
