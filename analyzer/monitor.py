@@ -130,6 +130,7 @@ class Monitor:
         self.last_ingest = IngestStats()
         self.last_error: str | None = None
         self.ticks = 0
+        self.last_tick_s: float | None = None
         self._state: str | None = None
         self._loaded = False
         self._lock = asyncio.Lock()
@@ -224,11 +225,13 @@ class Monitor:
         async with self._lock:
             if not self._loaded:
                 await self.load_state()
+            started = time.perf_counter()
             self.last_ingest = await asyncio.to_thread(self.ingestor.run_once)
             now = self.clock()
             doc = await asyncio.to_thread(self._evaluate, now)
             await asyncio.to_thread(self.reporter.run, now)
             self.ticks += 1
+            self.last_tick_s = time.perf_counter() - started
             new = doc["monitors"][MONITOR]["state"]
             old, self._state = self._state, new
             if new != old and self.alerts is not None:

@@ -77,7 +77,9 @@ def _token(config: ModelmonConfig) -> str | None:
 
 
 async def _run_loop(monitor: Monitor, interval_s: float, cron: CronSchedule | None) -> None:
+    loop = asyncio.get_running_loop()
     while True:
+        started = loop.time()
         try:
             await monitor.tick()
             monitor.last_error = None
@@ -86,7 +88,10 @@ async def _run_loop(monitor: Monitor, interval_s: float, cron: CronSchedule | No
         except Exception as exc:  # a failed run is reported by /health and retried next time
             log.exception("monitoring run failed")
             monitor.last_error = f"{type(exc).__name__}: {exc}"
-        delay = interval_s if cron is None else cron.seconds_until_next(time.time())
+        if cron is None:  # every interval from the start of a run, not from its end
+            delay = max(0.0, interval_s - (loop.time() - started))
+        else:
+            delay = cron.seconds_until_next(time.time())
         await asyncio.sleep(delay)
 
 

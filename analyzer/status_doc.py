@@ -85,6 +85,7 @@ def full_status(
     doc["analyzer"] = {
         "version": __version__,
         "ticks": monitor.ticks,
+        "last_tick_s": monitor.last_tick_s,
         "last_error": monitor.last_error,
         "schedule_interval_s": monitor.config.analyzer.schedule_interval_s,
         "window_s": monitor.config.analyzer.window_s,
