@@ -10,10 +10,10 @@ need ``Authorization: Bearer <token>``, compared in constant time.
 from __future__ import annotations
 
 import hmac
-import importlib.resources
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -156,6 +156,7 @@ async def ground_truth(request: web.Request) -> web.Response:
 
 
 OPENAPI_KEY = web.AppKey("modelmon_openapi", bytes)
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")  # package data
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -164,7 +165,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application) -> None:
     """Mount status, health, metrics, ground truth and the OpenAPI document."""
-    app[OPENAPI_KEY] = importlib.resources.files("analyzer").joinpath("openapi.json").read_bytes()
+    app[OPENAPI_KEY] = OPENAPI_PATH.read_bytes()
     app.router.add_get("/monitor/status", status)
     app.router.add_get("/monitor/health", health)
     app.router.add_get("/monitor/metrics", metrics)
