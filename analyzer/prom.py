@@ -38,7 +38,6 @@ CHECK_TYPES = (
     "extra_column_check",
     "categorical_values_check",
 )
-_RENDER_LOCK = threading.Lock()
 _ILLEGAL = re.compile(r"[^a-zA-Z0-9_:]")
 
 
@@ -54,6 +53,7 @@ class StatusCollector(Collector):
     def __init__(self) -> None:
         self._doc: Mapping[str, Any] = {}
         self._counters: Mapping[str, int] = {}
+        self.lock = threading.Lock()  # one scrape at a time sets and reads the snapshot
 
     def set(self, doc: Mapping[str, Any], counters: Mapping[str, int]) -> None:
         self._doc, self._counters = doc, counters
@@ -158,6 +158,6 @@ def render(
     counters: Mapping[str, int],
 ) -> bytes:
     """The Prometheus text for this snapshot."""
-    with _RENDER_LOCK:
+    with collector.lock:
         collector.set(doc, counters)
         return generate_latest(registry)
