@@ -8,7 +8,8 @@ server when nginx is absent. Printed: throughput, p50/p99 latency and the proxy 
 seconds per request (psutil, process plus children, before/after the measured run), each as
 a ratio to nginx's.
 
-Run: ``python bench/proxy.py`` (``--seconds 10`` for steadier numbers, ``--json out.json``).
+Run: ``python bench/proxy.py`` (``--seconds 10 --repeat 5`` for steadier numbers on a busy
+machine, ``--json out.json`` to keep them).
 """
 
 from __future__ import annotations
@@ -304,6 +305,13 @@ def measure(
     return Result(target, connections, requests, requests / elapsed, p50, p99, errors, cpu)
 
 
+def median_result(runs: list[Result]) -> Result:
+    """The run with the median CPU per request (or throughput, for the upstream)."""
+    key = (lambda r: r.cpu_us_per_req) if runs[0].cpu_us_per_req is not None else (lambda r: r.rps)
+    ordered = sorted(runs, key=key)  # type: ignore[arg-type, return-value]
+    return ordered[len(ordered) // 2]
+
+
 # -- report ----------------------------------------------------------------------------
 
 
@@ -354,6 +362,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measured run per point")
     parser.add_argument("--connections", default="1,32", help="comma-separated")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per point (median kept)")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--only", default=None, help="comma-separated target names")
     args = parser.parse_args()
@@ -391,14 +400,18 @@ def main() -> int:
                 targets.append((name, proc, port))
             only = set(args.only.split(",")) if args.only else None
             for conns in connections:
-                for name, proc, port in targets:
-                    if only and name not in only:
-                        continue
-                    result = measure(
-                        name, port, proc.pid if proc else None, conns, args.seconds, workdir
-                    )
-                    results.append(result)
-                    print(f"  {name} @ {conns}: {result.rps:.0f} req/s", flush=True)
+                rounds: dict[str, list[Result]] = {}
+                # Rounds interleave the targets, so a burst of load from elsewhere on a shared
+                # machine hits all of them alike; the median round is reported.
+                for _ in range(args.repeat):
+                    for name, proc, port in targets:
+                        if only and name not in only:
+                            continue
+                        pid = proc.pid if proc else None
+                        result = measure(name, port, pid, conns, args.seconds, workdir)
+                        rounds.setdefault(name, []).append(result)
+                        print(f"  {name} @ {conns}: {result.rps:.0f} req/s", flush=True)
+                results.extend(median_result(runs) for runs in rounds.values())
         finally:
             for _, proc, _ in targets:
                 if proc is not None:
