@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import posixpath
 from collections import deque
+from collections.abc import Callable
 from urllib.parse import unquote
 
 __all__ = [
@@ -138,7 +139,9 @@ class BodyStream:
         "done",
     )
 
-    def __init__(self, pause: object = None, resume: object = None) -> None:
+    def __init__(
+        self, pause: Callable[[], None] | None = None, resume: Callable[[], None] | None = None
+    ) -> None:
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self.done = False
@@ -151,7 +154,7 @@ class BodyStream:
     def feed(self, data: bytes) -> None:
         self._chunks.append(data)
         self._buffered += len(data)
-        if self._buffered > HIGH_WATER and not self._paused and callable(self._pause):
+        if self._buffered > HIGH_WATER and not self._paused and self._pause is not None:
             self._paused = True
             self._pause()
         self._wake()
@@ -177,6 +180,7 @@ class BodyStream:
         data = b"".join(self._chunks)
         self._chunks.clear()
         self._buffered = 0
+        self._resume_if_paused()
         return data
 
     async def read(self) -> bytes:
@@ -193,7 +197,13 @@ class BodyStream:
                 self._waiter = None
         data = self._chunks.popleft()
         self._buffered -= len(data)
-        if self._paused and self._buffered < LOW_WATER and callable(self._resume):
+        if self._buffered < LOW_WATER:
+            self._resume_if_paused()
+        return data
+
+    def _resume_if_paused(self) -> None:
+        # A body that completed while paused must not leave its connection paused: the
+        # next message on a kept-alive connection would never be read.
+        if self._paused and self._resume is not None:
             self._paused = False
             self._resume()
-        return data

@@ -212,7 +212,11 @@ class Relay:
     async def _send_body(self, req: Request, up: UpstreamConnection, tee: Tee | None) -> None:
         chunked = req.content_length is None
         while not up.closed:
-            data = await req.body.read()
+            try:
+                data = await req.body.read()
+            except ConnectionError:
+                up.abort()  # a half-sent body must never be completed or reused
+                raise
             if not data:
                 break
             if tee is not None:

@@ -44,6 +44,7 @@ class Request:
     has_body: bool
     content_length: int | None
     error: tuple[int, bytes, str] | None = None  # answer this instead of forwarding
+    expect_continue: bool = False
 
 
 Handler = Callable[[Request, "ClientConnection"], Awaitable[bool]]
@@ -150,6 +151,7 @@ class ClientConnection(asyncio.Protocol):
         chunked = False
         error: tuple[int, bytes, str] | None = None
         hosts = 0
+        expect = False
         for name, value in self._headers:
             lower = name.lower()
             if lower == b"content-length":
@@ -165,7 +167,7 @@ class ClientConnection(asyncio.Protocol):
             elif lower == b"host":
                 hosts += 1
             elif lower == b"expect" and value.lower() == b"100-continue":
-                transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                expect = True
         if hosts > 1:
             error = (400, b"Bad Request", "more than one Host header")
         request = Request(
@@ -178,6 +180,7 @@ class ClientConnection(asyncio.Protocol):
             has_body=chunked or bool(length),
             content_length=length,
             error=error,
+            expect_continue=expect and (chunked or bool(length)),
         )
         if not request.has_body:
             request.body.finish()
@@ -243,6 +246,9 @@ class ClientConnection(asyncio.Protocol):
                     self._next = None
                 request = self._queue.popleft()
                 self.busy = True
+                if request.expect_continue and not request.body.done:
+                    # Only now: written earlier, it could land inside a previous answer.
+                    self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 try:
                     if request.error is not None:
                         status, reason, detail = request.error

@@ -204,3 +204,18 @@ async def test_keep_alive_reuses_upstream_connections(
             await resp.read()
     # Sequential requests ride one pooled upstream connection instead of opening twenty.
     assert len({seen["peer_port"] for seen in upstream.seen}) == 1
+
+
+@pytest.mark.parametrize("size", [200_000, 300_000, 600_000])
+async def test_bodies_around_the_buffer_limits_keep_connections_usable(
+    size: int, start_proxy: StartProxy, client: aiohttp.ClientSession
+) -> None:
+    """Bodies that fill the flow-control window in a read or two, back to back on the same
+    client and upstream connections: none may leave a connection paused."""
+    proxy = await start_proxy()
+    data = pattern(size, seed=3)
+    for _ in range(6):
+        async with client.get(f"{proxy.url}/download?size={size}&seed=3&length=1") as resp:
+            assert await resp.read() == data
+        async with client.post(f"{proxy.url}/echo", data=io.BytesIO(data)) as resp:
+            assert await resp.read() == data
