@@ -117,20 +117,26 @@ class ColumnBuilder:
         return {self.name(j): column for j, column in enumerate(zip(*rows, strict=True))}
 
     def _obj_columns(self, rows: list[dict[Any, Any]]) -> dict[str, Sequence[Any]]:
-        first = rows[0].keys()
-        keys: dict[Any, None] = dict.fromkeys(first)
-        same = True
-        for row in rows:
-            row_keys = row.keys()
-            if row_keys != first:
-                same = False
-                keys.update(dict.fromkeys(row_keys))
+        lengths = Counter(map(len, rows))
         if self._track:
-            self.field_counts.update(map(len, rows))
-        order = [k for k in self._names if k in keys] + [k for k in keys if k not in self._names]
-        if same and len(order) > 1:  # every row has the same keys: C-speed gets and transpose
-            values = zip(*map(itemgetter(*order), rows), strict=True)
-            return {str(key): column for key, column in zip(order, values, strict=True)}
+            self.field_counts.update(lengths)
+        first = list(rows[0])
+        order = [k for k in self._names if k in rows[0]] + [
+            k for k in first if k not in self._names
+        ]
+        if len(lengths) == 1 and len(order) > 1:
+            # Same number of keys everywhere: if every row has all of the first row's keys, the
+            # rows share one key set, and C-speed gets and a transpose do the whole batch.
+            try:
+                values = zip(*map(itemgetter(*order), rows), strict=True)
+                return {str(key): column for key, column in zip(order, values, strict=True)}
+            except KeyError:
+                pass
+        keys: dict[Any, None] = {}
+        for row in rows:
+            keys.update(dict.fromkeys(row))
+        named = set(self._names)
+        order = [k for k in self._names if k in keys] + [k for k in keys if k not in named]
         return {str(key): [row.get(key) for row in rows] for key in order}
 
     def _cols_columns(self, segments: list[Rows]) -> dict[str, Sequence[Any]]:

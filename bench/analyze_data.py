@@ -7,6 +7,7 @@ one CSV with a header, in chunks, so that generating a million rows needs little
 from __future__ import annotations
 
 import csv
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,7 +95,9 @@ def _record(i: int, request: str, response: str, encoding: str) -> bytes:
 def write_capture(root: Path, n: int, seed: int, payload: str) -> None:
     """``n`` records, one row each, under ``root/bench/AllTraffic/yyyy/mm/dd/hh/``."""
     base = root / "bench" / "AllTraffic" / f"{START:%Y/%m/%d/%H}"
-    base.mkdir(parents=True, exist_ok=True)
+    if root.exists():
+        shutil.rmtree(root)
+    base.mkdir(parents=True)
     i = 0
     lines: list[bytes] = []
 

@@ -95,11 +95,10 @@ def main() -> None:
             for payload in ("csv", "json"):
                 cfg = str(run / f"{payload}.yaml")
                 label = f"modelmon analyze --once ({payload} payloads)"
-                seconds, mb, _ = timed(
-                    [python, "-m", "modelmon", "analyze", "--config", cfg, "--once"], run
-                )
-                rows.append((size, label, seconds, mb))
-                print(f"  {label:<44} {seconds:7.2f} s {mb:7.0f} MB", flush=True)
+                command = [python, "-m", "modelmon", "analyze", "--config", cfg, "--once"]
+                seconds, cpu, mb, _ = timed(command, run)
+                rows.append((size, label, seconds, cpu, mb))
+                print(f"  {label:<44} {seconds:7.2f} s {cpu:7.2f} cpu {mb:7.0f} MB", flush=True)
                 for workers in (1, 2):
                     label = f"decode+profile only ({payload}, {workers} proc)"
                     seconds, cpu, mb, _ = timed(
@@ -109,12 +108,11 @@ def main() -> None:
                     print(f"  {label:<44} {seconds:7.2f} s {cpu:7.2f} cpu {mb:7.0f} MB", flush=True)
             if evidently.exists():
                 script = str(BENCH / "evidently_drift.py")
-                seconds, mb, said = timed(
-                    [str(evidently), script, str(reference), str(current)], run
-                )
-                rows.append((size, "evidently DataDriftPreset (CSV)", seconds, mb))
+                command = [str(evidently), script, str(reference), str(current)]
+                seconds, cpu, mb, said = timed(command, run)
                 label = "evidently DataDriftPreset (CSV)"
-                print(f"  {label:<44} {seconds:7.2f} s {mb:7.0f} MB  ({said})")
+                rows.append((size, label, seconds, cpu, mb))
+                print(f"  {label:<44} {seconds:7.2f} s {cpu:7.2f} cpu {mb:7.0f} MB  ({said})")
         print_table(rows)
     finally:
         if not args.keep and args.workdir is None:

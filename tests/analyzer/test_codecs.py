@@ -260,3 +260,15 @@ def test_decode_records_never_raises_and_stays_aligned(
     assert sum(batch.record_rows) == batch.n_rows
     for column in [*batch.columns.values(), *batch.predictions.values()]:
         assert len(column) == batch.n_rows
+
+
+def test_object_rows_with_different_keys_of_the_same_count() -> None:
+    dec = decoder({"format": "json", "columns": ["c", "a"]})
+    batch = dec.decode_records(
+        [
+            record('[{"a": 1, "b": 2}, {"a": 3, "c": 4}]', enc_in="JSON"),
+            record('{"b": 5, "a": 6}', enc_in="JSON"),
+        ]
+    )
+    assert batch.columns == {"c": [None, 4, None], "a": [1, 3, 6], "b": [2, None, 5]}
+    assert batch.field_counts == {2: 3}
