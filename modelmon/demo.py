@@ -13,14 +13,13 @@ what did not happen.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import shutil
 import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import aiohttp
 
@@ -36,7 +35,8 @@ from modelmon.demo_traffic import (
     send_traffic,
 )
 from modelmon.status_cli import drifting_features, render_status, summary_line
-from modelmon.up import ChildSpec, Supervisor, child_specs
+from modelmon.supervisor import ChildSpec, LogFile, Supervisor
+from modelmon.up import child_specs
 
 __all__ = ["run_demo"]
 
@@ -57,25 +57,6 @@ class _Watch:
     ready: bool = False
     drift_at: float | None = None
     failure: str = ""
-
-
-class _Logs:
-    """Child output into ``logs/modelmon.log``, with the last lines kept for a failure report."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file: TextIO = path.open("a", encoding="utf-8")
-        self.tail: collections.deque[str] = collections.deque(maxlen=30)
-
-    def __call__(self, source: str, line: str) -> None:
-        text = f"{source} | {line}"
-        self._file.write(text + "\n")
-        self._file.flush()
-        self.tail.append(text)
-
-    def close(self) -> None:
-        self._file.close()
 
 
 async def _get_status(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
@@ -112,7 +93,7 @@ class _Demo:
         self.stop_traffic = asyncio.Event()
         self.stop_children = asyncio.Event()
         self.interrupted = asyncio.Event()
-        self.logs = _Logs(root / "logs" / "modelmon.log")
+        self.logs = LogFile(root / "logs" / "modelmon.log")
 
     def say(self, message: str) -> None:
         print(f"[{self.loop.time() - self.started:5.1f}s] {message}", flush=True)

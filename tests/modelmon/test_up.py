@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import psutil
 import pytest
 import yaml
 from aiohttp import web
 
-from modelmon.up import ChildSpec, RestartPolicy, Supervisor
+from modelmon.supervisor import ChildSpec, RestartPolicy, Supervisor
 
 FAST = RestartPolicy(
     backoff_initial_s=0.05, backoff_max_s=0.2, max_crashes=3, crash_window_s=30, stop_grace_s=5
@@ -59,10 +60,20 @@ class Lines:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
+
+
+async def _all_gone(pids: list[int], within_s: float = 10) -> bool:
+    """Whether every pid has exited (a process is briefly still running after closing its fds)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while any(_alive(pid) for pid in pids):
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await _tick(0.05)
     return True
 
 
@@ -122,6 +133,24 @@ async def test_a_child_ignoring_sigterm_is_killed_after_the_grace() -> None:
     notes = [line for src, line in lines.lines if src == "up"]
     assert "stubborn did not stop within 0.3s; killing it" in notes
     assert "stubborn stopped (signal SIGKILL)" in notes
+
+
+async def test_what_a_crashed_child_left_running_is_stopped_before_the_restart() -> None:
+    lines = Lines()
+    leaves_one_behind = _python(
+        "import subprocess, sys\n"
+        "grandchild = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()'])\n"
+        "print(f'grandchild {grandchild.pid}', flush=True)\n"
+        "sys.exit(3)"
+    )
+    supervisor = Supervisor([ChildSpec("parent", leaves_one_behind)], lines, FAST)
+    # the grandchild holds the output pipe open: without reaping, this would never end
+    assert await asyncio.wait_for(supervisor.run(asyncio.Event()), 30) == 1
+    grandchildren = [int(line.split()[1]) for src, line in lines.lines if src == "parent"]
+    assert len(grandchildren) == FAST.max_crashes
+    assert await _all_gone(grandchildren)
+    notes = [line for src, line in lines.lines if src == "up"]
+    assert notes.count("parent left processes behind; stopping them") == FAST.max_crashes
 
 
 # --- ``modelmon up`` as a subprocess, with the real proxy and analyzer ---------------------
