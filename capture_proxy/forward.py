@@ -25,9 +25,14 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from capture_proxy.exchange import Exchange
 from capture_proxy.metrics import ProxyMetrics
-from capture_proxy.tee import CUSTOM_ATTRIBUTES_HEADER, EVENT_ID_HEADER, CaptureHooks, Tee
+from capture_proxy.tee import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    EVENT_ID_HEADER,
+    CaptureHooks,
+    Tee,
+    hand_over,
+)
 
 __all__ = [
     "HOP_BY_HOP",
@@ -258,53 +263,20 @@ class Forwarder:
         upstream.release()
         self._metrics.request(upstream.status)
         if capture is not None and event_id is not None:
-            self._submit(
+            rh, uh = request.headers, upstream.headers
+            hand_over(
                 capture,
-                request,
-                upstream,
-                tee_in,
-                tee_out,
-                event_id,
-                inference_id,
-                started,
-                loop_start,
+                event_id=event_id,
+                started=started,
+                t0=loop_start,
+                inference_id=inference_id,
+                custom_attributes=rh.get(CUSTOM_ATTRIBUTES_HEADER),
+                tee_in=tee_in,
+                tee_out=tee_out,
+                request_type=rh.get("Content-Type"),
+                request_encoding=rh.get("Content-Encoding"),
+                response_type=uh.get("Content-Type"),
+                response_encoding=uh.get("Content-Encoding"),
+                status=upstream.status,
             )
         return response
-
-    @staticmethod
-    def _submit(
-        capture: CaptureHooks,
-        request: web.Request,
-        upstream: aiohttp.ClientResponse,
-        tee_in: Tee | None,
-        tee_out: Tee | None,
-        event_id: str,
-        inference_id: str | None,
-        started: float,
-        loop_start: float,
-    ) -> None:
-        req_truncated = tee_in is not None and tee_in.truncated
-        resp_truncated = tee_out is not None and tee_out.truncated
-        if req_truncated or resp_truncated:
-            capture.metrics.truncated.inc()
-        exchange = Exchange(
-            event_id=event_id,
-            inference_time=started,
-            inference_id=inference_id,
-            custom_attributes=request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
-            request_body=tee_in.body() if tee_in is not None else None,
-            request_content_type=request.headers.get("Content-Type"),
-            request_truncated=req_truncated,
-            response_body=tee_out.body() if tee_out is not None else None,
-            response_content_type=upstream.headers.get("Content-Type"),
-            response_truncated=resp_truncated,
-            status=upstream.status,
-            latency_ms=(time.perf_counter() - loop_start) * 1000.0,
-            request_content_encoding=request.headers.get("Content-Encoding"),
-            response_content_encoding=upstream.headers.get("Content-Encoding"),
-        )
-        try:
-            capture.submit(exchange)
-        except Exception:  # capture must never change the response: count it and go on
-            log.exception("capture submit failed; record dropped")
-            capture.metrics.drop("encode_error")

@@ -15,11 +15,16 @@ from collections.abc import Callable
 
 import orjson
 
-from capture_proxy.exchange import Exchange
 from capture_proxy.http1 import LAST_CHUNK, chunk, filter_headers, head_bytes, json_response
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.server import ClientConnection, Request
-from capture_proxy.tee import CUSTOM_ATTRIBUTES_HEADER, EVENT_ID_HEADER, CaptureHooks, Tee
+from capture_proxy.tee import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    EVENT_ID_HEADER,
+    CaptureHooks,
+    Tee,
+    hand_over,
+)
 from capture_proxy.upstream import (
     UpstreamBroken,
     UpstreamConnection,
@@ -195,7 +200,28 @@ class Relay:
             return False
         self._metrics.request(up.status)
         if capture is not None and event_id is not None:
-            self._submit(capture, up, seen, tee_in, tee_out, event_id, inference_id, started, t0)
+            resp_type = resp_encoding = None
+            for name, value in up.headers:
+                lower = name.lower()
+                if lower == b"content-type":
+                    resp_type = value.decode("latin-1")
+                elif lower == b"content-encoding":
+                    resp_encoding = value.decode("latin-1")
+            hand_over(
+                capture,
+                event_id=event_id,
+                started=started,
+                t0=t0,
+                inference_id=inference_id,
+                custom_attributes=_text(seen.get(_CUSTOM)),
+                tee_in=tee_in,
+                tee_out=tee_out,
+                request_type=_text(seen.get(b"content-type")),
+                request_encoding=_text(seen.get(b"content-encoding")),
+                response_type=resp_type,
+                response_encoding=resp_encoding,
+                status=up.status,
+            )
         return keep and req.body.done
 
     async def _abandon(
@@ -296,57 +322,13 @@ class Relay:
         conn.write(_error(status, reason, error, str(exc), self._pool.url, not keep))
         return keep
 
-    def _submit(
-        self,
-        capture: CaptureHooks,
-        up: UpstreamConnection,
-        seen: dict[bytes, bytes],
-        tee_in: Tee | None,
-        tee_out: Tee | None,
-        event_id: str,
-        inference_id: str | None,
-        started: float,
-        t0: float,
-    ) -> None:
-        req_truncated = tee_in is not None and tee_in.truncated
-        resp_truncated = tee_out is not None and tee_out.truncated
-        if req_truncated or resp_truncated:
-            capture.metrics.truncated.inc()
-        resp_type = resp_encoding = None
-        for name, value in up.headers:
-            lower = name.lower()
-            if lower == b"content-type":
-                resp_type = value.decode("latin-1")
-            elif lower == b"content-encoding":
-                resp_encoding = value.decode("latin-1")
-        attrs = seen.get(_CUSTOM)
-        req_type = seen.get(b"content-type")
-        req_encoding = seen.get(b"content-encoding")
-        exchange = Exchange(
-            event_id=event_id,
-            inference_time=started,
-            inference_id=inference_id,
-            custom_attributes=attrs.decode("latin-1") if attrs else None,
-            request_body=tee_in.body() if tee_in is not None else None,
-            request_content_type=req_type.decode("latin-1") if req_type else None,
-            request_truncated=req_truncated,
-            response_body=tee_out.body() if tee_out is not None else None,
-            response_content_type=resp_type,
-            response_truncated=resp_truncated,
-            status=up.status,
-            latency_ms=(time.perf_counter() - t0) * 1000.0,
-            request_content_encoding=req_encoding.decode("latin-1") if req_encoding else None,
-            response_content_encoding=resp_encoding,
-        )
-        try:
-            capture.submit(exchange)
-        except Exception:  # capture must never change the response: count it and go on
-            log.exception("capture submit failed; record dropped")
-            capture.metrics.drop("encode_error")
-
 
 class _Cut(Exception):
     """The response was cut mid-body; both connections are already aborted."""
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value else None
 
 
 def _error(status: int, reason: bytes, error: str, detail: str, target: str, close: bool) -> bytes:

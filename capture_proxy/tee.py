@@ -6,7 +6,9 @@ Everything here is cheap and never blocks: a sampling call, a bounded copy of th
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +21,10 @@ __all__ = [
     "CaptureHooks",
     "EventIds",
     "Tee",
+    "hand_over",
 ]
+
+log = logging.getLogger("modelmon.proxy.capture")
 
 EVENT_ID_HEADER = "X-Modelmon-Event-Id"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
@@ -101,3 +106,50 @@ class CaptureHooks:
     capture_input: bool
     capture_output: bool
     event_ids: EventIds
+
+
+def hand_over(
+    capture: CaptureHooks,
+    *,
+    event_id: str,
+    started: float,
+    t0: float,
+    inference_id: str | None,
+    custom_attributes: str | None,
+    tee_in: Tee | None,
+    tee_out: Tee | None,
+    request_type: str | None,
+    request_encoding: str | None,
+    response_type: str | None,
+    response_encoding: str | None,
+    status: int,
+) -> None:
+    """Build the :class:`Exchange` of a finished response and submit it; never raises.
+
+    ``started`` is the epoch time the request arrived, ``t0`` its ``perf_counter``.
+    """
+    req_truncated = tee_in is not None and tee_in.truncated
+    resp_truncated = tee_out is not None and tee_out.truncated
+    if req_truncated or resp_truncated:
+        capture.metrics.truncated.inc()
+    exchange = Exchange(
+        event_id=event_id,
+        inference_time=started,
+        inference_id=inference_id,
+        custom_attributes=custom_attributes,
+        request_body=tee_in.body() if tee_in is not None else None,
+        request_content_type=request_type,
+        request_truncated=req_truncated,
+        response_body=tee_out.body() if tee_out is not None else None,
+        response_content_type=response_type,
+        response_truncated=resp_truncated,
+        status=status,
+        latency_ms=(time.perf_counter() - t0) * 1000.0,
+        request_content_encoding=request_encoding,
+        response_content_encoding=response_encoding,
+    )
+    try:
+        capture.submit(exchange)
+    except Exception:  # capture must never change the response: count it and go on
+        log.exception("capture submit failed; record dropped")
+        capture.metrics.drop("encode_error")
