@@ -1,7 +1,7 @@
 """``modelmon analyze --once``: one stateless monitoring pass over the sealed capture files.
 
 It needs no database: it reads the baseline and every sealed capture file of the window
-(``*.jsonl`` and ``*.jsonl.gz``, ours or SageMaker's), profiles them in large batches, runs
+(``*.jsonl`` and ``*.jsonl.gz``, ours or SageMaker's), profiles them on all cores, runs
 the checks, writes SageMaker's three report files and prints a summary.
 
 The window: by default every sealed file on disk; ``--start``/``--end`` (ISO-8601, UTC when
@@ -20,12 +20,14 @@ import json
 import logging
 import sys
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelmon.config import ModelmonConfig
+
+if TYPE_CHECKING:
+    from analyzer.parallel import FilesProfile
 
 __all__ = ["EXIT_NO_BASELINE", "EXIT_NO_DATA", "run_analyze_once"]
 
@@ -33,7 +35,6 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_NO_BASELINE = 3
 EXIT_NO_DATA = 4
-BATCH_LINES = 50_000
 PROGRESS_EVERY_S = 2.0
 
 log = logging.getLogger("modelmon.analyze")
@@ -91,43 +92,17 @@ class _Progress:
             )
 
 
-def _profile_files(
-    config: ModelmonConfig, files: list[Path]
-) -> tuple[Any, Counter[str], list[datetime]]:
-    from analyzer.capture_files import read_line_batches
-    from analyzer.codecs import PayloadDecoder
-    from analyzer.profile import DatasetProfile
+def _profile_files(config: ModelmonConfig, files: list[Path]) -> FilesProfile:
+    """Decode and profile the files on all cores (one profile per file, merged)."""
+    from analyzer.parallel import profile_capture_files
 
-    decoder = PayloadDecoder(config.analyzer.payload)
-    profile = DatasetProfile(config.analyzer.kll_k)
-    bad: Counter[str] = Counter()
-    span: list[datetime] = []  # [earliest, latest] inferenceTime
-    records = 0
     progress = _Progress(len(files))
-
-    def flush(chunk: list[bytes]) -> None:
-        nonlocal records
-        batch = decoder.decode_lines(chunk)
-        profile.update(batch)
-        bad.update(batch.bad)
-        records += len(batch.record_rows)
-        if batch.inference_times:
-            times = [min(batch.inference_times), max(batch.inference_times)]
-            span[:] = [min(span[0], times[0]), max(span[1], times[1])] if span else times
-
-    # Files are small (rotated every minute): lines of many files go into one large batch.
-    chunk: list[bytes] = []
-    for done, path in enumerate(files, 1):
-        for lines in read_line_batches(path):
-            chunk.extend(lines)
-            if len(chunk) >= BATCH_LINES:
-                flush(chunk)
-                chunk = []
-                progress.tick(done - 1, profile.item_count, records)
-        progress.tick(done, profile.item_count, records)
-    if chunk:
-        flush(chunk)
-    return profile, bad, span
+    return profile_capture_files(
+        files,
+        config.analyzer.payload,
+        config.analyzer.kll_k,
+        on_file=lambda total: progress.tick(total.files, total.profile.item_count, total.records),
+    )
 
 
 def _report_dir(config: ModelmonConfig, end: datetime) -> Path:
@@ -165,7 +140,8 @@ def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | Non
     if not files:
         raise _Stop(EXIT_NO_DATA, f"no sealed capture files (*.jsonl, *.jsonl.gz) in {root}{span}")
     print(f"analyzing {len(files)} capture files from {root}", file=sys.stderr, flush=True)
-    profile, bad, times = _profile_files(config, files)
+    seen = _profile_files(config, files)
+    profile, bad = seen.profile, seen.bad
     if profile.item_count == 0:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(bad.items())) or "no records"
         raise _Stop(
@@ -189,10 +165,10 @@ def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | Non
         baseline, constraints, profile, false_alarm_rate=config.analyzer.false_alarm_rate
     )
     if end is None:
-        newest = times[1] if times else datetime.now(UTC)
+        newest = seen.last_time or datetime.now(UTC)
         end = newest.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     if start is None:
-        oldest = times[0] if times else end - timedelta(hours=1)
+        oldest = seen.first_time or end - timedelta(hours=1)
         start = oldest.replace(minute=0, second=0, microsecond=0)
     folder = _report_dir(config, end)
     _write(folder, report_documents(statistics_json(profile), cons_doc, result))

@@ -277,7 +277,7 @@ def main() -> None:
     if EVIDENTLY_READY.exists() and args.evidently_windows > 0:
         run_evidently(bench, args.evidently_windows)
     else:
-        print("\nEvidently: /work/evidently-venv not ready, skipped")
+        print("\nEvidently: skipped (/work/evidently-venv not ready, or --evidently-windows 0)")
 
 
 if __name__ == "__main__":
