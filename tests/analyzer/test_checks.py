@@ -189,3 +189,28 @@ def test_predictions_checked_only_where_the_baseline_has_them() -> None:
     result = run_checks(stats, cons, current)
     assert _found(result) == {("score", "baseline_drift_check")}  # "other": not in the baseline
     assert set(result.features) == {"x", "score"}
+
+
+def test_chi_squared_method_flags_state_with_p_value() -> None:
+    doc = copy.deepcopy(_baseline_docs()[1])
+    doc["monitoring_config"]["distribution_constraints"]["categorical_drift_method"] = "ChiSquared"
+    result = _check(profile_rows(_table("current_covariate.csv")), doc)
+    assert ("state", "baseline_drift_check") in _found(result)
+    state = result.features["state"]
+    assert state.method == "ChiSquared" and state.p_value is not None and state.p_value < 1e-6
+    text = next(v["description"] for v in result.violations if v["feature_name"] == "state")
+    assert text.startswith("Baseline drift p-value: ")
+    assert result.features["plan"].p_value is not None  # every categorical feature gets one
+
+
+def test_bonferroni_over_features_tested() -> None:
+    current = profile_rows(_table("current_nodrift.csv"))
+    stats_doc, cons_doc = _baseline_docs()
+    stats, cons = parse_statistics(stats_doc), parse_constraints(cons_doc)
+    default = run_checks(stats, cons, current, false_alarm_rate=0.01)
+    assert default.alpha_per_feature == pytest.approx(0.01 / len(FEATURES))
+    wider = run_checks(stats, cons, current, n_features_tested=1000, false_alarm_rate=0.01)
+    income, income_wide = default.features["income"], wider.features["income"]
+    assert income.decision_margin is not None and income_wide.decision_margin is not None
+    assert income_wide.decision_margin > income.decision_margin  # more tests, wider margins
+    assert income_wide.distance == income.distance  # the reported distance never changes
