@@ -9,6 +9,7 @@ ignored, so a newer analyzer never breaks an older ``status``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from datetime import datetime
@@ -124,7 +125,11 @@ def _render_monitor(name: str, monitor: dict[str, Any], colour: bool) -> list[st
         f"{name}: {_state(monitor.get('state'), colour)}"
         f"   window {window.get('start', '?')} → {window.get('end', '?')}"
         f"   samples {_num(monitor.get('samples'))}"
+        + (f" (min {_num(monitor['min_samples'])})" if "min_samples" in monitor else "")
     ]
+    baseline_error = _dict(monitor.get("baseline")).get("error")
+    if baseline_error:
+        lines.append(f"  baseline: {baseline_error}")
     features = sorted(_dict(monitor.get("features")).items(), key=_feature_order)
     if features:
         width = max(7, *(len(name) for name, _ in features))
@@ -175,6 +180,16 @@ def render_status(document: dict[str, Any], source: str = "", colour: bool = Fal
         + (f"   stale_s: {_num(stale, 1)}" if stale is not None else "")
     )
     lines.append(_render_ingest(_dict(document.get("ingest"))))
+    alerts = _dict(document.get("alerts"))
+    if alerts.get("webhooks") or alerts.get("sent") or alerts.get("failed"):
+        lines.append(
+            f"alerts: {_num(alerts.get('sent'))} sent, {_num(alerts.get('failed'))} failed, "
+            f"{_num(alerts.get('pending'))} pending to {_num(alerts.get('webhooks'))} webhook(s)"
+            + (f"; last error: {alerts['last_error']}" if alerts.get("last_error") else "")
+        )
+    analyzer_error = _dict(document.get("analyzer")).get("last_error")
+    if analyzer_error:
+        lines.append(f"analyzer error: {analyzer_error}")
     monitors = _dict(document.get("monitors"))
     if not monitors:
         lines.append("no monitors reported yet")
@@ -206,14 +221,20 @@ def summary_line(document: dict[str, Any]) -> str:
 def run_status(url: str | None, config: ModelmonConfig | None, raw: bool) -> int:
     """Print the status from ``url`` (default: the config's proxy); 1 when it cannot be read."""
     base = (url or default_url(config)).rstrip("/")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request INFO line
     try:
         document = fetch_status(base, _token(config))
     except StatusError as exc:
         print(f"modelmon status: {exc}", file=sys.stderr)
         return 1
-    if raw:
-        print(json.dumps(document, indent=2, sort_keys=True))
-        return 0
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    print(render_status(document, base, colour))
+    text = (
+        json.dumps(document, indent=2, sort_keys=True)
+        if raw
+        else render_status(document, base, colour)
+    )
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `modelmon status | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

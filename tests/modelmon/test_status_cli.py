@@ -40,6 +40,7 @@ DOCUMENT: dict[str, Any] = {
         }
     },
     "ingest": {"records": 60000, "bad_records": 7, "files": 60, "bad_by_reason": {"json": 7}},
+    "alerts": {"webhooks": 1, "sent": 2, "failed": 1, "pending": 0, "last_error": "refused"},
     "last_run": "2026-11-27T07:00:05Z",
     "stale_s": 3,
 }
@@ -101,6 +102,7 @@ async def test_prints_state_features_violations_and_ingest(server: StatusServer)
     assert "income: baseline_drift_check: distance 0.23 exceeds threshold 0.1" in out
     assert "60000 records, 7 bad, 60 files, bad_by_reason: json=7" in out
     assert "last run: 2026-11-27T07:00:05Z" in out and "stale_s: 3" in out
+    assert "alerts: 2 sent, 1 failed, 0 pending to 1 webhook(s); last error: refused" in out
     assert "\x1b[" not in out  # no colour codes when stdout is not a terminal
 
 
@@ -142,6 +144,17 @@ async def test_a_down_service_is_one_clear_line_and_exit_1() -> None:
     assert err.startswith(f"modelmon status: cannot reach {url}/monitor/status")
 
 
+async def test_a_closed_pipe_is_not_an_error(server: StatusServer) -> None:
+    proc = await asyncio.create_subprocess_shell(
+        f"set -o pipefail; {sys.executable} -m modelmon status --url {server.url} | true",
+        executable="/bin/bash",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+
+
 def test_default_url_from_listen() -> None:
     assert default_url(None) == "http://127.0.0.1:8080"
     config = parse_config({"proxy": {"listen": "[::1]:9000", "upstream": "http://x:1"}})
@@ -154,4 +167,14 @@ def test_render_tolerates_an_empty_or_partial_document() -> None:
     text = render_status(partial)
     assert "data_quality: unknown" in text  # the monitor's own state is missing
     assert "samples 12" in text
+    no_baseline = {
+        "state": "no_baseline",
+        "monitors": {
+            "data_quality": {
+                "state": "no_baseline",
+                "baseline": {"error": "no baseline statistics at /x: run `modelmon baseline`"},
+            }
+        },
+    }
+    assert "  baseline: no baseline statistics at /x" in render_status(no_baseline)
     assert summary_line(DOCUMENT) == "state alert  samples 1500  drifting: income 0.230/0.10"
