@@ -172,3 +172,11 @@ def test_real_sagemaker_baseline_flags_edited_type(tmp_path: Path) -> None:
         "Data type match requirement is not met. Expected data type: String, "
         "Expected match: 100.0%. Observed: Only 0.0% of data is String."
     )
+
+
+def test_bad_window_arguments_exit_2(tmp_path: Path) -> None:
+    config = _config(tmp_path, FEATURES)
+    garbled = _analyze(config, "--start", "yesterday")
+    assert garbled.returncode == 2 and "--start" in garbled.stderr
+    backwards = _analyze(config, "--start", "2026-11-27T09:00", "--end", "2026-11-27T08:00")
+    assert backwards.returncode == 2 and "not before --end" in backwards.stderr
