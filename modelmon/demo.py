@@ -34,7 +34,7 @@ from modelmon.demo_traffic import (
     baseline_csv_text,
     send_traffic,
 )
-from modelmon.status_cli import drifting_features, render_status, summary_line
+from modelmon.status_cli import alerting_features, render_status, summary_line
 from modelmon.supervisor import ChildSpec, LogFile, Supervisor
 from modelmon.up import child_specs
 
@@ -45,6 +45,7 @@ _PRINT_EVERY_S = 3.0
 _MIN_NORMAL_S = 8.0  # normal traffic shown at least this long before the drift
 _ROWS_PER_REQUEST = 8
 _REQUESTS_PER_S = 25.0
+_HOOK_WAIT_S = 5.0
 
 
 @dataclass
@@ -70,16 +71,6 @@ async def _get_status(session: aiohttp.ClientSession, url: str) -> dict[str, Any
     return document if isinstance(document, dict) else None
 
 
-def _alert_names(document: dict[str, Any]) -> list[str]:
-    monitor = document.get("monitors", {}).get("data_quality", {})
-    names = drifting_features(monitor) if isinstance(monitor, dict) else []
-    for violation in monitor.get("violations", []) if isinstance(monitor, dict) else []:
-        name = violation.get("feature_name") if isinstance(violation, dict) else None
-        if isinstance(name, str) and name not in names:
-            names.append(name)
-    return names
-
-
 class _Demo:
     def __init__(self, root: Path, seconds: float, keep: bool) -> None:
         self.root = root
@@ -93,7 +84,20 @@ class _Demo:
         self.stop_traffic = asyncio.Event()
         self.stop_children = asyncio.Event()
         self.interrupted = asyncio.Event()
+        self.hook_received = asyncio.Event()
         self.logs = LogFile(root / "logs" / "modelmon.log")
+
+    def _on_hook(self, body: dict[str, Any]) -> None:
+        violations = [v for v in body.get("violations") or [] if isinstance(v, dict)]
+        named = ", ".join(
+            f"{v.get('feature_name')} ({v.get('constraint_check_type')})" for v in violations
+        )
+        self.say(
+            f"webhook received: {body.get('event')} from {body.get('monitor')}, "
+            f"state {body.get('previous_state')} → {body.get('state')}"
+            + (f"; {named}" if named else "")
+        )
+        self.hook_received.set()
 
     def say(self, message: str) -> None:
         print(f"[{self.loop.time() - self.started:5.1f}s] {message}", flush=True)
@@ -106,7 +110,7 @@ class _Demo:
             print(f"modelmon demo: FAILED: {exc}", flush=True)
             return 1
         self.say(f"baseline from 5,000 shipped rows → {baseline}/statistics.json, constraints.json")
-        runner, model_port = await start_model()
+        runner, model_port = await start_model(on_hook=self._on_hook)
         try:
             proxy_port, analyzer_port = free_ports(2)
             ports = DemoPorts(model=model_port, proxy=proxy_port, analyzer=analyzer_port)
@@ -122,7 +126,10 @@ class _Demo:
         self, specs: list[ChildSpec], ports: DemoPorts, config: ModelmonConfig
     ) -> int:
         proxy_url = f"http://127.0.0.1:{ports.proxy}"
-        self.say(f"toy model on http://127.0.0.1:{ports.model}/invocations")
+        self.say(
+            f"toy model on http://127.0.0.1:{ports.model}/invocations "
+            "(its /hook receives the alert webhooks)"
+        )
         self.say(
             f"proxy on {proxy_url} (send traffic here), analyzer on 127.0.0.1:{ports.analyzer}"
         )
@@ -199,11 +206,13 @@ class _Demo:
                 self.say(f"{phase} traffic, {sent:5d} rows sent │ {line}")
                 last_print, last_line = now, line
             if document and state == "alert" and self.drifted.is_set():
-                names = _alert_names(document)
+                names = alerting_features(document)
                 if set(names) & set(DRIFTED_FEATURES) and not self.watch.alert_seen:
                     self.watch.alert_seen = True
                     self._show_alert(document, names, url)
                     if not self.keep:
+                        with contextlib.suppress(TimeoutError):  # let the webhook show too
+                            await asyncio.wait_for(self.hook_received.wait(), _HOOK_WAIT_S)
                         return
             if not self.drifted.is_set():
                 normal_for = now - traffic_start

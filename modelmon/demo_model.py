@@ -3,16 +3,22 @@
 It speaks the SageMaker serving contract: ``POST /invocations`` with headerless CSV rows
 (``age,income,credit_score,utilization,state,plan``) answers one probability per line, and
 ``GET /ping`` answers 200. The score is a fixed logistic function of the features, so the same
-row always gets the same score.
+row always gets the same score. The same server also stands in for a chat or paging service:
+``POST /hook`` receives the analyzer's alert webhooks and hands each JSON body to a callback.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
-__all__ = ["FEATURES", "build_app", "score_row", "start_model"]
+__all__ = ["FEATURES", "HookCallback", "build_app", "score_row", "start_model"]
+
+HookCallback = Callable[[dict[str, Any]], None]
+_HOOK_KEY: web.AppKey[HookCallback] = web.AppKey("on_hook")
 
 FEATURES = ("age", "income", "credit_score", "utilization", "state", "plan")
 _PLAN_WEIGHT = {"basic": 0.2, "plus": 0.0, "premium": -0.3}
@@ -65,17 +71,31 @@ async def _ping(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
-def build_app() -> web.Application:
-    """The toy model as an aiohttp application."""
+async def _hook(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response({"error": "send a JSON object"}, status=400)
+    if isinstance(body, dict):
+        request.app[_HOOK_KEY](body)
+    return web.Response(status=204)
+
+
+def build_app(on_hook: HookCallback | None = None) -> web.Application:
+    """The toy model (and webhook receiver) as an aiohttp application."""
     app = web.Application()
+    app[_HOOK_KEY] = on_hook or (lambda body: None)
     app.router.add_post("/invocations", _invocations)
     app.router.add_get("/ping", _ping)
+    app.router.add_post("/hook", _hook)
     return app
 
 
-async def start_model(host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
+async def start_model(
+    host: str = "127.0.0.1", port: int = 0, on_hook: HookCallback | None = None
+) -> tuple[web.AppRunner, int]:
     """Serve the toy model on ``host:port`` (0: a free port); returns the runner and the port."""
-    runner = web.AppRunner(build_app(), access_log=None)
+    runner = web.AppRunner(build_app(on_hook), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

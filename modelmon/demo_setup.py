@@ -115,6 +115,7 @@ def write_config(root: Path, ports: DemoPorts, columns: list[str]) -> ModelmonCo
                 "input": {"format": "csv", "columns": columns},
                 "output": {"format": "csv", "columns": ["score"]},
             },
+            "alerts": {"webhooks": [{"url": f"http://127.0.0.1:{ports.model}/hook"}]},
         },
     }
     path = root / "modelmon.yaml"

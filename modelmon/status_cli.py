@@ -19,7 +19,15 @@ import httpx
 
 from modelmon.config import ModelmonConfig, parse_listen
 
-__all__ = ["default_url", "fetch_status", "render_status", "run_status", "summary_line"]
+__all__ = [
+    "alerting_features",
+    "default_url",
+    "drifting_features",
+    "fetch_status",
+    "render_status",
+    "run_status",
+    "summary_line",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TOKEN_ENV = "MODELMON_TOKEN"
@@ -117,6 +125,17 @@ def drifting_features(monitor: dict[str, Any]) -> list[str]:
     """Names of the features in ``alert``, worst distance first."""
     features = sorted(_dict(monitor.get("features")).items(), key=_feature_order)
     return [name for name, feature in features if _dict(feature).get("state") == "alert"]
+
+
+def alerting_features(document: dict[str, Any]) -> list[str]:
+    """Features in ``alert`` in the data-quality monitor, then any others its violations name."""
+    monitor = _dict(_dict(document.get("monitors")).get("data_quality"))
+    names = drifting_features(monitor)
+    for violation in monitor.get("violations") or []:
+        name = _dict(violation).get("feature_name")
+        if isinstance(name, str) and name not in names:
+            names.append(name)
+    return names
 
 
 def _render_monitor(name: str, monitor: dict[str, Any], colour: bool) -> list[str]:

@@ -54,6 +54,7 @@ def test_demo_shows_ok_then_an_alert_naming_the_drift(tmp_path: Path) -> None:
     alert = next(line for line in lines[drift:] if re.search(r"ALERT .* drifting: ", line))
     assert re.search(r"drifting: .*\b(income|state)\b", alert)
     assert "state: ALERT" in out
+    assert re.search(r"webhook received: alert from data_quality, .*→ alert; .*(income|state)", out)
     assert re.search(r"report:\s+http://127\.0\.0\.1:\d+/monitor/report", out)
     assert re.search(r"metrics:\s+http://127\.0\.0\.1:\d+/monitor/metrics", out)
     # the traffic really went through the proxy into sealed capture files, in SageMaker's form
