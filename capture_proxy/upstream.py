@@ -57,6 +57,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
+        self.busy = False
         self._parser = httptools.HttpResponseParser(self)
         self._head: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -79,6 +80,7 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, *, head_only: bool) -> asyncio.Future[None]:
         """Prepare for a response; the future resolves when its head has arrived."""
         self._head = self._loop.create_future()
+        self.busy = True
         self._head_only = head_only
         self.status = 0
         self.reason = b""
@@ -125,6 +127,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if not self.busy:  # bytes on an idle pooled connection (a late 408 ...): never reuse it
+            self.abort()
+            return
         self.received_any = True
         try:
             self._parser.feed_data(data)
@@ -264,6 +269,10 @@ class UpstreamPool:
             self._waiters.append(waiter)
             try:
                 await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, then cancelled: hand the free slot on
+                raise
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
@@ -290,6 +299,7 @@ class UpstreamPool:
         return conn
 
     def release(self, conn: UpstreamConnection, *, reusable: bool) -> None:
+        conn.busy = False
         if reusable and conn.complete and conn.keep_alive and not conn.closed:
             self._idle.append(conn)
         else:
