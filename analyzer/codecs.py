@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ from analyzer.payload_rows import (
     csv_rows,
     json_rows,
     parse_json_body,
+    rows_of,
     v2_rows,
 )
 from modelmon.config import PayloadConfig, PayloadSide
@@ -93,14 +94,19 @@ class SideCodec:
         self.output = output
         self.keys = (OUTPUT_KEYS if output else INPUT_KEYS).get(side.format, ())
         self.path = compile_path(side.path) if side.path else None
+        self.body_rows: Callable[[str], Rows] = csv_rows if side.format == "csv" else self._json
 
-    def body_rows(self, text: str) -> Rows:
-        """The rows of one body (already text)."""
-        if self.format == "csv":
-            return csv_rows(text)
-        doc = parse_json_body(text)
+    def _json(self, text: str) -> Rows:
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            doc = parse_json_body(text)  # JSON Lines, or the error with its reason
         if self.format == "v2":
             return v2_rows(doc, "outputs" if self.output else "inputs", self.columns, self.path)
+        if self.path is None and type(doc) is dict:
+            for key in self.keys:
+                if key in doc:
+                    return rows_of(doc[key])
         return json_rows(doc, self.keys, self.path)
 
     def rows(self, side: Any) -> Rows:
@@ -122,16 +128,19 @@ def decode_body(text: str, side: PayloadSide, output: bool) -> Rows:
     return SideCodec(side, output).body_rows(text)
 
 
+_VERBATIM = ("CSV", "JSON")
+
+
 def _parse_time(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise PayloadError("bad_inference_time")
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise PayloadError("bad_inference_time", value) from exc
+    except (ValueError, TypeError) as exc:
+        raise PayloadError("bad_inference_time", str(value)) from exc
+    if moment.tzinfo is UTC:
+        return moment
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return moment.astimezone(UTC)
 
 
 def _row_width(rows: Rows) -> int:
@@ -191,6 +200,7 @@ class _Run:
     def add(self, record: Any) -> None:
         # The hot path: one call per record, locals only, exceptions for the rare bad record.
         batch = self.batch
+        parse_in, parse_out = self.request.body_rows, self.response.body_rows
         try:
             capture = record["captureData"]
             metadata = record["eventMetadata"]
@@ -208,13 +218,23 @@ class _Run:
             if request is not None:
                 if "input" in truncated:
                     raise PayloadError("truncated_input")
-                in_rows = self.request.rows(request)
+                if type(request) is dict and request.get("encoding") in _VERBATIM:
+                    data = request.get("data")
+                    in_rows = parse_in(data) if type(data) is str else self.request.rows(request)
+                else:
+                    in_rows = self.request.rows(request)
             out_rows = None
             if response is not None:
                 try:
                     if "output" in truncated:
                         raise PayloadError("truncated_output")
-                    out_rows = self.response.rows(response)
+                    if type(response) is dict and response.get("encoding") in _VERBATIM:
+                        data = response.get("data")
+                        out_rows = (
+                            parse_out(data) if type(data) is str else self.response.rows(response)
+                        )
+                    else:
+                        out_rows = self.response.rows(response)
                 except PayloadError as exc:
                     if in_rows is None:
                         raise

@@ -31,6 +31,7 @@ __all__ = [
     "csv_rows",
     "json_rows",
     "parse_json_body",
+    "rows_of",
     "v2_rows",
 ]
 
@@ -139,10 +140,11 @@ def json_rows(doc: Any, keys: Sequence[str], path: Any) -> Rows:
             if key in doc:
                 doc = doc[key]
                 break
-    return _rows_of(doc)
+    return rows_of(doc)
 
 
-def _rows_of(doc: Any) -> Rows:
+def rows_of(doc: Any) -> Rows:
+    """Rows of a JSON value: a list (of objects, lists or scalars), one object, a scalar."""
     if type(doc) is list:
         n = len(doc)
         if not n:
