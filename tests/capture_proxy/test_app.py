@@ -281,3 +281,32 @@ async def _until_refused(url: str) -> None:
         writer.close()
         await writer.wait_closed()
     raise AssertionError("the proxy kept accepting connections after shutdown began")
+
+
+async def test_concurrent_exchanges_never_cross(
+    start_proxy: StartProxy, client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Many clients at once over a small upstream pool: every answer and every record pairs
+    the request with its own response."""
+    proxy = await start_proxy(capture=FULL, proxy={"max_connections": 3})
+    count = 120
+
+    async def one(i: int) -> str:
+        body = json.dumps({"i": i, "pad": "x" * (i * 37 % 5000)}).encode()
+        headers = {"Content-Type": "application/json", "X-Inference-Id": f"req-{i}"}
+        async with client.post(f"{proxy.url}/echo/{i}", data=body, headers=headers) as resp:
+            assert resp.headers["X-Echo-Path"] == f"/echo/{i}"
+            assert await resp.read() == body
+            return resp.headers["X-Modelmon-Event-Id"]
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(i)) for i in range(count)]
+    await proxy.stop()
+    records = sealed_records(tmp_path / "capture")
+    assert sorted(r["eventMetadata"]["eventId"] for r in records) == sorted(
+        t.result() for t in tasks
+    )
+    for record in records:
+        sent = decode_side(record["captureData"]["endpointInput"])
+        assert decode_side(record["captureData"]["endpointOutput"]) == sent
+        assert record["eventMetadata"]["inferenceId"] == f"req-{json.loads(sent)['i']}"
