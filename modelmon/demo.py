@@ -182,7 +182,8 @@ class _Demo:
                 return True
             await self._pause(0.25)
         self.watch.failure = (
-            "the proxy and analyzer never answered /monitor/status through the proxy"
+            "the proxy and analyzer did not answer /monitor/status through the proxy "
+            "in the time given (--seconds)"
         )
         return False
 
