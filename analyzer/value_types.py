@@ -29,8 +29,9 @@ INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unk
 
 _INTEGRAL = re.compile(r"[+-]?[0-9]+")
 _FRACTIONAL = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?")
-# Characters that float() accepts but a numeric literal may not hold (nan, inf, 1_000, spaces).
-_NOT_LITERAL = re.compile(r"[^0-9eE.+\-\x1f]")
+# ASCII characters that float() accepts but a numeric literal may not hold (1_000, " 1");
+# letters (nan, inf) show as non-finite numbers; non-ASCII digits are ruled out by isascii().
+_FLOAT_ONLY = "_ \t\n\r\x0b\x0c\x1c\x1d\x1e"
 _SEP = "\x1f"
 # A whole field (between separators) that is a numeric literal.
 _TOKEN = re.compile(
@@ -76,12 +77,12 @@ def _strings_split(values: list[str], out: SplitValues, joined: str | None = Non
     if joined.count(_SEP) != len(values) - 1:  # the separator inside a value: go slowly
         _slow_strings(values, out)
         return
-    if _NOT_LITERAL.search(joined) is None:
+    if joined.isascii() and not any(c in joined for c in _FLOAT_ONLY):
         try:
             numbers = np.array(values, dtype=np.float64)
         except ValueError:
-            pass
-        else:
+            numbers = None
+        if numbers is not None and np.isfinite(numbers).all():  # else: nan/inf, go slowly
             fractional = _fractional_count(values, joined)
             out.numbers = numbers
             out.fractional += fractional
