@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from analyzer.capture_files import read_line_batches
@@ -84,7 +84,7 @@ def _work(
 def _parts(
     files: list[Path], payload: PayloadConfig, k: int, workers: int
 ) -> Iterator[FilesProfile]:
-    if workers <= 1 or len(files) <= 1:
+    if workers <= 1 or len(files) <= 1 or "fork" not in get_all_start_methods():
         for path in files:
             yield profile_file(path, payload, k)
         return
@@ -95,6 +95,14 @@ def _parts(
         ):
             profile = DatasetProfile.from_bytes(blob)
             yield FilesProfile(profile, records, bad, warnings, first, last, files=1)
+
+
+def _cores() -> int:
+    """CPUs this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def profile_capture_files(
@@ -110,7 +118,7 @@ def profile_capture_files(
     An unreadable file raises its ``OSError``/``EOFError`` here, as reading it in-process would.
     """
     if workers is None:
-        workers = os.cpu_count() or 1
+        workers = _cores()
     workers = max(1, min(workers, len(files)))
     total = FilesProfile(DatasetProfile(k))
     for part in _parts(files, payload, k, workers):
