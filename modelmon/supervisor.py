@@ -148,9 +148,15 @@ class Supervisor:
 
     async def run(self, stop: asyncio.Event) -> int:
         """Supervise until ``stop`` is set; 0 after a clean stop, 1 after a crash loop."""
-        async with asyncio.TaskGroup() as group:
-            for spec in self._specs:
-                group.create_task(self._keep_alive(spec, stop), name=f"supervise-{spec.name}")
+        try:
+            async with asyncio.TaskGroup() as group:
+                for spec in self._specs:
+                    group.create_task(self._keep_alive(spec, stop), name=f"supervise-{spec.name}")
+        except BaseException:  # cancelled or failed: no waiting, but leave no child behind
+            for child in self._children.values():
+                if not child.exited.is_set():
+                    _signal_group(child.proc.pid, signal.SIGTERM)
+            raise
         return 1 if self.crash_looped else 0
 
     def _note(self, message: str) -> None:

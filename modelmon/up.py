@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 from modelmon.config import ModelmonConfig, load_config
-from modelmon.supervisor import ChildSpec, Supervisor
+from modelmon.supervisor import ChildSpec, LineSink, Supervisor
 
 __all__ = ["child_specs", "run_up"]
 
@@ -33,8 +34,22 @@ def child_specs(config_path: Path, log_level: str | None = None) -> list[ChildSp
     ]
 
 
-def _print_line(source: str, line: str) -> None:
-    print(f"{source} | {line}", flush=True)
+def _terminal(stop: asyncio.Event) -> LineSink:
+    """Print lines; when the reader goes away (``modelmon up | head``), stop cleanly."""
+    closed = False
+
+    def sink(source: str, line: str) -> None:
+        nonlocal closed
+        if closed:
+            return
+        try:
+            print(f"{source} | {line}", flush=True)
+        except BrokenPipeError:
+            closed = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            stop.set()
+
+    return sink
 
 
 def _banner(config: ModelmonConfig) -> str:
@@ -45,23 +60,24 @@ def _banner(config: ModelmonConfig) -> str:
 
 
 async def _up(specs: list[ChildSpec], config: ModelmonConfig) -> int:
-    supervisor = Supervisor(specs, _print_line)
     stop = asyncio.Event()
+    say = _terminal(stop)
+    supervisor = Supervisor(specs, say)
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         if stop.is_set():
-            _print_line("up", "second interrupt: killing the children")
+            say("up", "second interrupt: killing the children")
             supervisor.kill_all()
         else:
-            _print_line("up", "stopping proxy and analyzer")
+            say("up", "stopping proxy and analyzer")
             stop.set()
 
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, on_signal)
     try:
-        _print_line("up", _banner(config))
+        say("up", _banner(config))
         return await supervisor.run(stop)
     finally:
         for sig in signals:

@@ -320,3 +320,19 @@ async def test_a_killed_proxy_is_restarted(
     up.proc.send_signal(signal.SIGINT)  # Ctrl-C
     assert await up.finish() == 0
     assert not _alive(second)
+
+
+async def test_a_closed_output_pipe_stops_both_cleanly(tmp_path: Path, upstream: str) -> None:
+    config, _, _ = _write_config(tmp_path, upstream)
+    proc = await asyncio.create_subprocess_shell(
+        f"set -o pipefail; {sys.executable} -m modelmon up --config {config} | head -n 3",
+        executable="/bin/bash",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 40)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    pids = [int(pid) for pid in re.findall(rb"started \w+ \(pid (\d+)\)", out)]
+    assert len(pids) == 2
+    assert await _all_gone(pids)
