@@ -3,14 +3,16 @@
 Run: ``python bench/analyze_speed.py [--sizes 100000 1000000] [--workdir DIR] [--keep]``
 
 For each size it generates seeded records (20 numeric + 5 categorical features; one capture
-folder with CSV payloads, one with JSON payloads) and the same rows as one CSV, against a
-100,000-row reference (our baseline is built from it with ``modelmon baseline``; Evidently gets
-it as its reference). Then it times whole processes, each under ``/usr/bin/time``:
+folder with CSV payloads, one with JSON payloads) and the same rows as one CSV, plus
+same-distribution reference rows (another seed). Then it times whole processes, each under
+``/usr/bin/time``:
 
 - ``modelmon analyze --once`` on each capture folder (decode, profile, checks, reports);
 - our decode+profile path alone (``analyzer.parallel.profile_capture_files``), on 1 and 2
   processes, to show where the time goes;
-- Evidently's default ``DataDriftPreset`` report on the CSV (its own venv, ``--evidently``).
+- ``modelmon baseline`` on a reference CSV of the same size as the current data;
+- Evidently's default ``DataDriftPreset`` report on the current CSV (its own venv,
+  ``--evidently``), once with a reference of the same size and once with the 100,000-row one.
 
 It prints seconds, peak RSS and the ratio to Evidently of the same size, all from this run.
 """
@@ -59,6 +61,16 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float, float, str]:
     return float(wall), cpu, int(kbytes) / 1024, lines[-1] if lines else ""
 
 
+Row = tuple[int, str, float, float, float]
+
+
+def measure(rows: list[Row], size: int, label: str, command: list[str], cwd: Path) -> str:
+    seconds, cpu, mb, said = timed(command, cwd)
+    rows.append((size, label, seconds, cpu, mb))
+    print(f"  {label:<46} {seconds:7.2f} s {cpu:7.2f} cpu {mb:7.0f} MB", flush=True)
+    return said
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -70,7 +82,8 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     python = sys.executable
     evidently = Path(args.evidently)
-    rows: list[tuple[int, str, float, float, float]] = []
+    script = str(BENCH / "evidently_drift.py")
+    rows: list[Row] = []
     try:
         reference = workdir / "reference.csv"
         data.write_csv(reference, REFERENCE_ROWS, seed=1)
@@ -83,54 +96,57 @@ def main() -> None:
             for payload in ("csv", "json"):
                 capture = run / f"capture_{payload}"
                 data.write_capture(capture, size, seed=2, payload=payload)
-                config = run / f"{payload}.yaml"
-                config.write_text(data.config_yaml(run, capture, payload))
-            if not (run / "baseline" / "statistics.json").exists():
-                subprocess.run(
-                    [python, "-m", "modelmon", "baseline", "--config", str(run / "csv.yaml"),
-                     "--data", str(reference)],
-                    cwd=run, check=True, capture_output=True,
-                )  # fmt: skip
+                (run / f"{payload}.yaml").write_text(data.config_yaml(run, capture, payload))
+            same_size = reference
+            if size != REFERENCE_ROWS:
+                same_size = run / "reference.csv"
+                data.write_csv(same_size, size, seed=1)
             print(f"\n{size:,} records generated", flush=True)
+            measure(
+                rows, size, f"modelmon baseline ({size:,}-row reference)",
+                [python, "-m", "modelmon", "baseline", "--config", str(run / "csv.yaml"),
+                 "--data", str(same_size)],
+                run,
+            )  # fmt: skip
             for payload in ("csv", "json"):
                 cfg = str(run / f"{payload}.yaml")
-                label = f"modelmon analyze --once ({payload} payloads)"
                 command = [python, "-m", "modelmon", "analyze", "--config", cfg, "--once"]
-                seconds, cpu, mb, _ = timed(command, run)
-                rows.append((size, label, seconds, cpu, mb))
-                print(f"  {label:<44} {seconds:7.2f} s {cpu:7.2f} cpu {mb:7.0f} MB", flush=True)
+                measure(rows, size, f"modelmon analyze --once ({payload} payloads)", command, run)
                 for workers in (1, 2):
                     label = f"decode+profile only ({payload}, {workers} proc)"
-                    seconds, cpu, mb, _ = timed(
-                        [python, "-c", PROFILE_ONLY, cfg, str(workers)], run
-                    )
-                    rows.append((size, label, seconds, cpu, mb))
-                    print(f"  {label:<44} {seconds:7.2f} s {cpu:7.2f} cpu {mb:7.0f} MB", flush=True)
+                    command = [python, "-c", PROFILE_ONLY, cfg, str(workers)]
+                    measure(rows, size, label, command, run)
             if evidently.exists():
-                script = str(BENCH / "evidently_drift.py")
-                command = [str(evidently), script, str(reference), str(current)]
-                seconds, cpu, mb, said = timed(command, run)
-                label = "evidently DataDriftPreset (CSV)"
-                rows.append((size, label, seconds, cpu, mb))
-                print(f"  {label:<44} {seconds:7.2f} s {cpu:7.2f} cpu {mb:7.0f} MB  ({said})")
+                for ref in sorted({reference, same_size}):
+                    n_ref = REFERENCE_ROWS if ref == reference else size
+                    label = f"evidently ({n_ref:,}-row reference)"
+                    command = [str(evidently), script, str(ref), str(current)]
+                    said = measure(rows, size, label, command, run)
+                    print(f"    {said}")
         print_table(rows)
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def print_table(rows: list[tuple[int, str, float, float, float]]) -> None:
+def print_table(rows: list[Row]) -> None:
+    """Ratios against Evidently of the same size: with a same-size reference and a 100k one."""
     print(
-        f"\n{'records':>10}  {'process':<44} {'wall s':>7} {'cpu s':>7} {'peak MB':>8}"
-        f" {'Evidently/this wall':>20} {'cpu':>6}"
+        f"\n{'records':>10}  {'process':<46} {'wall s':>7} {'cpu s':>7} {'peak MB':>8}"
+        f"  Evidently/this wall (same-size ref, 100k ref)"
     )
-    anchors = {size: (s, c) for size, label, s, c, _ in rows if label.startswith("evidently")}
+    anchors: dict[tuple[int, int], float] = {}
+    for size, label, seconds, _, _ in rows:
+        if label.startswith("evidently"):
+            n_ref = REFERENCE_ROWS if label.startswith(f"evidently ({REFERENCE_ROWS:,}") else size
+            anchors[(size, n_ref)] = seconds
     for size, label, seconds, cpu, mb in rows:
-        anchor = anchors.get(size)
         ratio = ""
-        if anchor and not label.startswith("evidently"):
-            ratio = f"{anchor[0] / seconds:19.1f}x {anchor[1] / cpu:5.1f}x"
-        print(f"{size:>10,}  {label:<44} {seconds:7.2f} {cpu:7.2f} {mb:8.0f} {ratio}")
+        if not label.startswith("evidently"):
+            same, small = anchors.get((size, size)), anchors.get((size, REFERENCE_ROWS))
+            parts = [f"{a / seconds:.1f}x" if a else "-" for a in (same, small)]
+            ratio = "  " + ", ".join(parts)
+        print(f"{size:>10,}  {label:<46} {seconds:7.2f} {cpu:7.2f} {mb:8.0f}{ratio}")
 
 
 if __name__ == "__main__":
