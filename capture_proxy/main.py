@@ -14,6 +14,7 @@ drain the capture queue, seal every file, exit 0.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -37,6 +38,7 @@ __all__ = ["bind_socket", "make_runner", "run_proxy", "serve"]
 log = logging.getLogger("modelmon.proxy")
 
 _SHUTDOWN_S = 15.0
+_PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -127,8 +129,23 @@ def _run_worker(config: ModelmonConfig, sock: socket.socket, worker_id: int) -> 
 def _worker_main(config: ModelmonConfig, host: str, port: int, worker_id: int) -> None:
     for sig in _STOP_SIGNALS:  # the parent's forwarding handlers are not ours
         signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
+    _term_with_parent()
     sock = bind_socket(host, port, reuse_port=True)
     sys.exit(_run_worker(config, sock, worker_id))
+
+
+def _term_with_parent() -> None:
+    """Linux: SIGTERM this worker when the supervisor dies, even by ``kill -9``, so that no
+    worker keeps the port (and its sink) alone. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError) as exc:
+        log.warning("cannot tie workers to the supervisor's life: %s", exc)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _supervise(config: ModelmonConfig, host: str, workers: int) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import sys
 from pathlib import Path
 
 import aiohttp
+import psutil
 import yaml
 
 from modelmon.capture_record import parse_record_line
@@ -38,16 +40,21 @@ async def _start(config: Path, workers: int) -> tuple[asyncio.subprocess.Process
         str(config),
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: cleanup reaches the workers too
     )
     assert proc.stderr is not None
     ready: dict[int, str] = {}
-    async with asyncio.timeout(30):
-        while len(ready) < workers:
-            line = await proc.stderr.readline()
-            assert line, f"proxy exited before listening (status {await proc.wait()})"
-            match = LISTENING.search(line)
-            if match:
-                ready[int(match.group(1))] = match.group(2).decode()
+    try:
+        async with asyncio.timeout(30):
+            while len(ready) < workers:
+                line = await proc.stderr.readline()
+                assert line, f"proxy exited before listening (status {await proc.wait()})"
+                match = LISTENING.search(line)
+                if match:
+                    ready[int(match.group(1))] = match.group(2).decode()
+    except BaseException:
+        await _kill_if_running(proc)
+        raise
     assert len(set(ready.values())) == 1, ready  # every worker on the same port
     return proc, ready[0]
 
@@ -60,10 +67,14 @@ async def _stop(proc: asyncio.subprocess.Process) -> tuple[int, bytes]:
         return await proc.wait(), rest
 
 
-def _kill_if_running(proc: asyncio.subprocess.Process) -> None:
+async def _kill_if_running(proc: asyncio.subprocess.Process) -> None:
     """A failed test must not leave a proxy (or its workers) behind."""
-    if proc.returncode is None:
-        proc.kill()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group outlives a dead supervisor
+    except ProcessLookupError:
+        pass  # nothing of it is left
+    async with asyncio.timeout(10):
+        await proc.wait()
 
 
 def _records(root: Path) -> list[dict[str, object]]:
@@ -133,3 +144,20 @@ async def test_cli_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
         _, err = await proc.communicate()
     assert proc.returncode == 2
     assert b"proxy.workerz" in err
+
+
+async def test_workers_drain_and_exit_when_the_supervisor_is_killed(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    proc, url = await _start(_write_config(tmp_path, upstream.url, workers=2), 2)
+    try:
+        ids, _ = await _traffic(url, 6)
+        workers = psutil.Process(proc.pid).children()
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGKILL)
+        _, alive = await asyncio.to_thread(psutil.wait_procs, workers, 20)
+        assert alive == []
+    finally:
+        await _kill_if_running(proc)
+    records = _records(tmp_path / "capture")  # SIGTERM from the kernel: drained and sealed
+    assert sorted(r["eventMetadata"]["eventId"] for r in records) == sorted(ids)  # type: ignore[index]
