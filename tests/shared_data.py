@@ -1,0 +1,14 @@
+"""Where the project's reference data lives: ``shared/`` beside the checkout (CI lays a copy
+there), else the workplace's ``/work/shared``."""
+
+from pathlib import Path
+
+
+def _shared() -> Path:
+    beside = Path(__file__).resolve().parents[2] / "shared"
+    return beside if (beside / "data").is_dir() else Path("/work/shared")
+
+
+SHARED = _shared()
+DATA = SHARED / "data"
+EXAMPLES = SHARED / "sagemaker-examples"
