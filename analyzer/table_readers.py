@@ -25,7 +25,7 @@ from analyzer.payload_rows import Rows
 __all__ = ["Chunk", "InputError", "capture_batches", "csv_chunks", "infer_format", "jsonl_chunks"]
 
 Chunk = tuple[dict[str, list[Any]], int, Counter[int]]
-CHUNK_ROWS = 65_536
+CHUNK_ROWS = 16_384
 
 
 class InputError(Exception):

@@ -272,3 +272,23 @@ def test_object_rows_with_different_keys_of_the_same_count() -> None:
     )
     assert batch.columns == {"c": [None, 4, None], "a": [1, 3, 6], "b": [2, None, 5]}
     assert batch.field_counts == {2: 3}
+
+
+def test_decoding_restores_the_collectors_state() -> None:
+    import gc
+
+    from analyzer.codecs import gc_paused
+
+    lines = [orjson.dumps(record("1,2", "0.5"))] * 3
+    was = gc.isenabled()
+    try:
+        for state in (True, False):
+            (gc.enable if state else gc.disable)()
+            with gc_paused():
+                assert not gc.isenabled()
+                with gc_paused():
+                    assert decoder().decode_lines(lines).n_rows == 3
+                assert not gc.isenabled()
+            assert gc.isenabled() is state
+    finally:
+        (gc.enable if was else gc.disable)()
