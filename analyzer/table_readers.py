@@ -78,34 +78,50 @@ def _unique(names: Sequence[str]) -> list[str]:
 
 def _columns(builder: ColumnBuilder, rows: list[Any], kind: str) -> Chunk:
     builder.columns, builder.n, builder.field_counts = {}, 0, Counter()
-    builder.add(Rows(kind, rows, len(rows)))  # type: ignore[arg-type]
+    if rows:
+        builder.add(Rows(kind, rows, len(rows)))  # type: ignore[arg-type]
     return builder.finish(), builder.n, builder.field_counts
 
 
+def _csv_chunk(builder: ColumnBuilder, lines: list[str], quotes: int) -> Chunk:
+    """Lines without quotes split at C speed in one call; others through the csv module."""
+    if quotes == 0:
+        plain = [line.rstrip("\r\n") for line in lines]
+        return _columns(builder, [line for line in plain if line], "csv")
+    return _columns(builder, [row for row in csv.reader(lines) if row], "pos")
+
+
 def csv_chunks(path: Path, header: bool, names: Sequence[str] = ()) -> Iterator[Chunk]:
-    """CSV with a header row, or headerless (columns ``names``, then ``_c{i}``)."""
+    """CSV with a header row, or headerless (columns ``names``, then ``_c{i}``).
+
+    A chunk ends only where the count of ``"`` so far is even, so a quoted field that spans
+    lines is never cut (RFC 4180 doubles quotes inside quoted fields).
+    """
+    total = 0
     try:
         with _text(path) as handle:
-            reader = csv.reader(handle)
             if header:
-                first = next(reader, None)
+                first = next(csv.reader(handle), None)
                 if first is None:
                     raise InputError(f"{path}: the file is empty (expected a header row)")
                 names = _unique(first)
             builder = ColumnBuilder(names, input_name, track_fields=True)
-            rows: list[list[str]] = []
-            total = 0
-            for row in reader:
-                if not row:
-                    continue
-                rows.append(row)
-                if len(rows) >= CHUNK_ROWS:
-                    total += len(rows)
-                    yield _columns(builder, rows, "pos")
-                    rows = []
-            if rows:
-                total += len(rows)
-                yield _columns(builder, rows, "pos")
+            lines: list[str] = []
+            quotes = 0
+            for line in handle:
+                lines.append(line)
+                quotes += line.count('"')
+                if len(lines) >= CHUNK_ROWS and quotes % 2 == 0:
+                    columns, n, fields = _csv_chunk(builder, lines, quotes)
+                    total += n
+                    if n:
+                        yield columns, n, fields
+                    lines, quotes = [], 0
+            if lines:
+                columns, n, fields = _csv_chunk(builder, lines, quotes)
+                total += n
+                if n:
+                    yield columns, n, fields
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except csv.Error as exc:

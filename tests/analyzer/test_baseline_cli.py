@@ -164,3 +164,17 @@ def test_default_output_folder_without_config(tmp_path: Path) -> None:
     result = cli("--data", str(data), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert read(tmp_path / "baseline" / "constraints.json")["features"][0]["name"] == "a"
+
+
+def test_quoted_fields_across_lines_and_chunks(tmp_path: Path) -> None:
+    from analyzer.table_readers import CHUNK_ROWS
+
+    lines = ["n,label"] + [f"{i},plain" for i in range(CHUNK_ROWS + 3000)]
+    lines[CHUNK_ROWS] = '7,"two\nlines, and ""quotes"""'  # spans the first chunk's end
+    data = tmp_path / "q.csv"
+    data.write_text("\n".join(lines) + "\n")
+    assert run_baseline(None, data, None, tmp_path / "o") == 0
+    n, label = read(tmp_path / "o" / "statistics.json")["features"]
+    assert n["numerical_statistics"]["common"]["num_present"] == CHUNK_ROWS + 3000
+    buckets = label["string_statistics"]["distribution"]["categorical"]["buckets"]
+    assert {"value": 'two\nlines, and "quotes"', "count": 1} in buckets
