@@ -61,9 +61,11 @@ def _fractional_count(tokens: list[str], joined: str) -> int:
 def _strings_split(values: list[str], out: SplitValues, joined: str | None = None) -> None:
     """Numeric-looking strings to numbers, others stay strings; C-speed passes over the text.
 
-    The column is joined with a separator once: a clean numeric column converts in one numpy
-    call; otherwise one regex scan finds the numeric fields, and only a mixed column pays a
-    per-value pass.
+    The column is joined with a separator once. A clean numeric column (ASCII, none of the
+    characters only ``float()`` accepts, all finite) converts in one numpy call. Otherwise the
+    values are counted once; each distinct value is typed (or, with many distinct values, one
+    regex scan of the joined text finds the numeric ones), and only a column that mixes numbers
+    and strings pays a per-value pass to keep the numbers in arrival order.
     """
     empty = values.count("")
     if empty:
