@@ -147,9 +147,14 @@ def rows_of(doc: Any) -> Rows:
     """Rows of a JSON value: a list (of objects, lists or scalars), one object, a scalar."""
     if type(doc) is list:
         n = len(doc)
+        if n == 1:  # the common single-row request, without building a set
+            kind = type(doc[0])
+            if kind is dict:
+                return Rows("obj", doc, 1)
+            return Rows("pos", doc, 1) if kind is list else Rows("cols", {0: doc}, 1)
         if not n:
             raise PayloadError("empty_payload")
-        kinds = {type(doc[0])} if n == 1 else set(map(type, doc))
+        kinds = set(map(type, doc))
         if dict in kinds:
             if len(kinds) > 1:
                 raise PayloadError("mixed_rows", "objects mixed with other values")
