@@ -14,6 +14,7 @@ Input columns are the features; output columns are predictions (``prediction``,
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -89,9 +90,22 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         with _gc_lock:
-            _gc_pauses -= 1
+            _gc_pauses = max(0, _gc_pauses - 1)  # a fork in between resets the count
             if _gc_pauses == 0 and _gc_was_enabled:
                 gc.enable()
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while another thread held a pause starts fresh (no lock, GC restored)."""
+    global _gc_lock, _gc_pauses
+    _gc_lock = threading.Lock()
+    if _gc_pauses and _gc_was_enabled:
+        gc.enable()
+    _gc_pauses = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _parse_time(value: Any) -> datetime:
