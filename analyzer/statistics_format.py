@@ -151,8 +151,12 @@ def _completeness(feature: FeatureProfile, item_count: int) -> float:
 
 
 def _domains(feature: FeatureProfile) -> list[str] | None:
-    """Deequ's CategoricalRangeRule: few distinct values, at most 10% of them seen once."""
-    if feature.frequent is None or not frequent_is_exact(feature.frequent):
+    """Deequ's CategoricalRangeRule: few distinct values, at most 10% of them seen once.
+
+    A column that mixes numbers into its strings gets none: its numbers are not counted as
+    categories, so a domain of its strings alone would reject every number.
+    """
+    if feature.frequent is None or feature.count or not frequent_is_exact(feature.frequent):
         return None
     counts = feature.category_counts()
     if not counts or len(counts) > DOMAIN_MAX_DISTINCT:

@@ -112,6 +112,7 @@ def test_non_negative_and_domains_rules() -> None:
         "neg": rng.normal(size=500).round(3).astype(str).tolist(),
         "cat": rng.choice(["a", "b", "c"], size=500, p=[0.6, 0.3, 0.1]).tolist(),
         "ids": [f"id{i}" for i in range(500)],  # every value once: not a domain
+        "mixed": ["n/a" if i % 33 == 0 else str(600 + i % 50) for i in range(500)],
     }
     doc = suggest_constraints(profile_rows(columns))
     by_name = {f["name"]: f for f in doc["features"]}
@@ -119,6 +120,8 @@ def test_non_negative_and_domains_rules() -> None:
     assert by_name["neg"]["num_constraints"] == {"is_non_negative": False}
     assert by_name["cat"]["string_constraints"]["domains"] == ["a", "b", "c"]
     assert "string_constraints" not in by_name["ids"]
+    assert by_name["mixed"]["inferred_type"] == "String"
+    assert "string_constraints" not in by_name["mixed"]  # numbers are not categories here
     dist = doc["monitoring_config"]["distribution_constraints"]
     assert dist["categorical_drift_method"] == "LInfinity"
     parsed = parse_constraints(doc)
