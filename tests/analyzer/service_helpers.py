@@ -18,8 +18,9 @@ from analyzer.profile import profile_rows
 from analyzer.statistics_format import statistics_json, suggest_constraints
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import ModelmonConfig, parse_config
+from tests.shared_data import DATA as SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 FEATURES = [
     "age",
     "income",

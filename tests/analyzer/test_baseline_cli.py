@@ -15,8 +15,9 @@ import pytest
 from analyzer.baseline_cli import run_baseline
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import load_config
+from tests.shared_data import DATA as SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 
 
 def read(path: Path) -> Any:

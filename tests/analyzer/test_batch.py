@@ -17,8 +17,9 @@ import yaml
 from analyzer.profile import profile_rows
 from analyzer.statistics_format import statistics_json, suggest_constraints
 from modelmon.capture_record import CaptureSide, build_record
+from tests.shared_data import SHARED as SHARED_ROOT
 
-SHARED = Path("/work/shared")
+SHARED = SHARED_ROOT
 DATA = SHARED / "data"
 SAGEMAKER = SHARED / "sagemaker-examples" / "data_quality"
 FEATURES = [

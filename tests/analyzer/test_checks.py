@@ -7,7 +7,6 @@ import csv
 import re
 from collections import Counter
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +21,9 @@ from analyzer.statistics_format import (
     statistics_json,
     suggest_constraints,
 )
+from tests.shared_data import DATA as SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 FEATURES = [
     "age", "income", "balance", "tenure_months", "num_products", "credit_score",
     "utilization", "state", "plan", "channel", "gender",

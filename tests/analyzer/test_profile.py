@@ -17,8 +17,9 @@ from analyzer.profile import DatasetProfile, FeatureProfile, profile_rows
 from analyzer.sketches import kll_rank_error, kll_weighted_items, weighted_rank_counts
 from analyzer.statistics_format import statistics_json
 from modelmon.config import PayloadConfig
+from tests.shared_data import DATA as SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 NUMERIC = ["age", "income", "balance", "tenure_months", "num_products", "credit_score"]
 
 

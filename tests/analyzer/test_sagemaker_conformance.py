@@ -16,8 +16,9 @@ from analyzer.codecs import PayloadDecoder
 from analyzer.profile import DatasetProfile
 from modelmon.capture_record import parse_record_line
 from modelmon.config import PayloadConfig
+from tests.shared_data import EXAMPLES as SHARED_EXAMPLES
 
-EXAMPLES = Path("/work/shared/sagemaker-examples")
+EXAMPLES = SHARED_EXAMPLES
 
 
 def same(ours: Any, theirs: Any, where: str = "") -> None:

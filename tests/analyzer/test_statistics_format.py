@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,8 +18,9 @@ from analyzer.statistics_format import (
     statistics_json,
     suggest_constraints,
 )
+from tests.shared_data import EXAMPLES as SHARED_EXAMPLES
 
-EXAMPLES = Path("/work/shared/sagemaker-examples/data_quality")
+EXAMPLES = SHARED_EXAMPLES / "data_quality"
 
 
 def load(name: str) -> Any:
