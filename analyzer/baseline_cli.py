@@ -9,17 +9,15 @@ message naming the file when the input cannot be used.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from analyzer.codecs import PayloadDecoder
 from analyzer.profile import DatasetProfile
+from analyzer.report_files import write_json_atomic
 from analyzer.sketches import DEFAULT_KLL_K
 from analyzer.statistics_format import statistics_json, suggest_constraints
 from analyzer.table_readers import (
@@ -75,13 +73,6 @@ def _profile(
         profile.update_columns(columns, n_rows, field_counts)
         progress.tick(profile.item_count)
     return profile, bad
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
-    os.replace(temp, path)
 
 
 def _targets(config: ModelmonConfig | None, out: Path | None) -> tuple[Path, Path]:
@@ -157,8 +148,8 @@ def run_baseline(
     constraints = suggest_constraints(profile, include_predictions=with_predictions)
     paths = _targets(config, out)
     try:
-        _write_json(paths[0], statistics)
-        _write_json(paths[1], constraints)
+        write_json_atomic(paths[0], statistics)
+        write_json_atomic(paths[1], constraints)
     except OSError as exc:
         print(f"modelmon baseline: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED

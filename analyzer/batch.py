@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analyzer.report_files import report_dir, write_reports
 from modelmon.config import ModelmonConfig
 
 if TYPE_CHECKING:
@@ -105,23 +106,6 @@ def _profile_files(config: ModelmonConfig, files: list[Path]) -> FilesProfile:
     )
 
 
-def _report_dir(config: ModelmonConfig, end: datetime) -> Path:
-    return (
-        config.analyzer.reports_dir
-        / config.endpoint.name
-        / config.analyzer.schedule_name
-        / f"{end:%Y/%m/%d/%H}"
-    )
-
-
-def _write(folder: Path, docs: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, doc in docs.items():
-        tmp = folder / f".{name}.tmp"
-        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(folder / name)
-
-
 def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | None) -> int:
     from analyzer.capture_files import sealed_files
 
@@ -170,8 +154,8 @@ def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | Non
     if start is None:
         oldest = seen.first_time or end - timedelta(hours=1)
         start = oldest.replace(minute=0, second=0, microsecond=0)
-    folder = _report_dir(config, end)
-    _write(folder, report_documents(statistics_json(profile), cons_doc, result))
+    folder = report_dir(config, end)
+    write_reports(folder, report_documents(statistics_json(profile), cons_doc, result))
     print(
         summary_text(
             result,

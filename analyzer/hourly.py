@@ -14,7 +14,6 @@ crash in between only means the hour is written again.
 from __future__ import annotations
 
 import logging
-import os
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from sqlite_utils import Database
 from analyzer.evaluate import WindowVerdict, iso
 from analyzer.ingest import HOUR_S, merge_buckets
 from analyzer.profile import DatasetProfile
+from analyzer.report_files import report_dir, write_reports
 from analyzer.statistics_format import statistics_json, suggest_constraints
 from analyzer.store import Store
 from modelmon.config import ModelmonConfig
@@ -41,22 +41,7 @@ DEFAULT_GRACE_S = 60.0
 
 def hour_dir(config: ModelmonConfig, hour: int) -> Path:
     """``{reports_dir}/{endpoint}/{schedule}/yyyy/mm/dd/hh``."""
-    moment = datetime.fromtimestamp(hour, UTC)
-    return (
-        config.analyzer.reports_dir
-        / config.endpoint.name
-        / config.analyzer.schedule_name
-        / moment.strftime("%Y/%m/%d/%H")
-    )
-
-
-def _write_atomic(path: Path, body: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(body)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    return report_dir(config, datetime.fromtimestamp(hour, UTC))
 
 
 def read_report(blob: bytes) -> Any:
@@ -109,9 +94,7 @@ class HourlyReporter:
         if self._constraints is not None:
             docs["constraint_violations.json"] = {"violations": result.violations}
         folder = hour_dir(self._config, hour)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, doc in docs.items():
-            _write_atomic(folder / name, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        write_reports(folder, docs)
         reopened = self._store.read(
             lambda c: c.execute(
                 "SELECT reported_version FROM hours WHERE hour = ?", [hour]
