@@ -84,7 +84,14 @@ async def run_baseline(root: Path, timeout_s: float) -> tuple[Path, str]:
     return out, text
 
 
-def write_config(root: Path, ports: DemoPorts, columns: list[str]) -> ModelmonConfig:
+def write_config(
+    root: Path,
+    ports: DemoPorts,
+    columns: list[str],
+    *,
+    schedule_interval_s: float = 2,
+    rotate_interval_s: float = 2,
+) -> ModelmonConfig:
     """Write ``root/modelmon.yaml`` for the demo and load it back (so it is validated)."""
     document = {
         "endpoint": {"name": "demo-model", "variant": "AllTraffic"},
@@ -96,14 +103,14 @@ def write_config(root: Path, ports: DemoPorts, columns: list[str]) -> ModelmonCo
         "capture": {
             "dir": "./data/capture",
             "sampling_percentage": 100,
-            "rotate_interval_s": 2,
+            "rotate_interval_s": rotate_interval_s,
             "flush_interval_s": 0.5,
         },
         "analyzer": {
             "listen": f"127.0.0.1:{ports.analyzer}",
             "db": "./data/modelmon.db",
             "reports_dir": "./data/reports",
-            "schedule_interval_s": 2,
+            "schedule_interval_s": schedule_interval_s,
             "bucket_s": 10,
             "window_s": 30,
             "min_samples": 100,
