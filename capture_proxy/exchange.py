@@ -11,7 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from modelmon.capture_record import CaptureSide, build_record, choose_encoding, encode_side
+from modelmon.capture_record import (
+    CaptureSide,
+    RecordEncoder,
+    build_record,
+    choose_encoding,
+    encode_side,
+)
 from modelmon.config import CaptureConfig
 
 # Decoders for Content-Encoding values we can undo for the record (the client still gets the
@@ -68,12 +74,126 @@ def _decoded(body: bytes, content_encoding: str | None, truncated: bool) -> tupl
         return body, False
 
 
+class LineEncoder:
+    """:func:`to_line` for one capture config, with what does not change between records kept.
+
+    The writer makes one and calls it per record; the content-type sets, the time text of
+    the current second and the split custom attributes live in a
+    :class:`~modelmon.capture_record.RecordEncoder`.
+
+    Examples
+    --------
+    >>> config = CaptureConfig()
+    >>> exchange = Exchange("e-1", 1772600400.5, None, None, b'{"x": 1}', "application/json",
+    ...                     False, b"0.5", "text/csv", False, 200, 2.0)
+    >>> LineEncoder(config)(exchange) == to_line(exchange, config)
+    True
+    """
+
+    __slots__ = ("_csv_types", "_json_types", "_records")
+
+    def __init__(self, config: CaptureConfig) -> None:
+        self._csv_types = list(config.csv_content_types)
+        self._json_types = list(config.json_content_types)
+        self._records = RecordEncoder(self._csv_types, self._json_types)
+
+    def serves(self, config: CaptureConfig) -> bool:
+        """Whether this encoder's content-type lists are ``config``'s."""
+        return (
+            self._csv_types == config.csv_content_types
+            and self._json_types == config.json_content_types
+        )
+
+    def _side(
+        self,
+        body: bytes,
+        content_type: str | None,
+        truncated: bool,
+        content_encoding: str | None,
+        redact: Callable[[bytes, str], bytes] | None,
+        mode: str,
+    ) -> dict[str, str]:
+        records = self._records
+        if content_encoding is None:
+            encoding = records.encoding(content_type)
+        else:
+            body, ok = _decoded(body, content_encoding, truncated)
+            encoding = records.encoding(content_type) if ok else "BASE64"
+        if redact is not None and encoding != "BASE64" and not truncated:
+            body = redact(body, encoding)
+        return records.side(body, content_type, encoding, truncated, mode)
+
+    def __call__(
+        self, exchange: Exchange, redact: Callable[[bytes, str], bytes] | None = None
+    ) -> bytes:
+        """The JSON line for ``exchange``; ``redact(body, encoding)`` masks configured fields."""
+        request = response = None
+        truncated: list[str] | None = None
+        body = exchange.request_body
+        if body is not None:
+            request = self._side(
+                body,
+                exchange.request_content_type,
+                exchange.request_truncated,
+                exchange.request_content_encoding,
+                redact,
+                "INPUT",
+            )
+            if exchange.request_truncated:
+                truncated = ["input"]
+        body = exchange.response_body
+        if body is not None:
+            response = self._side(
+                body,
+                exchange.response_content_type,
+                exchange.response_truncated,
+                exchange.response_content_encoding,
+                redact,
+                "OUTPUT",
+            )
+            if exchange.response_truncated:
+                truncated = [*truncated, "output"] if truncated else ["output"]
+        return self._records.line(
+            exchange.event_id,
+            exchange.inference_time,
+            request,
+            response,
+            exchange.inference_id,
+            exchange.custom_attributes,
+            exchange.status,
+            exchange.latency_ms,
+            truncated,
+        )
+
+
+_last_encoder: list[tuple[CaptureConfig, LineEncoder]] = []
+
+
 def to_line(
     exchange: Exchange,
     config: CaptureConfig,
     redact: Callable[[bytes, str], bytes] | None = None,
 ) -> bytes:
-    """The JSON line for ``exchange``; ``redact(body, encoding)`` masks configured fields."""
+    """The JSON line for ``exchange``; ``redact(body, encoding)`` masks configured fields.
+
+    One :class:`LineEncoder` is kept for the config last used; a writer encoding many records
+    should hold its own.
+    """
+    if _last_encoder and _last_encoder[0][0] is config and _last_encoder[0][1].serves(config):
+        encoder = _last_encoder[0][1]
+    else:
+        encoder = LineEncoder(config)
+        _last_encoder[:] = [(config, encoder)]
+    return encoder(exchange, redact)
+
+
+def to_line_reference(
+    exchange: Exchange,
+    config: CaptureConfig,
+    redact: Callable[[bytes, str], bytes] | None = None,
+) -> bytes:
+    """:func:`to_line` the plain way (:func:`~modelmon.capture_record.build_record`), record by
+    record: the definition the fast encoders are tested and benchmarked against."""
     sides: list[CaptureSide | None] = []
     for body, content_type, truncated, content_encoding in (
         (

@@ -3,9 +3,11 @@
 The request path calls :meth:`CaptureSink.submit`, which only appends to a bounded deque (no
 I/O, no encoding, no syscall): when the queue is full or the disk guard says the disk is
 full, the record is dropped and counted, and the response is never touched. One writer task
-drains the queue in batches; each batch is encoded (:func:`capture_proxy.exchange.to_line`,
-redaction included) and written in one ``asyncio.to_thread`` call, so the event loop never
-waits on disk. The writer runs a cycle when ``submit`` has filled a batch, when
+drains the queue in batches; each batch is encoded (one
+:class:`capture_proxy.exchange.LineEncoder`, redaction included) and written in
+``asyncio.to_thread`` calls of at most 128 records, so the event loop never waits on disk and
+the writer thread never holds the GIL for long. The writer runs a cycle when ``submit`` has
+filled a batch, when
 :meth:`flush` / :meth:`tick` asks, and at least every ``flush_interval_s``; each cycle
 writes what is queued, seals files due by size, age or hour (:mod:`capture_proxy.rotation`,
 judged by the injectable ``clock``), re-checks free disk space at most once a second, and
@@ -27,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from capture_proxy.exchange import Exchange, to_line
+from capture_proxy.exchange import Exchange, LineEncoder
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.recovery import recover_parts
 from capture_proxy.redact import Redactor
@@ -41,7 +43,11 @@ logger = logging.getLogger("modelmon.capture.sink")
 
 DISK_CHECK_INTERVAL_S = 1.0
 RETENTION_INTERVAL_S = 60.0
-_MAX_BATCH_WAKE = 1024
+# Records that wake the writer, and the most encoded and written per thread call. Measured
+# (docs/benchmarks-proxy.md): 1024 let the writer thread hold the GIL for ~3 ms at a time,
+# which starved the event loop (a GIL convoy: p99 25-30 ms, +5 µs CPU per request); 128
+# keeps each hold well under a millisecond for ~0.2 µs per record of thread hand-offs.
+_BATCH = 128
 
 
 def free_disk_fraction(path: Path) -> float:
@@ -90,6 +96,7 @@ class CaptureSink:
         self.worker_id = worker_id
         self.root = capture.dir / config.endpoint.name / config.endpoint.variant
         self._redactor = Redactor(capture.redact, on_unredactable=metrics.redact_unredactable.inc)
+        self._encode = LineEncoder(capture)
         self._files = CaptureFiles(
             self.root,
             max_file_bytes=capture.max_file_bytes,
@@ -99,7 +106,7 @@ class CaptureSink:
         )
         self._pending: deque[Exchange] = deque()
         self._max_records = capture.queue_max_records
-        self._wake_at = max(1, min(_MAX_BATCH_WAKE, capture.queue_max_records // 8))
+        self._wake_at = max(1, min(_BATCH, capture.queue_max_records // 8))
         self._wake = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
         self._retention_due = False
@@ -196,10 +203,15 @@ class CaptureSink:
                 batch = list(self._pending)
                 self._pending.clear()
                 final = self._closing
-                try:
-                    await asyncio.to_thread(self._cycle, batch, self._clock(), final)
-                except Exception:  # a bug in one cycle must not end capture for good
-                    logger.exception("capture writer cycle failed (%d records)", len(batch))
+                # At most _BATCH records per thread call: the thread holds the GIL for a
+                # fraction of a millisecond at a time, so the loop is never starved.
+                for start in range(0, max(len(batch), 1), _BATCH):
+                    part = batch[start : start + _BATCH]
+                    last = start + _BATCH >= len(batch)
+                    try:
+                        await asyncio.to_thread(self._cycle, part, self._clock(), final and last)
+                    except Exception:  # a bug in one cycle must not end capture for good
+                        logger.exception("capture writer cycle failed (%d records)", len(part))
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
@@ -277,12 +289,13 @@ class CaptureSink:
         capture = self._capture
         redactor = self._redactor
         redact = redactor if redactor.enabled else None
+        encode = self._encode
         by_hour: dict[int, tuple[list[float], list[bytes]]] = {}
         for exchange in batch:
             try:
                 if redact is not None:
                     exchange = redactor.prepare(exchange, capture)
-                line = to_line(exchange, capture, redact)
+                line = encode(exchange, redact)
             except Exception:  # one bad record is dropped and counted, not the batch
                 logger.exception("cannot encode capture record %s", exchange.event_id)
                 self._metrics.drop("encode_error")

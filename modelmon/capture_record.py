@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ __all__ = [
     "EXTRA_KEY",
     "CaptureSide",
     "Encoding",
+    "RecordEncoder",
     "bare_media_type",
     "build_record",
     "choose_encoding",
@@ -156,6 +158,154 @@ def build_record(
     if extra:
         record[EXTRA_KEY] = extra
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+_CACHE_MAX = 256  # distinct content types / custom attributes kept per encoder
+
+
+class RecordEncoder:
+    """The bytes of :func:`build_record` for many records, at a fraction of the cost.
+
+    What :func:`build_record` recomputes per record is kept here: the content-type sets
+    (and the encoding of each content type seen), the ``YYYY-MM-DDTHH:MM:SS.`` text of the
+    current second (the time is an epoch float, no ``datetime`` per record) and the split
+    custom attributes. Each record is one dict built once and one ``orjson.dumps``. The
+    output is byte for byte what :func:`encode_side` + :func:`build_record` give.
+
+    Parameters
+    ----------
+    csv_types, json_types : iterable of str
+        The configured content types (``capture.csv_content_types`` / ``json_content_types``).
+
+    Examples
+    --------
+    >>> encoder = RecordEncoder(["text/csv"], ["application/json"])
+    >>> encoder.encoding("Application/JSON; charset=utf-8"), encoder.encoding("image/png")
+    ('JSON', 'BASE64')
+    >>> encoder.inference_time(1772600400.0015)
+    '2026-03-04T05:00:00.001Z'
+    >>> side = encoder.side(b"1,2", "text/csv", "CSV", False, "INPUT")
+    >>> line = encoder.line("e-1", 1772600400.25, side, None, None, "a=1, b", 200, 1.5, None)
+    >>> line == build_record(
+    ...     event_id="e-1", inference_time=datetime.fromtimestamp(1772600400.25, UTC),
+    ...     request=encode_side(b"1,2", "text/csv", "CSV", False), response=None,
+    ...     custom_attributes="a=1, b", status=200, latency_ms=1.5)
+    True
+    """
+
+    __slots__ = ("_attributes", "_csv", "_json", "_kinds", "_second")
+
+    def __init__(self, csv_types: Iterable[str], json_types: Iterable[str]) -> None:
+        self._csv = frozenset(t.lower() for t in csv_types)
+        self._json = frozenset(t.lower() for t in json_types)
+        self._kinds: dict[str | None, Encoding] = {}
+        self._attributes: dict[str, list[str]] = {}
+        # (second, its "YYYY-MM-DDTHH:MM:SS." text), replaced as one object: thread-safe.
+        self._second: tuple[float, str] = (math.nan, "")  # nan: the first call computes it
+
+    def encoding(self, content_type: str | None) -> Encoding:
+        """:func:`choose_encoding` with the configured lists, cached per content type."""
+        kind = self._kinds.get(content_type)
+        if kind is None:
+            media = bare_media_type(content_type)
+            if media and media in self._csv:
+                kind = "CSV"
+            elif media and media in self._json:
+                kind = "JSON"
+            else:
+                kind = "BASE64"
+            if len(self._kinds) >= _CACHE_MAX:
+                self._kinds.clear()
+            self._kinds[content_type] = kind
+        return kind
+
+    def inference_time(self, epoch: float) -> str:
+        """:func:`format_inference_time` of ``datetime.fromtimestamp(epoch, UTC)``."""
+        # datetime rounds to the microsecond half-even from modf's fraction; so do we.
+        fraction, second = math.modf(epoch)
+        micro = round(fraction * 1e6)
+        if micro >= 1_000_000:
+            micro -= 1_000_000
+            second += 1.0
+        elif micro < 0:
+            micro += 1_000_000
+            second -= 1.0
+        cached = self._second
+        if cached[0] != second:
+            moment = datetime.fromtimestamp(int(second), UTC)
+            cached = (second, moment.strftime("%Y-%m-%dT%H:%M:%S."))
+            self._second = cached
+        return f"{cached[1]}{micro // 1000:03d}Z"
+
+    @staticmethod
+    def side(
+        body: bytes, content_type: str | None, encoding: Encoding, truncated: bool, mode: str
+    ) -> dict[str, str]:
+        """The ``endpointInput``/``endpointOutput`` object (``mode`` INPUT/OUTPUT), as
+        :func:`encode_side` would store it."""
+        if encoding != "BASE64" and not truncated:
+            try:
+                data = body.decode("utf-8")
+            except UnicodeDecodeError:
+                encoding = "BASE64"
+                data = binascii.b2a_base64(body, newline=False).decode("ascii")
+        else:
+            encoding = "BASE64"
+            data = binascii.b2a_base64(body, newline=False).decode("ascii")
+        return {
+            "observedContentType": content_type or "",
+            "mode": mode,
+            "data": data,
+            "encoding": encoding,
+        }
+
+    def line(
+        self,
+        event_id: str,
+        epoch: float,
+        request: dict[str, str] | None,
+        response: dict[str, str] | None,
+        inference_id: str | None,
+        custom_attributes: str | None,
+        status: int | None,
+        latency_ms: float | None,
+        truncated: list[str] | None,
+    ) -> bytes:
+        """One JSON line; ``truncated`` lists the sides cut (``input``/``output``)."""
+        capture: dict[str, Any] = {}
+        if request is not None:
+            capture["endpointInput"] = request
+        if response is not None:
+            capture["endpointOutput"] = response
+        metadata: dict[str, Any] = {
+            "eventId": event_id,
+            "inferenceTime": self.inference_time(epoch),
+        }
+        if inference_id is not None:
+            metadata["inferenceId"] = inference_id
+        if custom_attributes:
+            parts = self._attributes.get(custom_attributes)
+            if parts is None:
+                parts = [p.strip() for p in custom_attributes.split(",") if p.strip()]
+                if len(self._attributes) >= _CACHE_MAX:
+                    self._attributes.clear()
+                self._attributes[custom_attributes] = parts
+            metadata["customAttributes"] = parts
+        record: dict[str, Any] = {
+            "captureData": capture,
+            "eventMetadata": metadata,
+            "eventVersion": "0",
+        }
+        if status is not None or latency_ms is not None or truncated:
+            extra: dict[str, Any] = {}
+            if status is not None:
+                extra["status"] = status
+            if latency_ms is not None:
+                extra["latency_ms"] = round(latency_ms, 3)
+            if truncated:
+                extra["truncated"] = truncated
+            record[EXTRA_KEY] = extra
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def parse_record_line(line: bytes | str) -> dict[str, Any]:
