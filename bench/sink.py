@@ -5,7 +5,9 @@ how many records/s and bytes/s the writer turns into sealed files.
 
 Anchors measured in the same run, on the same records:
 
-- ``to_line``: encoding alone (orjson, what the writer must pay per record at least);
+- ``to_line``: encoding alone (orjson, what the writer must pay per record at least), printed
+  for the plain ``build_record`` path (``to_line_reference``: per-record content-type sets,
+  ``datetime`` + ``strftime``) and for the writer's :class:`LineEncoder`, with their ratio;
 - ``write``: one ``os.write`` per 1,000 pre-encoded lines to a plain file (the I/O floor).
 
 Cases: ``submit()`` alone (records queued, writer not running: the request-path cost);
@@ -29,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from capture_proxy.exchange import Exchange, to_line
+from capture_proxy.exchange import Exchange, LineEncoder, to_line, to_line_reference
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.sink import CaptureSink
 from modelmon.config import CaptureConfig, parse_config
@@ -65,6 +67,23 @@ def _anchor_to_line(exchanges: list[Exchange]) -> tuple[float, int]:
     t0 = time.perf_counter()
     total = sum(len(to_line(e, capture)) for e in exchanges)
     return time.perf_counter() - t0, total
+
+
+def _encoders(exchanges: list[Exchange], rounds: int = 3) -> tuple[float, float]:
+    """Best-of-``rounds`` seconds per record: the reference path, then :class:`LineEncoder`."""
+    capture = CaptureConfig()
+    best_ref = best_fast = float("inf")
+    for _ in range(rounds):  # interleaved, so a burst of load elsewhere hits both
+        t0 = time.perf_counter()
+        for e in exchanges:
+            to_line_reference(e, capture)
+        best_ref = min(best_ref, time.perf_counter() - t0)
+        encode = LineEncoder(capture)
+        t0 = time.perf_counter()
+        for e in exchanges:
+            encode(e)
+        best_fast = min(best_fast, time.perf_counter() - t0)
+    return best_ref / len(exchanges), best_fast / len(exchanges)
 
 
 def _anchor_write(exchanges: list[Exchange], directory: Path) -> float:
@@ -156,6 +175,11 @@ async def main() -> None:
             f"  ({encoded_bytes / n:.0f} B/line)"
         )
         print(f"anchor os.write: {n / write_s:>10,.0f} rec/s  {write_s / n * 1e6:6.2f} µs/rec")
+        reference, fast = _encoders(exchanges[:50_000])
+        print(
+            f"encode reference (build_record): {reference * 1e6:6.2f} µs/rec"
+            f"   LineEncoder: {fast * 1e6:6.2f} µs/rec   = {fast / reference:.2f}× reference"
+        )
         per_submit = await _submit_only(exchanges, root / "submit")
         print(
             f"submit() only  : {per_submit * 1e6:6.3f} µs/rec"

@@ -45,6 +45,7 @@ _DECODERS: dict[str, Callable[[bytes], bytes]] = {
 
 @dataclass(slots=True)
 class Exchange:
+    # capture_proxy.tee.hand_over builds it positionally (cheaper): keep the field order.
     event_id: str
     inference_time: float  # seconds since the epoch, UTC
     inference_id: str | None

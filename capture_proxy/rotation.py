@@ -148,6 +148,10 @@ class CaptureFiles:
                 if f is None:
                     f = self._create(hour, times[done], now)
                 end, size = done, f.size
+                rest = lines[done:] if done else lines
+                total = sum(map(len, rest))
+                if size + total <= self._max_bytes:  # the usual case: all of it fits
+                    end, size = len(lines), size + total
                 while end < len(lines) and (size + len(lines[end]) <= self._max_bytes or size == 0):
                     size += len(lines[end])
                     end += 1

@@ -291,6 +291,8 @@ class CaptureSink:
         redact = redactor if redactor.enabled else None
         encode = self._encode
         by_hour: dict[int, tuple[list[float], list[bytes]]] = {}
+        group: tuple[list[float], list[bytes]] = ([], [])
+        last_hour: int | None = None
         for exchange in batch:
             try:
                 if redact is not None:
@@ -300,9 +302,14 @@ class CaptureSink:
                 logger.exception("cannot encode capture record %s", exchange.event_id)
                 self._metrics.drop("encode_error")
                 continue
-            times, lines = by_hour.setdefault(int(exchange.inference_time // 3600), ([], []))
-            times.append(exchange.inference_time)
-            lines.append(line)
+            hour = int(exchange.inference_time // 3600)
+            if hour != last_hour:  # records come in time order: one lookup per hour met
+                if hour not in by_hour:
+                    by_hour[hour] = ([], [])
+                group = by_hour[hour]
+                last_hour = hour
+            group[0].append(exchange.inference_time)
+            group[1].append(line)
         for hour, (times, lines) in by_hour.items():
             written = self._files.write(hour, times, lines, now)
             if written < len(lines):

@@ -128,25 +128,32 @@ def hand_over(
 
     ``started`` is the epoch time the request arrived, ``t0`` its ``perf_counter``.
     """
-    req_truncated = tee_in is not None and tee_in.truncated
-    resp_truncated = tee_out is not None and tee_out.truncated
+    # Positional arguments and no helper calls: this runs once per captured request.
+    if tee_in is None:
+        request_body, req_truncated = None, False
+    else:
+        request_body, req_truncated = tee_in.body(), tee_in.truncated
+    if tee_out is None:
+        response_body, resp_truncated = None, False
+    else:
+        response_body, resp_truncated = tee_out.body(), tee_out.truncated
     if req_truncated or resp_truncated:
         capture.metrics.truncated.inc()
     exchange = Exchange(
-        event_id=event_id,
-        inference_time=started,
-        inference_id=inference_id,
-        custom_attributes=custom_attributes,
-        request_body=tee_in.body() if tee_in is not None else None,
-        request_content_type=request_type,
-        request_truncated=req_truncated,
-        response_body=tee_out.body() if tee_out is not None else None,
-        response_content_type=response_type,
-        response_truncated=resp_truncated,
-        status=status,
-        latency_ms=(time.perf_counter() - t0) * 1000.0,
-        request_content_encoding=request_encoding,
-        response_content_encoding=response_encoding,
+        event_id,
+        started,
+        inference_id,
+        custom_attributes,
+        request_body,
+        request_type,
+        req_truncated,
+        response_body,
+        response_type,
+        resp_truncated,
+        status,
+        (time.perf_counter() - t0) * 1000.0,
+        request_encoding,
+        response_encoding,
     )
     try:
         capture.submit(exchange)

@@ -161,6 +161,21 @@ def build_record(
 
 
 _CACHE_MAX = 256  # distinct content types / custom attributes kept per encoder
+_MILLIS = [f"{ms:03d}Z" for ms in range(1000)]
+
+
+def _round3(value: float) -> float:
+    """``round(value, 3)``, exactly, without its decimal-string round trip when it is safe.
+
+    ``k / 1000`` is the double nearest to k/1000, which is what ``round`` returns; ``k`` is
+    right when ``value * 1000`` (relative error below 2**-53) is not within 1e-6 of a tie.
+    """
+    scaled = value * 1000.0
+    if -1e9 < scaled < 1e9:  # False for inf and nan
+        k = round(scaled)
+        if k and abs(abs(scaled - k) - 0.5) > 1e-6:  # k == 0 would lose the sign of -0.0
+            return k / 1000.0
+    return round(value, 3)
 
 
 class RecordEncoder:
@@ -235,7 +250,7 @@ class RecordEncoder:
             moment = datetime.fromtimestamp(int(second), UTC)
             cached = (second, moment.strftime("%Y-%m-%dT%H:%M:%S."))
             self._second = cached
-        return f"{cached[1]}{micro // 1000:03d}Z"
+        return cached[1] + _MILLIS[micro // 1000]
 
     @staticmethod
     def side(
@@ -301,7 +316,7 @@ class RecordEncoder:
             if status is not None:
                 extra["status"] = status
             if latency_ms is not None:
-                extra["latency_ms"] = round(latency_ms, 3)
+                extra["latency_ms"] = _round3(latency_ms)
             if truncated:
                 extra["truncated"] = truncated
             record[EXTRA_KEY] = extra

@@ -6,6 +6,7 @@ import gzip
 import zlib
 from datetime import UTC, datetime
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,7 +110,11 @@ def exchanges(draw: st.DrawFn) -> Exchange:
         response_content_type=resp_type,
         response_truncated=resp_cut,
         status=draw(st.integers(100, 599)),
-        latency_ms=draw(st.floats(0.0, 1e6, allow_nan=False)),
+        latency_ms=draw(
+            st.floats(0.0, 1e7)
+            | st.floats()  # nan, infinities, negatives: the same line either way
+            | st.sampled_from([0.0005, 0.0015, 2.675, 1.0005, 123.4565, 999999.9995, -0.0001])
+        ),
         request_content_encoding=req_enc,
         response_content_encoding=resp_enc,
     )
@@ -175,3 +180,24 @@ def test_to_line_follows_a_changed_config() -> None:
     second = parse_record_line(to_line(exchange, config))
     assert first["captureData"]["endpointInput"]["encoding"] == "BASE64"
     assert second["captureData"]["endpointInput"]["encoding"] == "CSV"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.floats()
+    | st.floats(-1e6, 1e6)
+    | st.integers(-(10**9), 10**9).map(lambda k: (k + 0.5) / 1000)  # ties and near-ties
+    | st.integers(-(10**12), 10**12).map(lambda k: k / 1e6)
+)
+def test_latency_is_rounded_like_round(latency: float) -> None:
+    encoder = RecordEncoder([], [])
+    line = encoder.line("e", 0.0, None, None, None, None, None, latency, None)
+    assert line == orjson.dumps(
+        {
+            "captureData": {},
+            "eventMetadata": {"eventId": "e", "inferenceTime": "1970-01-01T00:00:00.000Z"},
+            "eventVersion": "0",
+            "modelmon": {"latency_ms": round(latency, 3)},
+        },
+        option=orjson.OPT_APPEND_NEWLINE,
+    )
