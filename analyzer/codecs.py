@@ -27,6 +27,13 @@ import orjson
 
 from analyzer.columns import ColumnBuilder, input_name, output_name
 from analyzer.payload_rows import PayloadError, Rows
+from analyzer.record_batch import (
+    Lines,
+    body_rows,
+    parse_lines,
+    plain_fields,
+    rows_per_record,
+)
 from analyzer.side_codec import SideCodec, decode_body
 from modelmon.config import PayloadConfig
 
@@ -144,7 +151,11 @@ class PayloadDecoder:
         """Raw JSON Lines (each parsed once); blank lines are skipped, bad ones counted."""
         run = _Run(self.payload)
         loads = orjson.loads
+        lines = lines if isinstance(lines, list) else list(lines)
         with gc_paused():
+            records = parse_lines(lines)
+            if records is not None and run.add_plain(records):
+                return run.finish()
             for line in lines:
                 if not line or line.isspace():
                     continue
@@ -159,7 +170,10 @@ class PayloadDecoder:
     def decode_records(self, records: Iterable[dict[str, Any]]) -> DecodedBatch:
         """Records already parsed into dicts."""
         run = _Run(self.payload)
+        records = records if isinstance(records, list) else list(records)
         with gc_paused():
+            if run.add_plain(records):
+                return run.finish()
             for record in records:
                 run.add(record)
             return run.finish()
@@ -175,6 +189,35 @@ class _Run:
         self.outputs = ColumnBuilder(payload.output.columns, output_name, track_fields=False)
         self.request = SideCodec(payload.input, output=False)
         self.response = SideCodec(payload.output, output=True)
+
+    def add_plain(self, records: list[Any]) -> bool:
+        """Add a whole batch at once when every record is plain; False (nothing added) if not.
+
+        Plain: see :mod:`analyzer.record_batch`; besides, every body must decode and both sides
+        of a record must hold the same number of rows. Anything else is left to :meth:`add`.
+        """
+        fields = plain_fields(records)
+        if fields is None:
+            return False
+        inputs = body_rows(self.request, fields.inputs)
+        outputs = body_rows(self.response, fields.outputs) if inputs is not None else None
+        if inputs is None or outputs is None:
+            return False
+        counts = rows_per_record(inputs, len(records))
+        if counts != rows_per_record(outputs, len(records)):
+            return False
+        for builder, rows in ((self.inputs, inputs), (self.outputs, outputs)):
+            if isinstance(rows, Lines):
+                builder.add_lines(rows)
+            else:
+                builder.add_all(rows)
+        batch = self.batch
+        batch.n_rows += sum(counts)
+        batch.record_rows.extend(counts)
+        batch.event_ids.extend(fields.event_ids)
+        batch.inference_ids.extend(fields.inference_ids)
+        batch.inference_times.extend(fields.inference_times)
+        return True
 
     def add(self, record: Any) -> None:
         # The hot path: one call per record, locals only, exceptions for the rare bad record.

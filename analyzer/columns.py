@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from analyzer.payload_rows import Rows
@@ -27,6 +27,9 @@ def input_name(index: int) -> str:
 def output_name(index: int) -> str:
     """The name of an unnamed output column: ``prediction``, ``prediction_1``, …"""
     return "prediction" if index == 0 else f"prediction_{index}"
+
+
+_kind_of, _data, _n = attrgetter("kind"), attrgetter("data"), attrgetter("n")
 
 
 class ColumnBuilder:
@@ -58,6 +61,31 @@ class ColumnBuilder:
         else:
             self._pending.extend(rows.data)
         self._pending_n += rows.n
+
+    def add_all(self, many: list[Rows]) -> None:
+        """The same as ``add`` of each in turn, with one extend when all share a kind."""
+        kinds = set(map(_kind_of, many))
+        if len(kinds) != 1:
+            for rows in many:
+                self.add(rows)
+            return
+        kind = kinds.pop()
+        if kind != self._kind:
+            self._flush()
+            self._kind = kind
+        if kind == "cols":
+            self._pending.extend(many)
+        else:
+            self._pending.extend(chain.from_iterable(map(_data, many)))
+        self._pending_n += sum(map(_n, many))
+
+    def add_lines(self, lines: list[str]) -> None:
+        """One-row CSV bodies (no quotes, no line breaks, not empty), one per record."""
+        if self._kind != "csv":
+            self._flush()
+            self._kind = "csv"
+        self._pending.extend(lines)
+        self._pending_n += len(lines)
 
     def pad(self, n: int) -> None:
         """``n`` rows with no value at all (the side was not captured)."""
