@@ -28,7 +28,6 @@ import orjson
 from analyzer.columns import ColumnBuilder, input_name, output_name
 from analyzer.payload_rows import PayloadError, Rows
 from analyzer.record_batch import (
-    Lines,
     body_rows,
     parse_lines,
     plain_fields,
@@ -207,8 +206,8 @@ class _Run:
         if counts != rows_per_record(outputs, len(records)):
             return False
         for builder, rows in ((self.inputs, inputs), (self.outputs, outputs)):
-            if isinstance(rows, Lines):
-                builder.add_lines(rows)
+            if isinstance(rows, Rows):
+                builder.add(rows)
             else:
                 builder.add_all(rows)
         batch = self.batch

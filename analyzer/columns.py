@@ -79,14 +79,6 @@ class ColumnBuilder:
             self._pending.extend(chain.from_iterable(map(_data, many)))
         self._pending_n += sum(map(_n, many))
 
-    def add_lines(self, lines: list[str]) -> None:
-        """One-row CSV bodies (no quotes, no line breaks, not empty), one per record."""
-        if self._kind != "csv":
-            self._flush()
-            self._kind = "csv"
-        self._pending.extend(lines)
-        self._pending_n += len(lines)
-
     def pad(self, n: int) -> None:
         """``n`` rows with no value at all (the side was not captured)."""
         if self._kind != "pad":

@@ -36,7 +36,7 @@ import orjson
 from analyzer.payload_rows import PayloadError, Rows
 from analyzer.side_codec import SideCodec
 
-__all__ = ["Lines", "PlainFields", "body_rows", "parse_lines", "plain_fields", "rows_per_record"]
+__all__ = ["PlainFields", "body_rows", "parse_lines", "plain_fields", "rows_per_record"]
 
 _VERBATIM = frozenset(("CSV", "JSON"))
 _capture = itemgetter("captureData")
@@ -120,22 +120,57 @@ def parse_lines(lines: list[bytes]) -> list[Any] | None:
         return None
 
 
-class Lines(list[str]):
-    """Bodies that are each one unquoted CSV line: ``csv_rows`` would give one row apiece."""
+def body_rows(codec: SideCodec, texts: list[str]) -> Rows | list[Rows] | None:
+    """The rows of every body, or None when one does not decode (the slow path counts it).
 
-
-def body_rows(codec: SideCodec, texts: list[str]) -> Lines | list[Rows] | None:
-    """The rows of every body, or None when one does not decode (the slow path counts it)."""
+    When every body is one row, one :class:`Rows` holds them all (one row per record);
+    else there is one :class:`Rows` per body.
+    """
     if codec.format == "csv":
         joined = "".join(texts)
         if all(texts) and not ('"' in joined or "\n" in joined or "\r" in joined):
-            return Lines(texts)
+            return Rows("csv", texts, len(texts))
+    elif codec.format != "v2" and codec.path is None:
+        rows = _json_one_row_each(codec.keys, texts)
+        if rows is not None:
+            return rows
     try:
         return list(map(codec.body_rows, texts))
     except PayloadError:
         return None
 
 
-def rows_per_record(rows: Lines | list[Rows], n: int) -> list[int]:
+def _json_one_row_each(keys: tuple[str, ...], texts: list[str]) -> Rows | None:
+    """``{key: [row]}`` bodies, the same ``key`` in all: what ``SideCodec._json`` reads."""
+    try:
+        docs = list(map(orjson.loads, texts))
+    except orjson.JSONDecodeError:
+        return None
+    if not _only(docs, dict):
+        return None
+    found = [i for i, key in enumerate(keys) if key in docs[0]]
+    if not found:
+        return None
+    key, earlier = keys[found[0]], keys[: found[0]]
+    try:
+        values = list(map(itemgetter(key), docs))
+    except KeyError:
+        return None
+    if any(any(map(methodcaller("__contains__", e), docs)) for e in earlier):
+        return None
+    if not _only(values, list) or set(map(len, values)) != {1}:
+        return None
+    firsts = list(map(itemgetter(0), values))
+    kinds = set(map(type, firsts))
+    if kinds == {dict}:
+        return Rows("obj", firsts, len(firsts))
+    if kinds == {list}:
+        return Rows("pos", firsts, len(firsts))
+    if dict in kinds or list in kinds:
+        return None
+    return Rows("cols", {0: firsts}, len(firsts))
+
+
+def rows_per_record(rows: Rows | list[Rows], n: int) -> list[int]:
     """Rows per record."""
-    return [1] * n if isinstance(rows, Lines) else [r.n for r in rows]
+    return [1] * n if isinstance(rows, Rows) else [r.n for r in rows]

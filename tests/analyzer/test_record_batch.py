@@ -26,11 +26,18 @@ csv_body = st.lists(csv_field, min_size=1, max_size=4).map(",".join)
 csv_bodies = st.one_of(csv_body, st.lists(csv_body, min_size=2, max_size=3).map("\n".join))
 scalar = st.one_of(st.integers(-5, 5), st.floats(-10, 10), st.sampled_from(["u", "v", None]))
 json_row = st.dictionaries(st.sampled_from(["f", "g", "h"]), scalar, min_size=1, max_size=3)
-json_body = st.one_of(
-    st.lists(json_row, min_size=1, max_size=3).map(lambda rows: {"instances": rows}),
-    st.lists(scalar, min_size=1, max_size=3).map(lambda v: {"predictions": v}),
-    json_row,
-).map(lambda doc: orjson.dumps(doc).decode())
+json_rows = st.one_of(
+    st.lists(json_row, min_size=1, max_size=2),
+    st.lists(st.lists(scalar, min_size=1, max_size=3), min_size=1, max_size=2),
+    st.lists(st.one_of(scalar, json_row), min_size=0, max_size=2),
+)
+json_doc = st.dictionaries(
+    st.sampled_from(["instances", "inputs", "predictions", "outputs", "other"]),
+    json_rows,
+    min_size=1,
+    max_size=3,
+)
+json_body = st.one_of(json_doc, json_row, json_rows).map(lambda doc: orjson.dumps(doc).decode())
 times = st.sampled_from(
     ["2024-05-01T10:20:30Z", "2024-05-01T10:20:30", "2024-05-01T12:20:30+02:00", "bad", None]
 )
@@ -102,3 +109,23 @@ def test_plain_batches_take_the_whole_batch_path() -> None:
     truncated = [record("1,2", "0.5", "CSV", "2024-05-01T10:20:30Z", {"truncated": ["input"]}, 0)]
     assert plain_fields(parse_lines(truncated) or []) is None
     assert parse_lines([*lines, b"  \n"]) is None
+
+
+def test_json_key_preference_is_per_body() -> None:
+    # The first body has only the second-choice key; another has the first choice as well.
+    bodies = [
+        ('{"inputs": [{"a": 1}]}', '{"predictions": [0.1]}'),
+        (
+            '{"instances": [{"b": 2}], "inputs": [{"a": 3}]}',
+            '{"outputs": [1], "predictions": [0.2]}',
+        ),
+        ('{"inputs": [[4, 5]]}', '{"predictions": [[0.3]]}'),
+    ]
+    for chosen in ([0, 1], [0, 2], [1, 0], [0, 1, 2]):
+        lines = [
+            record(*bodies[b], "JSON", "2024-05-01T10:20:30Z", None, i)
+            for i, b in enumerate(chosen)
+        ]
+        fast, slow = both_paths(JSON, lines)
+        assert_same(fast, slow)
+        assert fast.n_records == len(chosen)
