@@ -153,7 +153,9 @@ class PayloadDecoder:
         lines = lines if isinstance(lines, list) else list(lines)
         with gc_paused():
             records = parse_lines(lines)
-            if records is not None and run.add_plain(records):
+            plain = records is not None and run.add_plain(records)
+            del records  # freed while the collector is paused: it never walks these dicts
+            if plain:
                 return run.finish()
             for line in lines:
                 if not line or line.isspace():
