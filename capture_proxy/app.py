@@ -23,7 +23,7 @@ from aiohttp import web
 from capture_proxy.forward import Forwarder, new_session
 from capture_proxy.health import HEALTH_PATH, METRICS_PATH, health_response, metrics_response
 from capture_proxy.metrics import ProxyMetrics
-from capture_proxy.tee import CaptureHooks, EventIds
+from capture_proxy.tee import CaptureHooks, start_capture
 from modelmon.config import ModelmonConfig
 
 if TYPE_CHECKING:
@@ -120,23 +120,8 @@ class Proxy:
                 await analyzer_session.close()
 
     async def _start_capture(self) -> None:
-        from capture_proxy.sampling import Sampler
-        from capture_proxy.sink import CaptureSink
-
-        capture = self.config.capture
-        sink = CaptureSink(self.config, self.metrics, clock=self._clock, worker_id=self.worker_id)
-        await sink.start()
-        self.sink = sink
-        sampler = Sampler(capture.sampling_percentage)
-        self._capture = CaptureHooks(
-            sample=sampler.sample,
-            submit=sink.submit,
-            metrics=self.metrics,
-            inference_id_headers=tuple(capture.inference_id_headers),
-            max_capture_bytes=capture.max_capture_bytes,
-            capture_input="input" in capture.mode,
-            capture_output="output" in capture.mode,
-            event_ids=EventIds(),
+        self.sink, self._capture = await start_capture(
+            self.config, self.metrics, clock=self._clock, worker_id=self.worker_id
         )
 
 

@@ -19,7 +19,7 @@ from capture_proxy.http1 import head_bytes, json_response, routing_path
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.relay import Relay
 from capture_proxy.server import ClientConnection, Request
-from capture_proxy.tee import CaptureHooks, EventIds
+from capture_proxy.tee import CaptureHooks, start_capture
 from capture_proxy.upstream import UpstreamPool
 from modelmon.config import ModelmonConfig
 
@@ -81,23 +81,8 @@ class FastProxy:
                 await pool.close()
 
     async def _start_capture(self) -> None:
-        from capture_proxy.sampling import Sampler
-        from capture_proxy.sink import CaptureSink
-
-        capture = self.config.capture
-        sink = CaptureSink(self.config, self.metrics, clock=self._clock, worker_id=self.worker_id)
-        await sink.start()
-        self.sink = sink
-        sampler = Sampler(capture.sampling_percentage)
-        self._capture = CaptureHooks(
-            sample=sampler.sample,
-            submit=sink.submit,
-            metrics=self.metrics,
-            inference_id_headers=tuple(capture.inference_id_headers),
-            max_capture_bytes=capture.max_capture_bytes,
-            capture_input="input" in capture.mode,
-            capture_output="output" in capture.mode,
-            event_ids=EventIds(),
+        self.sink, self._capture = await start_capture(
+            self.config, self.metrics, clock=self._clock, worker_id=self.worker_id
         )
 
     async def handle(self, req: Request, conn: ClientConnection) -> bool:

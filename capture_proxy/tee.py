@@ -11,9 +11,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from capture_proxy.exchange import Exchange
 from capture_proxy.metrics import ProxyMetrics
+from modelmon.config import ModelmonConfig
+
+if TYPE_CHECKING:
+    from capture_proxy.sink import CaptureSink
 
 __all__ = [
     "CUSTOM_ATTRIBUTES_HEADER",
@@ -22,6 +27,7 @@ __all__ = [
     "EventIds",
     "Tee",
     "hand_over",
+    "start_capture",
 ]
 
 log = logging.getLogger("modelmon.proxy.capture")
@@ -106,6 +112,33 @@ class CaptureHooks:
     capture_input: bool
     capture_output: bool
     event_ids: EventIds
+
+
+async def start_capture(
+    config: ModelmonConfig,
+    metrics: ProxyMetrics,
+    *,
+    clock: Callable[[], float],
+    worker_id: int,
+) -> tuple[CaptureSink, CaptureHooks]:
+    """Start the sink (recovering files a crash left) and the hooks both engines call."""
+    from capture_proxy.sampling import Sampler
+    from capture_proxy.sink import CaptureSink
+
+    capture = config.capture
+    sink = CaptureSink(config, metrics, clock=clock, worker_id=worker_id)
+    await sink.start()
+    hooks = CaptureHooks(
+        sample=Sampler(capture.sampling_percentage).sample,
+        submit=sink.submit,
+        metrics=metrics,
+        inference_id_headers=tuple(capture.inference_id_headers),
+        max_capture_bytes=capture.max_capture_bytes,
+        capture_input="input" in capture.mode,
+        capture_output="output" in capture.mode,
+        event_ids=EventIds(),
+    )
+    return sink, hooks
 
 
 def hand_over(
