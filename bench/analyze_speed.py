@@ -1,6 +1,7 @@
 """Whole-process speed and peak memory: ``modelmon analyze --once`` against Evidently.
 
-Run: ``python bench/analyze_speed.py [--sizes 100000 1000000] [--workdir DIR] [--keep]``
+Run: ``python bench/analyze_speed.py [--sizes 100000 1000000] [--workdir DIR] [--keep]
+[--repeat N] [--before DIR] [--reuse]``
 
 For each size it generates seeded records (20 numeric + 5 categorical features; one capture
 folder with CSV payloads, one with JSON payloads) and the same rows as one CSV, plus
@@ -15,12 +16,18 @@ same-distribution reference rows (another seed). Then it times whole processes, 
   ``--evidently``), once with a reference of the same size and once with the 100,000-row one.
 
 It prints seconds, peak RSS and the ratio to Evidently of the same size, all from this run.
+With ``--repeat N`` every process of a size runs N times, interleaved (round after round),
+and the table shows medians. With ``--before DIR`` (a copy of older ``analyzer``/``modelmon``
+packages, e.g. from ``git archive``) ``analyze --once`` also runs on that code, in the same
+rounds, for a before/after comparison. ``--reuse`` keeps generated data that already exists.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +50,9 @@ PROFILE_ONLY = (
 )
 
 
-def timed(command: list[str], cwd: Path) -> tuple[float, float, float, str]:
+def timed(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[float, float, float, str]:
     """(wall seconds, CPU seconds, peak RSS in MB, last output line) of one whole process."""
     report = cwd / "time.txt"
     result = subprocess.run(
@@ -52,6 +61,7 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float, float, str]:
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if result.returncode != 0:
         raise SystemExit(f"failed ({result.returncode}): {' '.join(command)}\n{result.stderr}")
@@ -62,13 +72,24 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float, float, str]:
 
 
 Row = tuple[int, str, float, float, float]
+Job = tuple[str, list[str], dict[str, str] | None]
 
 
-def measure(rows: list[Row], size: int, label: str, command: list[str], cwd: Path) -> str:
-    seconds, cpu, mb, said = timed(command, cwd)
-    rows.append((size, label, seconds, cpu, mb))
-    print(f"  {label:<46} {seconds:7.2f} s {cpu:7.2f} cpu {mb:7.0f} MB", flush=True)
-    return said
+def measure_rounds(rows: list[Row], size: int, jobs: list[Job], cwd: Path, repeat: int) -> None:
+    """Run every job ``repeat`` times, round after round; keep the medians."""
+    runs: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in jobs}
+    for round_no in range(repeat):
+        for label, command, env in jobs:
+            seconds, cpu, mb, said = timed(command, cwd, env)
+            runs[label].append((seconds, cpu, mb))
+            print(f"  [{round_no + 1}] {label:<46} {seconds:7.2f} s {cpu:7.2f} cpu {mb:5.0f} MB")
+            if label.startswith("evidently"):
+                print(f"    {said}", flush=True)
+    for label, _, _ in jobs:
+        wall, cpu, mb = (statistics.median(v[i] for v in runs[label]) for i in range(3))
+        rows.append((size, label, wall, cpu, mb))
+        walls = ", ".join(f"{v[0]:.2f}" for v in runs[label])
+        print(f"  median {label:<46} {wall:7.2f} s (runs: {walls})", flush=True)
 
 
 def main() -> None:
@@ -77,56 +98,77 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
     parser.add_argument("--evidently", default="/work/evidently-venv/bin/python")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per size (medians)")
+    parser.add_argument("--before", type=Path, default=None, help="older code to compare")
+    parser.add_argument("--reuse", action="store_true", help="keep existing generated data")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="analyze-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     python = sys.executable
     evidently = Path(args.evidently)
-    script = str(BENCH / "evidently_drift.py")
+    before_env = None
+    if args.before is not None:
+        before_env = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
     rows: list[Row] = []
     try:
         reference = workdir / "reference.csv"
-        data.write_csv(reference, REFERENCE_ROWS, seed=1)
+        if not (args.reuse and reference.exists()):
+            data.write_csv(reference, REFERENCE_ROWS, seed=1)
         print(f"workdir {workdir}; reference {REFERENCE_ROWS:,} rows", flush=True)
         for size in args.sizes:
             run = workdir / str(size)
             run.mkdir(exist_ok=True)
-            current = run / "current.csv"
-            data.write_csv(current, size, seed=2)
-            for payload in ("csv", "json"):
-                capture = run / f"capture_{payload}"
-                data.write_capture(capture, size, seed=2, payload=payload)
-                (run / f"{payload}.yaml").write_text(data.config_yaml(run, capture, payload))
-            same_size = reference
-            if size != REFERENCE_ROWS:
-                same_size = run / "reference.csv"
-                data.write_csv(same_size, size, seed=1)
-            print(f"\n{size:,} records generated", flush=True)
-            measure(
-                rows, size, f"modelmon baseline ({size:,}-row reference)",
-                [python, "-m", "modelmon", "baseline", "--config", str(run / "csv.yaml"),
-                 "--data", str(same_size)],
-                run,
-            )  # fmt: skip
+            same_size = prepare(run, size, reference, args.reuse)
+            print(f"\n{size:,} records ready", flush=True)
+            jobs: list[Job] = [
+                (
+                    f"modelmon baseline ({size:,}-row reference)",
+                    [python, "-m", "modelmon", "baseline", "--config", str(run / "csv.yaml"),
+                     "--data", str(same_size)],
+                    None,
+                )
+            ]  # fmt: skip
             for payload in ("csv", "json"):
                 cfg = str(run / f"{payload}.yaml")
                 command = [python, "-m", "modelmon", "analyze", "--config", cfg, "--once"]
-                measure(rows, size, f"modelmon analyze --once ({payload} payloads)", command, run)
+                jobs.append((f"modelmon analyze --once ({payload} payloads)", command, None))
+                if before_env is not None:
+                    jobs.append((f"BEFORE analyze --once ({payload})", command, before_env))
                 for workers in (1, 2):
                     label = f"decode+profile only ({payload}, {workers} proc)"
-                    command = [python, "-c", PROFILE_ONLY, cfg, str(workers)]
-                    measure(rows, size, label, command, run)
+                    jobs.append((label, [python, "-c", PROFILE_ONLY, cfg, str(workers)], None))
             if evidently.exists():
+                script = str(BENCH / "evidently_drift.py")
                 for ref in sorted({reference, same_size}):
                     n_ref = REFERENCE_ROWS if ref == reference else size
                     label = f"evidently ({n_ref:,}-row reference)"
-                    command = [str(evidently), script, str(ref), str(current)]
-                    said = measure(rows, size, label, command, run)
-                    print(f"    {said}")
+                    jobs.append(
+                        (label, [str(evidently), script, str(ref), str(run / "current.csv")], None)
+                    )
+            measure_rounds(rows, size, jobs, run, args.repeat)
         print_table(rows)
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def prepare(run: Path, size: int, reference: Path, reuse: bool) -> Path:
+    """Generate (or with ``reuse``, keep) the data of one size; return the same-size reference."""
+    current = run / "current.csv"
+    fresh = not (reuse and current.exists())
+    if fresh:
+        data.write_csv(current, size, seed=2)
+    for payload in ("csv", "json"):
+        capture = run / f"capture_{payload}"
+        if fresh:
+            data.write_capture(capture, size, seed=2, payload=payload)
+        (run / f"{payload}.yaml").write_text(data.config_yaml(run, capture, payload))
+    if size == REFERENCE_ROWS:
+        return reference
+    same_size = run / "reference.csv"
+    if fresh or not same_size.exists():
+        data.write_csv(same_size, size, seed=1)
+    return same_size
 
 
 def print_table(rows: list[Row]) -> None:
