@@ -148,10 +148,9 @@ def _term_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _supervise(config: ModelmonConfig, host: str, workers: int) -> int:
-    # Holding a bound SO_REUSEPORT socket fixes the port (also when the config says port 0)
-    # without taking connections: only listening sockets get them.
-    reserve = bind_socket(host, parse_listen(config.proxy.listen)[1], reuse_port=True)
+def _supervise(config: ModelmonConfig, host: str, workers: int, reserve: socket.socket) -> int:
+    # Holding a bound SO_REUSEPORT socket (``reserve``) fixes the port (also when the config
+    # says port 0) without taking connections: only listening sockets get them.
     port = reserve.getsockname()[1]
     context = multiprocessing.get_context("fork")
     stopping = False
@@ -200,7 +199,17 @@ def _supervise(config: ModelmonConfig, host: str, workers: int) -> int:
 def run_proxy(config: ModelmonConfig) -> int:
     """Entry point of ``modelmon proxy``; returns the exit status."""
     host, port = parse_listen(config.proxy.listen)
-    if config.proxy.workers > 1:
-        return _supervise(config, host, config.proxy.workers)
-    sock = bind_socket(host, port, reuse_port=False)
+    workers = config.proxy.workers
+    try:
+        sock = bind_socket(host, port, reuse_port=workers > 1)
+    except OSError as exc:
+        where = f" (from {config.source})" if config.source else ""
+        print(
+            f"modelmon proxy: cannot listen on {config.proxy.listen}: {exc.strerror or exc}; "
+            f"change proxy.listen{where} or stop what holds the port",
+            file=sys.stderr,
+        )
+        return 1
+    if workers > 1:
+        return _supervise(config, host, workers, sock)
     return _run_worker(config, sock, 0)

@@ -6,6 +6,8 @@ import asyncio
 import os
 import re
 import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -161,3 +163,26 @@ async def test_workers_drain_and_exit_when_the_supervisor_is_killed(
         await _kill_if_running(proc)
     records = _records(tmp_path / "capture")  # SIGTERM from the kernel: drained and sealed
     assert sorted(r["eventMetadata"]["eventId"] for r in records) == sorted(ids)  # type: ignore[index]
+
+
+def test_cli_busy_port_exits_1_saying_what_to_change(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = tmp_path / "busy.yaml"
+        config.write_text(
+            f"proxy: {{listen: '127.0.0.1:{port}', upstream: 'http://127.0.0.1:1'}}\n"
+            f"capture: {{dir: '{tmp_path / 'capture'}'}}\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "modelmon", "proxy", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "change proxy.listen" in done.stderr
+    assert "Traceback" not in done.stderr
