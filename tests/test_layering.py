@@ -9,6 +9,7 @@ PURE_ANALYZER = (
     "codecs",
     "sketches",
     "profile",
+    "record_batch",
     "drift",
     "checks",
     "report_format",
