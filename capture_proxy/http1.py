@@ -22,9 +22,11 @@ from urllib.parse import unquote
 __all__ = [
     "HOP_BY_HOP_B",
     "MAX_HEAD_BYTES",
+    "REQUEST_DROPPED",
     "BodyStream",
     "ClientGone",
     "chunk",
+    "connection_tokens",
     "filter_headers",
     "json_response",
     "routing_path",
@@ -45,6 +47,8 @@ HOP_BY_HOP_B = frozenset(
 )
 # Re-framed by the proxy (never copied) or already answered by it (Expect: 100-continue).
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+# What a request never carries on as it came: hop-by-hop and framing fields.
+REQUEST_DROPPED = HOP_BY_HOP_B | _FRAMING
 MAX_HEAD_BYTES = 64 * 1024
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -52,6 +56,11 @@ LOW_WATER = 64 * 1024
 
 class ClientGone(ConnectionError):
     """The client connection closed while its request was still being read."""
+
+
+def connection_tokens(value: bytes) -> set[bytes]:
+    """The lower-cased field names one Connection field value names."""
+    return {t.strip().lower() for t in value.split(b",")}
 
 
 def filter_headers(
@@ -67,7 +76,7 @@ def filter_headers(
     for name, value in headers:
         lower = name.lower()
         if lower == b"connection":
-            named.update(t.strip().lower() for t in value.split(b","))
+            named.update(connection_tokens(value))
         elif lower == b"content-length":
             length = value
     kept = []

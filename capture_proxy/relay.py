@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import orjson
 
-from capture_proxy.http1 import LAST_CHUNK, chunk, filter_headers, head_bytes, json_response
+from capture_proxy.http1 import LAST_CHUNK, REQUEST_DROPPED, chunk, json_response
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.server import ClientConnection, Request
 from capture_proxy.tee import (
@@ -41,6 +41,8 @@ _EVENT_ID = EVENT_ID_HEADER.encode()
 _CUSTOM = CUSTOM_ATTRIBUTES_HEADER.lower().encode()
 _NO_BODY_STATUS = frozenset({204, 304})
 _ALWAYS_WATCHED = frozenset({b"host", b"content-type", b"content-encoding", _CUSTOM})
+_RESPONSE_DROPPED = REQUEST_DROPPED - {b"content-length"}  # a response's length passes through
+_CRLF = b"\r\n"
 
 
 def _origin_form(target: bytes) -> bytes | None:
@@ -92,7 +94,6 @@ class Relay:
         if target is None:
             conn.write(_error(400, b"Bad Request", "bad request", "bad request target", "", True))
             return False
-        kept, _ = filter_headers(req.headers)
         event_id: str | None = None
         tee_in: Tee | None = None
         tee_out: Tee | None = None
@@ -101,8 +102,12 @@ class Relay:
         seen: dict[bytes, bytes] = {}
         watched = self._watched(capture)
         lines = [req.method + b" " + target + b" HTTP/1.1"]
-        for name, value in kept:
-            lower = name.lower()
+        named = req.named
+        # One pass over the fields, by the names lower-cased while parsing: hop-by-hop and
+        # framing fields and those the Connection fields name are dropped.
+        for (name, value), lower in zip(req.headers, req.names, strict=True):
+            if lower in REQUEST_DROPPED or (named is not None and lower in named):
+                continue
             if lower == b"x-forwarded-for":
                 xff = xff + b", " + value if xff else value
                 continue
@@ -113,7 +118,7 @@ class Relay:
             lines.append(name + b": " + value)
         if b"host" not in seen:  # an HTTP/1.0 client may omit it; HTTP/1.1 requires one
             lines.append(b"Host: " + self._pool.host_header)
-        lines.append(b"X-Forwarded-For: " + (xff + b", " if xff else b"") + conn.peer.encode())
+        lines.append(b"X-Forwarded-For: " + (xff + b", " if xff else b"") + conn.peer_bytes)
         if not proto:
             lines.append(b"X-Forwarded-Proto: http")
         inference_id: str | None = None
@@ -200,13 +205,7 @@ class Relay:
             return False
         self._metrics.request(up.status)
         if capture is not None and event_id is not None:
-            resp_type = resp_encoding = None
-            for name, value in up.headers:
-                lower = name.lower()
-                if lower == b"content-type":
-                    resp_type = value.decode("latin-1")
-                elif lower == b"content-encoding":
-                    resp_encoding = value.decode("latin-1")
+            resp_type, resp_encoding = up.content_type, up.content_encoding
             hand_over(
                 capture,
                 event_id=event_id,
@@ -218,8 +217,10 @@ class Relay:
                 tee_out=tee_out,
                 request_type=_text(seen.get(b"content-type")),
                 request_encoding=_text(seen.get(b"content-encoding")),
-                response_type=resp_type,
-                response_encoding=resp_encoding,
+                response_type=None if resp_type is None else resp_type.decode("latin-1"),
+                response_encoding=None
+                if resp_encoding is None
+                else resp_encoding.decode("latin-1"),
                 status=up.status,
             )
         return keep and req.body.done
@@ -264,31 +265,42 @@ class Relay:
         """Stream the response head and body to the client; False: close the client."""
         assert up.body is not None
         status = up.status
-        headers, length = filter_headers(up.headers, keep_length=True)
+        # The fields as the upstream sent them, less hop-by-hop, re-framed and Connection-named
+        # ones (noted by the parser; most responses need no filtering at all).
+        lines = [b"HTTP/1.1 %d %s" % (status, up.reason)]
+        if up.hop:
+            named = up.named
+            for (name, value), lower in zip(up.headers, up.names, strict=True):
+                if lower in _RESPONSE_DROPPED or (named is not None and lower in named):
+                    continue
+                lines.append(name + b": " + value)
+        else:
+            lines += [name + b": " + value for name, value in up.headers]
         keep = req.keep_alive
         chunked_out = False
-        if req.method != b"HEAD" and status not in _NO_BODY_STATUS and length is None:
+        if req.method != b"HEAD" and status not in _NO_BODY_STATUS and up.length is None:
             if req.version == "1.1":
-                headers.append((b"Transfer-Encoding", b"chunked"))
+                lines.append(b"Transfer-Encoding: chunked")
                 chunked_out = True
             else:
                 keep = False  # an HTTP/1.0 client reads this body until the close
         if event_id is not None:
-            headers.append((_EVENT_ID, event_id.encode()))
+            lines.append(_EVENT_ID + b": " + event_id.encode())
         if not keep:
-            headers.append((b"Connection", b"close"))
+            lines.append(b"Connection: close")
         elif req.version == "1.0":
-            headers.append((b"Connection", b"keep-alive"))
-        head = head_bytes(b"HTTP/1.1 %d %s" % (status, up.reason), headers)
+            lines.append(b"Connection: keep-alive")
+        lines.append(_CRLF)
         whole = up.body.take_all()
         if whole is not None:
+            # A complete body (the common small case): head and body in one write.
             if tee is not None:
                 tee.add(whole)
             if chunked_out:
                 whole = (chunk(whole) if whole else b"") + LAST_CHUNK
-            conn.write(head + whole)
+            conn.write(_CRLF.join(lines) + whole)
             return keep
-        conn.write(head)
+        conn.write(_CRLF.join(lines))
         try:
             while True:
                 data = await up.body.read()

@@ -16,13 +16,19 @@ import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import httptools
 import orjson
 
-from capture_proxy.http1 import MAX_HEAD_BYTES, BodyStream, ClientGone, json_response
+from capture_proxy.http1 import (
+    MAX_HEAD_BYTES,
+    BodyStream,
+    ClientGone,
+    connection_tokens,
+    json_response,
+)
 
 __all__ = ["ClientConnection", "FastServer", "Request"]
 
@@ -45,6 +51,8 @@ class Request:
     content_length: int | None
     error: tuple[int, bytes, str] | None = None  # answer this instead of forwarding
     expect_continue: bool = False
+    names: list[bytes] = field(default_factory=list)  # lower-cased, parallel to headers
+    named: set[bytes] | None = None  # the tokens of the Connection fields, if any
 
 
 Handler = Callable[[Request, "ClientConnection"], Awaitable[bool]]
@@ -58,6 +66,7 @@ class ClientConnection(asyncio.Protocol):
         self._loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.peer = ""
+        self.peer_bytes = b""
         self.closed = False
         self.busy = False
         self.last_active = time.monotonic()
@@ -69,6 +78,10 @@ class ClientConnection(asyncio.Protocol):
         self._write_paused = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._names: list[bytes] = []
+        self._named: set[bytes] | None = None
+        self._pause: Callable[[], None] | None = None
+        self._resume: Callable[[], None] | None = None
         self._head_size = 0
         self._in_head = False
         self._parsing: Request | None = None
@@ -80,8 +93,11 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
         self.transport = cast(asyncio.Transport, transport)
+        self._pause = self.transport.pause_reading  # bound once, not per request
+        self._resume = self.transport.resume_reading
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) else ""
+        self.peer_bytes = self.peer.encode()
         self._server.connections.add(self)
         self._task = self._server.keep(self._loop.create_task(self._run(), name="proxy-conn"))
 
@@ -127,6 +143,8 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._names = []
+        self._named = None
         self._head_size = 0
         self._in_head = True
 
@@ -141,19 +159,21 @@ class ClientConnection(asyncio.Protocol):
         if self._head_size > MAX_HEAD_BYTES:
             raise httptools.HttpParserError("request head too large")
         self._headers.append((name, value))
+        lower = name.lower()
+        self._names.append(lower)
+        if lower == b"connection":
+            tokens = connection_tokens(value)
+            self._named = tokens if self._named is None else self._named | tokens
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         parser = self._parser
-        transport = self.transport
-        assert transport is not None
         length: int | None = None
         chunked = False
         error: tuple[int, bytes, str] | None = None
         hosts = 0
         expect = False
-        for name, value in self._headers:
-            lower = name.lower()
+        for lower, (_, value) in zip(self._names, self._headers, strict=True):
             if lower == b"content-length":
                 length = int(value)
             elif lower == b"transfer-encoding":
@@ -176,11 +196,13 @@ class ClientConnection(asyncio.Protocol):
             version=parser.get_http_version(),
             headers=self._headers,
             keep_alive=parser.should_keep_alive() and error is None,
-            body=BodyStream(transport.pause_reading, transport.resume_reading),
+            body=BodyStream(self._pause, self._resume),
             has_body=chunked or bool(length),
             content_length=length,
             error=error,
             expect_continue=expect and (chunked or bool(length)),
+            names=self._names,
+            named=self._named,
         )
         if not request.has_body:
             request.body.finish()

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from capture_proxy.http1 import MAX_HEAD_BYTES, BodyStream
+from capture_proxy.http1 import HOP_BY_HOP_B, MAX_HEAD_BYTES, BodyStream, connection_tokens
 
 __all__ = [
     "UpstreamBroken",
@@ -30,6 +30,9 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnreachable",
 ]
+
+# Response fields a relay must not pass on as they came (HOP_BY_HOP_B covers the rest).
+_DROPPED = HOP_BY_HOP_B | {b"expect"}
 
 
 class UpstreamError(Exception):
@@ -61,6 +64,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._head: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
         self._head_size = 0
@@ -69,6 +73,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        # Noted while parsing, so the relay needs no second scan of ``headers``:
+        self.names: list[bytes] = []  # lower-cased names, parallel to ``headers``
+        self.hop = False  # a hop-by-hop or re-framed field (Connection, Transfer-Encoding ...)
+        self.named: set[bytes] | None = None  # the tokens of the Connection fields
+        self.length: bytes | None = None  # Content-Length
+        self.framed = False  # Content-Length, or Transfer-Encoding naming chunked
+        self.content_type: bytes | None = None  # the last Content-Type
+        self.content_encoding: bytes | None = None  # the last Content-Encoding
         self.body: BodyStream | None = None
         self.keep_alive = False
         self.until_close = False
@@ -84,7 +96,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = head_only
         self.status = 0
         self.reason = b""
-        self.headers = []
+        self._reset_head()
         self.body = None
         self.keep_alive = False
         self.until_close = False
@@ -103,13 +115,30 @@ class UpstreamConnection(asyncio.Protocol):
             await self._drain
 
     def arm_timeout(self, seconds: float) -> None:
-        """Fail the pending head with :class:`UpstreamTimeout` after ``seconds``."""
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self._loop.call_later(seconds, self._on_timeout)
+        """Fail the pending head with :class:`UpstreamTimeout` after ``seconds``.
+
+        Arming only moves a deadline; the one timer of the connection is kept across
+        exchanges and re-sets itself when it fires before the current deadline, so a
+        request costs no timer of its own.
+        """
+        deadline = self._loop.time() + seconds
+        self._deadline = deadline
+        timer = self._timer
+        if timer is not None and timer.when() <= deadline:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._on_timeout)
 
     def _on_timeout(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._on_timeout)
+            return
+        self._deadline = None
         head = self._head
         if head is not None and not head.done():
             head.set_exception(UpstreamTimeout("no response headers in time"))
@@ -142,6 +171,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -175,8 +205,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
+    def _reset_head(self) -> None:
         self.headers = []
+        self.names = []
+        self.hop = self.framed = False
+        self.named = self.length = self.content_type = self.content_encoding = None
+
+    def on_message_begin(self) -> None:
+        self._reset_head()
         self.reason = b""
         self._head_size = 0
 
@@ -188,6 +224,22 @@ class UpstreamConnection(asyncio.Protocol):
         if self._head_size > MAX_HEAD_BYTES:
             raise httptools.HttpParserError("response head too large")
         self.headers.append((name, value))
+        lower = name.lower()
+        self.names.append(lower)
+        if lower in _DROPPED:
+            self.hop = True
+            if lower == b"connection":
+                tokens = connection_tokens(value)
+                self.named = tokens if self.named is None else self.named | tokens
+            elif lower == b"transfer-encoding" and b"chunked" in value.lower():
+                self.framed = True
+        elif lower == b"content-length":
+            self.length = value
+            self.framed = True
+        elif lower == b"content-type":
+            self.content_type = value
+        elif lower == b"content-encoding":
+            self.content_encoding = value
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -195,9 +247,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._interim = True
             return
         self._interim = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
         self.status = status
         self.keep_alive = self._parser.should_keep_alive()
         transport = self.transport
@@ -210,15 +260,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.complete = True
             self.body.finish()
         elif status not in (204, 304):
-            framed = False
-            for name, value in self.headers:
-                lower = name.lower()
-                if lower == b"content-length" or (
-                    lower == b"transfer-encoding" and b"chunked" in value.lower()
-                ):
-                    framed = True
-                    break
-            if not framed:
+            if not self.framed:
                 self.until_close = True
                 self.keep_alive = False
         head = self._head
