@@ -15,7 +15,13 @@ from collections.abc import Callable
 
 import orjson
 
-from capture_proxy.http1 import LAST_CHUNK, REQUEST_DROPPED, chunk, json_response
+from capture_proxy.http1 import (
+    HOP_BY_HOP_B,
+    LAST_CHUNK,
+    REQUEST_DROPPED,
+    chunk,
+    json_response,
+)
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.server import ClientConnection, Request
 from capture_proxy.tee import (
@@ -41,7 +47,6 @@ _EVENT_ID = EVENT_ID_HEADER.encode()
 _CUSTOM = CUSTOM_ATTRIBUTES_HEADER.lower().encode()
 _NO_BODY_STATUS = frozenset({204, 304})
 _ALWAYS_WATCHED = frozenset({b"host", b"content-type", b"content-encoding", _CUSTOM})
-_RESPONSE_DROPPED = REQUEST_DROPPED - {b"content-length"}  # a response's length passes through
 _CRLF = b"\r\n"
 
 
@@ -267,15 +272,14 @@ class Relay:
         status = up.status
         # The fields as the upstream sent them, less hop-by-hop, re-framed and Connection-named
         # ones (noted by the parser; most responses need no filtering at all).
-        lines = [b"HTTP/1.1 %d %s" % (status, up.reason)]
-        if up.hop:
-            named = up.named
-            for (name, value), lower in zip(up.headers, up.names, strict=True):
-                if lower in _RESPONSE_DROPPED or (named is not None and lower in named):
-                    continue
-                lines.append(name + b": " + value)
+        named = up.named
+        if named is None or named <= HOP_BY_HOP_B:  # e.g. "Connection: keep-alive"
+            lines = [b"HTTP/1.1 %d %s" % (status, up.reason), *up.lines]
         else:
-            lines += [name + b": " + value for name, value in up.headers]
+            lines = [b"HTTP/1.1 %d %s" % (status, up.reason)]
+            lines += [
+                line for line, lower in zip(up.lines, up.names, strict=True) if lower not in named
+            ]
         keep = req.keep_alive
         chunked_out = False
         if req.method != b"HEAD" and status not in _NO_BODY_STATUS and up.length is None:

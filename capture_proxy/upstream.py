@@ -74,8 +74,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         # Noted while parsing, so the relay needs no second scan of ``headers``:
-        self.names: list[bytes] = []  # lower-cased names, parallel to ``headers``
-        self.hop = False  # a hop-by-hop or re-framed field (Connection, Transfer-Encoding ...)
+        # The fields a relay passes on, as ``Name: value`` lines, and their lower-cased names
+        # (all but hop-by-hop and re-framed fields; those the Connection fields name are
+        # still among them: ``named``).
+        self.lines: list[bytes] = []
+        self.names: list[bytes] = []
         self.named: set[bytes] | None = None  # the tokens of the Connection fields
         self.length: bytes | None = None  # Content-Length
         self.framed = False  # Content-Length, or Transfer-Encoding naming chunked
@@ -207,8 +210,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _reset_head(self) -> None:
         self.headers = []
+        self.lines = []
         self.names = []
-        self.hop = self.framed = False
+        self.framed = False
         self.named = self.length = self.content_type = self.content_encoding = None
 
     def on_message_begin(self) -> None:
@@ -225,15 +229,16 @@ class UpstreamConnection(asyncio.Protocol):
             raise httptools.HttpParserError("response head too large")
         self.headers.append((name, value))
         lower = name.lower()
-        self.names.append(lower)
         if lower in _DROPPED:
-            self.hop = True
             if lower == b"connection":
                 tokens = connection_tokens(value)
                 self.named = tokens if self.named is None else self.named | tokens
             elif lower == b"transfer-encoding" and b"chunked" in value.lower():
                 self.framed = True
-        elif lower == b"content-length":
+            return
+        self.lines.append(name + b": " + value)
+        self.names.append(lower)
+        if lower == b"content-length":
             self.length = value
             self.framed = True
         elif lower == b"content-type":
