@@ -166,11 +166,15 @@ class BodyStream:
         if self._buffered > HIGH_WATER and not self._paused and self._pause is not None:
             self._paused = True
             self._pause()
-        self._wake()
+        waiter = self._waiter  # _wake, inlined: this runs for every body chunk
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def finish(self) -> None:
         self.done = True
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def fail(self, exc: BaseException) -> None:
         if not self.done:
@@ -189,7 +193,8 @@ class BodyStream:
         data = b"".join(self._chunks)
         self._chunks.clear()
         self._buffered = 0
-        self._resume_if_paused()
+        if self._paused:
+            self._resume_if_paused()
         return data
 
     async def read(self) -> bytes:

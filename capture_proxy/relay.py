@@ -105,7 +105,7 @@ class Relay:
         xff = b""
         proto = False
         seen: dict[bytes, bytes] = {}
-        watched = self._watched(capture)
+        watched = self._watch if capture is None or self._id_names else self._watched(capture)
         lines = [req.method + b" " + target + b" HTTP/1.1"]
         named = req.named
         # One pass over the fields, by the names lower-cased while parsing: hop-by-hop and

@@ -98,14 +98,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.busy = True
         self._head_only = head_only
         self.status = 0
-        self.reason = b""
         self._reset_head()
         self.body = None
         self.keep_alive = False
         self.until_close = False
         self.complete = False
         self.received_any = False
-        self._head_size = 0
         return self._head
 
     def write(self, data: bytes) -> None:
@@ -208,17 +206,17 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------
 
+    # No on_message_begin (one callback less per response): a head is reset by begin() and
+    # after an interim 1xx, the only two ways a new response head can start.
+
     def _reset_head(self) -> None:
+        self.reason = b""
+        self._head_size = 0
         self.headers = []
         self.lines = []
         self.names = []
         self.framed = False
         self.named = self.length = self.content_type = self.content_encoding = None
-
-    def on_message_begin(self) -> None:
-        self._reset_head()
-        self.reason = b""
-        self._head_size = 0
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
@@ -279,6 +277,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._interim:
             self._interim = False
+            self._reset_head()  # the final response's head follows
             return
         self.complete = True
         if self.body is not None:
