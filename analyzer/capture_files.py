@@ -14,8 +14,10 @@ from typing import IO
 
 __all__ = [
     "SEALED_SUFFIXES",
+    "block_lines",
     "hour_of",
     "is_sealed",
+    "read_blocks",
     "read_line_batches",
     "read_lines",
     "sealed_files",
@@ -98,11 +100,10 @@ def _open(path: Path) -> IO[bytes]:
     return open(path, "rb")
 
 
-def read_line_batches(path: Path, offset: int = 0) -> Iterator[list[bytes]]:
-    """Lines (each with its ``\\n``; the last may lack it) in batches of about 1 MiB.
+def read_blocks(path: Path, offset: int = 0) -> Iterator[bytes]:
+    """The content from byte ``offset`` in blocks of about 1 MiB of whole lines.
 
-    ``offset`` counts bytes of the (uncompressed) content; the lengths of the lines yielded add
-    up to the bytes read, so ``offset + sum(len(line))`` is where to resume.
+    Every block but the last ends with ``\\n``; the last may hold a line without one.
     """
     with _open(Path(path)) as handle:
         if offset:
@@ -118,9 +119,24 @@ def read_line_batches(path: Path, offset: int = 0) -> Iterator[list[bytes]]:
                 rest = block
                 continue
             rest = block[cut:]
-            yield block[:cut].splitlines(keepends=True)
+            yield block[:cut]
         if rest:
-            yield [rest]
+            yield rest
+
+
+def block_lines(block: bytes) -> list[bytes]:
+    """The lines of a block from :func:`read_blocks` (a last line without ``\\n`` is one)."""
+    return block.splitlines(keepends=True) if block.endswith(b"\n") else [block]
+
+
+def read_line_batches(path: Path, offset: int = 0) -> Iterator[list[bytes]]:
+    """Lines (each with its ``\\n``; the last may lack it) in batches of about 1 MiB.
+
+    ``offset`` counts bytes of the (uncompressed) content; the lengths of the lines yielded add
+    up to the bytes read, so ``offset + sum(len(line))`` is where to resume.
+    """
+    for block in read_blocks(path, offset):
+        yield block_lines(block)
 
 
 def read_lines(path: Path, offset: int = 0) -> Iterator[bytes]:

@@ -36,7 +36,14 @@ from analyzer.sketches import (
     new_hll,
     new_kll,
 )
-from analyzer.value_types import FRACTIONAL, INTEGRAL, STRING, UNKNOWN, split_values
+from analyzer.value_types import (
+    FRACTIONAL,
+    INTEGRAL,
+    STRING,
+    UNKNOWN,
+    PreSplit,
+    split_values,
+)
 
 __all__ = ["FeatureProfile"]
 
@@ -116,8 +123,8 @@ class FeatureProfile:
             return float(len(rows))
         return float(round(self.hll.get_estimate()))
 
-    def update(self, values: Sequence[Any] | np.ndarray) -> None:
-        """Add one chunk of raw values (strings, JSON scalars or a numpy array)."""
+    def update(self, values: Sequence[Any] | np.ndarray | PreSplit) -> None:
+        """Add one chunk of raw values (strings, JSON scalars, a numpy array, or pre-split)."""
         split = split_values(values)
         present = len(values) - split.missing
         self.num_missing += split.missing

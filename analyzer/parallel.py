@@ -18,7 +18,8 @@ from datetime import datetime
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
-from analyzer.capture_files import read_line_batches
+from analyzer.arrow_batch import ArrowDecoder
+from analyzer.capture_files import block_lines, read_blocks
 from analyzer.codecs import PayloadDecoder
 from analyzer.profile import DatasetProfile
 from modelmon.config import PayloadConfig
@@ -50,20 +51,42 @@ class FilesProfile:
         self.last_time = max(times) if times else None
 
 
+def arrow_decoder(payload: PayloadConfig) -> ArrowDecoder | None:
+    """The optional Arrow fast path (pyarrow installed, CSV payloads), unless
+    ``MODELMON_ARROW=0`` is set in the environment."""
+    if os.environ.get("MODELMON_ARROW", "1") == "0":
+        return None
+    return ArrowDecoder.create(payload)
+
+
+def _seen(out: FilesProfile, records: int, first: datetime, last: datetime) -> None:
+    out.records += records
+    out.first_time = first if out.first_time is None else min(out.first_time, first)
+    out.last_time = last if out.last_time is None else max(out.last_time, last)
+
+
 def profile_file(path: Path, payload: PayloadConfig, k: int) -> FilesProfile:
     """Decode and profile one capture file (``.jsonl`` or ``.jsonl.gz``) in bounded batches."""
     decoder = PayloadDecoder(payload)
+    fast = arrow_decoder(payload)
     out = FilesProfile(DatasetProfile(k), files=1)
-    for lines in read_line_batches(path):
-        batch = decoder.decode_lines(lines)
+    for block in read_blocks(path):
+        quick = fast.decode(block) if fast is not None else None
+        if quick is not None:
+            out.profile.update_sides(
+                quick.columns, quick.predictions, quick.n_rows, quick.field_counts
+            )
+            _seen(out, quick.n_rows, quick.first_time, quick.last_time)
+            continue
+        batch = decoder.decode_lines(block_lines(block))
         out.profile.update(batch)
-        out.records += batch.n_records
         out.bad.update(batch.bad)
         out.warnings.update(batch.warnings)
         if batch.inference_times:
             first, last = min(batch.inference_times), max(batch.inference_times)
-            out.first_time = first if out.first_time is None else min(out.first_time, first)
-            out.last_time = last if out.last_time is None else max(out.last_time, last)
+            _seen(out, batch.n_records, first, last)
+        else:
+            out.records += batch.n_records
     return out
 
 
@@ -119,6 +142,7 @@ def profile_capture_files(
     """
     if workers is None:
         workers = _cores()
+    arrow_decoder(payload)  # imports pyarrow (if used) once, before any worker is forked
     workers = max(1, min(workers, len(files)))
     total = FilesProfile(DatasetProfile(k))
     for part in _parts(files, payload, k, workers):

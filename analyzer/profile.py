@@ -31,7 +31,7 @@ import orjson
 from analyzer.codecs import DecodedBatch
 from analyzer.feature_profile import FeatureProfile
 from analyzer.sketches import DEFAULT_KLL_K
-from analyzer.value_types import FRACTIONAL, INTEGRAL, STRING, UNKNOWN
+from analyzer.value_types import FRACTIONAL, INTEGRAL, STRING, UNKNOWN, PreSplit
 
 __all__ = [
     "FRACTIONAL",
@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 _DATASET_MAGIC = b"MMD1"
+Column = Sequence[Any] | PreSplit
 
 
 class _Group:
@@ -54,7 +55,7 @@ class _Group:
         self.rows = 0
         self.features: dict[str, FeatureProfile] = {}
 
-    def update(self, columns: Mapping[str, Sequence[Any]], n_rows: int, padding: int) -> None:
+    def update(self, columns: Mapping[str, Column], n_rows: int, padding: int) -> None:
         """Add ``n_rows`` rows, of which ``padding`` (all ``None``) are not data."""
         before = self.rows
         for name, values in columns.items():
@@ -116,6 +117,18 @@ class DatasetProfile:
         self._inputs.update(batch.columns, batch.n_rows, batch.rows_without_input)
         self._outputs.update(batch.predictions, batch.n_rows, batch.rows_without_output)
         self.column_counts.update(batch.field_counts)
+
+    def update_sides(
+        self,
+        columns: Mapping[str, Column],
+        predictions: Mapping[str, Column],
+        n_rows: int,
+        field_counts: Counter[int],
+    ) -> None:
+        """Add ``n_rows`` rows that have both sides (e.g. an :mod:`analyzer.arrow_batch` batch)."""
+        self._inputs.update(columns, n_rows, 0)
+        self._outputs.update(predictions, n_rows, 0)
+        self.column_counts.update(field_counts)
 
     def update_columns(
         self, columns: Mapping[str, Sequence[Any]], n_rows: int, field_counts: Counter[int] | None

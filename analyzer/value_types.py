@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["FRACTIONAL", "INTEGRAL", "STRING", "UNKNOWN", "SplitValues", "split_values"]
+__all__ = [
+    "FRACTIONAL",
+    "INTEGRAL",
+    "STRING",
+    "UNKNOWN",
+    "PreSplit",
+    "SplitValues",
+    "split_values",
+]
 
 INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unknown"
 
@@ -49,6 +57,17 @@ class SplitValues:
     fractional: int = 0
     strings: list[str] = field(default_factory=list)
     string_counts: Counter[str] | None = None  # of ``strings``, when already counted
+
+
+@dataclass(slots=True)
+class PreSplit:
+    """A column chunk of ``n`` values already split (by :mod:`analyzer.arrow_batch`)."""
+
+    split: SplitValues
+    n: int
+
+    def __len__(self) -> int:
+        return self.n
 
 
 def _fractional_count(tokens: list[str], joined: str) -> int:
@@ -151,7 +170,7 @@ def _array_split(values: np.ndarray) -> SplitValues:
     return out
 
 
-def split_values(values: Sequence[Any] | np.ndarray) -> SplitValues:
+def split_values(values: Sequence[Any] | np.ndarray | PreSplit) -> SplitValues:
     """Split one column chunk into missing count, numbers (with type counts) and strings.
 
     Examples
@@ -160,6 +179,8 @@ def split_values(values: Sequence[Any] | np.ndarray) -> SplitValues:
     >>> (s.missing, s.integral, s.fractional, s.strings, s.numbers.tolist())
     (2, 1, 2, ['n/a'], [3.0, 3.0, 1000.0])
     """
+    if isinstance(values, PreSplit):
+        return values.split
     if isinstance(values, np.ndarray):
         return _array_split(values)
     out = SplitValues()

@@ -10,6 +10,7 @@ PURE_ANALYZER = (
     "sketches",
     "profile",
     "record_batch",
+    "arrow_batch",
     "drift",
     "checks",
     "report_format",
