@@ -12,3 +12,18 @@ def _shared() -> Path:
 SHARED = _shared()
 DATA = SHARED / "data"
 EXAMPLES = SHARED / "sagemaker-examples"
+# The feature columns a model endpoint receives (the first 11 of the reference tables, as in
+# requests_nodrift.csv); `score` and `label` are the prediction and the late ground truth.
+REQUEST_COLUMNS = [
+    "age",
+    "income",
+    "balance",
+    "tenure_months",
+    "num_products",
+    "credit_score",
+    "utilization",
+    "state",
+    "plan",
+    "channel",
+    "gender",
+]

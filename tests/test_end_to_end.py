@@ -25,20 +25,9 @@ import pytest
 import yaml
 from aiohttp import web
 
-from tests.shared_data import DATA
+from tests.shared_data import DATA, REQUEST_COLUMNS
 
-FEATURES = [
-    "age",
-    "income",
-    "balance",
-    "tenure_months",
-    "num_products",
-    "credit_score",
-    "utilization",
-    "state",
-    "plan",
-    "channel",
-]
+FEATURES = REQUEST_COLUMNS
 ROWS_PER_REQUEST = 10
 
 

@@ -19,21 +19,10 @@ from analyzer.statistics_format import statistics_json, suggest_constraints
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import ModelmonConfig, parse_config
 from tests.shared_data import DATA as SHARED_DATA
+from tests.shared_data import REQUEST_COLUMNS
 
 DATA = SHARED_DATA
-FEATURES = [
-    "age",
-    "income",
-    "balance",
-    "tenure_months",
-    "num_products",
-    "credit_score",
-    "utilization",
-    "state",
-    "plan",
-    "channel",
-    "gender",
-]
+FEATURES = REQUEST_COLUMNS
 ENDPOINT, VARIANT = "churn", "AllTraffic"
 # 2026-11-27 07:00:00 UTC: a whole hour, so tests can place records inside one hour.
 T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
