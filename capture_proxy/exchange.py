@@ -91,19 +91,10 @@ class LineEncoder:
     True
     """
 
-    __slots__ = ("_csv_types", "_json_types", "_records")
+    __slots__ = ("_records",)
 
     def __init__(self, config: CaptureConfig) -> None:
-        self._csv_types = list(config.csv_content_types)
-        self._json_types = list(config.json_content_types)
-        self._records = RecordEncoder(self._csv_types, self._json_types)
-
-    def serves(self, config: CaptureConfig) -> bool:
-        """Whether this encoder's content-type lists are ``config``'s."""
-        return (
-            self._csv_types == config.csv_content_types
-            and self._json_types == config.json_content_types
-        )
+        self._records = RecordEncoder(config.csv_content_types, config.json_content_types)
 
     def _side(
         self,
@@ -167,25 +158,14 @@ class LineEncoder:
         )
 
 
-_last_encoder: list[tuple[CaptureConfig, LineEncoder]] = []
-
-
 def to_line(
     exchange: Exchange,
     config: CaptureConfig,
     redact: Callable[[bytes, str], bytes] | None = None,
 ) -> bytes:
-    """The JSON line for ``exchange``; ``redact(body, encoding)`` masks configured fields.
-
-    One :class:`LineEncoder` is kept for the config last used; a writer encoding many records
-    should hold its own.
-    """
-    if _last_encoder and _last_encoder[0][0] is config and _last_encoder[0][1].serves(config):
-        encoder = _last_encoder[0][1]
-    else:
-        encoder = LineEncoder(config)
-        _last_encoder[:] = [(config, encoder)]
-    return encoder(exchange, redact)
+    """The JSON line for one ``exchange`` (``redact(body, encoding)`` masks configured fields);
+    a writer encoding many records holds one :class:`LineEncoder` instead."""
+    return LineEncoder(config)(exchange, redact)
 
 
 def to_line_reference(
