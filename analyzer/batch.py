@@ -132,7 +132,7 @@ def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | Non
             EXIT_NO_DATA, f"no rows decoded from {len(files)} files in {root}{span} ({reasons})"
         )
 
-    from analyzer.checks import run_checks
+    from analyzer.checks import check_options, run_checks
     from analyzer.report_format import report_documents, summary_text
     from analyzer.statistics_format import (
         BaselineFormatError,
@@ -146,7 +146,10 @@ def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | Non
     except BaselineFormatError as exc:
         raise _Stop(EXIT_NO_BASELINE, f"baseline {stats_path} / {cons_path}: {exc}") from exc
     result = run_checks(
-        baseline, constraints, profile, false_alarm_rate=config.analyzer.false_alarm_rate
+        baseline,
+        constraints,
+        profile,
+        **check_options(config.analyzer),
     )
     if end is None:
         newest = seen.last_time or datetime.now(UTC)

@@ -46,8 +46,18 @@ from analyzer.check_inputs import (
 )
 from analyzer.drift import DriftDecision, categorical_drift, numeric_drift
 from analyzer.drift_scores import categorical_scores, numeric_scores
+from modelmon.config import AnalyzerConfig
 
-__all__ = ["CheckResult", "FeatureResult", "run_checks", "violations_json"]
+__all__ = ["CheckResult", "FeatureResult", "check_options", "run_checks", "violations_json"]
+
+
+def check_options(config: AnalyzerConfig) -> dict[str, Any]:
+    """The keyword arguments of :func:`run_checks` that come from the ``analyzer`` config.
+
+    One place for the batch pass and the service, so both decide alike.
+    """
+    return {"false_alarm_rate": config.false_alarm_rate, "drift_verdict": config.drift_verdict}
+
 
 NUMERIC = ("Integral", "Fractional")
 STRING = "String"
@@ -116,6 +126,7 @@ def _drift(
     cur: CurrentColumn,
     settings: Settings,
     alpha: float,
+    verdict: str,
 ) -> tuple[DriftDecision, tuple[float | None, float | None, float | None], float, float] | None:
     if base.inferred_type in NUMERIC:
         cur_items = current_items(cur)
@@ -134,6 +145,7 @@ def _drift(
             eps_cur=eps_cur,
             n_base=n_base,
             n_cur=n_cur,
+            verdict=verdict,
         )
         scores = numeric_scores(base_pair, (values, weights), base.std_dev)
         return decision, scores, n_base, n_cur
@@ -150,6 +162,7 @@ def _drift(
             comparison=settings.comparison_method,
             alpha=alpha,
             eps_cur=eps_cur,
+            verdict=verdict,
         )
         psi, js = categorical_scores(base.categories, counts)
         return decision, (psi, js, None), float(sum(base.categories.values())), sum(counts.values())
@@ -171,12 +184,14 @@ def run_checks(
     *,
     n_features_tested: int | None = None,
     false_alarm_rate: float = 0.01,
+    drift_verdict: str = "significant",
 ) -> CheckResult:
     """Run the six checks of one window against the baseline.
 
     ``n_features_tested`` (default: the features with a drift test in this window) splits
     ``false_alarm_rate`` between the features (Bonferroni), so that the chance of any false
-    drift violation in a window stays at most ``false_alarm_rate``.
+    drift violation in a window stays at most ``false_alarm_rate``. ``drift_verdict`` is
+    ``significant`` or ``confident`` (:mod:`analyzer.drift`, ``docs/drift.md``).
     """
     result = CheckResult()
     base_cols: Mapping[str, BaselineColumn] = baseline.features
@@ -244,7 +259,7 @@ def run_checks(
             completeness=completeness,
         )
         if base is not None and name in tested:
-            drift = _drift(name, base, cur, settings, alpha)
+            drift = _drift(name, base, cur, settings, alpha, drift_verdict)
             if drift is not None:
                 decision, (psi, js, w), n_base, n_cur = drift
                 fr = FeatureResult(

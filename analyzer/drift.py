@@ -4,10 +4,18 @@ Pure numpy (scipy only for the chi-squared p-value, imported lazily). The distan
 SageMaker's: L∞ between the two CDFs for numbers (read from KLL sketches at the union of
 their items), L∞ between category shares for strings, or a chi-squared test. The verdict
 keeps SageMaker's meaning (the distance exceeds ``comparison_threshold``, an effect size)
-but, under ``comparison_method: Robust``, decides it statistically: a violation needs the
-observed distance minus a margin to exceed the threshold, where the margin covers both
+but, under ``comparison_method: Robust``, adds a statistical guard whose margin covers both
 samples' noise (DKW–Massart), the sketches' own rank error (KLL ε), and the number of
-features tested (Bonferroni). ``docs/drift.md`` derives the rule.
+features tested (Bonferroni). Two verdicts (``analyzer.drift_verdict``):
+
+- ``significant`` (default): the observed distance exceeds the threshold *and* exceeds the
+  margin, i.e. the two samples differ beyond noise: ``D̂ > max(τ, M)``. Same-distribution
+  windows raise a false violation with probability at most α.
+- ``confident``: the observed distance exceeds the threshold by the margin, ``D̂ − M > τ``:
+  a violation only when the *true* distance is above τ at level α (no violation for a true
+  distance just under τ), at the price of needing a larger drift or a larger window.
+
+``docs/drift.md`` derives both.
 
 PSI, Jensen–Shannon and Wasserstein (reported beside it, never deciding) live in
 :mod:`analyzer.drift_scores`.
@@ -23,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "VERDICTS",
     "DriftDecision",
     "categorical_drift",
     "categorical_margins",
@@ -38,6 +47,21 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 SAGEMAKER_ROBUST_C = 1.8  # SageMaker's Robust constant: the KS critical value at α ≈ 0.003
+VERDICTS = ("significant", "confident")
+
+
+def _guarded(distance: float, threshold: float, margin: float, verdict: str) -> float:
+    """The margin to report, such that ``distance − reported > threshold`` is the verdict.
+
+    ``significant``: violation iff ``distance > max(threshold, margin)``, reported as
+    ``max(0, margin − threshold)``; ``confident``: violation iff ``distance − margin >
+    threshold``, reported as ``margin``.
+    """
+    if verdict == "confident":
+        return margin
+    if verdict == "significant":
+        return max(0.0, margin - threshold)
+    raise ValueError(f"drift verdict must be one of {VERDICTS}, not {verdict!r}")
 
 
 @dataclass(frozen=True)
@@ -151,24 +175,27 @@ def numeric_drift(
     eps_cur: float = 0.0,
     n_base: float | None = None,
     n_cur: float | None = None,
+    verdict: str = "significant",
 ) -> DriftDecision:
     """Numeric drift verdict from two weighted samples (sketch items and weights).
 
     ``alpha`` is this feature's share of the window's false-alarm rate (already divided by
-    the number of features). ``Robust``: violation iff ``D − margin > threshold`` with
-    ``margin = sampling_margin(n, m, alpha) + eps_base + eps_cur``. ``Simple``: ``D >
-    threshold`` (SageMaker's literal rule, no correction).
+    the number of features); ``M = sampling_margin(n, m, alpha) + eps_base + eps_cur``.
+    ``Robust`` with ``verdict="significant"``: violation iff ``D > max(threshold, M)``
+    (reported margin ``max(0, M − threshold)``); with ``verdict="confident"``: violation iff
+    ``D − M > threshold`` (reported margin ``M``). ``Simple``: ``D > threshold``
+    (SageMaker's literal rule, no correction).
 
     Examples
     --------
     >>> rng = np.random.default_rng(3)
     >>> base = (rng.normal(size=20_000), None)
-    >>> same = numeric_drift(base, (rng.normal(size=2_000), None), threshold=0.1)
-    >>> same.violation, round(same.margin, 3)
-    (False, 0.038)
-    >>> moved = numeric_drift(base, (rng.normal(0.6, size=2_000), None), threshold=0.1)
-    >>> moved.violation, round(moved.distance, 2)
-    (True, 0.26)
+    >>> same = numeric_drift(base, (rng.normal(size=2_000), None), threshold=0.02)
+    >>> same.violation, round(same.distance, 3), round(same.margin, 3)  # D̂ > τ, but noise
+    (False, 0.021, 0.018)
+    >>> moved = (rng.normal(0.2, size=2_000), None)
+    >>> [numeric_drift(base, moved, threshold=0.07, verdict=v).violation for v in VERDICTS]
+    [True, False]
     """
     bv, bw = base
     cv, cw = cur
@@ -178,7 +205,9 @@ def numeric_drift(
     robust = sagemaker_robust(distance, n, m)
     if method == "Simple":
         return DriftDecision(distance, threshold, 0.0, distance > threshold, robust, method)
-    margin = sampling_margin(n, m, alpha) + eps_base + eps_cur
+    margin = _guarded(
+        distance, threshold, sampling_margin(n, m, alpha) + eps_base + eps_cur, verdict
+    )
     return DriftDecision(distance, threshold, margin, distance - margin > threshold, robust, method)
 
 
@@ -277,11 +306,15 @@ def categorical_drift(
     alpha: float = 0.01,
     eps_base: float = 0.0,
     eps_cur: float = 0.0,
+    verdict: str = "significant",
 ) -> DriftDecision:
     """Categorical drift verdict from category counts.
 
-    ``LInfinity`` + ``Robust``: violation iff ``max_k(|Δ_k| − margin_k) − ε > threshold``
-    (the reported margin is ``distance`` minus that corrected distance). ``Simple``: the
+    ``LInfinity`` + ``Robust``: with ``c = max_k(|Δ_k| − margin_k) − ε`` (the distance left
+    once every category's noise is taken off), ``verdict="significant"`` calls a violation
+    iff ``distance > threshold`` and ``c > 0`` (some share moved beyond noise);
+    ``verdict="confident"`` iff ``c > threshold``. The reported margin is what the rule takes
+    off the distance, so that ``distance − margin > threshold`` is the verdict. ``Simple``: the
     plain ``max_k |Δ_k| > threshold``. ``ChiSquared``: the p-value decides, the threshold
     read as a significance level: violation iff ``p < threshold`` under ``Simple`` and
     ``p < min(threshold, alpha)`` under ``Robust`` (``alpha`` is already divided by the
@@ -309,5 +342,11 @@ def categorical_drift(
     _, pb, pc, _, _ = _shares(base, cur)
     diffs = np.abs(pb - pc) - np.array(list(margins.values()))
     corrected = (float(np.max(diffs)) if len(diffs) else 0.0) - eps_base - eps_cur
-    margin = distance - corrected
-    return DriftDecision(distance, threshold, margin, corrected > threshold, robust, comparison)
+    if verdict == "confident":
+        excess = corrected - threshold
+    elif verdict == "significant":
+        excess = min(distance - threshold, corrected)
+    else:
+        raise ValueError(f"drift verdict must be one of {VERDICTS}, not {verdict!r}")
+    margin = distance - threshold - excess
+    return DriftDecision(distance, threshold, margin, excess > 0, robust, comparison)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import orjson
 from sqlite_utils import Database
 
-from analyzer.checks import run_checks
+from analyzer.checks import check_options, run_checks
 from analyzer.evaluate import WindowVerdict, iso, monitor_doc, verdict, worst
 from analyzer.hourly import HourlyReporter
 from analyzer.ingest import Ingestor, IngestStats, merge_buckets
@@ -147,7 +147,7 @@ class Monitor:
             self.baseline.statistics,
             self.baseline.constraints,
             profile,
-            false_alarm_rate=self.config.analyzer.false_alarm_rate,
+            **check_options(self.config.analyzer),
         )
         return verdict(result, samples, self.config.analyzer.min_samples, profile)
 

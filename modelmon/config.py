@@ -171,6 +171,7 @@ class AnalyzerConfig(_Model):
     alerts: AlertsConfig = AlertsConfig()
     auth_token_env: str | None = None
     false_alarm_rate: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    drift_verdict: Literal["significant", "confident"] = "significant"
     kll_k: Annotated[int, Field(ge=1024, le=65535)] = 2048
 
     _listen = field_validator("listen")(_check_listen)

@@ -34,7 +34,9 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _config(tmp: Path, columns: list[str], output: list[str] | None = None) -> Path:
+def _config(
+    tmp: Path, columns: list[str], output: list[str] | None = None, **analyzer: Any
+) -> Path:
     doc: dict[str, Any] = {
         "endpoint": {"name": "churn", "variant": "AllTraffic"},
         "proxy": {"upstream": "http://127.0.0.1:9"},
@@ -49,6 +51,7 @@ def _config(tmp: Path, columns: list[str], output: list[str] | None = None) -> P
                 "input": {"format": "csv", "columns": columns},
                 "output": {"format": "csv", "columns": output or []},
             },
+            **analyzer,
         },
     }
     path = tmp / "modelmon.yaml"
@@ -124,6 +127,40 @@ def test_analyze_once_reports_covariate_drift(tmp_path: Path) -> None:
     assert [f["name"] for f in stats["features"]] == FEATURES
     assert "income" in proc.stdout and "state" in proc.stdout
     assert "2 violation(s)" in proc.stdout
+
+
+def test_drift_verdict_from_config_decides(tmp_path: Path) -> None:
+    # income's threshold is set between the two verdicts' boundaries (from an in-process run
+    # of the same rows): `significant` (default) must flag it, `confident` must not.
+    from analyzer.checks import run_checks
+    from analyzer.statistics_readers import parse_constraints, parse_statistics
+
+    table = {c: [r[c] for r in _rows(DATA / "baseline.csv")] for c in FEATURES}
+    base = profile_rows(table)
+    stats, cons = statistics_json(base), suggest_constraints(base)
+    rows = _rows(DATA / "current_covariate.csv")
+    current = profile_rows({c: [r[c] for r in rows] for c in FEATURES})
+    probe = run_checks(
+        parse_statistics(stats), parse_constraints(cons), current, drift_verdict="confident"
+    )
+    income = probe.features["income"]
+    assert income.distance is not None and income.decision_margin is not None
+    assert income.distance > 2 * income.decision_margin  # room for a threshold in between
+    threshold = income.distance - income.decision_margin / 2
+    (entry,) = [f for f in cons["features"] if f["name"] == "income"]
+    entry["monitoring_config_overrides"] = {"comparison_threshold": threshold}
+    _write_baseline(tmp_path, stats, cons)
+    _write_capture(tmp_path, [",".join(r[c] for c in FEATURES) for r in rows], None)
+    folder = tmp_path / "reports" / "churn" / "modelmon" / "2026" / "11" / "27" / "08"
+    flagged = {}
+    for verdict in ("significant", "confident"):
+        proc = _analyze(_config(tmp_path, FEATURES, drift_verdict=verdict))
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads((folder / "constraint_violations.json").read_text())
+        flagged[verdict] = {v["feature_name"] for v in report["violations"]}
+    assert "income" in flagged["significant"]
+    assert "income" not in flagged["confident"]
+    assert "state" in flagged["confident"]  # the rest of the report is unchanged
 
 
 def test_window_without_data_exits_4(tmp_path: Path) -> None:

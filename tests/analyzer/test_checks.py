@@ -205,9 +205,10 @@ def test_bonferroni_over_features_tested() -> None:
     current = profile_rows(_table("current_nodrift.csv"))
     stats_doc, cons_doc = _baseline_docs()
     stats, cons = parse_statistics(stats_doc), parse_constraints(cons_doc)
-    default = run_checks(stats, cons, current, false_alarm_rate=0.01)
+    kw: dict[str, Any] = {"false_alarm_rate": 0.01, "drift_verdict": "confident"}
+    default = run_checks(stats, cons, current, **kw)
     assert default.alpha_per_feature == pytest.approx(0.01 / len(FEATURES))
-    wider = run_checks(stats, cons, current, n_features_tested=1000, false_alarm_rate=0.01)
+    wider = run_checks(stats, cons, current, n_features_tested=1000, **kw)
     income, income_wide = default.features["income"], wider.features["income"]
     assert income.decision_margin is not None and income_wide.decision_margin is not None
     assert income_wide.decision_margin > income.decision_margin  # more tests, wider margins

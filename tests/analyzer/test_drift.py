@@ -14,6 +14,7 @@ from scipy.spatial.distance import jensenshannon
 
 from analyzer import drift, drift_scores
 from analyzer.drift import (
+    VERDICTS,
     categorical_drift,
     chi_squared_p_value,
     kll_epsilon,
@@ -101,6 +102,66 @@ def test_shifted_data_alarms_with_pinned_distance() -> None:
     # tolerance: KS sampling sd at 20k rows (~0.004) ×3 plus both sketches' ε
     assert decision.distance == pytest.approx(true_d, abs=0.012 + be + ce)
     assert decision.distance - decision.margin > decision.threshold
+
+
+def test_verdicts_on_exact_samples() -> None:
+    # Exact (unsketched) samples, so every number is deterministic: D̂ ≈ 0.05.
+    base = (np.linspace(0.0, 1.0, 10_000, endpoint=False), None)
+    alpha = 0.01 / 20
+
+    def decide(m: int, tau: float, verdict: str) -> tuple[bool, float]:
+        cur = (np.linspace(0.05, 1.05, m, endpoint=False), None)
+        d = numeric_drift(base, cur, threshold=tau, alpha=alpha, verdict=verdict)
+        assert d.distance == pytest.approx(0.05, abs=2e-4)  # steps of the grids
+        assert d.violation == (d.distance - d.margin > tau)  # the reported margin explains it
+        return d.violation, d.margin
+
+    small_m = sampling_margin(10_000, 100, alpha)  # 0.2: noise at 100 rows
+    assert decide(100, 0.02, "significant") == (False, pytest.approx(small_m - 0.02))
+    assert decide(100, 0.02, "confident") == (False, pytest.approx(small_m))
+    big_m = sampling_margin(10_000, 10_000, alpha)  # 0.029 < 0.03 < 0.05 < 0.03 + 0.029
+    assert decide(10_000, 0.03, "significant") == (True, 0.0)
+    assert decide(10_000, 0.03, "confident") == (False, pytest.approx(big_m))
+
+
+def test_significant_detects_1_5_tau_at_10k_rows_where_confident_cannot() -> None:
+    # Issue 3's hardest detection cell: τ = 0.02, true L∞ = 0.03, 10,000-row windows,
+    # α = 0.01 over 20 features. The margin (≈ 0.023) is above τ: `significant` calls a
+    # drift when D̂ clears it (≈ 99% of windows), `confident` needs D̂ > τ + margin ≈ 0.043.
+    rng = np.random.default_rng(21)
+    bv, bw, be = _sketch(rng.normal(size=400_000))
+    delta = 2 * NormalDist().inv_cdf(1.03 / 2)  # location shift with KS distance 0.03
+    hits = dict.fromkeys(VERDICTS, 0)
+    for _ in range(6):
+        cv, cw, ce = _sketch(rng.normal(delta, size=10_000))
+        for verdict in VERDICTS:
+            kw = {"threshold": 0.02, "alpha": 0.01 / 20, "eps_base": be, "eps_cur": ce}
+            hits[verdict] += numeric_drift((bv, bw), (cv, cw), verdict=verdict, **kw).violation
+    assert hits["significant"] >= 5
+    assert hits["confident"] == 0
+
+
+def test_categorical_verdicts_differ_as_documented() -> None:
+    probs = np.array([0.35, 0.25, 0.2, 0.12, 0.08])
+    moved = probs + np.array([-0.03, 0, 0, 0, 0.03])  # L∞ 0.03 = 1.5 τ
+    base = dict(zip("abcde", (probs * 1_000_000).tolist(), strict=True))
+    cur = dict(zip("abcde", (moved * 10_000).tolist(), strict=True))
+    kw = {"threshold": 0.02, "alpha": 0.01 / 20}
+    sig = categorical_drift(base, cur, verdict="significant", **kw)
+    conf = categorical_drift(base, cur, verdict="confident", **kw)
+    assert sig.distance == conf.distance == pytest.approx(0.03)
+    assert sig.violation and not conf.violation  # corrected share difference ≈ 0.018 < τ
+    for d in (sig, conf):
+        assert d.violation == (d.distance - d.margin > d.threshold)
+    same = dict(zip("abcde", (probs * 20_000).tolist(), strict=True))
+    assert not categorical_drift(base, same, verdict="significant", **kw).violation
+
+
+def test_unknown_verdict_is_refused() -> None:
+    with pytest.raises(ValueError, match="drift verdict"):
+        numeric_drift(([1.0, 2.0], None), ([1.0, 3.0], None), threshold=0.1, verdict="strict")
+    with pytest.raises(ValueError, match="drift verdict"):
+        categorical_drift({"a": 1.0}, {"b": 1.0}, threshold=0.1, verdict="strict")
 
 
 def test_simple_is_sagemaker_literal_rule() -> None:

@@ -57,6 +57,10 @@ def test_only_upstream_is_required(tmp_path: Path) -> None:
             "proxy: {upstream: 'http://x:1'}\nanalyzer: {payload: {input: {format: xml}}}",
             "analyzer.payload.input.format",
         ),
+        (
+            "proxy: {upstream: 'http://x:1'}\nanalyzer: {drift_verdict: strict}",
+            "analyzer.drift_verdict",
+        ),
         ("- just\n- a list", "top level must be a mapping"),
         ("proxy: [unclosed", "not valid YAML"),
     ],
