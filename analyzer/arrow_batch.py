@@ -1,25 +1,20 @@
-"""An optional Apache Arrow fast path for blocks of plain capture records with CSV payloads.
+"""An optional Apache Arrow fast path for blocks of plain capture records (CSV and JSON payloads).
 
 When ``pyarrow`` is installed (the ``fast`` extra), :class:`ArrowDecoder` reads a whole block
-of capture lines in C++: ``pyarrow.json`` parses the records into columns, the CSV bodies are
-read by ``pyarrow.csv`` (every field a string, no quoting), a numeric column is converted to
-float64 and a text column counted (``value_counts``) without one Python object per value.
+of capture lines in C++: ``pyarrow.json`` parses the records into columns; CSV bodies are read
+by ``pyarrow.csv`` (every field a string, no quoting), JSON bodies by ``pyarrow.json``
+(:mod:`analyzer.arrow_json`); a numeric column becomes float64 and a text column is counted
+(``value_counts``) without one Python object per value (:mod:`analyzer.arrow_values`).
 Only what the record-by-record path would take *verbatim* is taken: every line one capture
 record with both sides present as text (``CSV``/``JSON`` encoding), an ``eventId`` string, an
 ``inferenceTime`` of the form ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``, no truncation marker, no
-escape sequence and no carriage return anywhere in the block (so no quote or line break in a
-body), no empty body, no byte-order mark, every body one row of the same width. Otherwise
+escape sequence but ``\\"`` and no carriage return anywhere in the block (so no backslash or
+line break in a body, and no quote in a CSV body), no empty body, no byte-order mark, every CSV
+body one row of the same width, both sides of a record the same number of rows. Otherwise
 :meth:`ArrowDecoder.decode` returns ``None`` and the caller decodes the block with
 :class:`analyzer.codecs.PayloadDecoder`, so results are identical either way (checked by
-``tests/analyzer/test_arrow_batch.py``).
-
-A column is handed over as a :class:`~analyzer.value_types.PreSplit` when every present value
-is a decimal literal (bytes ``0-9 + - . e E`` only, accepted by Arrow's cast, finite): exactly
-the columns :func:`analyzer.value_types.split_values` converts in one numpy call, with the same
-counts and the same (correctly rounded) numbers; or when no distinct value is a numeric literal
-(a text column: its counts in order of first appearance, as ``Counter`` gives them). A column
-mixing both is handed over as Python strings, typed by the existing code. Pure (no I/O): it
-takes the bytes of whole lines (:func:`analyzer.capture_files.read_blocks`).
+``tests/analyzer/test_arrow_batch.py`` and ``tests/analyzer/test_arrow_json.py``).
+Pure (no I/O): it takes the bytes of whole lines (:func:`analyzer.capture_files.read_blocks`).
 
 Examples
 --------
@@ -46,25 +41,22 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 
+from analyzer.arrow_json import Column, JsonSide, SideColumns
+from analyzer.arrow_values import text_column
 from analyzer.columns import input_name, output_name
-from analyzer.value_types import _FRACTIONAL, PreSplit, SplitValues
-from modelmon.config import PayloadConfig
+from analyzer.payload_rows import INPUT_KEYS, OUTPUT_KEYS
+from modelmon.config import PayloadConfig, PayloadSide
 
 __all__ = ["ArrowBatch", "ArrowDecoder"]
 
 _TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](\.[0-9]{1,6})?Z$"
-_INTEGRAL = r"^[+-]?[0-9]+$"
-_NUMERIC = "^" + _FRACTIONAL.pattern + "$"  # the same literals, for RE2 (whole value)
 _BOM = "\ufeff"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NUMERIC_BYTES = np.zeros(256, dtype=bool)
-_NUMERIC_BYTES[np.frombuffer(b"0123456789+-.eE", dtype=np.uint8)] = True
-_DOT, _E, _UPPER_E = ord("."), ord("e"), ord("E")
+_BACKSLASH, _QUOTE = ord("\\"), ord('"')
 _VERBATIM = {"CSV", "JSON"}
 _FIELDS = (
     "captureData.endpointInput.data",
@@ -78,14 +70,16 @@ _FIELDS = (
 
 @dataclass(slots=True)
 class ArrowBatch:
-    """One batch decoded by Arrow: one row per record, no bad record, no padding."""
+    """One batch decoded by Arrow: no bad record, no padding, both sides of every record
+    the same number of rows."""
 
-    columns: dict[str, list[str] | PreSplit]
-    predictions: dict[str, list[str] | PreSplit]
+    columns: dict[str, Column]
+    predictions: dict[str, Column]
     n_rows: int
     field_counts: Counter[int]
     first_time: datetime
     last_time: datetime
+    n_records: int
 
 
 class _Arrow:
@@ -149,31 +143,100 @@ def _load() -> _Arrow | None:
     return _arrow
 
 
+def _quote_escapes_only(block: bytes) -> bool:
+    """Whether every backslash of ``block`` starts the escape ``\\"``."""
+    raw = np.frombuffer(block, dtype=np.uint8)
+    at = np.flatnonzero(raw[:-1] == _BACKSLASH)
+    return raw[-1] != _BACKSLASH and bool(np.all(raw[at + 1] == _QUOTE))
+
+
 def _column_name(names: list[str], default: Callable[[int], str], index: int) -> str:
     return names[index] if index < len(names) else default(index)
 
 
-class ArrowDecoder:
-    """Decodes blocks of plain CSV-payload capture lines with Arrow (see the module)."""
+class _CsvSide:
+    """Reads the CSV bodies of one side: one unquoted row each, all of the same width."""
 
-    def __init__(self, payload: PayloadConfig, arrow: _Arrow) -> None:
+    def __init__(self, arrow: _Arrow, names: list[str], default: Callable[[int], str]) -> None:
+        self._arrow, self._names, self._default = arrow, names, default
+
+    def read(self, data: Any) -> SideColumns | None:
+        arrow = self._arrow
+        pa, pc = arrow.pa, arrow.pc
+        n = len(data)
+        if pc.any(pc.equal(pc.binary_length(data), 0)).as_py():
+            return None  # an empty body: the slow path counts it
+        if pc.any(pc.match_substring(data, '"')).as_py():
+            return None  # a quoted field: the slow path reads it with the csv module
+        first = data[0].as_py()
+        if first.startswith(_BOM):
+            return None  # Arrow's CSV reader would drop it
+        width = first.count(",") + 1
+        if width == 1:
+            if pc.any(pc.match_substring(data, ",")).as_py():
+                return None
+            columns = [data]
+        else:
+            lines = pc.binary_join_element_wise(data, "\n", "")
+            start, stop = lines.offset, lines.offset + len(lines)
+            offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)
+            text = lines.buffers()[2][offsets[start] : offsets[stop]]
+            names = [_column_name(self._names, self._default, j) for j in range(width)]
+            table = arrow.read_csv(text.to_pybytes(), names)
+            if table.num_rows != n:
+                return None
+            columns = [column.combine_chunks() for column in table.columns]
+        out: dict[str, Column] = {
+            _column_name(self._names, self._default, j): text_column(pa, pc, c, n)
+            for j, c in enumerate(columns)
+        }
+        return SideColumns(out, np.ones(n, dtype=np.int64), Counter({width: n}))
+
+
+def _reader(arrow: _Arrow, side: PayloadSide, output: bool) -> _CsvSide | JsonSide | None:
+    default = output_name if output else input_name
+    if side.format == "csv":
+        return _CsvSide(arrow, list(side.columns), default)
+    if side.format in ("json", "tfserving") and not side.path:
+        keys = (OUTPUT_KEYS if output else INPUT_KEYS)[side.format]
+        modules = (arrow.pa, arrow.pc, arrow.json)
+        return JsonSide(modules, keys, side.columns, default, track_fields=not output)
+    return None  # v2, JMESPath: the slow path only
+
+
+class ArrowDecoder:
+    """Decodes blocks of plain capture lines with Arrow (see the module)."""
+
+    def __init__(
+        self, arrow: _Arrow, inputs: _CsvSide | JsonSide, outputs: _CsvSide | JsonSide
+    ) -> None:
         self._arrow = arrow
-        self._inputs = list(payload.input.columns)
-        self._outputs = list(payload.output.columns)
+        self._inputs, self._outputs = inputs, outputs
 
     @classmethod
-    def create(cls, payload: PayloadConfig) -> ArrowDecoder | None:
-        """A decoder, or None without pyarrow or unless both sides are configured as CSV."""
-        if payload.input.format != "csv" or payload.output.format != "csv":
+    def create(cls, payload: PayloadConfig, json: bool = False) -> ArrowDecoder | None:
+        """A decoder, or None without pyarrow or when a side's format is not read by Arrow:
+        ``csv``; with ``json``, also ``json`` and ``tfserving`` without a JMESPath ``path``
+        (off by default: on the bench data Arrow reads JSON bodies more slowly than orjson)."""
+        readable = ("csv", "json", "tfserving") if json else ("csv",)
+        if payload.input.format not in readable or payload.output.format not in readable:
             return None
         arrow = _load()
-        return None if arrow is None else cls(payload, arrow)
+        if arrow is None:
+            return None
+        inputs = _reader(arrow, payload.input, output=False)
+        outputs = _reader(arrow, payload.output, output=True)
+        if inputs is None or outputs is None:
+            return None
+        return cls(arrow, inputs, outputs)
 
     def decode(self, block: bytes) -> ArrowBatch | None:
         """The batch of ``block`` (whole lines, one capture record each), or None: decode it
         the slow way (:func:`analyzer.capture_files.block_lines`, then ``PayloadDecoder``)."""
-        if not block or b"\\" in block or b"\r" in block or b'"truncated"' in block:
+        if not block or b"\r" in block or b'"truncated"' in block:
             return None
+        if b"\\" in block and not _quote_escapes_only(block):
+            return None  # an escape other than \\" (a backslash, a line break, \\u...)
         if not block.isascii():
             try:
                 block.decode("utf-8")
@@ -202,91 +265,16 @@ class ArrowDecoder:
         if not encodings <= _VERBATIM or not pc.all(pc.match_substring_regex(times, _TIME)).as_py():
             return None
         stamps = pc.min_max(pc.cast(times, pa.timestamp("us", "UTC")).cast(pa.int64()))
-        inputs = self._side(in_data, self._inputs, input_name)
-        outputs = self._side(out_data, self._outputs, output_name)
-        if inputs is None or outputs is None:
+        inputs = self._inputs.read(in_data)
+        outputs = self._outputs.read(out_data) if inputs is not None else None
+        if inputs is None or outputs is None or not np.array_equal(inputs.rows, outputs.rows):
             return None
         return ArrowBatch(
-            inputs[0],
-            outputs[0],
-            n,
-            Counter({inputs[1]: n}),
+            inputs.columns,
+            outputs.columns,
+            int(inputs.rows.sum()),
+            inputs.field_counts,
             _EPOCH + timedelta(microseconds=stamps["min"].as_py()),
             _EPOCH + timedelta(microseconds=stamps["max"].as_py()),
+            n,
         )
-
-    def _side(
-        self, data: Any, names: list[str], default: Callable[[int], str]
-    ) -> tuple[dict[str, list[str] | PreSplit], int] | None:
-        """The columns of one side's CSV bodies (one unquoted row each) and their width."""
-        pc = self._arrow.pc
-        n = len(data)
-        if pc.any(pc.equal(pc.binary_length(data), 0)).as_py():
-            return None  # an empty body: the slow path counts it
-        first = data[0].as_py()
-        if first.startswith(_BOM):
-            return None  # Arrow's CSV reader would drop it
-        width = first.count(",") + 1
-        if width == 1:
-            if pc.any(pc.match_substring(data, ",")).as_py():
-                return None
-            columns = [data]
-        else:
-            lines = pc.binary_join_element_wise(data, "\n", "")
-            start, stop = lines.offset, lines.offset + len(lines)
-            offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)
-            text = lines.buffers()[2][offsets[start] : offsets[stop]]
-            names = [_column_name(names, default, j) for j in range(width)]
-            table = self._arrow.read_csv(text.to_pybytes(), names)
-            if table.num_rows != n:
-                return None
-            columns = [column.combine_chunks() for column in table.columns]
-        out = {_column_name(names, default, j): self._column(c, n) for j, c in enumerate(columns)}
-        return out, width
-
-    def _column(self, column: Any, n: int) -> list[str] | PreSplit:
-        """A numeric or a text column split as ``split_values`` would, else its strings."""
-        pa, pc = self._arrow.pa, self._arrow.pc
-        lengths = pc.binary_length(column).to_numpy()
-        empty = int(np.count_nonzero(lengths == 0))
-        present = column.filter(pa.array(lengths > 0)) if empty else column
-        if len(present) == 0:
-            return PreSplit(SplitValues(missing=empty), n)
-        offsets = np.frombuffer(present.buffers()[1], dtype=np.int32)
-        start, stop = offsets[present.offset], offsets[present.offset + len(present)]
-        text = np.frombuffer(present.buffers()[2], dtype=np.uint8)[start:stop]
-        counts = np.bincount(text, minlength=256)
-        if counts[~_NUMERIC_BYTES].any():
-            return self._text(column, present, empty, n)
-        try:
-            numbers = pc.cast(present, pa.float64()).to_numpy(zero_copy_only=False, writable=True)
-        except pa.ArrowInvalid:
-            return column.to_pylist()  # type: ignore[no-any-return]
-        if not np.isfinite(numbers).all():
-            return column.to_pylist()  # type: ignore[no-any-return]
-        if counts[_E] or counts[_UPPER_E]:
-            integral = int(pc.sum(pc.match_substring_regex(present, _INTEGRAL)).as_py() or 0)
-            fractional = len(present) - integral
-        else:
-            fractional = int(counts[_DOT])  # a decimal literal holds at most one dot
-        split = SplitValues(
-            missing=empty,
-            numbers=numbers,
-            integral=len(present) - fractional,
-            fractional=fractional,
-        )
-        return PreSplit(split, n)
-
-    def _text(self, column: Any, present: Any, empty: int, n: int) -> list[str] | PreSplit:
-        """A column none of whose distinct values is a numeric literal: counted, not listed."""
-        pc = self._arrow.pc
-        counted = pc.value_counts(present)
-        keys, tallies = counted.field(0), counted.field(1)
-        if pc.any(pc.match_substring_regex(keys, _NUMERIC)).as_py():
-            return column.to_pylist()  # type: ignore[no-any-return]
-        values, numbers = keys.to_pylist(), tallies.to_pylist()
-        split = SplitValues(missing=empty)
-        split.string_counts = Counter(dict(zip(values, numbers, strict=True)))
-        # Only the number of strings matters once they are counted (FeatureProfile.update).
-        split.strings = list(chain.from_iterable(map(repeat, values, numbers)))
-        return PreSplit(split, n)

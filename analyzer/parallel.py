@@ -52,11 +52,14 @@ class FilesProfile:
 
 
 def arrow_decoder(payload: PayloadConfig) -> ArrowDecoder | None:
-    """The optional Arrow fast path (pyarrow installed, CSV payloads), unless
-    ``MODELMON_ARROW=0`` is set in the environment."""
-    if os.environ.get("MODELMON_ARROW", "1") == "0":
+    """The optional Arrow fast path (pyarrow installed; CSV payloads), unless
+    ``MODELMON_ARROW=0`` is set in the environment; ``MODELMON_ARROW=json`` also reads JSON
+    and TF Serving payloads with it (slower than orjson on the bench data, so not the default).
+    """
+    mode = os.environ.get("MODELMON_ARROW", "1")
+    if mode == "0":
         return None
-    return ArrowDecoder.create(payload)
+    return ArrowDecoder.create(payload, json=mode == "json")
 
 
 def _seen(out: FilesProfile, records: int, first: datetime, last: datetime) -> None:
@@ -76,7 +79,7 @@ def profile_file(path: Path, payload: PayloadConfig, k: int) -> FilesProfile:
             out.profile.update_sides(
                 quick.columns, quick.predictions, quick.n_rows, quick.field_counts
             )
-            _seen(out, quick.n_rows, quick.first_time, quick.last_time)
+            _seen(out, quick.n_records, quick.first_time, quick.last_time)
             continue
         batch = decoder.decode_lines(block_lines(block))
         out.profile.update(batch)

@@ -11,6 +11,8 @@ PURE_ANALYZER = (
     "profile",
     "record_batch",
     "arrow_batch",
+    "arrow_json",
+    "arrow_values",
     "drift",
     "checks",
     "report_format",

@@ -209,8 +209,8 @@ def test_corner_cases_decline(corner: str) -> None:
     assert not _check(_line(corner) + good + good)  # a BOM counts only in the first row
 
 
-def _exact(path: Path) -> str:
-    part = profile_file(path, PAYLOAD, 256)
+def _exact(path: Path, payload: PayloadConfig = PAYLOAD) -> str:
+    part = profile_file(path, payload, 256)
     profile = part.profile
     sides = {**profile.features, **{f"prediction:{k}": v for k, v in profile.predictions.items()}}
     features = {
