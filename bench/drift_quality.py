@@ -5,7 +5,8 @@
 
 A baseline of 1,000,000 rows per feature (standard normal, sketched once with KLL k=2048),
 windows of 100 / 1,000 / 10,000 / 100,000 rows sketched the same way as the live path.
-Prints, for thresholds 0.1 and 0.02:
+Prints, for thresholds 0.1 and 0.02, for both of our verdicts (``analyzer.drift_verdict``:
+``significant``, the default, and ``confident``; decided by ``analyzer.drift`` itself):
 
 - the share of windows (20 features each, same distribution) with any false violation,
   for our rule and, on the same windows, SageMaker's Simple and Robust rules;
@@ -31,10 +32,11 @@ import numpy as np
 from datasketches import kll_doubles_sketch
 
 from analyzer.drift import (
+    VERDICTS,
+    DriftDecision,
     categorical_drift,
     kll_epsilon,
-    linf_numeric,
-    sagemaker_robust,
+    numeric_drift,
     sampling_margin,
 )
 
@@ -48,7 +50,10 @@ EVIDENTLY_PY = Path("/work/evidently-venv/bin/python")
 EVIDENTLY_READY = Path("/work/evidently-venv/.ready")
 
 
-def items(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+Items = tuple[np.ndarray, np.ndarray, float]
+
+
+def items(values: np.ndarray) -> Items:
     sk = kll_doubles_sketch(K)
     sk.update(values)
     arr = np.array(list(iter(sk)), dtype=np.float64).reshape(-1, 2)
@@ -78,43 +83,55 @@ class Bench:
         self.base = [items(self.rng.normal(size=N_BASE)) for _ in range(FEATURES)]
         print(f"baseline: {FEATURES} × {N_BASE:,} rows sketched in {time.perf_counter() - t:.1f} s")
 
-    def stats(self, f: int, values: np.ndarray) -> tuple[float, float]:
-        """(observed L∞, our margin) of one feature's window against its baseline."""
+    def decide(self, f: int, window: Items, tau: float, verdict: str) -> DriftDecision:
+        """The shipped verdict (``analyzer.drift.numeric_drift``) of one feature's window."""
         bv, bw, be = self.base[f]
-        cv, cw, ce = items(values)
-        d = linf_numeric(bv, bw, cv, cw)
-        margin = sampling_margin(N_BASE, len(values), ALPHA / FEATURES) + be + ce
-        return d, margin
+        cv, cw, ce = window
+        return numeric_drift(
+            (bv, bw),
+            (cv, cw),
+            threshold=tau,
+            alpha=ALPHA / FEATURES,
+            eps_base=be,
+            eps_cur=ce,
+            verdict=verdict,
+        )
 
     def false_alarms(self, m: int, windows: int) -> dict[str, dict[float, float]]:
-        hits = {r: dict.fromkeys(THRESHOLDS, 0.0) for r in ("ours", "simple", "sm_robust")}
+        rules = (*VERDICTS, "simple", "sm_robust")
+        hits = {r: dict.fromkeys(THRESHOLDS, 0.0) for r in rules}
         margins = []
         for _ in range(windows):
-            res = [self.stats(f, self.rng.normal(size=m)) for f in range(FEATURES)]
-            margins.append(res[0][1])
+            wins = [items(self.rng.normal(size=m)) for _ in range(FEATURES)]
+            margins.append(
+                sampling_margin(N_BASE, m, ALPHA / FEATURES) + self.base[0][2] + wins[0][2]
+            )
             for tau in THRESHOLDS:
-                hits["ours"][tau] += any(d - mg > tau for d, mg in res)
-                hits["simple"][tau] += any(d > tau for d, _ in res)
-                hits["sm_robust"][tau] += any(sagemaker_robust(d, N_BASE, m) > tau for d, _ in res)
+                for verdict in VERDICTS:
+                    res = [self.decide(f, w, tau, verdict) for f, w in enumerate(wins)]
+                    hits[verdict][tau] += any(r.violation for r in res)
+                hits["simple"][tau] += any(r.distance > tau for r in res)
+                hits["sm_robust"][tau] += any(r.robust > tau for r in res)
         out = {r: {t: v / windows for t, v in h.items()} for r, h in hits.items()}
         out["margin"] = {t: float(np.mean(margins)) for t in THRESHOLDS}
         return out
 
-    def detection(self, m: int, tau: float, true_d: float, windows: int) -> float:
+    def detection(self, m: int, tau: float, true_d: float, windows: int, verdict: str) -> float:
         delta = shift_for(true_d)
         hit = 0
         for w in range(windows):
-            d, mg = self.stats(w % FEATURES, self.rng.normal(delta, size=m))
-            hit += d - mg > tau
+            window = items(self.rng.normal(delta, size=m))
+            hit += self.decide(w % FEATURES, window, tau, verdict).violation
         return hit / windows
 
-    def smallest_detected(self, m: int, tau: float, windows: int) -> float:
+    def smallest_detected(self, m: int, tau: float, windows: int, verdict: str) -> float:
         lo, hi = tau, min(1.0, tau + 4 * sampling_margin(N_BASE, m, ALPHA / FEATURES) + 0.05)
-        if self.detection(m, tau, min(hi, 0.999), windows) < 0.95:
+        if self.detection(m, tau, min(hi, 0.999), windows, verdict) < 0.95:
             return float("nan")
         for _ in range(7):
             mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if self.detection(m, tau, mid, windows) < 0.95 else (lo, mid)
+            rate = self.detection(m, tau, mid, windows, verdict)
+            lo, hi = (mid, hi) if rate < 0.95 else (lo, mid)
         return hi
 
 
@@ -161,7 +178,7 @@ def run_evidently(bench: Bench, windows: int) -> None:
                     tau = 0.02 if name == "shift_0.02" else 0.1
                     feats = range(FEATURES) if name == "null" else range(1)
                     ours[key] = any(
-                        d - mg > tau for d, mg in (bench.stats(f, x[:, f]) for f in feats)
+                        bench.decide(f, items(x[:, f]), tau, VERDICTS[0]).violation for f in feats
                     )
         path = Path(tmp) / "windows.npz"
         np.savez(path, **arrays)  # type: ignore[arg-type]
@@ -207,30 +224,39 @@ def categorical_section(rng: np.random.Generator, windows: int) -> None:
         "\nCategorical (5 categories, LInfinity over shares): false alarms over 20 features,"
         " detection of one feature moved by 1.5 τ (share moved from 'a' to 'e')"
     )
-    print(f"{'rows':>8} {'τ':>6} {'ours FA':>8} {'plain FA':>9} {'ours detect':>12}")
+    print(
+        f"{'rows':>8} {'τ':>6} {'FA signif.':>11} {'FA conf.':>9} {'plain FA':>9}"
+        f" {'detect signif.':>15} {'detect conf.':>13}"
+    )
     for m in SIZES:
         for tau in THRESHOLDS:
-            fa = plain = det = 0
+            fa = dict.fromkeys(VERDICTS, 0)
+            det = dict.fromkeys(VERDICTS, 0)
+            plain = 0
             moved = CAT_P.copy()
             moved[0] -= 1.5 * tau
             moved[4] += 1.5 * tau
             for _ in range(windows):
-                res = [
-                    categorical_drift(
-                        base[f],
-                        dict(zip("abcde", rng.multinomial(m, CAT_P).astype(float), strict=True)),
-                        threshold=tau,
-                        alpha=alpha,
-                    )
-                    for f in range(FEATURES)
+                same = [
+                    dict(zip("abcde", rng.multinomial(m, CAT_P).astype(float), strict=True))
+                    for _ in range(FEATURES)
                 ]
-                fa += any(r.violation for r in res)
-                plain += any(r.distance > tau for r in res)
                 cur = dict(zip("abcde", rng.multinomial(m, moved).astype(float), strict=True))
-                det += categorical_drift(base[0], cur, threshold=tau, alpha=alpha).violation
+                for v in VERDICTS:
+                    res = [
+                        categorical_drift(base[f], c, threshold=tau, alpha=alpha, verdict=v)
+                        for f, c in enumerate(same)
+                    ]
+                    fa[v] += any(r.violation for r in res)
+                    det[v] += categorical_drift(
+                        base[0], cur, threshold=tau, alpha=alpha, verdict=v
+                    ).violation
+                plain += any(r.distance > tau for r in res)
+            sig, conf = VERDICTS
             print(
-                f"{m:>8} {tau:>6} {fa / windows:>8.1%} {plain / windows:>9.1%} "
-                f"{det / windows:>12.1%}"
+                f"{m:>8} {tau:>6} {fa[sig] / windows:>11.1%} {fa[conf] / windows:>9.1%}"
+                f" {plain / windows:>9.1%} {det[sig] / windows:>15.1%}"
+                f" {det[conf] / windows:>13.1%}"
             )
 
 
@@ -244,35 +270,55 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=K, help="KLL k of baseline and window sketches")
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--categorical-only", action="store_true")
+    ap.add_argument("--false-alarms-only", action="store_true")
+    ap.add_argument("--evidently-only", action="store_true")
     args = ap.parse_args()
     K, SIZES = args.k, tuple(args.sizes)
     if args.categorical_only:
         categorical_section(np.random.default_rng(args.seed), args.windows)
         return
     bench = Bench(args.seed)
+    if args.evidently_only:
+        run_evidently(bench, args.evidently_windows)
+        return
     print(
         f"k={K}, ε(k)={kll_epsilon(K, True):.5f} per sketch, α={ALPHA} per window, "
         f"Bonferroni over {FEATURES} features, {args.windows} windows per cell\n"
     )
+    sig, conf = VERDICTS
     print("False alarms (share of same-distribution windows with any violation, 20 features)")
-    print(f"{'rows':>8} {'τ':>6} {'ours':>8} {'SM Simple':>10} {'SM Robust':>10} {'margin':>8}")
+    print(
+        f"{'rows':>8} {'τ':>6} {'signif.':>8} {'confident':>10} {'SM Simple':>10}"
+        f" {'SM Robust':>10} {'margin M':>9}"
+    )
     for m in SIZES:
         t = time.perf_counter()
         fa = bench.false_alarms(m, args.windows)
         margin = fa["margin"][THRESHOLDS[0]]
         for tau in THRESHOLDS:
             print(
-                f"{m:>8} {tau:>6} {fa['ours'][tau]:>8.1%} {fa['simple'][tau]:>10.1%} "
-                f"{fa['sm_robust'][tau]:>10.1%} {margin:>8.4f}"
+                f"{m:>8} {tau:>6} {fa[sig][tau]:>8.1%} {fa[conf][tau]:>10.1%}"
+                f" {fa['simple'][tau]:>10.1%} {fa['sm_robust'][tau]:>10.1%} {margin:>9.4f}"
             )
         print(f"{'':>8} ({time.perf_counter() - t:.0f} s)")
-    print("\nDetection (one feature at true L∞ = 1.5 τ) and smallest true L∞ detected 95%")
-    print(f"{'rows':>8} {'τ':>6} {'detect@1.5τ':>12} {'D95':>8} {'oracle D95':>11}")
+    if args.false_alarms_only:
+        return
+    print("\nDetection (one feature at true L∞ = 1.5 τ) and smallest true L∞ detected 95%;")
+    print("'at 0.9τ': how often a true L∞ just UNDER the threshold is reported as a violation")
+    print(
+        f"{'rows':>8} {'τ':>6} {'det. signif.':>13} {'det. conf.':>11} {'D95 signif.':>12}"
+        f" {'D95 conf.':>10} {'oracle D95 conf.':>17} {'at 0.9τ sig.':>13} {'at 0.9τ conf.':>14}"
+    )
     for tau in THRESHOLDS:
         for m in SIZES:
-            det = bench.detection(m, tau, 1.5 * tau, args.windows)
-            d95 = bench.smallest_detected(m, tau, args.search_windows)
-            print(f"{m:>8} {tau:>6} {det:>12.1%} {d95:>8.4f} {oracle_d95(m, tau):>11.4f}")
+            det = {v: bench.detection(m, tau, 1.5 * tau, args.windows, v) for v in VERDICTS}
+            d95 = {v: bench.smallest_detected(m, tau, args.search_windows, v) for v in VERDICTS}
+            near = {v: bench.detection(m, tau, 0.9 * tau, args.windows, v) for v in VERDICTS}
+            print(
+                f"{m:>8} {tau:>6} {det[sig]:>13.1%} {det[conf]:>11.1%} {d95[sig]:>12.4f}"
+                f" {d95[conf]:>10.4f} {oracle_d95(m, tau):>17.4f} {near[sig]:>13.1%}"
+                f" {near[conf]:>14.1%}"
+            )
     categorical_section(bench.rng, args.windows)
     if EVIDENTLY_READY.exists() and args.evidently_windows > 0:
         run_evidently(bench, args.evidently_windows)
