@@ -23,6 +23,7 @@ from analyzer.drift import (
     numeric_drift,
     sagemaker_robust,
     sampling_margin,
+    share_margin,
 )
 from analyzer.drift_scores import categorical_scores, numeric_scores
 
@@ -237,3 +238,19 @@ def test_scores_match_scipy() -> None:
     cat_psi, cat_js = categorical_scores({"x": 60.0, "y": 40.0}, {"x": 40.0, "y": 60.0})
     assert cat_js == pytest.approx(jensenshannon([0.6, 0.4], [0.4, 0.6], base=2))
     assert cat_psi == pytest.approx(2 * 0.2 * math.log(1.5))
+
+
+@pytest.mark.parametrize("total", [20, 100, 1_000])
+def test_share_margin_covers_exactly_at_every_size(total: int) -> None:
+    # The exact binomial probability that a share lands outside its margin, for true shares
+    # from rare to even, must stay under delta: no normal approximation hides in the tails.
+    delta = 5e-5
+    counts = np.arange(total + 1)
+    margins = share_margin(counts / total, total, delta)
+    for p in (0.001, 0.01, 0.08, 0.2, 0.5):
+        outside = np.abs(counts / total - p) > margins
+        assert float(stats.binom.pmf(counts[outside], total, p).sum()) <= delta
+    # and a normal z-margin at the same level does not cover for a rare share
+    z = NormalDist().inv_cdf(1 - delta / 2)
+    normal = z * np.sqrt(0.01 * 0.99 / total)
+    assert stats.binom.sf(np.floor((0.01 + normal) * total), total, 0.01) > delta
