@@ -114,6 +114,8 @@ def write_config(
             "bucket_s": 10,
             "window_s": 30,
             "min_samples": 100,
+            # α is per window; the demo judges a new 30 s window every 2 s
+            "false_alarm_rate": 0.001,
             "baseline": {
                 "statistics": "./baseline/statistics.json",
                 "constraints": "./baseline/constraints.json",

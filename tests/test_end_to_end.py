@@ -97,6 +97,7 @@ def _write_config(tmp: Path, model_port: int) -> tuple[Path, str]:
             "bucket_s": 5,
             "window_s": 20,
             "min_samples": 300,
+            "false_alarm_rate": 0.001,  # per window, and this test judges one every second
             "baseline": {
                 "statistics": "baseline/statistics.json",
                 "constraints": "baseline/constraints.json",
