@@ -99,6 +99,7 @@ class _Arrow:
                     "eventMetadata",
                     pa.struct([("eventId", pa.string()), ("inferenceTime", pa.string())]),
                 ),
+                ("modelmon", pa.struct([("truncated", pa.list_(pa.string()))])),
             ]
         )
         self.parse_options = self.json.ParseOptions(
@@ -160,13 +161,13 @@ class _CsvSide:
     def __init__(self, arrow: _Arrow, names: list[str], default: Callable[[int], str]) -> None:
         self._arrow, self._names, self._default = arrow, names, default
 
-    def read(self, data: Any) -> SideColumns | None:
+    def read(self, data: Any, escaped: bool) -> SideColumns | None:
         arrow = self._arrow
         pa, pc = arrow.pa, arrow.pc
         n = len(data)
         if pc.any(pc.equal(pc.binary_length(data), 0)).as_py():
             return None  # an empty body: the slow path counts it
-        if pc.any(pc.match_substring(data, '"')).as_py():
+        if escaped and pc.any(pc.match_substring(data, '"')).as_py():
             return None  # a quoted field: the slow path reads it with the csv module
         first = data[0].as_py()
         if first.startswith(_BOM):
@@ -233,9 +234,10 @@ class ArrowDecoder:
     def decode(self, block: bytes) -> ArrowBatch | None:
         """The batch of ``block`` (whole lines, one capture record each), or None: decode it
         the slow way (:func:`analyzer.capture_files.block_lines`, then ``PayloadDecoder``)."""
-        if not block or b"\r" in block or b'"truncated"' in block:
+        if not block or b"\r" in block:
             return None
-        if b"\\" in block and not _quote_escapes_only(block):
+        escaped = b"\\" in block
+        if escaped and not _quote_escapes_only(block):
             return None  # an escape other than \\" (a backslash, a line break, \\u...)
         if not block.isascii():
             try:
@@ -248,11 +250,11 @@ class ArrowDecoder:
             table = a.json.read_json(
                 io.BytesIO(block), read_options=a.read_options, parse_options=a.parse_options
             )
-            return self._batch(table, lines)
+            return self._batch(table, lines, escaped)
         except a.pa.ArrowInvalid:
             return None
 
-    def _batch(self, table: Any, n: int) -> ArrowBatch | None:
+    def _batch(self, table: Any, n: int, escaped: bool) -> ArrowBatch | None:
         pa, pc = self._arrow.pa, self._arrow.pc
         if table.num_rows != n:  # blank lines, or two documents on one line
             return None
@@ -260,13 +262,15 @@ class ArrowDecoder:
         fields = [flat.column(name).combine_chunks() for name in _FIELDS]
         if any(column.null_count for column in fields):
             return None
+        if pc.max(pc.list_value_length(flat.column("modelmon.truncated"))).as_py():
+            return None  # a truncated side: the slow path counts it
         in_data, in_enc, out_data, out_enc, _, times = fields
         encodings = set(pc.unique(pa.concat_arrays([in_enc, out_enc])).to_pylist())
         if not encodings <= _VERBATIM or not pc.all(pc.match_substring_regex(times, _TIME)).as_py():
             return None
         stamps = pc.min_max(pc.cast(times, pa.timestamp("us", "UTC")).cast(pa.int64()))
-        inputs = self._inputs.read(in_data)
-        outputs = self._outputs.read(out_data) if inputs is not None else None
+        inputs = self._inputs.read(in_data, escaped)
+        outputs = self._outputs.read(out_data, escaped) if inputs is not None else None
         if inputs is None or outputs is None or not np.array_equal(inputs.rows, outputs.rows):
             return None
         return ArrowBatch(

@@ -97,8 +97,9 @@ class JsonSide:
     def _name(self, index: int) -> str:
         return self._names[index] if index < len(self._names) else self._default(index)
 
-    def read(self, data: Any) -> SideColumns | None:
-        """The columns of ``data`` (a string array of bodies, no null), or None."""
+    def read(self, data: Any, escaped: bool = True) -> SideColumns | None:
+        """The columns of ``data`` (a string array of bodies, no null), or None.
+        ``escaped``: whether the block held ``\\"`` (else no body holds a string)."""
         pa, pc = self._pa, self._pc
         n = len(data)
         offsets = np.frombuffer(data.buffers()[1], dtype=np.int32)[data.offset :][: n + 1]

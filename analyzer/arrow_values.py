@@ -57,10 +57,14 @@ _DOT, _E, _UPPER_E = ord("."), ord("e"), ord("E")
 
 def text_column(pa: Any, pc: Any, column: Any, n: int) -> list[Any] | PreSplit:
     """A string column (nulls allowed) split as ``split_values`` would, else its values."""
-    lengths = pc.fill_null(pc.binary_length(column), 0).to_numpy()
-    keep = lengths > 0
-    empty = n - int(np.count_nonzero(keep))
-    present = column.filter(pa.array(keep)) if empty else column
+    if column.null_count:
+        keep = pc.fill_null(pc.binary_length(column), 0).to_numpy() > 0
+        present = column.filter(pa.array(keep))
+    else:
+        bounds = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset :][: n + 1]
+        keep = bounds[1:] != bounds[:-1]
+        present = column if keep.all() else column.filter(pa.array(keep))
+    empty = n - len(present)
     if len(present) == 0:
         return PreSplit(SplitValues(missing=empty), n)
     offsets = np.frombuffer(present.buffers()[1], dtype=np.int32)

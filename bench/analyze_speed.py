@@ -1,14 +1,17 @@
 """Whole-process speed and peak memory: ``modelmon analyze --once`` against Evidently.
 
 Run: ``python bench/analyze_speed.py [--sizes 100000 1000000] [--workdir DIR] [--keep]
-[--repeat N] [--before DIR] [--reuse]``
+[--repeat N] [--before DIR] [--reuse] [--analyze-only]``
 
 For each size it generates seeded records (20 numeric + 5 categorical features; one capture
 folder with CSV payloads, one with JSON payloads) and the same rows as one CSV, plus
 same-distribution reference rows (another seed). Then it times whole processes, each under
 ``/usr/bin/time``:
 
-- ``modelmon analyze --once`` on each capture folder (decode, profile, checks, reports);
+- ``modelmon analyze --once`` on each capture folder (decode, profile, checks, reports), as
+  configured by default (the Arrow fast path for CSV payloads when pyarrow is installed) and
+  with the other Arrow setting (``MODELMON_ARROW=0`` for CSV payloads, ``MODELMON_ARROW=json``
+  for JSON payloads);
 - our decode+profile path alone (``analyzer.parallel.profile_capture_files``), on 1 and 2
   processes, to show where the time goes;
 - ``modelmon baseline`` on a reference CSV of the same size as the current data;
@@ -19,7 +22,8 @@ It prints seconds, peak RSS and the ratio to Evidently of the same size, all fro
 With ``--repeat N`` every process of a size runs N times, interleaved (round after round),
 and the table shows medians. With ``--before DIR`` (a copy of older ``analyzer``/``modelmon``
 packages, e.g. from ``git archive``) ``analyze --once`` also runs on that code, in the same
-rounds, for a before/after comparison. ``--reuse`` keeps generated data that already exists.
+rounds, for a before/after comparison. ``--reuse`` keeps generated data that already exists;
+``--analyze-only`` skips the baseline and decode+profile-only processes (shorter rounds).
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="rounds per size (medians)")
     parser.add_argument("--before", type=Path, default=None, help="older code to compare")
     parser.add_argument("--reuse", action="store_true", help="keep existing generated data")
+    parser.add_argument("--analyze-only", action="store_true", help="no baseline/profile-only")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="analyze-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -128,13 +133,18 @@ def main() -> None:
                     None,
                 )
             ]  # fmt: skip
+            if args.analyze_only:
+                jobs.clear()
             for payload in ("csv", "json"):
                 cfg = str(run / f"{payload}.yaml")
                 command = [python, "-m", "modelmon", "analyze", "--config", cfg, "--once"]
                 jobs.append((f"modelmon analyze --once ({payload} payloads)", command, None))
+                other = "0" if payload == "csv" else "json"
+                label = f"analyze --once ({payload}, MODELMON_ARROW={other})"
+                jobs.append((label, command, {**os.environ, "MODELMON_ARROW": other}))
                 if before_env is not None:
                     jobs.append((f"BEFORE analyze --once ({payload})", command, before_env))
-                for workers in (1, 2):
+                for workers in () if args.analyze_only else (1, 2):
                     label = f"decode+profile only ({payload}, {workers} proc)"
                     jobs.append((label, [python, "-c", PROFILE_ONLY, cfg, str(workers)], None))
             if evidently.exists():

@@ -257,3 +257,15 @@ def test_profiles_of_files_are_identical(parts: list[bytes]) -> None:
         slow = _exact(path)
         patch.setenv("MODELMON_ARROW", "1")
         assert _exact(path) == slow
+
+
+def test_quote_escapes_outside_the_bodies_are_taken() -> None:
+    """A ``\\"`` in a field the fast path does not read leaves it taken (and identical); any
+    other escape, anywhere, declines the block."""
+    record = orjson.loads(_line("2,y,3"))
+    record["captureData"]["endpointInput"]["observedContentType"] = 'text/csv; q="1"'
+    quoted = orjson.dumps(record) + b"\n"
+    assert b'\\"' in quoted
+    assert _check(quoted + _line("1,x,2"))
+    record["captureData"]["endpointInput"]["observedContentType"] = "text/csv\n"
+    assert not _check(orjson.dumps(record) + b"\n" + _line("1,x,2"))
