@@ -272,6 +272,9 @@ def main() -> None:
     ap.add_argument("--categorical-only", action="store_true")
     ap.add_argument("--false-alarms-only", action="store_true")
     ap.add_argument("--evidently-only", action="store_true")
+    ap.add_argument(
+        "--near-only", action="store_true", help="only: how often a true L∞ of τ / 0.9 τ fires"
+    )
     args = ap.parse_args()
     K, SIZES = args.k, tuple(args.sizes)
     if args.categorical_only:
@@ -280,6 +283,16 @@ def main() -> None:
     bench = Bench(args.seed)
     if args.evidently_only:
         run_evidently(bench, args.evidently_windows)
+        return
+    if args.near_only:
+        print(f"{'rows':>8} {'τ':>6} {'true L∞':>8} " + " ".join(f"{v:>12}" for v in VERDICTS))
+        for m in SIZES:
+            for tau in THRESHOLDS:
+                for true_d in (tau, 0.9 * tau):
+                    rates = [bench.detection(m, tau, true_d, args.windows, v) for v in VERDICTS]
+                    print(
+                        f"{m:>8} {tau:>6} {true_d:>8.3f} " + " ".join(f"{r:>12.1%}" for r in rates)
+                    )
         return
     print(
         f"k={K}, ε(k)={kll_epsilon(K, True):.5f} per sketch, α={ALPHA} per window, "
