@@ -269,3 +269,13 @@ def test_quote_escapes_outside_the_bodies_are_taken() -> None:
     assert _check(quoted + _line("1,x,2"))
     record["captureData"]["endpointInput"]["observedContentType"] = "text/csv\n"
     assert not _check(orjson.dumps(record) + b"\n" + _line("1,x,2"))
+
+
+def test_blank_lines_and_two_records_on_a_line_decline() -> None:
+    """Arrow skips a blank line and reads two records on one line; the slow path skips the
+    first and counts the second as one bad line: a block holding both must not be taken."""
+    good = _line("1,x,2")
+    assert not _check(good + b"\n" + good.rstrip(b"\n") + b" " + good)
+    assert not _check(good + b"  \n" + good)
+    assert _check(good.rstrip(b"\n"))  # the last line of a file may lack its newline
+    assert not _check(good + good.rstrip(b"\n"))  # then block_lines makes it one line
