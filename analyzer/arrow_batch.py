@@ -38,15 +38,14 @@ from __future__ import annotations
 import importlib
 import io
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
+from analyzer.arrow_csv import CsvSide
 from analyzer.arrow_json import Column, JsonSide, SideColumns
-from analyzer.arrow_values import text_column
 from analyzer.columns import input_name, output_name
 from analyzer.payload_rows import INPUT_KEYS, OUTPUT_KEYS
 from modelmon.config import PayloadConfig, PayloadSide
@@ -54,7 +53,6 @@ from modelmon.config import PayloadConfig, PayloadSide
 __all__ = ["ArrowBatch", "ArrowDecoder"]
 
 _TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](\.[0-9]{1,6})?Z$"
-_BOM = "\ufeff"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BACKSLASH, _QUOTE, _NEWLINE, _BRACE = ord("\\"), ord('"'), ord("\n"), ord("{")
 _VERBATIM = {"CSV", "JSON"}
@@ -106,29 +104,6 @@ class _Arrow:
             explicit_schema=schema, unexpected_field_behavior="ignore"
         )
         self.read_options = self.json.ReadOptions(use_threads=False, block_size=1 << 24)
-        self.csv_options = self.csv.ParseOptions(
-            quote_char=False,
-            escape_char=False,
-            double_quote=False,
-            newlines_in_values=False,
-            ignore_empty_lines=False,
-        )
-
-    def read_csv(self, text: bytes, names: list[str]) -> Any:
-        """Headerless CSV, every field a string as it is (no quoting, no nulls)."""
-        csv = self.csv
-        return csv.read_csv(
-            io.BytesIO(text),
-            read_options=csv.ReadOptions(
-                column_names=names, use_threads=False, block_size=max(len(text) + 1, 1 << 20)
-            ),
-            parse_options=self.csv_options,
-            convert_options=csv.ConvertOptions(
-                column_types=dict.fromkeys(names, self.pa.string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
 
 
 _arrow: _Arrow | None = None
@@ -165,57 +140,36 @@ def _quote_escapes_only(block: bytes) -> bool:
     return raw[-1] != _BACKSLASH and bool(np.all(raw[at + 1] == _QUOTE))
 
 
-def _column_name(names: list[str], default: Callable[[int], str], index: int) -> str:
-    return names[index] if index < len(names) else default(index)
+class _Whole:
+    """A side read as a whole (JSON bodies): only the whole run of records can be asked for."""
+
+    def __init__(self, side: SideColumns) -> None:
+        self._side, self.rows = side, side.rows
+
+    def block(self, start: int, n: int) -> tuple[dict[str, Column], Counter[int]]:
+        assert start == 0 and n == len(self.rows)
+        return self._side.columns, self._side.field_counts
 
 
-class _CsvSide:
-    """Reads the CSV bodies of one side: one unquoted row each, all of the same width."""
+class _JsonReader:
+    """:class:`JsonSide` behind the interface of :class:`CsvSide` (one block at a time)."""
 
-    def __init__(self, arrow: _Arrow, names: list[str], default: Callable[[int], str]) -> None:
-        self._arrow, self._names, self._default = arrow, names, default
+    def __init__(self, side: JsonSide) -> None:
+        self._side = side
 
-    def read(self, data: Any, escaped: bool) -> SideColumns | None:
-        arrow = self._arrow
-        pa, pc = arrow.pa, arrow.pc
-        n = len(data)
-        if pc.any(pc.equal(pc.binary_length(data), 0)).as_py():
-            return None  # an empty body: the slow path counts it
-        if escaped and pc.any(pc.match_substring(data, '"')).as_py():
-            return None  # a quoted field: the slow path reads it with the csv module
-        first = data[0].as_py()
-        if first.startswith(_BOM):
-            return None  # Arrow's CSV reader would drop it
-        width = first.count(",") + 1
-        if width == 1:
-            if pc.any(pc.match_substring(data, ",")).as_py():
-                return None
-            columns = [data]
-        else:
-            lines = pc.binary_join_element_wise(data, "\n", "")
-            start, stop = lines.offset, lines.offset + len(lines)
-            offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)
-            text = lines.buffers()[2][offsets[start] : offsets[stop]]
-            names = [_column_name(self._names, self._default, j) for j in range(width)]
-            table = arrow.read_csv(text.to_pybytes(), names)
-            if table.num_rows != n:
-                return None
-            columns = [column.combine_chunks() for column in table.columns]
-        out: dict[str, Column] = {
-            _column_name(self._names, self._default, j): text_column(pa, pc, c, n)
-            for j, c in enumerate(columns)
-        }
-        return SideColumns(out, np.ones(n, dtype=np.int64), Counter({width: n}))
+    def read(self, data: Any, escaped: bool) -> _Whole | None:
+        out = self._side.read(data, escaped)
+        return None if out is None else _Whole(out)
 
 
-def _reader(arrow: _Arrow, side: PayloadSide, output: bool) -> _CsvSide | JsonSide | None:
+def _reader(arrow: _Arrow, side: PayloadSide, output: bool) -> CsvSide | _JsonReader | None:
     default = output_name if output else input_name
     if side.format == "csv":
-        return _CsvSide(arrow, list(side.columns), default)
+        return CsvSide((arrow.pa, arrow.pc, arrow.csv), side.columns, default)
     if side.format in ("json", "tfserving") and not side.path:
         keys = (OUTPUT_KEYS if output else INPUT_KEYS)[side.format]
         modules = (arrow.pa, arrow.pc, arrow.json)
-        return JsonSide(modules, keys, side.columns, default, track_fields=not output)
+        return _JsonReader(JsonSide(modules, keys, side.columns, default, not output))
     return None  # v2, JMESPath: the slow path only
 
 
@@ -223,10 +177,12 @@ class ArrowDecoder:
     """Decodes blocks of plain capture lines with Arrow (see the module)."""
 
     def __init__(
-        self, arrow: _Arrow, inputs: _CsvSide | JsonSide, outputs: _CsvSide | JsonSide
+        self, arrow: _Arrow, inputs: CsvSide | _JsonReader, outputs: CsvSide | _JsonReader
     ) -> None:
         self._arrow = arrow
         self._inputs, self._outputs = inputs, outputs
+        #: Whether :meth:`decode_blocks` takes several blocks at once (CSV on both sides).
+        self.groups = isinstance(inputs, CsvSide) and isinstance(outputs, CsvSide)
 
     @classmethod
     def create(cls, payload: PayloadConfig, json: bool = False) -> ArrowDecoder | None:
@@ -248,31 +204,45 @@ class ArrowDecoder:
     def decode(self, block: bytes) -> ArrowBatch | None:
         """The batch of ``block`` (whole lines, one capture record each), or None: decode it
         the slow way (:func:`analyzer.capture_files.block_lines`, then ``PayloadDecoder``)."""
-        if not block or b"\r" in block:
+        batches = self.decode_blocks([block])
+        return None if batches is None else batches[0]
+
+    def decode_blocks(self, blocks: list[bytes]) -> list[ArrowBatch] | None:
+        """One batch per block, as :meth:`decode` gives them, read with one Arrow call each
+        (fewer, larger calls); None when one block would not be taken (or, with JSON
+        payloads, for more than one block): decode them one by one. Every block but the
+        last must end with ``\\n``, as :func:`analyzer.capture_files.read_blocks` gives them."""
+        if not blocks or (len(blocks) > 1 and not self.groups):
             return None
-        escaped = b"\\" in block
-        if escaped and not _quote_escapes_only(block):
+        counts = []
+        for block in blocks:
+            lines = _object_lines(block) if block else None
+            if lines is None:
+                return None
+            counts.append(lines)
+        joined = blocks[0] if len(blocks) == 1 else b"".join(blocks)
+        if b"\r" in joined:
+            return None
+        escaped = b"\\" in joined
+        if escaped and not _quote_escapes_only(joined):
             return None  # an escape other than \\" (a backslash, a line break, \\u...)
-        if not block.isascii():
+        if not joined.isascii():
             try:
-                block.decode("utf-8")
+                joined.decode("utf-8")
             except UnicodeDecodeError:
                 return None
-        lines = _object_lines(block)
-        if lines is None:
-            return None
         a = self._arrow
         try:
             table = a.json.read_json(
-                io.BytesIO(block), read_options=a.read_options, parse_options=a.parse_options
+                io.BytesIO(joined), read_options=a.read_options, parse_options=a.parse_options
             )
-            return self._batch(table, lines, escaped)
+            return self._batches(table, counts, escaped)
         except a.pa.ArrowInvalid:
             return None
 
-    def _batch(self, table: Any, n: int, escaped: bool) -> ArrowBatch | None:
+    def _batches(self, table: Any, counts: list[int], escaped: bool) -> list[ArrowBatch] | None:
         pa, pc = self._arrow.pa, self._arrow.pc
-        if table.num_rows != n:  # blank lines, or two documents on one line
+        if table.num_rows != sum(counts):
             return None
         flat = table.flatten().flatten()
         fields = [flat.column(name).combine_chunks() for name in _FIELDS]
@@ -284,17 +254,26 @@ class ArrowDecoder:
         encodings = set(pc.unique(pa.concat_arrays([in_enc, out_enc])).to_pylist())
         if not encodings <= _VERBATIM or not pc.all(pc.match_substring_regex(times, _TIME)).as_py():
             return None
-        stamps = pc.min_max(pc.cast(times, pa.timestamp("us", "UTC")).cast(pa.int64()))
+        stamps = pc.cast(times, pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
         inputs = self._inputs.read(in_data, escaped)
         outputs = self._outputs.read(out_data, escaped) if inputs is not None else None
         if inputs is None or outputs is None or not np.array_equal(inputs.rows, outputs.rows):
             return None
-        return ArrowBatch(
-            inputs.columns,
-            outputs.columns,
-            int(inputs.rows.sum()),
-            inputs.field_counts,
-            _EPOCH + timedelta(microseconds=stamps["min"].as_py()),
-            _EPOCH + timedelta(microseconds=stamps["max"].as_py()),
-            n,
-        )
+        starts = np.cumsum([0, *counts[:-1]])
+        firsts, lasts = np.minimum.reduceat(stamps, starts), np.maximum.reduceat(stamps, starts)
+        batches = []
+        for start, n, first, last in zip(starts.tolist(), counts, firsts, lasts, strict=True):
+            columns, widths = inputs.block(start, n)
+            predictions, _ = outputs.block(start, n)
+            batches.append(
+                ArrowBatch(
+                    columns,
+                    predictions,
+                    int(inputs.rows[start : start + n].sum()),
+                    widths,
+                    _EPOCH + timedelta(microseconds=int(first)),
+                    _EPOCH + timedelta(microseconds=int(last)),
+                    n,
+                )
+            )
+        return batches

@@ -11,6 +11,7 @@ PURE_ANALYZER = (
     "profile",
     "record_batch",
     "arrow_batch",
+    "arrow_csv",
     "arrow_json",
     "arrow_values",
     "drift",

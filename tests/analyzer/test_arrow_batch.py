@@ -31,7 +31,7 @@ from modelmon.config import PayloadConfig
 
 pytest.importorskip("pyarrow", reason="pyarrow (the optional 'fast' extra) is not installed")
 
-from analyzer.arrow_batch import ArrowDecoder
+from analyzer.arrow_batch import ArrowBatch, ArrowDecoder
 
 PAYLOAD = PayloadConfig.model_validate(
     {"input": {"format": "csv", "columns": ["a", "b", "c"]}, "output": {"columns": ["score"]}}
@@ -147,9 +147,14 @@ def _check(block: bytes) -> bool:
     decoder = ArrowDecoder.create(PAYLOAD)
     assert decoder is not None
     fast = decoder.decode(block)
-    slow = PayloadDecoder(PAYLOAD).decode_lines(block_lines(block))
     if fast is None:
         return False
+    _same_batch(fast, block)
+    return True
+
+
+def _same_batch(fast: ArrowBatch, block: bytes) -> None:
+    slow = PayloadDecoder(PAYLOAD).decode_lines(block_lines(block))
     assert not slow.bad and not slow.warnings
     assert slow.rows_without_input == slow.rows_without_output == 0
     assert (fast.n_rows, slow.record_rows) == (slow.n_rows, [1] * slow.n_rows)
@@ -162,7 +167,6 @@ def _check(block: bytes) -> bool:
         assert list(mine) == list(theirs)
         for name, column in mine.items():
             _same_split(column, theirs[name])
-    return True
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -279,3 +283,58 @@ def test_blank_lines_and_two_records_on_a_line_decline() -> None:
     assert not _check(good + b"  \n" + good)
     assert _check(good.rstrip(b"\n"))  # the last line of a file may lack its newline
     assert not _check(good + good.rstrip(b"\n"))  # then block_lines makes it one line
+
+
+def _split(block: bytes) -> st.SearchStrategy[list[bytes]]:
+    """``block`` cut into up to 4 blocks at line ends (as one file's blocks are)."""
+    lines = block_lines(block if block.endswith(b"\n") else block + b"\n")
+    cuts = st.lists(st.integers(1, max(1, len(lines) - 1)), max_size=3, unique=True)
+    return cuts.map(
+        lambda at: [
+            b"".join(lines[i:j])
+            for i, j in zip([0, *sorted(at)], [*sorted(at), len(lines)], strict=True)
+        ]
+    ).filter(lambda parts: all(parts))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.one_of(blocks(clean=True, odd_values=False), blocks(clean=None)).flatmap(_split),
+        st.lists(blocks(clean=None), min_size=2, max_size=4),
+        st.lists(
+            st.one_of(blocks(clean=True, odd_values=False), blocks(clean=False)),
+            min_size=2,
+            max_size=4,
+        ),
+    )
+)
+def test_several_blocks_at_once_are_each_identical(parts: list[bytes]) -> None:
+    """``decode_blocks`` gives each block what ``decode`` (and the slow path) gives it, or
+    declines; it takes them when every one is taken alone."""
+    parts = [p if p.endswith(b"\n") else p + b"\n" for p in parts]
+    decoder = ArrowDecoder.create(PAYLOAD)
+    assert decoder is not None and decoder.groups
+    batches = decoder.decode_blocks(parts)
+    alone = [decoder.decode(p) for p in parts]
+    if batches is None:  # then one block declines alone, or the blocks' rows differ in width
+        assert None in alone or len({(*b.field_counts, len(b.predictions)) for b in alone}) > 1
+        return
+    assert len(batches) == len(parts)
+    for batch, block in zip(batches, parts, strict=True):
+        _same_batch(batch, block)
+
+
+def test_large_files_profile_identically(tmp_path: Path) -> None:
+    """A file of several 1 MiB blocks goes through ``decode_blocks`` (4 MiB per call); one with
+    a bad line in its second group goes block by block from there; both profile as the slow
+    path does."""
+    good = b"".join(_line(f"{i % 97},{'xyz'[i % 3]},{i / 7:.3f}") for i in range(12_000))
+    for name, content in (("clean", good), ("bad", good * 3 + b"{not json\n" + good)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_bytes(content)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MODELMON_ARROW", "0")
+            slow = _exact(path)
+            patch.setenv("MODELMON_ARROW", "1")
+            assert _exact(path) == slow
