@@ -208,11 +208,14 @@ class ArrowDecoder:
         return None if batches is None else batches[0]
 
     def decode_blocks(self, blocks: list[bytes]) -> list[ArrowBatch] | None:
-        """One batch per block, as :meth:`decode` gives them, read with one Arrow call each
-        (fewer, larger calls); None when one block would not be taken (or, with JSON
-        payloads, for more than one block): decode them one by one. Every block but the
-        last must end with ``\\n``, as :func:`analyzer.capture_files.read_blocks` gives them."""
+        """One batch per block, each as :meth:`decode` gives it, all read by one Arrow call
+        (fewer, larger calls); None unless all are taken together (e.g. CSV rows of another
+        width in one block; with JSON payloads, more than one block): then decode them one
+        by one. Every block but the last must end with ``\\n``, as
+        :func:`analyzer.capture_files.read_blocks` gives them."""
         if not blocks or (len(blocks) > 1 and not self.groups):
+            return None
+        if not all(block.endswith(b"\n") for block in blocks[:-1]):
             return None
         counts = []
         for block in blocks:
