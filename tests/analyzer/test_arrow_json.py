@@ -30,7 +30,7 @@ from modelmon.config import PayloadConfig
 pytest.importorskip("pyarrow", reason="pyarrow (the optional 'fast' extra) is not installed")
 
 from analyzer.arrow_batch import ArrowDecoder
-from tests.analyzer.test_arrow_batch import _exact, _same_split
+from tests.analyzer.test_arrow_batch import _exact, same_as_slow
 
 PAYLOAD = PayloadConfig.model_validate(
     {
@@ -129,18 +129,7 @@ def _check(block: bytes, payload: PayloadConfig = PAYLOAD) -> bool:
     slow = PayloadDecoder(payload).decode_lines(block_lines(block))
     if fast is None:
         return False
-    assert not slow.bad and not slow.warnings
-    assert slow.rows_without_input == slow.rows_without_output == 0
-    assert (fast.n_rows, fast.n_records) == (slow.n_rows, slow.n_records)
-    assert fast.field_counts == slow.field_counts
-    assert (fast.first_time, fast.last_time) == (
-        min(slow.inference_times),
-        max(slow.inference_times),
-    )
-    for mine, theirs in ((fast.columns, slow.columns), (fast.predictions, slow.predictions)):
-        assert list(mine) == list(theirs)
-        for name, column in mine.items():
-            _same_split(column, theirs[name])
+    same_as_slow(fast, slow)
     return True
 
 
