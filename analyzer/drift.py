@@ -51,18 +51,28 @@ SAGEMAKER_ROBUST_C = 1.8  # SageMaker's Robust constant: the KS critical value a
 VERDICTS = ("significant", "confident")
 
 
-def _guarded(distance: float, threshold: float, margin: float, verdict: str) -> float:
-    """The margin to report, such that ``distance − reported > threshold`` is the verdict.
+def _decide(
+    distance: float, threshold: float, corrected: float, verdict: str
+) -> tuple[float, bool]:
+    """(reported margin, violation) from the distance left once the noise is taken off.
 
-    ``significant``: violation iff ``distance > max(threshold, margin)``, reported as
-    ``max(0, margin − threshold)``; ``confident``: violation iff ``distance − margin >
-    threshold``, reported as ``margin``.
+    ``corrected`` is the observed distance minus the noise margin (numbers: ``D̂ − M``).
+    ``significant``: violation iff ``distance > threshold`` and ``corrected > 0``;
+    ``confident``: iff ``corrected > threshold``. The margin reported is what the rule takes
+    off the distance, so that ``distance − margin > threshold`` is the verdict.
+
+    Examples
+    --------
+    >>> [_decide(0.05, 0.03, 0.05 - 0.029, v) for v in VERDICTS]  # D̂ 0.05, M 0.029, τ 0.03
+    [(0.0, True), (0.029, False)]
     """
     if verdict == "confident":
-        return margin
-    if verdict == "significant":
-        return max(0.0, margin - threshold)
-    raise ValueError(f"drift verdict must be one of {VERDICTS}, not {verdict!r}")
+        excess = corrected - threshold
+    elif verdict == "significant":
+        excess = min(distance - threshold, corrected)
+    else:
+        raise ValueError(f"drift verdict must be one of {VERDICTS}, not {verdict!r}")
+    return distance - threshold - excess, excess > 0
 
 
 @dataclass(frozen=True)
@@ -206,10 +216,9 @@ def numeric_drift(
     robust = sagemaker_robust(distance, n, m)
     if method == "Simple":
         return DriftDecision(distance, threshold, 0.0, distance > threshold, robust, method)
-    margin = _guarded(
-        distance, threshold, sampling_margin(n, m, alpha) + eps_base + eps_cur, verdict
-    )
-    return DriftDecision(distance, threshold, margin, distance - margin > threshold, robust, method)
+    noise = sampling_margin(n, m, alpha) + eps_base + eps_cur
+    margin, violation = _decide(distance, threshold, distance - noise, verdict)
+    return DriftDecision(distance, threshold, margin, violation, robust, method)
 
 
 def _total(values: npt.ArrayLike, weights: npt.ArrayLike | None) -> float:
@@ -367,11 +376,5 @@ def categorical_drift(
     _, pb, pc, _, _ = _shares(base, cur)
     diffs = np.abs(pb - pc) - np.array(list(margins.values()))
     corrected = (float(np.max(diffs)) if len(diffs) else 0.0) - eps_base - eps_cur
-    if verdict == "confident":
-        excess = corrected - threshold
-    elif verdict == "significant":
-        excess = min(distance - threshold, corrected)
-    else:
-        raise ValueError(f"drift verdict must be one of {VERDICTS}, not {verdict!r}")
-    margin = distance - threshold - excess
-    return DriftDecision(distance, threshold, margin, excess > 0, robust, comparison)
+    margin, violation = _decide(distance, threshold, corrected, verdict)
+    return DriftDecision(distance, threshold, margin, violation, robust, comparison)
