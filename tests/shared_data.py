@@ -1,15 +1,13 @@
-"""Where the project's reference data lives: ``shared/`` beside the checkout (CI lays a copy
-there), else the workplace's ``/work/shared``."""
+"""Where the project's reference data lives: ``tests/reference/`` inside the repository, so a
+plain clone runs the tests and benchmarks (nothing is read from outside the checkout).
+
+``SHARED`` keeps the layout the data had before it moved in: ``SHARED / "data"`` is the
+synthetic tables (``DATA``), ``SHARED / "sagemaker-examples"`` AWS's files (``EXAMPLES``).
+"""
 
 from pathlib import Path
 
-
-def _shared() -> Path:
-    beside = Path(__file__).resolve().parents[2] / "shared"
-    return beside if (beside / "data").is_dir() else Path("/work/shared")
-
-
-SHARED = _shared()
+SHARED = Path(__file__).resolve().parent / "reference"
 DATA = SHARED / "data"
 EXAMPLES = SHARED / "sagemaker-examples"
 # The feature columns a model endpoint receives (the first 11 of the reference tables, as in

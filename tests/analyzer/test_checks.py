@@ -1,4 +1,4 @@
-"""The six checks on the reference data (``/work/shared/data``, its README says what is true)."""
+"""The six checks on the reference data (``tests/reference/data``, its README says what is true)."""
 
 from __future__ import annotations
 
