@@ -115,12 +115,18 @@ def v2_app() -> web.Application:
         body = await request.json()
         tensors = {t["name"]: t["data"] for t in body["inputs"]}
         scores = [churn_score(a, i) for a, i in zip(tensors["age"], tensors["income"], strict=True)]
-        output = {"name": "score", "shape": [len(scores), 1], "datatype": "FP32", "data": scores}
+        output = {
+            "name": "score",
+            "shape": [len(scores), 1],
+            "datatype": "FP32",
+            "parameters": {"content_type": "np"},
+            "data": scores,
+        }
         return web.json_response(
             {
                 "model_name": request.match_info["name"],
                 "id": body.get("id", str(uuid.uuid4())),
-                "parameters": {"content_type": "np"},
+                "parameters": {},
                 "outputs": [output],
             }
         )
