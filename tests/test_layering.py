@@ -18,6 +18,7 @@ PURE_ANALYZER = (
     "checks",
     "report_format",
     "statistics_format",
+    "monitors/model_quality/metrics",
 )
 IO_MODULES = {"aiohttp", "sqlite3", "sqlite_utils", "httpx", "socket", "asyncio"}
 
