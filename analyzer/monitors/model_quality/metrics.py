@@ -45,8 +45,10 @@ __all__ = [
     "MULTICLASS_SCALARS",
     "REGRESSION_SCALARS",
     "binary_metrics",
+    "binary_scalars",
     "multiclass_metrics",
     "regression_metrics",
+    "weighted_scalars",
     "with_standard_deviation",
 ]
 
@@ -84,11 +86,15 @@ MIN_ROWS_FOR_DEVIATION = 200
 MAX_CURVE_POINTS = 1001
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    return numerator / denominator if denominator else math.nan
+def _ratio(numerator: Any, denominator: Any) -> Any:
+    """``numerator / denominator``, NaN where the denominator is 0; scalars or arrays."""
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    out = np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den != 0)
+    return float(out) if out.ndim == 0 else out
 
 
-def _f_beta(tp: float, fp: float, fn: float, beta: float) -> float:
+def _f_beta(tp: Any, fp: Any, fn: Any, beta: float) -> Any:
     """F-beta from counts: ``(1+β²)TP / ((1+β²)TP + β²FN + FP)``; NaN when all three are 0."""
     b2 = beta * beta
     return _ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp)
@@ -173,14 +179,17 @@ def _binary_counts(y_true: IntArray, y_pred: IntArray) -> tuple[int, int, int, i
     return tp, fp, y_true.size - tp - fp - fn, fn
 
 
-def _binary_scalars(tp: int, fp: int, tn: int, fn: int) -> dict[str, float]:
-    n = tp + fp + tn + fn
+def binary_scalars(tp: Any, fp: Any, tn: Any, fn: Any) -> dict[str, Any]:
+    """The confusion-matrix metrics of the binary section from its four counts.
+
+    Counts may be numbers or equal-shaped arrays (one value per resampled matrix).
+    """
     tpr = _ratio(tp, tp + fn)
     fpr = _ratio(fp, fp + tn)
     out = {
         "recall": tpr,
         "precision": _ratio(tp, tp + fp),
-        "accuracy": _ratio(tp + tn, n),
+        "accuracy": _ratio(tp + tn, tp + fp + tn + fn),
         "true_positive_rate": tpr,
         "true_negative_rate": 1.0 - fpr,
         "false_positive_rate": fpr,
@@ -212,9 +221,9 @@ def binary_metrics(
     y_pred = y_pred.astype(np.int64)
     tp, fp, tn, fn = _binary_counts(y_true, y_pred)
     out: dict[str, Any] = {"confusion_matrix": {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}}}
-    out.update(_binary_scalars(tp, fp, tn, fn))
+    out.update(binary_scalars(tp, fp, tn, fn))
     positives, negatives = tp + fn, tn + fp
-    constant = _binary_scalars(positives, negatives, 0, 0)  # always answers "1"
+    constant = binary_scalars(positives, negatives, 0, 0)  # always answers "1"
     out.update({f"{name}_best_constant_classifier": constant[name] for name in _BEST_CONSTANT})
     if y_score is not None and y_true.size:
         out["auc"] = _auc(y_true, y_score)
@@ -226,25 +235,33 @@ def binary_metrics(
     return out
 
 
-def _weighted(matrix: IntArray, support: IntArray, predicted: IntArray, n: int) -> dict[str, float]:
-    """Support-weighted recall, precision and F-scores from a confusion matrix."""
-    tp = np.diag(matrix).astype(np.float64)
-    weight = support / n
-    with np.errstate(divide="ignore", invalid="ignore"):
-        recall = np.where(support > 0, tp / support, 0.0)
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
+def weighted_scalars(matrix: Any) -> dict[str, Any]:
+    """Accuracy and the support-weighted recall, precision and F-scores of a confusion matrix.
+
+    ``matrix[..., actual, predicted]``: one matrix, or a stack of them (one value each).
+    A class's 0/0 precision or F-score counts as 0 inside the average.
+    """
+    counts = np.asarray(matrix, dtype=np.float64)
+    tp = np.diagonal(counts, axis1=-2, axis2=-1)
+    support = counts.sum(axis=-1)
+    predicted = counts.sum(axis=-2)
+    n = support.sum(axis=-1, keepdims=True)
+    weight = _ratio(support, n)
+
+    def average(numerator: Any, denominator: Any) -> Any:
+        per_class = np.nan_to_num(_ratio(numerator, denominator), nan=0.0)
+        total = np.sum(weight * per_class, axis=-1)
+        return float(total) if np.ndim(total) == 0 else total
+
     out = {
-        "weighted_recall": float(np.dot(weight, recall)),
-        "weighted_precision": float(np.dot(weight, precision)),
+        "accuracy": _ratio(tp.sum(axis=-1), n[..., 0]),
+        "weighted_recall": average(tp, support),
+        "weighted_precision": average(tp, predicted),
     }
-    fn = support - tp
-    fp = predicted - tp
     for name, beta in BETAS.items():
         b2 = beta * beta
-        denominator = (1 + b2) * tp + b2 * fn + fp
-        with np.errstate(divide="ignore", invalid="ignore"):
-            f = np.where(denominator > 0, (1 + b2) * tp / denominator, 0.0)
-        out[f"weighted_{name}"] = float(np.dot(weight, f))
+        denominator = (1 + b2) * tp + b2 * (support - tp) + (predicted - tp)
+        out[f"weighted_{name}"] = average((1 + b2) * tp, denominator)
     return out
 
 
@@ -275,14 +292,12 @@ def multiclass_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str
             actual: {predicted: int(matrix[i, j]) for j, predicted in enumerate(classes)}
             for i, actual in enumerate(classes)
         },
-        "accuracy": float(np.trace(matrix)) / n,
     }
-    out.update(_weighted(matrix, support, matrix.sum(axis=0), n))
+    out.update(weighted_scalars(matrix))
     top = int(np.argmax(support))  # the most frequent true class; ties: the first in order
     constant = np.zeros_like(matrix)
     constant[:, top] = support
-    out["accuracy_best_constant_classifier"] = float(support[top]) / n
-    best = _weighted(constant, support, constant.sum(axis=0), n)
+    best = weighted_scalars(constant)
     out.update({f"{name}_best_constant_classifier": value for name, value in best.items()})
     return out
 
