@@ -7,7 +7,8 @@ labels on the scores, ``scipy.optimize.isotonic_regression``); in a window each 
 calibrated probability ``q`` and prediction ``ŷ`` adds ``q·ŷ`` to TP, ``(1−q)·ŷ`` to FP,
 ``q·(1−ŷ)`` to FN and ``(1−q)(1−ŷ)`` to TN. The band is the spread of the metric when each
 label is drawn from its ``q`` (Monte Carlo): what the realized metric would scatter over if
-the calibration holds.
+the calibration holds, widened by the calibration's own error (learned from ``n_b`` baseline
+labels, it is of the size of the metric's sampling error at ``n_b``: ``× √(1 + n/n_b)``).
 
 When it cannot be trusted, it says so (:attr:`Calibrator.trusted`, :func:`agreement`):
 
@@ -54,6 +55,7 @@ class Calibrator:
     values: tuple[float, ...]  # calibrated probability at each knot
     trusted: bool
     reason: str  # why not trusted, or "" when trusted
+    rows: int = 0  # baseline rows it was fitted on: its own error is of their sampling size
 
     def __call__(self, scores: FloatArray) -> FloatArray:
         if not self.knots:
@@ -66,6 +68,7 @@ class Calibrator:
             "values": list(self.values),
             "trusted": self.trusted,
             "reason": self.reason,
+            "rows": self.rows,
         }
 
     @classmethod
@@ -75,6 +78,7 @@ class Calibrator:
             tuple(float(v) for v in data["values"]),
             bool(data["trusted"]),
             str(data["reason"]),
+            int(data.get("rows", 0)),
         )
 
 
@@ -110,13 +114,17 @@ def fit_calibrator(scores: FloatArray, labels: IntArray, *, seed: int = 0) -> Ca
     positives = int(labels.sum())
     if min(positives, labels.size - positives) < MIN_PER_CLASS:
         return Calibrator(
-            (), (), False, f"fewer than {MIN_PER_CLASS} baseline labels of a class to calibrate on"
+            (),
+            (),
+            False,
+            f"fewer than {MIN_PER_CLASS} baseline labels of a class to calibrate on",
+            labels.size,
         )
     knots, values = _isotonic(scores, labels)
     half = np.random.default_rng(seed).permutation(labels.size)
     fit_rows, check_rows = half[: labels.size // 2], half[labels.size // 2 :]
     k, v = _isotonic(scores[fit_rows], labels[fit_rows])
-    held_out = Calibrator(tuple(k), tuple(v), True, "")
+    held_out = Calibrator(tuple(k), tuple(v), True, "", fit_rows.size)
     predicted = (scores[check_rows] >= 0.5).astype(np.int64)
     estimate = estimate_binary(scores[check_rows], predicted, held_out, seed=seed)
     realized = binary_scalars(*_counts(labels[check_rows], predicted))["accuracy"]
@@ -129,8 +137,9 @@ def fit_calibrator(scores: FloatArray, labels: IntArray, *, seed: int = 0) -> Ca
             False,
             f"calibration does not hold on held-out baseline rows (estimated accuracy "
             f"{estimate['accuracy'].value:.3f}, realized {realized:.3f})",
+            labels.size,
         )
-    return Calibrator(tuple(knots.tolist()), tuple(values.tolist()), True, "")
+    return Calibrator(tuple(knots.tolist()), tuple(values.tolist()), True, "", labels.size)
 
 
 def _counts(y: IntArray, p: IntArray) -> tuple[float, float, float, float]:
@@ -199,6 +208,9 @@ def estimate_binary(
     drawn["auc"] = np.concatenate(auc)
     expected["auc"] = float(np.nanmean(drawn["auc"]))
     tail = (1 - band) / 2
+    # The calibration map was learned from ``rows`` labels: its error in a window's metric is
+    # of the size of that metric's sampling error at ``rows``, added to the window's own.
+    widen = math.sqrt(1 + n / calibrator.rows) if calibrator.rows > 0 else 1.0
     out = {}
     for name in ESTIMATED:
         values = np.asarray(drawn[name], dtype=np.float64)
@@ -207,7 +219,10 @@ def estimate_binary(
             out[name] = Estimate(float(expected[name]), math.nan, math.nan)
             continue
         low, high = np.quantile(values, [tail, 1 - tail])
-        out[name] = Estimate(float(expected[name]), float(low), float(high))
+        centre = float(expected[name])
+        out[name] = Estimate(
+            centre, centre - (centre - float(low)) * widen, centre + (float(high) - centre) * widen
+        )
     return out
 
 
