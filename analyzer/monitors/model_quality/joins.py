@@ -102,7 +102,10 @@ def _stage(db: Database, keys: list[tuple[str]], table: str) -> None:
     db.execute("CREATE TEMP TABLE IF NOT EXISTS mq_batch (key TEXT PRIMARY KEY)")
     db.execute("DELETE FROM mq_batch")
     db.conn.executemany("INSERT OR IGNORE INTO mq_batch VALUES (?)", keys)
-    db.execute(f"DELETE FROM mq_batch WHERE key IN (SELECT key FROM {table})")
+    # EXISTS, not IN: an IN list would be built from the whole table at every batch.
+    db.execute(
+        f"DELETE FROM mq_batch WHERE EXISTS (SELECT 1 FROM {table} t WHERE t.key = mq_batch.key)"
+    )
 
 
 def _mark_joined(db: Database, window_s: int) -> int:
@@ -111,8 +114,7 @@ def _mark_joined(db: Database, window_s: int) -> int:
     db.execute(
         "INSERT OR IGNORE INTO mq_dirty SELECT DISTINCT"
         f" CAST(inference_time / {int(window_s)} AS INTEGER) * {int(window_s)}"
-        " FROM mq_predictions p JOIN mq_labels l USING (key)"
-        " WHERE p.key IN (SELECT key FROM mq_batch)"
+        " FROM mq_batch b JOIN mq_predictions p USING (key) JOIN mq_labels l USING (key)"
     )
     db.execute("DELETE FROM mq_batch")
     return added
