@@ -126,7 +126,7 @@ def test_binary_degenerate_windows_give_nan_not_a_crash() -> None:
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("n", [1, 3, 40, 2000])
+@pytest.mark.parametrize("n", [1, 3, 40, 500])
 def test_multiclass_against_sklearn(seed: int, n: int) -> None:
     rng = np.random.default_rng(seed)
     k = int(rng.integers(2, 7))
