@@ -11,8 +11,11 @@ Per size, each in a fresh process (wall time and peak RSS of that process):
   and the label-free estimate (CBPE) for the same window;
 - **floor**: scikit-learn computing accuracy, precision, recall, F1 and AUC on in-memory
   arrays (no join, no storage);
-- **NannyML 0.13** (in its own virtualenv at ``/work/nannyml-venv``, when present): the
-  realized-performance calculator and CBPE on the same rows, joined by pandas in memory.
+- **NannyML 0.13** (in its own virtualenv at ``/work/nannyml-venv``, when present: ``python
+  -m venv /work/nannyml-venv && /work/nannyml-venv/bin/pip install "nannyml==0.13.*"
+  statsmodels && touch /work/nannyml-venv/.ready``; 0.13.1 imports statsmodels without
+  declaring it): the realized-performance calculator and CBPE on the same rows, joined by
+  pandas in memory, with its usage reporting switched off.
 
 Prints seconds, peak RSS and the ratio NannyML / ours.
 """
@@ -133,7 +136,8 @@ def run(python: Path | str, code: str, *args: str) -> dict[str, float]:
         check=True,
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        # NannyML reports usage to a web service unless told not to; nothing leaves here.
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "NML_DISABLE_USAGE_LOGGING": "1"},
     )
     return json.loads(out.stdout.strip().splitlines()[-1].replace("'", '"'))
 
