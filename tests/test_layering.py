@@ -18,6 +18,11 @@ PURE_ANALYZER = (
     "checks",
     "report_format",
     "statistics_format",
+    "monitors/model_quality/metrics",
+    "monitors/model_quality/documents",
+    "monitors/model_quality/verdict",
+    "monitors/model_quality/evaluate",
+    "monitors/model_quality/estimate",
 )
 IO_MODULES = {"aiohttp", "sqlite3", "sqlite_utils", "httpx", "socket", "asyncio"}
 

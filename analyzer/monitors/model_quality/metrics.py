@@ -1,0 +1,358 @@
+"""Model-quality metrics as SageMaker's model-quality monitor lists them, from plain arrays.
+
+Pure numpy (scipy's ``rankdata`` for AUC). Three problem types, each a function from the
+joined arrays of one window to ``{metric: value}``:
+
+- :func:`regression_metrics`: ``mae, mse, rmse, r2``;
+- :func:`binary_metrics`: the confusion matrix, recall, precision, accuracy, the four rates,
+  ROC and precision–recall curves, AUC, F0.5/F1/F2 and the best-constant-classifier
+  variants (the classifier that always answers the positive class);
+- :func:`multiclass_metrics`: the confusion matrix, accuracy and the support-weighted
+  recall, precision and F-scores, with the best-constant variants (always the most frequent
+  true class).
+
+Conventions, where SageMaker's container and scikit-learn could differ:
+
+- A ratio whose denominator is zero (precision with no predicted positive, recall with no
+  actual positive, AUC with one class) is NaN, written ``"NaN"`` as SageMaker writes it;
+  inside a weighted multiclass average a class's 0/0 precision or F-score counts as 0
+  (Spark's ``MulticlassMetrics`` and scikit-learn's ``zero_division=0`` agree on that).
+- Confusion matrices are ``{actual: {predicted: count}}``, as in SageMaker's example.
+- ``r2`` is the coefficient of determination, ``1 − SS_res / SS_tot`` with ``SS_tot`` around
+  the mean of the *labels* (scikit-learn's). SageMaker's container divides by the spread of
+  the *predictions* instead (Spark's ``RegressionMetrics`` fed its pairs the other way round:
+  its own example file shows it); ``r2_convention="sagemaker"`` reproduces that number, so
+  that thresholds taken from a SageMaker-made baseline keep their meaning.
+- Curves are cut to at most ``max_curve_points`` thresholds (evenly by rank, keeping both
+  ends), so that a report stays small on a window of a million labels; AUC is exact.
+- ``standard_deviation`` (:func:`with_standard_deviation`): SageMaker's recipe, the metric on
+  5 subsamples of 80% without replacement, seeded, when n ≥ 200; else NaN. The sample
+  standard deviation (ddof 1, as Spark's ``stddev``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "BETAS",
+    "BINARY_SCALARS",
+    "MULTICLASS_SCALARS",
+    "REGRESSION_SCALARS",
+    "binary_metrics",
+    "binary_scalars",
+    "multiclass_metrics",
+    "regression_metrics",
+    "weighted_scalars",
+    "with_standard_deviation",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+R2Convention = Literal["standard", "sagemaker"]
+
+BETAS: dict[str, float] = {"f0_5": 0.5, "f1": 1.0, "f2": 2.0}
+REGRESSION_SCALARS = ("mae", "mse", "rmse", "r2")
+_BINARY_RATES = (
+    "recall",
+    "precision",
+    "accuracy",
+    "true_positive_rate",
+    "true_negative_rate",
+    "false_positive_rate",
+    "false_negative_rate",
+)
+_BEST_CONSTANT = ("recall", "precision", "accuracy", *BETAS)
+BINARY_SCALARS = (
+    *_BINARY_RATES,
+    "auc",
+    *BETAS,
+    *(f"{name}_best_constant_classifier" for name in _BEST_CONSTANT),
+)
+_WEIGHTED = ("weighted_recall", "weighted_precision", *(f"weighted_{b}" for b in BETAS))
+MULTICLASS_SCALARS = (
+    "accuracy",
+    *_WEIGHTED,
+    *(f"{name}_best_constant_classifier" for name in ("accuracy", *_WEIGHTED)),
+)
+SUBSAMPLES = 5
+SUBSAMPLE_FRACTION = 0.8
+MIN_ROWS_FOR_DEVIATION = 200
+MAX_CURVE_POINTS = 1001
+
+
+def _ratio(numerator: Any, denominator: Any) -> Any:
+    """``numerator / denominator``, NaN where the denominator is 0; scalars or arrays."""
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    out = np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den != 0)
+    return float(out) if out.ndim == 0 else out
+
+
+def _f_beta(tp: Any, fp: Any, fn: Any, beta: float) -> Any:
+    """F-beta from counts: ``(1+β²)TP / ((1+β²)TP + β²FN + FP)``; NaN when all three are 0."""
+    b2 = beta * beta
+    return _ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp)
+
+
+def regression_metrics(
+    y_true: FloatArray, y_pred: FloatArray, r2_convention: R2Convention = "standard"
+) -> dict[str, float]:
+    """``mae, mse, rmse, r2`` of one window; all NaN on an empty one.
+
+    Examples
+    --------
+    >>> m = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
+    >>> round(m["mae"], 4), round(m["mse"], 4), round(m["r2"], 4)
+    (0.3333, 0.3333, 0.5)
+    """
+    if y_true.size == 0:
+        return dict.fromkeys(REGRESSION_SCALARS, math.nan)
+    error = y_true - y_pred
+    mse = float(np.mean(error * error))
+    spread_of = y_pred if r2_convention == "sagemaker" else y_true
+    centred = spread_of - np.mean(spread_of)
+    ss_tot = float(np.dot(centred, centred))
+    r2 = 1.0 - float(np.dot(error, error)) / ss_tot if ss_tot > 0 else math.nan
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "mse": mse,
+        "rmse": math.sqrt(mse),
+        "r2": r2,
+    }
+
+
+def _auc(y_true: IntArray, y_score: FloatArray) -> float:
+    """Area under the ROC curve by the Mann–Whitney statistic (ties count half): exact."""
+    positives = int(np.count_nonzero(y_true))
+    negatives = y_true.size - positives
+    if positives == 0 or negatives == 0:
+        return math.nan
+    from scipy.stats import rankdata
+
+    ranks = rankdata(y_score)  # average ranks: a tie between classes counts one half
+    rank_sum = float(np.sum(ranks[y_true == 1]))
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def _thin(index: IntArray, most: int) -> IntArray:
+    """At most ``most`` of ``index``, evenly by position, first and last kept."""
+    if index.size <= most:
+        return index
+    keep = np.unique(np.linspace(0, index.size - 1, most).round().astype(np.int64))
+    return index[keep]
+
+
+def _curves(
+    y_true: IntArray, y_score: FloatArray, most: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """ROC and precision–recall points at every distinct score, highest first (thinned)."""
+    order = np.argsort(-y_score, kind="mergesort")
+    score = y_score[order]
+    hit = y_true[order]
+    last_of_tie = np.flatnonzero(np.diff(score) != 0)
+    cut = np.append(last_of_tie, score.size - 1).astype(np.int64)
+    cut = _thin(cut, most - 1)
+    tps = np.cumsum(hit)[cut].astype(np.float64)
+    fps = (cut + 1).astype(np.float64) - tps
+    positives, negatives = float(tps[-1]), float(fps[-1])
+    tpr = tps / positives if positives else np.full_like(tps, np.nan)
+    fpr = fps / negatives if negatives else np.full_like(fps, np.nan)
+    precision = tps / (tps + fps)
+    roc = {
+        "false_positive_rates": [0.0, *fpr.tolist()],
+        "true_positive_rates": [0.0, *tpr.tolist()],
+    }
+    pr = {"precisions": [1.0, *precision.tolist()], "recalls": [0.0, *tpr.tolist()]}
+    return roc, pr
+
+
+def _binary_counts(y_true: IntArray, y_pred: IntArray) -> tuple[int, int, int, int]:
+    tp = int(np.count_nonzero(y_true & y_pred))
+    fp = int(np.count_nonzero(y_pred)) - tp
+    fn = int(np.count_nonzero(y_true)) - tp
+    return tp, fp, y_true.size - tp - fp - fn, fn
+
+
+def binary_scalars(tp: Any, fp: Any, tn: Any, fn: Any) -> dict[str, Any]:
+    """The confusion-matrix metrics of the binary section from its four counts.
+
+    Counts may be numbers or equal-shaped arrays (one value per resampled matrix).
+    """
+    tpr = _ratio(tp, tp + fn)
+    fpr = _ratio(fp, fp + tn)
+    out = {
+        "recall": tpr,
+        "precision": _ratio(tp, tp + fp),
+        "accuracy": _ratio(tp + tn, tp + fp + tn + fn),
+        "true_positive_rate": tpr,
+        "true_negative_rate": 1.0 - fpr,
+        "false_positive_rate": fpr,
+        "false_negative_rate": 1.0 - tpr,
+    }
+    out.update({name: _f_beta(tp, fp, fn, beta) for name, beta in BETAS.items()})
+    return out
+
+
+def binary_metrics(
+    y_true: IntArray,
+    y_pred: IntArray,
+    y_score: FloatArray | None = None,
+    *,
+    max_curve_points: int = MAX_CURVE_POINTS,
+) -> dict[str, Any]:
+    """SageMaker's ``binary_classification_metrics`` of one window (values only).
+
+    ``y_true`` and ``y_pred`` hold 0/1; ``y_score`` the probability of class 1 (without it,
+    AUC and the curves are absent, as in SageMaker when no probability attribute is set).
+
+    Examples
+    --------
+    >>> m = binary_metrics(np.array([0, 0, 0, 1]), np.array([0, 1, 1, 1]))
+    >>> m["confusion_matrix"], round(m["precision"], 4), m["accuracy_best_constant_classifier"]
+    ({'0': {'0': 1, '1': 2}, '1': {'0': 0, '1': 1}}, 0.3333, 0.25)
+    """
+    y_true = y_true.astype(np.int64)
+    y_pred = y_pred.astype(np.int64)
+    tp, fp, tn, fn = _binary_counts(y_true, y_pred)
+    out: dict[str, Any] = {"confusion_matrix": {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}}}
+    out.update(binary_scalars(tp, fp, tn, fn))
+    positives, negatives = tp + fn, tn + fp
+    constant = binary_scalars(positives, negatives, 0, 0)  # always answers "1"
+    out.update({f"{name}_best_constant_classifier": constant[name] for name in _BEST_CONSTANT})
+    if y_score is not None and y_true.size:
+        out["auc"] = _auc(y_true, y_score)
+        roc, pr = _curves(y_true, y_score, max_curve_points)
+        out["receiver_operating_characteristic_curve"] = roc
+        out["precision_recall_curve"] = pr
+    elif y_score is not None:
+        out["auc"] = math.nan
+    return out
+
+
+def weighted_scalars(matrix: Any) -> dict[str, Any]:
+    """Accuracy and the support-weighted recall, precision and F-scores of a confusion matrix.
+
+    ``matrix[..., actual, predicted]``: one matrix, or a stack of them (one value each).
+    A class's 0/0 precision or F-score counts as 0 inside the average.
+    """
+    counts = np.asarray(matrix, dtype=np.float64)
+    tp = np.diagonal(counts, axis1=-2, axis2=-1)
+    support = counts.sum(axis=-1)
+    predicted = counts.sum(axis=-2)
+    n = support.sum(axis=-1, keepdims=True)
+    weight = _ratio(support, n)
+
+    def average(numerator: Any, denominator: Any) -> Any:
+        per_class = np.nan_to_num(_ratio(numerator, denominator), nan=0.0)
+        total = np.sum(weight * per_class, axis=-1)
+        return float(total) if np.ndim(total) == 0 else total
+
+    out = {
+        "accuracy": _ratio(tp.sum(axis=-1), n[..., 0]),
+        "weighted_recall": average(tp, support),
+        "weighted_precision": average(tp, predicted),
+    }
+    for name, beta in BETAS.items():
+        b2 = beta * beta
+        denominator = (1 + b2) * tp + b2 * (support - tp) + (predicted - tp)
+        out[f"weighted_{name}"] = average((1 + b2) * tp, denominator)
+    return out
+
+
+def multiclass_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
+    """SageMaker's ``multiclass_classification_metrics`` of one window (values only).
+
+    Labels are compared as strings; the classes are those seen in either array, sorted.
+
+    Examples
+    --------
+    >>> m = multiclass_metrics(["a", "b", "b", "c"], ["a", "b", "c", "c"])
+    >>> m["accuracy"], round(m["weighted_precision"], 4), m["accuracy_best_constant_classifier"]
+    (0.75, 0.875, 0.5)
+    """
+    n = len(y_true)
+    classes = sorted(set(y_true) | set(y_pred))
+    if n == 0:
+        nan = dict.fromkeys(MULTICLASS_SCALARS, math.nan)
+        return {"confusion_matrix": {}, **nan}
+    where = {label: i for i, label in enumerate(classes)}
+    truth = np.fromiter((where[v] for v in y_true), np.int64, n)
+    guess = np.fromiter((where[v] for v in y_pred), np.int64, n)
+    k = len(classes)
+    matrix = np.bincount(truth * k + guess, minlength=k * k).reshape(k, k)
+    support = matrix.sum(axis=1)
+    out: dict[str, Any] = {
+        "confusion_matrix": {
+            actual: {predicted: int(matrix[i, j]) for j, predicted in enumerate(classes)}
+            for i, actual in enumerate(classes)
+        },
+    }
+    out.update(weighted_scalars(matrix))
+    top = int(np.argmax(support))  # the most frequent true class; ties: the first in order
+    constant = np.zeros_like(matrix)
+    constant[:, top] = support
+    best = weighted_scalars(constant)
+    out.update({f"{name}_best_constant_classifier": value for name, value in best.items()})
+    return out
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, float)
+
+
+def with_standard_deviation(
+    compute: Callable[..., Mapping[str, Any]],
+    arrays: Sequence[Any],
+    *,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``compute(*arrays)`` with each scalar as ``{"value", "standard_deviation"}``.
+
+    The deviation is SageMaker's: the metric over ``SUBSAMPLES`` subsamples of 80% of the
+    rows (without replacement, from ``seed``), when there are at least 200 rows; else NaN.
+    Non-scalar entries (confusion matrix, curves) pass through unchanged.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> y = rng.normal(size=300)
+    >>> out = with_standard_deviation(regression_metrics, [y, y + rng.normal(size=300)])
+    >>> 0 < out["mae"]["standard_deviation"] < 0.1
+    True
+    """
+    full = compute(*arrays)
+    n = len(arrays[0])
+    deviations: dict[str, float] = {}
+    if n >= MIN_ROWS_FOR_DEVIATION:
+        rng = np.random.default_rng(seed)
+        size = int(n * SUBSAMPLE_FRACTION)
+        runs: list[Mapping[str, Any]] = []
+        for _ in range(SUBSAMPLES):
+            pick = np.sort(rng.choice(n, size=size, replace=False))
+            runs.append(compute(*(_take(a, pick) for a in arrays)))
+        for name, value in full.items():
+            if _is_scalar(value):
+                values = np.array([run[name] for run in runs], dtype=np.float64)
+                deviations[name] = float(np.std(values, ddof=1))
+    return {
+        name: (
+            {"value": value, "standard_deviation": deviations.get(name, math.nan)}
+            if _is_scalar(value)
+            else value
+        )
+        for name, value in full.items()
+    }
+
+
+def _take(array: Any, pick: IntArray) -> Any:
+    if isinstance(array, np.ndarray):
+        return array[pick]
+    if array is None:
+        return None
+    return [array[i] for i in pick]

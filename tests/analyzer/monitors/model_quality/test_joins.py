@@ -1,0 +1,130 @@
+"""The prediction–label join on a real SQLite file: either order, exactly once, kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from analyzer.monitors.model_quality.joins import (
+    add_labels,
+    add_predictions,
+    create_tables,
+    expire,
+    label_counts,
+    take_dirty_windows,
+    window_pairs,
+)
+
+WINDOW = 3600
+
+
+def open_db(path: Path) -> Database:
+    db = Database(path)
+    create_tables(db)
+    return db
+
+
+def prediction(key: str, t: float, yhat: str = "1", p: float | None = 0.8) -> dict:
+    return {"key": key, "event_id": key, "inference_id": None, "inference_time": t,
+            "prediction": yhat, "probability": p}  # fmt: skip
+
+
+def test_labels_join_in_either_order_and_count_once(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "m.db")
+    with db.conn:
+        assert add_predictions(db, [prediction("a", 10.0), prediction("b", 20.0)], WINDOW) == 2
+        assert add_labels(db, [("b", "0")], received_at=30.0, window_s=WINDOW) == (1, 0)
+    assert take_dirty_windows(db) == [0]
+    assert take_dirty_windows(db) == []  # taken
+    with db.conn:  # the label first, its prediction later (in the next hour's window)
+        assert add_labels(db, [("c", "1"), ("b", "1")], received_at=40.0, window_s=WINDOW) == (
+            1,
+            1,
+        )
+        assert add_predictions(db, [prediction("c", 3700.0, "0", None)], WINDOW) == 1
+        assert add_predictions(db, [prediction("a", 10.0)], WINDOW) == 0  # read twice
+    assert take_dirty_windows(db) == [3600]
+    first = window_pairs(db, 0, 3600)
+    assert (first.labels, first.predictions) == (["0"], ["1"])  # b's first label stands
+    second = window_pairs(db, 3600, 7200)
+    assert second.labels == ["1"] and second.predictions == ["0"]
+    assert str(second.probabilities[0]) == "nan"
+
+
+def test_label_counts(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "m.db")
+    with db.conn:
+        add_predictions(db, [prediction(k, t) for k, t in [("a", 0), ("b", 0), ("c", 900)]], 60)
+        add_labels(db, [("a", "1"), ("zz", "0")], received_at=100.0, window_s=60)
+        add_labels(db, [("yy", "0")], received_at=950.0, window_s=60)
+    counts = label_counts(db, now=1000.0, label_delay_s=500.0)
+    assert counts.matched == 1
+    assert counts.unmatched == 1 and counts.waiting == 1  # zz is late past the wait; yy not
+    assert counts.pending == 1 and counts.expired == 1  # c can still get one; b will not
+    assert expire(db, before=500.0) == (2, 2)
+    assert label_counts(db, now=1000.0, label_delay_s=500.0).matched == 0
+
+
+INGEST = textwrap.dedent(
+    """
+    import sys
+    from sqlite_utils import Database
+    from analyzer.monitors.model_quality.joins import add_labels, add_predictions, create_tables
+    db = Database(sys.argv[1])
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # as the store runs it
+    create_tables(db)
+    for batch in range(40):
+        keys = [f"k{batch}-{i}" for i in range(500)]
+        with db.conn:
+            add_predictions(db, [{"key": k, "inference_time": batch, "prediction": "1"}
+                                 for k in keys], 3600)
+            add_labels(db, [(k, "1") for k in keys], 0.0, 3600)
+            add_labels(db, [(k, "0") for k in keys[:10]], 0.0, 3600)  # a repeat post
+        if batch == 10:
+            print("committed", flush=True)
+            sys.stdin.readline()  # parked mid-ingest until killed
+    """
+)
+
+
+def test_kill_9_during_ingest_then_rerun_counts_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[4])}
+    child = subprocess.Popen(
+        [sys.executable, "-c", INGEST, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"committed\n"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+    db = Database(path)
+    assert label_counts(db, now=0.0, label_delay_s=0.0).matched == 11 * 500
+    rerun = subprocess.run(
+        [sys.executable, "-c", INGEST.replace("batch == 10", "batch == -1"), str(path)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert rerun.returncode == 0
+    counts = label_counts(Database(path), now=0.0, label_delay_s=0.0)
+    assert counts.matched == 40 * 500 and counts.unmatched == 0 and counts.pending == 0
+    pairs = window_pairs(Database(path), 0, 3600)
+    assert len(pairs) == 20_000 and set(pairs.labels) == {"1"}  # the repeats never applied
