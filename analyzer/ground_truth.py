@@ -2,8 +2,22 @@
 
 A record is ``{"groundTruthData": {"data": "1", "encoding": "CSV"}, "eventMetadata":
 {"eventId": "...", "inferenceTime": "..."}, "eventVersion": "0"}``; it is joined later on
-``inferenceId`` (when given) or ``eventId``. Each bad line is reported with its number and
-what is wrong, and the good ones are stored. Model-quality metrics are not computed yet.
+``inferenceId`` (when given) or ``eventId``. Model-quality metrics are not computed yet.
+
+The body is fed to a :class:`GroundTruthIntake` in pieces as it arrives (the web handler runs
+:meth:`GroundTruthIntake.feed` in a thread), so nothing holds the whole body: a line longer
+than ``max_line_bytes`` is skipped as it streams past and reported as bad, and only the first
+``max_bad_lines_shown`` bad lines are kept with their numbers and what is wrong (the rest are
+only counted). Pure: no I/O except :func:`store_ground_truth`, which runs in the writer's
+transaction.
+
+Examples
+--------
+>>> intake = GroundTruthIntake(max_line_bytes=1024, max_bad_lines_shown=1, received_at=0.0)
+>>> intake.feed(b'{"groundTruthData": {"data": "1"}, "eventMetadata": {"eventId": "e"}}\\nx\\ny')
+>>> intake.finish()
+>>> len(intake.rows), intake.bad_count, intake.bad_lines
+(1, 2, [{'line': 2, 'error': 'not JSON: a line must be a JSON object'}])
 """
 
 from __future__ import annotations
@@ -13,12 +27,14 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
-__all__ = ["parse_ground_truth", "store_ground_truth"]
+__all__ = ["COLUMNS", "GroundTruthIntake", "parse_ground_truth", "store_ground_truth"]
 
 ENCODINGS = ("CSV", "JSON", "BASE64")
+COLUMNS = ("event_id", "inference_id", "inference_time", "data", "encoding", "received_at")
+Row = tuple[str, str | None, str | None, str, str, float]
 
 
-def _row(record: Any, received_at: float) -> dict[str, Any]:
+def _row(record: Any, received_at: float) -> Row:
     if not isinstance(record, dict):
         raise ValueError("a line must be a JSON object")
     data = record.get("groundTruthData")
@@ -32,35 +48,111 @@ def _row(record: Any, received_at: float) -> dict[str, Any]:
         raise ValueError("eventMetadata.eventId must be the eventId of the captured request")
     inference_id = metadata.get("inferenceId")
     inference_time = metadata.get("inferenceTime")
-    return {
-        "event_id": metadata["eventId"],
-        "inference_id": inference_id if isinstance(inference_id, str) else None,
-        "inference_time": inference_time if isinstance(inference_time, str) else None,
-        "data": data["data"],
-        "encoding": encoding,
-        "received_at": received_at,
-    }
+    return (
+        metadata["eventId"],
+        inference_id if isinstance(inference_id, str) else None,
+        inference_time if isinstance(inference_time, str) else None,
+        data["data"],
+        encoding,
+        received_at,
+    )
+
+
+class GroundTruthIntake:
+    """Rows and bad lines of one body, fed in pieces; memory bounded by the line limit."""
+
+    def __init__(self, *, max_line_bytes: int, max_bad_lines_shown: int, received_at: float):
+        self.max_line_bytes = max_line_bytes
+        self.max_bad_lines_shown = max_bad_lines_shown
+        self.received_at = received_at
+        self.rows: list[Row] = []
+        self.bad_lines: list[dict[str, Any]] = []  # the first max_bad_lines_shown
+        self.bad_count = 0
+        self.long_lines = 0
+        self.lines = 0  # every line, blank ones included (bad lines are numbered from 1)
+        self._pending = bytearray()  # the start of a line whose end has not arrived
+        self._skipping = False  # inside a line already reported as too long
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next piece of the body (blocking CPU work: call it from a thread)."""
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                break
+            if self._skipping:
+                self._skipping = False
+            elif self._pending:
+                self._pending += chunk[start:end]
+                line = bytes(self._pending)
+                self._pending.clear()
+                self._line(line)
+            else:
+                self._line(chunk[start:end])
+            start = end + 1
+        rest = len(chunk) - start
+        if self._skipping or not rest:
+            return
+        if len(self._pending) + rest > self.max_line_bytes:
+            self._pending.clear()
+            self._too_long()
+            self._skipping = True
+        else:
+            self._pending += chunk[start:]
+
+    def finish(self) -> None:
+        """The body has ended: a last line without a newline is a line too."""
+        if self._pending:
+            line = bytes(self._pending)
+            self._pending.clear()
+            self._line(line)
+        self._skipping = False
+
+    def _too_long(self) -> None:
+        self.lines += 1
+        self.long_lines += 1
+        self._bad(
+            f"longer than {self.max_line_bytes} bytes (analyzer.ground_truth.max_line_bytes); "
+            "skipped"
+        )
+
+    def _line(self, line: bytes) -> None:
+        if len(line) > self.max_line_bytes:
+            self._too_long()
+            return
+        self.lines += 1
+        stripped = line.strip()
+        if not stripped:
+            return
+        if stripped[:1] != b"{":  # cheap: most garbage is refused without a JSON parse
+            self._bad("not JSON: a line must be a JSON object")
+            return
+        try:
+            self.rows.append(_row(orjson.loads(stripped), self.received_at))
+        except orjson.JSONDecodeError as exc:
+            self._bad(f"not JSON: {exc}")
+        except ValueError as exc:
+            self._bad(str(exc))
+
+    def _bad(self, error: str) -> None:
+        self.bad_count += 1
+        if len(self.bad_lines) < self.max_bad_lines_shown:
+            self.bad_lines.append({"line": self.lines, "error": error})
 
 
 def parse_ground_truth(
-    body: bytes, *, received_at: float
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows to store, and ``[{"line": n, "error": ...}]`` for lines that are not records."""
-    rows: list[dict[str, Any]] = []
-    bad: list[dict[str, Any]] = []
-    for number, line in enumerate(body.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(_row(orjson.loads(line), received_at))
-        except orjson.JSONDecodeError as exc:
-            bad.append({"line": number, "error": f"not JSON: {exc}"})
-        except ValueError as exc:
-            bad.append({"line": number, "error": str(exc)})
-    return rows, bad
+    body: bytes, *, received_at: float, max_line_bytes: int = 64 * 1024
+) -> tuple[list[Row], list[dict[str, Any]]]:
+    """Rows to store, and ``[{"line": n, "error": ...}]`` for every line that is not a record."""
+    intake = GroundTruthIntake(
+        max_line_bytes=max_line_bytes, max_bad_lines_shown=len(body) + 1, received_at=received_at
+    )
+    intake.feed(body)
+    intake.finish()
+    return intake.rows, intake.bad_lines
 
 
-def store_ground_truth(db: Database, rows: list[dict[str, Any]]) -> None:
+def store_ground_truth(db: Database, rows: list[Row]) -> None:
     """Insert the rows (inside the writer's transaction)."""
     if rows:
-        db.table("ground_truth").insert_all(rows)
+        db.table("ground_truth").insert_all(dict(zip(COLUMNS, row, strict=True)) for row in rows)
