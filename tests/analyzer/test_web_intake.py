@@ -13,10 +13,12 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from jsonschema import Draft202012Validator
 
 from analyzer.ground_truth import GroundTruthIntake, parse_ground_truth
 from analyzer.service import create_app, monitor_of
 from analyzer.store import read_counters
+from analyzer.web import OPENAPI_PATH
 from tests.analyzer.service_helpers import T0, Clock, make_config
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
@@ -63,6 +65,9 @@ async def test_a_body_of_bad_lines_gets_a_bounded_answer_with_the_count(
     doc = orjson.loads(answer)
     assert doc["bad_line_count"] == 30_000 and doc["lines"] == 30_001 and doc["stored"] == 1
     assert [b["line"] for b in doc["bad_lines"]] == list(range(1, 101))
+    openapi = orjson.loads(OPENAPI_PATH.read_bytes())
+    schema = {"$ref": "#/components/schemas/GroundTruthResult", **openapi}
+    Draft202012Validator(schema).validate(doc)
     assert stored(client) == ["kept"]
     assert counters(client)["ground_truth:bad_lines"] == 30_000
 
