@@ -94,6 +94,9 @@ async def test_a_body_at_the_limit_is_taken_and_one_byte_more_is_refused(
     assert response.status == 413 and "nothing was stored" in (await response.json())["error"]
     assert stored(client) == ["at-limit"]
     assert counters(client)["ground_truth:too_large"] == 2
+    metrics = await (await client.get("/monitor/metrics")).text()
+    assert "modelmon_ground_truth_too_large_total 2.0" in metrics
+    assert "modelmon_ground_truth_stored_total 1.0" in metrics
 
 
 async def test_a_long_line_is_reported_by_number_and_the_rest_stored(
