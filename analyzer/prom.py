@@ -4,7 +4,8 @@ Per feature: ``feature_baseline_drift_{f}`` (the drift distance), ``feature_non_
 (completeness) and ``feature_data_{f}{stat="min|max|sum|count|mean"}``; then violations by
 check type, the monitor state, the ingest counters and the ground-truth intake counters.
 Names are made legal for Prometheus (``[a-zA-Z_:][a-zA-Z0-9_:]*``): any other character
-becomes ``_``, a leading digit gets a ``_`` in front. Each app has its own :class:`~prometheus_client.CollectorRegistry`.
+becomes ``_``, a leading digit gets a ``_`` in front. Each app has its own
+:class:`~prometheus_client.CollectorRegistry`.
 
 Examples
 --------
@@ -142,7 +143,6 @@ class StatusCollector(Collector):
             if key.startswith("bad:"):
                 bad.add_metric([key[4:]], float(value))
         yield bad
-
 
     def _ground_truth(self) -> Iterator[Metric]:
         for key, help_text in (

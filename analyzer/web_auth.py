@@ -165,7 +165,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     body = await read_capped(request, MAX_LOGIN_BODY_BYTES, "the sign-in form")
     form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
-    target = _next((form.get("next") or [None])[0])
+    target = _next(form["next"][0] if form.get("next") else None)
     token = state.token
     if token is None:
         raise web.HTTPSeeOther(target)

@@ -32,9 +32,7 @@ async def test_database_reports_and_folders_are_private(
 ) -> None:
     old_umask = os.umask(0o022)  # the usual umask, which left them 0644/0755
     try:
-        config = make_config(
-            tmp_path, write_baseline(tmp_path / "baseline"), db="state/deep/m.db"
-        )
+        config = make_config(tmp_path, write_baseline(tmp_path / "baseline"), db="state/deep/m.db")
         clock = Clock(T0 + timedelta(minutes=59))
         app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
         await aiohttp_client(app)
@@ -59,9 +57,7 @@ async def test_database_reports_and_folders_are_private(
 
 
 @pytest.mark.parametrize("name", ["../../../x", "a/b", "..", ".hidden", "", "x" * 64, "a\\b"])
-def test_a_schedule_name_that_is_not_one_folder_name_is_refused(
-    tmp_path: Path, name: str
-) -> None:
+def test_a_schedule_name_that_is_not_one_folder_name_is_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(ConfigError, match="schedule_name"):
         make_config(tmp_path, None, schedule_name=name)
 
@@ -71,7 +67,7 @@ def test_a_report_folder_outside_reports_dir_is_refused(tmp_path: Path) -> None:
     inside = report_dir(config, T0)
     assert inside.is_relative_to(config.analyzer.reports_dir)
     forced = config.analyzer.model_copy(update={"schedule_name": "../../../x"})
-    with pytest.raises(ValueError, match="outside analyzer.reports_dir"):
+    with pytest.raises(ValueError, match=r"outside analyzer\.reports_dir"):
         report_dir(config.model_copy(update={"analyzer": forced}), T0)
 
 

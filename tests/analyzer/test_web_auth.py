@@ -31,9 +31,7 @@ async def served(
 ) -> tuple[TestClient[Any, Any], Clock]:
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     clock = Clock(T0)
-    config = make_config(
-        tmp_path, None, auth_token_env=TOKEN_ENV, session_max_age_s=MAX_AGE_S
-    )
+    config = make_config(tmp_path, None, auth_token_env=TOKEN_ENV, session_max_age_s=MAX_AGE_S)
     client = await aiohttp_client(create_app(config, clock=clock, run_loop=False))
     return client, clock
 
@@ -147,7 +145,8 @@ async def test_next_only_leads_to_a_page_of_the_monitor(
         )
         assert response.headers["Location"] == "/monitor/report", target
     response = await client.post(
-        "/monitor/login", data={"token": TOKEN, "next": "/monitor/runs?kind=hourly"},
+        "/monitor/login",
+        data={"token": TOKEN, "next": "/monitor/runs?kind=hourly"},
         allow_redirects=False,
     )
     assert response.headers["Location"] == "/monitor/runs?kind=hourly"

@@ -146,7 +146,9 @@ async def test_health_answers_while_a_body_is_being_parsed(
 
 
 def test_the_intake_matches_the_whole_body_parse_for_any_split() -> None:
-    body = record("a") + b"\r\n\n  \nnope\n" + record("b") + b"\n{\n" + b"y" * 300 + b"\n" + record("c")
+    body = b"".join(
+        [record("a"), b"\r\n\n  \nnope\n", record("b"), b"\n{\n", b"y" * 300, b"\n", record("c")]
+    )
     rows, bad = parse_ground_truth(body, received_at=0.0, max_line_bytes=256)
     assert [r[0] for r in rows] == ["a", "b", "c"]
     assert [b["line"] for b in bad] == [4, 6, 7]
