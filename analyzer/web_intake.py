@@ -1,8 +1,10 @@
 """``POST /monitor/ground-truth``: a body streamed in, parsed off the event loop, stored at once.
 
-The body is read in pieces as it arrives and handed to a thread in batches of at most
-``PARSE_BATCH_BYTES`` (:class:`analyzer.ground_truth.GroundTruthIntake`), so neither the body
-nor its parsing ever holds the loop: health and status answer during any intake. Limits
+The body is read in pieces as it arrives and handed in batches of at most
+``PARSE_BATCH_BYTES`` to one parsing thread of its own
+(:class:`analyzer.ground_truth.GroundTruthIntake`), so neither the body nor its parsing ever
+holds the loop, and however many bodies arrive at once they take one core at most and never
+the threads that read SQLite: health and status answer during any intake. Limits
 (``analyzer.ground_truth``): a body over ``max_body_bytes`` is refused with 413 and nothing
 of it is stored (a ``Content-Length`` over the limit is refused before a byte is read); a
 line over ``max_line_bytes`` is skipped as a bad line; only the first
@@ -14,6 +16,8 @@ transaction, so a body is stored whole or not at all. Counters: ``ground_truth:s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -24,10 +28,11 @@ from analyzer.store import add_counters
 from analyzer.web import STATE_KEY, ApiError, json_ok
 from analyzer.web_auth import need_bearer
 
-__all__ = ["PARSE_BATCH_BYTES", "ground_truth", "setup_intake_routes"]
+__all__ = ["PARSER_KEY", "PARSE_BATCH_BYTES", "ground_truth", "setup_intake_routes"]
 
 PARSE_BATCH_BYTES = 1024 * 1024
 _READ_BYTES = 64 * 1024
+PARSER_KEY = web.AppKey("modelmon_ground_truth_parser", ThreadPoolExecutor)
 
 
 async def _too_large(request: web.Request, limit: int) -> ApiError:
@@ -53,6 +58,8 @@ async def ground_truth(request: web.Request) -> web.Response:
         max_bad_lines_shown=limits.max_bad_lines_shown,
         received_at=monitor.clock(),
     )
+    loop = asyncio.get_running_loop()
+    parser = request.app[PARSER_KEY]
     received = 0
     batch = bytearray()
     async for chunk in request.content.iter_chunked(_READ_BYTES):
@@ -61,9 +68,9 @@ async def ground_truth(request: web.Request) -> web.Response:
             raise await _too_large(request, limits.max_body_bytes)
         batch += chunk
         if len(batch) >= PARSE_BATCH_BYTES:
-            await asyncio.to_thread(intake.feed, bytes(batch))
+            await loop.run_in_executor(parser, intake.feed, bytes(batch))
             batch.clear()
-    await asyncio.to_thread(intake.feed, bytes(batch))
+    await loop.run_in_executor(parser, intake.feed, bytes(batch))
     intake.finish()
     if not intake.rows and not intake.bad_count:
         raise ApiError(
@@ -89,6 +96,15 @@ async def ground_truth(request: web.Request) -> web.Response:
     return json_ok(body)
 
 
+async def _parser(app: web.Application) -> AsyncIterator[None]:
+    app[PARSER_KEY] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelmon-ground-truth")
+    try:
+        yield
+    finally:  # a batch being parsed finishes (it is at most PARSE_BATCH_BYTES)
+        await asyncio.to_thread(app[PARSER_KEY].shutdown, wait=True, cancel_futures=True)
+
+
 def setup_intake_routes(app: web.Application) -> None:
-    """Mount the ground-truth intake."""
+    """Mount the ground-truth intake and its parsing thread."""
+    app.cleanup_ctx.append(_parser)
     app.router.add_post("/monitor/ground-truth", ground_truth)

@@ -125,9 +125,11 @@ async def test_health_answers_while_a_body_is_being_parsed(
 ) -> None:
     parsing, release = threading.Event(), threading.Event()
     released_in_time: list[bool] = []
+    threads: set[str] = set()
     feed = GroundTruthIntake.feed
 
     def held_feed(self: GroundTruthIntake, chunk: bytes) -> None:
+        threads.add(threading.current_thread().name)
         if chunk and not parsing.is_set():
             parsing.set()  # parsing has begun; it stays in progress until health answered
             released_in_time.append(release.wait(timeout=20))
@@ -143,6 +145,7 @@ async def test_health_answers_while_a_body_is_being_parsed(
     response = await post
     assert response.status == 200 and (await response.json())["stored"] == 500
     assert released_in_time == [True]
+    assert {name.split("_")[0] for name in threads} == {"modelmon-ground-truth"}  # its own
 
 
 def test_the_intake_matches_the_whole_body_parse_for_any_split() -> None:
