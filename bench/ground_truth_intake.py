@@ -1,12 +1,13 @@
 """Ground-truth intake under a hostile body (issue 9, item 4): time, answer size, the analyzer's
 peak RSS, and how long ``/monitor/health`` takes while the body is being taken.
 
-    python bench/ground_truth_intake.py [--mib 16] [--kind bad|good]
+    python bench/ground_truth_intake.py [--mib 16] [--kind bad|crafted|good]
 
 A real ``modelmon analyzer`` is started as a subprocess (``analyzer.ground_truth.
 max_body_bytes`` raised to fit the body). One ``POST /monitor/ground-truth`` sends ``--mib``
-MiB of ``x\\n`` lines (``bad``) or of minimal valid records (``good``, the memory worst case:
-every line becomes a stored row); meanwhile ``GET /monitor/health`` is sent one after the
+MiB of ``x\\n`` lines (``bad``), of the costliest bad line known (``crafted``: it passes the
+cheap checks and fails in the JSON parser), or of minimal valid records (``good``, the memory
+worst case: every line becomes a stored row); meanwhile ``GET /monitor/health`` is sent one after the
 other and timed, and the service's RSS sampled. Anchor, same run: health p50/max before the
 POST (the idle round trip), so the figures are ratios on a noisy machine.
 """
@@ -37,11 +38,11 @@ def _free_port() -> int:
 
 def _body(mib: int, kind: str) -> bytes:
     size = mib * 1024 * 1024
-    line = (
-        b"x\n"
-        if kind == "bad"
-        else b'{"groundTruthData":{"data":"1"},"eventMetadata":{"eventId":"e-000000000"}}\n'
-    )
+    line = {
+        "bad": b"x\n",
+        "crafted": b'{"groundTruthData""eventMetadata"}\n',
+        "good": b'{"groundTruthData":{"data":"1"},"eventMetadata":{"eventId":"e-000000000"}}\n',
+    }[kind]
     return (line * (size // len(line) + 1))[:size]
 
 
@@ -92,7 +93,9 @@ async def main(mib: int, kind: str) -> None:
                         await asyncio.sleep(0.1)
                 idle = [0.0]
                 stop_idle = asyncio.Event()
-                task = asyncio.ensure_future(_health_loop(probe, f"{base}/monitor/health", stop_idle))
+                task = asyncio.ensure_future(
+                    _health_loop(probe, f"{base}/monitor/health", stop_idle)
+                )
                 await asyncio.sleep(2)
                 stop_idle.set()
                 idle = await task
@@ -130,6 +133,6 @@ async def main(mib: int, kind: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=16)
-    parser.add_argument("--kind", choices=("bad", "good"), default="bad")
+    parser.add_argument("--kind", choices=("bad", "crafted", "good"), default="bad")
     args = parser.parse_args()
     asyncio.run(main(args.mib, args.kind))
