@@ -7,9 +7,9 @@ A real ``modelmon analyzer`` is started as a subprocess (``analyzer.ground_truth
 max_body_bytes`` raised to fit the body). One ``POST /monitor/ground-truth`` sends ``--mib``
 MiB of ``x\\n`` lines (``bad``), of the costliest bad line known (``crafted``: it passes the
 cheap checks and fails in the JSON parser), or of minimal valid records (``good``, the memory
-worst case: every line becomes a stored row); meanwhile ``GET /monitor/health`` is sent one after the
-other and timed, and the service's RSS sampled. Anchor, same run: health p50/max before the
-POST (the idle round trip), so the figures are ratios on a noisy machine.
+worst case: every line becomes a stored row); meanwhile ``GET /monitor/health`` is sent one
+after the other and timed, and the service's RSS sampled. Anchor, same run: health p50/max
+before the POST (the idle round trip), so the figures are ratios on a noisy machine.
 """
 
 from __future__ import annotations
