@@ -179,3 +179,17 @@ async def test_health_reports_a_failing_run(
     response = await client.get("/monitor/health")
     body = await response.json()
     assert response.status == 503 and "disk full" in body["problems"][0]
+
+
+async def test_a_failure_inside_a_handler_is_a_json_500_and_logged(
+    running: tuple[TestClient[Any, Any], web.Application, int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, app, _ = running
+    run_id = monitor_of(app).store.write(
+        lambda db: db.table("runs").insert({"kind": "window", "features": "{not json"}).last_pk
+    )
+    response = await client.get(f"/monitor/runs/{run_id}", headers=GOOD)
+    assert response.status == 500 and response.content_type == "application/json"
+    assert "log" in (await response.json())["error"]
+    assert any(f"/monitor/runs/{run_id} failed" in r.getMessage() for r in caplog.records)
