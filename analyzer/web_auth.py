@@ -41,7 +41,7 @@ __all__ = [
 
 COOKIE = "modelmon_session"
 MAX_LOGIN_BODY_BYTES = 4096
-_NEXT = re.compile(r"/monitor/[A-Za-z0-9/_.?=&%-]*")
+_NEXT = re.compile(r"/monitor/[A-Za-z0-9/_.?=&-]*")  # same site, no %-escapes
 _DEFAULT_NEXT = "/monitor/report"
 
 

@@ -139,7 +139,13 @@ async def test_next_only_leads_to_a_page_of_the_monitor(
     served: tuple[TestClient[Any, Any], Clock],
 ) -> None:
     client, _ = served
-    for target in ("//evil.example/x", "https://evil.example/", "/monitor/../etc", "/other"):
+    for target in (
+        "//evil.example/x",
+        "https://evil.example/",
+        "/monitor/../etc",
+        "/monitor/%2e%2e/etc",
+        "/other",
+    ):
         response = await client.post(
             "/monitor/login", data={"token": TOKEN, "next": target}, allow_redirects=False
         )
