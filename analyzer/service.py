@@ -84,6 +84,8 @@ async def _run_loop(monitor: Monitor, interval_s: float, cron: CronSchedule | No
     loop = asyncio.get_running_loop()
     while True:
         started = loop.time()
+        # logged once (also when no probe asks /monitor/health, which answers 503 for it)
+        await asyncio.to_thread(monitor.store.file_problem)
         try:
             await monitor.tick()
             monitor.last_error = None

@@ -3,15 +3,21 @@ deleted under the running service detected (health 503, logged), never silently 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
+import socket
 import stat
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -86,3 +92,46 @@ async def test_a_database_deleted_under_the_running_service_is_reported(
             assert any("was deleted while the analyzer runs" in p for p in body["problems"])
     assert [r.message for r in caplog.records].count(body["problems"][0]) == 1  # logged once
     assert not config.analyzer.db.exists()  # not silently recreated
+
+
+async def test_the_running_command_logs_a_deleted_database_by_itself(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = {
+        "proxy": {"upstream": "http://127.0.0.1:9"},
+        "capture": {"dir": "capture"},
+        "analyzer": {"listen": f"127.0.0.1:{port}", "db": "m.db", "schedule_interval_s": 0.2},
+    }
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(config))
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "modelmon", "analyzer", "--config", str(tmp_path / "m.yaml")),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen: list[str] = []
+
+    async def until(words: str) -> None:
+        while words not in (line := (await proc.stderr.readline()).decode()):  # type: ignore[union-attr]
+            assert line, "".join(seen)
+            seen.append(line)
+
+    health = f"http://127.0.0.1:{port}/monitor/health"
+    try:
+        await asyncio.wait_for(until("analyzer on http://"), 30)
+        async with httpx.AsyncClient(timeout=10) as http:
+            deadline = asyncio.get_running_loop().time() + 30
+            while asyncio.get_running_loop().time() < deadline:  # the app starts after that line
+                try:
+                    if (await http.get(health)).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    continue  # not listening yet
+            (tmp_path / "m.db").unlink()  # under the running service; nobody asks for health
+            await asyncio.wait_for(until("was deleted while the analyzer runs"), 30)
+            response = await http.get(health)
+        assert response.status_code == 503 and "deleted" in response.json()["problems"][0]
+        assert not (tmp_path / "m.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
