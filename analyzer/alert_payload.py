@@ -3,6 +3,7 @@ docs/alerts.md) and what makes two alerts identical for the cooldown. Pure: no I
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -96,7 +97,28 @@ def alert_signature(monitor: str, new: str, payload: Mapping[str, Any]) -> Hasha
     return (monitor, new, alerting, checks)
 
 
+# A path segment shown as it is: one lower-case word (``hooks``, ``services``), a CamelCase
+# word (``IncomingWebhook``) or a version (``v2``). Anything else (ids, tokens, words joined by
+# ``-`` or ``_``, Slack's T000/B000/XXXX) may be a secret and is withheld.
+_PLAIN_SEGMENT = re.compile(r"[a-z]{1,16}|(?:[A-Z][a-z]+){1,4}|v[0-9]{1,2}")
+
+
 def redact_url(url: str) -> str:
-    """Scheme and host only: webhook paths and queries often carry secrets (Slack, Teams)."""
+    """The URL as logs and status show it: scheme, host, port and the path's plain words.
+
+    Webhook URLs carry their secret in the path (Slack, Teams, Discord) or the query, so
+    user and password are dropped, the query becomes ``?***`` and every path segment that is
+    not a plain word or a version becomes ``***``.
+
+    >>> redact_url("https://u:pw@hooks.slack.com/services/T0AB12/B0CD34/xYz9Qw?x=1")
+    'https://hooks.slack.com/services/***/***/***?***'
+    >>> redact_url("https://events.pagerduty.com/v2/enqueue")
+    'https://events.pagerduty.com/v2/enqueue'
+    """
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    segments = [
+        segment if not segment or _PLAIN_SEGMENT.fullmatch(segment) else "***"
+        for segment in parts.path.split("/")
+    ]
+    query = "?***" if parts.query else ""
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{'/'.join(segments)}{query}"

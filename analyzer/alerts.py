@@ -7,6 +7,10 @@ never overtaken by its own resolution), retrying transport errors, 408, 429 and 
 exponential backoff plus jitter, up to ``max_attempts``. Identical alerts within
 ``cooldown_s`` are suppressed. Every outcome is counted in :meth:`AlertDispatcher.stats`.
 The payload is documented in ``docs/alerts.md``.
+
+A webhook URL is only ever shown through :func:`analyzer.alert_payload.redact_url` (its
+secrets withheld). httpx and httpcore log every request's full URL at INFO and DEBUG, so
+their loggers are set to WARNING when a dispatcher is made.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from modelmon.config import AlertsConfig, WebhookConfig
 __all__ = ["PAYLOAD_SCHEMA", "AlertDispatcher", "build_payload"]
 
 log = logging.getLogger("analyzer.alerts")
+_HTTP_CLIENT_LOGGERS = ("httpx", "httpcore")
 
 _RETRY_STATUS = frozenset({408, 429})
 
@@ -110,6 +115,8 @@ class AlertDispatcher:
         self._status_url = status_url
         self._wall_clock = wall_clock
         self._rng = rng if rng is not None else random.Random()
+        for name in _HTTP_CLIENT_LOGGERS:  # they would log the webhook URLs with their secrets
+            logging.getLogger(name).setLevel(logging.WARNING)
         self._webhooks = [
             _Webhook(config=hook, name=f"alerts-webhook-{i}")
             for i, hook in enumerate(config.webhooks)
@@ -272,7 +279,8 @@ class AlertDispatcher:
                 await self._deliver(hook, delivery)
             except Exception as exc:  # a bug must not kill the worker; it is logged and counted
                 log.exception("alert delivery %s crashed", delivery.id)
-                self._fail(f"{redact_url(hook.config.url)}: {type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {_scrub(str(exc), hook.config.url)}"
+                self._fail(f"{redact_url(hook.config.url)}: {error}")
             hook.in_flight = 0
 
     async def _deliver(self, hook: _Webhook, delivery: _Delivery) -> None:
@@ -294,10 +302,10 @@ class AlertDispatcher:
                 error = f"no answer within {self._config.timeout_s:g} s"
                 retryable = True
             except httpx.TransportError as exc:
-                error = f"{type(exc).__name__}: {str(exc).replace(url, redact_url(url))}"
+                error = f"{type(exc).__name__}: {_scrub(str(exc), url)}"
                 retryable = True
             except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {str(exc).replace(url, redact_url(url))}"
+                error = f"{type(exc).__name__}: {_scrub(str(exc), url)}"
                 retryable = False
             else:
                 if response.is_success:
@@ -316,3 +324,11 @@ class AlertDispatcher:
     def _backoff_s(self, attempt: int) -> float:
         delay = min(self._backoff_max_s, self._backoff_base_s * 2.0 ** (attempt - 1))
         return float(delay * self._rng.uniform(0.5, 1.0))
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` with the webhook URL (as given, or as httpx normalised it) redacted."""
+    shown = redact_url(url)
+    for form in sorted({url, str(httpx.URL(url))}, key=len, reverse=True):
+        text = text.replace(form, shown)
+    return text

@@ -2,9 +2,10 @@
 
 Per feature: ``feature_baseline_drift_{f}`` (the drift distance), ``feature_non_null_{f}``
 (completeness) and ``feature_data_{f}{stat="min|max|sum|count|mean"}``; then violations by
-check type, the monitor state, and the ingest counters. Names are made legal for Prometheus
-(``[a-zA-Z_:][a-zA-Z0-9_:]*``): any other character becomes ``_``, a leading digit gets a
-``_`` in front. Each app has its own :class:`~prometheus_client.CollectorRegistry`.
+check type, the monitor state, the ingest counters and the ground-truth intake counters.
+Names are made legal for Prometheus (``[a-zA-Z_:][a-zA-Z0-9_:]*``): any other character
+becomes ``_``, a leading digit gets a ``_`` in front. Each app has its own
+:class:`~prometheus_client.CollectorRegistry`.
 
 Examples
 --------
@@ -92,6 +93,7 @@ class StatusCollector(Collector):
                 value=float(self._doc["last_run_epoch"]),
             )
         yield from self._ingest()
+        yield from self._ground_truth()
 
     def _features(self) -> Iterator[Metric]:
         monitor = (self._doc.get("monitors") or {}).get("data_quality") or {}
@@ -141,6 +143,19 @@ class StatusCollector(Collector):
             if key.startswith("bad:"):
                 bad.add_metric([key[4:]], float(value))
         yield bad
+
+    def _ground_truth(self) -> Iterator[Metric]:
+        for key, help_text in (
+            ("stored", "Ground-truth records stored"),
+            ("bad_lines", "Ground-truth lines refused as bad"),
+            ("long_lines", "Ground-truth lines over analyzer.ground_truth.max_line_bytes"),
+            ("too_large", "Ground-truth bodies over analyzer.ground_truth.max_body_bytes (413)"),
+        ):
+            yield CounterMetricFamily(
+                f"modelmon_ground_truth_{key}",
+                help_text,
+                value=float(self._counters.get(f"ground_truth:{key}", 0)),
+            )
 
 
 def new_registry() -> tuple[CollectorRegistry, StatusCollector]:

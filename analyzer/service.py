@@ -25,6 +25,8 @@ from analyzer.monitor import Monitor
 from analyzer.prom import new_registry
 from analyzer.store import Store, StoreError
 from analyzer.web import STATE_KEY, WebState, error_middleware, setup_routes
+from analyzer.web_auth import setup_auth_routes
+from analyzer.web_intake import setup_intake_routes
 from analyzer.web_runs import setup_run_routes
 from modelmon.config import ConfigError, ModelmonConfig, parse_listen
 
@@ -32,7 +34,9 @@ __all__ = ["check_service_config", "create_app", "monitor_of", "run_service"]
 
 log = logging.getLogger("modelmon.analyzer.service")
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
+# Only the sign-in form is read whole (capped again there); ground truth is streamed and
+# capped by analyzer.ground_truth.max_body_bytes.
+MAX_BODY_BYTES = 64 * 1024
 HOUR_S = 3600
 
 
@@ -80,6 +84,8 @@ async def _run_loop(monitor: Monitor, interval_s: float, cron: CronSchedule | No
     loop = asyncio.get_running_loop()
     while True:
         started = loop.time()
+        # logged once (also when no probe asks /monitor/health, which answers 503 for it)
+        await asyncio.to_thread(monitor.store.file_problem)
         try:
             await monitor.tick()
             monitor.last_error = None
@@ -107,6 +113,8 @@ def create_app(
     cron = check_service_config(config)
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     setup_routes(app)
+    setup_auth_routes(app)
+    setup_intake_routes(app)
     setup_run_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -10,6 +10,11 @@ never wait for the writer.
 Schema changes are ``sqlite_utils.Migrations`` steps, applied once at start by the writer
 thread, in order, each in its own transaction.
 
+A new database is created 0600 in 0700 folders (SQLite gives its ``-wal`` and ``-shm``
+files the database's mode). The file's identity is noted at start: :meth:`Store.file_problem`
+says when it was deleted or replaced under the running service (the writer would go on
+writing into a file nobody can open again, and all state would be gone at the restart).
+
 Examples
 --------
 >>> import tempfile, pathlib
@@ -27,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -37,6 +43,8 @@ from typing import Any, TypeVar
 
 import orjson
 from sqlite_utils import Database, Migrations
+
+from analyzer.private_files import make_folders, open_private
 
 __all__ = [
     "MIGRATIONS",
@@ -125,14 +133,22 @@ class Store:
         self._max_readers = readers
         self._reader_lock = threading.Lock()
         self._closed = False
+        self._identity: tuple[int, int] | None = None
+        self._lost_logged = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Open the database, apply migrations, and start the writer thread."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(self.path.parent)
         except OSError as exc:
             raise StoreError(f"cannot create the folder of analyzer.db {self.path}: {exc}") from exc
+        try:
+            os.close(open_private(self.path, os.O_RDWR | os.O_CREAT))
+            found = os.stat(self.path)
+        except OSError as exc:
+            raise StoreError(f"cannot open analyzer.db {self.path}: {exc}") from exc
+        self._identity = (found.st_dev, found.st_ino)
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
             target=self._writer, args=(ready,), name="modelmon-sqlite-writer", daemon=True
@@ -181,6 +197,35 @@ class Store:
                     future.set_result(result)
         finally:
             db.close()
+
+    def file_problem(self) -> str | None:
+        """Why the database file is not the one opened at start (deleted, replaced), or None.
+
+        Blocking (one ``stat``); the first time a problem is seen it is logged as an error.
+        """
+        if self._identity is None:
+            return None
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            problem = (
+                f"the database file {self.path} was deleted while the analyzer runs: what it "
+                "stores now is lost at the next restart; restore the file or restart to start "
+                "over empty"
+            )
+        except OSError as exc:
+            problem = f"the database file {self.path} cannot be checked: {exc}"
+        else:
+            if (found.st_dev, found.st_ino) == self._identity:
+                return None
+            problem = (
+                f"the database file {self.path} was replaced while the analyzer runs: the "
+                "analyzer still writes to the old one; restart it to use the new file"
+            )
+        if not self._lost_logged:
+            self._lost_logged = True
+            log.error("%s", problem)
+        return problem
 
     # -- writes ----------------------------------------------------------------------------
     def submit(self, fn: Callable[[Database], T]) -> concurrent.futures.Future[T]:

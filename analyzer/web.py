@@ -2,14 +2,17 @@
 
 Every answer is read from stored rows (the precomputed status document, counters, runs), so
 the status answers in milliseconds whatever the history. SQLite is only touched off the event
-loop. Errors are JSON ``{"error": ..., "status": ...}`` with a message that says what to fix.
-When ``analyzer.auth_token_env`` names a set variable, write endpoints and the report page
-need ``Authorization: Bearer <token>``, compared in constant time.
+loop. Errors are JSON ``{"error": ..., "status": ...}`` with a message that says what to fix,
+also for a bug (a 500 whose details go to the log). This module serves what is never behind
+the token (status, health, metrics, the OpenAPI document); ``analyzer.web_auth`` guards the
+rest, ``analyzer.web_intake`` takes ground truth and ``analyzer.web_runs`` serves runs and the
+report.
 """
 
 from __future__ import annotations
 
-import hmac
+import asyncio
+import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +23,6 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from analyzer.ground_truth import parse_ground_truth, store_ground_truth
 from analyzer.monitor import Monitor
 from analyzer.prom import StatusCollector, render
 from analyzer.status_doc import full_status, read_snapshot
@@ -30,12 +32,13 @@ __all__ = [
     "STATE_KEY",
     "ApiError",
     "WebState",
-    "authorized",
     "error_middleware",
     "json_error",
     "json_ok",
     "setup_routes",
 ]
+
+log = logging.getLogger("modelmon.analyzer.web")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -79,7 +82,7 @@ class ApiError(Exception):
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """:class:`ApiError` and routing errors (404, 405, 413) as JSON."""
+    """:class:`ApiError`, routing errors (404, 405, 413) and bugs (500) as JSON."""
     try:
         return await handler(request)
     except ApiError as exc:
@@ -93,21 +96,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             413: "the request body is too large; send it in smaller parts",
         }
         return json_error(exc.status, hints.get(exc.status, exc.reason))
-
-
-def authorized(request: web.Request) -> web.Response | None:
-    token = request.app[STATE_KEY].token
-    if token is None:
-        return None
-    given = request.headers.get("Authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
-        return None
-    return json_error(
-        401,
-        "this endpoint needs 'Authorization: Bearer <token>' with the token from the "
-        "environment variable named by analyzer.auth_token_env",
-    )
+    except Exception:  # a bug: the details go to the log, the client gets JSON, not a traceback
+        log.exception("%s %s failed", request.method, request.path)
+        return json_error(500, "the analyzer failed to answer; the details are in its log")
 
 
 async def status(request: web.Request) -> web.Response:
@@ -120,6 +111,9 @@ async def status(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     problems: list[str] = []
+    lost = await asyncio.to_thread(state.monitor.store.file_problem)
+    if lost is not None:
+        problems.append(lost)
     try:
         await state.monitor.store.aread(lambda c: c.execute("SELECT 1").fetchone())
     except (sqlite3.Error, StoreError) as exc:
@@ -141,20 +135,6 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
-async def ground_truth(request: web.Request) -> web.Response:
-    denied = authorized(request)
-    if denied is not None:
-        return denied
-    body = await request.read()
-    rows, bad = parse_ground_truth(body, received_at=request.app[STATE_KEY].monitor.clock())
-    if not rows and not bad:
-        return json_error(
-            400, "the body is empty: send SageMaker ground-truth records, one JSON per line"
-        )
-    await request.app[STATE_KEY].monitor.store.awrite(lambda db: store_ground_truth(db, rows))
-    return json_ok({"stored": len(rows), "bad_lines": bad}, status=200)
-
-
 OPENAPI_KEY = web.AppKey("modelmon_openapi", bytes)
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")  # package data
 
@@ -164,10 +144,9 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
-    """Mount status, health, metrics, ground truth and the OpenAPI document."""
+    """Mount status, health, metrics and the OpenAPI document."""
     app[OPENAPI_KEY] = OPENAPI_PATH.read_bytes()
     app.router.add_get("/monitor/status", status)
     app.router.add_get("/monitor/health", health)
     app.router.add_get("/monitor/metrics", metrics)
-    app.router.add_post("/monitor/ground-truth", ground_truth)
     app.router.add_get("/monitor/openapi.json", openapi)

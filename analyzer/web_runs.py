@@ -3,11 +3,17 @@
 Runs are of two kinds: ``window`` (every tick, the rolling window) and ``hourly`` (a closed
 hour, with SageMaker's three report files stored alongside). A window run's statistics are
 recomputed from the stored buckets of its window when asked for.
+
+All three reveal the data's values (a run's ``statistics.json`` holds category values and
+their counts), so with a token they need it: the bearer header or a browser's session cookie
+(:func:`analyzer.web_auth.need_reader`). A run id is ``[0-9]{1,18}`` in ASCII digits;
+anything else is a 400, and a longer number a 404 (no run has it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from typing import Any
 
@@ -20,12 +26,15 @@ from analyzer.prom import metric_name
 from analyzer.report_data import distributions, read_history
 from analyzer.statistics_format import statistics_json
 from analyzer.status_doc import full_status, read_snapshot
-from analyzer.web import STATE_KEY, ApiError, authorized, json_error, json_ok
+from analyzer.web import STATE_KEY, ApiError, json_error, json_ok
+from analyzer.web_auth import need_reader
 from modelmon.capture_record import parse_inference_time
 
 __all__ = ["get_run", "list_runs", "report", "setup_run_routes"]
 
 MAX_LIMIT = 1000
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+MAX_ID_DIGITS = 18  # below 2**63, SQLite's largest integer
 _COLUMNS = "id, kind, time, hour, window_start, window_end, state, samples, violations, report_dir"
 
 
@@ -50,10 +59,7 @@ def _int_param(
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = lo - 1
+    value = int(raw) if _DIGITS.fullmatch(raw) and len(raw) <= MAX_ID_DIGITS else lo - 1
     if not lo <= value <= hi:
         raise ApiError(400, f"{name} must be an integer from {lo} to {hi}")
     return value
@@ -61,6 +67,7 @@ def _int_param(
 
 async def list_runs(request: web.Request) -> web.Response:
     """Newest first; ``?kind=window|hourly``, ``?limit=`` (≤1000), ``?before=<id>`` to page."""
+    need_reader(request)
     kind = request.query.get("kind")
     if kind not in (None, "window", "hourly"):
         return json_error(400, "kind must be window or hourly")
@@ -96,10 +103,15 @@ def _metrics(features: dict[str, Any]) -> dict[str, float]:
 
 async def get_run(request: web.Request) -> web.Response:
     """One run: its verdict, its three reports and its metrics."""
-    try:
-        run_id = int(request.match_info["id"])
-    except ValueError:
-        return json_error(400, "a run id is an integer; list them at /monitor/runs")
+    need_reader(request)
+    raw = request.match_info["id"]
+    if not _DIGITS.fullmatch(raw):
+        return json_error(
+            400, "a run id is a whole number in digits 0-9; list them at /monitor/runs"
+        )
+    if len(raw) > MAX_ID_DIGITS:
+        return json_error(404, f"no run {raw}; list them at /monitor/runs")
+    run_id = int(raw)
     monitor = request.app[STATE_KEY].monitor
 
     def query(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
@@ -134,9 +146,7 @@ async def get_run(request: web.Request) -> web.Response:
 
 async def report(request: web.Request) -> web.StreamResponse:
     """A self-contained HTML page (no network needed to view it)."""
-    denied = authorized(request)
-    if denied is not None:
-        return denied
+    need_reader(request)
     from analyzer.report_html import render_report
 
     state = request.app[STATE_KEY]

@@ -218,7 +218,7 @@ class Forwarder:
         self._metrics.upstream_errors.labels(kind=kind).inc()
         self._metrics.request(status)
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        log.warning("%s %s: %s", self._name, error, detail)
+        log.warning("%s %s (%s): %s", self._name, error.split()[-1], self._base, detail)
         return error_response(status, error, self._base, detail)
 
     async def _relay(

@@ -332,7 +332,7 @@ class Relay:
         kind = "timeout" if status == 504 else "unreachable"
         self._metrics.upstream_errors.labels(kind=kind).inc()
         self._metrics.request(status)
-        log.warning("%s %s: %s", self._name, error, exc)
+        log.warning("%s %s (%s): %s", self._name, error.split()[-1], self._pool.url, exc)
         keep = req.keep_alive and req.body.done
         reason = b"Gateway Timeout" if status == 504 else b"Bad Gateway"
         conn.write(_error(status, reason, error, str(exc), self._pool.url, not keep))

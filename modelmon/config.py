@@ -22,6 +22,7 @@ __all__ = [
     "CaptureConfig",
     "ConfigError",
     "EndpointConfig",
+    "GroundTruthConfig",
     "ModelmonConfig",
     "PayloadConfig",
     "PayloadSide",
@@ -156,11 +157,22 @@ class AlertsConfig(_Model):
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
 
 
+class GroundTruthConfig(_Model):
+    """Limits of ``POST /monitor/ground-truth`` (one request at a time is bounded by these)."""
+
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
+    max_line_bytes: Annotated[int, Field(ge=256)] = 64 * 1024
+    max_bad_lines_shown: Annotated[int, Field(ge=0, le=10_000)] = 100
+
+
 class AnalyzerConfig(_Model):
     listen: str = "127.0.0.1:8090"
     db: Path = Path("data/modelmon.db")
     reports_dir: Path = Path("data/reports")
-    schedule_name: Annotated[str, Field(min_length=1)] = "modelmon"
+    # one folder name under reports_dir/endpoint: no separators, no "..", at most 63 characters
+    schedule_name: Annotated[
+        str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    ] = "modelmon"
     schedule_interval_s: Annotated[float, Field(gt=0)] = 60.0
     schedule_cron: str | None = None
     bucket_s: Annotated[int, Field(ge=1)] = 300
@@ -170,6 +182,8 @@ class AnalyzerConfig(_Model):
     payload: PayloadConfig = PayloadConfig()
     alerts: AlertsConfig = AlertsConfig()
     auth_token_env: str | None = None
+    session_max_age_s: Annotated[int, Field(ge=60, le=30 * 86400)] = 12 * 3600
+    ground_truth: GroundTruthConfig = GroundTruthConfig()
     false_alarm_rate: Annotated[float, Field(gt=0, lt=1)] = 0.01
     drift_verdict: Literal["significant", "confident"] = "significant"
     kll_k: Annotated[int, Field(ge=1024, le=65535)] = 2048

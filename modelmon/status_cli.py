@@ -1,9 +1,11 @@
 """``modelmon status``: the analyzer's ``/monitor/status`` document, readable in a terminal.
 
 The document is fetched from the proxy (which forwards ``/monitor/*``) or from the analyzer
-itself, with a bearer token from the environment when one is set. Rendering is tolerant: any
-field may be missing (an analyzer that has not run yet), and fields it does not know are
-ignored, so a newer analyzer never breaks an older ``status``.
+itself, with a bearer token from the environment when one is set. When the proxy answers its
+own ``/monitor/proxy/health`` (at the URL given, else at the config's proxy address), a line
+says whether the proxy reaches the model (``upstream``). Rendering is tolerant: any field may
+be missing (an analyzer that has not run yet), and fields it does not know are ignored, so a
+newer analyzer never breaks an older ``status``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import sys
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -23,6 +26,7 @@ __all__ = [
     "alerting_features",
     "default_url",
     "drifting_features",
+    "fetch_proxy_health",
     "fetch_status",
     "render_status",
     "run_status",
@@ -77,6 +81,33 @@ def fetch_status(url: str, token: str | None = None, timeout_s: float = 10.0) ->
     if not isinstance(document, dict):
         raise StatusError(f"{target} answered {type(document).__name__}, not a status object")
     return document
+
+
+def fetch_proxy_health(url: str, timeout_s: float = 3.0) -> dict[str, Any] | None:
+    """The proxy's ``/monitor/proxy/health`` document, or None when ``url`` is not a proxy."""
+    try:
+        response = httpx.get(url.rstrip("/") + "/monitor/proxy/health", timeout=timeout_s)
+        document = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None  # not a proxy (the analyzer itself, or down): status says nothing of it
+    return document if isinstance(document, dict) else None
+
+
+def upstream_line(health: dict[str, Any], colour: bool = False) -> str | None:
+    """``upstream: URL reachable (0.4 ms connect)`` from a proxy health document."""
+    upstream = _dict(health.get("upstream"))
+    if "reachable" not in upstream:
+        return None
+    parts = urlsplit(str(upstream.get("url") or "?"))
+    shown = (
+        f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" if parts.scheme else "?"
+    )
+    if upstream["reachable"] is True:
+        connect = upstream.get("connect_ms")
+        took = f" ({connect:.1f} ms to connect)" if isinstance(connect, int | float) else ""
+        return f"upstream: {shown} reachable{took}"
+    down = "\x1b[31mNOT REACHABLE\x1b[0m" if colour else "NOT REACHABLE"
+    return f"upstream: {shown} {down} from the proxy (requests get 502)"
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -187,11 +218,19 @@ def _render_ingest(ingest: dict[str, Any]) -> str:
     return "ingest: " + ", ".join(parts)
 
 
-def render_status(document: dict[str, Any], source: str = "", colour: bool = False) -> str:
+def render_status(
+    document: dict[str, Any],
+    source: str = "",
+    colour: bool = False,
+    proxy_health: dict[str, Any] | None = None,
+) -> str:
     """The status document as terminal text: state, monitors, features, ingest, freshness."""
     lines = [
         f"state: {_state(document.get('state'), colour)}" + (f"   ({source})" if source else "")
     ]
+    upstream = upstream_line(proxy_health, colour) if proxy_health is not None else None
+    if upstream is not None:
+        lines.append(upstream)
     last_run = document.get("last_run")
     stale = document.get("stale_s")
     lines.append(
@@ -247,11 +286,14 @@ def run_status(url: str | None, config: ModelmonConfig | None, raw: bool) -> int
         print(f"modelmon status: {exc}", file=sys.stderr)
         return 1
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    text = (
-        json.dumps(document, indent=2, sort_keys=True)
-        if raw
-        else render_status(document, base, colour)
-    )
+    if raw:
+        text = json.dumps(document, indent=2, sort_keys=True)
+    else:
+        health = fetch_proxy_health(base)
+        proxy = default_url(config) if config is not None else None
+        if health is None and proxy is not None and proxy != base:
+            health = fetch_proxy_health(proxy)
+        text = render_status(document, base, colour, health)
     try:
         print(text, flush=True)
     except BrokenPipeError:  # `modelmon status | head`: the reader has what it wanted

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -260,6 +261,29 @@ async def test_failures_are_counted_when_the_receiver_is_down() -> None:
     assert stats["retries"] == 4  # two deliveries, three attempts each
     assert "ConnectError" in stats["last_error"]
     assert "secret-token" not in stats["last_error"]
+    assert "/hook/***: ConnectError" in stats["last_error"]  # the path's plain words are shown
+
+
+async def test_no_log_line_shows_a_webhook_secret(
+    aiohttp_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver, failing = Receiver(), Receiver([500] * 10)
+    ok_url = await _serve(aiohttp_server, receiver) + "?key=s3cr3t-query"
+    bad_url = await _serve(aiohttp_server, failing)
+    bad_url = bad_url.replace("http://", "http://user:pa55word@")
+    caplog.set_level(logging.DEBUG)  # everything any logger would say
+    dispatcher = _dispatcher([ok_url, bad_url], max_attempts=2)
+    await dispatcher.start()
+    dispatcher.state_changed("data_quality", "ok", "alert", _status("alert"))
+    await receiver.next()
+    await dispatcher.close()
+    assert (receiver.count, failing.count) == (1, 2)
+    ours = [r for r in caplog.records if r.name != "aiohttp.access"]  # not the receiver's log
+    text = "\n".join(record.getMessage() for record in ours)
+    assert "alert delivery to http://127.0.0.1:" in text  # our own line, redacted
+    for secret in ("secret-token", "s3cr3t-query", "pa55word", "user:"):
+        assert secret not in text
+    assert secret not in (dispatcher.stats()["last_error"] or "")
 
 
 async def test_state_changed_never_waits_and_close_is_bounded(

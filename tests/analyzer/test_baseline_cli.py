@@ -47,6 +47,8 @@ def test_csv_with_header(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     printed = capsys.readouterr().out
     assert "20,000 rows, 13 features" in printed
     assert str(out / "statistics.json") in printed
+    for path in (out, out / "statistics.json", out / "constraints.json"):  # the data's values
+        assert path.stat().st_mode & 0o077 == 0, path  # private, like capture files
 
 
 def test_headerless_csv_named_by_the_config_and_written_where_it_says(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ GROUND_TRUTH = (
     b'{"groundTruthData": {"data": "0", "encoding": "csv"}, '
     b'"eventMetadata": {"eventId": "e-3", "inferenceId": "i-3"}, "eventVersion": "0"}\n'
 )
+GOOD = {"Authorization": "Bearer s3cret-token"}
 
 
 @pytest.fixture(scope="module")
@@ -55,31 +56,38 @@ async def running(
     return client, app, n
 
 
-async def test_write_endpoints_and_report_need_the_token(
+async def test_everything_but_health_status_and_metrics_needs_the_token(
     running: tuple[TestClient[Any, Any], web.Application, int],
 ) -> None:
     client, _, _ = running
+    run_id = (await (await client.get("/monitor/runs", headers=GOOD)).json())["runs"][0]["id"]
+    protected = ["/monitor/report", "/monitor/runs", f"/monitor/runs/{run_id}"]
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-token"}):
         response = await client.post("/monitor/ground-truth", data=GROUND_TRUTH, headers=headers)
         assert response.status == 401
         assert "auth_token_env" in (await response.json())["error"]
-        assert (await client.get("/monitor/report", headers=headers)).status == 401
-    assert (await client.get("/monitor/status")).status == 200
-    good = {"Authorization": "Bearer s3cret-token"}
-    response = await client.get("/monitor/report", headers=good)
+        for path in protected:
+            response = await client.get(path, headers=headers)
+            assert response.status == 401, path
+            assert "auth_token_env" in (await response.json())["error"]
+    for path in ("/monitor/status", "/monitor/health", "/monitor/metrics", "/monitor/openapi.json"):
+        assert (await client.get(path)).status == 200, path
+    response = await client.get("/monitor/report", headers=GOOD)
     assert response.status == 200 and response.content_type == "text/html"
     assert "income" in await response.text()
+    for path in protected[1:]:
+        assert (await client.get(path, headers=GOOD)).status == 200
 
 
 async def test_ground_truth_stores_good_lines_and_names_bad_ones(
     running: tuple[TestClient[Any, Any], web.Application, int],
 ) -> None:
     client, app, _ = running
-    good = {"Authorization": "Bearer s3cret-token"}
+    good = GOOD
     response = await client.post("/monitor/ground-truth", data=GROUND_TRUTH, headers=good)
     assert response.status == 200
     body = await response.json()
-    assert body["stored"] == 2
+    assert body["stored"] == 2 and body["bad_line_count"] == 2 and body["lines"] == 5
     assert [b["line"] for b in body["bad_lines"]] == [2, 3]
     assert "groundTruthData.data" in body["bad_lines"][1]["error"]
     rows = monitor_of(app).store.read(
@@ -112,6 +120,7 @@ async def test_runs_list_and_detail_carry_the_three_reports(
     running: tuple[TestClient[Any, Any], web.Application, int],
 ) -> None:
     client, _, _ = running
+    client.session.headers.update(GOOD)
     runs = (await (await client.get("/monitor/runs")).json())["runs"]
     kinds = [r["kind"] for r in runs]
     assert kinds.count("window") == 2 and kinds.count("hourly") == 1
@@ -136,11 +145,19 @@ async def test_errors_are_json_and_say_what_to_fix(
     running: tuple[TestClient[Any, Any], web.Application, int],
 ) -> None:
     client, _, _ = running
+    client.session.headers.update(GOOD)
     cases = {
         "/monitor/nope": (404, "openapi.json"),
-        "/monitor/runs/abc": (400, "integer"),
+        "/monitor/runs/abc": (400, "digits 0-9"),
+        "/monitor/runs/1_0": (400, "digits 0-9"),
+        "/monitor/runs/%D9%A1%D9%A2": (400, "digits 0-9"),  # Arabic-Indic ١٢
+        "/monitor/runs/-1": (400, "digits 0-9"),
         "/monitor/runs/99999": (404, "/monitor/runs"),
+        "/monitor/runs/999999999999999999": (404, "/monitor/runs"),  # 18 digits: looked up
+        "/monitor/runs/99999999999999999999": (404, "/monitor/runs"),  # past SQLite's integers
         "/monitor/runs?limit=0": (400, "limit must be an integer from 1 to 1000"),
+        "/monitor/runs?limit=1_0": (400, "limit must be an integer from 1 to 1000"),
+        "/monitor/runs?before=%D9%A1": (400, "before must be an integer"),
         "/monitor/runs?kind=daily": (400, "window or hourly"),
     }
     for path, (status, words) in cases.items():
@@ -162,3 +179,17 @@ async def test_health_reports_a_failing_run(
     response = await client.get("/monitor/health")
     body = await response.json()
     assert response.status == 503 and "disk full" in body["problems"][0]
+
+
+async def test_a_failure_inside_a_handler_is_a_json_500_and_logged(
+    running: tuple[TestClient[Any, Any], web.Application, int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, app, _ = running
+    run_id = monitor_of(app).store.write(
+        lambda db: db.table("runs").insert({"kind": "window", "features": "{not json"}).last_pk
+    )
+    response = await client.get(f"/monitor/runs/{run_id}", headers=GOOD)
+    assert response.status == 500 and response.content_type == "application/json"
+    assert "log" in (await response.json())["error"]
+    assert any(f"/monitor/runs/{run_id} failed" in r.getMessage() for r in caplog.records)

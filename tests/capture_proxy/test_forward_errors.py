@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 import aiohttp
@@ -31,15 +32,18 @@ async def _raw_exchange(url: str, request: bytes) -> bytes:
 
 
 async def test_upstream_refused_is_a_502_naming_it(
-    start_proxy: StartProxy, client: aiohttp.ClientSession
+    start_proxy: StartProxy, client: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
     dead = _closed_port_url()
     proxy = await start_proxy(proxy={"upstream": dead})
-    async with client.post(f"{proxy.url}/invocations", data=b"{}") as resp:
-        assert resp.status == 502
-        body = await resp.json()
+    with caplog.at_level(logging.WARNING):
+        async with client.post(f"{proxy.url}/invocations", data=b"{}") as resp:
+            assert resp.status == 502
+            body = await resp.json()
     assert body["error"] == "upstream unreachable"
     assert body["upstream"] == dead
+    logged = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert logged and logged[0].startswith(f"upstream unreachable ({dead}): ")
     assert proxy.metrics.upstream_errors.labels(kind="unreachable")._value.get() == 1
 
 

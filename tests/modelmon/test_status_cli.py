@@ -15,6 +15,8 @@ import pytest
 import yaml
 from aiohttp import web
 
+from capture_proxy.health import health_document
+from capture_proxy.metrics import ProxyMetrics
 from modelmon.config import parse_config
 from modelmon.status_cli import default_url, render_status, summary_line
 
@@ -53,6 +55,20 @@ class StatusServer:
         self.authorization: str | None = None
         self.required_token: str | None = None
         self.url = ""
+        self.upstream: str | None = None  # set: also answer the proxy's own health
+
+    async def proxy_health(self, request: web.Request) -> web.Response:
+        if self.upstream is None:
+            raise web.HTTPNotFound()
+        document = await health_document(  # the proxy's own code, probing for real
+            upstream=self.upstream,
+            connect_timeout_s=2.0,
+            metrics=ProxyMetrics(),
+            capture_enabled=True,
+            queue_depth=0,
+            worker_id=0,
+        )
+        return web.json_response(document)
 
     async def status(self, request: web.Request) -> web.Response:
         self.authorization = request.headers.get("Authorization")
@@ -66,6 +82,7 @@ async def server() -> AsyncIterator[StatusServer]:
     state = StatusServer()
     app = web.Application()
     app.router.add_get("/monitor/status", state.status)
+    app.router.add_get("/monitor/proxy/health", state.proxy_health)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -104,6 +121,27 @@ async def test_prints_state_features_violations_and_ingest(server: StatusServer)
     assert "last run: 2026-11-27T07:00:05Z" in out and "stale_s: 3" in out
     assert "alerts: 2 sent, 1 failed, 0 pending to 1 webhook(s); last error: refused" in out
     assert "\x1b[" not in out  # no colour codes when stdout is not a terminal
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def test_says_whether_the_proxy_reaches_the_upstream(server: StatusServer) -> None:
+    code, out, _ = await _status("--url", server.url)
+    assert code == 0 and "upstream:" not in out  # not a proxy: nothing said
+    server.upstream = server.url + "/model"  # a port that listens
+    code, out, _ = await _status("--url", server.url)
+    assert code == 0
+    assert out.splitlines()[1].startswith(f"upstream: {server.url}/model reachable (")
+    dead = _closed_port_url()
+    server.upstream = dead.replace("http://", "http://user:pw@")
+    code, out, _ = await _status("--url", server.url)
+    assert code == 0
+    line = out.splitlines()[1]
+    assert line == f"upstream: {dead} NOT REACHABLE from the proxy (requests get 502)"
 
 
 async def test_json_prints_the_raw_document(server: StatusServer) -> None:
