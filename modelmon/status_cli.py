@@ -149,17 +149,28 @@ def _render_monitor(name: str, monitor: dict[str, Any], colour: bool) -> list[st
     baseline_error = _dict(monitor.get("baseline")).get("error")
     if baseline_error:
         lines.append(f"  baseline: {baseline_error}")
+    note = monitor.get("column_mapping_note")
+    if isinstance(note, str) and note:
+        lines.append(f"  columns: {note}")
     features = sorted(_dict(monitor.get("features")).items(), key=_feature_order)
     if features:
         width = max(7, *(len(name) for name, _ in features))
-        lines.append(f"  {'feature':<{width}}  {'state':<15}  {'distance':>9}  {'threshold':>9}")
+        lines.append(
+            f"  {'feature':<{width}}  {'state':<15}  {'distance':>9}  {'threshold':>9}"
+            f"  {'margin':>7}"
+        )
         for feature_name, raw in features:
             feature = _dict(raw)
             state = str(feature.get("state") or "-")
             shown = _state(state, colour) + " " * max(0, 15 - len(_state(state, False)))
             lines.append(
                 f"  {feature_name:<{width}}  {shown}  {_num(feature.get('distance')):>9}"
-                f"  {_num(feature.get('threshold')):>9}"
+                f"  {_num(feature.get('threshold')):>9}  {_num(feature.get('margin')):>7}"
+            )
+        if any(isinstance(_dict(f).get("margin"), int | float) for _, f in features):
+            lines.append(
+                "  (a feature drifts when distance − margin > threshold; the margin is the "
+                "noise the rule allows for)"
             )
     violations = monitor.get("violations")
     if isinstance(violations, list) and violations:
