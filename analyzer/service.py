@@ -111,6 +111,12 @@ def _watch_sighup(monitor: Monitor) -> Callable[[], None] | None:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
     except (NotImplementedError, RuntimeError, AttributeError, ValueError):
         return None  # not the main thread, or a platform without SIGHUP
+    paths = monitor.config.analyzer.baseline
+    log.info(
+        "baseline %s and %s are re-read when they change, and on SIGHUP",
+        paths.statistics,
+        paths.constraints,
+    )
 
     def remove() -> None:
         loop.remove_signal_handler(signal.SIGHUP)

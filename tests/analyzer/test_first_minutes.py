@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -17,7 +21,15 @@ from analyzer.baseline_cli import run_baseline
 from analyzer.service import create_app, monitor_of
 from modelmon.config import ModelmonConfig, load_config
 from modelmon.status_cli import render_status
-from tests.analyzer.service_helpers import DATA, FEATURES, T0, Clock, write_traffic
+from tests.analyzer.service_helpers import (
+    DATA,
+    FEATURES,
+    T0,
+    Clock,
+    make_config,
+    write_baseline,
+    write_traffic,
+)
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 TRAIN_ROWS = 5000
@@ -108,3 +120,98 @@ def test_baseline_warns_when_it_is_too_small_for_its_threshold(
     assert "178 rows is a small baseline for the drift threshold 0.1" in err
     assert "drift smaller than ≈0.147 cannot be told from noise" in err
     assert "margin ≈0.047" in err
+
+
+async def test_a_baseline_written_while_the_service_runs_is_used_without_a_restart(
+    aiohttp_client: Client, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bl"
+    config = make_config(tmp_path, (folder / "statistics.json", folder / "constraints.json"))
+    clock = Clock(T0 + timedelta(minutes=30))
+    app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
+    client = await aiohttp_client(app)
+    write_traffic(config.capture.dir, "current_nodrift.csv", 1500, T0 + timedelta(minutes=5))
+    monitor = monitor_of(app)
+
+    await monitor.tick()
+    quality = (await (await client.get("/monitor/status")).json())["monitors"]["data_quality"]
+    assert quality["state"] == "no_baseline"
+    error = quality["baseline"]["error"]
+    assert str(folder / "statistics.json") in error and "picks the files up" in error
+
+    write_baseline(folder)
+    await monitor.tick()
+    quality = (await (await client.get("/monitor/status")).json())["monitors"]["data_quality"]
+    assert quality["state"] == "ok", quality["violations"]
+    assert quality["baseline"]["error"] is None and quality["baseline"]["reload_error"] is None
+    assert quality["baseline"]["loaded_at"] == "2026-11-27T07:30:00Z"
+    assert monitor.baseline_files.reloads == 1
+
+    # A half-written statistics file: the baseline in use stays, the error is reported.
+    good = (folder / "statistics.json").read_bytes()
+    (folder / "statistics.json").write_bytes(good[: len(good) // 2])
+    clock.set(T0 + timedelta(minutes=31))
+    await monitor.tick()
+    quality = (await (await client.get("/monitor/status")).json())["monitors"]["data_quality"]
+    assert quality["state"] == "ok" and set(quality["features"]) >= set(FEATURES)
+    assert "cannot use" in quality["baseline"]["reload_error"]
+    assert quality["baseline"]["loaded_at"] == "2026-11-27T07:30:00Z"
+
+    # Constraints that do not parse: kept as well; then a whole file is picked up again.
+    (folder / "statistics.json").write_bytes(good)
+    (folder / "constraints.json").write_text('{"features": 3}')
+    await monitor.tick()
+    quality = (await (await client.get("/monitor/status")).json())["monitors"]["data_quality"]
+    assert quality["state"] == "ok" and "constraints.json" in quality["baseline"]["reload_error"]
+    write_baseline(folder)
+    clock.set(T0 + timedelta(minutes=32))
+    await monitor.tick()
+    quality = (await (await client.get("/monitor/status")).json())["monitors"]["data_quality"]
+    assert quality["baseline"]["reload_error"] is None
+    assert quality["baseline"]["loaded_at"] == "2026-11-27T07:32:00Z"
+    assert monitor.baseline_files.reloads == 2
+
+
+async def _read_until(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> None:
+    while True:
+        line = (await stream.readline()).decode()
+        assert line, "the analyzer exited:\n" + "".join(seen)
+        seen.append(line)
+        if needle in line:
+            return
+
+
+async def test_sighup_re_reads_the_baseline(tmp_path: Path) -> None:
+    folder = tmp_path / "bl"
+    config_path = tmp_path / "modelmon.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "proxy": {"upstream": "http://127.0.0.1:9"},
+                "analyzer": {
+                    "listen": "127.0.0.1:0",
+                    "db": "m.db",
+                    "schedule_interval_s": 3600,
+                    "baseline": {
+                        "statistics": str(folder / "statistics.json"),
+                        "constraints": str(folder / "constraints.json"),
+                    },
+                },
+            }
+        )
+    )
+    command = [sys.executable, "-m", "modelmon", "analyzer", "--config", str(config_path)]
+    proc = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    seen: list[str] = []
+    try:
+        await asyncio.wait_for(_read_until(proc.stderr, "on SIGHUP", seen), 30)
+        write_baseline(folder)
+        proc.send_signal(signal.SIGHUP)
+        await asyncio.wait_for(_read_until(proc.stderr, "SIGHUP: re-reading", seen), 30)
+        await asyncio.wait_for(_read_until(proc.stderr, "loaded from", seen), 30)
+        assert proc.returncode is None  # SIGHUP did not stop it
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, "".join(seen)
