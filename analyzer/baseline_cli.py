@@ -9,6 +9,7 @@ message naming the file when the input cannot be used.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import Counter
@@ -35,6 +36,7 @@ from modelmon.config import ModelmonConfig, PayloadConfig
 __all__ = ["run_baseline"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_OUTPUT = re.compile(r"prediction(_\d+)?")  # the names of unnamed output columns
 
 
 class _Progress:
@@ -159,7 +161,9 @@ def run_baseline(
     print(_summary(data, fmt, statistics, constraints, bad, paths))
     payload = config.analyzer.payload if config is not None else PayloadConfig()
     names = [f["name"] for f in constraints["features"]]
-    note = positional_note(names, payload.input.columns, payload.input.format)
+    outputs = set(payload.output.columns) | {n for n in names if _OUTPUT.fullmatch(n)}
+    inputs = [n for n in names if n not in outputs]
+    note = positional_note(inputs, payload.input.columns, payload.input.format)
     if note is not None and fmt != "capture":
         print(f"modelmon baseline: note: {note}", file=sys.stderr)
     for warning in _warnings(config, profile, constraints, fmt):

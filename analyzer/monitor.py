@@ -22,7 +22,14 @@ from sqlite_utils import Database
 from analyzer.baseline_files import Baseline, BaselineFiles, load_baseline
 from analyzer.checks import check_options, run_checks
 from analyzer.column_mapping import BY_NAME, BY_POSITION, mapping_note, positional_mapping
-from analyzer.evaluate import WindowVerdict, iso, monitor_doc, verdict, worst
+from analyzer.evaluate import (
+    WindowVerdict,
+    describe_predictions,
+    iso,
+    monitor_doc,
+    verdict,
+    worst,
+)
 from analyzer.hourly import HourlyReporter
 from analyzer.ingest import Ingestor, IngestStats, merge_buckets
 from analyzer.profile import DatasetProfile
@@ -146,7 +153,8 @@ class Monitor:
 
     def _evaluate(self, now: float) -> dict[str, Any]:
         start, end = self.window(now)
-        window_verdict = self.check(self.window_profile(now))
+        profile = self.window_profile(now)
+        window_verdict = self.check(profile)
         monitors: dict[str, dict[str, Any]] = {
             MONITOR: monitor_doc(
                 window_verdict,
@@ -157,6 +165,7 @@ class Monitor:
                 baseline=self.baseline.info,
             )
         }
+        monitors[MONITOR]["predictions"] = describe_predictions(profile, window_verdict.features)
         if self.baseline.statistics is not None:
             monitors[MONITOR]["column_mapping"] = self.column_mapping
             monitors[MONITOR]["column_mapping_note"] = self.column_mapping_note

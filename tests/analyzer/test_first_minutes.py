@@ -35,15 +35,17 @@ Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 TRAIN_ROWS = 5000
 
 
-def new_user(tmp_path: Path) -> ModelmonConfig:
-    """``modelmon.yaml`` with only the upstream, and ``train.csv`` with a header."""
+def new_user(tmp_path: Path, with_prediction: bool = False) -> ModelmonConfig:
+    """``modelmon.yaml`` with only the upstream, and ``train.csv`` with a header (the
+    features, and with ``with_prediction`` the model's score as ``prediction``)."""
     (tmp_path / "modelmon.yaml").write_text("proxy:\n  upstream: http://127.0.0.1:9\n")
     with open(DATA / "baseline.csv", newline="") as source:
         rows = list(csv.DictReader(source))[:TRAIN_ROWS]
+    extra = ["prediction"] if with_prediction else []
     with open(tmp_path / "train.csv", "w", newline="") as target:
         writer = csv.writer(target)
-        writer.writerow(FEATURES)
-        writer.writerows([row[f] for f in FEATURES] for row in rows)
+        writer.writerow(FEATURES + extra)
+        writer.writerows([row[f] for f in FEATURES] + [row["score"]][: len(extra)] for row in rows)
     return load_config(tmp_path / "modelmon.yaml")
 
 
@@ -71,7 +73,15 @@ async def test_headered_baseline_and_headerless_traffic_are_matched_by_position(
     assert quality["column_mapping"] == "by_position"
     assert "_c0 → age" in quality["column_mapping_note"]
     assert set(quality["features"]) == set(FEATURES)
-    assert "matched to the baseline's 11 features by position" in render_status(doc)
+    shown = render_status(doc)
+    assert "matched to the baseline's 11 features by position" in shown
+    # The model's output is described from the start, though the baseline does not have it.
+    prediction = quality["predictions"]["prediction"]
+    assert prediction["compared"] is False and prediction["role"] == "output"
+    assert prediction["data"]["count"] == 1500 and prediction["type"] == "Fractional"
+    assert 0 < prediction["quantiles"]["p05"] < prediction["quantiles"]["p95"] < 1
+    assert "prediction" not in quality["features"]
+    assert "described only (not in the baseline): n 1500, mean 0." in shown
 
     clock.set(T0 + timedelta(hours=1, minutes=40))
     write_traffic(
@@ -215,3 +225,32 @@ async def test_sighup_re_reads_the_baseline(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, "".join(seen)
+
+
+async def test_predictions_are_compared_when_the_baseline_has_them(
+    aiohttp_client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = new_user(tmp_path, with_prediction=True)
+    assert run_baseline(config, tmp_path / "train.csv", None, None) == 0
+    assert "baseline's 11 features by position" in capsys.readouterr().err
+    clock = Clock(T0 + timedelta(minutes=30))
+    app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
+    client = await aiohttp_client(app)
+    write_traffic(
+        config.capture.dir,
+        "current_nodrift.csv",
+        1500,
+        T0 + timedelta(minutes=5),
+        endpoint="endpoint",
+    )
+    await monitor_of(app).tick()
+    doc = await (await client.get("/monitor/status")).json()
+    quality = doc["monitors"]["data_quality"]
+    assert doc["state"] == "ok", quality["violations"]
+    prediction = quality["predictions"]["prediction"]
+    assert prediction["compared"] is True and prediction["state"] == "ok"
+    assert 0 <= prediction["distance"] < prediction["threshold"] == 0.1
+    assert quality["features"]["prediction"]["role"] == "output"
+    assert quality["features"]["prediction"]["data"]["count"] == 1500
+    assert set(quality["features"]) == {*FEATURES, "prediction"}
+    assert "prediction  compared with the baseline: ok distance" in render_status(doc)
