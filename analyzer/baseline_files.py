@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,9 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
 class BaselineFiles:
     """The baseline in use, re-read when its files change (see the module docstring)."""
 
-    def __init__(self, paths: BaselineConfig, *, clock_iso: Any = None) -> None:
+    def __init__(
+        self, paths: BaselineConfig, *, clock_iso: Callable[[], str] | None = None
+    ) -> None:
         self.paths = paths
         self._clock_iso = clock_iso
         self.reloads = 0
@@ -111,7 +114,7 @@ class BaselineFiles:
         self.current.info["reload_error"] = None
 
     def _now(self) -> str | None:
-        return str(self._clock_iso()) if self._clock_iso is not None else None
+        return self._clock_iso() if self._clock_iso is not None else None
 
     def _current_signature(self) -> Signature:
         return (_stat(self.paths.statistics), _stat(self.paths.constraints))

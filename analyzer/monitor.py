@@ -1,11 +1,12 @@
 """One monitoring tick: ingest new files, evaluate the rolling window, report closed hours.
 
-:class:`Monitor` owns the baseline (loaded once), the :class:`~analyzer.ingest.Ingestor` and
-the :class:`~analyzer.hourly.HourlyReporter`. :meth:`Monitor.tick` is what the service loop
-calls every ``schedule_interval_s`` and what tests call directly with an injected clock. Each
-tick stores one run row and the precomputed status document in one transaction, so
-``GET /monitor/status`` is a single-row read; then it tells the alert dispatcher about a
-change of state.
+:class:`Monitor` owns the baseline (:class:`~analyzer.baseline_files.BaselineFiles`: re-read
+at the start of a tick when its files changed, and on SIGHUP), the
+:class:`~analyzer.ingest.Ingestor` and the :class:`~analyzer.hourly.HourlyReporter`.
+:meth:`Monitor.tick` is what the service loop calls every ``schedule_interval_s`` and what
+tests call directly with an injected clock. Each tick stores one run row and the precomputed
+status document in one transaction, so ``GET /monitor/status`` is a single-row read; then it
+tells the alert dispatcher about a change of state.
 """
 
 from __future__ import annotations
