@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -50,7 +51,10 @@ def new_user(tmp_path: Path, with_prediction: bool = False) -> ModelmonConfig:
 
 
 async def test_headered_baseline_and_headerless_traffic_are_matched_by_position(
-    aiohttp_client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    aiohttp_client: Client,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = new_user(tmp_path)
     assert config.analyzer.payload.input.columns == []
@@ -59,6 +63,7 @@ async def test_headered_baseline_and_headerless_traffic_are_matched_by_position(
     assert "matched to the baseline's 11 features by position" in err
     assert "small baseline" not in err  # 5,000 rows are enough for 0.1
 
+    caplog.set_level(logging.INFO, logger="modelmon.analyzer")
     clock = Clock(T0 + timedelta(minutes=30))
     app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
     client = await aiohttp_client(app)
@@ -82,6 +87,8 @@ async def test_headered_baseline_and_headerless_traffic_are_matched_by_position(
     assert 0 < prediction["quantiles"]["p05"] < prediction["quantiles"]["p95"] < 1
     assert "prediction" not in quality["features"]
     assert "described only (not in the baseline): n 1500, mean 0." in shown
+    report = await (await client.get("/monitor/report")).text()
+    assert "<h2>Predictions (1)</h2>" in report and "described only: prediction" in report
 
     clock.set(T0 + timedelta(hours=1, minutes=40))
     write_traffic(
@@ -99,6 +106,8 @@ async def test_headered_baseline_and_headerless_traffic_are_matched_by_position(
     assert "income" in drifted and not any(name.startswith("_c") for name in drifted)
     checks = {v["constraint_check_type"] for v in quality["violations"]}
     assert checks == {"baseline_drift_check"}
+    said = [r for r in caplog.records if "by position" in r.getMessage()]
+    assert len(said) == 1  # once in the log, not at every tick
 
 
 def test_baseline_warns_when_the_config_names_other_columns(
