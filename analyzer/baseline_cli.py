@@ -9,13 +9,17 @@ message naming the file when the input cannot be used.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from analyzer.baseline_advice import small_baseline_warning
 from analyzer.codecs import PayloadDecoder
+from analyzer.column_mapping import baseline_name_warnings, positional_note
+from analyzer.drift import kll_epsilon
 from analyzer.profile import DatasetProfile
 from analyzer.report_files import write_json_atomic
 from analyzer.sketches import DEFAULT_KLL_K
@@ -32,6 +36,7 @@ from modelmon.config import ModelmonConfig, PayloadConfig
 __all__ = ["run_baseline"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_OUTPUT = re.compile(r"prediction(_\d+)?")  # the names of unnamed output columns
 
 
 class _Progress:
@@ -154,4 +159,34 @@ def run_baseline(
         print(f"modelmon baseline: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED
     print(_summary(data, fmt, statistics, constraints, bad, paths))
+    payload = config.analyzer.payload if config is not None else PayloadConfig()
+    names = [f["name"] for f in constraints["features"]]
+    outputs = set(payload.output.columns) | {n for n in names if _OUTPUT.fullmatch(n)}
+    inputs = [n for n in names if n not in outputs]
+    note = positional_note(inputs, payload.input.columns, payload.input.format)
+    if note is not None and fmt != "capture":
+        print(f"modelmon baseline: note: {note}", file=sys.stderr)
+    for warning in _warnings(config, profile, constraints, fmt):
+        print(f"modelmon baseline: warning: {warning}", file=sys.stderr)
     return EXIT_OK
+
+
+def _warnings(
+    config: ModelmonConfig | None, profile: DatasetProfile, constraints: dict[str, Any], fmt: str
+) -> list[str]:
+    """Names the captured data will not match; a baseline too small for its threshold."""
+    out: list[str] = []
+    payload = config.analyzer.payload if config is not None else PayloadConfig()
+    names = [f["name"] for f in constraints["features"]]
+    if fmt != "capture":
+        out += baseline_name_warnings(names, payload.input.columns, payload.input.format)
+    distribution = constraints.get("monitoring_config", {}).get("distribution_constraints", {})
+    threshold = float(distribution.get("comparison_threshold", 0.1))
+    alpha = config.analyzer.false_alarm_rate if config is not None else 0.01
+    verdict = config.analyzer.drift_verdict if config is not None else "significant"
+    sketches = [f.kll for f in profile.features.values() if f.kll is not None]
+    eps = max((kll_epsilon(s.k, s.is_estimation_mode()) for s in sketches), default=0.0)
+    small = small_baseline_warning(profile.item_count, len(names), threshold, alpha, verdict, eps)
+    if small is not None:
+        out.append(small)
+    return out

@@ -145,6 +145,16 @@ def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | Non
         baseline, constraints = parse_statistics(stats_doc), parse_constraints(cons_doc)
     except BaselineFormatError as exc:
         raise _Stop(EXIT_NO_BASELINE, f"baseline {stats_path} / {cons_path}: {exc}") from exc
+    if not config.analyzer.payload.input.columns:
+        from analyzer.column_mapping import mapping_note, positional_mapping
+
+        names = list(baseline.features)
+        mapping = positional_mapping(list(profile.features), names, profile.predictions)
+        if mapping is not None:
+            inputs = [n for n in names if n not in profile.predictions]
+            note = mapping_note(mapping, len(profile.features), len(inputs))
+            print(f"note: {note}", file=sys.stderr, flush=True)
+            profile.rename_features(mapping)
     result = run_checks(
         baseline,
         constraints,

@@ -26,7 +26,7 @@ Disabled`` the drift check. Per-feature ``monitoring_config_overrides`` win over
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from analyzer.check_inputs import (
     current_items,
     effective_settings,
 )
+from analyzer.column_mapping import is_positional
 from analyzer.drift import DriftDecision, categorical_drift, numeric_drift
 from analyzer.drift_scores import categorical_scores, numeric_scores
 from modelmon.config import AnalyzerConfig
@@ -221,7 +222,7 @@ def run_checks(
                 _violation(
                     name,
                     "missing_column_check",
-                    _columns_text("missing", len(cur_cols), len(known)),
+                    _columns_text("missing", name, cur_cols, known),
                 )
             )
     extra = [n for n, c in cur_cols.items() if n not in known and c.num_present > 0]
@@ -229,7 +230,7 @@ def run_checks(
         for name in extra:
             out.append(
                 _violation(
-                    name, "extra_column_check", _columns_text("extra", len(cur_cols), len(known))
+                    name, "extra_column_check", _columns_text("extra", name, cur_cols, known)
                 )
             )
 
@@ -335,11 +336,23 @@ def _constraint_checks(
                 )
 
 
-def _columns_text(kind: str, current: int, baseline: int) -> str:
-    return (
+def _columns_text(kind: str, name: str, current: Mapping[str, Any], known: Sequence[str]) -> str:
+    """SageMaker's description, then which column and why (and what to do when it is names)."""
+    text = (
         f"There are {kind} columns in current dataset. Number of columns in current "
-        f"dataset: {current}, Number of columns in baseline constraints: {baseline}"
+        f"dataset: {len(current)}, Number of columns in baseline constraints: {len(known)}. "
     )
+    if kind == "missing":
+        text += f"{name!r} is in the baseline but has no value in the current data"
+    else:
+        text += f"{name!r} has values in the current data but is not in the baseline"
+    unnamed = [n for n in current if is_positional(n)]
+    if unnamed and not any(is_positional(n) for n in known):
+        text += (
+            f" (the current data has {len(unnamed)} unnamed columns, _c0…: set "
+            "analyzer.payload.input.columns to the baseline's names, in order)"
+        )
+    return text + "."
 
 
 def _drift_text(decision: DriftDecision) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "STATES",
     "WARNING_FRACTION",
     "WindowVerdict",
+    "describe_predictions",
     "feature_state",
     "iso",
     "monitor_doc",
@@ -77,8 +78,12 @@ class WindowVerdict:
 def _data(profile: Any, name: str) -> dict[str, Any]:
     """Completeness and the ``feature_data`` statistics of one feature of a live profile."""
     feature = getattr(profile, "features", {}).get(name) if profile is not None else None
-    if feature is None:
-        return {}
+    if feature is None and profile is not None:
+        feature = (getattr(profile, "predictions", None) or {}).get(name)
+    return _feature_data(feature) if feature is not None else {}
+
+
+def _feature_data(feature: Any) -> dict[str, Any]:
     present, missing = int(feature.num_present), int(feature.num_missing)
     count = int(getattr(feature, "count", 0) or 0)
     numeric = {
@@ -125,6 +130,9 @@ def verdict(
             "n_current": _number(getattr(fr, "n_current", None)),
             **_data(profile, name),
         }
+    for name in getattr(profile, "predictions", None) or {}:
+        if name in features and name not in getattr(profile, "features", {}):
+            features[name]["role"] = "output"
     if not enough:
         state = "not_enough_data"
     elif violations:
@@ -132,6 +140,48 @@ def verdict(
     else:
         state = worst(["ok", *(f["state"] for f in features.values())])
     return WindowVerdict(state, samples, violations, features)
+
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+TOP_VALUES = 10
+
+
+def _describe(feature: Any) -> dict[str, Any]:
+    """What a column's values look like: type, completeness, moments, quantiles or top values."""
+    entry: dict[str, Any] = {"type": feature.inferred_type, **_feature_data(feature)}
+    kll = feature.kll
+    if kll is not None and not kll.is_empty():
+        entry["quantiles"] = {
+            f"p{round(q * 100):02d}": _number(kll.get_quantile(q)) for q in QUANTILES
+        }
+    counts = feature.category_counts()
+    if counts:
+        total = float(sum(counts.values()))
+        top = sorted(counts.items(), key=lambda kv: -kv[1])[:TOP_VALUES]
+        entry["top"] = {str(value): count / total for value, count in top}
+    return entry
+
+
+def describe_predictions(
+    profile: Any | None, features: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """``monitors.data_quality.predictions``: every output column of the window, described,
+    and ``compared`` (with its drift figures) when the baseline has a column of that name."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, feature in (getattr(profile, "predictions", None) or {}).items():
+        entry: dict[str, Any] = {"role": "output", "compared": False, **_describe(feature)}
+        checked = features.get(name)
+        if checked is not None and name not in getattr(profile, "features", {}):
+            entry["compared"] = True
+            for key in ("state", "distance", "threshold", "margin", "method"):
+                entry[key] = checked.get(key)
+        else:
+            entry["note"] = (
+                f"described only: the baseline has no column {name!r} (a baseline built from "
+                "captured traffic, `modelmon baseline --data CAPTURE_DIR`, includes it)"
+            )
+        out[str(name)] = entry
+    return out
 
 
 def monitor_doc(

@@ -64,7 +64,7 @@ class HourlyReporter:
         self._config = config
         self._store = store
         self._check = check
-        self._constraints = baseline_constraints
+        self.constraints = baseline_constraints
         self.grace_s = DEFAULT_GRACE_S if grace_s is None else grace_s
 
     def pending(self, now: float) -> list[tuple[int, int]]:
@@ -89,9 +89,9 @@ class HourlyReporter:
         if profile is not None:
             docs["statistics.json"] = statistics_json(profile)
             docs["constraints.json"] = (
-                self._constraints if self._constraints is not None else suggest_constraints(profile)
+                self.constraints if self.constraints is not None else suggest_constraints(profile)
             )
-        if self._constraints is not None:
+        if self.constraints is not None:
             docs["constraint_violations.json"] = {"violations": result.violations}
         folder = hour_dir(self._config, hour)
         write_reports(folder, docs)

@@ -1,11 +1,12 @@
 """One monitoring tick: ingest new files, evaluate the rolling window, report closed hours.
 
-:class:`Monitor` owns the baseline (loaded once), the :class:`~analyzer.ingest.Ingestor` and
-the :class:`~analyzer.hourly.HourlyReporter`. :meth:`Monitor.tick` is what the service loop
-calls every ``schedule_interval_s`` and what tests call directly with an injected clock. Each
-tick stores one run row and the precomputed status document in one transaction, so
-``GET /monitor/status`` is a single-row read; then it tells the alert dispatcher about a
-change of state.
+:class:`Monitor` owns the baseline (:class:`~analyzer.baseline_files.BaselineFiles`: re-read
+at the start of a tick when its files changed, and on SIGHUP), the
+:class:`~analyzer.ingest.Ingestor` and the :class:`~analyzer.hourly.HourlyReporter`.
+:meth:`Monitor.tick` is what the service loop calls every ``schedule_interval_s`` and what
+tests call directly with an injected clock. Each tick stores one run row and the precomputed
+status document in one transaction, so ``GET /monitor/status`` is a single-row read; then it
+tells the alert dispatcher about a change of state.
 """
 
 from __future__ import annotations
@@ -14,24 +15,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 from sqlite_utils import Database
 
+from analyzer.baseline_files import Baseline, BaselineFiles, load_baseline
 from analyzer.checks import check_options, run_checks
-from analyzer.evaluate import WindowVerdict, iso, monitor_doc, verdict, worst
+from analyzer.column_mapping import BY_NAME, BY_POSITION, mapping_note, positional_mapping
+from analyzer.evaluate import (
+    WindowVerdict,
+    describe_predictions,
+    iso,
+    monitor_doc,
+    verdict,
+    worst,
+)
 from analyzer.hourly import HourlyReporter
 from analyzer.ingest import Ingestor, IngestStats, merge_buckets
 from analyzer.profile import DatasetProfile
-from analyzer.statistics_format import (
-    BaselineStatistics,
-    Constraints,
-    parse_constraints,
-    parse_statistics,
-)
 from analyzer.store import Store, read_status_doc, write_status_doc
 from modelmon.config import ModelmonConfig
 
@@ -50,58 +52,6 @@ class AlertSink(Protocol):
         """Told of every change of a monitor's state."""
 
 
-@dataclass
-class Baseline:
-    """The baseline files, parsed; ``error`` says why there is none."""
-
-    statistics: BaselineStatistics | None
-    constraints: Constraints | None
-    constraints_doc: dict[str, Any] | None
-    info: dict[str, Any]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    doc = orjson.loads(path.read_bytes())
-    if not isinstance(doc, dict):
-        raise ValueError("the top level is not a JSON object")
-    return doc
-
-
-def load_baseline(config: ModelmonConfig) -> Baseline:
-    """Read ``analyzer.baseline``; a missing or bad file gives a baseline with an error."""
-    paths = config.analyzer.baseline
-    info: dict[str, Any] = {
-        "statistics": str(paths.statistics),
-        "constraints": str(paths.constraints),
-        "error": None,
-    }
-    try:
-        statistics = parse_statistics(_read_json(paths.statistics))
-    except FileNotFoundError:
-        info["error"] = (
-            f"no baseline statistics at {paths.statistics}: run `modelmon baseline --data "
-            "TRAINING.csv` or set analyzer.baseline.statistics"
-        )
-        return Baseline(None, None, None, info)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        info["error"] = f"cannot use {paths.statistics}: {exc}"
-        return Baseline(None, None, None, info)
-    try:
-        constraints_doc = _read_json(paths.constraints)
-    except FileNotFoundError:
-        log.warning("no %s: SageMaker's default constraints apply", paths.constraints)
-        constraints_doc = {"version": 0.0, "features": []}
-    except (OSError, ValueError) as exc:
-        info["error"] = f"cannot use {paths.constraints}: {exc}"
-        return Baseline(None, None, None, info)
-    try:
-        constraints = parse_constraints(constraints_doc)
-    except (ValueError, KeyError, TypeError) as exc:
-        info["error"] = f"cannot use {paths.constraints}: {exc}"
-        return Baseline(None, None, None, info)
-    return Baseline(statistics, constraints, constraints_doc, info)
-
-
 class Monitor:
     """The data-quality monitor of one endpoint; :meth:`tick` runs one pass."""
 
@@ -118,7 +68,11 @@ class Monitor:
         self.store = store
         self.clock = clock
         self.alerts = alerts
-        self.baseline = load_baseline(config)
+        self.baseline_files = BaselineFiles(
+            config.analyzer.baseline, clock_iso=lambda: iso(clock())
+        )
+        self.column_mapping: str | None = None
+        self.column_mapping_note: str | None = None
         self.ingestor = Ingestor(store, config, clock=clock)
         self.reporter = HourlyReporter(
             config,
@@ -135,9 +89,45 @@ class Monitor:
         self._loaded = False
         self._lock = asyncio.Lock()
 
+    @property
+    def baseline(self) -> Baseline:
+        """The baseline in use (replaced atomically when its files change)."""
+        return self.baseline_files.current
+
+    def refresh_baseline(self, force: bool = False) -> bool:
+        """Re-read the baseline files if they changed (blocking); True when a new one is used."""
+        if not self.baseline_files.refresh(force):
+            return False
+        self.reporter.constraints = self.baseline.constraints_doc
+        return True
+
     # -- evaluation ------------------------------------------------------------------------
+    def map_columns(self, profile: DatasetProfile | None) -> DatasetProfile | None:
+        """Name positional input columns after the baseline's features (in place; see
+        :mod:`analyzer.column_mapping`), and remember how the columns were matched."""
+        statistics = self.baseline.statistics
+        if profile is None or statistics is None or self.config.analyzer.payload.input.columns:
+            return profile
+        baseline_names = list(statistics.features)
+        mapping = positional_mapping(list(profile.features), baseline_names, profile.predictions)
+        if mapping is None:
+            if profile.features and not profile.renamed:
+                self.column_mapping, self.column_mapping_note = BY_NAME, None
+            return profile
+        note = mapping_note(
+            mapping,
+            len(profile.features),
+            len([n for n in baseline_names if n not in profile.predictions]),
+        )
+        if note != self.column_mapping_note:
+            log.info("%s", note)
+        self.column_mapping, self.column_mapping_note = BY_POSITION, note
+        profile.rename_features(mapping)
+        return profile
+
     def check(self, profile: DatasetProfile | None) -> WindowVerdict:
         """Run the checks on a profile against the baseline (blocking, CPU)."""
+        profile = self.map_columns(profile)
         samples = profile.item_count if profile is not None else 0
         if self.baseline.statistics is None or self.baseline.constraints is None:
             return verdict(None, samples, self.config.analyzer.min_samples)
@@ -158,12 +148,14 @@ class Monitor:
         return float(start), now
 
     def window_profile(self, now: float) -> DatasetProfile | None:
+        """The window's profile, its columns named as the checks see them."""
         start, end = self.window(now)
-        return self.store.read(lambda c: merge_buckets(c, start, end))
+        return self.map_columns(self.store.read(lambda c: merge_buckets(c, start, end)))
 
     def _evaluate(self, now: float) -> dict[str, Any]:
         start, end = self.window(now)
-        window_verdict = self.check(self.window_profile(now))
+        profile = self.window_profile(now)
+        window_verdict = self.check(profile)
         monitors: dict[str, dict[str, Any]] = {
             MONITOR: monitor_doc(
                 window_verdict,
@@ -174,6 +166,10 @@ class Monitor:
                 baseline=self.baseline.info,
             )
         }
+        monitors[MONITOR]["predictions"] = describe_predictions(profile, window_verdict.features)
+        if self.baseline.statistics is not None:
+            monitors[MONITOR]["column_mapping"] = self.column_mapping
+            monitors[MONITOR]["column_mapping_note"] = self.column_mapping_note
         doc: dict[str, Any] = {
             "state": worst(m["state"] for m in monitors.values()),
             "monitors": monitors,
@@ -220,12 +216,18 @@ class Monitor:
             self._state = stored.get("monitors", {}).get(MONITOR, {}).get("state")
         self._loaded = True
 
+    async def reload_baseline(self, force: bool = True) -> bool:
+        """Re-read the baseline files now (SIGHUP), between ticks; True when a new one is used."""
+        async with self._lock:
+            return await asyncio.to_thread(self.refresh_baseline, force)
+
     async def tick(self) -> dict[str, Any]:
         """Ingest, evaluate, report; returns the status document stored for this run."""
         async with self._lock:
             if not self._loaded:
                 await self.load_state()
             started = time.perf_counter()
+            await asyncio.to_thread(self.refresh_baseline)
             self.last_ingest = await asyncio.to_thread(self.ingestor.run_once)
             now = self.clock()
             doc = await asyncio.to_thread(self._evaluate, now)

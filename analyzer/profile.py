@@ -91,6 +91,7 @@ class DatasetProfile:
         self._inputs = _Group(k)
         self._outputs = _Group(k)
         self.column_counts: Counter[int] = Counter()
+        self.renamed = False  # set by rename_features
 
     @property
     def item_count(self) -> int:
@@ -137,6 +138,16 @@ class DatasetProfile:
         self._inputs.update(columns, n_rows, 0)
         if field_counts:
             self.column_counts.update(field_counts)
+
+    def rename_features(self, names: Mapping[str, str]) -> None:
+        """Rename input features in place (``old -> new``), keeping their column order."""
+        renamed: dict[str, FeatureProfile] = {}
+        for name, feature in self._inputs.features.items():
+            new = names.get(name, name)
+            feature.name = new
+            renamed[new] = feature
+        self._inputs.features = renamed
+        self.renamed = True
 
     def merge(self, other: DatasetProfile) -> None:
         self._inputs.merge(other._inputs)

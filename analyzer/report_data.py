@@ -61,11 +61,11 @@ def shares(counts: Mapping[str, float], top: int = TOP_CATEGORIES) -> dict[str, 
     return {str(value): count / total for value, count in ranked}
 
 
-def _numeric(base: Any, cur: Any) -> dict[str, Any] | None:
+def _numeric(base: Any | None, cur: Any) -> dict[str, Any] | None:
     values = np.asarray(getattr(base, "cdf_values", []), dtype=float)
     weights = np.asarray(getattr(base, "cdf_weights", []), dtype=float)
-    lows = [v for v in (base.min, getattr(cur, "min", None)) if v is not None]
-    highs = [v for v in (base.max, getattr(cur, "max", None)) if v is not None]
+    lows = [v for v in (getattr(base, "min", None), getattr(cur, "min", None)) if v is not None]
+    highs = [v for v in (getattr(base, "max", None), getattr(cur, "max", None)) if v is not None]
     if not lows or not highs:
         return None
     low, high = float(min(lows)), float(max(highs))
@@ -88,12 +88,30 @@ def _numeric(base: Any, cur: Any) -> dict[str, Any] | None:
     }
 
 
+def _current_only(cur: Any) -> dict[str, Any] | None:
+    """A column the baseline does not have (a prediction): its window distribution alone."""
+    if cur.inferred_type == "String":
+        return {"type": "categorical", "baseline": {}, "current": shares(cur.category_counts())}
+    numeric = _numeric(None, cur)
+    if numeric is not None:
+        numeric["baseline"] = []
+    return numeric
+
+
 def distributions(baseline: Any | None, profile: Any | None) -> dict[str, dict[str, Any]]:
-    """Per baseline feature, its distribution in the baseline and in the current window."""
-    if baseline is None:
-        return {}
+    """Per feature (and prediction column), its distribution in the baseline and in the
+    current window; a prediction column the baseline lacks has the window's alone."""
     out: dict[str, dict[str, Any]] = {}
-    live = profile.features if profile is not None else {}
+    predictions = (getattr(profile, "predictions", None) or {}) if profile is not None else {}
+    known = baseline.features if baseline is not None else {}
+    for name, cur in predictions.items():
+        if name not in known:
+            only = _current_only(cur)
+            if only is not None:
+                out[name] = only
+    if baseline is None:
+        return out
+    live = {**predictions, **profile.features} if profile is not None else {}
     for name, base in baseline.features.items():
         cur = live.get(name)
         if base.inferred_type == "String":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -101,6 +102,34 @@ async def _run_loop(monitor: Monitor, interval_s: float, cron: CronSchedule | No
         await asyncio.sleep(delay)
 
 
+def _watch_sighup(monitor: Monitor) -> Callable[[], None] | None:
+    """Re-read the baseline on SIGHUP; returns what removes the handler (None: no signals)."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[bool]] = set()
+
+    def on_hup() -> None:
+        log.info("SIGHUP: re-reading the baseline files")
+        task = loop.create_task(monitor.reload_baseline(force=True), name="modelmon-sighup")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    except (NotImplementedError, RuntimeError, AttributeError, ValueError):
+        return None  # not the main thread, or a platform without SIGHUP
+    paths = monitor.config.analyzer.baseline
+    log.info(
+        "baseline %s and %s are re-read when they change, and on SIGHUP",
+        paths.statistics,
+        paths.constraints,
+    )
+
+    def remove() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return remove
+
+
 def create_app(
     config: ModelmonConfig,
     *,
@@ -151,9 +180,12 @@ def create_app(
         )
         if monitor.baseline.info.get("error"):
             log.warning("%s", monitor.baseline.info["error"])
+        hup = _watch_sighup(monitor) if run_loop else None
         try:
             yield
         finally:
+            if hup is not None:
+                hup()
             if loop_task is not None:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)

@@ -11,8 +11,18 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import Any
 
-__all__ = ["STATE_COLORS", "Point", "grouped_bars", "histogram_overlay", "line_chart"]
+__all__ = [
+    "NO_VERDICT",
+    "STATE_COLORS",
+    "Point",
+    "alert_starts",
+    "fmt",
+    "grouped_bars",
+    "histogram_overlay",
+    "line_chart",
+]
 
 STATE_COLORS = {
     "ok": "#2e7d32",
@@ -49,9 +59,16 @@ def _or(value: float | None, default: float) -> float:
 
 
 def fmt(value: float | None) -> str:
-    """A number in at most 3 significant digits, ``–`` when missing."""
+    """A number for people: 3 significant digits below 1,000, whole with thousands separators
+    from 1,000 on (never scientific notation there), ``–`` when missing.
+
+    >>> [fmt(v) for v in (0.0456, 12.345, 9120.5, 20000.0, None)]
+    ['0.0456', '12.3', '9,120', '20,000', '–']
+    """
     if value is None or not math.isfinite(value):
         return "–"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
     return f"{value:.3g}"
 
 
@@ -115,8 +132,62 @@ def _downsample(points: Sequence[Point], max_points: int) -> list[Point]:
     kept = []
     for start in range(0, len(points), size):
         chunk = points[start : start + size]
-        kept.append(max(chunk, key=lambda p: _or(p.distance, -math.inf)))
+        kept.append(
+            max(
+                chunk,
+                key=lambda p: -math.inf if p.state in NO_VERDICT else _or(p.distance, -math.inf),
+            )
+        )
     return kept
+
+
+NO_VERDICT = frozenset({"not_enough_data", "no_data", "no_baseline"})
+NO_VERDICT_COLOR = "#d9dde3"
+DOT_STATES = ("ok", "warning", "alert")
+
+
+def _dot_legend(x: float, y: float) -> list[str]:
+    """What the dot colours and the grey band mean (squares with round corners, not circles)."""
+    out: list[str] = []
+    for state in DOT_STATES:
+        out.append(
+            f'<rect x="{x:.1f}" y="{y - 8:.1f}" width="8" height="8" rx="4" '
+            f'fill="{STATE_COLORS[state]}"/>'
+        )
+        out.append(_text(x + 11, y, state))
+        x += 20 + 6.5 * len(state)
+    out.append(
+        f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="12" height="10" fill="{NO_VERDICT_COLOR}"/>'
+    )
+    out.append(_text(x + 16, y, "no verdict"))
+    return out
+
+
+def _bands(pts: Sequence[Point], px: Any) -> list[tuple[float, float]]:
+    """x ranges (pixels) of consecutive runs without a verdict, each half-way to its neighbours."""
+    out: list[tuple[float, float]] = []
+    i = 0
+    while i < len(pts):
+        if pts[i].state not in NO_VERDICT:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(pts) and pts[j + 1].state in NO_VERDICT:
+            j += 1
+        lo = px(pts[i].x) if i == 0 else (px(pts[i - 1].x) + px(pts[i].x)) / 2
+        hi = px(pts[j].x) if j == len(pts) - 1 else (px(pts[j].x) + px(pts[j + 1].x)) / 2
+        out.append((lo - 2 if hi - lo < 4 else lo, hi + 2 if hi - lo < 4 else hi))
+        i = j + 1
+    return out
+
+
+def alert_starts(pts: Sequence[Point]) -> list[Point]:
+    """The runs where the state became ``alert`` (the one before was not)."""
+    return [
+        p
+        for before, p in itertools.pairwise([None, *pts])
+        if p is not None and p.state == "alert" and (before is None or before.state != "alert")
+    ]
 
 
 def line_chart(
@@ -124,15 +195,25 @@ def line_chart(
     *,
     title: str,
     x_labels: tuple[str, str] = ("", ""),
+    x_ticks: Sequence[tuple[float, str]] = (),
+    x_title: str = "",
     width: int = 520,
-    height: int = 180,
+    height: int = 196,
     max_points: int = 400,
 ) -> str:
-    """Drift distance per run (dots coloured by state) with the threshold as a dashed line."""
+    """Drift distance per run (dots coloured by state) with the threshold as a dashed line.
+
+    Runs without a verdict (``not_enough_data``, ``no_data``, ``no_baseline``) are not drawn
+    as distances: they are a grey band, the line breaks there, and they do not stretch the
+    y-axis. A vertical line marks each run where the state became ``alert``. ``x_ticks`` are
+    (x, label) pairs under the axis (else ``x_labels`` at both ends), ``x_title`` its caption.
+    """
     pts = _downsample(sorted(points, key=lambda p: p.x), max_points)
-    left, right, top, bottom = 44, 12, 20, 24
+    left, right, top, bottom = 44, 12, 34, 38
     plot_w, plot_h = width - left - right, height - top - bottom
-    values = [_or(v, 0.0) for p in pts for v in (p.distance, p.threshold)]
+    judged = [p for p in pts if p.state not in NO_VERDICT]
+    values = [_or(v, 0.0) for p in judged for v in (p.distance, p.threshold)]
+    values += [_or(p.threshold, 0.0) for p in pts]
     y_max = nice_ceil(max(values, default=0.0) * 1.05)
     x_lo, x_hi = (pts[0].x, pts[-1].x) if pts else (0.0, 1.0)
 
@@ -140,21 +221,40 @@ def line_chart(
         return left + (plot_w / 2 if x_hi == x_lo else (x - x_lo) / (x_hi - x_lo) * plot_w)
 
     def py(y: float) -> float:
-        return top + plot_h - max(0.0, y) / y_max * plot_h
+        return top + plot_h - min(max(0.0, y), y_max) / y_max * plot_h
 
     body = _legend(
         left + 4, 12, [(CURRENT_COLOR, "distance", "line"), ("#c62828", "threshold", "dash")]
     )
+    body += _dot_legend(left + 180, 12)
+    for lo, hi in _bands(pts, px):
+        body.append(
+            f'<rect class="no-verdict" x="{lo:.1f}" y="{top}" width="{hi - lo:.1f}" '
+            f'height="{plot_h}" fill="{NO_VERDICT_COLOR}" fill-opacity="0.7">'
+            "<title>no verdict: fewer rows than min_samples</title></rect>"
+        )
     body += _grid(left, width - right, [(py(y_max * f), fmt(y_max * f)) for f in (0, 0.5, 1)])
-    body.append(_text(left, height - 6, x_labels[0]))
-    body.append(_text(width - right, height - 6, x_labels[1], "end"))
+    axis_y = top + plot_h + 14
+    if x_ticks and pts:
+        for i, (x, label) in enumerate(x_ticks):
+            anchor = "start" if i == 0 else "end" if i == len(x_ticks) - 1 else "middle"
+            body.append(_text(px(x), axis_y, label, anchor))
+    else:
+        body.append(_text(left, axis_y, x_labels[0]))
+        body.append(_text(width - right, axis_y, x_labels[1], "end"))
+    if x_title:
+        body.append(_text(left + plot_w / 2, height - 4, x_title, "middle", size=10))
     if not pts:
         body.append(_text(left + plot_w / 2, top + plot_h / 2, "no runs yet", "middle"))
         return _svg(width, height, title, body)
+    if not judged:
+        body.append(
+            _text(left + plot_w / 2, top + plot_h / 2, "no verdict yet: too few rows", "middle")
+        )
 
     segments: list[list[str]] = [[]]
     for p in pts:
-        if _finite(p.distance):
+        if _finite(p.distance) and p.state not in NO_VERDICT:
             segments[-1].append(f"{px(p.x):.1f},{py(p.distance or 0.0):.1f}")
         elif segments[-1]:
             segments.append([])
@@ -173,9 +273,17 @@ def line_chart(
             f'<polyline points="{" ".join(steps)}" fill="none" stroke="#c62828" '
             'stroke-width="1.2" stroke-dasharray="5 4"/>'
         )
+    for p in alert_starts(pts):
+        x = px(p.x)
+        body.append(
+            f'<line class="alert-start" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" '
+            f'y2="{top + plot_h}" stroke="#c62828" stroke-width="1" stroke-dasharray="2 2">'
+            f"<title>alert began {escape(p.label)}</title></line>"
+        )
+        body.append(_text(x + 3, top + 10, "alert", size=9))
     radius = 3.0 if len(pts) <= 60 else 2.0
     dense = len(pts) > 120  # then only dots that are not ok, to keep the page small
-    for p in pts:
+    for p in judged:
         if not _finite(p.distance) or (dense and p.state == "ok"):
             continue
         color = STATE_COLORS.get(p.state or "", _UNKNOWN_COLOR)
@@ -210,8 +318,11 @@ def histogram_overlay(
     )
     left, right, top, bottom = 44, 12, 20, 24
     plot_w, plot_h = width - left - right, height - top - bottom
+    with_base = any(_finite(b) and b > 0 for b in baseline)
     body = _legend(
-        left + 4, 12, [(BASELINE_COLOR, "baseline", "box"), (CURRENT_COLOR, "current", "line")]
+        left + 4,
+        12,
+        [(BASELINE_COLOR, "baseline", "box")] * with_base + [(CURRENT_COLOR, "current", "line")],
     )
     if bins == 0:
         body.append(_text(left + plot_w / 2, top + plot_h / 2, "no distribution", "middle"))
@@ -291,8 +402,11 @@ def grouped_bars(
     label_w, right, top, row_h = 130, 48, 22, 22
     height = top + max(len(rows), 1) * row_h + 6
     plot_w = width - label_w - right
+    with_base = bool(baseline)
     body = _legend(
-        label_w, 12, [(BASELINE_COLOR, "baseline", "box"), (CURRENT_COLOR, "current", "box")]
+        label_w,
+        12,
+        [(BASELINE_COLOR, "baseline", "box")] * with_base + [(CURRENT_COLOR, "current", "box")],
     )
     if not rows:
         body.append(_text(width / 2, top + 14, "no categories", "middle"))
@@ -305,7 +419,8 @@ def grouped_bars(
             f'<text x="{label_w - 6}" y="{y + 13:.1f}" text-anchor="end" font-size="11" {_FONT}>'
             f"<title>{escape(name)}</title>{escape(shown)}</text>"
         )
-        for j, (share, color) in enumerate(((b_share, BASELINE_COLOR), (c_share, CURRENT_COLOR))):
+        bars = ((b_share, BASELINE_COLOR), (c_share, CURRENT_COLOR))[0 if with_base else 1 :]
+        for j, (share, color) in enumerate(bars):
             bar_w = max(share, 0.0) / s_max * plot_w
             bar_y = y + 2 + j * 9
             body.append(

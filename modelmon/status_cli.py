@@ -180,18 +180,33 @@ def _render_monitor(name: str, monitor: dict[str, Any], colour: bool) -> list[st
     baseline_error = _dict(monitor.get("baseline")).get("error")
     if baseline_error:
         lines.append(f"  baseline: {baseline_error}")
-    features = sorted(_dict(monitor.get("features")).items(), key=_feature_order)
+    note = monitor.get("column_mapping_note")
+    if isinstance(note, str) and note:
+        lines.append(f"  columns: {note}")
+    features = sorted(
+        (item for item in _dict(monitor.get("features")).items() if not _is_output(item[1])),
+        key=_feature_order,
+    )
     if features:
         width = max(7, *(len(name) for name, _ in features))
-        lines.append(f"  {'feature':<{width}}  {'state':<15}  {'distance':>9}  {'threshold':>9}")
+        lines.append(
+            f"  {'feature':<{width}}  {'state':<15}  {'distance':>9}  {'threshold':>9}"
+            f"  {'margin':>7}"
+        )
         for feature_name, raw in features:
             feature = _dict(raw)
             state = str(feature.get("state") or "-")
             shown = _state(state, colour) + " " * max(0, 15 - len(_state(state, False)))
             lines.append(
                 f"  {feature_name:<{width}}  {shown}  {_num(feature.get('distance')):>9}"
-                f"  {_num(feature.get('threshold')):>9}"
+                f"  {_num(feature.get('threshold')):>9}  {_num(feature.get('margin')):>7}"
             )
+        if any(isinstance(_dict(f).get("margin"), int | float) for _, f in features):
+            lines.append(
+                "  (a feature drifts when distance − margin > threshold; the margin is the "
+                "noise the rule allows for)"
+            )
+    lines.extend(_render_predictions(_dict(monitor.get("predictions")), colour))
     violations = monitor.get("violations")
     if isinstance(violations, list) and violations:
         lines.append(f"  violations ({len(violations)}):")
@@ -200,6 +215,44 @@ def _render_monitor(name: str, monitor: dict[str, Any], colour: bool) -> list[st
             lines.append(
                 f"    {violation.get('feature_name', '?')}: "
                 f"{violation.get('constraint_check_type', '?')}: {violation.get('description', '')}"
+            )
+    return lines
+
+
+def _is_output(feature: Any) -> bool:
+    return _dict(feature).get("role") == "output"
+
+
+def _described(entry: dict[str, Any]) -> str:
+    data = _dict(entry.get("data"))
+    parts = [f"n {_num(data.get('count'))}"] if data.get("count") else []
+    if isinstance(data.get("mean"), int | float):
+        parts.append(f"mean {_num(data['mean'])}")
+    quantiles = _dict(entry.get("quantiles"))
+    parts += [f"{q} {_num(quantiles[q])}" for q in ("p05", "p50", "p95") if q in quantiles]
+    top = _dict(entry.get("top"))
+    if top:
+        parts.append("top " + ", ".join(f"{k} {float(v):.0%}" for k, v in list(top.items())[:3]))
+    return ", ".join(parts)
+
+
+def _render_predictions(predictions: dict[str, Any], colour: bool) -> list[str]:
+    """Output columns: compared with the baseline (drift) or only described."""
+    if not predictions:
+        return []
+    lines = ["  predictions (model outputs):"]
+    width = max(10, *(len(name) for name in predictions))
+    for name, raw in sorted(predictions.items()):
+        entry = _dict(raw)
+        if entry.get("compared"):
+            lines.append(
+                f"    {name:<{width}}  compared with the baseline: "
+                f"{_state(entry.get('state'), colour)} distance {_num(entry.get('distance'))}"
+                f" / threshold {_num(entry.get('threshold'))} (margin {_num(entry.get('margin'))})"
+            )
+        else:
+            lines.append(
+                f"    {name:<{width}}  described only (not in the baseline): " + _described(entry)
             )
     return lines
 

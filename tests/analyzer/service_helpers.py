@@ -99,9 +99,16 @@ def record_line(row: Sequence[str], score: str, moment: datetime) -> bytes:
     )
 
 
-def write_capture_file(root: Path, lines: Sequence[bytes], moment: datetime) -> Path:
+def write_capture_file(
+    root: Path,
+    lines: Sequence[bytes],
+    moment: datetime,
+    *,
+    endpoint: str = ENDPOINT,
+    variant: str = VARIANT,
+) -> Path:
     """A sealed capture file in the hour folder of ``moment`` (written as .part, renamed)."""
-    folder = root / ENDPOINT / VARIANT / moment.strftime("%Y/%m/%d/%H")
+    folder = root / endpoint / variant / moment.strftime("%Y/%m/%d/%H")
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{moment.strftime('%M-%S')}-{moment.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
     part = folder / (name + ".part")
@@ -119,6 +126,8 @@ def write_traffic(
     per_file: int = 100,
     spacing: timedelta = timedelta(milliseconds=100),
     offset: int = 0,
+    endpoint: str = ENDPOINT,
+    variant: str = VARIANT,
 ) -> int:
     """``n`` records from a reference CSV, one every ``spacing`` from ``start``; returns n."""
     rows, scores = read_rows(source)
@@ -129,8 +138,8 @@ def write_traffic(
         j = (offset + i) % len(rows)
         lines.append(record_line(rows[j], scores[j], moment))
         if len(lines) == per_file:
-            write_capture_file(root, lines, first)
+            write_capture_file(root, lines, first, endpoint=endpoint, variant=variant)
             lines, first = [], moment + spacing
     if lines:
-        write_capture_file(root, lines, first)
+        write_capture_file(root, lines, first, endpoint=endpoint, variant=variant)
     return n

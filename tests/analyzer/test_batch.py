@@ -218,3 +218,18 @@ def test_bad_window_arguments_exit_2(tmp_path: Path) -> None:
     assert garbled.returncode == 2 and "--start" in garbled.stderr
     backwards = _analyze(config, "--start", "2026-11-27T09:00", "--end", "2026-11-27T08:00")
     assert backwards.returncode == 2 and "not before --end" in backwards.stderr
+
+
+def test_unnamed_columns_match_a_named_baseline_by_position(tmp_path: Path) -> None:
+    _credit_baseline(tmp_path)
+    rows = _rows(DATA / "current_covariate.csv")
+    _write_capture(tmp_path, [",".join(r[c] for c in FEATURES) for r in rows], None)
+    proc = _analyze(_config(tmp_path, []))
+    assert proc.returncode == 0, proc.stderr
+    assert "matched to the baseline's 11 features by position" in proc.stderr
+    folder = tmp_path / "reports" / "churn" / "modelmon" / "2026" / "11" / "27" / "08"
+    violations = json.loads((folder / "constraint_violations.json").read_text())["violations"]
+    assert {(v["feature_name"], v["constraint_check_type"]) for v in violations} == {
+        ("income", "baseline_drift_check"),
+        ("state", "baseline_drift_check"),
+    }

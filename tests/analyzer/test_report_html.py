@@ -154,7 +154,7 @@ def test_state_badges_and_violations_are_shown() -> None:
     for violation in status["monitors"]["data_quality"]["violations"]:
         assert violation["description"] in page.text
         assert violation["constraint_check_type"] in page.text
-    assert "60000 records ingested" in text
+    assert "60,000 records ingested" in text
     assert "data_quality" in page.text
 
 

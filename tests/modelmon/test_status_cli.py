@@ -36,8 +36,8 @@ DOCUMENT: dict[str, Any] = {
             ],
             "features": {
                 "age": {"state": "ok", "distance": 0.01, "threshold": 0.1},
-                "income": {"state": "alert", "distance": 0.23, "threshold": 0.1},
-                "state": {"state": "warning", "distance": 0.085, "threshold": 0.1},
+                "income": {"state": "alert", "distance": 0.23, "threshold": 0.1, "margin": 0.0},
+                "state": {"state": "warning", "distance": 0.1445, "threshold": 0.1, "margin": 0.05},
             },
         }
     },
@@ -115,7 +115,10 @@ async def test_prints_state_features_violations_and_ingest(server: StatusServer)
     assert "samples 1500" in out and "2026-11-27T06:00:00Z → 2026-11-27T07:00:00Z" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("  ") and "0.1000" in line]
     assert [row[0] for row in rows] == ["income", "state", "age"]  # drifting first
-    assert rows[0][1:] == ["ALERT", "0.2300", "0.1000"]
+    assert rows[0][1:] == ["ALERT", "0.2300", "0.1000", "0.0000"]
+    assert rows[1][1:] == ["WARNING", "0.1445", "0.1000", "0.0500"]  # under threshold + margin
+    assert rows[2][1:] == ["ok", "0.0100", "0.1000", "-"]
+    assert "distance − margin > threshold" in out
     assert "income: baseline_drift_check: distance 0.23 exceeds threshold 0.1" in out
     assert "60000 records, 7 bad, 60 files, bad_by_reason: json=7" in out
     assert "last run: 2026-11-27T07:00:05Z" in out and "stale_s: 3" in out
