@@ -160,28 +160,31 @@ def _config(path: Path | None) -> ModelmonConfig | None:
 
 def run(args: argparse.Namespace) -> int:
     command = args.command
+    # The config is read before a command's own imports: a bad file fails at once, cheaply.
+    config = _config(getattr(args, "config", None))
     if command == "proxy":
         from capture_proxy.main import run_proxy
 
-        return run_proxy(load_config(args.config))
+        assert config is not None  # --config is required
+        return run_proxy(config)
     if command == "analyzer":
         from analyzer.service import run_service
 
-        return run_service(load_config(args.config))
+        assert config is not None
+        return run_service(config)
     if command == "up":
         from modelmon.up import run_up
 
-        return run_up(args.config)
+        return run_up(args.config, config)
     if command == "baseline":
         from analyzer.baseline_cli import run_baseline
 
-        return run_baseline(
-            _config(args.config), args.data, args.format, args.out, header=not args.no_header
-        )
+        return run_baseline(config, args.data, args.format, args.out, header=not args.no_header)
     if command == "analyze":
         from analyzer.batch import run_analyze_once
 
-        return run_analyze_once(load_config(args.config), start=args.start, end=args.end)
+        assert config is not None
+        return run_analyze_once(config, start=args.start, end=args.end)
     if command == "demo":
         from modelmon.demo import run_demo
 
@@ -189,11 +192,11 @@ def run(args: argparse.Namespace) -> int:
     if command == "config":
         from modelmon.config_cli import run_config
 
-        return run_config(args.config_command, getattr(args, "config", None))
+        return run_config(args.config_command, config)
     if command == "status":
         from modelmon.status_cli import run_status
 
-        return run_status(url=args.url, config=_config(args.config), raw=args.json)
+        return run_status(url=args.url, config=config, raw=args.json)
     raise AssertionError(f"unhandled command {command}")  # argparse only allows the above
 
 

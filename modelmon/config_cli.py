@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import sys
 from importlib import resources
-from pathlib import Path
 
 import yaml
 
-from modelmon.config import load_config
+from modelmon.config import ModelmonConfig
 
 __all__ = ["example_text", "run_config"]
 
@@ -23,14 +22,17 @@ def example_text() -> str:
     return resources.files("modelmon").joinpath("example.yaml").read_text(encoding="utf-8")
 
 
-def run_config(action: str, path: Path | None) -> int:
-    """``example`` prints the example; ``check`` prints the resolved config (errors: exit 2)."""
+def run_config(action: str, config: ModelmonConfig | None) -> int:
+    """``example`` prints the example; ``check`` prints the resolved config.
+
+    ``check`` gets the config already loaded: a file that does not load has ended in exit 2
+    with its errors (in :mod:`modelmon.cli`).
+    """
     if action == "example":
         sys.stdout.write(example_text())
         return 0
-    assert path is not None  # argparse requires --config for check
-    config = load_config(path)  # a ConfigError becomes exit 2 in modelmon.cli
+    assert config is not None  # argparse requires --config for check
     resolved = json.loads(config.model_dump_json(exclude={"source"}))
-    print(f"# {path}: valid; every key with its value (defaults filled in, paths resolved)")
+    print(f"# {config.source}: valid; every key with its value (defaults, resolved paths)")
     sys.stdout.write(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     return 0

@@ -78,5 +78,6 @@ def describe_error(root: type[BaseModel], error: Any) -> str:
     if kind in ("model_type", "dict_type") and (model := model_at(root, loc)) is not None:
         return f"{key}: {message} with the keys {', '.join(_keys(model))}"
     if "input" in error and kind not in ("model_type", "dict_type"):
-        return f"{key}: {message} (got {_shown(error['input'])})"
+        shown = _shown(error["input"])
+        return f"{key}: {message}" + ("" if shown in message else f" (got {shown})")
     return f"{key}: {message}"

@@ -25,7 +25,22 @@ class YamlProblem(ValueError):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """``SafeLoader`` that refuses a key written twice in one mapping, naming it and its lines."""
+    """``SafeLoader`` that refuses a key written twice in one mapping, naming it and its lines,
+    and stops at :data:`MAX_DEPTH` levels while composing (before the scanner's cost, which
+    grows with the square of the depth, and Python's recursion limit are reached)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise YamlProblem(f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}

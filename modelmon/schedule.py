@@ -34,8 +34,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from croniter import CroniterError, croniter
-
 __all__ = ["MAX_EXPRESSION_CHARS", "Schedule"]
 
 MAX_EXPRESSION_CHARS = 256  # as SageMaker's ScheduleExpression
@@ -101,6 +99,8 @@ class Schedule:
 
     def next_after(self, now: float) -> float:
         """The first firing time strictly after ``now`` (epoch seconds)."""
+        from croniter import CroniterError, croniter  # only when a schedule is configured
+
         try:
             moment = croniter(self.cron, datetime.fromtimestamp(now, UTC)).get_next(datetime)
         except CroniterError as exc:
