@@ -12,6 +12,7 @@ segments. Relative paths are resolved against the folder of the config file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -72,15 +73,29 @@ def _no_control(value: str) -> str:
     return value
 
 
-# A name that becomes one folder of a path (``{endpoint}/{variant}/…``, reports' ``{schedule}``):
-# letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit, as SageMaker's names.
-SegmentName = Annotated[
-    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-]
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+
+
+def _segment(value: str) -> str:
+    """A name that becomes one folder of a path (``{endpoint}/{variant}/…``, ``{schedule}``)."""
+    if not _SEGMENT.fullmatch(value):
+        raise ValueError(
+            "a name of 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(it names a folder)"
+        )
+    return value
+
+
+def _header_name(value: str) -> str:
+    if not _TOKEN.fullmatch(value):
+        raise ValueError("an HTTP header name: 1-256 letters, digits or !#$%&'*+.^_`|~-")
+    return value
+
+
+SegmentName = Annotated[str, AfterValidator(_segment)]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
-HeaderName = Annotated[
-    str, Field(min_length=1, max_length=256, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
 ContentType = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_control)]
 
 

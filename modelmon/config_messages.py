@@ -57,6 +57,28 @@ def _shown(value: Any) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
 
 
+_BOUNDS = (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"))
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else str(value)
+
+
+def _allowed(root: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """``allowed: 0.01 ≤ value ≤ 3600`` for a bounded number field; else empty."""
+    parent = model_at(root, loc[:-1])
+    field = parent.model_fields.get(str(loc[-1])) if parent is not None and loc else None
+    if field is None:
+        return ""
+    bounds = [
+        f"{sign} {_number(getattr(item, name))}"
+        for item in field.metadata
+        for name, sign in _BOUNDS
+        if isinstance(getattr(item, name, None), int | float)
+    ]
+    return f"; allowed: value {' and '.join(bounds)}" if bounds else ""
+
+
 def describe_error(root: type[BaseModel], error: Any) -> str:
     """One line: ``key: what is wrong (got …)``, with a hint for an unknown key."""
     loc = tuple(error["loc"])
@@ -79,5 +101,6 @@ def describe_error(root: type[BaseModel], error: Any) -> str:
         return f"{key}: {message} with the keys {', '.join(_keys(model))}"
     if "input" in error and kind not in ("model_type", "dict_type"):
         shown = _shown(error["input"])
-        return f"{key}: {message}" + ("" if shown in message else f" (got {shown})")
+        got = "" if shown in message else f" (got {shown}{_allowed(root, loc)})"
+        return f"{key}: {message}{got}"
     return f"{key}: {message}"
