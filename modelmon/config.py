@@ -75,6 +75,7 @@ def _no_control(value: str) -> str:
 
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+_MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _segment(value: str) -> str:
@@ -96,7 +97,18 @@ def _header_name(value: str) -> str:
 SegmentName = Annotated[str, AfterValidator(_segment)]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
 HeaderName = Annotated[str, AfterValidator(_header_name)]
-ContentType = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_control)]
+
+
+def _media_type(value: str) -> str:
+    if len(value) > 256 or not _MEDIA_TYPE.fullmatch(value):
+        raise ValueError(
+            "a media type such as text/csv, without parameters (it is compared with the "
+            "Content-Type before any ';')"
+        )
+    return value
+
+
+ContentType = Annotated[str, AfterValidator(_media_type)]
 
 
 def _check_path(value: Path) -> Path:
