@@ -62,6 +62,14 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _scalar_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+# A config holds no dates: ``name: 2026-02-31`` is text, not a date that fails to construct.
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _scalar_text)
+
+
 def _decode(raw: bytes) -> str:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise YamlProblem("the file is UTF-16; save it as UTF-8")
@@ -98,9 +106,13 @@ def read_yaml(raw: bytes) -> Any:
     text = _decode(raw)
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except YamlProblem:
+        raise
     except RecursionError:
         raise YamlProblem(f"nested deeper than {MAX_DEPTH} levels") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"not valid YAML: {exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a constructor's own error
+        raise YamlProblem(f"a value YAML cannot construct: {exc}") from None
     _check_shape(data)
     return data

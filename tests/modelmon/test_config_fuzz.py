@@ -234,3 +234,31 @@ def test_a_mutated_config_loads_or_names_file_and_section(
             assert "Traceback" not in message
             return
     _starts_cleanly(config)
+
+
+_EXAMPLE = (CONFIGS / "example.yaml").read_text()
+_snippets = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(
+        [": ", "- ", "[", "]", "{", "}", "&a ", "*a", "<<: *a", "!!binary x", "!!int x",
+         "!!float", "!!timestamp", "2026-02-31", "2026-13-01 25:61:61", "0x", "0o9", "1_0",
+         ".nan", "~", "'", '"', "\\x", "\t", "\r\n", "\n  ", "?", "%YAML 1.1\n", "---\n",
+         "...\n", "|\n", ">-\n", "#"]
+    ),
+)  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(st.lists(st.tuples(st.integers(0, len(_EXAMPLE)), st.integers(0, 8), _snippets), max_size=4))
+def test_an_edited_file_loads_or_is_a_config_error(edits: list[tuple[int, int, str]]) -> None:
+    """Text edits (inserted YAML syntax, tags, dates, cut spans) never escape as another error."""
+    text = _EXAMPLE
+    for at, cut, snippet in edits:
+        text = text[:at] + snippet + text[at + cut :]
+    with tempfile.TemporaryDirectory() as folder:
+        file = Path(folder) / "edited.yaml"
+        file.write_text(text, encoding="utf-8")
+        try:
+            load_config(file)
+        except ConfigError as exc:
+            assert str(exc).startswith(f"{file}: ")
