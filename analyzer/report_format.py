@@ -30,6 +30,9 @@ def report_documents(
     }
 
 
+_NAME_WIDTH = 48
+
+
 def _num(value: float | None, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
@@ -70,14 +73,20 @@ def summary_text(
     by_feature: dict[str, list[str]] = {}
     for v in result.violations:
         by_feature.setdefault(v["feature_name"], []).append(v["constraint_check_type"])
+    # The name column is as wide as the longest name up to _NAME_WIDTH; a longer name is
+    # printed whole on a line of its own, its numbers on the next (never cut).
+    width = min(max([len("feature"), *map(len, result.features)]), _NAME_WIDTH)
     header = (
-        f"{'feature':<20} {'rows':>8} {'distance':>9} {'margin':>8} {'thresh':>7} "
+        f"{'feature':<{width}} {'rows':>8} {'distance':>9} {'margin':>8} {'thresh':>7} "
         f"{'PSI':>7} {'JS':>7} {'W/std':>7}  verdict"
     )
     lines += ["", header, "-" * len(header)]
     for name, fr in result.features.items():
+        if len(name) > width:
+            lines.append(name)
         lines.append(
-            f"{name[:20]:<20} {int(fr.n_current):>8,} {_num(fr.distance):>9} "
+            f"{name if len(name) <= width else '':<{width}} {int(fr.n_current):>8,} "
+            f"{_num(fr.distance):>9} "
             f"{_num(fr.decision_margin):>8} {_num(fr.threshold, 3):>7} {_num(fr.psi, 3):>7} "
             f"{_num(fr.js, 3):>7} {_num(fr.wasserstein, 3):>7}  "
             f"{_verdict(fr, by_feature.get(name, []))}"

@@ -21,7 +21,6 @@ import httpx
 from aiohttp import web
 
 from analyzer.alerts import AlertDispatcher
-from analyzer.cron import CronSchedule
 from analyzer.monitor import Monitor
 from analyzer.prom import new_registry
 from analyzer.store import Store, StoreError
@@ -30,39 +29,15 @@ from analyzer.web_auth import setup_auth_routes
 from analyzer.web_intake import setup_intake_routes
 from analyzer.web_runs import setup_run_routes
 from modelmon.config import ConfigError, ModelmonConfig, parse_listen
+from modelmon.schedule import Schedule
 
-__all__ = ["check_service_config", "create_app", "monitor_of", "run_service"]
+__all__ = ["create_app", "monitor_of", "run_service"]
 
 log = logging.getLogger("modelmon.analyzer.service")
 
 # Only the sign-in form is read whole (capped again there); ground truth is streamed and
 # capped by analyzer.ground_truth.max_body_bytes.
 MAX_BODY_BYTES = 64 * 1024
-HOUR_S = 3600
-
-
-def check_service_config(config: ModelmonConfig) -> CronSchedule | None:
-    """Refuse settings the service cannot honour, saying what to change."""
-    where = str(config.source or "<config>")
-    analyzer = config.analyzer
-    if HOUR_S % analyzer.bucket_s:
-        raise ConfigError(
-            f"{where}: analyzer.bucket_s: must divide 3600 (e.g. 60, 300, 600, 3600) so that "
-            f"hourly reports are whole buckets (got {analyzer.bucket_s})"
-        )
-    if analyzer.window_s < analyzer.bucket_s:
-        raise ConfigError(
-            f"{where}: analyzer.window_s: must be at least analyzer.bucket_s "
-            f"({analyzer.bucket_s}), got {analyzer.window_s}"
-        )
-    if analyzer.schedule_cron is None:
-        return None
-    try:
-        schedule = CronSchedule.parse(analyzer.schedule_cron)
-        schedule.next_after(time.time())
-        return schedule
-    except ValueError as exc:
-        raise ConfigError(f"{where}: analyzer.schedule_cron: {exc}") from exc
 
 
 def monitor_of(app: web.Application) -> Monitor:
@@ -81,7 +56,7 @@ def _token(config: ModelmonConfig) -> str | None:
     return value
 
 
-async def _run_loop(monitor: Monitor, interval_s: float, cron: CronSchedule | None) -> None:
+async def _run_loop(monitor: Monitor, interval_s: float, cron: Schedule | None) -> None:
     loop = asyncio.get_running_loop()
     while True:
         started = loop.time()
@@ -139,7 +114,7 @@ def create_app(
     report_grace_s: float | None = None,
 ) -> web.Application:
     """The analyzer as an aiohttp app; ``run_loop=False`` leaves the ticks to the caller."""
-    cron = check_service_config(config)
+    cron = config.analyzer.schedule()  # checked when the config was loaded
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     setup_routes(app)
     setup_auth_routes(app)

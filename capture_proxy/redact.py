@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import zlib
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,49 +37,16 @@ from typing import Any
 from capture_proxy.exchange import Exchange
 from modelmon.capture_record import choose_encoding
 from modelmon.config import CaptureConfig, RedactConfig
+from modelmon.json_path import ANY as _ANY
+from modelmon.json_path import Step as _Step
+from modelmon.json_path import parse_json_path
 
 __all__ = ["MASK", "UNREDACTABLE", "Redactor", "parse_json_path"]
 
 MASK = "***"
 UNREDACTABLE = b"***"
 
-_ANY = object()  # a wildcard step: every key of an object or every element of a list
-_Step = str | int | object
-_TOKEN = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([^.\[\]"]+)|\[\s*(\*|-?\d+)\s*\]|(\.))')
 _MAX_DECODED = 64 * 1024 * 1024
-
-
-def parse_json_path(path: str) -> list[_Step]:
-    """Steps of a dotted path: ``str`` keys, ``int`` indices and the wildcard.
-
-    Raises ``ValueError`` naming the path when it is not of the syntax above.
-    """
-    steps: list[_Step] = []
-    position = 0
-    expect_key = True  # after a dot (or at the start) a key or an index must follow
-    text = path.strip()
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None:
-            raise ValueError(f"redact path {path!r}: unexpected text at {text[position:]!r}")
-        quoted, name, index, dot = match.groups()
-        if dot is not None:
-            if expect_key:
-                raise ValueError(f"redact path {path!r}: empty segment")
-            expect_key = True
-        elif index is not None:
-            steps.append(_ANY if index == "*" else int(index))
-            expect_key = False
-        else:
-            if not expect_key:
-                raise ValueError(f"redact path {path!r}: a '.' must separate keys")
-            key = json.loads(f'"{quoted}"') if quoted is not None else (name or "").strip()
-            steps.append(_ANY if quoted is None and key == "*" else key)
-            expect_key = False
-        position = match.end()
-    if not steps or expect_key:
-        raise ValueError(f"redact path {path!r}: expected e.g. 'user.ssn' or 'items[*].email'")
-    return steps
 
 
 def _mask(node: Any, steps: list[_Step], depth: int = 0) -> int:

@@ -1,19 +1,37 @@
 """The one YAML configuration file, parsed once at start into frozen pydantic models.
 
 This module is a leaf: it imports neither ``capture_proxy`` nor ``analyzer``; both import it.
-Every key has a default except ``proxy.upstream``. An unknown key, a wrong type or an
-impossible value raises :class:`ConfigError` naming the file, the key and what is allowed.
-Relative paths are resolved against the folder of the config file.
+Every key has a default except ``proxy.upstream``. An unknown key, a wrong type, an
+impossible value or a setting a process could not honour (a ``bucket_s`` that does not divide
+an hour, a JMESPath that does not compile, a schedule that never fires) raises
+:class:`ConfigError` naming the file, the key and what is allowed, when the file is loaded, so
+that every command (``up`` before it starts anything) refuses the same files. Every duration
+and size has a lower and an upper bound; names that become folder names are single safe path
+segments. Relative paths are resolved against the folder of the config file.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import jmespath
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from modelmon.config_messages import HELP, describe_error
+from modelmon.config_yaml import YamlProblem, read_yaml
+from modelmon.json_path import parse_json_path
+from modelmon.schedule import Schedule
 
 __all__ = [
     "AlertsConfig",
@@ -40,14 +58,101 @@ class ConfigError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+HOUR_S = 3600
+DAY_S = 86_400
+_GIB = 1024**3
+
+
+# Durations and sizes are bounded on both sides: too small spins a CPU (a flush every 1e-300 s),
+# too large overflows a clock (a window of 1e21 s).
+def _no_control(value: str) -> str:
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError(f"must not contain spaces or control characters, got {value!r}")
+    return value
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+_MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _segment(value: str) -> str:
+    """A name that becomes one folder of a path (``{endpoint}/{variant}/…``, ``{schedule}``)."""
+    if not _SEGMENT.fullmatch(value):
+        raise ValueError(
+            "a name of 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(it names a folder)"
+        )
+    return value
+
+
+def _header_name(value: str) -> str:
+    if not _TOKEN.fullmatch(value):
+        raise ValueError("an HTTP header name: 1-256 letters, digits or !#$%&'*+.^_`|~-")
+    return value
+
+
+SegmentName = Annotated[str, AfterValidator(_segment)]
+Text = Annotated[str, Field(min_length=1, max_length=256)]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+
+
+def _media_type(value: str) -> str:
+    if len(value) > 256 or not _MEDIA_TYPE.fullmatch(value):
+        raise ValueError(
+            "a media type such as text/csv, without parameters (it is compared with the "
+            "Content-Type before any ';')"
+        )
+    return value
+
+
+ContentType = Annotated[str, AfterValidator(_media_type)]
+
+
+def _check_path(value: Path) -> Path:
+    text = str(value)
+    if "\x00" in text or len(text) > 4096:
+        raise ValueError("must be a path of at most 4096 characters without NUL bytes")
+    return value
+
+
+FilePath = Annotated[Path, AfterValidator(_check_path)]
+
+
+def _header_value(value: str) -> str:
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError("a header value must not contain CR, LF or NUL")
+    return value
+
+
+def _http_url(value: str) -> str:
+    """An ``http(s)://host[:port][/path]`` URL that the HTTP clients will accept as written."""
+    _no_control(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for :99999 or :abc
+    except ValueError as exc:
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    if ":" in parts.netloc.rpartition("@")[2].rpartition("]")[2] and parts.port is None:
+        raise ValueError(f"expected a port number after ':' in {value!r}")
+    return value
+
+
+HttpUrl = Annotated[str, Field(max_length=2048), AfterValidator(_http_url)]
 
 
 def parse_listen(value: str) -> tuple[str, int]:
     """Split ``host:port`` (``[::1]:8080`` for IPv6) into its parts."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected host:port with a port in 0-65535, got {value!r}")
+    if len(value) > 300 or any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise ValueError(f"expected host:port without spaces, got {value!r}")
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
@@ -57,19 +162,17 @@ def _check_listen(value: str) -> str:
 
 
 class EndpointConfig(_Model):
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = "endpoint"
-    variant: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = (
-        "AllTraffic"
-    )
+    name: SegmentName = "endpoint"
+    variant: SegmentName = "AllTraffic"
 
 
 class ProxyConfig(_Model):
     listen: str = "127.0.0.1:8080"
     upstream: str
-    connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
-    upstream_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    connect_timeout_s: Annotated[float, Field(ge=0.01, le=600)] = 5.0
+    upstream_timeout_s: Annotated[float, Field(ge=0.01, le=DAY_S)] = 60.0
     workers: Annotated[int, Field(ge=1, le=256)] = 1
-    max_connections: Annotated[int, Field(ge=1)] = 256
+    max_connections: Annotated[int, Field(ge=1, le=65_536)] = 256
     analyzer_url: str | None = None  # where /monitor/* goes; default: analyzer.listen
     # fast: raw asyncio + llhttp (httptools); aiohttp: web.Application + ClientSession
     engine: Literal["fast", "aiohttp"] = "fast"
@@ -78,36 +181,48 @@ class ProxyConfig(_Model):
 
     @field_validator("upstream", "analyzer_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
+    def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value.rstrip("/")
+        if len(value) > 2048:
+            raise ValueError(f"at most 2048 characters, got {len(value)}")
+        return _http_url(value).rstrip("/")
+
+
+def _json_path(value: str) -> str:
+    parse_json_path(value)
+    return value
 
 
 class RedactConfig(_Model):
-    json_paths: list[str] = []
-    csv_columns: list[Annotated[int, Field(ge=0)]] = []
+    json_paths: Annotated[
+        list[Annotated[str, Field(max_length=1024), AfterValidator(_json_path)]],
+        Field(max_length=1000),
+    ] = []
+    csv_columns: Annotated[
+        list[Annotated[int, Field(ge=0, le=100_000)]], Field(max_length=1000)
+    ] = []
 
 
 class CaptureConfig(_Model):
     enabled: bool = True
-    dir: Path = Path("data/capture")
+    dir: FilePath = Path("data/capture")
     sampling_percentage: Annotated[float, Field(ge=0, le=100)] = 20.0
-    mode: list[Literal["input", "output"]] = ["input", "output"]
-    csv_content_types: list[str] = ["text/csv"]
-    json_content_types: list[str] = ["application/json"]
-    inference_id_headers: list[str] = ["X-Amzn-SageMaker-Inference-Id", "X-Inference-Id"]
-    max_capture_bytes: Annotated[int, Field(ge=0)] = 1_048_576
-    queue_max_records: Annotated[int, Field(ge=1)] = 10_000
-    rotate_interval_s: Annotated[float, Field(gt=0)] = 60.0
-    max_file_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
-    flush_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    mode: Annotated[list[Literal["input", "output"]], Field(max_length=2)] = ["input", "output"]
+    csv_content_types: Annotated[list[ContentType], Field(max_length=100)] = ["text/csv"]
+    json_content_types: Annotated[list[ContentType], Field(max_length=100)] = ["application/json"]
+    inference_id_headers: Annotated[list[HeaderName], Field(max_length=100)] = [
+        "X-Amzn-SageMaker-Inference-Id",
+        "X-Inference-Id",
+    ]
+    max_capture_bytes: Annotated[int, Field(ge=0, le=_GIB)] = 1_048_576
+    queue_max_records: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    rotate_interval_s: Annotated[float, Field(ge=0.1, le=DAY_S)] = 60.0
+    max_file_bytes: Annotated[int, Field(ge=1024, le=1024 * _GIB)] = 64 * 1024 * 1024
+    flush_interval_s: Annotated[float, Field(ge=0.01, le=HOUR_S)] = 1.0
     compress: bool = False
-    retention_max_age_h: Annotated[float, Field(gt=0)] = 168.0
-    retention_max_bytes: Annotated[int, Field(gt=0)] = 10 * 1024**3
+    retention_max_age_h: Annotated[float, Field(ge=0.001, le=87_600)] = 168.0
+    retention_max_bytes: Annotated[int, Field(ge=1, le=1024**5)] = 10 * _GIB
     min_free_disk_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
     redact: RedactConfig = RedactConfig()
 
@@ -120,16 +235,27 @@ class CaptureConfig(_Model):
 
 
 class BaselineConfig(_Model):
-    statistics: Path = Path("baseline/statistics.json")
-    constraints: Path = Path("baseline/constraints.json")
+    statistics: FilePath = Path("baseline/statistics.json")
+    constraints: FilePath = Path("baseline/constraints.json")
 
 
 class PayloadSide(_Model):
     """How one side (request or response) of a capture record becomes rows."""
 
     format: Literal["csv", "json", "v2", "tfserving"] = "csv"
-    columns: list[str] = []
-    path: str | None = None  # a JMESPath expression for format: json
+    columns: Annotated[list[Text], Field(max_length=10_000)] = []
+    path: Annotated[str, Field(min_length=1, max_length=1024)] | None = None  # JMESPath
+
+    @field_validator("path")
+    @classmethod
+    def _jmespath(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                jmespath.compile(value)
+            except jmespath.exceptions.JMESPathError as exc:
+                message = " ".join(str(exc).split())
+                raise ValueError(f"not a JMESPath expression: {message}") from None
+        return value
 
 
 class PayloadConfig(_Model):
@@ -138,50 +264,44 @@ class PayloadConfig(_Model):
 
 
 class WebhookConfig(_Model):
-    url: str
-    headers: dict[str, str] = {}
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value
+    url: HttpUrl
+    headers: Annotated[
+        dict[HeaderName, Annotated[str, Field(max_length=8192), AfterValidator(_header_value)]],
+        Field(max_length=100),
+    ] = {}
 
 
 class AlertsConfig(_Model):
-    webhooks: list[WebhookConfig] = []
-    cooldown_s: Annotated[float, Field(ge=0)] = 3600.0
-    max_attempts: Annotated[int, Field(ge=1)] = 5
-    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    webhooks: Annotated[list[WebhookConfig], Field(max_length=100)] = []
+    cooldown_s: Annotated[float, Field(ge=0, le=30 * DAY_S)] = 3600.0
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    timeout_s: Annotated[float, Field(ge=0.01, le=600)] = 10.0
 
 
 class GroundTruthConfig(_Model):
     """Limits of ``POST /monitor/ground-truth`` (one request at a time is bounded by these)."""
 
-    max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
-    max_line_bytes: Annotated[int, Field(ge=256)] = 64 * 1024
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 16 * 1024 * 1024
+    max_line_bytes: Annotated[int, Field(ge=256, le=16 * 1024**2)] = 64 * 1024
     max_bad_lines_shown: Annotated[int, Field(ge=0, le=10_000)] = 100
 
 
 class AnalyzerConfig(_Model):
     listen: str = "127.0.0.1:8090"
-    db: Path = Path("data/modelmon.db")
-    reports_dir: Path = Path("data/reports")
-    # one folder name under reports_dir/endpoint: no separators, no "..", at most 63 characters
-    schedule_name: Annotated[
-        str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    ] = "modelmon"
-    schedule_interval_s: Annotated[float, Field(gt=0)] = 60.0
-    schedule_cron: str | None = None
-    bucket_s: Annotated[int, Field(ge=1)] = 300
-    window_s: Annotated[int, Field(ge=1)] = 3600
-    min_samples: Annotated[int, Field(ge=1)] = 100
+    db: FilePath = Path("data/modelmon.db")
+    reports_dir: FilePath = Path("data/reports")
+    schedule_name: SegmentName = "modelmon"
+    schedule_interval_s: Annotated[float, Field(ge=0.1, le=7 * DAY_S)] = 60.0
+    schedule_cron: str | None = None  # see modelmon.schedule; replaces schedule_interval_s
+    bucket_s: Annotated[int, Field(ge=1, le=HOUR_S)] = 300
+    window_s: Annotated[int, Field(ge=1, le=90 * DAY_S)] = 3600
+    min_samples: Annotated[int, Field(ge=1, le=1_000_000_000)] = 100
     baseline: BaselineConfig = BaselineConfig()
     payload: PayloadConfig = PayloadConfig()
     alerts: AlertsConfig = AlertsConfig()
-    auth_token_env: str | None = None
+    auth_token_env: (
+        Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None
+    ) = None
     session_max_age_s: Annotated[int, Field(ge=60, le=30 * 86400)] = 12 * 3600
     ground_truth: GroundTruthConfig = GroundTruthConfig()
     false_alarm_rate: Annotated[float, Field(gt=0, lt=1)] = 0.01
@@ -189,6 +309,35 @@ class AnalyzerConfig(_Model):
     kll_k: Annotated[int, Field(ge=1024, le=65535)] = 2048
 
     _listen = field_validator("listen")(_check_listen)
+
+    @field_validator("bucket_s")
+    @classmethod
+    def _whole_hours(cls, value: int) -> int:
+        if HOUR_S % value:
+            raise ValueError(
+                "must divide 3600 (e.g. 60, 300, 600, 3600) so that hourly reports are whole "
+                f"buckets, got {value}"
+            )
+        return value
+
+    @field_validator("window_s")
+    @classmethod
+    def _at_least_a_bucket(cls, value: int, info: ValidationInfo) -> int:
+        bucket = info.data.get("bucket_s")
+        if bucket is not None and value < bucket:
+            raise ValueError(f"must be at least analyzer.bucket_s ({bucket}), got {value}")
+        return value
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            Schedule.parse(value)
+        return value
+
+    def schedule(self) -> Schedule | None:
+        """The parsed ``schedule_cron``, or ``None`` to run every ``schedule_interval_s``."""
+        return Schedule.parse(self.schedule_cron) if self.schedule_cron is not None else None
 
 
 class ModelmonConfig(_Model):
@@ -238,19 +387,6 @@ def _resolve_paths(config: ModelmonConfig, base: Path) -> ModelmonConfig:
     return config.model_copy(update={"capture": capture, "analyzer": analyzer})
 
 
-def _describe(error: Any) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return f"{key}: unknown key"
-    if kind == "missing":
-        return f"{key}: required key is missing"
-    message = error["msg"]
-    if "input" in error and kind not in ("model_type", "dict_type"):
-        return f"{key}: {message} (got {error['input']!r})"
-    return f"{key}: {message}"
-
-
 def parse_config(
     data: Any, source: str | Path = "<config>", base: Path | None = None
 ) -> ModelmonConfig:
@@ -260,18 +396,16 @@ def parse_config(
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: the top level must be a mapping of sections, got {type(data).__name__}"
+            f"\n({HELP})"
         )
     if "source" in data:
         raise ConfigError(f"{source}: source: unknown key")
     try:
         config = ModelmonConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(error) for error in exc.errors()]
-        allowed = ", ".join(sorted(k for k in ModelmonConfig.model_fields if k != "source"))
+        lines = [describe_error(ModelmonConfig, error) for error in exc.errors()]
         raise ConfigError(
-            f"{source}: invalid configuration\n  "
-            + "\n  ".join(lines)
-            + f"\n(sections allowed: {allowed}; see configs/example.yaml)"
+            f"{source}: invalid configuration\n  " + "\n  ".join(lines) + f"\n({HELP})"
         ) from exc
     base = base if base is not None else Path.cwd()
     config = _resolve_paths(config, base)
@@ -282,11 +416,11 @@ def load_config(path: str | Path) -> ModelmonConfig:
     """Read and validate the YAML file at ``path``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from exc
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        data = read_yaml(raw)
+    except YamlProblem as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     return parse_config(data, source=path, base=path.resolve().parent)

@@ -38,8 +38,9 @@ from modelmon.status_cli import alerting_features, render_status, summary_line
 from modelmon.supervisor import ChildSpec, LogFile, Supervisor
 from modelmon.up import child_specs
 
-__all__ = ["run_demo"]
+__all__ = ["EXPECTED_S", "run_demo"]
 
+EXPECTED_S = 30  # what the demo takes, start to end, on a 2-core machine (README says it too)
 _POLL_S = 1.0
 _PRINT_EVERY_S = 3.0
 _MIN_NORMAL_S = 8.0  # normal traffic shown at least this long before the drift
@@ -103,7 +104,10 @@ class _Demo:
         print(f"[{self.loop.time() - self.started:5.1f}s] {message}", flush=True)
 
     async def run(self) -> int:
-        print(f"modelmon demo: working in {self.root} (about 30 s; Ctrl-C stops)", flush=True)
+        print(
+            f"modelmon demo: working in {self.root} (about {EXPECTED_S} s; Ctrl-C stops)",
+            flush=True,
+        )
         try:
             baseline, _ = await run_baseline(self.root, max(5.0, self.deadline - self.loop.time()))
         except RuntimeError as exc:

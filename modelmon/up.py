@@ -4,8 +4,8 @@ Each child is ``python -m modelmon proxy|analyzer --config PATH``, run by
 :class:`modelmon.supervisor.Supervisor`: its output comes back line by line, prefixed with its
 name (``proxy | …``); SIGINT or SIGTERM stops both (SIGTERM to each, a bounded wait, then
 SIGKILL; a second Ctrl-C kills at once); a child that crashes is restarted with backoff, and a
-crash loop stops everything with exit status 1. The config is validated first, so a bad file
-fails at once with the config error.
+crash loop stops everything with exit status 1. The config is validated first, with every
+check either child makes at start, so a bad file fails at once with the config error.
 """
 
 from __future__ import annotations
@@ -84,7 +84,13 @@ async def _up(specs: list[ChildSpec], config: ModelmonConfig) -> int:
             loop.remove_signal_handler(sig)
 
 
-def run_up(config_path: Path) -> int:
-    """Run proxy and analyzer from ``config_path`` until interrupted; 0 after a clean stop."""
-    config = load_config(config_path)  # a bad file fails here, before any child starts
+def run_up(config_path: Path, config: ModelmonConfig | None = None) -> int:
+    """Run proxy and analyzer from ``config_path`` until interrupted; 0 after a clean stop.
+
+    The file is validated first (``config``, when the caller loaded it already): everything
+    both children check at start is in the config model, so a file either child would refuse
+    fails here, with exit status 2, before any child starts.
+    """
+    if config is None:
+        config = load_config(config_path)
     return asyncio.run(_up(child_specs(config_path), config))

@@ -22,8 +22,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from analyzer.hourly import hour_dir
-from analyzer.service import check_service_config, create_app, monitor_of
-from modelmon.config import ConfigError, ModelmonConfig
+from analyzer.service import create_app, monitor_of
+from modelmon.config import ModelmonConfig
 from tests.analyzer.service_helpers import (
     ENDPOINT,
     FEATURES,
@@ -162,17 +162,6 @@ async def test_missing_baseline_keeps_the_service_up(
     assert doc["ingest"]["bad_by_reason"]["not_json"] == 2
     assert sum(doc["ingest"]["bad_by_reason"].values()) == 3
     assert (await client.get("/monitor/health")).status == 200
-
-
-def test_config_the_service_cannot_honour_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"bucket_s: must divide 3600"):
-        check_service_config(make_config(tmp_path, None, bucket_s=7))
-    with pytest.raises(ConfigError, match=r"schedule_cron: .*5 fields"):
-        check_service_config(make_config(tmp_path, None, schedule_cron="@hourly"))
-    with pytest.raises(ConfigError, match=r"never fires"):
-        check_service_config(make_config(tmp_path, None, schedule_cron="0 0 31 2 *"))
-    cron = check_service_config(make_config(tmp_path, None, schedule_cron="*/5 * * * *"))
-    assert cron is not None and cron.seconds_until_next(T0.timestamp()) == 300
 
 
 async def _wait_ready(proc: asyncio.subprocess.Process, lines: list[str]) -> None:

@@ -84,3 +84,80 @@ def test_config_is_frozen() -> None:
     config = parse_config(yaml.safe_load("proxy: {upstream: 'http://x:1'}"))
     with pytest.raises(ValueError):
         config.proxy.upstream = "http://y:2"  # type: ignore[misc]
+
+
+def _load(tmp_path: Path, text: str) -> ConfigError:
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    return info.value
+
+
+UP = "proxy: {upstream: 'http://127.0.0.1:1'}\n"
+
+
+@pytest.mark.parametrize(
+    ("analyzer", "expected"),
+    [
+        ("{bucket_s: 7}", "analyzer.bucket_s: must divide 3600"),
+        ("{bucket_s: 600, window_s: 300}", "analyzer.window_s: must be at least"),
+        (
+            "{schedule_cron: '0 0 31 2 *'}",
+            "analyzer.schedule_cron: '0 0 31 2 *': this expression never fires",
+        ),
+        ("{schedule_cron: '61 * * * *'}", "analyzer.schedule_cron"),
+        ("{schedule_cron: NOW}", "modelmon analyze --once"),
+    ],
+)
+def test_what_the_analyzer_cannot_honour_is_refused_at_load(
+    tmp_path: Path, analyzer: str, expected: str
+) -> None:
+    assert expected in str(_load(tmp_path, UP + f"analyzer: {analyzer}\n"))
+
+
+def test_a_typo_in_a_nested_key_suggests_the_key_and_lists_its_section(tmp_path: Path) -> None:
+    message = str(_load(tmp_path, UP + "capture: {sampling_percentge: 5}\n"))
+    assert (
+        "capture.sampling_percentge: unknown key — did you mean 'sampling_percentage'?" in message
+    )
+    assert "keys of capture: enabled, dir, sampling_percentage," in message
+    assert "sections" not in message  # the section's keys, not the top-level ones
+    assert "configs/example.yaml" not in message  # not shipped by pip
+    assert "modelmon config example" in message
+
+
+def test_a_typo_in_a_list_item_suggests_from_the_item_model(tmp_path: Path) -> None:
+    text = UP + "analyzer: {alerts: {webhooks: [{url: 'http://h:1/x', header: {}}]}}\n"
+    message = str(_load(tmp_path, text))
+    assert "analyzer.alerts.webhooks.0.header: unknown key — did you mean 'headers'?" in message
+
+
+def test_an_unknown_section_lists_the_sections(tmp_path: Path) -> None:
+    message = str(_load(tmp_path, UP + "analyser: {}\n"))
+    assert "analyser: unknown key — did you mean 'analyzer'? (sections: endpoint, proxy," in message
+
+
+def test_a_duplicate_key_is_an_error_with_its_lines(tmp_path: Path) -> None:
+    text = UP + "analyzer:\n  window_s: 600\n  bucket_s: 60\n  window_s: 7200\n"
+    assert "window_s: duplicate key on line 5 (first on line 3)" in str(_load(tmp_path, text))
+    flow = UP + "capture: {compress: true, compress: false}\n"
+    assert "compress: duplicate key on line 2 (first on line 2)" in str(_load(tmp_path, flow))
+
+
+def test_a_yaml_merge_key_may_repeat_keys(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        UP + "x_defaults: &d {format: csv, columns: [a]}\n"
+        "analyzer: {payload: {input: {<<: *d, columns: [b]}}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "x_defaults: unknown key" in message and "duplicate" not in message
+
+
+def test_the_example_shipped_in_the_package_is_configs_example() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "modelmon" / "example.yaml"
+    assert shipped.read_bytes() == (CONFIGS / "example.yaml").read_bytes()

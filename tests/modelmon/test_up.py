@@ -162,6 +162,10 @@ async def _tick(seconds: float) -> None:
         await asyncio.wait_for(asyncio.Event().wait(), seconds)
 
 
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -282,6 +286,27 @@ async def test_bad_config_fails_at_once_with_the_key(tmp_path: Path, start_up: S
     text = "\n".join(up.output)
     assert "proxy.colour: unknown key" in text and str(path) in text
     assert "started proxy" not in text
+
+
+async def test_a_value_only_the_analyzer_refused_stops_up_before_anything_starts(
+    tmp_path: Path, start_up: StartUp
+) -> None:
+    # bucket_s: 7 does not divide an hour: before, up started both, the analyzer exited five
+    # times and up gave up after ~20 s with exit 1.
+    config, proxy, analyzer = _write_config(tmp_path, "http://127.0.0.1:9")
+    doc = yaml.safe_load(config.read_text())
+    doc["analyzer"]["bucket_s"] = 7
+    config.write_text(yaml.safe_dump(doc))
+    up = await start_up(config)
+    assert await up.finish(within_s=20) == 2
+    text = "\n".join(up.output)
+    assert "analyzer.bucket_s: must divide 3600" in text and str(config) in text
+    assert "started" not in text
+    for url in (proxy, analyzer):  # no port was ever opened, no file written
+        port = int(url.rpartition(":")[2])
+        with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+            sock.connect(("127.0.0.1", port))
+    assert _names(tmp_path) == [config.name]
 
 
 async def test_up_serves_both_and_sigterm_stops_both(
