@@ -20,6 +20,7 @@ __all__ = [
     "AnalyzerConfig",
     "BaselineConfig",
     "CaptureConfig",
+    "CaptureFiltersConfig",
     "ConfigError",
     "EndpointConfig",
     "ModelmonConfig",
@@ -91,6 +92,41 @@ class RedactConfig(_Model):
     csv_columns: list[Annotated[int, Field(ge=0)]] = []
 
 
+# Routes that are not inference on the common model servers (SageMaker, KServe/MLServer Open
+# Inference Protocol, TorchServe, OpenAI-compatible servers, FastAPI/BentoML): health,
+# readiness, metadata, model management, docs. Globs on the normalized path.
+DEFAULT_EXCLUDE_PATHS = [
+    "/ping",
+    "/health",
+    "/health/*",
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/ready",
+    "/metrics",
+    "/favicon.ico",
+    "/v2",
+    "/v2/health/*",
+    "/v2/models/*/ready",
+    "/v2/repository/*",
+    "/v1/models",
+    "/docs",
+    "/docs/*",
+    "/openapi.json",
+    "/api-description",
+]
+STATUS_CLASSES = Literal["1xx", "2xx", "3xx", "4xx", "5xx"]
+
+
+class CaptureFiltersConfig(_Model):
+    """Which exchanges may be captured (then sampled); an empty list lets everything through."""
+
+    methods: list[Annotated[str, Field(pattern=r"^[A-Za-z]+$")]] = ["POST"]
+    include_paths: list[str] = []
+    exclude_paths: list[str] = DEFAULT_EXCLUDE_PATHS
+    status_classes: list[STATUS_CLASSES] = ["2xx"]
+
+
 class CaptureConfig(_Model):
     enabled: bool = True
     dir: Path = Path("data/capture")
@@ -101,6 +137,12 @@ class CaptureConfig(_Model):
     inference_id_headers: list[str] = ["X-Amzn-SageMaker-Inference-Id", "X-Inference-Id"]
     max_capture_bytes: Annotated[int, Field(ge=0)] = 1_048_576
     queue_max_records: Annotated[int, Field(ge=1)] = 10_000
+    # bytes of bodies waiting for the writer or in its hands (at most max_capture_bytes each)
+    queue_max_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    # names an environment variable holding a secret: sampling then hashes the inference id
+    # with it (a client cannot pick ids that are always or never sampled)
+    sampling_key_env: str | None = None
+    filters: CaptureFiltersConfig = CaptureFiltersConfig()
     rotate_interval_s: Annotated[float, Field(gt=0)] = 60.0
     max_file_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     flush_interval_s: Annotated[float, Field(gt=0)] = 1.0

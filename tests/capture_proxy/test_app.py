@@ -17,7 +17,9 @@ from aiohttp import web
 from modelmon.capture_record import decode_side, parse_record_line
 from tests.capture_proxy.conftest import StartProxy, Upstream, pattern, start_app
 
-FULL = {"enabled": True, "sampling_percentage": 100}
+# Every exchange eligible (no method, path or status filter), all of them sampled.
+ALL_TRAFFIC = {"methods": [], "exclude_paths": [], "status_classes": []}
+FULL = {"enabled": True, "sampling_percentage": 100, "filters": ALL_TRAFFIC}
 
 
 def sealed_records(capture_dir: Path) -> list[dict[str, Any]]:
