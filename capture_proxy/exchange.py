@@ -86,11 +86,12 @@ class LineEncoder:
     True
     """
 
-    __slots__ = ("_limit", "_records")
+    __slots__ = ("_limit", "_on_cut", "_records")
 
-    def __init__(self, config: CaptureConfig) -> None:
+    def __init__(self, config: CaptureConfig, on_cut: Callable[[], None] | None = None) -> None:
         self._records = RecordEncoder(config.csv_content_types, config.json_content_types)
         self._limit = config.max_capture_bytes
+        self._on_cut = on_cut  # called for a record cut here (a body that inflates too far)
 
     def _side(
         self,
@@ -144,7 +145,7 @@ class LineEncoder:
             )
             if cut:
                 truncated = [*truncated, "output"] if truncated else ["output"]
-        return self._records.line(
+        line = self._records.line(
             exchange.event_id,
             exchange.inference_time,
             request,
@@ -156,6 +157,13 @@ class LineEncoder:
             truncated,
             _PARTIAL if exchange.request_partial and request is not None else None,
         )
+        if (
+            truncated
+            and self._on_cut is not None
+            and not (exchange.request_truncated or exchange.response_truncated)
+        ):
+            self._on_cut()  # the request path counted those it cut itself
+        return line
 
 
 def to_line(

@@ -7,8 +7,8 @@ proxy instance samples the same id alike. Without an id the verdict is random.
 The inference id comes from the client, so with a plain hash a client can pick ids that are
 always (or never) sampled. With a ``key`` (``capture.sampling_key_env`` names the environment
 variable holding it) the hash is keyed (BLAKE2b's MAC mode): without the secret nobody can
-tell which ids are sampled; ids are sampled alike only by processes that share the secret. Pure logic: no
-I/O, cheap enough for the request path (about a microsecond).
+tell which ids are sampled; ids are sampled alike only by processes that share the secret.
+Pure logic: no I/O, cheap enough for the request path (about a microsecond).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from capture_proxy.exchange import Exchange, LineEncoder
@@ -48,6 +49,8 @@ RETENTION_INTERVAL_S = 60.0
 # which starved the event loop (a GIL convoy: p99 25-30 ms, +5 µs CPU per request); 128
 # keeps each hold well under a millisecond for ~0.2 µs per record of thread hand-offs.
 _BATCH = 128
+# The most body bytes handed to one thread call (a single larger record goes alone).
+_SLICE_BYTES = 1 << 20
 
 
 def free_disk_fraction(path: Path) -> float:
@@ -96,16 +99,22 @@ class CaptureSink:
         self.worker_id = worker_id
         self.root = capture.dir / config.endpoint.name / config.endpoint.variant
         self._redactor = Redactor(capture.redact, on_unredactable=metrics.redact_unredactable.inc)
-        self._encode = LineEncoder(capture)
+        self._encode = LineEncoder(capture, on_cut=metrics.truncated.inc)
+        self._housekeeping = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"capture-housekeeping-{worker_id}"
+        )
         self._files = CaptureFiles(
             self.root,
             max_file_bytes=capture.max_file_bytes,
             rotate_interval_s=capture.rotate_interval_s,
             compress=capture.compress,
             metrics=metrics,
+            defer=self._housekeeping.submit,
         )
         self._pending: deque[Exchange] = deque()
         self._max_records = capture.queue_max_records
+        self._max_bytes = capture.queue_max_bytes
+        self._held_bytes = 0  # bodies queued or in the writer's hands, until written
         self._wake_at = max(1, min(_BATCH, capture.queue_max_records // 8))
         self._wake = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
@@ -116,6 +125,7 @@ class CaptureSink:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         metrics.queue_depth.set_function(lambda: len(self._pending))
+        metrics.queue_bytes.set_function(lambda: self._held_bytes)
 
     @property
     def queue_depth(self) -> int:
@@ -126,6 +136,11 @@ class CaptureSink:
     def disk_full(self) -> bool:
         """The disk guard's cached verdict (refreshed by the writer at most once a second)."""
         return self._disk_full
+
+    @property
+    def held_bytes(self) -> int:
+        """Body bytes queued or in the writer's hands (bounded by ``queue_max_bytes``)."""
+        return self._held_bytes
 
     def submit(self, exchange: Exchange) -> bool:
         """Queue one sampled exchange; False when it was dropped (and counted) instead."""
@@ -139,8 +154,12 @@ class CaptureSink:
         if self._closing:
             self._metrics.drop("shutdown")
             return False
+        size = _size(exchange)
+        if self._held_bytes + size > self._max_bytes:
+            self._metrics.drop("queue_bytes")
+            return False
         pending.append(exchange)
-        self._metrics.captured.inc()
+        self._held_bytes += size
         if len(pending) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
         return True
@@ -177,6 +196,9 @@ class CaptureSink:
         if self._pending:
             self._metrics.drop("shutdown", len(self._pending))
             self._pending.clear()
+            self._held_bytes = 0
+        # The gzip of the files sealed last and a running retention walk finish first.
+        await asyncio.to_thread(self._housekeeping.shutdown, True)
 
     async def _request_cycle(self) -> None:
         task = self._task
@@ -186,6 +208,31 @@ class CaptureSink:
         self._waiters.append(waiter)
         self._wake.set()
         await waiter
+
+    def _take(self, left: int) -> tuple[list[Exchange], int]:
+        """The next slice (at most ``left`` records) and its body bytes."""
+        pending = self._pending
+        part: list[Exchange] = []
+        size = 0
+        while pending and len(part) < min(left, _BATCH):
+            nxt = _size(pending[0])
+            if part and size + nxt > _SLICE_BYTES:
+                break
+            part.append(pending.popleft())
+            size += nxt
+        return part, size
+
+    def _done_when_housekept(self, waiters: list[asyncio.Future[None]]) -> None:
+        """Resolve ``waiters`` once the housekeeping submitted so far has run (off the writer:
+        it never waits for a gzip or a retention walk)."""
+        if not waiters:
+            return
+        try:
+            barrier = asyncio.wrap_future(self._housekeeping.submit(_nothing))
+        except RuntimeError:  # shut down (a cancelled close): nothing more will run
+            _resolve(waiters)
+            return
+        barrier.add_done_callback(lambda _: _resolve(waiters))
 
     async def _run(self) -> None:
         waiters: list[asyncio.Future[None]] = []
@@ -200,30 +247,31 @@ class CaptureSink:
                 self._wake.clear()
                 # Waiters first, then the queue: all a waiter submitted before asking is drained.
                 waiters, self._waiters = self._waiters, []
-                batch = list(self._pending)
-                self._pending.clear()
                 final = self._closing
-                # At most _BATCH records per thread call: the thread holds the GIL for a
-                # fraction of a millisecond at a time, so the loop is never starved.
-                for start in range(0, max(len(batch), 1), _BATCH):
-                    part = batch[start : start + _BATCH]
-                    last = start + _BATCH >= len(batch)
+                left = len(self._pending)
+                while True:
+                    # At most _BATCH records and _SLICE_BYTES per thread call: the thread holds
+                    # the GIL for a fraction of a millisecond at a time, and the records stay
+                    # counted against queue_max_bytes until written.
+                    part, size = self._take(left)
+                    left -= len(part)
+                    last = left <= 0 or not self._pending
                     try:
                         await asyncio.to_thread(self._cycle, part, self._clock(), final and last)
                     except Exception:  # a bug in one cycle must not end capture for good
                         logger.exception("capture writer cycle failed (%d records)", len(part))
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+                    finally:
+                        self._held_bytes -= size
+                    if last:
+                        break
+                self._done_when_housekept(waiters)
                 waiters = []
                 if final:
                     return
         finally:
             # Stopped (closed, or cancelled with the loop): nothing more will be written, so
             # a pending flush() has nothing left to wait for.
-            for waiter in waiters + self._waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            _resolve(waiters + self._waiters)
             self._waiters = []
 
     # -- the writer's thread -------------------------------------------------------------
@@ -236,6 +284,7 @@ class CaptureSink:
         except OSError as exc:
             logger.warning("capture dir %s not usable at start: %s", self.root, exc)
         self._check_disk(force=True)
+        self._last_retention = now
         self._retention(now)
 
     def _check_disk(self, force: bool = False) -> None:
@@ -267,11 +316,12 @@ class CaptureSink:
         if final:
             self._files.close_all()
         if self._retention_due or now - self._last_retention >= RETENTION_INTERVAL_S:
-            self._retention(now)
+            self._retention_due = False
+            self._last_retention = now
+            self._housekeeping.submit(self._retention, now)
 
     def _retention(self, now: float) -> None:
-        self._retention_due = False
-        self._last_retention = now
+        """Runs in the housekeeping thread (and once at start)."""
         try:
             removed = enforce_retention(
                 self.root,
@@ -296,8 +346,8 @@ class CaptureSink:
         for exchange in batch:
             try:
                 if redact is not None:
-                    exchange = redactor.prepare(exchange, capture)
-                line = encode(exchange, redact)
+                    exchange = redactor.prepare(exchange, capture)  # masks every side
+                line = encode(exchange)
             except Exception:  # one bad record is dropped and counted, not the batch
                 logger.exception("cannot encode capture record %s", exchange.event_id)
                 self._metrics.drop("encode_error")
@@ -312,5 +362,24 @@ class CaptureSink:
             group[1].append(line)
         for hour, (times, lines) in by_hour.items():
             written = self._files.write(hour, times, lines, now)
+            self._metrics.captured.inc(written)
             if written < len(lines):
                 self._metrics.drop("write_error", len(lines) - written)
+
+
+def _size(exchange: Exchange) -> int:
+    """The body bytes an exchange holds (what ``queue_max_bytes`` counts)."""
+    request, response = exchange.request_body, exchange.response_body
+    return (len(request) if request is not None else 0) + (
+        len(response) if response is not None else 0
+    )
+
+
+def _nothing() -> None:
+    return None
+
+
+def _resolve(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

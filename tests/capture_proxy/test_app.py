@@ -83,6 +83,8 @@ async def test_metrics_count_requests_and_captures(
             assert resp.status == 200
     async with client.get(f"{proxy.url}/status/503") as resp:
         assert resp.status == 503
+    assert proxy.proxy.sink is not None
+    await proxy.proxy.sink.flush()  # records are counted once written
     async with client.get(f"{proxy.url}/monitor/proxy/metrics") as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
