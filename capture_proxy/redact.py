@@ -21,10 +21,11 @@ as a kind that has rules, **whatever its Content-Type** (a JSON document labelle
 nothing is still a JSON document): with ``json_paths`` a body that parses as JSON (or JSON
 Lines) is masked by path; with ``csv_columns`` a UTF-8 body that the :mod:`csv` module reads is
 masked by column (a body of JSON scalars only, like ``42``, counts as CSV when columns are
-configured; a body starting with ``{`` or ``[`` must be JSON when paths are configured). A body that parses as neither, a side cut at ``max_capture_bytes`` (raw, or once
-decoded: a cut body cannot be parsed) and a compressed side that cannot be decoded are
-replaced whole by :data:`UNREDACTABLE` and counted (``Redactor.unredactable``, and the
-``on_unredactable`` callback). Nothing that might hold a masked field is stored as is.
+configured; a body starting with ``{`` or ``[`` must be JSON when paths are configured). A
+body that parses as neither, a side cut at ``max_capture_bytes`` (raw, or once decoded: a cut
+body cannot be parsed) and a compressed side that cannot be decoded are replaced whole by
+:data:`UNREDACTABLE` and counted (``Redactor.unredactable``, and the ``on_unredactable``
+callback). Nothing that might hold a masked field is stored as is.
 """
 
 from __future__ import annotations
