@@ -143,7 +143,9 @@ def build_app(
         clock=clock,
         worker_id=worker_id,
     )
-    app = web.Application(handler_args={"max_field_size": 65536})
+    # auto_decompress off: a compressed request body goes on as it came (and is never inflated
+    # whole here: capture inflates its copy within max_capture_bytes).
+    app = web.Application(handler_args={"max_field_size": 65536, "auto_decompress": False})
     app[PROXY_KEY] = proxy
     app.cleanup_ctx.append(proxy.lifecycle)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
