@@ -90,7 +90,10 @@ def _capture(**extra: Any) -> dict[str, Any]:
 
 async def _records(proxy: Any) -> list[tuple[bytes, dict[str, Any]]]:
     await proxy.stop()
-    root = Path(proxy.config.capture.dir)
+    return _read_records(Path(proxy.config.capture.dir))
+
+
+def _read_records(root: Path) -> list[tuple[bytes, dict[str, Any]]]:
     lines = [line for p in sorted(root.rglob("*.jsonl")) for line in p.read_bytes().splitlines()]
     return [(line, parse_record_line(line)) for line in lines]
 
