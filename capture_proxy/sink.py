@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from capture_proxy.exchange import Exchange, LineEncoder
+from capture_proxy.inflate import is_identity
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.recovery import recover_parts
 from capture_proxy.redact import Redactor
@@ -51,6 +52,14 @@ RETENTION_INTERVAL_S = 60.0
 _BATCH = 128
 # The most body bytes handed to one thread call (a single larger record goes alone).
 _SLICE_BYTES = 1 << 20
+# Encoded lines held before they are written (a slice whose bodies inflate a lot).
+_WRITE_BYTES = 4 << 20
+# Slices of small records without redaction or decoding are encoded on the event loop, in
+# runs of _LOOP_SLICE records (~50 us) between which requests go first; the thread only
+# writes. Measured: with the encoding in the writer thread, a request that arrived while the
+# thread held the GIL waited for it (the 1-connection p99 was 1.4-3.4 ms against 0.1-0.8 off).
+_LIGHT_BYTES = 16 * 1024
+_LOOP_SLICE = 32
 
 
 def free_disk_fraction(path: Path) -> float:
@@ -257,7 +266,15 @@ class CaptureSink:
                     left -= len(part)
                     last = left <= 0 or not self._pending
                     try:
-                        await asyncio.to_thread(self._cycle, part, self._clock(), final and last)
+                        if part and self._light(part):
+                            lines = await self._encoded(part)
+                            await asyncio.to_thread(
+                                self._cycle_lines, lines, self._clock(), final and last
+                            )
+                        else:
+                            await asyncio.to_thread(
+                                self._cycle, part, self._clock(), final and last
+                            )
                     except Exception:  # a bug in one cycle must not end capture for good
                         logger.exception("capture writer cycle failed (%d records)", len(part))
                     finally:
@@ -306,12 +323,26 @@ class CaptureSink:
         self._disk_full = full
 
     def _cycle(self, batch: list[Exchange], now: float, final: bool) -> None:
+        """One slice encoded (redaction and decoding included) and written, in the thread."""
         self._check_disk()
         if batch:
             if self._disk_full:
                 self._metrics.drop("disk_full", len(batch))
             else:
                 self._write(batch, now)
+        self._housekeep(now, final)
+
+    def _cycle_lines(self, lines: _Lines, now: float, final: bool) -> None:
+        """One slice already encoded on the event loop, written, in the thread."""
+        self._check_disk()
+        if lines.count:
+            if self._disk_full:
+                self._metrics.drop("disk_full", lines.count)
+            else:
+                self._write_lines(lines, now)
+        self._housekeep(now, final)
+
+    def _housekeep(self, now: float, final: bool) -> None:
         self._files.rotate(now)
         if final:
             self._files.close_all()
@@ -335,36 +366,92 @@ class CaptureSink:
         if removed:
             self._metrics.files_removed.inc(len(removed))
 
+    def _line(self, exchange: Exchange) -> bytes | None:
+        """The record's line (redacted when configured); None, counted, when it cannot be."""
+        try:
+            if self._redactor.enabled:
+                exchange = self._redactor.prepare(exchange, self._capture)  # masks every side
+            return self._encode(exchange)
+        except Exception:  # one bad record is dropped and counted, not the batch
+            logger.exception("cannot encode capture record %s", exchange.event_id)
+            self._metrics.drop("encode_error")
+            return None
+
     def _write(self, batch: list[Exchange], now: float) -> None:
-        capture = self._capture
-        redactor = self._redactor
-        redact = redactor if redactor.enabled else None
-        encode = self._encode
-        by_hour: dict[int, tuple[list[float], list[bytes]]] = {}
-        group: tuple[list[float], list[bytes]] = ([], [])
-        last_hour: int | None = None
+        lines = _Lines()
         for exchange in batch:
-            try:
-                if redact is not None:
-                    exchange = redactor.prepare(exchange, capture)  # masks every side
-                line = encode(exchange)
-            except Exception:  # one bad record is dropped and counted, not the batch
-                logger.exception("cannot encode capture record %s", exchange.event_id)
-                self._metrics.drop("encode_error")
-                continue
-            hour = int(exchange.inference_time // 3600)
-            if hour != last_hour:  # records come in time order: one lookup per hour met
-                if hour not in by_hour:
-                    by_hour[hour] = ([], [])
-                group = by_hour[hour]
-                last_hour = hour
-            group[0].append(exchange.inference_time)
-            group[1].append(line)
-        for hour, (times, lines) in by_hour.items():
-            written = self._files.write(hour, times, lines, now)
+            line = self._line(exchange)
+            if line is not None:
+                lines.add(exchange.inference_time, line)
+                if lines.size >= _WRITE_BYTES:  # bodies inflated a lot: write as we go
+                    self._write_lines(lines, now)
+                    lines = _Lines()
+        self._write_lines(lines, now)
+
+    def _write_lines(self, lines: _Lines, now: float) -> None:
+        for hour, (times, group) in lines.by_hour.items():
+            written = self._files.write(hour, times, group, now)
             self._metrics.captured.inc(written)
-            if written < len(lines):
-                self._metrics.drop("write_error", len(lines) - written)
+            if written < len(group):
+                self._metrics.drop("write_error", len(group) - written)
+
+    # -- on the event loop -----------------------------------------------------------------
+
+    def _light(self, part: list[Exchange]) -> bool:
+        """Cheap to encode on the event loop: no redaction, no decoding, small bodies."""
+        if self._redactor.enabled:
+            return False
+        for e in part:
+            if (
+                e.request_content_encoding is not None
+                and not is_identity(e.request_content_encoding)
+            ) or (
+                e.response_content_encoding is not None
+                and not is_identity(e.response_content_encoding)
+            ):
+                return False
+            if _size(e) > _LIGHT_BYTES:
+                return False
+        return True
+
+    async def _encoded(self, part: list[Exchange]) -> _Lines:
+        """``part`` encoded on the loop, yielding to requests every ``_LOOP_SLICE`` records: no
+        other thread holds the GIL while a request waits (the thread only writes)."""
+        lines = _Lines()
+        line_of = self._line
+        for i, exchange in enumerate(part, 1):
+            line = line_of(exchange)
+            if line is not None:
+                lines.add(exchange.inference_time, line)
+            if i % _LOOP_SLICE == 0 and i < len(part):
+                await asyncio.sleep(0)
+        return lines
+
+
+class _Lines:
+    """Encoded lines grouped by the UTC hour of their records, in arrival order."""
+
+    __slots__ = ("_group", "_last", "by_hour", "count", "size")
+
+    def __init__(self) -> None:
+        self.by_hour: dict[int, tuple[list[float], list[bytes]]] = {}
+        self._group: tuple[list[float], list[bytes]] = ([], [])
+        self._last: int | None = None
+        self.count = 0
+        self.size = 0
+
+    def add(self, inference_time: float, line: bytes) -> None:
+        hour = int(inference_time // 3600)
+        if hour != self._last:  # records come in time order: one lookup per hour met
+            group = self.by_hour.get(hour)
+            if group is None:
+                group = self.by_hour[hour] = ([], [])
+            self._group = group
+            self._last = hour
+        self._group[0].append(inference_time)
+        self._group[1].append(line)
+        self.count += 1
+        self.size += len(line)
 
 
 def _size(exchange: Exchange) -> int:

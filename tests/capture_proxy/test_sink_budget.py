@@ -43,14 +43,14 @@ async def test_records_in_the_writers_hands_still_count_against_the_budget(
     queue and the writer together never hold more than ``queue_max_bytes``."""
     sink, metrics = make_sink(tmp_path, queue_max_bytes=10_000)
     entered, release = threading.Event(), threading.Event()
-    cycle = sink._cycle
+    cycle = sink._cycle_lines  # small records: encoded on the loop, written in the thread
 
     def held_cycle(*args: object) -> None:  # the writer thread stops inside its cycle
         entered.set()
         release.wait(30)
         cycle(*args)  # type: ignore[arg-type]
 
-    sink._cycle = held_cycle  # type: ignore[method-assign]
+    sink._cycle_lines = held_cycle  # type: ignore[method-assign]
     await sink.start()
     assert sink.submit(exchange(HOUR_START + 1, body=BODY))
     assert sink.submit(exchange(HOUR_START + 2, body=BODY))
@@ -61,7 +61,7 @@ async def test_records_in_the_writers_hands_still_count_against_the_budget(
     assert metrics.drop_counts["queue_bytes"] == 1
     release.set()
     await flushed
-    sink._cycle = cycle  # type: ignore[method-assign]
+    sink._cycle_lines = cycle  # type: ignore[method-assign]
     await sink.close()
     assert metrics.captured._value.get() == 2 and sink.held_bytes == 0
 
