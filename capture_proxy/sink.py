@@ -1,17 +1,30 @@
 """The capture sink: sampled exchanges in, sealed SageMaker capture files out.
 
-The request path calls :meth:`CaptureSink.submit`, which only appends to a bounded deque (no
-I/O, no encoding, no syscall): when the queue is full or the disk guard says the disk is
-full, the record is dropped and counted, and the response is never touched. One writer task
-drains the queue in batches; each batch is encoded (one
-:class:`capture_proxy.exchange.LineEncoder`, redaction included) and written in
-``asyncio.to_thread`` calls of at most 128 records, so the event loop never waits on disk and
-the writer thread never holds the GIL for long. The writer runs a cycle when ``submit`` has
-filled a batch, when
-:meth:`flush` / :meth:`tick` asks, and at least every ``flush_interval_s``; each cycle
-writes what is queued, seals files due by size, age or hour (:mod:`capture_proxy.rotation`,
-judged by the injectable ``clock``), re-checks free disk space at most once a second, and
-runs retention at most once a minute of ``clock`` time (:mod:`capture_proxy.retention`).
+The request path calls :meth:`CaptureSink.submit`, which only appends to a deque bounded by
+records (``queue_max_records``) and by body bytes (``queue_max_bytes``), with no I/O, no
+encoding, no syscall: when a bound is reached or the disk guard says the disk is full, the
+record is dropped and counted, and the response is never touched.
+
+One writer task drains the queue in slices of at most 128 records and 1 MiB of bodies. A slice
+of small records that need no redaction and no decoding (the usual case) is encoded on the
+event loop, 32 records (~50 µs) at a time with the loop free for requests in between, and only
+written in an ``asyncio.to_thread`` call; any other slice is redacted, decoded (within
+``max_capture_bytes``), encoded (one :class:`capture_proxy.exchange.LineEncoder`) and written
+in the thread. So the event loop never waits on disk, and a request never waits long for a
+writer thread that holds the GIL. A slice's bytes stay counted against ``queue_max_bytes``
+until they are written: the queue and the writer together never hold more than the budget.
+
+The writer runs a cycle when ``submit`` has filled a slice, when :meth:`flush` / :meth:`tick`
+asks, and at least every ``flush_interval_s``; each cycle writes what was queued when it
+began, seals files due by size, age or hour (:mod:`capture_proxy.rotation`, judged by the
+injectable ``clock``), re-checks free disk space at most once a second, and has retention run
+at most once a minute of ``clock`` time (:mod:`capture_proxy.retention`). The slow work (the
+gzip of a sealed file, the retention walk) runs in a housekeeping thread of its own, never
+inside a writer cycle.
+
+Every sampled record handed to :meth:`submit` is counted exactly once: in
+``modelmon_capture_records`` when it is written to a file, or in
+``modelmon_capture_dropped{reason}`` when it is not (or it is still queued).
 
 A failed write drops and counts that batch (``write_error``); the next cycle tries again,
 so capture resumes on its own once the disk is writable. ``start`` first seals the
