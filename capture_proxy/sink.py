@@ -72,6 +72,7 @@ _WRITE_BYTES = 4 << 20
 # writes. Measured: with the encoding in the writer thread, a request that arrived while the
 # thread held the GIL waited for it (the 1-connection p99 was 1.4-3.4 ms against 0.1-0.8 off).
 _LIGHT_BYTES = 16 * 1024
+_INFLATE_GUESS = 32
 _LOOP_SLICE = 32
 
 
@@ -104,6 +105,9 @@ class CaptureSink:
     worker_id : int, optional
         This process's index among ``proxy.workers``; names the writer task and its logs.
         File ownership between workers needs no id: see :mod:`capture_proxy.rotation`.
+    encode_on_loop : bool, optional
+        Encode small plain slices on the event loop (default); False puts every slice in the
+        writer thread, as before (``bench/sink_tail.py`` compares the two).
     """
 
     def __init__(
@@ -113,12 +117,14 @@ class CaptureSink:
         *,
         clock: Callable[[], float] = time.time,
         worker_id: int = 0,
+        encode_on_loop: bool = True,
     ) -> None:
         capture = config.capture
         self._capture = capture
         self._metrics = metrics
         self._clock = clock
         self.worker_id = worker_id
+        self._encode_on_loop = encode_on_loop  # False: every slice in the thread (bench/)
         self.root = capture.dir / config.endpoint.name / config.endpoint.variant
         self._redactor = Redactor(capture.redact, on_unredactable=metrics.redact_unredactable.inc)
         self._encode = LineEncoder(capture, on_cut=metrics.truncated.inc)
@@ -235,13 +241,18 @@ class CaptureSink:
         """The next slice (at most ``left`` records) and its body bytes."""
         pending = self._pending
         part: list[Exchange] = []
-        size = 0
+        size = cost = 0
+        limit = self._capture.max_capture_bytes
         while pending and len(part) < min(left, _BATCH):
             nxt = _size(pending[0])
-            if part and size + nxt > _SLICE_BYTES:
+            # A compressed body may inflate (up to max_capture_bytes a side): count it so, up to
+            # 32x its size, so that a gzip bomb gets a thread call of its own.
+            weight = max(nxt, min(limit, nxt * _INFLATE_GUESS)) if _compressed(pending[0]) else nxt
+            if part and cost + weight > _SLICE_BYTES:
                 break
             part.append(pending.popleft())
             size += nxt
+            cost += weight
         return part, size
 
     def _done_when_housekept(self, waiters: list[asyncio.Future[None]]) -> None:
@@ -279,7 +290,7 @@ class CaptureSink:
                     left -= len(part)
                     last = left <= 0 or not self._pending
                     try:
-                        if part and self._light(part):
+                        if part and self._encode_on_loop and self._light(part):
                             lines = await self._encoded(part)
                             await asyncio.to_thread(
                                 self._cycle_lines, lines, self._clock(), final and last
@@ -414,18 +425,7 @@ class CaptureSink:
         """Cheap to encode on the event loop: no redaction, no decoding, small bodies."""
         if self._redactor.enabled:
             return False
-        for e in part:
-            if (
-                e.request_content_encoding is not None
-                and not is_identity(e.request_content_encoding)
-            ) or (
-                e.response_content_encoding is not None
-                and not is_identity(e.response_content_encoding)
-            ):
-                return False
-            if _size(e) > _LIGHT_BYTES:
-                return False
-        return True
+        return not any(_compressed(e) or _size(e) > _LIGHT_BYTES for e in part)
 
     async def _encoded(self, part: list[Exchange]) -> _Lines:
         """``part`` encoded on the loop, yielding to requests every ``_LOOP_SLICE`` records: no
@@ -472,6 +472,14 @@ def _size(exchange: Exchange) -> int:
     request, response = exchange.request_body, exchange.response_body
     return (len(request) if request is not None else 0) + (
         len(response) if response is not None else 0
+    )
+
+
+def _compressed(exchange: Exchange) -> bool:
+    """A side with a ``Content-Encoding`` to undo for the record."""
+    request, response = exchange.request_content_encoding, exchange.response_content_encoding
+    return (request is not None and not is_identity(request)) or (
+        response is not None and not is_identity(response)
     )
 
 
