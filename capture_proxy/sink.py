@@ -44,12 +44,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from capture_proxy.exchange import Exchange, LineEncoder
-from capture_proxy.inflate import is_identity
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.recovery import recover_parts
 from capture_proxy.redact import Redactor
 from capture_proxy.retention import enforce_retention
 from capture_proxy.rotation import CaptureFiles, make_dirs
+from capture_proxy.write_batch import Lines, body_bytes, compressed
 from modelmon.config import ModelmonConfig
 
 __all__ = ["CaptureSink", "free_disk_fraction"]
@@ -182,7 +182,7 @@ class CaptureSink:
         if self._closing:
             self._metrics.drop("shutdown")
             return False
-        size = _size(exchange)
+        size = body_bytes(exchange)
         if self._held_bytes + size > self._max_bytes:
             self._metrics.drop("queue_bytes")
             return False
@@ -244,10 +244,10 @@ class CaptureSink:
         size = cost = 0
         limit = self._capture.max_capture_bytes
         while pending and len(part) < min(left, _BATCH):
-            nxt = _size(pending[0])
+            nxt = body_bytes(pending[0])
             # A compressed body may inflate (up to max_capture_bytes a side): count it so, up to
             # 32x its size, so that a gzip bomb gets a thread call of its own.
-            weight = max(nxt, min(limit, nxt * _INFLATE_GUESS)) if _compressed(pending[0]) else nxt
+            weight = max(nxt, min(limit, nxt * _INFLATE_GUESS)) if compressed(pending[0]) else nxt
             if part and cost + weight > _SLICE_BYTES:
                 break
             part.append(pending.popleft())
@@ -356,7 +356,7 @@ class CaptureSink:
                 self._write(batch, now)
         self._housekeep(now, final)
 
-    def _cycle_lines(self, lines: _Lines, now: float, final: bool) -> None:
+    def _cycle_lines(self, lines: Lines, now: float, final: bool) -> None:
         """One slice already encoded on the event loop, written, in the thread."""
         self._check_disk()
         if lines.count:
@@ -402,17 +402,17 @@ class CaptureSink:
             return None
 
     def _write(self, batch: list[Exchange], now: float) -> None:
-        lines = _Lines()
+        lines = Lines()
         for exchange in batch:
             line = self._line(exchange)
             if line is not None:
                 lines.add(exchange.inference_time, line)
                 if lines.size >= _WRITE_BYTES:  # bodies inflated a lot: write as we go
                     self._write_lines(lines, now)
-                    lines = _Lines()
+                    lines = Lines()
         self._write_lines(lines, now)
 
-    def _write_lines(self, lines: _Lines, now: float) -> None:
+    def _write_lines(self, lines: Lines, now: float) -> None:
         for hour, (times, group) in lines.by_hour.items():
             written = self._files.write(hour, times, group, now)
             self._metrics.captured.inc(written)
@@ -425,12 +425,12 @@ class CaptureSink:
         """Cheap to encode on the event loop: no redaction, no decoding, small bodies."""
         if self._redactor.enabled:
             return False
-        return not any(_compressed(e) or _size(e) > _LIGHT_BYTES for e in part)
+        return not any(compressed(e) or body_bytes(e) > _LIGHT_BYTES for e in part)
 
-    async def _encoded(self, part: list[Exchange]) -> _Lines:
+    async def _encoded(self, part: list[Exchange]) -> Lines:
         """``part`` encoded on the loop, yielding to requests every ``_LOOP_SLICE`` records: no
         other thread holds the GIL while a request waits (the thread only writes)."""
-        lines = _Lines()
+        lines = Lines()
         line_of = self._line
         for i, exchange in enumerate(part, 1):
             line = line_of(exchange)
@@ -439,48 +439,6 @@ class CaptureSink:
             if i % _LOOP_SLICE == 0 and i < len(part):
                 await asyncio.sleep(0)
         return lines
-
-
-class _Lines:
-    """Encoded lines grouped by the UTC hour of their records, in arrival order."""
-
-    __slots__ = ("_group", "_last", "by_hour", "count", "size")
-
-    def __init__(self) -> None:
-        self.by_hour: dict[int, tuple[list[float], list[bytes]]] = {}
-        self._group: tuple[list[float], list[bytes]] = ([], [])
-        self._last: int | None = None
-        self.count = 0
-        self.size = 0
-
-    def add(self, inference_time: float, line: bytes) -> None:
-        hour = int(inference_time // 3600)
-        if hour != self._last:  # records come in time order: one lookup per hour met
-            group = self.by_hour.get(hour)
-            if group is None:
-                group = self.by_hour[hour] = ([], [])
-            self._group = group
-            self._last = hour
-        self._group[0].append(inference_time)
-        self._group[1].append(line)
-        self.count += 1
-        self.size += len(line)
-
-
-def _size(exchange: Exchange) -> int:
-    """The body bytes an exchange holds (what ``queue_max_bytes`` counts)."""
-    request, response = exchange.request_body, exchange.response_body
-    return (len(request) if request is not None else 0) + (
-        len(response) if response is not None else 0
-    )
-
-
-def _compressed(exchange: Exchange) -> bool:
-    """A side with a ``Content-Encoding`` to undo for the record."""
-    request, response = exchange.request_content_encoding, exchange.response_content_encoding
-    return (request is not None and not is_identity(request)) or (
-        response is not None and not is_identity(response)
-    )
 
 
 def _nothing() -> None:
