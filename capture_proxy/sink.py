@@ -336,7 +336,7 @@ class CaptureSink:
         try:
             full = free_disk_fraction(self._capture.dir) < self._capture.min_free_disk_fraction
         except OSError as exc:
-            logger.warning("cannot check free space on %s: %s", self._capture.dir, exc)
+            self._files.warn("statvfs", "cannot check free space on %s: %s", self._capture.dir, exc)
             return
         if full != self._disk_full:
             logger.warning(
