@@ -394,7 +394,10 @@ class CaptureSink:
         """The record's line (redacted when configured); None, counted, when it cannot be."""
         try:
             if self._redactor.enabled:
+                cut = exchange.request_truncated or exchange.response_truncated
                 exchange = self._redactor.prepare(exchange, self._capture)  # masks every side
+                if not cut and (exchange.request_truncated or exchange.response_truncated):
+                    self._metrics.truncated.inc()  # a body that inflated past the limit
             return self._encode(exchange)
         except Exception:  # one bad record is dropped and counted, not the batch
             logger.exception("cannot encode capture record %s", exchange.event_id)

@@ -130,6 +130,25 @@ async def test_gzip_bomb_request_is_inflated_only_to_the_limit(
     assert proxy.metrics.truncated._value.get() == 1
 
 
+async def test_gzip_bomb_with_redaction_is_cut_masked_and_counted(
+    start_proxy: StartProxy, model: Model, client: aiohttp.ClientSession
+) -> None:
+    proxy = await start_proxy(
+        proxy={"upstream": model.url},
+        capture=_capture(max_capture_bytes=LIMIT, redact={"json_paths": ["ssn"]}),
+    )
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    async with client.post(f"{proxy.url}/invocations", data=BOMB, headers=headers) as resp:
+        assert await resp.read() == BOMB
+    assert await _peak_while_flushing(proxy) < 16 * 1024 * 1024
+    [(line, record)] = await _records(proxy)
+    assert len(line) <= LINE_BOUND
+    assert "input" in record["modelmon"]["truncated"]
+    assert decode_side(record["captureData"]["endpointInput"]) == b"***"
+    assert proxy.metrics.truncated._value.get() == 1
+    assert proxy.metrics.redact_unredactable._value.get() >= 1
+
+
 async def test_gzip_bomb_response_is_inflated_only_to_the_limit(
     start_proxy: StartProxy, model: Model, client: aiohttp.ClientSession
 ) -> None:
