@@ -2,18 +2,22 @@
 
 Layout: ``{root}/{endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl`` (or ``.jsonl.gz``). Only sealed
 files are listed: never ``*.part`` (being written), hidden files or other temporary names.
+
+A ``.jsonl.gz`` cut short (a copy or a disk that failed mid-way) keeps what decompresses: every
+complete line before the cut is read, then :class:`TruncatedCapture` is raised (an
+``EOFError``) for the caller to count the rest.
 """
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
 
 __all__ = [
     "SEALED_SUFFIXES",
+    "TruncatedCapture",
     "block_lines",
     "hour_of",
     "is_sealed",
@@ -25,6 +29,7 @@ __all__ = [
 
 SEALED_SUFFIXES = (".jsonl", ".jsonl.gz")
 _READ_BYTES = 1 << 20
+_GZIP_WBITS = 47  # a gzip header, detected
 _HOUR = timedelta(hours=1)
 
 
@@ -94,34 +99,78 @@ def sealed_files(
     return found
 
 
-def _open(path: Path) -> IO[bytes]:
-    if path.name.endswith(".gz"):
-        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
+class TruncatedCapture(EOFError):
+    """A compressed capture file ends before its end marker; ``dropped`` bytes of a partial
+    last line were not returned."""
+
+    def __init__(self, path: Path, dropped: int) -> None:
+        super().__init__(f"{path}: compressed file ends early ({dropped} bytes of a cut line)")
+        self.dropped = dropped
+
+
+def _gunzipped(path: Path) -> Iterator[bytes]:
+    """The decompressed content in pieces of at most ``_READ_BYTES`` (gzip members one after
+    another); raises :class:`TruncatedCapture` (``dropped=0``) when the stream is cut."""
+    with open(path, "rb") as raw:
+        decoder = zlib.decompressobj(wbits=_GZIP_WBITS)
+        started = False
+        while True:
+            data = raw.read(_READ_BYTES)
+            if not data:
+                break
+            while data:
+                started = True
+                out = decoder.decompress(data, _READ_BYTES)
+                if out:
+                    yield out
+                if decoder.eof:
+                    data = decoder.unused_data
+                    decoder = zlib.decompressobj(wbits=_GZIP_WBITS)
+                    started = False
+                else:
+                    data = decoder.unconsumed_tail
+        if started:
+            tail = decoder.flush()
+            if tail:
+                yield tail
+            raise TruncatedCapture(path, 0)
+
+
+def _plain(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while block := handle.read(_READ_BYTES):
+            yield block
 
 
 def read_blocks(path: Path, offset: int = 0) -> Iterator[bytes]:
     """The content from byte ``offset`` in blocks of about 1 MiB of whole lines.
 
-    Every block but the last ends with ``\\n``; the last may hold a line without one.
+    Every block but the last ends with ``\n``; the last may hold a line without one (not so
+    for a compressed file cut short: its partial last line is dropped, see
+    :class:`TruncatedCapture`).
     """
-    with _open(Path(path)) as handle:
-        if offset:
-            handle.seek(offset)
-        rest = b""
-        while True:
-            block = handle.read(_READ_BYTES)
-            if not block:
-                break
-            block = rest + block
+    path = Path(path)
+    pieces = _gunzipped(path) if path.name.endswith(".gz") else _plain(path)
+    skip = offset
+    rest = b""
+    try:
+        for piece in pieces:
+            if skip:
+                if len(piece) <= skip:
+                    skip -= len(piece)
+                    continue
+                piece, skip = piece[skip:], 0
+            block = rest + piece if rest else piece
             cut = block.rfind(b"\n") + 1
             if cut == 0:
                 rest = block
                 continue
             rest = block[cut:]
             yield block[:cut]
-        if rest:
-            yield rest
+    except TruncatedCapture as exc:
+        raise TruncatedCapture(path, len(rest)) from exc
+    if rest:
+        yield rest
 
 
 def block_lines(block: bytes) -> list[bytes]:

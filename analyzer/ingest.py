@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
-from analyzer.capture_files import read_lines, sealed_files
+from analyzer.capture_files import TruncatedCapture, read_lines, sealed_files
 from analyzer.codecs import PayloadDecoder
 from analyzer.profile import DatasetProfile
 from analyzer.store import Store, add_counters
@@ -135,24 +135,35 @@ class Ingestor:
             self._ingest_file(path, rel, offset, lines, stats)
         return stats
 
-    def _chunks(self, path: Path, offset: int) -> Iterator[tuple[list[bytes], int, bool]]:
-        """Whole lines from ``offset``: (lines, bytes they span, is this the end of file)."""
+    def _chunks(
+        self, path: Path, offset: int
+    ) -> Iterator[tuple[list[bytes], int, bool, Counter[str] | None]]:
+        """Whole lines from ``offset``: (lines, bytes they span, is this the end of file, bad
+        records to count besides). A compressed file cut short ends with what decompressed,
+        and counts ``truncated_file`` for the rest."""
         chunk: list[bytes] = []
         size = 0
-        for line in read_lines(path, offset):
-            chunk.append(line)
-            size += len(line)
-            if len(chunk) >= self._chunk_lines or size >= self._chunk_bytes:
-                yield chunk, size, False
-                chunk, size = [], 0
-        yield chunk, size, True
+        try:
+            for line in read_lines(path, offset):
+                chunk.append(line)
+                size += len(line)
+                if len(chunk) >= self._chunk_lines or size >= self._chunk_bytes:
+                    yield chunk, size, False, None
+                    chunk, size = [], 0
+        except TruncatedCapture as exc:
+            log.warning("%s; the complete records before the cut are kept", exc)
+            yield chunk, size, True, Counter({"truncated_file": 1})
+            return
+        yield chunk, size, True, None
 
     def _ingest_file(
         self, path: Path, rel: str, offset: int, lines: int, stats: IngestStats
     ) -> None:
         try:
-            for chunk, size, end in self._chunks(path, offset):
-                committed = self._commit_chunk(rel, offset, lines, chunk, size, end, stats)
+            for chunk, size, end, also_bad in self._chunks(path, offset):
+                committed = self._commit_chunk(
+                    rel, offset, lines, chunk, size, end, stats, also_bad
+                )
                 if not committed:
                     log.warning("%s: offset moved under us (another ingester?); skipped", rel)
                     return
@@ -210,8 +221,11 @@ class Ingestor:
         size: int,
         end: bool,
         stats: IngestStats,
+        also_bad: Counter[str] | None = None,
     ) -> bool:
         profiles, records, bad = self._profiles(chunk)
+        if also_bad:
+            bad.update(also_bad)
         new_offset, new_lines = offset + size, lines + len(chunk)
         ok = self._store.write(
             lambda db: self._apply(

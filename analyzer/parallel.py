@@ -19,7 +19,7 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from analyzer.arrow_batch import ArrowBatch, ArrowDecoder
-from analyzer.capture_files import block_lines, read_blocks
+from analyzer.capture_files import TruncatedCapture, block_lines, read_blocks
 from analyzer.codecs import PayloadDecoder
 from analyzer.profile import DatasetProfile
 from modelmon.config import PayloadConfig
@@ -113,12 +113,15 @@ def profile_file(path: Path, payload: PayloadConfig, k: int) -> FilesProfile:
     grouping = fast is not None and fast.groups
     group: list[bytes] = []
     size = 0
-    for block in read_blocks(path):
-        group.append(block)
-        size += len(block)
-        if not grouping or size >= _GROUP_BYTES:
-            grouping = _add_blocks(out, group, decoder, fast) and grouping
-            group, size = [], 0
+    try:
+        for block in read_blocks(path):
+            group.append(block)
+            size += len(block)
+            if not grouping or size >= _GROUP_BYTES:
+                grouping = _add_blocks(out, group, decoder, fast) and grouping
+                group, size = [], 0
+    except TruncatedCapture:  # a cut .jsonl.gz: what decompressed counts, the rest is counted
+        out.bad["truncated_file"] += 1
     if group:
         _add_blocks(out, group, decoder, fast)
     return out

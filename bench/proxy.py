@@ -52,6 +52,7 @@ class Result:
     p99_us: float
     errors: int
     cpu_us_per_req: float | None
+    p999_us: float = 0.0
 
 
 def free_port() -> int:
@@ -224,16 +225,17 @@ wrk.body = '%s'
 wrk.headers["Content-Type"] = "application/json"
 done = function(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format("BENCH %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+  io.write(string.format("BENCH %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout + e.status))
+    e.connect + e.read + e.write + e.timeout + e.status, latency:percentile(99.9)))
 end
 """
 
 
-def run_wrk(
-    url: str, connections: int, seconds: float, workdir: Path
-) -> tuple[int, float, float, float, int]:
+Load = tuple[int, float, float, float, int, float]  # requests, s, p50, p99, errors, p99.9
+
+
+def run_wrk(url: str, connections: int, seconds: float, workdir: Path) -> Load:
     script = workdir / "post.lua"
     script.write_text(_WRK_LUA % BODY.decode())
     out = subprocess.run(
@@ -242,16 +244,14 @@ def run_wrk(
         capture_output=True,
         text=True,
     ).stdout
-    match = re.search(r"BENCH (\d+) (\d+) (\d+) (\d+) (\d+)", out)
+    match = re.search(r"BENCH (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
     if match is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
-    requests, duration_us, p50, p99, errors = (int(g) for g in match.groups())
-    return requests, duration_us / 1e6, float(p50), float(p99), errors
+    requests, duration_us, p50, p99, errors, p999 = (int(g) for g in match.groups())
+    return requests, duration_us / 1e6, float(p50), float(p99), errors, float(p999)
 
 
-async def _async_load(
-    url: str, connections: int, seconds: float
-) -> tuple[int, float, float, float, int]:
+async def _async_load(url: str, connections: int, seconds: float) -> Load:
     import aiohttp
 
     latencies: list[float] = []
@@ -282,12 +282,11 @@ async def _async_load(
     latencies.sort()
     p50 = latencies[len(latencies) // 2]
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return len(latencies), elapsed, p50, p99, errors
+    p999 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.999))]
+    return len(latencies), elapsed, p50, p99, errors, p999
 
 
-def load(
-    url: str, connections: int, seconds: float, workdir: Path
-) -> tuple[int, float, float, float, int]:
+def load(url: str, connections: int, seconds: float, workdir: Path) -> Load:
     if shutil.which("wrk"):
         return run_wrk(url, connections, seconds, workdir)
     return asyncio.run(_async_load(url, connections, seconds))
@@ -299,17 +298,30 @@ def measure(
     url = f"http://127.0.0.1:{port}/invocations"
     load(url, connections, min(1.0, seconds), workdir)  # warm-up: pools, caches, JIT-less paths
     before = cpu_seconds(pid) if pid is not None else 0.0
-    requests, elapsed, p50, p99, errors = load(url, connections, seconds, workdir)
+    requests, elapsed, p50, p99, errors, p999 = load(url, connections, seconds, workdir)
     after = cpu_seconds(pid) if pid is not None else 0.0
     cpu = (after - before) / requests * 1e6 if pid is not None and requests else None
-    return Result(target, connections, requests, requests / elapsed, p50, p99, errors, cpu)
+    return Result(target, connections, requests, requests / elapsed, p50, p99, errors, cpu, p999)
 
 
 def median_result(runs: list[Result]) -> Result:
-    """The run with the median CPU per request (or throughput, for the upstream)."""
-    key = (lambda r: r.cpu_us_per_req) if runs[0].cpu_us_per_req is not None else (lambda r: r.rps)
-    ordered = sorted(runs, key=key)  # type: ignore[arg-type, return-value]
-    return ordered[len(ordered) // 2]
+    """Each figure's median over the rounds (the tail percentiles too, each on its own)."""
+
+    def med(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    cpus = [r.cpu_us_per_req for r in runs if r.cpu_us_per_req is not None]
+    return Result(
+        runs[0].target,
+        runs[0].connections,
+        int(med([float(r.requests) for r in runs])),
+        med([r.rps for r in runs]),
+        med([r.p50_us for r in runs]),
+        med([r.p99_us for r in runs]),
+        int(med([float(r.errors) for r in runs])),
+        med(cpus) if cpus else None,
+        med([r.p999_us for r in runs]),
+    )
 
 
 # -- report ----------------------------------------------------------------------------
@@ -323,7 +335,7 @@ def _ratio(value: float | None, anchor: float | None) -> str:
 
 def report(results: list[Result], have_nginx: bool) -> None:
     print(
-        f"\n{'target':<22}{'conns':>6}{'req/s':>10}{'p50 us':>9}{'p99 us':>9}"
+        f"\n{'target':<22}{'conns':>6}{'req/s':>10}{'p50 us':>9}{'p99 us':>9}{'p99.9 us':>10}"
         f"{'cpu us/req':>12}{'  rps/ngx':>9}{'  p50/ngx':>9}{'  p99/ngx':>9}{'  cpu/ngx':>9}"
         f"{'err':>5}"
     )
@@ -335,6 +347,7 @@ def report(results: list[Result], have_nginx: bool) -> None:
         cpu = f"{r.cpu_us_per_req:10.1f}" if r.cpu_us_per_req is not None else "         -"
         print(
             f"{r.target:<22}{r.connections:>6}{r.rps:>10.0f}{r.p50_us:>9.0f}{r.p99_us:>9.0f}"
+            f"{r.p999_us:>10.0f}"
             f"  {cpu}"
             f"   {_ratio(r.rps, anchor.rps if anchor else None)}"
             f"   {_ratio(r.p50_us, anchor.p50_us if anchor else None)}"
@@ -353,7 +366,11 @@ def report(results: list[Result], have_nginx: bool) -> None:
         )
         if off and on and off.cpu_us_per_req and on.cpu_us_per_req:
             extra = on.cpu_us_per_req / off.cpu_us_per_req - 1
-            print(f"capture 100% vs off at {conns} conns: {extra:+.1%} CPU per request")
+            print(
+                f"capture 100% vs off at {conns} conns: {extra:+.1%} CPU per request, "
+                f"p99 {(on.p99_us - off.p99_us) / 1000:+.2f} ms, "
+                f"p99.9 {(on.p999_us - off.p999_us) / 1000:+.2f} ms"
+            )
     if not have_nginx:
         print("nginx not installed: no nginx anchor, ratios omitted (apt-get install nginx)")
 

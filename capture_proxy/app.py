@@ -23,7 +23,7 @@ from aiohttp import web
 from capture_proxy.forward import Forwarder, new_session
 from capture_proxy.health import HEALTH_PATH, METRICS_PATH, health_response, metrics_response
 from capture_proxy.metrics import ProxyMetrics
-from capture_proxy.tee import CaptureHooks, start_capture
+from capture_proxy.tee import CaptureHooks, eligible, start_capture
 from modelmon.config import ModelmonConfig
 
 if TYPE_CHECKING:
@@ -66,7 +66,8 @@ class Proxy:
             assert self._analyzer is not None, "request before the app started"
             return await self._analyzer.forward(request)
         assert self._upstream is not None, "request before the app started"
-        return await self._upstream.forward(request, self._capture)
+        capture = eligible(self._capture, request.method, path)
+        return await self._upstream.forward(request, capture)
 
     async def _local(self, request: web.Request, path: str) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
@@ -142,7 +143,9 @@ def build_app(
         clock=clock,
         worker_id=worker_id,
     )
-    app = web.Application(handler_args={"max_field_size": 65536})
+    # auto_decompress off: a compressed request body goes on as it came (and is never inflated
+    # whole here: capture inflates its copy within max_capture_bytes).
+    app = web.Application(handler_args={"max_field_size": 65536, "auto_decompress": False})
     app[PROXY_KEY] = proxy
     app.cleanup_ctx.append(proxy.lifecycle)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)

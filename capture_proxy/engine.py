@@ -19,7 +19,7 @@ from capture_proxy.http1 import head_bytes, json_response, routing_path
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.relay import Relay
 from capture_proxy.server import ClientConnection, Request
-from capture_proxy.tee import CaptureHooks, start_capture
+from capture_proxy.tee import CaptureHooks, eligible, start_capture
 from capture_proxy.upstream import UpstreamPool
 from modelmon.config import ModelmonConfig
 
@@ -93,7 +93,8 @@ class FastProxy:
             if path.startswith("/monitor/proxy/"):
                 return await self._local(req, conn, path)
             return await self._analyzer.forward(req, conn)
-        return await self._upstream.forward(req, conn, self._capture)
+        capture = eligible(self._capture, req.method, path)
+        return await self._upstream.forward(req, conn, capture)
 
     async def _local(self, req: Request, conn: ClientConnection, path: str) -> bool:
         keep = req.keep_alive and req.body.done

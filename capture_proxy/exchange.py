@@ -6,41 +6,20 @@ the writer turns it into a SageMaker capture line with :func:`to_line`, off the 
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from capture_proxy.inflate import ESCAPE_CHECK_BYTES, escapes_within_bound, inflate, is_identity
 from modelmon.capture_record import (
     CaptureSide,
+    Encoding,
     RecordEncoder,
     build_record,
     choose_encoding,
     encode_side,
 )
 from modelmon.config import CaptureConfig
-
-# Decoders for Content-Encoding values we can undo for the record (the client still gets the
-# compressed bytes). Anything else is captured as BASE64 of what went over the wire.
-_MAX_DECODED = 64 * 1024 * 1024
-
-
-def _gunzip(body: bytes) -> bytes:
-    return zlib.decompressobj(wbits=47).decompress(body, _MAX_DECODED)
-
-
-def _inflate(body: bytes) -> bytes:
-    try:
-        return zlib.decompressobj().decompress(body, _MAX_DECODED)
-    except zlib.error:
-        return zlib.decompressobj(wbits=-15).decompress(body, _MAX_DECODED)
-
-
-_DECODERS: dict[str, Callable[[bytes], bytes]] = {
-    "gzip": _gunzip,
-    "x-gzip": _gunzip,
-    "deflate": _inflate,
-}
 
 
 @dataclass(slots=True)
@@ -60,19 +39,35 @@ class Exchange:
     latency_ms: float
     request_content_encoding: str | None = None
     response_content_encoding: str | None = None
+    # The upstream answered before the client had sent its whole body: the request side is
+    # a part (``request_truncated`` is set too) and the record says so (``modelmon.partial``).
+    request_partial: bool = False
 
 
-def _decoded(body: bytes, content_encoding: str | None, truncated: bool) -> tuple[bytes, bool]:
-    """The body as the model saw it; ``(raw, False)`` when it cannot be decoded."""
-    if not content_encoding or content_encoding.strip().lower() in ("", "identity"):
-        return body, True
-    decoder = _DECODERS.get(content_encoding.strip().lower())
-    if decoder is None or truncated:
-        return body, False
-    try:
-        return decoder(body), True
-    except (zlib.error, EOFError):
-        return body, False
+def plain_body(
+    body: bytes, content_encoding: str | None, truncated: bool, limit: int
+) -> tuple[bytes, bool, bool]:
+    """``(body as the model saw it, decoded, cut)``: ``Content-Encoding`` undone within
+    ``limit`` bytes (:func:`capture_proxy.inflate.inflate`); ``(raw, False, truncated)`` when
+    it cannot be (an unknown coding, bad data, or a raw body already cut)."""
+    if is_identity(content_encoding):
+        return body, True, truncated
+    if truncated:
+        return body, False, True
+    decoded = inflate(body, content_encoding or "", limit)
+    if decoded is None:
+        return body, False, False
+    return decoded[0], True, decoded[1]
+
+
+def _text_encoding(encoding: Encoding, body: bytes, truncated: bool) -> Encoding:
+    """BASE64 for a cut side, or for a text side whose JSON escaping would over-double it."""
+    if encoding == "BASE64" or truncated or not escapes_within_bound(body):
+        return "BASE64"
+    return encoding
+
+
+_PARTIAL = ["input"]
 
 
 class LineEncoder:
@@ -91,10 +86,12 @@ class LineEncoder:
     True
     """
 
-    __slots__ = ("_records",)
+    __slots__ = ("_limit", "_on_cut", "_records")
 
-    def __init__(self, config: CaptureConfig) -> None:
+    def __init__(self, config: CaptureConfig, on_cut: Callable[[], None] | None = None) -> None:
         self._records = RecordEncoder(config.csv_content_types, config.json_content_types)
+        self._limit = config.max_capture_bytes
+        self._on_cut = on_cut  # called for a record cut here (a body that inflates too far)
 
     def _side(
         self,
@@ -104,16 +101,19 @@ class LineEncoder:
         content_encoding: str | None,
         redact: Callable[[bytes, str], bytes] | None,
         mode: str,
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], bool]:
+        """The side's object, and whether it is cut (a decoded body can be cut here)."""
         records = self._records
-        if content_encoding is None:
-            encoding = records.encoding(content_type)
-        else:
-            body, ok = _decoded(body, content_encoding, truncated)
-            encoding = records.encoding(content_type) if ok else "BASE64"
+        encoding = records.encoding(content_type)
+        if content_encoding is not None:
+            body, ok, truncated = plain_body(body, content_encoding, truncated, self._limit)
+            if not ok:
+                encoding = "BASE64"
         if redact is not None and encoding != "BASE64" and not truncated:
             body = redact(body, encoding)
-        return records.side(body, content_type, encoding, truncated, mode)
+        if encoding != "BASE64" and len(body) > ESCAPE_CHECK_BYTES:
+            encoding = _text_encoding(encoding, body, truncated)
+        return records.side(body, content_type, encoding, truncated, mode), truncated
 
     def __call__(
         self, exchange: Exchange, redact: Callable[[bytes, str], bytes] | None = None
@@ -123,7 +123,7 @@ class LineEncoder:
         truncated: list[str] | None = None
         body = exchange.request_body
         if body is not None:
-            request = self._side(
+            request, cut = self._side(
                 body,
                 exchange.request_content_type,
                 exchange.request_truncated,
@@ -131,11 +131,11 @@ class LineEncoder:
                 redact,
                 "INPUT",
             )
-            if exchange.request_truncated:
+            if cut:
                 truncated = ["input"]
         body = exchange.response_body
         if body is not None:
-            response = self._side(
+            response, cut = self._side(
                 body,
                 exchange.response_content_type,
                 exchange.response_truncated,
@@ -143,9 +143,9 @@ class LineEncoder:
                 redact,
                 "OUTPUT",
             )
-            if exchange.response_truncated:
+            if cut:
                 truncated = [*truncated, "output"] if truncated else ["output"]
-        return self._records.line(
+        line = self._records.line(
             exchange.event_id,
             exchange.inference_time,
             request,
@@ -155,7 +155,15 @@ class LineEncoder:
             exchange.status,
             exchange.latency_ms,
             truncated,
+            _PARTIAL if exchange.request_partial and request is not None else None,
         )
+        if (
+            truncated
+            and self._on_cut is not None
+            and not (exchange.request_truncated or exchange.response_truncated)
+        ):
+            self._on_cut()  # the request path counted those it cut itself
+        return line
 
 
 def to_line(
@@ -176,6 +184,7 @@ def to_line_reference(
     """:func:`to_line` the plain way (:func:`~modelmon.capture_record.build_record`), record by
     record: the definition the fast encoders are tested and benchmarked against."""
     sides: list[CaptureSide | None] = []
+    limit = config.max_capture_bytes
     for body, content_type, truncated, content_encoding in (
         (
             exchange.request_body,
@@ -193,14 +202,15 @@ def to_line_reference(
         if body is None:
             sides.append(None)
             continue
-        plain, ok = _decoded(body, content_encoding, truncated)
-        encoding = (
+        plain, ok, truncated = plain_body(body, content_encoding, truncated, limit)
+        encoding: Encoding = (
             choose_encoding(content_type, config.csv_content_types, config.json_content_types)
             if ok
             else "BASE64"
         )
         if redact is not None and encoding != "BASE64" and not truncated:
             plain = redact(plain, encoding)
+        encoding = _text_encoding(encoding, plain, truncated)
         sides.append(encode_side(plain, content_type, encoding, truncated))
     return build_record(
         event_id=exchange.event_id,
@@ -211,4 +221,5 @@ def to_line_reference(
         custom_attributes=exchange.custom_attributes,
         status=exchange.status,
         latency_ms=exchange.latency_ms,
+        request_partial=exchange.request_partial and sides[0] is not None,
     )

@@ -32,6 +32,7 @@ from capture_proxy.tee import (
     CaptureHooks,
     Tee,
     hand_over,
+    status_eligible,
 )
 
 __all__ = [
@@ -184,6 +185,8 @@ class Forwarder:
         try:
             async with asyncio.timeout(self._timeout) as deadline:
                 if request.body_exists and not small:
+                    if tee_in is not None:
+                        tee_in.complete = False  # until the client's body has ended
                     data = self._stream_body(request, tee_in, deadline)
                 upstream = await self._session.request(
                     request.method,
@@ -197,6 +200,8 @@ class Forwarder:
             return self._fail(504, "upstream timeout", exc)
         except (aiohttp.ClientError, OSError) as exc:
             return self._fail(502, "upstream unreachable", exc)
+        if capture is not None and not status_eligible(capture, upstream.status):
+            capture = tee_out = event_id = None  # before any of the body is copied
         return await self._relay(
             request, upstream, capture, tee_in, tee_out, event_id, inference_id, started, loop_start
         )
@@ -212,6 +217,8 @@ class Forwarder:
                 tee.add(chunk)
             deadline.reschedule(loop.time() + self._timeout)
             yield chunk
+        if tee is not None:
+            tee.complete = True
 
     def _fail(self, status: int, error: str, exc: BaseException) -> web.Response:
         kind = "timeout" if status == 504 else "unreachable"

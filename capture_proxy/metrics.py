@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-DROP_REASONS = ("queue_full", "disk_full", "write_error", "encode_error")
+DROP_REASONS = ("queue_full", "queue_bytes", "disk_full", "write_error", "encode_error")
+FILTER_REASONS = ("method", "path", "status")
 
 _LATENCY_BUCKETS = (
     0.001,
@@ -50,7 +51,24 @@ class ProxyMetrics:
         )
         self.truncated = Counter(
             "modelmon_capture_truncated",
-            "Bodies over max_capture_bytes, captured cut and flagged",
+            "Records with a side captured cut (over max_capture_bytes, raw or decoded, or a "
+            "partial upload) and flagged",
+            registry=r,
+        )
+        self.filtered = Counter(
+            "modelmon_capture_filtered",
+            "Requests not eligible for capture by capture.filters, by what excluded them",
+            ["reason"],
+            registry=r,
+        )
+        self.queue_bytes = Gauge(
+            "modelmon_capture_queue_bytes",
+            "Body bytes waiting for the capture writer or in its hands",
+            registry=r,
+        )
+        self.write_errors = Counter(
+            "modelmon_capture_write_errors",
+            "Failed writes of capture records (each logged, at most once a minute per kind)",
             registry=r,
         )
         self.queue_depth = Gauge(
@@ -83,6 +101,7 @@ class ProxyMetrics:
             registry=r,
         )
         self._drop = {reason: self.dropped.labels(reason=reason) for reason in DROP_REASONS}
+        self._filtered = {r: self.filtered.labels(reason=r) for r in FILTER_REASONS}
         self.drop_counts: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._status: dict[int, Counter] = {}
 
@@ -92,6 +111,9 @@ class ProxyMetrics:
             child = self._drop[reason] = self.dropped.labels(reason=reason)
         child.inc(count)
         self.drop_counts[reason] = self.drop_counts.get(reason, 0) + count
+
+    def filter_out(self, reason: str) -> None:
+        self._filtered[reason].inc()
 
     def request(self, status: int) -> None:
         child = self._status.get(status)

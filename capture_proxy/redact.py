@@ -15,13 +15,17 @@ line by line. CSV columns (``redact.csv_columns``, 0-based indices) are masked o
 with the :mod:`csv` module, so quoted fields with commas, quotes or newlines count as one
 column. A body in which nothing matched is returned byte for byte.
 
-Policy for what cannot be redacted: when rules exist for its kind, a body that cannot be parsed
-(invalid JSON, CSV that is not UTF-8) and a JSON/CSV side that would be stored without passing
-through the redactor (cut at ``max_capture_bytes``, or compressed in a way that cannot be
-undone) is replaced whole by :data:`UNREDACTABLE` and counted (``Redactor.unredactable``, and
-the ``on_unredactable`` callback). Nothing that might hold a masked field is stored as is.
-Sides whose content type is neither a CSV nor a JSON type (images, audio ...) have no fields
-to mask and are kept.
+Policy for what cannot be redacted: with any rule configured, every non-empty body must parse
+as a kind that has rules, **whatever its Content-Type** (a JSON document labelled
+``text/plain``, ``application/vnd.api+json``, ``application/octet-stream``, ``text/csv`` or
+nothing is still a JSON document): with ``json_paths`` a body that parses as JSON (or JSON
+Lines) is masked by path; with ``csv_columns`` a UTF-8 body that the :mod:`csv` module reads is
+masked by column (a body of JSON scalars only, like ``42``, counts as CSV when columns are
+configured; a body starting with ``{`` or ``[`` must be JSON when paths are configured). A
+body that parses as neither, a side cut at ``max_capture_bytes`` (raw, or once decoded: a cut
+body cannot be parsed) and a compressed side that cannot be decoded are replaced whole by
+:data:`UNREDACTABLE` and counted (``Redactor.unredactable``, and the ``on_unredactable``
+callback). Nothing that might hold a masked field is stored as is.
 """
 
 from __future__ import annotations
@@ -29,13 +33,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from capture_proxy.exchange import Exchange
-from modelmon.capture_record import choose_encoding
+from capture_proxy.exchange import Exchange, plain_body
 from modelmon.config import CaptureConfig, RedactConfig
 from modelmon.json_path import ANY as _ANY
 from modelmon.json_path import Step as _Step
@@ -45,8 +47,6 @@ __all__ = ["MASK", "UNREDACTABLE", "Redactor", "parse_json_path"]
 
 MASK = "***"
 UNREDACTABLE = b"***"
-
-_MAX_DECODED = 64 * 1024 * 1024
 
 
 def _mask(node: Any, steps: list[_Step], depth: int = 0) -> int:
@@ -84,24 +84,6 @@ def _loads(text: bytes) -> Any:
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _decode(body: bytes, content_encoding: str) -> bytes | None:
-    """The body with ``Content-Encoding`` undone, or ``None`` when that is impossible."""
-    name = content_encoding.strip().lower()
-    try:
-        if name in ("gzip", "x-gzip"):
-            decoder = zlib.decompressobj(wbits=47)
-        elif name == "deflate":
-            try:
-                return zlib.decompressobj().decompress(body, _MAX_DECODED)
-            except zlib.error:
-                decoder = zlib.decompressobj(wbits=-15)
-        else:
-            return None
-        return decoder.decompress(body, _MAX_DECODED)
-    except zlib.error:
-        return None
 
 
 class Redactor:
@@ -150,17 +132,12 @@ class Redactor:
         return body
 
     def _json(self, body: bytes) -> bytes:
-        try:
-            documents = [_loads(body)]
-            lines = False
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            try:
-                documents = [_loads(line) for line in body.splitlines() if line.strip()]
-            except ValueError:
-                return self._give_up()
-            if not documents:
-                return self._give_up()
-            lines = True
+        parsed = _documents(body)
+        if parsed is None:
+            return self._give_up()
+        return self._masked_json(body, *parsed)
+
+    def _masked_json(self, body: bytes, documents: list[Any], lines: bool) -> bytes:
         masked = sum(_mask(doc, steps) for doc in documents for steps in self._paths)
         if not masked:
             return body
@@ -170,11 +147,15 @@ class Redactor:
         return b"\n".join(_dumps(doc) for doc in documents) + tail
 
     def _csv(self, body: bytes) -> bytes:
+        masked = self._masked_csv(body)
+        return masked if masked is not None else self._give_up()
+
+    def _masked_csv(self, body: bytes) -> bytes | None:
         try:
             text = body.decode("utf-8")
             rows = list(csv.reader(io.StringIO(text, newline="")))
         except (UnicodeDecodeError, csv.Error):
-            return self._give_up()
+            return None
         masked = 0
         for row in rows:
             for column in self._columns:
@@ -191,34 +172,62 @@ class Redactor:
             result = result[: -len(terminator)]
         return result.encode("utf-8")
 
-    def prepare(self, exchange: Exchange, capture: CaptureConfig) -> Exchange:
-        """Make every JSON/CSV side of ``exchange`` reach the redactor, or mask it whole.
+    def mask(self, body: bytes) -> bytes | None:
+        """``body`` masked as the kind it parses as, whatever its label; ``None`` when it
+        parses as no kind that has rules.
 
-        :func:`capture_proxy.exchange.to_line` only redacts sides it can store as text; a side
-        cut at ``max_capture_bytes`` or compressed undecodably would be stored as BASE64 of
-        the raw bytes. Compressed sides are decoded here; the others become :data:`UNREDACTABLE`.
+        >>> from modelmon.config import RedactConfig
+        >>> r = Redactor(RedactConfig(json_paths=["ssn"]))
+        >>> r.mask(b'{"ssn": "1"}'), r.mask(b"ssn,1"), r.mask(b"\\x89PNG")
+        (b'{"ssn":"***"}', None, None)
         """
+        if self._paths:
+            parsed = _documents(body)
+            if parsed is not None:
+                scalars = not any(isinstance(doc, dict | list) for doc in parsed[0])
+                if not (self._columns and scalars):  # "42" is a one-column CSV row too
+                    return self._masked_json(body, *parsed)
+            elif body.lstrip()[:1] in (b"{", b"["):
+                return None  # broken JSON: never read as CSV, where nothing would match
+        if self._columns:
+            return self._masked_csv(body)
+        return None
+
+    def prepare(self, exchange: Exchange, capture: CaptureConfig) -> Exchange:
+        """``exchange`` with every side masked, whatever its content type, or replaced whole by
+        :data:`UNREDACTABLE` (see the module's policy); compressed sides are decoded first
+        (within ``max_capture_bytes``). The sides of the result need no more redaction."""
         if not self.enabled:
             return exchange
         changes: dict[str, Any] = {}
+        limit = capture.max_capture_bytes
         for prefix in ("request", "response"):
             body: bytes | None = getattr(exchange, f"{prefix}_body")
             if body is None:
                 continue
-            content_type = getattr(exchange, f"{prefix}_content_type")
-            kind = choose_encoding(
-                content_type, capture.csv_content_types, capture.json_content_types
-            )
-            if kind == "BASE64" or not (self._paths if kind == "JSON" else self._columns):
-                continue  # no rule for this kind of body: to_line stores it as usual
+            truncated: bool = getattr(exchange, f"{prefix}_truncated")
             content_encoding = getattr(exchange, f"{prefix}_content_encoding")
-            plain: bytes | None = body
-            if getattr(exchange, f"{prefix}_truncated"):
-                plain = None
-            elif content_encoding and content_encoding.strip().lower() not in ("", "identity"):
-                plain = _decode(body, content_encoding)
+            plain, ok, cut = plain_body(body, content_encoding, truncated, limit)
+            if not ok or cut:
+                changes[f"{prefix}_body"] = self._give_up()
+                changes[f"{prefix}_truncated"] = cut
+            elif not plain.strip():
+                changes[f"{prefix}_body"] = plain  # nothing in it to mask
             else:
-                continue
-            changes[f"{prefix}_body"] = plain if plain is not None else self._give_up()
+                masked = self.mask(plain)
+                changes[f"{prefix}_body"] = masked if masked is not None else self._give_up()
             changes[f"{prefix}_content_encoding"] = None
         return replace(exchange, **changes) if changes else exchange
+
+
+def _documents(body: bytes) -> tuple[list[Any], bool] | None:
+    """The JSON document of ``body`` (``lines=False``) or its JSON Lines; None when neither."""
+    try:
+        return [_loads(body)], False
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        pass
+    try:
+        documents = [_loads(line) for line in body.splitlines() if line.strip()]
+    except ValueError:
+        return None
+    return (documents, True) if documents else None

@@ -30,6 +30,7 @@ from capture_proxy.tee import (
     CaptureHooks,
     Tee,
     hand_over,
+    status_eligible,
 )
 from capture_proxy.upstream import (
     UpstreamBroken,
@@ -170,6 +171,8 @@ class Relay:
                     else:
                         up.write(head)
                         up.arm_timeout(self._timeout)
+                        if tee_in is not None:
+                            tee_in.complete = False  # until the client's body has ended
                         sender = self._loop.create_task(
                             self._send_body(req, up, tee_in), name="proxy-upload"
                         )
@@ -190,6 +193,8 @@ class Relay:
                     return self._fail(conn, req, 504, "upstream timeout", exc)
             assert up is not None and up.body is not None
             self._metrics.upstream_latency.observe(time.perf_counter() - t0)
+            if capture is not None and not status_eligible(capture, up.status):
+                capture = tee_out = event_id = None  # before any of the body is copied
             try:
                 keep = await self._relay(req, conn, up, tee_out, event_id)
             except _Cut:
@@ -250,6 +255,8 @@ class Relay:
                 up.abort()  # a half-sent body must never be completed or reused
                 raise
             if not data:
+                if tee is not None:
+                    tee.complete = True
                 break
             if tee is not None:
                 tee.add(data)

@@ -26,6 +26,8 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,7 @@ PART = ".jsonl.part"
 GZ_PART = ".jsonl.gz.part"
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 _COPY_CHUNK = 1 << 20
+WARN_INTERVAL_S = 60.0  # the same kind of failure is logged at most once a minute
 
 
 def make_dirs(path: Path) -> None:
@@ -121,8 +124,13 @@ class CaptureFiles:
         rotate_interval_s: float,
         compress: bool,
         metrics: ProxyMetrics,
+        defer: Callable[..., Future[None]] | None = None,
     ) -> None:
         self.root = root
+        # Runs a compressing seal elsewhere (the sink's housekeeping thread), so that the
+        # writer goes on while a big file is gzipped; None: inline.
+        self._defer = defer
+        self._warned: dict[str, tuple[float, int]] = {}
         self._max_bytes = max_file_bytes
         self._interval = rotate_interval_s
         self._compress = compress
@@ -163,8 +171,22 @@ class CaptureFiles:
                 if f.size >= self._max_bytes:
                     self._seal(f)
         except OSError as exc:
-            logger.warning("cannot write capture records under %s: %s", self.root, exc)
+            self._metrics.write_errors.inc()
+            self.warn("write", "cannot write capture records under %s: %s", self.root, exc)
         return done
+
+    def warn(self, kind: str, message: str, *args: object) -> None:
+        """Log a warning at most once per ``WARN_INTERVAL_S`` per ``kind``, with how many of
+        the same were not logged meanwhile (a full disk fails every write)."""
+        now = time.monotonic()
+        last, skipped = self._warned.get(kind, (float("-inf"), 0))
+        if now - last < WARN_INTERVAL_S:
+            self._warned[kind] = (last, skipped + 1)
+            return
+        self._warned[kind] = (now, 0)
+        if skipped:
+            message += f" ({skipped} more like this in the last {WARN_INTERVAL_S:.0f} s)"
+        logger.warning(message, *args)
 
     def rotate(self, now: float) -> int:
         """Seal files that are ``rotate_interval_s`` old or whose hour is over; how many."""
@@ -213,7 +235,7 @@ class CaptureFiles:
             try:
                 os.ftruncate(f.fd, f.size)
             except OSError as exc:
-                logger.warning("cannot cut %s back after a failed write: %s", f.path, exc)
+                self.warn("cut", "cannot cut %s back after a failed write: %s", f.path, exc)
                 self._forget(f)  # leave the .part to crash recovery, which cuts the tail
             else:
                 self._seal(f)
@@ -227,6 +249,19 @@ class CaptureFiles:
         os.close(f.fd)
 
     def _seal(self, f: _OpenFile) -> None:
+        if self._compress and self._defer is not None and f.size:
+            # Out of the open set now (new records go to a new file); gzipped, renamed and
+            # unlocked in the housekeeping thread. The lock stays held until then.
+            if self._open.get(f.hour) is f:
+                del self._open[f.hour]
+            try:
+                self._defer(self._seal_now, f)
+                return
+            except RuntimeError:  # the executor is shut down: seal here
+                pass
+        self._seal_now(f)
+
+    def _seal_now(self, f: _OpenFile) -> None:
         try:
             if f.size == 0:
                 f.path.unlink(missing_ok=True)
@@ -235,6 +270,6 @@ class CaptureFiles:
                 self.sealed += 1
                 self._metrics.files_sealed.inc()
         except OSError as exc:
-            logger.warning("cannot seal %s (%s); recovery will at the next start", f.path, exc)
+            self.warn("seal", "cannot seal %s (%s); recovery will at the next start", f.path, exc)
         finally:
             self._forget(f)  # closing the fd releases the lock, after the rename

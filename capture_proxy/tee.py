@@ -1,7 +1,8 @@
 """What the request path does for capture, shared by both engines: decide, tee, hand over.
 
-Everything here is cheap and never blocks: a sampling call, a bounded copy of the first
-``max_capture_bytes`` of each body, an event id, and a non-blocking ``submit``.
+Everything here is cheap and never blocks: the filter (:mod:`capture_proxy.filters`), a
+sampling call, a bounded copy of the first ``max_capture_bytes`` of each body, an event id,
+and a non-blocking ``submit``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from capture_proxy.exchange import Exchange
+from capture_proxy.filters import CaptureFilter
 from capture_proxy.metrics import ProxyMetrics
 from modelmon.config import ModelmonConfig
 
@@ -26,8 +28,11 @@ __all__ = [
     "CaptureHooks",
     "EventIds",
     "Tee",
+    "eligible",
     "hand_over",
+    "sampling_key",
     "start_capture",
+    "status_eligible",
 ]
 
 log = logging.getLogger("modelmon.proxy.capture")
@@ -72,15 +77,21 @@ class EventIds:
 
 
 class Tee:
-    """Keeps the first ``limit`` bytes of a stream; remembers whether there was more."""
+    """Keeps the first ``limit`` bytes of a stream; remembers whether there was more.
 
-    __slots__ = ("chunks", "limit", "size", "truncated")
+    ``complete`` is False while a streamed body is being read: an engine that streams a
+    request body sets it to False at the start and back to True when the client's body
+    ended, so that an exchange answered before that is recorded as partial.
+    """
+
+    __slots__ = ("chunks", "complete", "limit", "size", "truncated")
 
     def __init__(self, limit: int) -> None:
         self.chunks: list[bytes] = []
         self.limit = limit
         self.size = 0
         self.truncated = False
+        self.complete = True
 
     def add(self, chunk: bytes) -> None:
         room = self.limit - self.size
@@ -106,6 +117,7 @@ class CaptureHooks:
 
     sample: Callable[[str | None], bool]
     submit: Callable[[Exchange], bool]
+    filter: CaptureFilter
     metrics: ProxyMetrics
     inference_id_headers: tuple[str, ...]
     max_capture_bytes: int
@@ -129,8 +141,11 @@ async def start_capture(
     sink = CaptureSink(config, metrics, clock=clock, worker_id=worker_id)
     await sink.start()
     hooks = CaptureHooks(
-        sample=Sampler(capture.sampling_percentage).sample,
+        sample=Sampler(
+            capture.sampling_percentage, key=sampling_key(capture.sampling_key_env)
+        ).sample,
         submit=sink.submit,
+        filter=CaptureFilter(capture.filters),
         metrics=metrics,
         inference_id_headers=tuple(capture.inference_id_headers),
         max_capture_bytes=capture.max_capture_bytes,
@@ -139,6 +154,36 @@ async def start_capture(
         event_ids=EventIds(),
     )
     return sink, hooks
+
+
+def sampling_key(name: str | None) -> bytes | None:
+    """The secret of ``capture.sampling_key_env``; None (and a warning) when it is not set."""
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        log.warning("capture.sampling_key_env names %s, which is not set: unkeyed sampling", name)
+        return None
+    return value.encode("utf-8", "surrogateescape")
+
+
+def eligible(capture: CaptureHooks | None, method: str | bytes, path: str) -> CaptureHooks | None:
+    """``capture`` when ``capture.filters`` let this request be captured, else None (counted)."""
+    if capture is None:
+        return None
+    reason = capture.filter.reason(method, path)
+    if reason is None:
+        return capture
+    capture.metrics.filter_out(reason)
+    return None
+
+
+def status_eligible(capture: CaptureHooks, status: int) -> bool:
+    """True when a response of ``status`` may be captured; counted when it may not."""
+    if capture.filter.status_ok(status):
+        return True
+    capture.metrics.filter_out("status")
+    return False
 
 
 def hand_over(
@@ -163,9 +208,10 @@ def hand_over(
     """
     # Positional arguments and no helper calls: this runs once per captured request.
     if tee_in is None:
-        request_body, req_truncated = None, False
+        request_body, req_truncated, partial = None, False, False
     else:
-        request_body, req_truncated = tee_in.body(), tee_in.truncated
+        partial = not tee_in.complete
+        request_body, req_truncated = tee_in.body(), tee_in.truncated or partial
     if tee_out is None:
         response_body, resp_truncated = None, False
     else:
@@ -187,6 +233,7 @@ def hand_over(
         (time.perf_counter() - t0) * 1000.0,
         request_encoding,
         response_encoding,
+        partial,
     )
     try:
         capture.submit(exchange)

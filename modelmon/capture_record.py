@@ -9,8 +9,10 @@ A record is one JSON object per line::
      "eventVersion": "0"}
 
 Our additions live in extra keys that SageMaker's readers ignore: ``modelmon`` at the top level
-holds ``status``, ``latency_ms`` and ``truncated`` (a list of the sides cut at
-``max_capture_bytes``).
+holds ``status``, ``latency_ms``, ``truncated`` (the sides whose ``data`` is not the whole
+body: cut at ``max_capture_bytes``, raw or once decoded, or sent only in part) and
+``partial`` (``["input"]`` when the upstream answered before the client had sent its whole
+body). A reader must not parse a side listed in ``truncated`` as a complete document.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ def build_record(
     custom_attributes: str | None = None,
     status: int | None = None,
     latency_ms: float | None = None,
+    request_partial: bool = False,
 ) -> bytes:
     """One JSON line (with its trailing newline) for an exchange."""
     capture: dict[str, Any] = {}
@@ -155,6 +158,8 @@ def build_record(
         extra["latency_ms"] = round(latency_ms, 3)
     if truncated:
         extra["truncated"] = truncated
+    if request_partial:
+        extra["partial"] = ["input"]
     if extra:
         record[EXTRA_KEY] = extra
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
@@ -285,8 +290,10 @@ class RecordEncoder:
         status: int | None,
         latency_ms: float | None,
         truncated: list[str] | None,
+        partial: list[str] | None = None,
     ) -> bytes:
-        """One JSON line; ``truncated`` lists the sides cut (``input``/``output``)."""
+        """One JSON line; ``truncated`` lists the sides cut (``input``/``output``), ``partial``
+        those the client did not finish sending."""
         capture: dict[str, Any] = {}
         if request is not None:
             capture["endpointInput"] = request
@@ -311,7 +318,7 @@ class RecordEncoder:
             "eventMetadata": metadata,
             "eventVersion": "0",
         }
-        if status is not None or latency_ms is not None or truncated:
+        if status is not None or latency_ms is not None or truncated or partial:
             extra: dict[str, Any] = {}
             if status is not None:
                 extra["status"] = status
@@ -319,6 +326,8 @@ class RecordEncoder:
                 extra["latency_ms"] = _round3(latency_ms)
             if truncated:
                 extra["truncated"] = truncated
+            if partial:
+                extra["partial"] = partial
             record[EXTRA_KEY] = extra
         return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 

@@ -38,6 +38,7 @@ __all__ = [
     "AnalyzerConfig",
     "BaselineConfig",
     "CaptureConfig",
+    "CaptureFiltersConfig",
     "ConfigError",
     "EndpointConfig",
     "GroundTruthConfig",
@@ -204,6 +205,47 @@ class RedactConfig(_Model):
     ] = []
 
 
+# Routes that are not inference on the common model servers (SageMaker, KServe/MLServer Open
+# Inference Protocol, TorchServe, OpenAI-compatible servers, FastAPI/BentoML): health,
+# readiness, metadata, model management, docs. Globs on the normalized path.
+DEFAULT_EXCLUDE_PATHS = [
+    "/ping",
+    "/health",
+    "/health/*",
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/ready",
+    "/metrics",
+    "/favicon.ico",
+    "/v2",
+    "/v2/health/*",
+    "/v2/models/*/ready",
+    "/v2/repository/*",
+    "/v1/models",
+    "/docs",
+    "/docs/*",
+    "/openapi.json",
+    "/api-description",
+]
+STATUS_CLASSES = Literal["1xx", "2xx", "3xx", "4xx", "5xx"]
+
+
+class CaptureFiltersConfig(_Model):
+    """Which exchanges may be captured (then sampled); an empty list lets everything through."""
+
+    methods: Annotated[
+        list[Annotated[str, Field(max_length=32, pattern=r"^[A-Za-z]+$")]], Field(max_length=50)
+    ] = ["POST"]
+    include_paths: Annotated[
+        list[Annotated[str, Field(max_length=1024)]], Field(max_length=1000)
+    ] = []
+    exclude_paths: Annotated[
+        list[Annotated[str, Field(max_length=1024)]], Field(max_length=1000)
+    ] = DEFAULT_EXCLUDE_PATHS
+    status_classes: Annotated[list[STATUS_CLASSES], Field(max_length=5)] = ["2xx"]
+
+
 class CaptureConfig(_Model):
     enabled: bool = True
     dir: FilePath = Path("data/capture")
@@ -220,6 +262,14 @@ class CaptureConfig(_Model):
     rotate_interval_s: Annotated[float, Field(ge=0.1, le=DAY_S)] = 60.0
     max_file_bytes: Annotated[int, Field(ge=1024, le=1024 * _GIB)] = 64 * 1024 * 1024
     flush_interval_s: Annotated[float, Field(ge=0.01, le=HOUR_S)] = 1.0
+    # bytes of bodies waiting for the writer or in its hands (at most max_capture_bytes each)
+    queue_max_bytes: Annotated[int, Field(ge=1024, le=64 * _GIB)] = 64 * 1024 * 1024
+    # names an environment variable holding a secret: sampling then hashes the inference id
+    # with it (a client cannot pick ids that are always or never sampled)
+    sampling_key_env: (
+        Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None
+    ) = None
+    filters: CaptureFiltersConfig = CaptureFiltersConfig()
     compress: bool = False
     retention_max_age_h: Annotated[float, Field(ge=0.001, le=87_600)] = 168.0
     retention_max_bytes: Annotated[int, Field(ge=1, le=1024**5)] = 10 * _GIB

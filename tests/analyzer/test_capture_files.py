@@ -6,7 +6,9 @@ import gzip
 from datetime import UTC, datetime
 from pathlib import Path
 
-from analyzer.capture_files import read_line_batches, read_lines, sealed_files
+import pytest
+
+from analyzer.capture_files import TruncatedCapture, read_line_batches, read_lines, sealed_files
 
 
 def hour_dir(root: Path, hour: datetime) -> Path:
@@ -65,3 +67,19 @@ def test_large_files_come_in_batches_of_whole_lines(tmp_path: Path) -> None:
     assert len(batches) > 1
     assert all(item == line for batch in batches for item in batch)
     assert sum(len(batch) for batch in batches) == 3000
+
+
+def test_a_cut_gzip_yields_its_whole_lines_then_says_so(tmp_path: Path) -> None:
+    lines = [b'{"n": %d}\n' % i for i in range(5000)]
+    packed = gzip.compress(b"".join(lines))
+    path = tmp_path / "x.jsonl.gz"
+    path.write_bytes(packed[: len(packed) * 3 // 4])
+    got: list[bytes] = []
+    with pytest.raises(TruncatedCapture) as caught:
+        got.extend(read_lines(path))
+    assert got and got == lines[: len(got)] and len(got) < len(lines)
+    assert 0 < caught.value.dropped < 20  # the partial last line, not returned
+    # multi-member gzip (two appended files) is read whole
+    path.write_bytes(gzip.compress(b"".join(lines[:10])) + gzip.compress(b"".join(lines[10:20])))
+    assert list(read_lines(path)) == lines[:20]
+    assert list(read_lines(path, offset=len(lines[0]) * 3)) == lines[3:20]

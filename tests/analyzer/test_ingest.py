@@ -173,3 +173,26 @@ def test_files_removed_by_retention_do_not_disturb_the_rest(
     write_traffic(config.capture.dir, "current_nodrift.csv", 30, later, per_file=30)
     assert ingestor.run_once().records == 30
     assert store.read(read_counters)["records"] == 230
+
+
+def test_truncated_gzip_keeps_its_complete_leading_records(
+    config: ModelmonConfig, store: Store
+) -> None:
+    """A ``.jsonl.gz`` cut short (~1,000 records, cut near the end) keeps every record that
+    decompresses whole and counts the rest as ``truncated_file``."""
+    rows, scores = read_rows("current_nodrift.csv")
+    lines = [
+        record_line(rows[i % len(rows)], scores[i % len(rows)], T0 + timedelta(seconds=i))
+        for i in range(1000)
+    ]
+    plain = write_capture_file(config.capture.dir, lines, T0)
+    packed = gzip.compress(b"".join(lines))
+    cut = plain.with_name(plain.name + ".gz")
+    cut.write_bytes(packed[: len(packed) - 200])  # the end marker and a tail are gone
+    plain.unlink()
+    stats = Ingestor(store, config, chunk_lines=64).run_once()
+    assert 900 < stats.records < 1000  # the leading records, not 0
+    assert stats.bad["truncated_file"] == 1
+    counters = store.read(read_counters)
+    assert counters["records"] == stats.records and counters["bad:truncated_file"] == 1
+    assert Ingestor(store, config).run_once().records == 0  # done: not read again

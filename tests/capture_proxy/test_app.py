@@ -17,7 +17,9 @@ from aiohttp import web
 from modelmon.capture_record import decode_side, parse_record_line
 from tests.capture_proxy.conftest import StartProxy, Upstream, pattern, start_app
 
-FULL = {"enabled": True, "sampling_percentage": 100}
+# Every exchange eligible (no method, path or status filter), all of them sampled.
+ALL_TRAFFIC = {"methods": [], "exclude_paths": [], "status_classes": []}
+FULL = {"enabled": True, "sampling_percentage": 100, "filters": ALL_TRAFFIC}
 
 
 def sealed_records(capture_dir: Path) -> list[dict[str, Any]]:
@@ -81,6 +83,8 @@ async def test_metrics_count_requests_and_captures(
             assert resp.status == 200
     async with client.get(f"{proxy.url}/status/503") as resp:
         assert resp.status == 503
+    assert proxy.proxy.sink is not None
+    await proxy.proxy.sink.flush()  # records are counted once written
     async with client.get(f"{proxy.url}/monitor/proxy/metrics") as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")

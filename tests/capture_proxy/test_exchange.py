@@ -117,6 +117,7 @@ def exchanges(draw: st.DrawFn) -> Exchange:
         ),
         request_content_encoding=req_enc,
         response_content_encoding=resp_enc,
+        request_partial=draw(st.booleans()),
     )
 
 
@@ -168,6 +169,34 @@ def test_encoding_caches_stay_right_past_their_size() -> None:
         assert encoder.encoding(content_type) == choose_encoding(
             content_type, csv_types, json_types
         )
+
+
+def test_bombs_and_control_characters_stay_within_the_line_bound() -> None:
+    """A body that inflates past max_capture_bytes is cut there and flagged; a body of control
+    characters (sixfold in JSON) is stored as BASE64; no line passes ~4x the limit."""
+    config = CaptureConfig(max_capture_bytes=8192)
+    bomb = gzip.compress(b"a,b\n" * 1_000_000)
+    controls = bytes(range(1, 9)) * 1024  # 8 KiB, "valid UTF-8", escaped \u00XX
+    exchange = Exchange(
+        "e",
+        1.0,
+        None,
+        None,
+        bomb,
+        "text/csv",
+        False,
+        controls,
+        "text/csv",
+        False,
+        200,
+        1.0,
+        request_content_encoding="gzip",
+    )
+    for line in (LineEncoder(config)(exchange), to_line_reference(exchange, config)):
+        assert len(line) < 4 * 8192 + 1024
+        record = parse_record_line(line)
+        assert record["modelmon"]["truncated"] == ["input"]
+        assert record["captureData"]["endpointOutput"]["encoding"] == "BASE64"
 
 
 def test_to_line_follows_a_changed_config() -> None:

@@ -156,7 +156,7 @@ def test_truncated_side_cannot_leak() -> None:
     data = record["captureData"]
     assert isinstance(data, dict)
     assert decode_side(data["endpointInput"]) == UNREDACTABLE
-    assert redactor.unredactable == 1
+    assert redactor.unredactable == 2  # and the CSV answer: with JSON paths it must be JSON
 
 
 def test_gzipped_side_is_decoded_then_redacted() -> None:
@@ -188,11 +188,90 @@ def test_docstring_examples_run() -> None:
     assert result.attempted > 0 and result.failed == 0
 
 
-def test_truncated_side_without_rules_for_its_kind_is_kept() -> None:
+def test_truncated_side_is_not_stored_whatever_its_kind() -> None:
+    """With any rule configured a cut side cannot be checked, so it is never stored."""
     redactor = Redactor(RedactConfig(csv_columns=[0]))  # no JSON paths
-    exchange = _exchange(request_truncated=True, request_body=b'{"a": 1')
+    exchange = _exchange(request_truncated=True, request_body=b'{"a": "SECRET-X"')
     record = _line(exchange, redactor)
     data = record["captureData"]
     assert isinstance(data, dict)
-    assert decode_side(data["endpointInput"]) == b'{"a": 1'
-    assert redactor.unredactable == 0
+    assert decode_side(data["endpointInput"]) == UNREDACTABLE
+    assert redactor.unredactable == 1
+
+
+SECRET_JSON = b'{"user": {"ssn": "SECRET-SSN", "age": 4}}'
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/vnd.api+json",
+        "text/plain",
+        "application/octet-stream",
+        None,
+        "text/csv",  # mislabelled
+        "application/json",
+    ],
+)
+def test_json_is_redacted_whatever_its_label(content_type: str | None) -> None:
+    """A JSON document sent under another label is still masked: the label is the client's."""
+    redactor = Redactor(RedactConfig(json_paths=["user.ssn"]))
+    exchange = _exchange(request_body=SECRET_JSON, request_content_type=content_type)
+    data = _line(exchange, redactor)["captureData"]
+    assert isinstance(data, dict)
+    assert orjson.loads(decode_side(data["endpointInput"])) == {"user": {"ssn": MASK, "age": 4}}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("image/png", b"\x89PNG\r\n SECRET-SSN"),
+        ("text/plain", b"ssn=SECRET-SSN"),
+        (None, b"SECRET-SSN"),
+        ("application/octet-stream", b"\xff\xfe SECRET-SSN"),
+        ("text/csv", b"SECRET-SSN,1\n"),
+    ],
+)
+def test_body_that_is_not_json_is_not_stored_when_json_paths_exist(
+    content_type: str | None, body: bytes
+) -> None:
+    redactor = Redactor(RedactConfig(json_paths=["user.ssn"]))
+    exchange = _exchange(request_body=body, request_content_type=content_type)
+    data = _line(exchange, redactor)["captureData"]
+    assert isinstance(data, dict)
+    assert decode_side(data["endpointInput"]) == UNREDACTABLE
+    assert redactor.unredactable >= 1
+
+
+def test_csv_columns_apply_whatever_the_label_and_binary_is_not_stored() -> None:
+    redactor = Redactor(RedactConfig(csv_columns=[1]))
+    csv_plain = _exchange(
+        request_body=b"1,SECRET-COL,3\n", request_content_type="text/plain", response_body=b""
+    )
+    data = _line(csv_plain, redactor)["captureData"]
+    assert isinstance(data, dict)
+    assert decode_side(data["endpointInput"]) == b"1,***,3\n"
+    assert decode_side(data["endpointOutput"]) == b""  # an empty body holds nothing
+    binary = _exchange(request_body=b"\xff\xfeSECRET-COL", request_content_type="image/png")
+    data = _line(binary, redactor)["captureData"]
+    assert isinstance(data, dict)
+    assert decode_side(data["endpointInput"]) == UNREDACTABLE
+
+
+def test_scalar_json_counts_as_csv_when_columns_are_configured() -> None:
+    redactor = Redactor(RedactConfig(json_paths=["user.ssn"], csv_columns=[0]))
+    exchange = _exchange(request_body=b"4242\n", request_content_type="text/csv")
+    data = _line(exchange, redactor)["captureData"]
+    assert isinstance(data, dict)
+    assert decode_side(data["endpointInput"]) == b"***\n"
+
+
+def test_gzip_bomb_is_not_inflated_past_the_limit_for_redaction() -> None:
+    redactor = Redactor(RedactConfig(json_paths=["user.ssn"]))
+    bomb = gzip.compress(b"[" + b"1," * 5_000_000 + b"1]")
+    exchange = _exchange(request_body=bomb, request_content_encoding="gzip")
+    capture = CaptureConfig(max_capture_bytes=4096)
+    prepared = redactor.prepare(exchange, capture)
+    assert prepared.request_body == UNREDACTABLE and prepared.request_truncated
+    record = parse_record_line(to_line(prepared, capture))
+    assert record["modelmon"]["truncated"] == ["input"]
