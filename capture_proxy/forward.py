@@ -26,6 +26,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.proxy_common import HOP_BY_HOP, error_body
 from capture_proxy.tee import (
     CUSTOM_ATTRIBUTES_HEADER,
     EVENT_ID_HEADER,
@@ -36,6 +37,7 @@ from capture_proxy.tee import (
 
 __all__ = [
     "HOP_BY_HOP",
+    "UPSTREAM_SERVER",
     "Forwarder",
     "error_response",
     "new_session",
@@ -43,21 +45,8 @@ __all__ = [
 
 log = logging.getLogger("modelmon.proxy.forward")
 
-# RFC 9110 §7.6.1 connection-specific fields, plus the obsolete Proxy-Connection. They describe
-# one hop and are never forwarded; neither are the fields a Connection header names.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
+# Set on a relayed response whose upstream sent a Server field (any other loses aiohttp's own).
+UPSTREAM_SERVER = web.ResponseKey("modelmon_upstream_server", bool)
 # Expect: 100-continue was already answered by our own server; the upstream sees a plain request.
 _REQUEST_ONLY_DROP = frozenset({"expect"})
 
@@ -83,11 +72,11 @@ def new_session(limit: int, connect_timeout_s: float) -> aiohttp.ClientSession:
 
 
 def error_response(status: int, error: str, target: str, detail: str) -> web.Response:
-    """The proxy's own short JSON error answer (502, 504)."""
-    return web.json_response(
-        {"error": error, "upstream": target, "detail": detail},
+    """The proxy's own short JSON error answer (502, 504), the fast engine's bytes."""
+    return web.Response(
+        body=error_body(error, target, detail),
         status=status,
-        headers={"Cache-Control": "no-store"},
+        headers={"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"},
     )
 
 
@@ -108,7 +97,7 @@ def _request_headers(request: web.Request) -> CIMultiDict[str]:
             continue
         out.add(name, value)
     peer = request.remote or ""
-    previous = src.get("X-Forwarded-For")
+    previous = ", ".join(src.getall("X-Forwarded-For", ()))
     out["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
     if "X-Forwarded-Proto" not in out:
         out["X-Forwarded-Proto"] = request.scheme
@@ -144,6 +133,7 @@ class Forwarder:
         self._timeout = upstream_timeout_s
         self._metrics = metrics
         self._name = name
+        self._active = 0  # exchanges in progress: holding or waiting for a pooled connection
 
     async def forward(
         self, request: web.Request, capture: CaptureHooks | None = None
@@ -181,25 +171,49 @@ class Forwarder:
             data = await request.read()
             if tee_in is not None:
                 tee_in.add(data)
+        self._active += 1
         try:
-            async with asyncio.timeout(self._timeout) as deadline:
-                if request.body_exists and not small:
-                    data = self._stream_body(request, tee_in, deadline)
-                upstream = await self._session.request(
-                    request.method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                    compress=None,
-                )
-        except TimeoutError as exc:  # also aiohttp's connect timeout
-            return self._fail(504, "upstream timeout", exc)
-        except (aiohttp.ClientError, OSError) as exc:
-            return self._fail(502, "upstream unreachable", exc)
-        return await self._relay(
-            request, upstream, capture, tee_in, tee_out, event_id, inference_id, started, loop_start
-        )
+            try:
+                async with asyncio.timeout(self._timeout) as deadline:
+                    if request.body_exists and not small:
+                        data = self._stream_body(request, tee_in, deadline)
+                    upstream = await self._session.request(
+                        request.method,
+                        url,
+                        headers=headers,
+                        data=data,
+                        allow_redirects=False,
+                        compress=None,
+                    )
+            except aiohttp.ConnectionTimeoutError as exc:
+                # aiohttp's connect timeout covers the wait for a pooled connection too: when
+                # every connection was held by another exchange, say so (as the fast engine).
+                limit = self._session.connector.limit if self._session.connector else 0
+                if limit and self._active - 1 >= limit:
+                    seconds = self._session.timeout.connect or 0.0
+                    detail = (
+                        f"no free connection to the upstream within {seconds:g}s "
+                        f"(all {limit} in use)"
+                    )
+                    return self._fail(504, "upstream timeout", exc, "pool_exhausted", detail)
+                return self._fail(504, "upstream timeout", exc)
+            except TimeoutError as exc:
+                return self._fail(504, "upstream timeout", exc)
+            except (aiohttp.ClientError, OSError) as exc:
+                return self._fail(502, "upstream unreachable", exc)
+            return await self._relay(
+                request,
+                upstream,
+                capture,
+                tee_in,
+                tee_out,
+                event_id,
+                inference_id,
+                started,
+                loop_start,
+            )
+        finally:
+            self._active -= 1
 
     async def _stream_body(
         self, request: web.Request, tee: Tee | None, deadline: asyncio.Timeout
@@ -213,11 +227,20 @@ class Forwarder:
             deadline.reschedule(loop.time() + self._timeout)
             yield chunk
 
-    def _fail(self, status: int, error: str, exc: BaseException) -> web.Response:
-        kind = "timeout" if status == 504 else "unreachable"
+    def _fail(
+        self,
+        status: int,
+        error: str,
+        exc: BaseException,
+        kind: str | None = None,
+        detail: str | None = None,
+    ) -> web.Response:
+        if kind is None:
+            kind = "timeout" if status == 504 else "unreachable"
         self._metrics.upstream_errors.labels(kind=kind).inc()
         self._metrics.request(status)
-        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if detail is None:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         log.warning("%s %s: %s", self._name, error, detail)
         return error_response(status, error, self._base, detail)
 
@@ -240,6 +263,8 @@ class Forwarder:
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=headers
         )
+        if "Server" in headers:
+            response[UPSTREAM_SERVER] = True
         try:
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():

@@ -13,8 +13,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import orjson
-
 from capture_proxy.http1 import (
     HOP_BY_HOP_B,
     LAST_CHUNK,
@@ -23,6 +21,7 @@ from capture_proxy.http1 import (
     json_response,
 )
 from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.proxy_common import error_body, origin_form
 from capture_proxy.server import ClientConnection, Request
 from capture_proxy.tee import (
     CUSTOM_ATTRIBUTES_HEADER,
@@ -34,6 +33,7 @@ from capture_proxy.tee import (
 from capture_proxy.upstream import (
     UpstreamBroken,
     UpstreamConnection,
+    UpstreamError,
     UpstreamPool,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -48,19 +48,6 @@ _CUSTOM = CUSTOM_ATTRIBUTES_HEADER.lower().encode()
 _NO_BODY_STATUS = frozenset({204, 304})
 _ALWAYS_WATCHED = frozenset({b"host", b"content-type", b"content-encoding", _CUSTOM})
 _CRLF = b"\r\n"
-
-
-def _origin_form(target: bytes) -> bytes | None:
-    if target.startswith(b"/") or target == b"*":
-        return target
-    scheme, sep, rest = target.partition(b"://")
-    if sep and scheme.lower() in (b"http", b"https"):
-        slash = rest.find(b"/")
-        query = rest.find(b"?")
-        if slash < 0 or (0 <= query < slash):
-            return b"/" + rest[query:] if query >= 0 else b"/"
-        return rest[slash:]
-    return None
 
 
 class Relay:
@@ -95,7 +82,7 @@ class Relay:
         """Forward ``req``, answer on ``conn``; True when the connection may be kept."""
         started = self._clock()
         t0 = time.perf_counter()
-        target = _origin_form(req.target)
+        target = origin_form(req.target)
         if target is None:
             conn.write(_error(400, b"Bad Request", "bad request", "bad request target", "", True))
             return False
@@ -327,9 +314,9 @@ class Relay:
         return keep
 
     def _fail(
-        self, conn: ClientConnection, req: Request, status: int, error: str, exc: Exception
+        self, conn: ClientConnection, req: Request, status: int, error: str, exc: UpstreamError
     ) -> bool:
-        kind = "timeout" if status == 504 else "unreachable"
+        kind = exc.kind  # unreachable, timeout, pool_exhausted
         self._metrics.upstream_errors.labels(kind=kind).inc()
         self._metrics.request(status)
         log.warning("%s %s: %s", self._name, error, exc)
@@ -348,5 +335,4 @@ def _text(value: bytes | None) -> str | None:
 
 
 def _error(status: int, reason: bytes, error: str, detail: str, target: str, close: bool) -> bytes:
-    body = orjson.dumps({"error": error, "upstream": target, "detail": detail})
-    return json_response(status, reason, body, close=close)
+    return json_response(status, reason, error_body(error, target, detail), close=close)

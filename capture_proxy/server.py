@@ -4,8 +4,16 @@ Each connection runs one kept task that takes its requests in order (pipelining 
 hands each to the handler; body bytes flow through a :class:`BodyStream` with flow control.
 A parse error answers 400 (431 for an oversized head, 501 for an upgrade or an unknown
 transfer coding) and closes. A client that hangs up cancels its task, so the handler's
-upstream exchange is cancelled with it. Idle keep-alive connections are closed after
-``KEEPALIVE_S``; shutdown stops accepting, closes idle connections and waits for busy ones.
+upstream exchange is cancelled with it. Shutdown stops accepting, closes idle connections and
+waits for busy ones.
+
+Slow and idle clients (:class:`~capture_proxy.proxy_common.ClientLimits`, the same on the
+aiohttp engine): one :class:`~capture_proxy.proxy_common.ClientTimer` per connection closes it
+when a request head takes longer than ``header_timeout_s`` (408), a request body pauses longer
+than ``body_idle_timeout_s`` (408, and its upstream exchange is abandoned), or nothing happens
+for ``keepalive_timeout_s``. Over ``max_client_connections`` a connection is marked
+``overflow`` (the handler answers it 503 unless it asks for health or metrics), and beyond
+:data:`~capture_proxy.proxy_common.REFUSAL_SLOTS` more it is closed at once.
 """
 
 from __future__ import annotations
@@ -13,14 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import cast
 
 import httptools
-import orjson
 
 from capture_proxy.http1 import (
     MAX_HEAD_BYTES,
@@ -29,14 +35,22 @@ from capture_proxy.http1 import (
     connection_tokens,
     json_response,
 )
+from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.proxy_common import (
+    REFUSAL_SLOTS,
+    ClientLimits,
+    ClientTimer,
+    Phase,
+    bad_request_body,
+    timeout_body,
+)
 
 __all__ = ["ClientConnection", "FastServer", "Request"]
 
 log = logging.getLogger("modelmon.proxy.server")
 
-KEEPALIVE_S = 75.0
 _LINGER_S = 2.0
-_SWEEP_S = 5.0
+_VERSIONS = frozenset({"1.0", "1.1"})
 
 
 @dataclass(slots=True)
@@ -69,7 +83,13 @@ class ClientConnection(asyncio.Protocol):
         self.peer_bytes = b""
         self.closed = False
         self.busy = False
-        self.last_active = time.monotonic()
+        self.overflow = False  # over max_client_connections: answered 503 unless local
+        self._limits = server.limits
+        self._timer = ClientTimer(self._loop, self._expired)
+        self._current: Request | None = None  # the request being served
+        self._wrote = False  # any byte of an answer to _current written
+        self._counted = False
+        self._answer = b""  # the body of the error answer queued by _reject
         self._parser = httptools.HttpRequestParser(self)
         self._queue: deque[Request] = deque()
         self._next: asyncio.Future[None] | None = None
@@ -93,6 +113,21 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
         self.transport = cast(asyncio.Transport, transport)
+        server = self._server
+        open_now = len(server.connections)
+        cap = self._limits.max_client_connections
+        if open_now >= cap + REFUSAL_SLOTS:
+            server.metrics.refused["closed"].inc()
+            self.closed = True
+            self.transport.abort()
+            return
+        self._counted = True
+        server.metrics.client_connections.inc()
+        if open_now >= cap:
+            self.overflow = True  # only health, metrics or a 503: no long stay either
+            self._timer.arm("idle", min(self._limits.header_timeout_s, self._keepalive()))
+        else:
+            self._timer.arm("idle", self._keepalive())
         self._pause = self.transport.pause_reading  # bound once, not per request
         self._resume = self.transport.resume_reading
         peer = transport.get_extra_info("peername")
@@ -104,7 +139,8 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._broken:
             return
-        self.last_active = time.monotonic()
+        if self._timer.phase == "body":
+            self._timer.arm("body", self._limits.body_idle_timeout_s)
         if self._in_head:
             self._head_size += len(data)  # also what llhttp buffers inside one long field
         try:
@@ -121,6 +157,10 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._timer.cancel()
+        if self._counted:
+            self._counted = False
+            self._server.metrics.client_connections.dec()
         self._server.connections.discard(self)
         if self._parsing is not None:
             self._parsing.body.fail(ClientGone("client closed the connection"))
@@ -147,6 +187,7 @@ class ClientConnection(asyncio.Protocol):
         self._named = None
         self._head_size = 0
         self._in_head = True
+        self._timer.arm("head", self._limits.header_timeout_s)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -188,12 +229,17 @@ class ClientConnection(asyncio.Protocol):
                 hosts += 1
             elif lower == b"expect" and value.lower() == b"100-continue":
                 expect = True
+        version = parser.get_http_version()
         if hosts > 1:
             error = (400, b"Bad Request", "more than one Host header")
+        elif version not in _VERSIONS:
+            error = (400, b"Bad Request", f"unsupported HTTP version {version}")
+        elif hosts == 0 and version == "1.1":
+            error = (400, b"Bad Request", "an HTTP/1.1 request needs a Host header")
         request = Request(
             method=parser.get_method(),
             target=self._url,
-            version=parser.get_http_version(),
+            version=version,
             headers=self._headers,
             keep_alive=parser.should_keep_alive() and error is None,
             body=BodyStream(self._pause, self._resume),
@@ -206,6 +252,9 @@ class ClientConnection(asyncio.Protocol):
         )
         if not request.has_body:
             request.body.finish()
+            self._timer.stop()
+        else:
+            self._timer.arm("body", self._limits.body_idle_timeout_s)
         self._parsing = request
         self._queue.append(request)
         if self._next is not None and not self._next.done():
@@ -216,28 +265,85 @@ class ClientConnection(asyncio.Protocol):
             self._parsing.body.feed(data)
 
     def on_message_complete(self) -> None:
+        self._timer.stop()
         if self._parsing is not None:
             self._parsing.body.finish()
             self._parsing = None
 
     # -- serving --------------------------------------------------------------------------
 
-    def _reject(self, status: int, reason: bytes, detail: str) -> None:
-        """Queue an error answer after what is in flight; read nothing more."""
+    def _reject(
+        self, status: int, reason: bytes, detail: str, body_text: bytes | None = None
+    ) -> None:
+        """Answer an error after what is in flight and read nothing more.
+
+        The request whose message broke (a bad chunk, a stalled body) is never forwarded;
+        when its exchange is already in flight, it is abandoned (the task is cancelled, the
+        upstream connection dropped) and the error goes out now, unless part of an answer
+        already did (then the connection is cut).
+        """
         self._broken = True  # from here on, whatever arrives is read and dropped
-        if self._parsing is not None:
-            self._parsing.body.fail(ClientGone(detail))
-            self._parsing = None
+        self._timer.stop()
+        text = bad_request_body(detail) if body_text is None else body_text
+        broken, self._parsing = self._parsing, None
+        if broken is not None:
+            if broken is self._current and self.busy:
+                if self._task is not None:
+                    self._task.cancel()  # first: the exchange sees a cancel, not an error
+                broken.body.fail(ClientGone(detail))
+                if self._wrote:
+                    self.abort()
+                else:
+                    self.write(json_response(status, reason, text, close=True))
+                    self._linger()
+                return
+            broken.body.fail(ClientGone(detail))
+            if broken in self._queue:
+                self._queue.remove(broken)  # a request with a broken body is never forwarded
         body = BodyStream()
         body.finish()
         self._queue.append(
             Request(b"", b"", "1.1", [], False, body, False, None, (status, reason, detail))
         )
+        self._answer = text
         if self._next is not None and not self._next.done():
             self._next.set_result(None)
 
+    def _expired(self, phase: Phase) -> None:
+        """The deadline of ``phase`` passed (see :class:`ClientTimer`)."""
+        if self.closed or self._broken:
+            return
+        limits = self._limits
+        if phase == "idle":
+            if self.busy or self._queue or self._parsing is not None or self._in_head:
+                return  # not idle after all
+            self._server.metrics.timeouts["idle"].inc()
+            self.close()
+        elif phase == "head":
+            if self.busy:  # pipelined behind an answer in progress: not the client's delay
+                self._timer.arm("head", limits.header_timeout_s)
+                return
+            self._server.metrics.timeouts["head"].inc()
+            seconds = limits.header_timeout_s
+            text = timeout_body("head", seconds)
+            self._reject(408, b"Request Timeout", "request head timeout", text)
+        else:
+            transport = self.transport
+            if transport is not None and not transport.is_reading():
+                # Paused by the proxy (flow control): the client is not the one waiting.
+                self._timer.arm("body", limits.body_idle_timeout_s)
+                return
+            self._server.metrics.timeouts["body"].inc()
+            seconds = limits.body_idle_timeout_s
+            text = timeout_body("body", seconds)
+            self._reject(408, b"Request Timeout", "request body timeout", text)
+
+    def _keepalive(self) -> float:
+        return self._limits.keepalive_timeout_s
+
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
+            self._wrote = True
             self.transport.write(data)
 
     async def drain(self) -> None:
@@ -268,21 +374,25 @@ class ClientConnection(asyncio.Protocol):
                     self._next = None
                 request = self._queue.popleft()
                 self.busy = True
+                self._current = request
                 if request.expect_continue and not request.body.done:
                     # Only now: written earlier, it could land inside a previous answer.
                     self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self._wrote = False  # a final answer may still follow a 100 Continue
                 try:
                     if request.error is not None:
-                        status, reason, detail = request.error
-                        self.write(json_response(status, reason, _error_body(detail), close=True))
+                        status, reason, _ = request.error
+                        self.write(json_response(status, reason, self._answer, close=True))
                         self._linger()
                         return
                     keep = await self._server.handler(request, self)
                 finally:
                     self.busy = False
-                    self.last_active = time.monotonic()
+                    self._current = None
                 if not keep or self._server.closing:
                     return
+                if not self._queue and self._parsing is None and not self._in_head:
+                    self._timer.arm("idle", self._keepalive())
         except Exception:  # a bug must cost one connection, never the process
             log.exception("error serving %s", self.peer)
             self.abort()
@@ -302,21 +412,24 @@ class ClientConnection(asyncio.Protocol):
         self._loop.call_later(_LINGER_S, transport.close)
 
 
-def _error_body(detail: str) -> bytes:
-    return orjson.dumps({"error": "bad request", "detail": detail})
-
-
 class FastServer:
     """Accepts connections for ``handler``; owns the connection tasks and their shutdown."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        limits: ClientLimits | None = None,
+        metrics: ProxyMetrics | None = None,
+    ) -> None:
         self.handler = handler
+        self.limits = limits if limits is not None else ClientLimits()
+        self.metrics = metrics if metrics is not None else ProxyMetrics()
         self.loop = asyncio.get_running_loop()
         self.connections: set[ClientConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
         self._server: asyncio.Server | None = None
-        self._sweeper: asyncio.Task[None] | None = None
 
     def keep(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
         """Own a connection task until it ends (shutdown awaits whatever is left)."""
@@ -328,27 +441,12 @@ class FastServer:
         self._server = await self.loop.create_server(
             lambda: ClientConnection(self), sock=sock, backlog=backlog
         )
-        self._sweeper = self.loop.create_task(self._sweep(), name="proxy-idle-sweeper")
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(_SWEEP_S)
-            limit = time.monotonic() - KEEPALIVE_S
-            for conn in list(self.connections):
-                if not conn.busy and conn.last_active < limit:
-                    conn.close()
 
     async def shutdown(self, timeout_s: float) -> None:
         """Stop accepting, close idle connections, give busy ones ``timeout_s`` to finish."""
         self.closing = True
         if self._server is not None:
             self._server.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            try:
-                await self._sweeper
-            except asyncio.CancelledError:
-                pass  # we cancelled it ourselves, just above
         deadline = self.loop.time() + timeout_s
         while True:
             for conn in list(self.connections):

@@ -7,6 +7,7 @@ typed for the one place that turns them into answers (:mod:`capture_proxy.relay`
     UpstreamError
     ├── UpstreamUnreachable   connect refused/reset, closed before the response head  -> 502
     ├── UpstreamTimeout       no connection or no response head in time                -> 504
+    │   └── PoolExhausted     every pooled connection busy for connect_timeout_s       -> 504
     └── UpstreamBroken        the response broke after its head (cut the client)
 """
 
@@ -23,6 +24,7 @@ import httptools
 from capture_proxy.http1 import HOP_BY_HOP_B, MAX_HEAD_BYTES, BodyStream, connection_tokens
 
 __all__ = [
+    "PoolExhausted",
     "UpstreamBroken",
     "UpstreamConnection",
     "UpstreamError",
@@ -36,19 +38,33 @@ _DROPPED = HOP_BY_HOP_B | {b"expect"}
 
 
 class UpstreamError(Exception):
-    """Base of the upstream failures."""
+    """Base of the upstream failures; ``kind`` labels modelmon_proxy_upstream_errors_total."""
+
+    kind = "error"
 
 
 class UpstreamUnreachable(UpstreamError):
     """No usable connection, or it closed before the response head."""
 
+    kind = "unreachable"
+
 
 class UpstreamTimeout(UpstreamError):
     """No connection or no response head within the configured time."""
 
+    kind = "timeout"
+
+
+class PoolExhausted(UpstreamTimeout):
+    """Every connection of the pool stayed busy for the whole ``connect_timeout_s``."""
+
+    kind = "pool_exhausted"
+
 
 class UpstreamBroken(UpstreamError):
     """The response broke after its head was received."""
+
+    kind = "upstream_broken"
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -303,6 +319,12 @@ class UpstreamPool:
         self._opening = 0
 
     async def acquire(self) -> UpstreamConnection:
+        """A connection: idle, new, or the next one freed, all within ``connect_timeout_s``.
+
+        Waiting for a free slot counts against the same deadline as connecting: when every
+        connection stays busy that long, :class:`PoolExhausted` (a 504).
+        """
+        deadline = self.loop.time() + self._connect_timeout
         while True:
             while self._idle:
                 conn = self._idle.pop()
@@ -310,23 +332,31 @@ class UpstreamPool:
                     conn.reused = True
                     return conn
             if len(self._all) + self._opening < self._limit:
-                return await self._open()
+                return await self._open(deadline)
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
+                async with asyncio.timeout_at(deadline):
+                    await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
                     self._wake()  # woken, then cancelled: hand the free slot on
                 raise
+            except TimeoutError as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken as the deadline passed: hand the free slot on
+                raise PoolExhausted(
+                    f"no free connection to the upstream within {self._connect_timeout:g}s "
+                    f"(all {self._limit} in use)"
+                ) from exc
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
 
-    async def _open(self) -> UpstreamConnection:
+    async def _open(self, deadline: float) -> UpstreamConnection:
         self._opening += 1
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout_at(deadline):
                 _, conn = await self.loop.create_connection(
                     lambda: UpstreamConnection(self),
                     self.host,
