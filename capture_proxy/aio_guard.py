@@ -24,6 +24,8 @@ import socket
 from typing import cast
 
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
+from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.web_protocol import RequestHandler
 
 from capture_proxy.metrics import ProxyMetrics
@@ -87,7 +89,30 @@ class ClientGuard(asyncio.Protocol):
             self._timer.arm("head", self._limits.header_timeout_s)
         elif phase == "body":
             self._timer.arm("body", self._limits.body_idle_timeout_s)
+            self.handler.data_received(data)
+            self._fail_broken_body()
+            return
         self.handler.data_received(data)
+
+    def _fail_broken_body(self) -> None:
+        """A request body that aiohttp's parser gave up on must fail, not wait forever.
+
+        With its C parser, aiohttp queues a parse error in the body (a bad chunk size) as the
+        next "message" and never fails the body being read (its pure-Python parser does), so
+        the exchange would wait for bytes that cannot come. A message queued while the body
+        is incomplete can only be that error: fail the body with it, the exchange ends in a
+        400 (see :mod:`capture_proxy.forward`), as on the fast engine.
+        """
+        request = self._request
+        queued = self.handler._messages  # aiohttp internals: test_engine_parity fails without
+        if request is None or not queued or request.content.is_eof():
+            return
+        if request.content.exception() is not None:
+            return
+        error = getattr(queued[-1][0], "exc", None)
+        if not isinstance(error, HttpProcessingError):
+            error = BadHttpMessage("malformed request body")
+        request.content.set_exception(error)
 
     def eof_received(self) -> bool | None:
         if not self._counted:

@@ -22,11 +22,12 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from capture_proxy.metrics import ProxyMetrics
-from capture_proxy.proxy_common import HOP_BY_HOP, error_body
+from capture_proxy.proxy_common import HOP_BY_HOP, bad_request_body, error_body
 from capture_proxy.tee import (
     CUSTOM_ATTRIBUTES_HEADER,
     EVENT_ID_HEADER,
@@ -116,6 +117,17 @@ def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
     return out
 
 
+def _bad_body(exc: HttpProcessingError) -> web.Response:
+    detail = f"malformed request: {exc.message}"
+    response = web.Response(
+        status=400,
+        body=bad_request_body(detail),
+        headers={"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"},
+    )
+    response.force_close()
+    return response
+
+
 class Forwarder:
     """Forwards requests to one backend (the model server, or the analyzer for ``/monitor/*``)."""
 
@@ -171,12 +183,13 @@ class Forwarder:
             data = await request.read()
             if tee_in is not None:
                 tee_in.add(data)
+        bad_body: list[HttpProcessingError] = []  # the client's body broke (a bad chunk ...)
         self._active += 1
         try:
             try:
                 async with asyncio.timeout(self._timeout) as deadline:
                     if request.body_exists and not small:
-                        data = self._stream_body(request, tee_in, deadline)
+                        data = self._stream_body(request, tee_in, deadline, bad_body)
                     upstream = await self._session.request(
                         request.method,
                         url,
@@ -185,22 +198,8 @@ class Forwarder:
                         allow_redirects=False,
                         compress=None,
                     )
-            except aiohttp.ConnectionTimeoutError as exc:
-                # aiohttp's connect timeout covers the wait for a pooled connection too: when
-                # every connection was held by another exchange, say so (as the fast engine).
-                limit = self._session.connector.limit if self._session.connector else 0
-                if limit and self._active - 1 >= limit:
-                    seconds = self._session.timeout.connect or 0.0
-                    detail = (
-                        f"no free connection to the upstream within {seconds:g}s "
-                        f"(all {limit} in use)"
-                    )
-                    return self._fail(504, "upstream timeout", exc, "pool_exhausted", detail)
-                return self._fail(504, "upstream timeout", exc)
-            except TimeoutError as exc:
-                return self._fail(504, "upstream timeout", exc)
-            except (aiohttp.ClientError, OSError) as exc:
-                return self._fail(502, "upstream unreachable", exc)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                return self._failed(exc, bad_body)
             return await self._relay(
                 request,
                 upstream,
@@ -216,16 +215,47 @@ class Forwarder:
             self._active -= 1
 
     async def _stream_body(
-        self, request: web.Request, tee: Tee | None, deadline: asyncio.Timeout
+        self,
+        request: web.Request,
+        tee: Tee | None,
+        deadline: asyncio.Timeout,
+        bad_body: list[HttpProcessingError],
     ) -> AsyncIterator[bytes]:
         # The header timeout runs from the last byte of the request body sent, so a long upload
         # is not mistaken for a slow upstream.
         loop = asyncio.get_running_loop()
-        async for chunk in request.content.iter_any():
-            if tee is not None:
-                tee.add(chunk)
-            deadline.reschedule(loop.time() + self._timeout)
-            yield chunk
+        try:
+            async for chunk in request.content.iter_any():
+                if tee is not None:
+                    tee.add(chunk)
+                deadline.reschedule(loop.time() + self._timeout)
+                yield chunk
+        except HttpProcessingError as exc:
+            # The client's framing broke mid-upload: end the exchange now (the upstream must
+            # not wait for the rest); forward answers 400, as the fast engine does.
+            bad_body.append(exc)
+            deadline.reschedule(loop.time())
+            raise
+
+    def _failed(
+        self, exc: TimeoutError | aiohttp.ClientError | OSError, bad_body: list[HttpProcessingError]
+    ) -> web.Response:
+        """The answer for an exchange that got no response head."""
+        if bad_body:  # the client's fault, not the upstream's
+            return _bad_body(bad_body[0])
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            # aiohttp's connect timeout covers the wait for a pooled connection too: when
+            # every connection was held by another exchange, say so (as the fast engine).
+            limit = self._session.connector.limit if self._session.connector else 0
+            if limit and self._active - 1 >= limit:
+                seconds = self._session.timeout.connect or 0.0
+                detail = (
+                    f"no free connection to the upstream within {seconds:g}s (all {limit} in use)"
+                )
+                return self._fail(504, "upstream timeout", exc, "pool_exhausted", detail)
+        if isinstance(exc, TimeoutError):  # also aiohttp's connect timeout
+            return self._fail(504, "upstream timeout", exc)
+        return self._fail(502, "upstream unreachable", exc)
 
     def _fail(
         self,
