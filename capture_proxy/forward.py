@@ -27,7 +27,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from capture_proxy.metrics import ProxyMetrics
-from capture_proxy.proxy_common import HOP_BY_HOP, bad_request_body, error_body
+from capture_proxy.proxy_common import (
+    HOP_BY_HOP,
+    WHOLE_BODY_BYTES,
+    bad_request_body,
+    error_body,
+)
 from capture_proxy.tee import (
     CUSTOM_ATTRIBUTES_HEADER,
     EVENT_ID_HEADER,
@@ -53,7 +58,7 @@ _REQUEST_ONLY_DROP = frozenset({"expect"})
 
 # Bodies up to this size with a Content-Length are read at once (cheaper than a streamed
 # payload); anything larger or of unknown size streams chunk by chunk.
-_SMALL_BODY = 256 * 1024
+_SMALL_BODY = WHOLE_BODY_BYTES
 
 
 def new_session(limit: int, connect_timeout_s: float) -> aiohttp.ClientSession:

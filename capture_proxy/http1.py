@@ -163,6 +163,17 @@ class BodyStream:
             self._resume_if_paused()
         return data
 
+    async def wait_done(self) -> None:
+        """Until the whole body is in (then :meth:`take_all` has it); raises as :meth:`read`."""
+        while not self.done:
+            if self._error is not None:
+                raise self._error
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
     async def read(self) -> bytes:
         """The next chunk; ``b""`` at the end; raises what the producer failed with."""
         while not self._chunks:

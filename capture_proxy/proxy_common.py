@@ -37,6 +37,7 @@ __all__ = [
     "REFUSAL_SLOTS",
     "REQUEST_DROPPED",
     "REQUEST_DROPPED_S",
+    "WHOLE_BODY_BYTES",
     "ClientLimits",
     "ClientTimer",
     "Phase",
@@ -75,6 +76,9 @@ REQUEST_DROPPED_S = HOP_BY_HOP | {"content-length", "expect"}
 REQUEST_DROPPED = frozenset(n.encode() for n in REQUEST_DROPPED_S)
 
 MAX_HEAD_BYTES = 64 * 1024  # a request or response head above this: 431 (or a bad response)
+# A request body up to this size with a known length is read whole before an upstream
+# connection is taken (a slow upload never holds one); larger or chunked bodies stream.
+WHOLE_BODY_BYTES = 256 * 1024
 ANALYZER_POOL = 16  # connections to the analyzer, per worker
 # Connections accepted beyond proxy.max_client_connections only to be answered (503, or the
 # health and metrics endpoints) and closed; beyond these, a connection is closed at once.

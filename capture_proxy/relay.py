@@ -21,7 +21,7 @@ from capture_proxy.http1 import (
     json_response,
 )
 from capture_proxy.metrics import ProxyMetrics
-from capture_proxy.proxy_common import error_body, origin_form
+from capture_proxy.proxy_common import WHOLE_BODY_BYTES, error_body, origin_form
 from capture_proxy.server import ClientConnection, Request
 from capture_proxy.tee import (
     CUSTOM_ATTRIBUTES_HEADER,
@@ -48,6 +48,7 @@ _CUSTOM = CUSTOM_ATTRIBUTES_HEADER.lower().encode()
 _NO_BODY_STATUS = frozenset({204, 304})
 _ALWAYS_WATCHED = frozenset({b"host", b"content-type", b"content-encoding", _CUSTOM})
 _CRLF = b"\r\n"
+_WHOLE = WHOLE_BODY_BYTES
 
 
 class Relay:
@@ -129,6 +130,14 @@ class Relay:
                 capture.metrics.sampled_out.inc()
                 capture = None
 
+        length = req.content_length
+        if length is not None and length <= _WHOLE and not req.body.done:
+            # A small body is read whole before a pooled connection is taken, so that a slow
+            # upload holds none (the client's body_idle_timeout_s bounds the wait).
+            try:
+                await req.body.wait_done()
+            except ConnectionError:
+                return False  # the client is gone, or its body broke (already answered)
         body = req.body.take_all() if req.has_body else b""
         if body is not None:
             if req.has_body or req.content_length == 0:

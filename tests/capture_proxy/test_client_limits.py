@@ -208,3 +208,19 @@ async def test_beyond_the_refusal_slots_a_connection_is_closed_at_once(
     assert _count(proxy.metrics.refused["closed"]) == 1
     for conn in [first, last, *waiting]:
         await conn.close()
+
+
+async def test_a_slow_small_upload_holds_no_upstream_connection(
+    start_proxy: StartProxy, client: aiohttp.ClientSession
+) -> None:
+    """A small body is read whole before the pool is asked: others pass a trickling upload."""
+    proxy = await start_proxy(proxy={"max_connections": 1, "connect_timeout_s": SHORT})
+    slow = await Conn.open(proxy.url)
+    await slow.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
+    async with client.get(f"{proxy.url}/status/200") as resp:  # would be a 504 (pool held)
+        assert resp.status == 200
+    await slow.send(b"def")
+    status, _, body = await slow.answer()
+    assert (status, json.loads(body)["len"]) == (200, 6)
+    await slow.close()
+    assert _count(proxy.metrics.upstream_errors.labels(kind="pool_exhausted")) == 0
