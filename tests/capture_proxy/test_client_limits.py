@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import resource
 
 import aiohttp
+import pytest
 
-from capture_proxy.proxy_common import REFUSAL_SLOTS
+from capture_proxy.proxy_common import ANALYZER_POOL, REFUSAL_SLOTS, client_cap
 from tests.capture_proxy.conftest import StartProxy, Upstream
 
 SHORT = 0.2
@@ -163,6 +166,11 @@ async def test_idle_connections_are_closed_after_the_keepalive_timeout(
     await silent.close()
     await used.close()
     assert _count(proxy.metrics.timeouts["idle"]) == 2
+    metrics = await Conn.open(proxy.url)
+    await metrics.send(b"GET /monitor/proxy/metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    _, _, text = await metrics.answer()
+    await metrics.close()
+    assert b'modelmon_proxy_client_timeouts_total{phase="idle"} 2.0' in text
 
 
 async def test_over_the_connection_cap_new_clients_get_503_and_health_still_answers(
@@ -224,3 +232,17 @@ async def test_a_slow_small_upload_holds_no_upstream_connection(
     assert (status, json.loads(body)["len"]) == (200, 6)
     await slow.close()
     assert _count(proxy.metrics.upstream_errors.labels(kind="pool_exhausted")) == 0
+
+
+def test_the_cap_is_lowered_to_fit_the_descriptor_limit(caplog: pytest.LogCaptureFixture) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = 1024
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(low, hard), hard))
+    try:
+        with caplog.at_level(logging.WARNING, logger="modelmon.proxy"):
+            cap = client_cap(4096, 256)
+        assert client_cap(100, 256) == 100
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert cap == min(low, hard) - 256 - ANALYZER_POOL - REFUSAL_SLOTS - 64
+    assert "lowered to" in caplog.text
