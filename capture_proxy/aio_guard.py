@@ -143,6 +143,7 @@ class ClientGuard(asyncio.Protocol):
         self._serving = True
         if request.body_exists and not request.content.is_eof():
             self._timer.arm("body", self._limits.body_idle_timeout_s)
+            self._fail_broken_body()  # it may have broken in the segment that held the head
         else:
             self._timer.stop()
 

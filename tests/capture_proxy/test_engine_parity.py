@@ -97,13 +97,14 @@ async def test_a_bad_chunk_size_mid_upload_is_a_400_not_an_upstream_error(
     assert _upstream_errors(proxy.metrics) == 0
 
 
+@pytest.mark.parametrize("chunks", [b"zz\r\nab\r\n", b"2\r\nok\r\nzz\r\nab\r\n"])
 async def test_a_bad_chunk_size_in_one_piece_is_a_400_never_forwarded(
-    start_proxy: StartProxy, upstream: Upstream
+    chunks: bytes, start_proxy: StartProxy, upstream: Upstream
 ) -> None:
     proxy = await start_proxy()
     raw = await _exchange(
         proxy.url,
-        b"POST /inspect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n",
+        b"POST /inspect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks,
     )
     assert _status(raw) == 400
     assert upstream.seen == []
