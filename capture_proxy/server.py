@@ -67,6 +67,7 @@ class Request:
     expect_continue: bool = False
     names: list[bytes] = field(default_factory=list)  # lower-cased, parallel to headers
     named: set[bytes] | None = None  # the tokens of the Connection fields, if any
+    error_body: bytes | None = None  # the body of the error answer (default: bad request)
 
 
 Handler = Callable[[Request, "ClientConnection"], Awaitable[bool]]
@@ -89,7 +90,6 @@ class ClientConnection(asyncio.Protocol):
         self._current: Request | None = None  # the request being served
         self._wrote = False  # any byte of an answer to _current written
         self._counted = False
-        self._answer = b""  # the body of the error answer queued by _reject
         self._parser = httptools.HttpRequestParser(self)
         self._queue: deque[Request] = deque()
         self._next: asyncio.Future[None] | None = None
@@ -302,10 +302,10 @@ class ClientConnection(asyncio.Protocol):
                 self._queue.remove(broken)  # a request with a broken body is never forwarded
         body = BodyStream()
         body.finish()
+        error = (status, reason, detail)
         self._queue.append(
-            Request(b"", b"", "1.1", [], False, body, False, None, (status, reason, detail))
+            Request(b"", b"", "1.1", [], False, body, False, None, error, error_body=text)
         )
-        self._answer = text
         if self._next is not None and not self._next.done():
             self._next.set_result(None)
 
@@ -381,8 +381,9 @@ class ClientConnection(asyncio.Protocol):
                 self._wrote = False  # a final answer may still follow a 100 Continue
                 try:
                     if request.error is not None:
-                        status, reason, _ = request.error
-                        self.write(json_response(status, reason, self._answer, close=True))
+                        status, reason, detail = request.error
+                        text = request.error_body or bad_request_body(detail)
+                        self.write(json_response(status, reason, text, close=True))
                         self._linger()
                         return
                     keep = await self._server.handler(request, self)

@@ -127,6 +127,15 @@ async def test_http09_and_http11_without_host_are_400(
     assert upstream.seen == []
 
 
+async def test_an_http09_request_gets_the_json_400(start_proxy: StartProxy) -> None:
+    proxy = await start_proxy()
+    raw = await _exchange(proxy.url, b"GET /inspect\r\n\r\n")
+    assert json.loads(raw.split(b"\r\n\r\n", 1)[1]) == {
+        "error": "bad request",
+        "detail": "unsupported HTTP version 0.9",
+    }
+
+
 async def test_http10_without_host_is_forwarded_with_the_upstreams(
     start_proxy: StartProxy, upstream: Upstream
 ) -> None:
