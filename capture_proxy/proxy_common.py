@@ -240,25 +240,27 @@ class ClientTimer:
     and ``expired`` is called only when the deadline of the phase has really passed.
     """
 
-    __slots__ = ("_deadline", "_expired", "_loop", "_timer", "phase")
+    __slots__ = ("_deadline", "_expired", "_loop", "_now", "_timer", "_when", "phase")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, expired: Callable[[Phase], None]) -> None:
         self._loop = loop
+        self._now = loop.time
         self._expired = expired
         self._timer: asyncio.TimerHandle | None = None
+        self._when = 0.0  # when _timer fires
         self._deadline = 0.0
         self.phase: Phase | None = None
 
     def arm(self, phase: Phase, seconds: float) -> None:
         """Enter ``phase``, which ends the connection ``seconds`` from now."""
         self.phase = phase
-        deadline = self._loop.time() + seconds
-        self._deadline = deadline
+        deadline = self._deadline = self._now() + seconds
         timer = self._timer
         if timer is not None:
-            if timer.when() <= deadline:
-                return
+            if self._when <= deadline:
+                return  # runs per request: no new timer while the one set fires earlier
             timer.cancel()
+        self._when = deadline
         self._timer = self._loop.call_at(deadline, self._fire)
 
     def stop(self) -> None:
@@ -276,7 +278,8 @@ class ClientTimer:
         phase = self.phase
         if phase is None:
             return
-        if self._loop.time() < self._deadline:
+        if self._now() < self._deadline:
+            self._when = self._deadline
             self._timer = self._loop.call_at(self._deadline, self._fire)
             return
         self._expired(phase)
