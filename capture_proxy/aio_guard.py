@@ -13,7 +13,8 @@ the fast engine (:mod:`capture_proxy.server`), with the same phases, answers and
 - ``idle``: nothing in progress for ``keepalive_timeout_s`` -> close.
 
 Over ``max_client_connections`` the guard marks the connection ``overflow`` (the app answers
-503 unless it asks for health or metrics); beyond the refusal slots it is closed at once.
+503 unless it asks for health or metrics); when the refusal slots are full, the oldest silent
+one makes room, or else the new connection is closed at once (``proxy_common.admit``).
 :class:`ProxySite` serves an :class:`~aiohttp.web.AppRunner` through guards.
 """
 
@@ -30,10 +31,10 @@ from aiohttp.web_protocol import RequestHandler
 
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.proxy_common import (
-    REFUSAL_SLOTS,
     ClientLimits,
     ClientTimer,
     Phase,
+    admit,
     json_response,
     timeout_body,
 )
@@ -48,6 +49,7 @@ class ClientGuards:
         self.limits = limits
         self.metrics = metrics
         self.open = 0
+        self.overflow: dict[ClientGuard, None] = {}  # in the refusal slots, oldest first
 
 
 class ClientGuard(asyncio.Protocol):
@@ -69,7 +71,9 @@ class ClientGuard(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         guards, limits = self._guards, self._limits
-        if guards.open >= limits.max_client_connections + REFUSAL_SLOTS:
+        in_cap = guards.open - len(guards.overflow)
+        where = admit(in_cap, limits.max_client_connections, guards.overflow, ClientGuard._evict)
+        if where == "closed":
             guards.metrics.refused["closed"].inc()
             self._transport.abort()
             return
@@ -77,8 +81,9 @@ class ClientGuard(asyncio.Protocol):
         self._counted = True
         guards.metrics.client_connections.inc()
         idle = limits.keepalive_timeout_s
-        if guards.open > limits.max_client_connections:
+        if where == "overflow":
             self.overflow = True
+            guards.overflow[self] = None
             idle = min(idle, limits.header_timeout_s)
         self.handler.connection_made(transport)
         self._timer.arm("idle", idle)
@@ -123,6 +128,7 @@ class ClientGuard(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._timer.cancel()
         self._request = None
+        self._guards.overflow.pop(self, None)
         if self._counted:
             self._counted = False
             self._guards.open -= 1
@@ -134,6 +140,15 @@ class ClientGuard(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.handler.resume_writing()
+
+    def _evict(self) -> bool:
+        """Close this refusal-slot connection if it has not started a request (see admit)."""
+        transport = self._transport
+        if self._timer.phase != "idle" or self._serving or transport is None:
+            return False
+        self._guards.metrics.refused["closed"].inc()
+        transport.abort()
+        return True
 
     # -- told by the app ------------------------------------------------------------------
 

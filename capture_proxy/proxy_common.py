@@ -22,7 +22,7 @@ import posixpath
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import unquote
 
 import orjson
@@ -42,6 +42,7 @@ __all__ = [
     "ClientTimer",
     "Phase",
     "Route",
+    "admit",
     "bad_request_body",
     "client_cap",
     "client_limits",
@@ -225,6 +226,31 @@ def client_limits(config: ModelmonConfig) -> ClientLimits:
         keepalive_timeout_s=proxy.keepalive_timeout_s,
         max_client_connections=client_cap(proxy.max_client_connections, proxy.max_connections),
     )
+
+
+_Conn = TypeVar("_Conn")
+
+
+def admit(
+    in_cap: int, limit: int, overflow: dict[_Conn, None], evict: Callable[[_Conn], bool]
+) -> Literal["cap", "overflow", "closed"]:
+    """Where a new client connection goes: within the cap, into a refusal slot, or closed.
+
+    ``in_cap`` connections are open within ``limit``; ``overflow`` holds those in the
+    :data:`REFUSAL_SLOTS`, oldest first. When the slots are full, the oldest one that has not
+    started a request is closed to make room (``evict`` closes it and says whether it could),
+    so that a flood of silent connections cannot keep a health check out; when every slot is
+    busy answering, the new connection is closed at once.
+    """
+    if in_cap < limit:
+        return "cap"
+    if len(overflow) < REFUSAL_SLOTS:
+        return "overflow"
+    victim = next((conn for conn in overflow if evict(conn)), None)
+    if victim is None:
+        return "closed"
+    del overflow[victim]
+    return "overflow"
 
 
 Phase = Literal["idle", "head", "body"]

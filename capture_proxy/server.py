@@ -12,8 +12,9 @@ aiohttp engine): one :class:`~capture_proxy.proxy_common.ClientTimer` per connec
 when a request head takes longer than ``header_timeout_s`` (408), a request body pauses longer
 than ``body_idle_timeout_s`` (408, and its upstream exchange is abandoned), or nothing happens
 for ``keepalive_timeout_s``. Over ``max_client_connections`` a connection is marked
-``overflow`` (the handler answers it 503 unless it asks for health or metrics), and beyond
-:data:`~capture_proxy.proxy_common.REFUSAL_SLOTS` more it is closed at once.
+``overflow`` (the handler answers it 503 unless it asks for health or metrics) while one of
+the :data:`~capture_proxy.proxy_common.REFUSAL_SLOTS` is free or held by a silent connection
+(closed to make room); otherwise it is closed at once (:func:`~capture_proxy.proxy_common.admit`).
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from capture_proxy.http1 import (
 )
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.proxy_common import (
-    REFUSAL_SLOTS,
     ClientLimits,
     ClientTimer,
     Phase,
+    admit,
     bad_request_body,
     timeout_body,
 )
@@ -114,17 +115,19 @@ class ClientConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
         self.transport = cast(asyncio.Transport, transport)
         server = self._server
-        open_now = len(server.connections)
+        in_cap = len(server.connections) - len(server.overflow)
         cap = self._limits.max_client_connections
-        if open_now >= cap + REFUSAL_SLOTS:
+        where = admit(in_cap, cap, server.overflow, ClientConnection._evict)
+        if where == "closed":
             server.metrics.refused["closed"].inc()
             self.closed = True
             self.transport.abort()
             return
         self._counted = True
         server.metrics.client_connections.inc()
-        if open_now >= cap:
+        if where == "overflow":
             self.overflow = True  # only health, metrics or a 503: no long stay either
+            server.overflow[self] = None
             self._timer.arm("idle", min(self._limits.header_timeout_s, self._keepalive()))
         else:
             self._timer.arm("idle", self._keepalive())
@@ -161,6 +164,7 @@ class ClientConnection(asyncio.Protocol):
         if self._counted:
             self._counted = False
             self._server.metrics.client_connections.dec()
+        self._server.overflow.pop(self, None)
         self._server.connections.discard(self)
         if self._parsing is not None:
             self._parsing.body.fail(ClientGone("client closed the connection"))
@@ -338,6 +342,14 @@ class ClientConnection(asyncio.Protocol):
             text = timeout_body("body", seconds)
             self._reject(408, b"Request Timeout", "request body timeout", text)
 
+    def _evict(self) -> bool:
+        """Close this refusal-slot connection if it has not started a request (see admit)."""
+        if self._timer.phase != "idle" or self.busy or self._queue or self.closed:
+            return False
+        self._server.metrics.refused["closed"].inc()
+        self.abort()
+        return True
+
     def _keepalive(self) -> float:
         return self._limits.keepalive_timeout_s
 
@@ -428,6 +440,7 @@ class FastServer:
         self.metrics = metrics if metrics is not None else ProxyMetrics()
         self.loop = asyncio.get_running_loop()
         self.connections: set[ClientConnection] = set()
+        self.overflow: dict[ClientConnection, None] = {}  # in the refusal slots, oldest first
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
         self._server: asyncio.Server | None = None

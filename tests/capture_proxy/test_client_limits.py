@@ -201,20 +201,25 @@ async def test_over_the_connection_cap_new_clients_get_503_and_health_still_answ
     assert _count(proxy.metrics.refused["503"]) == 1
 
 
-async def test_beyond_the_refusal_slots_a_connection_is_closed_at_once(
+async def test_a_flood_of_silent_connections_cannot_keep_health_out(
     start_proxy: StartProxy,
 ) -> None:
+    """With the refusal slots full of silent connections, the oldest makes room."""
     proxy = await start_proxy(proxy={"max_client_connections": 1, "header_timeout_s": 30})
     first = await Conn.open(proxy.url)
     await first.send(b"GET /status/200 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (await first.answer())[0] == 200
-    # The refusal slots fill with silent connections; the one after them is closed unread.
-    # (Accepted in order, so the last one is handled after the others.)
+    # Accepted in order: the slots fill, then each newcomer closes the oldest silent one.
     waiting = [await Conn.open(proxy.url) for _ in range(REFUSAL_SLOTS)]
-    last = await Conn.open(proxy.url)
-    assert await last.until_closed() == b""
-    assert _count(proxy.metrics.refused["closed"]) == 1
-    for conn in [first, last, *waiting]:
+    extra = [await Conn.open(proxy.url) for _ in range(3)]
+    for conn in waiting[:3]:
+        assert await conn.until_closed() == b""
+    health = await Conn.open(proxy.url)
+    await health.send(b"GET /monitor/proxy/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, _ = await health.answer()
+    assert (status, headers["connection"]) == (200, "close")
+    assert _count(proxy.metrics.refused["closed"]) == 4  # three for extra, one for health
+    for conn in [first, health, *waiting, *extra]:
         await conn.close()
 
 
