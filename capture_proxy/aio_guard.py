@@ -50,6 +50,7 @@ class ClientGuards:
         self.metrics = metrics
         self.open = 0
         self.overflow: dict[ClientGuard, None] = {}  # in the refusal slots, oldest first
+        self.idle: dict[ClientGuard, None] = {}  # within the cap, nothing in progress
 
 
 class ClientGuard(asyncio.Protocol):
@@ -72,7 +73,9 @@ class ClientGuard(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         guards, limits = self._guards, self._limits
         in_cap = guards.open - len(guards.overflow)
-        where = admit(in_cap, limits.max_client_connections, guards.overflow, ClientGuard._evict)
+        where = admit(
+            in_cap, limits.max_client_connections, guards.idle, guards.overflow, ClientGuard._evict
+        )
         if where == "closed":
             guards.metrics.refused["closed"].inc()
             self._transport.abort()
@@ -85,6 +88,8 @@ class ClientGuard(asyncio.Protocol):
             self.overflow = True
             guards.overflow[self] = None
             idle = min(idle, limits.header_timeout_s)
+        else:
+            guards.idle[self] = None
         self.handler.connection_made(transport)
         self._timer.arm("idle", idle)
 
@@ -92,6 +97,7 @@ class ClientGuard(asyncio.Protocol):
         phase = self._timer.phase
         if phase == "idle":
             self._timer.arm("head", self._limits.header_timeout_s)
+            self._guards.idle.pop(self, None)
         elif phase == "body":
             self._timer.arm("body", self._limits.body_idle_timeout_s)
             self.handler.data_received(data)
@@ -129,6 +135,7 @@ class ClientGuard(asyncio.Protocol):
         self._timer.cancel()
         self._request = None
         self._guards.overflow.pop(self, None)
+        self._guards.idle.pop(self, None)
         if self._counted:
             self._counted = False
             self._guards.open -= 1
@@ -142,11 +149,12 @@ class ClientGuard(asyncio.Protocol):
         self.handler.resume_writing()
 
     def _evict(self) -> bool:
-        """Close this refusal-slot connection if it has not started a request (see admit)."""
+        """Close this connection if it has no request in progress (see admit)."""
         transport = self._transport
         if self._timer.phase != "idle" or self._serving or transport is None:
             return False
-        self._guards.metrics.refused["closed"].inc()
+        metrics = self._guards.metrics
+        (metrics.refused["closed"] if self.overflow else metrics.timeouts["idle"]).inc()
         transport.abort()
         return True
 
@@ -170,6 +178,8 @@ class ClientGuard(asyncio.Protocol):
             return
         self._request = None
         self._timer.arm("idle", self._limits.keepalive_timeout_s)
+        if not self.overflow:
+            self._guards.idle[self] = None
 
     # -- deadlines ------------------------------------------------------------------------
 
@@ -195,6 +205,8 @@ class ClientGuard(asyncio.Protocol):
                     self._timer.stop()
                 else:
                     self._timer.arm("idle", limits.keepalive_timeout_s)
+                    if not self.overflow:
+                        self._guards.idle[self] = None
                 return
             if not transport.is_reading():  # paused by the proxy: not the client's delay
                 self._timer.arm("body", limits.body_idle_timeout_s)

@@ -232,17 +232,28 @@ _Conn = TypeVar("_Conn")
 
 
 def admit(
-    in_cap: int, limit: int, overflow: dict[_Conn, None], evict: Callable[[_Conn], bool]
+    in_cap: int,
+    limit: int,
+    idle: dict[_Conn, None],
+    overflow: dict[_Conn, None],
+    evict: Callable[[_Conn], bool],
 ) -> Literal["cap", "overflow", "closed"]:
     """Where a new client connection goes: within the cap, into a refusal slot, or closed.
 
-    ``in_cap`` connections are open within ``limit``; ``overflow`` holds those in the
-    :data:`REFUSAL_SLOTS`, oldest first. When the slots are full, the oldest one that has not
-    started a request is closed to make room (``evict`` closes it and says whether it could),
-    so that a flood of silent connections cannot keep a health check out; when every slot is
-    busy answering, the new connection is closed at once.
+    ``in_cap`` connections are open within ``limit``; ``idle`` holds those of them with no
+    request in progress and ``overflow`` those in the :data:`REFUSAL_SLOTS`, oldest first.
+    At the cap, the oldest idle connection is closed for the newcomer (as nginx does: idle
+    keep-alive connections cannot keep active clients out); with none idle, the newcomer gets
+    a refusal slot; when the slots are full, their oldest connection that has not started a
+    request makes room (a flood of silent connections cannot keep a health check out); when
+    every slot is busy answering, the newcomer is closed at once. ``evict`` closes a
+    connection and says whether it could (it was still idle).
     """
     if in_cap < limit:
+        return "cap"
+    victim = next((conn for conn in idle if evict(conn)), None)
+    if victim is not None:
+        del idle[victim]
         return "cap"
     if len(overflow) < REFUSAL_SLOTS:
         return "overflow"

@@ -117,7 +117,7 @@ class ClientConnection(asyncio.Protocol):
         server = self._server
         in_cap = len(server.connections) - len(server.overflow)
         cap = self._limits.max_client_connections
-        where = admit(in_cap, cap, server.overflow, ClientConnection._evict)
+        where = admit(in_cap, cap, server.idle, server.overflow, ClientConnection._evict)
         if where == "closed":
             server.metrics.refused["closed"].inc()
             self.closed = True
@@ -130,6 +130,7 @@ class ClientConnection(asyncio.Protocol):
             server.overflow[self] = None
             self._timer.arm("idle", min(self._limits.header_timeout_s, self._keepalive()))
         else:
+            server.idle[self] = None
             self._timer.arm("idle", self._keepalive())
         self._pause = self.transport.pause_reading  # bound once, not per request
         self._resume = self.transport.resume_reading
@@ -165,6 +166,7 @@ class ClientConnection(asyncio.Protocol):
             self._counted = False
             self._server.metrics.client_connections.dec()
         self._server.overflow.pop(self, None)
+        self._server.idle.pop(self, None)
         self._server.connections.discard(self)
         if self._parsing is not None:
             self._parsing.body.fail(ClientGone("client closed the connection"))
@@ -192,6 +194,7 @@ class ClientConnection(asyncio.Protocol):
         self._head_size = 0
         self._in_head = True
         self._timer.arm("head", self._limits.header_timeout_s)
+        self._server.idle.pop(self, None)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -343,10 +346,11 @@ class ClientConnection(asyncio.Protocol):
             self._reject(408, b"Request Timeout", "request body timeout", text)
 
     def _evict(self) -> bool:
-        """Close this refusal-slot connection if it has not started a request (see admit)."""
+        """Close this connection if it has no request in progress (see admit)."""
         if self._timer.phase != "idle" or self.busy or self._queue or self.closed:
             return False
-        self._server.metrics.refused["closed"].inc()
+        metrics = self._server.metrics
+        (metrics.refused["closed"] if self.overflow else metrics.timeouts["idle"]).inc()
         self.abort()
         return True
 
@@ -406,6 +410,8 @@ class ClientConnection(asyncio.Protocol):
                     return
                 if not self._queue and self._parsing is None and not self._in_head:
                     self._timer.arm("idle", self._keepalive())
+                    if not self.overflow:
+                        self._server.idle[self] = None
         except Exception:  # a bug must cost one connection, never the process
             log.exception("error serving %s", self.peer)
             self.abort()
@@ -441,6 +447,7 @@ class FastServer:
         self.loop = asyncio.get_running_loop()
         self.connections: set[ClientConnection] = set()
         self.overflow: dict[ClientConnection, None] = {}  # in the refusal slots, oldest first
+        self.idle: dict[ClientConnection, None] = {}  # within the cap, nothing in progress
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
         self._server: asyncio.Server | None = None

@@ -174,17 +174,18 @@ async def test_idle_connections_are_closed_after_the_keepalive_timeout(
 
 
 async def test_over_the_connection_cap_new_clients_get_503_and_health_still_answers(
-    start_proxy: StartProxy,
+    start_proxy: StartProxy, upstream: Upstream
 ) -> None:
     proxy = await start_proxy(proxy={"max_client_connections": 2})
     held = [await Conn.open(proxy.url) for _ in range(2)]
-    for conn in held:  # both are open and counted before the next one arrives
-        await conn.send(b"GET /status/200 HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert (await conn.answer())[0] == 200
+    for conn in held:  # both busy (a stream in progress) before the next one arrives
+        await conn.send(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(_WAIT):
+            await conn.reader.readuntil(b"data: first\n\n")
     over = await Conn.open(proxy.url)
     await over.send(b"GET /status/200 HTTP/1.1\r\nHost: x\r\n\r\n")
     status, headers, body = await over.answer()
-    assert (status, headers["connection"]) == (503, "close")
+    assert (status, headers["connection"], headers["retry-after"]) == (503, "close", "1")
     assert json.loads(body)["error"] == "too many connections"
     assert await over.until_closed() == b""
     await over.close()
@@ -193,12 +194,32 @@ async def test_over_the_connection_cap_new_clients_get_503_and_health_still_answ
     status, headers, body = await health.answer()
     assert (status, json.loads(body)["status"]) == (200, "ok")
     await health.close()
-    for conn in held:  # the connections within the cap keep being served
-        await conn.send(b"GET /status/204 HTTP/1.1\r\nHost: x\r\n\r\n")
+    upstream.gate.set()  # the streams within the cap finish untouched
+    for conn in held:
         async with asyncio.timeout(_WAIT):
-            assert b" 204 " in await conn.reader.readuntil(b"\r\n\r\n")
+            assert b"data: token-2" in await conn.reader.readuntil(b"0\r\n\r\n")
         await conn.close()
     assert _count(proxy.metrics.refused["503"]) == 1
+
+
+async def test_at_the_cap_an_idle_connection_makes_room_for_a_new_client(
+    start_proxy: StartProxy,
+) -> None:
+    proxy = await start_proxy(proxy={"max_client_connections": 2})
+    idle = [await Conn.open(proxy.url) for _ in range(2)]
+    for conn in idle:  # one request each, then nothing: idle keep-alive connections
+        await conn.send(b"GET /status/200 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await conn.answer())[0] == 200
+    new = await Conn.open(proxy.url)
+    await new.send(b"GET /status/201 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await new.answer())[0] == 201
+    assert await idle[0].until_closed() == b""  # the oldest idle one made room
+    await idle[1].send(b"GET /status/202 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await idle[1].answer())[0] == 202
+    for conn in [*idle, new]:
+        await conn.close()
+    assert _count(proxy.metrics.timeouts["idle"]) == 1
+    assert _count(proxy.metrics.refused["503"]) == 0
 
 
 async def test_a_flood_of_silent_connections_cannot_keep_health_out(
@@ -206,9 +227,10 @@ async def test_a_flood_of_silent_connections_cannot_keep_health_out(
 ) -> None:
     """With the refusal slots full of silent connections, the oldest makes room."""
     proxy = await start_proxy(proxy={"max_client_connections": 1, "header_timeout_s": 30})
-    first = await Conn.open(proxy.url)
-    await first.send(b"GET /status/200 HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert (await first.answer())[0] == 200
+    first = await Conn.open(proxy.url)  # the cap: one connection, busy with a stream
+    await first.send(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(_WAIT):
+        await first.reader.readuntil(b"data: first\n\n")
     # Accepted in order: the slots fill, then each newcomer closes the oldest silent one.
     waiting = [await Conn.open(proxy.url) for _ in range(REFUSAL_SLOTS)]
     extra = [await Conn.open(proxy.url) for _ in range(3)]
