@@ -30,8 +30,8 @@ from aiohttp import web
 from capture_proxy.aio_guard import ProxySite
 from capture_proxy.app import PROXY_KEY, build_app
 from capture_proxy.engine import FastProxy
+from capture_proxy.fast_server import FastServer
 from capture_proxy.metrics import ProxyMetrics
-from capture_proxy.server import FastServer
 from modelmon.config import ModelmonConfig, parse_listen
 
 __all__ = ["bind_socket", "make_runner", "run_proxy", "serve"]

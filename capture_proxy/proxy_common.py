@@ -2,9 +2,10 @@
 
 The two engines (``proxy.engine``) are:
 
-- **fast** (default): :mod:`~capture_proxy.engine` (routing), :mod:`~capture_proxy.server`
-  (client connections), :mod:`~capture_proxy.relay` (one exchange),
-  :mod:`~capture_proxy.upstream` (upstream pool), :mod:`~capture_proxy.http1` (bodies, heads);
+- **fast** (default): :mod:`~capture_proxy.engine` (routing), :mod:`~capture_proxy.fast_server`
+  (the listener), :mod:`~capture_proxy.server` (client connections), :mod:`~capture_proxy.relay`
+  (one exchange), :mod:`~capture_proxy.upstream` (upstream pool), :mod:`~capture_proxy.http1`
+  (bodies, heads);
 - **aiohttp** (reference): :mod:`~capture_proxy.app` (routing), :mod:`~capture_proxy.forward`
   (one exchange), :mod:`~capture_proxy.aio_guard` (client limits on aiohttp's protocol).
 

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
@@ -36,17 +35,12 @@ from capture_proxy.http1 import (
     connection_tokens,
     json_response,
 )
-from capture_proxy.metrics import ProxyMetrics
-from capture_proxy.proxy_common import (
-    ClientLimits,
-    ClientTimer,
-    Phase,
-    admit,
-    bad_request_body,
-    timeout_body,
-)
+from capture_proxy.proxy_common import ClientTimer, Phase, bad_request_body, timeout_body
 
-__all__ = ["ClientConnection", "FastServer", "Request"]
+if TYPE_CHECKING:
+    from capture_proxy.fast_server import FastServer
+
+__all__ = ["ClientConnection", "Request"]
 
 log = logging.getLogger("modelmon.proxy.server")
 
@@ -114,23 +108,17 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
         self.transport = cast(asyncio.Transport, transport)
-        server = self._server
-        in_cap = len(server.connections) - len(server.overflow)
-        cap = self._limits.max_client_connections
-        where = admit(in_cap, cap, server.idle, server.overflow, ClientConnection._evict)
+        where = self._server.admit(self)
         if where == "closed":
-            server.metrics.refused["closed"].inc()
             self.closed = True
             self.transport.abort()
             return
         self._counted = True
-        server.metrics.client_connections.inc()
+        self._server.metrics.client_connections.inc()
         if where == "overflow":
             self.overflow = True  # only health, metrics or a 503: no long stay either
-            server.overflow[self] = None
             self._timer.arm("idle", min(self._limits.header_timeout_s, self._keepalive()))
         else:
-            server.idle[self] = None
             self._timer.arm("idle", self._keepalive())
         self._pause = self.transport.pause_reading  # bound once, not per request
         self._resume = self.transport.resume_reading
@@ -345,8 +333,8 @@ class ClientConnection(asyncio.Protocol):
             text = timeout_body("body", seconds)
             self._reject(408, b"Request Timeout", "request body timeout", text)
 
-    def _evict(self) -> bool:
-        """Close this connection if it has no request in progress (see admit)."""
+    def evict(self) -> bool:
+        """Close this connection if it has no request in progress (see ``admit``)."""
         if self._timer.phase != "idle" or self.busy or self._queue or self.closed:
             return False
         metrics = self._server.metrics
@@ -429,59 +417,3 @@ class ClientConnection(asyncio.Protocol):
         if transport.can_write_eof():
             transport.write_eof()
         self._loop.call_later(_LINGER_S, transport.close)
-
-
-class FastServer:
-    """Accepts connections for ``handler``; owns the connection tasks and their shutdown."""
-
-    def __init__(
-        self,
-        handler: Handler,
-        *,
-        limits: ClientLimits | None = None,
-        metrics: ProxyMetrics | None = None,
-    ) -> None:
-        self.handler = handler
-        self.limits = limits if limits is not None else ClientLimits()
-        self.metrics = metrics if metrics is not None else ProxyMetrics()
-        self.loop = asyncio.get_running_loop()
-        self.connections: set[ClientConnection] = set()
-        self.overflow: dict[ClientConnection, None] = {}  # in the refusal slots, oldest first
-        self.idle: dict[ClientConnection, None] = {}  # within the cap, nothing in progress
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.closing = False
-        self._server: asyncio.Server | None = None
-
-    def keep(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
-        """Own a connection task until it ends (shutdown awaits whatever is left)."""
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
-
-    async def start(self, sock: socket.socket, backlog: int = 1024) -> None:
-        self._server = await self.loop.create_server(
-            lambda: ClientConnection(self), sock=sock, backlog=backlog
-        )
-
-    async def shutdown(self, timeout_s: float) -> None:
-        """Stop accepting, close idle connections, give busy ones ``timeout_s`` to finish."""
-        self.closing = True
-        if self._server is not None:
-            self._server.close()
-        deadline = self.loop.time() + timeout_s
-        while True:
-            for conn in list(self.connections):
-                if not conn.busy:
-                    conn.close()
-            busy = [c for c in self.connections if c.busy]
-            if not busy or self.loop.time() >= deadline:
-                break
-            await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            conn.abort()
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()

@@ -24,9 +24,9 @@ from aiohttp import web
 from capture_proxy.aio_guard import ProxySite
 from capture_proxy.app import PROXY_KEY, Proxy, build_app
 from capture_proxy.engine import FastProxy
+from capture_proxy.fast_server import FastServer
 from capture_proxy.main import bind_socket, make_runner
 from capture_proxy.metrics import ProxyMetrics
-from capture_proxy.server import FastServer
 from modelmon.config import ModelmonConfig, parse_config
 
 CHUNK = 64 * 1024
