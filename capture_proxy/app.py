@@ -59,6 +59,8 @@ class Proxy:
         self._capture: CaptureHooks | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "CONNECT" or _is_upgrade(request):
+            return _not_implemented("protocol upgrades and CONNECT are not supported")
         path = request.path
         if path.startswith(_MONITOR) and (len(path) == len(_MONITOR) or path[8] == "/"):
             if path.startswith(_PROXY_PREFIX):
@@ -126,6 +128,27 @@ class Proxy:
 
 
 PROXY_KEY = web.AppKey("proxy", Proxy)
+
+
+def _is_upgrade(request: web.Request) -> bool:
+    """Upgrade with Connection naming it: what llhttp (the fast engine) calls an upgrade."""
+    headers = request.headers
+    if "Upgrade" not in headers:
+        return False
+    tokens = (t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(","))
+    return "upgrade" in tokens
+
+
+def _not_implemented(detail: str) -> web.Response:
+    """Refused, never forwarded, and the connection closed (what follows an upgrade request
+    is another protocol); the same answer as the fast engine's."""
+    response = web.json_response(
+        {"error": "not implemented", "detail": detail},
+        status=501,
+        headers={"Cache-Control": "no-store"},
+    )
+    response.force_close()
+    return response
 
 
 def build_app(
