@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -59,8 +59,6 @@ class Proxy:
         self._capture: CaptureHooks | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if request.method == "CONNECT" or _is_upgrade(request):
-            return _not_implemented("protocol upgrades and CONNECT are not supported")
         path = request.path
         if path.startswith(_MONITOR) and (len(path) == len(_MONITOR) or path[8] == "/"):
             if path.startswith(_PROXY_PREFIX):
@@ -139,15 +137,29 @@ def _is_upgrade(request: web.Request) -> bool:
     return "upgrade" in tokens
 
 
-def _not_implemented(detail: str) -> web.Response:
-    """Refused, never forwarded, and the connection closed (what follows an upgrade request
-    is another protocol); the same answer as the fast engine's."""
+@web.middleware
+async def _refuse_upgrades(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Before routing: a CONNECT target (``host:port``) matches no route."""
+    if request.method == "CONNECT" or _is_upgrade(request):
+        return await _not_implemented(request)
+    return await handler(request)
+
+
+async def _not_implemented(request: web.Request) -> web.StreamResponse:
+    """Refused, never forwarded, and the connection closed at once (what follows an upgrade
+    request is another protocol, which aiohttp would otherwise read for its lingering time);
+    the same answer as the fast engine's."""
     response = web.json_response(
-        {"error": "not implemented", "detail": detail},
+        {"error": "not implemented", "detail": "protocol upgrades and CONNECT are not supported"},
         status=501,
         headers={"Cache-Control": "no-store"},
     )
     response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # the answer is out; close after it, read nothing more
     return response
 
 
@@ -165,7 +177,7 @@ def build_app(
         clock=clock,
         worker_id=worker_id,
     )
-    app = web.Application(handler_args={"max_field_size": 65536})
+    app = web.Application(handler_args={"max_field_size": 65536}, middlewares=[_refuse_upgrades])
     app[PROXY_KEY] = proxy
     app.cleanup_ctx.append(proxy.lifecycle)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
