@@ -171,6 +171,29 @@ async def test_bytes_after_a_complete_response_are_never_relayed(
     assert upstream.connections == 2
 
 
+@pytest.mark.parametrize("where", ["reason phrase", "header value"])
+async def test_an_endless_response_head_is_a_502_not_a_buffer(
+    where: str,
+    start_proxy: StartProxy,
+    scripted: Callable[[Script], Awaitable[tuple[Scripted, str]]],
+) -> None:
+    """No line end in sight: the proxy stops at its head limit (64 KiB and a read)."""
+    start = b"HTTP/1.1 200 " if where == "reason phrase" else b"HTTP/1.1 200 OK\r\nX-Big: "
+
+    def script(conn: int, number: int, head: bytes) -> bytes | list[bytes] | None:
+        return [start, *[b"a" * 10_000] * 40]  # 400 kB, read piece by piece
+
+    _, url = await scripted(script)
+    proxy = await start_proxy(proxy={"upstream": url, "upstream_timeout_s": 30})
+    reader, writer = await _open(proxy.url)
+    try:
+        writer.write(b"GET /x HTTP/1.1\r\nHost: m\r\n\r\n")
+        status, _, body = await read_answer(reader)
+    finally:
+        await _close(writer)
+    assert status == 502 and b"upstream unreachable" in body
+
+
 @pytest.mark.parametrize(
     "request_head",
     [
