@@ -294,3 +294,24 @@ async def test_a_client_that_reads_nothing_costs_bounded_memory_then_gets_every_
     assert grown < bound, f"{grown / 1e6:.1f} MB for one connection"
     for index, (status, _, body) in enumerate(answers):
         assert (status, body[:8]) == (200, b"%08d" % index)
+
+
+async def test_request_trailers_never_become_fields(
+    start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    proxy = await start_proxy()
+    reader, writer = await _open(proxy.url)
+    try:
+        writer.write(
+            b"POST /inspect HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\nX-Injected: 1\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"
+        )
+        status, _, _ = await read_answer(reader)
+    finally:
+        await _close(writer)
+    assert status == 200
+    [seen] = upstream.seen
+    names = {name.lower(): value for name, value in seen["headers"]}
+    assert "x-injected" not in names
+    assert "6.6.6.6" not in names["x-forwarded-for"]
+    assert seen["body_len"] == 3
