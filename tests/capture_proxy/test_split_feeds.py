@@ -185,14 +185,14 @@ async def test_responses_in_pieces_reach_the_client_and_records_as_the_whole(
     client = await _Client.open(proxy.url)
     expected: dict[bytes, int] = {}
     try:
-        for name, pieces in ways.items():
+        for name, variants in ways.items():
             request = b"GET /%s/%%d HTTP/1.1\r\nHost: m\r\n\r\n" % name.encode()
             [whole] = await client.exchange([request % 0], 1, settle)
             assert b"x-trailer" not in dict(whole[1]), "a trailer became a field"
-            for index in range(1, len(pieces)):
+            for index in range(1, len(variants)):
                 [got] = await client.exchange([request % index], 1, settle)
-                assert got == whole, (name, [len(p) for p in pieces[index]])
-            expected[whole[2]] = len(pieces)
+                assert got == whole, (name, [len(p) for p in variants[index]])
+            expected[whole[2]] = len(variants)
     finally:
         await client.close()
         await upstream.stop()
