@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -180,6 +180,41 @@ async def _no_server_field(request: web.Request, response: web.StreamResponse) -
         response.headers.popall("Server", None)
 
 
+def _is_upgrade(request: web.Request) -> bool:
+    """Upgrade with Connection naming it: what llhttp (the fast engine) calls an upgrade."""
+    headers = request.headers
+    if "Upgrade" not in headers:
+        return False
+    tokens = (t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(","))
+    return "upgrade" in tokens
+
+
+@web.middleware
+async def _refuse_upgrades(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Before routing: a CONNECT target (``host:port``) matches no route."""
+    if request.method == "CONNECT" or _is_upgrade(request):
+        return await _not_implemented(request)
+    return await handler(request)
+
+
+async def _not_implemented(request: web.Request) -> web.StreamResponse:
+    """Refused, never forwarded, and the connection closed at once (what follows an upgrade
+    request is another protocol, which aiohttp would otherwise read for its lingering time);
+    the same answer as the fast engine's."""
+    response = web.json_response(
+        {"error": "not implemented", "detail": "protocol upgrades and CONNECT are not supported"},
+        status=501,
+        headers={"Cache-Control": "no-store"},
+    )
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # the answer is out; close after it, read nothing more
+    return response
+
+
 def build_app(
     config: ModelmonConfig,
     *,
@@ -194,7 +229,7 @@ def build_app(
         clock=clock,
         worker_id=worker_id,
     )
-    app = web.Application(handler_args={"max_field_size": 65536})
+    app = web.Application(handler_args={"max_field_size": 65536}, middlewares=[_refuse_upgrades])
     app[PROXY_KEY] = proxy
     app.cleanup_ctx.append(proxy.lifecycle)
     app.on_response_prepare.append(_no_server_field)

@@ -307,6 +307,9 @@ class Forwarder:
                     tee_out.add(chunk)
                 await response.write(chunk)
             await response.write_eof()
+            # aiohttp drains only within one body, above 64 KiB: a client that pipelines small
+            # requests and reads nothing would have every answer buffered here.
+            await request.writer.drain()
         except (aiohttp.ClientError, OSError) as exc:
             # Either side broke mid-body. The status line is already out, so the only honest
             # signal left for the client is a cut connection (never a clean, short body).

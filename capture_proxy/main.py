@@ -57,7 +57,9 @@ def make_runner(app: web.Application) -> web.AppRunner:
 def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     """A bound (not yet listening) TCP socket for ``host:port``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, so that accepted sockets carry it and asyncio sets TCP_NODELAY on them
+    # (it checks ``sock.proto``): without it a second small write waits for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:

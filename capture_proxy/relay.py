@@ -49,6 +49,9 @@ _NO_BODY_STATUS = frozenset({204, 304})
 _ALWAYS_WATCHED = frozenset({b"host", b"content-type", b"content-encoding", _CUSTOM})
 _CRLF = b"\r\n"
 _WHOLE = WHOLE_BODY_BYTES
+# RFC 9110 §9.2.2: only these may be sent again automatically when a connection fails before
+# the answer (the upstream may have acted on a POST it never answered).
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 class Relay:
@@ -172,13 +175,20 @@ class Relay:
                     await head_done
                     break
                 except UpstreamUnreachable as exc:
-                    # A reused keep-alive connection the upstream closed while idle: the request
-                    # never reached it, and the body is in hand, so one retry is safe.
-                    if attempt == 1 and up is not None and up.reused and not up.received_any:
-                        if body is not None:
-                            self._pool.release(up, reusable=False)
-                            up = None
-                            continue
+                    # A reused keep-alive connection that closed before any answer: most likely
+                    # the upstream closed it while idle, but it may have read the request and
+                    # failed. Only an idempotent request with its body in hand goes again.
+                    if (
+                        attempt == 1
+                        and up is not None
+                        and up.reused
+                        and not up.received_any
+                        and body is not None
+                        and req.method in _IDEMPOTENT
+                    ):
+                        self._pool.release(up, reusable=False)
+                        up = None
+                        continue
                     await self._abandon(up, sender)
                     return self._fail(conn, req, 502, "upstream unreachable", exc)
                 except UpstreamTimeout as exc:
@@ -299,6 +309,13 @@ class Relay:
             if chunked_out:
                 whole = (chunk(whole) if whole else b"") + LAST_CHUNK
             conn.write(_CRLF.join(lines) + whole)
+            if conn.write_paused:  # a client that reads slowly, or pipelines and reads nothing
+                try:
+                    await conn.drain()
+                except ConnectionError as exc:
+                    self._metrics.upstream_errors.labels(kind="client_gone").inc()
+                    conn.abort()
+                    raise _Cut from exc
             return keep
         conn.write(_CRLF.join(lines))
         try:

@@ -2,10 +2,12 @@
 
 Each connection runs one kept task that takes its requests in order (pipelining allowed) and
 hands each to the handler; body bytes flow through a :class:`BodyStream` with flow control.
-A parse error answers 400 (431 for an oversized head, 501 for an upgrade or an unknown
-transfer coding) and closes. A client that hangs up cancels its task, so the handler's
-upstream exchange is cancelled with it. Shutdown stops accepting, closes idle connections and
-waits for busy ones.
+Reading pauses while a pipelined request waits for the one in flight (so a client that sends
+requests and reads no answers holds at most one read's worth of them), and the handler waits
+for the transport to drain above its high-water mark. A parse error answers 400 (431 for an
+oversized head, 501 for an upgrade, CONNECT or an unknown transfer coding) and closes. A
+client that hangs up cancels its task, so the handler's upstream exchange is cancelled with
+it. Shutdown stops accepting, closes idle connections and waits for busy ones.
 
 Slow and idle clients (:class:`~capture_proxy.proxy_common.ClientLimits`, the same on the
 aiohttp engine): one :class:`~capture_proxy.proxy_common.ClientTimer` per connection closes it
@@ -46,6 +48,10 @@ log = logging.getLogger("modelmon.proxy.server")
 
 _LINGER_S = 2.0
 _VERSIONS = frozenset({"1.0", "1.1"})
+# Why reading is paused (a bit each): a body above its high-water mark, a pipelined request
+# waiting for the one in flight. Reading resumes when no reason is left.
+_BODY = 1
+_QUEUED = 2
 
 
 @dataclass(slots=True)
@@ -95,9 +101,10 @@ class ClientConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._names: list[bytes] = []
         self._named: set[bytes] | None = None
-        self._pause: Callable[[], None] | None = None
-        self._resume: Callable[[], None] | None = None
-        self._head_size = 0
+        self._paused_by = 0
+        self._head_size = 0  # exact: the URL and the header fields of the current message
+        self._stalled = 0  # bytes of consecutive reads that completed nothing (see below)
+        self._progress = False
         self._in_head = False
         self._parsing: Request | None = None
         self._broken = False
@@ -120,8 +127,6 @@ class ClientConnection(asyncio.Protocol):
             self._timer.arm("idle", min(self._limits.header_timeout_s, self._keepalive()))
         else:
             self._timer.arm("idle", self._keepalive())
-        self._pause = self.transport.pause_reading  # bound once, not per request
-        self._resume = self.transport.resume_reading
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) else ""
         self.peer_bytes = self.peer.encode()
@@ -133,16 +138,24 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._timer.phase == "body":
             self._timer.arm("body", self._limits.body_idle_timeout_s)
-        if self._in_head:
-            self._head_size += len(data)  # also what llhttp buffers inside one long field
+        self._progress = False
         try:
             self._parser.feed_data(data)
-            if self._in_head and self._head_size > MAX_HEAD_BYTES:
-                raise httptools.HttpParserError("request head too large")
+            # A field that never ends is buffered by httptools without a callback: bound it by
+            # the reads that completed nothing (no head, no body bytes, no message). Those are
+            # all head, chunk-framing or trailer bytes, so the count never includes a body.
+            if self._progress:
+                self._stalled = 0
+            else:
+                self._stalled += len(data)
+                if self._stalled > MAX_HEAD_BYTES:
+                    raise httptools.HttpParserError("request head too large")
         except httptools.HttpParserUpgrade:
-            self._reject(501, b"Not Implemented", "protocol upgrades are not supported")
+            # The request itself was queued with its 501 by on_headers_complete; what follows
+            # it is another protocol: read nothing more.
+            self._broken = True
         except httptools.HttpParserError as exc:
-            if self._head_size > MAX_HEAD_BYTES:
+            if self._head_size > MAX_HEAD_BYTES or self._stalled > MAX_HEAD_BYTES:
                 self._reject(431, b"Request Header Fields Too Large", "request head too large")
             else:
                 self._reject(400, b"Bad Request", f"malformed request: {exc}")
@@ -194,6 +207,8 @@ class ClientConnection(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         if self._head_size > MAX_HEAD_BYTES:
             raise httptools.HttpParserError("request head too large")
+        if not self._in_head:
+            return  # a trailer field of a chunked body: counted, never forwarded
         self._headers.append((name, value))
         lower = name.lower()
         self._names.append(lower)
@@ -203,6 +218,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._progress = True
         parser = self._parser
         length: int | None = None
         chunked = False
@@ -231,13 +247,15 @@ class ClientConnection(asyncio.Protocol):
             error = (400, b"Bad Request", f"unsupported HTTP version {version}")
         elif hosts == 0 and version == "1.1":
             error = (400, b"Bad Request", "an HTTP/1.1 request needs a Host header")
+        if parser.should_upgrade():  # Connection: upgrade + Upgrade, or CONNECT
+            error = (501, b"Not Implemented", "protocol upgrades and CONNECT are not supported")
         request = Request(
             method=parser.get_method(),
             target=self._url,
             version=version,
             headers=self._headers,
             keep_alive=parser.should_keep_alive() and error is None,
-            body=BodyStream(self._pause, self._resume),
+            body=BodyStream(self._pause_body, self._resume_body),
             has_body=chunked or bool(length),
             content_length=length,
             error=error,
@@ -251,19 +269,44 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._timer.arm("body", self._limits.body_idle_timeout_s)
         self._parsing = request
+        if self.busy or self._queue:
+            # Pipelined behind a request in flight: read no further until it is served, so
+            # the queue holds at most what one read carried (uvicorn does the same).
+            self._pause_reading(_QUEUED)
         self._queue.append(request)
         if self._next is not None and not self._next.done():
             self._next.set_result(None)
 
     def on_body(self, data: bytes) -> None:
+        self._progress = True
         if self._parsing is not None:
             self._parsing.body.feed(data)
 
     def on_message_complete(self) -> None:
         self._timer.stop()
+        self._progress = True
         if self._parsing is not None:
             self._parsing.body.finish()
             self._parsing = None
+
+    # -- read flow control -----------------------------------------------------------------
+
+    def _pause_reading(self, reason: int) -> None:
+        if not self._paused_by and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused_by |= reason
+
+    def _resume_reading(self, reason: int) -> None:
+        if self._paused_by & reason:
+            self._paused_by &= ~reason
+            if not self._paused_by and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def _pause_body(self) -> None:
+        self._pause_reading(_BODY)
+
+    def _resume_body(self) -> None:
+        self._resume_reading(_BODY)
 
     # -- serving --------------------------------------------------------------------------
 
@@ -350,6 +393,11 @@ class ClientConnection(asyncio.Protocol):
             self._wrote = True
             self.transport.write(data)
 
+    @property
+    def write_paused(self) -> bool:
+        """The transport holds more than its high-water mark: :meth:`drain` before more."""
+        return self._write_paused
+
     async def drain(self) -> None:
         if self.closed:
             raise ConnectionResetError("client closed the connection")
@@ -379,6 +427,8 @@ class ClientConnection(asyncio.Protocol):
                 request = self._queue.popleft()
                 self.busy = True
                 self._current = request
+                if self._paused_by & _QUEUED and not self._queue:
+                    self._resume_reading(_QUEUED)  # read the next request while this one runs
                 if request.expect_continue and not request.body.done:
                     # Only now: written earlier, it could land inside a previous answer.
                     self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -386,7 +436,8 @@ class ClientConnection(asyncio.Protocol):
                 try:
                     if request.error is not None:
                         status, reason, detail = request.error
-                        text = request.error_body or bad_request_body(detail)
+                        error = "not implemented" if status == 501 else "bad request"
+                        text = request.error_body or bad_request_body(detail, error)
                         self.write(json_response(status, reason, text, close=True))
                         self._linger()
                         return

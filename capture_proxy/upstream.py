@@ -1,7 +1,11 @@
 """The fast engine's client side: a bounded keep-alive pool of raw HTTP/1.1 connections.
 
 One :class:`UpstreamConnection` carries one exchange at a time; its response is parsed by
-llhttp (``httptools``) into a status, the header list and a :class:`BodyStream`. Failures are
+llhttp (``httptools``) into a status, the header list and a :class:`BodyStream`. Anything the
+upstream sends after the complete response (a second response in the same segment, stray
+bytes) is a protocol error: the connection is closed and those bytes are never relayed; so is
+a head over ``MAX_HEAD_BYTES`` and a ``101`` nobody asked for. Trailer fields are dropped.
+Failures are
 typed for the one place that turns them into answers (:mod:`capture_proxy.relay`)::
 
     UpstreamError
@@ -83,7 +87,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._deadline: float | None = None
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
-        self._head_size = 0
+        self._head_size = 0  # exact: reason phrase and header fields of this response
+        self._stalled = 0  # bytes of consecutive reads that completed nothing
+        self._progress = False
+        self._in_head = False
         self._interim = False
         self._head_only = False
         self.status = 0
@@ -114,6 +121,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.busy = True
         self._head_only = head_only
         self.status = 0
+        self._stalled = 0
         self._reset_head()
         self.body = None
         self.keep_alive = False
@@ -177,13 +185,23 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         self.received_any = True
+        self._progress = False
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(f"bad response from upstream: {exc}")
+            # As on the server side: a field that never ends is buffered by httptools without
+            # a callback; bound it by the reads that completed nothing (never body bytes).
+            if self._progress:
+                self._stalled = 0
+            else:
+                self._stalled += len(data)
+                if self._stalled > MAX_HEAD_BYTES:
+                    raise httptools.HttpParserError("response head too large")
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._fail(f"bad response from upstream: {type(exc).__name__}: {exc}")
             self.abort()
 
     def eof_received(self) -> bool | None:
+        self.closed = True  # never handed out again, even before connection_lost runs
         return None  # close the transport; connection_lost decides what the EOF meant
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -222,11 +240,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------
 
-    # No on_message_begin (one callback less per response): a head is reset by begin() and
-    # after an interim 1xx, the only two ways a new response head can start.
+    # A head is reset by begin() and after an interim 1xx, the only two ways a new response
+    # head can start; on_message_begin only refuses a message after the complete response.
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # never merged into the answer being relayed, never relayed
+            raise httptools.HttpParserError("bytes after the complete response")
 
     def _reset_head(self) -> None:
         self.reason = b""
+        self._in_head = True
         self._head_size = 0
         self.headers = []
         self.lines = []
@@ -236,11 +259,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
+        self._head_size += len(reason)
+        if self._head_size > MAX_HEAD_BYTES:
+            raise httptools.HttpParserError("response head too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
         if self._head_size > MAX_HEAD_BYTES:
             raise httptools.HttpParserError("response head too large")
+        if not self._in_head:
+            return  # a trailer field: counted, never relayed (the head may be out already)
         self.headers.append((name, value))
         lower = name.lower()
         if lower in _DROPPED:
@@ -261,10 +289,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.content_encoding = value
 
     def on_headers_complete(self) -> None:
+        self._progress = True
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # interim (103 Early Hints ...): not forwarded, keep waiting
             self._interim = True
             return
+        self._in_head = False
         self._interim = False
         self._deadline = None
         self.status = status
@@ -287,10 +317,12 @@ class UpstreamConnection(asyncio.Protocol):
             head.set_result(None)
 
     def on_body(self, data: bytes) -> None:
+        self._progress = True
         if self.body is not None and not self._head_only:
             self.body.feed(data)
 
     def on_message_complete(self) -> None:
+        self._progress = True
         if self._interim:
             self._interim = False
             self._reset_head()  # the final response's head follows
