@@ -4,6 +4,8 @@ Same routes and behaviour as the aiohttp app (:mod:`capture_proxy.app`), served 
 :mod:`capture_proxy.server` and forwarded by :mod:`capture_proxy.relay` over raw pooled
 connections (:mod:`capture_proxy.upstream`). :meth:`FastProxy.start` opens the pools and the
 capture sink; :meth:`FastProxy.close` drains and seals the sink and closes the pools.
+What both engines share (routing, limits, the proxy's own answers) is in
+:mod:`capture_proxy.proxy_common`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,14 @@ from typing import TYPE_CHECKING
 import orjson
 
 from capture_proxy.health import HEALTH_PATH, METRICS_PATH, health_document, metrics_text
-from capture_proxy.http1 import head_bytes, json_response, routing_path
+from capture_proxy.http1 import head_bytes, json_response
 from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.proxy_common import (
+    ANALYZER_POOL,
+    client_limits,
+    refusal_body,
+    route,
+)
 from capture_proxy.relay import Relay
 from capture_proxy.server import ClientConnection, Request
 from capture_proxy.tee import CaptureHooks, eligible, start_capture
@@ -27,8 +35,6 @@ if TYPE_CHECKING:
     from capture_proxy.sink import CaptureSink
 
 __all__ = ["FastProxy"]
-
-_ANALYZER_POOL = 16
 
 
 class FastProxy:
@@ -51,6 +57,7 @@ class FastProxy:
         self._pools: list[UpstreamPool] = []
         self._upstream: Relay | None = None
         self._analyzer: Relay | None = None
+        self.limits = client_limits(config)
 
     async def start(self) -> None:
         proxy = self.config.proxy
@@ -59,7 +66,7 @@ class FastProxy:
         )
         analyzer = UpstreamPool(
             self.config.analyzer_url,
-            limit=_ANALYZER_POOL,
+            limit=ANALYZER_POOL,
             connect_timeout_s=proxy.connect_timeout_s,
         )
         self._pools = [upstream, analyzer]
@@ -87,17 +94,28 @@ class FastProxy:
 
     async def handle(self, req: Request, conn: ClientConnection) -> bool:
         """Route one request (see :mod:`capture_proxy.app` for the table)."""
-        path = routing_path(req.target)
+        where, path = route(req.target)
         assert self._upstream is not None and self._analyzer is not None, "not started"
-        if path.startswith("/monitor") and (len(path) == 8 or path[8] == "/"):
-            if path.startswith("/monitor/proxy/"):
-                return await self._local(req, conn, path)
+        if conn.overflow:
+            if where == "local":  # health and metrics stay observable over the cap
+                return await self._local(req, conn, path, close=True)
+            self.metrics.refused["503"].inc()
+            self.metrics.request(503)
+            body = refusal_body(self.limits.max_client_connections)
+            extra = ((b"Retry-After", b"1"),)
+            conn.write(json_response(503, b"Service Unavailable", body, close=True, extra=extra))
+            return False
+        if where == "local":
+            return await self._local(req, conn, path)
+        if where == "analyzer":
             return await self._analyzer.forward(req, conn)
         capture = eligible(self._capture, req.method, path)
         return await self._upstream.forward(req, conn, capture)
 
-    async def _local(self, req: Request, conn: ClientConnection, path: str) -> bool:
-        keep = req.keep_alive and req.body.done
+    async def _local(
+        self, req: Request, conn: ClientConnection, path: str, *, close: bool = False
+    ) -> bool:
+        keep = req.keep_alive and req.body.done and not close
         if req.method not in (b"GET", b"HEAD"):
             conn.write(_json(405, b"Method Not Allowed", {"error": "use GET"}, keep))
             return keep

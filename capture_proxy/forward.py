@@ -22,10 +22,17 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.proxy_common import (
+    HOP_BY_HOP,
+    WHOLE_BODY_BYTES,
+    bad_request_body,
+    error_body,
+)
 from capture_proxy.tee import (
     CUSTOM_ATTRIBUTES_HEADER,
     EVENT_ID_HEADER,
@@ -37,6 +44,7 @@ from capture_proxy.tee import (
 
 __all__ = [
     "HOP_BY_HOP",
+    "UPSTREAM_SERVER",
     "Forwarder",
     "error_response",
     "new_session",
@@ -44,27 +52,14 @@ __all__ = [
 
 log = logging.getLogger("modelmon.proxy.forward")
 
-# RFC 9110 §7.6.1 connection-specific fields, plus the obsolete Proxy-Connection. They describe
-# one hop and are never forwarded; neither are the fields a Connection header names.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
+# Set on a relayed response whose upstream sent a Server field (any other loses aiohttp's own).
+UPSTREAM_SERVER = web.ResponseKey("modelmon_upstream_server", bool)
 # Expect: 100-continue was already answered by our own server; the upstream sees a plain request.
 _REQUEST_ONLY_DROP = frozenset({"expect"})
 
 # Bodies up to this size with a Content-Length are read at once (cheaper than a streamed
 # payload); anything larger or of unknown size streams chunk by chunk.
-_SMALL_BODY = 256 * 1024
+_SMALL_BODY = WHOLE_BODY_BYTES
 
 
 def new_session(limit: int, connect_timeout_s: float) -> aiohttp.ClientSession:
@@ -84,11 +79,11 @@ def new_session(limit: int, connect_timeout_s: float) -> aiohttp.ClientSession:
 
 
 def error_response(status: int, error: str, target: str, detail: str) -> web.Response:
-    """The proxy's own short JSON error answer (502, 504)."""
-    return web.json_response(
-        {"error": error, "upstream": target, "detail": detail},
+    """The proxy's own short JSON error answer (502, 504), the fast engine's bytes."""
+    return web.Response(
+        body=error_body(error, target, detail),
         status=status,
-        headers={"Cache-Control": "no-store"},
+        headers={"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"},
     )
 
 
@@ -109,7 +104,7 @@ def _request_headers(request: web.Request) -> CIMultiDict[str]:
             continue
         out.add(name, value)
     peer = request.remote or ""
-    previous = src.get("X-Forwarded-For")
+    previous = ", ".join(src.getall("X-Forwarded-For", ()))
     out["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
     if "X-Forwarded-Proto" not in out:
         out["X-Forwarded-Proto"] = request.scheme
@@ -126,6 +121,17 @@ def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
             continue
         out.add(name, value)
     return out
+
+
+def _bad_body(exc: HttpProcessingError) -> web.Response:
+    detail = f"malformed request: {exc.message}"
+    response = web.Response(
+        status=400,
+        body=bad_request_body(detail),
+        headers={"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"},
+    )
+    response.force_close()
+    return response
 
 
 class Forwarder:
@@ -145,6 +151,7 @@ class Forwarder:
         self._timeout = upstream_timeout_s
         self._metrics = metrics
         self._name = name
+        self._active = 0  # exchanges in progress: holding or waiting for a pooled connection
 
     async def forward(
         self, request: web.Request, capture: CaptureHooks | None = None
@@ -182,49 +189,100 @@ class Forwarder:
             data = await request.read()
             if tee_in is not None:
                 tee_in.add(data)
+        bad_body: list[HttpProcessingError] = []  # the client's body broke (a bad chunk ...)
+        self._active += 1
         try:
-            async with asyncio.timeout(self._timeout) as deadline:
-                if request.body_exists and not small:
-                    if tee_in is not None:
-                        tee_in.complete = False  # until the client's body has ended
-                    data = self._stream_body(request, tee_in, deadline)
-                upstream = await self._session.request(
-                    request.method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                    compress=None,
-                )
-        except TimeoutError as exc:  # also aiohttp's connect timeout
-            return self._fail(504, "upstream timeout", exc)
-        except (aiohttp.ClientError, OSError) as exc:
-            return self._fail(502, "upstream unreachable", exc)
-        if capture is not None and not status_eligible(capture, upstream.status):
-            capture = tee_out = event_id = None  # before any of the body is copied
-        return await self._relay(
-            request, upstream, capture, tee_in, tee_out, event_id, inference_id, started, loop_start
-        )
+            try:
+                async with asyncio.timeout(self._timeout) as deadline:
+                    if request.body_exists and not small:
+                        if tee_in is not None:
+                            tee_in.complete = False  # until the client's body has ended
+                        data = self._stream_body(request, tee_in, deadline, bad_body)
+                    upstream = await self._session.request(
+                        request.method,
+                        url,
+                        headers=headers,
+                        data=data,
+                        allow_redirects=False,
+                        compress=None,
+                    )
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                return self._failed(exc, bad_body)
+            if capture is not None and not status_eligible(capture, upstream.status):
+                capture = tee_out = event_id = None  # before any of the body is copied
+            return await self._relay(
+                request,
+                upstream,
+                capture,
+                tee_in,
+                tee_out,
+                event_id,
+                inference_id,
+                started,
+                loop_start,
+            )
+        finally:
+            self._active -= 1
 
     async def _stream_body(
-        self, request: web.Request, tee: Tee | None, deadline: asyncio.Timeout
+        self,
+        request: web.Request,
+        tee: Tee | None,
+        deadline: asyncio.Timeout,
+        bad_body: list[HttpProcessingError],
     ) -> AsyncIterator[bytes]:
         # The header timeout runs from the last byte of the request body sent, so a long upload
         # is not mistaken for a slow upstream.
         loop = asyncio.get_running_loop()
-        async for chunk in request.content.iter_any():
+        try:
+            async for chunk in request.content.iter_any():
+                if tee is not None:
+                    tee.add(chunk)
+                deadline.reschedule(loop.time() + self._timeout)
+                yield chunk
             if tee is not None:
-                tee.add(chunk)
-            deadline.reschedule(loop.time() + self._timeout)
-            yield chunk
-        if tee is not None:
-            tee.complete = True
+                tee.complete = True
+        except HttpProcessingError as exc:
+            # The client's framing broke mid-upload: end the exchange now (the upstream must
+            # not wait for the rest); forward answers 400, as the fast engine does.
+            bad_body.append(exc)
+            deadline.reschedule(loop.time())
+            raise
 
-    def _fail(self, status: int, error: str, exc: BaseException) -> web.Response:
-        kind = "timeout" if status == 504 else "unreachable"
+    def _failed(
+        self, exc: TimeoutError | aiohttp.ClientError | OSError, bad_body: list[HttpProcessingError]
+    ) -> web.Response:
+        """The answer for an exchange that got no response head."""
+        if bad_body:  # the client's fault, not the upstream's
+            return _bad_body(bad_body[0])
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            # aiohttp's connect timeout covers the wait for a pooled connection too: when
+            # every connection was held by another exchange, say so (as the fast engine).
+            limit = self._session.connector.limit if self._session.connector else 0
+            if limit and self._active - 1 >= limit:
+                seconds = self._session.timeout.connect or 0.0
+                detail = (
+                    f"no free connection to the upstream within {seconds:g}s (all {limit} in use)"
+                )
+                return self._fail(504, "upstream timeout", exc, "pool_exhausted", detail)
+        if isinstance(exc, TimeoutError):  # also aiohttp's connect timeout
+            return self._fail(504, "upstream timeout", exc)
+        return self._fail(502, "upstream unreachable", exc)
+
+    def _fail(
+        self,
+        status: int,
+        error: str,
+        exc: BaseException,
+        kind: str | None = None,
+        detail: str | None = None,
+    ) -> web.Response:
+        if kind is None:
+            kind = "timeout" if status == 504 else "unreachable"
         self._metrics.upstream_errors.labels(kind=kind).inc()
         self._metrics.request(status)
-        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if detail is None:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         log.warning("%s %s (%s): %s", self._name, error.split()[-1], self._base, detail)
         return error_response(status, error, self._base, detail)
 
@@ -247,6 +305,8 @@ class Forwarder:
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=headers
         )
+        if "Server" in headers:
+            response[UPSTREAM_SERVER] = True
         try:
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
@@ -254,6 +314,9 @@ class Forwarder:
                     tee_out.add(chunk)
                 await response.write(chunk)
             await response.write_eof()
+            # aiohttp drains only within one body, above 64 KiB: a client that pipelines small
+            # requests and reads nothing would have every answer buffered here.
+            await request.writer.drain()
         except (aiohttp.ClientError, OSError) as exc:
             # Either side broke mid-body. The status line is already out, so the only honest
             # signal left for the client is a cut connection (never a clean, short body).

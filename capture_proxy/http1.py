@@ -14,10 +14,16 @@ Framing policy (RFC 9112), the part that keeps the proxy from being a smuggling 
 from __future__ import annotations
 
 import asyncio
-import posixpath
 from collections import deque
 from collections.abc import Callable
-from urllib.parse import unquote
+
+from capture_proxy.proxy_common import (
+    HOP_BY_HOP_B,
+    MAX_HEAD_BYTES,
+    REQUEST_DROPPED,
+    json_response,
+    routing_path,
+)
 
 __all__ = [
     "HOP_BY_HOP_B",
@@ -32,24 +38,8 @@ __all__ = [
     "routing_path",
 ]
 
-HOP_BY_HOP_B = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 # Re-framed by the proxy (never copied) or already answered by it (Expect: 100-continue).
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"expect"})
-# What a request never carries on as it came: hop-by-hop and framing fields.
-REQUEST_DROPPED = HOP_BY_HOP_B | _FRAMING
-MAX_HEAD_BYTES = 64 * 1024
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
@@ -104,30 +94,6 @@ def chunk(data: bytes) -> bytes:
 
 
 LAST_CHUNK = b"0\r\n\r\n"
-
-
-def json_response(status: int, reason: bytes, body: bytes, *, close: bool) -> bytes:
-    """A complete small response the proxy answers itself."""
-    headers = [
-        (b"Content-Type", b"application/json; charset=utf-8"),
-        (b"Content-Length", str(len(body)).encode()),
-        (b"Cache-Control", b"no-store"),
-    ]
-    if close:
-        headers.append((b"Connection", b"close"))
-    return head_bytes(b"HTTP/1.1 %d %s" % (status, reason), headers) + body
-
-
-def routing_path(target: bytes) -> str:
-    """The path a route is chosen by: query cut, percent-decoded, dot segments removed."""
-    path = target.split(b"?", 1)[0]
-    if b"%" not in path and b"/." not in path and b"//" not in path:
-        return path.decode("latin-1")
-    text = unquote(path.decode("latin-1"))
-    normal = posixpath.normpath(text)
-    if normal.startswith("//"):
-        normal = "/" + normal.lstrip("/")
-    return normal + ("/" if text.endswith("/") and normal != "/" else "")
 
 
 class BodyStream:
@@ -196,6 +162,17 @@ class BodyStream:
         if self._paused:
             self._resume_if_paused()
         return data
+
+    async def wait_done(self) -> None:
+        """Until the whole body is in (then :meth:`take_all` has it); raises as :meth:`read`."""
+        while not self.done:
+            if self._error is not None:
+                raise self._error
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     async def read(self) -> bytes:
         """The next chunk; ``b""`` at the end; raises what the producer failed with."""

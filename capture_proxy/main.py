@@ -27,10 +27,11 @@ from types import FrameType
 
 from aiohttp import web
 
-from capture_proxy.app import build_app
+from capture_proxy.aio_guard import ProxySite
+from capture_proxy.app import PROXY_KEY, build_app
 from capture_proxy.engine import FastProxy
+from capture_proxy.fast_server import FastServer
 from capture_proxy.metrics import ProxyMetrics
-from capture_proxy.server import FastServer
 from modelmon.config import ModelmonConfig, parse_listen
 
 __all__ = ["bind_socket", "make_runner", "run_proxy", "serve"]
@@ -56,7 +57,9 @@ def make_runner(app: web.Application) -> web.AppRunner:
 def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     """A bound (not yet listening) TCP socket for ``host:port``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, so that accepted sockets carry it and asyncio sets TCP_NODELAY on them
+    # (it checks ``sock.proto``): without it a second small write waits for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -72,10 +75,11 @@ def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
 async def serve(config: ModelmonConfig, sock: socket.socket, worker_id: int = 0) -> None:
     """Serve on ``sock`` until SIGTERM/SIGINT, then drain and seal."""
     if config.proxy.engine == "aiohttp":
-        runner = make_runner(build_app(config, worker_id=worker_id))
+        app = build_app(config, worker_id=worker_id)
+        runner = make_runner(app)
         await runner.setup()
         try:
-            await web.SockSite(runner, sock, backlog=1024).start()
+            await ProxySite(runner, sock, app[PROXY_KEY].guards, backlog=1024).start()
             await _until_signal(config, sock, worker_id)
         finally:
             await runner.cleanup()
@@ -83,7 +87,7 @@ async def serve(config: ModelmonConfig, sock: socket.socket, worker_id: int = 0)
         proxy = FastProxy(config, ProxyMetrics(), worker_id=worker_id)
         await proxy.start()
         try:
-            server = FastServer(proxy.handle)
+            server = FastServer(proxy.handle, limits=proxy.limits, metrics=proxy.metrics)
             await server.start(sock, backlog=1024)
             await _until_signal(config, sock, worker_id)
             await server.shutdown(_SHUTDOWN_S)

@@ -82,9 +82,27 @@ class ProxyMetrics:
         )
         self.upstream_errors = Counter(
             "modelmon_proxy_upstream_errors",
-            "Requests answered by the proxy itself (502, 504) or cut by the client",
+            "Requests answered by the proxy itself (502, 504: unreachable, timeout, "
+            "pool_exhausted) or cut (upstream_broken, client_gone)",
             ["kind"],
             registry=r,
+        )
+        self.client_timeouts = Counter(
+            "modelmon_proxy_client_timeouts",
+            "Client connections closed for slowness: head (header_timeout_s), body "
+            "(body_idle_timeout_s), idle (keepalive_timeout_s)",
+            ["phase"],
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            "modelmon_proxy_connections_refused",
+            "Client connections over proxy.max_client_connections: answered 503, or closed "
+            "at once when the refusal slots are full too",
+            ["answer"],
+            registry=r,
+        )
+        self.client_connections = Gauge(
+            "modelmon_proxy_client_connections", "Open client connections", registry=r
         )
         self.bytes_written = Counter(
             "modelmon_capture_bytes_written", "Bytes written to capture files", registry=r
@@ -100,6 +118,12 @@ class ProxyMetrics:
             "Bodies stored as a mask because they could not be parsed for redaction",
             registry=r,
         )
+        self.timeouts = {
+            phase: self.client_timeouts.labels(phase=phase) for phase in ("head", "body", "idle")
+        }
+        self.refused = {
+            answer: self.connections_refused.labels(answer=answer) for answer in ("503", "closed")
+        }
         self._drop = {reason: self.dropped.labels(reason=reason) for reason in DROP_REASONS}
         self._filtered = {r: self.filtered.labels(reason=r) for r in FILTER_REASONS}
         self.drop_counts: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)

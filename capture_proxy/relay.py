@@ -13,8 +13,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import orjson
-
 from capture_proxy.http1 import (
     HOP_BY_HOP_B,
     LAST_CHUNK,
@@ -23,6 +21,7 @@ from capture_proxy.http1 import (
     json_response,
 )
 from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.proxy_common import WHOLE_BODY_BYTES, error_body, origin_form
 from capture_proxy.server import ClientConnection, Request
 from capture_proxy.tee import (
     CUSTOM_ATTRIBUTES_HEADER,
@@ -35,6 +34,7 @@ from capture_proxy.tee import (
 from capture_proxy.upstream import (
     UpstreamBroken,
     UpstreamConnection,
+    UpstreamError,
     UpstreamPool,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -49,19 +49,10 @@ _CUSTOM = CUSTOM_ATTRIBUTES_HEADER.lower().encode()
 _NO_BODY_STATUS = frozenset({204, 304})
 _ALWAYS_WATCHED = frozenset({b"host", b"content-type", b"content-encoding", _CUSTOM})
 _CRLF = b"\r\n"
-
-
-def _origin_form(target: bytes) -> bytes | None:
-    if target.startswith(b"/") or target == b"*":
-        return target
-    scheme, sep, rest = target.partition(b"://")
-    if sep and scheme.lower() in (b"http", b"https"):
-        slash = rest.find(b"/")
-        query = rest.find(b"?")
-        if slash < 0 or (0 <= query < slash):
-            return b"/" + rest[query:] if query >= 0 else b"/"
-        return rest[slash:]
-    return None
+_WHOLE = WHOLE_BODY_BYTES
+# RFC 9110 §9.2.2: only these may be sent again automatically when a connection fails before
+# the answer (the upstream may have acted on a POST it never answered).
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 class Relay:
@@ -96,7 +87,7 @@ class Relay:
         """Forward ``req``, answer on ``conn``; True when the connection may be kept."""
         started = self._clock()
         t0 = time.perf_counter()
-        target = _origin_form(req.target)
+        target = origin_form(req.target)
         if target is None:
             conn.write(_error(400, b"Bad Request", "bad request", "bad request target", "", True))
             return False
@@ -143,6 +134,14 @@ class Relay:
                 capture.metrics.sampled_out.inc()
                 capture = None
 
+        length = req.content_length
+        if length is not None and length <= _WHOLE and not req.body.done:
+            # A small body is read whole before a pooled connection is taken, so that a slow
+            # upload holds none (the client's body_idle_timeout_s bounds the wait).
+            try:
+                await req.body.wait_done()
+            except ConnectionError:
+                return False  # the client is gone, or its body broke (already answered)
         body = req.body.take_all() if req.has_body else b""
         if body is not None:
             if req.has_body or req.content_length == 0:
@@ -179,13 +178,20 @@ class Relay:
                     await head_done
                     break
                 except UpstreamUnreachable as exc:
-                    # A reused keep-alive connection the upstream closed while idle: the request
-                    # never reached it, and the body is in hand, so one retry is safe.
-                    if attempt == 1 and up is not None and up.reused and not up.received_any:
-                        if body is not None:
-                            self._pool.release(up, reusable=False)
-                            up = None
-                            continue
+                    # A reused keep-alive connection that closed before any answer: most likely
+                    # the upstream closed it while idle, but it may have read the request and
+                    # failed. Only an idempotent request with its body in hand goes again.
+                    if (
+                        attempt == 1
+                        and up is not None
+                        and up.reused
+                        and not up.received_any
+                        and body is not None
+                        and req.method in _IDEMPOTENT
+                    ):
+                        self._pool.release(up, reusable=False)
+                        up = None
+                        continue
                     await self._abandon(up, sender)
                     return self._fail(conn, req, 502, "upstream unreachable", exc)
                 except UpstreamTimeout as exc:
@@ -310,6 +316,13 @@ class Relay:
             if chunked_out:
                 whole = (chunk(whole) if whole else b"") + LAST_CHUNK
             conn.write(_CRLF.join(lines) + whole)
+            if conn.write_paused:  # a client that reads slowly, or pipelines and reads nothing
+                try:
+                    await conn.drain()
+                except ConnectionError as exc:
+                    self._metrics.upstream_errors.labels(kind="client_gone").inc()
+                    conn.abort()
+                    raise _Cut from exc
             return keep
         conn.write(_CRLF.join(lines))
         try:
@@ -334,9 +347,9 @@ class Relay:
         return keep
 
     def _fail(
-        self, conn: ClientConnection, req: Request, status: int, error: str, exc: Exception
+        self, conn: ClientConnection, req: Request, status: int, error: str, exc: UpstreamError
     ) -> bool:
-        kind = "timeout" if status == 504 else "unreachable"
+        kind = exc.kind  # unreachable, timeout, pool_exhausted
         self._metrics.upstream_errors.labels(kind=kind).inc()
         self._metrics.request(status)
         log.warning("%s %s (%s): %s", self._name, error.split()[-1], self._pool.url, exc)
@@ -355,5 +368,4 @@ def _text(value: bytes | None) -> str | None:
 
 
 def _error(status: int, reason: bytes, error: str, detail: str, target: str, close: bool) -> bytes:
-    body = orjson.dumps({"error": error, "upstream": target, "detail": detail})
-    return json_response(status, reason, body, close=close)
+    return json_response(status, reason, error_body(error, target, detail), close=close)

@@ -1,12 +1,17 @@
 """The fast engine's client side: a bounded keep-alive pool of raw HTTP/1.1 connections.
 
 One :class:`UpstreamConnection` carries one exchange at a time; its response is parsed by
-llhttp (``httptools``) into a status, the header list and a :class:`BodyStream`. Failures are
+llhttp (``httptools``) into a status, the header list and a :class:`BodyStream`. Anything the
+upstream sends after the complete response (a second response in the same segment, stray
+bytes) is a protocol error: the connection is closed and those bytes are never relayed; so is
+a head over ``MAX_HEAD_BYTES`` and a ``101`` nobody asked for. Trailer fields are dropped.
+Failures are
 typed for the one place that turns them into answers (:mod:`capture_proxy.relay`)::
 
     UpstreamError
     ├── UpstreamUnreachable   connect refused/reset, closed before the response head  -> 502
     ├── UpstreamTimeout       no connection or no response head in time                -> 504
+    │   └── PoolExhausted     every pooled connection busy for connect_timeout_s       -> 504
     └── UpstreamBroken        the response broke after its head (cut the client)
 """
 
@@ -23,6 +28,7 @@ import httptools
 from capture_proxy.http1 import HOP_BY_HOP_B, MAX_HEAD_BYTES, BodyStream, connection_tokens
 
 __all__ = [
+    "PoolExhausted",
     "UpstreamBroken",
     "UpstreamConnection",
     "UpstreamError",
@@ -36,19 +42,33 @@ _DROPPED = HOP_BY_HOP_B | {b"expect"}
 
 
 class UpstreamError(Exception):
-    """Base of the upstream failures."""
+    """Base of the upstream failures; ``kind`` labels modelmon_proxy_upstream_errors_total."""
+
+    kind = "error"
 
 
 class UpstreamUnreachable(UpstreamError):
     """No usable connection, or it closed before the response head."""
 
+    kind = "unreachable"
+
 
 class UpstreamTimeout(UpstreamError):
     """No connection or no response head within the configured time."""
 
+    kind = "timeout"
+
+
+class PoolExhausted(UpstreamTimeout):
+    """Every connection of the pool stayed busy for the whole ``connect_timeout_s``."""
+
+    kind = "pool_exhausted"
+
 
 class UpstreamBroken(UpstreamError):
     """The response broke after its head was received."""
+
+    kind = "upstream_broken"
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -67,7 +87,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._deadline: float | None = None
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
-        self._head_size = 0
+        self._head_size = 0  # exact: reason phrase and header fields of this response
+        self._stalled = 0  # bytes of consecutive reads that completed nothing
+        self._progress = False
+        self._in_head = False
         self._interim = False
         self._head_only = False
         self.status = 0
@@ -98,6 +121,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.busy = True
         self._head_only = head_only
         self.status = 0
+        self._stalled = 0
         self._reset_head()
         self.body = None
         self.keep_alive = False
@@ -161,13 +185,23 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         self.received_any = True
+        self._progress = False
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(f"bad response from upstream: {exc}")
+            # As on the server side: a field that never ends is buffered by httptools without
+            # a callback; bound it by the reads that completed nothing (never body bytes).
+            if self._progress:
+                self._stalled = 0
+            else:
+                self._stalled += len(data)
+                if self._stalled > MAX_HEAD_BYTES:
+                    raise httptools.HttpParserError("response head too large")
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._fail(f"bad response from upstream: {type(exc).__name__}: {exc}")
             self.abort()
 
     def eof_received(self) -> bool | None:
+        self.closed = True  # never handed out again, even before connection_lost runs
         return None  # close the transport; connection_lost decides what the EOF meant
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -206,11 +240,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------
 
-    # No on_message_begin (one callback less per response): a head is reset by begin() and
-    # after an interim 1xx, the only two ways a new response head can start.
+    # A head is reset by begin() and after an interim 1xx, the only two ways a new response
+    # head can start; on_message_begin only refuses a message after the complete response.
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # never merged into the answer being relayed, never relayed
+            raise httptools.HttpParserError("bytes after the complete response")
 
     def _reset_head(self) -> None:
         self.reason = b""
+        self._in_head = True
         self._head_size = 0
         self.headers = []
         self.lines = []
@@ -220,11 +259,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
+        self._head_size += len(reason)
+        if self._head_size > MAX_HEAD_BYTES:
+            raise httptools.HttpParserError("response head too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
         if self._head_size > MAX_HEAD_BYTES:
             raise httptools.HttpParserError("response head too large")
+        if not self._in_head:
+            return  # a trailer field: counted, never relayed (the head may be out already)
         self.headers.append((name, value))
         lower = name.lower()
         if lower in _DROPPED:
@@ -245,10 +289,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.content_encoding = value
 
     def on_headers_complete(self) -> None:
+        self._progress = True
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # interim (103 Early Hints ...): not forwarded, keep waiting
             self._interim = True
             return
+        self._in_head = False
         self._interim = False
         self._deadline = None
         self.status = status
@@ -271,10 +317,12 @@ class UpstreamConnection(asyncio.Protocol):
             head.set_result(None)
 
     def on_body(self, data: bytes) -> None:
+        self._progress = True
         if self.body is not None and not self._head_only:
             self.body.feed(data)
 
     def on_message_complete(self) -> None:
+        self._progress = True
         if self._interim:
             self._interim = False
             self._reset_head()  # the final response's head follows
@@ -303,6 +351,12 @@ class UpstreamPool:
         self._opening = 0
 
     async def acquire(self) -> UpstreamConnection:
+        """A connection: idle, new, or the next one freed, all within ``connect_timeout_s``.
+
+        Waiting for a free slot counts against the same deadline as connecting: when every
+        connection stays busy that long, :class:`PoolExhausted` (a 504).
+        """
+        deadline = self.loop.time() + self._connect_timeout
         while True:
             while self._idle:
                 conn = self._idle.pop()
@@ -310,23 +364,31 @@ class UpstreamPool:
                     conn.reused = True
                     return conn
             if len(self._all) + self._opening < self._limit:
-                return await self._open()
+                return await self._open(deadline)
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
+                async with asyncio.timeout_at(deadline):
+                    await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
                     self._wake()  # woken, then cancelled: hand the free slot on
                 raise
+            except TimeoutError as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken as the deadline passed: hand the free slot on
+                raise PoolExhausted(
+                    f"no free connection to the upstream within {self._connect_timeout:g}s "
+                    f"(all {self._limit} in use)"
+                ) from exc
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
 
-    async def _open(self) -> UpstreamConnection:
+    async def _open(self, deadline: float) -> UpstreamConnection:
         self._opening += 1
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout_at(deadline):
                 _, conn = await self.loop.create_connection(
                     lambda: UpstreamConnection(self),
                     self.host,

@@ -174,6 +174,15 @@ class ProxyConfig(_Model):
     upstream_timeout_s: Annotated[float, Field(ge=0.01, le=DAY_S)] = 60.0
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     max_connections: Annotated[int, Field(ge=1, le=65_536)] = 256
+    # Slow and idle clients (both engines): a request head must arrive within
+    # header_timeout_s of its first byte, a request body may pause at most body_idle_timeout_s
+    # between bytes (408 and close), a connection with nothing in progress closes after
+    # keepalive_timeout_s; over max_client_connections a new connection gets 503 (health and
+    # metrics are still answered on it). The cap is lowered to fit `ulimit -n` when needed.
+    header_timeout_s: Annotated[float, Field(ge=0.01, le=HOUR_S)] = 10.0
+    body_idle_timeout_s: Annotated[float, Field(ge=0.01, le=HOUR_S)] = 30.0
+    keepalive_timeout_s: Annotated[float, Field(ge=0.01, le=DAY_S)] = 75.0
+    max_client_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 4096
     analyzer_url: str | None = None  # where /monitor/* goes; default: analyzer.listen
     # fast: raw asyncio + llhttp (httptools); aiohttp: web.Application + ClientSession
     engine: Literal["fast", "aiohttp"] = "fast"

@@ -21,11 +21,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from capture_proxy.aio_guard import ProxySite
 from capture_proxy.app import PROXY_KEY, Proxy, build_app
 from capture_proxy.engine import FastProxy
+from capture_proxy.fast_server import FastServer
 from capture_proxy.main import bind_socket, make_runner
 from capture_proxy.metrics import ProxyMetrics
-from capture_proxy.server import FastServer
 from modelmon.config import ModelmonConfig, parse_config
 
 CHUNK = 64 * 1024
@@ -221,12 +222,16 @@ async def start_proxy(
         handle: RunningProxy
         if engine == "aiohttp":
             app = build_app(config, metrics=metrics)
-            runner, url = await start_app(app)
+            runner = make_runner(app)
+            await runner.setup()
+            sock = bind_socket("127.0.0.1", 0, reuse_port=False)
+            await ProxySite(runner, sock, app[PROXY_KEY].guards).start()
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}"
             handle = RunningProxy(url, config, metrics, app[PROXY_KEY], runner.cleanup)
         else:
             fast = FastProxy(config, metrics)
             await fast.start()
-            server = FastServer(fast.handle)
+            server = FastServer(fast.handle, limits=fast.limits, metrics=metrics)
             sock = bind_socket("127.0.0.1", 0, reuse_port=False)
             await server.start(sock)
             url = f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -277,13 +277,14 @@ async def test_upstream_closing_idle_keepalive_connections_costs_no_request(
     start_proxy: StartProxy, raw_upstream: Callable[..., Any]
 ) -> None:
     """The upstream closes after every answer without saying so: the proxy's next request on
-    that pooled connection finds it dead and must go again on a fresh one."""
+    that pooled connection finds it dead and must go again on a fresh one (an idempotent
+    request: a POST is never sent twice, see test_wire_hazards)."""
     url = await raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", True)
     proxy = await start_proxy(proxy={"upstream": url, "engine": "fast"})
     raw = await Raw.open(proxy.url)
     try:
         for _ in range(20):
-            await raw.send(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz")
+            await raw.send(b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz")
             status, _, body = await raw.response()
             assert (status, body) == (200, b"ok")
     finally:

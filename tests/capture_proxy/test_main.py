@@ -15,6 +15,7 @@ import aiohttp
 import psutil
 import yaml
 
+from capture_proxy.main import bind_socket
 from modelmon.capture_record import parse_record_line
 from tests.capture_proxy.conftest import Upstream
 
@@ -186,3 +187,31 @@ def test_cli_busy_port_exits_1_saying_what_to_change(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "change proxy.listen" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_accepted_connections_send_small_writes_at_once() -> None:
+    """TCP_NODELAY on every accepted socket (asyncio sets it only when the listening socket
+    names IPPROTO_TCP): otherwise a second small answer on a connection, a pipelined one or
+    an event of a stream, waits for the client's delayed ACK (40 ms on Linux)."""
+    loop = asyncio.get_running_loop()
+    sock = bind_socket("127.0.0.1", 0, reuse_port=False)
+    accepted: asyncio.Future[asyncio.BaseTransport] = loop.create_future()
+
+    class Accept(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            accepted.set_result(transport)
+
+    server = await loop.create_server(Accept, sock=sock)
+    try:
+        _, writer = await asyncio.open_connection(*sock.getsockname())
+        transport = await asyncio.wait_for(accepted, 10)
+        nodelay = transport.get_extra_info("socket").getsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY
+        )
+        transport.close()
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert nodelay
