@@ -29,12 +29,12 @@ from sqlite_utils import Database
 
 from analyzer.capture_files import read_lines, sealed_files
 from analyzer.codecs import PayloadDecoder
-from analyzer.profile import DatasetProfile
-from analyzer.store import Store, add_counters
+from analyzer.profile import DatasetProfile, ProfileError
+from analyzer.store import Store, add_counters, quarantine_bucket
 from modelmon.capture_record import parse_inference_time
 from modelmon.config import ModelmonConfig
 
-__all__ = ["IngestStats", "Ingestor", "bucket_records", "merge_buckets"]
+__all__ = ["IngestStats", "Ingestor", "bucket_records", "merge_buckets", "read_buckets"]
 
 log = logging.getLogger("modelmon.analyzer.ingest")
 
@@ -249,9 +249,13 @@ class Ingestor:
             ).fetchone()
             n = profile.item_count
             if old is not None:
-                merged = DatasetProfile.from_bytes(old[0])
-                merged.merge(profile)
-                profile, n = merged, int(old[1]) + profile.item_count
+                try:
+                    merged = DatasetProfile.from_bytes(old[0])
+                except ProfileError as exc:  # never merged into: moved aside, start afresh
+                    quarantine_bucket(db, start, str(exc), now)
+                else:
+                    merged.merge(profile)
+                    profile, n = merged, int(old[1]) + profile.item_count
             db.execute(
                 "INSERT OR REPLACE INTO buckets(start, width, profile, records, updated_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -275,16 +279,50 @@ class Ingestor:
         return True
 
 
-def merge_buckets(conn: sqlite3.Connection, start: float, end: float) -> DatasetProfile | None:
-    """The merge of every stored bucket whose start is in ``[start, end)`` (None: no data)."""
+def merge_buckets(
+    conn: sqlite3.Connection,
+    start: float,
+    end: float,
+    unreadable: list[tuple[int, str]] | None = None,
+) -> DatasetProfile | None:
+    """The merge of every stored bucket whose start is in ``[start, end)`` (None: no data).
+
+    A bucket whose profile cannot be read is left out and, when ``unreadable`` is given,
+    listed there as ``(start, error)`` for the caller to quarantine (:func:`read_buckets`).
+    """
     merged: DatasetProfile | None = None
     cursor = conn.execute(
-        "SELECT profile FROM buckets WHERE start >= ? AND start < ? ORDER BY start", [start, end]
+        "SELECT start, profile FROM buckets WHERE start >= ? AND start < ? ORDER BY start",
+        [start, end],
     )
-    for (blob,) in cursor:
-        profile = DatasetProfile.from_bytes(blob)
+    for bucket, blob in cursor:
+        try:
+            profile = DatasetProfile.from_bytes(blob)
+        except ProfileError as exc:
+            log.warning("bucket %d: unreadable profile left out (%s)", bucket, exc)
+            if unreadable is not None:
+                unreadable.append((int(bucket), str(exc)))
+            continue
         if merged is None:
             merged = profile
         else:
             merged.merge(profile)
+    return merged
+
+
+def read_buckets(
+    store: Store, start: float, end: float, clock: Callable[[], float] = time.time
+) -> DatasetProfile | None:
+    """:func:`merge_buckets` on a read connection, then quarantine what could not be read
+    (blocking; from a thread). A broken stored profile never stops a run."""
+    unreadable: list[tuple[int, str]] = []
+    merged = store.read(lambda c: merge_buckets(c, start, end, unreadable))
+    if unreadable:
+        now = clock()
+
+        def move(db: Database) -> None:
+            for bucket, error in unreadable:
+                quarantine_bucket(db, bucket, error, now)
+
+        store.write(move)
     return merged

@@ -24,7 +24,7 @@ from sqlite_utils import Database
 from analyzer.checks import check_options, run_checks
 from analyzer.evaluate import WindowVerdict, iso, monitor_doc, verdict, worst
 from analyzer.hourly import HourlyReporter
-from analyzer.ingest import Ingestor, IngestStats, merge_buckets
+from analyzer.ingest import Ingestor, IngestStats, read_buckets
 from analyzer.profile import DatasetProfile
 from analyzer.statistics_format import (
     BaselineStatistics,
@@ -159,7 +159,7 @@ class Monitor:
 
     def window_profile(self, now: float) -> DatasetProfile | None:
         start, end = self.window(now)
-        return self.store.read(lambda c: merge_buckets(c, start, end))
+        return read_buckets(self.store, start, end, self.clock)
 
     def _evaluate(self, now: float) -> dict[str, Any]:
         start, end = self.window(now)

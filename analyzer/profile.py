@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from analyzer.codecs import DecodedBatch
-from analyzer.feature_profile import FeatureProfile
+from analyzer.feature_profile import FeatureProfile, ProfileError
 from analyzer.sketches import DEFAULT_KLL_K
 from analyzer.value_types import FRACTIONAL, INTEGRAL, STRING, UNKNOWN, PreSplit
 
@@ -40,6 +40,7 @@ __all__ = [
     "UNKNOWN",
     "DatasetProfile",
     "FeatureProfile",
+    "ProfileError",
     "profile_rows",
 ]
 
@@ -165,21 +166,40 @@ class DatasetProfile:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DatasetProfile:
+        """Read :meth:`to_bytes`; :class:`ProfileError` when the bytes are not a valid profile."""
         if data[:4] != _DATASET_MAGIC:
-            raise ValueError("not a serialized DatasetProfile")
-        (size,) = struct.unpack_from("<I", data, 4)
-        head = orjson.loads(data[8 : 8 + size])
-        profile = cls(head["k"])
-        profile.column_counts = Counter({int(k): v for k, v in head["column_counts"].items()})
-        offset = 8 + size
-        sizes = iter(head["sizes"])
-        for group, side in zip((profile._inputs, profile._outputs), head["sides"], strict=True):
-            group.rows = side["rows"]
-            for _ in range(side["n"]):
-                blob_size = next(sizes)
-                feature = FeatureProfile.from_bytes(data[offset : offset + blob_size])
-                group.features[feature.name] = feature
-                offset += blob_size
+            raise ProfileError("not a serialized DatasetProfile")
+        try:
+            (size,) = struct.unpack_from("<I", data, 4)
+            head = orjson.loads(data[8 : 8 + size])
+            profile = cls(head["k"])
+            profile.column_counts = Counter(
+                {int(k): int(v) for k, v in head["column_counts"].items()}
+            )
+            offset = 8 + size
+            sizes = iter(head["sizes"])
+            sides = zip((profile._inputs, profile._outputs), head["sides"], strict=True)
+            for group, side in sides:
+                group.rows = int(side["rows"])
+                for _ in range(side["n"]):
+                    blob_size = next(sizes)
+                    feature = FeatureProfile.from_bytes(data[offset : offset + blob_size])
+                    group.features[feature.name] = feature
+                    offset += blob_size
+        except ProfileError:
+            raise
+        except (
+            struct.error,
+            orjson.JSONDecodeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            StopIteration,
+        ) as exc:
+            raise ProfileError(f"a corrupt DatasetProfile: {exc!r}") from exc
+        if offset != len(data):
+            raise ProfileError("a serialized DatasetProfile of the wrong length")
         return profile
 
 
