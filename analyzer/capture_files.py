@@ -2,29 +2,48 @@
 
 Layout: ``{root}/{endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl`` (or ``.jsonl.gz``). Only sealed
 files are listed: never ``*.part`` (being written), hidden files or other temporary names.
+
+Reading is streamed in bounded reads, so memory stays bounded whatever a file holds: a line
+longer than ``max_line_bytes`` (not counting its ``\n``) is never held whole; it is skipped as
+it streams past and reported as a :class:`TooLarge` piece with its length, so that offsets stay
+exact and the caller can count it.
 """
 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
 __all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
     "SEALED_SUFFIXES",
+    "TooLarge",
     "block_lines",
     "hour_of",
     "is_sealed",
     "read_blocks",
     "read_line_batches",
     "read_lines",
+    "read_pieces",
     "sealed_files",
 ]
 
 SEALED_SUFFIXES = (".jsonl", ".jsonl.gz")
 _READ_BYTES = 1 << 20
+DEFAULT_MAX_LINE_BYTES = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class TooLarge:
+    """A line longer than the limit, skipped unread: ``size`` bytes (with its ``\\n``)."""
+
+    size: int
+
+
 _HOUR = timedelta(hours=1)
 
 
@@ -100,28 +119,74 @@ def _open(path: Path) -> IO[bytes]:
     return open(path, "rb")
 
 
-def read_blocks(path: Path, offset: int = 0) -> Iterator[bytes]:
-    """The content from byte ``offset`` in blocks of about 1 MiB of whole lines.
+def read_pieces(
+    path: Path, offset: int = 0, max_line_bytes: int | None = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[bytes | TooLarge]:
+    """The content from byte ``offset``: blocks of whole lines (about 1 MiB) and, in their
+    place, a :class:`TooLarge` for each line longer than ``max_line_bytes`` (None: no limit).
 
-    Every block but the last ends with ``\\n``; the last may hold a line without one.
+    Every block but the last ends with ``\\n``; the last may hold a line without one. The sizes
+    of the pieces add up to the bytes read. Reads are at most ``max_line_bytes`` long, so a
+    line inside one read is within the limit; only a line carried over between reads is
+    measured, and it is dropped as soon as it passes the limit: memory stays below about twice
+    the limit plus one read.
     """
+    limit = max_line_bytes
+    read_size = _READ_BYTES if limit is None else max(1, min(_READ_BYTES, limit))
     with _open(Path(path)) as handle:
         if offset:
             handle.seek(offset)
         rest = b""
+        skipping: int | None = None  # bytes of a too-large line skipped so far
         while True:
-            block = handle.read(_READ_BYTES)
-            if not block:
+            data = handle.read(read_size)
+            if not data:
                 break
-            block = rest + block
+            if skipping is not None:
+                newline = data.find(b"\n")
+                if newline < 0:
+                    skipping += len(data)
+                    continue
+                yield TooLarge(skipping + newline + 1)
+                skipping = None
+                data = data[newline + 1 :]
+                if not data:
+                    continue
+            block = rest + data if rest else data
+            rest = b""
+            if limit is not None:
+                first = block.find(b"\n")
+                if first > limit:  # the line carried over from earlier reads is too long
+                    yield TooLarge(first + 1)
+                    block = block[first + 1 :]
             cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                rest = block
-                continue
+            if cut:
+                yield block[:cut]
             rest = block[cut:]
-            yield block[:cut]
-        if rest:
+            if limit is not None and len(rest) > limit:
+                skipping, rest = len(rest), b""
+        if skipping is not None:
+            yield TooLarge(skipping)
+        elif rest:
             yield rest
+
+
+def read_blocks(
+    path: Path,
+    offset: int = 0,
+    max_line_bytes: int | None = None,
+    skipped: Callable[[TooLarge], None] | None = None,
+) -> Iterator[bytes]:
+    """The blocks of :func:`read_pieces`; each too-large line goes to ``skipped`` instead.
+
+    Every block but the last ends with ``\\n``; the last may hold a line without one.
+    """
+    for piece in read_pieces(path, offset, max_line_bytes):
+        if isinstance(piece, TooLarge):
+            if skipped is not None:
+                skipped(piece)
+            continue
+        yield piece
 
 
 def block_lines(block: bytes) -> list[bytes]:

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
-from analyzer.capture_files import read_lines, sealed_files
+from analyzer.capture_files import TooLarge, block_lines, read_pieces, sealed_files
 from analyzer.codecs import PayloadDecoder
 from analyzer.profile import DatasetProfile, ProfileError
 from analyzer.store import Store, add_counters, quarantine_bucket
@@ -82,6 +82,21 @@ def bucket_records(
     return groups, bad
 
 
+@dataclass
+class _Chunk:
+    """Whole lines read from one file, the bytes they span (with skipped lines), and whether
+    the file ends here."""
+
+    lines: list[bytes] = field(default_factory=list)
+    size: int = 0
+    too_large: int = 0
+    end: bool = False
+
+    @property
+    def n_lines(self) -> int:
+        return len(self.lines) + self.too_large
+
+
 class Ingestor:
     """Reads new sealed capture files into the store; :meth:`run_once` is blocking."""
 
@@ -103,6 +118,7 @@ class Ingestor:
         self._decoder = PayloadDecoder(config.analyzer.payload)
         self._chunk_lines = chunk_lines
         self._chunk_bytes = chunk_bytes
+        self._max_line_bytes = config.analyzer.max_line_bytes
         self._clock = clock
 
     def _known(self, first: str = "") -> dict[str, tuple[int, int, bool]]:
@@ -135,29 +151,34 @@ class Ingestor:
             self._ingest_file(path, rel, offset, lines, stats)
         return stats
 
-    def _chunks(self, path: Path, offset: int) -> Iterator[tuple[list[bytes], int, bool]]:
-        """Whole lines from ``offset``: (lines, bytes they span, is this the end of file)."""
-        chunk: list[bytes] = []
-        size = 0
-        for line in read_lines(path, offset):
-            chunk.append(line)
-            size += len(line)
-            if len(chunk) >= self._chunk_lines or size >= self._chunk_bytes:
-                yield chunk, size, False
-                chunk, size = [], 0
-        yield chunk, size, True
+    def _chunks(self, path: Path, offset: int) -> Iterator[_Chunk]:
+        """Whole lines from ``offset`` in chunks; lines over ``max_line_bytes`` are only counted."""
+        chunk = _Chunk()
+        for piece in read_pieces(path, offset, self._max_line_bytes):
+            if isinstance(piece, TooLarge):
+                chunk.too_large += 1
+                chunk.size += piece.size
+                continue
+            for line in block_lines(piece):
+                chunk.lines.append(line)
+                chunk.size += len(line)
+                if len(chunk.lines) >= self._chunk_lines or chunk.size >= self._chunk_bytes:
+                    yield chunk
+                    chunk = _Chunk()
+        chunk.end = True
+        yield chunk
 
     def _ingest_file(
         self, path: Path, rel: str, offset: int, lines: int, stats: IngestStats
     ) -> None:
         try:
-            for chunk, size, end in self._chunks(path, offset):
-                committed = self._commit_chunk(rel, offset, lines, chunk, size, end, stats)
+            for chunk in self._chunks(path, offset):
+                committed = self._commit_chunk(rel, offset, lines, chunk, stats)
                 if not committed:
                     log.warning("%s: offset moved under us (another ingester?); skipped", rel)
                     return
-                offset += size
-                lines += len(chunk)
+                offset += chunk.size
+                lines += chunk.n_lines
         except FileNotFoundError:
             log.warning("%s: removed before it was read (retention?); skipped", rel)
         except (OSError, EOFError) as exc:
@@ -202,27 +223,28 @@ class Ingestor:
         return profiles, records, bad
 
     def _commit_chunk(
-        self,
-        rel: str,
-        offset: int,
-        lines: int,
-        chunk: list[bytes],
-        size: int,
-        end: bool,
-        stats: IngestStats,
+        self, rel: str, offset: int, lines: int, chunk: _Chunk, stats: IngestStats
     ) -> bool:
-        profiles, records, bad = self._profiles(chunk)
-        new_offset, new_lines = offset + size, lines + len(chunk)
+        profiles, records, bad = self._profiles(chunk.lines)
+        if chunk.too_large:
+            bad["too_large"] += chunk.too_large
+            log.warning(
+                "%s: %d line(s) longer than analyzer.max_line_bytes (%d) skipped (too_large)",
+                rel,
+                chunk.too_large,
+                self._max_line_bytes,
+            )
+        new_offset, new_lines = offset + chunk.size, lines + chunk.n_lines
         ok = self._store.write(
             lambda db: self._apply(
-                db, rel, offset, new_offset, new_lines, end, profiles, records, bad
+                db, rel, offset, new_offset, new_lines, chunk.end, profiles, records, bad
             )
         )
         if ok:
             stats.chunks += 1
             stats.records += records
             stats.bad.update(bad)
-            stats.files += int(end)
+            stats.files += int(chunk.end)
             stats.hours.update(start - start % HOUR_S for start in profiles)
         return ok
 

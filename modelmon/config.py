@@ -173,6 +173,8 @@ class AnalyzerConfig(_Model):
     false_alarm_rate: Annotated[float, Field(gt=0, lt=1)] = 0.01
     drift_verdict: Literal["significant", "confident"] = "significant"
     kll_k: Annotated[int, Field(ge=1024, le=65535)] = 2048
+    # Hostile traffic bounds (docs/operations.md, "Hostile traffic").
+    max_line_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 16 << 20
 
     _listen = field_validator("listen")(_check_listen)
 
