@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
+from analyzer.cardinality import FeatureLimit
 from analyzer.evaluate import WindowVerdict, iso
 from analyzer.ingest import HOUR_S, read_buckets
 from analyzer.profile import DatasetProfile
@@ -60,8 +61,10 @@ class HourlyReporter:
         *,
         baseline_constraints: dict[str, Any] | None,
         grace_s: float | None = None,
+        limit: FeatureLimit | None = None,
     ) -> None:
         self._config = config
+        self._limit = limit
         self._store = store
         self._check = check
         self._constraints = baseline_constraints
@@ -83,7 +86,7 @@ class HourlyReporter:
         return [self.report_hour(hour, version, now) for hour, version in self.pending(now)]
 
     def report_hour(self, hour: int, version: int, now: float) -> int:
-        profile = read_buckets(self._store, hour, hour + HOUR_S)
+        profile = read_buckets(self._store, hour, hour + HOUR_S, limit=self._limit)
         result = self._check(profile)
         docs: dict[str, Any] = {}
         if profile is not None:

@@ -28,13 +28,21 @@ import orjson
 from sqlite_utils import Database
 
 from analyzer.capture_files import TooLarge, block_lines, read_pieces, sealed_files
+from analyzer.cardinality import FeatureLimit
 from analyzer.codecs import PayloadDecoder
 from analyzer.profile import DatasetProfile, ProfileError
 from analyzer.store import Store, add_counters, quarantine_bucket
 from modelmon.capture_record import parse_inference_time
 from modelmon.config import ModelmonConfig
 
-__all__ = ["IngestStats", "Ingestor", "bucket_records", "merge_buckets", "read_buckets"]
+__all__ = [
+    "IngestStats",
+    "Ingestor",
+    "bucket_records",
+    "feature_limit",
+    "merge_buckets",
+    "read_buckets",
+]
 
 log = logging.getLogger("modelmon.analyzer.ingest")
 
@@ -52,6 +60,13 @@ class IngestStats:
     records: int = 0
     bad: Counter[str] = field(default_factory=Counter)
     hours: set[int] = field(default_factory=set)
+
+
+def feature_limit(config: ModelmonConfig, keep: Iterable[str] = ()) -> FeatureLimit:
+    """``analyzer.max_features``, always tracking ``keep`` and the configured payload columns."""
+    payload = config.analyzer.payload
+    names = frozenset([*keep, *payload.input.columns, *payload.output.columns])
+    return FeatureLimit(config.analyzer.max_features, names)
 
 
 def bucket_records(
@@ -108,6 +123,7 @@ class Ingestor:
         chunk_lines: int = CHUNK_LINES,
         chunk_bytes: int = CHUNK_BYTES,
         clock: Callable[[], float] = time.time,
+        limit: FeatureLimit | None = None,
     ) -> None:
         self._store = store
         self._root = config.capture.dir
@@ -115,7 +131,8 @@ class Ingestor:
         self._variant = config.endpoint.variant
         self._bucket_s = config.analyzer.bucket_s
         self._kll_k = config.analyzer.kll_k
-        self._decoder = PayloadDecoder(config.analyzer.payload)
+        self._limit = limit if limit is not None else feature_limit(config)
+        self._decoder = PayloadDecoder(config.analyzer.payload, self._limit)
         self._chunk_lines = chunk_lines
         self._chunk_bytes = chunk_bytes
         self._max_line_bytes = config.analyzer.max_line_bytes
@@ -201,7 +218,7 @@ class Ingestor:
         if len(starts) <= 1:
             if not starts:
                 return {}, 0, Counter(batch.bad)
-            profile = DatasetProfile(k=self._kll_k)
+            profile = DatasetProfile(self._kll_k, self._limit)
             profile.update(batch)
             return {starts.pop(): profile}, batch.n_records, Counter(batch.bad)
         groups, bad = bucket_records(chunk, bucket_s)
@@ -218,7 +235,7 @@ class Ingestor:
                 start = int(batch.inference_times[0].timestamp()) // bucket_s * bucket_s
             into = profiles.get(start)
             if into is None:
-                into = profiles[start] = DatasetProfile(k=self._kll_k)
+                into = profiles[start] = DatasetProfile(self._kll_k, self._limit)
             into.update(batch)
         return profiles, records, bad
 
@@ -276,6 +293,7 @@ class Ingestor:
                 except ProfileError as exc:  # never merged into: moved aside, start afresh
                     quarantine_bucket(db, start, str(exc), now)
                 else:
+                    merged.set_limit(self._limit)
                     merged.merge(profile)
                     profile, n = merged, int(old[1]) + profile.item_count
             db.execute(
@@ -306,8 +324,10 @@ def merge_buckets(
     start: float,
     end: float,
     unreadable: list[tuple[int, str]] | None = None,
+    limit: FeatureLimit | None = None,
 ) -> DatasetProfile | None:
-    """The merge of every stored bucket whose start is in ``[start, end)`` (None: no data).
+    """The merge of every stored bucket whose start is in ``[start, end)`` (None: no data),
+    tracking the features ``limit`` allows (the others are tallied as untracked).
 
     A bucket whose profile cannot be read is left out and, when ``unreadable`` is given,
     listed there as ``(start, error)`` for the caller to quarantine (:func:`read_buckets`).
@@ -327,18 +347,23 @@ def merge_buckets(
             continue
         if merged is None:
             merged = profile
+            merged.set_limit(limit)
         else:
             merged.merge(profile)
     return merged
 
 
 def read_buckets(
-    store: Store, start: float, end: float, clock: Callable[[], float] = time.time
+    store: Store,
+    start: float,
+    end: float,
+    clock: Callable[[], float] = time.time,
+    limit: FeatureLimit | None = None,
 ) -> DatasetProfile | None:
     """:func:`merge_buckets` on a read connection, then quarantine what could not be read
     (blocking; from a thread). A broken stored profile never stops a run."""
     unreadable: list[tuple[int, str]] = []
-    merged = store.read(lambda c: merge_buckets(c, start, end, unreadable))
+    merged = store.read(lambda c: merge_buckets(c, start, end, unreadable, limit))
     if unreadable:
         now = clock()
 

@@ -58,6 +58,7 @@ def initial_doc(monitor: Monitor) -> dict[str, Any]:
                 "samples": 0,
                 "min_samples": monitor.config.analyzer.min_samples,
                 "violations": [],
+                "violations_total": 0,
                 "features": {},
                 "run_id": None,
                 "baseline": dict(monitor.baseline.info),
