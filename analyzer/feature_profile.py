@@ -3,7 +3,9 @@
 Counts (present, missing, per inferred type) and the moments of the numbers (count, sum,
 population variance merged with Chan et al.'s formula, min, max) are exact; a KLL sketch holds
 the numbers' distribution; string values go to a frequent-items sketch (exact counts up to 3072
-distinct values) and an HLL distinct count. Re-exported by :mod:`analyzer.profile`.
+distinct values) and an HLL distinct count. A string longer than :data:`MAX_VALUE_CHARS`
+(256) characters is profiled as its first 255 and ``…``, so the sketch stays bounded in bytes.
+Re-exported by :mod:`analyzer.profile`.
 
 Any finite float64 is a valid number, up to ±1.7976931348623157e308, and never overflows the
 moments: the sum and the sum of squared deviations are kept scaled by a power of two,
@@ -56,9 +58,12 @@ from analyzer.value_types import (
     split_values,
 )
 
-__all__ = ["FeatureProfile", "ProfileError"]
+__all__ = ["MAX_VALUE_CHARS", "FeatureProfile", "ProfileError"]
 
 _FEATURE_MAGIC = b"MMF1"
+# A string value longer than this is profiled as its first MAX_VALUE_CHARS - 1 characters and
+# "…", so that the frequent-items sketch (up to 3072 values) stays bounded in bytes.
+MAX_VALUE_CHARS = 256
 _FLOAT_MAX = sys.float_info.max
 # Moments that overflow move up by this many powers of two until they fit.
 _SCALE_STEP = 64
@@ -260,6 +265,12 @@ class FeatureProfile:
         self.max = high if self.max is None else max(self.max, high)
 
     def _update_strings(self, counts: Counter[str]) -> None:
+        if max(map(len, counts)) > MAX_VALUE_CHARS:  # bounded sketches: long values cut
+            cut: Counter[str] = Counter()
+            for value, count in counts.items():
+                key = value if len(value) <= MAX_VALUE_CHARS else value[: MAX_VALUE_CHARS - 1]
+                cut[key if key is value else key + "…"] += count
+            counts = cut
         if self.frequent is None:
             self.frequent, self.hll = new_frequent(), new_hll()
         for value, count in counts.items():

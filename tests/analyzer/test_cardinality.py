@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from analyzer.cardinality import SAMPLE_NAMES, FeatureLimit
 from analyzer.checks import MAX_NAMED_EXTRA, MORE_EXTRA
 from analyzer.codecs import PayloadDecoder
+from analyzer.feature_profile import MAX_VALUE_CHARS
 from analyzer.profile import DatasetProfile
 from analyzer.service import create_app, monitor_of
 from modelmon.capture_record import CaptureSide, build_record
@@ -189,3 +190,15 @@ def test_the_limit_holds_per_batch_bucket_and_window() -> None:
     unlimited.update(wide)
     unlimited.set_limit(limit)
     assert len(unlimited.features) == 4 and unlimited.untracked.names == 48
+
+
+def test_long_string_values_are_cut_so_a_profile_stays_small() -> None:
+    """3,000 distinct 2,000-character values: each is profiled as its first 255 characters."""
+    values = [f"{i:05d}" + "x" * 2000 for i in range(3000)]
+    profile = DatasetProfile()
+    profile.update_columns({"note": values}, len(values), None)
+    counts = profile.features["note"].category_counts()
+    assert len(counts) == 3000
+    assert {len(value) for value in counts} == {MAX_VALUE_CHARS}
+    assert all(value.endswith("x…") for value in counts)
+    assert len(profile.to_bytes()) < 3000 * (MAX_VALUE_CHARS * 3 + 64)
