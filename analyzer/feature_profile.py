@@ -349,7 +349,8 @@ class FeatureProfile:
             raise
         except (struct.error, orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ProfileError(f"a corrupt FeatureProfile: {exc!r}") from exc
-        except (RuntimeError, ValueError, MemoryError) as exc:  # a sketch that does not load
+        except (RuntimeError, ValueError, IndexError, OverflowError, MemoryError) as exc:
+            # a sketch that does not load
             raise ProfileError(f"a corrupt sketch in a FeatureProfile: {exc!r}") from exc
         return profile
 

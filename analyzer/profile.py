@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import struct
+import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -222,6 +223,7 @@ class DatasetProfile:
                 "sides": sides,
                 "column_counts": {str(k): v for k, v in self.column_counts.items()},
                 "sizes": [len(b) for b in blobs],
+                "crc32": zlib.crc32(b"".join(blobs)),
             }
         )
         return b"".join([_DATASET_MAGIC, struct.pack("<I", len(header)), header, *blobs])
@@ -239,6 +241,9 @@ class DatasetProfile:
                 {int(k): int(v) for k, v in head["column_counts"].items()}
             )
             offset = 8 + size
+            crc = head.get("crc32")  # profiles written before the checksum have none
+            if crc is not None and crc != zlib.crc32(memoryview(data)[offset:]):
+                raise ProfileError("a DatasetProfile whose bytes do not match their checksum")
             sizes = iter(head["sizes"])
             sides = zip((profile._inputs, profile._outputs), head["sides"], strict=True)
             for group, side in sides:
@@ -260,6 +265,9 @@ class DatasetProfile:
             AttributeError,
             StopIteration,
             RuntimeError,
+            IndexError,
+            OverflowError,
+            MemoryError,
         ) as exc:
             raise ProfileError(f"a corrupt DatasetProfile: {exc!r}") from exc
         if offset != len(data):
