@@ -18,8 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from analyzer.cardinality import SAMPLE_NAMES, FeatureLimit
-from analyzer.checks import MAX_NAMED_EXTRA, MORE_EXTRA
+from analyzer.checks import MAX_NAMED_EXTRA, MORE_EXTRA, CheckResult
 from analyzer.codecs import PayloadDecoder
+from analyzer.evaluate import MAX_VIOLATIONS, verdict
 from analyzer.feature_profile import MAX_VALUE_CHARS
 from analyzer.profile import DatasetProfile
 from analyzer.service import create_app, monitor_of
@@ -202,3 +203,55 @@ def test_long_string_values_are_cut_so_a_profile_stays_small() -> None:
     assert {len(value) for value in counts} == {MAX_VALUE_CHARS}
     assert all(value.endswith("x…") for value in counts)
     assert len(profile.to_bytes()) < 3000 * (MAX_VALUE_CHARS * 3 + 64)
+
+
+async def test_retention_prunes_runs_reports_and_buckets(
+    aiohttp_client: Client, tmp_path: Path, baseline: tuple[Path, Path]
+) -> None:
+    """``analyzer.retention_days``: what is older goes at the next run; the window stays."""
+    config = make_config(tmp_path, baseline, retention_days=1)
+    clock = Clock(T0 + timedelta(minutes=30))
+    app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
+    await aiohttp_client(app)
+    monitor = monitor_of(app)
+    write_traffic(config.capture.dir, "current_nodrift.csv", 300, T0 + timedelta(minutes=1))
+    await monitor.tick()
+    clock.set(T0 + timedelta(hours=2))
+    await monitor.tick()  # the hour 07:00 is reported (an hourly run with its reports)
+
+    def counts() -> tuple[int, int, int, int]:
+        with sqlite3.connect(config.analyzer.db) as conn:
+            return tuple(  # type: ignore[return-value]
+                conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("runs", "run_reports", "buckets", "hours")
+            )
+
+    runs, reports, buckets, hours = counts()
+    assert runs == 3 and reports == 3 and buckets >= 1 and hours == 1
+    later = T0 + timedelta(days=2)
+    write_traffic(config.capture.dir, "current_nodrift.csv", 200, later)
+    clock.set(later + timedelta(minutes=10))
+    doc = await monitor.tick()
+    assert doc["monitors"]["data_quality"]["samples"] == 200  # the current window is kept
+    runs, reports, buckets, hours = counts()
+    assert (runs, reports, hours) == (1, 0, 1)  # only this run and the new hour remain
+    with sqlite3.connect(config.analyzer.db) as conn:
+        oldest = conn.execute("SELECT min(start) FROM buckets").fetchone()[0]
+    assert oldest >= later.timestamp() - 300
+
+
+def test_a_run_stores_at_most_max_violations_and_says_how_many() -> None:
+    result = CheckResult(
+        violations=[
+            {
+                "feature_name": f"f{i}",
+                "constraint_check_type": "extra_column_check",
+                "description": "x",
+            }
+            for i in range(MAX_VIOLATIONS + 500)
+        ]
+    )
+    window = verdict(result, 1000, 100)
+    assert len(window.violations) == MAX_VIOLATIONS
+    assert window.violations_total == MAX_VIOLATIONS + 500
+    assert window.state == "alert"
