@@ -360,7 +360,7 @@ class AnalyzerConfig(_Model):
     # Hostile traffic bounds (docs/operations.md, "Hostile traffic").
     max_line_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 16 << 20
     max_features: Annotated[int, Field(ge=1, le=100_000)] = 1000
-    retention_days: Annotated[float, Field(gt=0, le=36_500)] = 30.0
+    retention_days: Annotated[float, Field(ge=0.01, le=36_500)] = 30.0
 
     _listen = field_validator("listen")(_check_listen)
 
