@@ -255,3 +255,63 @@ def test_a_run_stores_at_most_max_violations_and_says_how_many() -> None:
     assert len(window.violations) == MAX_VIOLATIONS
     assert window.violations_total == MAX_VIOLATIONS + 500
     assert window.state == "alert"
+
+
+async def test_a_baseline_read_later_is_tracked_whatever_the_limit(
+    aiohttp_client: Client, tmp_path: Path
+) -> None:
+    """The features of a baseline that appears while the service runs are always profiled,
+    as those of one read at start are; extra client keys stay capped."""
+    folder = tmp_path / "bl"
+    config = make_config(
+        tmp_path,
+        (folder / "statistics.json", folder / "constraints.json"),
+        max_features=1,
+        payload={
+            "input": {"format": "json", "columns": []},
+            "output": {"format": "csv", "columns": ["score"]},
+        },
+    )
+    clock = Clock(T0 + timedelta(minutes=30))
+    app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
+    await aiohttp_client(app)
+    monitor = monitor_of(app)
+    await monitor.tick()  # no baseline yet: only max_features names would be profiled
+    write_baseline(folder)
+    await monitor.tick()  # the baseline is picked up
+    rows, _ = read_rows("current_nodrift.csv")
+    docs = [{**dict(zip(FEATURES, row, strict=True)), "zz1": 1, "zz2": 2} for row in rows[:200]]
+    lines = [_json_line(doc, i) for i, doc in enumerate(docs)]
+    write_capture_file(config.capture.dir, lines, T0 + timedelta(minutes=1))
+    await monitor.tick()
+    profile = monitor.window_profile(clock())
+    assert profile is not None and profile.item_count == 200
+    assert set(profile.features) == {*FEATURES, "zz1"}  # one extra key: max_features
+    assert profile.untracked.names == 1 and profile.untracked.sample == ["zz2"]
+
+
+async def test_headerless_fields_matched_by_position_are_tracked_whatever_the_limit(
+    aiohttp_client: Client, tmp_path: Path, baseline: tuple[Path, Path]
+) -> None:
+    """Headerless CSV fields are ``_c0 …``: as many as the baseline has features are always
+    profiled (then named after them), so a small max_features cannot cut them."""
+    config = make_config(
+        tmp_path,
+        baseline,
+        max_features=1,
+        payload={
+            "input": {"format": "csv", "columns": []},
+            "output": {"format": "csv", "columns": ["score"]},
+        },
+    )
+    clock = Clock(T0 + timedelta(minutes=30))
+    app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
+    client = await aiohttp_client(app)
+    write_traffic(config.capture.dir, "current_nodrift.csv", 300, T0 + timedelta(minutes=5))
+    await monitor_of(app).tick()
+    quality = (await (await client.get("/monitor/status")).json())["monitors"]["data_quality"]
+    assert quality["column_mapping"] == "by_position"
+    assert set(quality["features"]) >= set(FEATURES)
+    assert not [
+        v for v in quality["violations"] if v["constraint_check_type"].endswith("column_check")
+    ]
