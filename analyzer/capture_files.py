@@ -3,6 +3,11 @@
 Layout: ``{root}/{endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl`` (or ``.jsonl.gz``). Only sealed
 files are listed: never ``*.part`` (being written), hidden files or other temporary names.
 
+Reading is streamed in bounded reads, so memory stays bounded whatever a file holds: a line
+longer than ``max_line_bytes`` (not counting its ``\n``) is never held whole; it is skipped as
+it streams past and reported as a :class:`TooLarge` piece with its length, so that offsets stay
+exact and the caller can count it.
+
 A ``.jsonl.gz`` cut short (a copy or a disk that failed mid-way) keeps what decompresses: every
 complete line before the cut is read, then :class:`TruncatedCapture` is raised (an
 ``EOFError``) for the caller to count the rest.
@@ -11,12 +16,15 @@ complete line before the cut is read, then :class:`TruncatedCapture` is raised (
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
     "SEALED_SUFFIXES",
+    "TooLarge",
     "TruncatedCapture",
     "block_lines",
     "hour_of",
@@ -24,12 +32,23 @@ __all__ = [
     "read_blocks",
     "read_line_batches",
     "read_lines",
+    "read_pieces",
     "sealed_files",
 ]
 
 SEALED_SUFFIXES = (".jsonl", ".jsonl.gz")
 _READ_BYTES = 1 << 20
 _GZIP_WBITS = 47  # a gzip header, detected
+DEFAULT_MAX_LINE_BYTES = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class TooLarge:
+    """A line longer than the limit, skipped unread: ``size`` bytes (with its ``\\n``)."""
+
+    size: int
+
+
 _HOUR = timedelta(hours=1)
 
 
@@ -108,69 +127,127 @@ class TruncatedCapture(EOFError):
         self.dropped = dropped
 
 
-def _gunzipped(path: Path) -> Iterator[bytes]:
-    """The decompressed content in pieces of at most ``_READ_BYTES`` (gzip members one after
-    another); raises :class:`TruncatedCapture` (``dropped=0``) when the stream is cut."""
+def _gunzipped(path: Path, size: int) -> Iterator[bytes]:
+    """The decompressed content in pieces of at most ``size`` bytes (gzip members one after
+    another); raises :class:`TruncatedCapture` (``dropped=0``) when the stream is cut.
+
+    Compressed reads are a quarter of ``size``: with what zlib holds, memory stays near
+    ``size`` (the line limit's bound holds for ``.gz`` too), and pieces of ordinary captures
+    (which compress more than 4:1) still come out ``size`` long.
+    """
     with open(path, "rb") as raw:
         decoder = zlib.decompressobj(wbits=_GZIP_WBITS)
         started = False
-        while True:
-            data = raw.read(_READ_BYTES)
-            if not data:
-                break
-            while data:
-                started = True
-                out = decoder.decompress(data, _READ_BYTES)
+        while data := raw.read(max(1, size // 4)):
+            while True:
+                started = started or bool(data)
+                out = decoder.decompress(data, size)
                 if out:
                     yield out
-                if decoder.eof:
+                if decoder.eof:  # the end of one member; the next may follow
                     data = decoder.unused_data
                     decoder = zlib.decompressobj(wbits=_GZIP_WBITS)
                     started = False
-                else:
-                    data = decoder.unconsumed_tail
+                    if not data:
+                        break
+                    continue
+                data = decoder.unconsumed_tail
+                if not data and len(out) < size:  # all input taken and all output given
+                    break
         if started:
-            tail = decoder.flush()
-            if tail:
-                yield tail
             raise TruncatedCapture(path, 0)
 
 
-def _plain(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        while block := handle.read(_READ_BYTES):
-            yield block
+def _content(path: Path, offset: int, size: int) -> Iterator[bytes]:
+    """The (decompressed) content from byte ``offset`` in pieces of at most ``size`` bytes."""
+    if not path.name.endswith(".gz"):
+        with open(path, "rb") as handle:
+            if offset:
+                handle.seek(offset)
+            while block := handle.read(size):
+                yield block
+        return
+    skip = offset
+    for piece in _gunzipped(path, size):
+        if skip:
+            if len(piece) <= skip:
+                skip -= len(piece)
+                continue
+            piece, skip = piece[skip:], 0
+        yield piece
 
 
-def read_blocks(path: Path, offset: int = 0) -> Iterator[bytes]:
-    """The content from byte ``offset`` in blocks of about 1 MiB of whole lines.
+def read_pieces(
+    path: Path, offset: int = 0, max_line_bytes: int | None = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[bytes | TooLarge]:
+    """The content from byte ``offset``: blocks of whole lines (about 1 MiB) and, in their
+    place, a :class:`TooLarge` for each line longer than ``max_line_bytes`` (None: no limit).
 
-    Every block but the last ends with ``\n``; the last may hold a line without one (not so
+    Every block but the last ends with ``\\n``; the last may hold a line without one. The sizes
+    of the pieces add up to the bytes read. Reads are at most ``max_line_bytes`` long, so a
+    line inside one read is within the limit; only a line carried over between reads is
+    measured, and it is dropped as soon as it passes the limit: memory stays below about twice
+    the limit plus one read.
+
+    A compressed file cut short yields every whole line before the cut, then raises
+    :class:`TruncatedCapture` with the bytes of the cut line (too large or not) it dropped.
+    """
+    path = Path(path)
+    limit = max_line_bytes
+    read_size = _READ_BYTES if limit is None else max(1, min(_READ_BYTES, limit))
+    rest = b""
+    skipping: int | None = None  # bytes of a too-large line skipped so far
+    try:
+        for data in _content(path, offset, read_size):
+            if skipping is not None:
+                newline = data.find(b"\n")
+                if newline < 0:
+                    skipping += len(data)
+                    continue
+                yield TooLarge(skipping + newline + 1)
+                skipping = None
+                data = data[newline + 1 :]
+                if not data:
+                    continue
+            block = rest + data if rest else data
+            rest = b""
+            if limit is not None:
+                first = block.find(b"\n")
+                if first > limit:  # the line carried over from earlier reads is too long
+                    yield TooLarge(first + 1)
+                    block = block[first + 1 :]
+            cut = block.rfind(b"\n") + 1
+            if cut:
+                yield block[:cut]
+            rest = block[cut:]
+            if limit is not None and len(rest) > limit:
+                skipping, rest = len(rest), b""
+    except TruncatedCapture as exc:
+        raise TruncatedCapture(path, len(rest) if skipping is None else skipping) from exc
+    if skipping is not None:
+        yield TooLarge(skipping)
+    elif rest:
+        yield rest
+
+
+def read_blocks(
+    path: Path,
+    offset: int = 0,
+    max_line_bytes: int | None = None,
+    skipped: Callable[[TooLarge], None] | None = None,
+) -> Iterator[bytes]:
+    """The blocks of :func:`read_pieces`; each too-large line goes to ``skipped`` instead.
+
+    Every block but the last ends with ``\\n``; the last may hold a line without one (not so
     for a compressed file cut short: its partial last line is dropped, see
     :class:`TruncatedCapture`).
     """
-    path = Path(path)
-    pieces = _gunzipped(path) if path.name.endswith(".gz") else _plain(path)
-    skip = offset
-    rest = b""
-    try:
-        for piece in pieces:
-            if skip:
-                if len(piece) <= skip:
-                    skip -= len(piece)
-                    continue
-                piece, skip = piece[skip:], 0
-            block = rest + piece if rest else piece
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                rest = block
-                continue
-            rest = block[cut:]
-            yield block[:cut]
-    except TruncatedCapture as exc:
-        raise TruncatedCapture(path, len(rest)) from exc
-    if rest:
-        yield rest
+    for piece in read_pieces(path, offset, max_line_bytes):
+        if isinstance(piece, TooLarge):
+            if skipped is not None:
+                skipped(piece)
+            continue
+        yield piece
 
 
 def block_lines(block: bytes) -> list[bytes]:

@@ -13,7 +13,9 @@ Wasserstein). Readings where SageMaker leaves room (documented in ``docs/drift.m
   ``domain_content_threshold``.
 - ``missing_column_check`` / ``extra_column_check``: a baseline column absent from the window
   (or without a single value in it: CSV rows with fewer fields) / a window column with values
-  that the baseline does not know (one entry per column, named).
+  that the baseline does not know (one entry per column, named, for the first 20; then one
+  entry named ``(more extra columns)`` with their count, the names left out by
+  ``analyzer.max_features`` and a sample of names).
 - ``baseline_drift_check``: :mod:`analyzer.drift` (``Robust``: the corrected verdict with the
   window's false-alarm rate split over the features tested; ``Simple``: SageMaker's plain
   ``distance > threshold``).
@@ -61,6 +63,9 @@ def check_options(config: AnalyzerConfig) -> dict[str, Any]:
 
 
 NUMERIC = ("Integral", "Fractional")
+# Extra columns named one violation each; the rest (and the untracked ones) share one.
+MAX_NAMED_EXTRA = 20
+MORE_EXTRA = "(more extra columns)"
 STRING = "String"
 WARNING_FRACTION = 0.8
 
@@ -226,11 +231,25 @@ def run_checks(
                 )
             )
     extra = [n for n, c in cur_cols.items() if n not in known and c.num_present > 0]
+    untracked = getattr(current, "untracked", None) or None
     if glob.evaluate:
-        for name in extra:
+        n_current = len(cur_cols) + (untracked.names if untracked is not None else 0)
+        for name in extra[:MAX_NAMED_EXTRA]:
             out.append(
                 _violation(
-                    name, "extra_column_check", _columns_text("extra", name, cur_cols, known)
+                    name,
+                    "extra_column_check",
+                    _columns_text("extra", name, cur_cols, known, n_current),
+                )
+            )
+        rest = extra[MAX_NAMED_EXTRA:]
+        if rest or untracked is not None:
+            out.append(
+                _violation(
+                    MORE_EXTRA,
+                    "extra_column_check",
+                    _columns_text("extra", None, cur_cols, known, n_current)
+                    + _more_text(rest, untracked),
                 )
             )
 
@@ -336,12 +355,27 @@ def _constraint_checks(
                 )
 
 
-def _columns_text(kind: str, name: str, current: Mapping[str, Any], known: Sequence[str]) -> str:
-    """SageMaker's description, then which column and why (and what to do when it is names)."""
+def _columns_text(
+    kind: str,
+    name: str | None,
+    current: Mapping[str, Any],
+    known: Sequence[str],
+    n_current: int | None = None,
+) -> str:
+    """SageMaker's description, then which column and why (and what to do when it is names).
+
+    ``n_current`` counts the current columns when some were not profiled (beyond
+    ``analyzer.max_features``); ``name`` None: the one violation for the extra columns
+    beyond the named ones, whose tail :func:`_more_text` gives.
+    """
+    count = len(current) if n_current is None else n_current
     text = (
         f"There are {kind} columns in current dataset. Number of columns in current "
-        f"dataset: {len(current)}, Number of columns in baseline constraints: {len(known)}. "
+        f"dataset: {count}, Number of columns in baseline constraints: {len(known)}"
     )
+    if name is None:
+        return text
+    text += ". "
     if kind == "missing":
         text += f"{name!r} is in the baseline but has no value in the current data"
     else:
@@ -353,6 +387,20 @@ def _columns_text(kind: str, name: str, current: Mapping[str, Any], known: Seque
             "analyzer.payload.input.columns to the baseline's names, in order)"
         )
     return text + "."
+
+
+def _more_text(rest: list[str], untracked: Any) -> str:
+    """The tail of the one violation for the extra columns beyond the named ones."""
+    parts = []
+    if rest:
+        parts.append(f"{len(rest)} more profiled extra columns")
+    if untracked is not None:
+        parts.append(
+            f"about {untracked.names} more not profiled (beyond analyzer.max_features), "
+            f"holding {untracked.values} values"
+        )
+    sample = (rest + list(untracked.sample if untracked is not None else []))[:10]
+    return ". " + " and ".join(parts) + "; e.g. " + ", ".join(sample)
 
 
 def _drift_text(decision: DriftDecision) -> str:

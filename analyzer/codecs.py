@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from analyzer.cardinality import FeatureLimit
 from analyzer.columns import ColumnBuilder, input_name, output_name
 from analyzer.payload_rows import PayloadError, Rows
 from analyzer.record_batch import (
@@ -50,7 +51,8 @@ class DecodedBatch:
     count rows whose record had no such side (capture mode input or output only): their
     values are padding, not missing data. ``field_counts`` counts input rows by their number
     of fields. ``warnings`` counts problems of records that were kept (e.g. an output that
-    did not decode).
+    did not decode). ``untracked`` / ``untracked_predictions``: names left out by the decoder's
+    :class:`~analyzer.cardinality.FeatureLimit`, with how many values each held.
     """
 
     columns: dict[str, list[object]] = field(default_factory=dict)
@@ -65,6 +67,8 @@ class DecodedBatch:
     rows_without_input: int = 0
     rows_without_output: int = 0
     warnings: Counter[str] = field(default_factory=Counter)
+    untracked: Counter[str] = field(default_factory=Counter)
+    untracked_predictions: Counter[str] = field(default_factory=Counter)
 
     @property
     def n_records(self) -> int:
@@ -143,12 +147,13 @@ def _transposed(rows: Rows) -> Rows:
 class PayloadDecoder:
     """Decodes capture records with the configured input and output codecs."""
 
-    def __init__(self, payload: PayloadConfig) -> None:
+    def __init__(self, payload: PayloadConfig, limit: FeatureLimit | None = None) -> None:
         self.payload = payload
+        self.limit = limit
 
     def decode_lines(self, lines: Iterable[bytes]) -> DecodedBatch:
         """Raw JSON Lines (each parsed once); blank lines are skipped, bad ones counted."""
-        run = _Run(self.payload)
+        run = _Run(self.payload, self.limit)
         loads = orjson.loads
         lines = lines if isinstance(lines, list) else list(lines)
         with gc_paused():
@@ -170,7 +175,7 @@ class PayloadDecoder:
 
     def decode_records(self, records: Iterable[dict[str, Any]]) -> DecodedBatch:
         """Records already parsed into dicts."""
-        run = _Run(self.payload)
+        run = _Run(self.payload, self.limit)
         records = records if isinstance(records, list) else list(records)
         with gc_paused():
             if run.add_plain(records):
@@ -183,11 +188,16 @@ class PayloadDecoder:
 class _Run:
     """The state of one decode call."""
 
-    def __init__(self, payload: PayloadConfig) -> None:
+    def __init__(self, payload: PayloadConfig, limit: FeatureLimit | None = None) -> None:
         self.payload = payload
+        self.limit = limit
         self.batch = DecodedBatch()
-        self.inputs = ColumnBuilder(payload.input.columns, input_name, track_fields=True)
-        self.outputs = ColumnBuilder(payload.output.columns, output_name, track_fields=False)
+        self.inputs = ColumnBuilder(
+            payload.input.columns, input_name, track_fields=True, limit=limit
+        )
+        self.outputs = ColumnBuilder(
+            payload.output.columns, output_name, track_fields=False, limit=limit
+        )
         self.request = SideCodec(payload.input, output=False)
         self.response = SideCodec(payload.output, output=True)
 
@@ -308,4 +318,6 @@ class _Run:
         batch.columns = self.inputs.finish()
         batch.predictions = self.outputs.finish()
         batch.field_counts = self.inputs.field_counts
+        batch.untracked = self.inputs.untracked
+        batch.untracked_predictions = self.outputs.untracked
         return batch

@@ -14,6 +14,7 @@ from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import Any
 
+from analyzer.cardinality import FeatureLimit
 from analyzer.payload_rows import Rows
 
 __all__ = ["ColumnBuilder", "input_name", "output_name"]
@@ -36,9 +37,18 @@ class ColumnBuilder:
     """Accumulates the rows of one side (input or output) of many records."""
 
     def __init__(
-        self, names: Sequence[str], default_name: Callable[[int], str], track_fields: bool
+        self,
+        names: Sequence[str],
+        default_name: Callable[[int], str],
+        track_fields: bool,
+        limit: FeatureLimit | None = None,
     ) -> None:
         self._names = list(names)
+        self._limit = limit
+        self._admitted: set[str] = set()
+        self._others = 0
+        # names left out by ``limit`` -> how many values they held
+        self.untracked: Counter[str] = Counter()
         self._default = default_name
         self._track = track_fields
         self.columns: dict[str, list[Any]] = {}
@@ -47,6 +57,17 @@ class ColumnBuilder:
         self._kind = ""
         self._pending: list[Any] = []
         self._pending_n = 0
+
+    def _admits(self, name: str) -> bool:
+        """Whether ``name`` has (or now gets) a column under the limit."""
+        limit = self._limit
+        if limit is None or name in self._admitted:
+            return True
+        if not limit.admits(name, self._others):
+            return False
+        self._admitted.add(name)
+        self._others += name not in limit.keep
+        return True
 
     def name(self, index: int) -> str:
         """The feature name of the field at ``index``."""
@@ -124,7 +145,16 @@ class ColumnBuilder:
             flat = ",".join(lines).split(",")
             if self._track:
                 self.field_counts[width] += len(lines)
-            return {self.name(j): flat[j::width] for j in range(width)}
+            if self._limit is None:
+                return {self.name(j): flat[j::width] for j in range(width)}
+            out: dict[str, Sequence[Any]] = {}
+            for j in range(width):
+                name = self.name(j)
+                if self._admits(name):
+                    out[name] = flat[j::width]
+                else:
+                    self.untracked[name] += len(lines)
+            return out
         return self._pos_columns([line.split(",") for line in lines])
 
     def _pos_columns(self, rows: list[list[Any]]) -> dict[str, Sequence[Any]]:
@@ -134,7 +164,16 @@ class ColumnBuilder:
         width = max(lengths)
         if len(lengths) > 1:
             rows = [row + [None] * (width - len(row)) if len(row) < width else row for row in rows]
-        return {self.name(j): column for j, column in enumerate(zip(*rows, strict=True))}
+        if self._limit is None:
+            return {self.name(j): column for j, column in enumerate(zip(*rows, strict=True))}
+        out: dict[str, Sequence[Any]] = {}
+        for j, column in enumerate(zip(*rows, strict=True)):
+            name = self.name(j)
+            if self._admits(name):
+                out[name] = column
+            else:
+                self.untracked[name] += len(column) - column.count(None)
+        return out
 
     def _obj_columns(self, rows: list[dict[Any, Any]]) -> dict[str, Sequence[Any]]:
         lengths = Counter(map(len, rows))
@@ -144,6 +183,8 @@ class ColumnBuilder:
         order = [k for k in self._names if k in rows[0]] + [
             k for k in first if k not in self._names
         ]
+        if self._limit is not None and not all(map(self._admits, map(str, order))):
+            order = []  # some keys are left out: the general way below counts them
         if len(lengths) == 1 and len(order) > 1:
             # Same number of keys everywhere: if every row has all of the first row's keys, the
             # rows share one key set, and C-speed gets and a transpose do the whole batch.
@@ -157,9 +198,19 @@ class ColumnBuilder:
             keys.update(dict.fromkeys(row))
         named = set(self._names)
         order = [k for k in self._names if k in keys] + [k for k in keys if k not in named]
+        if self._limit is not None:
+            left_out = {k for k in order if not self._admits(str(k))}
+            if left_out:
+                order = [k for k in order if k not in left_out]
+                for row in rows:
+                    for key in row:
+                        if key in left_out:
+                            self.untracked[str(key)] += 1
         return {str(key): [row.get(key) for row in rows] for key in order}
 
     def _cols_columns(self, segments: list[Rows]) -> dict[str, Sequence[Any]]:
+        if self._limit is not None:
+            segments = [self._limited(segment) for segment in segments]
         first_keys = segments[0].data.keys()
         if all(segment.data.keys() == first_keys for segment in segments):
             if self._track:
@@ -176,6 +227,19 @@ class ColumnBuilder:
             if self._track:
                 self.field_counts[len(segment.data)] += segment.n
         return dict(out.columns)
+
+    def _limited(self, segment: Rows) -> Rows:
+        """``segment`` without the columns the limit leaves out (counted)."""
+        data = {}
+        for key, values in segment.data.items():
+            name = self._key_name(key)
+            if self._admits(name):
+                data[key] = values
+            else:
+                self.untracked[name] += len(values) - list(values).count(None)
+        if len(data) == len(segment.data):
+            return segment
+        return Rows("cols", data, segment.n)
 
     def _key_name(self, key: Any) -> str:
         return self.name(key) if isinstance(key, int) else str(key)

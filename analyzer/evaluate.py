@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
+    "MAX_VIOLATIONS",
     "STATES",
     "WARNING_FRACTION",
     "WindowVerdict",
@@ -37,6 +38,8 @@ __all__ = [
 STATES = ("ok", "no_data", "not_enough_data", "warning", "no_baseline", "alert")
 _RANK = {state: rank for rank, state in enumerate(STATES)}
 WARNING_FRACTION = 0.8
+# A run stores at most this many violations (``violations_total`` says how many there were).
+MAX_VIOLATIONS = 1000
 
 
 def worst(states: Iterable[str]) -> str:
@@ -73,6 +76,7 @@ class WindowVerdict:
     samples: int
     violations: list[dict[str, Any]]
     features: dict[str, dict[str, Any]]
+    violations_total: int = 0  # before the list was cut at MAX_VIOLATIONS
 
 
 def _data(profile: Any, name: str) -> dict[str, Any]:
@@ -110,7 +114,8 @@ def verdict(
     if samples == 0:
         return WindowVerdict("no_data", 0, [], {})
     enough = samples >= min_samples
-    violations = [dict(v) for v in result.violations] if enough else []
+    violations = [dict(v) for v in result.violations[:MAX_VIOLATIONS]] if enough else []
+    total = len(result.violations) if enough else 0
     violated = {v.get("feature_name") for v in violations}
     features: dict[str, dict[str, Any]] = {}
     for name, fr in result.features.items():
@@ -139,7 +144,7 @@ def verdict(
         state = "alert"
     else:
         state = worst(["ok", *(f["state"] for f in features.values())])
-    return WindowVerdict(state, samples, violations, features)
+    return WindowVerdict(state, samples, violations, features, total)
 
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -200,6 +205,7 @@ def monitor_doc(
         "samples": window_verdict.samples,
         "min_samples": min_samples,
         "violations": window_verdict.violations,
+        "violations_total": max(window_verdict.violations_total, len(window_verdict.violations)),
         "features": window_verdict.features,
         "run_id": run_id,
         "baseline": dict(baseline),

@@ -3,7 +3,19 @@
 Counts (present, missing, per inferred type) and the moments of the numbers (count, sum,
 population variance merged with Chan et al.'s formula, min, max) are exact; a KLL sketch holds
 the numbers' distribution; string values go to a frequent-items sketch (exact counts up to 3072
-distinct values) and an HLL distinct count. Re-exported by :mod:`analyzer.profile`.
+distinct values) and an HLL distinct count. A string longer than :data:`MAX_VALUE_CHARS`
+(256) characters is profiled as its first 255 and ``…``, so the sketch stays bounded in bytes.
+Re-exported by :mod:`analyzer.profile`.
+
+Any finite float64 is a valid number, up to ±1.7976931348623157e308, and never overflows the
+moments: the sum and the sum of squared deviations are kept scaled by a power of two,
+``2**scale`` (``4**scale`` for the squares), where ``scale`` is 0 (so the arithmetic is the
+plain one, bit for bit) until a value would overflow; then the moments move to the smallest
+larger scale that holds them (scaling by a power of two is exact). ``mean`` and ``std`` are
+therefore always finite; ``sum`` saturates at ±1.7976931348623157e308 when the true sum is
+beyond the float range. Non-finite values never get here (:mod:`analyzer.value_types` counts
+them as strings), so a serialized profile never holds ``inf``, ``nan`` or ``null`` moments;
+:meth:`FeatureProfile.from_bytes` refuses one that does (:class:`ProfileError`).
 
 Examples
 --------
@@ -20,6 +32,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -45,9 +58,22 @@ from analyzer.value_types import (
     split_values,
 )
 
-__all__ = ["FeatureProfile"]
+__all__ = ["MAX_VALUE_CHARS", "FeatureProfile", "ProfileError"]
 
 _FEATURE_MAGIC = b"MMF1"
+# A string value longer than this is profiled as its first MAX_VALUE_CHARS - 1 characters and
+# "…", so that the frequent-items sketch (up to 3072 values) stays bounded in bytes.
+MAX_VALUE_CHARS = 256
+_FLOAT_MAX = sys.float_info.max
+# Moments that overflow move up by this many powers of two until they fit.
+_SCALE_STEP = 64
+# A chunk with huge values is profiled at a scale that leaves its largest value near 2**400:
+# its squares (2**800) times any count below 2**200 stay finite.
+_CHUNK_TOP_EXP = 400
+
+
+class ProfileError(ValueError):
+    """Bytes that are not a readable profile (corrupt, or holding a non-finite moment)."""
 
 
 # Chunks this small are summed sequentially (Welford's update for the variance), as Spark's
@@ -68,6 +94,60 @@ def _sequential_moments(values: list[float]) -> tuple[float, float]:
     return total, m2
 
 
+def _chunk_moments(numbers: np.ndarray) -> tuple[float, float]:
+    """(sum, sum of squared deviations) of a chunk; may be non-finite when values are huge."""
+    n = len(numbers)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if n <= _SEQUENTIAL_MAX:
+            return _sequential_moments(numbers.tolist())
+        total = float(numbers.sum())
+        deviations = numbers - total / n
+        np.square(deviations, out=deviations)  # ufuncs, not BLAS (its threads spin)
+        return total, float(deviations.sum())
+
+
+def _finite(x: float) -> bool:
+    return math.isfinite(x)
+
+
+def _down(x: float, exp: int) -> float:
+    """``x / 2**exp`` (exact but for subnormal results; ``exp >= 0``)."""
+    return math.ldexp(x, -exp) if exp else x
+
+
+def _up(x: float, exp: int) -> float:
+    """``x * 2**exp``, saturating at the largest float instead of overflowing."""
+    if not exp:
+        return x
+    try:
+        return math.ldexp(x, exp)
+    except OverflowError:
+        return math.copysign(_FLOAT_MAX, x)
+
+
+def merge_moments(
+    a: tuple[int, float, float, int], b: tuple[int, float, float, int]
+) -> tuple[float, float, int]:
+    """Chan et al.'s merge of two (count, sum, m2, scale) into (sum, m2, scale), all finite.
+
+    At scale 0 on both sides and without overflow this is the plain formula. Otherwise the
+    common scale rises by :data:`_SCALE_STEP` until the result is finite (it is at the latest
+    when every scaled value has become tiny), so the loop ends after a few steps.
+    """
+    n_a, s_a, m_a, k_a = a
+    n_b, s_b, m_b, k_b = b
+    scale = max(k_a, k_b)
+    while True:
+        sa, ma = _down(s_a, scale - k_a), _down(m_a, 2 * (scale - k_a))
+        sb, mb = _down(s_b, scale - k_b), _down(m_b, 2 * (scale - k_b))
+        delta = sb / n_b - sa / n_a
+        m2 = ma + mb + delta * delta * n_a * n_b / (n_a + n_b)
+        total = sa + sb
+        if _finite(m2) and _finite(total):
+            return total, m2, scale
+        scale += _SCALE_STEP
+
+
 def _blob(sketch: Any, method: str = "serialize") -> bytes:
     return b"" if sketch is None else bytes(getattr(sketch, method)())
 
@@ -82,8 +162,10 @@ class FeatureProfile:
         self.num_missing = 0
         self.type_counts: dict[str, int] = {INTEGRAL: 0, FRACTIONAL: 0, STRING: 0}
         self.count = 0
-        self.sum = 0.0
-        self.m2 = 0.0  # sum of squared deviations from the mean
+        # sum / 2**scale and (sum of squared deviations from the mean) / 4**scale
+        self._sum = 0.0
+        self._m2 = 0.0
+        self.scale = 0
         self.min: float | None = None
         self.max: float | None = None
         self.kll: Any = None
@@ -91,13 +173,27 @@ class FeatureProfile:
         self.hll: Any = None
 
     @property
+    def sum(self) -> float:
+        """The sum of the numbers (saturated at ±1.797e308 when it is beyond the float range)."""
+        return _up(self._sum, self.scale)
+
+    @property
+    def m2(self) -> float:
+        """The sum of squared deviations from the mean (saturated like :attr:`sum`)."""
+        return _up(self._m2, 2 * self.scale)
+
+    @property
     def mean(self) -> float | None:
-        return self.sum / self.count if self.count else None
+        if not self.count:
+            return None
+        return _up(self._sum / self.count, self.scale)
 
     @property
     def std(self) -> float | None:
         """Population standard deviation of the numbers."""
-        return math.sqrt(max(self.m2, 0.0) / self.count) if self.count else None
+        if not self.count:
+            return None
+        return _up(math.sqrt(max(self._m2, 0.0) / self.count), self.scale)
 
     @property
     def inferred_type(self) -> str:
@@ -142,32 +238,39 @@ class FeatureProfile:
     def update_numbers(self, numbers: np.ndarray) -> None:
         """Moments, min/max and the KLL sketch from finite float64 numbers (counts untouched)."""
         n = len(numbers)
-        if n <= _SEQUENTIAL_MAX:
-            total, m2 = _sequential_moments(numbers.tolist())
-        else:
-            total = float(numbers.sum())
-            deviations = numbers - total / n
-            np.square(deviations, out=deviations)  # ufuncs, not BLAS (its threads spin)
-            m2 = float(deviations.sum())
         low, high = float(numbers.min()), float(numbers.max())
+        total, m2 = _chunk_moments(numbers)
+        scale = 0
+        if not (_finite(total) and _finite(m2)):  # huge values: profile the chunk scaled down
+            top = math.frexp(max(abs(low), abs(high)))[1]
+            scale = max(0, top - _CHUNK_TOP_EXP)
+            total, m2 = _chunk_moments(np.ldexp(numbers, -scale))
         if self.kll is None:
             self.kll = new_kll(self.k)
         self.kll.update(numbers)
-        self._merge_moments(n, total, m2, low, high)
+        self._merge_moments(n, total, m2, scale, low, high)
 
-    def _merge_moments(self, n: int, total: float, m2: float, low: float, high: float) -> None:
+    def _merge_moments(
+        self, n: int, total: float, m2: float, scale: int, low: float, high: float
+    ) -> None:
         if self.count == 0:
-            self.count, self.sum, self.m2, self.min, self.max = n, total, m2, low, high
+            self.count, self._sum, self._m2, self.scale = n, total, m2, scale
+            self.min, self.max = low, high
             return
-        n_a, n_b = self.count, n
-        delta = total / n_b - self.sum / n_a
-        self.m2 = self.m2 + m2 + delta * delta * n_a * n_b / (n_a + n_b)
-        self.count = n_a + n_b
-        self.sum += total
+        self._sum, self._m2, self.scale = merge_moments(
+            (self.count, self._sum, self._m2, self.scale), (n, total, m2, scale)
+        )
+        self.count += n
         self.min = low if self.min is None else min(self.min, low)
         self.max = high if self.max is None else max(self.max, high)
 
     def _update_strings(self, counts: Counter[str]) -> None:
+        if max(map(len, counts)) > MAX_VALUE_CHARS:  # bounded sketches: long values cut
+            cut: Counter[str] = Counter()
+            for value, count in counts.items():
+                key = value if len(value) <= MAX_VALUE_CHARS else value[: MAX_VALUE_CHARS - 1]
+                cut[key if key is value else key + "…"] += count
+            counts = cut
         if self.frequent is None:
             self.frequent, self.hll = new_frequent(), new_hll()
         for value, count in counts.items():
@@ -182,7 +285,9 @@ class FeatureProfile:
             self.type_counts[key] = self.type_counts.get(key, 0) + value
         if other.count:
             assert other.min is not None and other.max is not None
-            self._merge_moments(other.count, other.sum, other.m2, other.min, other.max)
+            self._merge_moments(
+                other.count, other._sum, other._m2, other.scale, other.min, other.max
+            )
         if other.kll is not None:
             if self.kll is None:
                 self.kll = new_kll(self.k)
@@ -209,8 +314,9 @@ class FeatureProfile:
                 "missing": self.num_missing,
                 "types": self.type_counts,
                 "count": self.count,
-                "sum": self.sum,
-                "m2": self.m2,
+                "sum": self._sum,
+                "m2": self._m2,
+                "scale": self.scale,
                 "min": self.min,
                 "max": self.max,
             }
@@ -221,23 +327,66 @@ class FeatureProfile:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FeatureProfile:
+        """Read :meth:`to_bytes`; :class:`ProfileError` when the bytes are not a valid profile."""
         if data[:4] != _FEATURE_MAGIC:
-            raise ValueError("not a serialized FeatureProfile")
-        sizes = struct.unpack_from("<4I", data, 4)
-        offset = 4 + struct.calcsize("<4I")
-        parts = []
-        for size in sizes:
-            parts.append(data[offset : offset + size])
-            offset += size
-        head = orjson.loads(parts[0])
+            raise ProfileError("not a serialized FeatureProfile")
+        try:
+            sizes = struct.unpack_from("<4I", data, 4)
+            offset = 4 + struct.calcsize("<4I")
+            if offset + sum(sizes) != len(data):
+                raise ProfileError("a serialized FeatureProfile of the wrong length")
+            parts = []
+            for size in sizes:
+                parts.append(data[offset : offset + size])
+                offset += size
+            profile = cls._from_header(orjson.loads(parts[0]))
+            if parts[1]:
+                profile.kll = ds.kll_doubles_sketch.deserialize(parts[1])
+            if parts[2]:
+                profile.frequent = ds.frequent_strings_sketch.deserialize(parts[2])
+                profile.hll = ds.hll_sketch.deserialize(parts[3])
+        except ProfileError:
+            raise
+        except (struct.error, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ProfileError(f"a corrupt FeatureProfile: {exc!r}") from exc
+        except (RuntimeError, ValueError, IndexError, OverflowError, MemoryError) as exc:
+            # a sketch that does not load
+            raise ProfileError(f"a corrupt sketch in a FeatureProfile: {exc!r}") from exc
+        return profile
+
+    @classmethod
+    def _from_header(cls, head: Any) -> FeatureProfile:
+        """The exact parts, checked: counts are integers >= 0, moments finite numbers."""
+        if not isinstance(head, dict) or not isinstance(head.get("name"), str):
+            raise ProfileError("a FeatureProfile header without a name")
+        counts = [head["k"], head["present"], head["missing"], head["count"]]
+        types = head["types"]
+        if not isinstance(types, dict):
+            raise ProfileError("a FeatureProfile header without type counts")
+        counts += list(types.values())
+        if not all(type(c) is int and c >= 0 for c in counts) or head["k"] < 1:
+            raise ProfileError(f"feature {head['name']!r}: a count that is not an integer >= 0")
+        moments = [head["sum"], head["m2"]]
+        bounds = [head["min"], head["max"]] if head["count"] else []
+        for value in moments + bounds:
+            if type(value) not in (int, float) or not math.isfinite(value):
+                raise ProfileError(
+                    f"feature {head['name']!r}: a moment that is not a finite number "
+                    f"(sum={head['sum']!r}, m2={head['m2']!r}, min={head['min']!r}, "
+                    f"max={head['max']!r})"
+                )
+        scale = head.get("scale", 0)  # profiles written before scaling have none
+        if type(scale) is not int or scale < 0:
+            raise ProfileError(f"feature {head['name']!r}: a bad moment scale {scale!r}")
         profile = cls(head["name"], head["k"])
         profile.num_present, profile.num_missing = head["present"], head["missing"]
-        profile.type_counts = dict(head["types"])
-        profile.count, profile.sum, profile.m2 = head["count"], head["sum"], head["m2"]
-        profile.min, profile.max = head["min"], head["max"]
-        if parts[1]:
-            profile.kll = ds.kll_doubles_sketch.deserialize(parts[1])
-        if parts[2]:
-            profile.frequent = ds.frequent_strings_sketch.deserialize(parts[2])
-            profile.hll = ds.hll_sketch.deserialize(parts[3])
+        profile.type_counts = {str(key): value for key, value in types.items()}
+        profile.count, profile._sum, profile._m2 = (
+            head["count"],
+            float(head["sum"]),
+            float(head["m2"]),
+        )
+        profile.scale = scale
+        if head["count"]:
+            profile.min, profile.max = float(head["min"]), float(head["max"])
         return profile

@@ -23,8 +23,9 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
+from analyzer.cardinality import FeatureLimit
 from analyzer.evaluate import WindowVerdict, iso
-from analyzer.ingest import HOUR_S, merge_buckets
+from analyzer.ingest import HOUR_S, read_buckets
 from analyzer.profile import DatasetProfile
 from analyzer.report_files import report_dir, write_reports
 from analyzer.statistics_format import statistics_json, suggest_constraints
@@ -60,8 +61,10 @@ class HourlyReporter:
         *,
         baseline_constraints: dict[str, Any] | None,
         grace_s: float | None = None,
+        limit: FeatureLimit | None = None,
     ) -> None:
         self._config = config
+        self.limit = limit
         self._store = store
         self._check = check
         self.constraints = baseline_constraints
@@ -83,7 +86,7 @@ class HourlyReporter:
         return [self.report_hour(hour, version, now) for hour, version in self.pending(now)]
 
     def report_hour(self, hour: int, version: int, now: float) -> int:
-        profile = self._store.read(lambda c: merge_buckets(c, hour, hour + HOUR_S))
+        profile = read_buckets(self._store, hour, hour + HOUR_S, limit=self.limit)
         result = self._check(profile)
         docs: dict[str, Any] = {}
         if profile is not None:

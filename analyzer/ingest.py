@@ -27,14 +27,28 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
-from analyzer.capture_files import TruncatedCapture, read_lines, sealed_files
+from analyzer.capture_files import (
+    TooLarge,
+    TruncatedCapture,
+    block_lines,
+    read_pieces,
+    sealed_files,
+)
+from analyzer.cardinality import FeatureLimit
 from analyzer.codecs import PayloadDecoder
-from analyzer.profile import DatasetProfile
-from analyzer.store import Store, add_counters
+from analyzer.profile import DatasetProfile, ProfileError
+from analyzer.store import Store, add_counters, quarantine_bucket
 from modelmon.capture_record import parse_inference_time
 from modelmon.config import ModelmonConfig
 
-__all__ = ["IngestStats", "Ingestor", "bucket_records", "merge_buckets"]
+__all__ = [
+    "IngestStats",
+    "Ingestor",
+    "bucket_records",
+    "feature_limit",
+    "merge_buckets",
+    "read_buckets",
+]
 
 log = logging.getLogger("modelmon.analyzer.ingest")
 
@@ -52,6 +66,13 @@ class IngestStats:
     records: int = 0
     bad: Counter[str] = field(default_factory=Counter)
     hours: set[int] = field(default_factory=set)
+
+
+def feature_limit(config: ModelmonConfig, keep: Iterable[str] = ()) -> FeatureLimit:
+    """``analyzer.max_features``, always tracking ``keep`` and the configured payload columns."""
+    payload = config.analyzer.payload
+    names = frozenset([*keep, *payload.input.columns, *payload.output.columns])
+    return FeatureLimit(config.analyzer.max_features, names)
 
 
 def bucket_records(
@@ -82,6 +103,22 @@ def bucket_records(
     return groups, bad
 
 
+@dataclass
+class _Chunk:
+    """Whole lines read from one file, the bytes they span (with skipped lines), and whether
+    the file ends here."""
+
+    lines: list[bytes] = field(default_factory=list)
+    size: int = 0
+    too_large: int = 0
+    end: bool = False
+    truncated: bool = False  # a compressed file cut short: its cut tail is counted, not read
+
+    @property
+    def n_lines(self) -> int:
+        return len(self.lines) + self.too_large
+
+
 class Ingestor:
     """Reads new sealed capture files into the store; :meth:`run_once` is blocking."""
 
@@ -93,6 +130,7 @@ class Ingestor:
         chunk_lines: int = CHUNK_LINES,
         chunk_bytes: int = CHUNK_BYTES,
         clock: Callable[[], float] = time.time,
+        limit: FeatureLimit | None = None,
     ) -> None:
         self._store = store
         self._root = config.capture.dir
@@ -100,10 +138,17 @@ class Ingestor:
         self._variant = config.endpoint.variant
         self._bucket_s = config.analyzer.bucket_s
         self._kll_k = config.analyzer.kll_k
-        self._decoder = PayloadDecoder(config.analyzer.payload)
+        self._limit = limit if limit is not None else feature_limit(config)
+        self._decoder = PayloadDecoder(config.analyzer.payload, self._limit)
         self._chunk_lines = chunk_lines
         self._chunk_bytes = chunk_bytes
+        self._max_line_bytes = config.analyzer.max_line_bytes
         self._clock = clock
+
+    def set_limit(self, limit: FeatureLimit) -> None:
+        """Track the features ``limit`` allows from the next file read on (a new baseline)."""
+        self._limit = limit
+        self._decoder = PayloadDecoder(self._decoder.payload, limit)
 
     def _known(self, first: str = "") -> dict[str, tuple[int, int, bool]]:
         """Read state of the files whose path sorts at or after ``first``.
@@ -135,40 +180,40 @@ class Ingestor:
             self._ingest_file(path, rel, offset, lines, stats)
         return stats
 
-    def _chunks(
-        self, path: Path, offset: int
-    ) -> Iterator[tuple[list[bytes], int, bool, Counter[str] | None]]:
-        """Whole lines from ``offset``: (lines, bytes they span, is this the end of file, bad
-        records to count besides). A compressed file cut short ends with what decompressed,
-        and counts ``truncated_file`` for the rest."""
-        chunk: list[bytes] = []
-        size = 0
+    def _chunks(self, path: Path, offset: int) -> Iterator[_Chunk]:
+        """Whole lines from ``offset`` in chunks; lines over ``max_line_bytes`` are only counted.
+        A compressed file cut short ends with what decompressed, and counts ``truncated_file``
+        for the rest."""
+        chunk = _Chunk()
         try:
-            for line in read_lines(path, offset):
-                chunk.append(line)
-                size += len(line)
-                if len(chunk) >= self._chunk_lines or size >= self._chunk_bytes:
-                    yield chunk, size, False, None
-                    chunk, size = [], 0
+            for piece in read_pieces(path, offset, self._max_line_bytes):
+                if isinstance(piece, TooLarge):
+                    chunk.too_large += 1
+                    chunk.size += piece.size
+                    continue
+                for line in block_lines(piece):
+                    chunk.lines.append(line)
+                    chunk.size += len(line)
+                    if len(chunk.lines) >= self._chunk_lines or chunk.size >= self._chunk_bytes:
+                        yield chunk
+                        chunk = _Chunk()
         except TruncatedCapture as exc:
             log.warning("%s; the complete records before the cut are kept", exc)
-            yield chunk, size, True, Counter({"truncated_file": 1})
-            return
-        yield chunk, size, True, None
+            chunk.truncated = True
+        chunk.end = True
+        yield chunk
 
     def _ingest_file(
         self, path: Path, rel: str, offset: int, lines: int, stats: IngestStats
     ) -> None:
         try:
-            for chunk, size, end, also_bad in self._chunks(path, offset):
-                committed = self._commit_chunk(
-                    rel, offset, lines, chunk, size, end, stats, also_bad
-                )
+            for chunk in self._chunks(path, offset):
+                committed = self._commit_chunk(rel, offset, lines, chunk, stats)
                 if not committed:
                     log.warning("%s: offset moved under us (another ingester?); skipped", rel)
                     return
-                offset += size
-                lines += len(chunk)
+                offset += chunk.size
+                lines += chunk.n_lines
         except FileNotFoundError:
             log.warning("%s: removed before it was read (retention?); skipped", rel)
         except (OSError, EOFError) as exc:
@@ -191,7 +236,7 @@ class Ingestor:
         if len(starts) <= 1:
             if not starts:
                 return {}, 0, Counter(batch.bad)
-            profile = DatasetProfile(k=self._kll_k)
+            profile = DatasetProfile(self._kll_k, self._limit)
             profile.update(batch)
             return {starts.pop(): profile}, batch.n_records, Counter(batch.bad)
         groups, bad = bucket_records(chunk, bucket_s)
@@ -208,35 +253,35 @@ class Ingestor:
                 start = int(batch.inference_times[0].timestamp()) // bucket_s * bucket_s
             into = profiles.get(start)
             if into is None:
-                into = profiles[start] = DatasetProfile(k=self._kll_k)
+                into = profiles[start] = DatasetProfile(self._kll_k, self._limit)
             into.update(batch)
         return profiles, records, bad
 
     def _commit_chunk(
-        self,
-        rel: str,
-        offset: int,
-        lines: int,
-        chunk: list[bytes],
-        size: int,
-        end: bool,
-        stats: IngestStats,
-        also_bad: Counter[str] | None = None,
+        self, rel: str, offset: int, lines: int, chunk: _Chunk, stats: IngestStats
     ) -> bool:
-        profiles, records, bad = self._profiles(chunk)
-        if also_bad:
-            bad.update(also_bad)
-        new_offset, new_lines = offset + size, lines + len(chunk)
+        profiles, records, bad = self._profiles(chunk.lines)
+        if chunk.truncated:
+            bad["truncated_file"] += 1
+        if chunk.too_large:
+            bad["too_large"] += chunk.too_large
+            log.warning(
+                "%s: %d line(s) longer than analyzer.max_line_bytes (%d) skipped (too_large)",
+                rel,
+                chunk.too_large,
+                self._max_line_bytes,
+            )
+        new_offset, new_lines = offset + chunk.size, lines + chunk.n_lines
         ok = self._store.write(
             lambda db: self._apply(
-                db, rel, offset, new_offset, new_lines, end, profiles, records, bad
+                db, rel, offset, new_offset, new_lines, chunk.end, profiles, records, bad
             )
         )
         if ok:
             stats.chunks += 1
             stats.records += records
             stats.bad.update(bad)
-            stats.files += int(end)
+            stats.files += int(chunk.end)
             stats.hours.update(start - start % HOUR_S for start in profiles)
         return ok
 
@@ -263,9 +308,14 @@ class Ingestor:
             ).fetchone()
             n = profile.item_count
             if old is not None:
-                merged = DatasetProfile.from_bytes(old[0])
-                merged.merge(profile)
-                profile, n = merged, int(old[1]) + profile.item_count
+                try:
+                    merged = DatasetProfile.from_bytes(old[0])
+                except ProfileError as exc:  # never merged into: moved aside, start afresh
+                    quarantine_bucket(db, start, str(exc), now)
+                else:
+                    merged.set_limit(self._limit)
+                    merged.merge(profile)
+                    profile, n = merged, int(old[1]) + profile.item_count
             db.execute(
                 "INSERT OR REPLACE INTO buckets(start, width, profile, records, updated_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -289,16 +339,57 @@ class Ingestor:
         return True
 
 
-def merge_buckets(conn: sqlite3.Connection, start: float, end: float) -> DatasetProfile | None:
-    """The merge of every stored bucket whose start is in ``[start, end)`` (None: no data)."""
+def merge_buckets(
+    conn: sqlite3.Connection,
+    start: float,
+    end: float,
+    unreadable: list[tuple[int, str]] | None = None,
+    limit: FeatureLimit | None = None,
+) -> DatasetProfile | None:
+    """The merge of every stored bucket whose start is in ``[start, end)`` (None: no data),
+    tracking the features ``limit`` allows (the others are tallied as untracked).
+
+    A bucket whose profile cannot be read is left out and, when ``unreadable`` is given,
+    listed there as ``(start, error)`` for the caller to quarantine (:func:`read_buckets`).
+    """
     merged: DatasetProfile | None = None
     cursor = conn.execute(
-        "SELECT profile FROM buckets WHERE start >= ? AND start < ? ORDER BY start", [start, end]
+        "SELECT start, profile FROM buckets WHERE start >= ? AND start < ? ORDER BY start",
+        [start, end],
     )
-    for (blob,) in cursor:
-        profile = DatasetProfile.from_bytes(blob)
+    for bucket, blob in cursor:
+        try:
+            profile = DatasetProfile.from_bytes(blob)
+        except ProfileError as exc:
+            log.warning("bucket %d: unreadable profile left out (%s)", bucket, exc)
+            if unreadable is not None:
+                unreadable.append((int(bucket), str(exc)))
+            continue
         if merged is None:
             merged = profile
+            merged.set_limit(limit)
         else:
             merged.merge(profile)
+    return merged
+
+
+def read_buckets(
+    store: Store,
+    start: float,
+    end: float,
+    clock: Callable[[], float] = time.time,
+    limit: FeatureLimit | None = None,
+) -> DatasetProfile | None:
+    """:func:`merge_buckets` on a read connection, then quarantine what could not be read
+    (blocking; from a thread). A broken stored profile never stops a run."""
+    unreadable: list[tuple[int, str]] = []
+    merged = store.read(lambda c: merge_buckets(c, start, end, unreadable, limit))
+    if unreadable:
+        now = clock()
+
+        def move(db: Database) -> None:
+            for bucket, error in unreadable:
+                quarantine_bucket(db, bucket, error, now)
+
+        store.write(move)
     return merged

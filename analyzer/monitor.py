@@ -32,7 +32,7 @@ from analyzer.evaluate import (
     worst,
 )
 from analyzer.hourly import HourlyReporter
-from analyzer.ingest import Ingestor, IngestStats, merge_buckets
+from analyzer.ingest import Ingestor, IngestStats, feature_limit, read_buckets
 from analyzer.profile import DatasetProfile
 from analyzer.store import Store, read_status_doc, write_status_doc
 from modelmon.config import ModelmonConfig
@@ -42,7 +42,7 @@ __all__ = ["HISTORY_KEEP_S", "MONITOR", "Baseline", "Monitor", "load_baseline"]
 log = logging.getLogger("modelmon.analyzer.monitor")
 
 MONITOR = "data_quality"
-HISTORY_KEEP_S = 30 * 86400  # window runs older than this are pruned; hourly runs are kept
+HISTORY_KEEP_S = 30 * 86400  # the default of analyzer.retention_days, in seconds
 
 
 class AlertSink(Protocol):
@@ -50,6 +50,33 @@ class AlertSink(Protocol):
         self, monitor: str, old: str | None, new: str, status: dict[str, Any]
     ) -> None:
         """Told of every change of a monitor's state."""
+
+
+def _baseline_names(baseline: Baseline) -> list[str]:
+    """Every feature name the baseline knows (always tracked, whatever the limit), and the
+    positional names ``_c0 …`` of as many fields (matched to them by position)."""
+    names: list[str] = []
+    if baseline.statistics is not None:
+        names.extend(baseline.statistics.features)
+        names.extend(f"_c{i}" for i in range(len(baseline.statistics.features)))
+    if baseline.constraints is not None:
+        names.extend(baseline.constraints.features)
+    return names
+
+
+def prune(db: Database, cutoff: float, window_start: float) -> None:
+    """Retention (``analyzer.retention_days``), inside the run's transaction: runs (window and
+    hourly, with their stored reports) older than ``cutoff``, and the buckets and hours that
+    start before it (never one of the current window)."""
+    old = [row[0] for row in db.execute("SELECT id FROM runs WHERE time_epoch < ?", [cutoff])]
+    for i in range(0, len(old), 500):
+        ids = old[i : i + 500]
+        marks = ",".join("?" * len(ids))
+        db.execute(f"DELETE FROM run_reports WHERE run_id IN ({marks})", ids)
+        db.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids)
+    oldest = min(cutoff, window_start)
+    db.execute("DELETE FROM buckets WHERE start < ?", [oldest])
+    db.execute("DELETE FROM hours WHERE hour + 3600 <= ? AND version = reported_version", [oldest])
 
 
 class Monitor:
@@ -73,13 +100,15 @@ class Monitor:
         )
         self.column_mapping: str | None = None
         self.column_mapping_note: str | None = None
-        self.ingestor = Ingestor(store, config, clock=clock)
+        self.limit = feature_limit(config, _baseline_names(self.baseline))
+        self.ingestor = Ingestor(store, config, clock=clock, limit=self.limit)
         self.reporter = HourlyReporter(
             config,
             store,
             self.check,
             baseline_constraints=self.baseline.constraints_doc,
             grace_s=report_grace_s,
+            limit=self.limit,
         )
         self.last_ingest = IngestStats()
         self.last_error: str | None = None
@@ -99,6 +128,9 @@ class Monitor:
         if not self.baseline_files.refresh(force):
             return False
         self.reporter.constraints = self.baseline.constraints_doc
+        self.limit = feature_limit(self.config, _baseline_names(self.baseline))
+        self.ingestor.set_limit(self.limit)
+        self.reporter.limit = self.limit
         return True
 
     # -- evaluation ------------------------------------------------------------------------
@@ -150,7 +182,7 @@ class Monitor:
     def window_profile(self, now: float) -> DatasetProfile | None:
         """The window's profile, its columns named as the checks see them."""
         start, end = self.window(now)
-        return self.map_columns(self.store.read(lambda c: merge_buckets(c, start, end)))
+        return self.map_columns(read_buckets(self.store, start, end, self.clock, self.limit))
 
     def _evaluate(self, now: float) -> dict[str, Any]:
         start, end = self.window(now)
@@ -199,10 +231,7 @@ class Monitor:
             run_id = int(cursor.lastrowid or 0)
             monitors[MONITOR]["run_id"] = run_id
             write_status_doc(db, doc)
-            db.execute(
-                "DELETE FROM runs WHERE kind = 'window' AND time_epoch < ?",
-                [now - HISTORY_KEEP_S],
-            )
+            prune(db, now - self.config.analyzer.retention_days * 86400, start)
             return run_id
 
         self.store.write(commit)

@@ -19,7 +19,13 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from analyzer.arrow_batch import ArrowBatch, ArrowDecoder
-from analyzer.capture_files import TruncatedCapture, block_lines, read_blocks
+from analyzer.capture_files import (
+    DEFAULT_MAX_LINE_BYTES,
+    TooLarge,
+    TruncatedCapture,
+    block_lines,
+    read_blocks,
+)
 from analyzer.codecs import PayloadDecoder
 from analyzer.profile import DatasetProfile
 from modelmon.config import PayloadConfig
@@ -100,12 +106,15 @@ def _add_blocks(
     return batches is not None or len(blocks) == 1
 
 
-def profile_file(path: Path, payload: PayloadConfig, k: int) -> FilesProfile:
+def profile_file(
+    path: Path, payload: PayloadConfig, k: int, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> FilesProfile:
     """Decode and profile one capture file (``.jsonl`` or ``.jsonl.gz``) in bounded batches.
 
     Each ~1 MiB block of lines is profiled as one chunk whichever way it is decoded: by the
     Arrow fast path, which reads ~4 MiB of blocks per call while they are all plain CSV
-    traffic (after a group it declines, one block at a time), else record by record.
+    traffic (after a group it declines, one block at a time), else record by record. A line
+    longer than ``max_line_bytes`` is skipped unread and counted as ``too_large``.
     """
     decoder = PayloadDecoder(payload)
     fast = arrow_decoder(payload)
@@ -113,8 +122,12 @@ def profile_file(path: Path, payload: PayloadConfig, k: int) -> FilesProfile:
     grouping = fast is not None and fast.groups
     group: list[bytes] = []
     size = 0
+
+    def skipped(line: TooLarge) -> None:
+        out.bad["too_large"] += 1
+
     try:
-        for block in read_blocks(path):
+        for block in read_blocks(path, 0, max_line_bytes, skipped):
             group.append(block)
             size += len(block)
             if not grouping or size >= _GROUP_BYTES:

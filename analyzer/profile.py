@@ -22,14 +22,17 @@ Examples
 from __future__ import annotations
 
 import struct
+import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 
+from analyzer.cardinality import FeatureLimit, Untracked
 from analyzer.codecs import DecodedBatch
-from analyzer.feature_profile import FeatureProfile
+from analyzer.feature_profile import FeatureProfile, ProfileError
 from analyzer.sketches import DEFAULT_KLL_K
 from analyzer.value_types import FRACTIONAL, INTEGRAL, STRING, UNKNOWN, PreSplit
 
@@ -39,7 +42,9 @@ __all__ = [
     "STRING",
     "UNKNOWN",
     "DatasetProfile",
+    "FeatureLimit",
     "FeatureProfile",
+    "ProfileError",
     "profile_rows",
 ]
 
@@ -47,13 +52,44 @@ _DATASET_MAGIC = b"MMD1"
 Column = Sequence[Any] | PreSplit
 
 
+def _present(values: Column | np.ndarray) -> int:
+    """How many values of a column chunk are present (for the untracked tally)."""
+    if isinstance(values, PreSplit):
+        return values.n - values.split.missing
+    if isinstance(values, list):
+        return len(values) - values.count(None) - values.count("")
+    return len(values)
+
+
 class _Group:
     """Features of one side (inputs or predictions) with their row count."""
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, limit: FeatureLimit | None = None) -> None:
         self.k = k
         self.rows = 0
         self.features: dict[str, FeatureProfile] = {}
+        self.limit = limit
+        self.untracked = Untracked()
+        self._others = 0  # tracked features outside limit.keep
+
+    def _admit(self, name: str) -> bool:
+        """Whether a name without a profile yet gets one (counted when it does)."""
+        limit = self.limit
+        if limit is None:
+            return True
+        if not limit.admits(name, self._others):
+            return False
+        self._others += name not in limit.keep
+        return True
+
+    def set_limit(self, limit: FeatureLimit | None) -> None:
+        """Apply ``limit`` from now on; features over it move to the untracked tally."""
+        self.limit, self._others = limit, 0
+        if limit is None:
+            return
+        for name in list(self.features):
+            if not self._admit(name):
+                self.untracked.add(name, self.features.pop(name).num_present)
 
     def update(self, columns: Mapping[str, Column], n_rows: int, padding: int) -> None:
         """Add ``n_rows`` rows, of which ``padding`` (all ``None``) are not data."""
@@ -61,6 +97,9 @@ class _Group:
         for name, values in columns.items():
             feature = self.features.get(name)
             if feature is None:
+                if not self._admit(name):
+                    self.untracked.add(name, _present(values))
+                    continue
                 feature = self.features[name] = FeatureProfile(name, self.k)
                 feature.num_missing += before
             feature.update(values)
@@ -77,21 +116,40 @@ class _Group:
         for name, theirs in other.features.items():
             mine = self.features.get(name)
             if mine is None:
+                if not self._admit(name):
+                    self.untracked.add(name, theirs.num_present)
+                    continue
                 mine = self.features[name] = FeatureProfile(name, theirs.k)
                 mine.num_missing += self.rows
             mine.merge(theirs)
+        self.untracked.merge(other.untracked)
         self.rows += other.rows
 
 
 class DatasetProfile:
     """Profiles of all features (and predictions) of a dataset or a time window."""
 
-    def __init__(self, k: int = DEFAULT_KLL_K) -> None:
+    def __init__(self, k: int = DEFAULT_KLL_K, limit: FeatureLimit | None = None) -> None:
         self.k = k
-        self._inputs = _Group(k)
-        self._outputs = _Group(k)
+        self._inputs = _Group(k, limit)
+        self._outputs = _Group(k, limit)
         self.column_counts: Counter[int] = Counter()
         self.renamed = False  # set by rename_features
+
+    def set_limit(self, limit: FeatureLimit | None) -> None:
+        """Track at most ``limit`` features per side from now on (:mod:`analyzer.cardinality`);
+        features already over it move to the untracked tally."""
+        self._inputs.set_limit(limit)
+        self._outputs.set_limit(limit)
+
+    @property
+    def untracked(self) -> Untracked:
+        """Input feature names left out by the limit (values, distinct names, a sample)."""
+        return self._inputs.untracked
+
+    @property
+    def untracked_predictions(self) -> Untracked:
+        return self._outputs.untracked
 
     @property
     def item_count(self) -> int:
@@ -117,6 +175,8 @@ class DatasetProfile:
         """Add a decoded batch of capture records."""
         self._inputs.update(batch.columns, batch.n_rows, batch.rows_without_input)
         self._outputs.update(batch.predictions, batch.n_rows, batch.rows_without_output)
+        self._inputs.untracked.add_counts(batch.untracked)
+        self._outputs.untracked.add_counts(batch.untracked_predictions)
         self.column_counts.update(batch.field_counts)
 
     def update_sides(
@@ -162,7 +222,11 @@ class DatasetProfile:
         blobs: list[bytes] = []
         sides = []
         for group in (self._inputs, self._outputs):
-            sides.append({"rows": group.rows, "n": len(group.features)})
+            side: dict[str, Any] = {"rows": group.rows, "n": len(group.features)}
+            untracked = group.untracked.to_json()
+            if untracked is not None:
+                side["untracked"] = untracked
+            sides.append(side)
             blobs.extend(f.to_bytes() for f in group.features.values())
         header = orjson.dumps(
             {
@@ -170,27 +234,55 @@ class DatasetProfile:
                 "sides": sides,
                 "column_counts": {str(k): v for k, v in self.column_counts.items()},
                 "sizes": [len(b) for b in blobs],
+                "crc32": zlib.crc32(b"".join(blobs)),
             }
         )
         return b"".join([_DATASET_MAGIC, struct.pack("<I", len(header)), header, *blobs])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DatasetProfile:
+        """Read :meth:`to_bytes`; :class:`ProfileError` when the bytes are not a valid profile."""
         if data[:4] != _DATASET_MAGIC:
-            raise ValueError("not a serialized DatasetProfile")
-        (size,) = struct.unpack_from("<I", data, 4)
-        head = orjson.loads(data[8 : 8 + size])
-        profile = cls(head["k"])
-        profile.column_counts = Counter({int(k): v for k, v in head["column_counts"].items()})
-        offset = 8 + size
-        sizes = iter(head["sizes"])
-        for group, side in zip((profile._inputs, profile._outputs), head["sides"], strict=True):
-            group.rows = side["rows"]
-            for _ in range(side["n"]):
-                blob_size = next(sizes)
-                feature = FeatureProfile.from_bytes(data[offset : offset + blob_size])
-                group.features[feature.name] = feature
-                offset += blob_size
+            raise ProfileError("not a serialized DatasetProfile")
+        try:
+            (size,) = struct.unpack_from("<I", data, 4)
+            head = orjson.loads(data[8 : 8 + size])
+            profile = cls(head["k"])
+            profile.column_counts = Counter(
+                {int(k): int(v) for k, v in head["column_counts"].items()}
+            )
+            offset = 8 + size
+            crc = head.get("crc32")  # profiles written before the checksum have none
+            if crc is not None and crc != zlib.crc32(memoryview(data)[offset:]):
+                raise ProfileError("a DatasetProfile whose bytes do not match their checksum")
+            sizes = iter(head["sizes"])
+            sides = zip((profile._inputs, profile._outputs), head["sides"], strict=True)
+            for group, side in sides:
+                group.rows = int(side["rows"])
+                group.untracked = Untracked.from_json(side.get("untracked"))
+                for _ in range(side["n"]):
+                    blob_size = next(sizes)
+                    feature = FeatureProfile.from_bytes(data[offset : offset + blob_size])
+                    group.features[feature.name] = feature
+                    offset += blob_size
+        except ProfileError:
+            raise
+        except (
+            struct.error,
+            orjson.JSONDecodeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            StopIteration,
+            RuntimeError,
+            IndexError,
+            OverflowError,
+            MemoryError,
+        ) as exc:
+            raise ProfileError(f"a corrupt DatasetProfile: {exc!r}") from exc
+        if offset != len(data):
+            raise ProfileError("a serialized DatasetProfile of the wrong length")
         return profile
 
 

@@ -67,7 +67,12 @@ COMPLETENESS_Z = 1.96
 
 def kll_buckets(values: np.ndarray, weights: np.ndarray, low: float, high: float) -> list[Any]:
     """Deequ's 10 equal-width buckets over [low, high]; ``values`` sorted with weights."""
-    edges = [low + (high - low) * i / NUM_BUCKETS for i in range(NUM_BUCKETS + 1)]
+    width = high - low
+    if math.isfinite(width):
+        edges = [low + width * i / NUM_BUCKETS for i in range(NUM_BUCKETS + 1)]
+    else:  # a range wider than the largest float (e.g. -1e308 to 1e308): the same edges
+        edges = [low + (high / NUM_BUCKETS - low / NUM_BUCKETS) * i for i in range(NUM_BUCKETS)]
+        edges.append(high)
     points = np.array(edges, dtype=np.float64)
     below = weighted_rank_counts(values, weights, points, inclusive=False)
     last = weighted_rank_counts(values, weights, points[-1:], inclusive=True)[0]
@@ -96,7 +101,7 @@ def _feature_statistics(feature: FeatureProfile) -> dict[str, Any]:
         values, weights = kll_weighted_items(feature.kll)
         out["numerical_statistics"] = {
             "common": _common(feature),
-            "mean": float(feature.sum / feature.count),
+            "mean": float(feature.mean or 0.0),
             "sum": float(feature.sum),
             "std_dev": float(feature.std or 0.0),
             "min": float(feature.min),

@@ -14,7 +14,7 @@ from typing import Any
 
 from analyzer.evaluate import iso
 from analyzer.monitor import MONITOR, Monitor
-from analyzer.store import read_counters, read_status_doc
+from analyzer.store import QUARANTINED, read_counters, read_status_doc
 from modelmon import __version__
 
 __all__ = ["full_status", "ingest_doc", "initial_doc", "read_snapshot"]
@@ -32,7 +32,8 @@ def read_snapshot(conn: sqlite3.Connection) -> tuple[dict[str, Any] | None, dict
 
 
 def ingest_doc(counters: Mapping[str, int]) -> dict[str, Any]:
-    """``ingest``: records (each exactly once), bad records by reason, files fully read."""
+    """``ingest``: records (each exactly once), bad records by reason, files fully read, and
+    stored bucket profiles moved to quarantine because they could not be read."""
     return {
         "records": counters.get("records", 0),
         "bad_records": counters.get("bad_records", 0),
@@ -40,6 +41,7 @@ def ingest_doc(counters: Mapping[str, int]) -> dict[str, Any]:
             key[4:]: value for key, value in sorted(counters.items()) if key.startswith("bad:")
         },
         "files": counters.get("files", 0),
+        "quarantined_profiles": counters.get(QUARANTINED, 0),
     }
 
 
@@ -56,6 +58,7 @@ def initial_doc(monitor: Monitor) -> dict[str, Any]:
                 "samples": 0,
                 "min_samples": monitor.config.analyzer.min_samples,
                 "violations": [],
+                "violations_total": 0,
                 "features": {},
                 "run_id": None,
                 "baseline": dict(monitor.baseline.info),

@@ -48,9 +48,11 @@ from analyzer.private_files import make_folders, open_private
 
 __all__ = [
     "MIGRATIONS",
+    "QUARANTINED",
     "Store",
     "StoreError",
     "add_counters",
+    "quarantine_bucket",
     "read_counters",
     "read_status_doc",
     "write_status_doc",
@@ -112,6 +114,14 @@ def m001_initial(db: Database) -> None:
     )
     db.table("ground_truth").create_index(["event_id"])
     db.table("ground_truth").create_index(["inference_id"])
+
+
+@MIGRATIONS()
+def m002_quarantine(db: Database) -> None:
+    """Stored profiles that cannot be read, moved aside (never merged, never deleted)."""
+    db.table("quarantine").create(
+        {"id": int, "kind": str, "key": int, "blob": bytes, "error": str, "at": float}, pk="id"
+    )
 
 
 class StoreError(Exception):
@@ -315,3 +325,26 @@ def read_status_doc(conn: sqlite3.Connection) -> dict[str, Any] | None:
         return None
     doc: dict[str, Any] = orjson.loads(row[0])
     return doc
+
+
+QUARANTINED = "quarantined_profiles"
+
+
+def quarantine_bucket(db: Database, start: int, error: str, now: float) -> bool:
+    """Move the bucket at ``start`` to ``quarantine`` and count it (inside the caller's
+    transaction); False when it is no longer there (already moved)."""
+    row = db.execute("SELECT profile FROM buckets WHERE start = ?", [start]).fetchone()
+    if row is None:
+        return False
+    db.execute(
+        "INSERT INTO quarantine(kind, key, blob, error, at) VALUES ('bucket', ?, ?, ?, ?)",
+        [start, row[0], error[:2000], now],
+    )
+    db.execute("DELETE FROM buckets WHERE start = ?", [start])
+    add_counters(db, {QUARANTINED: 1})
+    log.error(
+        "the stored profile of bucket %d cannot be read (%s): moved to the quarantine table",
+        start,
+        error,
+    )
+    return True

@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from analyzer.monitor import Monitor
 from analyzer.prom import StatusCollector, render
 from analyzer.status_doc import full_status, read_snapshot
-from analyzer.store import StoreError
+from analyzer.store import QUARANTINED, StoreError
 
 __all__ = [
     "STATE_KEY",
@@ -114,15 +114,26 @@ async def health(request: web.Request) -> web.Response:
     lost = await asyncio.to_thread(state.monitor.store.file_problem)
     if lost is not None:
         problems.append(lost)
+    quarantined = 0
     try:
-        await state.monitor.store.aread(lambda c: c.execute("SELECT 1").fetchone())
+        row = await state.monitor.store.aread(
+            lambda c: c.execute(
+                "SELECT value FROM counters WHERE name = ?", [QUARANTINED]
+            ).fetchone()
+        )
+        quarantined = int(row[0]) if row else 0
     except (sqlite3.Error, StoreError) as exc:
         problems.append(f"the database cannot be read: {exc}")
     if state.monitor.last_error is not None:
         problems.append(f"the last monitoring run failed: {state.monitor.last_error}")
     if not state.loop_alive():
         problems.append("the monitoring loop has stopped; see the analyzer's log")
-    body = {"ok": not problems, "problems": problems, "ticks": state.monitor.ticks}
+    body = {
+        "ok": not problems,
+        "problems": problems,
+        "ticks": state.monitor.ticks,
+        "quarantined_profiles": quarantined,
+    }
     return json_ok(body, status=503 if problems else 200)
 
 

@@ -134,7 +134,9 @@ async def get_run(request: web.Request) -> web.Response:
     if run["kind"] == "window":
         start = parse_inference_time(run["window"]["start"]).timestamp()
         end = parse_inference_time(run["window"]["end"]).timestamp()
-        profile = await monitor.store.aread(lambda c: merge_buckets(c, start, end + 1))
+        profile = await monitor.store.aread(
+            lambda c: merge_buckets(c, start, end + 1, None, monitor.limit)
+        )
         if profile is not None:
             reports["statistics.json"] = await asyncio.to_thread(statistics_json, profile)
         if monitor.baseline.constraints_doc is not None:

@@ -366,6 +366,10 @@ class AnalyzerConfig(_Model):
     false_alarm_rate: Annotated[float, Field(gt=0, lt=1)] = 0.01
     drift_verdict: Literal["significant", "confident"] = "significant"
     kll_k: Annotated[int, Field(ge=1024, le=65535)] = 2048
+    # Hostile traffic bounds (docs/operations.md, "Hostile traffic").
+    max_line_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 16 << 20
+    max_features: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    retention_days: Annotated[float, Field(ge=0.01, le=36_500)] = 30.0
 
     _listen = field_validator("listen")(_check_listen)
 

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import gzip
+import random
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from analyzer.capture_files import TruncatedCapture, read_line_batches, read_lines, sealed_files
+from analyzer.capture_files import (
+    TooLarge,
+    TruncatedCapture,
+    block_lines,
+    read_line_batches,
+    read_lines,
+    read_pieces,
+    sealed_files,
+)
 
 
 def hour_dir(root: Path, hour: datetime) -> Path:
@@ -83,3 +93,33 @@ def test_a_cut_gzip_yields_its_whole_lines_then_says_so(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(b"".join(lines[:10])) + gzip.compress(b"".join(lines[10:20])))
     assert list(read_lines(path)) == lines[:20]
     assert list(read_lines(path, offset=len(lines[0]) * 3)) == lines[3:20]
+
+
+def test_a_cut_gzip_keeps_the_line_limit_before_the_cut(tmp_path: Path) -> None:
+    """Both bounds at once: long lines before the cut are TooLarge pieces (offsets exact),
+    whole lines are kept, then the cut is signalled with the bytes of the cut line."""
+    limit = 64
+    lines = [b'{"n": %d}\n' % i if i % 7 else b"x" * (limit + i) + b"\n" for i in range(3000)]
+    packed = gzip.compress(b"".join(lines))
+    path = tmp_path / "x.jsonl.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    pieces: list[bytes | TooLarge] = []
+    with pytest.raises(TruncatedCapture) as caught:
+        pieces.extend(read_pieces(path, 0, limit))
+    got: list[bytes | TooLarge] = []
+    for piece in pieces:
+        got.extend([piece] if isinstance(piece, TooLarge) else block_lines(piece))
+    want = [TooLarge(len(line)) if len(line) > limit + 1 else line for line in lines]
+    assert got == want[: len(got)] and 100 < len(got) < len(lines)
+    assert 0 < caught.value.dropped < len(lines[len(got)])  # a part of the next line, cut
+    # cut inside a line over the limit: it is the cut line, its skipped bytes are dropped
+    long_line = random.Random(3).randbytes(10_000).replace(b"\n", b" ") + b"\n"
+    packed = gzip.compress(lines[1] + long_line + lines[2])[:5_000]  # incompressible: cut inside
+    content_cut = zlib.decompressobj(wbits=31).decompress(packed)
+    assert len(lines[1]) + limit < len(content_cut) < len(lines[1]) + len(long_line)
+    path.write_bytes(packed)
+    pieces = []
+    with pytest.raises(TruncatedCapture) as caught:
+        pieces.extend(read_pieces(path, 0, limit))
+    assert pieces == [lines[1]]
+    assert caught.value.dropped == len(content_cut) - len(lines[1])

@@ -117,6 +117,27 @@ def test_what_the_analyzer_cannot_honour_is_refused_at_load(
     assert expected in str(_load(tmp_path, UP + f"analyzer: {analyzer}\n"))
 
 
+@pytest.mark.parametrize(
+    ("key", "lowest", "highest", "allowed"),
+    [
+        ("max_line_bytes", 1024, 1 << 30, "≥ 1,024 and ≤ 1,073,741,824"),
+        ("max_features", 1, 100_000, "≥ 1 and ≤ 100,000"),
+        ("retention_days", 0.01, 36_500, "≥ 0.01 and ≤ 36,500"),
+    ],
+)
+def test_the_hostile_traffic_bounds_are_bounded_both_ways(
+    tmp_path: Path, key: str, lowest: float, highest: float, allowed: str
+) -> None:
+    """The analyzer's hostile-traffic keys: their bounds are accepted, one step beyond is not."""
+    for value in (lowest, highest):
+        config = parse_config(yaml.safe_load(UP + f"analyzer: {{{key}: {value}}}"))
+        assert getattr(config.analyzer, key) == value
+    step = 0.001 if isinstance(lowest, float) else 1
+    for value in (lowest - step, highest + step):
+        error = str(_load(tmp_path, UP + f"analyzer: {{{key}: {value}}}\n"))
+        assert f"analyzer.{key}" in error and allowed in error
+
+
 def test_a_typo_in_a_nested_key_suggests_the_key_and_lists_its_section(tmp_path: Path) -> None:
     message = str(_load(tmp_path, UP + "capture: {sampling_percentge: 5}\n"))
     assert (
