@@ -124,8 +124,8 @@ def _values(metrics: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def _scale(
-    constraints: Mapping[str, tuple[float, str]], baseline: Baseline | None, n: int
+def _checks(
+    constraints: Mapping[str, tuple[float, str]], baseline: Baseline | None
 ) -> dict[str, tuple[float, str, bool]]:
     """Each check with whether its threshold is the baseline's own (noisy) value."""
     out: dict[str, tuple[float, str, bool]] = {}
@@ -190,7 +190,7 @@ def evaluate_window(
         return WindowResult(
             problem_type, n, metrics, decisions, "not_enough_data" if constraints else "ok"
         )
-    checks = _scale(constraints, baseline, n)
+    checks = _checks(constraints, baseline)
     margins = _margins(
         problem_type,
         checks,
