@@ -12,7 +12,7 @@ same-distribution reference rows (another seed). Then it times whole processes, 
   configured by default (the Arrow fast path for CSV payloads when pyarrow is installed) and
   with the other Arrow setting (``MODELMON_ARROW=0`` for CSV payloads, ``MODELMON_ARROW=json``
   for JSON payloads);
-- our decode+profile path alone (``analyzer.parallel.profile_capture_files``), on 1 and 2
+- our decode+profile path alone (``analyzer.ingest.parallel.profile_capture_files``), on 1 and 2
   processes, to show where the time goes;
 - ``modelmon baseline`` on a reference CSV of the same size as the current data;
 - Evidently's default ``DataDriftPreset`` report on the current CSV (its own venv,
@@ -45,8 +45,8 @@ BENCH = Path(__file__).resolve().parent
 REFERENCE_ROWS = 100_000
 PROFILE_ONLY = (
     "import sys; from modelmon.config import load_config; "
-    "from analyzer.capture_files import sealed_files; "
-    "from analyzer.parallel import profile_capture_files; "
+    "from analyzer.ingest.capture_files import sealed_files; "
+    "from analyzer.ingest.parallel import profile_capture_files; "
     "c = load_config(sys.argv[1]); "
     "f = sealed_files(c.capture.dir, c.endpoint.name, c.endpoint.variant, None, None); "
     "r = profile_capture_files(f, c.analyzer.payload, c.analyzer.kll_k, int(sys.argv[2])); "

@@ -42,9 +42,9 @@ import orjson
 import psutil
 import yaml
 
-from analyzer.codecs import PayloadDecoder
-from analyzer.profile import DatasetProfile
-from analyzer.store import Store, write_status_doc
+from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.monitors.data_quality.profile import DatasetProfile
+from analyzer.store.database import Store, write_status_doc
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import PayloadConfig
 

@@ -6,7 +6,8 @@
 A baseline of 1,000,000 rows per feature (standard normal, sketched once with KLL k=2048),
 windows of 100 / 1,000 / 10,000 / 100,000 rows sketched the same way as the live path.
 Prints, for thresholds 0.1 and 0.02, for both of our verdicts (``analyzer.drift_verdict``:
-``significant``, the default, and ``confident``; decided by ``analyzer.drift`` itself):
+``significant``, the default, and ``confident``; decided by
+``analyzer.monitors.data_quality.drift`` itself):
 
 - the share of windows (20 features each, same distribution) with any false violation,
   for our rule and, on the same windows, SageMaker's Simple and Robust rules;
@@ -31,7 +32,7 @@ from statistics import NormalDist
 import numpy as np
 from datasketches import kll_doubles_sketch
 
-from analyzer.drift import (
+from analyzer.monitors.data_quality.drift import (
     VERDICTS,
     DriftDecision,
     categorical_drift,
@@ -84,7 +85,8 @@ class Bench:
         print(f"baseline: {FEATURES} × {N_BASE:,} rows sketched in {time.perf_counter() - t:.1f} s")
 
     def decide(self, f: int, window: Items, tau: float, verdict: str) -> DriftDecision:
-        """The shipped verdict (``analyzer.drift.numeric_drift``) of one feature's window."""
+        """The shipped verdict (``analyzer.monitors.data_quality.drift.numeric_drift``) of one
+        feature's window."""
         bv, bw, be = self.base[f]
         cv, cw, ce = window
         return numeric_drift(

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import aiohttp
 
-from modelmon.demo_model import start_model
-from modelmon.demo_setup import DemoPorts, free_ports, run_baseline, write_config
-from modelmon.demo_traffic import RowSource, TrafficStats, baseline_csv_text, send_traffic
+from modelmon.cli.demo_model import start_model
+from modelmon.cli.demo_setup import DemoPorts, free_ports, run_baseline, write_config
+from modelmon.cli.demo_traffic import RowSource, TrafficStats, baseline_csv_text, send_traffic
 
 SCHEDULE_S = 5.0
 ROTATE_S = 2.0

@@ -3,7 +3,7 @@
     python bench/json_floor.py FILE.jsonl [--rounds 4]
 
 Reads one capture file of ``{"instances": [{...}]}`` records (``bench/analyze_data.py``
-writes them) in ~1 MiB blocks, as ``analyzer.parallel.profile_file`` does, and does only what
+writes them) in ~1 MiB blocks, as ``analyzer.ingest.parallel.profile_file`` does, and does only what
 any orjson-based decoder must: parse every capture line and every body, transpose the rows
 into columns, one ``np.array`` and one KLL update per numeric column, one ``Counter`` per
 text column. No validation, no Integral/Fractional counts, no moments beyond sum/min/max, no
@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 from datasketches import kll_doubles_sketch
 
-from analyzer.parallel import profile_file
+from analyzer.ingest.parallel import profile_file
 from modelmon.config import PayloadConfig, PayloadSide
 
 _capture, _data, _request = (

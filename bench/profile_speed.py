@@ -2,7 +2,8 @@
 
 Run: ``python bench/profile_speed.py [--rows 1000000] [--k 2048] [--repeat 5]``
 
-For each input shape it prints rows/s of :class:`analyzer.profile.FeatureProfile` (counts,
+For each input shape it prints rows/s of
+:class:`analyzer.monitors.data_quality.profile.FeatureProfile` (counts,
 types, moments, min/max, KLL) and of a bare ``kll_doubles_sketch(k).update(array)`` on the same
 numbers, and their ratio (goal: the profile within 2x of the bare sketch). Times are the best
 of ``--repeat`` runs, measured in this process, in the same run.
@@ -26,7 +27,7 @@ from typing import Any
 import datasketches as ds
 import numpy as np
 
-from analyzer.profile import FeatureProfile
+from analyzer.monitors.data_quality.profile import FeatureProfile
 
 
 def best(fn: Callable[[], Any], repeat: int) -> float:

@@ -46,10 +46,10 @@ import psutil
 import yaml
 from aiohttp import web
 
-from analyzer.profile import profile_rows
-from analyzer.statistics_format import statistics_json, suggest_constraints
+from analyzer.monitors.data_quality.profile import profile_rows
+from analyzer.monitors.data_quality.statistics_format import statistics_json, suggest_constraints
 
-DEMO = Path(__file__).resolve().parents[1] / "modelmon" / "demo_data" / "baseline.csv"
+DEMO = Path(__file__).resolve().parents[1] / "modelmon" / "cli" / "demo_data" / "baseline.csv"
 
 
 def _free_port() -> int:

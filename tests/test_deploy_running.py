@@ -28,8 +28,8 @@ import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from analyzer.profile import profile_rows
-from analyzer.statistics_format import statistics_json, suggest_constraints
+from analyzer.monitors.data_quality.profile import profile_rows
+from analyzer.monitors.data_quality.statistics_format import statistics_json, suggest_constraints
 from tests.shared_data import DATA
 from tests.test_deploy_manifest import config_path, config_text, containers
 

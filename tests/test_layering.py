@@ -4,20 +4,20 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP_LEVEL = ("modelmon.cli", "modelmon.up", "modelmon.demo", "modelmon.status_cli")
+TOP_LEVEL = ("modelmon.cli", "modelmon.cli.up", "modelmon.cli.demo", "modelmon.cli.status")
 PURE_ANALYZER = (
-    "codecs",
-    "sketches",
-    "profile",
-    "record_batch",
-    "arrow_batch",
-    "arrow_csv",
-    "arrow_json",
-    "arrow_values",
-    "drift",
-    "checks",
-    "report_format",
-    "statistics_format",
+    "decoding/codecs",
+    "monitors/data_quality/sketches",
+    "monitors/data_quality/profile",
+    "decoding/record_batch",
+    "decoding/arrow_batch",
+    "decoding/arrow_csv",
+    "decoding/arrow_json",
+    "decoding/arrow_values",
+    "monitors/data_quality/drift",
+    "monitors/data_quality/checks",
+    "monitors/data_quality/report_format",
+    "monitors/data_quality/statistics_format",
     "monitors/model_quality/metrics",
     "monitors/model_quality/documents",
     "monitors/model_quality/verdict",

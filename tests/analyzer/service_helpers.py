@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from analyzer.profile import profile_rows
-from analyzer.statistics_format import statistics_json, suggest_constraints
+from analyzer.monitors.data_quality.profile import profile_rows
+from analyzer.monitors.data_quality.statistics_format import statistics_json, suggest_constraints
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import ModelmonConfig, parse_config
 from tests.shared_data import DATA as SHARED_DATA

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from analyzer.alerts import PAYLOAD_SCHEMA, AlertDispatcher
+from analyzer.service.alerts import PAYLOAD_SCHEMA, AlertDispatcher
 from modelmon.config import AlertsConfig, WebhookConfig
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]

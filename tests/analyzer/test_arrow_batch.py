@@ -23,15 +23,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzer.capture_files import block_lines
-from analyzer.codecs import DecodedBatch, PayloadDecoder
-from analyzer.parallel import profile_file
-from analyzer.value_types import PreSplit, SplitValues, split_values
+from analyzer.decoding.codecs import DecodedBatch, PayloadDecoder
+from analyzer.decoding.value_types import PreSplit, SplitValues, split_values
+from analyzer.ingest.capture_files import block_lines
+from analyzer.ingest.parallel import profile_file
 from modelmon.config import PayloadConfig
 
 pytest.importorskip("pyarrow", reason="pyarrow (the optional 'fast' extra) is not installed")
 
-from analyzer.arrow_batch import ArrowBatch, ArrowDecoder
+from analyzer.decoding.arrow_batch import ArrowBatch, ArrowDecoder
 
 PAYLOAD = PayloadConfig.model_validate(
     {"input": {"format": "csv", "columns": ["a", "b", "c"]}, "output": {"columns": ["score"]}}

@@ -23,13 +23,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzer.capture_files import block_lines
-from analyzer.codecs import PayloadDecoder
+from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.ingest.capture_files import block_lines
 from modelmon.config import PayloadConfig
 
 pytest.importorskip("pyarrow", reason="pyarrow (the optional 'fast' extra) is not installed")
 
-from analyzer.arrow_batch import ArrowDecoder
+from analyzer.decoding.arrow_batch import ArrowDecoder
 from tests.analyzer.test_arrow_batch import _exact, same_as_slow
 
 PAYLOAD = PayloadConfig.model_validate(

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analyzer.baseline_cli import run_baseline
 from modelmon.capture_record import CaptureSide, build_record
+from modelmon.cli.baseline import run_baseline
 from modelmon.config import load_config
 from tests.shared_data import DATA as SHARED_DATA
 
@@ -170,7 +170,7 @@ def test_default_output_folder_without_config(tmp_path: Path) -> None:
 
 
 def test_quoted_fields_across_lines_and_chunks(tmp_path: Path) -> None:
-    from analyzer.table_readers import CHUNK_ROWS
+    from analyzer.ingest.table_readers import CHUNK_ROWS
 
     lines = ["n,label"] + [f"{i},plain" for i in range(CHUNK_ROWS + 3000)]
     lines[CHUNK_ROWS] = '7,"two\nlines, and ""quotes"""'  # spans the first chunk's end

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from analyzer.profile import profile_rows
-from analyzer.statistics_format import statistics_json, suggest_constraints
+from analyzer.monitors.data_quality.profile import profile_rows
+from analyzer.monitors.data_quality.statistics_format import statistics_json, suggest_constraints
 from modelmon.capture_record import CaptureSide, build_record
 from tests.shared_data import SHARED as SHARED_ROOT
 
@@ -132,8 +132,11 @@ def test_analyze_once_reports_covariate_drift(tmp_path: Path) -> None:
 def test_drift_verdict_from_config_decides(tmp_path: Path) -> None:
     # income's threshold is set between the two verdicts' boundaries (from an in-process run
     # of the same rows): `significant` (default) must flag it, `confident` must not.
-    from analyzer.checks import run_checks
-    from analyzer.statistics_readers import parse_constraints, parse_statistics
+    from analyzer.monitors.data_quality.checks import run_checks
+    from analyzer.monitors.data_quality.statistics_readers import (
+        parse_constraints,
+        parse_statistics,
+    )
 
     table = {c: [r[c] for r in _rows(DATA / "baseline.csv")] for c in FEATURES}
     base = profile_rows(table)

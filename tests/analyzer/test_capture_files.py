@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.capture_files import (
+from analyzer.ingest.capture_files import (
     TooLarge,
     TruncatedCapture,
     block_lines,

@@ -17,13 +17,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from analyzer.cardinality import SAMPLE_NAMES, FeatureLimit
-from analyzer.checks import MAX_NAMED_EXTRA, MORE_EXTRA, CheckResult
-from analyzer.codecs import PayloadDecoder
-from analyzer.evaluate import MAX_VIOLATIONS, verdict
-from analyzer.feature_profile import MAX_VALUE_CHARS
-from analyzer.profile import DatasetProfile
-from analyzer.service import create_app, monitor_of
+from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.monitors.data_quality.cardinality import SAMPLE_NAMES, FeatureLimit
+from analyzer.monitors.data_quality.checks import MAX_NAMED_EXTRA, MORE_EXTRA, CheckResult
+from analyzer.monitors.data_quality.evaluate import MAX_VIOLATIONS, verdict
+from analyzer.monitors.data_quality.feature_profile import MAX_VALUE_CHARS
+from analyzer.monitors.data_quality.profile import DatasetProfile
+from analyzer.service.app import create_app, monitor_of
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import ModelmonConfig, PayloadConfig
 from tests.analyzer.service_helpers import (

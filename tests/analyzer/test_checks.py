@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analyzer.checks import CheckResult, run_checks, violations_json
-from analyzer.codecs import DecodedBatch
-from analyzer.profile import DatasetProfile, profile_rows
-from analyzer.statistics_format import (
+from analyzer.decoding.codecs import DecodedBatch
+from analyzer.monitors.data_quality.checks import CheckResult, run_checks, violations_json
+from analyzer.monitors.data_quality.profile import DatasetProfile, profile_rows
+from analyzer.monitors.data_quality.statistics_format import (
     parse_constraints,
     parse_statistics,
     statistics_json,

@@ -10,7 +10,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.codecs import PayloadDecoder
+from analyzer.decoding.codecs import PayloadDecoder
 from modelmon.config import PayloadConfig
 
 TIME = "2024-05-01T10:20:30Z"
@@ -277,7 +277,7 @@ def test_object_rows_with_different_keys_of_the_same_count() -> None:
 def test_decoding_restores_the_collectors_state() -> None:
     import gc
 
-    from analyzer.codecs import gc_paused
+    from analyzer.decoding.codecs import gc_paused
 
     lines = [orjson.dumps(record("1,2", "0.5"))] * 3
     was = gc.isenabled()

@@ -6,10 +6,15 @@ import doctest
 
 import pytest
 
-from analyzer import baseline_advice, column_mapping
-from analyzer.baseline_advice import noise_margin, small_baseline_warning
-from analyzer.column_mapping import baseline_name_warnings, positional_mapping, positional_note
-from analyzer.drift import sampling_margin
+from analyzer.decoding import column_mapping
+from analyzer.decoding.column_mapping import (
+    baseline_name_warnings,
+    positional_mapping,
+    positional_note,
+)
+from analyzer.monitors.data_quality import baseline_advice
+from analyzer.monitors.data_quality.baseline_advice import noise_margin, small_baseline_warning
+from analyzer.monitors.data_quality.drift import sampling_margin
 
 
 @pytest.mark.parametrize("module", [column_mapping, baseline_advice])

@@ -12,8 +12,8 @@ from datasketches import kll_doubles_sketch
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from analyzer import drift, drift_scores
-from analyzer.drift import (
+from analyzer.monitors.data_quality import drift, drift_scores
+from analyzer.monitors.data_quality.drift import (
     VERDICTS,
     categorical_drift,
     chi_squared_p_value,
@@ -25,7 +25,7 @@ from analyzer.drift import (
     sampling_margin,
     share_margin,
 )
-from analyzer.drift_scores import categorical_scores, numeric_scores
+from analyzer.monitors.data_quality.drift_scores import categorical_scores, numeric_scores
 
 
 def _sketch(values: np.ndarray, k: int = 2048) -> tuple[np.ndarray, np.ndarray, float]:

@@ -18,10 +18,10 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from analyzer.baseline_cli import run_baseline
-from analyzer.service import create_app, monitor_of
+from analyzer.service.app import create_app, monitor_of
+from modelmon.cli.baseline import run_baseline
+from modelmon.cli.status import render_status
 from modelmon.config import ModelmonConfig, load_config
-from modelmon.status_cli import render_status
 from tests.analyzer.service_helpers import (
     DATA,
     FEATURES,

@@ -20,15 +20,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyzer.capture_files import TooLarge, read_pieces
-from analyzer.cardinality import FeatureLimit
-from analyzer.codecs import PayloadDecoder
-from analyzer.feature_profile import FeatureProfile
-from analyzer.ground_truth import parse_ground_truth
-from analyzer.payload_rows import PayloadError
-from analyzer.profile import DatasetProfile, ProfileError, profile_rows
-from analyzer.side_codec import decode_body
-from analyzer.statistics_format import parse_statistics, statistics_json
+from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.decoding.payload_rows import PayloadError
+from analyzer.decoding.side_codec import decode_body
+from analyzer.ingest.capture_files import TooLarge, read_pieces
+from analyzer.ingest.ground_truth import parse_ground_truth
+from analyzer.monitors.data_quality.cardinality import FeatureLimit
+from analyzer.monitors.data_quality.feature_profile import FeatureProfile
+from analyzer.monitors.data_quality.profile import DatasetProfile, ProfileError, profile_rows
+from analyzer.monitors.data_quality.statistics_format import parse_statistics, statistics_json
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import PayloadConfig, PayloadSide
 

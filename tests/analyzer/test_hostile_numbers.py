@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from analyzer.feature_profile import FeatureProfile, ProfileError
-from analyzer.profile import DatasetProfile, profile_rows
-from analyzer.service import create_app, monitor_of
-from analyzer.statistics_format import parse_statistics, statistics_json
+from analyzer.monitors.data_quality.feature_profile import FeatureProfile, ProfileError
+from analyzer.monitors.data_quality.profile import DatasetProfile, profile_rows
+from analyzer.monitors.data_quality.statistics_format import parse_statistics, statistics_json
+from analyzer.service.app import create_app, monitor_of
 from modelmon.config import ModelmonConfig
 from tests.analyzer.service_helpers import (
     FEATURES,

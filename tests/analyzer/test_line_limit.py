@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.capture_files import TooLarge, read_pieces
-from analyzer.ingest import Ingestor, merge_buckets
-from analyzer.parallel import profile_file
-from analyzer.store import Store, read_counters
+from analyzer.ingest.capture_files import TooLarge, read_pieces
+from analyzer.ingest.ingestor import Ingestor, merge_buckets
+from analyzer.ingest.parallel import profile_file
+from analyzer.store.database import Store, read_counters
 from modelmon.config import ModelmonConfig
 from tests.analyzer.service_helpers import (
     ENDPOINT,

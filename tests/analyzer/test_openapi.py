@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from jsonschema import Draft202012Validator
 
-from analyzer.service import create_app, monitor_of
+from analyzer.service.app import create_app, monitor_of
 from tests.analyzer.service_helpers import T0, Clock, make_config, write_baseline, write_traffic
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.parallel import profile_capture_files
+from analyzer.ingest.parallel import profile_capture_files
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import PayloadConfig
 

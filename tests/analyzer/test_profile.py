@@ -12,10 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.codecs import PayloadDecoder
-from analyzer.profile import DatasetProfile, FeatureProfile, profile_rows
-from analyzer.sketches import kll_rank_error, kll_weighted_items, weighted_rank_counts
-from analyzer.statistics_format import statistics_json
+from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.monitors.data_quality.profile import DatasetProfile, FeatureProfile, profile_rows
+from analyzer.monitors.data_quality.sketches import (
+    kll_rank_error,
+    kll_weighted_items,
+    weighted_rank_counts,
+)
+from analyzer.monitors.data_quality.statistics_format import statistics_json
 from modelmon.config import PayloadConfig
 from tests.shared_data import DATA as SHARED_DATA
 

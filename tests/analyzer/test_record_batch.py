@@ -14,8 +14,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.codecs import DecodedBatch, PayloadDecoder
-from analyzer.record_batch import parse_lines, plain_fields
+from analyzer.decoding.codecs import DecodedBatch, PayloadDecoder
+from analyzer.decoding.record_batch import parse_lines, plain_fields
 from modelmon.config import PayloadConfig
 
 CSV = {"input": {"format": "csv", "columns": ["a", "b"]}, "output": {"columns": ["score"]}}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 
-from analyzer.checks import run_checks
-from analyzer.profile import profile_rows
-from analyzer.report_format import summary_text
-from analyzer.statistics_format import statistics_json, suggest_constraints
-from analyzer.statistics_readers import parse_constraints, parse_statistics
+from analyzer.monitors.data_quality.checks import run_checks
+from analyzer.monitors.data_quality.profile import profile_rows
+from analyzer.monitors.data_quality.report_format import summary_text
+from analyzer.monitors.data_quality.statistics_format import statistics_json, suggest_constraints
+from analyzer.monitors.data_quality.statistics_readers import parse_constraints, parse_statistics
 
 SHORT = "age"
 MEDIUM = "customer_lifetime_value_usd"  # 27 characters: was cut at 20

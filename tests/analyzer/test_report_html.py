@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
-from analyzer.report_html import render_report
+from analyzer.web.report_html import render_report
 
 HOSTILE = '<script>alert("x")</script>'
 

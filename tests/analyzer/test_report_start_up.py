@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
-from analyzer.report_html import render_report
-from analyzer.svg_charts import Point, alert_starts, fmt, line_chart
+from analyzer.web.report_html import render_report
+from analyzer.web.svg_charts import Point, alert_starts, fmt, line_chart
 
 START = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 

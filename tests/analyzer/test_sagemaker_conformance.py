@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from analyzer.codecs import PayloadDecoder
-from analyzer.profile import DatasetProfile
+from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.monitors.data_quality.profile import DatasetProfile
 from modelmon.capture_record import parse_record_line
 from modelmon.config import PayloadConfig
 from tests.shared_data import EXAMPLES as SHARED_EXAMPLES

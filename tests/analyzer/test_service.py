@@ -21,8 +21,8 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from analyzer.hourly import hour_dir
-from analyzer.service import create_app, monitor_of
+from analyzer.service.app import create_app, monitor_of
+from analyzer.store.hourly import hour_dir
 from modelmon.config import ModelmonConfig
 from tests.analyzer.service_helpers import (
     ENDPOINT,

@@ -21,8 +21,8 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from analyzer.report_files import report_dir, write_json_atomic
-from analyzer.service import create_app, monitor_of
+from analyzer.service.app import create_app, monitor_of
+from analyzer.store.report_files import report_dir, write_json_atomic
 from modelmon.config import ConfigError
 from tests.analyzer.service_helpers import T0, Clock, make_config, write_baseline, write_traffic
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analyzer.profile import profile_rows
-from analyzer.statistics_format import (
+from analyzer.monitors.data_quality.profile import profile_rows
+from analyzer.monitors.data_quality.statistics_format import (
     BaselineFormatError,
     baseline_from_profile,
     parse_constraints,

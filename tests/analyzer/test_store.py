@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from analyzer.store import (
+from analyzer.store.database import (
     MIGRATIONS,
     Store,
     StoreError,

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from analyzer.service import create_app, monitor_of
+from analyzer.service.app import create_app, monitor_of
 from tests.analyzer.service_helpers import T0, Clock, make_config, write_baseline, write_traffic
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]

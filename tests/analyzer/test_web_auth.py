@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from analyzer.service import create_app
-from analyzer.web_auth import COOKIE, session_cookie, valid_session
+from analyzer.service.app import create_app
+from analyzer.web.auth import COOKIE, session_cookie, valid_session
 from tests.analyzer.service_helpers import T0, Clock, make_config
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]

@@ -15,10 +15,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from jsonschema import Draft202012Validator
 
-from analyzer.ground_truth import GroundTruthIntake, parse_ground_truth
-from analyzer.service import create_app, monitor_of
-from analyzer.store import read_counters
-from analyzer.web import OPENAPI_PATH
+from analyzer.ingest.ground_truth import GroundTruthIntake, parse_ground_truth
+from analyzer.service.app import create_app, monitor_of
+from analyzer.store.database import read_counters
+from analyzer.web.routes import OPENAPI_PATH
 from tests.analyzer.service_helpers import T0, Clock, make_config
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]

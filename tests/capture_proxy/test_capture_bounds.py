@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from analyzer.codecs import PayloadDecoder
+from analyzer.decoding.codecs import PayloadDecoder
 from modelmon.capture_record import decode_side, parse_record_line
 from modelmon.config import PayloadConfig
 from tests.capture_proxy.conftest import StartProxy, start_app

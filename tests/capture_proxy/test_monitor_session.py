@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from analyzer.service import create_app
+from analyzer.service.app import create_app
 from tests.analyzer.service_helpers import T0, Clock
 from tests.analyzer.service_helpers import make_config as analyzer_config
 from tests.capture_proxy.conftest import StartProxy, start_app

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from modelmon.cli import build_parser, main
-from modelmon.demo import EXPECTED_S
+from modelmon.cli.demo import EXPECTED_S
 
 ROOT = Path(__file__).resolve().parents[2]
 

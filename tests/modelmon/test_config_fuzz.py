@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from analyzer.side_codec import SideCodec
+from analyzer.decoding.side_codec import SideCodec
 from capture_proxy.redact import Redactor
 from modelmon.config import ConfigError, ModelmonConfig, load_config, parse_listen
 

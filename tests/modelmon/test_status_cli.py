@@ -17,8 +17,8 @@ from aiohttp import web
 
 from capture_proxy.health import health_document
 from capture_proxy.metrics import ProxyMetrics
+from modelmon.cli.status import default_url, render_status, summary_line
 from modelmon.config import parse_config
-from modelmon.status_cli import default_url, render_status, summary_line
 
 DOCUMENT: dict[str, Any] = {
     "state": "alert",

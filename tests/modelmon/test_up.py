@@ -23,7 +23,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from modelmon.supervisor import ChildSpec, RestartPolicy, Supervisor
+from modelmon.cli.supervisor import ChildSpec, RestartPolicy, Supervisor
 
 FAST = RestartPolicy(
     backoff_initial_s=0.05, backoff_max_s=0.2, max_crashes=3, crash_window_s=30, stop_grace_s=5

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from analyzer.codecs import DecodedBatch, PayloadDecoder
+from analyzer.decoding.codecs import DecodedBatch, PayloadDecoder
 from modelmon.config import ModelmonConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]

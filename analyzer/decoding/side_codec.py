@@ -1,0 +1,84 @@
+"""One side (request or response) of a capture record to rows, with the configured codec.
+
+BASE64 sides are decoded first; CSV and JSON sides are read verbatim. The body parser is chosen
+once per decoder (see :mod:`analyzer.decoding.payload_rows` for the formats).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from analyzer.decoding.payload_rows import (
+    INPUT_KEYS,
+    OUTPUT_KEYS,
+    PayloadError,
+    Rows,
+    compile_path,
+    csv_rows,
+    json_rows,
+    parse_json_body,
+    rows_of,
+    v2_rows,
+)
+from modelmon.config import PayloadSide
+
+__all__ = ["SideCodec", "decode_body"]
+
+
+def _base64_text(data: str) -> str:
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PayloadError("bad_base64", str(exc)) from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("not_utf8", str(exc)) from exc
+
+
+class SideCodec:
+    """The configured codec of one side (request or response), ready for many bodies."""
+
+    def __init__(self, side: PayloadSide, output: bool) -> None:
+        self.format = side.format
+        self.columns = side.columns
+        self.output = output
+        self.keys = (OUTPUT_KEYS if output else INPUT_KEYS).get(side.format, ())
+        self.path = compile_path(side.path) if side.path else None
+        self.body_rows: Callable[[str], Rows] = csv_rows if side.format == "csv" else self._json
+
+    def _json(self, text: str) -> Rows:
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            doc = parse_json_body(text)  # JSON Lines, or the error with its reason
+        if self.format == "v2":
+            return v2_rows(doc, "outputs" if self.output else "inputs", self.columns, self.path)
+        if self.path is None and type(doc) is dict:
+            for key in self.keys:
+                if key in doc:
+                    return rows_of(doc[key])
+        return json_rows(doc, self.keys, self.path)
+
+    def rows(self, side: Any) -> Rows:
+        """The rows of one side of a capture record (BASE64 decoded first)."""
+        if type(side) is not dict:
+            raise PayloadError("bad_capture_side")
+        data = side.get("data")
+        if type(data) is not str:
+            raise PayloadError("no_data")
+        encoding = side.get("encoding")
+        if encoding != "CSV" and encoding != "JSON":
+            if isinstance(encoding, str) and encoding.upper() == "BASE64":
+                data = _base64_text(data)
+        return self.body_rows(data)
+
+
+def decode_body(text: str, side: PayloadSide, output: bool) -> Rows:
+    """The rows of one body (already text) in the side's configured format."""
+    return SideCodec(side, output).body_rows(text)

@@ -1,0 +1,1 @@
+"""Reading inputs: sealed capture files, training tables and ground truth."""

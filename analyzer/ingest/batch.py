@@ -1,0 +1,197 @@
+"""``modelmon analyze --once``: one stateless monitoring pass over the sealed capture files.
+
+It needs no database: it reads the baseline and every sealed capture file of the window
+(``*.jsonl`` and ``*.jsonl.gz``, ours or SageMaker's), profiles them on all cores, runs
+the checks, writes SageMaker's three report files and prints a summary.
+
+The window: by default every sealed file on disk; ``--start``/``--end`` (ISO-8601, UTC when
+no offset is given) select the hour folders that overlap ``[start, end)``. The report folder
+``{reports_dir}/{endpoint}/{schedule_name}/yyyy/mm/dd/hh/`` is the hour of the window's end:
+``--end`` when given, else the latest record's ``inferenceTime`` rounded up to the next full
+hour (the hour at which an hourly SageMaker schedule would have covered it).
+
+Exit codes: 0 done (violations or not), 2 bad config or arguments, 3 no usable baseline,
+4 no data in the window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analyzer.store.report_files import report_dir, write_reports
+from modelmon.config import ModelmonConfig
+
+if TYPE_CHECKING:
+    from analyzer.ingest.parallel import FilesProfile
+
+__all__ = ["EXIT_NO_BASELINE", "EXIT_NO_DATA", "run_analyze_once"]
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_NO_BASELINE = 3
+EXIT_NO_DATA = 4
+PROGRESS_EVERY_S = 2.0
+
+log = logging.getLogger("modelmon.analyze")
+
+
+class _Stop(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _moment(value: str | datetime | None, name: str) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise _Stop(EXIT_USAGE, f"--{name}: not an ISO-8601 time: {value!r}") from exc
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment is not None else None
+
+
+def _load_json(path: Path, what: str) -> dict[str, Any]:
+    hint = "create it with `modelmon baseline --config CONFIG --data TRAINING_DATA`"
+    if not path.is_file():
+        raise _Stop(EXIT_NO_BASELINE, f"no baseline {what}: {path} does not exist; {hint}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _Stop(EXIT_NO_BASELINE, f"baseline {what} {path} is unreadable: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise _Stop(EXIT_NO_BASELINE, f"baseline {what} {path} is not a JSON object")
+    return doc
+
+
+class _Progress:
+    """A line on stderr every few seconds while the pass runs (nothing for short runs)."""
+
+    def __init__(self, total_files: int) -> None:
+        self.total = total_files
+        self.started = self.last = time.monotonic()
+
+    def tick(self, files: int, rows: int, records: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            rate = records / max(now - self.started, 1e-9)
+            print(
+                f"  … {files}/{self.total} files, {records:,} records, {rows:,} rows "
+                f"({rate:,.0f} records/s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _profile_files(config: ModelmonConfig, files: list[Path]) -> FilesProfile:
+    """Decode and profile the files on all cores (one profile per file, merged)."""
+    from analyzer.ingest.parallel import profile_capture_files
+
+    progress = _Progress(len(files))
+    return profile_capture_files(
+        files,
+        config.analyzer.payload,
+        config.analyzer.kll_k,
+        on_file=lambda total: progress.tick(total.files, total.profile.item_count, total.records),
+    )
+
+
+def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | None) -> int:
+    from analyzer.ingest.capture_files import sealed_files
+
+    stats_path, cons_path = (
+        config.analyzer.baseline.statistics,
+        config.analyzer.baseline.constraints,
+    )
+    stats_doc, cons_doc = _load_json(stats_path, "statistics"), _load_json(cons_path, "constraints")
+    root = config.capture.dir / config.endpoint.name / config.endpoint.variant
+    files = sealed_files(
+        config.capture.dir, config.endpoint.name, config.endpoint.variant, start, end
+    )
+    span = f" between {start.isoformat() if start else 'the beginning'} and " + (
+        end.isoformat() if end else "now"
+    )
+    if not files:
+        raise _Stop(EXIT_NO_DATA, f"no sealed capture files (*.jsonl, *.jsonl.gz) in {root}{span}")
+    print(f"analyzing {len(files)} capture files from {root}", file=sys.stderr, flush=True)
+    seen = _profile_files(config, files)
+    profile, bad = seen.profile, seen.bad
+    if profile.item_count == 0:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(bad.items())) or "no records"
+        raise _Stop(
+            EXIT_NO_DATA, f"no rows decoded from {len(files)} files in {root}{span} ({reasons})"
+        )
+
+    from analyzer.monitors.data_quality.checks import check_options, run_checks
+    from analyzer.monitors.data_quality.report_format import report_documents, summary_text
+    from analyzer.monitors.data_quality.statistics_format import (
+        BaselineFormatError,
+        parse_constraints,
+        parse_statistics,
+        statistics_json,
+    )
+
+    try:
+        baseline, constraints = parse_statistics(stats_doc), parse_constraints(cons_doc)
+    except BaselineFormatError as exc:
+        raise _Stop(EXIT_NO_BASELINE, f"baseline {stats_path} / {cons_path}: {exc}") from exc
+    if not config.analyzer.payload.input.columns:
+        from analyzer.decoding.column_mapping import mapping_note, positional_mapping
+
+        names = list(baseline.features)
+        mapping = positional_mapping(list(profile.features), names, profile.predictions)
+        if mapping is not None:
+            inputs = [n for n in names if n not in profile.predictions]
+            note = mapping_note(mapping, len(profile.features), len(inputs))
+            print(f"note: {note}", file=sys.stderr, flush=True)
+            profile.rename_features(mapping)
+    result = run_checks(
+        baseline,
+        constraints,
+        profile,
+        **check_options(config.analyzer),
+    )
+    if end is None:
+        newest = seen.last_time or datetime.now(UTC)
+        end = newest.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    if start is None:
+        oldest = seen.first_time or end - timedelta(hours=1)
+        start = oldest.replace(minute=0, second=0, microsecond=0)
+    folder = report_dir(config, end)
+    write_reports(folder, report_documents(statistics_json(profile), cons_doc, result))
+    print(
+        summary_text(
+            result,
+            rows=profile.item_count,
+            files=len(files),
+            window=(start, end),
+            bad_records=bad,
+            out_dir=str(folder),
+        ),
+        flush=True,
+    )
+    return EXIT_OK
+
+
+def run_analyze_once(
+    config: ModelmonConfig, start: str | datetime | None = None, end: str | datetime | None = None
+) -> int:
+    """Run one pass; print a summary; return the exit code (see the module docstring)."""
+    try:
+        first, last = _moment(start, "start"), _moment(end, "end")
+        if first is not None and last is not None and first >= last:
+            raise _Stop(EXIT_USAGE, f"--start {first.isoformat()} is not before --end")
+        return _analyze(config, first, last)
+    except _Stop as stop:
+        print(f"modelmon analyze: {stop}", file=sys.stderr)
+        return stop.code

@@ -1,0 +1,395 @@
+"""Ingestion: sealed capture files → per-bucket profiles in SQLite, exactly once.
+
+Each tick lists the sealed capture files (never ``.part``), and for every file not yet fully
+read, reads on from the stored offset in chunks of whole lines. A chunk is decoded, profiled
+per time bucket (by each record's ``inferenceTime``), and committed in ONE transaction with:
+the bucket profiles merged into what is stored, the file's new offset and line count, and the
+ingest counters. A crash or ``kill -9`` at any moment therefore leaves either all of a chunk
+or none of it in the database; the restart goes on from the last committed offset, so no
+record is lost or counted twice. Every commit also checks that the stored offset is still
+the one the chunk started from, so two ingesters on one database cannot double-count.
+
+Touching a bucket bumps the ``version`` of its hour; the reporter re-writes an hour whose
+version moved past the one it reported (late data re-opens an hour).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlite_utils import Database
+
+from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.ingest.capture_files import (
+    TooLarge,
+    TruncatedCapture,
+    block_lines,
+    read_pieces,
+    sealed_files,
+)
+from analyzer.monitors.data_quality.cardinality import FeatureLimit
+from analyzer.monitors.data_quality.profile import DatasetProfile, ProfileError
+from analyzer.store.database import Store, add_counters, quarantine_bucket
+from modelmon.capture_record import parse_inference_time
+from modelmon.config import ModelmonConfig
+
+__all__ = [
+    "IngestStats",
+    "Ingestor",
+    "bucket_records",
+    "feature_limit",
+    "merge_buckets",
+    "read_buckets",
+]
+
+log = logging.getLogger("modelmon.analyzer.ingest")
+
+CHUNK_LINES = 10_000
+CHUNK_BYTES = 8 * 1024 * 1024
+HOUR_S = 3600
+
+
+@dataclass
+class IngestStats:
+    """What one pass read."""
+
+    files: int = 0
+    chunks: int = 0
+    records: int = 0
+    bad: Counter[str] = field(default_factory=Counter)
+    hours: set[int] = field(default_factory=set)
+
+
+def feature_limit(config: ModelmonConfig, keep: Iterable[str] = ()) -> FeatureLimit:
+    """``analyzer.max_features``, always tracking ``keep`` and the configured payload columns."""
+    payload = config.analyzer.payload
+    names = frozenset([*keep, *payload.input.columns, *payload.output.columns])
+    return FeatureLimit(config.analyzer.max_features, names)
+
+
+def bucket_records(
+    lines: Iterable[bytes], bucket_s: int
+) -> tuple[dict[int | None, list[Any]], Counter[str]]:
+    """Parse JSON lines once and group the records by the time bucket of their inferenceTime.
+
+    Lines that are not JSON are counted as ``not_json``; records without a readable time go
+    under ``None`` (the decoder then counts them by reason). Blank lines are skipped.
+    """
+    groups: dict[int | None, list[Any]] = {}
+    bad: Counter[str] = Counter()
+    for line in lines:
+        if not line or line.isspace():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            bad["not_json"] += 1
+            continue
+        key: int | None
+        try:
+            moment = parse_inference_time(record["eventMetadata"]["inferenceTime"])
+            key = int(moment.timestamp()) // bucket_s * bucket_s
+        except (KeyError, TypeError, ValueError, AttributeError):
+            key = None
+        groups.setdefault(key, []).append(record)
+    return groups, bad
+
+
+@dataclass
+class _Chunk:
+    """Whole lines read from one file, the bytes they span (with skipped lines), and whether
+    the file ends here."""
+
+    lines: list[bytes] = field(default_factory=list)
+    size: int = 0
+    too_large: int = 0
+    end: bool = False
+    truncated: bool = False  # a compressed file cut short: its cut tail is counted, not read
+
+    @property
+    def n_lines(self) -> int:
+        return len(self.lines) + self.too_large
+
+
+class Ingestor:
+    """Reads new sealed capture files into the store; :meth:`run_once` is blocking."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: ModelmonConfig,
+        *,
+        chunk_lines: int = CHUNK_LINES,
+        chunk_bytes: int = CHUNK_BYTES,
+        clock: Callable[[], float] = time.time,
+        limit: FeatureLimit | None = None,
+    ) -> None:
+        self._store = store
+        self._root = config.capture.dir
+        self._endpoint = config.endpoint.name
+        self._variant = config.endpoint.variant
+        self._bucket_s = config.analyzer.bucket_s
+        self._kll_k = config.analyzer.kll_k
+        self._limit = limit if limit is not None else feature_limit(config)
+        self._decoder = PayloadDecoder(config.analyzer.payload, self._limit)
+        self._chunk_lines = chunk_lines
+        self._chunk_bytes = chunk_bytes
+        self._max_line_bytes = config.analyzer.max_line_bytes
+        self._clock = clock
+
+    def set_limit(self, limit: FeatureLimit) -> None:
+        """Track the features ``limit`` allows from the next file read on (a new baseline)."""
+        self._limit = limit
+        self._decoder = PayloadDecoder(self._decoder.payload, limit)
+
+    def _known(self, first: str = "") -> dict[str, tuple[int, int, bool]]:
+        """Read state of the files whose path sorts at or after ``first``.
+
+        Paths are ``endpoint/variant/yyyy/mm/dd/hh/name``, so they sort by hour: the rows of
+        files that retention has removed (older than the oldest file on disk) are not loaded.
+        """
+        rows = self._store.read(
+            lambda c: c.execute(
+                "SELECT path, offset, lines, done FROM files WHERE path >= ?", [first]
+            ).fetchall()
+        )
+        return {path: (int(offset), int(lines), bool(done)) for path, offset, lines, done in rows}
+
+    def run_once(self) -> IngestStats:
+        """Read every sealed file not fully read yet; returns what this pass committed."""
+        stats = IngestStats()
+        listed = [
+            (path, path.relative_to(self._root).as_posix())
+            for path in sealed_files(self._root, self._endpoint, self._variant, None, None)
+        ]
+        if not listed:
+            return stats
+        known = self._known(min(rel for _, rel in listed))
+        for path, rel in listed:
+            offset, lines, done = known.get(rel, (0, 0, False))
+            if done:
+                continue
+            self._ingest_file(path, rel, offset, lines, stats)
+        return stats
+
+    def _chunks(self, path: Path, offset: int) -> Iterator[_Chunk]:
+        """Whole lines from ``offset`` in chunks; lines over ``max_line_bytes`` are only counted.
+        A compressed file cut short ends with what decompressed, and counts ``truncated_file``
+        for the rest."""
+        chunk = _Chunk()
+        try:
+            for piece in read_pieces(path, offset, self._max_line_bytes):
+                if isinstance(piece, TooLarge):
+                    chunk.too_large += 1
+                    chunk.size += piece.size
+                    continue
+                for line in block_lines(piece):
+                    chunk.lines.append(line)
+                    chunk.size += len(line)
+                    if len(chunk.lines) >= self._chunk_lines or chunk.size >= self._chunk_bytes:
+                        yield chunk
+                        chunk = _Chunk()
+        except TruncatedCapture as exc:
+            log.warning("%s; the complete records before the cut are kept", exc)
+            chunk.truncated = True
+        chunk.end = True
+        yield chunk
+
+    def _ingest_file(
+        self, path: Path, rel: str, offset: int, lines: int, stats: IngestStats
+    ) -> None:
+        try:
+            for chunk in self._chunks(path, offset):
+                committed = self._commit_chunk(rel, offset, lines, chunk, stats)
+                if not committed:
+                    log.warning("%s: offset moved under us (another ingester?); skipped", rel)
+                    return
+                offset += chunk.size
+                lines += chunk.n_lines
+        except FileNotFoundError:
+            log.warning("%s: removed before it was read (retention?); skipped", rel)
+        except (OSError, EOFError) as exc:
+            log.error("%s: unreadable after line %d (%s); counted as bad", rel, lines, exc)
+            bad = Counter({"unreadable_file": 1})
+            self._store.write(
+                lambda db: self._apply(db, rel, offset, offset, lines, True, {}, 0, bad)
+            )
+            stats.bad.update(bad)
+
+    def _profiles(self, chunk: list[bytes]) -> tuple[dict[int, DatasetProfile], int, Counter[str]]:
+        """Bucket profiles of a chunk, its good records and its bad ones by reason.
+
+        Most chunks fall in one bucket: they are decoded once as a whole. A chunk that spans
+        buckets is grouped by bucket first and each group decoded on its own.
+        """
+        bucket_s = self._bucket_s
+        batch = self._decoder.decode_lines(chunk)
+        starts = {int(t.timestamp()) // bucket_s * bucket_s for t in batch.inference_times}
+        if len(starts) <= 1:
+            if not starts:
+                return {}, 0, Counter(batch.bad)
+            profile = DatasetProfile(self._kll_k, self._limit)
+            profile.update(batch)
+            return {starts.pop(): profile}, batch.n_records, Counter(batch.bad)
+        groups, bad = bucket_records(chunk, bucket_s)
+        profiles: dict[int, DatasetProfile] = {}
+        records = 0
+        for key, group in groups.items():
+            batch = self._decoder.decode_records(group)
+            bad.update(batch.bad)
+            if not batch.n_records:
+                continue
+            records += batch.n_records
+            start = key
+            if start is None:  # the decoder read a time that we could not
+                start = int(batch.inference_times[0].timestamp()) // bucket_s * bucket_s
+            into = profiles.get(start)
+            if into is None:
+                into = profiles[start] = DatasetProfile(self._kll_k, self._limit)
+            into.update(batch)
+        return profiles, records, bad
+
+    def _commit_chunk(
+        self, rel: str, offset: int, lines: int, chunk: _Chunk, stats: IngestStats
+    ) -> bool:
+        profiles, records, bad = self._profiles(chunk.lines)
+        if chunk.truncated:
+            bad["truncated_file"] += 1
+        if chunk.too_large:
+            bad["too_large"] += chunk.too_large
+            log.warning(
+                "%s: %d line(s) longer than analyzer.max_line_bytes (%d) skipped (too_large)",
+                rel,
+                chunk.too_large,
+                self._max_line_bytes,
+            )
+        new_offset, new_lines = offset + chunk.size, lines + chunk.n_lines
+        ok = self._store.write(
+            lambda db: self._apply(
+                db, rel, offset, new_offset, new_lines, chunk.end, profiles, records, bad
+            )
+        )
+        if ok:
+            stats.chunks += 1
+            stats.records += records
+            stats.bad.update(bad)
+            stats.files += int(chunk.end)
+            stats.hours.update(start - start % HOUR_S for start in profiles)
+        return ok
+
+    def _apply(
+        self,
+        db: Database,
+        rel: str,
+        start_offset: int,
+        new_offset: int,
+        new_lines: int,
+        done: bool,
+        profiles: dict[int, DatasetProfile],
+        records: int,
+        bad: Counter[str],
+    ) -> bool:
+        """The one transaction of a chunk (runs on the writer thread)."""
+        row = db.execute("SELECT offset, done FROM files WHERE path = ?", [rel]).fetchone()
+        if (row[0] if row else 0) != start_offset or (row is not None and row[1]):
+            return False
+        now = self._clock()
+        for start, profile in sorted(profiles.items()):
+            old = db.execute(
+                "SELECT profile, records FROM buckets WHERE start = ?", [start]
+            ).fetchone()
+            n = profile.item_count
+            if old is not None:
+                try:
+                    merged = DatasetProfile.from_bytes(old[0])
+                except ProfileError as exc:  # never merged into: moved aside, start afresh
+                    quarantine_bucket(db, start, str(exc), now)
+                else:
+                    merged.set_limit(self._limit)
+                    merged.merge(profile)
+                    profile, n = merged, int(old[1]) + profile.item_count
+            db.execute(
+                "INSERT OR REPLACE INTO buckets(start, width, profile, records, updated_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [start, self._bucket_s, profile.to_bytes(), n, now],
+            )
+        for hour in sorted({start - start % HOUR_S for start in profiles}):
+            db.execute(
+                "INSERT INTO hours(hour, version, reported_version) VALUES (?, 1, 0) "
+                "ON CONFLICT(hour) DO UPDATE SET version = version + 1",
+                [hour],
+            )
+        db.execute(
+            "INSERT OR REPLACE INTO files(path, offset, lines, records, bad, done) VALUES "
+            "(?, ?, ?, COALESCE((SELECT records FROM files WHERE path = ?), 0) + ?, "
+            "COALESCE((SELECT bad FROM files WHERE path = ?), 0) + ?, ?)",
+            [rel, new_offset, new_lines, rel, records, rel, sum(bad.values()), int(done)],
+        )
+        deltas = {"records": records, "bad_records": sum(bad.values()), "files": int(done)}
+        deltas.update({f"bad:{reason}": n for reason, n in bad.items()})
+        add_counters(db, deltas)
+        return True
+
+
+def merge_buckets(
+    conn: sqlite3.Connection,
+    start: float,
+    end: float,
+    unreadable: list[tuple[int, str]] | None = None,
+    limit: FeatureLimit | None = None,
+) -> DatasetProfile | None:
+    """The merge of every stored bucket whose start is in ``[start, end)`` (None: no data),
+    tracking the features ``limit`` allows (the others are tallied as untracked).
+
+    A bucket whose profile cannot be read is left out and, when ``unreadable`` is given,
+    listed there as ``(start, error)`` for the caller to quarantine (:func:`read_buckets`).
+    """
+    merged: DatasetProfile | None = None
+    cursor = conn.execute(
+        "SELECT start, profile FROM buckets WHERE start >= ? AND start < ? ORDER BY start",
+        [start, end],
+    )
+    for bucket, blob in cursor:
+        try:
+            profile = DatasetProfile.from_bytes(blob)
+        except ProfileError as exc:
+            log.warning("bucket %d: unreadable profile left out (%s)", bucket, exc)
+            if unreadable is not None:
+                unreadable.append((int(bucket), str(exc)))
+            continue
+        if merged is None:
+            merged = profile
+            merged.set_limit(limit)
+        else:
+            merged.merge(profile)
+    return merged
+
+
+def read_buckets(
+    store: Store,
+    start: float,
+    end: float,
+    clock: Callable[[], float] = time.time,
+    limit: FeatureLimit | None = None,
+) -> DatasetProfile | None:
+    """:func:`merge_buckets` on a read connection, then quarantine what could not be read
+    (blocking; from a thread). A broken stored profile never stops a run."""
+    unreadable: list[tuple[int, str]] = []
+    merged = store.read(lambda c: merge_buckets(c, start, end, unreadable, limit))
+    if unreadable:
+        now = clock()
+
+        def move(db: Database) -> None:
+            for bucket, error in unreadable:
+                quarantine_bucket(db, bucket, error, now)
+
+        store.write(move)
+    return merged

@@ -1,0 +1,202 @@
+"""Profiling many capture files on all cores: a map (one file → one profile) and a merge.
+
+Each worker process decodes and profiles whole files and sends back the serialized profile
+(a few hundred kB at most, whatever the file's size); the parent merges them in file order.
+Memory per process is bounded by one read batch (about 1 MiB of lines) plus the sketches. With
+one worker or one file it runs in this process. This is the same map/reduce that DESIGN.md
+assigns to Dask for many sidecars; here it is ``concurrent.futures`` on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+
+from analyzer.decoding.arrow_batch import ArrowBatch, ArrowDecoder
+from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.ingest.capture_files import (
+    DEFAULT_MAX_LINE_BYTES,
+    TooLarge,
+    TruncatedCapture,
+    block_lines,
+    read_blocks,
+)
+from analyzer.monitors.data_quality.profile import DatasetProfile
+from modelmon.config import PayloadConfig
+
+__all__ = ["FilesProfile", "profile_capture_files"]
+
+
+@dataclass
+class FilesProfile:
+    """The merged profile of some capture files and what was seen while reading them."""
+
+    profile: DatasetProfile
+    records: int = 0
+    bad: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    first_time: datetime | None = None
+    last_time: datetime | None = None
+    files: int = 0
+
+    def add(self, other: FilesProfile) -> None:
+        self.profile.merge(other.profile)
+        self.records += other.records
+        self.bad.update(other.bad)
+        self.warnings.update(other.warnings)
+        self.files += other.files
+        times = [t for t in (self.first_time, other.first_time) if t is not None]
+        self.first_time = min(times) if times else None
+        times = [t for t in (self.last_time, other.last_time) if t is not None]
+        self.last_time = max(times) if times else None
+
+
+def arrow_decoder(payload: PayloadConfig) -> ArrowDecoder | None:
+    """The optional Arrow fast path (pyarrow installed; CSV payloads), unless
+    ``MODELMON_ARROW=0`` is set in the environment; ``MODELMON_ARROW=json`` also reads JSON
+    and TF Serving payloads with it (slower than orjson on the bench data, so not the default).
+    """
+    mode = os.environ.get("MODELMON_ARROW", "1")
+    if mode == "0":
+        return None
+    return ArrowDecoder.create(payload, json=mode == "json")
+
+
+def _seen(out: FilesProfile, records: int, first: datetime, last: datetime) -> None:
+    out.records += records
+    out.first_time = first if out.first_time is None else min(out.first_time, first)
+    out.last_time = last if out.last_time is None else max(out.last_time, last)
+
+
+_GROUP_BYTES = 4 << 20  # blocks read by one Arrow call: fewer, larger calls
+
+
+def _add_blocks(
+    out: FilesProfile, blocks: list[bytes], decoder: PayloadDecoder, fast: ArrowDecoder | None
+) -> bool:
+    """Profile ``blocks``, each as one chunk; True when Arrow took them all in one call."""
+    batches = fast.decode_blocks(blocks) if fast is not None and len(blocks) > 1 else None
+    for index, block in enumerate(blocks):
+        batch: ArrowBatch | None
+        if batches is not None:
+            batch = batches[index]
+        else:
+            batch = fast.decode(block) if fast is not None else None
+        if batch is not None:
+            out.profile.update_sides(
+                batch.columns, batch.predictions, batch.n_rows, batch.field_counts
+            )
+            _seen(out, batch.n_records, batch.first_time, batch.last_time)
+            continue
+        decoded = decoder.decode_lines(block_lines(block))
+        out.profile.update(decoded)
+        out.bad.update(decoded.bad)
+        out.warnings.update(decoded.warnings)
+        if decoded.inference_times:
+            first, last = min(decoded.inference_times), max(decoded.inference_times)
+            _seen(out, decoded.n_records, first, last)
+        else:
+            out.records += decoded.n_records
+    return batches is not None or len(blocks) == 1
+
+
+def profile_file(
+    path: Path, payload: PayloadConfig, k: int, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> FilesProfile:
+    """Decode and profile one capture file (``.jsonl`` or ``.jsonl.gz``) in bounded batches.
+
+    Each ~1 MiB block of lines is profiled as one chunk whichever way it is decoded: by the
+    Arrow fast path, which reads ~4 MiB of blocks per call while they are all plain CSV
+    traffic (after a group it declines, one block at a time), else record by record. A line
+    longer than ``max_line_bytes`` is skipped unread and counted as ``too_large``.
+    """
+    decoder = PayloadDecoder(payload)
+    fast = arrow_decoder(payload)
+    out = FilesProfile(DatasetProfile(k), files=1)
+    grouping = fast is not None and fast.groups
+    group: list[bytes] = []
+    size = 0
+
+    def skipped(line: TooLarge) -> None:
+        out.bad["too_large"] += 1
+
+    try:
+        for block in read_blocks(path, 0, max_line_bytes, skipped):
+            group.append(block)
+            size += len(block)
+            if not grouping or size >= _GROUP_BYTES:
+                grouping = _add_blocks(out, group, decoder, fast) and grouping
+                group, size = [], 0
+    except TruncatedCapture:  # a cut .jsonl.gz: what decompressed counts, the rest is counted
+        out.bad["truncated_file"] += 1
+    if group:
+        _add_blocks(out, group, decoder, fast)
+    return out
+
+
+def _work(
+    path: Path, payload: PayloadConfig, k: int
+) -> tuple[bytes, int, Counter[str], Counter[str], datetime | None, datetime | None]:
+    part = profile_file(path, payload, k)
+    return (
+        part.profile.to_bytes(),
+        part.records,
+        part.bad,
+        part.warnings,
+        part.first_time,
+        part.last_time,
+    )
+
+
+def _parts(
+    files: list[Path], payload: PayloadConfig, k: int, workers: int
+) -> Iterator[FilesProfile]:
+    if workers <= 1 or len(files) <= 1 or "fork" not in get_all_start_methods():
+        for path in files:
+            yield profile_file(path, payload, k)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
+        n = len(files)
+        for blob, records, bad, warnings, first, last in pool.map(
+            _work, files, [payload] * n, [k] * n
+        ):
+            profile = DatasetProfile.from_bytes(blob)
+            yield FilesProfile(profile, records, bad, warnings, first, last, files=1)
+
+
+def _cores() -> int:
+    """CPUs this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def profile_capture_files(
+    files: list[Path],
+    payload: PayloadConfig,
+    k: int,
+    workers: int | None = None,
+    on_file: Callable[[FilesProfile], None] | None = None,
+) -> FilesProfile:
+    """Profile ``files`` on ``workers`` processes (default: one per core) and merge the results.
+
+    ``on_file`` is called in the parent with the running total after each file (progress).
+    An unreadable file raises its ``OSError``/``EOFError`` here, as reading it in-process would.
+    """
+    if workers is None:
+        workers = _cores()
+    arrow_decoder(payload)  # imports pyarrow (if used) once, before any worker is forked
+    workers = max(1, min(workers, len(files)))
+    total = FilesProfile(DatasetProfile(k))
+    for part in _parts(files, payload, k, workers):
+        total.add(part)
+        if on_file is not None:
+            on_file(total)
+    return total

@@ -1,0 +1,1 @@
+"""The data-quality monitor: feature profiles, SageMaker's six checks, drift (pure, no I/O)."""

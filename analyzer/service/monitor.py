@@ -1,0 +1,270 @@
+"""One monitoring tick: ingest new files, evaluate the rolling window, report closed hours.
+
+:class:`Monitor` owns the baseline (:class:`~analyzer.store.baseline_files.BaselineFiles`: re-read
+at the start of a tick when its files changed, and on SIGHUP), the
+:class:`~analyzer.ingest.ingestor.Ingestor` and the :class:`~analyzer.store.hourly.HourlyReporter`.
+:meth:`Monitor.tick` is what the service loop calls every ``schedule_interval_s`` and what
+tests call directly with an injected clock. Each tick stores one run row and the precomputed
+status document in one transaction, so ``GET /monitor/status`` is a single-row read; then it
+tells the alert dispatcher about a change of state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+from sqlite_utils import Database
+
+from analyzer.decoding.column_mapping import BY_NAME, BY_POSITION, mapping_note, positional_mapping
+from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit, read_buckets
+from analyzer.monitors.data_quality.checks import check_options, run_checks
+from analyzer.monitors.data_quality.evaluate import (
+    WindowVerdict,
+    describe_predictions,
+    iso,
+    monitor_doc,
+    verdict,
+    worst,
+)
+from analyzer.monitors.data_quality.profile import DatasetProfile
+from analyzer.store.baseline_files import Baseline, BaselineFiles, load_baseline
+from analyzer.store.database import Store, read_status_doc, write_status_doc
+from analyzer.store.hourly import HourlyReporter
+from modelmon.config import ModelmonConfig
+
+__all__ = ["HISTORY_KEEP_S", "MONITOR", "Baseline", "Monitor", "load_baseline"]
+
+log = logging.getLogger("modelmon.analyzer.monitor")
+
+MONITOR = "data_quality"
+HISTORY_KEEP_S = 30 * 86400  # the default of analyzer.retention_days, in seconds
+
+
+class AlertSink(Protocol):
+    def state_changed(
+        self, monitor: str, old: str | None, new: str, status: dict[str, Any]
+    ) -> None:
+        """Told of every change of a monitor's state."""
+
+
+def _baseline_names(baseline: Baseline) -> list[str]:
+    """Every feature name the baseline knows (always tracked, whatever the limit), and the
+    positional names ``_c0 …`` of as many fields (matched to them by position)."""
+    names: list[str] = []
+    if baseline.statistics is not None:
+        names.extend(baseline.statistics.features)
+        names.extend(f"_c{i}" for i in range(len(baseline.statistics.features)))
+    if baseline.constraints is not None:
+        names.extend(baseline.constraints.features)
+    return names
+
+
+def prune(db: Database, cutoff: float, window_start: float) -> None:
+    """Retention (``analyzer.retention_days``), inside the run's transaction: runs (window and
+    hourly, with their stored reports) older than ``cutoff``, and the buckets and hours that
+    start before it (never one of the current window)."""
+    old = [row[0] for row in db.execute("SELECT id FROM runs WHERE time_epoch < ?", [cutoff])]
+    for i in range(0, len(old), 500):
+        ids = old[i : i + 500]
+        marks = ",".join("?" * len(ids))
+        db.execute(f"DELETE FROM run_reports WHERE run_id IN ({marks})", ids)
+        db.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids)
+    oldest = min(cutoff, window_start)
+    db.execute("DELETE FROM buckets WHERE start < ?", [oldest])
+    db.execute("DELETE FROM hours WHERE hour + 3600 <= ? AND version = reported_version", [oldest])
+
+
+class Monitor:
+    """The data-quality monitor of one endpoint; :meth:`tick` runs one pass."""
+
+    def __init__(
+        self,
+        config: ModelmonConfig,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        alerts: AlertSink | None = None,
+        report_grace_s: float | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.alerts = alerts
+        self.baseline_files = BaselineFiles(
+            config.analyzer.baseline, clock_iso=lambda: iso(clock())
+        )
+        self.column_mapping: str | None = None
+        self.column_mapping_note: str | None = None
+        self.limit = feature_limit(config, _baseline_names(self.baseline))
+        self.ingestor = Ingestor(store, config, clock=clock, limit=self.limit)
+        self.reporter = HourlyReporter(
+            config,
+            store,
+            self.check,
+            baseline_constraints=self.baseline.constraints_doc,
+            grace_s=report_grace_s,
+            limit=self.limit,
+        )
+        self.last_ingest = IngestStats()
+        self.last_error: str | None = None
+        self.ticks = 0
+        self.last_tick_s: float | None = None
+        self._state: str | None = None
+        self._loaded = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def baseline(self) -> Baseline:
+        """The baseline in use (replaced atomically when its files change)."""
+        return self.baseline_files.current
+
+    def refresh_baseline(self, force: bool = False) -> bool:
+        """Re-read the baseline files if they changed (blocking); True when a new one is used."""
+        if not self.baseline_files.refresh(force):
+            return False
+        self.reporter.constraints = self.baseline.constraints_doc
+        self.limit = feature_limit(self.config, _baseline_names(self.baseline))
+        self.ingestor.set_limit(self.limit)
+        self.reporter.limit = self.limit
+        return True
+
+    # -- evaluation ------------------------------------------------------------------------
+    def map_columns(self, profile: DatasetProfile | None) -> DatasetProfile | None:
+        """Name positional input columns after the baseline's features (in place; see
+        :mod:`analyzer.decoding.column_mapping`), and remember how the columns were matched."""
+        statistics = self.baseline.statistics
+        if profile is None or statistics is None or self.config.analyzer.payload.input.columns:
+            return profile
+        baseline_names = list(statistics.features)
+        mapping = positional_mapping(list(profile.features), baseline_names, profile.predictions)
+        if mapping is None:
+            if profile.features and not profile.renamed:
+                self.column_mapping, self.column_mapping_note = BY_NAME, None
+            return profile
+        note = mapping_note(
+            mapping,
+            len(profile.features),
+            len([n for n in baseline_names if n not in profile.predictions]),
+        )
+        if note != self.column_mapping_note:
+            log.info("%s", note)
+        self.column_mapping, self.column_mapping_note = BY_POSITION, note
+        profile.rename_features(mapping)
+        return profile
+
+    def check(self, profile: DatasetProfile | None) -> WindowVerdict:
+        """Run the checks on a profile against the baseline (blocking, CPU)."""
+        profile = self.map_columns(profile)
+        samples = profile.item_count if profile is not None else 0
+        if self.baseline.statistics is None or self.baseline.constraints is None:
+            return verdict(None, samples, self.config.analyzer.min_samples)
+        if profile is None or samples == 0:
+            return verdict(object(), 0, self.config.analyzer.min_samples)
+        result = run_checks(
+            self.baseline.statistics,
+            self.baseline.constraints,
+            profile,
+            **check_options(self.config.analyzer),
+        )
+        return verdict(result, samples, self.config.analyzer.min_samples, profile)
+
+    def window(self, now: float) -> tuple[float, float]:
+        """The rolling window at ``now``: whole buckets starting in the last ``window_s``."""
+        bucket = self.config.analyzer.bucket_s
+        start = -(-(now - self.config.analyzer.window_s) // bucket) * bucket
+        return float(start), now
+
+    def window_profile(self, now: float) -> DatasetProfile | None:
+        """The window's profile, its columns named as the checks see them."""
+        start, end = self.window(now)
+        return self.map_columns(read_buckets(self.store, start, end, self.clock, self.limit))
+
+    def _evaluate(self, now: float) -> dict[str, Any]:
+        start, end = self.window(now)
+        profile = self.window_profile(now)
+        window_verdict = self.check(profile)
+        monitors: dict[str, dict[str, Any]] = {
+            MONITOR: monitor_doc(
+                window_verdict,
+                window_start=start,
+                window_end=end,
+                run_id=None,
+                min_samples=self.config.analyzer.min_samples,
+                baseline=self.baseline.info,
+            )
+        }
+        monitors[MONITOR]["predictions"] = describe_predictions(profile, window_verdict.features)
+        if self.baseline.statistics is not None:
+            monitors[MONITOR]["column_mapping"] = self.column_mapping
+            monitors[MONITOR]["column_mapping_note"] = self.column_mapping_note
+        doc: dict[str, Any] = {
+            "state": worst(m["state"] for m in monitors.values()),
+            "monitors": monitors,
+            "last_run": iso(now),
+            "last_run_epoch": now,
+            "endpoint": {
+                "name": self.config.endpoint.name,
+                "variant": self.config.endpoint.variant,
+            },
+        }
+
+        def commit(db: Database) -> int:
+            cursor = db.execute(
+                "INSERT INTO runs(kind, time, time_epoch, window_start, window_end, state, "
+                "samples, features, violations) VALUES ('window', ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    iso(now),
+                    now,
+                    iso(start),
+                    iso(end),
+                    window_verdict.state,
+                    window_verdict.samples,
+                    orjson.dumps(window_verdict.features).decode(),
+                    orjson.dumps(window_verdict.violations).decode(),
+                ],
+            )
+            run_id = int(cursor.lastrowid or 0)
+            monitors[MONITOR]["run_id"] = run_id
+            write_status_doc(db, doc)
+            prune(db, now - self.config.analyzer.retention_days * 86400, start)
+            return run_id
+
+        self.store.write(commit)
+        return doc
+
+    # -- the tick --------------------------------------------------------------------------
+    async def load_state(self) -> None:
+        """Remember the state stored by the last run (so a restart re-sends no alert)."""
+        stored = await self.store.aread(read_status_doc)
+        if stored is not None:
+            self._state = stored.get("monitors", {}).get(MONITOR, {}).get("state")
+        self._loaded = True
+
+    async def reload_baseline(self, force: bool = True) -> bool:
+        """Re-read the baseline files now (SIGHUP), between ticks; True when a new one is used."""
+        async with self._lock:
+            return await asyncio.to_thread(self.refresh_baseline, force)
+
+    async def tick(self) -> dict[str, Any]:
+        """Ingest, evaluate, report; returns the status document stored for this run."""
+        async with self._lock:
+            if not self._loaded:
+                await self.load_state()
+            started = time.perf_counter()
+            await asyncio.to_thread(self.refresh_baseline)
+            self.last_ingest = await asyncio.to_thread(self.ingestor.run_once)
+            now = self.clock()
+            doc = await asyncio.to_thread(self._evaluate, now)
+            await asyncio.to_thread(self.reporter.run, now)
+            self.ticks += 1
+            self.last_tick_s = time.perf_counter() - started
+            new = doc["monitors"][MONITOR]["state"]
+            old, self._state = self._state, new
+            if new != old and self.alerts is not None:
+                self.alerts.state_changed(MONITOR, old, new, doc)
+            return doc

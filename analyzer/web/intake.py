@@ -1,0 +1,110 @@
+"""``POST /monitor/ground-truth``: a body streamed in, parsed off the event loop, stored at once.
+
+The body is read in pieces as it arrives and handed in batches of at most
+``PARSE_BATCH_BYTES`` to one parsing thread of its own
+(:class:`analyzer.ingest.ground_truth.GroundTruthIntake`), so neither the body nor its parsing ever
+holds the loop, and however many bodies arrive at once they take one core at most and never
+the threads that read SQLite: health and status answer during any intake. Limits
+(``analyzer.ground_truth``): a body over ``max_body_bytes`` is refused with 413 and nothing
+of it is stored (a ``Content-Length`` over the limit is refused before a byte is read); a
+line over ``max_line_bytes`` is skipped as a bad line; only the first
+``max_bad_lines_shown`` bad lines are echoed, all are counted. The rows are stored in one
+transaction, so a body is stored whole or not at all. Counters: ``ground_truth:stored``,
+``ground_truth:bad_lines``, ``ground_truth:long_lines``, ``ground_truth:too_large``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiohttp import web
+from sqlite_utils import Database
+
+from analyzer.ingest.ground_truth import GroundTruthIntake, store_ground_truth
+from analyzer.store.database import add_counters
+from analyzer.web.auth import need_bearer
+from analyzer.web.routes import STATE_KEY, ApiError, json_ok
+
+__all__ = ["PARSER_KEY", "PARSE_BATCH_BYTES", "ground_truth", "setup_intake_routes"]
+
+PARSE_BATCH_BYTES = 1024 * 1024
+_READ_BYTES = 64 * 1024
+PARSER_KEY = web.AppKey("modelmon_ground_truth_parser", ThreadPoolExecutor)
+
+
+async def _too_large(request: web.Request, limit: int) -> ApiError:
+    await request.app[STATE_KEY].monitor.store.awrite(
+        lambda db: add_counters(db, {"ground_truth:too_large": 1})
+    )
+    return ApiError(
+        413,
+        f"the body is over {limit} bytes (analyzer.ground_truth.max_body_bytes); nothing was "
+        "stored: send the records in smaller parts",
+    )
+
+
+async def ground_truth(request: web.Request) -> web.Response:
+    """Store the good lines of a SageMaker ground-truth JSON Lines body; report the bad ones."""
+    need_bearer(request)
+    monitor = request.app[STATE_KEY].monitor
+    limits = monitor.config.analyzer.ground_truth
+    if request.content_length is not None and request.content_length > limits.max_body_bytes:
+        raise await _too_large(request, limits.max_body_bytes)
+    intake = GroundTruthIntake(
+        max_line_bytes=limits.max_line_bytes,
+        max_bad_lines_shown=limits.max_bad_lines_shown,
+        received_at=monitor.clock(),
+    )
+    loop = asyncio.get_running_loop()
+    parser = request.app[PARSER_KEY]
+    received = 0
+    batch = bytearray()
+    async for chunk in request.content.iter_chunked(_READ_BYTES):
+        received += len(chunk)
+        if received > limits.max_body_bytes:
+            raise await _too_large(request, limits.max_body_bytes)
+        batch += chunk
+        if len(batch) >= PARSE_BATCH_BYTES:
+            await loop.run_in_executor(parser, intake.feed, bytes(batch))
+            batch.clear()
+    await loop.run_in_executor(parser, intake.feed, bytes(batch))
+    intake.finish()
+    if not intake.rows and not intake.bad_count:
+        raise ApiError(
+            400, "the body is empty: send SageMaker ground-truth records, one JSON per line"
+        )
+    counts = {
+        "ground_truth:stored": len(intake.rows),
+        "ground_truth:bad_lines": intake.bad_count,
+        "ground_truth:long_lines": intake.long_lines,
+    }
+
+    def store(db: Database) -> None:
+        store_ground_truth(db, intake.rows)
+        add_counters(db, counts)
+
+    await monitor.store.awrite(store)
+    body: dict[str, Any] = {
+        "stored": len(intake.rows),
+        "lines": intake.lines,
+        "bad_line_count": intake.bad_count,
+        "bad_lines": intake.bad_lines,
+    }
+    return json_ok(body)
+
+
+async def _parser(app: web.Application) -> AsyncIterator[None]:
+    app[PARSER_KEY] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelmon-ground-truth")
+    try:
+        yield
+    finally:  # a batch being parsed finishes (it is at most PARSE_BATCH_BYTES)
+        await asyncio.to_thread(app[PARSER_KEY].shutdown, wait=True, cancel_futures=True)
+
+
+def setup_intake_routes(app: web.Application) -> None:
+    """Mount the ground-truth intake and its parsing thread."""
+    app.cleanup_ctx.append(_parser)
+    app.router.add_post("/monitor/ground-truth", ground_truth)

@@ -1,0 +1,97 @@
+"""The live status document: the one stored at the last run plus cheap live parts.
+
+The monitoring run precomputes and stores ``state``, ``monitors``, ``last_run``; the handler
+adds the ingest counters (read live, so they move during a long ingest), ``stale_s`` and the
+alert delivery counters. Before the first run the document says ``no_data`` (or
+``no_baseline``) with ``last_run`` null.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from analyzer.monitors.data_quality.evaluate import iso
+from analyzer.service.monitor import MONITOR, Monitor
+from analyzer.store.database import QUARANTINED, read_counters, read_status_doc
+from modelmon import __version__
+
+__all__ = ["full_status", "ingest_doc", "initial_doc", "read_snapshot"]
+
+NO_ALERTS = {"sent": 0, "failed": 0, "pending": 0, "last_error": None, "webhooks": 0}
+
+
+def read_snapshot(conn: sqlite3.Connection) -> tuple[dict[str, Any] | None, dict[str, int]]:
+    """The stored status document and the counters, in one read transaction."""
+    conn.execute("BEGIN")
+    try:
+        return read_status_doc(conn), read_counters(conn)
+    finally:
+        conn.rollback()
+
+
+def ingest_doc(counters: Mapping[str, int]) -> dict[str, Any]:
+    """``ingest``: records (each exactly once), bad records by reason, files fully read, and
+    stored bucket profiles moved to quarantine because they could not be read."""
+    return {
+        "records": counters.get("records", 0),
+        "bad_records": counters.get("bad_records", 0),
+        "bad_by_reason": {
+            key[4:]: value for key, value in sorted(counters.items()) if key.startswith("bad:")
+        },
+        "files": counters.get("files", 0),
+        "quarantined_profiles": counters.get(QUARANTINED, 0),
+    }
+
+
+def initial_doc(monitor: Monitor) -> dict[str, Any]:
+    """What status says before the first run."""
+    state = "no_baseline" if monitor.baseline.statistics is None else "no_data"
+    start, end = monitor.window(monitor.clock())
+    return {
+        "state": state,
+        "monitors": {
+            MONITOR: {
+                "state": state,
+                "window": {"start": iso(start), "end": iso(end)},
+                "samples": 0,
+                "min_samples": monitor.config.analyzer.min_samples,
+                "violations": [],
+                "violations_total": 0,
+                "features": {},
+                "run_id": None,
+                "baseline": dict(monitor.baseline.info),
+            }
+        },
+        "last_run": None,
+        "last_run_epoch": None,
+        "endpoint": {
+            "name": monitor.config.endpoint.name,
+            "variant": monitor.config.endpoint.variant,
+        },
+    }
+
+
+def full_status(
+    monitor: Monitor,
+    doc: dict[str, Any] | None,
+    counters: Mapping[str, int],
+    alerts: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The document ``GET /monitor/status`` answers."""
+    doc = dict(doc) if doc is not None else initial_doc(monitor)
+    last = doc.get("last_run_epoch")
+    doc["ingest"] = ingest_doc(counters)
+    doc["stale_s"] = max(0, round(monitor.clock() - last)) if last is not None else None
+    doc["alerts"] = alerts if alerts is not None else dict(NO_ALERTS)
+    doc["analyzer"] = {
+        "version": __version__,
+        "ticks": monitor.ticks,
+        "last_tick_s": monitor.last_tick_s,
+        "last_error": monitor.last_error,
+        "schedule_interval_s": monitor.config.analyzer.schedule_interval_s,
+        "window_s": monitor.config.analyzer.window_s,
+        "bucket_s": monitor.config.analyzer.bucket_s,
+    }
+    return doc

@@ -1,0 +1,192 @@
+"""``modelmon baseline``: statistics.json and constraints.json from training data.
+
+Reads a CSV (with a header, or headerless: ``_c0 … _cN`` as SageMaker names them, or the
+config's ``payload.input.columns``), JSON Lines, or a folder of capture files (decoded with the
+config's payload codecs), in bounded chunks; shows progress on stderr for large inputs; writes
+both files in SageMaker's schema and prints a short summary. Exit 0 on success, 2 with a
+message naming the file when the input cannot be used.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.decoding.column_mapping import baseline_name_warnings, positional_note
+from analyzer.ingest.table_readers import (
+    InputError,
+    capture_batches,
+    csv_chunks,
+    infer_format,
+    jsonl_chunks,
+)
+from analyzer.monitors.data_quality.baseline_advice import small_baseline_warning
+from analyzer.monitors.data_quality.drift import kll_epsilon
+from analyzer.monitors.data_quality.profile import DatasetProfile
+from analyzer.monitors.data_quality.sketches import DEFAULT_KLL_K
+from analyzer.monitors.data_quality.statistics_format import statistics_json, suggest_constraints
+from analyzer.store.report_files import write_json_atomic
+from modelmon.config import ModelmonConfig, PayloadConfig
+
+__all__ = ["run_baseline"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_OUTPUT = re.compile(r"prediction(_\d+)?")  # the names of unnamed output columns
+
+
+class _Progress:
+    """A line on stderr every ``every_s`` seconds: rows so far and the rate."""
+
+    def __init__(self, label: str, every_s: float) -> None:
+        self.label = label
+        self.every_s = every_s
+        self.started = self.last = time.monotonic()
+
+    def tick(self, rows: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = rows / max(now - self.started, 1e-9)
+        print(f"  … {self.label}: {rows:,} rows ({rate:,.0f} rows/s)", file=sys.stderr, flush=True)
+
+
+def _profile(
+    config: ModelmonConfig | None, data: Path, fmt: str, header: bool, progress: _Progress
+) -> tuple[DatasetProfile, Counter[str]]:
+    k = config.analyzer.kll_k if config is not None else DEFAULT_KLL_K
+    payload = config.analyzer.payload if config is not None else PayloadConfig()
+    profile = DatasetProfile(k)
+    bad: Counter[str] = Counter()
+    if fmt == "capture":
+        for batch in capture_batches(data, PayloadDecoder(payload)):
+            profile.update(batch)
+            bad.update(batch.bad)
+            progress.tick(profile.item_count)
+        if profile.item_count == 0:
+            reasons = ", ".join(f"{r}: {n}" for r, n in bad.most_common()) or "no records"
+            raise InputError(f"{data}: no capture record could be decoded ({reasons})")
+        return profile, bad
+    names = payload.input.columns
+    chunks = csv_chunks(data, header, names) if fmt == "csv" else jsonl_chunks(data, names)
+    for columns, n_rows, field_counts in chunks:
+        profile.update_columns(columns, n_rows, field_counts)
+        progress.tick(profile.item_count)
+    return profile, bad
+
+
+def _targets(config: ModelmonConfig | None, out: Path | None) -> tuple[Path, Path]:
+    if out is not None:
+        return out / "statistics.json", out / "constraints.json"
+    if config is not None:
+        return config.analyzer.baseline.statistics, config.analyzer.baseline.constraints
+    return Path("baseline") / "statistics.json", Path("baseline") / "constraints.json"
+
+
+def _summary(
+    data: Path,
+    fmt: str,
+    statistics: dict[str, Any],
+    constraints: dict[str, Any],
+    bad: Counter[str],
+    paths: tuple[Path, Path],
+) -> str:
+    features = constraints["features"]
+    lines = [
+        f"Baseline from {data} ({fmt}): {statistics['dataset']['item_count']:,} rows, "
+        f"{len(features)} features"
+    ]
+    if bad:
+        reasons = ", ".join(f"{r}: {n}" for r, n in bad.most_common())
+        lines.append(f"  skipped {sum(bad.values()):,} records that did not decode ({reasons})")
+    width = max((len(f["name"]) for f in features), default=4)
+    for feature in features:
+        notes = [f"completeness {feature['completeness']:.2f}"]
+        if feature.get("num_constraints", {}).get("is_non_negative"):
+            notes.append("non-negative")
+        domains = feature.get("string_constraints", {}).get("domains")
+        if domains is not None:
+            notes.append(f"domain of {len(domains)} values")
+        lines.append(
+            f"  {feature['name']:<{width}}  {feature['inferred_type']:<10}  " + ", ".join(notes)
+        )
+    n_types = len(features)
+    n_nonneg = sum(1 for f in features if f.get("num_constraints", {}).get("is_non_negative"))
+    n_domains = sum(1 for f in features if "string_constraints" in f)
+    lines.append(
+        f"Constraints suggested: {n_types} types, {n_types} completeness, "
+        f"{n_nonneg} non-negative, {n_domains} domains"
+    )
+    lines.append(f"Wrote {paths[0]} and {paths[1]}")
+    return "\n".join(lines)
+
+
+def run_baseline(
+    config: ModelmonConfig | None,
+    data: Path,
+    fmt: str | None,
+    out: Path | None,
+    header: bool = True,
+    *,
+    progress_every_s: float = 2.0,
+) -> int:
+    """Profile ``data`` and write statistics.json and constraints.json; returns the exit code."""
+    data = Path(data)
+    try:
+        if not data.exists():
+            raise InputError(f"{data}: no such file or folder")
+        if data.is_file() and data.stat().st_size == 0:
+            raise InputError(f"{data}: the file is empty")
+        fmt = fmt or infer_format(data)
+        progress = _Progress(str(data), progress_every_s)
+        profile, bad = _profile(config, data, fmt, header, progress)
+    except InputError as exc:
+        print(f"modelmon baseline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with_predictions = fmt == "capture"
+    statistics = statistics_json(profile, include_predictions=with_predictions)
+    constraints = suggest_constraints(profile, include_predictions=with_predictions)
+    paths = _targets(config, out)
+    try:
+        write_json_atomic(paths[0], statistics)
+        write_json_atomic(paths[1], constraints)
+    except OSError as exc:
+        print(f"modelmon baseline: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    print(_summary(data, fmt, statistics, constraints, bad, paths))
+    payload = config.analyzer.payload if config is not None else PayloadConfig()
+    names = [f["name"] for f in constraints["features"]]
+    outputs = set(payload.output.columns) | {n for n in names if _OUTPUT.fullmatch(n)}
+    inputs = [n for n in names if n not in outputs]
+    note = positional_note(inputs, payload.input.columns, payload.input.format)
+    if note is not None and fmt != "capture":
+        print(f"modelmon baseline: note: {note}", file=sys.stderr)
+    for warning in _warnings(config, profile, constraints, fmt):
+        print(f"modelmon baseline: warning: {warning}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _warnings(
+    config: ModelmonConfig | None, profile: DatasetProfile, constraints: dict[str, Any], fmt: str
+) -> list[str]:
+    """Names the captured data will not match; a baseline too small for its threshold."""
+    out: list[str] = []
+    payload = config.analyzer.payload if config is not None else PayloadConfig()
+    names = [f["name"] for f in constraints["features"]]
+    if fmt != "capture":
+        out += baseline_name_warnings(names, payload.input.columns, payload.input.format)
+    distribution = constraints.get("monitoring_config", {}).get("distribution_constraints", {})
+    threshold = float(distribution.get("comparison_threshold", 0.1))
+    alpha = config.analyzer.false_alarm_rate if config is not None else 0.01
+    verdict = config.analyzer.drift_verdict if config is not None else "significant"
+    sketches = [f.kll for f in profile.features.values() if f.kll is not None]
+    eps = max((kll_epsilon(s.k, s.is_estimation_mode()) for s in sketches), default=0.0)
+    small = small_baseline_warning(profile.item_count, len(names), threshold, alpha, verdict, eps)
+    if small is not None:
+        out.append(small)
+    return out
