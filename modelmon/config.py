@@ -345,6 +345,51 @@ class GroundTruthConfig(_Model):
     max_bad_lines_shown: Annotated[int, Field(ge=0, le=10_000)] = 100
 
 
+class ModelQualityGroundTruthConfig(_Model):
+    """Where ground truth arrives besides ``POST /monitor/ground-truth``."""
+
+    # SageMaker's layout: {dir}/{yyyy}/{mm}/{dd}/{hh}/*.jsonl, each file read exactly once.
+    dir: FilePath | None = None
+
+
+class ModelQualityConfig(_Model):
+    """``analyzer.model_quality``: the model-quality monitor (absent = off); see
+    docs/model-quality.md. The attributes say where the prediction, the probability and the
+    label are, as SageMaker's do: a column index (``"0"``), a column or key name, or a
+    JMESPath into a JSON body."""
+
+    problem_type: Literal["BinaryClassification", "MulticlassClassification", "Regression"]
+    inference_attribute: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    probability_attribute: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    probability_threshold_attribute: Annotated[float, Field(ge=0, le=1)] = 0.5
+    ground_truth_attribute: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    baseline: BaselineConfig = BaselineConfig(
+        statistics=Path("baseline/model_quality/statistics.json"),
+        constraints=Path("baseline/model_quality/constraints.json"),
+    )
+    window_s: Annotated[int, Field(ge=60, le=90 * DAY_S)] = 3600
+    min_labels: Annotated[int, Field(ge=1, le=1_000_000_000)] = 100
+    # how long after its inference a label may still come (a window is re-evaluated until then)
+    label_delay_s: Annotated[float, Field(ge=0, le=90 * DAY_S)] = 2 * DAY_S
+    ground_truth: ModelQualityGroundTruthConfig = ModelQualityGroundTruthConfig()
+    # "sagemaker" divides r2's residuals by the predictions' spread, as AWS's container does
+    r2_convention: Literal["standard", "sagemaker"] = "standard"
+    estimate: bool = True  # label-free estimate (CBPE) for classification
+
+    @field_validator("inference_attribute", "probability_attribute", "ground_truth_attribute")
+    @classmethod
+    def _attribute(cls, value: str | None) -> str | None:
+        if value is not None and not value.isdigit():
+            try:
+                jmespath.compile(value)
+            except jmespath.exceptions.JMESPathError as exc:
+                message = " ".join(str(exc).split())
+                raise ValueError(
+                    f"not a column index, name or JMESPath expression: {message}"
+                ) from None
+        return value
+
+
 class AnalyzerConfig(_Model):
     listen: str = "127.0.0.1:8090"
     db: FilePath = Path("data/modelmon.db")
@@ -363,6 +408,7 @@ class AnalyzerConfig(_Model):
     ) = None
     session_max_age_s: Annotated[int, Field(ge=60, le=30 * 86400)] = 12 * 3600
     ground_truth: GroundTruthConfig = GroundTruthConfig()
+    model_quality: ModelQualityConfig | None = None
     false_alarm_rate: Annotated[float, Field(gt=0, lt=1)] = 0.01
     drift_verdict: Literal["significant", "confident"] = "significant"
     kll_k: Annotated[int, Field(ge=1024, le=65535)] = 2048
@@ -440,11 +486,31 @@ def _resolve_paths(config: ModelmonConfig, base: Path) -> ModelmonConfig:
             "constraints": fix(config.analyzer.baseline.constraints),
         }
     )
+    quality = config.analyzer.model_quality
+    if quality is not None:
+        quality = quality.model_copy(
+            update={
+                "baseline": quality.baseline.model_copy(
+                    update={
+                        "statistics": fix(quality.baseline.statistics),
+                        "constraints": fix(quality.baseline.constraints),
+                    }
+                ),
+                "ground_truth": quality.ground_truth.model_copy(
+                    update={
+                        "dir": fix(quality.ground_truth.dir)
+                        if quality.ground_truth.dir is not None
+                        else None
+                    }
+                ),
+            }
+        )
     analyzer = config.analyzer.model_copy(
         update={
             "db": fix(config.analyzer.db),
             "reports_dir": fix(config.analyzer.reports_dir),
             "baseline": baseline,
+            "model_quality": quality,
         }
     )
     return config.model_copy(update={"capture": capture, "analyzer": analyzer})

@@ -182,3 +182,48 @@ def test_a_yaml_merge_key_may_repeat_keys(tmp_path: Path) -> None:
 def test_the_example_shipped_in_the_package_is_configs_example() -> None:
     shipped = Path(__file__).resolve().parents[2] / "modelmon" / "example.yaml"
     assert shipped.read_bytes() == (CONFIGS / "example.yaml").read_bytes()
+
+
+def test_model_quality_is_off_unless_configured(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(UP)
+    assert load_config(path).analyzer.model_quality is None
+    path.write_text(
+        UP + "analyzer:\n  model_quality:\n    problem_type: BinaryClassification\n"
+        "    inference_attribute: '0'\n    probability_attribute: predictions[0].score\n"
+        "    ground_truth: {dir: labels}\n"
+    )
+    quality = load_config(path).analyzer.model_quality
+    assert quality is not None
+    assert quality.ground_truth.dir == tmp_path / "labels"
+    assert quality.baseline.statistics == tmp_path / "baseline/model_quality/statistics.json"
+    assert (quality.min_labels, quality.window_s, quality.probability_threshold_attribute) == (
+        100,
+        3600,
+        0.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("{problem_type: Binary}", "analyzer.model_quality.problem_type"),
+        ("{inference_attribute: '0'}", "analyzer.model_quality.problem_type: required key"),
+        (
+            "{problem_type: Regression, inference_attribute: 'a[[['}",
+            "analyzer.model_quality.inference_attribute: not a column index",
+        ),
+        (
+            "{problem_type: Regression, probability_threshold_attribute: 2}",
+            "analyzer.model_quality.probability_threshold_attribute",
+        ),
+        (
+            "{problem_type: Regression, ground_truth: {folder: x}}",
+            "analyzer.model_quality.ground_truth.folder: unknown key",
+        ),
+    ],
+)
+def test_bad_model_quality_config_names_the_key(
+    tmp_path: Path, section: str, expected: str
+) -> None:
+    assert expected in str(_load(tmp_path, UP + f"analyzer: {{model_quality: {section}}}\n"))
