@@ -22,15 +22,10 @@ from sqlite_utils import Database
 
 from analyzer.decoding.column_mapping import BY_NAME, BY_POSITION, mapping_note, positional_mapping
 from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit, read_buckets
-from analyzer.monitors.data_quality.checks import check_options, run_checks
-from analyzer.monitors.data_quality.evaluate import (
-    WindowVerdict,
-    describe_predictions,
-    iso,
-    monitor_doc,
-    verdict,
-    worst,
-)
+from analyzer.monitors.contract import Evaluation, iso, worst
+from analyzer.monitors.data_quality.checks import check_options
+from analyzer.monitors.data_quality.evaluate import WindowVerdict
+from analyzer.monitors.data_quality.monitor import DataQuality, DataQualityWindow
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.store.baseline_files import Baseline, BaselineFiles, load_baseline
 from analyzer.store.database import Store, read_status_doc, write_status_doc
@@ -114,7 +109,7 @@ class Monitor:
         self.last_error: str | None = None
         self.ticks = 0
         self.last_tick_s: float | None = None
-        self._state: str | None = None
+        self._states: dict[str, str] = {}  # the last state of each monitor type
         self._loaded = False
         self._lock = asyncio.Lock()
 
@@ -157,21 +152,20 @@ class Monitor:
         profile.rename_features(mapping)
         return profile
 
+    def data_quality(self) -> DataQuality:
+        """The data-quality monitor type against the baseline in use."""
+        baseline = self.baseline
+        return DataQuality(
+            baseline.statistics,
+            baseline.constraints,
+            baseline.info,
+            min_samples=self.config.analyzer.min_samples,
+            check_options=check_options(self.config.analyzer),
+        )
+
     def check(self, profile: DatasetProfile | None) -> WindowVerdict:
         """Run the checks on a profile against the baseline (blocking, CPU)."""
-        profile = self.map_columns(profile)
-        samples = profile.item_count if profile is not None else 0
-        if self.baseline.statistics is None or self.baseline.constraints is None:
-            return verdict(None, samples, self.config.analyzer.min_samples)
-        if profile is None or samples == 0:
-            return verdict(object(), 0, self.config.analyzer.min_samples)
-        result = run_checks(
-            self.baseline.statistics,
-            self.baseline.constraints,
-            profile,
-            **check_options(self.config.analyzer),
-        )
-        return verdict(result, samples, self.config.analyzer.min_samples, profile)
+        return self.data_quality().check(self.map_columns(profile))
 
     def window(self, now: float) -> tuple[float, float]:
         """The rolling window at ``now``: whole buckets starting in the last ``window_s``."""
@@ -184,24 +178,17 @@ class Monitor:
         start, end = self.window(now)
         return self.map_columns(read_buckets(self.store, start, end, self.clock, self.limit))
 
-    def _evaluate(self, now: float) -> dict[str, Any]:
+    def evaluations(self, now: float) -> list[Evaluation]:
+        """Every configured monitor type's evaluation of its window at ``now`` (blocking)."""
         start, end = self.window(now)
         profile = self.window_profile(now)
-        window_verdict = self.check(profile)
-        monitors: dict[str, dict[str, Any]] = {
-            MONITOR: monitor_doc(
-                window_verdict,
-                window_start=start,
-                window_end=end,
-                run_id=None,
-                min_samples=self.config.analyzer.min_samples,
-                baseline=self.baseline.info,
-            )
-        }
-        monitors[MONITOR]["predictions"] = describe_predictions(profile, window_verdict.features)
-        if self.baseline.statistics is not None:
-            monitors[MONITOR]["column_mapping"] = self.column_mapping
-            monitors[MONITOR]["column_mapping_note"] = self.column_mapping_note
+        window = DataQualityWindow(profile, self.column_mapping, self.column_mapping_note)
+        return [self.data_quality().evaluate(window, start=start, end=end)]
+
+    def _evaluate(self, now: float) -> dict[str, Any]:
+        start, end = self.window(now)
+        evaluations = self.evaluations(now)
+        monitors = {e.monitor: e.section for e in evaluations}
         doc: dict[str, Any] = {
             "state": worst(m["state"] for m in monitors.values()),
             "monitors": monitors,
@@ -213,26 +200,29 @@ class Monitor:
             },
         }
 
-        def commit(db: Database) -> int:
-            cursor = db.execute(
-                "INSERT INTO runs(kind, time, time_epoch, window_start, window_end, state, "
-                "samples, features, violations) VALUES ('window', ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    iso(now),
-                    now,
-                    iso(start),
-                    iso(end),
-                    window_verdict.state,
-                    window_verdict.samples,
-                    orjson.dumps(window_verdict.features).decode(),
-                    orjson.dumps(window_verdict.violations).decode(),
-                ],
-            )
-            run_id = int(cursor.lastrowid or 0)
-            monitors[MONITOR]["run_id"] = run_id
+        def commit(db: Database) -> None:
+            for evaluation in evaluations:
+                # the data-quality run keeps its historical kind; others are named by type
+                kind = "window" if evaluation.monitor == MONITOR else evaluation.monitor
+                window = evaluation.section.get("window") or {}
+                cursor = db.execute(
+                    "INSERT INTO runs(kind, time, time_epoch, window_start, window_end, state, "
+                    "samples, features, violations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        kind,
+                        iso(now),
+                        now,
+                        window.get("start", iso(start)),
+                        window.get("end", iso(end)),
+                        evaluation.state,
+                        evaluation.samples,
+                        orjson.dumps(evaluation.detail).decode(),
+                        orjson.dumps(evaluation.violations).decode(),
+                    ],
+                )
+                evaluation.section["run_id"] = int(cursor.lastrowid or 0)
             write_status_doc(db, doc)
             prune(db, now - self.config.analyzer.retention_days * 86400, start)
-            return run_id
 
         self.store.write(commit)
         return doc
@@ -242,7 +232,9 @@ class Monitor:
         """Remember the state stored by the last run (so a restart re-sends no alert)."""
         stored = await self.store.aread(read_status_doc)
         if stored is not None:
-            self._state = stored.get("monitors", {}).get(MONITOR, {}).get("state")
+            for name, section in (stored.get("monitors") or {}).items():
+                if isinstance(section, dict) and section.get("state") is not None:
+                    self._states[name] = section["state"]
         self._loaded = True
 
     async def reload_baseline(self, force: bool = True) -> bool:
@@ -263,8 +255,9 @@ class Monitor:
             await asyncio.to_thread(self.reporter.run, now)
             self.ticks += 1
             self.last_tick_s = time.perf_counter() - started
-            new = doc["monitors"][MONITOR]["state"]
-            old, self._state = self._state, new
-            if new != old and self.alerts is not None:
-                self.alerts.state_changed(MONITOR, old, new, doc)
+            for name, section in doc["monitors"].items():
+                new = section["state"]
+                old, self._states[name] = self._states.get(name), new
+                if new != old and self.alerts is not None:
+                    self.alerts.state_changed(name, old, new, doc)
             return doc
