@@ -27,6 +27,7 @@ from analyzer.monitors.data_quality.checks import check_options
 from analyzer.monitors.data_quality.evaluate import WindowVerdict
 from analyzer.monitors.data_quality.monitor import DataQuality, DataQualityWindow
 from analyzer.monitors.data_quality.profile import DatasetProfile
+from analyzer.service.model_quality import ModelQualityTenant
 from analyzer.store.baseline_files import Baseline, BaselineFiles, load_baseline
 from analyzer.store.database import Store, read_status_doc, write_status_doc
 from analyzer.store.hourly import HourlyReporter
@@ -105,6 +106,10 @@ class Monitor:
             grace_s=report_grace_s,
             limit=self.limit,
         )
+        quality = config.analyzer.model_quality
+        self.model_quality = (
+            ModelQualityTenant(config, quality, store) if quality is not None else None
+        )
         self.last_ingest = IngestStats()
         self.last_error: str | None = None
         self.ticks = 0
@@ -120,7 +125,9 @@ class Monitor:
 
     def refresh_baseline(self, force: bool = False) -> bool:
         """Re-read the baseline files if they changed (blocking); True when a new one is used."""
+        quality = self.model_quality.refresh(force) if self.model_quality is not None else False
         if not self.baseline_files.refresh(force):
+            return quality
             return False
         self.reporter.constraints = self.baseline.constraints_doc
         self.limit = feature_limit(self.config, _baseline_names(self.baseline))
@@ -183,7 +190,10 @@ class Monitor:
         start, end = self.window(now)
         profile = self.window_profile(now)
         window = DataQualityWindow(profile, self.column_mapping, self.column_mapping_note)
-        return [self.data_quality().evaluate(window, start=start, end=end)]
+        evaluations = [self.data_quality().evaluate(window, start=start, end=end)]
+        if self.model_quality is not None:
+            evaluations.append(self.model_quality.evaluate(now))
+        return evaluations
 
     def _evaluate(self, now: float) -> dict[str, Any]:
         start, end = self.window(now)
@@ -253,6 +263,8 @@ class Monitor:
             now = self.clock()
             doc = await asyncio.to_thread(self._evaluate, now)
             await asyncio.to_thread(self.reporter.run, now)
+            if self.model_quality is not None:
+                await asyncio.to_thread(self.model_quality.report_changed_hours, now)
             self.ticks += 1
             self.last_tick_s = time.perf_counter() - started
             for name, section in doc["monitors"].items():
