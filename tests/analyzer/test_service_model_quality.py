@@ -23,6 +23,7 @@ from analyzer.service.app import create_app, monitor_of
 from analyzer.service.model_quality import REPORT_SUBDIR
 from analyzer.store.hourly import hour_dir
 from tests.analyzer.service_helpers import DATA, T0, Clock, make_config
+from tests.analyzer.test_alerts import Receiver
 from tests.analyzer.test_openapi import _validator
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
@@ -51,7 +52,7 @@ def write_quality_baseline(folder: Path) -> tuple[Path, Path]:
     return folder / "statistics.json", folder / "constraints.json"
 
 
-def _config(tmp: Path, **quality: Any) -> Any:
+def _config(tmp: Path, alerts: dict[str, Any] | None = None, **quality: Any) -> Any:
     stats, cons = write_quality_baseline(tmp / "mq")
     section = {
         "problem_type": BINARY,
@@ -62,7 +63,7 @@ def _config(tmp: Path, **quality: Any) -> Any:
         "baseline": {"statistics": str(stats), "constraints": str(cons)},
         **quality,
     }
-    return make_config(tmp, None, model_quality=section)
+    return make_config(tmp, None, model_quality=section, alerts=alerts or {})
 
 
 def _predictions(name: str, start: float, n: int, prefix: str) -> list[dict[str, Any]]:
@@ -92,10 +93,12 @@ async def _status(client: TestClient[Any, Any]) -> dict[str, Any]:
 
 
 async def test_concept_drift_is_an_alert_with_the_estimate_contradicted(
-    aiohttp_client: Client, tmp_path: Path
+    aiohttp_client: Client, aiohttp_server: Any, tmp_path: Path
 ) -> None:
+    receiver = Receiver()
+    hook = await aiohttp_server(receiver.app())
     clock = Clock(T0)
-    config = _config(tmp_path)
+    config = _config(tmp_path, {"webhooks": [{"url": str(hook.make_url("/hook/secret-token"))}]})
     app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
     client = await aiohttp_client(app)
     monitor = monitor_of(app)
@@ -133,6 +136,13 @@ async def test_concept_drift_is_an_alert_with_the_estimate_contradicted(
     assert f"\nauc {section['metrics']['auc']['value']}\n" in metrics
     assert 'modelmon_monitor_state{monitor="model_quality",state="alert"} 1.0' in metrics
     assert 'modelmon_model_quality_labels{kind="matched"} 1000.0' in metrics
+
+    _, payload = await receiver.next()  # only entering or leaving alert is sent
+    assert payload["monitor"] == "model_quality"
+    assert payload["event"] == "alert" and payload["previous_state"] == "no_data"
+    assert payload["metrics"]["auc"]["state"] == "alert" and payload["features"] == {}
+    assert "auc" in {v["metric_name"] for v in payload["violations"]}
+    assert receiver.requests.empty()
 
     folder = hour_dir(config, int(start)) / REPORT_SUBDIR
     violations = orjson.loads((folder / "constraint_violations.json").read_bytes())
