@@ -5,7 +5,7 @@
 Per size, each in a fresh process (wall time and peak RSS of that process):
 
 - **ours**: N captured predictions and N labels (arriving in shuffled order, half before
-  their prediction) through ``analyzer.monitors.model_quality.joins`` into a SQLite file in
+  their prediction) through ``analyzer.store.model_quality`` into a SQLite file in
   batches of 50,000, one transaction each; then the window's pairs read back and evaluated
   (every binary metric with SageMaker's standard deviations, the verdict against a baseline)
   and the label-free estimate (CBPE) for the same window;
@@ -46,7 +46,7 @@ OURS = """
 import resource, sys, time
 import numpy as np
 from sqlite_utils import Database
-from analyzer.monitors.model_quality.joins import (
+from analyzer.store.model_quality import (
     add_labels, add_predictions, create_tables, window_pairs)
 from analyzer.monitors.model_quality.evaluate import baseline_from_statistics, evaluate_window
 from analyzer.monitors.model_quality.documents import parse_constraints, suggest_constraints

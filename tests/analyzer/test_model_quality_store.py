@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from analyzer.monitors.model_quality.joins import (
+from analyzer.store.model_quality import (
     add_labels,
     add_predictions,
     create_tables,
@@ -75,7 +75,7 @@ INGEST = textwrap.dedent(
     """
     import sys
     from sqlite_utils import Database
-    from analyzer.monitors.model_quality.joins import add_labels, add_predictions, create_tables
+    from analyzer.store.model_quality import add_labels, add_predictions, create_tables
     db = Database(sys.argv[1])
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")  # as the store runs it
@@ -96,7 +96,7 @@ INGEST = textwrap.dedent(
 
 def test_kill_9_during_ingest_then_rerun_counts_exactly(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[4])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     child = subprocess.Popen(
         [sys.executable, "-c", INGEST, str(path)],
         stdin=subprocess.PIPE,
