@@ -67,9 +67,8 @@ for lo in range(0, n // 2, B):  # half of the labels come before their predictio
         add_labels(db, ((keys[i], str(label[i])) for i in half[lo:lo + B]), 0.0, 3600)
 for lo in range(0, n, B):
     with db.conn:
-        rows = ({"key": keys[i], "inference_time": float(when[i]),
-                 "prediction": "1" if score[i] >= 0.5 else "0",
-                 "probability": float(score[i])} for i in range(lo, min(n, lo + B)))
+        rows = [(keys[i], None, None, float(when[i]), "1" if score[i] >= 0.5 else "0",
+                 float(score[i]), None) for i in range(lo, min(n, lo + B))]
         add_predictions(db, rows, 3600)
 rest = order[n // 2:]
 for lo in range(0, n - n // 2, B):

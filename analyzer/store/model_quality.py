@@ -7,31 +7,48 @@ SageMaker): ``mq_predictions`` and ``mq_labels``. Either may arrive first. Inser
 counts once; the caller runs each batch inside the store's one write transaction together
 with whatever marks the batch as read, so a ``kill -9`` loses or doubles nothing.
 
-A window is keyed by *inference* time. When a label joins a prediction whose window may
-already have been evaluated (or a prediction joins a label that came first), that window is
-marked in ``mq_dirty`` and evaluated again; memory never holds more than one window's pairs.
+Each side has a ``joined`` flag, set when its other half is stored, and partial indexes on
+the rows still alone: the label counts of ``/monitor/status`` are range counts over those,
+never a join of the two tables.
+
+A window is keyed by *inference* time. When a label joins a prediction (or a prediction
+joins a label that came first), that window's version is bumped in ``mq_dirty``; the
+evaluation reads :func:`dirty_windows`, evaluates, and :func:`mark_evaluated` clears a window
+only if no label landed in it meanwhile. Memory never holds more than one window's pairs.
+
+:class:`ModelQualityStore` is the same on a running :class:`~analyzer.store.database.Store`
+(reads on the reader pool, writes on the writer thread); the module functions run inside a
+caller's transaction.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from sqlite_utils import Database
 
+from analyzer.monitors.model_quality.predictions import Extracted, PredictionRow
+from analyzer.store.database import Store, add_counters
+
 __all__ = [
+    "DirtyWindow",
     "LabelCounts",
+    "ModelQualityStore",
+    "PredictionRow",
     "WindowPairs",
     "add_labels",
     "add_predictions",
     "create_tables",
-    "expire",
+    "dirty_windows",
     "label_counts",
-    "take_dirty_windows",
+    "mark_evaluated",
+    "prune",
+    "store_predictions",
     "window_pairs",
 ]
 
@@ -39,92 +56,142 @@ FETCH = 50_000
 
 
 def create_tables(db: Database) -> None:
-    """The join's tables and indexes (idempotent)."""
+    """The join's tables and indexes (idempotent; the store's migration m003 runs it)."""
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_predictions (key TEXT PRIMARY KEY, event_id TEXT,"
         " inference_id TEXT, inference_time REAL NOT NULL, prediction TEXT,"
-        " probability REAL, row BLOB)"
+        " probability REAL, row BLOB, joined INTEGER NOT NULL DEFAULT 0)"
     )
     db.execute("CREATE INDEX IF NOT EXISTS mq_predictions_time ON mq_predictions (inference_time)")
     db.execute(
-        "CREATE TABLE IF NOT EXISTS mq_labels (key TEXT PRIMARY KEY, label TEXT NOT NULL,"
-        " received_at REAL NOT NULL)"
+        "CREATE INDEX IF NOT EXISTS mq_predictions_alone ON mq_predictions (inference_time)"
+        " WHERE joined = 0"
     )
-    db.execute("CREATE INDEX IF NOT EXISTS mq_labels_received ON mq_labels (received_at)")
-    db.execute("CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mq_labels (key TEXT PRIMARY KEY, label TEXT NOT NULL,"
+        " received_at REAL NOT NULL, joined INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS mq_labels_alone ON mq_labels (received_at) WHERE joined = 0"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"
+        " version INTEGER NOT NULL)"
+    )
 
 
-def _window(inference_time: float, window_s: int) -> int:
-    return int(math.floor(inference_time / window_s) * window_s)
+def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
+    return db.conn if isinstance(db, Database) else db
 
 
-def add_predictions(db: Database, rows: Iterable[Mapping[str, Any]], window_s: int) -> int:
-    """Store captured predictions; returns how many were new.
+def add_predictions(
+    db: Database | sqlite3.Connection, rows: Sequence[PredictionRow], window_s: int
+) -> int:
+    """Store captured predictions (inside the caller's transaction); returns how many were new.
 
-    Each row: ``key``, ``event_id``, ``inference_id``, ``inference_time`` (epoch seconds),
-    ``prediction`` (text), ``probability`` (float or None), optionally ``row`` (bytes: the
-    input row, kept for bias). A prediction whose label is already here marks its window.
+    A prediction whose label is already here joins it and marks its window.
     """
-    batch = [
-        (
-            r["key"],
-            r.get("event_id"),
-            r.get("inference_id"),
-            float(r["inference_time"]),
-            r.get("prediction"),
-            r.get("probability"),
-            r.get("row"),
-        )
-        for r in rows
-    ]
-    _stage(db, [(b[0],) for b in batch], "mq_predictions")
-    db.conn.executemany("INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
-    return _mark_joined(db, window_s)
+    conn = _conn(db)
+    _stage(conn, [(r[0],) for r in rows], "mq_predictions")
+    conn.executemany(
+        "INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+        rows,
+    )
+    return _join_staged(conn, window_s)
+
+
+def store_predictions(db: Database, extracted: Extracted, window_s: int) -> int:
+    """Add a capture chunk's predictions and count them and the records left out (inside the
+    chunk's transaction); returns how many were new. Counters: ``model_quality:predictions``,
+    ``model_quality:skipped:{reason}``, ``model_quality:rows_too_large``."""
+    new = add_predictions(db, extracted.rows, window_s) if extracted.rows else 0
+    deltas = {"model_quality:predictions": new, "model_quality:rows_too_large":
+              extracted.rows_too_large}  # fmt: skip
+    deltas.update({f"model_quality:skipped:{r}": n for r, n in extracted.skipped.items()})
+    add_counters(db, deltas)
+    return new
 
 
 def add_labels(
-    db: Database, rows: Iterable[tuple[str, str]], received_at: float, window_s: int
+    db: Database | sqlite3.Connection,
+    rows: Iterable[tuple[str, str]],
+    received_at: float,
+    window_s: int,
 ) -> tuple[int, int]:
     """Store ``(key, label)`` pairs; returns ``(new, duplicates)``.
 
     The first label for a key stands; a later one for the same key is a duplicate and is
     counted, not applied. A label that joins a stored prediction marks its window.
     """
+    conn = _conn(db)
     batch = [(key, label, received_at) for key, label in rows]
-    _stage(db, [(key,) for key, _, _ in batch], "mq_labels")
-    db.conn.executemany("INSERT OR IGNORE INTO mq_labels VALUES (?, ?, ?)", batch)
-    added = _mark_joined(db, window_s)
+    _stage(conn, [(key,) for key, _, _ in batch], "mq_labels")
+    conn.executemany("INSERT OR IGNORE INTO mq_labels VALUES (?, ?, ?, 0)", batch)
+    added = _join_staged(conn, window_s)
     return added, len(batch) - added
 
 
-def _stage(db: Database, keys: list[tuple[str]], table: str) -> None:
+def _stage(conn: sqlite3.Connection, keys: list[tuple[str]], table: str) -> None:
     """Keep the batch's keys that ``table`` does not hold yet: only they change anything."""
-    db.execute("CREATE TEMP TABLE IF NOT EXISTS mq_batch (key TEXT PRIMARY KEY)")
-    db.execute("DELETE FROM mq_batch")
-    db.conn.executemany("INSERT OR IGNORE INTO mq_batch VALUES (?)", keys)
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS mq_batch (key TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM mq_batch")
+    conn.executemany("INSERT OR IGNORE INTO mq_batch VALUES (?)", keys)
     # EXISTS, not IN: an IN list would be built from the whole table at every batch.
-    db.execute(
+    conn.execute(
         f"DELETE FROM mq_batch WHERE EXISTS (SELECT 1 FROM {table} t WHERE t.key = mq_batch.key)"
     )
 
 
-def _mark_joined(db: Database, window_s: int) -> int:
-    """Mark the windows of the staged new keys that now have both halves; count the keys."""
-    added = int(db.execute("SELECT count(*) FROM mq_batch").fetchone()[0])
-    db.execute(
-        "INSERT OR IGNORE INTO mq_dirty SELECT DISTINCT"
-        f" CAST(inference_time / {int(window_s)} AS INTEGER) * {int(window_s)}"
-        " FROM mq_batch b JOIN mq_predictions p USING (key) JOIN mq_labels l USING (key)"
+def _join_staged(conn: sqlite3.Connection, window_s: int) -> int:
+    """Flag the staged new keys that now have both halves, mark their windows; count the keys."""
+    added = int(conn.execute("SELECT count(*) FROM mq_batch").fetchone()[0])
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS mq_pairs (key TEXT PRIMARY KEY, window_start INTEGER)"
     )
-    db.execute("DELETE FROM mq_batch")
+    conn.execute("DELETE FROM mq_pairs")
+    width = int(window_s)
+    conn.execute(
+        "INSERT INTO mq_pairs SELECT b.key,"
+        f" CAST(floor(p.inference_time / {width}) AS INTEGER) * {width}"
+        " FROM mq_batch b JOIN mq_predictions p ON p.key = b.key"
+        " JOIN mq_labels l ON l.key = b.key"
+    )
+    for table in ("mq_predictions", "mq_labels"):
+        conn.execute(f"UPDATE {table} SET joined = 1 WHERE key IN (SELECT key FROM mq_pairs)")
+    conn.execute(
+        "INSERT INTO mq_dirty SELECT DISTINCT window_start, 1 FROM mq_pairs WHERE true"
+        " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
+    )
+    conn.execute("DELETE FROM mq_pairs")
+    conn.execute("DELETE FROM mq_batch")
     return added
 
 
-def take_dirty_windows(db: Database) -> list[int]:
-    """The window starts whose pairs changed since the last call (and forget them)."""
-    starts = [int(r[0]) for r in db.execute("SELECT window_start FROM mq_dirty ORDER BY 1")]
-    db.execute("DELETE FROM mq_dirty")
-    return starts
+@dataclass(frozen=True)
+class DirtyWindow:
+    """A window whose pairs changed; ``version`` says which change was seen."""
+
+    start: int
+    version: int
+
+
+def dirty_windows(conn: sqlite3.Connection) -> list[DirtyWindow]:
+    """The windows whose pairs changed since they were last marked evaluated, oldest first."""
+    rows = conn.execute("SELECT window_start, version FROM mq_dirty ORDER BY 1").fetchall()
+    return [DirtyWindow(int(start), int(version)) for start, version in rows]
+
+
+def mark_evaluated(db: Database | sqlite3.Connection, windows: Iterable[DirtyWindow]) -> int:
+    """Forget the windows evaluated at the version seen (a newer change keeps its mark)."""
+    conn = _conn(db)
+    cleared = 0
+    for window in windows:
+        cursor = conn.execute(
+            "DELETE FROM mq_dirty WHERE window_start = ? AND version = ?",
+            [window.start, window.version],
+        )
+        cleared += cursor.rowcount
+    return cleared
 
 
 @dataclass(frozen=True)
@@ -139,12 +206,13 @@ class WindowPairs:
         return len(self.labels)
 
 
-def window_pairs(db: Database, start: float, end: float) -> WindowPairs:
+def window_pairs(conn: sqlite3.Connection, start: float, end: float) -> WindowPairs:
     """Every joined pair whose prediction's inference time is in ``[start, end)``."""
-    cursor = db.execute(
+    cursor = conn.execute(
         "SELECT l.label, p.prediction, p.probability FROM mq_predictions p"
-        " JOIN mq_labels l USING (key)"
-        " WHERE p.inference_time >= ? AND p.inference_time < ? ORDER BY p.inference_time, p.key",
+        " JOIN mq_labels l ON l.key = p.key"
+        " WHERE p.inference_time >= ? AND p.inference_time < ? AND p.joined = 1"
+        " ORDER BY p.inference_time, p.key",
         [start, end],
     )
     labels: list[str] = []
@@ -163,41 +231,79 @@ class LabelCounts:
     """Where the labels stand: what ``/monitor/status`` shows under ``labels``."""
 
     matched: int  # labels joined to a stored prediction
-    unmatched: int  # labels with no prediction, older than the label wait
-    waiting: int  # labels with no prediction yet, still within the wait
-    pending: int  # predictions still within the wait, without a label
-    expired: int  # predictions past the wait that never got a label
+    unmatched: int  # labels with no prediction, received longer than the label wait ago
+    pending: int  # labels with no prediction yet, still within the wait
+    awaiting: int  # predictions without a label, still within the wait
+    unlabeled: int  # predictions past the wait that never got a label (expired)
 
 
-def label_counts(db: Database, now: float, label_delay_s: float) -> LabelCounts:
-    """Counts over everything stored (within retention)."""
+def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> LabelCounts:
+    """Counts over everything stored (within retention); index range counts only."""
     cutoff = now - label_delay_s
-    matched = db.execute(
-        "SELECT count(*) FROM mq_labels l JOIN mq_predictions p USING (key)"
-    ).fetchone()[0]
-    orphans = db.execute(
-        "SELECT count(*) FILTER (WHERE l.received_at < ?), count(*) FILTER (WHERE"
-        " l.received_at >= ?) FROM mq_labels l LEFT JOIN mq_predictions p USING (key)"
-        " WHERE p.key IS NULL",
+    labels = int(conn.execute("SELECT count(*) FROM mq_labels").fetchone()[0])
+    alone = conn.execute(
+        "SELECT count(*) FILTER (WHERE received_at < ?), count(*) FILTER (WHERE"
+        " received_at >= ?) FROM mq_labels WHERE joined = 0",
         [cutoff, cutoff],
     ).fetchone()
-    unlabelled = db.execute(
-        "SELECT count(*) FILTER (WHERE p.inference_time >= ?), count(*) FILTER (WHERE"
-        " p.inference_time < ?) FROM mq_predictions p LEFT JOIN mq_labels l USING (key)"
-        " WHERE l.key IS NULL",
+    waiting = conn.execute(
+        "SELECT count(*) FILTER (WHERE inference_time >= ?), count(*) FILTER (WHERE"
+        " inference_time < ?) FROM mq_predictions WHERE joined = 0",
         [cutoff, cutoff],
     ).fetchone()
+    unmatched, pending = int(alone[0] or 0), int(alone[1] or 0)
     return LabelCounts(
-        matched=int(matched),
-        unmatched=int(orphans[0] or 0),
-        waiting=int(orphans[1] or 0),
-        pending=int(unlabelled[0] or 0),
-        expired=int(unlabelled[1] or 0),
+        matched=labels - unmatched - pending,
+        unmatched=unmatched,
+        pending=pending,
+        awaiting=int(waiting[0] or 0),
+        unlabeled=int(waiting[1] or 0),
     )
 
 
-def expire(db: Database, before: float) -> tuple[int, int]:
-    """Forget predictions inferred before ``before`` and labels received before it."""
-    predictions = db.execute("DELETE FROM mq_predictions WHERE inference_time < ?", [before])
-    labels = db.execute("DELETE FROM mq_labels WHERE received_at < ?", [before])
-    return int(predictions.rowcount), int(labels.rowcount)
+def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
+    """Retention: forget predictions inferred before ``before`` (with their labels) and lone
+    labels received before it; returns ``(predictions, labels)`` removed."""
+    conn = _conn(db)
+    labels = conn.execute(
+        "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_predictions"
+        " WHERE inference_time < ? AND joined = 1)",
+        [before],
+    ).rowcount
+    predictions = conn.execute(
+        "DELETE FROM mq_predictions WHERE inference_time < ?", [before]
+    ).rowcount
+    labels += conn.execute(
+        "DELETE FROM mq_labels WHERE joined = 0 AND received_at < ?", [before]
+    ).rowcount
+    conn.execute("DELETE FROM mq_dirty WHERE window_start < ?", [math.floor(before) - 90 * 86400])
+    return int(predictions), int(labels)
+
+
+class ModelQualityStore:
+    """The join on a running store: blocking calls, from a thread (never the event loop)."""
+
+    def __init__(self, store: Store, *, window_s: int, label_delay_s: float) -> None:
+        self.store = store
+        self.window_s = window_s
+        self.label_delay_s = label_delay_s
+
+    def window_pairs(self, start: float, end: float) -> WindowPairs:
+        """The joined pairs of ``[start, end)`` by inference time (one window's worth)."""
+        return self.store.read(lambda conn: window_pairs(conn, start, end))
+
+    def dirty_windows(self) -> list[DirtyWindow]:
+        """Windows to evaluate (again): their pairs changed since the last evaluation."""
+        return self.store.read(dirty_windows)
+
+    def mark_evaluated(self, windows: Sequence[DirtyWindow]) -> int:
+        """Clear the windows just evaluated, unless a label landed in them meanwhile."""
+        return self.store.write(lambda db: mark_evaluated(db, windows))
+
+    def label_counts(self, now: float) -> LabelCounts:
+        """matched / unmatched / pending labels; awaiting / unlabeled predictions."""
+        return self.store.read(lambda conn: label_counts(conn, now, self.label_delay_s))
+
+    def prune(self, before: float) -> tuple[int, int]:
+        """Retention (``analyzer.retention_days``): everything older than ``before``."""
+        return self.store.write(lambda db: prune(db, before))
