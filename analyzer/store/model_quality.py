@@ -9,7 +9,9 @@ with whatever marks the batch as read, so a ``kill -9`` loses or doubles nothing
 
 Each side has a ``joined`` flag, set when its other half is stored, and partial indexes on
 the rows still alone: the label counts of ``/monitor/status`` are range counts over those,
-never a join of the two tables.
+never a join of the two tables. The flags keep one invariant at every commit: a row is
+alone exactly when its key has no other half. So a batch only looks up its own keys (handed
+to SQLite as one JSON array, ``json_each``) among the rows still alone.
 
 A window is keyed by *inference* time. When a label joins a prediction (or a prediction
 joins a label that came first), that window's version is bumped in ``mq_dirty``; the
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from sqlite_utils import Database
 
 from analyzer.monitors.model_quality.predictions import Extracted, PredictionRow
@@ -92,12 +95,28 @@ def add_predictions(
     A prediction whose label is already here joins it and marks its window.
     """
     conn = _conn(db)
-    _stage(conn, [(r[0],) for r in rows], "mq_predictions")
-    conn.executemany(
-        "INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-        rows,
+    before = conn.total_changes
+    conn.executemany("INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?, 0)", rows)
+    added = conn.total_changes - before
+    keys = orjson.dumps([r[0] for r in rows]).decode()
+    # A lone label of a key in the batch now has its prediction (stored now: before, the
+    # label would not be alone). Mark the windows, then flag both halves.
+    width = int(window_s)
+    alone = (
+        "SELECT l.key FROM json_each(?) j JOIN mq_labels l ON l.key = j.value WHERE l.joined = 0"
     )
-    return _join_staged(conn, window_s)
+    conn.execute(
+        f"INSERT INTO mq_dirty SELECT DISTINCT {_WINDOW.format(width=width)}, 1"
+        f" FROM mq_predictions p WHERE p.key IN ({alone})" + _BUMP,
+        [keys],
+    )
+    conn.execute(f"UPDATE mq_predictions SET joined = 1 WHERE key IN ({alone})", [keys])
+    conn.execute(
+        "UPDATE mq_labels SET joined = 1 WHERE joined = 0 AND key IN"
+        " (SELECT value FROM json_each(?))",
+        [keys],
+    )
+    return added
 
 
 def store_predictions(db: Database, extracted: Extracted, window_s: int) -> int:
@@ -125,46 +144,33 @@ def add_labels(
     """
     conn = _conn(db)
     batch = [(key, label, received_at) for key, label in rows]
-    _stage(conn, [(key,) for key, _, _ in batch], "mq_labels")
+    before = conn.total_changes
     conn.executemany("INSERT OR IGNORE INTO mq_labels VALUES (?, ?, ?, 0)", batch)
-    added = _join_staged(conn, window_s)
+    added = conn.total_changes - before
+    keys = orjson.dumps([b[0] for b in batch]).decode()
+    # A prediction of a key in the batch still alone gets its label now (a label stored
+    # earlier would have joined it then).
+    width = int(window_s)
+    alone = (
+        "SELECT p.key FROM json_each(?) j JOIN mq_predictions p ON p.key = j.value"
+        " WHERE p.joined = 0"
+    )
+    conn.execute(
+        f"INSERT INTO mq_dirty SELECT DISTINCT {_WINDOW.format(width=width)}, 1"
+        f" FROM mq_predictions p WHERE p.key IN ({alone})" + _BUMP,
+        [keys],
+    )
+    conn.execute(f"UPDATE mq_labels SET joined = 1 WHERE key IN ({alone})", [keys])
+    conn.execute(
+        "UPDATE mq_predictions SET joined = 1 WHERE joined = 0 AND key IN"
+        " (SELECT value FROM json_each(?))",
+        [keys],
+    )
     return added, len(batch) - added
 
 
-def _stage(conn: sqlite3.Connection, keys: list[tuple[str]], table: str) -> None:
-    """Keep the batch's keys that ``table`` does not hold yet: only they change anything."""
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS mq_batch (key TEXT PRIMARY KEY)")
-    conn.execute("DELETE FROM mq_batch")
-    conn.executemany("INSERT OR IGNORE INTO mq_batch VALUES (?)", keys)
-    # EXISTS, not IN: an IN list would be built from the whole table at every batch.
-    conn.execute(
-        f"DELETE FROM mq_batch WHERE EXISTS (SELECT 1 FROM {table} t WHERE t.key = mq_batch.key)"
-    )
-
-
-def _join_staged(conn: sqlite3.Connection, window_s: int) -> int:
-    """Flag the staged new keys that now have both halves, mark their windows; count the keys."""
-    added = int(conn.execute("SELECT count(*) FROM mq_batch").fetchone()[0])
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS mq_pairs (key TEXT PRIMARY KEY, window_start INTEGER)"
-    )
-    conn.execute("DELETE FROM mq_pairs")
-    width = int(window_s)
-    conn.execute(
-        "INSERT INTO mq_pairs SELECT b.key,"
-        f" CAST(floor(p.inference_time / {width}) AS INTEGER) * {width}"
-        " FROM mq_batch b JOIN mq_predictions p ON p.key = b.key"
-        " JOIN mq_labels l ON l.key = b.key"
-    )
-    for table in ("mq_predictions", "mq_labels"):
-        conn.execute(f"UPDATE {table} SET joined = 1 WHERE key IN (SELECT key FROM mq_pairs)")
-    conn.execute(
-        "INSERT INTO mq_dirty SELECT DISTINCT window_start, 1 FROM mq_pairs WHERE true"
-        " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
-    )
-    conn.execute("DELETE FROM mq_pairs")
-    conn.execute("DELETE FROM mq_batch")
-    return added
+_WINDOW = "CAST(floor(p.inference_time / {width}) AS INTEGER) * {width}"
+_BUMP = " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
 
 
 @dataclass(frozen=True)
