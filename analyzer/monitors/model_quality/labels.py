@@ -47,9 +47,15 @@ class LabelError(ValueError):
 
 def as_text(value: Any) -> str | None:
     """The text a label or prediction is compared by; None for no value (or not a scalar)."""
-    if value is None or isinstance(value, dict | list):
+    kind = type(value)
+    if kind is str:
+        text: str = value.strip()
+        if text.isdigit() and len(text) < 16:  # the common class label: "0", "1", "12"
+            return text.lstrip("0") or "0"
+        return _text(text) if text else None
+    if value is None or kind is dict or kind is list:
         return None
-    if isinstance(value, bool):
+    if kind is bool:
         return "1" if value else "0"
     if isinstance(value, int):
         return str(value)
@@ -57,13 +63,14 @@ def as_text(value: Any) -> str | None:
         if not math.isfinite(value):
             return None
         return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
-    text = str(value).strip()
-    if not text:
-        return None
+    return _text(str(value).strip()) or None
+
+
+def _text(text: str) -> str:
     truth = _TRUTH.get(text.lower())
     if truth is not None:
         return truth
-    if text[0] in "+-.0123456789" and len(text) < 64:
+    if text and text[0] in "+-.0123456789" and len(text) < 64:
         try:
             number = float(text)
         except ValueError:

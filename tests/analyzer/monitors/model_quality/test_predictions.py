@@ -124,7 +124,7 @@ def test_an_input_row_over_the_bound_is_left_out_and_counted() -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(1, "1"), (1.0, "1"), ("1.0", "1"), (" 0 ", "0"), (True, "1"), ("False", "0"),
+    [(1, "1"), (1.0, "1"), ("1.0", "1"), (" 0 ", "0"), ("007", "7"), (True, "1"), ("False", "0"),
      (0.25, "0.25"), ("cat", "cat"), ("", None), (None, None), ([1], None),
      (float("nan"), None), ("nan", "nan")],
 )  # fmt: skip
