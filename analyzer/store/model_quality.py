@@ -7,9 +7,10 @@ SageMaker): ``mq_predictions`` and ``mq_labels``. Either may arrive first. Inser
 counts once; the caller runs each batch inside the store's one write transaction together
 with whatever marks the batch as read, so a ``kill -9`` loses or doubles nothing.
 
-Each side has a ``joined`` flag, set when its other half is stored, and partial indexes on
-the rows still alone: the label counts of ``/monitor/status`` are range counts over those,
-never a join of the two tables. The flags keep one invariant at every commit: a row is
+Each side has a ``joined`` flag, set when its other half is stored, and an index that leads
+with it (predictions: ``(joined, inference_time)``; labels: a partial index on the lone
+ones): the label counts of ``/monitor/status`` are range counts over those, never a join of
+the two tables. The flags keep one invariant at every commit: a row is
 alone exactly when its key has no other half. So a batch only looks up its own keys (handed
 to SQLite as one JSON array, ``json_each``) among the rows still alone.
 
@@ -65,10 +66,9 @@ def create_tables(db: Database) -> None:
         " inference_id TEXT, inference_time REAL NOT NULL, prediction TEXT,"
         " probability REAL, row BLOB, joined INTEGER NOT NULL DEFAULT 0)"
     )
-    db.execute("CREATE INDEX IF NOT EXISTS mq_predictions_time ON mq_predictions (inference_time)")
+    # one index for the window's pairs (joined = 1), the counts (joined = 0) and the retention
     db.execute(
-        "CREATE INDEX IF NOT EXISTS mq_predictions_alone ON mq_predictions (inference_time)"
-        " WHERE joined = 0"
+        "CREATE INDEX IF NOT EXISTS mq_predictions_time ON mq_predictions (joined, inference_time)"
     )
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_labels (key TEXT PRIMARY KEY, label TEXT NOT NULL,"
@@ -98,12 +98,15 @@ def add_predictions(
     before = conn.total_changes
     conn.executemany("INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?, 0)", rows)
     added = conn.total_changes - before
+    if conn.execute("SELECT 1 FROM mq_labels WHERE joined = 0 LIMIT 1").fetchone() is None:
+        return added  # no label waits for its prediction (labels usually come after)
     keys = orjson.dumps([r[0] for r in rows]).decode()
     # A lone label of a key in the batch now has its prediction (stored now: before, the
     # label would not be alone). Mark the windows, then flag both halves.
+    # ``+joined``: look the batch's keys up by key, never scan the index of lone rows
     width = int(window_s)
     alone = (
-        "SELECT l.key FROM json_each(?) j JOIN mq_labels l ON l.key = j.value WHERE l.joined = 0"
+        "SELECT l.key FROM json_each(?) j JOIN mq_labels l ON l.key = j.value WHERE +l.joined = 0"
     )
     conn.execute(
         f"INSERT INTO mq_dirty SELECT DISTINCT {_WINDOW.format(width=width)}, 1"
@@ -112,7 +115,7 @@ def add_predictions(
     )
     conn.execute(f"UPDATE mq_predictions SET joined = 1 WHERE key IN ({alone})", [keys])
     conn.execute(
-        "UPDATE mq_labels SET joined = 1 WHERE joined = 0 AND key IN"
+        "UPDATE mq_labels SET joined = 1 WHERE +joined = 0 AND key IN"
         " (SELECT value FROM json_each(?))",
         [keys],
     )
@@ -153,7 +156,7 @@ def add_labels(
     width = int(window_s)
     alone = (
         "SELECT p.key FROM json_each(?) j JOIN mq_predictions p ON p.key = j.value"
-        " WHERE p.joined = 0"
+        " WHERE +p.joined = 0"
     )
     conn.execute(
         f"INSERT INTO mq_dirty SELECT DISTINCT {_WINDOW.format(width=width)}, 1"
@@ -162,7 +165,7 @@ def add_labels(
     )
     conn.execute(f"UPDATE mq_labels SET joined = 1 WHERE key IN ({alone})", [keys])
     conn.execute(
-        "UPDATE mq_predictions SET joined = 1 WHERE joined = 0 AND key IN"
+        "UPDATE mq_predictions SET joined = 1 WHERE +joined = 0 AND key IN"
         " (SELECT value FROM json_each(?))",
         [keys],
     )
@@ -217,7 +220,7 @@ def window_pairs(conn: sqlite3.Connection, start: float, end: float) -> WindowPa
     cursor = conn.execute(
         "SELECT l.label, p.prediction, p.probability FROM mq_predictions p"
         " JOIN mq_labels l ON l.key = p.key"
-        " WHERE p.inference_time >= ? AND p.inference_time < ? AND p.joined = 1"
+        " WHERE p.joined = 1 AND p.inference_time >= ? AND p.inference_time < ?"
         " ORDER BY p.inference_time, p.key",
         [start, end],
     )
@@ -273,11 +276,11 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
     conn = _conn(db)
     labels = conn.execute(
         "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_predictions"
-        " WHERE inference_time < ? AND joined = 1)",
+        " WHERE joined = 1 AND inference_time < ?)",
         [before],
     ).rowcount
     predictions = conn.execute(
-        "DELETE FROM mq_predictions WHERE inference_time < ?", [before]
+        "DELETE FROM mq_predictions WHERE joined IN (0, 1) AND inference_time < ?", [before]
     ).rowcount
     labels += conn.execute(
         "DELETE FROM mq_labels WHERE joined = 0 AND received_at < ?", [before]

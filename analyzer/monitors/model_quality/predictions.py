@@ -14,7 +14,7 @@ The prediction is ``inference_attribute``; without it, for BinaryClassification 
 ``probability_attribute``, ``1`` when the probability is at least
 ``probability_threshold_attribute`` and ``0`` below; otherwise the first output column. A
 probability that is a list (one per class) is kept as its largest value. The input row is
-kept as a compact JSON object (name → value, missing values left out) of at most
+kept as a compact JSON object (name → value, as decoded) of at most
 ``max_row_bytes``; a longer one is left out and counted (``row_too_large``), the prediction
 is kept.
 
@@ -45,7 +45,6 @@ MAX_KEY = 1024
 MAX_ROW_BYTES = 4096
 # key, event_id, inference_id, inference_time (epoch s), prediction, probability, input row
 PredictionRow = tuple[str, str | None, str | None, float, str, float | None, bytes | None]
-_MISSING = (None, "")
 Getter = Callable[[Mapping[str, list[Any]], int], Any]
 
 
@@ -128,29 +127,39 @@ class PredictionExtractor:
     def extract(self, batch: DecodedBatch) -> Extracted:
         """One prediction per decoded record of ``batch`` (the bad ones are the decoder's)."""
         out = Extracted()
-        outputs, inputs = batch.predictions, batch.columns
+        outputs = batch.predictions
+        blobs = self._rows(batch.columns, batch.n_rows, out)
+        probabilities = self._probability
+        getter = self._prediction or _first
+        threshold, from_probability = self.threshold, self._from_probability
+        event_ids, inference_ids, times = (
+            batch.event_ids,
+            batch.inference_ids,
+            batch.inference_times,
+        )
+        if from_probability and batch.n_rows == len(batch.record_rows) and probabilities:
+            return self._single_rows(batch, blobs, probabilities, out)
+        append = out.rows.append
         row = 0
         for i, n in enumerate(batch.record_rows):
             first, row = row, row + n
             if n != 1:
                 out.skipped["several_rows" if n else "no_rows"] += 1
                 continue
-            event_id = batch.event_ids[i]
-            inference_id = batch.inference_ids[i]
+            event_id = event_ids[i]
+            inference_id = inference_ids[i]
             key = inference_id or event_id
             if len(key) > MAX_KEY:
                 out.skipped["key_too_long"] += 1
                 continue
-            probability = (
-                _probability(self._probability(outputs, first)) if self._probability else None
-            )
-            if self._from_probability:
+            probability = _probability(probabilities(outputs, first)) if probabilities else None
+            prediction: str | None
+            if from_probability:
                 if probability is None:
                     out.skipped["no_probability"] += 1
                     continue
-                prediction: str | None = "1" if probability >= self.threshold else "0"
+                prediction = "1" if probability >= threshold else "0"
             else:
-                getter = self._prediction or _first
                 prediction = as_text(getter(outputs, first))
             if prediction is None:
                 out.skipped["no_prediction"] += 1
@@ -158,22 +167,48 @@ class PredictionExtractor:
             if len(prediction) > MAX_TEXT:
                 out.skipped["prediction_too_long"] += 1
                 continue
-            moment = batch.inference_times[i].timestamp()
-            out.rows.append(
-                (key, event_id, inference_id, moment, prediction, probability,
-                 self._row(inputs, first, out))
-            )  # fmt: skip
+            append((key, event_id, inference_id, times[i].timestamp(), prediction, probability,
+                    blobs[first]))  # fmt: skip
         return out
 
-    def _row(self, columns: Mapping[str, Sequence[Any]], row: int, out: Extracted) -> bytes | None:
-        values = {name: v for name, col in columns.items() if (v := col[row]) not in _MISSING}
-        if not values:
-            return None
-        try:
-            blob = orjson.dumps(values)
-        except TypeError:  # e.g. an integer over 64 bits: the row is left out, not the record
-            blob = b""
-        if not blob or len(blob) > self.max_row_bytes:
-            out.rows_too_large += 1
-            return None
-        return blob
+    def _single_rows(
+        self, batch: DecodedBatch, blobs: list[bytes | None], probabilities: Getter, out: Extracted
+    ) -> Extracted:
+        """The common binary case, a column at a time: one row per record, the prediction from
+        the probability."""
+        outputs, threshold = batch.predictions, self.threshold
+        keys = [i or e for i, e in zip(batch.inference_ids, batch.event_ids, strict=True)]
+        found = [_probability(probabilities(outputs, row)) for row in range(batch.n_rows)]
+        times = [moment.timestamp() for moment in batch.inference_times]
+        for key, event_id, inference_id, moment, probability, blob in zip(
+            keys, batch.event_ids, batch.inference_ids, times, found, blobs, strict=True
+        ):
+            if probability is None:
+                out.skipped["no_probability"] += 1
+            elif len(key) > MAX_KEY:
+                out.skipped["key_too_long"] += 1
+            else:
+                prediction = "1" if probability >= threshold else "0"
+                out.rows.append((key, event_id, inference_id, moment, prediction, probability,
+                                 blob))  # fmt: skip
+        return out
+
+    def _rows(
+        self, columns: Mapping[str, Sequence[Any]], n: int, out: Extracted
+    ) -> list[bytes | None]:
+        """Each input row as a JSON object (the whole batch at once), None when too large."""
+        if not columns:
+            return [None] * n
+        names = list(columns)
+        dumps, limit = orjson.dumps, self.max_row_bytes
+        blobs: list[bytes | None] = []
+        for values in zip(*columns.values(), strict=True):
+            try:
+                blob: bytes | None = dumps(dict(zip(names, values, strict=True)))
+            except TypeError:  # e.g. an integer over 64 bits: the row is left out
+                blob = None
+            if blob is None or len(blob) > limit:
+                out.rows_too_large += 1
+                blob = None
+            blobs.append(blob)
+        return blobs
