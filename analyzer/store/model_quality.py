@@ -7,12 +7,12 @@ SageMaker): ``mq_predictions`` and ``mq_labels``. Either may arrive first. Inser
 counts once; the caller runs each batch inside the store's one write transaction together
 with whatever marks the batch as read, so a ``kill -9`` loses or doubles nothing.
 
-Each side has a ``joined`` flag, set when its other half is stored, and an index that leads
-with it (predictions: ``(joined, inference_time)``; labels: a partial index on the lone
-ones): the label counts of ``/monitor/status`` are range counts over those, never a join of
-the two tables. The flags keep one invariant at every commit: a row is
-alone exactly when its key has no other half. So a batch only looks up its own keys (handed
-to SQLite as one JSON array, ``json_each``) among the rows still alone.
+The halves still waiting for the other are listed in two narrow tables,
+``mq_predictions_alone`` (key, inference time) and ``mq_labels_alone`` (key, arrival time);
+at every commit a key is listed there exactly when its other half is not stored. Joining
+deletes from them and never rewrites a wide prediction row; the label counts of
+``/monitor/status`` are index range counts over them, never a join of the two tables; a
+batch only looks up its own keys (handed to SQLite as one JSON array, ``json_each``).
 
 A window is keyed by *inference* time. When a label joins a prediction (or a prediction
 joins a label that came first), that window's version is bumped in ``mq_dirty``; the
@@ -61,22 +61,25 @@ FETCH = 50_000
 
 def create_tables(db: Database) -> None:
     """The join's tables and indexes (idempotent; the store's migration m003 runs it)."""
+    # predictions: appended, read by window, deleted by retention; never updated
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_predictions (key TEXT PRIMARY KEY, event_id TEXT,"
         " inference_id TEXT, inference_time REAL NOT NULL, prediction TEXT,"
-        " probability REAL, row BLOB, joined INTEGER NOT NULL DEFAULT 0)"
+        " probability REAL, row BLOB)"
     )
-    # one index for the window's pairs (joined = 1), the counts (joined = 0) and the retention
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS mq_predictions_time ON mq_predictions (joined, inference_time)"
-    )
+    db.execute("CREATE INDEX IF NOT EXISTS mq_predictions_time ON mq_predictions (inference_time)")
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_labels (key TEXT PRIMARY KEY, label TEXT NOT NULL,"
-        " received_at REAL NOT NULL, joined INTEGER NOT NULL DEFAULT 0)"
+        " received_at REAL NOT NULL) WITHOUT ROWID"
     )
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS mq_labels_alone ON mq_labels (received_at) WHERE joined = 0"
-    )
+    # the halves still waiting for the other: narrow, so joining touches no wide page
+    for side, moment in (("mq_predictions_alone", "inference_time"),
+                         ("mq_labels_alone", "received_at")):  # fmt: skip
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {side} (key TEXT PRIMARY KEY, {moment} REAL NOT NULL)"
+            " WITHOUT ROWID"
+        )
+        db.execute(f"CREATE INDEX IF NOT EXISTS {side}_time ON {side} ({moment})")
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"
         " version INTEGER NOT NULL)"
@@ -85,6 +88,14 @@ def create_tables(db: Database) -> None:
 
 def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
     return db.conn if isinstance(db, Database) else db
+
+
+def _window(column: str, window_s: int) -> str:
+    width = int(window_s)
+    return f"CAST(floor({column} / {width}) AS INTEGER) * {width}"
+
+
+_BUMP = " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
 
 
 def add_predictions(
@@ -96,28 +107,25 @@ def add_predictions(
     """
     conn = _conn(db)
     before = conn.total_changes
-    conn.executemany("INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?, 0)", rows)
+    conn.executemany("INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     added = conn.total_changes - before
-    if conn.execute("SELECT 1 FROM mq_labels WHERE joined = 0 LIMIT 1").fetchone() is None:
+    # alone unless its label is stored (a prediction read again is either joined or alone)
+    conn.executemany(
+        "INSERT OR IGNORE INTO mq_predictions_alone SELECT ?, ?"
+        " WHERE NOT EXISTS (SELECT 1 FROM mq_labels WHERE key = ?)",
+        [(r[0], r[3], r[0]) for r in rows],
+    )
+    if conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is None:
         return added  # no label waits for its prediction (labels usually come after)
     keys = orjson.dumps([r[0] for r in rows]).decode()
-    # A lone label of a key in the batch now has its prediction (stored now: before, the
-    # label would not be alone). Mark the windows, then flag both halves.
-    # ``+joined``: look the batch's keys up by key, never scan the index of lone rows
-    width = int(window_s)
-    alone = (
-        "SELECT l.key FROM json_each(?) j JOIN mq_labels l ON l.key = j.value WHERE +l.joined = 0"
-    )
     conn.execute(
-        f"INSERT INTO mq_dirty SELECT DISTINCT {_WINDOW.format(width=width)}, 1"
-        f" FROM mq_predictions p WHERE p.key IN ({alone})" + _BUMP,
+        f"INSERT INTO mq_dirty SELECT DISTINCT {_window('p.inference_time', window_s)}, 1"
+        " FROM json_each(?) j JOIN mq_labels_alone l ON l.key = j.value"
+        " JOIN mq_predictions p ON p.key = l.key WHERE true" + _BUMP,
         [keys],
     )
-    conn.execute(f"UPDATE mq_predictions SET joined = 1 WHERE key IN ({alone})", [keys])
     conn.execute(
-        "UPDATE mq_labels SET joined = 1 WHERE +joined = 0 AND key IN"
-        " (SELECT value FROM json_each(?))",
-        [keys],
+        "DELETE FROM mq_labels_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
     )
     return added
 
@@ -148,32 +156,25 @@ def add_labels(
     conn = _conn(db)
     batch = [(key, label, received_at) for key, label in rows]
     before = conn.total_changes
-    conn.executemany("INSERT OR IGNORE INTO mq_labels VALUES (?, ?, ?, 0)", batch)
+    conn.executemany("INSERT OR IGNORE INTO mq_labels VALUES (?, ?, ?)", batch)
     added = conn.total_changes - before
     keys = orjson.dumps([b[0] for b in batch]).decode()
-    # A prediction of a key in the batch still alone gets its label now (a label stored
-    # earlier would have joined it then).
-    width = int(window_s)
-    alone = (
-        "SELECT p.key FROM json_each(?) j JOIN mq_predictions p ON p.key = j.value"
-        " WHERE +p.joined = 0"
-    )
+    # the lone predictions of the batch's keys now have their label: mark, then unflag them
     conn.execute(
-        f"INSERT INTO mq_dirty SELECT DISTINCT {_WINDOW.format(width=width)}, 1"
-        f" FROM mq_predictions p WHERE p.key IN ({alone})" + _BUMP,
+        f"INSERT INTO mq_dirty SELECT DISTINCT {_window('a.inference_time', window_s)}, 1"
+        " FROM json_each(?) j JOIN mq_predictions_alone a ON a.key = j.value WHERE true" + _BUMP,
         [keys],
     )
-    conn.execute(f"UPDATE mq_labels SET joined = 1 WHERE key IN ({alone})", [keys])
     conn.execute(
-        "UPDATE mq_predictions SET joined = 1 WHERE +joined = 0 AND key IN"
-        " (SELECT value FROM json_each(?))",
-        [keys],
+        "DELETE FROM mq_predictions_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
+    )
+    # alone unless the prediction is stored; a repeat keeps the first arrival time
+    conn.execute(
+        "INSERT OR IGNORE INTO mq_labels_alone SELECT j.value, ? FROM json_each(?) j"
+        " WHERE NOT EXISTS (SELECT 1 FROM mq_predictions p WHERE p.key = j.value)",
+        [received_at, keys],
     )
     return added, len(batch) - added
-
-
-_WINDOW = "CAST(floor(p.inference_time / {width}) AS INTEGER) * {width}"
-_BUMP = " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ def window_pairs(conn: sqlite3.Connection, start: float, end: float) -> WindowPa
     cursor = conn.execute(
         "SELECT l.label, p.prediction, p.probability FROM mq_predictions p"
         " JOIN mq_labels l ON l.key = p.key"
-        " WHERE p.joined = 1 AND p.inference_time >= ? AND p.inference_time < ?"
+        " WHERE p.inference_time >= ? AND p.inference_time < ?"
         " ORDER BY p.inference_time, p.key",
         [start, end],
     )
@@ -250,23 +251,22 @@ def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> 
     """Counts over everything stored (within retention); index range counts only."""
     cutoff = now - label_delay_s
     labels = int(conn.execute("SELECT count(*) FROM mq_labels").fetchone()[0])
-    alone = conn.execute(
+    unmatched, pending = conn.execute(
         "SELECT count(*) FILTER (WHERE received_at < ?), count(*) FILTER (WHERE"
-        " received_at >= ?) FROM mq_labels WHERE joined = 0",
+        " received_at >= ?) FROM mq_labels_alone",
         [cutoff, cutoff],
     ).fetchone()
-    waiting = conn.execute(
+    awaiting, unlabeled = conn.execute(
         "SELECT count(*) FILTER (WHERE inference_time >= ?), count(*) FILTER (WHERE"
-        " inference_time < ?) FROM mq_predictions WHERE joined = 0",
+        " inference_time < ?) FROM mq_predictions_alone",
         [cutoff, cutoff],
     ).fetchone()
-    unmatched, pending = int(alone[0] or 0), int(alone[1] or 0)
     return LabelCounts(
-        matched=labels - unmatched - pending,
-        unmatched=unmatched,
-        pending=pending,
-        awaiting=int(waiting[0] or 0),
-        unlabeled=int(waiting[1] or 0),
+        matched=labels - int(unmatched or 0) - int(pending or 0),
+        unmatched=int(unmatched or 0),
+        pending=int(pending or 0),
+        awaiting=int(awaiting or 0),
+        unlabeled=int(unlabeled or 0),
     )
 
 
@@ -276,15 +276,19 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
     conn = _conn(db)
     labels = conn.execute(
         "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_predictions"
-        " WHERE joined = 1 AND inference_time < ?)",
+        " WHERE inference_time < ?)",
         [before],
     ).rowcount
+    conn.execute("DELETE FROM mq_predictions_alone WHERE inference_time < ?", [before])
     predictions = conn.execute(
-        "DELETE FROM mq_predictions WHERE joined IN (0, 1) AND inference_time < ?", [before]
+        "DELETE FROM mq_predictions WHERE inference_time < ?", [before]
     ).rowcount
     labels += conn.execute(
-        "DELETE FROM mq_labels WHERE joined = 0 AND received_at < ?", [before]
+        "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_labels_alone"
+        " WHERE received_at < ?)",
+        [before],
     ).rowcount
+    conn.execute("DELETE FROM mq_labels_alone WHERE received_at < ?", [before])
     conn.execute("DELETE FROM mq_dirty WHERE window_start < ?", [math.floor(before) - 90 * 86400])
     return int(predictions), int(labels)
 
