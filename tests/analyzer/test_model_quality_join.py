@@ -23,7 +23,7 @@ from analyzer.store.model_quality import DirtyWindow, LabelCounts
 from analyzer.store.model_quality_labels import bad_label_lines
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import ModelmonConfig
-from tests.analyzer.service_helpers import T0, Clock, make_config, write_capture_file
+from tests.analyzer.service_helpers import FEATURES, T0, Clock, make_config, write_capture_file
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 DELAY_S = 3600
@@ -233,3 +233,23 @@ async def test_retention_prunes_the_join(aiohttp_client: Client, tmp_path: Path)
     await monitor.tick()
     assert await counts(client) == LabelCounts(0, 0, 0, 0, 0)
     assert monitor.last_ground_truth.pruned == (2, 2)
+
+
+async def test_a_record_without_a_prediction_is_counted_and_the_ingest_goes_on(
+    aiohttp_client: Client, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, None, model_quality=quality())
+    client = await start(aiohttp_client, config, Clock(T0 + timedelta(minutes=30)))
+    lines = capture(["a", "b"], T0) + capture(["c"], T0, score="n/a") + [b"not json\n"]
+    write_capture_file(config.capture.dir, lines, T0)
+    doc = await monitor_of(client.app).tick()
+    assert doc["monitors"]["data_quality"]["samples"] == 3  # data quality kept all three
+    found = await counters(client)
+    assert found["model_quality:predictions"] == 2
+    assert found["model_quality:skipped:no_probability"] == 1
+    stored = await monitor_of(client.app).store.aread(
+        lambda c: c.execute("SELECT key, prediction, probability, row FROM mq_predictions"
+                            " ORDER BY key").fetchall()
+    )  # fmt: skip
+    assert [(k, p, q) for k, p, q, _ in stored] == [("a", "1", 0.7), ("b", "1", 0.7)]
+    assert orjson.loads(stored[0][3]) == dict(zip(FEATURES, ["0", "1", "2"], strict=False))
