@@ -21,6 +21,7 @@ import orjson
 from sqlite_utils import Database
 
 from analyzer.decoding.column_mapping import BY_NAME, BY_POSITION, mapping_note, positional_mapping
+from analyzer.ingest.ground_truth_folder import FolderStats, GroundTruthFolder
 from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit, read_buckets
 from analyzer.monitors.contract import Evaluation, iso, worst
 from analyzer.monitors.data_quality.checks import check_options
@@ -31,6 +32,7 @@ from analyzer.service.model_quality import ModelQualityTenant
 from analyzer.store.baseline_files import Baseline, BaselineFiles, load_baseline
 from analyzer.store.database import Store, read_status_doc, write_status_doc
 from analyzer.store.hourly import HourlyReporter
+from analyzer.store.model_quality import ModelQualityStore
 from modelmon.config import ModelmonConfig
 
 __all__ = ["HISTORY_KEEP_S", "MONITOR", "Baseline", "Monitor", "load_baseline"]
@@ -111,6 +113,17 @@ class Monitor:
             ModelQualityTenant(config, quality, store) if quality is not None else None
         )
         self.last_ingest = IngestStats()
+        # model quality (analyzer.model_quality): the join's store API for the evaluation, and
+        # the ground-truth folder read at each tick (predictions come with the ingest)
+        quality = config.analyzer.model_quality
+        self.model_quality: ModelQualityStore | None = None
+        self.ground_truth_folder: GroundTruthFolder | None = None
+        self.last_ground_truth = FolderStats()
+        if quality is not None:
+            self.model_quality = ModelQualityStore(
+                store, window_s=quality.window_s, label_delay_s=quality.label_delay_s
+            )
+            self.ground_truth_folder = GroundTruthFolder(store, config, clock=clock)
         self.last_error: str | None = None
         self.ticks = 0
         self.last_tick_s: float | None = None
@@ -260,6 +273,8 @@ class Monitor:
             started = time.perf_counter()
             await asyncio.to_thread(self.refresh_baseline)
             self.last_ingest = await asyncio.to_thread(self.ingestor.run_once)
+            if self.ground_truth_folder is not None:  # model quality: labels from the folder
+                self.last_ground_truth = await asyncio.to_thread(self.ground_truth_folder.run_once)
             now = self.clock()
             doc = await asyncio.to_thread(self._evaluate, now)
             await asyncio.to_thread(self.reporter.run, now)
