@@ -16,9 +16,9 @@ from functools import partial
 from typing import Any
 
 from analyzer.monitors.contract import Evaluation
-from analyzer.monitors.model_quality.joins import create_tables, take_dirty_windows
 from analyzer.monitors.model_quality.monitor import ModelQuality
 from analyzer.store.database import Store
+from analyzer.store.model_quality import dirty_windows, mark_evaluated
 from analyzer.store.model_quality_baseline import ModelQualityBaselineFiles
 from analyzer.store.model_quality_reads import HOUR_S, read_hour, read_window
 from analyzer.store.report_files import report_dir, write_reports
@@ -40,7 +40,6 @@ class ModelQualityTenant:
         self.store = store
         self.files = ModelQualityBaselineFiles(quality)
         self.reports_written = 0
-        store.write(create_tables)
 
     def monitor(self) -> ModelQuality:
         """The monitor type against the baseline in use."""
@@ -71,19 +70,27 @@ class ModelQualityTenant:
         return self.monitor().evaluate(window, start=start, end=end)
 
     def report_changed_hours(self, now: float) -> int:
-        """Write the reports of every hour whose pairs changed; returns how many."""
-        starts: list[int] = self.store.write(take_dirty_windows)
+        """Write the reports of every closed hour whose pairs changed; returns how many.
+
+        A changed window is marked evaluated once all its hours are closed and reported (a
+        label landing meanwhile keeps the mark: the join versions it); an hour still open
+        waits, as SageMaker reports only past hours.
+        """
+        windows = self.store.read(dirty_windows)
+        done = []
         hours: set[int] = set()
-        for start in starts:
-            first = start - start % HOUR_S
-            hours.update(range(first, start + self.quality.window_s, HOUR_S))
+        for window in windows:
+            first = window.start - window.start % HOUR_S
+            span = range(first, window.start + self.quality.window_s, HOUR_S)
+            closed = [hour for hour in span if hour + HOUR_S <= now]
+            hours.update(closed)
+            if len(closed) == len(span):
+                done.append(window)
         monitor = self.monitor()
         written = 0
         for hour in sorted(hours):
-            if hour > now:
-                continue
-            window = self.store.read(partial(read_hour, hour=hour, now=now))
-            evaluation = monitor.evaluate(window, start=hour, end=hour + HOUR_S)
+            pairs = self.store.read(partial(read_hour, hour=hour, now=now))
+            evaluation = monitor.evaluate(pairs, start=hour, end=hour + HOUR_S)
             documents: dict[str, Any] = dict(evaluation.documents)
             if not documents:
                 continue
@@ -93,6 +100,8 @@ class ModelQualityTenant:
             folder = report_dir(self.config, datetime.fromtimestamp(hour, UTC)) / REPORT_SUBDIR
             write_reports(folder, documents)
             written += 1
+        if done:
+            self.store.write(partial(mark_evaluated, windows=done))
         self.reports_written += written
         return written
 

@@ -108,19 +108,17 @@ class Monitor:
             grace_s=report_grace_s,
             limit=self.limit,
         )
-        quality = config.analyzer.model_quality
-        self.model_quality = (
-            ModelQualityTenant(config, quality, store) if quality is not None else None
-        )
         self.last_ingest = IngestStats()
         # model quality (analyzer.model_quality): the join's store API for the evaluation, and
         # the ground-truth folder read at each tick (predictions come with the ingest)
         quality = config.analyzer.model_quality
-        self.model_quality: ModelQualityStore | None = None
+        self.model_quality_join: ModelQualityStore | None = None
+        self.model_quality: ModelQualityTenant | None = None  # the monitor type's evaluation
         self.ground_truth_folder: GroundTruthFolder | None = None
         self.last_ground_truth = FolderStats()
         if quality is not None:
-            self.model_quality = ModelQualityStore(
+            self.model_quality = ModelQualityTenant(config, quality, store)
+            self.model_quality_join = ModelQualityStore(
                 store, window_s=quality.window_s, label_delay_s=quality.label_delay_s
             )
             self.ground_truth_folder = GroundTruthFolder(store, config, clock=clock)

@@ -6,10 +6,9 @@ import math
 import sqlite3
 
 import numpy as np
-from sqlite_utils import Database
 
-from analyzer.monitors.model_quality.joins import label_counts, window_pairs
 from analyzer.monitors.model_quality.monitor import ModelQualityWindow
+from analyzer.store.model_quality import label_counts, window_pairs
 
 __all__ = ["HOUR_S", "has_join_tables", "read_hour", "read_window"]
 
@@ -37,8 +36,7 @@ def read_window(
     """The labelled pairs and every prediction inferred in ``[start, end)``, and the counts."""
     if not has_join_tables(conn):
         return ModelQualityWindow([], [], np.zeros(0))
-    db = Database(conn)
-    pairs = window_pairs(db, start, end)
+    pairs = window_pairs(conn, start, end)
     predictions: list[str] = []
     probabilities: list[float] = []
     cursor = conn.execute(
@@ -52,13 +50,13 @@ def read_window(
             probabilities.append(math.nan if probability is None else probability)
     counts: dict[str, int] = {}
     if with_counts:
-        stand = label_counts(db, now, label_delay_s)
+        stand = label_counts(conn, now, label_delay_s)
         counts = {
             "matched": stand.matched,
             "unmatched": stand.unmatched,
-            "waiting": stand.waiting,
             "pending": stand.pending,
-            "expired": stand.expired,
+            "awaiting": stand.awaiting,
+            "unlabeled": stand.unlabeled,
         }
     return ModelQualityWindow(
         pairs.labels,

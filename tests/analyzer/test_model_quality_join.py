@@ -79,7 +79,7 @@ async def post(client: TestClient[Any, Any], lines: Sequence[bytes]) -> dict[str
 
 
 async def counts(client: TestClient[Any, Any]) -> LabelCounts:
-    joined = monitor_of(client.app).model_quality
+    joined = monitor_of(client.app).model_quality_join
     assert joined is not None
     return await asyncio.to_thread(joined.label_counts, monitor_of(client.app).clock())
 
@@ -97,7 +97,7 @@ async def test_labels_join_in_either_order_exactly_once(
     clock = Clock(T0 + timedelta(minutes=30))
     client = await start(aiohttp_client, config, clock)
     monitor = monitor_of(client.app)
-    assert monitor.model_quality is not None
+    assert monitor.model_quality_join is not None
     ids = [f"e{i}" for i in range(20)]
     ids[15] = "inf-15"
 
@@ -105,19 +105,21 @@ async def test_labels_join_in_either_order_exactly_once(
     write_capture_file(config.capture.dir, capture(ids, T0 + timedelta(minutes=5)), T0)
     await monitor.tick()
     assert await counts(client) == LabelCounts(10, 0, 0, 10, 0)
-    assert await asyncio.to_thread(monitor.model_quality.dirty_windows) == [DirtyWindow(HOUR, 1)]
+    assert await asyncio.to_thread(monitor.model_quality_join.dirty_windows) == [
+        DirtyWindow(HOUR, 1)
+    ]
 
     await post(client, [label(k) for k in ids[10:17]])  # after: inferenceId is the key
     await post(client, [label("e16", "0"), label("event-of-inf-15", "1")])  # e16 again
     assert await counts(client) == LabelCounts(matched=17, unmatched=0, pending=1, awaiting=3,
                                                unlabeled=0)  # fmt: skip
-    dirty = await asyncio.to_thread(monitor.model_quality.dirty_windows)
+    dirty = await asyncio.to_thread(monitor.model_quality_join.dirty_windows)
     assert dirty == [DirtyWindow(HOUR, 2)]  # the late labels marked the window again
-    pairs = await asyncio.to_thread(monitor.model_quality.window_pairs, HOUR, HOUR + 3600)
+    pairs = await asyncio.to_thread(monitor.model_quality_join.window_pairs, HOUR, HOUR + 3600)
     assert len(pairs) == 17 and set(pairs.predictions) == {"1"}  # 0.7 >= 0.5
     assert pairs.labels.count("1") == 17  # e16's first label stands
     assert list(pairs.probabilities[:2]) == [0.7, 0.7]
-    assert await asyncio.to_thread(monitor.model_quality.mark_evaluated, dirty) == 1
+    assert await asyncio.to_thread(monitor.model_quality_join.mark_evaluated, dirty) == 1
 
     clock.set(T0 + timedelta(minutes=30, seconds=DELAY_S + 1))
     # past the wait: the lone label is unmatched, the predictions without one unlabeled

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,18 @@ from aiohttp.test_utils import TestClient
 from analyzer.monitors.model_quality.documents import suggest_constraints
 from analyzer.monitors.model_quality.estimate import fit_calibrator
 from analyzer.monitors.model_quality.evaluate import evaluate_window
-from analyzer.monitors.model_quality.joins import add_labels, add_predictions
 from analyzer.service.app import create_app, monitor_of
 from analyzer.service.model_quality import REPORT_SUBDIR
 from analyzer.store.hourly import hour_dir
-from tests.analyzer.service_helpers import DATA, T0, Clock, make_config
+from modelmon.capture_record import CaptureSide, build_record
+from tests.analyzer.service_helpers import (
+    DATA,
+    FEATURES,
+    T0,
+    Clock,
+    make_config,
+    write_capture_file,
+)
 from tests.analyzer.test_alerts import Receiver
 from tests.analyzer.test_openapi import _validator
 
@@ -56,7 +64,6 @@ def _config(tmp: Path, alerts: dict[str, Any] | None = None, **quality: Any) -> 
     stats, cons = write_quality_baseline(tmp / "mq")
     section = {
         "problem_type": BINARY,
-        "inference_attribute": "0",
         "probability_attribute": "0",
         "min_labels": 100,
         "window_s": 3600,
@@ -66,23 +73,41 @@ def _config(tmp: Path, alerts: dict[str, Any] | None = None, **quality: Any) -> 
     return make_config(tmp, None, model_quality=section, alerts=alerts or {})
 
 
-def _predictions(name: str, start: float, n: int, prefix: str) -> list[dict[str, Any]]:
+def _capture(config: Any, name: str, start: float, n: int, prefix: str) -> None:
+    """``n`` captured predictions of a reference CSV, one every 0.5 s from ``start``, as a
+    sealed capture file that the analyzer's own ingest reads (eventId = prefix + row)."""
     scores, _ = scored(name)
-    return [
-        {
-            "key": f"{prefix}{i}",
-            "event_id": f"{prefix}{i}",
-            "inference_time": start + i * 0.5,
-            "prediction": "1" if scores[i] >= 0.5 else "0",
-            "probability": scores[i],
-        }
+    moment = datetime.fromtimestamp(start, UTC)
+    lines = [
+        build_record(
+            event_id=f"{prefix}{i}",
+            inference_time=moment + timedelta(seconds=i * 0.5),
+            request=CaptureSide("text/csv", ",".join(["1"] * len(FEATURES)), "CSV"),
+            response=CaptureSide("text/csv", repr(scores[i]), "CSV"),
+        )
         for i in range(n)
     ]
+    write_capture_file(config.capture.dir, lines, moment)
 
 
-def _labels(name: str, n: int, prefix: str, first: int = 0) -> list[tuple[str, str]]:
+async def _post_labels(
+    client: TestClient[Any, Any], name: str, n: int, prefix: str, first: int = 0
+) -> None:
+    """Labels of rows ``first..n`` in SageMaker's ground-truth format, by the real API."""
     _, labels = scored(name)
-    return [(f"{prefix}{i}", str(labels[i])) for i in range(first, n)]
+    body = b"".join(
+        orjson.dumps(
+            {
+                "groundTruthData": {"data": str(labels[i]), "encoding": "CSV"},
+                "eventMetadata": {"eventId": f"{prefix}{i}"},
+                "eventVersion": "0",
+            }
+        )
+        + b"\n"
+        for i in range(first, n)
+    )
+    response = await client.post("/monitor/ground-truth", data=body)
+    assert response.status == 200, await response.text()
 
 
 async def _status(client: TestClient[Any, Any]) -> dict[str, Any]:
@@ -103,16 +128,14 @@ async def test_concept_drift_is_an_alert_with_the_estimate_contradicted(
     client = await aiohttp_client(app)
     monitor = monitor_of(app)
     start = T0.timestamp()
-    rows = _predictions("current_concept.csv", start, 1000, "c")
-    monitor.store.write(lambda db: add_predictions(db, rows, 3600))
+    _capture(config, "current_concept.csv", start, 1000, "c")
     clock.now = start + 1200
     await monitor.tick()
     section = (await _status(client))["monitors"]["model_quality"]
-    assert section["state"] == "no_data" and section["labels"]["pending"] == 1000
+    assert section["state"] == "no_data" and section["labels"]["awaiting"] == 1000
     assert section["estimated"]["auc"]["value"] > 0.6  # inputs unchanged: the estimate holds
 
-    labels = _labels("current_concept.csv", 1000, "c")
-    monitor.store.write(lambda db: add_labels(db, labels, clock.now, 3600))
+    await _post_labels(client, "current_concept.csv", 1000, "c")
     clock.now += 60
     doc = await monitor.tick()
     section = (await _status(client))["monitors"]["model_quality"]
@@ -120,7 +143,7 @@ async def test_concept_drift_is_an_alert_with_the_estimate_contradicted(
     assert section["state"] == "alert" and doc["state"] == "alert"
     assert section["metrics"]["auc"]["value"] < 0.5
     assert section["metrics"]["auc"]["state"] == "alert"
-    assert section["labels"]["matched"] == 1000 and section["labels"]["pending"] == 0
+    assert section["labels"]["matched"] == 1000 and section["labels"]["awaiting"] == 0
     assert section["estimate"]["trusted"] is False
     assert {"metric_name": "auc"}.items() <= next(
         v for v in section["violations"] if v["metric_name"] == "auc"
@@ -145,6 +168,9 @@ async def test_concept_drift_is_an_alert_with_the_estimate_contradicted(
     assert receiver.requests.empty()
 
     folder = hour_dir(config, int(start)) / REPORT_SUBDIR
+    assert not folder.exists()  # the hour is still open: SageMaker reports past hours
+    clock.now = start + 3600
+    await monitor.tick()
     violations = orjson.loads((folder / "constraint_violations.json").read_bytes())
     assert "auc" in {v["metric_name"] for v in violations["violations"]}
     statistics = orjson.loads((folder / "statistics.json").read_bytes())
@@ -158,19 +184,16 @@ async def test_late_labels_rewrite_the_hours_report_and_nodrift_stays_ok(
     clock = Clock(T0)
     config = _config(tmp_path)
     app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
-    await aiohttp_client(app)
+    client = await aiohttp_client(app)
     monitor = monitor_of(app)
     start = T0.timestamp()
-    rows = _predictions("current_nodrift.csv", start, 1500, "n")
-    monitor.store.write(lambda db: add_predictions(db, rows, 3600))
-    first = _labels("current_nodrift.csv", 500, "n")
-    monitor.store.write(lambda db: add_labels(db, first, start, 3600))
+    _capture(config, "current_nodrift.csv", start, 1500, "n")
+    await _post_labels(client, "current_nodrift.csv", 500, "n")
     clock.now = start + 3600 + 800  # the predictions span 750 s from start
     doc = await monitor.tick()
     folder = hour_dir(config, int(start)) / REPORT_SUBDIR
     assert orjson.loads((folder / "statistics.json").read_bytes())["dataset"]["item_count"] == 500
-    late = _labels("current_nodrift.csv", 1500, "n", first=500)
-    monitor.store.write(lambda db: add_labels(db, late, clock.now, 3600))
+    await _post_labels(client, "current_nodrift.csv", 1500, "n", first=500)
     clock.now += 60
     doc = await monitor.tick()
     assert orjson.loads((folder / "statistics.json").read_bytes())["dataset"]["item_count"] == 1500
