@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
-from sqlite_utils import Database
 
-from analyzer.ingest.ground_truth import GroundTruthIntake, store_ground_truth
+from analyzer.ingest.ground_truth import GroundTruthIntake
 from analyzer.store.database import add_counters
+from analyzer.store.queries import store_labels
 from analyzer.web.auth import need_bearer
 from analyzer.web.routes import STATE_KEY, ApiError, json_ok
 
@@ -81,12 +81,7 @@ async def ground_truth(request: web.Request) -> web.Response:
         "ground_truth:bad_lines": intake.bad_count,
         "ground_truth:long_lines": intake.long_lines,
     }
-
-    def store(db: Database) -> None:
-        store_ground_truth(db, intake.rows)
-        add_counters(db, counts)
-
-    await monitor.store.awrite(store)
+    await monitor.store.awrite(lambda db: store_labels(db, intake.rows, counts))
     body: dict[str, Any] = {
         "stored": len(intake.rows),
         "lines": intake.lines,
