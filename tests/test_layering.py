@@ -154,9 +154,17 @@ KNOWN_DEBTS = {
     ("analyzer.decoding.codecs", FILES),
 }
 
-# Imports that would point an arrow the wrong way (longest prefix wins, as in ALLOWED).
+# Imports that would point an arrow the wrong way (longest prefix wins, as in ALLOWED): the
+# pure packages import nothing that does I/O (so they do none through another module either),
+# ingest and store nothing of the web or the service above them.
+ABOVE_STORE = {"analyzer.web", "analyzer.service"}
+DOES_IO = {"analyzer.ingest", "analyzer.store", *ABOVE_STORE}
 FORBIDDEN_IMPORTS: dict[str, set[str]] = {
     "analyzer": {"capture_proxy", "modelmon.cli"},
+    "analyzer.decoding": {"capture_proxy", "modelmon.cli", *DOES_IO},
+    "analyzer.monitors": {"capture_proxy", "modelmon.cli", *DOES_IO},
+    "analyzer.ingest": {"capture_proxy", "modelmon.cli", *ABOVE_STORE},
+    "analyzer.store": {"capture_proxy", "modelmon.cli", *ABOVE_STORE},
     "capture_proxy": {"analyzer", "modelmon.cli"},
     "modelmon": {"analyzer", "capture_proxy"},  # the shared layer is a leaf
     "modelmon.cli": set(),  # the command line sits above both packages
@@ -322,3 +330,4 @@ def test_relative_imports_and_the_table_resolve_to_the_package() -> None:
     assert _rule(ALLOWED, "modelmon.config") == {FILES}
     assert _rule(ALLOWED, "modelmon.cli.demo") == {FILES, NETWORK, LOOP}
     assert _rule(FORBIDDEN_IMPORTS, "modelmon.cli.up") == set()
+    assert "analyzer.store" in _rule(FORBIDDEN_IMPORTS, "analyzer.monitors.data_quality.drift")
