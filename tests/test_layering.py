@@ -117,6 +117,8 @@ PURE = {
     "analyzer.decoding.record_batch",
     "analyzer.decoding.side_codec",
     "analyzer.decoding.value_types",
+    "analyzer.monitors.contract",
+    "analyzer.monitors.registry",
     "analyzer.monitors.data_quality.baseline_advice",
     "analyzer.monitors.data_quality.cardinality",
     "analyzer.monitors.data_quality.check_inputs",
@@ -125,6 +127,7 @@ PURE = {
     "analyzer.monitors.data_quality.drift_scores",
     "analyzer.monitors.data_quality.evaluate",
     "analyzer.monitors.data_quality.feature_profile",
+    "analyzer.monitors.data_quality.monitor",
     "analyzer.monitors.data_quality.profile",
     "analyzer.monitors.data_quality.report_format",
     "analyzer.monitors.data_quality.sketches",
@@ -135,6 +138,7 @@ PURE = {
     "analyzer.monitors.model_quality.evaluate",
     "analyzer.monitors.model_quality.joins",  # a debt: it moves to store/ (KNOWN_DEBTS)
     "analyzer.monitors.model_quality.metrics",
+    "analyzer.monitors.model_quality.monitor",
     "analyzer.monitors.model_quality.verdict",
 }
 
