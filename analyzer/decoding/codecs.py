@@ -13,12 +13,8 @@ Input columns are the features; output columns are predictions (``prediction``,
 
 from __future__ import annotations
 
-import gc
-import os
-import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -78,45 +74,6 @@ class DecodedBatch:
 
 
 _VERBATIM = ("CSV", "JSON")
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch is decoded (thread-safe, nestable).
-
-    Decoding allocates many small dicts that live until the batch is finished; the collector
-    would walk them again and again (about 12% of the time on JSON payloads). They hold no
-    reference cycles, so reference counting frees everything; the previous state returns after.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses = max(0, _gc_pauses - 1)  # a fork in between resets the count
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
-
-
-def _after_fork_in_child() -> None:
-    """A child forked while another thread held a pause starts fresh (no lock, GC restored)."""
-    global _gc_lock, _gc_pauses
-    _gc_lock = threading.Lock()
-    if _gc_pauses and _gc_was_enabled:
-        gc.enable()
-    _gc_pauses = 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _parse_time(value: Any) -> datetime:
@@ -157,33 +114,31 @@ class PayloadDecoder:
         run = _Run(self.payload, self.limit)
         loads = orjson.loads
         lines = lines if isinstance(lines, list) else list(lines)
-        with gc_paused():
-            records = parse_lines(lines)
-            plain = records is not None and run.add_plain(records)
-            del records  # freed while the collector is paused: it never walks these dicts
-            if plain:
-                return run.finish()
-            for line in lines:
-                if not line or line.isspace():
-                    continue
-                try:
-                    record = loads(line)
-                except orjson.JSONDecodeError:
-                    run.batch.bad["not_json"] += 1
-                    continue
-                run.add(record)
+        records = parse_lines(lines)
+        plain = records is not None and run.add_plain(records)
+        del records
+        if plain:
             return run.finish()
+        for line in lines:
+            if not line or line.isspace():
+                continue
+            try:
+                record = loads(line)
+            except orjson.JSONDecodeError:
+                run.batch.bad["not_json"] += 1
+                continue
+            run.add(record)
+        return run.finish()
 
     def decode_records(self, records: Iterable[dict[str, Any]]) -> DecodedBatch:
         """Records already parsed into dicts."""
         run = _Run(self.payload, self.limit)
         records = records if isinstance(records, list) else list(records)
-        with gc_paused():
-            if run.add_plain(records):
-                return run.finish()
-            for record in records:
-                run.add(record)
+        if run.add_plain(records):
             return run.finish()
+        for record in records:
+            run.add(record)
+        return run.finish()
 
 
 class _Run:
