@@ -1,10 +1,9 @@
 """The fields of a whole batch of capture records at once, when every record is plain.
 
 :class:`analyzer.decoding.codecs.PayloadDecoder` decodes record by record, which handles every
-corner
-case (bad records, BASE64, truncated sides, missing sides) but pays a Python function call and
-a dozen dict lookups per record. Almost every batch of real traffic has none of those corner
-cases, so this module first tries to take the batch apart column-wise, with C-level ``map``
+corner case (bad records, BASE64, truncated sides, missing sides) but pays a Python function
+call and a dozen dict lookups per record. Almost every batch of real traffic has none of those
+corner cases, so this module first tries to take the batch apart column-wise, with C-level ``map``
 calls over all records: :func:`plain_fields` returns the per-record fields when **every**
 record is a well-formed capture record with both sides present, verbatim (``CSV``/``JSON``
 encoding), not truncated and with a valid ``inferenceTime``; otherwise it returns ``None``
@@ -28,12 +27,13 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from operator import attrgetter, itemgetter, methodcaller
+from datetime import datetime
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import orjson
 
+from analyzer.decoding.inference_time import parse_inference_times
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.side_codec import SideCodec
 
@@ -50,7 +50,6 @@ _encoding = methodcaller("get", "encoding")
 _extra = methodcaller("get", "modelmon")
 _time = methodcaller("get", "inferenceTime")
 _inference_id = methodcaller("get", "inferenceId")
-_tz = attrgetter("tzinfo")
 
 
 @dataclass(slots=True)
@@ -66,12 +65,6 @@ class PlainFields:
 
 def _only(values: list[Any], kind: type) -> bool:
     return set(map(type, values)) == {kind}
-
-
-def _utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _not_truncated(records: list[Any]) -> bool:
@@ -102,13 +95,11 @@ def plain_fields(records: list[Any]) -> PlainFields | None:
         event_ids = list(map(_event_id, metadata))
         if not (_only(inputs, str) and _only(outputs, str) and _only(event_ids, str)):
             return None
-        times = list(map(datetime.fromisoformat, map(_time, metadata)))
+        times = parse_inference_times(list(map(_time, metadata)))
     except (KeyError, TypeError, ValueError):
         return None
-    if not _not_truncated(records):
+    if times is None or not _not_truncated(records):
         return None
-    if set(map(_tz, times)) != {UTC}:
-        times = [t if t.tzinfo is UTC else _utc(t) for t in times]
     ids = [i if type(i) is str else None for i in map(_inference_id, metadata)]
     return PlainFields(inputs, outputs, event_ids, ids, times)
 

@@ -28,6 +28,7 @@ import orjson
 from sqlite_utils import Database
 
 from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.ingest.capture_files import (
     TooLarge,
     TruncatedCapture,
@@ -38,7 +39,6 @@ from analyzer.ingest.capture_files import (
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.profile import DatasetProfile, ProfileError
 from analyzer.store.database import Store, add_counters, quarantine_bucket
-from modelmon.capture_record import parse_inference_time
 from modelmon.config import ModelmonConfig
 
 __all__ = [
@@ -249,7 +249,7 @@ class Ingestor:
                 continue
             records += batch.n_records
             start = key
-            if start is None:  # the decoder read a time that we could not
+            if start is None:  # not reached: both read times with parse_inference_time
                 start = int(batch.inference_times[0].timestamp()) // bucket_s * bucket_s
             into = profiles.get(start)
             if into is None:
