@@ -1,15 +1,17 @@
 """What the codecs' old pause of the garbage collector bought: CPU of decode + profile per file.
 
-Run: ``python bench/decode_gc.py FILE.jsonl [FILE.jsonl ...] [--rounds 5]`` (capture files,
-e.g. from ``bench/analyze_speed.py --keep``; the config's payload is CSV or JSON by the file's
-first record).
+Run: ``python bench/decode_gc.py FILE.jsonl [FILE.jsonl ...] [--rounds 5] [--on-only]``
+(capture files, e.g. from ``bench/analyze_speed.py --keep``; the config's payload is CSV or
+JSON by the file's first record). Against older code: run it with ``--on-only`` and
+``PYTHONPATH`` set to each tree in turn (e.g. from ``git archive``), interleaved.
 
 Until December 2026 ``PayloadDecoder`` disabled the process-wide collector while it decoded a
 batch (``gc.disable()``/``gc.enable()``), which is unsafe when other threads run (a Dask
 worker). This decodes and profiles each file the way ``analyze --once`` does without Arrow
 (1 MiB blocks, :meth:`PayloadDecoder.decode_lines`, :meth:`DatasetProfile.update`), once with
 the collector left alone (today) and once paused around each decode (as before), in
-alternating rounds in one process, and prints the median CPU seconds of each and their ratio.
+alternating rounds in one process, and prints the median CPU seconds of each and their ratio
+(``--on-only``: only the first, which is the code's own behaviour, e.g. an older tree's).
 """
 
 from __future__ import annotations
@@ -56,16 +58,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", type=Path, nargs="+")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--on-only", action="store_true", help="no paused variant")
     args = parser.parse_args()
+    variants = (False,) if args.on_only else (False, True)
     for path in args.files:
         decoder = PayloadDecoder(payload_of(path))
         blocks = [block_lines(block) for block in read_blocks(path)]
         times: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(args.rounds):
-            for pause in (False, True):
+            for pause in variants:
                 times[pause].append(one_pass(blocks, decoder, pause))
-        now, before = statistics.median(times[False]), statistics.median(times[True])
         records = sum(map(len, blocks))
+        now = statistics.median(times[False])
+        if args.on_only:
+            print(f"{path.name} ({records:,} records): {now:.3f} s CPU")
+            continue
+        before = statistics.median(times[True])
         print(
             f"{path.name} ({records:,} records): collector on {now:.3f} s CPU, "
             f"paused per decode (before) {before:.3f} s; on/paused = {now / before:.3f}"

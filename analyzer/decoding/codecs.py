@@ -24,9 +24,10 @@ from analyzer.decoding.contract import DecodedBatch
 from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.record_batch import (
+    PlainFields,
     body_rows,
-    parse_lines,
     plain_fields,
+    plain_fields_of_lines,
     rows_per_record,
 )
 from analyzer.decoding.side_codec import SideCodec, decode_body
@@ -78,10 +79,7 @@ class PayloadDecoder:
         loads = orjson.loads
         lines = lines if isinstance(lines, list) else list(lines)
         if self.columnwise:
-            records = parse_lines(lines)
-            plain = records is not None and run.add_plain(records)
-            del records
-            if plain:
+            if run.add_fields(plain_fields_of_lines(lines)):
                 return run.finish()
         for line in lines:
             if not line or line.isspace():
@@ -114,11 +112,8 @@ class PlainDecoder:
         self.limit = limit
 
     def decode(self, lines: list[bytes]) -> DecodedBatch | None:
-        records = parse_lines(lines)
-        if records is None:
-            return None
         run = _Run(self.payload, self.limit)
-        return run.finish() if run.add_plain(records) else None
+        return run.finish() if run.add_fields(plain_fields_of_lines(lines)) else None
 
 
 class _Run:
@@ -148,15 +143,18 @@ class _Run:
         both sides of a record must hold the same number of rows. Anything else is left to
         :meth:`add`.
         """
-        fields = plain_fields(records)
+        return self.add_fields(plain_fields(records))
+
+    def add_fields(self, fields: PlainFields | None) -> bool:
+        """:meth:`add_plain` of the fields of a batch, when it is plain (not None)."""
         if fields is None:
             return False
         inputs = body_rows(self.request, fields.inputs)
         outputs = body_rows(self.response, fields.outputs) if inputs is not None else None
         if inputs is None or outputs is None:
             return False
-        counts = rows_per_record(inputs, len(records))
-        if counts != rows_per_record(outputs, len(records)):
+        counts = rows_per_record(inputs, len(fields.event_ids))
+        if counts != rows_per_record(outputs, len(fields.event_ids)):
             return False
         for builder, rows in ((self.inputs, inputs), (self.outputs, outputs)):
             if isinstance(rows, Rows):

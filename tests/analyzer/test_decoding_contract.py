@@ -205,6 +205,41 @@ CASES: dict[str, tuple[PayloadConfig, list[bytes], set[str]]] = {
         [line(time="0001-01-01T00:00:00Z"), line(time="9999-12-31T23:59:59.999999Z")],
         {"columnwise", "arrow_csv", "arrow_json"},
     ),
+    "csv_several_chunks": (
+        CSV,
+        csv_rows([str(i % 7) if i % 5 else f"v{i % 3}" for i in range(150)]),
+        {"columnwise", "arrow_csv", "arrow_json"},
+    ),
+    "csv_bad_record_in_a_later_chunk": (
+        CSV,
+        [*csv_rows([str(i) for i in range(130)]), line(time="bad"), *PLAIN_CSV],
+        set(),
+    ),
+    "json_several_chunks": (
+        JSON,
+        json_rows([i if i % 3 else float(i) for i in range(150)]),
+        {"columnwise", "arrow_json"},
+    ),
+    "json_keys_change_in_a_later_chunk": (
+        JSON,
+        [
+            *json_rows(list(range(100))),
+            line('{"inputs": [{"a": 1}]}', '{"predictions": [1]}', "JSON"),
+            line('{"features": [{"a": 2}], "data": [{"a": 3}]}', '{"predictions": [1]}', "JSON"),
+        ],
+        {"columnwise"},
+    ),
+    "json_earlier_key_in_a_later_chunk": (
+        JSON,
+        [
+            *[
+                line(f'{{"inputs": [{{"a": {i}}}]}}', '{"predictions": [1]}', "JSON")
+                for i in range(100)
+            ],
+            line('{"inputs": [{"a": 1}], "instances": [{"a": 9}]}', '{"predictions": [0]}', "JSON"),
+        ],
+        {"columnwise"},
+    ),
     "json_plain": (JSON, PLAIN_JSON, {"columnwise", "arrow_json"}),
     "json_null_and_bool_columns": (
         JSON,
