@@ -9,13 +9,14 @@ round by round so that load from elsewhere hits them alike:
 
 - ``off``: the producer only (no sink): the floor of this machine;
 - ``thread``: every writer slice encoded and written in the writer thread (the design before);
-- ``loop``: small plain slices encoded on the loop 32 records at a time, written in the thread.
+- ``loop``: small plain slices encoded on the loop in runs of ~0.1 ms (``_LOOP_BUDGET_S``),
+  written in the thread.
 
 Printed: p50/p99/p99.9 of the lag in µs (median over rounds), and the process CPU per record.
 On a busy machine the lag is mostly the OS scheduler's; so the bench also prints, immune to
 that, the **CPU time of each stretch of capture work that can hold the GIL** while a request
-waits (``time.thread_time``): each writer-thread call in ``thread`` mode; each run of 32
-records encoded on the loop and each writer-thread call in ``loop`` mode. A thread call's
+waits (``time.thread_time``): each writer-thread call in ``thread`` mode; each run of records
+encoded on the loop between two yields and each writer-thread call in ``loop`` mode. A thread call's
 time includes its ``os.write`` system time, during which the GIL is free: an upper bound.
 
 Run: ``python bench/sink_tail.py --rate 10000 --seconds 4 --rounds 3``.
@@ -81,7 +82,7 @@ def _instrument(sink: CaptureSink, holds: list[float], encodes: list[float]) -> 
     """Time each GIL-holding stretch of capture work (user CPU of its thread)."""
     sink._cycle = _timed(holds, sink._cycle)  # type: ignore[method-assign]
     sink._cycle_lines = _timed(holds, sink._cycle_lines)  # type: ignore[method-assign]
-    sink._line = _timed(encodes, sink._line)  # type: ignore[method-assign]
+    sink._encode_run = _timed(encodes, sink._encode_run)  # type: ignore[method-assign]
 
 
 async def _round(
@@ -127,9 +128,8 @@ async def _round(
     if sink is not None:
         await sink.close()
     cpu = time.process_time() - cpu
-    if mode == "loop":  # encoded on the loop in runs of 32 (encodes in the thread: in holds)
-        runs = [sum(encodes[i : i + 32]) for i in range(0, len(encodes), 32)]
-        holds = holds + runs
+    if mode == "loop":  # each run encoded on the loop between yields (thread calls: in holds)
+        holds = holds + encodes
     return lags, cpu / max(records, 1) * 1e6, holds
 
 
