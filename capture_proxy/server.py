@@ -106,6 +106,7 @@ class ClientConnection(asyncio.Protocol):
         self._stalled = 0  # bytes of consecutive reads that completed nothing (see below)
         self._progress = False
         self._in_head = False
+        self._arm: Phase | None = None  # the phase to arm when the current read is parsed
         self._parsing: Request | None = None
         self._broken = False
         self._lingering = False
@@ -136,11 +137,21 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._broken:
             return
-        if self._timer.phase == "body":
-            self._timer.arm("body", self._limits.body_idle_timeout_s)
+        timer = self._timer
+        if timer.phase == "body":
+            timer.arm("body", self._limits.body_idle_timeout_s)
         self._progress = False
         try:
             self._parser.feed_data(data)
+            # The phase the read ended in is armed once per read, not per callback: a request
+            # that arrives whole in one read (the usual case) arms no timer at all.
+            arm = self._arm
+            if arm is not None:
+                self._arm = None
+                limits = self._limits
+                timer.arm(
+                    arm, limits.header_timeout_s if arm == "head" else limits.body_idle_timeout_s
+                )
             # A field that never ends is buffered by httptools without a callback: bound it by
             # the reads that completed nothing (no head, no body bytes, no message). Those are
             # all head, chunk-framing or trailer bytes, so the count never includes a body.
@@ -194,7 +205,7 @@ class ClientConnection(asyncio.Protocol):
         self._named = None
         self._head_size = 0
         self._in_head = True
-        self._timer.arm("head", self._limits.header_timeout_s)
+        self._arm = "head"  # armed at the end of this read, unless the message is done by then
         self._server.idle.pop(self, None)
 
     def on_url(self, url: bytes) -> None:
@@ -266,8 +277,9 @@ class ClientConnection(asyncio.Protocol):
         if not request.has_body:
             request.body.finish()
             self._timer.stop()
+            self._arm = None
         else:
-            self._timer.arm("body", self._limits.body_idle_timeout_s)
+            self._arm = "body"  # armed at the end of this read, unless the body is in by then
         self._parsing = request
         if self.busy or self._queue:
             # Pipelined behind a request in flight: read no further until it is served, so
@@ -284,6 +296,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._timer.stop()
+        self._arm = None
         self._progress = True
         if self._parsing is not None:
             self._parsing.body.finish()
@@ -322,6 +335,7 @@ class ClientConnection(asyncio.Protocol):
         """
         self._broken = True  # from here on, whatever arrives is read and dropped
         self._timer.stop()
+        self._arm = None
         text = bad_request_body(detail) if body_text is None else body_text
         broken, self._parsing = self._parsing, None
         if broken is not None:
@@ -448,7 +462,7 @@ class ClientConnection(asyncio.Protocol):
                 if not keep or self._server.closing:
                     return
                 if not self._queue and self._parsing is None and not self._in_head:
-                    self._timer.arm("idle", self._keepalive())
+                    self._timer.arm("idle", self._limits.keepalive_timeout_s)
                     if not self.overflow:
                         self._server.idle[self] = None
         except Exception:  # a bug must cost one connection, never the process
