@@ -162,7 +162,7 @@ class Relay:
         try:
             for attempt in (1, 2):
                 try:
-                    up = await self._pool.acquire()
+                    up = self._pool.idle() or await self._pool.acquire()
                     head_done = up.begin(head_only=req.method == b"HEAD")
                     if body is not None:
                         up.write(head + body)
@@ -202,7 +202,20 @@ class Relay:
             if capture is not None and not status_eligible(capture, up.status):
                 capture = tee_out = event_id = None  # before any of the body is copied
             try:
-                keep = await self._relay(req, conn, up, tee_out, event_id)
+                # The response head and body to the client (no coroutine of its own for the
+                # usual complete small body: head and body in one write).
+                lines, keep, chunked_out = self._head(req, up, event_id)
+                whole = up.body.take_all()
+                if whole is not None:
+                    if tee_out is not None:
+                        tee_out.add(whole)
+                    if chunked_out:
+                        whole = (chunk(whole) if whole else b"") + LAST_CHUNK
+                    conn.write(_CRLF.join(lines) + whole)
+                    if conn.write_paused:
+                        await self._drain(conn)
+                else:
+                    await self._stream(conn, up, lines, tee_out, chunked_out)
             except _Cut:
                 keep, cut = False, True
             else:
@@ -272,16 +285,11 @@ class Relay:
         if chunked:
             up.write(LAST_CHUNK)
 
-    async def _relay(
-        self,
-        req: Request,
-        conn: ClientConnection,
-        up: UpstreamConnection,
-        tee: Tee | None,
-        event_id: str | None,
-    ) -> bool:
-        """Stream the response head and body to the client; False: close the client."""
-        assert up.body is not None
+    def _head(
+        self, req: Request, up: UpstreamConnection, event_id: str | None
+    ) -> tuple[list[bytes], bool, bool]:
+        """The response head's lines for the client; whether the client connection may be kept
+        and whether the body goes out chunked."""
         status = up.status
         # The fields as the upstream sent them, less hop-by-hop, re-framed and Connection-named
         # ones (noted by the parser; most responses need no filtering at all).
@@ -308,22 +316,27 @@ class Relay:
         elif req.version == "1.0":
             lines.append(b"Connection: keep-alive")
         lines.append(_CRLF)
-        whole = up.body.take_all()
-        if whole is not None:
-            # A complete body (the common small case): head and body in one write.
-            if tee is not None:
-                tee.add(whole)
-            if chunked_out:
-                whole = (chunk(whole) if whole else b"") + LAST_CHUNK
-            conn.write(_CRLF.join(lines) + whole)
-            if conn.write_paused:  # a client that reads slowly, or pipelines and reads nothing
-                try:
-                    await conn.drain()
-                except ConnectionError as exc:
-                    self._metrics.upstream_errors.labels(kind="client_gone").inc()
-                    conn.abort()
-                    raise _Cut from exc
-            return keep
+        return lines, keep, chunked_out
+
+    async def _drain(self, conn: ClientConnection) -> None:
+        """Wait for a client that reads slowly (or pipelines and reads nothing)."""
+        try:
+            await conn.drain()
+        except ConnectionError as exc:
+            self._metrics.upstream_errors.labels(kind="client_gone").inc()
+            conn.abort()
+            raise _Cut from exc
+
+    async def _stream(
+        self,
+        conn: ClientConnection,
+        up: UpstreamConnection,
+        lines: list[bytes],
+        tee: Tee | None,
+        chunked_out: bool,
+    ) -> None:
+        """Write the head, then stream the body as it arrives (a large or slow response)."""
+        assert up.body is not None
         conn.write(_CRLF.join(lines))
         try:
             while True:
@@ -344,7 +357,6 @@ class Relay:
             conn.abort()
             up.abort()
             raise _Cut from exc
-        return keep
 
     def _fail(
         self, conn: ClientConnection, req: Request, status: int, error: str, exc: UpstreamError

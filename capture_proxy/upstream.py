@@ -1,7 +1,7 @@
 """The fast engine's client side: a bounded keep-alive pool of raw HTTP/1.1 connections.
 
 One :class:`UpstreamConnection` carries one exchange at a time; its response is parsed by
-llhttp (``httptools``) into a status, the header list and a :class:`BodyStream`. Anything the
+llhttp (``httptools``) into a status, the fields to relay and a :class:`BodyStream`. Anything the
 upstream sends after the complete response (a second response in the same segment, stray
 bytes) is a protocol error: the connection is closed and those bytes are never relayed; so is
 a head over ``MAX_HEAD_BYTES`` and a ``101`` nobody asked for. Trailer fields are dropped.
@@ -95,7 +95,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = False
         self.status = 0
         self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
         # Noted while parsing, so the relay needs no second scan of ``headers``:
         # The fields a relay passes on, as ``Name: value`` lines, and their lower-cased names
         # (all but hop-by-hop and re-framed fields; those the Connection fields name are
@@ -251,7 +250,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason = b""
         self._in_head = True
         self._head_size = 0
-        self.headers = []
         self.lines = []
         self.names = []
         self.framed = False
@@ -269,7 +267,6 @@ class UpstreamConnection(asyncio.Protocol):
             raise httptools.HttpParserError("response head too large")
         if not self._in_head:
             return  # a trailer field: counted, never relayed (the head may be out already)
-        self.headers.append((name, value))
         lower = name.lower()
         if lower in _DROPPED:
             if lower == b"connection":
@@ -349,6 +346,16 @@ class UpstreamPool:
         self._all: set[UpstreamConnection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._opening = 0
+
+    def idle(self) -> UpstreamConnection | None:
+        """An idle pooled connection, if there is one (no coroutine for the usual case)."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.reused = True
+                return conn
+        return None
 
     async def acquire(self) -> UpstreamConnection:
         """A connection: idle, new, or the next one freed, all within ``connect_timeout_s``.
