@@ -436,30 +436,37 @@ class CaptureSink:
 
     async def _encoded(self, part: list[Exchange]) -> Lines:
         """``part`` encoded on the loop in runs of ~``_LOOP_BUDGET_S``, requests going first in
-        between: no other thread holds the GIL while a request waits (the thread only writes)."""
+        between: no other thread holds the GIL while a request waits (the thread only writes).
+
+        A run also encodes at least as many records as were submitted while the previous run
+        waited, so the writer keeps pace with the requests however slow encoding is.
+        """
         lines = Lines()
-        done = self._encode_run(part, 0, lines)
+        pending = self._pending
+        done = self._encode_run(part, 0, lines, 0)
         while done < len(part):
+            queued = len(pending)  # only submit() changes it until this task runs again
             await asyncio.sleep(0)
-            done = self._encode_run(part, done, lines)
+            done = self._encode_run(part, done, lines, len(pending) - queued)
         return lines
 
-    def _encode_run(self, part: list[Exchange], start: int, lines: Lines) -> int:
-        """Encode ``part[start:]`` into ``lines`` until ``_LOOP_BUDGET_S`` has passed (at least
-        one record); returns the index reached."""
+    def _encode_run(self, part: list[Exchange], start: int, lines: Lines, at_least: int) -> int:
+        """Encode ``part[start:]`` into ``lines`` until ``_LOOP_BUDGET_S`` has passed and at
+        least ``at_least`` (and one) records are done; returns the index reached."""
         clock = time.perf_counter
         deadline = clock() + _LOOP_BUDGET_S
         line_of = self._line
         add = lines.add
         i = start
         end = len(part)
+        least = start + at_least
         while i < end:
             exchange = part[i]
             i += 1
             line = line_of(exchange)
             if line is not None:
                 add(exchange.inference_time, line)
-            if clock() >= deadline:
+            if i >= least and clock() >= deadline:
                 break
         return i
 
