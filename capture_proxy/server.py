@@ -67,7 +67,7 @@ class Request:
     error: tuple[int, bytes, str] | None = None  # answer this instead of forwarding
     expect_continue: bool = False
     names: list[bytes] = field(default_factory=list)  # lower-cased, parallel to headers
-    named: set[bytes] | None = None  # the tokens of the Connection fields, if any
+    named: frozenset[bytes] | None = None  # the tokens of the Connection fields, if any
     error_body: bytes | None = None  # the body of the error answer (default: bad request)
 
 
@@ -100,7 +100,7 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._names: list[bytes] = []
-        self._named: set[bytes] | None = None
+        self._named: frozenset[bytes] | None = None
         self._paused_by = 0
         self._head_size = 0  # exact: the URL and the header fields of the current message
         self._stalled = 0  # bytes of consecutive reads that completed nothing (see below)

@@ -101,7 +101,7 @@ class UpstreamConnection(asyncio.Protocol):
         # still among them: ``named``).
         self.lines: list[bytes] = []
         self.names: list[bytes] = []
-        self.named: set[bytes] | None = None  # the tokens of the Connection fields
+        self.named: frozenset[bytes] | None = None  # the tokens of the Connection fields
         self.length: bytes | None = None  # Content-Length
         self.framed = False  # Content-Length, or Transfer-Encoding naming chunked
         self.content_type: bytes | None = None  # the last Content-Type
