@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from capture_proxy.exchange import Exchange
+from capture_proxy.main import SWITCH_INTERVAL_S
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.sink import CaptureSink
 from modelmon.config import parse_config
@@ -143,14 +144,26 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=10_000, help="records per second")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--modes", default="off,thread,loop", help="comma-separated: off, thread, loop"
+    )
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval for the run (default: what the proxy sets, see main.py)",
+    )
     args = parser.parse_args()
-    modes = ("off", "thread", "loop")
+    modes = tuple(args.modes.split(","))
+    sys.setswitchinterval(
+        args.switch_interval_ms / 1000 if args.switch_interval_ms else SWITCH_INTERVAL_S
+    )
     stats: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in modes}
     all_holds: dict[str, list[float]] = {m: [] for m in modes}
     print(
         f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
         f"python {sys.version.split()[0]}, {args.rate} records/s, {args.seconds:g}s x "
-        f"{args.rounds} rounds"
+        f"{args.rounds} rounds, switch interval {sys.getswitchinterval() * 1000:g} ms"
     )
     with tempfile.TemporaryDirectory(prefix="modelmon-tail-") as tmp:
         for n in range(args.rounds):
@@ -172,7 +185,7 @@ def main() -> int:
         med = [sorted(c)[len(c) // 2] for c in cols]
         print(f"{mode:<8}{med[0]:>8.0f}{med[1]:>8.0f}{med[2]:>10.0f}{med[3]:>12.1f}")
     print("\nstretches of capture work that can hold the GIL (CPU us, all rounds):")
-    for mode in modes[1:]:
+    for mode in modes:
         holds = all_holds[mode]
         if holds:
             print(
