@@ -455,7 +455,7 @@ class CaptureSink:
         least ``at_least`` (and one) records are done; returns the index reached."""
         clock = time.perf_counter
         deadline = clock() + _LOOP_BUDGET_S
-        line_of = self._line
+        encode = self._encode  # no redaction on the loop (see _run): _line without its call
         add = lines.add
         i = start
         end = len(part)
@@ -463,8 +463,12 @@ class CaptureSink:
         while i < end:
             exchange = part[i]
             i += 1
-            line = line_of(exchange)
-            if line is not None:
+            try:
+                line = encode(exchange)
+            except Exception:  # one bad record is dropped and counted, not the batch
+                logger.exception("cannot encode capture record %s", exchange.event_id)
+                self._metrics.drop("encode_error")
+            else:
                 add(exchange.inference_time, line)
             if i >= least and clock() >= deadline:
                 break
