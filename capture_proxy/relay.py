@@ -92,8 +92,12 @@ class Relay:
             conn.write(_error(400, b"Bad Request", "bad request", "bad request target", "", True))
             return False
         event_id: str | None = None
+        # What capture keeps of each body: the bytes of a whole one (cut at hand-over), or a
+        # Tee for one that streams. None: that side is not captured.
         tee_in: Tee | None = None
-        tee_out: Tee | None = None
+        captured_in: Tee | bytes | None = None
+        captured_out: Tee | bytes | None = None
+        capture_in = capture_out = False
         xff = b""
         proto = False
         seen: dict[bytes, bytes] = {}
@@ -126,10 +130,7 @@ class Relay:
                     inference_id = seen[key].decode("latin-1")
                     break
             if capture.sample(inference_id):
-                if capture.capture_input:
-                    tee_in = Tee(capture.max_capture_bytes)
-                if capture.capture_output:
-                    tee_out = Tee(capture.max_capture_bytes)
+                capture_in, capture_out = capture.capture_input, capture.capture_output
             else:
                 capture.metrics.sampled_out.inc()
                 capture = None
@@ -146,9 +147,11 @@ class Relay:
         if body is not None:
             if req.has_body or req.content_length == 0:
                 lines.append(b"Content-Length: %d" % len(body))
-            if tee_in is not None:
-                tee_in.add(body)
+            if capture_in:
+                captured_in = body
         else:
+            if capture_in and capture is not None:
+                tee_in = captured_in = Tee(capture.max_capture_bytes)
             lines.append(
                 b"Transfer-Encoding: chunked"
                 if req.content_length is None
@@ -200,21 +203,25 @@ class Relay:
             assert up is not None and up.body is not None
             self._metrics.upstream_latency.observe(time.perf_counter() - t0)
             if capture is not None and not status_eligible(capture, up.status):
-                capture = tee_out = event_id = None  # before any of the body is copied
+                capture = event_id = None  # before any of the body is copied
+                capture_out = False
             try:
                 # The response head and body to the client (no coroutine of its own for the
                 # usual complete small body: head and body in one write).
                 lines, keep, chunked_out = self._head(req, up, event_id)
                 whole = up.body.take_all()
                 if whole is not None:
-                    if tee_out is not None:
-                        tee_out.add(whole)
+                    if capture_out:
+                        captured_out = whole
                     if chunked_out:
                         whole = (chunk(whole) if whole else b"") + LAST_CHUNK
                     conn.write(_CRLF.join(lines) + whole)
                     if conn.write_paused:
                         await self._drain(conn)
                 else:
+                    tee_out = None
+                    if capture_out and capture is not None:
+                        tee_out = captured_out = Tee(capture.max_capture_bytes)
                     await self._stream(conn, up, lines, tee_out, chunked_out)
             except _Cut:
                 keep, cut = False, True
@@ -242,8 +249,8 @@ class Relay:
                 t0=t0,
                 inference_id=inference_id,
                 custom_attributes=_text(seen.get(_CUSTOM)),
-                tee_in=tee_in,
-                tee_out=tee_out,
+                tee_in=captured_in,
+                tee_out=captured_out,
                 request_type=_text(seen.get(b"content-type")),
                 request_encoding=_text(seen.get(b"content-encoding")),
                 response_type=None if resp_type is None else resp_type.decode("latin-1"),
