@@ -242,17 +242,22 @@ class Relay:
         self._metrics.request(up.status)
         if capture is not None and event_id is not None:
             resp_type, resp_encoding = up.content_type, up.content_encoding
+            custom, req_type, req_encoding = (
+                seen.get(_CUSTOM),
+                seen.get(b"content-type"),
+                seen.get(b"content-encoding"),
+            )
             hand_over(
                 capture,
                 event_id=event_id,
                 started=started,
                 t0=t0,
                 inference_id=inference_id,
-                custom_attributes=_text(seen.get(_CUSTOM)),
+                custom_attributes=custom.decode("latin-1") if custom else None,
                 tee_in=captured_in,
                 tee_out=captured_out,
-                request_type=_text(seen.get(b"content-type")),
-                request_encoding=_text(seen.get(b"content-encoding")),
+                request_type=req_type.decode("latin-1") if req_type else None,
+                request_encoding=req_encoding.decode("latin-1") if req_encoding else None,
                 response_type=None if resp_type is None else resp_type.decode("latin-1"),
                 response_encoding=None
                 if resp_encoding is None
@@ -380,10 +385,6 @@ class Relay:
 
 class _Cut(Exception):
     """The response was cut mid-body; both connections are already aborted."""
-
-
-def _text(value: bytes | None) -> str | None:
-    return value.decode("latin-1") if value else None
 
 
 def _error(status: int, reason: bytes, error: str, detail: str, target: str, close: bool) -> bytes:

@@ -92,6 +92,7 @@ class ClientConnection(asyncio.Protocol):
         self._wrote = False  # any byte of an answer to _current written
         self._counted = False
         self._parser = httptools.HttpRequestParser(self)
+        self._pause_cb, self._resume_cb = self._pause_body, self._resume_body  # bound once
         self._queue: deque[Request] = deque()
         self._next: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -266,7 +267,7 @@ class ClientConnection(asyncio.Protocol):
             version=version,
             headers=self._headers,
             keep_alive=parser.should_keep_alive() and error is None,
-            body=BodyStream(self._pause_body, self._resume_body),
+            body=BodyStream(self._pause_cb, self._resume_cb),
             has_body=chunked or bool(length),
             content_length=length,
             error=error,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -78,6 +79,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._pool = pool
         self._loop = pool.loop
         self.transport: asyncio.Transport | None = None
+        # The transport's pause/resume_reading, bound once (each response body gets them).
+        self._pause: Callable[[], None] | None = None
+        self._resume: Callable[[], None] | None = None
         self.closed = False
         self.reused = False
         self.busy = False
@@ -178,6 +182,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
         self.transport = cast(asyncio.Transport, transport)
+        self._pause, self._resume = self.transport.pause_reading, self.transport.resume_reading
 
     def data_received(self, data: bytes) -> None:
         if not self.busy:  # bytes on an idle pooled connection (a late 408 ...): never reuse it
@@ -298,7 +303,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = self._parser.should_keep_alive()
         transport = self.transport
         assert transport is not None
-        self.body = BodyStream(transport.pause_reading, transport.resume_reading)
+        self.body = BodyStream(self._pause, self._resume)
         if self._head_only:
             # llhttp cannot be told a HEAD response has no body: finish here and never
             # reuse the connection (its parser would wait for Content-Length bytes).
