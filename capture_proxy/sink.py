@@ -7,7 +7,7 @@ record is dropped and counted, and the response is never touched.
 
 One writer task drains the queue in slices of at most 128 records and 1 MiB of bodies. A slice
 of small records that need no redaction and no decoding (the usual case) is encoded on the
-event loop, 32 records (~50 µs) at a time with the loop free for requests in between, and only
+event loop, ~0.1 ms of encoding at a time with the loop free for requests in between, and only
 written in an ``asyncio.to_thread`` call; any other slice is redacted, decoded (within
 ``max_capture_bytes``), encoded (one :class:`capture_proxy.exchange.LineEncoder`) and written
 in the thread. So the event loop never waits on disk, and a request never waits long for a
@@ -68,12 +68,15 @@ _SLICE_BYTES = 1 << 20
 # Encoded lines held before they are written (a slice whose bodies inflate a lot).
 _WRITE_BYTES = 4 << 20
 # Slices of small records without redaction or decoding are encoded on the event loop, in
-# runs of _LOOP_SLICE records (~50 us) between which requests go first; the thread only
+# runs of ~_LOOP_BUDGET_S between which requests go first; the thread only
 # writes. Measured: with the encoding in the writer thread, a request that arrived while the
 # thread held the GIL waited for it (the 1-connection p99 was 1.4-3.4 ms against 0.1-0.8 off).
 _LIGHT_BYTES = 16 * 1024
 _INFLATE_GUESS = 32
-_LOOP_SLICE = 32
+# Encoding on the loop yields to requests after this much time (checked after each record),
+# not after a count: a run costs the same wall time on a fast machine and a slow one. Measured:
+# runs of 32 records took ~0.3-1 ms on a slow machine, the p99 a request could wait behind one.
+_LOOP_BUDGET_S = 0.0001
 
 
 def free_disk_fraction(path: Path) -> float:
@@ -139,7 +142,8 @@ class CaptureSink:
             metrics=metrics,
             defer=self._housekeeping.submit,
         )
-        self._pending: deque[Exchange] = deque()
+        # (exchange, body bytes, slice weight, light), sized once by submit (see _take).
+        self._pending: deque[tuple[Exchange, int, int, bool]] = deque()
         self._max_records = capture.queue_max_records
         self._max_bytes = capture.queue_max_bytes
         self._held_bytes = 0  # bodies queued or in the writer's hands, until written
@@ -186,7 +190,13 @@ class CaptureSink:
         if self._held_bytes + size > self._max_bytes:
             self._metrics.drop("queue_bytes")
             return False
-        pending.append(exchange)
+        if compressed(exchange):
+            # A compressed body may inflate (up to max_capture_bytes a side): it weighs so in a
+            # slice, up to 32x its size, so that a gzip bomb gets a thread call of its own.
+            weight = max(size, min(self._capture.max_capture_bytes, size * _INFLATE_GUESS))
+            pending.append((exchange, size, weight, False))
+        else:
+            pending.append((exchange, size, size, size <= _LIGHT_BYTES))
         self._held_bytes += size
         if len(pending) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
@@ -237,23 +247,23 @@ class CaptureSink:
         self._wake.set()
         await waiter
 
-    def _take(self, left: int) -> tuple[list[Exchange], int]:
-        """The next slice (at most ``left`` records) and its body bytes."""
+    def _take(self, left: int) -> tuple[list[Exchange], int, bool]:
+        """The next slice (at most ``left`` records), its body bytes, and whether every record
+        of it is light (small, nothing to decode)."""
         pending = self._pending
         part: list[Exchange] = []
         size = cost = 0
-        limit = self._capture.max_capture_bytes
-        while pending and len(part) < min(left, _BATCH):
-            nxt = body_bytes(pending[0])
-            # A compressed body may inflate (up to max_capture_bytes a side): count it so, up to
-            # 32x its size, so that a gzip bomb gets a thread call of its own.
-            weight = max(nxt, min(limit, nxt * _INFLATE_GUESS)) if compressed(pending[0]) else nxt
+        light = True
+        for _ in range(min(left, _BATCH, len(pending))):
+            exchange, nxt, weight, small = pending[0]
             if part and cost + weight > _SLICE_BYTES:
                 break
-            part.append(pending.popleft())
+            pending.popleft()
+            part.append(exchange)
             size += nxt
             cost += weight
-        return part, size
+            light = light and small
+        return part, size, light
 
     def _done_when_housekept(self, waiters: list[asyncio.Future[None]]) -> None:
         """Resolve ``waiters`` once the housekeeping submitted so far has run (off the writer:
@@ -286,11 +296,11 @@ class CaptureSink:
                     # At most _BATCH records and _SLICE_BYTES per thread call: the thread holds
                     # the GIL for a fraction of a millisecond at a time, and the records stay
                     # counted against queue_max_bytes until written.
-                    part, size = self._take(left)
+                    part, size, light = self._take(left)
                     left -= len(part)
                     last = left <= 0 or not self._pending
                     try:
-                        if part and self._encode_on_loop and self._light(part):
+                        if part and light and self._encode_on_loop and not self._redactor.enabled:
                             lines = await self._encoded(part)
                             await asyncio.to_thread(
                                 self._cycle_lines, lines, self._clock(), final and last
@@ -424,24 +434,45 @@ class CaptureSink:
 
     # -- on the event loop -----------------------------------------------------------------
 
-    def _light(self, part: list[Exchange]) -> bool:
-        """Cheap to encode on the event loop: no redaction, no decoding, small bodies."""
-        if self._redactor.enabled:
-            return False
-        return not any(compressed(e) or body_bytes(e) > _LIGHT_BYTES for e in part)
-
     async def _encoded(self, part: list[Exchange]) -> Lines:
-        """``part`` encoded on the loop, yielding to requests every ``_LOOP_SLICE`` records: no
-        other thread holds the GIL while a request waits (the thread only writes)."""
+        """``part`` encoded on the loop in runs of ~``_LOOP_BUDGET_S``, requests going first in
+        between: no other thread holds the GIL while a request waits (the thread only writes).
+
+        A run also encodes at least as many records as were submitted while the previous run
+        waited, so the writer keeps pace with the requests however slow encoding is.
+        """
         lines = Lines()
-        line_of = self._line
-        for i, exchange in enumerate(part, 1):
-            line = line_of(exchange)
-            if line is not None:
-                lines.add(exchange.inference_time, line)
-            if i % _LOOP_SLICE == 0 and i < len(part):
-                await asyncio.sleep(0)
+        pending = self._pending
+        done = self._encode_run(part, 0, lines, 0)
+        while done < len(part):
+            queued = len(pending)  # only submit() changes it until this task runs again
+            await asyncio.sleep(0)
+            done = self._encode_run(part, done, lines, len(pending) - queued)
         return lines
+
+    def _encode_run(self, part: list[Exchange], start: int, lines: Lines, at_least: int) -> int:
+        """Encode ``part[start:]`` into ``lines`` until ``_LOOP_BUDGET_S`` has passed and at
+        least ``at_least`` (and one) records are done; returns the index reached."""
+        clock = time.perf_counter
+        deadline = clock() + _LOOP_BUDGET_S
+        encode = self._encode  # no redaction on the loop (see _run): _line without its call
+        add = lines.add
+        i = start
+        end = len(part)
+        least = start + at_least
+        while i < end:
+            exchange = part[i]
+            i += 1
+            try:
+                line = encode(exchange)
+            except Exception:  # one bad record is dropped and counted, not the batch
+                logger.exception("cannot encode capture record %s", exchange.event_id)
+                self._metrics.drop("encode_error")
+            else:
+                add(exchange.inference_time, line)
+            if i >= least and clock() >= deadline:
+                break
+        return i
 
 
 def _nothing() -> None:
