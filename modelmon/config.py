@@ -257,7 +257,7 @@ def _storage_url(value: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError(f"no query or fragment in a storage URL, got {value!r}")
     if parts.scheme == "file":
-        if parts.netloc or not parts.path.startswith("/"):
+        if parts.netloc or not parts.path.startswith("/") or not parts.path.strip("/"):
             raise ValueError(f"expected file:///absolute/path, got {value!r}")
     elif not parts.netloc:
         raise ValueError(f"expected {parts.scheme}://bucket[/prefix], got {value!r}")

@@ -158,7 +158,7 @@ async def test_a_restart_uploads_what_was_sealed_but_not_uploaded(
 async def test_file_urls_get_whole_files_under_the_same_layout(
     start_proxy: StartProxy, client: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    target = tmp_path / "shared"
+    target = tmp_path / "uploads"
     proxy = await start_proxy(capture={**UPLOAD, "upload": f"file://{target}"})
     await _send(client, proxy, 2)
     await _wait(proxy, lambda u: u.pending == 0 and u.attempts >= 2)
