@@ -189,7 +189,8 @@ class Uploader:
 
     def _queue_pending(self) -> None:
         found = 0
-        for directory, _dirs, names in os.walk(self._root):
+        for directory, dirs, names in os.walk(self._root):
+            dirs.sort()  # hour folders in time order: the oldest files go first
             for name in sorted(names):
                 if name.startswith(".") or not name.endswith(SEALED_SUFFIXES):
                     continue
