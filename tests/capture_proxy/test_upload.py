@@ -4,12 +4,15 @@ request path, retried, counted, never lost, never twice; a restart finds what is
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
+from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.retention import UploadHold, enforce_retention
+from capture_proxy.rotation import lock_nowait
 from capture_proxy.upload import Uploader, backoff_s
 from capture_proxy.upload_marks import is_uploaded, mark_of
 from tests.capture_proxy.conftest import RunningProxy, StartProxy
@@ -208,3 +211,64 @@ async def test_files_sealed_at_shutdown_go_up_before_exit(
     assert len(local) == 1 and next(iter(local)).endswith(".jsonl.gz")
     assert s3.objects(URL) == local
     assert _value(proxy, "modelmon_capture_uploaded_files_total") == 1
+
+
+async def test_a_full_disk_lets_retention_remove_files_not_uploaded_and_counts_them(
+    s3: S3Server, start_proxy: StartProxy, client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    first = await start_proxy(capture={**UPLOAD, "upload_drain_s": 0.0})
+    await _send(client, first, 2)  # no bucket: both stay pending
+    await first.stop()
+    assert len(_sealed(tmp_path / "capture")) == 2
+    # the disk guard says full (any real disk has less than 99.9999 % free) and retention
+    # allows 1 byte: at start the pending files go, and are counted as abandoned
+    full = {**UPLOAD, "min_free_disk_fraction": 0.999999, "retention_max_bytes": 1}
+    second = await start_proxy(capture=full)
+    assert _sealed(tmp_path / "capture") == {}
+    assert _value(second, "modelmon_capture_upload_abandoned_total") == 2
+    assert _value(second, "modelmon_capture_files_removed_total") == 2
+
+
+def _uploaded(metrics: ProxyMetrics) -> float:
+    return metrics.registry.get_sample_value("modelmon_capture_uploaded_files_total") or 0.0
+
+
+def test_two_workers_sharing_a_tree_upload_each_file_once(tmp_path: Path) -> None:
+    capture = tmp_path / "capture"
+    hour = capture / "ep" / "AllTraffic" / "2024" / "01" / "01" / "00"
+    hour.mkdir(parents=True)
+    files = [hour / f"00-00-00{i}-w-{i:08d}-0000-4000-8000-000000000000.jsonl" for i in range(4)]
+    for path in files:
+        path.write_bytes(b"{}\n" * 100)
+    url = f"file://{tmp_path / 'target'}"
+    one, two = ProxyMetrics(), ProxyMetrics()
+    first = Uploader(capture, capture / "ep", url, one, worker_id=0)
+    second = Uploader(capture, capture / "ep", url, two, worker_id=1)
+    # the first uploads everything; the second had listed the files before they were marked
+    first.start()
+    second.start()
+    try:
+        assert first.wait_until(lambda u: u.pending == 0 and u.attempts >= 4, 30.0)
+        assert second.wait_until(lambda u: u.pending == 0, 30.0)
+        for path in files:
+            second.submit(path)
+        assert second.wait_until(lambda u: u.pending == 0 and u.attempts >= 4, 30.0)
+        assert (_uploaded(one), _uploaded(two)) == (4.0, 0.0)
+
+        # a file a sibling is uploading (it holds the lock) is left to it, then looked at again
+        late = hour / "59-00-000-w-00000009-0000-4000-8000-000000000000.jsonl"
+        late.write_bytes(b"{}\n")
+        fd = os.open(late, os.O_RDONLY)
+        try:
+            assert lock_nowait(fd)
+            second.submit(late)
+            assert second.wait_until(lambda u: u.attempts >= 5, 30.0)
+            assert second.pending == 1 and not is_uploaded(str(late))
+        finally:
+            os.close(fd)
+        second.retry_now()
+        assert second.wait_until(lambda u: u.pending == 0, 30.0)
+        assert _uploaded(two) == 1.0 and is_uploaded(str(late))
+    finally:
+        first.close(0.0)
+        second.close(0.0)
