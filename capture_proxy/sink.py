@@ -30,6 +30,10 @@ A failed write drops and counts that batch (``write_error``); the next cycle tri
 so capture resumes on its own once the disk is writable. ``start`` first seals the
 ``.part`` files a crashed process left (:mod:`capture_proxy.recovery`); ``close`` drains
 the queue and seals every file.
+
+With ``capture.upload`` each sealed file is handed to an :class:`capture_proxy.upload.Uploader`
+(a thread of its own, started after recovery, closed last), and retention holds back the files
+it has not uploaded yet.
 """
 
 from __future__ import annotations
