@@ -33,6 +33,7 @@ from capture_proxy.engine import FastProxy
 from capture_proxy.fast_server import FastServer
 from capture_proxy.metrics import ProxyMetrics
 from modelmon.config import ModelmonConfig, parse_listen
+from modelmon.storage_url import StorageUnavailable, open_url
 
 __all__ = [
     "SWITCH_INTERVAL_S",
@@ -221,6 +222,13 @@ def run_proxy(config: ModelmonConfig) -> int:
     """Entry point of ``modelmon proxy``; returns the exit status."""
     host, port = parse_listen(config.proxy.listen)
     workers = config.proxy.workers
+    capture = config.capture
+    if capture.enabled and capture.upload is not None:
+        try:
+            open_url(capture.upload)  # no request yet: only that its library is there
+        except StorageUnavailable as exc:
+            print(f"modelmon proxy: capture.upload: {exc}", file=sys.stderr)
+            return 1
     try:
         sock = bind_socket(host, port, reuse_port=workers > 1)
     except OSError as exc:

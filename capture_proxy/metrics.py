@@ -177,6 +177,29 @@ class ProxyMetrics:
         self.files_removed = Counter(
             "modelmon_capture_files_removed", "Sealed files removed by retention", registry=r
         )
+        self.uploaded_files = Counter(
+            "modelmon_capture_uploaded_files",
+            "Sealed capture files uploaded to capture.upload (size read back)",
+            registry=r,
+        )
+        self.uploaded_bytes = Counter(
+            "modelmon_capture_uploaded_bytes", "Bytes of the files uploaded", registry=r
+        )
+        self.upload_failures = Counter(
+            "modelmon_capture_upload_failures",
+            "Failed upload attempts (each retried with backoff)",
+            registry=r,
+        )
+        self.upload_pending = Gauge(
+            "modelmon_capture_upload_pending",
+            "Sealed files not uploaded yet (queued or waiting for a retry)",
+            registry=r,
+        )
+        self.upload_abandoned = Counter(
+            "modelmon_capture_upload_abandoned",
+            "Sealed files removed by retention before their upload (disk full)",
+            registry=r,
+        )
         self.redact_unredactable = Counter(
             "modelmon_capture_redact_unredactable",
             "Bodies stored as a mask because they could not be parsed for redaction",

@@ -30,6 +30,10 @@ A failed write drops and counts that batch (``write_error``); the next cycle tri
 so capture resumes on its own once the disk is writable. ``start`` first seals the
 ``.part`` files a crashed process left (:mod:`capture_proxy.recovery`); ``close`` drains
 the queue and seals every file.
+
+With ``capture.upload`` each sealed file is handed to an :class:`capture_proxy.upload.Uploader`
+(a thread of its own, started after recovery, closed last), and retention holds back the files
+it has not uploaded yet.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,9 +52,11 @@ from capture_proxy.exchange import Exchange, LineEncoder
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.recovery import recover_parts
 from capture_proxy.redact import Redactor
-from capture_proxy.retention import enforce_retention
+from capture_proxy.retention import UploadHold, enforce_retention
 from capture_proxy.rotation import CaptureFiles, make_dirs
+from capture_proxy.upload import Uploader
 from capture_proxy.write_batch import Lines, body_bytes, compressed
+from modelmon.capture_names import sanitize_instance
 from modelmon.config import ModelmonConfig
 
 __all__ = ["CaptureSink", "free_disk_fraction"]
@@ -134,6 +141,18 @@ class CaptureSink:
         self._housekeeping = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"capture-housekeeping-{worker_id}"
         )
+        self.uploader: Uploader | None = None
+        if capture.upload is not None:
+            self.uploader = Uploader(
+                capture.dir,
+                self.root,
+                capture.upload,
+                metrics,
+                backoff_initial_s=capture.upload_backoff_initial_s,
+                backoff_max_s=capture.upload_backoff_max_s,
+                worker_id=worker_id,
+            )
+        self.instance = capture.instance_id or sanitize_instance(socket.gethostname())
         self._files = CaptureFiles(
             self.root,
             max_file_bytes=capture.max_file_bytes,
@@ -141,6 +160,8 @@ class CaptureSink:
             compress=capture.compress,
             metrics=metrics,
             defer=self._housekeeping.submit,
+            instance=self.instance,
+            on_sealed=None if self.uploader is None else self.uploader.submit,
         )
         # (exchange, body bytes, slice weight, light), sized once by submit (see _take).
         self._pending: deque[tuple[Exchange, int, int, bool]] = deque()
@@ -207,6 +228,8 @@ class CaptureSink:
         if self._task is not None:
             return
         await asyncio.to_thread(self._startup, self._clock())
+        if self.uploader is not None:
+            self.uploader.start()  # walks the tree for files sealed but not uploaded
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"capture-writer-{self.worker_id}"
         )
@@ -237,6 +260,8 @@ class CaptureSink:
             self._held_bytes = 0
         # The gzip of the files sealed last and a running retention walk finish first.
         await asyncio.to_thread(self._housekeeping.shutdown, True)
+        if self.uploader is not None:
+            await asyncio.to_thread(self.uploader.close, self._capture.upload_drain_s)
 
     async def _request_cycle(self) -> None:
         task = self._task
@@ -387,18 +412,22 @@ class CaptureSink:
 
     def _retention(self, now: float) -> None:
         """Runs in the housekeeping thread (and once at start)."""
+        hold = None if self.uploader is None else UploadHold(disk_full=self._disk_full)
         try:
             removed = enforce_retention(
                 self.root,
                 now,
                 self._capture.retention_max_age_h * 3600.0,
                 self._capture.retention_max_bytes,
+                hold=hold,
             )
         except OSError as exc:
             logger.warning("capture retention failed under %s: %s", self.root, exc)
             return
         if removed:
             self._metrics.files_removed.inc(len(removed))
+        if hold is not None and hold.removed_pending:
+            self._metrics.upload_abandoned.inc(hold.removed_pending)
 
     def _line(self, exchange: Exchange) -> bytes | None:
         """The record's line (redacted when configured); None, counted, when it cannot be."""
