@@ -53,6 +53,7 @@ __all__ = [
     "label_counts",
     "mark_evaluated",
     "prune",
+    "recount_totals",
     "store_predictions",
     "window_pairs",
 ]
@@ -88,6 +89,17 @@ def create_tables(db: Database) -> None:
     # row counts kept as rows change, so that counting never scans a table
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+    )
+
+
+def recount_totals(db: Database) -> None:
+    """Count the totals afresh (one scan; migration m004, for a database whose join tables
+    were filled before the totals were kept)."""
+    create_tables(db)
+    db.execute(
+        "INSERT OR REPLACE INTO mq_totals SELECT 'labels', count(*) FROM mq_labels"
+        " UNION ALL SELECT 'predictions_alone', count(*) FROM mq_predictions_alone"
+        " UNION ALL SELECT 'labels_alone', count(*) FROM mq_labels_alone"
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from analyzer.monitors.model_quality.predictions import PredictionRow
+from analyzer.store.database import Store
 from analyzer.store.model_quality import (
     DirtyWindow,
     LabelCounts,
@@ -23,6 +24,7 @@ from analyzer.store.model_quality import (
     label_counts,
     mark_evaluated,
     prune,
+    recount_totals,
     window_pairs,
 )
 
@@ -197,3 +199,22 @@ def test_kept_counts_equal_a_join_of_the_tables_after_random_traffic(tmp_path: P
                 prune(db, before=now - 1500)
         for delay in (0.0, 250.0, 10_000.0):
             assert label_counts(db.conn, now, delay) == brute_counts(db, now, delay), step
+
+
+def test_a_database_filled_before_the_totals_were_kept_is_counted_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.db")  # every migration, m004 included
+    store.start()
+    try:
+
+        def fill(db: Database) -> None:
+            add_predictions(db, [prediction("a", 10.0), prediction("b", 20.0)], WINDOW)
+            add_labels(db, [("a", "1"), ("lone", "0")], received_at=30.0, window_s=WINDOW)
+            db.execute("DELETE FROM mq_totals")  # as m003 left it: rows, no totals
+
+        store.write(fill)
+        assert store.read(lambda c: label_counts(c, 40.0, 0.0)).matched == 0  # wrong now
+        store.write(recount_totals)
+        counts = store.read(lambda c: label_counts(c, 40.0, 0.0))
+    finally:
+        store.close()
+    assert counts == LabelCounts(matched=1, unmatched=1, pending=0, awaiting=0, unlabeled=1)
