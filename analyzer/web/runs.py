@@ -22,6 +22,8 @@ from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.ingest.ingestor import merge_buckets
 from analyzer.monitors.data_quality.statistics_format import statistics_json
 from analyzer.store.hourly import read_report
+from analyzer.store.model_quality_history import KIND as MODEL_QUALITY
+from analyzer.store.model_quality_history import read_model_quality_history
 from analyzer.store.queries import read_history, read_run, read_runs, read_snapshot
 from analyzer.web.auth import need_reader
 from analyzer.web.prom import metric_name
@@ -121,10 +123,13 @@ async def report(request: web.Request) -> web.StreamResponse:
     stats = state.alerts_stats() if state.alerts_stats is not None else None
     status = full_status(monitor, doc, counters, stats)
     history = await monitor.store.aread(read_history)
+    histories = {}
+    if monitor.model_quality is not None:
+        histories[MODEL_QUALITY] = await monitor.store.aread(read_model_quality_history)
     now = monitor.clock()
     profile = await asyncio.to_thread(monitor.window_profile, now)
     dists = await asyncio.to_thread(distributions, monitor.baseline.statistics, profile)
-    html = await asyncio.to_thread(render_report, status, history, dists)
+    html = await asyncio.to_thread(render_report, status, history, dists, histories)
     return web.Response(text=html, content_type="text/html", charset="utf-8")
 
 

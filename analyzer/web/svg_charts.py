@@ -21,7 +21,11 @@ __all__ = [
     "fmt",
     "grouped_bars",
     "histogram_overlay",
+    "legend",
     "line_chart",
+    "svg_root",
+    "svg_text",
+    "y_grid",
 ]
 
 STATE_COLORS = {
@@ -80,22 +84,22 @@ def nice_ceil(value: float) -> float:
     return next(m * power for m in (1, 2, 4, 5, 10) if m * power >= value * (1 - 1e-9))
 
 
-def _grid(left: int, right_x: int, y_of: list[tuple[float, str]]) -> list[str]:
+def y_grid(left: int, right_x: int, y_of: list[tuple[float, str]]) -> list[str]:
     out = []
     for y, label in y_of:
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right_x}" y2="{y:.1f}" stroke="#e3e6ea"/>')
-        out.append(_text(left - 6, y + 4, label, "end"))
+        out.append(svg_text(left - 6, y + 4, label, "end"))
     return out
 
 
-def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 11) -> str:
+def svg_text(x: float, y: float, text: str, anchor: str = "start", size: int = 11) -> str:
     return (
         f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" {_FONT}>'
         f"{escape(text)}</text>"
     )
 
 
-def _svg(width: int, height: int, label: str, body: list[str]) -> str:
+def svg_root(width: int, height: int, label: str, body: list[str]) -> str:
     return (
         f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
         f'aria-label="{escape(label)}" preserveAspectRatio="xMidYMid meet">'
@@ -104,7 +108,7 @@ def _svg(width: int, height: int, label: str, body: list[str]) -> str:
     )
 
 
-def _legend(x: float, y: float, items: Sequence[tuple[str, str, str]]) -> list[str]:
+def legend(x: float, y: float, items: Sequence[tuple[str, str, str]]) -> list[str]:
     """``items`` are (color, label, style) with style ``box``, ``line`` or ``dash``."""
     out: list[str] = []
     for color, label, style in items:
@@ -119,7 +123,7 @@ def _legend(x: float, y: float, items: Sequence[tuple[str, str, str]]) -> list[s
                 f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="12" height="10" fill="{color}" '
                 'fill-opacity="0.7"/>'
             )
-        out.append(_text(x + 18, y, label))
+        out.append(svg_text(x + 18, y, label))
         x += 26 + 6.5 * len(label)
     return out
 
@@ -154,12 +158,12 @@ def _dot_legend(x: float, y: float) -> list[str]:
             f'<rect x="{x:.1f}" y="{y - 8:.1f}" width="8" height="8" rx="4" '
             f'fill="{STATE_COLORS[state]}"/>'
         )
-        out.append(_text(x + 11, y, state))
+        out.append(svg_text(x + 11, y, state))
         x += 20 + 6.5 * len(state)
     out.append(
         f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="12" height="10" fill="{NO_VERDICT_COLOR}"/>'
     )
-    out.append(_text(x + 16, y, "no verdict"))
+    out.append(svg_text(x + 16, y, "no verdict"))
     return out
 
 
@@ -223,7 +227,7 @@ def line_chart(
     def py(y: float) -> float:
         return top + plot_h - min(max(0.0, y), y_max) / y_max * plot_h
 
-    body = _legend(
+    body = legend(
         left + 4, 12, [(CURRENT_COLOR, "distance", "line"), ("#c62828", "threshold", "dash")]
     )
     body += _dot_legend(left + 180, 12)
@@ -233,23 +237,23 @@ def line_chart(
             f'height="{plot_h}" fill="{NO_VERDICT_COLOR}" fill-opacity="0.7">'
             "<title>no verdict: fewer rows than min_samples</title></rect>"
         )
-    body += _grid(left, width - right, [(py(y_max * f), fmt(y_max * f)) for f in (0, 0.5, 1)])
+    body += y_grid(left, width - right, [(py(y_max * f), fmt(y_max * f)) for f in (0, 0.5, 1)])
     axis_y = top + plot_h + 14
     if x_ticks and pts:
         for i, (x, label) in enumerate(x_ticks):
             anchor = "start" if i == 0 else "end" if i == len(x_ticks) - 1 else "middle"
-            body.append(_text(px(x), axis_y, label, anchor))
+            body.append(svg_text(px(x), axis_y, label, anchor))
     else:
-        body.append(_text(left, axis_y, x_labels[0]))
-        body.append(_text(width - right, axis_y, x_labels[1], "end"))
+        body.append(svg_text(left, axis_y, x_labels[0]))
+        body.append(svg_text(width - right, axis_y, x_labels[1], "end"))
     if x_title:
-        body.append(_text(left + plot_w / 2, height - 4, x_title, "middle", size=10))
+        body.append(svg_text(left + plot_w / 2, height - 4, x_title, "middle", size=10))
     if not pts:
-        body.append(_text(left + plot_w / 2, top + plot_h / 2, "no runs yet", "middle"))
-        return _svg(width, height, title, body)
+        body.append(svg_text(left + plot_w / 2, top + plot_h / 2, "no runs yet", "middle"))
+        return svg_root(width, height, title, body)
     if not judged:
         body.append(
-            _text(left + plot_w / 2, top + plot_h / 2, "no verdict yet: too few rows", "middle")
+            svg_text(left + plot_w / 2, top + plot_h / 2, "no verdict yet: too few rows", "middle")
         )
 
     segments: list[list[str]] = [[]]
@@ -280,7 +284,7 @@ def line_chart(
             f'y2="{top + plot_h}" stroke="#c62828" stroke-width="1" stroke-dasharray="2 2">'
             f"<title>alert began {escape(p.label)}</title></line>"
         )
-        body.append(_text(x + 3, top + 10, "alert", size=9))
+        body.append(svg_text(x + 3, top + 10, "alert", size=9))
     radius = 3.0 if len(pts) <= 60 else 2.0
     dense = len(pts) > 120  # then only dots that are not ok, to keep the page small
     for p in judged:
@@ -292,7 +296,7 @@ def line_chart(
             f'<circle cx="{px(p.x):.1f}" cy="{py(p.distance or 0.0):.1f}" r="{radius}" '
             f'fill="{color}"><title>{escape(tip)}</title></circle>'
         )
-    return _svg(width, height, title, body)
+    return svg_root(width, height, title, body)
 
 
 def _shares(counts: Sequence[float]) -> list[float]:
@@ -319,14 +323,14 @@ def histogram_overlay(
     left, right, top, bottom = 44, 12, 20, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     with_base = any(_finite(b) and b > 0 for b in baseline)
-    body = _legend(
+    body = legend(
         left + 4,
         12,
         [(BASELINE_COLOR, "baseline", "box")] * with_base + [(CURRENT_COLOR, "current", "line")],
     )
     if bins == 0:
-        body.append(_text(left + plot_w / 2, top + plot_h / 2, "no distribution", "middle"))
-        return _svg(width, height, title, body)
+        body.append(svg_text(left + plot_w / 2, top + plot_h / 2, "no distribution", "middle"))
+        return svg_root(width, height, title, body)
     proportional = (
         len(edges) == bins + 1
         and all(math.isfinite(e) for e in edges)
@@ -343,7 +347,7 @@ def histogram_overlay(
     def py(y: float) -> float:
         return floor_y - y / y_max * plot_h
 
-    body += _grid(
+    body += y_grid(
         left, width - right, [(py(y_max * f), f"{y_max * f * 100:.3g}%") for f in (0, 0.5, 1)]
     )
     step = [f"M{xs[0]:.1f},{floor_y:.1f}"]
@@ -368,12 +372,12 @@ def histogram_overlay(
             f"baseline {base[i]:.1%}, current {cur[i]:.1%}</title></rect>"
         )
     if edges:
-        body.append(_text(xs[0], height - 6, fmt(edges[0])))
-        body.append(_text(xs[-1], height - 6, fmt(edges[-1]), "end"))
+        body.append(svg_text(xs[0], height - 6, fmt(edges[0])))
+        body.append(svg_text(xs[-1], height - 6, fmt(edges[-1]), "end"))
         if len(edges) > 2:
             mid = len(edges) // 2
-            body.append(_text(xs[min(mid, len(xs) - 1)], height - 6, fmt(edges[mid]), "middle"))
-    return _svg(width, height, title, body)
+            body.append(svg_text(xs[min(mid, len(xs) - 1)], height - 6, fmt(edges[mid]), "middle"))
+    return svg_root(width, height, title, body)
 
 
 def grouped_bars(
@@ -403,14 +407,14 @@ def grouped_bars(
     height = top + max(len(rows), 1) * row_h + 6
     plot_w = width - label_w - right
     with_base = bool(baseline)
-    body = _legend(
+    body = legend(
         label_w,
         12,
         [(BASELINE_COLOR, "baseline", "box")] * with_base + [(CURRENT_COLOR, "current", "box")],
     )
     if not rows:
-        body.append(_text(width / 2, top + 14, "no categories", "middle"))
-        return _svg(width, height, title, body)
+        body.append(svg_text(width / 2, top + 14, "no categories", "middle"))
+        return svg_root(width, height, title, body)
     s_max = max(max(b, c) for _, b, c in rows) or 1.0
     for i, (name, b_share, c_share) in enumerate(rows):
         y = top + i * row_h
@@ -427,8 +431,8 @@ def grouped_bars(
                 f'<rect x="{label_w}" y="{bar_y:.1f}" width="{bar_w:.1f}" height="8" '
                 f'fill="{color}" fill-opacity="0.8"/>'
             )
-            body.append(_text(label_w + bar_w + 4, bar_y + 7.5, f"{share:.1%}", size=9))
-    return _svg(width, height, title, body)
+            body.append(svg_text(label_w + bar_w + 4, bar_y + 7.5, f"{share:.1%}", size=9))
+    return svg_root(width, height, title, body)
 
 
 def worst_state(states: Sequence[str | None]) -> str | None:
