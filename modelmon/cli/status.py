@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from modelmon.cli.status_model_quality import model_quality_summary, render_model_quality
 from modelmon.config import ModelmonConfig, parse_listen
 
 __all__ = [
@@ -306,7 +307,10 @@ def render_status(
         lines.append("no monitors reported yet")
     for name, monitor in sorted(monitors.items()):
         lines.append("")
-        lines.extend(_render_monitor(name, _dict(monitor), colour))
+        if name == "model_quality":
+            lines.extend(render_model_quality(_dict(monitor), lambda s: _state(s, colour)))
+        else:
+            lines.extend(_render_monitor(name, _dict(monitor), colour))
     return "\n".join(lines)
 
 
@@ -326,7 +330,8 @@ def summary_line(document: dict[str, Any]) -> str:
             for name, f in shown
         )
         parts.append(f"{label}: {described}")
-    return "  ".join(parts)
+    quality = model_quality_summary(_dict(_dict(document.get("monitors")).get("model_quality")))
+    return "  ".join([*parts, quality] if quality else parts)
 
 
 def run_status(url: str | None, config: ModelmonConfig | None, raw: bool) -> int:
