@@ -189,8 +189,8 @@ def metric_chart(
                 f'height="{max(y1 - y0, 1.0):.1f}" fill="{ESTIMATE_COLOR}" fill-opacity="0.2"/>'
             )
             continue
-        upper = [f"{px(p.x):.1f},{py(p.high or 0.0):.1f}" for p in stretch]
-        lower = [f"{px(p.x):.1f},{py(p.low or 0.0):.1f}" for p in reversed(stretch)]
+        upper = [f"{px(p.x):.0f},{py(p.high or 0.0):.0f}" for p in stretch]
+        lower = [f"{px(p.x):.0f},{py(p.low or 0.0):.0f}" for p in reversed(stretch)]
         body.append(
             f'<polygon class="band" points="{" ".join(upper + lower)}" '
             f'fill="{ESTIMATE_COLOR}" fill-opacity="0.2" stroke="none"/>'
@@ -200,13 +200,19 @@ def metric_chart(
         if len(coords) == 1:
             coords = [(coords[0][0] - 5, coords[0][1]), (coords[0][0] + 5, coords[0][1])]
         body.append(
-            f'<polyline class="estimate" points="{" ".join(f"{a:.1f},{b:.1f}" for a, b in coords)}"'
+            f'<polyline class="estimate" points="{" ".join(f"{a:.0f},{b:.0f}" for a, b in coords)}"'
             f' fill="none" stroke="{ESTIMATE_COLOR}" stroke-width="1.5" stroke-dasharray="5 3"/>'
         )
-    steps = [f"{px(p.x):.1f},{py(p.threshold or 0.0):.1f}" for p in pts if _ok(p.threshold)]
-    if len(steps) == 1:
-        level = steps[0].split(",")[1]
-        steps = [f"{left},{level}", f"{width - right},{level}"]
+    levels = [(px(p.x), py(p.threshold or 0.0)) for p in pts if _ok(p.threshold)]
+    if len(levels) == 1:
+        levels = [(left, levels[0][1]), (width - right, levels[0][1])]
+    # a threshold that stays put is one segment, not a point per run
+    kept = [
+        (a, b)
+        for i, (a, b) in enumerate(levels)
+        if i in (0, len(levels) - 1) or b != levels[i - 1][1] or b != levels[i + 1][1]
+    ]
+    steps = [f"{a:.1f},{b:.1f}" for a, b in kept]
     if steps:
         body.append(
             f'<polyline class="threshold" points="{" ".join(steps)}" fill="none" '
@@ -214,7 +220,7 @@ def metric_chart(
         )
     for stretch in _runs(pts, lambda p: _ok(p.value)):
         if len(stretch) > 1:
-            line = " ".join(f"{px(p.x):.1f},{py(p.value or 0.0):.1f}" for p in stretch)
+            line = " ".join(f"{px(p.x):.0f},{py(p.value or 0.0):.0f}" for p in stretch)
             body.append(
                 f'<polyline class="realized" points="{line}" fill="none" '
                 f'stroke="{CURRENT_COLOR}" stroke-width="1.6"/>'
@@ -235,8 +241,9 @@ def metric_chart(
         if not _ok(p.value) or (dense and p.state == "ok"):
             continue
         fill = STATE_COLORS.get(p.state or "", _UNKNOWN_COLOR)
+        tip = f"{p.label}: {fmt(p.value)} {p.state or ''}" if dense else _tip(p, name)
         body.append(
-            f'<circle cx="{px(p.x):.1f}" cy="{py(p.value or 0.0):.1f}" r="{radius}" '
-            f'fill="{fill}"><title>{escape(_tip(p, name))}</title></circle>'
+            f'<circle cx="{px(p.x):.0f}" cy="{py(p.value or 0.0):.0f}" r="{radius}" '
+            f'fill="{fill}"><title>{escape(tip)}</title></circle>'
         )
     return svg_root(width, height, title, body)

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from analyzer.monitors.model_quality.documents import suggest_constraints
 from analyzer.monitors.model_quality.evaluate import evaluate_window
 from analyzer.monitors.model_quality.joins import add_labels, add_predictions
+from analyzer.monitors.registry import GAUGES
 from analyzer.service.app import create_app, monitor_of
 from analyzer.service.monitor import Monitor
 from analyzer.store.model_quality_history import read_model_quality_history
@@ -263,6 +264,7 @@ def test_hostile_metric_names_and_missing_pieces_render() -> None:
 
 def test_each_monitor_type_renders_its_own_part_by_name() -> None:
     assert list(PARTS) == ["model_quality", "data_quality"]
+    assert set(PARTS) == set(GAUGES)  # every monitor type the service knows draws its part
     status = {
         "state": "ok",
         "monitors": {
@@ -287,3 +289,29 @@ async def test_no_model_quality_section_when_it_is_not_configured(
     await monitor_of(app).tick()
     html = await report(client)
     assert "Model quality" not in html and "Features" in html
+
+
+def test_a_day_of_runs_keeps_the_page_small() -> None:
+    """300 runs (what the store keeps at most), 11 metrics half of the day in alert: the
+    thresholds collapse to one segment each and dense dots carry short tooltips."""
+    names = ["auc", "f1", "f0_5", "f2", "precision", "recall", "accuracy", "tpr", "tnr", "a", "b"]
+    rng = np.random.default_rng(1)
+    history: list[dict[str, Any]] = []
+    for i in range(301):
+        state = "alert" if i > 150 else "ok"
+        history.append(
+            {
+                "run_id": i,
+                "time": f"2026-11-27T{i // 60:02d}:{i % 60:02d}:00Z",
+                "state": state,
+                "metrics": {
+                    n: {"value": rng.random(), "threshold": 0.5, "state": state} for n in names
+                },
+                "estimated": {n: {"value": rng.random(), "low": 0.1, "high": 0.9} for n in names},
+            }
+        )
+    section = {"state": "alert", **{k: history[-1][k] for k in ("metrics", "estimated")}}
+    html = model_quality_part(section, history)
+    assert html.count("<svg") == len(names) and html.count('class="threshold"') == len(names)
+    assert html.count("<circle") == len(names) * 150  # the alert runs' dots (ok ones dropped)
+    assert len(html) < 350_000
