@@ -1,8 +1,10 @@
 """``GET /monitor/runs``, ``/monitor/runs/{id}`` and the HTML ``/monitor/report``.
 
-Runs are of two kinds: ``window`` (every tick, the rolling window) and ``hourly`` (a closed
-hour, with SageMaker's three report files stored alongside). A window run's statistics are
-recomputed from the stored buckets of its window when asked for.
+Runs are of three kinds: ``window`` (every tick, the rolling window) and ``hourly`` (a closed
+hour, with SageMaker's three report files stored alongside) for data quality, and
+``model_quality`` (every tick, when it is configured: its metrics, estimate and violations).
+A window run's statistics are recomputed from the stored buckets of its window when asked
+for.
 
 All three reveal the data's values (a run's ``statistics.json`` holds category values and
 their counts), so with a token they need it: the bearer header or a browser's session cookie
@@ -21,6 +23,7 @@ from aiohttp import web
 from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.ingest.ingestor import merge_buckets
 from analyzer.monitors.data_quality.statistics_format import statistics_json
+from analyzer.monitors.registry import section_gauges
 from analyzer.store.hourly import read_report
 from analyzer.store.model_quality_history import KIND as MODEL_QUALITY
 from analyzer.store.model_quality_history import read_model_quality_history
@@ -54,8 +57,8 @@ async def list_runs(request: web.Request) -> web.Response:
     """Newest first; ``?kind=window|hourly``, ``?limit=`` (≤1000), ``?before=<id>`` to page."""
     need_reader(request)
     kind = request.query.get("kind")
-    if kind not in (None, "window", "hourly"):
-        return json_error(400, "kind must be window or hourly")
+    if kind not in (None, "window", "hourly", MODEL_QUALITY):
+        return json_error(400, f"kind must be window or hourly (data quality) or {MODEL_QUALITY}")
     limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
     before = _int_param(request, "before", None, 1, 2**62)
     runs = await request.app[STATE_KEY].monitor.store.aread(
@@ -79,6 +82,15 @@ def _metrics(features: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _quality_metrics(detail: dict[str, Any]) -> dict[str, float]:
+    """A model-quality run's values under the names of its gauges (``auc``,
+    ``auc_standard_deviation``, ``auc_threshold``, ``auc_estimated_low`` …)."""
+    return {
+        "_".join([gauge.name, *(value for _, value in gauge.labels)]): gauge.value
+        for gauge in section_gauges(MODEL_QUALITY, detail)
+    }
+
+
 async def get_run(request: web.Request) -> web.Response:
     """One run: its verdict, its three reports and its metrics."""
     need_reader(request)
@@ -97,6 +109,15 @@ async def get_run(request: web.Request) -> web.Response:
     run = dict(found.summary)
     features = found.features
     reports = {name: read_report(body) for name, body in found.reports}
+    if run["kind"] == MODEL_QUALITY:
+        detail = {key: features.get(key) or {} for key in ("metrics", "estimated")}
+        run.update(
+            features={},
+            model_quality=detail,
+            reports={"constraint_violations.json": {"violations": found.violations}},
+            metrics=_quality_metrics(detail),
+        )
+        return json_ok(run)
     if run["kind"] == "window":
         start = parse_inference_time(run["window"]["start"]).timestamp()
         end = parse_inference_time(run["window"]["end"]).timestamp()

@@ -1,7 +1,8 @@
 """The model-quality part of ``GET /monitor/report`` on a real app (real SQLite, injected
 clock, the join filled by its own functions): metrics over time with the estimate's band and
 gaps, the confusion matrix, the label counts, the estimate's trust note, the violations;
-hostile class labels escaped; the report's parts found by monitor name."""
+hostile class labels escaped; the report's parts found by monitor name; the model-quality
+runs in ``/monitor/runs``."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from analyzer.web.report_html import PARTS, render_report
 from analyzer.web.report_model_quality import MAX_CLASSES, OTHER, model_quality_part
 from analyzer.web.svg_charts import fmt
 from tests.analyzer.service_helpers import T0, Clock, make_config
+from tests.analyzer.test_openapi import _validator
 from tests.analyzer.test_service_model_quality import _config, _labels, _predictions
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
@@ -315,3 +317,34 @@ def test_a_day_of_runs_keeps_the_page_small() -> None:
     assert html.count("<svg") == len(names) and html.count('class="threshold"') == len(names)
     assert html.count("<circle") == len(names) * 150  # the alert runs' dots (ok ones dropped)
     assert len(html) < 350_000
+
+
+async def test_model_quality_runs_are_listed_detailed_and_true_to_the_schema(
+    aiohttp_client: Client, tmp_path: Path
+) -> None:
+    clock = Clock(T0)
+    app = create_app(_config(tmp_path), clock=clock, run_loop=False, report_grace_s=0)
+    client = await aiohttp_client(app)
+    sections = await drifting_history(monitor_of(app), clock)
+    document = await (await client.get("/monitor/openapi.json")).json()
+    listed = await (await client.get("/monitor/runs?kind=model_quality")).json()
+    assert [run["id"] for run in listed["runs"]] == [s["run_id"] for s in reversed(sections)]
+    for run in listed["runs"]:
+        _validator(document, "RunSummary").validate(run)
+        detail = await (await client.get(f"/monitor/runs/{run['id']}")).json()
+        _validator(document, "Run").validate(detail)
+    last = sections[-1]
+    detail = await (await client.get(f"/monitor/runs/{last['run_id']}")).json()
+    assert detail["kind"] == "model_quality" and detail["features"] == {}
+    assert detail["model_quality"]["metrics"] == last["metrics"]
+    assert detail["model_quality"]["estimated"] == last["estimated"]
+    assert detail["reports"]["constraint_violations.json"]["violations"] == last["violations"]
+    auc, estimated = last["metrics"]["auc"], last["estimated"]["auc"]
+    assert detail["metrics"]["auc"] == auc["value"]
+    assert detail["metrics"]["auc_threshold"] == auc["threshold"]
+    assert detail["metrics"]["auc_estimated_low"] == estimated["low"]
+    assert detail["violations"] == len(last["violations"])
+    everything = (await (await client.get("/monitor/runs")).json())["runs"]
+    assert {"window", "model_quality"} <= {run["kind"] for run in everything}
+    for run in everything:
+        _validator(document, "RunSummary").validate(run)
