@@ -23,13 +23,13 @@ __all__ = ["MAX_CLASSES", "model_quality_part"]
 
 MAX_CLASSES = 12  # confusion-matrix rows and columns shown; the rest are summed in "other"
 _RANK = {"alert": 0, "warning": 1, "not_enough_data": 2, "no_baseline": 3, "no_data": 4, "ok": 5}
-_LABELS = (
-    ("matched", "labels joined to a captured prediction"),
-    ("unmatched", "labels with no captured prediction after the label wait (not sampled?)"),
-    ("waiting", "labels whose prediction may still come (within the label wait)"),
-    ("pending", "predictions still waiting for their label (within the label wait)"),
-    ("expired", "predictions whose label did not come within the label wait"),
-)
+_LABELS = {  # as analyzer.store.model_quality counts them; other keys are shown as they come
+    "matched": "labels joined to a captured prediction",
+    "unmatched": "labels with no captured prediction after the label wait (not sampled?)",
+    "pending": "labels whose prediction may still come (within the label wait)",
+    "awaiting": "predictions waiting for their label (within the label wait)",
+    "unlabeled": "predictions whose label did not come within the label wait",
+}
 _OPERATORS = {"LessThanThreshold": "≥", "GreaterThanThreshold": "≤"}
 OTHER = "(other)"
 
@@ -132,10 +132,12 @@ def _card(index: int, name: str, section: Mapping[str, Any], history: Sequence[A
 
 
 def _labels(section: Mapping[str, Any]) -> str:
-    counts = mapping(section.get("labels"))
+    counts = mapping(section.get("labels")) or dict.fromkeys(_LABELS, 0)
+    keys = [k for k in _LABELS if k in counts] + [str(k) for k in counts if k not in _LABELS]
     rows = "".join(
-        f"<tr><td>{key}</td><td class='num'>{count(counts.get(key, 0))}</td><td>{meaning}</td></tr>"
-        for key, meaning in _LABELS
+        f"<tr><td>{text(key)}</td><td class='num'>{count(counts.get(key))}</td>"
+        f"<td>{_LABELS.get(key, '')}</td></tr>"
+        for key in keys
     )
     return (
         "<div class='card'><h3>Labels</h3><table class='compact'><tr><th>labels</th>"

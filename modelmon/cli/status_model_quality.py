@@ -17,7 +17,8 @@ __all__ = ["model_quality_summary", "render_model_quality"]
 
 _SEVERITY = {"alert": 0, "warning": 1, "not_enough_data": 2, "no_baseline": 3, "no_data": 4}
 _OPERATORS = {"LessThanThreshold": ">=", "GreaterThanThreshold": "<="}
-_LABELS = ("matched", "unmatched", "waiting", "pending", "expired")
+# as the analyzer counts them (docs/model-quality.md); other keys are printed as they come
+_LABELS = ("matched", "unmatched", "pending", "awaiting", "unlabeled")
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -84,7 +85,8 @@ def render_model_quality(section: dict[str, Any], state: Callable[[Any], str]) -
             lines.append(f"  problem: {problem}")
     labels = _dict(section.get("labels"))
     if labels:
-        lines.append("  labels: " + ", ".join(f"{labels.get(k, 0)} {k}" for k in _LABELS))
+        keys = [k for k in _LABELS if k in labels] + [k for k in labels if k not in _LABELS]
+        lines.append("  labels: " + ", ".join(f"{labels[k]} {k}" for k in keys))
     metrics, estimated = _dict(section.get("metrics")), _dict(section.get("estimated"))
     names = _names(section)
     if names:

@@ -6,8 +6,11 @@ runs in ``/monitor/runs``."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -19,17 +22,16 @@ from aiohttp.test_utils import TestClient
 
 from analyzer.monitors.model_quality.documents import suggest_constraints
 from analyzer.monitors.model_quality.evaluate import evaluate_window
-from analyzer.monitors.model_quality.joins import add_labels, add_predictions
 from analyzer.monitors.registry import GAUGES
 from analyzer.service.app import create_app, monitor_of
-from analyzer.service.monitor import Monitor
 from analyzer.store.model_quality_history import read_model_quality_history
 from analyzer.web.report_html import PARTS, render_report
 from analyzer.web.report_model_quality import MAX_CLASSES, OTHER, model_quality_part
 from analyzer.web.svg_charts import fmt
-from tests.analyzer.service_helpers import T0, Clock, make_config
+from modelmon.capture_record import CaptureSide, build_record
+from tests.analyzer.service_helpers import FEATURES, T0, Clock, make_config, write_capture_file
 from tests.analyzer.test_openapi import _validator
-from tests.analyzer.test_service_model_quality import _config, _labels, _predictions
+from tests.analyzer.test_service_model_quality import _capture, _config, _post_labels
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 HOSTILE = '<script>alert("x")</script>'
@@ -70,42 +72,44 @@ async def report(client: TestClient[Any, Any]) -> str:
     return await response.text()
 
 
-async def drifting_history(monitor: Monitor, clock: Clock) -> list[dict[str, Any]]:
-    """Five ticks: an hour of unchanged traffic (estimate first, then labels), then an hour
-    of concept drift (estimate only, then labels twice). Returns each tick's section."""
+async def drifting_history(client: TestClient[Any, Any], config: Any, clock: Clock) -> list[Any]:
+    """Five ticks through the real ingest and ``POST /monitor/ground-truth``: an hour of
+    unchanged traffic (estimate first, then labels), then an hour of concept drift (estimate
+    only, then labels, ticked twice). Returns each tick's model-quality section."""
+    monitor = monitor_of(client.app)
     start = T0.timestamp()
     sections = []
 
     async def tick() -> None:
         sections.append((await monitor.tick())["monitors"]["model_quality"])
 
-    rows = _predictions("current_nodrift.csv", start, 1000, "n")
-    monitor.store.write(lambda db: add_predictions(db, rows, HOUR))
+    _capture(config, "current_nodrift.csv", start, 1000, "n")
     clock.now = start + 600
     await tick()  # labels not yet in: an estimate and no realized value
-    labels = _labels("current_nodrift.csv", 1000, "n")
-    monitor.store.write(lambda db: add_labels(db, labels, clock.now, HOUR))
+    await _post_labels(client, "current_nodrift.csv", 1000, "n")
     clock.now += 60
     await tick()
-    drift = _predictions("current_concept.csv", start + HOUR, 1000, "c")
-    monitor.store.write(lambda db: add_predictions(db, drift, HOUR))
+    _capture(config, "current_concept.csv", start + HOUR, 1000, "c")
     clock.now = start + HOUR + 1200
     await tick()  # the window holds only the drifted predictions, unlabelled
-    late = _labels("current_concept.csv", 1000, "c")
-    monitor.store.write(lambda db: add_labels(db, late, clock.now, HOUR))
+    await _post_labels(client, "current_concept.csv", 1000, "c")
     for _ in range(2):
         clock.now += 60
         await tick()
     return sections
 
 
+async def served(aiohttp_client: Client, config: Any, clock: Clock) -> TestClient[Any, Any]:
+    app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
+    return await aiohttp_client(app)
+
+
 async def test_the_report_shows_each_metric_over_time_with_band_gaps_and_matrix(
     aiohttp_client: Client, tmp_path: Path
 ) -> None:
-    clock = Clock(T0)
-    app = create_app(_config(tmp_path), clock=clock, run_loop=False, report_grace_s=0)
-    client = await aiohttp_client(app)
-    sections = await drifting_history(monitor_of(app), clock)
+    clock, config = Clock(T0), _config(tmp_path)
+    client = await served(aiohttp_client, config, clock)
+    sections = await drifting_history(client, config, clock)
     assert [s["metrics"].get("auc", {}).get("state") for s in sections] == [
         None,
         "ok",
@@ -165,11 +169,10 @@ def _metric_index(html: str, name: str) -> int:
 async def test_the_history_is_read_from_the_model_quality_runs(
     aiohttp_client: Client, tmp_path: Path
 ) -> None:
-    clock = Clock(T0)
-    app = create_app(_config(tmp_path), clock=clock, run_loop=False, report_grace_s=0)
-    await aiohttp_client(app)
-    monitor = monitor_of(app)
-    sections = await drifting_history(monitor, clock)
+    clock, config = Clock(T0), _config(tmp_path)
+    client = await served(aiohttp_client, config, clock)
+    monitor = monitor_of(client.app)
+    sections = await drifting_history(client, config, clock)
     history = monitor.store.read(read_model_quality_history)
     assert [run["run_id"] for run in history] == [s["run_id"] for s in sections]
     assert [run["state"] for run in history] == [s["state"] for s in sections]
@@ -178,6 +181,13 @@ async def test_the_history_is_read_from_the_model_quality_runs(
     assert history[0]["metrics"] == {}  # no labels yet
     thinned = monitor.store.read(lambda conn: read_model_quality_history(conn, max_points=2))
     assert [run["run_id"] for run in thinned] == [history[i]["run_id"] for i in (0, 3, 4)]
+
+
+def _csv_field(value: str) -> str:
+    """One CSV field, quoted as CSV quotes it (a class label with quotes in it)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([value])
+    return out.getvalue()
 
 
 def _multiclass_config(tmp_path: Path, classes: list[str]) -> Any:
@@ -214,21 +224,30 @@ async def test_hostile_class_labels_are_escaped_and_many_classes_folded(
     app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
     client = await aiohttp_client(app)
     monitor = monitor_of(app)
-    start = T0.timestamp()
-    rows = [
-        {
-            "key": f"m{i}",
-            "event_id": f"m{i}",
-            "inference_time": start + i,
-            "prediction": classes[i % len(classes)],
-            "probability": None,
-        }
+    moment = T0
+    lines = [
+        build_record(
+            event_id=f"m{i}",
+            inference_time=moment + timedelta(seconds=i),
+            request=CaptureSide("text/csv", ",".join(["1"] * len(FEATURES)), "CSV"),
+            response=CaptureSide("text/csv", _csv_field(classes[i % len(classes)]), "CSV"),
+        )
         for i in range(600)
     ]
-    monitor.store.write(lambda db: add_predictions(db, rows, HOUR))
-    truth = [(f"m{i}", classes[(i * 7) % len(classes)]) for i in range(600)]
-    monitor.store.write(lambda db: add_labels(db, truth, start + 600, HOUR))
-    clock.now = start + 700
+    write_capture_file(config.capture.dir, lines, moment)
+    truth = b"".join(
+        orjson.dumps(
+            {
+                "groundTruthData": {"data": classes[(i * 7) % len(classes)], "encoding": "CSV"},
+                "eventMetadata": {"eventId": f"m{i}"},
+                "eventVersion": "0",
+            }
+        )
+        + b"\n"
+        for i in range(600)
+    )
+    assert (await client.post("/monitor/ground-truth", data=truth)).status == 200
+    clock.now = T0.timestamp() + 700
     doc = await monitor.tick()
     assert HOSTILE in doc["monitors"]["model_quality"]["confusion_matrix"]
 
@@ -248,7 +267,7 @@ def test_hostile_metric_names_and_missing_pieces_render() -> None:
         "metrics": {HOSTILE: {"value": 0.5, "threshold": 0.6, "state": "warning"}},
         "estimated": {HOSTILE: {"value": 0.55, "low": 0.5, "high": 0.6}},
         "estimate": {"trusted": True, "note": None},
-        "labels": {"matched": 10},
+        "labels": {"matched": 10, HOSTILE: 1},
         "confusion_matrix": {"0": {"1": "not a number"}},
     }
     history: list[dict[str, Any]] = [
@@ -322,10 +341,9 @@ def test_a_day_of_runs_keeps_the_page_small() -> None:
 async def test_model_quality_runs_are_listed_detailed_and_true_to_the_schema(
     aiohttp_client: Client, tmp_path: Path
 ) -> None:
-    clock = Clock(T0)
-    app = create_app(_config(tmp_path), clock=clock, run_loop=False, report_grace_s=0)
-    client = await aiohttp_client(app)
-    sections = await drifting_history(monitor_of(app), clock)
+    clock, config = Clock(T0), _config(tmp_path)
+    client = await served(aiohttp_client, config, clock)
+    sections = await drifting_history(client, config, clock)
     document = await (await client.get("/monitor/openapi.json")).json()
     listed = await (await client.get("/monitor/runs?kind=model_quality")).json()
     assert [run["id"] for run in listed["runs"]] == [s["run_id"] for s in reversed(sections)]
