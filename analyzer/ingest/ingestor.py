@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from analyzer.ingest.capture_files import (
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.profile import DatasetProfile, ProfileError
 from analyzer.store.database import Store, add_counters, quarantine_bucket
+from analyzer.store.retention import forget_files
 from modelmon.capture_record import parse_inference_time
 from modelmon.config import ModelmonConfig
 
@@ -144,6 +146,7 @@ class Ingestor:
         self._chunk_bytes = chunk_bytes
         self._max_line_bytes = config.analyzer.max_line_bytes
         self._clock = clock
+        self._retention_s = config.analyzer.retention_days * 86400
 
     def set_limit(self, limit: FeatureLimit) -> None:
         """Track the features ``limit`` allows from the next file read on (a new baseline)."""
@@ -172,12 +175,16 @@ class Ingestor:
         ]
         if not listed:
             return stats
-        known = self._known(min(rel for _, rel in listed))
+        oldest = min(rel for _, rel in listed)
+        known = self._known(oldest)
         for path, rel in listed:
             offset, lines, done = known.get(rel, (0, 0, False))
             if done:
                 continue
             self._ingest_file(path, rel, offset, lines, stats)
+        cutoff = datetime.fromtimestamp(self._clock() - self._retention_s, UTC)
+        older = f"{self._endpoint}/{self._variant}/{cutoff:%Y/%m/%d/%H}"
+        self._store.write(lambda db: forget_files(db, oldest, older))
         return stats
 
     def _chunks(self, path: Path, offset: int) -> Iterator[_Chunk]:
