@@ -9,7 +9,11 @@ traffic:
   ``run_detail_s``. Older buckets are merged into ONE row per hour (``start`` = the hour,
   ``width`` = 3600), which the hour's report (and its re-report when late data arrives) merges
   like any other bucket of the hour. Merging applies ``analyzer.max_features``, so an hour row
-  is no larger than one bucket. Hour rows go at ``retention_days``.
+  is no larger than one bucket. Once the hour's report is written (and the row is out of the
+  window), the row keeps only the features the limit always tracks (the baseline's, the
+  configured columns) and the predictions; the others join its untracked tally, so what an
+  hour keeps does not depend on what clients send. Late data for such an hour is re-reported
+  from it (the client-chosen names then as a tally). Hour rows go at ``retention_days``.
 - **Window runs** (one per tick): full for ``run_detail_s``; then a summary (the violations'
   types and features without their descriptions; per feature only the state, distance and
   threshold that the report's history chart reads); after a day (the history chart's span)
@@ -50,6 +54,7 @@ __all__ = [
     "summary_features",
     "summary_violations",
     "tidy",
+    "trim_reported_hours",
 ]
 
 log = logging.getLogger("modelmon.analyzer.retention")
@@ -108,6 +113,33 @@ def _compact_hour(
             "VALUES (?, ?, ?, ?, ?)",
             [hour, HOUR_S, merged.to_bytes(), records, now],
         )
+
+
+def trim_reported_hours(db: Database, limit: FeatureLimit | None, now: float) -> list[int]:
+    """Hour rows of reported hours keep only ``limit.keep`` and the predictions (once);
+    returns the hours trimmed. Nothing is trimmed without names to keep (no baseline and no
+    configured columns: every feature is the data's)."""
+    if limit is None or not limit.keep:
+        return []
+    rows = db.execute(
+        "SELECT b.start, b.profile FROM buckets b JOIN hours h ON h.hour = b.start "
+        "WHERE b.width = ? AND b.trimmed = 0 AND h.version = h.reported_version",
+        [HOUR_S],
+    ).fetchall()
+    trimmed = []
+    for start, blob in rows:
+        try:
+            profile = DatasetProfile.from_bytes(blob)
+        except ProfileError as exc:
+            quarantine_bucket(db, int(start), str(exc), now)
+            continue
+        profile.set_limit(FeatureLimit(0, limit.keep | frozenset(profile.predictions)))
+        db.execute(
+            "UPDATE buckets SET profile = ?, trimmed = 1 WHERE start = ?",
+            [profile.to_bytes(), start],
+        )
+        trimmed.append(int(start))
+    return trimmed
 
 
 def summary_violations(violations: Any) -> list[Any]:
@@ -186,8 +218,9 @@ def tidy(
 ) -> None:
     """All of the above, inside the caller's (the window run's) transaction: buckets starting
     before ``buckets_before`` (the start of the window of ``now - run_detail_s``) into hour
-    rows, runs into summaries, free pages back."""
+    rows (trimmed once their hour is reported), runs into summaries, free pages back."""
     compact_buckets(db, buckets_before, limit, now)
+    trim_reported_hours(db, limit, now)
     summarize_runs(db, now - run_detail_s, now - max(HISTORY_S, run_detail_s))
     give_back_pages(db)
 

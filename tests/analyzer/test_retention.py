@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from sqlite_utils import Database
 
 from analyzer.ingest.ingestor import Ingestor
+from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.service.app import create_app, monitor_of
 from analyzer.store.database import Store, read_counters
 from analyzer.store.hourly import hour_dir
@@ -123,11 +124,16 @@ async def test_hostile_hours_keep_the_database_flat(
     assert [start for start, _ in hours] == [T0.timestamp() + h * HOUR_S for h in range(3)]
     assert hours[0][1] == hours[1][1] == 60 * 20
     # flat: the last hour added no more than a few pages (its hour row and hourly run)
-    # flat but for what each hour adds for good: its hour row, its hourly run and reports,
-    # and the summaries of its 30 window runs (the buckets of an hour alone were ~60 rows)
-    hour_row = max(len(blob) for (blob,) in _query(config, "SELECT profile FROM buckets"))
+    # reported hours keep only the baseline's features (the client-chosen ones as a tally)
+    trimmed = _query(config, f"SELECT start, trimmed, profile FROM buckets WHERE width = {HOUR_S}")
+    assert [t for _, t, _ in trimmed] == [1, 1, 0]  # 09:00 is not reported yet
+    kept = DatasetProfile.from_bytes(trimmed[0][2])
+    assert set(kept.features) == set(FEATURES) and kept.item_count == 1200
+    assert kept.untracked.values == 1200 * 5
+    # flat but for what each hour adds for good: its (trimmed) hour row, its hourly run and
+    # reports, and the summaries of its 30 window runs (its buckets alone were ~60 rows)
     grown = (pages[180] - pages[120]) * 4096
-    assert grown <= hour_row + 30 * 4096 + 128 * 1024, (pages[60], pages[120], pages[180])
+    assert grown <= len(trimmed[0][2]) + 30 * 4096 + 128 * 1024, (pages[60], pages[120], pages[180])
     assert abs((pages[180] - pages[120]) - (pages[120] - pages[60])) <= 16
     for hour, name in ((0, "07"), (1, "08")):
         stats = orjson.loads(
