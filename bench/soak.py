@@ -98,7 +98,6 @@ def _config(
             "schedule_interval_s": 5,
             "bucket_s": 60,
             "window_s": window_s,
-            "run_detail_s": run_detail_s,
             "min_samples": 100,
             "baseline": {
                 "statistics": "baseline/statistics.json",
@@ -110,6 +109,8 @@ def _config(
             },
         },
     }
+    if run_detail_s >= 0:  # -1: left out (a version without the key, as an anchor)
+        config["analyzer"]["run_detail_s"] = run_detail_s  # type: ignore[index]
     path = root / "modelmon.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -225,8 +226,10 @@ def _rss(pid: int | None) -> float:
         return float("nan")
 
 
-def _db_mb(root: Path) -> float:
-    return sum(p.stat().st_size for p in root.glob("modelmon.db*") if p.is_file()) / 2**20
+def _db_mb(root: Path) -> tuple[float, float]:
+    """(the database with its WAL, the WAL alone) in MiB."""
+    sizes = {p.name: p.stat().st_size for p in root.glob("modelmon.db*") if p.is_file()}
+    return sum(sizes.values()) / 2**20, sizes.get("modelmon.db-wal", 0) / 2**20
 
 
 def _p99(values: list[float]) -> float:
@@ -325,12 +328,13 @@ async def _sample(
     health = await client.get(analyzer + "/monitor/health")
     health_ms = (time.perf_counter() - t0) * 1000
     doc = status.json()
-    db = await asyncio.to_thread(_db_mb, root)
+    db, wal = await asyncio.to_thread(_db_mb, root)
     return {
         "t": time.monotonic() - started,
         "proxy_mb": _rss(pids.get("proxy")),
         "analyzer_mb": _rss(pids.get("analyzer")),
         "db_mb": db,
+        "wal_mb": wal,
         "status_ms": status_ms,
         "status_kb": len(status.content) / 1024,
         "health_ms": health_ms,
@@ -347,7 +351,8 @@ async def _sample(
 def _report(samples: list[dict[str, Any]], bare: float, traffic: Traffic, log: Path) -> None:
     print(f"load average at the end: {os.getloadavg()}; bare interpreter RSS {bare:.0f} MiB")
     print(
-        f"{'min':>4} {'proxy MiB':>9} {'analyzer MiB':>12} {'db MiB':>7} {'status p99 ms':>13} "
+        f"{'min':>4} {'proxy MiB':>9} {'analyzer MiB':>12} {'db MiB':>7} {'wal':>5} "
+        f"{'status p99 ms':>13} "
         f"{'status KiB':>10} {'health':>8} {'ticks':>6} {'records':>8} {'sent':>7} state"
     )
     by_minute: dict[int, list[dict[str, Any]]] = {}
@@ -359,6 +364,7 @@ def _report(samples: list[dict[str, Any]], bare: float, traffic: Traffic, log: P
         print(
             f"{minute + 1:>4} {max(s['proxy_mb'] for s in group):>9.0f} "
             f"{max(s['analyzer_mb'] for s in group):>12.0f} {last['db_mb']:>7.1f} "
+            f"{last['wal_mb']:>5.1f} "
             f"{_p99([s['status_ms'] for s in group]):>13.1f} "
             f"{max(s['status_kb'] for s in group):>10.1f} {codes:>8} {last['ticks']:>6} "
             f"{last['records']:>8} {last['sent']:>7} {last['state']}"
@@ -386,7 +392,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="concurrent request loops")
     parser.add_argument("--dir", type=Path, default=None, help="keep the work folder here")
     parser.add_argument("--window-s", type=int, default=120, help="analyzer.window_s")
-    parser.add_argument("--run-detail-s", type=int, default=60, help="analyzer.run_detail_s")
+    parser.add_argument(
+        "--run-detail-s", type=int, default=60, help="analyzer.run_detail_s (-1: not set)"
+    )
     args = parser.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="modelmon-soak-"))
     root.mkdir(parents=True, exist_ok=True)

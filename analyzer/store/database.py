@@ -125,13 +125,11 @@ def m002_quarantine(db: Database) -> None:
 
 
 @MIGRATIONS()
-def m003_history_detail(db: Database) -> None:
-    """How much of a run is still stored (2 full, 1 summary, 0 bare), indexed so that each run
-    finds the rows to summarize without scanning the history; whether an hour row keeps only
-    the baseline's features (analyzer.store.retention)."""
+def m003_run_detail(db: Database) -> None:
+    """How much of a run is still stored (2 full, 1 summary, 0 bare: analyzer.store.retention),
+    indexed so that each run finds the rows to summarize without scanning the history."""
     db.execute("ALTER TABLE runs ADD COLUMN detail INTEGER NOT NULL DEFAULT 2")
     db.table("runs").create_index(["detail", "kind", "time_epoch"])
-    db.execute("ALTER TABLE buckets ADD COLUMN trimmed INTEGER NOT NULL DEFAULT 0")
 
 
 class StoreError(Exception):

@@ -8,12 +8,13 @@ traffic:
   the last ``window_s``, and a window run keeps its exact ``statistics.json`` for
   ``run_detail_s``. Older buckets are merged into ONE row per hour (``start`` = the hour,
   ``width`` = 3600), which the hour's report (and its re-report when late data arrives) merges
-  like any other bucket of the hour. Merging applies ``analyzer.max_features``, so an hour row
-  is no larger than one bucket. Once the hour's report is written (and the row is out of the
-  window), the row keeps only the features the limit always tracks (the baseline's, the
-  configured columns) and the predictions; the others join its untracked tally, so what an
-  hour keeps does not depend on what clients send. Late data for such an hour is re-reported
-  from it (the client-chosen names then as a tally). Hour rows go at ``retention_days``.
+  like any other bucket of the hour. An hour row keeps only the features the limit always
+  tracks (the baseline's, the configured columns) and the predictions; the client-chosen
+  others join its untracked tally, so what an hour keeps does not depend on what clients send
+  (a report written from it shows them as ``(more extra columns)``; with the defaults an hour
+  is reported long before its buckets are merged). Without names to keep (no baseline, no
+  configured columns) an hour row keeps to ``analyzer.max_features`` like a bucket. Hour rows
+  go at ``retention_days``.
 - **Window runs** (one per tick): full for ``run_detail_s``; then a summary (the violations'
   types and features without their descriptions; per feature only the state, distance and
   threshold that the report's history chart reads); after a day (the history chart's span)
@@ -54,7 +55,6 @@ __all__ = [
     "summary_features",
     "summary_violations",
     "tidy",
-    "trim_reported_hours",
 ]
 
 log = logging.getLogger("modelmon.analyzer.retention")
@@ -70,8 +70,9 @@ _HISTORY_KEYS = ("state", "distance", "threshold")
 def compact_buckets(
     db: Database, before: float, limit: FeatureLimit | None, now: float
 ) -> list[int]:
-    """Merge the buckets that start before ``before`` into one row per hour; returns the hours
-    rewritten. A bucket that cannot be read is quarantined, never merged."""
+    """Merge the buckets that start before ``before`` into one row per hour that keeps only
+    ``limit.keep`` and the predictions; returns the hours rewritten. A bucket that cannot be
+    read is quarantined, never merged."""
     rows = db.execute(
         "SELECT start FROM buckets WHERE start < ? AND width < ? ORDER BY start",
         [before, HOUR_S],
@@ -89,9 +90,6 @@ def _compact_hour(
         "SELECT start, profile, records FROM buckets WHERE start >= ? AND start < ? ORDER BY start",
         [hour, end],
     ).fetchall()
-    if len(rows) == 1 and rows[0][0] == hour:
-        db.execute("UPDATE buckets SET width = ? WHERE start = ?", [HOUR_S, hour])
-        return
     merged: DatasetProfile | None = None
     records = 0
     for start, blob, n in rows:
@@ -108,38 +106,13 @@ def _compact_hour(
             merged.merge(profile)
     db.execute("DELETE FROM buckets WHERE start >= ? AND start < ?", [hour, end])
     if merged is not None:
+        if limit is not None and limit.keep:
+            merged.set_limit(FeatureLimit(0, limit.keep | frozenset(merged.predictions)))
         db.execute(
             "INSERT INTO buckets(start, width, profile, records, updated_at) "
             "VALUES (?, ?, ?, ?, ?)",
             [hour, HOUR_S, merged.to_bytes(), records, now],
         )
-
-
-def trim_reported_hours(db: Database, limit: FeatureLimit | None, now: float) -> list[int]:
-    """Hour rows of reported hours keep only ``limit.keep`` and the predictions (once);
-    returns the hours trimmed. Nothing is trimmed without names to keep (no baseline and no
-    configured columns: every feature is the data's)."""
-    if limit is None or not limit.keep:
-        return []
-    rows = db.execute(
-        "SELECT b.start, b.profile FROM buckets b JOIN hours h ON h.hour = b.start "
-        "WHERE b.width = ? AND b.trimmed = 0 AND h.version = h.reported_version",
-        [HOUR_S],
-    ).fetchall()
-    trimmed = []
-    for start, blob in rows:
-        try:
-            profile = DatasetProfile.from_bytes(blob)
-        except ProfileError as exc:
-            quarantine_bucket(db, int(start), str(exc), now)
-            continue
-        profile.set_limit(FeatureLimit(0, limit.keep | frozenset(profile.predictions)))
-        db.execute(
-            "UPDATE buckets SET profile = ?, trimmed = 1 WHERE start = ?",
-            [profile.to_bytes(), start],
-        )
-        trimmed.append(int(start))
-    return trimmed
 
 
 def summary_violations(violations: Any) -> list[Any]:
@@ -218,9 +191,8 @@ def tidy(
 ) -> None:
     """All of the above, inside the caller's (the window run's) transaction: buckets starting
     before ``buckets_before`` (the start of the window of ``now - run_detail_s``) into hour
-    rows (trimmed once their hour is reported), runs into summaries, free pages back."""
+    rows, runs into summaries, free pages back."""
     compact_buckets(db, buckets_before, limit, now)
-    trim_reported_hours(db, limit, now)
     summarize_runs(db, now - run_detail_s, now - max(HISTORY_S, run_detail_s))
     give_back_pages(db)
 
