@@ -5,7 +5,7 @@
 Per size, each in a fresh process (wall time and peak RSS of that process):
 
 - **ours**: N captured predictions and N labels (arriving in shuffled order, half before
-  their prediction) through ``analyzer.monitors.model_quality.joins`` into a SQLite file in
+  their prediction) through ``analyzer.store.model_quality`` into a SQLite file in
   batches of 50,000, one transaction each; then the window's pairs read back and evaluated
   (every binary metric with SageMaker's standard deviations, the verdict against a baseline)
   and the label-free estimate (CBPE) for the same window;
@@ -46,7 +46,7 @@ OURS = """
 import resource, sys, time
 import numpy as np
 from sqlite_utils import Database
-from analyzer.monitors.model_quality.joins import (
+from analyzer.store.model_quality import (
     add_labels, add_predictions, create_tables, window_pairs)
 from analyzer.monitors.model_quality.evaluate import baseline_from_statistics, evaluate_window
 from analyzer.monitors.model_quality.documents import parse_constraints, suggest_constraints
@@ -67,9 +67,8 @@ for lo in range(0, n // 2, B):  # half of the labels come before their predictio
         add_labels(db, ((keys[i], str(label[i])) for i in half[lo:lo + B]), 0.0, 3600)
 for lo in range(0, n, B):
     with db.conn:
-        rows = ({"key": keys[i], "inference_time": float(when[i]),
-                 "prediction": "1" if score[i] >= 0.5 else "0",
-                 "probability": float(score[i])} for i in range(lo, min(n, lo + B)))
+        rows = [(keys[i], None, None, float(when[i]), "1" if score[i] >= 0.5 else "0",
+                 float(score[i]), None) for i in range(lo, min(n, lo + B))]
         add_predictions(db, rows, 3600)
 rest = order[n // 2:]
 for lo in range(0, n - n // 2, B):

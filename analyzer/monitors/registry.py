@@ -12,11 +12,13 @@ from typing import Any
 
 from analyzer.monitors.contract import Gauge
 from analyzer.monitors.data_quality.monitor import DataQuality
+from analyzer.monitors.model_quality.monitor import ModelQuality
 
 __all__ = ["GAUGES", "section_gauges"]
 
 GAUGES: dict[str, Callable[[Mapping[str, Any]], Iterable[Gauge]]] = {
     DataQuality.name: DataQuality.gauges,
+    ModelQuality.name: ModelQuality.gauges,
 }
 
 

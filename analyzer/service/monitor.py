@@ -21,15 +21,18 @@ import orjson
 from sqlite_utils import Database
 
 from analyzer.decoding.column_mapping import BY_NAME, BY_POSITION, mapping_note, positional_mapping
+from analyzer.ingest.ground_truth_folder import FolderStats, GroundTruthFolder
 from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit, read_buckets
 from analyzer.monitors.contract import Evaluation, iso, worst
 from analyzer.monitors.data_quality.checks import check_options
 from analyzer.monitors.data_quality.evaluate import WindowVerdict
 from analyzer.monitors.data_quality.monitor import DataQuality, DataQualityWindow
 from analyzer.monitors.data_quality.profile import DatasetProfile
+from analyzer.service.model_quality import ModelQualityTenant
 from analyzer.store.baseline_files import Baseline, BaselineFiles, load_baseline
 from analyzer.store.database import Store, read_status_doc, write_status_doc
 from analyzer.store.hourly import HourlyReporter
+from analyzer.store.model_quality import ModelQualityStore
 from analyzer.store.retention import tidy
 from modelmon.config import ModelmonConfig
 
@@ -107,6 +110,19 @@ class Monitor:
             limit=self.limit,
         )
         self.last_ingest = IngestStats()
+        # model quality (analyzer.model_quality): the join's store API for the evaluation, and
+        # the ground-truth folder read at each tick (predictions come with the ingest)
+        quality = config.analyzer.model_quality
+        self.model_quality_join: ModelQualityStore | None = None
+        self.model_quality: ModelQualityTenant | None = None  # the monitor type's evaluation
+        self.ground_truth_folder: GroundTruthFolder | None = None
+        self.last_ground_truth = FolderStats()
+        if quality is not None:
+            self.model_quality = ModelQualityTenant(config, quality, store)
+            self.model_quality_join = ModelQualityStore(
+                store, window_s=quality.window_s, label_delay_s=quality.label_delay_s
+            )
+            self.ground_truth_folder = GroundTruthFolder(store, config, clock=clock)
         self.last_error: str | None = None
         self.ticks = 0
         self.last_tick_s: float | None = None
@@ -121,7 +137,9 @@ class Monitor:
 
     def refresh_baseline(self, force: bool = False) -> bool:
         """Re-read the baseline files if they changed (blocking); True when a new one is used."""
+        quality = self.model_quality.refresh(force) if self.model_quality is not None else False
         if not self.baseline_files.refresh(force):
+            return quality
             return False
         self.reporter.constraints = self.baseline.constraints_doc
         self.limit = feature_limit(self.config, _baseline_names(self.baseline))
@@ -184,7 +202,10 @@ class Monitor:
         start, end = self.window(now)
         profile = self.window_profile(now)
         window = DataQualityWindow(profile, self.column_mapping, self.column_mapping_note)
-        return [self.data_quality().evaluate(window, start=start, end=end)]
+        evaluations = [self.data_quality().evaluate(window, start=start, end=end)]
+        if self.model_quality is not None:
+            evaluations.append(self.model_quality.evaluate(now))
+        return evaluations
 
     def _evaluate(self, now: float) -> dict[str, Any]:
         start, end = self.window(now)
@@ -260,9 +281,13 @@ class Monitor:
             started = time.perf_counter()
             await asyncio.to_thread(self.refresh_baseline)
             self.last_ingest = await asyncio.to_thread(self.ingestor.run_once)
+            if self.ground_truth_folder is not None:  # model quality: labels from the folder
+                self.last_ground_truth = await asyncio.to_thread(self.ground_truth_folder.run_once)
             now = self.clock()
             doc = await asyncio.to_thread(self._evaluate, now)
             await asyncio.to_thread(self.reporter.run, now)
+            if self.model_quality is not None:
+                await asyncio.to_thread(self.model_quality.report_changed_hours, now)
             self.ticks += 1
             self.last_tick_s = time.perf_counter() - started
             for name, section in doc["monitors"].items():

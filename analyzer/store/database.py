@@ -125,7 +125,18 @@ def m002_quarantine(db: Database) -> None:
 
 
 @MIGRATIONS()
-def m003_run_detail(db: Database) -> None:
+def m003_model_quality(db: Database) -> None:
+    """The model-quality join: predictions, labels, windows to evaluate again, and the read
+    state of the ground-truth folder (see :mod:`analyzer.store.model_quality`)."""
+    from analyzer.store.model_quality import create_tables
+    from analyzer.store.model_quality_labels import create_label_file_tables
+
+    create_tables(db)
+    create_label_file_tables(db)
+
+
+@MIGRATIONS()
+def m004_run_detail(db: Database) -> None:
     """How much of a run is still stored (2 full, 1 summary, 0 bare: analyzer.store.retention),
     indexed so that each run finds the rows to summarize without scanning the history."""
     db.execute("ALTER TABLE runs ADD COLUMN detail INTEGER NOT NULL DEFAULT 2")
