@@ -113,6 +113,9 @@ PURE = {
     "analyzer.decoding.codecs",
     "analyzer.decoding.column_mapping",
     "analyzer.decoding.columns",
+    "analyzer.decoding.contract",
+    "analyzer.decoding.inference_time",
+    "analyzer.decoding.literals",
     "analyzer.decoding.payload_rows",
     "analyzer.decoding.record_batch",
     "analyzer.decoding.side_codec",
@@ -153,8 +156,6 @@ KNOWN_DEBTS = {
     ("analyzer.ingest.ground_truth", SQL),
     # a tick's run insert and retention deletes → store/
     ("analyzer.service.monitor", SQL),
-    # os.register_at_fork for the codecs' process-wide GC pause, which is being removed
-    ("analyzer.decoding.codecs", FILES),
 }
 
 # Imports that would point an arrow the wrong way (longest prefix wins, as in ALLOWED): the

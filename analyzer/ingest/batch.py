@@ -127,6 +127,7 @@ def _profile_files(
         on_file=lambda total: progress.tick(total.files, total.profile.item_count, total.records),
         max_line_bytes=config.analyzer.max_line_bytes,
         limit=limit,
+        arrow=config.analyzer.arrow,
     )
 
 

@@ -22,8 +22,9 @@ from typing import Any
 
 import orjson
 
-from analyzer.decoding.codecs import DecodedBatch, PayloadDecoder
+from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.decoding.columns import ColumnBuilder, input_name
+from analyzer.decoding.contract import DecodedBatch
 from analyzer.decoding.payload_rows import Rows
 from analyzer.ingest.capture_files import (
     DEFAULT_MAX_LINE_BYTES,

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.ingest.ingestor import merge_buckets
 from analyzer.monitors.data_quality.statistics_format import statistics_json
 from analyzer.store.hourly import read_report
@@ -27,7 +28,6 @@ from analyzer.web.prom import metric_name
 from analyzer.web.report_data import distributions
 from analyzer.web.routes import STATE_KEY, ApiError, json_error, json_ok
 from analyzer.web.status_doc import full_status
-from modelmon.capture_record import parse_inference_time
 
 __all__ = ["get_run", "list_runs", "report", "setup_run_routes"]
 
