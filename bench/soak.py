@@ -2,7 +2,9 @@
 
 Not in CI. Starts a toy model server (in this process), writes a baseline from the demo table
 shipped in the package, starts ``python -m modelmon up`` on free 127.0.0.1 ports (JSON payloads,
-100% capture, 5 s rotation and schedule, 60 s buckets, a 10-minute window) and sends, for
+100% capture, 5 s rotation and schedule, 60 s buckets, a 2-minute window whose runs keep their
+detail 1 minute, so that the database reaches its steady state in the first minutes; see
+``--window-s``, ``--run-detail-s``) and sends, for
 ``--minutes``, a mix of:
 
 - normal JSON rows (the baseline's features);
@@ -14,7 +16,8 @@ shipped in the package, starts ``python -m modelmon up`` on free 127.0.0.1 ports
 
 Every 5 s it samples the RSS of the proxy and the analyzer, the database size (with its WAL),
 ``GET /monitor/status`` latency and size, the ``/monitor/health`` status code and the
-analyzer's ``last_error``. It prints one row per minute and a summary. Anchors measured in
+analyzer's ``last_error``. It prints one row per minute, a summary, and what each table of the
+database holds at the end (SQLite's ``dbstat``). Anchors measured in
 the same run: the RSS of a bare interpreter, and ``/monitor/health`` latency (status p99 is
 also printed as a ratio to it). The machine is shared: say the load with the figures.
 
@@ -30,6 +33,7 @@ import os
 import random
 import re
 import socket
+import sqlite3
 import statistics
 import string
 import subprocess
@@ -71,7 +75,9 @@ def _baseline(folder: Path, names: list[str], rows: list[list[str]]) -> None:
     (folder / "constraints.json").write_bytes(orjson.dumps(suggest_constraints(profile)))
 
 
-def _config(root: Path, names: list[str], ports: dict[str, int]) -> Path:
+def _config(
+    root: Path, names: list[str], ports: dict[str, int], window_s: int, run_detail_s: int
+) -> Path:
     config = {
         "endpoint": {"name": "soak", "variant": "AllTraffic"},
         "proxy": {
@@ -91,7 +97,7 @@ def _config(root: Path, names: list[str], ports: dict[str, int]) -> Path:
             "reports_dir": "reports",
             "schedule_interval_s": 5,
             "bucket_s": 60,
-            "window_s": 600,
+            "window_s": window_s,
             "min_samples": 100,
             "baseline": {
                 "statistics": "baseline/statistics.json",
@@ -103,6 +109,8 @@ def _config(root: Path, names: list[str], ports: dict[str, int]) -> Path:
             },
         },
     }
+    if run_detail_s >= 0:  # -1: left out (a version without the key, as an anchor)
+        config["analyzer"]["run_detail_s"] = run_detail_s  # type: ignore[index]
     path = root / "modelmon.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -218,8 +226,10 @@ def _rss(pid: int | None) -> float:
         return float("nan")
 
 
-def _db_mb(root: Path) -> float:
-    return sum(p.stat().st_size for p in root.glob("modelmon.db*") if p.is_file()) / 2**20
+def _db_mb(root: Path) -> tuple[float, float]:
+    """(the database with its WAL, the WAL alone) in MiB."""
+    sizes = {p.name: p.stat().st_size for p in root.glob("modelmon.db*") if p.is_file()}
+    return sum(sizes.values()) / 2**20, sizes.get("modelmon.db-wal", 0) / 2**20
 
 
 def _p99(values: list[float]) -> float:
@@ -228,7 +238,24 @@ def _p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[98]
 
 
-async def soak(minutes: float, root: Path, workers: int) -> int:
+def _tables(db: Path) -> str:
+    """Bytes per table and index (``dbstat``; the WAL's pages included), largest first."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        try:
+            rows = conn.execute(
+                "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 8"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return "(dbstat not compiled in)"
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    parts = [f"{name} {pages / 2**20:.2f}" for name, pages in rows]
+    return ", ".join(parts) + f", free pages {free * size / 2**20:.2f} (MiB)"
+
+
+async def soak(
+    minutes: float, root: Path, workers: int, window_s: int = 120, run_detail_s: int = 60
+) -> int:
     names, rows = _table()
     _baseline(root / "baseline", names, rows)
     ports = {"proxy": _free_port(), "analyzer": _free_port()}
@@ -239,7 +266,7 @@ async def soak(minutes: float, root: Path, workers: int) -> int:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     ports["model"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    config = _config(root, names, ports)
+    config = _config(root, names, ports, window_s, run_detail_s)
     log = root / "up.log"
     with log.open("w") as out:
         up = await asyncio.create_subprocess_exec(
@@ -281,6 +308,7 @@ async def soak(minutes: float, root: Path, workers: int) -> int:
             await up.wait()
         await runner.cleanup()
     _report(samples, bare, traffic, log)
+    print(f"database at the end: {_tables(root / 'modelmon.db')}")
     bad = sum(1 for s in samples if s["health"] != 200 or s["last_error"])
     return 1 if bad else 0
 
@@ -300,12 +328,13 @@ async def _sample(
     health = await client.get(analyzer + "/monitor/health")
     health_ms = (time.perf_counter() - t0) * 1000
     doc = status.json()
-    db = await asyncio.to_thread(_db_mb, root)
+    db, wal = await asyncio.to_thread(_db_mb, root)
     return {
         "t": time.monotonic() - started,
         "proxy_mb": _rss(pids.get("proxy")),
         "analyzer_mb": _rss(pids.get("analyzer")),
         "db_mb": db,
+        "wal_mb": wal,
         "status_ms": status_ms,
         "status_kb": len(status.content) / 1024,
         "health_ms": health_ms,
@@ -322,7 +351,8 @@ async def _sample(
 def _report(samples: list[dict[str, Any]], bare: float, traffic: Traffic, log: Path) -> None:
     print(f"load average at the end: {os.getloadavg()}; bare interpreter RSS {bare:.0f} MiB")
     print(
-        f"{'min':>4} {'proxy MiB':>9} {'analyzer MiB':>12} {'db MiB':>7} {'status p99 ms':>13} "
+        f"{'min':>4} {'proxy MiB':>9} {'analyzer MiB':>12} {'db MiB':>7} {'wal':>5} "
+        f"{'status p99 ms':>13} "
         f"{'status KiB':>10} {'health':>8} {'ticks':>6} {'records':>8} {'sent':>7} state"
     )
     by_minute: dict[int, list[dict[str, Any]]] = {}
@@ -334,6 +364,7 @@ def _report(samples: list[dict[str, Any]], bare: float, traffic: Traffic, log: P
         print(
             f"{minute + 1:>4} {max(s['proxy_mb'] for s in group):>9.0f} "
             f"{max(s['analyzer_mb'] for s in group):>12.0f} {last['db_mb']:>7.1f} "
+            f"{last['wal_mb']:>5.1f} "
             f"{_p99([s['status_ms'] for s in group]):>13.1f} "
             f"{max(s['status_kb'] for s in group):>10.1f} {codes:>8} {last['ticks']:>6} "
             f"{last['records']:>8} {last['sent']:>7} {last['state']}"
@@ -360,11 +391,15 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=4, help="concurrent request loops")
     parser.add_argument("--dir", type=Path, default=None, help="keep the work folder here")
+    parser.add_argument("--window-s", type=int, default=120, help="analyzer.window_s")
+    parser.add_argument(
+        "--run-detail-s", type=int, default=60, help="analyzer.run_detail_s (-1: not set)"
+    )
     args = parser.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="modelmon-soak-"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"work folder: {root}")
-    return asyncio.run(soak(args.minutes, root, args.workers))
+    return asyncio.run(soak(args.minutes, root, args.workers, args.window_s, args.run_detail_s))
 
 
 if __name__ == "__main__":

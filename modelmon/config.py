@@ -454,6 +454,9 @@ class AnalyzerConfig(_Model):
     max_line_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 16 << 20
     max_features: Annotated[int, Field(ge=1, le=100_000)] = 1000
     retention_days: Annotated[float, Field(ge=0.01, le=36_500)] = 30.0
+    # Window runs keep their full detail (violations' descriptions, every per-feature figure)
+    # and the buckets behind them this long; then summaries and one row per hour.
+    run_detail_s: Annotated[int, Field(ge=0, le=90 * DAY_S)] = 3600
     # Which payloads `analyze --once` reads with the optional Arrow fast path (pyarrow).
     arrow: ArrowMode = "csv"
 

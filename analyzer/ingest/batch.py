@@ -29,6 +29,7 @@ from modelmon.config import ModelmonConfig
 
 if TYPE_CHECKING:
     from analyzer.ingest.parallel import FilesProfile
+    from analyzer.monitors.data_quality.cardinality import FeatureLimit
 
 __all__ = ["EXIT_NO_BASELINE", "EXIT_NO_DATA", "run_analyze_once"]
 
@@ -93,7 +94,28 @@ class _Progress:
             )
 
 
-def _profile_files(config: ModelmonConfig, files: list[Path]) -> FilesProfile:
+def _limit(
+    config: ModelmonConfig, stats_doc: dict[str, Any], cons_doc: dict[str, Any]
+) -> FeatureLimit:
+    """``analyzer.max_features`` as the service applies it: the baseline's features (by name and
+    by position) and the configured payload columns always tracked."""
+    from analyzer.monitors.data_quality.cardinality import FeatureLimit, baseline_names
+
+    def names(doc: dict[str, Any]) -> list[str]:
+        features = doc.get("features")
+        if not isinstance(features, list):
+            return []
+        return [str(f["name"]) for f in features if isinstance(f, dict) and "name" in f]
+
+    payload = config.analyzer.payload
+    keep = baseline_names(names(stats_doc), names(cons_doc))
+    keep += [*payload.input.columns, *payload.output.columns]
+    return FeatureLimit(config.analyzer.max_features, frozenset(keep))
+
+
+def _profile_files(
+    config: ModelmonConfig, files: list[Path], limit: FeatureLimit | None = None
+) -> FilesProfile:
     """Decode and profile the files on all cores (one profile per file, merged)."""
     from analyzer.ingest.parallel import profile_capture_files
 
@@ -103,6 +125,8 @@ def _profile_files(config: ModelmonConfig, files: list[Path]) -> FilesProfile:
         config.analyzer.payload,
         config.analyzer.kll_k,
         on_file=lambda total: progress.tick(total.files, total.profile.item_count, total.records),
+        max_line_bytes=config.analyzer.max_line_bytes,
+        limit=limit,
         arrow=config.analyzer.arrow,
     )
 
@@ -125,7 +149,7 @@ def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | Non
     if not files:
         raise _Stop(EXIT_NO_DATA, f"no sealed capture files (*.jsonl, *.jsonl.gz) in {root}{span}")
     print(f"analyzing {len(files)} capture files from {root}", file=sys.stderr, flush=True)
-    seen = _profile_files(config, files)
+    seen = _profile_files(config, files, _limit(config, stats_doc, cons_doc))
     profile, bad = seen.profile, seen.bad
     if profile.item_count == 0:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(bad.items())) or "no records"

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from analyzer.monitors.data_quality.profile import DatasetProfile, ProfileError
 from analyzer.monitors.model_quality.predictions import Extracted, PredictionExtractor
 from analyzer.store.database import Store, add_counters, quarantine_bucket
 from analyzer.store.model_quality import store_predictions
+from analyzer.store.retention import forget_files
 from modelmon.config import ModelmonConfig
 
 __all__ = [
@@ -146,6 +148,7 @@ class Ingestor:
         self._chunk_bytes = chunk_bytes
         self._max_line_bytes = config.analyzer.max_line_bytes
         self._clock = clock
+        self._retention_s = config.analyzer.retention_days * 86400
         # model quality: each record's prediction is kept for the join, in the chunk's commit
         quality = config.analyzer.model_quality
         self._predictions = (
@@ -180,12 +183,16 @@ class Ingestor:
         ]
         if not listed:
             return stats
-        known = self._known(min(rel for _, rel in listed))
+        oldest = min(rel for _, rel in listed)
+        known = self._known(oldest)
         for path, rel in listed:
             offset, lines, done = known.get(rel, (0, 0, False))
             if done:
                 continue
             self._ingest_file(path, rel, offset, lines, stats)
+        cutoff = datetime.fromtimestamp(self._clock() - self._retention_s, UTC)
+        older = f"{self._endpoint}/{self._variant}/{cutoff:%Y/%m/%d/%H}"
+        self._store.write(lambda db: forget_files(db, oldest, older))
         return stats
 
     def _chunks(self, path: Path, offset: int) -> Iterator[_Chunk]:

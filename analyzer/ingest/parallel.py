@@ -28,6 +28,7 @@ from analyzer.ingest.capture_files import (
     block_lines,
     read_blocks,
 )
+from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from modelmon.config import ArrowMode, PayloadConfig
 
@@ -105,6 +106,7 @@ def profile_file(
     payload: PayloadConfig,
     k: int,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    limit: FeatureLimit | None = None,
     arrow: ArrowMode = "csv",
 ) -> FilesProfile:
     """Decode and profile one capture file (``.jsonl`` or ``.jsonl.gz``) in bounded batches.
@@ -112,12 +114,13 @@ def profile_file(
     Each ~1 MiB block of lines is profiled as one chunk whichever way it is decoded: by the
     Arrow fast path, which reads ~4 MiB of blocks per call while they are all plain CSV
     traffic (after a group it declines, one block at a time), else record by record. A line
-    longer than ``max_line_bytes`` is skipped unread and counted as ``too_large``. ``arrow``:
-    ``analyzer.arrow`` (:func:`arrow_decoder`).
+    longer than ``max_line_bytes`` is skipped unread and counted as ``too_large``. At most
+    ``limit`` features are profiled (:mod:`analyzer.monitors.data_quality.cardinality`); the
+    others are tallied as untracked. ``arrow``: ``analyzer.arrow`` (:func:`arrow_decoder`).
     """
-    decoder = PayloadDecoder(payload)
+    decoder = PayloadDecoder(payload, limit)
     fast = arrow_decoder(payload, arrow)
-    out = FilesProfile(DatasetProfile(k), files=1)
+    out = FilesProfile(DatasetProfile(k, limit), files=1)
     grouping = fast is not None and fast.groups
     group: list[bytes] = []
     size = 0
@@ -140,9 +143,14 @@ def profile_file(
 
 
 def _work(
-    path: Path, payload: PayloadConfig, k: int, arrow: ArrowMode
+    path: Path,
+    payload: PayloadConfig,
+    k: int,
+    max_line_bytes: int,
+    limit: FeatureLimit | None,
+    arrow: ArrowMode,
 ) -> tuple[bytes, int, Counter[str], Counter[str], datetime | None, datetime | None]:
-    part = profile_file(path, payload, k, arrow=arrow)
+    part = profile_file(path, payload, k, max_line_bytes, limit, arrow)
     return (
         part.profile.to_bytes(),
         part.records,
@@ -154,16 +162,28 @@ def _work(
 
 
 def _parts(
-    files: list[Path], payload: PayloadConfig, k: int, workers: int, arrow: ArrowMode
+    files: list[Path],
+    payload: PayloadConfig,
+    k: int,
+    workers: int,
+    max_line_bytes: int,
+    limit: FeatureLimit | None,
+    arrow: ArrowMode,
 ) -> Iterator[FilesProfile]:
     if workers <= 1 or len(files) <= 1 or "fork" not in get_all_start_methods():
         for path in files:
-            yield profile_file(path, payload, k, arrow=arrow)
+            yield profile_file(path, payload, k, max_line_bytes, limit, arrow)
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
         n = len(files)
         for blob, records, bad, warnings, first, last in pool.map(
-            _work, files, [payload] * n, [k] * n, [arrow] * n
+            _work,
+            files,
+            [payload] * n,
+            [k] * n,
+            [max_line_bytes] * n,
+            [limit] * n,
+            [arrow] * n,
         ):
             profile = DatasetProfile.from_bytes(blob)
             yield FilesProfile(profile, records, bad, warnings, first, last, files=1)
@@ -183,9 +203,13 @@ def profile_capture_files(
     k: int,
     workers: int | None = None,
     on_file: Callable[[FilesProfile], None] | None = None,
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    limit: FeatureLimit | None = None,
     arrow: ArrowMode = "csv",
 ) -> FilesProfile:
-    """Profile ``files`` on ``workers`` processes (default: one per core) and merge the results.
+    """Profile ``files`` on ``workers`` processes (default: one per core) and merge the results,
+    each file and the merge keeping to ``limit`` (``analyzer.max_features``).
 
     ``on_file`` is called in the parent with the running total after each file (progress);
     ``arrow`` is ``analyzer.arrow`` (:func:`arrow_decoder`).
@@ -195,8 +219,8 @@ def profile_capture_files(
         workers = _cores()
     arrow_decoder(payload, arrow)  # imports pyarrow (if used) once, before any worker forks
     workers = max(1, min(workers, len(files)))
-    total = FilesProfile(DatasetProfile(k))
-    for part in _parts(files, payload, k, workers, arrow):
+    total = FilesProfile(DatasetProfile(k, limit))
+    for part in _parts(files, payload, k, workers, max_line_bytes, limit, arrow):
         total.add(part)
         if on_file is not None:
             on_file(total)

@@ -3,17 +3,22 @@
 Each reader yields ``(columns, n_rows, field_counts)`` chunks (or decoded capture batches) of at
 most ``chunk_rows`` rows, so memory does not grow with the file. Problems that stop the run raise
 :class:`InputError` with a message naming the file (and the line for JSON Lines).
+
+Lines are read in bounded pieces (:func:`analyzer.ingest.capture_files.read_pieces`): a line
+longer than ``max_line_bytes`` (``analyzer.max_line_bytes``; not counting its ``\n``) is never
+held whole; it is skipped as it streams past and counted under ``too_large`` in the
+``skipped`` counter the caller passes, and reading goes on. So memory stays below about twice
+the limit plus 1 MiB whatever a line holds. (CSV: a skipped line's quotes are not counted, so
+a quoted field that spans it is not rejoined.)
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -21,37 +26,58 @@ from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.decoding.columns import ColumnBuilder, input_name
 from analyzer.decoding.contract import DecodedBatch
 from analyzer.decoding.payload_rows import Rows
-from analyzer.ingest.capture_files import is_sealed, read_line_batches
+from analyzer.ingest.capture_files import (
+    DEFAULT_MAX_LINE_BYTES,
+    TooLarge,
+    block_lines,
+    is_sealed,
+    read_blocks,
+    read_pieces,
+)
 
-__all__ = ["Chunk", "InputError", "capture_batches", "csv_chunks", "infer_format", "jsonl_chunks"]
+__all__ = [
+    "TOO_LARGE",
+    "Chunk",
+    "InputError",
+    "capture_batches",
+    "csv_chunks",
+    "infer_format",
+    "jsonl_chunks",
+]
 
 Chunk = tuple[dict[str, list[Any]], int, Counter[int]]
 CHUNK_ROWS = 16_384
+TOO_LARGE = "too_large"  # the reason counted for a line over max_line_bytes
 
 
 class InputError(Exception):
     """Training data that cannot be read; the message names the file."""
 
 
-def _text(path: Path) -> IO[str]:
-    if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.GzipFile(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+def _lines(path: Path, max_line_bytes: int, skipped: Counter[str] | None) -> Iterator[bytes | None]:
+    """The lines of a (gzipped) file as bytes, each with its line end; ``None`` in place of a
+    line over the limit (counted in ``skipped``)."""
+    for piece in read_pieces(path, 0, max_line_bytes):
+        if isinstance(piece, TooLarge):
+            if skipped is not None:
+                skipped[TOO_LARGE] += 1
+            yield None
+            continue
+        yield from block_lines(piece)
 
 
-def _is_capture_file(path: Path) -> bool:
+def _is_capture_file(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> bool:
     try:
-        for batch in read_line_batches(path):
-            for line in batch:
-                if line.strip():
-                    record = orjson.loads(line)
-                    return isinstance(record, dict) and "captureData" in record
+        for line in _lines(path, max_line_bytes, None):
+            if line is not None and line.strip():
+                record = orjson.loads(line)
+                return isinstance(record, dict) and "captureData" in record
     except (OSError, EOFError, orjson.JSONDecodeError):
         return False
     return False
 
 
-def infer_format(path: Path) -> str:
+def infer_format(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> str:
     """``capture`` for a folder (or a file of capture records), else by the file's extension."""
     if path.is_dir():
         return "capture"
@@ -59,7 +85,7 @@ def infer_format(path: Path) -> str:
     if name.endswith((".csv", ".txt")):
         return "csv"
     if name.endswith((".jsonl", ".ndjson", ".json")):
-        return "capture" if _is_capture_file(path) else "jsonl"
+        return "capture" if _is_capture_file(path, max_line_bytes) else "jsonl"
     raise InputError(
         f"{path}: cannot tell the format from the extension; pass --format csv|jsonl|capture"
     )
@@ -92,37 +118,52 @@ def _csv_chunk(builder: ColumnBuilder, lines: list[str], quotes: int) -> Chunk:
     return _columns(builder, [row for row in csv.reader(lines) if row], "pos")
 
 
-def csv_chunks(path: Path, header: bool, names: Sequence[str] = ()) -> Iterator[Chunk]:
+def _text_lines(path: Path, max_line_bytes: int, skipped: Counter[str] | None) -> Iterator[str]:
+    """UTF-8 text lines (with their line ends) of the lines within the limit."""
+    for line in _lines(path, max_line_bytes, skipped):
+        if line is not None:
+            yield line.decode("utf-8")
+
+
+def csv_chunks(
+    path: Path,
+    header: bool,
+    names: Sequence[str] = (),
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    skipped: Counter[str] | None = None,
+) -> Iterator[Chunk]:
     """CSV with a header row, or headerless (columns ``names``, then ``_c{i}``).
 
     A chunk ends only where the count of ``"`` so far is even, so a quoted field that spans
-    lines is never cut (RFC 4180 doubles quotes inside quoted fields).
+    lines is never cut (RFC 4180 doubles quotes inside quoted fields). Lines over
+    ``max_line_bytes`` are skipped and counted in ``skipped``.
     """
     total = 0
     try:
-        with _text(path) as handle:
-            if header:
-                first = next(csv.reader(handle), None)
-                if first is None:
-                    raise InputError(f"{path}: the file is empty (expected a header row)")
-                names = _unique(first)
-            builder = ColumnBuilder(names, input_name, track_fields=True)
-            lines: list[str] = []
-            quotes = 0
-            for line in handle:
-                lines.append(line)
-                quotes += line.count('"')
-                if len(lines) >= CHUNK_ROWS and quotes % 2 == 0:
-                    columns, n, fields = _csv_chunk(builder, lines, quotes)
-                    total += n
-                    if n:
-                        yield columns, n, fields
-                    lines, quotes = [], 0
-            if lines:
+        handle = _text_lines(path, max_line_bytes, skipped)
+        if header:
+            first = next(csv.reader(handle), None)
+            if first is None:
+                raise InputError(f"{path}: the file is empty (expected a header row)")
+            names = _unique(first)
+        builder = ColumnBuilder(names, input_name, track_fields=True)
+        lines: list[str] = []
+        quotes = 0
+        for line in handle:
+            lines.append(line)
+            quotes += line.count('"')
+            if len(lines) >= CHUNK_ROWS and quotes % 2 == 0:
                 columns, n, fields = _csv_chunk(builder, lines, quotes)
                 total += n
                 if n:
                     yield columns, n, fields
+                lines, quotes = [], 0
+        if lines:
+            columns, n, fields = _csv_chunk(builder, lines, quotes)
+            total += n
+            if n:
+                yield columns, n, fields
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except csv.Error as exc:
@@ -133,36 +174,40 @@ def csv_chunks(path: Path, header: bool, names: Sequence[str] = ()) -> Iterator[
         raise InputError(f"{path}: no data rows" + (" after the header" if header else ""))
 
 
-def jsonl_chunks(path: Path, names: Sequence[str] = ()) -> Iterator[Chunk]:
-    """JSON Lines: one object per line (a list is a positional row); a bad line stops the run."""
+def jsonl_chunks(
+    path: Path,
+    names: Sequence[str] = (),
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    skipped: Counter[str] | None = None,
+) -> Iterator[Chunk]:
+    """JSON Lines: one object per line (a list is a positional row); a bad line stops the run,
+    a line over ``max_line_bytes`` is skipped and counted in ``skipped``."""
     builder = ColumnBuilder(names, input_name, track_fields=True)
     pending: list[Any] = []
     kind = ""
     total = 0
     number = 0
     try:
-        for batch in read_line_batches(path):
-            for line in batch:
-                number += 1
-                if not line.strip():
-                    continue
-                try:
-                    row = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    raise InputError(f"{path}: line {number}: not valid JSON ({exc})") from exc
-                row_kind = (
-                    "obj" if isinstance(row, dict) else "pos" if isinstance(row, list) else ""
+        for line in _lines(path, max_line_bytes, skipped):
+            number += 1
+            if line is None or not line.strip():
+                continue
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise InputError(f"{path}: line {number}: not valid JSON ({exc})") from exc
+            row_kind = "obj" if isinstance(row, dict) else "pos" if isinstance(row, list) else ""
+            if not row_kind:
+                raise InputError(
+                    f"{path}: line {number}: expected a JSON object, got {type(row).__name__}"
                 )
-                if not row_kind:
-                    raise InputError(
-                        f"{path}: line {number}: expected a JSON object, got {type(row).__name__}"
-                    )
-                if (row_kind != kind and pending) or len(pending) >= CHUNK_ROWS:
-                    total += len(pending)
-                    yield _columns(builder, pending, kind)
-                    pending = []
-                kind = row_kind
-                pending.append(row)
+            if (row_kind != kind and pending) or len(pending) >= CHUNK_ROWS:
+                total += len(pending)
+                yield _columns(builder, pending, kind)
+                pending = []
+            kind = row_kind
+            pending.append(row)
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from exc
     if pending:
@@ -179,14 +224,26 @@ def capture_files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and is_sealed(p))
 
 
-def capture_batches(path: Path, decoder: PayloadDecoder) -> Iterator[DecodedBatch]:
-    """Decoded batches of every sealed capture file under ``path``."""
+def capture_batches(
+    path: Path,
+    decoder: PayloadDecoder,
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    skipped: Counter[str] | None = None,
+) -> Iterator[DecodedBatch]:
+    """Decoded batches of every sealed capture file under ``path``; lines over
+    ``max_line_bytes`` are skipped and counted in ``skipped``."""
+
+    def too_large(line: TooLarge) -> None:
+        if skipped is not None:
+            skipped[TOO_LARGE] += 1
+
     files = capture_files_under(path)
     if not files:
         raise InputError(f"{path}: no capture files (*.jsonl, *.jsonl.gz) found")
     for file in files:
         try:
-            for lines in read_line_batches(file):
-                yield decoder.decode_lines(lines)
+            for block in read_blocks(file, 0, max_line_bytes, too_large):
+                yield decoder.decode_lines(block_lines(block))
         except (OSError, EOFError) as exc:
             raise InputError(f"{file}: cannot read: {exc}") from exc

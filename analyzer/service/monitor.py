@@ -33,6 +33,7 @@ from analyzer.store.baseline_files import Baseline, BaselineFiles, load_baseline
 from analyzer.store.database import Store, read_status_doc, write_status_doc
 from analyzer.store.hourly import HourlyReporter
 from analyzer.store.model_quality import ModelQualityStore
+from analyzer.store.retention import tidy
 from modelmon.config import ModelmonConfig
 
 __all__ = ["HISTORY_KEEP_S", "MONITOR", "Baseline", "Monitor", "load_baseline"]
@@ -221,6 +222,8 @@ class Monitor:
             },
         }
 
+        detail_s = self.config.analyzer.run_detail_s
+
         def commit(db: Database) -> None:
             for evaluation in evaluations:
                 # the data-quality run keeps its historical kind; others are named by type
@@ -244,6 +247,13 @@ class Monitor:
                 evaluation.section["run_id"] = int(cursor.lastrowid or 0)
             write_status_doc(db, doc)
             prune(db, now - self.config.analyzer.retention_days * 86400, start)
+            tidy(
+                db,
+                now=now,
+                buckets_before=self.window(now - detail_s)[0],
+                run_detail_s=detail_s,
+                limit=self.limit,
+            )
 
         self.store.write(commit)
         return doc

@@ -144,11 +144,20 @@ def m004_model_quality_totals(db: Database) -> None:
     recount_totals(db)
 
 
+@MIGRATIONS()
+def m005_run_detail(db: Database) -> None:
+    """How much of a run is still stored (2 full, 1 summary, 0 bare: analyzer.store.retention),
+    indexed so that each run finds the rows to summarize without scanning the history."""
+    db.execute("ALTER TABLE runs ADD COLUMN detail INTEGER NOT NULL DEFAULT 2")
+    db.table("runs").create_index(["detail", "kind", "time_epoch"])
+
+
 class StoreError(Exception):
     """The store cannot be opened or used (a bad path, a full disk, a closed store)."""
 
 
 _STOP = object()
+WAL_LIMIT_BYTES = 16 << 20
 
 
 class Store:
@@ -202,7 +211,12 @@ class Store:
     def _writer(self, ready: concurrent.futures.Future[None]) -> None:
         try:
             db = Database(self.path)
+            # Freed pages go back to the file system (PRAGMA incremental_vacuum, run by
+            # analyzer.store.retention); effective only while the file has no table yet.
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
+            # The WAL file is cut back to this size at each checkpoint (not its high mark).
+            db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
             MIGRATIONS.apply(db)

@@ -12,6 +12,11 @@ Two ways in, both checked in constant time (``hmac.compare_digest``):
   ``analyzer.session_max_age_s`` (``Secure`` when the request came over TLS). It opens only
   the read-only pages (the report and the runs). ``/monitor/logout`` removes it.
 
+Failed sign-ins are throttled per client address and for all addresses together
+(:mod:`analyzer.web.login_throttle`): beyond the limits ``POST /monitor/login`` answers 429
+with ``Retry-After`` without looking at the token, and counts it
+(``modelmon_login_throttled_total``).
+
 Without a token nothing is protected. Health, status, metrics and the OpenAPI document are
 never protected (docs/analyzer.md says what each endpoint reveals).
 """
@@ -21,16 +26,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 from html import escape
 from urllib.parse import parse_qs, quote
 
 from aiohttp import web
 
-from analyzer.web.routes import STATE_KEY, ApiError
+from analyzer.web.login_throttle import LoginThrottle, ThrottleCollector
+from analyzer.web.routes import STATE_KEY, ApiError, json_error
 
 __all__ = [
     "COOKIE",
+    "THROTTLE_KEY",
     "need_bearer",
     "need_reader",
     "read_capped",
@@ -40,6 +48,7 @@ __all__ = [
 ]
 
 COOKIE = "modelmon_session"
+THROTTLE_KEY = web.AppKey("modelmon_login_throttle", LoginThrottle)
 MAX_LOGIN_BODY_BYTES = 4096
 _NEXT = re.compile(r"/monitor/[A-Za-z0-9/_.?=&-]*")  # same site, no %-escapes
 _DEFAULT_NEXT = "/monitor/report"
@@ -169,8 +178,19 @@ async def login(request: web.Request) -> web.StreamResponse:
     token = state.token
     if token is None:
         raise web.HTTPSeeOther(target)
+    throttle = request.app[THROTTLE_KEY]
+    address = request.remote or "?"
+    wait = throttle.wait(address, state.monitor.clock())
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        response = json_error(
+            429, f"too many failed sign-ins; try again in {seconds} s", retry_after_s=seconds
+        )
+        response.headers["Retry-After"] = str(seconds)
+        return response
     given = (form.get("token") or [""])[0]
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        throttle.failed(address, state.monitor.clock())
         return _page(target, '<p class="error">That is not the token.</p>', status=401)
     max_age = state.monitor.config.analyzer.session_max_age_s
     expiry = int(state.monitor.clock()) + max_age
@@ -195,8 +215,15 @@ async def logout(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+async def _count_throttled(app: web.Application) -> None:
+    """Expose the throttle's count in the app's registry (made at start-up)."""
+    app[STATE_KEY].registry.register(ThrottleCollector(app[THROTTLE_KEY]))
+
+
 def setup_auth_routes(app: web.Application) -> None:
-    """Mount the sign-in form, sign-in and sign-out."""
+    """Mount the sign-in form, sign-in and sign-out, with the sign-in throttle."""
+    app[THROTTLE_KEY] = LoginThrottle()
+    app.on_startup.append(_count_throttled)
     app.router.add_get("/monitor/login", login_form)
     app.router.add_post("/monitor/login", login)
     app.router.add_post("/monitor/logout", logout)

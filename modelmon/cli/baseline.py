@@ -18,7 +18,9 @@ from typing import Any
 
 from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.decoding.column_mapping import baseline_name_warnings, positional_note
+from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES
 from analyzer.ingest.table_readers import (
+    TOO_LARGE,
     InputError,
     capture_batches,
     csv_chunks,
@@ -61,10 +63,12 @@ def _profile(
 ) -> tuple[DatasetProfile, Counter[str]]:
     k = config.analyzer.kll_k if config is not None else DEFAULT_KLL_K
     payload = config.analyzer.payload if config is not None else PayloadConfig()
+    limit = config.analyzer.max_line_bytes if config is not None else DEFAULT_MAX_LINE_BYTES
     profile = DatasetProfile(k)
     bad: Counter[str] = Counter()
     if fmt == "capture":
-        for batch in capture_batches(data, PayloadDecoder(payload)):
+        decoder = PayloadDecoder(payload)
+        for batch in capture_batches(data, decoder, max_line_bytes=limit, skipped=bad):
             profile.update(batch)
             bad.update(batch.bad)
             progress.tick(profile.item_count)
@@ -73,7 +77,11 @@ def _profile(
             raise InputError(f"{data}: no capture record could be decoded ({reasons})")
         return profile, bad
     names = payload.input.columns
-    chunks = csv_chunks(data, header, names) if fmt == "csv" else jsonl_chunks(data, names)
+    chunks = (
+        csv_chunks(data, header, names, max_line_bytes=limit, skipped=bad)
+        if fmt == "csv"
+        else jsonl_chunks(data, names, max_line_bytes=limit, skipped=bad)
+    )
     for columns, n_rows, field_counts in chunks:
         profile.update_columns(columns, n_rows, field_counts)
         progress.tick(profile.item_count)
@@ -104,6 +112,10 @@ def _summary(
     if bad:
         reasons = ", ".join(f"{r}: {n}" for r, n in bad.most_common())
         lines.append(f"  skipped {sum(bad.values()):,} records that did not decode ({reasons})")
+        if bad[TOO_LARGE]:
+            lines.append(
+                f"  ({TOO_LARGE}: lines longer than analyzer.max_line_bytes, skipped unread)"
+            )
     width = max((len(f["name"]) for f in features), default=4)
     for feature in features:
         notes = [f"completeness {feature['completeness']:.2f}"]
@@ -142,7 +154,8 @@ def run_baseline(
             raise InputError(f"{data}: no such file or folder")
         if data.is_file() and data.stat().st_size == 0:
             raise InputError(f"{data}: the file is empty")
-        fmt = fmt or infer_format(data)
+        limit = config.analyzer.max_line_bytes if config is not None else DEFAULT_MAX_LINE_BYTES
+        fmt = fmt or infer_format(data, limit)
         progress = _Progress(str(data), progress_every_s)
         profile, bad = _profile(config, data, fmt, header, progress)
     except InputError as exc:

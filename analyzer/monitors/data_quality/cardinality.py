@@ -21,7 +21,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ import datasketches as ds
 
 from analyzer.monitors.data_quality.sketches import merge_hll, new_hll
 
-__all__ = ["SAMPLE_NAMES", "SAMPLE_NAME_CHARS", "FeatureLimit", "Untracked"]
+__all__ = ["SAMPLE_NAMES", "SAMPLE_NAME_CHARS", "FeatureLimit", "Untracked", "baseline_names"]
 
 SAMPLE_NAMES = 10
 SAMPLE_NAME_CHARS = 100
@@ -45,6 +45,14 @@ class FeatureLimit:
     def admits(self, name: str, others: int) -> bool:
         """May ``name`` get a profile when ``others`` names outside ``keep`` already have one?"""
         return name in self.keep or others < self.max_features
+
+
+def baseline_names(statistics: Iterable[str], constraints: Iterable[str] = ()) -> list[str]:
+    """The names a limit always keeps for a baseline: its features (from ``statistics.json``
+    and ``constraints.json``) and the positional names ``_c0 …`` of as many fields (matched to
+    them by position)."""
+    names = list(statistics)
+    return [*names, *(f"_c{i}" for i in range(len(names))), *constraints]
 
 
 def _short(name: str) -> str:
