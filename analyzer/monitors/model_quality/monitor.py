@@ -71,18 +71,28 @@ def _finite(value: Any) -> float | None:
     return None
 
 
+def _binary_value(value: str) -> int | None:
+    text = str(value).strip().lower()
+    if text in ("1", "1.0", "true"):
+        return 1
+    if text in ("0", "0.0", "false"):
+        return 0
+    return None
+
+
 def _binary(values: Sequence[str]) -> IntArray | None:
-    """Labels or predictions of a binary classifier as 0/1 (None when one is not 0/1-like)."""
-    out = np.empty(len(values), dtype=np.int64)
-    for i, value in enumerate(values):
-        text = str(value).strip().lower()
-        if text in ("1", "1.0", "true"):
-            out[i] = 1
-        elif text in ("0", "0.0", "false"):
-            out[i] = 0
-        else:
+    """Labels or predictions of a binary classifier as 0/1 (None when one is not 0/1-like).
+
+    Each distinct text is read once (a window of 500,000 holds two or four of them), then
+    the column is mapped through that table at C speed.
+    """
+    table: dict[str, int] = {}
+    for value in set(values):
+        code = _binary_value(value)
+        if code is None:
             return None
-    return out
+        table[value] = code
+    return np.fromiter(map(table.__getitem__, values), dtype=np.int64, count=len(values))
 
 
 def _numbers(values: Sequence[str]) -> FloatArray | None:
