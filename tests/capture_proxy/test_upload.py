@@ -244,16 +244,23 @@ def test_two_workers_sharing_a_tree_upload_each_file_once(tmp_path: Path) -> Non
     one, two = ProxyMetrics(), ProxyMetrics()
     first = Uploader(capture, capture / "ep", url, one, worker_id=0)
     second = Uploader(capture, capture / "ep", url, two, worker_id=1)
-    # the first uploads everything; the second had listed the files before they were marked
+    # both list the same four files at start: between them each goes up exactly once
     first.start()
     second.start()
     try:
-        assert first.wait_until(lambda u: u.pending == 0 and u.attempts >= 4, 30.0)
+        done = lambda _: all(is_uploaded(str(path)) for path in files)  # noqa: E731
+        assert first.wait_until(done, 30.0)
+        assert first.wait_until(lambda u: u.pending == 0, 30.0)
         assert second.wait_until(lambda u: u.pending == 0, 30.0)
+        assert _uploaded(one) + _uploaded(two) == 4.0
+        assert all(is_uploaded(str(path)) for path in files)
+        # a worker told again about files a sibling already uploaded uploads none of them
+        before = _uploaded(two)
+        attempts = second.attempts
         for path in files:
             second.submit(path)
-        assert second.wait_until(lambda u: u.pending == 0 and u.attempts >= 4, 30.0)
-        assert (_uploaded(one), _uploaded(two)) == (4.0, 0.0)
+        assert second.wait_until(lambda u: u.pending == 0 and u.attempts >= attempts + 4, 30.0)
+        assert _uploaded(two) == before and _uploaded(one) + _uploaded(two) == 4.0
 
         # a file a sibling is uploading (it holds the lock) is left to it, then looked at again
         late = hour / "59-00-000-w-00000009-0000-4000-8000-000000000000.jsonl"
@@ -268,7 +275,7 @@ def test_two_workers_sharing_a_tree_upload_each_file_once(tmp_path: Path) -> Non
             os.close(fd)
         second.retry_now()
         assert second.wait_until(lambda u: u.pending == 0, 30.0)
-        assert _uploaded(two) == 1.0 and is_uploaded(str(late))
+        assert _uploaded(two) == before + 1.0 and is_uploaded(str(late))
     finally:
         first.close(0.0)
         second.close(0.0)
