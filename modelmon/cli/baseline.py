@@ -16,11 +16,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.decoding.column_mapping import baseline_name_warnings, positional_note
+from analyzer.ingest.executor import Executor
+from analyzer.ingest.parallel import profile_capture_files
 from analyzer.ingest.table_readers import (
     InputError,
-    capture_batches,
+    capture_files_under,
     csv_chunks,
     infer_format,
     jsonl_chunks,
@@ -56,18 +57,43 @@ class _Progress:
         print(f"  … {self.label}: {rows:,} rows ({rate:,.0f} rows/s)", file=sys.stderr, flush=True)
 
 
+def _profile_captures(
+    config: ModelmonConfig | None, data: Path, progress: _Progress, executor: Executor | None
+) -> tuple[DatasetProfile, Counter[str]]:
+    """Capture files: each profiled on ``executor`` (the map of ``analyze --once``), merged in
+    file order."""
+    files = capture_files_under(data)
+    if not files:
+        raise InputError(f"{data}: no capture files (*.jsonl, *.jsonl.gz) found")
+    analyzer = config.analyzer if config is not None else None
+    try:
+        seen = profile_capture_files(
+            files,
+            analyzer.payload if analyzer is not None else PayloadConfig(),
+            analyzer.kll_k if analyzer is not None else DEFAULT_KLL_K,
+            on_file=lambda total: progress.tick(total.profile.item_count),
+            arrow=analyzer.arrow if analyzer is not None else "csv",
+            executor=executor,
+        )
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{data}: cannot read: {exc}") from exc
+    return seen.profile, seen.bad
+
+
 def _profile(
-    config: ModelmonConfig | None, data: Path, fmt: str, header: bool, progress: _Progress
+    config: ModelmonConfig | None,
+    data: Path,
+    fmt: str,
+    header: bool,
+    progress: _Progress,
+    executor: Executor | None = None,
 ) -> tuple[DatasetProfile, Counter[str]]:
     k = config.analyzer.kll_k if config is not None else DEFAULT_KLL_K
     payload = config.analyzer.payload if config is not None else PayloadConfig()
     profile = DatasetProfile(k)
     bad: Counter[str] = Counter()
     if fmt == "capture":
-        for batch in capture_batches(data, PayloadDecoder(payload)):
-            profile.update(batch)
-            bad.update(batch.bad)
-            progress.tick(profile.item_count)
+        profile, bad = _profile_captures(config, data, progress, executor)
         if profile.item_count == 0:
             reasons = ", ".join(f"{r}: {n}" for r, n in bad.most_common()) or "no records"
             raise InputError(f"{data}: no capture record could be decoded ({reasons})")
@@ -134,8 +160,10 @@ def run_baseline(
     header: bool = True,
     *,
     progress_every_s: float = 2.0,
+    executor: Executor | None = None,
 ) -> int:
-    """Profile ``data`` and write statistics.json and constraints.json; returns the exit code."""
+    """Profile ``data`` and write statistics.json and constraints.json; returns the exit code.
+    ``executor``: where a capture folder's files are profiled (default: local processes)."""
     data = Path(data)
     try:
         if not data.exists():
@@ -144,7 +172,7 @@ def run_baseline(
             raise InputError(f"{data}: the file is empty")
         fmt = fmt or infer_format(data)
         progress = _Progress(str(data), progress_every_s)
-        profile, bad = _profile(config, data, fmt, header, progress)
+        profile, bad = _profile(config, data, fmt, header, progress, executor)
     except InputError as exc:
         print(f"modelmon baseline: {exc}", file=sys.stderr)
         return EXIT_USAGE
