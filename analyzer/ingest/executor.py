@@ -15,6 +15,7 @@ when it is missing. A task whose worker dies is re-run by the scheduler on anoth
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -135,6 +136,9 @@ def _distributed() -> Any:
         import distributed
     except ImportError as exc:
         raise DaskUnavailable(DASK_MISSING) from exc
+    # Its INFO lines (every worker's start and stop) would drown a command's own output.
+    quiet = max(logging.getLogger().getEffectiveLevel(), logging.WARNING)
+    logging.getLogger("distributed").setLevel(quiet)
     return distributed
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def _profile_captures(
             arrow=analyzer.arrow if analyzer is not None else "csv",
             executor=executor,
         )
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib: a .gz that is not gzip
         raise InputError(f"{data}: cannot read: {exc}") from exc
     return seen.profile, seen.bad
 
