@@ -383,6 +383,19 @@ class GroundTruthConfig(_Model):
     max_bad_lines_shown: Annotated[int, Field(ge=0, le=10_000)] = 100
 
 
+class DaskConfig(_Model):
+    """``analyzer.dask``: run the batch commands' map on Dask (docs/dask.md; the optional extra
+    ``modelmon[dask]``). ``scheduler``: a running scheduler's address (``tcp://host:8786``);
+    else ``workers``: a ``LocalCluster`` of that many processes on this machine; neither
+    (the default): local processes without Dask. ``--scheduler``/``--dask-workers`` win."""
+
+    scheduler: Annotated[str, Field(pattern=r"^[a-z]+://\S+$", max_length=1024)] | None = None
+    workers: Annotated[int, Field(ge=1, le=1024)] | None = None
+    # A task that raises is run again this many times (a dead worker's tasks always are).
+    retries: Annotated[int, Field(ge=0, le=100)] = 3
+    connect_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+
 class ModelQualityGroundTruthConfig(_Model):
     """Where ground truth arrives besides ``POST /monitor/ground-truth``."""
 
@@ -459,6 +472,8 @@ class AnalyzerConfig(_Model):
     run_detail_s: Annotated[int, Field(ge=0, le=90 * DAY_S)] = 3600
     # Which payloads `analyze --once` reads with the optional Arrow fast path (pyarrow).
     arrow: ArrowMode = "csv"
+    # Where `modelmon baseline` and `analyze --once` run their map (docs/dask.md).
+    dask: DaskConfig = DaskConfig()
 
     _listen = field_validator("listen")(_check_listen)
 

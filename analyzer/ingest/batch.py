@@ -28,6 +28,7 @@ from analyzer.store.report_files import report_dir, write_reports
 from modelmon.config import ModelmonConfig
 
 if TYPE_CHECKING:
+    from analyzer.ingest.executor import Executor
     from analyzer.ingest.parallel import FilesProfile
     from analyzer.monitors.data_quality.cardinality import FeatureLimit
 
@@ -114,9 +115,13 @@ def _limit(
 
 
 def _profile_files(
-    config: ModelmonConfig, files: list[Path], limit: FeatureLimit | None = None
+    config: ModelmonConfig,
+    files: list[Path],
+    limit: FeatureLimit | None = None,
+    executor: Executor | None = None,
 ) -> FilesProfile:
-    """Decode and profile the files on all cores (one profile per file, merged)."""
+    """Decode and profile the files on ``executor`` (default: all cores; one profile per file,
+    merged in file order)."""
     from analyzer.ingest.parallel import profile_capture_files
 
     progress = _Progress(len(files))
@@ -128,10 +133,16 @@ def _profile_files(
         max_line_bytes=config.analyzer.max_line_bytes,
         limit=limit,
         arrow=config.analyzer.arrow,
+        executor=executor,
     )
 
 
-def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | None) -> int:
+def _analyze(
+    config: ModelmonConfig,
+    start: datetime | None,
+    end: datetime | None,
+    executor: Executor | None = None,
+) -> int:
     from analyzer.ingest.capture_files import sealed_files
 
     stats_path, cons_path = (
@@ -149,7 +160,7 @@ def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | Non
     if not files:
         raise _Stop(EXIT_NO_DATA, f"no sealed capture files (*.jsonl, *.jsonl.gz) in {root}{span}")
     print(f"analyzing {len(files)} capture files from {root}", file=sys.stderr, flush=True)
-    seen = _profile_files(config, files, _limit(config, stats_doc, cons_doc))
+    seen = _profile_files(config, files, _limit(config, stats_doc, cons_doc), executor)
     profile, bad = seen.profile, seen.bad
     if profile.item_count == 0:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(bad.items())) or "no records"
@@ -209,14 +220,19 @@ def _analyze(config: ModelmonConfig, start: datetime | None, end: datetime | Non
 
 
 def run_analyze_once(
-    config: ModelmonConfig, start: str | datetime | None = None, end: str | datetime | None = None
+    config: ModelmonConfig,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    *,
+    executor: Executor | None = None,
 ) -> int:
-    """Run one pass; print a summary; return the exit code (see the module docstring)."""
+    """Run one pass; print a summary; return the exit code (see the module docstring).
+    ``executor``: where the map over the files runs (default: local processes)."""
     try:
         first, last = _moment(start, "start"), _moment(end, "end")
         if first is not None and last is not None and first >= last:
             raise _Stop(EXIT_USAGE, f"--start {first.isoformat()} is not before --end")
-        return _analyze(config, first, last)
+        return _analyze(config, first, last, executor)
     except _Stop as stop:
         print(f"modelmon analyze: {stop}", file=sys.stderr)
         return stop.code

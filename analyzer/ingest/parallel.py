@@ -3,19 +3,18 @@
 Each worker process decodes and profiles whole files and sends back the serialized profile
 (a few hundred kB at most, whatever the file's size); the parent merges them in file order.
 Memory per process is bounded by one read batch (about 1 MiB of lines) plus the sketches. With
-one worker or one file it runs in this process. This is the same map/reduce that DESIGN.md
-assigns to Dask for many sidecars; here it is ``concurrent.futures`` on one machine.
+one worker or one file it runs in this process. The map runs on an
+:mod:`analyzer.ingest.executor` backend: in-process, local processes (the default) or Dask;
+the results come back in file order on every backend, so the merge is the same.
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing import get_all_start_methods, get_context
+from functools import partial
 from pathlib import Path
 
 from analyzer.decoding.arrow_batch import ArrowDecoder
@@ -28,6 +27,7 @@ from analyzer.ingest.capture_files import (
     block_lines,
     read_blocks,
 )
+from analyzer.ingest.executor import Executor, LocalProcesses
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from modelmon.config import ArrowMode, PayloadConfig
@@ -144,6 +144,7 @@ def profile_file(
 
 def _work(
     path: Path,
+    *,
     payload: PayloadConfig,
     k: int,
     max_line_bytes: int,
@@ -165,36 +166,17 @@ def _parts(
     files: list[Path],
     payload: PayloadConfig,
     k: int,
-    workers: int,
+    executor: Executor,
     max_line_bytes: int,
     limit: FeatureLimit | None,
     arrow: ArrowMode,
 ) -> Iterator[FilesProfile]:
-    if workers <= 1 or len(files) <= 1 or "fork" not in get_all_start_methods():
-        for path in files:
-            yield profile_file(path, payload, k, max_line_bytes, limit, arrow)
-        return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-        n = len(files)
-        for blob, records, bad, warnings, first, last in pool.map(
-            _work,
-            files,
-            [payload] * n,
-            [k] * n,
-            [max_line_bytes] * n,
-            [limit] * n,
-            [arrow] * n,
-        ):
-            profile = DatasetProfile.from_bytes(blob)
-            yield FilesProfile(profile, records, bad, warnings, first, last, files=1)
-
-
-def _cores() -> int:
-    """CPUs this process may run on (a container's CPU set, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    work = partial(
+        _work, payload=payload, k=k, max_line_bytes=max_line_bytes, limit=limit, arrow=arrow
+    )
+    for blob, records, bad, warnings, first, last in executor.map(work, files):
+        profile = DatasetProfile.from_bytes(blob)
+        yield FilesProfile(profile, records, bad, warnings, first, last, files=1)
 
 
 def profile_capture_files(
@@ -207,20 +189,21 @@ def profile_capture_files(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     limit: FeatureLimit | None = None,
     arrow: ArrowMode = "csv",
+    executor: Executor | None = None,
 ) -> FilesProfile:
-    """Profile ``files`` on ``workers`` processes (default: one per core) and merge the results,
-    each file and the merge keeping to ``limit`` (``analyzer.max_features``).
+    """Profile ``files`` on ``executor`` (default: :class:`LocalProcesses` of ``workers``, one
+    per core) and merge the results in file order, whichever backend ran them; each file and
+    the merge keep to ``limit`` (``analyzer.max_features``).
 
     ``on_file`` is called in the parent with the running total after each file (progress);
     ``arrow`` is ``analyzer.arrow`` (:func:`arrow_decoder`).
     An unreadable file raises its ``OSError``/``EOFError`` here, as reading it in-process would.
     """
-    if workers is None:
-        workers = _cores()
     arrow_decoder(payload, arrow)  # imports pyarrow (if used) once, before any worker forks
-    workers = max(1, min(workers, len(files)))
+    if executor is None:
+        executor = LocalProcesses(workers)
     total = FilesProfile(DatasetProfile(k, limit))
-    for part in _parts(files, payload, k, workers, max_line_bytes, limit, arrow):
+    for part in _parts(files, payload, k, executor, max_line_bytes, limit, arrow):
         total.add(part)
         if on_file is not None:
             on_file(total)

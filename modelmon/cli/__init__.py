@@ -9,15 +9,24 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelmon import __version__
-from modelmon.config import ConfigError, ModelmonConfig, load_config
+from modelmon.config import ConfigError, DaskConfig, ModelmonConfig, load_config
+
+if TYPE_CHECKING:
+    from analyzer.ingest.executor import Executor
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+class _Usage(Exception):
+    """A command that cannot start as asked; the message is one line for stderr."""
 
 
 class _HELP(argparse.HelpFormatter):
@@ -44,6 +53,43 @@ def _add_config(parser: argparse.ArgumentParser, required: bool = True) -> None:
         default=argparse.SUPPRESS if required else None,
         help="the modelmon YAML file (`modelmon config example` prints an annotated one)",
     )
+
+
+def _add_scheduler(parser: argparse.ArgumentParser) -> None:
+    """Where a batch command's map runs (docs/dask.md); the same options on every such command."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="URL",
+        help="run the map on this Dask scheduler, e.g. tcp://host:8786 (modelmon[dask]; "
+        "default: analyzer.dask.scheduler, else local processes)",
+    )
+    where.add_argument(
+        "--dask-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the map on a Dask LocalCluster of N processes on this machine "
+        "(default: analyzer.dask.workers, else local processes without Dask)",
+    )
+
+
+@contextmanager
+def _executor(args: argparse.Namespace, config: ModelmonConfig | None) -> Iterator[Executor]:
+    from analyzer.ingest.executor import DaskUnavailable, executor_for
+
+    dask = config.analyzer.dask if config is not None else DaskConfig()
+    if args.dask_workers is not None and args.dask_workers < 1:
+        raise _Usage(f"--dask-workers must be at least 1, got {args.dask_workers}")
+    try:
+        executor = executor_for(dask, args.scheduler, args.dask_workers)
+    except DaskUnavailable as exc:
+        raise _Usage(str(exc)) from exc
+    try:
+        yield executor
+    finally:
+        executor.close()
 
 
 def _command(
@@ -96,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument(
         "--no-header", action="store_true", help="CSV without a header: columns _c0 … _cN"
     )
+    _add_scheduler(baseline)
 
     analyze = _command(
         commands,
@@ -115,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--end", default=None, help="window end (ISO-8601 UTC; default: the newest record)"
     )
+    _add_scheduler(analyze)
 
     demo = _command(commands, "demo", "toy model + proxy + analyzer + drifting traffic")
     demo.add_argument(
@@ -179,12 +227,21 @@ def run(args: argparse.Namespace) -> int:
     if command == "baseline":
         from modelmon.cli.baseline import run_baseline
 
-        return run_baseline(config, args.data, args.format, args.out, header=not args.no_header)
+        with _executor(args, config) as executor:
+            return run_baseline(
+                config,
+                args.data,
+                args.format,
+                args.out,
+                header=not args.no_header,
+                executor=executor,
+            )
     if command == "analyze":
         from analyzer.ingest.batch import run_analyze_once
 
         assert config is not None
-        return run_analyze_once(config, start=args.start, end=args.end)
+        with _executor(args, config) as executor:
+            return run_analyze_once(config, start=args.start, end=args.end, executor=executor)
     if command == "demo":
         from modelmon.cli.demo import run_demo
 
@@ -208,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return run(args)
-    except ConfigError as exc:
+    except (ConfigError, _Usage) as exc:
         print(f"modelmon: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -12,17 +12,19 @@ from __future__ import annotations
 import re
 import sys
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.decoding.column_mapping import baseline_name_warnings, positional_note
 from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES
+from analyzer.ingest.executor import Executor
+from analyzer.ingest.parallel import profile_capture_files
 from analyzer.ingest.table_readers import (
     TOO_LARGE,
     InputError,
-    capture_batches,
+    capture_files_under,
     csv_chunks,
     infer_format,
     jsonl_chunks,
@@ -58,8 +60,39 @@ class _Progress:
         print(f"  … {self.label}: {rows:,} rows ({rate:,.0f} rows/s)", file=sys.stderr, flush=True)
 
 
+def _profile_captures(
+    config: ModelmonConfig | None, data: Path, progress: _Progress, executor: Executor | None
+) -> tuple[DatasetProfile, Counter[str]]:
+    """Capture files: each profiled on ``executor`` (the map of ``analyze --once``), merged in
+    file order."""
+    files = capture_files_under(data)
+    if not files:
+        raise InputError(f"{data}: no capture files (*.jsonl, *.jsonl.gz) found")
+    analyzer = config.analyzer if config is not None else None
+    try:
+        seen = profile_capture_files(
+            files,
+            analyzer.payload if analyzer is not None else PayloadConfig(),
+            analyzer.kll_k if analyzer is not None else DEFAULT_KLL_K,
+            on_file=lambda total: progress.tick(total.profile.item_count),
+            max_line_bytes=analyzer.max_line_bytes
+            if analyzer is not None
+            else DEFAULT_MAX_LINE_BYTES,
+            arrow=analyzer.arrow if analyzer is not None else "csv",
+            executor=executor,
+        )
+    except (OSError, EOFError, zlib.error) as exc:  # zlib: a .gz that is not gzip
+        raise InputError(f"{data}: cannot read: {exc}") from exc
+    return seen.profile, seen.bad
+
+
 def _profile(
-    config: ModelmonConfig | None, data: Path, fmt: str, header: bool, progress: _Progress
+    config: ModelmonConfig | None,
+    data: Path,
+    fmt: str,
+    header: bool,
+    progress: _Progress,
+    executor: Executor | None = None,
 ) -> tuple[DatasetProfile, Counter[str]]:
     k = config.analyzer.kll_k if config is not None else DEFAULT_KLL_K
     payload = config.analyzer.payload if config is not None else PayloadConfig()
@@ -67,11 +100,7 @@ def _profile(
     profile = DatasetProfile(k)
     bad: Counter[str] = Counter()
     if fmt == "capture":
-        decoder = PayloadDecoder(payload)
-        for batch in capture_batches(data, decoder, max_line_bytes=limit, skipped=bad):
-            profile.update(batch)
-            bad.update(batch.bad)
-            progress.tick(profile.item_count)
+        profile, bad = _profile_captures(config, data, progress, executor)
         if profile.item_count == 0:
             reasons = ", ".join(f"{r}: {n}" for r, n in bad.most_common()) or "no records"
             raise InputError(f"{data}: no capture record could be decoded ({reasons})")
@@ -146,8 +175,10 @@ def run_baseline(
     header: bool = True,
     *,
     progress_every_s: float = 2.0,
+    executor: Executor | None = None,
 ) -> int:
-    """Profile ``data`` and write statistics.json and constraints.json; returns the exit code."""
+    """Profile ``data`` and write statistics.json and constraints.json; returns the exit code.
+    ``executor``: where a capture folder's files are profiled (default: local processes)."""
     data = Path(data)
     try:
         if not data.exists():
@@ -157,7 +188,7 @@ def run_baseline(
         limit = config.analyzer.max_line_bytes if config is not None else DEFAULT_MAX_LINE_BYTES
         fmt = fmt or infer_format(data, limit)
         progress = _Progress(str(data), progress_every_s)
-        profile, bad = _profile(config, data, fmt, header, progress)
+        profile, bad = _profile(config, data, fmt, header, progress, executor)
     except InputError as exc:
         print(f"modelmon baseline: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,195 @@
+"""One seam for the heavy passes: map a picklable function over items, results in input order.
+
+Three backends, the same results: :class:`InProcess` (this process, one item after another),
+:class:`LocalProcesses` (a fork-based ``ProcessPoolExecutor`` on this machine; the default for
+batch commands) and :class:`DaskExecutor` (a ``dask.distributed`` cluster: a scheduler's
+address, or a ``LocalCluster`` of N worker processes). Results come back in the order of the
+items whatever order the workers finish in, so the caller merges in a fixed order and a re-run
+gives the same bytes (up to the sketches' own randomness, see docs/dask.md).
+
+Dask is the optional extra ``modelmon[dask]``; :func:`open_executor` says how to install it
+when it is missing. A task whose worker dies is re-run by the scheduler on another worker
+(``distributed.scheduler.allowed-failures``); a task that raises is re-run ``retries`` times
+(``retries=`` of ``Client.map``) before its exception reaches the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_all_start_methods, get_context
+from typing import Any, Protocol, TypeVar
+
+from modelmon.config import DaskConfig
+
+__all__ = [
+    "DASK_MISSING",
+    "DaskExecutor",
+    "DaskUnavailable",
+    "Executor",
+    "InProcess",
+    "LocalProcesses",
+    "cores",
+    "executor_for",
+    "open_executor",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DASK_MISSING = "Dask is not installed: pip install 'modelmon[dask]'"
+
+
+class DaskUnavailable(Exception):
+    """Dask was asked for but cannot be used (not installed, or no scheduler answered)."""
+
+
+class Executor(Protocol):
+    """Where a pass's map runs. ``map`` yields ``fn(item)`` for each item, in input order."""
+
+    name: str
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]: ...
+
+    def close(self) -> None: ...
+
+
+def cores() -> int:
+    """CPUs this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class InProcess:
+    """Every item in this process, one after another."""
+
+    name = "in-process"
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        for item in items:
+            yield fn(item)
+
+    def close(self) -> None:
+        return None
+
+
+class LocalProcesses:
+    """A pool of forked processes per map (``workers``: default one per core); one worker, one
+    item or no ``fork`` on this platform runs in this process instead."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = cores() if workers is None else max(1, workers)
+        self.name = f"local processes ({self.workers})"
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        workers = min(self.workers, len(items))
+        if workers <= 1 or "fork" not in get_all_start_methods():
+            yield from InProcess().map(fn, items)
+            return
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
+            yield from pool.map(fn, items)
+
+    def close(self) -> None:
+        return None
+
+
+class DaskExecutor:
+    """Tasks on a ``dask.distributed`` cluster through ``client``; closes the client (and the
+    ``LocalCluster`` it started, if any) on :meth:`close` when it owns them."""
+
+    def __init__(
+        self, client: Any, *, retries: int = 3, owned: Sequence[Any] = (), name: str = "dask"
+    ) -> None:
+        self.client = client
+        self.retries = retries
+        self._owned = list(owned)
+        self.name = name
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        if not items:
+            return
+        # pure=False: no hashing of the arguments; every call is a task of its own.
+        futures = self.client.map(fn, list(items), retries=self.retries, pure=False)
+        try:
+            for index, future in enumerate(futures):
+                result: R = future.result()
+                futures[index] = None  # the cluster may forget what was read
+                future.release()
+                yield result
+        finally:
+            remaining = [f for f in futures if f is not None]
+            if remaining:
+                self.client.cancel(remaining)
+
+    def close(self) -> None:
+        for thing in self._owned:
+            thing.close()
+        self._owned.clear()
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise DaskUnavailable(DASK_MISSING) from exc
+    # Its INFO lines (every worker's start and stop) would drown a command's own output.
+    quiet = max(logging.getLogger().getEffectiveLevel(), logging.WARNING)
+    logging.getLogger("distributed").setLevel(quiet)
+    return distributed
+
+
+def open_executor(
+    scheduler: str | None = None,
+    dask_workers: int | None = None,
+    *,
+    workers: int | None = None,
+    retries: int = 3,
+    connect_timeout_s: float = 30.0,
+) -> Executor:
+    """The backend the options ask for: a Dask scheduler at ``scheduler``
+    (``tcp://host:8786``), else a ``LocalCluster`` of ``dask_workers`` processes, else local
+    processes (``workers``, default one per core). Raises :class:`DaskUnavailable` with one
+    line when Dask is not installed or the scheduler does not answer."""
+    if scheduler is None and dask_workers is None:
+        return LocalProcesses(workers)
+    distributed = _distributed()
+    if scheduler is not None:
+        try:
+            client = distributed.Client(scheduler, timeout=connect_timeout_s)
+        except (OSError, TimeoutError) as exc:
+            raise DaskUnavailable(
+                f"no Dask scheduler answered at {scheduler} within {connect_timeout_s:g} s ({exc})"
+            ) from exc
+        return DaskExecutor(client, retries=retries, owned=[client], name=f"dask {scheduler}")
+    n = max(1, dask_workers or 1)
+    cluster = distributed.LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    client = distributed.Client(cluster)
+    return DaskExecutor(
+        client, retries=retries, owned=[client, cluster], name=f"dask LocalCluster ({n})"
+    )
+
+
+def executor_for(
+    dask: DaskConfig, scheduler: str | None = None, dask_workers: int | None = None
+) -> Executor:
+    """The backend of a batch command: ``--scheduler``/``--dask-workers`` (``scheduler``,
+    ``dask_workers``) if given, else ``analyzer.dask``'s, else local processes. The caller
+    closes it."""
+    if scheduler is None and dask_workers is None:
+        scheduler, dask_workers = dask.scheduler, dask.workers
+    return open_executor(
+        scheduler,
+        dask_workers,
+        retries=dask.retries,
+        connect_timeout_s=dask.connect_timeout_s,
+    )
