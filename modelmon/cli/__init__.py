@@ -96,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument(
         "--no-header", action="store_true", help="CSV without a header: columns _c0 … _cN"
     )
+    baseline.add_argument(
+        "--model-quality",
+        action="store_true",
+        help="the model-quality baseline (analyzer.model_quality's attributes name the label, "
+        "prediction and probability columns; default --out: its baseline files' folder)",
+    )
+    baseline.add_argument(
+        "--ground-truth",
+        type=Path,
+        default=None,
+        help="with --model-quality and a capture folder as --data: SageMaker's ground-truth "
+        "folder ({yyyy}/{mm}/{dd}/{hh}/*.jsonl) to join to the captured predictions",
+    )
 
     analyze = _command(
         commands,
@@ -179,7 +192,15 @@ def run(args: argparse.Namespace) -> int:
     if command == "baseline":
         from modelmon.cli.baseline import run_baseline
 
-        return run_baseline(config, args.data, args.format, args.out, header=not args.no_header)
+        return run_baseline(
+            config,
+            args.data,
+            args.format,
+            args.out,
+            header=not args.no_header,
+            model_quality=args.model_quality,
+            ground_truth=args.ground_truth,
+        )
     if command == "analyze":
         from analyzer.ingest.batch import run_analyze_once
 

@@ -115,18 +115,35 @@ def regression_metrics(
     """
     if y_true.size == 0:
         return dict.fromkeys(REGRESSION_SCALARS, math.nan)
+    n = y_true.size
     error = y_true - y_pred
-    mse = float(np.mean(error * error))
-    spread_of = y_pred if r2_convention == "sagemaker" else y_true
-    centred = spread_of - np.mean(spread_of)
-    ss_tot = float(np.dot(centred, centred))
-    r2 = 1.0 - float(np.dot(error, error)) / ss_tot if ss_tot > 0 else math.nan
+    # Sums in row order (cumsum is sequential), as Spark's summarizer adds, and the squared
+    # error through its L2 norm: SageMaker's example file is reproduced to the last digit.
+    ss_err = math.sqrt(float(np.cumsum(error * error)[-1])) ** 2
+    mse = ss_err / n
+    if r2_convention == "sagemaker":
+        ss_tot = _welford_m2(y_pred)
+    else:
+        centred = y_true - np.mean(y_true)
+        ss_tot = float(np.dot(centred, centred))
+    r2 = 1.0 - ss_err / ss_tot if ss_tot > 0 else math.nan
     return {
-        "mae": float(np.mean(np.abs(error))),
+        "mae": float(np.cumsum(np.abs(error))[-1]) / n,
         "mse": mse,
         "rmse": math.sqrt(mse),
         "r2": r2,
     }
+
+
+def _welford_m2(values: FloatArray) -> float:
+    """The sum of squared deviations from the mean, updated row by row as Spark's
+    ``MultivariateOnlineSummarizer`` does (its ``variance · (n − 1)``)."""
+    mean = m2 = 0.0
+    for count, value in enumerate(values.tolist(), start=1):
+        delta = value - mean
+        mean += delta / count
+        m2 += (value - mean) * delta
+    return m2
 
 
 class _Ranked:
