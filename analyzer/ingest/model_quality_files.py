@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from analyzer.ingest.capture_files import TruncatedCapture, is_sealed, read_blocks
 from analyzer.ingest.table_readers import InputError, _text
-from analyzer.monitors.model_quality.pairs import Columns
+from analyzer.monitors.model_quality.pairs import Columns, JoinCounts, join
 from analyzer.monitors.model_quality.records import (
     Attribute,
     BadValue,
@@ -36,20 +37,26 @@ from analyzer.monitors.model_quality.records import (
     capture_record,
     ground_truth_record,
 )
+from modelmon.config import ModelQualityConfig
 
 __all__ = [
     "BAD_LINES_SHOWN",
+    "CALIBRATION_FILE",
     "BadLines",
+    "Pairs",
     "TableAttributes",
     "folder_files",
+    "joined_pairs",
     "read_labels",
     "read_predictions",
     "read_table",
 ]
 
 BAD_LINES_SHOWN = 20
+CALIBRATION_FILE = "calibration.json"  # beside the model-quality statistics.json
 CHUNK = 65_536
 Tick = Callable[[int], None]
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass
@@ -131,8 +138,11 @@ def read_predictions(
     *,
     window: tuple[float, float] | None = None,
     tick: Tick | None = None,
+    columns: Sequence[str] = (),
 ) -> Columns:
     """Columns ``key``, ``time``, ``prediction``, ``probability`` (NaN: none) of capture lines.
+
+    ``columns``: the names of a CSV output's fields (``payload.output.columns``).
 
     ``window``: ``[start, end)`` in epoch seconds of inference time; records outside are
     passed over (not counted as bad).
@@ -145,7 +155,7 @@ def read_predictions(
     for path in files:
         for number, line in _lines(path, bad):
             try:
-                record = capture_record(line, inference, probability)
+                record = capture_record(line, inference, probability, columns)
                 if window is not None and not window[0] <= record.inference_time < window[1]:
                     continue
                 score = (
@@ -326,3 +336,72 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
         for row in rows:
             if row:
                 yield reader.line_num, row
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Joined labels, predictions and probabilities (None: no probability attribute)."""
+
+    labels: FloatArray
+    predictions: FloatArray
+    probabilities: FloatArray | None
+    counts: JoinCounts | None  # None: a table, nothing to join
+    bad: BadLines
+    # every prediction read (labelled or not): inference times, probabilities (None: none)
+    all_times: FloatArray = field(default_factory=lambda: np.zeros(0))
+    all_probabilities: FloatArray | None = None
+
+    def truth_and_guess(self, encoder: Encoder) -> tuple[Any, Any]:
+        """The arrays ``evaluate_window`` takes: class names for a multiclass problem."""
+        if encoder.problem_type != "MulticlassClassification":
+            return self.labels, self.predictions
+        names = np.array(encoder.class_names(), dtype=object)
+        return (
+            names[self.labels.astype(np.int64)].tolist(),
+            names[self.predictions.astype(np.int64)].tolist(),
+        )
+
+
+def _attribute(value: str | None) -> Attribute | None:
+    return Attribute.of(value) if value is not None else None
+
+
+def joined_pairs(
+    mq: ModelQualityConfig,
+    encoder: Encoder,
+    capture_files: list[Path],
+    ground_truth: Path,
+    *,
+    window: tuple[float, float] | None = None,
+    tick: Any = None,
+    output_columns: Sequence[str] = (),
+) -> Pairs:
+    """Read the capture files and the ground-truth folder and join them in memory."""
+    bad = BadLines()
+    inference, probability = (
+        _attribute(mq.inference_attribute),
+        _attribute(mq.probability_attribute),
+    )
+    predictions = read_predictions(
+        capture_files,
+        inference,
+        probability,
+        encoder,
+        bad,
+        window=window,
+        tick=tick,
+        columns=output_columns,
+    )
+    labels = read_labels(ground_truth, _attribute(mq.ground_truth_attribute), encoder, bad, tick)
+    joined = join(predictions.column("key"), labels.column("key"))  # type: ignore[arg-type]
+    every_score: Any = predictions.column("probability")
+    has_scores = mq.probability_attribute is not None
+    return Pairs(
+        labels.column("label")[joined.label_rows],  # type: ignore[arg-type]
+        predictions.column("prediction")[joined.prediction_rows],  # type: ignore[arg-type]
+        every_score[joined.prediction_rows] if has_scores else None,
+        joined.counts,
+        bad,
+        predictions.column("time"),  # type: ignore[arg-type]
+        every_score if has_scores else None,
+    )

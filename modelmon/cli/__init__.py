@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--end", default=None, help="window end (ISO-8601 UTC; default: the newest record)"
     )
+    analyze.add_argument(
+        "--ground-truth",
+        type=Path,
+        default=None,
+        help="SageMaker's ground-truth folder ({yyyy}/{mm}/{dd}/{hh}/*.jsonl): also write the "
+        "model-quality reports (default: analyzer.model_quality.ground_truth.dir)",
+    )
 
     demo = _command(commands, "demo", "toy model + proxy + analyzer + drifting traffic")
     demo.add_argument(
@@ -205,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
         from analyzer.ingest.batch import run_analyze_once
 
         assert config is not None
-        return run_analyze_once(config, start=args.start, end=args.end)
+        return run_analyze_once(
+            config, start=args.start, end=args.end, ground_truth=args.ground_truth
+        )
     if command == "demo":
         from modelmon.cli.demo import run_demo
 

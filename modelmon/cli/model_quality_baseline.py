@@ -17,7 +17,6 @@ written.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,54 +24,26 @@ import numpy as np
 import numpy.typing as npt
 
 from analyzer.ingest.model_quality_files import (
+    CALIBRATION_FILE,
     BadLines,
+    Pairs,
     TableAttributes,
     folder_files,
-    read_labels,
-    read_predictions,
+    joined_pairs,
     read_table,
 )
 from analyzer.ingest.table_readers import InputError, infer_format
 from analyzer.monitors.model_quality.documents import metric_section, suggest_constraints
 from analyzer.monitors.model_quality.estimate import fit_calibrator
 from analyzer.monitors.model_quality.evaluate import evaluate_window
-from analyzer.monitors.model_quality.pairs import JoinCounts, join
 from analyzer.monitors.model_quality.records import Attribute, Encoder
 from analyzer.store.report_files import write_json_atomic
 from modelmon.config import ModelmonConfig, ModelQualityConfig
 
-__all__ = [
-    "CALIBRATION_FILE",
-    "Pairs",
-    "calibration_document",
-    "joined_pairs",
-    "run_model_quality_baseline",
-]
+__all__ = ["calibration_document", "run_model_quality_baseline"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-CALIBRATION_FILE = "calibration.json"
 FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class Pairs:
-    """Joined labels, predictions and probabilities (None: no probability attribute)."""
-
-    labels: FloatArray
-    predictions: FloatArray
-    probabilities: FloatArray | None
-    counts: JoinCounts | None  # None: a table, nothing to join
-    bad: BadLines
-
-    def truth_and_guess(self, encoder: Encoder) -> tuple[Any, Any]:
-        """The arrays ``evaluate_window`` takes: class names for a multiclass problem."""
-        if encoder.problem_type != "MulticlassClassification":
-            return self.labels, self.predictions
-        names = np.array(encoder.class_names(), dtype=object)
-        return (
-            names[self.labels.astype(np.int64)].tolist(),
-            names[self.predictions.astype(np.int64)].tolist(),
-        )
 
 
 def _attribute(value: str | None) -> Attribute | None:
@@ -84,36 +55,6 @@ def _need_output(mq: ModelQualityConfig) -> None:
         raise InputError(
             "analyzer.model_quality.probability_attribute is only for BinaryClassification"
         )
-
-
-def joined_pairs(
-    mq: ModelQualityConfig,
-    encoder: Encoder,
-    capture_files: list[Path],
-    ground_truth: Path,
-    *,
-    window: tuple[float, float] | None = None,
-    tick: Any = None,
-) -> Pairs:
-    """Read the capture files and the ground-truth folder and join them in memory."""
-    bad = BadLines()
-    inference, probability = (
-        _attribute(mq.inference_attribute),
-        _attribute(mq.probability_attribute),
-    )
-    predictions = read_predictions(
-        capture_files, inference, probability, encoder, bad, window=window, tick=tick
-    )
-    labels = read_labels(ground_truth, _attribute(mq.ground_truth_attribute), encoder, bad, tick)
-    joined = join(predictions.column("key"), labels.column("key"))  # type: ignore[arg-type]
-    scores = predictions.column("probability")[joined.prediction_rows]
-    return Pairs(
-        labels.column("label")[joined.label_rows],  # type: ignore[arg-type]
-        predictions.column("prediction")[joined.prediction_rows],  # type: ignore[arg-type]
-        scores if mq.probability_attribute is not None else None,  # type: ignore[arg-type]
-        joined.counts,
-        bad,
-    )
 
 
 def _table_pairs(
@@ -223,7 +164,10 @@ def run_model_quality_baseline(
             files = folder_files(data)
             if not files:
                 raise InputError(f"{data}: no capture files (*.jsonl, *.jsonl.gz) found")
-            pairs = joined_pairs(mq, encoder, files, ground_truth, tick=progress.tick)
+            output = config.analyzer.payload.output.columns if config is not None else []
+            pairs = joined_pairs(
+                mq, encoder, files, ground_truth, tick=progress.tick, output_columns=output
+            )
         else:
             if ground_truth is not None:
                 raise InputError(

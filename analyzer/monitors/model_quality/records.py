@@ -24,6 +24,7 @@ import binascii
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,8 +74,19 @@ class Attribute:
         index = int(name) if name.isdigit() else None
         return cls(name, index, None if index is not None else jmespath.compile(name))
 
-    def pick(self, value: Any) -> Any:
-        """From a parsed JSON value (an object or a list) or a row of CSV fields."""
+    def pick(self, value: Any, columns: Sequence[str] = ()) -> Any:
+        """From a parsed JSON value (an object or a list) or a row of CSV fields.
+
+        A name picks from a list (a CSV row) by its place in ``columns`` (the config's
+        ``payload.output.columns`` for a capture's output).
+        """
+        if self.index is None and isinstance(value, list):
+            if self.name in columns:
+                return Attribute.of(str(list(columns).index(self.name))).pick(value)
+            raise BadValue(
+                f"{self.name}: a name, but the data is a CSV row of {len(value)} columns: "
+                "use a column index, or name the columns in analyzer.payload.output.columns"
+            )
         if self.index is not None:
             if isinstance(value, list):
                 if self.index < len(value):
@@ -90,9 +102,9 @@ class Attribute:
             raise BadValue(f"{self.name}: not found in the body ({_shape(value)})")
         return found
 
-    def pick_text(self, data: str, encoding: str) -> Any:
+    def pick_text(self, data: str, encoding: str, columns: Sequence[str] = ()) -> Any:
         """From a capture's ``data`` string with its ``encoding`` (CSV, JSON or BASE64)."""
-        return self.pick(parse_data(data, encoding))
+        return self.pick(parse_data(data, encoding), columns)
 
 
 def _kind(value: Any) -> str:
@@ -232,11 +244,19 @@ def ground_truth_record(line: bytes, attribute: Attribute | None) -> tuple[str, 
     if not isinstance(value, str):
         raise BadValue('groundTruthData.data must be a string (e.g. "1")')
     encoding = str(data.get("encoding", "CSV")).upper()  # type: ignore[union-attr]
-    if attribute is None and encoding == "CSV":
-        return key, value
-    if attribute is None:
-        return key, parse_data(value, encoding)
-    return key, attribute.pick_text(value, encoding)
+    if encoding == "CSV" and "," not in value and '"' not in value:
+        return key, value  # the label itself, SageMaker's usual record
+    parsed = parse_data(value, encoding)
+    if isinstance(parsed, list) and len(parsed) == 1 and encoding != "JSON":
+        return key, parsed[0]
+    if isinstance(parsed, list | dict):
+        if attribute is None:
+            raise BadValue(
+                "groundTruthData.data holds several values: set ground_truth_attribute "
+                "to the label's column index or JMESPath"
+            )
+        return key, attribute.pick(parsed)
+    return key, parsed  # a JSON scalar: the label
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,11 +282,15 @@ def _epoch(value: Any) -> float:
 
 
 def capture_record(
-    line: bytes, inference: Attribute | None, probability: Attribute | None
+    line: bytes,
+    inference: Attribute | None,
+    probability: Attribute | None,
+    columns: Sequence[str] = (),
 ) -> CaptureRecord:
     """The join key, inference time, prediction and probability of one capture line.
 
-    With neither attribute set the whole output is the prediction.
+    With neither attribute set the whole output is the prediction. ``columns`` names the
+    fields of a CSV output (``payload.output.columns``), so that an attribute may be a name.
     """
     try:
         record = orjson.loads(line)
@@ -295,6 +319,6 @@ def capture_record(
     return CaptureRecord(
         key,
         when,
-        inference.pick(parsed) if inference is not None else None,
-        probability.pick(parsed) if probability is not None else None,
+        inference.pick(parsed, columns) if inference is not None else None,
+        probability.pick(parsed, columns) if probability is not None else None,
     )
