@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from analyzer.ingest import model_quality_arrow as arrow
 from analyzer.ingest.capture_files import TruncatedCapture, is_sealed, read_blocks
 from analyzer.ingest.table_readers import InputError, _text
 from analyzer.monitors.model_quality.pairs import Columns, JoinCounts, join
@@ -111,7 +112,16 @@ def read_labels(
     out = Columns({"key": np.int64, "label": np.float64})
     keys: list[int] = []
     labels: list[float] = []
+    fast = arrow.available(encoder)
     for path in files:
+        whole = arrow.arrow_labels(path, attribute, encoder) if fast else None
+        if whole is not None:  # after the rows of earlier files: file order is kept
+            out.append(key=keys, label=labels)
+            keys, labels = [], []
+            out.append(key=whole[0], label=whole[1])
+            if tick is not None:
+                tick(out.rows)
+            continue
         for number, line in _lines(path, bad):
             try:
                 key, value = ground_truth_record(line, attribute)
@@ -152,7 +162,29 @@ def read_predictions(
     )
     rows: list[tuple[int, float, float, float]] = []
     nan = float("nan")
+    fast = arrow.available(encoder)
     for path in files:
+        whole = (
+            arrow.arrow_predictions(path, inference, probability, encoder, list(columns))
+            if fast
+            else None
+        )
+        if whole is not None:
+            keys, times, values, scores = whole
+            if window is not None:
+                inside = (times >= window[0]) & (times < window[1])
+                keys, times, values, scores = (
+                    keys[inside],
+                    times[inside],
+                    values[inside],
+                    scores[inside],
+                )
+            _append_predictions(out, rows)  # after the rows of earlier files: file order kept
+            rows = []
+            out.append(key=keys, time=times, prediction=values, probability=scores)
+            if tick is not None:
+                tick(out.rows)
+            continue
         for number, line in _lines(path, bad):
             try:
                 record = capture_record(line, inference, probability, columns)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.monitors.model_quality.metrics import binary_scalars
+from analyzer.monitors.model_quality.metrics import average_ranks, binary_scalars
 
 __all__ = ["ESTIMATED", "Calibrator", "Estimate", "agreement", "estimate_binary", "fit_calibrator"]
 
@@ -248,9 +248,7 @@ def estimate_binary(
     expected = binary_scalars(
         float(q @ yhat), float((1 - q) @ yhat), float((1 - q) @ (1 - yhat)), float(q @ (1 - yhat))
     )
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores).astype(np.float64)
+    ranks = average_ranks(np.asarray(scores, dtype=np.float64))
     if n > NORMAL_ABOVE:
         drawn = _normal_draws(q, yhat, ranks, seed)
     else:

@@ -126,3 +126,23 @@ def test_encoder() -> None:
     assert regression.label("2.5") == 2.5
     with pytest.raises(BadValue, match="finite"):
         regression.label("nan")
+
+
+@pytest.mark.parametrize("decimals", [0, 1, 3, 8])
+def test_average_ranks_equal_scipys(decimals: int) -> None:
+    from scipy.stats import rankdata
+
+    from analyzer.monitors.model_quality.metrics import average_ranks
+
+    values = np.round(np.random.default_rng(decimals).random(2000), decimals)
+    assert np.array_equal(average_ranks(values), rankdata(values))
+    assert average_ranks(np.zeros(0)).size == 0
+
+
+def test_normal_quantile_equals_scipys() -> None:
+    from scipy.stats import norm
+
+    from analyzer.monitors.model_quality.verdict import normal_margin
+
+    for rate in (1e-6, 0.001, 0.005, 0.01, 0.1, 0.3, 0.5, 0.7):
+        assert abs(normal_margin(1.0, rate) - float(norm.isf(min(rate, 0.5)))) < 1e-12
