@@ -98,11 +98,11 @@ def _first_of_each(keys: IntArray) -> tuple[IntArray, IntArray]:
     if keys.size == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    order = np.argsort(keys, kind="stable")  # stable: among equal keys the first row leads
+    order = np.argsort(keys)  # unstable (fast): the first row of a key is found below
     ordered = keys[order]
-    first = np.ones(keys.size, dtype=np.bool_)
-    first[1:] = ordered[1:] != ordered[:-1]
-    return ordered[first], order[first].astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    first_rows = np.minimum.reduceat(order, starts).astype(np.int64)
+    return ordered[starts], first_rows
 
 
 def join(prediction_keys: IntArray, label_keys: IntArray) -> Joined:
@@ -125,7 +125,7 @@ def join(prediction_keys: IntArray, label_keys: IntArray) -> Joined:
     hit = labels[at] == predictions if labels.size else np.zeros(predictions.size, np.bool_)
     pairs_p = prediction_rows[hit]
     pairs_l = label_rows[at[hit]]
-    order = np.argsort(pairs_p, kind="stable")
+    order = np.argsort(pairs_p)  # distinct rows: any sort is stable
     matched = int(hit.sum())
     counts = JoinCounts(
         matched=matched,
