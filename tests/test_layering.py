@@ -23,6 +23,8 @@ PURE_ANALYZER = (
     "monitors/model_quality/verdict",
     "monitors/model_quality/evaluate",
     "monitors/model_quality/estimate",
+    "monitors/model_quality/records",
+    "monitors/model_quality/pairs",
 )
 IO_MODULES = {"aiohttp", "sqlite3", "sqlite_utils", "httpx", "socket", "asyncio"}
 
