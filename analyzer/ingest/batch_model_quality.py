@@ -93,14 +93,13 @@ def _baseline(mq: ModelQualityConfig, code: int) -> _Baseline:
     return _Baseline(statistics, constraints, calibrator)
 
 
-def _estimate(
-    mq: ModelQualityConfig, baseline: _Baseline, all_scores: np.ndarray | None
-) -> dict[str, Estimate] | None:
+def _estimate(baseline: _Baseline, pairs: Pairs) -> dict[str, Estimate] | None:
     """The label-free estimate over every prediction of the window (labelled or not)."""
-    if baseline.calibrator is None or all_scores is None or all_scores.size == 0:
+    scores = pairs.all_probabilities
+    if baseline.calibrator is None or scores is None or scores.size == 0:
         return None
-    predicted = (all_scores >= mq.probability_threshold_attribute).astype(np.int64)
-    return estimate_binary(all_scores, predicted, baseline.calibrator)
+    predicted = pairs.all_predictions.astype(np.int64)  # the model's, or score ≥ threshold
+    return estimate_binary(scores, predicted, baseline.calibrator)
 
 
 def _number(value: float) -> float | str:
@@ -215,7 +214,7 @@ def analyze_model_quality(
         min_labels=mq.min_labels,
         r2_convention=mq.r2_convention,
     )
-    estimate = _estimate(mq, baseline, pairs.all_probabilities)
+    estimate = _estimate(baseline, pairs)
     folder = report_dir(config, end) / REPORT_SUBFOLDER
     write_reports(
         folder,

@@ -382,6 +382,7 @@ class Pairs:
     # every prediction read (labelled or not): inference times, probabilities (None: none)
     all_times: FloatArray = field(default_factory=lambda: np.zeros(0))
     all_probabilities: FloatArray | None = None
+    all_predictions: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def truth_and_guess(self, encoder: Encoder) -> tuple[Any, Any]:
         """The arrays ``evaluate_window`` takes: class names for a multiclass problem."""
@@ -436,4 +437,5 @@ def joined_pairs(
         bad,
         predictions.column("time"),  # type: ignore[arg-type]
         every_score if has_scores else None,
+        predictions.column("prediction"),  # type: ignore[arg-type]
     )
