@@ -12,7 +12,7 @@ Per size, each in a fresh process (wall time and peak RSS of that process):
   prediction, the four report files). Input: N capture records (``inferenceId`` on half,
   CSV output = the score) in files of 100,000 records, and N ground-truth records in
   shuffled order in files of 100,000;
-- **ours, SQLite** (``--sqlite``): the service's durable join (``joins.py``) in batches of
+- **ours, SQLite** (``--sqlite``): the service's durable join (``analyzer.store.model_quality``) in batches of
   50,000, then the same evaluation, in-process timing (as before this change);
 - **floor**: scikit-learn computing accuracy, precision, recall, F1 and AUC on in-memory
   arrays (no join, no files);
@@ -58,7 +58,7 @@ OURS = """
 import resource, sys, time
 import numpy as np
 from sqlite_utils import Database
-from analyzer.monitors.model_quality.joins import (
+from analyzer.store.model_quality import (
     add_labels, add_predictions, create_tables, window_pairs)
 from analyzer.monitors.model_quality.evaluate import baseline_from_statistics, evaluate_window
 from analyzer.monitors.model_quality.documents import parse_constraints, suggest_constraints
@@ -79,9 +79,8 @@ for lo in range(0, n // 2, B):  # half of the labels come before their predictio
         add_labels(db, ((keys[i], str(label[i])) for i in half[lo:lo + B]), 0.0, 3600)
 for lo in range(0, n, B):
     with db.conn:
-        rows = ({"key": keys[i], "inference_time": float(when[i]),
-                 "prediction": "1" if score[i] >= 0.5 else "0",
-                 "probability": float(score[i])} for i in range(lo, min(n, lo + B)))
+        rows = [(keys[i], None, None, float(when[i]), "1" if score[i] >= 0.5 else "0",
+                 float(score[i]), None) for i in range(lo, min(n, lo + B))]
         add_predictions(db, rows, 3600)
 rest = order[n // 2:]
 for lo in range(0, n - n // 2, B):

@@ -25,6 +25,8 @@ PURE_ANALYZER = (
     "monitors/model_quality/estimate",
     "monitors/model_quality/records",
     "monitors/model_quality/pairs",
+    "monitors/model_quality/labels",
+    "monitors/model_quality/predictions",
 )
 IO_MODULES = {"aiohttp", "sqlite3", "sqlite_utils", "httpx", "socket", "asyncio"}
 

@@ -68,6 +68,7 @@ class GroundTruthIntake:
         self.max_bad_lines_shown = max_bad_lines_shown
         self.received_at = received_at
         self.rows: list[Row] = []
+        self.row_lines: list[int] = []  # the line number of each row
         self.bad_lines: list[dict[str, Any]] = []  # the first max_bad_lines_shown
         self.bad_count = 0
         self.long_lines = 0
@@ -180,6 +181,7 @@ class GroundTruthIntake:
             return
         try:
             self.rows.append(_row(orjson.loads(stripped), self.received_at))
+            self.row_lines.append(self.lines)
         except orjson.JSONDecodeError as exc:
             self._bad(f"not JSON: {exc}")
         except ValueError as exc:

@@ -37,7 +37,9 @@ from analyzer.ingest.capture_files import (
 )
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.profile import DatasetProfile, ProfileError
+from analyzer.monitors.model_quality.predictions import Extracted, PredictionExtractor
 from analyzer.store.database import Store, add_counters, quarantine_bucket
+from analyzer.store.model_quality import store_predictions
 from modelmon.capture_record import parse_inference_time
 from modelmon.config import ModelmonConfig
 
@@ -144,6 +146,12 @@ class Ingestor:
         self._chunk_bytes = chunk_bytes
         self._max_line_bytes = config.analyzer.max_line_bytes
         self._clock = clock
+        # model quality: each record's prediction is kept for the join, in the chunk's commit
+        quality = config.analyzer.model_quality
+        self._predictions = (
+            PredictionExtractor(quality, config.analyzer.payload.output) if quality else None
+        )
+        self._quality_window_s = quality.window_s if quality else 0
 
     def set_limit(self, limit: FeatureLimit) -> None:
         """Track the features ``limit`` allows from the next file read on (a new baseline)."""
@@ -220,33 +228,41 @@ class Ingestor:
             log.error("%s: unreadable after line %d (%s); counted as bad", rel, lines, exc)
             bad = Counter({"unreadable_file": 1})
             self._store.write(
-                lambda db: self._apply(db, rel, offset, offset, lines, True, {}, 0, bad)
+                lambda db: self._apply(db, rel, offset, offset, lines, True, {}, 0, bad, None)
             )
             stats.bad.update(bad)
 
-    def _profiles(self, chunk: list[bytes]) -> tuple[dict[int, DatasetProfile], int, Counter[str]]:
-        """Bucket profiles of a chunk, its good records and its bad ones by reason.
+    def _profiles(
+        self, chunk: list[bytes]
+    ) -> tuple[dict[int, DatasetProfile], int, Counter[str], Extracted | None]:
+        """Bucket profiles of a chunk, its good records, its bad ones by reason, and (with
+        model quality on) its predictions.
 
         Most chunks fall in one bucket: they are decoded once as a whole. A chunk that spans
         buckets is grouped by bucket first and each group decoded on its own.
         """
         bucket_s = self._bucket_s
+        extract = self._predictions.extract if self._predictions is not None else None
         batch = self._decoder.decode_lines(chunk)
         starts = {int(t.timestamp()) // bucket_s * bucket_s for t in batch.inference_times}
         if len(starts) <= 1:
+            extracted = extract(batch) if extract is not None else None
             if not starts:
-                return {}, 0, Counter(batch.bad)
+                return {}, 0, Counter(batch.bad), extracted
             profile = DatasetProfile(self._kll_k, self._limit)
             profile.update(batch)
-            return {starts.pop(): profile}, batch.n_records, Counter(batch.bad)
+            return {starts.pop(): profile}, batch.n_records, Counter(batch.bad), extracted
         groups, bad = bucket_records(chunk, bucket_s)
         profiles: dict[int, DatasetProfile] = {}
         records = 0
+        extracted = Extracted() if extract is not None else None
         for key, group in groups.items():
             batch = self._decoder.decode_records(group)
             bad.update(batch.bad)
             if not batch.n_records:
                 continue
+            if extract is not None and extracted is not None:
+                extracted.add(extract(batch))
             records += batch.n_records
             start = key
             if start is None:  # the decoder read a time that we could not
@@ -255,12 +271,12 @@ class Ingestor:
             if into is None:
                 into = profiles[start] = DatasetProfile(self._kll_k, self._limit)
             into.update(batch)
-        return profiles, records, bad
+        return profiles, records, bad, extracted
 
     def _commit_chunk(
         self, rel: str, offset: int, lines: int, chunk: _Chunk, stats: IngestStats
     ) -> bool:
-        profiles, records, bad = self._profiles(chunk.lines)
+        profiles, records, bad, extracted = self._profiles(chunk.lines)
         if chunk.truncated:
             bad["truncated_file"] += 1
         if chunk.too_large:
@@ -274,7 +290,7 @@ class Ingestor:
         new_offset, new_lines = offset + chunk.size, lines + chunk.n_lines
         ok = self._store.write(
             lambda db: self._apply(
-                db, rel, offset, new_offset, new_lines, chunk.end, profiles, records, bad
+                db, rel, offset, new_offset, new_lines, chunk.end, profiles, records, bad, extracted
             )
         )
         if ok:
@@ -296,6 +312,7 @@ class Ingestor:
         profiles: dict[int, DatasetProfile],
         records: int,
         bad: Counter[str],
+        extracted: Extracted | None,
     ) -> bool:
         """The one transaction of a chunk (runs on the writer thread)."""
         row = db.execute("SELECT offset, done FROM files WHERE path = ?", [rel]).fetchone()
@@ -336,6 +353,8 @@ class Ingestor:
         deltas = {"records": records, "bad_records": sum(bad.values()), "files": int(done)}
         deltas.update({f"bad:{reason}": n for reason, n in bad.items()})
         add_counters(db, deltas)
+        if extracted is not None:
+            store_predictions(db, extracted, self._quality_window_s)
         return True
 
 

@@ -56,6 +56,12 @@ def build_payload(
         for name, f in sorted(features.items())
         if isinstance(f, Mapping) and f.get("state") in _SHOWN_FEATURE_STATES
     }
+    metrics = doc.get("metrics") or {}
+    failing = {
+        str(name): {k: m.get(k) for k in ("state", "value", "threshold")}
+        for name, m in sorted(metrics.items())
+        if isinstance(m, Mapping) and m.get("state") in _SHOWN_FEATURE_STATES
+    }
     overall = status.get("state") if doc is not status else None
     return {
         "schema": PAYLOAD_SCHEMA,
@@ -73,12 +79,13 @@ def build_payload(
         "violations": [
             {
                 k: v.get(k)
-                for k in ("feature_name", "constraint_check_type", "description")
+                for k in ("feature_name", "metric_name", "constraint_check_type", "description")
                 if k in v
             }
             for v in violations[:MAX_VIOLATIONS]
         ],
         "features": drifting,
+        "metrics": failing,
         "status_url": status_url,
     }
 
@@ -89,7 +96,10 @@ def alert_signature(monitor: str, new: str, payload: Mapping[str, Any]) -> Hasha
         return (monitor, new)
     checks = tuple(
         sorted(
-            (str(v.get("feature_name")), str(v.get("constraint_check_type")))
+            (
+                str(v.get("feature_name") or v.get("metric_name")),
+                str(v.get("constraint_check_type")),
+            )
             for v in payload["violations"]
         )
     )

@@ -21,20 +21,18 @@ import orjson
 from sqlite_utils import Database
 
 from analyzer.decoding.column_mapping import BY_NAME, BY_POSITION, mapping_note, positional_mapping
+from analyzer.ingest.ground_truth_folder import FolderStats, GroundTruthFolder
 from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit, read_buckets
-from analyzer.monitors.data_quality.checks import check_options, run_checks
-from analyzer.monitors.data_quality.evaluate import (
-    WindowVerdict,
-    describe_predictions,
-    iso,
-    monitor_doc,
-    verdict,
-    worst,
-)
+from analyzer.monitors.contract import Evaluation, iso, worst
+from analyzer.monitors.data_quality.checks import check_options
+from analyzer.monitors.data_quality.evaluate import WindowVerdict
+from analyzer.monitors.data_quality.monitor import DataQuality, DataQualityWindow
 from analyzer.monitors.data_quality.profile import DatasetProfile
+from analyzer.service.model_quality import ModelQualityTenant
 from analyzer.store.baseline_files import Baseline, BaselineFiles, load_baseline
 from analyzer.store.database import Store, read_status_doc, write_status_doc
 from analyzer.store.hourly import HourlyReporter
+from analyzer.store.model_quality import ModelQualityStore
 from modelmon.config import ModelmonConfig
 
 __all__ = ["HISTORY_KEEP_S", "MONITOR", "Baseline", "Monitor", "load_baseline"]
@@ -111,10 +109,23 @@ class Monitor:
             limit=self.limit,
         )
         self.last_ingest = IngestStats()
+        # model quality (analyzer.model_quality): the join's store API for the evaluation, and
+        # the ground-truth folder read at each tick (predictions come with the ingest)
+        quality = config.analyzer.model_quality
+        self.model_quality_join: ModelQualityStore | None = None
+        self.model_quality: ModelQualityTenant | None = None  # the monitor type's evaluation
+        self.ground_truth_folder: GroundTruthFolder | None = None
+        self.last_ground_truth = FolderStats()
+        if quality is not None:
+            self.model_quality = ModelQualityTenant(config, quality, store)
+            self.model_quality_join = ModelQualityStore(
+                store, window_s=quality.window_s, label_delay_s=quality.label_delay_s
+            )
+            self.ground_truth_folder = GroundTruthFolder(store, config, clock=clock)
         self.last_error: str | None = None
         self.ticks = 0
         self.last_tick_s: float | None = None
-        self._state: str | None = None
+        self._states: dict[str, str] = {}  # the last state of each monitor type
         self._loaded = False
         self._lock = asyncio.Lock()
 
@@ -125,7 +136,9 @@ class Monitor:
 
     def refresh_baseline(self, force: bool = False) -> bool:
         """Re-read the baseline files if they changed (blocking); True when a new one is used."""
+        quality = self.model_quality.refresh(force) if self.model_quality is not None else False
         if not self.baseline_files.refresh(force):
+            return quality
             return False
         self.reporter.constraints = self.baseline.constraints_doc
         self.limit = feature_limit(self.config, _baseline_names(self.baseline))
@@ -157,21 +170,20 @@ class Monitor:
         profile.rename_features(mapping)
         return profile
 
+    def data_quality(self) -> DataQuality:
+        """The data-quality monitor type against the baseline in use."""
+        baseline = self.baseline
+        return DataQuality(
+            baseline.statistics,
+            baseline.constraints,
+            baseline.info,
+            min_samples=self.config.analyzer.min_samples,
+            check_options=check_options(self.config.analyzer),
+        )
+
     def check(self, profile: DatasetProfile | None) -> WindowVerdict:
         """Run the checks on a profile against the baseline (blocking, CPU)."""
-        profile = self.map_columns(profile)
-        samples = profile.item_count if profile is not None else 0
-        if self.baseline.statistics is None or self.baseline.constraints is None:
-            return verdict(None, samples, self.config.analyzer.min_samples)
-        if profile is None or samples == 0:
-            return verdict(object(), 0, self.config.analyzer.min_samples)
-        result = run_checks(
-            self.baseline.statistics,
-            self.baseline.constraints,
-            profile,
-            **check_options(self.config.analyzer),
-        )
-        return verdict(result, samples, self.config.analyzer.min_samples, profile)
+        return self.data_quality().check(self.map_columns(profile))
 
     def window(self, now: float) -> tuple[float, float]:
         """The rolling window at ``now``: whole buckets starting in the last ``window_s``."""
@@ -184,24 +196,20 @@ class Monitor:
         start, end = self.window(now)
         return self.map_columns(read_buckets(self.store, start, end, self.clock, self.limit))
 
-    def _evaluate(self, now: float) -> dict[str, Any]:
+    def evaluations(self, now: float) -> list[Evaluation]:
+        """Every configured monitor type's evaluation of its window at ``now`` (blocking)."""
         start, end = self.window(now)
         profile = self.window_profile(now)
-        window_verdict = self.check(profile)
-        monitors: dict[str, dict[str, Any]] = {
-            MONITOR: monitor_doc(
-                window_verdict,
-                window_start=start,
-                window_end=end,
-                run_id=None,
-                min_samples=self.config.analyzer.min_samples,
-                baseline=self.baseline.info,
-            )
-        }
-        monitors[MONITOR]["predictions"] = describe_predictions(profile, window_verdict.features)
-        if self.baseline.statistics is not None:
-            monitors[MONITOR]["column_mapping"] = self.column_mapping
-            monitors[MONITOR]["column_mapping_note"] = self.column_mapping_note
+        window = DataQualityWindow(profile, self.column_mapping, self.column_mapping_note)
+        evaluations = [self.data_quality().evaluate(window, start=start, end=end)]
+        if self.model_quality is not None:
+            evaluations.append(self.model_quality.evaluate(now))
+        return evaluations
+
+    def _evaluate(self, now: float) -> dict[str, Any]:
+        start, end = self.window(now)
+        evaluations = self.evaluations(now)
+        monitors = {e.monitor: e.section for e in evaluations}
         doc: dict[str, Any] = {
             "state": worst(m["state"] for m in monitors.values()),
             "monitors": monitors,
@@ -213,26 +221,29 @@ class Monitor:
             },
         }
 
-        def commit(db: Database) -> int:
-            cursor = db.execute(
-                "INSERT INTO runs(kind, time, time_epoch, window_start, window_end, state, "
-                "samples, features, violations) VALUES ('window', ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    iso(now),
-                    now,
-                    iso(start),
-                    iso(end),
-                    window_verdict.state,
-                    window_verdict.samples,
-                    orjson.dumps(window_verdict.features).decode(),
-                    orjson.dumps(window_verdict.violations).decode(),
-                ],
-            )
-            run_id = int(cursor.lastrowid or 0)
-            monitors[MONITOR]["run_id"] = run_id
+        def commit(db: Database) -> None:
+            for evaluation in evaluations:
+                # the data-quality run keeps its historical kind; others are named by type
+                kind = "window" if evaluation.monitor == MONITOR else evaluation.monitor
+                window = evaluation.section.get("window") or {}
+                cursor = db.execute(
+                    "INSERT INTO runs(kind, time, time_epoch, window_start, window_end, state, "
+                    "samples, features, violations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        kind,
+                        iso(now),
+                        now,
+                        window.get("start", iso(start)),
+                        window.get("end", iso(end)),
+                        evaluation.state,
+                        evaluation.samples,
+                        orjson.dumps(evaluation.detail).decode(),
+                        orjson.dumps(evaluation.violations).decode(),
+                    ],
+                )
+                evaluation.section["run_id"] = int(cursor.lastrowid or 0)
             write_status_doc(db, doc)
             prune(db, now - self.config.analyzer.retention_days * 86400, start)
-            return run_id
 
         self.store.write(commit)
         return doc
@@ -242,7 +253,9 @@ class Monitor:
         """Remember the state stored by the last run (so a restart re-sends no alert)."""
         stored = await self.store.aread(read_status_doc)
         if stored is not None:
-            self._state = stored.get("monitors", {}).get(MONITOR, {}).get("state")
+            for name, section in (stored.get("monitors") or {}).items():
+                if isinstance(section, dict) and section.get("state") is not None:
+                    self._states[name] = section["state"]
         self._loaded = True
 
     async def reload_baseline(self, force: bool = True) -> bool:
@@ -258,13 +271,18 @@ class Monitor:
             started = time.perf_counter()
             await asyncio.to_thread(self.refresh_baseline)
             self.last_ingest = await asyncio.to_thread(self.ingestor.run_once)
+            if self.ground_truth_folder is not None:  # model quality: labels from the folder
+                self.last_ground_truth = await asyncio.to_thread(self.ground_truth_folder.run_once)
             now = self.clock()
             doc = await asyncio.to_thread(self._evaluate, now)
             await asyncio.to_thread(self.reporter.run, now)
+            if self.model_quality is not None:
+                await asyncio.to_thread(self.model_quality.report_changed_hours, now)
             self.ticks += 1
             self.last_tick_s = time.perf_counter() - started
-            new = doc["monitors"][MONITOR]["state"]
-            old, self._state = self._state, new
-            if new != old and self.alerts is not None:
-                self.alerts.state_changed(MONITOR, old, new, doc)
+            for name, section in doc["monitors"].items():
+                new = section["state"]
+                old, self._states[name] = self._states.get(name), new
+                if new != old and self.alerts is not None:
+                    self.alerts.state_changed(name, old, new, doc)
             return doc

@@ -124,6 +124,17 @@ def m002_quarantine(db: Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m003_model_quality(db: Database) -> None:
+    """The model-quality join: predictions, labels, windows to evaluate again, and the read
+    state of the ground-truth folder (see :mod:`analyzer.store.model_quality`)."""
+    from analyzer.store.model_quality import create_tables
+    from analyzer.store.model_quality_labels import create_label_file_tables
+
+    create_tables(db)
+    create_label_file_tables(db)
+
+
 class StoreError(Exception):
     """The store cannot be opened or used (a bad path, a full disk, a closed store)."""
 

@@ -11,11 +11,16 @@ line over ``max_line_bytes`` is skipped as a bad line; only the first
 ``max_bad_lines_shown`` bad lines are echoed, all are counted. The rows are stored in one
 transaction, so a body is stored whole or not at all. Counters: ``ground_truth:stored``,
 ``ground_truth:bad_lines``, ``ground_truth:long_lines``, ``ground_truth:too_large``.
+
+With ``analyzer.model_quality`` on, the same transaction adds each row's label (read with
+``ground_truth_attribute``) to the model-quality join
+(:func:`analyzer.store.model_quality_labels.store_labels`, which counts them).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,8 +28,10 @@ from typing import Any
 from aiohttp import web
 from sqlite_utils import Database
 
-from analyzer.ingest.ground_truth import GroundTruthIntake, store_ground_truth
+from analyzer.ingest.ground_truth import GroundTruthIntake, Row, store_ground_truth
+from analyzer.monitors.model_quality.labels import LabelError, LabelReader
 from analyzer.store.database import add_counters
+from analyzer.store.model_quality_labels import store_labels
 from analyzer.web.auth import need_bearer
 from analyzer.web.routes import STATE_KEY, ApiError, json_ok
 
@@ -82,9 +89,17 @@ async def ground_truth(request: web.Request) -> web.Response:
         "ground_truth:long_lines": intake.long_lines,
     }
 
+    quality = monitor.config.analyzer.model_quality
+    labels = None
+    if quality is not None:  # CPU per row: on the parsing thread, not the loop
+        attribute = quality.ground_truth_attribute
+        labels = await loop.run_in_executor(parser, _labels, intake.rows, attribute)
+
     def store(db: Database) -> None:
         store_ground_truth(db, intake.rows)
         add_counters(db, counts)
+        if labels is not None and quality is not None:
+            store_labels(db, labels[0], labels[1], intake.received_at, quality.window_s)
 
     await monitor.store.awrite(store)
     body: dict[str, Any] = {
@@ -94,6 +109,19 @@ async def ground_truth(request: web.Request) -> web.Response:
         "bad_lines": intake.bad_lines,
     }
     return json_ok(body)
+
+
+def _labels(rows: list[Row], attribute: str | None) -> tuple[list[tuple[str, str]], Counter[str]]:
+    """The join's ``(key, label)`` of each row, and the rows whose label cannot be read."""
+    reader = LabelReader(attribute)
+    labels: list[tuple[str, str]] = []
+    skipped: Counter[str] = Counter()
+    for row in rows:
+        try:
+            labels.append((row[0], reader(row[3], row[4])))
+        except LabelError as exc:
+            skipped[exc.reason] += 1
+    return labels, skipped
 
 
 async def _parser(app: web.Application) -> AsyncIterator[None]:

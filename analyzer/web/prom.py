@@ -15,37 +15,19 @@ Examples
 
 from __future__ import annotations
 
-import logging
-import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from analyzer.monitors.data_quality.evaluate import STATES
+from analyzer.monitors.contract import STATES, Gauge
+from analyzer.monitors.data_quality.monitor import CHECK_TYPES, metric_name
+from analyzer.monitors.registry import section_gauges
 
 __all__ = ["CHECK_TYPES", "StatusCollector", "metric_name", "new_registry", "render"]
-
-log = logging.getLogger("modelmon.analyzer.prom")
-
-CHECK_TYPES = (
-    "data_type_check",
-    "completeness_check",
-    "baseline_drift_check",
-    "missing_column_check",
-    "extra_column_check",
-    "categorical_values_check",
-)
-_ILLEGAL = re.compile(r"[^a-zA-Z0-9_:]")
-
-
-def metric_name(prefix: str, feature: str) -> str:
-    """``prefix + feature`` made legal as a Prometheus metric name."""
-    name = _ILLEGAL.sub("_", prefix + feature)
-    return f"_{name}" if name[0].isdigit() else name
 
 
 class StatusCollector(Collector):
@@ -60,12 +42,13 @@ class StatusCollector(Collector):
         self._doc, self._counters = doc, counters
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._features()
         monitors = self._doc.get("monitors") or {}
-        violations = GaugeMetricFamily(
-            "modelmon_violations", "Constraint violations in the last run", labels=["check"]
+        yield from _families(
+            gauge
+            for name, section in monitors.items()
+            if isinstance(section, Mapping)
+            for gauge in section_gauges(name, section)
         )
-        by_check = dict.fromkeys(CHECK_TYPES, 0)
         state = GaugeMetricFamily(
             "modelmon_monitor_state",
             "1 for the monitor's current state",
@@ -75,15 +58,9 @@ class StatusCollector(Collector):
             "modelmon_window_samples", "Rows in the evaluated window", labels=["monitor"]
         )
         for name, monitor in monitors.items():
-            for violation in monitor.get("violations") or []:
-                check = str(violation.get("constraint_check_type"))
-                by_check[check] = by_check.get(check, 0) + 1
             for value in STATES:
                 state.add_metric([name, value], 1.0 if monitor.get("state") == value else 0.0)
             samples.add_metric([name], float(monitor.get("samples") or 0))
-        for check, n in by_check.items():
-            violations.add_metric([check], float(n))
-        yield violations
         yield state
         yield samples
         if self._doc.get("last_run_epoch") is not None:
@@ -94,37 +71,6 @@ class StatusCollector(Collector):
             )
         yield from self._ingest()
         yield from self._ground_truth()
-
-    def _features(self) -> Iterator[Metric]:
-        monitor = (self._doc.get("monitors") or {}).get("data_quality") or {}
-        seen: set[str] = set()
-        for feature, info in (monitor.get("features") or {}).items():
-            drift = metric_name("feature_baseline_drift_", feature)
-            if drift in seen:
-                log.warning("feature %r clashes with another after sanitizing; skipped", feature)
-                continue
-            seen.add(drift)
-            if info.get("distance") is not None:
-                yield GaugeMetricFamily(
-                    drift, f"Baseline drift distance of {feature}", value=info["distance"]
-                )
-            if info.get("non_null") is not None:
-                yield GaugeMetricFamily(
-                    metric_name("feature_non_null_", feature),
-                    f"Completeness of {feature}",
-                    value=info["non_null"],
-                )
-            data = info.get("data") or {}
-            if data:
-                family = GaugeMetricFamily(
-                    metric_name("feature_data_", feature),
-                    f"Statistics of {feature} in the window",
-                    labels=["stat"],
-                )
-                for stat in ("min", "max", "sum", "count", "mean"):
-                    if data.get(stat) is not None:
-                        family.add_metric([stat], float(data[stat]))
-                yield family
 
     def _ingest(self) -> Iterator[Metric]:
         counters = self._counters
@@ -156,6 +102,23 @@ class StatusCollector(Collector):
                 help_text,
                 value=float(self._counters.get(f"ground_truth:{key}", 0)),
             )
+
+
+def _families(gauges: Iterable[Gauge]) -> Iterator[Metric]:
+    """Samples grouped into one family per name (the first sample sets its help and labels)."""
+    families: dict[str, GaugeMetricFamily] = {}
+    for gauge in gauges:
+        family = families.get(gauge.name)
+        if family is None:
+            keys = [key for key, _ in gauge.labels]
+            family = families[gauge.name] = (
+                GaugeMetricFamily(gauge.name, gauge.documentation, labels=keys)
+                if keys
+                else GaugeMetricFamily(gauge.name, gauge.documentation)
+            )
+        if gauge.labels or not family.samples:
+            family.add_metric([value for _, value in gauge.labels], gauge.value)
+    yield from families.values()
 
 
 def new_registry() -> tuple[CollectorRegistry, StatusCollector]:

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from analyzer.monitors.data_quality.evaluate import iso
+from analyzer.monitors.contract import iso, worst
 from analyzer.service.monitor import MONITOR, Monitor
 from analyzer.store.database import QUARANTINED, read_counters, read_status_doc
 from modelmon import __version__
@@ -49,21 +49,42 @@ def initial_doc(monitor: Monitor) -> dict[str, Any]:
     """What status says before the first run."""
     state = "no_baseline" if monitor.baseline.statistics is None else "no_data"
     start, end = monitor.window(monitor.clock())
+    monitors: dict[str, Any] = {
+        MONITOR: {
+            "state": state,
+            "window": {"start": iso(start), "end": iso(end)},
+            "samples": 0,
+            "min_samples": monitor.config.analyzer.min_samples,
+            "violations": [],
+            "violations_total": 0,
+            "features": {},
+            "run_id": None,
+            "baseline": dict(monitor.baseline.info),
+        }
+    }
+    quality = monitor.model_quality
+    if quality is not None:
+        current = quality.files.current
+        quality_state = "no_baseline" if current.constraints is None else "no_data"
+        q_start, q_end = quality.window(monitor.clock())
+        monitors["model_quality"] = {
+            "state": quality_state,
+            "window": {"start": iso(q_start), "end": iso(q_end)},
+            "problem_type": quality.quality.problem_type,
+            "samples": 0,
+            "min_labels": quality.quality.min_labels,
+            "labels": {},
+            "metrics": {},
+            "estimated": {},
+            "violations": [],
+            "violations_total": 0,
+            "run_id": None,
+            "baseline": dict(current.info),
+        }
+        state = worst([state, quality_state])
     return {
         "state": state,
-        "monitors": {
-            MONITOR: {
-                "state": state,
-                "window": {"start": iso(start), "end": iso(end)},
-                "samples": 0,
-                "min_samples": monitor.config.analyzer.min_samples,
-                "violations": [],
-                "violations_total": 0,
-                "features": {},
-                "run_id": None,
-                "baseline": dict(monitor.baseline.info),
-            }
-        },
+        "monitors": monitors,
         "last_run": None,
         "last_run_epoch": None,
         "endpoint": {

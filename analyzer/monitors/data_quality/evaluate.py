@@ -17,10 +17,11 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+
+from analyzer.monitors.contract import STATES, iso, worst
 
 __all__ = [
     "MAX_VIOLATIONS",
@@ -35,21 +36,9 @@ __all__ = [
     "worst",
 ]
 
-STATES = ("ok", "no_data", "not_enough_data", "warning", "no_baseline", "alert")
-_RANK = {state: rank for rank, state in enumerate(STATES)}
 WARNING_FRACTION = 0.8
 # A run stores at most this many violations (``violations_total`` says how many there were).
 MAX_VIOLATIONS = 1000
-
-
-def worst(states: Iterable[str]) -> str:
-    """The worst of some states (``no_data`` when there are none)."""
-    return max(states, key=lambda s: _RANK.get(s, 0), default="no_data")
-
-
-def iso(epoch: float) -> str:
-    """``2026-11-27T07:00:05Z``."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _number(value: Any) -> float | None:

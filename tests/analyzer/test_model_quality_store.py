@@ -11,13 +11,17 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from analyzer.monitors.model_quality.joins import (
+from analyzer.monitors.model_quality.predictions import PredictionRow
+from analyzer.store.model_quality import (
+    DirtyWindow,
+    LabelCounts,
     add_labels,
     add_predictions,
     create_tables,
-    expire,
+    dirty_windows,
     label_counts,
-    take_dirty_windows,
+    mark_evaluated,
+    prune,
     window_pairs,
 )
 
@@ -30,9 +34,15 @@ def open_db(path: Path) -> Database:
     return db
 
 
-def prediction(key: str, t: float, yhat: str = "1", p: float | None = 0.8) -> dict:
-    return {"key": key, "event_id": key, "inference_id": None, "inference_time": t,
-            "prediction": yhat, "probability": p}  # fmt: skip
+def prediction(key: str, t: float, yhat: str = "1", p: float | None = 0.8) -> PredictionRow:
+    return (key, key, None, t, yhat, p, None)
+
+
+def take_dirty_windows(db: Database) -> list[int]:
+    with db.conn:
+        windows = dirty_windows(db.conn)
+        mark_evaluated(db, windows)
+    return [w.start for w in windows]
 
 
 def test_labels_join_in_either_order_and_count_once(tmp_path: Path) -> None:
@@ -50,9 +60,9 @@ def test_labels_join_in_either_order_and_count_once(tmp_path: Path) -> None:
         assert add_predictions(db, [prediction("c", 3700.0, "0", None)], WINDOW) == 1
         assert add_predictions(db, [prediction("a", 10.0)], WINDOW) == 0  # read twice
     assert take_dirty_windows(db) == [3600]
-    first = window_pairs(db, 0, 3600)
+    first = window_pairs(db.conn, 0, 3600)
     assert (first.labels, first.predictions) == (["0"], ["1"])  # b's first label stands
-    second = window_pairs(db, 3600, 7200)
+    second = window_pairs(db.conn, 3600, 7200)
     assert second.labels == ["1"] and second.predictions == ["0"]
     assert str(second.probabilities[0]) == "nan"
 
@@ -63,19 +73,36 @@ def test_label_counts(tmp_path: Path) -> None:
         add_predictions(db, [prediction(k, t) for k, t in [("a", 0), ("b", 0), ("c", 900)]], 60)
         add_labels(db, [("a", "1"), ("zz", "0")], received_at=100.0, window_s=60)
         add_labels(db, [("yy", "0")], received_at=950.0, window_s=60)
-    counts = label_counts(db, now=1000.0, label_delay_s=500.0)
+    counts = label_counts(db.conn, now=1000.0, label_delay_s=500.0)
     assert counts.matched == 1
-    assert counts.unmatched == 1 and counts.waiting == 1  # zz is late past the wait; yy not
-    assert counts.pending == 1 and counts.expired == 1  # c can still get one; b will not
-    assert expire(db, before=500.0) == (2, 2)
-    assert label_counts(db, now=1000.0, label_delay_s=500.0).matched == 0
+    assert counts.unmatched == 1 and counts.pending == 1  # zz is late past the wait; yy not
+    assert counts.awaiting == 1 and counts.unlabeled == 1  # c can still get one; b will not
+    with db.conn:  # a, b (and a's label) inferred before 500; zz a lone label received before
+        assert prune(db, before=500.0) == (2, 2)
+    after = label_counts(db.conn, now=1000.0, label_delay_s=500.0)
+    assert after == LabelCounts(matched=0, unmatched=0, pending=1, awaiting=1, unlabeled=0)
+
+
+def test_a_window_changed_while_evaluated_stays_dirty(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "m.db")
+    with db.conn:
+        add_predictions(db, [prediction("a", 10.0), prediction("b", 20.0)], WINDOW)
+        add_labels(db, [("a", "1")], received_at=30.0, window_s=WINDOW)
+    seen = dirty_windows(db.conn)
+    assert seen == [DirtyWindow(0, 1)]
+    with db.conn:  # a late label lands while the window is being evaluated
+        add_labels(db, [("b", "0")], received_at=40.0, window_s=WINDOW)
+    with db.conn:
+        assert mark_evaluated(db, seen) == 0  # the newer change keeps the mark
+    assert dirty_windows(db.conn) == [DirtyWindow(0, 2)]
+    assert len(window_pairs(db.conn, 0, WINDOW)) == 2
 
 
 INGEST = textwrap.dedent(
     """
     import sys
     from sqlite_utils import Database
-    from analyzer.monitors.model_quality.joins import add_labels, add_predictions, create_tables
+    from analyzer.store.model_quality import add_labels, add_predictions, create_tables
     db = Database(sys.argv[1])
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")  # as the store runs it
@@ -83,8 +110,7 @@ INGEST = textwrap.dedent(
     for batch in range(40):
         keys = [f"k{batch}-{i}" for i in range(500)]
         with db.conn:
-            add_predictions(db, [{"key": k, "inference_time": batch, "prediction": "1"}
-                                 for k in keys], 3600)
+            add_predictions(db, [(k, k, None, batch, "1", None, None) for k in keys], 3600)
             add_labels(db, [(k, "1") for k in keys], 0.0, 3600)
             add_labels(db, [(k, "0") for k in keys[:10]], 0.0, 3600)  # a repeat post
         if batch == 10:
@@ -96,7 +122,7 @@ INGEST = textwrap.dedent(
 
 def test_kill_9_during_ingest_then_rerun_counts_exactly(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[4])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     child = subprocess.Popen(
         [sys.executable, "-c", INGEST, str(path)],
         stdin=subprocess.PIPE,
@@ -115,7 +141,7 @@ def test_kill_9_during_ingest_then_rerun_counts_exactly(tmp_path: Path) -> None:
             if stream is not None:
                 stream.close()
     db = Database(path)
-    assert label_counts(db, now=0.0, label_delay_s=0.0).matched == 11 * 500
+    assert label_counts(db.conn, now=0.0, label_delay_s=0.0).matched == 11 * 500
     rerun = subprocess.run(
         [sys.executable, "-c", INGEST.replace("batch == 10", "batch == -1"), str(path)],
         env=env,
@@ -124,7 +150,8 @@ def test_kill_9_during_ingest_then_rerun_counts_exactly(tmp_path: Path) -> None:
         timeout=120,
     )
     assert rerun.returncode == 0
-    counts = label_counts(Database(path), now=0.0, label_delay_s=0.0)
+    counts = label_counts(Database(path).conn, now=0.0, label_delay_s=0.0)
     assert counts.matched == 40 * 500 and counts.unmatched == 0 and counts.pending == 0
-    pairs = window_pairs(Database(path), 0, 3600)
+    assert counts.awaiting == 0 and counts.unlabeled == 0
+    pairs = window_pairs(Database(path).conn, 0, 3600)
     assert len(pairs) == 20_000 and set(pairs.labels) == {"1"}  # the repeats never applied

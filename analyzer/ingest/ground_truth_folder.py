@@ -1,0 +1,187 @@
+"""The ground-truth folder (``analyzer.model_quality.ground_truth.dir``), read exactly once.
+
+SageMaker's layout: ``{dir}/{yyyy}/{mm}/{dd}/{hh}/*.jsonl``, each line a ground-truth record
+(``groundTruthData``, ``eventMetadata.eventId``) as ``POST /monitor/ground-truth`` takes.
+Each tick reads every file on from its remembered offset, in chunks of whole lines; a chunk's
+labels, the bad lines found in it and the file's new offset are committed in one transaction
+(:func:`analyzer.store.model_quality_labels.commit_file_chunk`), so a ``kill -9`` at any
+moment loses or doubles nothing and a restart goes on where the last commit ended. Lines
+appended to a file later are read at a later tick. A last line without its newline is read
+only once the file has not changed for :data:`SETTLE_S` (it may still be being written).
+
+A bad line (not a record, a label that ``ground_truth_attribute`` cannot read, longer than
+``analyzer.ground_truth.max_line_bytes``) is counted, logged with its file and line number
+(the first :data:`LOGGED_PER_FILE` of a file) and kept for the status; the rest of the file
+is stored. Each tick also applies the retention (``analyzer.retention_days``) to the join.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from analyzer.ingest.capture_files import TooLarge, read_pieces
+from analyzer.ingest.ground_truth import GroundTruthIntake
+from analyzer.monitors.model_quality.labels import LabelError, LabelReader
+from analyzer.store.database import Store
+from analyzer.store.model_quality import prune
+from analyzer.store.model_quality_labels import FileChunk, commit_file_chunk, file_offsets
+from modelmon.config import ModelmonConfig
+
+__all__ = ["CHUNK_BYTES", "LOGGED_PER_FILE", "SETTLE_S", "FolderStats", "GroundTruthFolder"]
+
+log = logging.getLogger("modelmon.analyzer.ground_truth")
+
+CHUNK_BYTES = 4 * 1024 * 1024
+SETTLE_S = 60.0
+LOGGED_PER_FILE = 10
+_PATTERN = "[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]/[0-9][0-9]/*.jsonl"
+
+
+@dataclass
+class FolderStats:
+    """What one pass read."""
+
+    files: int = 0
+    chunks: int = 0
+    labels: int = 0
+    duplicates: int = 0
+    bad_lines: int = 0
+    pruned: tuple[int, int] = (0, 0)
+
+
+class GroundTruthFolder:
+    """Reads new ground-truth lines into the join; :meth:`run_once` is blocking."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: ModelmonConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
+        quality = config.analyzer.model_quality
+        if quality is None:
+            raise ValueError("analyzer.model_quality is not configured")
+        self._store = store
+        self._root = quality.ground_truth.dir
+        self._window_s = quality.window_s
+        self._reader = LabelReader(quality.ground_truth_attribute)
+        self._limits = config.analyzer.ground_truth
+        self._retention_s = config.analyzer.retention_days * 86400
+        self._chunk_bytes = max(chunk_bytes, self._limits.max_line_bytes + 1)
+        self._clock = clock
+        self._too_long = (
+            f"longer than {self._limits.max_line_bytes} bytes "
+            "(analyzer.ground_truth.max_line_bytes); skipped"
+        )
+
+    def run_once(self) -> FolderStats:
+        """Read what is new in the folder, then apply the retention."""
+        stats = FolderStats()
+        if self._root is not None and self._root.is_dir():
+            files = sorted(self._root.glob(_PATTERN))
+            known = self._store.read(file_offsets) if files else {}
+            for path in files:
+                rel = path.relative_to(self._root).as_posix()
+                offset, lines = known.get(rel, (0, 0))
+                try:
+                    if path.stat().st_size > offset:
+                        self._read_file(path, rel, offset, lines, stats)
+                except FileNotFoundError:
+                    log.warning("%s: removed before it was read; skipped", rel)
+                except OSError as exc:
+                    log.error("%s: unreadable after line %d (%s); read again next tick", rel,
+                              lines, exc)  # fmt: skip
+        before = self._clock() - self._retention_s
+        stats.pruned = self._store.write(lambda db: prune(db, before))
+        return stats
+
+    def _read_file(self, path: Path, rel: str, offset: int, lines: int, stats: FolderStats) -> None:
+        logged = 0
+        for chunk in self._chunks(path, rel, offset, lines):
+            received_at = self._clock()
+            done = self._store.write(
+                partial(commit_file_chunk, chunk=chunk, received_at=received_at,
+                        window_s=self._window_s)
+            )  # fmt: skip
+            if done is None:
+                log.warning("%s: offset moved under us (another reader?); skipped", rel)
+                return
+            stats.chunks += 1
+            stats.files += int(chunk.start == 0)
+            stats.labels += done[0]
+            stats.duplicates += done[1]
+            stats.bad_lines += chunk.bad_count
+            for line, error in chunk.bad_lines:
+                if logged < LOGGED_PER_FILE:
+                    log.warning("ground truth %s line %d: %s", rel, line, error)
+                logged += 1
+        if logged > LOGGED_PER_FILE:
+            log.warning("ground truth %s: %d more bad lines", rel, logged - LOGGED_PER_FILE)
+
+    def _settled(self, path: Path) -> bool:
+        return path.stat().st_mtime <= self._clock() - SETTLE_S
+
+    def _chunks(self, path: Path, rel: str, offset: int, lines: int) -> Iterator[FileChunk]:
+        """Chunks of whole lines from ``offset``: each parsed, its labels read."""
+        limit = self._limits.max_line_bytes
+        pieces: list[bytes | None] = []  # None: a line too long, skipped
+        size = 0
+        start = offset
+        for piece in read_pieces(path, offset, limit):
+            if isinstance(piece, TooLarge):
+                pieces.append(None)
+                size += piece.size
+                continue
+            if not piece.endswith(b"\n") and not self._settled(path):
+                end = piece.rfind(b"\n") + 1  # the unfinished last line waits
+                if end:
+                    pieces.append(piece[:end])
+                    size += end
+                break
+            pieces.append(piece)
+            size += len(piece)
+            if size >= self._chunk_bytes:
+                chunk = self._parse(rel, start, pieces, size, lines)
+                yield chunk
+                start, lines, pieces, size = chunk.end, chunk.lines, [], 0
+        if size:
+            yield self._parse(rel, start, pieces, size, lines)
+
+    def _parse(
+        self, rel: str, start: int, pieces: list[bytes | None], size: int, lines: int
+    ) -> FileChunk:
+        limits = self._limits
+        intake = GroundTruthIntake(
+            max_line_bytes=limits.max_line_bytes,
+            max_bad_lines_shown=max(limits.max_bad_lines_shown, LOGGED_PER_FILE),
+            received_at=0.0,
+        )
+        long_lines: list[tuple[int, str]] = []
+        for piece in pieces:
+            if piece is None:  # blocks end with a newline: the intake's count is exact here
+                long_lines.append((lines + intake.lines + 1, self._too_long))
+                piece = b"\n"  # a blank line to the intake, so the numbering goes on
+            intake.feed(piece)
+        intake.finish()
+        chunk = FileChunk(rel, start, start + size, lines + intake.lines)
+        bad = [(lines + b["line"], b["error"]) for b in intake.bad_lines]
+        bad.extend(long_lines)
+        chunk.bad_count = intake.bad_count + len(long_lines)
+        reader = self._reader
+        for row, number in zip(intake.rows, intake.row_lines, strict=True):
+            try:
+                chunk.labels.append((row[0], reader(row[3], row[4])))
+            except LabelError as exc:
+                chunk.skipped[exc.reason] += 1
+                chunk.bad_count += 1
+                bad.append((lines + number, f"label: {exc}"))
+        bad.sort()
+        chunk.bad_lines = bad[: max(limits.max_bad_lines_shown, LOGGED_PER_FILE)]
+        return chunk

@@ -1,0 +1,322 @@
+"""The join of captured predictions with late labels, in SQLite, exactly once.
+
+Two tables keyed by the join key (the capture's ``inferenceId`` when it has one, else its
+``eventId``; a ground-truth record's ``eventMetadata.eventId`` holds that same key, as in
+SageMaker): ``mq_predictions`` and ``mq_labels``. Either may arrive first. Inserts are
+``INSERT OR IGNORE`` on the key, so a file read twice after a crash or a label posted twice
+counts once; the caller runs each batch inside the store's one write transaction together
+with whatever marks the batch as read, so a ``kill -9`` loses or doubles nothing.
+
+The halves still waiting for the other are listed in two narrow tables,
+``mq_predictions_alone`` (key, inference time) and ``mq_labels_alone`` (key, arrival time);
+at every commit a key is listed there exactly when its other half is not stored. Joining
+deletes from them and never rewrites a wide prediction row; the label counts of
+``/monitor/status`` are index range counts over them, never a join of the two tables; a
+batch only looks up its own keys (handed to SQLite as one JSON array, ``json_each``).
+
+A window is keyed by *inference* time. When a label joins a prediction (or a prediction
+joins a label that came first), that window's version is bumped in ``mq_dirty``; the
+evaluation reads :func:`dirty_windows`, evaluates, and :func:`mark_evaluated` clears a window
+only if no label landed in it meanwhile. Memory never holds more than one window's pairs.
+
+:class:`ModelQualityStore` is the same on a running :class:`~analyzer.store.database.Store`
+(reads on the reader pool, writes on the writer thread); the module functions run inside a
+caller's transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from sqlite_utils import Database
+
+from analyzer.monitors.model_quality.predictions import Extracted, PredictionRow
+from analyzer.store.database import Store, add_counters
+
+__all__ = [
+    "DirtyWindow",
+    "LabelCounts",
+    "ModelQualityStore",
+    "PredictionRow",
+    "WindowPairs",
+    "add_labels",
+    "add_predictions",
+    "create_tables",
+    "dirty_windows",
+    "label_counts",
+    "mark_evaluated",
+    "prune",
+    "store_predictions",
+    "window_pairs",
+]
+
+FETCH = 50_000
+
+
+def create_tables(db: Database) -> None:
+    """The join's tables and indexes (idempotent; the store's migration m003 runs it)."""
+    # predictions: appended, read by window, deleted by retention; never updated
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mq_predictions (key TEXT PRIMARY KEY, event_id TEXT,"
+        " inference_id TEXT, inference_time REAL NOT NULL, prediction TEXT,"
+        " probability REAL, row BLOB)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS mq_predictions_time ON mq_predictions (inference_time)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mq_labels (key TEXT PRIMARY KEY, label TEXT NOT NULL,"
+        " received_at REAL NOT NULL) WITHOUT ROWID"
+    )
+    # the halves still waiting for the other: narrow, so joining touches no wide page
+    for side, moment in (("mq_predictions_alone", "inference_time"),
+                         ("mq_labels_alone", "received_at")):  # fmt: skip
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {side} (key TEXT PRIMARY KEY, {moment} REAL NOT NULL)"
+            " WITHOUT ROWID"
+        )
+        db.execute(f"CREATE INDEX IF NOT EXISTS {side}_time ON {side} ({moment})")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"
+        " version INTEGER NOT NULL)"
+    )
+
+
+def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
+    return db.conn if isinstance(db, Database) else db
+
+
+def _window(column: str, window_s: int) -> str:
+    width = int(window_s)
+    return f"CAST(floor({column} / {width}) AS INTEGER) * {width}"
+
+
+_BUMP = " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
+
+
+def add_predictions(
+    db: Database | sqlite3.Connection, rows: Sequence[PredictionRow], window_s: int
+) -> int:
+    """Store captured predictions (inside the caller's transaction); returns how many were new.
+
+    A prediction whose label is already here joins it and marks its window.
+    """
+    conn = _conn(db)
+    before = conn.total_changes
+    conn.executemany("INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    added = conn.total_changes - before
+    # alone unless its label is stored (a prediction read again is either joined or alone)
+    conn.executemany(
+        "INSERT OR IGNORE INTO mq_predictions_alone SELECT ?, ?"
+        " WHERE NOT EXISTS (SELECT 1 FROM mq_labels WHERE key = ?)",
+        [(r[0], r[3], r[0]) for r in rows],
+    )
+    if conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is None:
+        return added  # no label waits for its prediction (labels usually come after)
+    keys = orjson.dumps([r[0] for r in rows]).decode()
+    conn.execute(
+        f"INSERT INTO mq_dirty SELECT DISTINCT {_window('p.inference_time', window_s)}, 1"
+        " FROM json_each(?) j JOIN mq_labels_alone l ON l.key = j.value"
+        " JOIN mq_predictions p ON p.key = l.key WHERE true" + _BUMP,
+        [keys],
+    )
+    conn.execute(
+        "DELETE FROM mq_labels_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
+    )
+    return added
+
+
+def store_predictions(db: Database, extracted: Extracted, window_s: int) -> int:
+    """Add a capture chunk's predictions and count them and the records left out (inside the
+    chunk's transaction); returns how many were new. Counters: ``model_quality:predictions``,
+    ``model_quality:skipped:{reason}``, ``model_quality:rows_too_large``."""
+    new = add_predictions(db, extracted.rows, window_s) if extracted.rows else 0
+    deltas = {"model_quality:predictions": new, "model_quality:rows_too_large":
+              extracted.rows_too_large}  # fmt: skip
+    deltas.update({f"model_quality:skipped:{r}": n for r, n in extracted.skipped.items()})
+    add_counters(db, deltas)
+    return new
+
+
+def add_labels(
+    db: Database | sqlite3.Connection,
+    rows: Iterable[tuple[str, str]],
+    received_at: float,
+    window_s: int,
+) -> tuple[int, int]:
+    """Store ``(key, label)`` pairs; returns ``(new, duplicates)``.
+
+    The first label for a key stands; a later one for the same key is a duplicate and is
+    counted, not applied. A label that joins a stored prediction marks its window.
+    """
+    conn = _conn(db)
+    batch = [(key, label, received_at) for key, label in rows]
+    before = conn.total_changes
+    conn.executemany("INSERT OR IGNORE INTO mq_labels VALUES (?, ?, ?)", batch)
+    added = conn.total_changes - before
+    keys = orjson.dumps([b[0] for b in batch]).decode()
+    # the lone predictions of the batch's keys now have their label: mark, then unflag them
+    conn.execute(
+        f"INSERT INTO mq_dirty SELECT DISTINCT {_window('a.inference_time', window_s)}, 1"
+        " FROM json_each(?) j JOIN mq_predictions_alone a ON a.key = j.value WHERE true" + _BUMP,
+        [keys],
+    )
+    conn.execute(
+        "DELETE FROM mq_predictions_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
+    )
+    # alone unless the prediction is stored; a repeat keeps the first arrival time
+    conn.execute(
+        "INSERT OR IGNORE INTO mq_labels_alone SELECT j.value, ? FROM json_each(?) j"
+        " WHERE NOT EXISTS (SELECT 1 FROM mq_predictions p WHERE p.key = j.value)",
+        [received_at, keys],
+    )
+    return added, len(batch) - added
+
+
+@dataclass(frozen=True)
+class DirtyWindow:
+    """A window whose pairs changed; ``version`` says which change was seen."""
+
+    start: int
+    version: int
+
+
+def dirty_windows(conn: sqlite3.Connection) -> list[DirtyWindow]:
+    """The windows whose pairs changed since they were last marked evaluated, oldest first."""
+    rows = conn.execute("SELECT window_start, version FROM mq_dirty ORDER BY 1").fetchall()
+    return [DirtyWindow(int(start), int(version)) for start, version in rows]
+
+
+def mark_evaluated(db: Database | sqlite3.Connection, windows: Iterable[DirtyWindow]) -> int:
+    """Forget the windows evaluated at the version seen (a newer change keeps its mark)."""
+    conn = _conn(db)
+    cleared = 0
+    for window in windows:
+        cursor = conn.execute(
+            "DELETE FROM mq_dirty WHERE window_start = ? AND version = ?",
+            [window.start, window.version],
+        )
+        cleared += cursor.rowcount
+    return cleared
+
+
+@dataclass(frozen=True)
+class WindowPairs:
+    """The joined pairs of one window, as arrays."""
+
+    labels: list[str]
+    predictions: list[str]
+    probabilities: npt.NDArray[np.float64]  # NaN where the capture had none
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def window_pairs(conn: sqlite3.Connection, start: float, end: float) -> WindowPairs:
+    """Every joined pair whose prediction's inference time is in ``[start, end)``."""
+    cursor = conn.execute(
+        "SELECT l.label, p.prediction, p.probability FROM mq_predictions p"
+        " JOIN mq_labels l ON l.key = p.key"
+        " WHERE p.inference_time >= ? AND p.inference_time < ?"
+        " ORDER BY p.inference_time, p.key",
+        [start, end],
+    )
+    labels: list[str] = []
+    predictions: list[str] = []
+    probabilities: list[float] = []
+    while chunk := cursor.fetchmany(FETCH):
+        for label, prediction, probability in chunk:
+            labels.append(label)
+            predictions.append(prediction)
+            probabilities.append(math.nan if probability is None else probability)
+    return WindowPairs(labels, predictions, np.array(probabilities, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """Where the labels stand: what ``/monitor/status`` shows under ``labels``."""
+
+    matched: int  # labels joined to a stored prediction
+    unmatched: int  # labels with no prediction, received longer than the label wait ago
+    pending: int  # labels with no prediction yet, still within the wait
+    awaiting: int  # predictions without a label, still within the wait
+    unlabeled: int  # predictions past the wait that never got a label (expired)
+
+
+def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> LabelCounts:
+    """Counts over everything stored (within retention); index range counts only."""
+    cutoff = now - label_delay_s
+    labels = int(conn.execute("SELECT count(*) FROM mq_labels").fetchone()[0])
+    unmatched, pending = conn.execute(
+        "SELECT count(*) FILTER (WHERE received_at < ?), count(*) FILTER (WHERE"
+        " received_at >= ?) FROM mq_labels_alone",
+        [cutoff, cutoff],
+    ).fetchone()
+    awaiting, unlabeled = conn.execute(
+        "SELECT count(*) FILTER (WHERE inference_time >= ?), count(*) FILTER (WHERE"
+        " inference_time < ?) FROM mq_predictions_alone",
+        [cutoff, cutoff],
+    ).fetchone()
+    return LabelCounts(
+        matched=labels - int(unmatched or 0) - int(pending or 0),
+        unmatched=int(unmatched or 0),
+        pending=int(pending or 0),
+        awaiting=int(awaiting or 0),
+        unlabeled=int(unlabeled or 0),
+    )
+
+
+def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
+    """Retention: forget predictions inferred before ``before`` (with their labels) and lone
+    labels received before it; returns ``(predictions, labels)`` removed."""
+    conn = _conn(db)
+    labels = conn.execute(
+        "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_predictions"
+        " WHERE inference_time < ?)",
+        [before],
+    ).rowcount
+    conn.execute("DELETE FROM mq_predictions_alone WHERE inference_time < ?", [before])
+    predictions = conn.execute(
+        "DELETE FROM mq_predictions WHERE inference_time < ?", [before]
+    ).rowcount
+    labels += conn.execute(
+        "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_labels_alone"
+        " WHERE received_at < ?)",
+        [before],
+    ).rowcount
+    conn.execute("DELETE FROM mq_labels_alone WHERE received_at < ?", [before])
+    conn.execute("DELETE FROM mq_dirty WHERE window_start < ?", [math.floor(before) - 90 * 86400])
+    return int(predictions), int(labels)
+
+
+class ModelQualityStore:
+    """The join on a running store: blocking calls, from a thread (never the event loop)."""
+
+    def __init__(self, store: Store, *, window_s: int, label_delay_s: float) -> None:
+        self.store = store
+        self.window_s = window_s
+        self.label_delay_s = label_delay_s
+
+    def window_pairs(self, start: float, end: float) -> WindowPairs:
+        """The joined pairs of ``[start, end)`` by inference time (one window's worth)."""
+        return self.store.read(lambda conn: window_pairs(conn, start, end))
+
+    def dirty_windows(self) -> list[DirtyWindow]:
+        """Windows to evaluate (again): their pairs changed since the last evaluation."""
+        return self.store.read(dirty_windows)
+
+    def mark_evaluated(self, windows: Sequence[DirtyWindow]) -> int:
+        """Clear the windows just evaluated, unless a label landed in them meanwhile."""
+        return self.store.write(lambda db: mark_evaluated(db, windows))
+
+    def label_counts(self, now: float) -> LabelCounts:
+        """matched / unmatched / pending labels; awaiting / unlabeled predictions."""
+        return self.store.read(lambda conn: label_counts(conn, now, self.label_delay_s))
+
+    def prune(self, before: float) -> tuple[int, int]:
+        """Retention (``analyzer.retention_days``): everything older than ``before``."""
+        return self.store.write(lambda db: prune(db, before))

@@ -1,0 +1,125 @@
+"""The model-quality baseline files of the service: read at start, re-read when they change.
+
+``analyzer.model_quality.baseline.statistics`` is a model-quality ``statistics.json`` (ours or
+SageMaker's); ours also carries the label-free estimate's calibration under
+``modelmon.calibration`` (what ``modelmon baseline --model-quality`` fits). ``constraints``
+is SageMaker's model-quality ``constraints.json``. A missing or bad file never stops the
+service: the monitor reports ``no_baseline`` with the reason, and a file that goes bad
+after a good one was loaded keeps the good one in use (said in ``reload_error``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from analyzer.monitors.model_quality.documents import ConstraintsError, parse_constraints
+from analyzer.monitors.model_quality.estimate import Calibrator
+from analyzer.monitors.model_quality.evaluate import Baseline, baseline_from_statistics
+from modelmon.config import ModelQualityConfig
+
+__all__ = ["ModelQualityBaseline", "ModelQualityBaselineFiles", "load_model_quality_baseline"]
+
+log = logging.getLogger("modelmon.analyzer.model_quality")
+
+MAX_BASELINE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class ModelQualityBaseline:
+    """The parsed files; ``constraints`` is None (and ``info["error"]`` says why) without them."""
+
+    constraints: dict[str, tuple[float, str]] | None
+    baseline: Baseline | None
+    calibrator: Calibrator | None
+    constraints_doc: dict[str, Any] | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_json(path: Path) -> Any:
+    with open(path, "rb") as handle:
+        body = handle.read(MAX_BASELINE_BYTES + 1)
+    if len(body) > MAX_BASELINE_BYTES:
+        raise ValueError(f"larger than {MAX_BASELINE_BYTES} bytes")
+    return orjson.loads(body)
+
+
+def load_model_quality_baseline(config: ModelQualityConfig) -> ModelQualityBaseline:
+    """Both files, parsed; never raises (a problem is in ``info["error"]``)."""
+    paths = config.baseline
+    info: dict[str, Any] = {
+        "statistics": str(paths.statistics),
+        "constraints": str(paths.constraints),
+        "error": None,
+    }
+    try:
+        constraints_doc = _read_json(paths.constraints)
+        if not isinstance(constraints_doc, dict):
+            raise ValueError("not a JSON object")
+        constraints = parse_constraints(config.problem_type, constraints_doc)
+    except FileNotFoundError:
+        info["error"] = (
+            f"no model-quality constraints at {paths.constraints} (make them with "
+            "`modelmon baseline --model-quality`)"
+        )
+        return ModelQualityBaseline(None, None, None, None, info)
+    except (OSError, ValueError, ConstraintsError) as exc:
+        info["error"] = f"cannot use {paths.constraints}: {exc}"
+        return ModelQualityBaseline(None, None, None, None, info)
+    baseline: Baseline | None = None
+    calibrator: Calibrator | None = None
+    try:
+        statistics = _read_json(paths.statistics)
+        if not isinstance(statistics, dict):
+            raise ValueError("not a JSON object")
+        baseline = baseline_from_statistics(config.problem_type, statistics)
+        calibration = (statistics.get("modelmon") or {}).get("calibration")
+        if calibration is not None:
+            calibrator = Calibrator.from_json(calibration)
+    except FileNotFoundError:
+        log.warning("no %s: thresholds are taken as exact, no estimate", paths.statistics)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        info["statistics_error"] = f"cannot use {paths.statistics}: {exc}"
+        log.warning("%s", info["statistics_error"])
+    return ModelQualityBaseline(constraints, baseline, calibrator, constraints_doc, info)
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class ModelQualityBaselineFiles:
+    """The model-quality baseline in use, re-read when either file changes."""
+
+    def __init__(self, config: ModelQualityConfig) -> None:
+        self.config = config
+        self._signature = self._current_signature()
+        self.current = load_model_quality_baseline(config)
+
+    def _current_signature(self) -> tuple[Any, Any]:
+        paths = self.config.baseline
+        return (_stat(paths.statistics), _stat(paths.constraints))
+
+    def refresh(self, force: bool = False) -> bool:
+        """Re-read if the files changed (blocking); True when a new baseline is in use."""
+        signature = self._current_signature()
+        if not force and signature == self._signature:
+            return False
+        self._signature = signature
+        new = load_model_quality_baseline(self.config)
+        if new.constraints is None and self.current.constraints is not None:
+            self.current.info["reload_error"] = new.info["error"]
+            log.error("model-quality baseline not reloaded: %s", new.info["error"])
+            return False
+        self.current = new
+        log.info("model-quality baseline loaded from %s", self.config.baseline.constraints)
+        return True

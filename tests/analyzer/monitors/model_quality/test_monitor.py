@@ -1,0 +1,151 @@
+"""The model-quality monitor type behind the monitor contract: window in, section and gauges out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, roc_auc_score
+
+from analyzer.monitors.contract import Evaluation
+from analyzer.monitors.model_quality.documents import parse_constraints, suggest_constraints
+from analyzer.monitors.model_quality.estimate import fit_calibrator
+from analyzer.monitors.model_quality.evaluate import baseline_from_statistics, evaluate_window
+from analyzer.monitors.model_quality.monitor import ModelQuality, ModelQualityWindow
+from analyzer.monitors.registry import section_gauges
+from tests.analyzer.monitors.model_quality.test_verdict import BINARY, draw
+
+
+def _monitor(seed: int = 0, n: int = 20_000, *, calibrated: bool = True) -> ModelQuality:
+    y, p, s = draw(np.random.default_rng(seed), n)
+    result = evaluate_window(BINARY, y, p, s, {}, None, false_alarm_rate=0.01, min_labels=1)
+    stats = result.statistics()
+    return ModelQuality(
+        BINARY,
+        parse_constraints(BINARY, suggest_constraints(BINARY, stats)),
+        baseline_from_statistics(BINARY, stats),
+        {"statistics": "statistics.json"},
+        min_labels=100,
+        false_alarm_rate=0.01,
+        calibrator=fit_calibrator(s, y) if calibrated else None,
+    )
+
+
+def _window(
+    y: np.ndarray, p: np.ndarray, s: np.ndarray, counts: dict[str, int]
+) -> ModelQualityWindow:
+    labels, predictions = [str(v) for v in y], [str(v) for v in p]
+    return ModelQualityWindow(labels, predictions, s, predictions, s, counts)
+
+
+def test_a_window_gets_sklearns_metrics_states_and_an_estimate() -> None:
+    monitor = _monitor()
+    y, p, s = draw(np.random.default_rng(7), 5_000)
+    evaluation = monitor.evaluate(_window(y, p, s, {"matched": 5000}), start=0.0, end=3600.0)
+    assert isinstance(evaluation, Evaluation)
+    section = evaluation.section
+    assert section["window"] == {"start": "1970-01-01T00:00:00Z", "end": "1970-01-01T01:00:00Z"}
+    metrics = section["metrics"]
+    assert metrics["accuracy"]["value"] == pytest.approx(accuracy_score(y, p), abs=1e-9)
+    assert metrics["f1"]["value"] == pytest.approx(f1_score(y, p), abs=1e-9)
+    assert metrics["auc"]["value"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
+    assert metrics["auc"]["comparison_operator"] == "LessThanThreshold"
+    assert {m["state"] for m in metrics.values() if m["threshold"] is not None} <= {"ok", "warning"}
+    assert section["state"] in ("ok", "warning") and evaluation.violations == []
+    assert section["labels"] == {"matched": 5000}
+    auc = section["estimated"]["auc"]
+    assert auc["low"] <= metrics["auc"]["value"] <= auc["high"]
+    assert section["estimate"]["trusted"] is True
+    assert set(evaluation.documents) == {"statistics.json", "constraint_violations.json"}
+
+
+def test_concept_drift_alerts_and_distrusts_the_estimate() -> None:
+    monitor = _monitor()
+    y, p, s = draw(np.random.default_rng(8), 5_000, flip=0.3)
+    evaluation = monitor.evaluate(_window(y, p, s, {}), start=0.0, end=60.0)
+    assert evaluation.state == "alert"
+    assert {v["metric_name"] for v in evaluation.violations} >= {"accuracy", "auc"}
+    assert evaluation.violations[0]["description"].startswith("Metric ")
+    assert evaluation.section["estimate"]["trusted"] is False
+    assert "concept drift" in evaluation.section["estimate"]["note"]
+    assert evaluation.documents["constraint_violations.json"]["violations"] == evaluation.violations
+
+
+def test_too_few_labels_is_not_enough_data_but_the_estimate_shows() -> None:
+    monitor = _monitor()
+    y, p, s = draw(np.random.default_rng(9), 2_000)
+    window = ModelQualityWindow(
+        [str(v) for v in y[:10]], [str(v) for v in p[:10]], s[:10], [str(v) for v in p], s, {}
+    )
+    evaluation = monitor.evaluate(window, start=0.0, end=60.0)
+    assert evaluation.state == "not_enough_data" and evaluation.samples == 10
+    assert evaluation.section["estimated"]["accuracy"]["value"] is not None
+    assert evaluation.section["estimated"]["accuracy"]["agrees_with_realized"] is None
+
+
+def test_no_labels_yet_is_no_data_and_labels_that_are_not_binary_are_said() -> None:
+    monitor = _monitor(calibrated=False)
+    empty = monitor.evaluate(ModelQualityWindow([], [], np.zeros(0)), start=0.0, end=1.0)
+    assert empty.state == "no_data" and empty.documents == {}
+    assert "no calibration" in empty.section["estimate"]["note"]
+    odd = ModelQualityWindow(["yes", "no"], ["1", "0"], np.array([0.9, 0.1]))
+    evaluation = monitor.evaluate(odd, start=0.0, end=1.0)
+    assert evaluation.state == "no_data" and "not 0/1" in evaluation.section["error"]
+
+
+def test_regression_has_no_estimate_and_says_why() -> None:
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=1000)
+    guess = truth + rng.normal(scale=0.5, size=1000)
+    monitor = ModelQuality(
+        "Regression",
+        {"mae": (0.1, "GreaterThanThreshold")},
+        None,
+        {},
+        min_labels=100,
+        false_alarm_rate=0.01,
+    )
+    window = ModelQualityWindow(
+        [str(float(v)) for v in truth], [str(float(v)) for v in guess], np.zeros(0)
+    )
+    evaluation = monitor.evaluate(window, start=0.0, end=1.0)
+    assert evaluation.section["metrics"]["mae"]["value"] == pytest.approx(
+        mean_absolute_error(truth, guess), abs=1e-9
+    )
+    assert evaluation.state == "alert" and evaluation.violations[0]["metric_name"] == "mae"
+    assert evaluation.section["estimated"] == {}
+    assert "no label-free estimate" in evaluation.section["estimate"]["note"]
+
+
+def test_without_constraints_the_state_is_no_baseline() -> None:
+    monitor = ModelQuality(
+        BINARY, None, None, {"error": "missing"}, min_labels=1, false_alarm_rate=0.01
+    )
+    y, p, s = draw(np.random.default_rng(4), 300)
+    evaluation = monitor.evaluate(_window(y, p, s, {}), start=0.0, end=1.0)
+    assert (
+        evaluation.state == "no_baseline"
+        and "constraint_violations.json" not in evaluation.documents
+    )
+
+
+def test_gauges_are_named_like_sagemakers_cloudwatch_metrics() -> None:
+    monitor = _monitor()
+    y, p, s = draw(np.random.default_rng(8), 3_000, flip=0.3)
+    section = monitor.evaluate(
+        _window(y, p, s, {"matched": 3000, "pending": 5}), start=0, end=1
+    ).section
+    gauges = list(section_gauges("model_quality", section))
+    names = {g.name for g in gauges}
+    assert {
+        "auc",
+        "f1",
+        "accuracy",
+        "auc_threshold",
+        "auc_standard_deviation",
+        "auc_estimated",
+    } <= names
+    labelled = {(g.name, g.labels) for g in gauges}
+    assert ("modelmon_model_quality_labels", (("kind", "pending"),)) in labelled
+    assert ("modelmon_model_quality_violations", (("metric", "auc"),)) in labelled
+    auc = next(g for g in gauges if g.name == "auc")
+    assert auc.value == section["metrics"]["auc"]["value"]

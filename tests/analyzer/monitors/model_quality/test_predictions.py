@@ -1,0 +1,156 @@
+"""Predictions out of decoded capture records, and labels out of ground-truth data."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.monitors.model_quality.labels import LabelError, LabelReader, as_text
+from analyzer.monitors.model_quality.predictions import PredictionExtractor
+from modelmon.capture_record import CaptureSide, build_record
+from modelmon.config import ModelQualityConfig, PayloadConfig
+
+T = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
+
+
+def line(request: str, response: str, fmt: str = "CSV", inference_id: str | None = None) -> bytes:
+    kind = "text/csv" if fmt == "CSV" else "application/json"
+    return build_record(
+        event_id=str(uuid.uuid4()),
+        inference_time=T,
+        request=CaptureSide(kind, request, fmt),
+        response=CaptureSide(kind, response, fmt),
+        inference_id=inference_id,
+    )
+
+
+def extract(lines: list[bytes], payload: dict[str, Any], **quality: Any) -> Any:
+    config = ModelQualityConfig.model_validate(quality)
+    payload_config = PayloadConfig.model_validate(payload)
+    batch = PayloadDecoder(payload_config).decode_lines(lines)
+    return PredictionExtractor(config, payload_config.output).extract(batch)
+
+
+CSV = {"input": {"format": "csv", "columns": ["a", "b"]}, "output": {"format": "csv"}}
+
+
+def test_binary_from_the_probability_and_the_threshold() -> None:
+    lines = [line("1,x", "0.7"), line("2,y", "0.3"), line("3,z", "0.5", inference_id="inf-3")]
+    out = extract(
+        lines,
+        CSV,
+        problem_type="BinaryClassification",
+        probability_attribute="0",
+        probability_threshold_attribute=0.5,
+    )
+    assert [r[4] for r in out.rows] == ["1", "0", "1"]  # >= the threshold is positive
+    assert [r[5] for r in out.rows] == [0.7, 0.3, 0.5]
+    assert out.rows[2][0] == "inf-3" and out.rows[2][2] == "inf-3"  # the key: inferenceId
+    assert out.rows[0][0] == out.rows[0][1]  # else the eventId
+    assert out.rows[0][3] == T.timestamp()
+    assert orjson.loads(out.rows[0][6]) == {"a": "1", "b": "x"}
+
+
+def test_csv_columns_by_index_with_label_and_probability() -> None:
+    out = extract(
+        [line("1", "0.9,1.0"), line("2", "0.2,0")],
+        CSV,
+        problem_type="BinaryClassification",
+        probability_attribute="0",
+        inference_attribute="1",
+    )
+    assert [(r[4], r[5]) for r in out.rows] == [("1", 0.9), ("0", 0.2)]
+
+
+def test_json_by_key_and_by_jmespath_into_the_row() -> None:
+    payload = {"input": {"format": "json"}, "output": {"format": "json"}}
+    body = orjson.dumps({"predictions": [{"label": "cat", "scores": [0.1, 0.8, 0.1]}]}).decode()
+    request = orjson.dumps({"instances": [{"x": 1.5}]}).decode()
+    out = extract(
+        [line(request, body, "JSON")],
+        payload,
+        problem_type="MulticlassClassification",
+        inference_attribute="label",
+        probability_attribute="scores",
+    )
+    assert out.rows[0][4] == "cat" and out.rows[0][5] == 0.8  # a list: its largest value
+    assert orjson.loads(out.rows[0][6]) == {"x": 1.5}
+    path = extract(
+        [line(request, body, "JSON")],
+        payload,
+        problem_type="Regression",
+        inference_attribute="scores[1]",
+    )
+    assert path.rows[0][4] == "0.8"
+
+
+def test_records_without_a_prediction_are_counted_by_reason() -> None:
+    payload = {"input": {"format": "json"}, "output": {"format": "json"}}
+    several = line('{"instances": [[1], [2]]}', '{"predictions": [1, 0]}', "JSON")
+    no_prob = line('{"instances": [[1]]}', '{"predictions": [{"other": 1}]}', "JSON")
+    good = line('{"instances": [[1]]}', '{"predictions": [{"p": 0.9}]}', "JSON")
+    out = extract(
+        [several, no_prob, good, b"not json\n"],
+        payload,
+        problem_type="BinaryClassification",
+        probability_attribute="p",
+    )
+    assert len(out.rows) == 1 and out.rows[0][4] == "1"
+    assert out.skipped == {"several_rows": 1, "no_probability": 1}
+    missing = extract(
+        [line("1", "")], CSV, problem_type="Regression", inference_attribute="0"
+    )  # an empty output body: the decoder keeps the record with a warning
+    assert missing.rows == [] and sum(missing.skipped.values()) == 1
+
+
+def test_an_input_row_over_the_bound_is_left_out_and_counted() -> None:
+    config = ModelQualityConfig(problem_type="Regression")
+    payload = PayloadConfig.model_validate(CSV)
+    batch = PayloadDecoder(payload).decode_lines([line("1," + "x" * 200, "3.5")])
+    at_limit = PredictionExtractor(config, payload.output, max_row_bytes=216)
+    over = PredictionExtractor(config, payload.output, max_row_bytes=215)
+    assert len(orjson.dumps({"a": "1", "b": "x" * 200})) == 216
+    kept, dropped = at_limit.extract(batch), over.extract(batch)
+    assert kept.rows[0][6] is not None and kept.rows_too_large == 0
+    assert dropped.rows[0][6] is None and dropped.rows_too_large == 1
+    assert dropped.rows[0][4] == "3.5"  # the prediction is kept: the first output column
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(1, "1"), (1.0, "1"), ("1.0", "1"), (" 0 ", "0"), ("007", "7"), (True, "1"), ("False", "0"),
+     (0.25, "0.25"), ("cat", "cat"), ("", None), (None, None), ([1], None),
+     (float("nan"), None), ("nan", "nan")],
+)  # fmt: skip
+def test_labels_and_predictions_share_one_text(value: Any, text: str | None) -> None:
+    assert as_text(value) == text
+
+
+def test_label_reader_by_encoding_and_attribute() -> None:
+    assert LabelReader(None)("1", "CSV") == "1"
+    assert LabelReader("2")('a,"b,c",1.0', "CSV") == "1"
+    assert LabelReader("label")('{"label": 0}', "JSON") == "0"
+    assert LabelReader("a.b[0]")('{"a": {"b": ["x"]}}', "JSON") == "x"
+    assert LabelReader(None)("[3]", "JSON") == "3"
+    encoded = base64.b64encode(b'{"label": 1}').decode()
+    assert LabelReader("label")(encoded, "BASE64") == "1"
+    assert LabelReader("0")(base64.b64encode(b"1,0").decode(), "BASE64") == "1"
+    for reader, data, encoding, reason in [
+        (LabelReader("3"), "1,0", "CSV", "no_label"),
+        (LabelReader("label"), "1", "CSV", "attribute_not_in_csv"),
+        (LabelReader("label"), '{"other": 1}', "JSON", "no_label"),
+        (LabelReader(None), '{"label": 1}', "JSON", "label_not_scalar"),
+        (LabelReader(None), "{oops", "JSON", "label_not_json"),
+        (LabelReader(None), "!!", "BASE64", "bad_base64"),
+        (LabelReader(None), "x" * 1025, "CSV", "too_long"),
+    ]:
+        with pytest.raises(LabelError) as caught:
+            reader(data, encoding)
+        assert caught.value.reason == reason
+    assert LabelReader(None)("x" * 1024, "CSV") == "x" * 1024  # at the limit
