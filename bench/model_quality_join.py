@@ -12,8 +12,9 @@ Per size, each in a fresh process (wall time and peak RSS of that process):
   prediction, the four report files). Input: N capture records (``inferenceId`` on half,
   CSV output = the score) in files of 100,000 records, and N ground-truth records in
   shuffled order in files of 100,000;
-- **ours, SQLite** (``--sqlite``): the service's durable join (``analyzer.store.model_quality``) in batches of
-  50,000, then the same evaluation, in-process timing (as before this change);
+- **ours, SQLite** (``--sqlite``): the service's durable join
+  (``analyzer.store.model_quality``) in batches of 50,000, then the same evaluation,
+  in-process timing (as before this change);
 - **floor**: scikit-learn computing accuracy, precision, recall, F1 and AUC on in-memory
   arrays (no join, no files);
 - **NannyML 0.13** (in its own virtualenv at ``/work/nannyml-venv``, when present: ``python
