@@ -120,8 +120,9 @@ def write_capture(root: Path, n: int, seed: int, payload: str) -> None:
         flush()
 
 
-def config_yaml(workdir: Path, capture_dir: Path, payload: str) -> str:
-    """A modelmon config for the bench endpoint reading ``capture_dir``."""
+def config_yaml(workdir: Path, capture_dir: Path, payload: str, arrow: str | None = None) -> str:
+    """A modelmon config for the bench endpoint reading ``capture_dir`` (``arrow``: the
+    ``analyzer.arrow`` setting, default when None)."""
     fmt = "csv" if payload == "csv" else "json"
     columns = f"[{', '.join(COLUMNS)}]" if payload == "csv" else "[]"
     output = "{format: csv, columns: [score]}" if payload == "csv" else "{format: json}"
@@ -134,4 +135,5 @@ def config_yaml(workdir: Path, capture_dir: Path, payload: str) -> str:
         f"  baseline: {{statistics: '{workdir / 'baseline' / 'statistics.json'}', "
         f"constraints: '{workdir / 'baseline' / 'constraints.json'}'}}\n"
         f"  payload: {{input: {{format: {fmt}, columns: {columns}}}, output: {output}}}\n"
+        + (f"  arrow: '{arrow}'\n" if arrow else "")
     )

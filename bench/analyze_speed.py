@@ -1,7 +1,7 @@
 """Whole-process speed and peak memory: ``modelmon analyze --once`` against Evidently.
 
 Run: ``python bench/analyze_speed.py [--sizes 100000 1000000] [--workdir DIR] [--keep]
-[--repeat N] [--before DIR] [--reuse] [--analyze-only]``
+[--repeat N] [--before DIR] [--reuse] [--analyze-only] [--no-other-arrow]``
 
 For each size it generates seeded records (20 numeric + 5 categorical features; one capture
 folder with CSV payloads, one with JSON payloads) and the same rows as one CSV, plus
@@ -9,9 +9,9 @@ same-distribution reference rows (another seed). Then it times whole processes, 
 ``/usr/bin/time``:
 
 - ``modelmon analyze --once`` on each capture folder (decode, profile, checks, reports), as
-  configured by default (the Arrow fast path for CSV payloads when pyarrow is installed) and
-  with the other Arrow setting (``MODELMON_ARROW=0`` for CSV payloads, ``MODELMON_ARROW=json``
-  for JSON payloads);
+  configured by default (the Arrow fast path for CSV payloads when pyarrow is installed) and,
+  unless ``--no-other-arrow``, with the other ``analyzer.arrow`` setting (``off`` for CSV
+  payloads, ``csv_and_json`` for JSON payloads; a config file of its own);
 - our decode+profile path alone (``analyzer.ingest.parallel.profile_capture_files``), on 1 and 2
   processes, to show where the time goes;
 - ``modelmon baseline`` on a reference CSV of the same size as the current data;
@@ -43,13 +43,15 @@ import analyze_data as data  # the bench folder is not a package
 
 BENCH = Path(__file__).resolve().parent
 REFERENCE_ROWS = 100_000
+OTHER_ARROW = {"csv": "off", "json": "csv_and_json"}  # the setting that is not the default
 PROFILE_ONLY = (
     "import sys; from modelmon.config import load_config; "
     "from analyzer.ingest.capture_files import sealed_files; "
     "from analyzer.ingest.parallel import profile_capture_files; "
     "c = load_config(sys.argv[1]); "
     "f = sealed_files(c.capture.dir, c.endpoint.name, c.endpoint.variant, None, None); "
-    "r = profile_capture_files(f, c.analyzer.payload, c.analyzer.kll_k, int(sys.argv[2])); "
+    "r = profile_capture_files(f, c.analyzer.payload, c.analyzer.kll_k, int(sys.argv[2]), "
+    "arrow=c.analyzer.arrow); "
     "print(r.records, 'records')"
 )
 
@@ -106,6 +108,9 @@ def main() -> None:
     parser.add_argument("--before", type=Path, default=None, help="older code to compare")
     parser.add_argument("--reuse", action="store_true", help="keep existing generated data")
     parser.add_argument("--analyze-only", action="store_true", help="no baseline/profile-only")
+    parser.add_argument(
+        "--no-other-arrow", action="store_true", help="no run with the other analyzer.arrow"
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="analyze-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -139,9 +144,12 @@ def main() -> None:
                 cfg = str(run / f"{payload}.yaml")
                 command = [python, "-m", "modelmon", "analyze", "--config", cfg, "--once"]
                 jobs.append((f"modelmon analyze --once ({payload} payloads)", command, None))
-                other = "0" if payload == "csv" else "json"
-                label = f"analyze --once ({payload}, MODELMON_ARROW={other})"
-                jobs.append((label, command, {**os.environ, "MODELMON_ARROW": other}))
+                if not args.no_other_arrow:
+                    other = OTHER_ARROW[payload]
+                    label = f"analyze --once ({payload}, arrow: {other})"
+                    other_cfg = str(run / f"{payload}-arrow-{other}.yaml")
+                    command_other = [*command[:5], other_cfg, "--once"]
+                    jobs.append((label, command_other, None))
                 if before_env is not None:
                     jobs.append((f"BEFORE analyze --once ({payload})", command, before_env))
                 for workers in () if args.analyze_only else (1, 2):
@@ -173,6 +181,10 @@ def prepare(run: Path, size: int, reference: Path, reuse: bool) -> Path:
         if fresh:
             data.write_capture(capture, size, seed=2, payload=payload)
         (run / f"{payload}.yaml").write_text(data.config_yaml(run, capture, payload))
+        other = OTHER_ARROW[payload]
+        (run / f"{payload}-arrow-{other}.yaml").write_text(
+            data.config_yaml(run, capture, payload, other)
+        )
     if size == REFERENCE_ROWS:
         return reference
     same_size = run / "reference.csv"

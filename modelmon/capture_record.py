@@ -38,7 +38,6 @@ __all__ = [
     "decode_side",
     "encode_side",
     "format_inference_time",
-    "parse_inference_time",
     "parse_record_line",
 ]
 
@@ -93,14 +92,6 @@ def format_inference_time(moment: datetime) -> str:
     """ISO-8601 UTC with a ``Z``, to the millisecond (SageMaker writes seconds; both parse)."""
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_inference_time(text: str) -> datetime:
-    """Read SageMaker's ``2022-04-18T00:21:48Z`` (and fractional seconds, offsets)."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def build_record(

@@ -36,6 +36,7 @@ from modelmon.schedule import Schedule
 __all__ = [
     "AlertsConfig",
     "AnalyzerConfig",
+    "ArrowMode",
     "BaselineConfig",
     "CaptureConfig",
     "CaptureFiltersConfig",
@@ -64,6 +65,8 @@ class _Model(BaseModel):
 
 HOUR_S = 3600
 DAY_S = 86_400
+#: ``analyzer.arrow``: the payloads the optional Arrow fast path reads (docs/analyzer.md).
+ArrowMode = Literal["csv", "csv_and_json", "off"]
 _GIB = 1024**3
 
 
@@ -416,8 +419,15 @@ class AnalyzerConfig(_Model):
     max_line_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 16 << 20
     max_features: Annotated[int, Field(ge=1, le=100_000)] = 1000
     retention_days: Annotated[float, Field(ge=0.01, le=36_500)] = 30.0
+    # Which payloads `analyze --once` reads with the optional Arrow fast path (pyarrow).
+    arrow: ArrowMode = "csv"
 
     _listen = field_validator("listen")(_check_listen)
+
+    @field_validator("arrow", mode="before")
+    @classmethod
+    def _arrow_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
 
     @field_validator("bucket_s")
     @classmethod

@@ -7,13 +7,18 @@ by ``pyarrow.csv`` (every field a string, no quoting), JSON bodies by ``pyarrow.
 (``value_counts``) without one Python object per value (:mod:`analyzer.decoding.arrow_values`).
 Only what the record-by-record path would take *verbatim* is taken: every line one capture
 record with both sides present as text (``CSV``/``JSON`` encoding), an ``eventId`` string, an
-``inferenceTime`` of the form ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``, no truncation marker, no
+``inferenceId`` string or none, an ``inferenceTime`` of the form
+``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (:data:`analyzer.decoding.inference_time.ARROW_TIME`), no
+truncation marker, no
 escape sequence but ``\\"`` and no carriage return anywhere in the block (so no backslash or
 line break in a body, and no quote in a CSV body), no empty body, no byte-order mark, every CSV
 body one row of the same width, both sides of a record the same number of rows. Otherwise
 :meth:`ArrowDecoder.decode` returns ``None`` and the caller decodes the block with
-:class:`analyzer.decoding.codecs.PayloadDecoder`, so results are identical either way (checked by
-``tests/analyzer/test_arrow_batch.py`` and ``tests/analyzer/test_arrow_json.py``).
+:class:`analyzer.decoding.codecs.PayloadDecoder`, so results are identical either way (the
+contract of :mod:`analyzer.decoding.contract`, checked by
+``tests/analyzer/test_decoding_contract.py``, ``tests/analyzer/test_arrow_batch.py`` and
+``tests/analyzer/test_arrow_json.py``). The per-record fields (event ids, inference ids and
+times) are made Python objects only when read.
 Pure (no I/O): it takes the bytes of whole lines
 (:func:`analyzer.ingest.capture_files.read_blocks`).
 
@@ -28,7 +33,7 @@ Examples
 ...     b' "endpointOutput": {"data": "0.5", "encoding": "CSV"}},'
 ...     b' "eventMetadata": {"eventId": "e1", "inferenceTime": "2024-01-01T00:00:00Z"}}\\n'
 ... )
->>> batch = decoder.decode(line * 2)  # decoder is None without pyarrow
+>>> batch = decoder.decode_block(line * 2)  # decoder is None without pyarrow
 >>> a, b = batch.columns["a"].split, batch.columns["b"].split
 >>> (batch.n_rows, a.numbers.tolist(), a.integral, b.string_counts)
 (2, [1.0, 1.0], 2, Counter({'x': 2}))
@@ -39,8 +44,6 @@ from __future__ import annotations
 import importlib
 import io
 from collections import Counter
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -48,13 +51,13 @@ import numpy as np
 from analyzer.decoding.arrow_csv import CsvSide
 from analyzer.decoding.arrow_json import Column, JsonSide, SideColumns
 from analyzer.decoding.columns import input_name, output_name
+from analyzer.decoding.contract import DecodedBatch, Later
+from analyzer.decoding.inference_time import InferenceTimes, arrow_stamps
 from analyzer.decoding.payload_rows import INPUT_KEYS, OUTPUT_KEYS
 from modelmon.config import PayloadConfig, PayloadSide
 
-__all__ = ["ArrowBatch", "ArrowDecoder"]
+__all__ = ["ArrowDecoder"]
 
-_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](\.[0-9]{1,6})?Z$"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BACKSLASH, _QUOTE, _NEWLINE, _BRACE = ord("\\"), ord('"'), ord("\n"), ord("{")
 _VERBATIM = {"CSV", "JSON"}
 _FIELDS = (
@@ -65,20 +68,7 @@ _FIELDS = (
     "eventMetadata.eventId",
     "eventMetadata.inferenceTime",
 )
-
-
-@dataclass(slots=True)
-class ArrowBatch:
-    """One batch decoded by Arrow: no bad record, no padding, both sides of every record
-    the same number of rows."""
-
-    columns: dict[str, Column]
-    predictions: dict[str, Column]
-    n_rows: int
-    field_counts: Counter[int]
-    first_time: datetime
-    last_time: datetime
-    n_records: int
+_NEWLINE_BYTE = b"\n"
 
 
 class _Arrow:
@@ -96,7 +86,13 @@ class _Arrow:
                 ("captureData", pa.struct([("endpointInput", side), ("endpointOutput", side)])),
                 (
                     "eventMetadata",
-                    pa.struct([("eventId", pa.string()), ("inferenceTime", pa.string())]),
+                    pa.struct(
+                        [
+                            ("eventId", pa.string()),
+                            ("inferenceId", pa.string()),
+                            ("inferenceTime", pa.string()),
+                        ]
+                    ),
                 ),
                 ("modelmon", pa.struct([("truncated", pa.list_(pa.string()))])),
             ]
@@ -203,15 +199,25 @@ class ArrowDecoder:
             return None
         return cls(arrow, inputs, outputs)
 
-    def decode(self, block: bytes) -> ArrowBatch | None:
+    def decode(self, lines: list[bytes]) -> DecodedBatch | None:
+        """The :class:`~analyzer.decoding.contract.BatchDecoder` call: ``lines`` (one record
+        each, with or without its ``\\n``) as one block (:meth:`decode_block`)."""
+        if not lines:
+            return None
+        block = b"".join(line if line.endswith(_NEWLINE_BYTE) else line + b"\n" for line in lines)
+        if block.count(_NEWLINE_BYTE) != len(lines):
+            return None  # a line break inside a line: not one record per line
+        return self.decode_block(block)
+
+    def decode_block(self, block: bytes) -> DecodedBatch | None:
         """The batch of ``block`` (whole lines, one capture record each), or None: decode it
         the slow way (:func:`analyzer.ingest.capture_files.block_lines`, then
         ``PayloadDecoder``)."""
         batches = self.decode_blocks([block])
         return None if batches is None else batches[0]
 
-    def decode_blocks(self, blocks: list[bytes]) -> list[ArrowBatch] | None:
-        """One batch per block, each as :meth:`decode` gives it, all read by one Arrow call
+    def decode_blocks(self, blocks: list[bytes]) -> list[DecodedBatch] | None:
+        """One batch per block, each as :meth:`decode_block` gives it, all read by one Arrow call
         (fewer, larger calls); None unless all are taken together (e.g. CSV rows of another
         width in one block; with JSON payloads, more than one block): then decode them one
         by one. Every block but the last must end with ``\\n``, as
@@ -246,7 +252,7 @@ class ArrowDecoder:
         except a.pa.ArrowInvalid:
             return None
 
-    def _batches(self, table: Any, counts: list[int], escaped: bool) -> list[ArrowBatch] | None:
+    def _batches(self, table: Any, counts: list[int], escaped: bool) -> list[DecodedBatch] | None:
         pa, pc = self._arrow.pa, self._arrow.pc
         if table.num_rows != sum(counts):
             return None
@@ -256,30 +262,35 @@ class ArrowDecoder:
             return None
         if pc.max(pc.list_value_length(flat.column("modelmon.truncated"))).as_py():
             return None  # a truncated side: the slow path counts it
-        in_data, in_enc, out_data, out_enc, _, times = fields
+        in_data, in_enc, out_data, out_enc, event_ids, times = fields
         encodings = set(pc.unique(pa.concat_arrays([in_enc, out_enc])).to_pylist())
-        if not encodings <= _VERBATIM or not pc.all(pc.match_substring_regex(times, _TIME)).as_py():
+        if not encodings <= _VERBATIM:
             return None
-        stamps = pc.cast(times, pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
+        stamps = arrow_stamps(pa, pc, times)
+        if stamps is None:
+            return None
+        inference_ids = flat.column("eventMetadata.inferenceId").combine_chunks()
         inputs = self._inputs.read(in_data, escaped)
         outputs = self._outputs.read(out_data, escaped) if inputs is not None else None
         if inputs is None or outputs is None or not np.array_equal(inputs.rows, outputs.rows):
             return None
-        starts = np.cumsum([0, *counts[:-1]])
-        firsts, lasts = np.minimum.reduceat(stamps, starts), np.maximum.reduceat(stamps, starts)
         batches = []
-        for start, n, first, last in zip(starts.tolist(), counts, firsts, lasts, strict=True):
+        start = 0
+        for n in counts:
             columns, widths = inputs.block(start, n)
             predictions, _ = outputs.block(start, n)
+            rows = inputs.rows[start : start + n]
             batches.append(
-                ArrowBatch(
-                    columns,
-                    predictions,
-                    int(inputs.rows[start : start + n].sum()),
-                    widths,
-                    _EPOCH + timedelta(microseconds=int(first)),
-                    _EPOCH + timedelta(microseconds=int(last)),
-                    n,
+                DecodedBatch(
+                    columns=dict(columns),
+                    n_rows=int(rows.sum()),
+                    record_rows=Later(n, rows.tolist),
+                    event_ids=Later(n, event_ids.slice(start, n).to_pylist),
+                    inference_ids=Later(n, inference_ids.slice(start, n).to_pylist),
+                    inference_times=InferenceTimes(stamps[start : start + n]),
+                    predictions=dict(predictions),
+                    field_counts=widths,
                 )
             )
+            start += n
         return batches

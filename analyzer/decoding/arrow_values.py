@@ -44,16 +44,18 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.decoding.value_types import _FRACTIONAL, PreSplit, SplitValues
+from analyzer.decoding.literals import INTEGRAL_PATTERN, NUMERIC_BYTES, NUMERIC_PATTERN
+from analyzer.decoding.value_types import PreSplit, SplitValues
 
 __all__ = ["Resolve", "json_number_column", "text_column"]
 
 # Row positions (in the column) -> the values there as orjson parses them, or None.
 Resolve = Callable[[np.ndarray], list[Any] | None]
-_INTEGRAL = r"^[+-]?[0-9]+$"
-_NUMERIC = "^" + _FRACTIONAL.pattern + "$"  # the same literals, for RE2 (whole value)
+# The grammar of analyzer.decoding.literals, for RE2 (whole values) and as a byte mask.
+_INTEGRAL = "^" + INTEGRAL_PATTERN + "$"
+_NUMERIC = "^" + NUMERIC_PATTERN + "$"
 _NUMERIC_BYTES = np.zeros(256, dtype=bool)
-_NUMERIC_BYTES[np.frombuffer(b"0123456789+-.eE", dtype=np.uint8)] = True
+_NUMERIC_BYTES[np.frombuffer(NUMERIC_BYTES, dtype=np.uint8)] = True
 _DOT, _E, _UPPER_E = ord("."), ord("e"), ord("E")
 
 

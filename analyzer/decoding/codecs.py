@@ -13,122 +13,31 @@ Input columns are the features; output columns are predictions (``prediction``,
 
 from __future__ import annotations
 
-import gc
-import os
-import threading
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from analyzer.decoding.columns import ColumnBuilder, input_name, output_name
+from analyzer.decoding.contract import DecodedBatch
+from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.record_batch import (
+    PlainFields,
     body_rows,
-    parse_lines,
     plain_fields,
+    plain_fields_of_lines,
     rows_per_record,
 )
 from analyzer.decoding.side_codec import SideCodec, decode_body
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from modelmon.config import PayloadConfig
 
-__all__ = ["DecodedBatch", "PayloadDecoder", "SideCodec", "decode_body"]
-
-
-@dataclass
-class DecodedBatch:
-    """Rows decoded from many records, column-oriented.
-
-    ``columns`` and ``predictions`` map a name to ``n_rows`` values each (``None`` or ``""`` is
-    missing). Values are what the payload held: strings for CSV, JSON scalars for JSON.
-    Per successfully decoded record: ``record_rows`` (rows it contributed), ``event_ids``,
-    ``inference_ids``, ``inference_times``. ``rows_without_input`` / ``rows_without_output``
-    count rows whose record had no such side (capture mode input or output only): their
-    values are padding, not missing data. ``field_counts`` counts input rows by their number
-    of fields. ``warnings`` counts problems of records that were kept (e.g. an output that
-    did not decode). ``untracked`` / ``untracked_predictions``: names left out by the decoder's
-    :class:`~analyzer.monitors.data_quality.cardinality.FeatureLimit`, with how many values each
-    held.
-    """
-
-    columns: dict[str, list[object]] = field(default_factory=dict)
-    n_rows: int = 0
-    record_rows: list[int] = field(default_factory=list)
-    event_ids: list[str] = field(default_factory=list)
-    inference_ids: list[str | None] = field(default_factory=list)
-    inference_times: list[datetime] = field(default_factory=list)
-    bad: Counter[str] = field(default_factory=Counter)
-    predictions: dict[str, list[object]] = field(default_factory=dict)
-    field_counts: Counter[int] = field(default_factory=Counter)
-    rows_without_input: int = 0
-    rows_without_output: int = 0
-    warnings: Counter[str] = field(default_factory=Counter)
-    untracked: Counter[str] = field(default_factory=Counter)
-    untracked_predictions: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def n_records(self) -> int:
-        """Records decoded (bad ones excluded)."""
-        return len(self.record_rows)
+__all__ = ["DecodedBatch", "PayloadDecoder", "PlainDecoder", "SideCodec", "decode_body"]
 
 
 _VERBATIM = ("CSV", "JSON")
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch is decoded (thread-safe, nestable).
-
-    Decoding allocates many small dicts that live until the batch is finished; the collector
-    would walk them again and again (about 12% of the time on JSON payloads). They hold no
-    reference cycles, so reference counting frees everything; the previous state returns after.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses = max(0, _gc_pauses - 1)  # a fork in between resets the count
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
-
-
-def _after_fork_in_child() -> None:
-    """A child forked while another thread held a pause starts fresh (no lock, GC restored)."""
-    global _gc_lock, _gc_pauses
-    _gc_lock = threading.Lock()
-    if _gc_pauses and _gc_was_enabled:
-        gc.enable()
-    _gc_pauses = 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _parse_time(value: Any) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except (ValueError, TypeError) as exc:
-        raise PayloadError("bad_inference_time", str(value)) from exc
-    if moment.tzinfo is UTC:
-        return moment
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _row_width(rows: Rows) -> int:
@@ -146,44 +55,65 @@ def _transposed(rows: Rows) -> Rows:
 
 
 class PayloadDecoder:
-    """Decodes capture records with the configured input and output codecs."""
+    """Decodes capture records with the configured input and output codecs: every batch,
+    bad records counted (the reference path of :mod:`analyzer.decoding.contract`).
 
-    def __init__(self, payload: PayloadConfig, limit: FeatureLimit | None = None) -> None:
+    ``columnwise``: try :class:`PlainDecoder` first (the default; off only to test the
+    record-by-record path on its own).
+    """
+
+    def __init__(
+        self, payload: PayloadConfig, limit: FeatureLimit | None = None, columnwise: bool = True
+    ) -> None:
         self.payload = payload
         self.limit = limit
+        self.columnwise = columnwise
+
+    def decode(self, lines: list[bytes]) -> DecodedBatch:
+        """The :class:`~analyzer.decoding.contract.BatchDecoder` call: :meth:`decode_lines`."""
+        return self.decode_lines(lines)
 
     def decode_lines(self, lines: Iterable[bytes]) -> DecodedBatch:
         """Raw JSON Lines (each parsed once); blank lines are skipped, bad ones counted."""
         run = _Run(self.payload, self.limit)
         loads = orjson.loads
         lines = lines if isinstance(lines, list) else list(lines)
-        with gc_paused():
-            records = parse_lines(lines)
-            plain = records is not None and run.add_plain(records)
-            del records  # freed while the collector is paused: it never walks these dicts
-            if plain:
+        if self.columnwise:
+            if run.add_fields(plain_fields_of_lines(lines)):
                 return run.finish()
-            for line in lines:
-                if not line or line.isspace():
-                    continue
-                try:
-                    record = loads(line)
-                except orjson.JSONDecodeError:
-                    run.batch.bad["not_json"] += 1
-                    continue
-                run.add(record)
-            return run.finish()
+        for line in lines:
+            if not line or line.isspace():
+                continue
+            try:
+                record = loads(line)
+            except orjson.JSONDecodeError:
+                run.batch.bad["not_json"] += 1
+                continue
+            run.add(record)
+        return run.finish()
 
     def decode_records(self, records: Iterable[dict[str, Any]]) -> DecodedBatch:
         """Records already parsed into dicts."""
         run = _Run(self.payload, self.limit)
         records = records if isinstance(records, list) else list(records)
-        with gc_paused():
-            if run.add_plain(records):
-                return run.finish()
-            for record in records:
-                run.add(record)
+        if self.columnwise and run.add_plain(records):
             return run.finish()
+        for record in records:
+            run.add(record)
+        return run.finish()
+
+
+class PlainDecoder:
+    """The column-wise path alone: a batch of plain records (see
+    :mod:`analyzer.decoding.record_batch`), else None (:class:`PayloadDecoder` tries it first)."""
+
+    def __init__(self, payload: PayloadConfig, limit: FeatureLimit | None = None) -> None:
+        self.payload = payload
+        self.limit = limit
+
+    def decode(self, lines: list[bytes]) -> DecodedBatch | None:
+        run = _Run(self.payload, self.limit)
+        return run.finish() if run.add_fields(plain_fields_of_lines(lines)) else None
 
 
 class _Run:
@@ -201,35 +131,41 @@ class _Run:
         )
         self.request = SideCodec(payload.input, output=False)
         self.response = SideCodec(payload.output, output=True)
+        self.record_rows: list[int] = []
+        self.event_ids: list[str] = []
+        self.inference_ids: list[str | None] = []
+        self.inference_times: list[datetime] = []
 
     def add_plain(self, records: list[Any]) -> bool:
         """Add a whole batch at once when every record is plain; False (nothing added) if not.
 
-        Plain: see :mod:`analyzer.decoding.record_batch`; besides, every body must decode and both
-        sides
-        of a record must hold the same number of rows. Anything else is left to :meth:`add`.
+        Plain: see :mod:`analyzer.decoding.record_batch`; besides, every body must decode and
+        both sides of a record must hold the same number of rows. Anything else is left to
+        :meth:`add`.
         """
-        fields = plain_fields(records)
+        return self.add_fields(plain_fields(records))
+
+    def add_fields(self, fields: PlainFields | None) -> bool:
+        """:meth:`add_plain` of the fields of a batch, when it is plain (not None)."""
         if fields is None:
             return False
         inputs = body_rows(self.request, fields.inputs)
         outputs = body_rows(self.response, fields.outputs) if inputs is not None else None
         if inputs is None or outputs is None:
             return False
-        counts = rows_per_record(inputs, len(records))
-        if counts != rows_per_record(outputs, len(records)):
+        counts = rows_per_record(inputs, len(fields.event_ids))
+        if counts != rows_per_record(outputs, len(fields.event_ids)):
             return False
         for builder, rows in ((self.inputs, inputs), (self.outputs, outputs)):
             if isinstance(rows, Rows):
                 builder.add(rows)
             else:
                 builder.add_all(rows)
-        batch = self.batch
-        batch.n_rows += sum(counts)
-        batch.record_rows.extend(counts)
-        batch.event_ids.extend(fields.event_ids)
-        batch.inference_ids.extend(fields.inference_ids)
-        batch.inference_times.extend(fields.inference_times)
+        self.batch.n_rows += sum(counts)
+        self.record_rows.extend(counts)
+        self.event_ids.extend(fields.event_ids)
+        self.inference_ids.extend(fields.inference_ids)
+        self.inference_times.extend(fields.inference_times)
         return True
 
     def add(self, record: Any) -> None:
@@ -240,7 +176,7 @@ class _Run:
             capture = record["captureData"]
             metadata = record["eventMetadata"]
             event_id = metadata["eventId"]
-            moment = _parse_time(metadata.get("inferenceTime"))
+            moment = parse_inference_time(metadata.get("inferenceTime"))
             if type(capture) is not dict or type(event_id) is not str:
                 raise PayloadError("not_capture_record")
             request = capture.get("endpointInput")
@@ -295,11 +231,11 @@ class _Run:
         else:
             self._add_output(out_rows, n)
         batch.n_rows += n
-        batch.record_rows.append(n)
-        batch.event_ids.append(event_id)
+        self.record_rows.append(n)
+        self.event_ids.append(event_id)
         inference_id = metadata.get("inferenceId")
-        batch.inference_ids.append(inference_id if type(inference_id) is str else None)
-        batch.inference_times.append(moment)
+        self.inference_ids.append(inference_id if type(inference_id) is str else None)
+        self.inference_times.append(moment)
 
     def _add_output(self, rows: Rows, n: int) -> None:
         if rows.n == n:
@@ -317,9 +253,11 @@ class _Run:
 
     def finish(self) -> DecodedBatch:
         batch = self.batch
-        batch.columns = self.inputs.finish()
-        batch.predictions = self.outputs.finish()
+        batch.columns = dict(self.inputs.finish())
+        batch.predictions = dict(self.outputs.finish())
         batch.field_counts = self.inputs.field_counts
         batch.untracked = self.inputs.untracked
         batch.untracked_predictions = self.outputs.untracked
+        batch.record_rows, batch.event_ids = self.record_rows, self.event_ids
+        batch.inference_ids, batch.inference_times = self.inference_ids, self.inference_times
         return batch

@@ -31,6 +31,18 @@ def output_name(index: int) -> str:
 
 
 _kind_of, _data, _n = attrgetter("kind"), attrgetter("data"), attrgetter("n")
+_SLICE = 256  # rows transposed at once (a tuple each, freed before the collector runs)
+
+
+def _transposed(rows: list[dict[Any, Any]], order: list[Any]) -> dict[str, Sequence[Any]]:
+    """The columns ``order`` of ``rows`` (KeyError when a row lacks one)."""
+    get = itemgetter(*order)
+    columns: list[list[Any]] = [[] for _ in order]
+    for start in range(0, len(rows), _SLICE):
+        values = zip(*map(get, rows[start : start + _SLICE]), strict=True)
+        for column, part in zip(columns, values, strict=True):
+            column.extend(part)
+    return {str(key): column for key, column in zip(order, columns, strict=True)}
 
 
 class ColumnBuilder:
@@ -187,10 +199,10 @@ class ColumnBuilder:
             order = []  # some keys are left out: the general way below counts them
         if len(lengths) == 1 and len(order) > 1:
             # Same number of keys everywhere: if every row has all of the first row's keys, the
-            # rows share one key set, and C-speed gets and a transpose do the whole batch.
+            # rows share one key set, and C-speed gets and a transpose do the whole batch (a
+            # slice of rows at a time: fewer tuples alive for the garbage collector to walk).
             try:
-                values = zip(*map(itemgetter(*order), rows), strict=True)
-                return {str(key): column for key, column in zip(order, values, strict=True)}
+                return _transposed(rows, order)
             except KeyError:
                 pass
         keys: dict[Any, None] = {}

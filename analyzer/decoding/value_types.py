@@ -1,20 +1,14 @@
 """Type inference of raw values, as SageMaker's analyzer (Deequ) does it, vectorized per column.
 
-A present value is ``Integral`` when its text is an integer literal (``-12``), ``Fractional``
-when it is a decimal literal (``3.0``, ``.5``, ``1e-3``; note ``3.0`` is Fractional, as in
-AWS's own files), else ``String``. ``None`` and the empty string are missing. JSON numbers keep
+The grammar (which text is Integral, Fractional or String) is
+:mod:`analyzer.decoding.literals`. ``None`` and the empty string are missing. JSON numbers keep
 their JSON type (``3`` Integral, ``3.0`` Fractional); booleans and nested values are strings.
-Non-finite numbers (``nan``, ``inf``) are strings, as Deequ's patterns do not match them.
-
-Deequ's patterns are ``^(-|\\+)? ?\\d*\\.\\d*$`` and ``^(-|\\+)? ?\\d*$``; ours differ on purpose in
-three corner cases: we also accept exponents (``1e-05``, as numpy and most servers print
-floats), and we reject a lone sign, a lone dot and a space after the sign (Deequ would call
-``-`` Integral).
+Non-finite numbers (``nan``, ``inf``, overflowing literals) are strings, as Deequ's patterns do
+not match them.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +16,18 @@ from typing import Any
 
 import numpy as np
 import orjson
+
+from analyzer.decoding.literals import (
+    FLOAT_ONLY,
+    FRACTIONAL,
+    INTEGRAL,
+    SEPARATOR,
+    STRING,
+    UNKNOWN,
+    integral_literal,
+    numeric_literal,
+    numeric_tokens,
+)
 
 __all__ = [
     "FRACTIONAL",
@@ -33,18 +39,7 @@ __all__ = [
     "split_values",
 ]
 
-INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unknown"
-
-_INTEGRAL = re.compile(r"[+-]?[0-9]+")
-_FRACTIONAL = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?")
-# ASCII characters that float() accepts but a numeric literal may not hold (1_000, " 1");
-# letters (nan, inf) show as non-finite numbers; non-ASCII digits are ruled out by isascii().
-_FLOAT_ONLY = "_ \t\n\r\x0b\x0c\x1c\x1d\x1e"
-_SEP = "\x1f"
-# A whole field (between separators) that is a numeric literal.
-_TOKEN = re.compile(
-    r"(?<![^\x1f])[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?(?![^\x1f])"
-)
+_SEP = SEPARATOR
 
 
 @dataclass(slots=True)
@@ -73,7 +68,7 @@ class PreSplit:
 def _fractional_count(tokens: list[str], joined: str) -> int:
     """How many numeric literals (``joined`` by the separator) are not integer literals."""
     if "e" in joined or "E" in joined:
-        return sum(1 for t in tokens if _INTEGRAL.fullmatch(t) is None)
+        return sum(1 for t in tokens if not integral_literal(t))
     return joined.count(".")  # a literal holds at most one dot
 
 
@@ -98,7 +93,7 @@ def _strings_split(values: list[str], out: SplitValues, joined: str | None = Non
     if joined.count(_SEP) != len(values) - 1:  # the separator inside a value: go slowly
         _slow_strings(values, out)
         return
-    if joined.isascii() and not any(c in joined for c in _FLOAT_ONLY):
+    if joined.isascii() and not any(c in joined for c in FLOAT_ONLY):
         try:
             numbers = np.array(values, dtype=np.float64)
         except ValueError:
@@ -111,15 +106,15 @@ def _strings_split(values: list[str], out: SplitValues, joined: str | None = Non
             return
     counts = Counter(values)
     if len(counts) * 2 <= len(values):  # few distinct values: classify each distinct one once
-        numeric = {key for key in counts if _FRACTIONAL.fullmatch(key)}
+        numeric = {key for key in counts if numeric_literal(key)}
     else:
-        numeric = set(_TOKEN.findall(joined))
+        numeric = numeric_tokens(joined)
     if not numeric:
         out.strings.extend(values)
         out.string_counts = counts
         return
     tokens = [v for v in values if v in numeric]
-    fractional = sum(counts[key] for key in numeric if _INTEGRAL.fullmatch(key) is None)
+    fractional = sum(counts[key] for key in numeric if not integral_literal(key))
     out.numbers = np.array(tokens, dtype=np.float64)
     out.fractional += fractional
     out.integral += len(tokens) - fractional
@@ -131,10 +126,10 @@ def _strings_split(values: list[str], out: SplitValues, joined: str | None = Non
 def _slow_strings(values: list[str], out: SplitValues) -> None:
     numbers: list[str] = []
     for value in values:
-        if _INTEGRAL.fullmatch(value):
+        if integral_literal(value):
             out.integral += 1
             numbers.append(value)
-        elif _FRACTIONAL.fullmatch(value):
+        elif numeric_literal(value):
             out.fractional += 1
             numbers.append(value)
         else:

@@ -109,6 +109,7 @@ def _profile_files(config: ModelmonConfig, files: list[Path]) -> FilesProfile:
         config.analyzer.payload,
         config.analyzer.kll_k,
         on_file=lambda total: progress.tick(total.files, total.profile.item_count, total.records),
+        arrow=config.analyzer.arrow,
     )
 
 

@@ -3,7 +3,8 @@
 The capture files of the window are joined in memory with every label of the ground-truth
 folder (``pairs.join``), evaluated against the model-quality baseline
 (``evaluate.evaluate_window``: SageMaker's metrics, our verdict) and, for a binary classifier
-with probabilities and a ``calibration.json`` beside its baseline, estimated without labels
+with probabilities and a calibration in its baseline (``statistics.json``'s
+``modelmon.calibration``), estimated without labels
 over every prediction of the window (CBPE). Reports go to the ``model_quality`` folder of the
 hour's report folder (docs/model-quality.md, "Reports"):
 
@@ -25,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from analyzer.ingest.model_quality_files import (
-    CALIBRATION_FILE,
     Pairs,
     joined_pairs,
 )
@@ -82,14 +82,16 @@ def _json(path: Path, what: str, code: int) -> dict[str, Any]:
 def _baseline(mq: ModelQualityConfig, code: int) -> _Baseline:
     statistics = _json(mq.baseline.statistics, "statistics", code)
     constraints = _json(mq.baseline.constraints, "constraints", code)
-    calibration_path = mq.baseline.statistics.parent / CALIBRATION_FILE
     calibrator = None
-    if mq.estimate and calibration_path.is_file():
-        document = _json(calibration_path, "calibration", code)
+    extra = statistics.get("modelmon")
+    calibration = extra.get("calibration") if isinstance(extra, dict) else None
+    if mq.estimate and calibration is not None:
         try:
-            calibrator = Calibrator.from_json(document["calibrator"])
+            calibrator = Calibrator.from_json(calibration)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelQualityStop(code, f"{calibration_path}: not a calibration: {exc}") from exc
+            raise ModelQualityStop(
+                code, f"{mq.baseline.statistics}: modelmon.calibration is not a calibration: {exc}"
+            ) from exc
     return _Baseline(statistics, constraints, calibrator)
 
 
@@ -189,6 +191,7 @@ def analyze_model_quality(
             window=window,
             tick=tick,
             output_columns=config.analyzer.payload.output.columns,
+            arrow=config.analyzer.arrow,
         )
     except InputError as exc:
         raise ModelQualityStop(no_data, str(exc)) from exc

@@ -28,6 +28,7 @@ import orjson
 from sqlite_utils import Database
 
 from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.ingest.capture_files import (
     TooLarge,
     TruncatedCapture,
@@ -40,7 +41,6 @@ from analyzer.monitors.data_quality.profile import DatasetProfile, ProfileError
 from analyzer.monitors.model_quality.predictions import Extracted, PredictionExtractor
 from analyzer.store.database import Store, add_counters, quarantine_bucket
 from analyzer.store.model_quality import store_predictions
-from modelmon.capture_record import parse_inference_time
 from modelmon.config import ModelmonConfig
 
 __all__ = [
@@ -265,7 +265,7 @@ class Ingestor:
                 extracted.add(extract(batch))
             records += batch.n_records
             start = key
-            if start is None:  # the decoder read a time that we could not
+            if start is None:  # not reached: both read times with parse_inference_time
                 start = int(batch.inference_times[0].timestamp()) // bucket_s * bucket_s
             into = profiles.get(start)
             if into is None:

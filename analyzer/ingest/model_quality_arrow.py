@@ -7,20 +7,21 @@ column index, BinaryClassification and Regression. Anything else, and any file w
 that does not fit (bad JSON, a missing id, a value that is not a number, a probability outside
 [0, 1]), returns ``None``: the caller then reads that file line by line
 (``model_quality_files``), which reports each bad line with its number. The fast path never
-decides that a line is bad; it only speeds up files with none. ``MODELMON_ARROW=0`` turns it
-off, as for the data-quality readers.
+decides that a line is bad; it only speeds up files with none. ``analyzer.arrow: off`` turns
+it off, as for the data-quality readers. Times go through ``decoding.inference_time`` (the one
+parser; its Arrow form).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from analyzer.decoding.inference_time import arrow_stamps
 from analyzer.monitors.model_quality.records import Attribute, Encoder
 
 __all__ = ["arrow_labels", "arrow_predictions", "available"]
@@ -29,9 +30,10 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
-def available(encoder: Encoder) -> bool:
-    """pyarrow is installed, not switched off, and the problem type is one it converts."""
-    if os.environ.get("MODELMON_ARROW", "1") == "0":
+def available(encoder: Encoder, mode: str = "csv") -> bool:
+    """pyarrow is installed, not switched off (``analyzer.arrow``), and the problem type is
+    one it converts."""
+    if mode == "off":
         return False
     if encoder.problem_type == "MulticlassClassification":
         return False  # class names need the shared codebook: the line reader keeps it
@@ -160,11 +162,10 @@ def arrow_predictions(
     stamps = _field(table, "eventMetadata", "inferenceTime")
     if keys.null_count or stamps.null_count:
         return None
-    try:
-        moments = pc.cast(stamps, pa.timestamp("us", tz="UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    times = moments.cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e6
+    micros = arrow_stamps(pa, pc, stamps.combine_chunks())
+    if micros is None:
+        return None  # a time of another form: the line reader parses it
+    times = np.asarray(micros, dtype=np.float64) / 1e6
     data = _field(table, "captureData", "endpointOutput", "data")
     encoding = _field(table, "captureData", "endpointOutput", "encoding")
     at_inference, at_probability = _index(inference, columns), _index(probability, columns)

@@ -42,7 +42,6 @@ from modelmon.config import ModelQualityConfig
 
 __all__ = [
     "BAD_LINES_SHOWN",
-    "CALIBRATION_FILE",
     "BadLines",
     "Pairs",
     "TableAttributes",
@@ -54,7 +53,6 @@ __all__ = [
 ]
 
 BAD_LINES_SHOWN = 20
-CALIBRATION_FILE = "calibration.json"  # beside the model-quality statistics.json
 CHUNK = 65_536
 Tick = Callable[[int], None]
 FloatArray = npt.NDArray[np.float64]
@@ -104,15 +102,18 @@ def read_labels(
     encoder: Encoder,
     bad: BadLines,
     tick: Tick | None = None,
+    arrow_mode: str = "csv",
 ) -> Columns:
-    """Columns ``key`` (hash) and ``label`` of every ground-truth record under ``folder``."""
+    """Columns ``key`` (hash) and ``label`` of every ground-truth record under ``folder``.
+
+    ``arrow_mode``: ``analyzer.arrow`` (``off``: no Arrow fast path)."""
     files = folder_files(folder)
     if not files:
         raise InputError(f"{folder}: no ground-truth files (*.jsonl, *.jsonl.gz) found")
     out = Columns({"key": np.int64, "label": np.float64})
     keys: list[int] = []
     labels: list[float] = []
-    fast = arrow.available(encoder)
+    fast = arrow.available(encoder, arrow_mode)
     for path in files:
         whole = arrow.arrow_labels(path, attribute, encoder) if fast else None
         if whole is not None:  # after the rows of earlier files: file order is kept
@@ -149,6 +150,7 @@ def read_predictions(
     window: tuple[float, float] | None = None,
     tick: Tick | None = None,
     columns: Sequence[str] = (),
+    arrow_mode: str = "csv",
 ) -> Columns:
     """Columns ``key``, ``time``, ``prediction``, ``probability`` (NaN: none) of capture lines.
 
@@ -162,7 +164,7 @@ def read_predictions(
     )
     rows: list[tuple[int, float, float, float]] = []
     nan = float("nan")
-    fast = arrow.available(encoder)
+    fast = arrow.available(encoder, arrow_mode)
     for path in files:
         whole = (
             arrow.arrow_predictions(path, inference, probability, encoder, list(columns))
@@ -408,6 +410,7 @@ def joined_pairs(
     window: tuple[float, float] | None = None,
     tick: Any = None,
     output_columns: Sequence[str] = (),
+    arrow: str = "csv",
 ) -> Pairs:
     """Read the capture files and the ground-truth folder and join them in memory."""
     bad = BadLines()
@@ -424,8 +427,11 @@ def joined_pairs(
         window=window,
         tick=tick,
         columns=output_columns,
+        arrow_mode=arrow,
     )
-    labels = read_labels(ground_truth, _attribute(mq.ground_truth_attribute), encoder, bad, tick)
+    labels = read_labels(
+        ground_truth, _attribute(mq.ground_truth_attribute), encoder, bad, tick, arrow
+    )
     joined = join(predictions.column("key"), labels.column("key"))  # type: ignore[arg-type]
     every_score: Any = predictions.column("probability")
     has_scores = mq.probability_attribute is not None

@@ -18,8 +18,9 @@ from datetime import datetime
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
-from analyzer.decoding.arrow_batch import ArrowBatch, ArrowDecoder
+from analyzer.decoding.arrow_batch import ArrowDecoder
 from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.decoding.contract import DecodedBatch
 from analyzer.ingest.capture_files import (
     DEFAULT_MAX_LINE_BYTES,
     TooLarge,
@@ -28,7 +29,7 @@ from analyzer.ingest.capture_files import (
     read_blocks,
 )
 from analyzer.monitors.data_quality.profile import DatasetProfile
-from modelmon.config import PayloadConfig
+from modelmon.config import ArrowMode, PayloadConfig
 
 __all__ = ["FilesProfile", "profile_capture_files"]
 
@@ -57,19 +58,21 @@ class FilesProfile:
         self.last_time = max(times) if times else None
 
 
-def arrow_decoder(payload: PayloadConfig) -> ArrowDecoder | None:
-    """The optional Arrow fast path (pyarrow installed; CSV payloads), unless
-    ``MODELMON_ARROW=0`` is set in the environment; ``MODELMON_ARROW=json`` also reads JSON
-    and TF Serving payloads with it (slower than orjson on the bench data, so not the default).
-    """
-    mode = os.environ.get("MODELMON_ARROW", "1")
-    if mode == "0":
+def arrow_decoder(payload: PayloadConfig, arrow: ArrowMode = "csv") -> ArrowDecoder | None:
+    """The optional Arrow fast path (pyarrow installed) as ``analyzer.arrow`` says: for CSV
+    payloads (``csv``, the default), also for JSON and TF Serving payloads (``csv_and_json``;
+    slower than orjson on the bench data, so not the default), or not at all (``off``)."""
+    if arrow == "off":
         return None
-    return ArrowDecoder.create(payload, json=mode == "json")
+    return ArrowDecoder.create(payload, json=arrow == "csv_and_json")
 
 
-def _seen(out: FilesProfile, records: int, first: datetime, last: datetime) -> None:
-    out.records += records
+def _seen(out: FilesProfile, batch: DecodedBatch) -> None:
+    out.records += batch.n_records
+    span = batch.time_span()
+    if span is None:
+        return
+    first, last = span
     out.first_time = first if out.first_time is None else min(out.first_time, first)
     out.last_time = last if out.last_time is None else max(out.last_time, last)
 
@@ -83,41 +86,37 @@ def _add_blocks(
     """Profile ``blocks``, each as one chunk; True when Arrow took them all in one call."""
     batches = fast.decode_blocks(blocks) if fast is not None and len(blocks) > 1 else None
     for index, block in enumerate(blocks):
-        batch: ArrowBatch | None
+        batch: DecodedBatch | None
         if batches is not None:
             batch = batches[index]
         else:
-            batch = fast.decode(block) if fast is not None else None
-        if batch is not None:
-            out.profile.update_sides(
-                batch.columns, batch.predictions, batch.n_rows, batch.field_counts
-            )
-            _seen(out, batch.n_records, batch.first_time, batch.last_time)
-            continue
-        decoded = decoder.decode_lines(block_lines(block))
-        out.profile.update(decoded)
-        out.bad.update(decoded.bad)
-        out.warnings.update(decoded.warnings)
-        if decoded.inference_times:
-            first, last = min(decoded.inference_times), max(decoded.inference_times)
-            _seen(out, decoded.n_records, first, last)
-        else:
-            out.records += decoded.n_records
+            batch = fast.decode_block(block) if fast is not None else None
+        if batch is None:
+            batch = decoder.decode_lines(block_lines(block))
+        out.profile.update(batch)
+        out.bad.update(batch.bad)
+        out.warnings.update(batch.warnings)
+        _seen(out, batch)
     return batches is not None or len(blocks) == 1
 
 
 def profile_file(
-    path: Path, payload: PayloadConfig, k: int, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    path: Path,
+    payload: PayloadConfig,
+    k: int,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    arrow: ArrowMode = "csv",
 ) -> FilesProfile:
     """Decode and profile one capture file (``.jsonl`` or ``.jsonl.gz``) in bounded batches.
 
     Each ~1 MiB block of lines is profiled as one chunk whichever way it is decoded: by the
     Arrow fast path, which reads ~4 MiB of blocks per call while they are all plain CSV
     traffic (after a group it declines, one block at a time), else record by record. A line
-    longer than ``max_line_bytes`` is skipped unread and counted as ``too_large``.
+    longer than ``max_line_bytes`` is skipped unread and counted as ``too_large``. ``arrow``:
+    ``analyzer.arrow`` (:func:`arrow_decoder`).
     """
     decoder = PayloadDecoder(payload)
-    fast = arrow_decoder(payload)
+    fast = arrow_decoder(payload, arrow)
     out = FilesProfile(DatasetProfile(k), files=1)
     grouping = fast is not None and fast.groups
     group: list[bytes] = []
@@ -141,9 +140,9 @@ def profile_file(
 
 
 def _work(
-    path: Path, payload: PayloadConfig, k: int
+    path: Path, payload: PayloadConfig, k: int, arrow: ArrowMode
 ) -> tuple[bytes, int, Counter[str], Counter[str], datetime | None, datetime | None]:
-    part = profile_file(path, payload, k)
+    part = profile_file(path, payload, k, arrow=arrow)
     return (
         part.profile.to_bytes(),
         part.records,
@@ -155,16 +154,16 @@ def _work(
 
 
 def _parts(
-    files: list[Path], payload: PayloadConfig, k: int, workers: int
+    files: list[Path], payload: PayloadConfig, k: int, workers: int, arrow: ArrowMode
 ) -> Iterator[FilesProfile]:
     if workers <= 1 or len(files) <= 1 or "fork" not in get_all_start_methods():
         for path in files:
-            yield profile_file(path, payload, k)
+            yield profile_file(path, payload, k, arrow=arrow)
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
         n = len(files)
         for blob, records, bad, warnings, first, last in pool.map(
-            _work, files, [payload] * n, [k] * n
+            _work, files, [payload] * n, [k] * n, [arrow] * n
         ):
             profile = DatasetProfile.from_bytes(blob)
             yield FilesProfile(profile, records, bad, warnings, first, last, files=1)
@@ -184,18 +183,20 @@ def profile_capture_files(
     k: int,
     workers: int | None = None,
     on_file: Callable[[FilesProfile], None] | None = None,
+    arrow: ArrowMode = "csv",
 ) -> FilesProfile:
     """Profile ``files`` on ``workers`` processes (default: one per core) and merge the results.
 
-    ``on_file`` is called in the parent with the running total after each file (progress).
+    ``on_file`` is called in the parent with the running total after each file (progress);
+    ``arrow`` is ``analyzer.arrow`` (:func:`arrow_decoder`).
     An unreadable file raises its ``OSError``/``EOFError`` here, as reading it in-process would.
     """
     if workers is None:
         workers = _cores()
-    arrow_decoder(payload)  # imports pyarrow (if used) once, before any worker is forked
+    arrow_decoder(payload, arrow)  # imports pyarrow (if used) once, before any worker forks
     workers = max(1, min(workers, len(files)))
     total = FilesProfile(DatasetProfile(k))
-    for part in _parts(files, payload, k, workers):
+    for part in _parts(files, payload, k, workers, arrow):
         total.add(part)
         if on_file is not None:
             on_file(total)

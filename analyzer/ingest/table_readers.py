@@ -17,8 +17,9 @@ from typing import IO, Any
 
 import orjson
 
-from analyzer.decoding.codecs import DecodedBatch, PayloadDecoder
+from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.decoding.columns import ColumnBuilder, input_name
+from analyzer.decoding.contract import DecodedBatch
 from analyzer.decoding.payload_rows import Rows
 from analyzer.ingest.capture_files import is_sealed, read_line_batches
 

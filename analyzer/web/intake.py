@@ -23,15 +23,15 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from aiohttp import web
-from sqlite_utils import Database
 
-from analyzer.ingest.ground_truth import GroundTruthIntake, Row, store_ground_truth
+from analyzer.ingest.ground_truth import GroundTruthIntake, Row
 from analyzer.monitors.model_quality.labels import LabelError, LabelReader
 from analyzer.store.database import add_counters
-from analyzer.store.model_quality_labels import store_labels
+from analyzer.store.queries import store_ground_truth_body
 from analyzer.web.auth import need_bearer
 from analyzer.web.routes import STATE_KEY, ApiError, json_ok
 
@@ -94,14 +94,16 @@ async def ground_truth(request: web.Request) -> web.Response:
     if quality is not None:  # CPU per row: on the parsing thread, not the loop
         attribute = quality.ground_truth_attribute
         labels = await loop.run_in_executor(parser, _labels, intake.rows, attribute)
-
-    def store(db: Database) -> None:
-        store_ground_truth(db, intake.rows)
-        add_counters(db, counts)
-        if labels is not None and quality is not None:
-            store_labels(db, labels[0], labels[1], intake.received_at, quality.window_s)
-
-    await monitor.store.awrite(store)
+    await monitor.store.awrite(
+        partial(
+            store_ground_truth_body,
+            rows=intake.rows,
+            counts=counts,
+            labels=labels,
+            received_at=intake.received_at,
+            window_s=quality.window_s if quality is not None else 0,
+        )
+    )
     body: dict[str, Any] = {
         "stored": len(intake.rows),
         "lines": intake.lines,

@@ -1,6 +1,6 @@
 """The data behind the HTML report: drift history and distributions against the baseline.
 
-``read_history`` gives the window runs (oldest first, thinned to at most ``max_points``).
+The drift history is read from the store (:func:`analyzer.store.queries.read_history`).
 ``distributions`` gives, per feature, histogram counts over shared edges for numbers (from
 the baseline's KLL items and the window's KLL sketch) or value shares for strings.
 
@@ -12,44 +12,15 @@ Examples
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import orjson
 
-__all__ = ["distributions", "read_history", "shares"]
+__all__ = ["distributions", "shares"]
 
 BINS = 10
 TOP_CATEGORIES = 20
-
-
-def read_history(conn: sqlite3.Connection, max_points: int = 300) -> list[dict[str, Any]]:
-    """Window runs of the last day, oldest first, at most ``max_points`` of them."""
-    rows = conn.execute(
-        "SELECT id, time, state, features FROM runs WHERE kind = 'window' "
-        "AND time_epoch >= (SELECT MAX(time_epoch) FROM runs) - 86400 ORDER BY id"
-    ).fetchall()
-    step = max(1, -(-len(rows) // max_points))
-    picked = rows[::step]
-    if rows and picked[-1] is not rows[-1]:
-        picked.append(rows[-1])
-    history = []
-    for run_id, time, state, features in picked:
-        feats = orjson.loads(features or "{}")
-        history.append(
-            {
-                "run_id": run_id,
-                "time": time,
-                "state": state,
-                "features": {
-                    name: {k: info.get(k) for k in ("distance", "threshold", "state")}
-                    for name, info in feats.items()
-                },
-            }
-        )
-    return history
 
 
 def shares(counts: Mapping[str, float], top: int = TOP_CATEGORIES) -> dict[str, float]:

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,11 +22,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from analyzer.service.monitor import Monitor
-from analyzer.store.database import QUARANTINED, StoreError
+from analyzer.store.database import QUARANTINED
+from analyzer.store.package_data import OPENAPI_PATH, read_openapi
+from analyzer.store.queries import READ_ERRORS, read_counter, read_snapshot
 from analyzer.web.prom import StatusCollector, render
-from analyzer.web.status_doc import full_status, read_snapshot
+from analyzer.web.status_doc import full_status
 
 __all__ = [
+    "OPENAPI_PATH",
     "STATE_KEY",
     "ApiError",
     "WebState",
@@ -116,13 +117,8 @@ async def health(request: web.Request) -> web.Response:
         problems.append(lost)
     quarantined = 0
     try:
-        row = await state.monitor.store.aread(
-            lambda c: c.execute(
-                "SELECT value FROM counters WHERE name = ?", [QUARANTINED]
-            ).fetchone()
-        )
-        quarantined = int(row[0]) if row else 0
-    except (sqlite3.Error, StoreError) as exc:
+        quarantined = await state.monitor.store.aread(lambda c: read_counter(c, QUARANTINED))
+    except READ_ERRORS as exc:
         problems.append(f"the database cannot be read: {exc}")
     if state.monitor.last_error is not None:
         problems.append(f"the last monitoring run failed: {state.monitor.last_error}")
@@ -147,7 +143,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 OPENAPI_KEY = web.AppKey("modelmon_openapi", bytes)
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")  # package data
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -156,7 +151,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application) -> None:
     """Mount status, health, metrics and the OpenAPI document."""
-    app[OPENAPI_KEY] = OPENAPI_PATH.read_bytes()
+    app[OPENAPI_KEY] = read_openapi()
     app.router.add_get("/monitor/status", status)
     app.router.add_get("/monitor/health", health)
     app.router.add_get("/monitor/metrics", metrics)

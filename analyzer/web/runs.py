@@ -14,43 +14,26 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.ingest.ingestor import merge_buckets
 from analyzer.monitors.data_quality.statistics_format import statistics_json
 from analyzer.store.hourly import read_report
+from analyzer.store.queries import read_history, read_run, read_runs, read_snapshot
 from analyzer.web.auth import need_reader
 from analyzer.web.prom import metric_name
-from analyzer.web.report_data import distributions, read_history
+from analyzer.web.report_data import distributions
 from analyzer.web.routes import STATE_KEY, ApiError, json_error, json_ok
-from analyzer.web.status_doc import full_status, read_snapshot
-from modelmon.capture_record import parse_inference_time
+from analyzer.web.status_doc import full_status
 
 __all__ = ["get_run", "list_runs", "report", "setup_run_routes"]
 
 MAX_LIMIT = 1000
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 MAX_ID_DIGITS = 18  # below 2**63, SQLite's largest integer
-_COLUMNS = "id, kind, time, hour, window_start, window_end, state, samples, violations, report_dir"
-
-
-def _summary(row: tuple[Any, ...]) -> dict[str, Any]:
-    run_id, kind, time, hour, start, end, state, samples, violations, report_dir = row
-    return {
-        "id": run_id,
-        "kind": kind,
-        "time": time,
-        "hour": hour,
-        "window": {"start": start, "end": end},
-        "state": state,
-        "samples": samples,
-        "violations": len(orjson.loads(violations or "[]")),
-        "report_dir": report_dir,
-    }
 
 
 def _int_param(
@@ -73,16 +56,9 @@ async def list_runs(request: web.Request) -> web.Response:
         return json_error(400, "kind must be window or hourly")
     limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
     before = _int_param(request, "before", None, 1, 2**62)
-
-    def query(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-        rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM runs WHERE (?1 IS NULL OR kind = ?1) "
-            "AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
-            [kind, before, limit],
-        ).fetchall()
-        return [_summary(row) for row in rows]
-
-    runs = await request.app[STATE_KEY].monitor.store.aread(query)
+    runs = await request.app[STATE_KEY].monitor.store.aread(
+        lambda conn: read_runs(conn, kind, before, limit)
+    )
     next_before = runs[-1]["id"] if limit is not None and len(runs) == limit else None
     return json_ok({"runs": runs, "next_before": next_before})
 
@@ -113,24 +89,12 @@ async def get_run(request: web.Request) -> web.Response:
         return json_error(404, f"no run {raw}; list them at /monitor/runs")
     run_id = int(raw)
     monitor = request.app[STATE_KEY].monitor
-
-    def query(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
-        row = conn.execute(f"SELECT {_COLUMNS}, features FROM runs WHERE id = ?", [run_id])
-        found = row.fetchone()
-        if found is None:
-            return None
-        reports = conn.execute(
-            "SELECT name, body FROM run_reports WHERE run_id = ?", [run_id]
-        ).fetchall()
-        return (*found, reports)
-
-    found = await monitor.store.aread(query)
+    found = await monitor.store.aread(lambda conn: read_run(conn, run_id))
     if found is None:
         return json_error(404, f"no run {run_id}; list them at /monitor/runs")
-    *columns, features_json, stored = found
-    run = _summary(tuple(columns))
-    features = orjson.loads(features_json or "{}")
-    reports = {name: read_report(body) for name, body in stored}
+    run = dict(found.summary)
+    features = found.features
+    reports = {name: read_report(body) for name, body in found.reports}
     if run["kind"] == "window":
         start = parse_inference_time(run["window"]["start"]).timestamp()
         end = parse_inference_time(run["window"]["end"]).timestamp()
@@ -141,7 +105,7 @@ async def get_run(request: web.Request) -> web.Response:
             reports["statistics.json"] = await asyncio.to_thread(statistics_json, profile)
         if monitor.baseline.constraints_doc is not None:
             reports["constraints.json"] = monitor.baseline.constraints_doc
-        reports["constraint_violations.json"] = {"violations": orjson.loads(columns[8] or "[]")}
+        reports["constraint_violations.json"] = {"violations": found.violations}
     run.update(features=features, reports=reports, metrics=_metrics(features))
     return json_ok(run)
 

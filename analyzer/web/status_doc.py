@@ -2,33 +2,24 @@
 
 The monitoring run precomputes and stores ``state``, ``monitors``, ``last_run``; the handler
 adds the ingest counters (read live, so they move during a long ingest), ``stale_s`` and the
-alert delivery counters. Before the first run the document says ``no_data`` (or
-``no_baseline``) with ``last_run`` null.
+alert delivery counters (the stored document and the counters are read in one transaction by
+:func:`analyzer.store.queries.read_snapshot`). Before the first run the document says
+``no_data`` (or ``no_baseline``) with ``last_run`` null.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from analyzer.monitors.contract import iso, worst
 from analyzer.service.monitor import MONITOR, Monitor
-from analyzer.store.database import QUARANTINED, read_counters, read_status_doc
+from analyzer.store.database import QUARANTINED
 from modelmon import __version__
 
-__all__ = ["full_status", "ingest_doc", "initial_doc", "read_snapshot"]
+__all__ = ["full_status", "ingest_doc", "initial_doc"]
 
 NO_ALERTS = {"sent": 0, "failed": 0, "pending": 0, "last_error": None, "webhooks": 0}
-
-
-def read_snapshot(conn: sqlite3.Connection) -> tuple[dict[str, Any] | None, dict[str, int]]:
-    """The stored status document and the counters, in one read transaction."""
-    conn.execute("BEGIN")
-    try:
-        return read_status_doc(conn), read_counters(conn)
-    finally:
-        conn.rollback()
 
 
 def ingest_doc(counters: Mapping[str, int]) -> dict[str, Any]:

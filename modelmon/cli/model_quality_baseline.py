@@ -8,8 +8,9 @@ Input, as the config's ``analyzer.model_quality`` attributes name it:
   in memory on the capture's ``inferenceId``, else its ``eventId``.
 
 Writes ``statistics.json`` and ``constraints.json`` in SageMaker's model-quality schema and,
-for a binary classifier with probabilities, ``calibration.json`` beside them: what the
-label-free estimate needs (docs/model-quality.md, "Files"). Exit 0 on success, 2 with a
+for a binary classifier with probabilities, the calibration the label-free estimate needs
+inside ``statistics.json`` under ``modelmon.calibration`` (where the service reads it;
+SageMaker's readers ignore the key). Exit 0 on success, 2 with a
 message naming the file (and the line) when the input cannot be used, 1 when a file cannot be
 written.
 """
@@ -24,7 +25,6 @@ import numpy as np
 import numpy.typing as npt
 
 from analyzer.ingest.model_quality_files import (
-    CALIBRATION_FILE,
     BadLines,
     Pairs,
     TableAttributes,
@@ -88,16 +88,10 @@ def _table_pairs(
 def calibration_document(
     mq: ModelQualityConfig, labels: FloatArray, scores: FloatArray | None
 ) -> dict[str, Any] | None:
-    """``calibration.json``: the isotonic calibrator the label-free estimate uses."""
+    """The isotonic calibrator the label-free estimate uses (``Calibrator.to_json``)."""
     if mq.problem_type != "BinaryClassification" or scores is None or labels.size == 0:
         return None
-    calibrator = fit_calibrator(scores, labels.astype(np.int64))
-    return {
-        "version": 1,
-        "problem_type": mq.problem_type,
-        "probability_threshold": mq.probability_threshold_attribute,
-        "calibrator": calibrator.to_json(),
-    }
+    return fit_calibrator(scores, labels.astype(np.int64)).to_json()
 
 
 def _summary(
@@ -126,8 +120,7 @@ def _summary(
             text = value if isinstance(value, str) else f"{value:.4f}"
             lines.append(f"  {name:<22} {text}")
     if calibration is not None:
-        calibrator = calibration["calibrator"]
-        trust = "trusted" if calibrator["trusted"] else f"not trusted: {calibrator['reason']}"
+        trust = "trusted" if calibration["trusted"] else f"not trusted: {calibration['reason']}"
         lines.append(f"  calibration for the label-free estimate: {trust}")
     lines.append("Wrote " + ", ".join(map(str, written)))
     return "\n".join(lines)
@@ -165,8 +158,15 @@ def run_model_quality_baseline(
             if not files:
                 raise InputError(f"{data}: no capture files (*.jsonl, *.jsonl.gz) found")
             output = config.analyzer.payload.output.columns if config is not None else []
+            arrow = config.analyzer.arrow if config is not None else "csv"
             pairs = joined_pairs(
-                mq, encoder, files, ground_truth, tick=progress.tick, output_columns=output
+                mq,
+                encoder,
+                files,
+                ground_truth,
+                tick=progress.tick,
+                output_columns=output,
+                arrow=arrow,
             )
         else:
             if ground_truth is not None:
@@ -195,15 +195,14 @@ def run_model_quality_baseline(
     statistics = result.statistics()
     constraints = suggest_constraints(mq.problem_type, statistics)
     calibration = calibration_document(mq, pairs.labels, pairs.probabilities)
+    if calibration is not None:
+        statistics["modelmon"] = {"calibration": calibration}
     stats_path = out / "statistics.json" if out is not None else mq.baseline.statistics
     cons_path = out / "constraints.json" if out is not None else mq.baseline.constraints
     written = [stats_path, cons_path]
     try:
         write_json_atomic(stats_path, statistics)
         write_json_atomic(cons_path, constraints)
-        if calibration is not None:
-            written.append(stats_path.parent / CALIBRATION_FILE)
-            write_json_atomic(written[-1], calibration)
     except OSError as exc:
         print(f"modelmon baseline: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED

@@ -27,11 +27,11 @@ from analyzer.decoding.codecs import DecodedBatch, PayloadDecoder
 from analyzer.decoding.value_types import PreSplit, SplitValues, split_values
 from analyzer.ingest.capture_files import block_lines
 from analyzer.ingest.parallel import profile_file
-from modelmon.config import PayloadConfig
+from modelmon.config import ArrowMode, PayloadConfig
 
 pytest.importorskip("pyarrow", reason="pyarrow (the optional 'fast' extra) is not installed")
 
-from analyzer.decoding.arrow_batch import ArrowBatch, ArrowDecoder
+from analyzer.decoding.arrow_batch import ArrowDecoder
 
 PAYLOAD = PayloadConfig.model_validate(
     {"input": {"format": "csv", "columns": ["a", "b", "c"]}, "output": {"columns": ["score"]}}
@@ -146,29 +146,30 @@ def _check(block: bytes) -> bool:
     """Compare both paths on ``block``; True when the fast path took it."""
     decoder = ArrowDecoder.create(PAYLOAD)
     assert decoder is not None
-    fast = decoder.decode(block)
+    fast = decoder.decode_block(block)
     if fast is None:
         return False
     _same_batch(fast, block)
     return True
 
 
-def _same_batch(fast: ArrowBatch, block: bytes) -> None:
+def _same_batch(fast: DecodedBatch, block: bytes) -> None:
     slow = PayloadDecoder(PAYLOAD).decode_lines(block_lines(block))
     assert slow.record_rows == [1] * slow.n_rows  # CSV: one row per record
     same_as_slow(fast, slow)
 
 
-def same_as_slow(fast: ArrowBatch, slow: DecodedBatch) -> None:
+def same_as_slow(fast: DecodedBatch, slow: DecodedBatch) -> None:
     """The fast path's batch equals the record-by-record decoder's (also for arrow_json)."""
     assert not slow.bad and not slow.warnings
     assert slow.rows_without_input == slow.rows_without_output == 0
     assert (fast.n_rows, fast.n_records) == (slow.n_rows, slow.n_records)
     assert fast.field_counts == slow.field_counts
-    assert (fast.first_time, fast.last_time) == (
-        min(slow.inference_times),
-        max(slow.inference_times),
-    )
+    assert fast.time_span() == (min(slow.inference_times), max(slow.inference_times))
+    assert list(fast.record_rows) == list(slow.record_rows)
+    assert list(fast.event_ids) == list(slow.event_ids)
+    assert list(fast.inference_ids) == list(slow.inference_ids)
+    assert list(fast.inference_times) == list(slow.inference_times)
     for mine, theirs in ((fast.columns, slow.columns), (fast.predictions, slow.predictions)):
         assert list(mine) == list(theirs)
         for name, column in mine.items():
@@ -219,8 +220,8 @@ def test_corner_cases_decline(corner: str) -> None:
     assert not _check(_line(corner) + good + good)  # a BOM counts only in the first row
 
 
-def _exact(path: Path, payload: PayloadConfig = PAYLOAD) -> str:
-    part = profile_file(path, payload, 256)
+def _exact(path: Path, payload: PayloadConfig = PAYLOAD, arrow: ArrowMode = "csv") -> str:
+    part = profile_file(path, payload, 256, arrow=arrow)
     profile = part.profile
     sides = {**profile.features, **{f"prediction:{k}": v for k, v in profile.predictions.items()}}
     features = {
@@ -260,13 +261,10 @@ def _exact(path: Path, payload: PayloadConfig = PAYLOAD) -> str:
     )
 )
 def test_profiles_of_files_are_identical(parts: list[bytes]) -> None:
-    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "capture.jsonl"
         path.write_bytes(b"\n".join(p.rstrip(b"\n") for p in parts) + b"\n")
-        patch.setenv("MODELMON_ARROW", "0")
-        slow = _exact(path)
-        patch.setenv("MODELMON_ARROW", "1")
-        assert _exact(path) == slow
+        assert _exact(path, arrow="csv") == _exact(path, arrow="off")
 
 
 def test_quote_escapes_outside_the_bodies_are_taken() -> None:
@@ -316,13 +314,13 @@ def _split(block: bytes) -> st.SearchStrategy[list[bytes]]:
     )
 )
 def test_several_blocks_at_once_are_each_identical(parts: list[bytes]) -> None:
-    """``decode_blocks`` gives each block what ``decode`` (and the slow path) gives it, or
+    """``decode_blocks`` gives each block what ``decode_block`` (and the slow path) gives it, or
     declines; it takes them when every one is taken alone."""
     parts = [p if p.endswith(b"\n") else p + b"\n" for p in parts]
     decoder = ArrowDecoder.create(PAYLOAD)
     assert decoder is not None and decoder.groups
     batches = decoder.decode_blocks(parts)
-    alone = [decoder.decode(p) for p in parts]
+    alone = [decoder.decode_block(p) for p in parts]
     if batches is None:  # then one block declines alone, or the blocks' rows differ in width
         assert None in alone or len({(*b.field_counts, len(b.predictions)) for b in alone}) > 1
         return
@@ -339,8 +337,4 @@ def test_large_files_profile_identically(tmp_path: Path) -> None:
     for name, content in (("clean", good), ("bad", good * 3 + b"{not json\n" + good)):
         path = tmp_path / f"{name}.jsonl"
         path.write_bytes(content)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("MODELMON_ARROW", "0")
-            slow = _exact(path)
-            patch.setenv("MODELMON_ARROW", "1")
-            assert _exact(path) == slow
+        assert _exact(path, arrow="csv") == _exact(path, arrow="off")

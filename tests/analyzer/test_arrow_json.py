@@ -1,7 +1,7 @@
 """The Arrow fast path on JSON payloads gives exactly what the existing decode gives, or declines.
 
-Blocks of capture lines with JSON bodies (``MODELMON_ARROW=json``) of the shapes the slow path
-reads: rows as objects, positional rows, scalars; one or several rows per body; under
+Blocks of capture lines with JSON bodies (``analyzer.arrow: csv_and_json``) of the shapes the
+slow path reads: rows as objects, positional rows, scalars; one or several rows per body; under
 ``instances``/``inputs``/``predictions``/``outputs``; with values that Arrow types differently
 from orjson (``3`` against ``3.0``, large integers, ``-0``), numeric-looking strings, empty
 strings, nulls, missing keys, booleans, nested values, columns mixing numbers and strings,
@@ -125,7 +125,7 @@ def _check(block: bytes, payload: PayloadConfig = PAYLOAD) -> bool:
     """Compare both paths on ``block``; True when the fast path took it."""
     decoder = ArrowDecoder.create(payload, json=True)
     assert decoder is not None
-    fast = decoder.decode(block)
+    fast = decoder.decode_block(block)
     slow = PayloadDecoder(payload).decode_lines(block_lines(block))
     if fast is None:
         return False
@@ -191,10 +191,7 @@ def test_positional_and_scalar_rows() -> None:
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(blocks(clean=True), blocks(clean=False)), min_size=1, max_size=3))
 def test_profiles_of_files_are_identical(parts: list[bytes]) -> None:
-    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "capture.jsonl"
         path.write_bytes(b"".join(parts))
-        patch.setenv("MODELMON_ARROW", "0")
-        slow = _exact(path, PAYLOAD)
-        patch.setenv("MODELMON_ARROW", "json")
-        assert _exact(path, PAYLOAD) == slow
+        assert _exact(path, PAYLOAD, "csv_and_json") == _exact(path, PAYLOAD, "off")

@@ -104,7 +104,8 @@ def baseline(tmp: Path, cfg: Path) -> None:
     done = modelmon("baseline", "--config", str(cfg), "--model-quality", "--data",
                     str(DATA / "baseline.csv"), cwd=tmp)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert (tmp / "baseline" / "model_quality" / "calibration.json").is_file()
+    stats = read(tmp / "baseline" / "model_quality" / "statistics.json")
+    assert stats["modelmon"]["calibration"]["trusted"] is True
 
 
 def read(path: Path) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 from typing import Any
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from modelmon.config import PayloadConfig
 
 TIME = "2024-05-01T10:20:30Z"
@@ -274,21 +276,27 @@ def test_object_rows_with_different_keys_of_the_same_count() -> None:
     assert batch.field_counts == {2: 3}
 
 
-def test_decoding_restores_the_collectors_state() -> None:
-    import gc
+class _GcWatch(FeatureLimit):
+    """A limit that notes, each time the decoder asks it, whether the collector runs."""
 
-    from analyzer.decoding.codecs import gc_paused
+    def admits(self, name: str, others: int) -> bool:
+        WATCHED.append(gc.isenabled())
+        return super().admits(name, others)
 
-    lines = [orjson.dumps(record("1,2", "0.5"))] * 3
+
+WATCHED: list[bool] = []
+
+
+def test_decoding_leaves_the_garbage_collector_alone() -> None:
+    """The collector is process-wide: a decoder running in one of a Dask worker's threads
+    must not pause it for the other threads, so it stays on while a batch decodes."""
+    lines = [orjson.dumps(record('{"a": 1, "b": "x"}', enc_in="JSON"))] * 20
+    payload = PayloadConfig.model_validate({"input": {"format": "json"}})
     was = gc.isenabled()
+    gc.enable()
+    WATCHED.clear()
     try:
-        for state in (True, False):
-            (gc.enable if state else gc.disable)()
-            with gc_paused():
-                assert not gc.isenabled()
-                with gc_paused():
-                    assert decoder().decode_lines(lines).n_rows == 3
-                assert not gc.isenabled()
-            assert gc.isenabled() is state
+        assert PayloadDecoder(payload, _GcWatch(10)).decode_lines(lines).n_rows == 20
     finally:
         (gc.enable if was else gc.disable)()
+    assert WATCHED and all(WATCHED)

@@ -53,25 +53,25 @@ def write(folder: Path, n: int, bad_line: bool) -> tuple[list[Path], Path]:
     return [capture / "a.jsonl", capture / "b.jsonl.gz"], folder / "gt"
 
 
-def read_both(files: list[Path], gt: Path) -> tuple[dict[str, np.ndarray], BadLines]:
+def read_both(files: list[Path], gt: Path, mode: str) -> tuple[dict[str, np.ndarray], BadLines]:
     encoder = Encoder("BinaryClassification")
     bad = BadLines()
-    predictions = read_predictions(files, Attribute.of("0"), Attribute.of("1"), encoder, bad)
-    labels = read_labels(gt, None, encoder, bad)
+    predictions = read_predictions(
+        files, Attribute.of("0"), Attribute.of("1"), encoder, bad, arrow_mode=mode
+    )
+    labels = read_labels(gt, None, encoder, bad, arrow_mode=mode)
     columns = {f"p_{name}": predictions.column(name) for name in predictions.dtypes}
     columns.update({f"l_{name}": labels.column(name) for name in labels.dtypes})
     return columns, bad
 
 
 @pytest.mark.parametrize("bad_line", [False, True])
-def test_arrow_and_line_readers_agree(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_line: bool
-) -> None:
+def test_arrow_and_line_readers_agree(tmp_path: Path, bad_line: bool) -> None:
     files, gt = write(tmp_path, 300, bad_line)
     assert model_quality_arrow.available(Encoder("BinaryClassification"))
-    fast, fast_bad = read_both(files, gt)
-    monkeypatch.setenv("MODELMON_ARROW", "0")
-    slow, slow_bad = read_both(files, gt)
+    assert not model_quality_arrow.available(Encoder("BinaryClassification"), "off")
+    fast, fast_bad = read_both(files, gt, "csv")
+    slow, slow_bad = read_both(files, gt, "off")
     assert fast.keys() == slow.keys()
     for name in fast:
         assert np.array_equal(fast[name], slow[name], equal_nan=True), name

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.ingest.parallel import profile_capture_files
+from analyzer.ingest.parallel import arrow_decoder, profile_capture_files
 from modelmon.capture_record import CaptureSide, build_record
-from modelmon.config import PayloadConfig
+from modelmon.config import ConfigError, PayloadConfig, load_config
 
 
 def write_files(root: Path) -> list[Path]:
@@ -59,3 +59,32 @@ def test_progress_is_reported_per_file(tmp_path: Path) -> None:
         on_file=lambda t: seen.append(t.files),
     )
     assert seen == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("written", "mode"),
+    [("", "csv"), ("arrow: off", "off"), ("arrow: csv_and_json", "csv_and_json")],
+)
+def test_the_arrow_fast_path_is_a_config_key(tmp_path: Path, written: str, mode: str) -> None:
+    """``analyzer.arrow`` (not an environment variable) says which payloads Arrow decodes;
+    a bare YAML ``off`` (a boolean to YAML) means off."""
+    pytest.importorskip("pyarrow", reason="pyarrow (the optional 'fast' extra) is not installed")
+    path = tmp_path / "m.yaml"
+    path.write_text(f"proxy: {{upstream: 'http://127.0.0.1:1'}}\nanalyzer: {{{written}}}\n")
+    arrow = load_config(path).analyzer.arrow
+    assert arrow == mode
+    csv = PayloadConfig()
+    json = PayloadConfig.model_validate({"input": {"format": "json"}, "output": {"format": "json"}})
+    assert (arrow_decoder(csv, arrow) is None) is (mode == "off")
+    assert (arrow_decoder(json, arrow) is None) is (mode != "csv_and_json")
+    files = write_files(tmp_path)
+    payload = PayloadConfig.model_validate({"input": {"columns": ["n", "s"]}})
+    result = profile_capture_files(files, payload, 2048, workers=1, arrow=arrow)
+    assert (result.records, result.bad) == (120, {"not_json": 3})
+
+
+def test_a_bad_arrow_setting_names_the_choices(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("proxy: {upstream: 'http://127.0.0.1:1'}\nanalyzer: {arrow: 'on'}\n")
+    with pytest.raises(ConfigError, match=r"analyzer\.arrow"):
+        load_config(path)

@@ -61,7 +61,7 @@ def test_reproduces_awss_model_quality_baseline_to_every_digit(tmp_path: Path) -
     for name in ("statistics.json", "constraints.json"):
         # Parsed: the same keys, and every number the same double (AWS's digits, exactly).
         assert read(tmp_path / "out" / name) == read(folder / name), name
-    assert not (tmp_path / "out" / "calibration.json").exists()  # regression: no estimate
+    assert "modelmon" not in read(tmp_path / "out" / "statistics.json")  # no estimate
     assert "100 labelled predictions" in done.stdout
 
 
@@ -94,9 +94,8 @@ def test_binary_csv_matches_sklearn_and_saves_the_calibrator(tmp_path: Path) -> 
     constraints = read(folder / "constraints.json")["binary_classification_constraints"]
     assert constraints["f1"] == {"threshold": stats["f1"]["value"],
                                  "comparison_operator": "LessThanThreshold"}  # fmt: skip
-    calibration = read(folder / "calibration.json")
-    assert calibration["version"] == 1 and calibration["calibrator"]["trusted"] is True
-    assert calibration["calibrator"]["rows"] == 3000
+    calibration = read(folder / "statistics.json")["modelmon"]["calibration"]
+    assert calibration["trusted"] is True and calibration["rows"] == 3000
     assert "calibration for the label-free estimate: trusted" in done.stdout
 
 
@@ -257,7 +256,8 @@ def test_degenerate_inputs_do_not_crash(tmp_path: Path, problem: str, rows: str)
             "auc"
             not in read(tmp_path / "o" / "constraints.json")["binary_classification_constraints"]
         )
-        assert read(tmp_path / "o" / "calibration.json")["calibrator"]["trusted"] is False
+        calibration = read(tmp_path / "o" / "statistics.json")["modelmon"]["calibration"]
+        assert calibration["trusted"] is False
 
 
 def test_without_a_model_quality_section_says_what_is_missing(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from analyzer.decoding.codecs import DecodedBatch
+from analyzer.decoding.contract import DecodedBatch
 from analyzer.decoding.value_types import FRACTIONAL, INTEGRAL, STRING, UNKNOWN, PreSplit
 from analyzer.monitors.data_quality.cardinality import FeatureLimit, Untracked
 from analyzer.monitors.data_quality.feature_profile import FeatureProfile, ProfileError
@@ -173,25 +173,13 @@ class DatasetProfile:
         return self._outputs.rows
 
     def update(self, batch: DecodedBatch) -> None:
-        """Add a decoded batch of capture records."""
+        """Add a decoded batch of capture records (from any path of
+        :mod:`analyzer.decoding.contract`)."""
         self._inputs.update(batch.columns, batch.n_rows, batch.rows_without_input)
         self._outputs.update(batch.predictions, batch.n_rows, batch.rows_without_output)
         self._inputs.untracked.add_counts(batch.untracked)
         self._outputs.untracked.add_counts(batch.untracked_predictions)
         self.column_counts.update(batch.field_counts)
-
-    def update_sides(
-        self,
-        columns: Mapping[str, Column],
-        predictions: Mapping[str, Column],
-        n_rows: int,
-        field_counts: Counter[int],
-    ) -> None:
-        """Add ``n_rows`` rows that have both sides (e.g. an :mod:`analyzer.decoding.arrow_batch`
-        batch)."""
-        self._inputs.update(columns, n_rows, 0)
-        self._outputs.update(predictions, n_rows, 0)
-        self.column_counts.update(field_counts)
 
     def update_columns(
         self, columns: Mapping[str, Sequence[Any]], n_rows: int, field_counts: Counter[int] | None

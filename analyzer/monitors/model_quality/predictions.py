@@ -36,6 +36,7 @@ import orjson
 
 from analyzer.decoding.codecs import DecodedBatch
 from analyzer.decoding.columns import output_name
+from analyzer.decoding.value_types import PreSplit
 from analyzer.monitors.model_quality.labels import MAX_TEXT, as_text
 from modelmon.config import ModelQualityConfig, PayloadSide
 
@@ -100,6 +101,17 @@ def _first(columns: Mapping[str, list[Any]], row: int) -> Any:
     return None
 
 
+def _lists(columns: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The record decoders' columns (values in record order). Arrow's pre-split columns have
+    lost that order: the service's ingest never hands them over."""
+    out: dict[str, list[Any]] = {}
+    for name, values in columns.items():
+        if isinstance(values, PreSplit):
+            raise TypeError(f"column {name!r} is pre-split (Arrow): no per-record values")
+        out[name] = values if isinstance(values, list) else list(values)
+    return out
+
+
 class PredictionExtractor:
     """Turns decoded capture records into the join's prediction rows (see the module doc)."""
 
@@ -127,8 +139,8 @@ class PredictionExtractor:
     def extract(self, batch: DecodedBatch) -> Extracted:
         """One prediction per decoded record of ``batch`` (the bad ones are the decoder's)."""
         out = Extracted()
-        outputs = batch.predictions
-        blobs = self._rows(batch.columns, batch.n_rows, out)
+        outputs = _lists(batch.predictions)
+        blobs = self._rows(_lists(batch.columns), batch.n_rows, out)
         probabilities = self._probability
         getter = self._prediction or _first
         threshold, from_probability = self.threshold, self._from_probability
@@ -176,7 +188,7 @@ class PredictionExtractor:
     ) -> Extracted:
         """The common binary case, a column at a time: one row per record, the prediction from
         the probability."""
-        outputs, threshold = batch.predictions, self.threshold
+        outputs, threshold = _lists(batch.predictions), self.threshold
         keys = [i or e for i, e in zip(batch.inference_ids, batch.event_ids, strict=True)]
         found = [_probability(probabilities(outputs, row)) for row in range(batch.n_rows)]
         times = [moment.timestamp() for moment in batch.inference_times]

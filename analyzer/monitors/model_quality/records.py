@@ -26,12 +26,13 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import jmespath
 import orjson
 
+from analyzer.decoding.inference_time import parse_inference_time
+from analyzer.decoding.payload_rows import PayloadError
 from analyzer.monitors.model_quality.documents import ProblemType
 
 __all__ = [
@@ -270,15 +271,12 @@ class CaptureRecord:
 
 
 def _epoch(value: Any) -> float:
-    if not isinstance(value, str):
+    if value is None:
         raise BadValue("eventMetadata.inferenceTime is missing")
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+        return parse_inference_time(value).timestamp()
+    except PayloadError:
         raise BadValue(f"eventMetadata.inferenceTime {value!r} is not ISO-8601") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def capture_record(
