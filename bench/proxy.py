@@ -2,7 +2,8 @@
 
 Targets, each loaded at 1 and 32 connections by wrk (or, without wrk, a bounded asyncio
 client): the upstream reached directly, nginx as a reverse proxy (keep-alive pool to the
-upstream, no buffering, like ours), ``modelmon proxy`` with capture off, and with 100% capture.
+upstream, no buffering, like ours), a bare Python proxy (uvloop + llhttp, no features: the
+floor of a Python proxy here), ``modelmon proxy`` with capture off, and with 100% capture.
 The upstream is an nginx ``return 200`` (cheap, so the proxies' cost shows), or a tiny asyncio
 server when nginx is absent. Printed: throughput, p50/p99 latency and the proxy process's CPU
 seconds per request (psutil, process plus children, before/after the measured run), each as
@@ -148,6 +149,59 @@ async def main():
     await server.serve_forever()
 asyncio.run(main())
 """
+
+
+# The floor of a Python proxy on this machine: uvloop, llhttp on both sides, one upstream
+# connection per client connection, the request re-framed, the response relayed whole; no
+# routing, limits, timers, pool, metrics or capture. What the fast engine costs above this is
+# its features; what this costs above nginx is Python and the event loop.
+_BARE_PROXY = """
+import asyncio, sys, httptools, uvloop
+UPSTREAM = int(sys.argv[2])
+class Up(asyncio.Protocol):
+    def __init__(self, client):
+        self.client, self.lines, self.body = client, [], []
+        self.p = httptools.HttpResponseParser(self)
+    def connection_made(self, t): self.t = t
+    def data_received(self, d): self.p.feed_data(d)
+    def on_header(self, n, v): self.lines.append(n + b": " + v)
+    def on_body(self, b): self.body.append(b)
+    def on_message_complete(self):
+        self.client.t.write(b"HTTP/1.1 200 OK\\r\\n" + b"\\r\\n".join(self.lines) + b"\\r\\n\\r\\n"
+                            + b"".join(self.body))
+        self.lines, self.body = [], []
+class Client(asyncio.Protocol):
+    def connection_made(self, t):
+        self.t, self.p, self.up, self.pending = t, httptools.HttpRequestParser(self), None, []
+        asyncio.get_running_loop().create_task(self.connect())
+    async def connect(self):
+        loop = asyncio.get_running_loop()
+        _, self.up = await loop.create_connection(lambda: Up(self), "127.0.0.1", UPSTREAM)
+        for data in self.pending: self.up.t.write(data)
+    def data_received(self, d): self.p.feed_data(d)
+    def on_message_begin(self): self.lines, self.body = [], []
+    def on_url(self, u): self.url = u
+    def on_header(self, n, v):
+        if n.lower() != b"content-length": self.lines.append(n + b": " + v)
+    def on_body(self, b): self.body.append(b)
+    def on_message_complete(self):
+        body = b"".join(self.body)
+        head = self.p.get_method() + b" " + self.url + b" HTTP/1.1\\r\\n"
+        data = (head + b"\\r\\n".join(self.lines)
+                + b"\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
+        if self.up is None: self.pending.append(data)
+        else: self.up.t.write(data)
+async def main():
+    server = await asyncio.get_running_loop().create_server(Client, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+uvloop.run(main())
+"""
+
+
+def start_bare(port: int, upstream: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-c", _BARE_PROXY, str(port), str(upstream)])
+    wait_port(port)
+    return proc
 
 
 def start_upstream(workdir: Path, port: int, have_nginx: bool) -> subprocess.Popen[bytes]:
@@ -364,6 +418,18 @@ def report(results: list[Result], have_nginx: bool) -> None:
             (r for r in results if r.target == "modelmon capture 100%" and r.connections == conns),
             None,
         )
+        bare = next(
+            (r for r in results if r.target == "bare python proxy" and r.connections == conns),
+            None,
+        )
+        if bare and bare.cpu_us_per_req:
+            for r in (off, on):
+                if r is not None and r.cpu_us_per_req:
+                    cpu, floor = r.cpu_us_per_req, bare.cpu_us_per_req
+                    print(
+                        f"{r.target} at {conns} conns: {cpu / floor:.2f}x the bare python proxy "
+                        f"({cpu - floor:+.1f} us per request for its features)"
+                    )
         if off and on and off.cpu_us_per_req and on.cpu_us_per_req:
             extra = on.cpu_us_per_req / off.cpu_us_per_req - 1
             print(
@@ -410,6 +476,8 @@ def main() -> int:
                 targets.append(
                     ("nginx proxy", start_nginx(workdir / "nginx", port, upstream_port), port)
                 )
+            port = free_port()
+            targets.append(("bare python proxy", start_bare(port, upstream_port), port))
             for name, capture, engine in MODELMON_TARGETS:
                 port = free_port()
                 sub = workdir / name.replace(" ", "-").replace("%", "")

@@ -9,13 +9,14 @@ round by round so that load from elsewhere hits them alike:
 
 - ``off``: the producer only (no sink): the floor of this machine;
 - ``thread``: every writer slice encoded and written in the writer thread (the design before);
-- ``loop``: small plain slices encoded on the loop 32 records at a time, written in the thread.
+- ``loop``: small plain slices encoded on the loop in runs of ~0.1 ms (``_LOOP_BUDGET_S``),
+  written in the thread.
 
 Printed: p50/p99/p99.9 of the lag in µs (median over rounds), and the process CPU per record.
 On a busy machine the lag is mostly the OS scheduler's; so the bench also prints, immune to
 that, the **CPU time of each stretch of capture work that can hold the GIL** while a request
-waits (``time.thread_time``): each writer-thread call in ``thread`` mode; each run of 32
-records encoded on the loop and each writer-thread call in ``loop`` mode. A thread call's
+waits (``time.thread_time``): each writer-thread call in ``thread`` mode; each run of records
+encoded on the loop between two yields and each writer-thread call in ``loop`` mode. A thread call's
 time includes its ``os.write`` system time, during which the GIL is free: an upper bound.
 
 Run: ``python bench/sink_tail.py --rate 10000 --seconds 4 --rounds 3``.
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from capture_proxy.exchange import Exchange
+from capture_proxy.main import SWITCH_INTERVAL_S
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.sink import CaptureSink
 from modelmon.config import parse_config
@@ -81,7 +83,7 @@ def _instrument(sink: CaptureSink, holds: list[float], encodes: list[float]) -> 
     """Time each GIL-holding stretch of capture work (user CPU of its thread)."""
     sink._cycle = _timed(holds, sink._cycle)  # type: ignore[method-assign]
     sink._cycle_lines = _timed(holds, sink._cycle_lines)  # type: ignore[method-assign]
-    sink._line = _timed(encodes, sink._line)  # type: ignore[method-assign]
+    sink._encode_run = _timed(encodes, sink._encode_run)  # type: ignore[method-assign]
 
 
 async def _round(
@@ -127,9 +129,8 @@ async def _round(
     if sink is not None:
         await sink.close()
     cpu = time.process_time() - cpu
-    if mode == "loop":  # encoded on the loop in runs of 32 (encodes in the thread: in holds)
-        runs = [sum(encodes[i : i + 32]) for i in range(0, len(encodes), 32)]
-        holds = holds + runs
+    if mode == "loop":  # each run encoded on the loop between yields (thread calls: in holds)
+        holds = holds + encodes
     return lags, cpu / max(records, 1) * 1e6, holds
 
 
@@ -143,14 +144,26 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=10_000, help="records per second")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--modes", default="off,thread,loop", help="comma-separated: off, thread, loop"
+    )
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval for the run (default: what the proxy sets, see main.py)",
+    )
     args = parser.parse_args()
-    modes = ("off", "thread", "loop")
+    modes = tuple(args.modes.split(","))
+    sys.setswitchinterval(
+        args.switch_interval_ms / 1000 if args.switch_interval_ms else SWITCH_INTERVAL_S
+    )
     stats: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in modes}
     all_holds: dict[str, list[float]] = {m: [] for m in modes}
     print(
         f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
         f"python {sys.version.split()[0]}, {args.rate} records/s, {args.seconds:g}s x "
-        f"{args.rounds} rounds"
+        f"{args.rounds} rounds, switch interval {sys.getswitchinterval() * 1000:g} ms"
     )
     with tempfile.TemporaryDirectory(prefix="modelmon-tail-") as tmp:
         for n in range(args.rounds):
@@ -172,7 +185,7 @@ def main() -> int:
         med = [sorted(c)[len(c) // 2] for c in cols]
         print(f"{mode:<8}{med[0]:>8.0f}{med[1]:>8.0f}{med[2]:>10.0f}{med[3]:>12.1f}")
     print("\nstretches of capture work that can hold the GIL (CPU us, all rounds):")
-    for mode in modes[1:]:
+    for mode in modes:
         holds = all_holds[mode]
         if holds:
             print(

@@ -21,6 +21,7 @@ from capture_proxy.http1 import head_bytes, json_response
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.proxy_common import (
     ANALYZER_POOL,
+    Route,
     client_limits,
     refusal_body,
     route,
@@ -34,7 +35,44 @@ from modelmon.config import ModelmonConfig
 if TYPE_CHECKING:
     from capture_proxy.sink import CaptureSink
 
-__all__ = ["FastProxy"]
+__all__ = ["FastProxy", "RouteCache"]
+
+ROUTE_CACHE_SIZE = 1024
+
+
+class RouteCache:
+    """:func:`~capture_proxy.proxy_common.route` remembered for the first ``size`` targets.
+
+    A model is called on a handful of targets (``/invocations``), so the usual request is
+    routed by one dict lookup. Targets come from clients: the cache stops taking new ones
+    when full (no eviction, no growth), and the others are routed the long way, as before.
+
+    Examples
+    --------
+    >>> routes = RouteCache(size=1)
+    >>> routes(b"/invocations"), routes(b"/x/../monitor/proxy/health")
+    (('upstream', '/invocations'), ('local', '/monitor/proxy/health'))
+    >>> len(routes)
+    1
+    """
+
+    __slots__ = ("_routes", "_size")
+
+    def __init__(self, size: int = ROUTE_CACHE_SIZE) -> None:
+        self._routes: dict[bytes, tuple[Route, str]] = {}
+        self._size = size
+
+    def __call__(self, target: bytes) -> tuple[Route, str]:
+        known = self._routes.get(target)
+        if known is not None:
+            return known
+        known = route(target)
+        if len(self._routes) < self._size:
+            self._routes[target] = known
+        return known
+
+    def __len__(self) -> int:
+        return len(self._routes)
 
 
 class FastProxy:
@@ -58,6 +96,7 @@ class FastProxy:
         self._upstream: Relay | None = None
         self._analyzer: Relay | None = None
         self.limits = client_limits(config)
+        self._route = RouteCache()
 
     async def start(self) -> None:
         proxy = self.config.proxy
@@ -94,7 +133,7 @@ class FastProxy:
 
     async def handle(self, req: Request, conn: ClientConnection) -> bool:
         """Route one request (see :mod:`capture_proxy.app` for the table)."""
-        where, path = route(req.target)
+        where, path = self._route(req.target)
         assert self._upstream is not None and self._analyzer is not None, "not started"
         if conn.overflow:
             if where == "local":  # health and metrics stay observable over the cap

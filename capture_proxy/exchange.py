@@ -121,8 +121,26 @@ class LineEncoder:
         """The JSON line for ``exchange``; ``redact(body, encoding)`` masks configured fields."""
         request = response = None
         truncated: list[str] | None = None
+        records = self._records
         body = exchange.request_body
-        if body is not None:
+        if (
+            body is not None
+            and redact is None
+            and exchange.request_content_encoding is None
+            and len(body) <= ESCAPE_CHECK_BYTES
+        ):
+            # The usual small plain side (what _side does for it, without the call).
+            cut = exchange.request_truncated
+            request = records.side(
+                body,
+                exchange.request_content_type,
+                records.encoding(exchange.request_content_type),
+                cut,
+                "INPUT",
+            )
+            if cut:
+                truncated = ["input"]
+        elif body is not None:
             request, cut = self._side(
                 body,
                 exchange.request_content_type,
@@ -134,7 +152,23 @@ class LineEncoder:
             if cut:
                 truncated = ["input"]
         body = exchange.response_body
-        if body is not None:
+        if (
+            body is not None
+            and redact is None
+            and exchange.response_content_encoding is None
+            and len(body) <= ESCAPE_CHECK_BYTES
+        ):
+            cut = exchange.response_truncated
+            response = records.side(
+                body,
+                exchange.response_content_type,
+                records.encoding(exchange.response_content_type),
+                cut,
+                "OUTPUT",
+            )
+            if cut:
+                truncated = [*truncated, "output"] if truncated else ["output"]
+        elif body is not None:
             response, cut = self._side(
                 body,
                 exchange.response_content_type,
@@ -145,7 +179,7 @@ class LineEncoder:
             )
             if cut:
                 truncated = [*truncated, "output"] if truncated else ["output"]
-        line = self._records.line(
+        line = records.line(
             exchange.event_id,
             exchange.inference_time,
             request,

@@ -48,9 +48,16 @@ class ClientGone(ConnectionError):
     """The client connection closed while its request was still being read."""
 
 
-def connection_tokens(value: bytes) -> set[bytes]:
+# The Connection values nearly every message carries, parsed once.
+_COMMON_TOKENS = {v: frozenset({v}) for v in (b"keep-alive", b"close")}
+
+
+def connection_tokens(value: bytes) -> frozenset[bytes]:
     """The lower-cased field names one Connection field value names."""
-    return {t.strip().lower() for t in value.split(b",")}
+    common = _COMMON_TOKENS.get(value)
+    if common is not None:
+        return common
+    return frozenset(t.strip().lower() for t in value.split(b","))
 
 
 def filter_headers(

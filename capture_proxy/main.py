@@ -33,12 +33,24 @@ from capture_proxy.engine import FastProxy
 from capture_proxy.fast_server import FastServer
 from capture_proxy.metrics import ProxyMetrics
 from modelmon.config import ModelmonConfig, parse_listen
+from modelmon.storage_url import StorageUnavailable, open_url
 
-__all__ = ["bind_socket", "make_runner", "run_proxy", "serve"]
+__all__ = [
+    "SWITCH_INTERVAL_S",
+    "bind_socket",
+    "make_runner",
+    "run_proxy",
+    "serve",
+    "tune_interpreter",
+]
 
 log = logging.getLogger("modelmon.proxy")
 
 _SHUTDOWN_S = 15.0
+# How long a thread holding the GIL keeps a waiting one out (Python's default: 5 ms). The event
+# loop shares the GIL with the capture writer thread: a slice that the thread decodes, redacts
+# or encodes would otherwise hold a request back up to 5 ms at a time.
+SWITCH_INTERVAL_S = 0.0005
 _PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -124,7 +136,13 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return factory
 
 
+def tune_interpreter() -> None:
+    """Process-wide settings of a proxy worker (see :data:`SWITCH_INTERVAL_S`)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
 def _run_worker(config: ModelmonConfig, sock: socket.socket, worker_id: int) -> int:
+    tune_interpreter()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(config, sock, worker_id))
     return 0
@@ -204,6 +222,13 @@ def run_proxy(config: ModelmonConfig) -> int:
     """Entry point of ``modelmon proxy``; returns the exit status."""
     host, port = parse_listen(config.proxy.listen)
     workers = config.proxy.workers
+    capture = config.capture
+    if capture.enabled and capture.upload is not None:
+        try:
+            open_url(capture.upload)  # no request yet: only that its library is there
+        except StorageUnavailable as exc:
+            print(f"modelmon proxy: capture.upload: {exc}", file=sys.stderr)
+            return 1
     try:
         sock = bind_socket(host, port, reuse_port=workers > 1)
     except OSError as exc:

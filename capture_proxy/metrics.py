@@ -1,10 +1,23 @@
 """The proxy's Prometheus metrics, on a registry of its own (a fresh one per app, so tests and
 several apps in one process never share counters). Children with fixed labels are made once,
-so the hot path pays a plain ``inc()``."""
+so the hot path pays a plain ``inc()``.
+
+The two that every request updates, ``modelmon_proxy_requests_total{status}`` and the
+``modelmon_proxy_upstream_latency_seconds`` histogram, are plain numbers on the event loop (the
+only thread that updates them) turned into metric families when scraped
+(:class:`RequestCounts`): a ``prometheus_client`` histogram takes a lock and walks its buckets
+in Python per observation, a counter takes a lock per increment.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 DROP_REASONS = ("queue_full", "queue_bytes", "disk_full", "write_error", "encode_error")
 FILTER_REASONS = ("method", "path", "status")
@@ -28,15 +41,72 @@ _LATENCY_BUCKETS = (
 )
 
 
+class RequestCounts(Collector):
+    """Requests answered by status, and the upstream latency histogram, kept as plain numbers.
+
+    Updated on the event loop only; exported on scrape with the same names, types and buckets
+    as a ``prometheus_client`` ``Counter`` and ``Histogram`` (less their ``_created`` series).
+
+    Examples
+    --------
+    >>> counts = RequestCounts()
+    >>> counts.request(200)
+    >>> counts.request(200)
+    >>> counts.observe(0.003)
+    >>> samples = [s for m in counts.collect() for s in m.samples]
+    >>> [(s.labels, s.value) for s in samples if s.name == "modelmon_proxy_requests_total"]
+    [({'status': '200'}, 2.0)]
+    >>> [s.labels["le"] for s in samples if s.name.endswith("_bucket") and s.value][:3]
+    ['0.005', '0.01', '0.025']
+    """
+
+    def __init__(self) -> None:
+        self.by_status: dict[int, int] = {}
+        self._bounds = _LATENCY_BUCKETS
+        self._buckets = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last one: +Inf
+        self._le = [floatToGoString(b) for b in (*_LATENCY_BUCKETS, float("inf"))]  # type: ignore[no-untyped-call]
+        self._sum = 0.0
+
+    def request(self, status: int) -> None:
+        """One request answered with ``status``."""
+        counts = self.by_status
+        counts[status] = counts.get(status, 0) + 1
+
+    def observe(self, seconds: float) -> None:
+        """One upstream latency (``le`` buckets: the first bound >= ``seconds``)."""
+        self._buckets[bisect_left(self._bounds, seconds)] += 1
+        self._sum += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "modelmon_proxy_requests", "Requests answered, by status code", labels=["status"]
+        )
+        for status, count in sorted(self.by_status.items()):
+            requests.add_metric([str(status)], float(count))
+        yield requests
+        cumulative: list[tuple[str, float]] = []
+        total = 0
+        for le, count in zip(self._le, self._buckets, strict=True):
+            total += count
+            cumulative.append((le, float(total)))
+        latency = HistogramMetricFamily(
+            "modelmon_proxy_upstream_latency_seconds",
+            "From request start to the upstream's response headers",
+        )
+        latency.add_metric([], cumulative, sum_value=self._sum)
+        yield latency
+
+
 class ProxyMetrics:
     """Every counter the proxy and its capture sink keep."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "modelmon_proxy_requests", "Requests answered, by status code", ["status"], registry=r
-        )
+        self.counts = RequestCounts()  # requests by status, upstream latency
+        r.register(self.counts)
+        self.upstream_latency = self.counts  # .observe(seconds)
+        self.request = self.counts.request  # .request(status): one request answered
         self.captured = Counter(
             "modelmon_capture_records", "Records handed to the capture queue", registry=r
         )
@@ -74,12 +144,6 @@ class ProxyMetrics:
         self.queue_depth = Gauge(
             "modelmon_capture_queue_depth", "Records waiting for the writer", registry=r
         )
-        self.upstream_latency = Histogram(
-            "modelmon_proxy_upstream_latency_seconds",
-            "From request start to the upstream's response headers",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
         self.upstream_errors = Counter(
             "modelmon_proxy_upstream_errors",
             "Requests answered by the proxy itself (502, 504: unreachable, timeout, "
@@ -113,6 +177,29 @@ class ProxyMetrics:
         self.files_removed = Counter(
             "modelmon_capture_files_removed", "Sealed files removed by retention", registry=r
         )
+        self.uploaded_files = Counter(
+            "modelmon_capture_uploaded_files",
+            "Sealed capture files uploaded to capture.upload (size read back)",
+            registry=r,
+        )
+        self.uploaded_bytes = Counter(
+            "modelmon_capture_uploaded_bytes", "Bytes of the files uploaded", registry=r
+        )
+        self.upload_failures = Counter(
+            "modelmon_capture_upload_failures",
+            "Failed upload attempts (each retried with backoff)",
+            registry=r,
+        )
+        self.upload_pending = Gauge(
+            "modelmon_capture_upload_pending",
+            "Sealed files not uploaded yet (queued or waiting for a retry)",
+            registry=r,
+        )
+        self.upload_abandoned = Counter(
+            "modelmon_capture_upload_abandoned",
+            "Sealed files removed by retention before their upload (disk full)",
+            registry=r,
+        )
         self.redact_unredactable = Counter(
             "modelmon_capture_redact_unredactable",
             "Bodies stored as a mask because they could not be parsed for redaction",
@@ -127,7 +214,6 @@ class ProxyMetrics:
         self._drop = {reason: self.dropped.labels(reason=reason) for reason in DROP_REASONS}
         self._filtered = {r: self.filtered.labels(reason=r) for r in FILTER_REASONS}
         self.drop_counts: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
-        self._status: dict[int, Counter] = {}
 
     def drop(self, reason: str, count: int = 1) -> None:
         child = self._drop.get(reason)
@@ -138,9 +224,3 @@ class ProxyMetrics:
 
     def filter_out(self, reason: str) -> None:
         self._filtered[reason].inc()
-
-    def request(self, status: int) -> None:
-        child = self._status.get(status)
-        if child is None:
-            child = self._status[status] = self.requests.labels(status=str(status))
-        child.inc()

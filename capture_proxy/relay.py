@@ -92,8 +92,12 @@ class Relay:
             conn.write(_error(400, b"Bad Request", "bad request", "bad request target", "", True))
             return False
         event_id: str | None = None
+        # What capture keeps of each body: the bytes of a whole one (cut at hand-over), or a
+        # Tee for one that streams. None: that side is not captured.
         tee_in: Tee | None = None
-        tee_out: Tee | None = None
+        captured_in: Tee | bytes | None = None
+        captured_out: Tee | bytes | None = None
+        capture_in = capture_out = False
         xff = b""
         proto = False
         seen: dict[bytes, bytes] = {}
@@ -126,10 +130,7 @@ class Relay:
                     inference_id = seen[key].decode("latin-1")
                     break
             if capture.sample(inference_id):
-                if capture.capture_input:
-                    tee_in = Tee(capture.max_capture_bytes)
-                if capture.capture_output:
-                    tee_out = Tee(capture.max_capture_bytes)
+                capture_in, capture_out = capture.capture_input, capture.capture_output
             else:
                 capture.metrics.sampled_out.inc()
                 capture = None
@@ -146,9 +147,11 @@ class Relay:
         if body is not None:
             if req.has_body or req.content_length == 0:
                 lines.append(b"Content-Length: %d" % len(body))
-            if tee_in is not None:
-                tee_in.add(body)
+            if capture_in:
+                captured_in = body
         else:
+            if capture_in and capture is not None:
+                tee_in = captured_in = Tee(capture.max_capture_bytes)
             lines.append(
                 b"Transfer-Encoding: chunked"
                 if req.content_length is None
@@ -162,7 +165,7 @@ class Relay:
         try:
             for attempt in (1, 2):
                 try:
-                    up = await self._pool.acquire()
+                    up = self._pool.idle() or await self._pool.acquire()
                     head_done = up.begin(head_only=req.method == b"HEAD")
                     if body is not None:
                         up.write(head + body)
@@ -200,9 +203,26 @@ class Relay:
             assert up is not None and up.body is not None
             self._metrics.upstream_latency.observe(time.perf_counter() - t0)
             if capture is not None and not status_eligible(capture, up.status):
-                capture = tee_out = event_id = None  # before any of the body is copied
+                capture = event_id = None  # before any of the body is copied
+                capture_out = False
             try:
-                keep = await self._relay(req, conn, up, tee_out, event_id)
+                # The response head and body to the client (no coroutine of its own for the
+                # usual complete small body: head and body in one write).
+                lines, keep, chunked_out = self._head(req, up, event_id)
+                whole = up.body.take_all()
+                if whole is not None:
+                    if capture_out:
+                        captured_out = whole
+                    if chunked_out:
+                        whole = (chunk(whole) if whole else b"") + LAST_CHUNK
+                    conn.write(_CRLF.join(lines) + whole)
+                    if conn.write_paused:
+                        await self._drain(conn)
+                else:
+                    tee_out = None
+                    if capture_out and capture is not None:
+                        tee_out = captured_out = Tee(capture.max_capture_bytes)
+                    await self._stream(conn, up, lines, tee_out, chunked_out)
             except _Cut:
                 keep, cut = False, True
             else:
@@ -222,17 +242,22 @@ class Relay:
         self._metrics.request(up.status)
         if capture is not None and event_id is not None:
             resp_type, resp_encoding = up.content_type, up.content_encoding
+            custom, req_type, req_encoding = (
+                seen.get(_CUSTOM),
+                seen.get(b"content-type"),
+                seen.get(b"content-encoding"),
+            )
             hand_over(
                 capture,
                 event_id=event_id,
                 started=started,
                 t0=t0,
                 inference_id=inference_id,
-                custom_attributes=_text(seen.get(_CUSTOM)),
-                tee_in=tee_in,
-                tee_out=tee_out,
-                request_type=_text(seen.get(b"content-type")),
-                request_encoding=_text(seen.get(b"content-encoding")),
+                custom_attributes=custom.decode("latin-1") if custom else None,
+                tee_in=captured_in,
+                tee_out=captured_out,
+                request_type=req_type.decode("latin-1") if req_type else None,
+                request_encoding=req_encoding.decode("latin-1") if req_encoding else None,
                 response_type=None if resp_type is None else resp_type.decode("latin-1"),
                 response_encoding=None
                 if resp_encoding is None
@@ -272,16 +297,11 @@ class Relay:
         if chunked:
             up.write(LAST_CHUNK)
 
-    async def _relay(
-        self,
-        req: Request,
-        conn: ClientConnection,
-        up: UpstreamConnection,
-        tee: Tee | None,
-        event_id: str | None,
-    ) -> bool:
-        """Stream the response head and body to the client; False: close the client."""
-        assert up.body is not None
+    def _head(
+        self, req: Request, up: UpstreamConnection, event_id: str | None
+    ) -> tuple[list[bytes], bool, bool]:
+        """The response head's lines for the client; whether the client connection may be kept
+        and whether the body goes out chunked."""
         status = up.status
         # The fields as the upstream sent them, less hop-by-hop, re-framed and Connection-named
         # ones (noted by the parser; most responses need no filtering at all).
@@ -308,22 +328,27 @@ class Relay:
         elif req.version == "1.0":
             lines.append(b"Connection: keep-alive")
         lines.append(_CRLF)
-        whole = up.body.take_all()
-        if whole is not None:
-            # A complete body (the common small case): head and body in one write.
-            if tee is not None:
-                tee.add(whole)
-            if chunked_out:
-                whole = (chunk(whole) if whole else b"") + LAST_CHUNK
-            conn.write(_CRLF.join(lines) + whole)
-            if conn.write_paused:  # a client that reads slowly, or pipelines and reads nothing
-                try:
-                    await conn.drain()
-                except ConnectionError as exc:
-                    self._metrics.upstream_errors.labels(kind="client_gone").inc()
-                    conn.abort()
-                    raise _Cut from exc
-            return keep
+        return lines, keep, chunked_out
+
+    async def _drain(self, conn: ClientConnection) -> None:
+        """Wait for a client that reads slowly (or pipelines and reads nothing)."""
+        try:
+            await conn.drain()
+        except ConnectionError as exc:
+            self._metrics.upstream_errors.labels(kind="client_gone").inc()
+            conn.abort()
+            raise _Cut from exc
+
+    async def _stream(
+        self,
+        conn: ClientConnection,
+        up: UpstreamConnection,
+        lines: list[bytes],
+        tee: Tee | None,
+        chunked_out: bool,
+    ) -> None:
+        """Write the head, then stream the body as it arrives (a large or slow response)."""
+        assert up.body is not None
         conn.write(_CRLF.join(lines))
         try:
             while True:
@@ -344,7 +369,6 @@ class Relay:
             conn.abort()
             up.abort()
             raise _Cut from exc
-        return keep
 
     def _fail(
         self, conn: ClientConnection, req: Request, status: int, error: str, exc: UpstreamError
@@ -361,10 +385,6 @@ class Relay:
 
 class _Cut(Exception):
     """The response was cut mid-body; both connections are already aborted."""
-
-
-def _text(value: bytes | None) -> str | None:
-    return value.decode("latin-1") if value else None
 
 
 def _error(status: int, reason: bytes, error: str, detail: str, target: str, close: bool) -> bytes:

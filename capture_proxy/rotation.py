@@ -2,13 +2,15 @@
 
 Runs in the writer's thread only (one call at a time), never on the event loop.
 
-File life: ``{root}/yyyy/mm/dd/hh/{mm-ss-SSS}-{uuid}.jsonl.part`` is created 0600 (directories
-0700) when the first record of that hour arrives (the name's time is that record's), appended
+File life: ``{root}/yyyy/mm/dd/hh/{mm-ss-SSS}-{instance}-{uuid}.jsonl.part`` is created 0600
+(directories 0700) when the first record of that hour arrives (the name's time is that
+record's; ``instance`` names this host, :mod:`modelmon.capture_names`), appended
 with one ``os.write`` per batch (no user-space buffer: what is written survives ``kill -9``),
 and sealed, i.e. renamed to ``.jsonl`` (or gzipped to ``.jsonl.gz`` through a ``.jsonl.gz.part``
 temporary, then the ``.part`` removed), when it reaches ``max_file_bytes``, when it is
 ``rotate_interval_s`` old, when the clock leaves its hour, and at close. A sealed file is
-never opened for writing again.
+never opened for writing again; ``on_sealed`` hears of it (the uploader's queue) after its
+lock is released.
 
 Ownership between processes (``proxy.workers > 1`` share the tree): the writer holds an
 exclusive ``flock`` on every ``.part`` it has open, from creation until after it is sealed.
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capture_proxy.metrics import ProxyMetrics
+from modelmon.capture_names import capture_stem
 
 __all__ = ["CaptureFiles", "lock_nowait", "make_dirs", "seal_part"]
 
@@ -125,8 +128,12 @@ class CaptureFiles:
         compress: bool,
         metrics: ProxyMetrics,
         defer: Callable[..., Future[None]] | None = None,
+        instance: str = "host",
+        on_sealed: Callable[[Path], None] | None = None,
     ) -> None:
         self.root = root
+        self._instance = instance
+        self._on_sealed = on_sealed
         # Runs a compressing seal elsewhere (the sink's housekeeping thread), so that the
         # writer goes on while a big file is gzipped; None: inline.
         self._defer = defer
@@ -208,9 +215,10 @@ class CaptureFiles:
         directory = _hour_dir(self.root, hour)
         make_dirs(directory)
         t = time.gmtime(first_time)
-        stamp = f"{t.tm_min:02d}-{t.tm_sec:02d}-{int(first_time * 1000) % 1000:03d}"
+        millisecond = int(first_time * 1000) % 1000
         for _ in range(5):
-            path = directory / f"{stamp}-{uuid.uuid4()}{PART}"
+            stem = capture_stem(t.tm_min, t.tm_sec, millisecond, self._instance, str(uuid.uuid4()))
+            path = directory / f"{stem}{PART}"
             fd = os.open(path, _OPEN_FLAGS, 0o600)
             # A starting sibling may be recovering this (empty) file between our open and our
             # lock: then either its lock beats ours or the path no longer names our inode.
@@ -262,14 +270,17 @@ class CaptureFiles:
         self._seal_now(f)
 
     def _seal_now(self, f: _OpenFile) -> None:
+        sealed: Path | None = None
         try:
             if f.size == 0:
                 f.path.unlink(missing_ok=True)
             else:
-                seal_part(f.path, self._compress)
+                sealed = seal_part(f.path, self._compress)
                 self.sealed += 1
                 self._metrics.files_sealed.inc()
         except OSError as exc:
             self.warn("seal", "cannot seal %s (%s); recovery will at the next start", f.path, exc)
         finally:
             self._forget(f)  # closing the fd releases the lock, after the rename
+        if sealed is not None and self._on_sealed is not None:
+            self._on_sealed(sealed)

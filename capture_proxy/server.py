@@ -67,7 +67,7 @@ class Request:
     error: tuple[int, bytes, str] | None = None  # answer this instead of forwarding
     expect_continue: bool = False
     names: list[bytes] = field(default_factory=list)  # lower-cased, parallel to headers
-    named: set[bytes] | None = None  # the tokens of the Connection fields, if any
+    named: frozenset[bytes] | None = None  # the tokens of the Connection fields, if any
     error_body: bytes | None = None  # the body of the error answer (default: bad request)
 
 
@@ -92,6 +92,7 @@ class ClientConnection(asyncio.Protocol):
         self._wrote = False  # any byte of an answer to _current written
         self._counted = False
         self._parser = httptools.HttpRequestParser(self)
+        self._pause_cb, self._resume_cb = self._pause_body, self._resume_body  # bound once
         self._queue: deque[Request] = deque()
         self._next: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -100,12 +101,13 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._names: list[bytes] = []
-        self._named: set[bytes] | None = None
+        self._named: frozenset[bytes] | None = None
         self._paused_by = 0
         self._head_size = 0  # exact: the URL and the header fields of the current message
         self._stalled = 0  # bytes of consecutive reads that completed nothing (see below)
         self._progress = False
         self._in_head = False
+        self._arm: Phase | None = None  # the phase to arm when the current read is parsed
         self._parsing: Request | None = None
         self._broken = False
         self._lingering = False
@@ -136,11 +138,21 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._broken:
             return
-        if self._timer.phase == "body":
-            self._timer.arm("body", self._limits.body_idle_timeout_s)
+        timer = self._timer
+        if timer.phase == "body":
+            timer.arm("body", self._limits.body_idle_timeout_s)
         self._progress = False
         try:
             self._parser.feed_data(data)
+            # The phase the read ended in is armed once per read, not per callback: a request
+            # that arrives whole in one read (the usual case) arms no timer at all.
+            arm = self._arm
+            if arm is not None:
+                self._arm = None
+                limits = self._limits
+                timer.arm(
+                    arm, limits.header_timeout_s if arm == "head" else limits.body_idle_timeout_s
+                )
             # A field that never ends is buffered by httptools without a callback: bound it by
             # the reads that completed nothing (no head, no body bytes, no message). Those are
             # all head, chunk-framing or trailer bytes, so the count never includes a body.
@@ -194,7 +206,7 @@ class ClientConnection(asyncio.Protocol):
         self._named = None
         self._head_size = 0
         self._in_head = True
-        self._timer.arm("head", self._limits.header_timeout_s)
+        self._arm = "head"  # armed at the end of this read, unless the message is done by then
         self._server.idle.pop(self, None)
 
     def on_url(self, url: bytes) -> None:
@@ -255,7 +267,7 @@ class ClientConnection(asyncio.Protocol):
             version=version,
             headers=self._headers,
             keep_alive=parser.should_keep_alive() and error is None,
-            body=BodyStream(self._pause_body, self._resume_body),
+            body=BodyStream(self._pause_cb, self._resume_cb),
             has_body=chunked or bool(length),
             content_length=length,
             error=error,
@@ -266,8 +278,9 @@ class ClientConnection(asyncio.Protocol):
         if not request.has_body:
             request.body.finish()
             self._timer.stop()
+            self._arm = None
         else:
-            self._timer.arm("body", self._limits.body_idle_timeout_s)
+            self._arm = "body"  # armed at the end of this read, unless the body is in by then
         self._parsing = request
         if self.busy or self._queue:
             # Pipelined behind a request in flight: read no further until it is served, so
@@ -284,6 +297,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._timer.stop()
+        self._arm = None
         self._progress = True
         if self._parsing is not None:
             self._parsing.body.finish()
@@ -322,6 +336,7 @@ class ClientConnection(asyncio.Protocol):
         """
         self._broken = True  # from here on, whatever arrives is read and dropped
         self._timer.stop()
+        self._arm = None
         text = bad_request_body(detail) if body_text is None else body_text
         broken, self._parsing = self._parsing, None
         if broken is not None:
@@ -448,7 +463,7 @@ class ClientConnection(asyncio.Protocol):
                 if not keep or self._server.closing:
                     return
                 if not self._queue and self._parsing is None and not self._in_head:
-                    self._timer.arm("idle", self._keepalive())
+                    self._timer.arm("idle", self._limits.keepalive_timeout_s)
                     if not self.overflow:
                         self._server.idle[self] = None
         except Exception:  # a bug must cost one connection, never the process

@@ -7,7 +7,7 @@ record is dropped and counted, and the response is never touched.
 
 One writer task drains the queue in slices of at most 128 records and 1 MiB of bodies. A slice
 of small records that need no redaction and no decoding (the usual case) is encoded on the
-event loop, 32 records (~50 µs) at a time with the loop free for requests in between, and only
+event loop, ~0.1 ms of encoding at a time with the loop free for requests in between, and only
 written in an ``asyncio.to_thread`` call; any other slice is redacted, decoded (within
 ``max_capture_bytes``), encoded (one :class:`capture_proxy.exchange.LineEncoder`) and written
 in the thread. So the event loop never waits on disk, and a request never waits long for a
@@ -30,6 +30,10 @@ A failed write drops and counts that batch (``write_error``); the next cycle tri
 so capture resumes on its own once the disk is writable. ``start`` first seals the
 ``.part`` files a crashed process left (:mod:`capture_proxy.recovery`); ``close`` drains
 the queue and seals every file.
+
+With ``capture.upload`` each sealed file is handed to an :class:`capture_proxy.upload.Uploader`
+(a thread of its own, started after recovery, closed last), and retention holds back the files
+it has not uploaded yet.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,9 +52,11 @@ from capture_proxy.exchange import Exchange, LineEncoder
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.recovery import recover_parts
 from capture_proxy.redact import Redactor
-from capture_proxy.retention import enforce_retention
+from capture_proxy.retention import UploadHold, enforce_retention
 from capture_proxy.rotation import CaptureFiles, make_dirs
+from capture_proxy.upload import Uploader
 from capture_proxy.write_batch import Lines, body_bytes, compressed
+from modelmon.capture_names import sanitize_instance
 from modelmon.config import ModelmonConfig
 
 __all__ = ["CaptureSink", "free_disk_fraction"]
@@ -68,12 +75,15 @@ _SLICE_BYTES = 1 << 20
 # Encoded lines held before they are written (a slice whose bodies inflate a lot).
 _WRITE_BYTES = 4 << 20
 # Slices of small records without redaction or decoding are encoded on the event loop, in
-# runs of _LOOP_SLICE records (~50 us) between which requests go first; the thread only
+# runs of ~_LOOP_BUDGET_S between which requests go first; the thread only
 # writes. Measured: with the encoding in the writer thread, a request that arrived while the
 # thread held the GIL waited for it (the 1-connection p99 was 1.4-3.4 ms against 0.1-0.8 off).
 _LIGHT_BYTES = 16 * 1024
 _INFLATE_GUESS = 32
-_LOOP_SLICE = 32
+# Encoding on the loop yields to requests after this much time (checked after each record),
+# not after a count: a run costs the same wall time on a fast machine and a slow one. Measured:
+# runs of 32 records took ~0.3-1 ms on a slow machine, the p99 a request could wait behind one.
+_LOOP_BUDGET_S = 0.0001
 
 
 def free_disk_fraction(path: Path) -> float:
@@ -131,6 +141,18 @@ class CaptureSink:
         self._housekeeping = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"capture-housekeeping-{worker_id}"
         )
+        self.uploader: Uploader | None = None
+        if capture.upload is not None:
+            self.uploader = Uploader(
+                capture.dir,
+                self.root,
+                capture.upload,
+                metrics,
+                backoff_initial_s=capture.upload_backoff_initial_s,
+                backoff_max_s=capture.upload_backoff_max_s,
+                worker_id=worker_id,
+            )
+        self.instance = capture.instance_id or sanitize_instance(socket.gethostname())
         self._files = CaptureFiles(
             self.root,
             max_file_bytes=capture.max_file_bytes,
@@ -138,8 +160,11 @@ class CaptureSink:
             compress=capture.compress,
             metrics=metrics,
             defer=self._housekeeping.submit,
+            instance=self.instance,
+            on_sealed=None if self.uploader is None else self.uploader.submit,
         )
-        self._pending: deque[Exchange] = deque()
+        # (exchange, body bytes, slice weight, light), sized once by submit (see _take).
+        self._pending: deque[tuple[Exchange, int, int, bool]] = deque()
         self._max_records = capture.queue_max_records
         self._max_bytes = capture.queue_max_bytes
         self._held_bytes = 0  # bodies queued or in the writer's hands, until written
@@ -186,7 +211,13 @@ class CaptureSink:
         if self._held_bytes + size > self._max_bytes:
             self._metrics.drop("queue_bytes")
             return False
-        pending.append(exchange)
+        if compressed(exchange):
+            # A compressed body may inflate (up to max_capture_bytes a side): it weighs so in a
+            # slice, up to 32x its size, so that a gzip bomb gets a thread call of its own.
+            weight = max(size, min(self._capture.max_capture_bytes, size * _INFLATE_GUESS))
+            pending.append((exchange, size, weight, False))
+        else:
+            pending.append((exchange, size, size, size <= _LIGHT_BYTES))
         self._held_bytes += size
         if len(pending) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
@@ -197,6 +228,8 @@ class CaptureSink:
         if self._task is not None:
             return
         await asyncio.to_thread(self._startup, self._clock())
+        if self.uploader is not None:
+            self.uploader.start()  # walks the tree for files sealed but not uploaded
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"capture-writer-{self.worker_id}"
         )
@@ -227,6 +260,8 @@ class CaptureSink:
             self._held_bytes = 0
         # The gzip of the files sealed last and a running retention walk finish first.
         await asyncio.to_thread(self._housekeeping.shutdown, True)
+        if self.uploader is not None:
+            await asyncio.to_thread(self.uploader.close, self._capture.upload_drain_s)
 
     async def _request_cycle(self) -> None:
         task = self._task
@@ -237,23 +272,23 @@ class CaptureSink:
         self._wake.set()
         await waiter
 
-    def _take(self, left: int) -> tuple[list[Exchange], int]:
-        """The next slice (at most ``left`` records) and its body bytes."""
+    def _take(self, left: int) -> tuple[list[Exchange], int, bool]:
+        """The next slice (at most ``left`` records), its body bytes, and whether every record
+        of it is light (small, nothing to decode)."""
         pending = self._pending
         part: list[Exchange] = []
         size = cost = 0
-        limit = self._capture.max_capture_bytes
-        while pending and len(part) < min(left, _BATCH):
-            nxt = body_bytes(pending[0])
-            # A compressed body may inflate (up to max_capture_bytes a side): count it so, up to
-            # 32x its size, so that a gzip bomb gets a thread call of its own.
-            weight = max(nxt, min(limit, nxt * _INFLATE_GUESS)) if compressed(pending[0]) else nxt
+        light = True
+        for _ in range(min(left, _BATCH, len(pending))):
+            exchange, nxt, weight, small = pending[0]
             if part and cost + weight > _SLICE_BYTES:
                 break
-            part.append(pending.popleft())
+            pending.popleft()
+            part.append(exchange)
             size += nxt
             cost += weight
-        return part, size
+            light = light and small
+        return part, size, light
 
     def _done_when_housekept(self, waiters: list[asyncio.Future[None]]) -> None:
         """Resolve ``waiters`` once the housekeeping submitted so far has run (off the writer:
@@ -286,11 +321,11 @@ class CaptureSink:
                     # At most _BATCH records and _SLICE_BYTES per thread call: the thread holds
                     # the GIL for a fraction of a millisecond at a time, and the records stay
                     # counted against queue_max_bytes until written.
-                    part, size = self._take(left)
+                    part, size, light = self._take(left)
                     left -= len(part)
                     last = left <= 0 or not self._pending
                     try:
-                        if part and self._encode_on_loop and self._light(part):
+                        if part and light and self._encode_on_loop and not self._redactor.enabled:
                             lines = await self._encoded(part)
                             await asyncio.to_thread(
                                 self._cycle_lines, lines, self._clock(), final and last
@@ -377,18 +412,22 @@ class CaptureSink:
 
     def _retention(self, now: float) -> None:
         """Runs in the housekeeping thread (and once at start)."""
+        hold = None if self.uploader is None else UploadHold(disk_full=self._disk_full)
         try:
             removed = enforce_retention(
                 self.root,
                 now,
                 self._capture.retention_max_age_h * 3600.0,
                 self._capture.retention_max_bytes,
+                hold=hold,
             )
         except OSError as exc:
             logger.warning("capture retention failed under %s: %s", self.root, exc)
             return
         if removed:
             self._metrics.files_removed.inc(len(removed))
+        if hold is not None and hold.removed_pending:
+            self._metrics.upload_abandoned.inc(hold.removed_pending)
 
     def _line(self, exchange: Exchange) -> bytes | None:
         """The record's line (redacted when configured); None, counted, when it cannot be."""
@@ -424,24 +463,45 @@ class CaptureSink:
 
     # -- on the event loop -----------------------------------------------------------------
 
-    def _light(self, part: list[Exchange]) -> bool:
-        """Cheap to encode on the event loop: no redaction, no decoding, small bodies."""
-        if self._redactor.enabled:
-            return False
-        return not any(compressed(e) or body_bytes(e) > _LIGHT_BYTES for e in part)
-
     async def _encoded(self, part: list[Exchange]) -> Lines:
-        """``part`` encoded on the loop, yielding to requests every ``_LOOP_SLICE`` records: no
-        other thread holds the GIL while a request waits (the thread only writes)."""
+        """``part`` encoded on the loop in runs of ~``_LOOP_BUDGET_S``, requests going first in
+        between: no other thread holds the GIL while a request waits (the thread only writes).
+
+        A run also encodes at least as many records as were submitted while the previous run
+        waited, so the writer keeps pace with the requests however slow encoding is.
+        """
         lines = Lines()
-        line_of = self._line
-        for i, exchange in enumerate(part, 1):
-            line = line_of(exchange)
-            if line is not None:
-                lines.add(exchange.inference_time, line)
-            if i % _LOOP_SLICE == 0 and i < len(part):
-                await asyncio.sleep(0)
+        pending = self._pending
+        done = self._encode_run(part, 0, lines, 0)
+        while done < len(part):
+            queued = len(pending)  # only submit() changes it until this task runs again
+            await asyncio.sleep(0)
+            done = self._encode_run(part, done, lines, len(pending) - queued)
         return lines
+
+    def _encode_run(self, part: list[Exchange], start: int, lines: Lines, at_least: int) -> int:
+        """Encode ``part[start:]`` into ``lines`` until ``_LOOP_BUDGET_S`` has passed and at
+        least ``at_least`` (and one) records are done; returns the index reached."""
+        clock = time.perf_counter
+        deadline = clock() + _LOOP_BUDGET_S
+        encode = self._encode  # no redaction on the loop (see _run): _line without its call
+        add = lines.add
+        i = start
+        end = len(part)
+        least = start + at_least
+        while i < end:
+            exchange = part[i]
+            i += 1
+            try:
+                line = encode(exchange)
+            except Exception:  # one bad record is dropped and counted, not the batch
+                logger.exception("cannot encode capture record %s", exchange.event_id)
+                self._metrics.drop("encode_error")
+            else:
+                add(exchange.inference_time, line)
+            if i >= least and clock() >= deadline:
+                break
+        return i
 
 
 def _nothing() -> None:

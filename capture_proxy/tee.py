@@ -194,8 +194,8 @@ def hand_over(
     t0: float,
     inference_id: str | None,
     custom_attributes: str | None,
-    tee_in: Tee | None,
-    tee_out: Tee | None,
+    tee_in: Tee | bytes | None,
+    tee_out: Tee | bytes | None,
     request_type: str | None,
     request_encoding: str | None,
     response_type: str | None,
@@ -204,17 +204,29 @@ def hand_over(
 ) -> None:
     """Build the :class:`Exchange` of a finished response and submit it; never raises.
 
-    ``started`` is the epoch time the request arrived, ``t0`` its ``perf_counter``.
+    ``started`` is the epoch time the request arrived, ``t0`` its ``perf_counter``. A side is
+    a :class:`Tee` of a streamed body, or the bytes of a whole one (kept up to
+    ``max_capture_bytes`` here: no Tee for the usual small body), or None (not captured).
     """
     # Positional arguments and no helper calls: this runs once per captured request.
+    limit = capture.max_capture_bytes
     if tee_in is None:
         request_body, req_truncated, partial = None, False, False
+    elif type(tee_in) is bytes:
+        partial = False
+        req_truncated = len(tee_in) > limit
+        request_body = tee_in[:limit] if req_truncated else tee_in
     else:
+        assert isinstance(tee_in, Tee)
         partial = not tee_in.complete
         request_body, req_truncated = tee_in.body(), tee_in.truncated or partial
     if tee_out is None:
         response_body, resp_truncated = None, False
+    elif type(tee_out) is bytes:
+        resp_truncated = len(tee_out) > limit
+        response_body = tee_out[:limit] if resp_truncated else tee_out
     else:
+        assert isinstance(tee_out, Tee)
         response_body, resp_truncated = tee_out.body(), tee_out.truncated
     if req_truncated or resp_truncated:
         capture.metrics.truncated.inc()

@@ -1,7 +1,7 @@
 """The fast engine's client side: a bounded keep-alive pool of raw HTTP/1.1 connections.
 
 One :class:`UpstreamConnection` carries one exchange at a time; its response is parsed by
-llhttp (``httptools``) into a status, the header list and a :class:`BodyStream`. Anything the
+llhttp (``httptools``) into a status, the fields to relay and a :class:`BodyStream`. Anything the
 upstream sends after the complete response (a second response in the same segment, stray
 bytes) is a protocol error: the connection is closed and those bytes are never relayed; so is
 a head over ``MAX_HEAD_BYTES`` and a ``101`` nobody asked for. Trailer fields are dropped.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -78,6 +79,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._pool = pool
         self._loop = pool.loop
         self.transport: asyncio.Transport | None = None
+        # The transport's pause/resume_reading, bound once (each response body gets them).
+        self._pause: Callable[[], None] | None = None
+        self._resume: Callable[[], None] | None = None
         self.closed = False
         self.reused = False
         self.busy = False
@@ -95,14 +99,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = False
         self.status = 0
         self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
         # Noted while parsing, so the relay needs no second scan of ``headers``:
         # The fields a relay passes on, as ``Name: value`` lines, and their lower-cased names
         # (all but hop-by-hop and re-framed fields; those the Connection fields name are
         # still among them: ``named``).
         self.lines: list[bytes] = []
         self.names: list[bytes] = []
-        self.named: set[bytes] | None = None  # the tokens of the Connection fields
+        self.named: frozenset[bytes] | None = None  # the tokens of the Connection fields
         self.length: bytes | None = None  # Content-Length
         self.framed = False  # Content-Length, or Transfer-Encoding naming chunked
         self.content_type: bytes | None = None  # the last Content-Type
@@ -179,6 +182,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
         self.transport = cast(asyncio.Transport, transport)
+        self._pause, self._resume = self.transport.pause_reading, self.transport.resume_reading
 
     def data_received(self, data: bytes) -> None:
         if not self.busy:  # bytes on an idle pooled connection (a late 408 ...): never reuse it
@@ -251,7 +255,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason = b""
         self._in_head = True
         self._head_size = 0
-        self.headers = []
         self.lines = []
         self.names = []
         self.framed = False
@@ -269,7 +272,6 @@ class UpstreamConnection(asyncio.Protocol):
             raise httptools.HttpParserError("response head too large")
         if not self._in_head:
             return  # a trailer field: counted, never relayed (the head may be out already)
-        self.headers.append((name, value))
         lower = name.lower()
         if lower in _DROPPED:
             if lower == b"connection":
@@ -301,7 +303,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = self._parser.should_keep_alive()
         transport = self.transport
         assert transport is not None
-        self.body = BodyStream(transport.pause_reading, transport.resume_reading)
+        self.body = BodyStream(self._pause, self._resume)
         if self._head_only:
             # llhttp cannot be told a HEAD response has no body: finish here and never
             # reuse the connection (its parser would wait for Content-Length bytes).
@@ -349,6 +351,16 @@ class UpstreamPool:
         self._all: set[UpstreamConnection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._opening = 0
+
+    def idle(self) -> UpstreamConnection | None:
+        """An idle pooled connection, if there is one (no coroutine for the usual case)."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.reused = True
+                return conn
+        return None
 
     async def acquire(self) -> UpstreamConnection:
         """A connection: idle, new, or the next one freed, all within ``connect_timeout_s``.

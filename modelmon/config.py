@@ -243,6 +243,30 @@ DEFAULT_EXCLUDE_PATHS = [
 STATUS_CLASSES = Literal["1xx", "2xx", "3xx", "4xx", "5xx"]
 
 
+_STORAGE_SCHEMES = ("s3", "gs", "gcs", "file")
+
+
+def _storage_url(value: str) -> str:
+    """``s3://bucket[/prefix]``, ``gs://bucket[/prefix]`` or ``file:///absolute/dir``."""
+    _no_control(value)
+    parts = urlsplit(value)
+    if parts.scheme not in _STORAGE_SCHEMES:
+        raise ValueError(f"expected an s3://, gs:// or file:/// URL, got {value!r}")
+    if "@" in parts.netloc or parts.password is not None:
+        raise ValueError(
+            "no credentials in the URL: they come from the environment or the provider's "
+            "config files (AWS_*, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS)"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"no query or fragment in a storage URL, got {value!r}")
+    if parts.scheme == "file":
+        if parts.netloc or not parts.path.startswith("/") or not parts.path.strip("/"):
+            raise ValueError(f"expected file:///absolute/path, got {value!r}")
+    elif not parts.netloc:
+        raise ValueError(f"expected {parts.scheme}://bucket[/prefix], got {value!r}")
+    return value.rstrip("/")
+
+
 class CaptureFiltersConfig(_Model):
     """Which exchanges may be captured (then sampled); an empty list lets everything through."""
 
@@ -287,6 +311,17 @@ class CaptureConfig(_Model):
     retention_max_bytes: Annotated[int, Field(ge=1, le=1024**5)] = 10 * _GIB
     min_free_disk_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
     redact: RedactConfig = RedactConfig()
+    # Names this replica in capture file names ({MM}-{SS}-{mmm}-{instance}-{uuid}.jsonl), so
+    # that proxies on several hosts share one tree; default: the hostname, sanitized.
+    instance_id: SegmentName | None = None
+    # Each sealed file is uploaded to {upload}/{endpoint}/{variant}/yyyy/mm/dd/hh/{file}
+    # (s3://bucket/prefix, gs://bucket/prefix, file:///dir; absent: off). Credentials come from
+    # the environment or the provider's config files, never from this file.
+    upload: Annotated[str, Field(max_length=1024), AfterValidator(_storage_url)] | None = None
+    upload_backoff_initial_s: Annotated[float, Field(ge=0.01, le=HOUR_S)] = 1.0
+    upload_backoff_max_s: Annotated[float, Field(ge=0.01, le=DAY_S)] = 300.0
+    # at shutdown, how long the files not yet uploaded are tried once more (then: next start)
+    upload_drain_s: Annotated[float, Field(ge=0, le=HOUR_S)] = 10.0
 
     @field_validator("mode")
     @classmethod

@@ -15,6 +15,9 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+# the `s3` fixture: moto's S3 server on 127.0.0.1 (tests/s3_support.py)
+pytest_plugins = ["tests.s3_support"]
+
 settings.register_profile(
     "ci",
     max_examples=40,

@@ -20,6 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
+
+from modelmon.capture_names import instance_of
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
@@ -28,6 +31,7 @@ __all__ = [
     "TruncatedCapture",
     "block_lines",
     "hour_of",
+    "instance_of",
     "is_sealed",
     "read_blocks",
     "read_line_batches",
@@ -127,7 +131,10 @@ class TruncatedCapture(EOFError):
         self.dropped = dropped
 
 
-def _gunzipped(path: Path, size: int) -> Iterator[bytes]:
+Opener = Callable[[], BinaryIO]
+
+
+def _gunzipped(path: Path, size: int, opener: Opener) -> Iterator[bytes]:
     """The decompressed content in pieces of at most ``size`` bytes (gzip members one after
     another); raises :class:`TruncatedCapture` (``dropped=0``) when the stream is cut.
 
@@ -135,7 +142,7 @@ def _gunzipped(path: Path, size: int) -> Iterator[bytes]:
     ``size`` (the line limit's bound holds for ``.gz`` too), and pieces of ordinary captures
     (which compress more than 4:1) still come out ``size`` long.
     """
-    with open(path, "rb") as raw:
+    with opener() as raw:
         decoder = zlib.decompressobj(wbits=_GZIP_WBITS)
         started = False
         while data := raw.read(max(1, size // 4)):
@@ -158,17 +165,17 @@ def _gunzipped(path: Path, size: int) -> Iterator[bytes]:
             raise TruncatedCapture(path, 0)
 
 
-def _content(path: Path, offset: int, size: int) -> Iterator[bytes]:
+def _content(path: Path, offset: int, size: int, opener: Opener) -> Iterator[bytes]:
     """The (decompressed) content from byte ``offset`` in pieces of at most ``size`` bytes."""
     if not path.name.endswith(".gz"):
-        with open(path, "rb") as handle:
+        with opener() as handle:
             if offset:
                 handle.seek(offset)
             while block := handle.read(size):
                 yield block
         return
     skip = offset
-    for piece in _gunzipped(path, size):
+    for piece in _gunzipped(path, size, opener):
         if skip:
             if len(piece) <= skip:
                 skip -= len(piece)
@@ -178,7 +185,10 @@ def _content(path: Path, offset: int, size: int) -> Iterator[bytes]:
 
 
 def read_pieces(
-    path: Path, offset: int = 0, max_line_bytes: int | None = DEFAULT_MAX_LINE_BYTES
+    path: Path,
+    offset: int = 0,
+    max_line_bytes: int | None = DEFAULT_MAX_LINE_BYTES,
+    opener: Opener | None = None,
 ) -> Iterator[bytes | TooLarge]:
     """The content from byte ``offset``: blocks of whole lines (about 1 MiB) and, in their
     place, a :class:`TooLarge` for each line longer than ``max_line_bytes`` (None: no limit).
@@ -191,14 +201,23 @@ def read_pieces(
 
     A compressed file cut short yields every whole line before the cut, then raises
     :class:`TruncatedCapture` with the bytes of the cut line (too large or not) it dropped.
+
+    ``opener`` opens the file for reading (default: the local ``path``); a remote tree passes
+    its filesystem's (:mod:`analyzer.ingest.remote_files`), ``path`` then only names it.
     """
     path = Path(path)
+    if opener is None:
+        local = path
+
+        def opener() -> BinaryIO:
+            return open(local, "rb")
+
     limit = max_line_bytes
     read_size = _READ_BYTES if limit is None else max(1, min(_READ_BYTES, limit))
     rest = b""
     skipping: int | None = None  # bytes of a too-large line skipped so far
     try:
-        for data in _content(path, offset, read_size):
+        for data in _content(path, offset, read_size, opener):
             if skipping is not None:
                 newline = data.find(b"\n")
                 if newline < 0:

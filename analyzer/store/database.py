@@ -135,6 +135,15 @@ def m003_model_quality(db: Database) -> None:
     create_label_file_tables(db)
 
 
+@MIGRATIONS()
+def m004_model_quality_totals(db: Database) -> None:
+    """Row totals of the join, kept as rows change so that label counts never scan a table;
+    counted once here for a database filled before they were kept."""
+    from analyzer.store.model_quality import recount_totals
+
+    recount_totals(db)
+
+
 class StoreError(Exception):
     """The store cannot be opened or used (a bad path, a full disk, a closed store)."""
 

@@ -10,9 +10,10 @@ with whatever marks the batch as read, so a ``kill -9`` loses or doubles nothing
 The halves still waiting for the other are listed in two narrow tables,
 ``mq_predictions_alone`` (key, inference time) and ``mq_labels_alone`` (key, arrival time);
 at every commit a key is listed there exactly when its other half is not stored. Joining
-deletes from them and never rewrites a wide prediction row; the label counts of
-``/monitor/status`` are index range counts over them, never a join of the two tables; a
-batch only looks up its own keys (handed to SQLite as one JSON array, ``json_each``).
+deletes from them and never rewrites a wide prediction row. The label counts of
+``/monitor/status`` come from row totals kept in ``mq_totals`` as rows change and an index
+range over the rows still within the wait: never a scan or a join of the tables. A batch
+only looks up its own keys (handed to SQLite as one JSON array, ``json_each``).
 
 A window is keyed by *inference* time. When a label joins a prediction (or a prediction
 joins a label that came first), that window's version is bumped in ``mq_dirty``; the
@@ -52,6 +53,7 @@ __all__ = [
     "label_counts",
     "mark_evaluated",
     "prune",
+    "recount_totals",
     "store_predictions",
     "window_pairs",
 ]
@@ -84,6 +86,21 @@ def create_tables(db: Database) -> None:
         "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"
         " version INTEGER NOT NULL)"
     )
+    # row counts kept as rows change, so that counting never scans a table
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mq_totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+    )
+
+
+def recount_totals(db: Database) -> None:
+    """Count the totals afresh (one scan; migration m004, for a database whose join tables
+    were filled before the totals were kept)."""
+    create_tables(db)
+    db.execute(
+        "INSERT OR REPLACE INTO mq_totals SELECT 'labels', count(*) FROM mq_labels"
+        " UNION ALL SELECT 'predictions_alone', count(*) FROM mq_predictions_alone"
+        " UNION ALL SELECT 'labels_alone', count(*) FROM mq_labels_alone"
+    )
 
 
 def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
@@ -96,6 +113,19 @@ def _window(column: str, window_s: int) -> str:
 
 
 _BUMP = " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
+LABELS, PREDICTIONS_ALONE, LABELS_ALONE = "labels", "predictions_alone", "labels_alone"
+
+
+def _add_totals(conn: sqlite3.Connection, deltas: dict[str, int]) -> None:
+    conn.executemany(
+        "INSERT INTO mq_totals VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        [(name, delta) for name, delta in deltas.items() if delta],
+    )
+
+
+def _totals(conn: sqlite3.Connection) -> dict[str, int]:
+    return {name: int(value) for name, value in conn.execute("SELECT * FROM mq_totals")}
 
 
 def add_predictions(
@@ -110,23 +140,27 @@ def add_predictions(
     conn.executemany("INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     added = conn.total_changes - before
     # alone unless its label is stored (a prediction read again is either joined or alone)
+    before = conn.total_changes
     conn.executemany(
         "INSERT OR IGNORE INTO mq_predictions_alone SELECT ?, ?"
         " WHERE NOT EXISTS (SELECT 1 FROM mq_labels WHERE key = ?)",
         [(r[0], r[3], r[0]) for r in rows],
     )
-    if conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is None:
-        return added  # no label waits for its prediction (labels usually come after)
-    keys = orjson.dumps([r[0] for r in rows]).decode()
-    conn.execute(
-        f"INSERT INTO mq_dirty SELECT DISTINCT {_window('p.inference_time', window_s)}, 1"
-        " FROM json_each(?) j JOIN mq_labels_alone l ON l.key = j.value"
-        " JOIN mq_predictions p ON p.key = l.key WHERE true" + _BUMP,
-        [keys],
-    )
-    conn.execute(
-        "DELETE FROM mq_labels_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
-    )
+    alone = conn.total_changes - before
+    joined = 0
+    if conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is not None:
+        keys = orjson.dumps([r[0] for r in rows]).decode()
+        conn.execute(
+            f"INSERT INTO mq_dirty SELECT DISTINCT {_window('p.inference_time', window_s)}, 1"
+            " FROM json_each(?) j JOIN mq_labels_alone l ON l.key = j.value"
+            " JOIN mq_predictions p ON p.key = l.key WHERE true" + _BUMP,
+            [keys],
+        )
+        joined = conn.execute(
+            "DELETE FROM mq_labels_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
+        ).rowcount
+    # (else no label waits for its prediction: labels usually come after)
+    _add_totals(conn, {PREDICTIONS_ALONE: alone, LABELS_ALONE: -joined})
     return added
 
 
@@ -165,15 +199,18 @@ def add_labels(
         " FROM json_each(?) j JOIN mq_predictions_alone a ON a.key = j.value WHERE true" + _BUMP,
         [keys],
     )
-    conn.execute(
+    joined = conn.execute(
         "DELETE FROM mq_predictions_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
-    )
+    ).rowcount
     # alone unless the prediction is stored; a repeat keeps the first arrival time
+    before = conn.total_changes
     conn.execute(
         "INSERT OR IGNORE INTO mq_labels_alone SELECT j.value, ? FROM json_each(?) j"
         " WHERE NOT EXISTS (SELECT 1 FROM mq_predictions p WHERE p.key = j.value)",
         [received_at, keys],
     )
+    alone = conn.total_changes - before
+    _add_totals(conn, {LABELS: added, PREDICTIONS_ALONE: -joined, LABELS_ALONE: alone})
     return added, len(batch) - added
 
 
@@ -248,25 +285,23 @@ class LabelCounts:
 
 
 def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> LabelCounts:
-    """Counts over everything stored (within retention); index range counts only."""
+    """Counts over everything stored (within retention): the kept totals and the index range
+    of the rows still within the wait (never a scan of a table)."""
     cutoff = now - label_delay_s
-    labels = int(conn.execute("SELECT count(*) FROM mq_labels").fetchone()[0])
-    unmatched, pending = conn.execute(
-        "SELECT count(*) FILTER (WHERE received_at < ?), count(*) FILTER (WHERE"
-        " received_at >= ?) FROM mq_labels_alone",
-        [cutoff, cutoff],
-    ).fetchone()
-    awaiting, unlabeled = conn.execute(
-        "SELECT count(*) FILTER (WHERE inference_time >= ?), count(*) FILTER (WHERE"
-        " inference_time < ?) FROM mq_predictions_alone",
-        [cutoff, cutoff],
-    ).fetchone()
+    totals = _totals(conn)
+    pending = conn.execute(
+        "SELECT count(*) FROM mq_labels_alone WHERE received_at >= ?", [cutoff]
+    ).fetchone()[0]
+    awaiting = conn.execute(
+        "SELECT count(*) FROM mq_predictions_alone WHERE inference_time >= ?", [cutoff]
+    ).fetchone()[0]
+    labels_alone = totals.get(LABELS_ALONE, 0)
     return LabelCounts(
-        matched=labels - int(unmatched or 0) - int(pending or 0),
-        unmatched=int(unmatched or 0),
-        pending=int(pending or 0),
-        awaiting=int(awaiting or 0),
-        unlabeled=int(unlabeled or 0),
+        matched=totals.get(LABELS, 0) - labels_alone,
+        unmatched=labels_alone - int(pending),
+        pending=int(pending),
+        awaiting=int(awaiting),
+        unlabeled=totals.get(PREDICTIONS_ALONE, 0) - int(awaiting),
     )
 
 
@@ -279,7 +314,9 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
         " WHERE inference_time < ?)",
         [before],
     ).rowcount
-    conn.execute("DELETE FROM mq_predictions_alone WHERE inference_time < ?", [before])
+    predictions_alone = conn.execute(
+        "DELETE FROM mq_predictions_alone WHERE inference_time < ?", [before]
+    ).rowcount
     predictions = conn.execute(
         "DELETE FROM mq_predictions WHERE inference_time < ?", [before]
     ).rowcount
@@ -288,8 +325,14 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
         " WHERE received_at < ?)",
         [before],
     ).rowcount
-    conn.execute("DELETE FROM mq_labels_alone WHERE received_at < ?", [before])
+    labels_alone = conn.execute(
+        "DELETE FROM mq_labels_alone WHERE received_at < ?", [before]
+    ).rowcount
     conn.execute("DELETE FROM mq_dirty WHERE window_start < ?", [math.floor(before) - 90 * 86400])
+    _add_totals(
+        conn,
+        {LABELS: -labels, PREDICTIONS_ALONE: -predictions_alone, LABELS_ALONE: -labels_alone},
+    )
     return int(predictions), int(labels)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from analyzer.monitors.model_quality.predictions import PredictionRow
+from analyzer.store.database import Store
 from analyzer.store.model_quality import (
     DirtyWindow,
     LabelCounts,
@@ -22,6 +24,7 @@ from analyzer.store.model_quality import (
     label_counts,
     mark_evaluated,
     prune,
+    recount_totals,
     window_pairs,
 )
 
@@ -155,3 +158,63 @@ def test_kill_9_during_ingest_then_rerun_counts_exactly(tmp_path: Path) -> None:
     assert counts.awaiting == 0 and counts.unlabeled == 0
     pairs = window_pairs(Database(path).conn, 0, 3600)
     assert len(pairs) == 20_000 and set(pairs.labels) == {"1"}  # the repeats never applied
+
+
+def brute_counts(db: Database, now: float, delay: float) -> LabelCounts:
+    """The same counts by joining the two tables (what the kept totals spare)."""
+    cutoff = now - delay
+
+    def one(sql: str) -> int:
+        return int(db.execute(sql, [cutoff]).fetchone()[0])
+
+    lone_labels = (
+        "FROM mq_labels l WHERE NOT EXISTS (SELECT 1 FROM mq_predictions p WHERE p.key = l.key)"
+    )
+    lone_predictions = (
+        "FROM mq_predictions p WHERE NOT EXISTS (SELECT 1 FROM mq_labels l WHERE l.key = p.key)"
+    )
+    return LabelCounts(
+        matched=one("SELECT count(*) FROM mq_labels l JOIN mq_predictions p USING (key) WHERE ?"),
+        unmatched=one(f"SELECT count(*) {lone_labels} AND l.received_at < ?"),
+        pending=one(f"SELECT count(*) {lone_labels} AND l.received_at >= ?"),
+        awaiting=one(f"SELECT count(*) {lone_predictions} AND p.inference_time >= ?"),
+        unlabeled=one(f"SELECT count(*) {lone_predictions} AND p.inference_time < ?"),
+    )  # fmt: skip
+
+
+def test_kept_counts_equal_a_join_of_the_tables_after_random_traffic(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "m.db")
+    rng = random.Random(7)
+    keys = [f"k{i}" for i in range(400)]
+    for step in range(60):
+        now = step * 100.0
+        with db.conn:
+            action = rng.random()
+            picked = rng.sample(keys, rng.randint(1, 40)) * rng.choice([1, 1, 2])  # repeats too
+            if action < 0.45:
+                add_predictions(db, [prediction(k, now - rng.random() * 500) for k in picked], 300)
+            elif action < 0.9:
+                add_labels(db, [(k, rng.choice("01")) for k in picked], now, 300)
+            else:
+                prune(db, before=now - 1500)
+        for delay in (0.0, 250.0, 10_000.0):
+            assert label_counts(db.conn, now, delay) == brute_counts(db, now, delay), step
+
+
+def test_a_database_filled_before_the_totals_were_kept_is_counted_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.db")  # every migration, m004 included
+    store.start()
+    try:
+
+        def fill(db: Database) -> None:
+            add_predictions(db, [prediction("a", 10.0), prediction("b", 20.0)], WINDOW)
+            add_labels(db, [("a", "1"), ("lone", "0")], received_at=30.0, window_s=WINDOW)
+            db.execute("DELETE FROM mq_totals")  # as m003 left it: rows, no totals
+
+        store.write(fill)
+        assert store.read(lambda c: label_counts(c, 40.0, 0.0)).matched == 0  # wrong now
+        store.write(recount_totals)
+        counts = store.read(lambda c: label_counts(c, 40.0, 0.0))
+    finally:
+        store.close()
+    assert counts == LabelCounts(matched=1, unmatched=1, pending=0, awaiting=0, unlabeled=1)

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from capture_proxy.engine import RouteCache
+from capture_proxy.proxy_common import route
 from tests.capture_proxy.conftest import StartProxy
 from tests.capture_proxy.test_forward_framing import Raw
 
@@ -191,3 +193,21 @@ async def test_header_timeout_is_per_exchange_on_a_reused_connection(
     assert answers[2][0] == 504
     assert b"upstream timeout" in answers[2][2]
     assert len(rec.requests) == 3
+
+
+def test_the_route_cache_routes_as_route_does_and_stops_growing_when_full() -> None:
+    targets = [
+        b"/invocations",
+        b"/invocations?x=1",
+        b"/monitor/proxy/health",
+        b"/monitor/status",
+        b"/x/../monitor/proxy/metrics",
+        b"//monitor/status",
+        b"http://host/monitor/proxy/health",
+        b"/%6Donitor/status",
+        b"/monitorx",
+    ]
+    routes = RouteCache(size=4)
+    for _ in range(2):  # first the long way, then (the first four) from the cache
+        assert [routes(t) for t in targets] == [route(t) for t in targets]
+    assert len(routes) == 4
