@@ -1,29 +1,42 @@
 """Join + metrics for N predictions and N labels, whole process, against the anchors (issue 11).
 
     python bench/model_quality_join.py [--rows 100000 1000000] [--workdir /tmp/mqjoin]
+                                       [--sqlite]
 
 Per size, each in a fresh process (wall time and peak RSS of that process):
 
-- **ours**: N captured predictions and N labels (arriving in shuffled order, half before
-  their prediction) through ``analyzer.store.model_quality`` into a SQLite file in
-  batches of 50,000, one transaction each; then the window's pairs read back and evaluated
-  (every binary metric with SageMaker's standard deviations, the verdict against a baseline)
-  and the label-free estimate (CBPE) for the same window;
+- **ours, batch** (the default): the real CLI, ``modelmon analyze --once --ground-truth GT``,
+  whole process (interpreter start, imports, reading the files, the in-memory join
+  ``pairs.join``, every binary metric with SageMaker's standard deviations, the verdict
+  against a baseline made from 20,000 other rows, the label-free estimate over every
+  prediction, the four report files). Input: N capture records (``inferenceId`` on half,
+  CSV output = the score) in files of 100,000 records, and N ground-truth records in
+  shuffled order in files of 100,000;
+- **ours, SQLite** (``--sqlite``): the service's durable join
+  (``analyzer.store.model_quality``) in batches of 50,000, then the same evaluation,
+  in-process timing (as before this change);
 - **floor**: scikit-learn computing accuracy, precision, recall, F1 and AUC on in-memory
-  arrays (no join, no storage);
+  arrays (no join, no files);
 - **NannyML 0.13** (in its own virtualenv at ``/work/nannyml-venv``, when present: ``python
   -m venv /work/nannyml-venv && /work/nannyml-venv/bin/pip install "nannyml==0.13.*"
   statsmodels && touch /work/nannyml-venv/.ready``; 0.13.1 imports statsmodels without
-  declaring it): the realized-performance calculator and CBPE on the same rows, joined by
-  pandas in memory, with its usage reporting switched off.
+  declaring it): the realized-performance calculator and CBPE, reference = the same 20,000
+  baseline rows, analysis = the N joined rows, with its usage reporting switched off. Three
+  figures: **same files** (whole process: interpreter start, ``import nannyml``, pandas
+  reading the same capture and ground-truth JSON Lines files (``read_json(lines=True)``,
+  the nested fields taken out), the merge, both calculators); **CSV** (whole process, the
+  same rows flattened beforehand into two CSV files read by ``read_csv``: its best input); and
+  **compute** (the merge and both calculators on data already in memory).
 
-Prints seconds, peak RSS and the ratio NannyML / ours.
+Prints seconds, peak RSS and the ratios NannyML / ours (each NannyML figure over our whole
+process), and the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -129,14 +142,206 @@ print({"seconds": time.perf_counter() - start,
 """
 
 
+NANNY_FILES = """
+import resource, sys, time, warnings
+warnings.simplefilter("ignore")
+import pandas as pd, nannyml as nml
+folder = sys.argv[1]
+reference = pd.read_csv(folder + "/reference.csv", parse_dates=["timestamp"])
+preds = pd.read_csv(folder + "/predictions.csv", parse_dates=["timestamp"])
+labels = pd.read_csv(folder + "/labels.csv")
+start = time.perf_counter()
+analysis = preds.merge(labels.drop_duplicates("id"), on="id")
+metrics = ["roc_auc", "f1", "precision", "recall", "accuracy"]
+calc = nml.PerformanceCalculator(y_pred_proba="y_pred_proba", y_pred="y_pred", y_true="y_true",
+                                 timestamp_column_name="timestamp", metrics=metrics,
+                                 problem_type="classification_binary", chunk_number=1)
+calc.fit(reference); realized = calc.calculate(analysis)
+cbpe = nml.CBPE(y_pred_proba="y_pred_proba", y_pred="y_pred", y_true="y_true",
+                timestamp_column_name="timestamp", metrics=metrics,
+                problem_type="classification_binary", chunk_number=1)
+cbpe.fit(reference); estimated = cbpe.estimate(preds)
+auc = float(realized.filter(period="analysis").to_df()[("roc_auc", "value")].iloc[0])
+print({"compute_s": time.perf_counter() - start, "auc": auc})
+"""
+
+NANNY_CAPTURE = """
+import glob, resource, sys, time, warnings
+warnings.simplefilter("ignore")
+import pandas as pd, nannyml as nml
+folder = sys.argv[1]
+def files(sub):
+    return sorted(glob.glob(folder + "/" + sub + "/**/*.jsonl", recursive=True))
+reference = pd.read_csv(folder + "/reference.csv", parse_dates=["timestamp"])
+cap = pd.concat([pd.read_json(f, lines=True, dtype=False) for f in files("capture")],
+                ignore_index=True)
+meta = pd.DataFrame.from_records(cap["eventMetadata"].tolist())
+output = pd.DataFrame.from_records([c["endpointOutput"] for c in cap["captureData"]])
+preds = pd.DataFrame({"id": meta["inferenceId"].fillna(meta["eventId"]),
+                      "timestamp": pd.to_datetime(meta["inferenceTime"]),
+                      "y_pred_proba": output["data"].astype(float)})
+preds["y_pred"] = (preds["y_pred_proba"] >= 0.5).astype(int)
+gt = pd.concat([pd.read_json(f, lines=True, dtype=False) for f in files("gt")],
+               ignore_index=True)
+labels = pd.DataFrame({"id": [m["eventId"] for m in gt["eventMetadata"]],
+                       "y_true": [int(g["data"]) for g in gt["groundTruthData"]]})
+analysis = preds.merge(labels.drop_duplicates("id"), on="id")
+metrics = ["roc_auc", "f1", "precision", "recall", "accuracy"]
+calc = nml.PerformanceCalculator(y_pred_proba="y_pred_proba", y_pred="y_pred", y_true="y_true",
+                                 timestamp_column_name="timestamp", metrics=metrics,
+                                 problem_type="classification_binary", chunk_number=1)
+calc.fit(reference); realized = calc.calculate(analysis)
+cbpe = nml.CBPE(y_pred_proba="y_pred_proba", y_pred="y_pred", y_true="y_true",
+                timestamp_column_name="timestamp", metrics=metrics,
+                problem_type="classification_binary", chunk_number=1)
+cbpe.fit(reference); estimated = cbpe.estimate(preds)
+auc = float(realized.filter(period="analysis").to_df()[("roc_auc", "value")].iloc[0])
+print({"auc": auc})
+"""
+
+CAPTURE = (
+    '{"captureData":{"endpointInput":{"observedContentType":"text/csv","mode":"INPUT",'
+    '"data":"%s","encoding":"CSV"},"endpointOutput":{"observedContentType":"text/csv",'
+    '"mode":"OUTPUT","data":"%s","encoding":"CSV"}},"eventMetadata":{"eventId":"%s",%s'
+    '"inferenceTime":"%s"},"eventVersion":"0"}\n'
+)
+TRUTH = (
+    '{"groundTruthData":{"data":"%d","encoding":"CSV"},"eventMetadata":{"eventId":"%s"},'
+    '"eventVersion":"0"}\n'
+)
+PER_FILE = 100_000
+BASELINE_ROWS = 20_000
+
+
+def _key(i: int) -> str:
+    return f"order-{i}" if i % 2 else f"{i:08d}-0000-4000-8000-000000000000"
+
+
+def make_batch(n: int, folder: Path) -> None:
+    """Capture and ground-truth folders for ``n`` rows, the same rows as CSV for NannyML."""
+    import numpy as np
+
+    if (folder / "ready").exists():
+        return
+    rng = np.random.default_rng(0)
+    score = rng.beta(2, 3, n + BASELINE_ROWS).round(6)
+    label = (rng.random(score.size) < score).astype(np.int64)
+    start = np.datetime64("2026-01-01T00:00:00.000")
+    offsets = np.sort(rng.integers(0, 3_600_000, n)).astype("timedelta64[ms]")
+    stamps = np.datetime_as_string(start + offsets, unit="ms")
+    features = rng.normal(size=(n, 3)).round(3)
+    keys = [_key(i) for i in range(n)]
+    hour = folder / "capture" / "bench" / "AllTraffic" / "2026" / "01" / "01" / "00"
+    hour.mkdir(parents=True, exist_ok=True)
+    for lo in range(0, n, PER_FILE):
+        lines = []
+        for i in range(lo, min(n, lo + PER_FILE)):
+            extra = f'"inferenceId":"{keys[i]}",' if i % 2 else ""
+            event = keys[i] if not i % 2 else f"ev-{i}"
+            row = f"{features[i, 0]},{features[i, 1]},{features[i, 2]},{i % 7}"
+            lines.append(CAPTURE % (row, score[i], event, extra, stamps[i] + "Z"))
+        (hour / f"{lo // PER_FILE:04d}.jsonl").write_text("".join(lines))
+    truth = folder / "gt" / "2026" / "01" / "02" / "00"
+    truth.mkdir(parents=True, exist_ok=True)
+    order = rng.permutation(n)
+    for lo in range(0, n, PER_FILE):
+        part = order[lo : lo + PER_FILE]
+        text = "".join(TRUTH % (label[i], keys[i]) for i in part)
+        (truth / f"{lo // PER_FILE:04d}.jsonl").write_text(text)
+    base = folder / "baseline.csv"
+    base.write_text(
+        "score,label\n" + "".join(f"{s},{y}\n" for s, y in zip(score[n:], label[n:], strict=True))
+    )
+    predicted = (score >= 0.5).astype(np.int64)
+    stamp_list = [s + "Z" for s in stamps]
+    (folder / "predictions.csv").write_text(
+        "id,timestamp,y_pred_proba,y_pred\n"
+        + "".join(f"{keys[i]},{stamp_list[i]},{score[i]},{predicted[i]}\n" for i in range(n))
+    )
+    (folder / "labels.csv").write_text(
+        "id,y_true\n" + "".join(f"{keys[i]},{label[i]}\n" for i in order)
+    )
+    ref_stamps = np.datetime_as_string(
+        np.datetime64("2025-12-31T00:00:00") + np.arange(BASELINE_ROWS).astype("timedelta64[s]")
+    )
+    (folder / "reference.csv").write_text(
+        "id,timestamp,y_pred_proba,y_pred,y_true\n"
+        + "".join(
+            f"ref-{j},{ref_stamps[j]}Z,{score[n + j]},{predicted[n + j]},{label[n + j]}\n"
+            for j in range(BASELINE_ROWS)
+        )
+    )
+    np.savez(folder / "arrays.npz", score=score[:n], label=label[:n])
+    (folder / "modelmon.yaml").write_text(
+        "endpoint: {name: bench}\nproxy: {upstream: 'http://127.0.0.1:9'}\n"
+        "capture: {dir: capture}\n"
+        "analyzer:\n  reports_dir: reports\n"
+        "  payload: {output: {format: csv, columns: [score]}}\n"
+        "  model_quality:\n    problem_type: BinaryClassification\n"
+        "    probability_attribute: score\n    ground_truth_attribute: label\n"
+        "    baseline: {statistics: mq/statistics.json, constraints: mq/constraints.json}\n"
+    )
+    subprocess.run(
+        [sys.executable, "-m", "modelmon", "baseline", "--config", "modelmon.yaml",
+         "--model-quality", "--data", "baseline.csv"],
+        cwd=folder, check=True, capture_output=True, env=_env(),
+    )  # fmt: skip
+    (folder / "ready").write_text("")
+
+
+def _env() -> dict[str, str]:
+    # NannyML reports usage to a web service unless told not to; nothing leaves here.
+    return {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "NML_DISABLE_USAGE_LOGGING": "1"}
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float, str]:
+    """Wall seconds and peak RSS (MB) of a whole process, from /usr/bin/time; its stdout."""
+    out = subprocess.run(
+        ["/usr/bin/time", "-f", "%e %M", *command],
+        cwd=cwd, check=True, capture_output=True, text=True, env=_env(),
+    )  # fmt: skip
+    seconds, kib = out.stderr.strip().splitlines()[-1].split()
+    return float(seconds), int(kib) / 1024, out.stdout
+
+
+def batch_row(n: int, workdir: Path, nanny: bool) -> str:
+    import shutil
+
+    folder = workdir / f"batch-{n}"
+    make_batch(n, folder)
+    shutil.rmtree(folder / "reports", ignore_errors=True)
+    ours_s, ours_mb, _ = timed(
+        [sys.executable, "-m", "modelmon", "analyze", "--once", "--config", "modelmon.yaml",
+         "--ground-truth", "gt"], folder)  # fmt: skip
+    report = next((folder / "reports").rglob("model_quality"))
+    stats = json.loads((report / "statistics.json").read_text())["binary_classification_metrics"]
+    matched = json.loads((report / "modelmon.json").read_text())["labels"]["matched"]
+    assert matched == n, matched
+    floor = run(sys.executable, FLOOR, str(folder / "arrays.npz"))
+    assert abs(stats["auc"]["value"] - floor["auc"]) < 1e-9, (stats["auc"], floor)
+    line = f"{n:>9} {ours_s:>8.2f} {ours_mb:>7.0f} {floor['seconds']:>8.2f}"
+    if nanny:
+        same_s, same_mb, printed = timed([str(NANNYML), "-c", NANNY_CAPTURE, str(folder)], folder)
+        same = json.loads(printed.strip().splitlines()[-1].replace("'", '"'))
+        assert abs(same["auc"] - floor["auc"]) < 1e-6, (same, floor)
+        whole_s, whole_mb, printed = timed([str(NANNYML), "-c", NANNY_FILES, str(folder)], folder)
+        theirs = json.loads(printed.strip().splitlines()[-1].replace("'", '"'))
+        assert abs(theirs["auc"] - floor["auc"]) < 1e-6, (theirs, floor)
+        line += (
+            f" {same_s:>9.2f} {same_mb:>7.0f} {whole_s:>9.2f} {theirs['compute_s']:>9.2f}"
+            f" {whole_mb:>7.0f} {same_s / ours_s:>8.2f} {whole_s / ours_s:>8.2f}"
+            f" {theirs['compute_s'] / ours_s:>9.2f}"
+        )
+    return line
+
+
 def run(python: Path | str, code: str, *args: str) -> dict[str, float]:
     out = subprocess.run(
         [str(python), "-c", textwrap.dedent(code), *args],
         check=True,
         capture_output=True,
         text=True,
-        # NannyML reports usage to a web service unless told not to; nothing leaves here.
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "NML_DISABLE_USAGE_LOGGING": "1"},
+        env=_env(),
     )
     return json.loads(out.stdout.strip().splitlines()[-1].replace("'", '"'))
 
@@ -145,9 +350,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mqjoin"))
+    parser.add_argument("--sqlite", action="store_true", help="the service's SQLite join")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     nanny = NANNYML_READY.exists()
+    print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
+    if not args.sqlite:
+        print(f"{'rows':>9} {'ours s':>8} {'RSS MB':>7} {'floor s':>8} {'NML same':>9}"
+              f" {'RSS MB':>7} {'NML csv':>9} {'compute':>9} {'RSS MB':>7} {'same/us':>8}"
+              f" {'csv/us':>8} {'compute/us':>9}")  # fmt: skip
+        for n in args.rows:
+            print(batch_row(n, args.workdir, nanny), flush=True)
+        print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
+        return
     print(f"{'rows':>9} {'ours s':>8} {'join s':>7} {'RSS MB':>7} {'floor s':>8}"
           f" {'NannyML s':>10} {'RSS MB':>7} {'NannyML/ours':>13}")  # fmt: skip
     for n in args.rows:

@@ -10,6 +10,12 @@ no offset is given) select the hour folders that overlap ``[start, end)``. The r
 ``--end`` when given, else the latest record's ``inferenceTime`` rounded up to the next full
 hour (the hour at which an hourly SageMaker schedule would have covered it).
 
+Model quality: with ``--ground-truth DIR`` (or ``analyzer.model_quality.ground_truth.dir``)
+the window's predictions are joined in memory with the folder's labels and evaluated against
+the model-quality baseline; its reports go to ``…/hh/model_quality/``
+(``batch_model_quality``). Without a data-quality baseline on disk, such a pass is model
+quality alone.
+
 Exit codes: 0 done (violations or not), 2 bad config or arguments, 3 no usable baseline,
 4 no data in the window.
 """
@@ -142,14 +148,22 @@ def _analyze(
     start: datetime | None,
     end: datetime | None,
     executor: Executor | None = None,
+    ground_truth: Path | None = None,
 ) -> int:
     from analyzer.ingest.capture_files import sealed_files
 
-    stats_path, cons_path = (
-        config.analyzer.baseline.statistics,
-        config.analyzer.baseline.constraints,
-    )
-    stats_doc, cons_doc = _load_json(stats_path, "statistics"), _load_json(cons_path, "constraints")
+    mq = config.analyzer.model_quality
+    if ground_truth is not None and mq is None:
+        raise _Stop(EXIT_USAGE, "--ground-truth needs an analyzer.model_quality section")
+    labels = ground_truth or (mq.ground_truth.dir if mq is not None else None)
+    baseline = config.analyzer.baseline
+    # Model quality alone (no data-quality baseline on disk) is a pass of its own.
+    data_quality = labels is None or baseline.statistics.exists() or baseline.constraints.exists()
+    if data_quality:  # a missing baseline is said before anything is read
+        (
+            _load_json(baseline.statistics, "statistics"),
+            _load_json(baseline.constraints, "constraints"),
+        )
     root = config.capture.dir / config.endpoint.name / config.endpoint.variant
     files = sealed_files(
         config.capture.dir, config.endpoint.name, config.endpoint.variant, start, end
@@ -160,6 +174,49 @@ def _analyze(
     if not files:
         raise _Stop(EXIT_NO_DATA, f"no sealed capture files (*.jsonl, *.jsonl.gz) in {root}{span}")
     print(f"analyzing {len(files)} capture files from {root}", file=sys.stderr, flush=True)
+    if data_quality:
+        start, end = _data_quality(config, files, start, end, root, span, executor)
+    else:
+        print(
+            f"note: no data-quality baseline ({baseline.statistics}): model quality only",
+            file=sys.stderr,
+            flush=True,
+        )
+    if labels is not None:
+        from analyzer.ingest.batch_model_quality import ModelQualityStop, analyze_model_quality
+
+        progress = _Progress(len(files))
+        try:
+            analyze_model_quality(
+                config,
+                files,
+                labels,
+                start,
+                end,
+                no_baseline=EXIT_NO_BASELINE,
+                no_data=EXIT_NO_DATA,
+                tick=lambda rows: progress.tick(len(files), rows, rows),
+            )
+        except ModelQualityStop as stop:
+            raise _Stop(stop.code, str(stop)) from stop
+    return EXIT_OK
+
+
+def _data_quality(
+    config: ModelmonConfig,
+    files: list[Path],
+    start: datetime | None,
+    end: datetime | None,
+    root: Path,
+    span: str,
+    executor: Executor | None = None,
+) -> tuple[datetime, datetime]:
+    """The data-quality reports of the window; returns the window as it resolved it."""
+    stats_path, cons_path = (
+        config.analyzer.baseline.statistics,
+        config.analyzer.baseline.constraints,
+    )
+    stats_doc, cons_doc = _load_json(stats_path, "statistics"), _load_json(cons_path, "constraints")
     seen = _profile_files(config, files, _limit(config, stats_doc, cons_doc), executor)
     profile, bad = seen.profile, seen.bad
     if profile.item_count == 0:
@@ -216,13 +273,14 @@ def _analyze(
         ),
         flush=True,
     )
-    return EXIT_OK
+    return start, end
 
 
 def run_analyze_once(
     config: ModelmonConfig,
     start: str | datetime | None = None,
     end: str | datetime | None = None,
+    ground_truth: Path | None = None,
     *,
     executor: Executor | None = None,
 ) -> int:
@@ -232,7 +290,7 @@ def run_analyze_once(
         first, last = _moment(start, "start"), _moment(end, "end")
         if first is not None and last is not None and first >= last:
             raise _Stop(EXIT_USAGE, f"--start {first.isoformat()} is not before --end")
-        return _analyze(config, first, last, executor)
+        return _analyze(config, first, last, executor, ground_truth)
     except _Stop as stop:
         print(f"modelmon analyze: {stop}", file=sys.stderr)
         return stop.code

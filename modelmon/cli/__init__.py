@@ -142,6 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument(
         "--no-header", action="store_true", help="CSV without a header: columns _c0 … _cN"
     )
+    baseline.add_argument(
+        "--model-quality",
+        action="store_true",
+        help="the model-quality baseline (analyzer.model_quality's attributes name the label, "
+        "prediction and probability columns; default --out: its baseline files' folder)",
+    )
+    baseline.add_argument(
+        "--ground-truth",
+        type=Path,
+        default=None,
+        help="with --model-quality and a capture folder as --data: SageMaker's ground-truth "
+        "folder ({yyyy}/{mm}/{dd}/{hh}/*.jsonl) to join to the captured predictions",
+    )
     _add_scheduler(baseline)
 
     analyze = _command(
@@ -161,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument(
         "--end", default=None, help="window end (ISO-8601 UTC; default: the newest record)"
+    )
+    analyze.add_argument(
+        "--ground-truth",
+        type=Path,
+        default=None,
+        help="SageMaker's ground-truth folder ({yyyy}/{mm}/{dd}/{hh}/*.jsonl): also write the "
+        "model-quality reports (default: analyzer.model_quality.ground_truth.dir)",
     )
     _add_scheduler(analyze)
 
@@ -235,13 +255,21 @@ def run(args: argparse.Namespace) -> int:
                 args.out,
                 header=not args.no_header,
                 executor=executor,
+                model_quality=args.model_quality,
+                ground_truth=args.ground_truth,
             )
     if command == "analyze":
         from analyzer.ingest.batch import run_analyze_once
 
         assert config is not None
         with _executor(args, config) as executor:
-            return run_analyze_once(config, start=args.start, end=args.end, executor=executor)
+            return run_analyze_once(
+                config,
+                start=args.start,
+                end=args.end,
+                ground_truth=args.ground_truth,
+                executor=executor,
+            )
     if command == "demo":
         from modelmon.cli.demo import run_demo
 

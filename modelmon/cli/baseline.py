@@ -176,10 +176,20 @@ def run_baseline(
     *,
     progress_every_s: float = 2.0,
     executor: Executor | None = None,
+    model_quality: bool = False,
+    ground_truth: Path | None = None,
 ) -> int:
     """Profile ``data`` and write statistics.json and constraints.json; returns the exit code.
-    ``executor``: where a capture folder's files are profiled (default: local processes)."""
+
+    ``executor``: where a capture folder's files are profiled (default: local processes);
+    ``model_quality``: the model-quality baseline instead (``model_quality_baseline``).
+    """
     data = Path(data)
+    if model_quality or ground_truth is not None:
+        from modelmon.cli.model_quality_baseline import run_model_quality_baseline
+
+        progress = _Progress(str(data), progress_every_s)
+        return run_model_quality_baseline(config, data, fmt, ground_truth, out, progress)
     try:
         if not data.exists():
             raise InputError(f"{data}: no such file or folder")

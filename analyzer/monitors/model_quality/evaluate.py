@@ -21,7 +21,7 @@ from analyzer.monitors.model_quality.documents import (
     violation,
 )
 from analyzer.monitors.model_quality.metrics import (
-    binary_metrics,
+    binary_metrics_with_deviation,
     multiclass_metrics,
     regression_metrics,
     with_standard_deviation,
@@ -172,9 +172,12 @@ def evaluate_window(
             seed=seed,
         )
     elif problem_type == "BinaryClassification":
-        truth = np.asarray(y_true, dtype=np.int64)
-        guess = np.asarray(y_pred, dtype=np.int64)
-        metrics = with_standard_deviation(binary_metrics, [truth, guess, y_score], seed=seed)
+        metrics = binary_metrics_with_deviation(
+            np.asarray(y_true, dtype=np.int64),
+            np.asarray(y_pred, dtype=np.int64),
+            y_score,
+            seed=seed,
+        )
     else:
         metrics = with_standard_deviation(
             multiclass_metrics, [[str(v) for v in y_true], [str(v) for v in y_pred]], seed=seed

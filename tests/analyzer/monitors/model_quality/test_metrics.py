@@ -18,6 +18,7 @@ from analyzer.monitors.model_quality.metrics import (
     MULTICLASS_SCALARS,
     REGRESSION_SCALARS,
     binary_metrics,
+    binary_metrics_with_deviation,
     multiclass_metrics,
     regression_metrics,
     with_standard_deviation,
@@ -193,12 +194,33 @@ def test_standard_deviation_follows_sagemakers_recipe() -> None:
     picks = np.random.default_rng(7)
     maes = []
     for _ in range(5):
-        pick = np.sort(picks.choice(1000, size=800, replace=False))
-        maes.append(sk.mean_absolute_error(y[pick], p[pick]))
+        keep = picks.random(1000) < 0.8  # each row kept with probability 0.8 (Spark's sample)
+        maes.append(sk.mean_absolute_error(y[keep], p[keep]))
     assert close(out["mae"]["standard_deviation"], float(np.std(maes, ddof=1)))
     small = with_standard_deviation(regression_metrics, [y[:199], p[:199]])
     assert math.isnan(small["mae"]["standard_deviation"])
     assert set(small) == set(REGRESSION_SCALARS)
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_binary_fast_path_equals_the_generic_recipe(case: int) -> None:
+    rng = np.random.default_rng(case)
+    n = [200, 201, 999, 5000, 300, 250][case]
+    s = np.round(rng.random(n), [1, 2, 3, 6, 1, 2][case])  # ties, many or few
+    y = (rng.random(n) < s).astype(np.int64) if case != 4 else np.zeros(n, np.int64)
+    p = (s >= 0.5).astype(np.int64)
+    generic = with_standard_deviation(binary_metrics, [y, p, s], seed=case)
+    fast = binary_metrics_with_deviation(y, p, s, seed=case)
+    assert generic.keys() == fast.keys()
+    for name, entry in generic.items():
+        if isinstance(entry, dict) and "value" in entry:
+            for part in ("value", "standard_deviation"):
+                a, b = entry[part], fast[name][part]
+                assert (math.isnan(a) and math.isnan(b)) or close(a, b), (name, part)
+        else:  # curves and matrix (NaN rates of one class compare equal as JSON null)
+            assert orjson.dumps(entry) == orjson.dumps(fast[name]), name
+    if case != 4:
+        assert close(fast["auc"]["value"], sk.roc_auc_score(y, s))
 
 
 def test_standard_deviation_passes_matrices_and_curves_through() -> None:

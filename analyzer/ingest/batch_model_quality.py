@@ -1,0 +1,266 @@
+"""``modelmon analyze --once --ground-truth DIR``: the model-quality half of the batch pass.
+
+The capture files of the window are joined in memory with every label of the ground-truth
+folder (``pairs.join``), evaluated against the model-quality baseline
+(``evaluate.evaluate_window``: SageMaker's metrics, our verdict) and, for a binary classifier
+with probabilities and a calibration in its baseline (``statistics.json``'s
+``modelmon.calibration``), estimated without labels
+over every prediction of the window (CBPE). Reports go to the ``model_quality`` folder of the
+hour's report folder (docs/model-quality.md, "Reports"):
+
+- ``statistics.json``, ``constraints.json``, ``constraint_violations.json``: SageMaker's
+  model-quality schema (violations are our ``alert`` metrics, in SageMaker's words);
+- ``modelmon.json``: what SageMaker has no place for: the join's counts, each checked
+  metric's state and noise margin, what SageMaker's rule alone would say, and the estimate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analyzer.ingest.model_quality_files import (
+    Pairs,
+    joined_pairs,
+)
+from analyzer.ingest.table_readers import InputError
+from analyzer.monitors.model_quality.documents import ConstraintsError, parse_constraints
+from analyzer.monitors.model_quality.estimate import (
+    Calibrator,
+    Estimate,
+    agreement,
+    estimate_binary,
+)
+from analyzer.monitors.model_quality.evaluate import (
+    WindowResult,
+    baseline_from_statistics,
+    evaluate_window,
+)
+from analyzer.monitors.model_quality.records import Encoder
+from analyzer.store.report_files import report_dir, write_reports
+from modelmon.config import ModelmonConfig, ModelQualityConfig
+
+__all__ = ["REPORT_SUBFOLDER", "ModelQualityStop", "analyze_model_quality"]
+
+REPORT_SUBFOLDER = "model_quality"
+
+
+class ModelQualityStop(Exception):
+    """The pass cannot go on: ``code`` is the exit code (as ``batch._Stop``)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class _Baseline:
+    statistics: dict[str, Any]
+    constraints: dict[str, Any]
+    calibrator: Calibrator | None
+
+
+def _json(path: Path, what: str, code: int) -> dict[str, Any]:
+    hint = "create it with `modelmon baseline --config CONFIG --model-quality --data …`"
+    if not path.is_file():
+        raise ModelQualityStop(code, f"no model-quality baseline {what}: {path}; {hint}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelQualityStop(code, f"model-quality {what} {path} is unreadable: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ModelQualityStop(code, f"model-quality {what} {path} is not a JSON object")
+    return doc
+
+
+def _baseline(mq: ModelQualityConfig, code: int) -> _Baseline:
+    statistics = _json(mq.baseline.statistics, "statistics", code)
+    constraints = _json(mq.baseline.constraints, "constraints", code)
+    calibrator = None
+    extra = statistics.get("modelmon")
+    calibration = extra.get("calibration") if isinstance(extra, dict) else None
+    if mq.estimate and calibration is not None:
+        try:
+            calibrator = Calibrator.from_json(calibration)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelQualityStop(
+                code, f"{mq.baseline.statistics}: modelmon.calibration is not a calibration: {exc}"
+            ) from exc
+    return _Baseline(statistics, constraints, calibrator)
+
+
+def _estimate(baseline: _Baseline, pairs: Pairs) -> dict[str, Estimate] | None:
+    """The label-free estimate over every prediction of the window (labelled or not)."""
+    scores = pairs.all_probabilities
+    if baseline.calibrator is None or scores is None or scores.size == 0:
+        return None
+    predicted = pairs.all_predictions.astype(np.int64)  # the model's, or score ≥ threshold
+    return estimate_binary(scores, predicted, baseline.calibrator)
+
+
+def _number(value: float) -> float | str:
+    return "NaN" if math.isnan(value) else value
+
+
+def _modelmon_document(
+    result: WindowResult,
+    pairs: Pairs,
+    estimate: dict[str, Estimate] | None,
+    calibrator: Calibrator | None,
+    window: tuple[datetime, datetime],
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    for name, d in result.decisions.items():
+        metrics[name] = {
+            "value": _number(d.value),
+            "threshold": d.threshold,
+            "comparison_operator": d.operator,
+            "margin": _number(d.margin),
+            "warning_margin": _number(d.warning_margin),
+            "state": d.state,
+            "sagemaker_violation": d.sagemaker_violation,
+        }
+    doc: dict[str, Any] = {
+        "version": 1,
+        "window": {"start": window[0].isoformat(), "end": window[1].isoformat()},
+        "state": result.state,
+        "labels": pairs.counts.to_json() if pairs.counts is not None else {},
+        "bad_lines": {"count": pairs.bad.count, "shown": pairs.bad.shown},
+        "metrics": metrics,
+    }
+    if estimate is not None and calibrator is not None:
+        estimated: dict[str, Any] = {}
+        for name, e in estimate.items():
+            entry = result.metrics.get(name)
+            realized = entry.get("value") if isinstance(entry, dict) else None
+            deviation = entry.get("standard_deviation") if isinstance(entry, dict) else None
+            item: dict[str, Any] = {"value": _number(e.value), "low": _number(e.low),
+                                    "high": _number(e.high)}  # fmt: skip
+            if isinstance(realized, float) and result.labels > 0:
+                spread = deviation if isinstance(deviation, float) else math.nan
+                item["agrees_with_realized"] = agreement(e, realized, spread)
+            estimated[name] = item
+        doc["estimated"] = {
+            "trusted": calibrator.trusted,
+            "reason": calibrator.reason,
+            "metrics": estimated,
+        }
+    return doc
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def analyze_model_quality(
+    config: ModelmonConfig,
+    files: list[Path],
+    ground_truth: Path,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    no_baseline: int,
+    no_data: int,
+    tick: Any = None,
+) -> tuple[datetime, datetime, Path]:
+    """Evaluate the window; write the reports; print a summary. Returns the window and folder."""
+    mq = config.analyzer.model_quality
+    assert mq is not None
+    baseline = _baseline(mq, no_baseline)
+    try:
+        constraints = parse_constraints(mq.problem_type, baseline.constraints)
+    except ConstraintsError as exc:
+        raise ModelQualityStop(no_baseline, f"{mq.baseline.constraints}: {exc}") from exc
+    encoder = Encoder(mq.problem_type, mq.probability_threshold_attribute)
+    window = (
+        start.timestamp() if start is not None else -math.inf,
+        end.timestamp() if end is not None else math.inf,
+    )
+    try:
+        pairs = joined_pairs(
+            mq,
+            encoder,
+            files,
+            ground_truth,
+            window=window,
+            tick=tick,
+            output_columns=config.analyzer.payload.output.columns,
+            arrow=config.analyzer.arrow,
+        )
+    except InputError as exc:
+        raise ModelQualityStop(no_data, str(exc)) from exc
+    times = pairs.all_times
+    if times.size == 0:
+        first = f" (first: {pairs.bad.shown[0]})" if pairs.bad.shown else ""
+        raise ModelQualityStop(
+            no_data, f"no prediction decoded from {len(files)} capture files{first}"
+        )
+    if end is None:
+        end = _hour(datetime.fromtimestamp(float(times.max()), UTC)) + timedelta(hours=1)
+    if start is None:
+        start = _hour(datetime.fromtimestamp(float(times.min()), UTC))
+    truth, guess = pairs.truth_and_guess(encoder)
+    result = evaluate_window(
+        mq.problem_type,
+        truth,
+        guess,
+        pairs.probabilities,
+        constraints,
+        baseline_from_statistics(mq.problem_type, baseline.statistics),
+        false_alarm_rate=config.analyzer.false_alarm_rate,
+        min_labels=mq.min_labels,
+        r2_convention=mq.r2_convention,
+    )
+    estimate = _estimate(baseline, pairs)
+    folder = report_dir(config, end) / REPORT_SUBFOLDER
+    write_reports(
+        folder,
+        {
+            "statistics.json": result.statistics(),
+            "constraints.json": baseline.constraints,
+            "constraint_violations.json": {"violations": result.violations},
+            "modelmon.json": _modelmon_document(
+                result, pairs, estimate, baseline.calibrator, (start, end)
+            ),
+        },
+    )
+    print(_summary(result, pairs, estimate, int(times.size), folder), flush=True)
+    return start, end, folder
+
+
+def _summary(
+    result: WindowResult,
+    pairs: Pairs,
+    estimate: dict[str, Estimate] | None,
+    predictions: int,
+    folder: Path,
+) -> str:
+    lines = [f"model quality: {result.state}, {result.labels:,} labelled of {predictions:,}"
+             " predictions in the window"]  # fmt: skip
+    if pairs.counts is not None:
+        c = pairs.counts
+        lines.append(
+            f"  labels: {c.matched:,} matched, {c.unmatched:,} without a prediction (in this "
+            f"window or not captured), {c.duplicate_labels:,} duplicates (first kept)"
+        )
+    if pairs.bad.count:
+        lines.append(f"  skipped {pairs.bad.count:,} lines that could not be used:")
+        lines += [f"    {shown}" for shown in pairs.bad.shown[:5]]
+    for name, d in result.decisions.items():
+        flag = " (SageMaker's rule: violation)" if d.sagemaker_violation else ""
+        lines.append(f"  {name:<22} {d.value:.4f}  threshold {d.threshold:.4f}  {d.state}{flag}")
+    if estimate is not None:
+        shown = ", ".join(
+            f"{name} {e.value:.4f} [{e.low:.4f}, {e.high:.4f}]" for name, e in estimate.items()
+        )
+        lines.append(f"  estimated without labels: {shown}")
+    lines.append(f"  wrote {folder}")
+    if result.violations:
+        lines.append(f"  {len(result.violations)} violations")
+    return "\n".join(lines)

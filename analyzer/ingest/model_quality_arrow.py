@@ -1,0 +1,195 @@
+"""The optional Arrow fast path of the model-quality readers (pyarrow installed).
+
+A whole capture or ground-truth file is parsed by Arrow's JSON reader (C++, only the fields
+model quality needs, the rest skipped) and its values converted column by column. It covers
+the common shapes: CSV-encoded outputs and labels, a prediction or probability picked by
+column index, BinaryClassification and Regression. Anything else, and any file with a line
+that does not fit (bad JSON, a missing id, a value that is not a number, a probability outside
+[0, 1]), returns ``None``: the caller then reads that file line by line
+(``model_quality_files``), which reports each bad line with its number. The fast path never
+decides that a line is bad; it only speeds up files with none. ``analyzer.arrow: off`` turns
+it off, as for the data-quality readers. Times go through ``decoding.inference_time`` (the one
+parser; its Arrow form).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from analyzer.decoding.inference_time import arrow_stamps
+from analyzer.monitors.model_quality.records import Attribute, Encoder
+
+__all__ = ["arrow_labels", "arrow_predictions", "available"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+def available(encoder: Encoder, mode: str = "csv") -> bool:
+    """pyarrow is installed, not switched off (``analyzer.arrow``), and the problem type is
+    one it converts."""
+    if mode == "off":
+        return False
+    if encoder.problem_type == "MulticlassClassification":
+        return False  # class names need the shared codebook: the line reader keeps it
+    try:
+        importlib.import_module("pyarrow.json")
+    except ImportError:
+        return False
+    return True
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(name)  # pyarrow has no type stubs: Any
+
+
+def _read(path: Path, schema: Any) -> Any:
+    pa, pj = _module("pyarrow"), _module("pyarrow.json")
+
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    try:
+        return pj.read_json(path, parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError):
+        return None
+
+
+def _field(table: Any, *names: str) -> Any:
+    pc = _module("pyarrow.compute")
+
+    column = table.column(names[0])
+    for name in names[1:]:
+        column = pc.struct_field(column, name)
+    return column
+
+
+def _csv_values(data: Any, encoding: Any, index: int) -> Any:
+    """The ``index``-th field of CSV data strings, or None when a row is not plain CSV."""
+    pc = _module("pyarrow.compute")
+
+    if data.null_count or not pc.all(pc.equal(pc.fill_null(encoding, "CSV"), "CSV")).as_py():
+        return None
+    if pc.any(pc.match_substring_regex(data, '["\\n\\r]')).as_py():
+        return None  # quoted fields or several rows: the line reader's
+    if index == 0 and not pc.any(pc.match_substring(data, ",")).as_py():
+        return pc.utf8_trim_whitespace(data)
+    parts = pc.split_pattern(data, ",")
+    if pc.min(pc.list_value_length(parts)).as_py() <= index:
+        return None
+    return pc.utf8_trim_whitespace(pc.list_element(parts, index))
+
+
+def _numbers(values: Any) -> FloatArray | None:
+    pa, pc = _module("pyarrow"), _module("pyarrow.compute")
+
+    try:
+        out = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    numbers: FloatArray = np.asarray(out, dtype=np.float64)
+    return numbers if np.isfinite(numbers).all() else None
+
+
+def _labels(values: FloatArray | None, encoder: Encoder) -> FloatArray | None:
+    if values is None:
+        return None
+    if encoder.problem_type == "BinaryClassification" and not np.isin(values, (0.0, 1.0)).all():
+        return None
+    return values
+
+
+def _index(attribute: Attribute | None, columns: list[str]) -> int | None:
+    if attribute is None:
+        return None
+    if attribute.index is not None:
+        return attribute.index
+    return columns.index(attribute.name) if attribute.name in columns else -1
+
+
+def arrow_labels(path: Path, attribute: Attribute | None, encoder: Encoder) -> Any:
+    """``(keys, labels)`` of a ground-truth file, or None (read it line by line)."""
+    pa = _module("pyarrow")
+
+    schema = pa.schema(
+        [
+            ("groundTruthData", pa.struct([("data", pa.string()), ("encoding", pa.string())])),
+            ("eventMetadata", pa.struct([("eventId", pa.string())])),
+        ]
+    )
+    table = _read(path, schema)
+    if table is None:
+        return None
+    keys = _field(table, "eventMetadata", "eventId")
+    if keys.null_count:
+        return None
+    index = attribute.index if attribute is not None and attribute.index is not None else 0
+    data = _field(table, "groundTruthData", "data")
+    values = _csv_values(data, _field(table, "groundTruthData", "encoding"), index)
+    labels = _labels(_numbers(values) if values is not None else None, encoder)
+    if labels is None:
+        return None
+    return _hashes(keys), labels
+
+
+def arrow_predictions(
+    path: Path,
+    inference: Attribute | None,
+    probability: Attribute | None,
+    encoder: Encoder,
+    columns: list[str],
+) -> Any:
+    """``(keys, times, predictions, probabilities)`` of a capture file, or None."""
+    pa, pc = _module("pyarrow"), _module("pyarrow.compute")
+
+    side = pa.struct([("data", pa.string()), ("encoding", pa.string())])
+    meta = [("eventId", pa.string()), ("inferenceId", pa.string()), ("inferenceTime", pa.string())]
+    schema = pa.schema(
+        [
+            ("captureData", pa.struct([("endpointOutput", side)])),
+            ("eventMetadata", pa.struct(meta)),
+        ]
+    )
+    table = _read(path, schema)
+    if table is None or table.num_rows == 0:
+        return None
+    keys = pc.coalesce(
+        _field(table, "eventMetadata", "inferenceId"), _field(table, "eventMetadata", "eventId")
+    )
+    stamps = _field(table, "eventMetadata", "inferenceTime")
+    if keys.null_count or stamps.null_count:
+        return None
+    micros = arrow_stamps(pa, pc, stamps.combine_chunks())
+    if micros is None:
+        return None  # a time of another form: the line reader parses it
+    times = np.asarray(micros, dtype=np.float64) / 1e6
+    data = _field(table, "captureData", "endpointOutput", "data")
+    encoding = _field(table, "captureData", "endpointOutput", "encoding")
+    at_inference, at_probability = _index(inference, columns), _index(probability, columns)
+    if at_inference == -1 or at_probability == -1:
+        return None  # a name the output columns do not have: the line reader says so
+    scores = np.full(table.num_rows, np.nan)
+    if at_probability is not None:
+        picked = _csv_values(data, encoding, at_probability)
+        numbers = _numbers(picked) if picked is not None else None
+        if numbers is None or ((numbers < 0) | (numbers > 1)).any():
+            return None
+        scores = numbers
+    if at_inference is not None:
+        picked = _csv_values(data, encoding, at_inference)
+        predictions = _labels(_numbers(picked) if picked is not None else None, encoder)
+    elif at_probability is not None and encoder.problem_type == "BinaryClassification":
+        predictions = (scores >= encoder.threshold).astype(np.float64)
+    else:
+        picked = _csv_values(data, encoding, 0)  # no attribute: the output is the prediction
+        predictions = _labels(_numbers(picked) if picked is not None else None, encoder)
+    if predictions is None:
+        return None
+    return _hashes(keys), times, predictions, scores
+
+
+def _hashes(keys: Any) -> IntArray:
+    return np.fromiter(map(hash, keys.to_pylist()), dtype=np.int64, count=len(keys))

@@ -1,0 +1,322 @@
+"""Model-quality values out of records: a prediction, its probability, a label, a join key.
+
+Pure: bytes and parsed JSON in, numbers out; the readers in ``analyzer.ingest`` open the files.
+
+- :class:`Attribute` is SageMaker's ``inference_attribute`` / ``probability_attribute`` /
+  ``ground_truth_attribute``: a column index (``"0"``), a column or key name, or a JMESPath
+  expression into a JSON body.
+- :class:`Encoder` turns what an attribute picked into the float a metric counts: 0/1 for
+  BinaryClassification (the prediction from the probability and
+  ``probability_threshold_attribute`` when there is no inference attribute), a class code for
+  MulticlassClassification (the codebook is shared by predictions and labels), the number
+  itself for Regression. A value it cannot use raises :class:`BadValue`, whose message says
+  which attribute and what was found.
+- :func:`ground_truth_record` and :func:`capture_record` read one JSON line of SageMaker's
+  ground-truth and capture formats; the join key is the capture's ``inferenceId`` when it
+  has one, else its ``eventId``, and a ground-truth record's ``eventMetadata.eventId`` (which
+  holds that same key, as in SageMaker).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jmespath
+import orjson
+
+from analyzer.decoding.inference_time import parse_inference_time
+from analyzer.decoding.payload_rows import PayloadError
+from analyzer.monitors.model_quality.documents import ProblemType
+
+__all__ = [
+    "MAX_CLASSES",
+    "Attribute",
+    "BadValue",
+    "Encoder",
+    "capture_record",
+    "ground_truth_record",
+    "value_text",
+]
+
+MAX_CLASSES = 1000  # a multiclass label set larger than this is not a classifier's output
+_TRUE = frozenset({"1", "1.0", "true", "True", "TRUE"})
+_FALSE = frozenset({"0", "0.0", "false", "False", "FALSE"})
+
+
+class BadValue(ValueError):
+    """A record whose value cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """Where a value is: a column index, a column or key name, or a JMESPath expression.
+
+    Examples
+    --------
+    >>> Attribute.of("1").pick_text("0,0.73", "CSV")
+    '0.73'
+    >>> Attribute.of("scores[1]").pick_text('{"scores": [0.27, 0.73]}', "JSON")
+    0.73
+    """
+
+    name: str
+    index: int | None
+    path: Any = field(compare=False, repr=False)
+
+    @classmethod
+    def of(cls, name: str) -> Attribute:
+        index = int(name) if name.isdigit() else None
+        return cls(name, index, None if index is not None else jmespath.compile(name))
+
+    def pick(self, value: Any, columns: Sequence[str] = ()) -> Any:
+        """From a parsed JSON value (an object or a list) or a row of CSV fields.
+
+        A name picks from a list (a CSV row) by its place in ``columns`` (the config's
+        ``payload.output.columns`` for a capture's output).
+        """
+        if self.index is None and isinstance(value, list):
+            if self.name in columns:
+                return Attribute.of(str(list(columns).index(self.name))).pick(value)
+            raise BadValue(
+                f"{self.name}: a name, but the data is a CSV row of {len(value)} columns: "
+                "use a column index, or name the columns in analyzer.payload.output.columns"
+            )
+        if self.index is not None:
+            if isinstance(value, list):
+                if self.index < len(value):
+                    return value[self.index]
+                raise BadValue(f"{self.name}: the row has {len(value)} columns")
+            if self.index == 0 and not isinstance(value, dict):
+                return value  # a scalar body is its own column 0
+            raise BadValue(f"{self.name}: a column index, but the body is {_kind(value)}")
+        if isinstance(value, dict) and self.name in value:
+            return value[self.name]
+        found = self.path.search(value)
+        if found is None:
+            raise BadValue(f"{self.name}: not found in the body ({_shape(value)})")
+        return found
+
+    def pick_text(self, data: str, encoding: str, columns: Sequence[str] = ()) -> Any:
+        """From a capture's ``data`` string with its ``encoding`` (CSV, JSON or BASE64)."""
+        return self.pick(parse_data(data, encoding), columns)
+
+
+def _kind(value: Any) -> str:
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, dict):
+        keys = ", ".join(list(map(str, value))[:10])
+        return f"keys: {keys}" if keys else "an empty object"
+    return _kind(value)
+
+
+def parse_data(data: str, encoding: str) -> Any:
+    """A ``data`` string as a JSON value (JSON) or a list of CSV fields (one row)."""
+    if encoding == "BASE64":
+        try:
+            data = base64.b64decode(data, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise BadValue(f"BASE64 data that does not decode to text: {exc}") from exc
+        encoding = "JSON" if data.lstrip()[:1] in ("{", "[") else "CSV"
+    if encoding == "JSON":
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise BadValue(f"JSON data that does not parse: {exc}") from exc
+    text = data.strip()
+    if "\n" in text:
+        raise BadValue("the data holds several rows; model quality joins one row per record")
+    if '"' in text:
+        return next(csv.reader(io.StringIO(text)), [])
+    return text.split(",")
+
+
+def value_text(value: Any) -> str:
+    """The class name of a label or prediction: ``1`` for ``1``, ``1.0`` and ``"1"``."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return str(int(number)) if number.is_integer() and "." in text else text
+    return str(value)
+
+
+class Encoder:
+    """Predictions, probabilities and labels as the floats the metrics count."""
+
+    def __init__(self, problem_type: ProblemType, threshold: float = 0.5) -> None:
+        self.problem_type = problem_type
+        self.threshold = threshold
+        self.classes: dict[str, int] = {}  # multiclass: class name -> code
+
+    def class_names(self) -> list[str]:
+        return sorted(self.classes, key=self.classes.__getitem__)
+
+    def label(self, value: Any, what: str = "label") -> float:
+        if self.problem_type == "Regression":
+            return _number(value, what)
+        if self.problem_type == "BinaryClassification":
+            return _binary(value, what)
+        name = value_text(value)
+        code = self.classes.get(name)
+        if code is None:
+            if len(self.classes) >= MAX_CLASSES:
+                raise BadValue(f"{what} {name!r}: more than {MAX_CLASSES} classes")
+            code = self.classes[name] = len(self.classes)
+        return float(code)
+
+    def prediction(self, value: Any, probability: float) -> float:
+        """The predicted value (``value`` None: from the probability and the threshold)."""
+        if value is None:
+            if self.problem_type != "BinaryClassification" or math.isnan(probability):
+                raise BadValue("no prediction: set inference_attribute")
+            return 1.0 if probability >= self.threshold else 0.0
+        return self.label(value, "prediction")
+
+    def probability(self, value: Any) -> float:
+        number = _number(value, "probability")
+        if not 0.0 <= number <= 1.0:
+            raise BadValue(f"probability {number!r} is not between 0 and 1")
+        return number
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BadValue(f"{what} {value!r} is not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadValue(f"{what} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise BadValue(f"{what} {value!r} is not a finite number")
+    return number
+
+
+def _binary(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float) and value in (0, 1):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text in _TRUE:
+            return 1.0
+        if text in _FALSE:
+            return 0.0
+    raise BadValue(f"{what} {value!r} is not 0 or 1 (BinaryClassification)")
+
+
+def ground_truth_record(line: bytes, attribute: Attribute | None) -> tuple[str, Any]:
+    """``(key, label value)`` of one ground-truth line; :class:`BadValue` says what is wrong.
+
+    Examples
+    --------
+    >>> ground_truth_record(b'{"groundTruthData": {"data": "1", "encoding": "CSV"},'
+    ...                     b' "eventMetadata": {"eventId": "e-1"}, "eventVersion": "0"}', None)
+    ('e-1', '1')
+    """
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadValue(f"not JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise BadValue("a line must be a JSON object")
+    metadata = record.get("eventMetadata")
+    key = metadata.get("eventId") if isinstance(metadata, dict) else None
+    if not isinstance(key, str) or not key:
+        raise BadValue("eventMetadata.eventId must be the captured inferenceId or eventId")
+    data = record.get("groundTruthData")
+    value = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(value, str):
+        raise BadValue('groundTruthData.data must be a string (e.g. "1")')
+    encoding = str(data.get("encoding", "CSV")).upper()  # type: ignore[union-attr]
+    if encoding == "CSV" and "," not in value and '"' not in value:
+        return key, value  # the label itself, SageMaker's usual record
+    parsed = parse_data(value, encoding)
+    if isinstance(parsed, list) and len(parsed) == 1 and encoding != "JSON":
+        return key, parsed[0]
+    if isinstance(parsed, list | dict):
+        if attribute is None:
+            raise BadValue(
+                "groundTruthData.data holds several values: set ground_truth_attribute "
+                "to the label's column index or JMESPath"
+            )
+        return key, attribute.pick(parsed)
+    return key, parsed  # a JSON scalar: the label
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRecord:
+    """What model quality needs of one capture record."""
+
+    key: str
+    inference_time: float  # epoch seconds
+    prediction: Any  # None when there is no inference attribute
+    probability: Any  # None when there is no probability attribute
+
+
+def _epoch(value: Any) -> float:
+    if value is None:
+        raise BadValue("eventMetadata.inferenceTime is missing")
+    try:
+        return parse_inference_time(value).timestamp()
+    except PayloadError:
+        raise BadValue(f"eventMetadata.inferenceTime {value!r} is not ISO-8601") from None
+
+
+def capture_record(
+    line: bytes,
+    inference: Attribute | None,
+    probability: Attribute | None,
+    columns: Sequence[str] = (),
+) -> CaptureRecord:
+    """The join key, inference time, prediction and probability of one capture line.
+
+    With neither attribute set the whole output is the prediction. ``columns`` names the
+    fields of a CSV output (``payload.output.columns``), so that an attribute may be a name.
+    """
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadValue(f"not JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise BadValue("a line must be a JSON object")
+    metadata = record.get("eventMetadata")
+    if not isinstance(metadata, dict):
+        raise BadValue("eventMetadata is missing")
+    key = metadata.get("inferenceId") or metadata.get("eventId")
+    if not isinstance(key, str):
+        raise BadValue("eventMetadata has neither inferenceId nor eventId")
+    capture = record.get("captureData")
+    output = capture.get("endpointOutput") if isinstance(capture, dict) else None
+    data = output.get("data") if isinstance(output, dict) else None
+    if not isinstance(data, str):
+        raise BadValue("captureData.endpointOutput.data is missing (capture mode INPUT only?)")
+    encoding = str(output.get("encoding", "CSV")).upper()  # type: ignore[union-attr]
+    when = _epoch(metadata.get("inferenceTime"))
+    if inference is None and probability is None:
+        parsed = parse_data(data, encoding)
+        value = parsed[0] if isinstance(parsed, list) and len(parsed) == 1 else parsed
+        return CaptureRecord(key, when, value, None)
+    parsed = parse_data(data, encoding)
+    return CaptureRecord(
+        key,
+        when,
+        inference.pick(parsed, columns) if inference is not None else None,
+        probability.pick(parsed, columns) if probability is not None else None,
+    )

@@ -1,0 +1,216 @@
+"""``modelmon baseline --model-quality``: SageMaker's model-quality baseline, and the calibrator.
+
+Input, as the config's ``analyzer.model_quality`` attributes name it:
+
+- a CSV with a header or JSON Lines holding the label (``ground_truth_attribute``) and the
+  prediction (``inference_attribute``) and/or probability (``probability_attribute``);
+- or a capture folder plus ``--ground-truth DIR`` (SageMaker's ground-truth records), joined
+  in memory on the capture's ``inferenceId``, else its ``eventId``.
+
+Writes ``statistics.json`` and ``constraints.json`` in SageMaker's model-quality schema and,
+for a binary classifier with probabilities, the calibration the label-free estimate needs
+inside ``statistics.json`` under ``modelmon.calibration`` (where the service reads it;
+SageMaker's readers ignore the key). Exit 0 on success, 2 with a
+message naming the file (and the line) when the input cannot be used, 1 when a file cannot be
+written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from analyzer.ingest.model_quality_files import (
+    BadLines,
+    Pairs,
+    TableAttributes,
+    folder_files,
+    joined_pairs,
+    read_table,
+)
+from analyzer.ingest.table_readers import InputError, infer_format
+from analyzer.monitors.model_quality.documents import metric_section, suggest_constraints
+from analyzer.monitors.model_quality.estimate import fit_calibrator
+from analyzer.monitors.model_quality.evaluate import evaluate_window
+from analyzer.monitors.model_quality.records import Attribute, Encoder
+from analyzer.store.report_files import write_json_atomic
+from modelmon.config import ModelmonConfig, ModelQualityConfig
+
+__all__ = ["calibration_document", "run_model_quality_baseline"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+FloatArray = npt.NDArray[np.float64]
+
+
+def _attribute(value: str | None) -> Attribute | None:
+    return Attribute.of(value) if value is not None else None
+
+
+def _need_output(mq: ModelQualityConfig) -> None:
+    if mq.probability_attribute is not None and mq.problem_type != "BinaryClassification":
+        raise InputError(
+            "analyzer.model_quality.probability_attribute is only for BinaryClassification"
+        )
+
+
+def _table_pairs(
+    mq: ModelQualityConfig, encoder: Encoder, data: Path, fmt: str, tick: Any
+) -> Pairs:
+    if mq.ground_truth_attribute is None:
+        raise InputError(
+            f"{data}: set analyzer.model_quality.ground_truth_attribute to the label's column"
+        )
+    if mq.inference_attribute is None and mq.probability_attribute is None:
+        raise InputError(
+            f"{data}: set analyzer.model_quality.inference_attribute (the prediction's column)"
+            " or probability_attribute"
+        )
+    attributes = TableAttributes(
+        Attribute.of(mq.ground_truth_attribute),
+        _attribute(mq.inference_attribute),
+        _attribute(mq.probability_attribute),
+    )
+    columns = read_table(data, fmt, attributes, encoder, tick)
+    scores = columns.column("probability")
+    return Pairs(
+        columns.column("label"),  # type: ignore[arg-type]
+        columns.column("prediction"),  # type: ignore[arg-type]
+        scores if mq.probability_attribute is not None else None,  # type: ignore[arg-type]
+        None,
+        BadLines(),
+    )
+
+
+def calibration_document(
+    mq: ModelQualityConfig, labels: FloatArray, scores: FloatArray | None
+) -> dict[str, Any] | None:
+    """The isotonic calibrator the label-free estimate uses (``Calibrator.to_json``)."""
+    if mq.problem_type != "BinaryClassification" or scores is None or labels.size == 0:
+        return None
+    return fit_calibrator(scores, labels.astype(np.int64)).to_json()
+
+
+def _summary(
+    data: Path,
+    pairs: Pairs,
+    statistics: dict[str, Any],
+    mq: ModelQualityConfig,
+    written: list[Path],
+    calibration: dict[str, Any] | None,
+) -> str:
+    lines = [f"Model-quality baseline from {data}: {len(pairs.labels):,} labelled predictions"]
+    if pairs.counts is not None:
+        c = pairs.counts
+        lines.append(
+            f"  join: {c.matched:,} matched, {c.unmatched:,} labels without a prediction, "
+            f"{c.unlabelled:,} predictions without a label, {c.duplicate_labels:,} duplicate "
+            f"labels (first kept), {c.duplicate_predictions:,} duplicate predictions"
+        )
+    if pairs.bad.count:
+        lines.append(f"  skipped {pairs.bad.count:,} lines that could not be used:")
+        lines += [f"    {shown}" for shown in pairs.bad.shown]
+    section = statistics[metric_section(mq.problem_type)]
+    for name, entry in section.items():
+        if isinstance(entry, dict) and "value" in entry and not name.endswith("_classifier"):
+            value = entry["value"]
+            text = value if isinstance(value, str) else f"{value:.4f}"
+            lines.append(f"  {name:<22} {text}")
+    if calibration is not None:
+        trust = "trusted" if calibration["trusted"] else f"not trusted: {calibration['reason']}"
+        lines.append(f"  calibration for the label-free estimate: {trust}")
+    lines.append("Wrote " + ", ".join(map(str, written)))
+    return "\n".join(lines)
+
+
+def run_model_quality_baseline(
+    config: ModelmonConfig | None,
+    data: Path,
+    fmt: str | None,
+    ground_truth: Path | None,
+    out: Path | None,
+    progress: Any,
+) -> int:
+    """Build the model-quality baseline; returns the exit code."""
+    mq = config.analyzer.model_quality if config is not None else None
+    if mq is None:
+        print(
+            "modelmon baseline: --model-quality needs --config with an analyzer.model_quality "
+            "section (problem_type and the attributes)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    encoder = Encoder(mq.problem_type, mq.probability_threshold_attribute)
+    try:
+        _need_output(mq)
+        if not data.exists():
+            raise InputError(f"{data}: no such file or folder")
+        fmt = fmt or infer_format(data)
+        if fmt == "capture":
+            if ground_truth is None:
+                raise InputError(
+                    f"{data}: a capture folder needs --ground-truth DIR (the labels to join)"
+                )
+            files = folder_files(data)
+            if not files:
+                raise InputError(f"{data}: no capture files (*.jsonl, *.jsonl.gz) found")
+            output = config.analyzer.payload.output.columns if config is not None else []
+            arrow = config.analyzer.arrow if config is not None else "csv"
+            pairs = joined_pairs(
+                mq,
+                encoder,
+                files,
+                ground_truth,
+                tick=progress.tick,
+                output_columns=output,
+                arrow=arrow,
+            )
+        else:
+            if ground_truth is not None:
+                raise InputError(
+                    "--ground-truth goes with a capture folder as --data; a table holds its labels"
+                )
+            pairs = _table_pairs(mq, encoder, data, fmt, progress.tick)
+        if len(pairs.labels) == 0:
+            counts = pairs.counts.to_json() if pairs.counts is not None else {}
+            raise InputError(f"{data}: no prediction could be joined to a label ({counts})")
+    except InputError as exc:
+        print(f"modelmon baseline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    truth, guess = pairs.truth_and_guess(encoder)
+    result = evaluate_window(
+        mq.problem_type,
+        truth,
+        guess,
+        pairs.probabilities,
+        {},
+        None,
+        false_alarm_rate=config.analyzer.false_alarm_rate if config is not None else 0.01,
+        min_labels=1,
+        r2_convention=mq.r2_convention,
+    )
+    statistics = result.statistics()
+    constraints = suggest_constraints(mq.problem_type, statistics)
+    calibration = calibration_document(mq, pairs.labels, pairs.probabilities)
+    if calibration is not None:
+        statistics["modelmon"] = {"calibration": calibration}
+    stats_path = out / "statistics.json" if out is not None else mq.baseline.statistics
+    cons_path = out / "constraints.json" if out is not None else mq.baseline.constraints
+    written = [stats_path, cons_path]
+    try:
+        write_json_atomic(stats_path, statistics)
+        write_json_atomic(cons_path, constraints)
+    except OSError as exc:
+        print(f"modelmon baseline: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    print(_summary(data, pairs, statistics, mq, written, calibration))
+    if len(pairs.labels) < 200:
+        print(
+            f"modelmon baseline: note: {len(pairs.labels)} labelled rows: standard_deviation "
+            "is NaN below 200 (SageMaker's rule)",
+            file=sys.stderr,
+        )
+    return EXIT_OK
