@@ -418,7 +418,7 @@ class ModelQualityConfig(_Model):
         statistics=Path("baseline/model_quality/statistics.json"),
         constraints=Path("baseline/model_quality/constraints.json"),
     )
-    window_s: Annotated[int, Field(ge=60, le=90 * DAY_S)] = 3600
+    window_s: Annotated[int, Field(ge=10, le=90 * DAY_S)] = 3600
     min_labels: Annotated[int, Field(ge=1, le=1_000_000_000)] = 100
     # how long after its inference a label may still come (a window is re-evaluated until then)
     label_delay_s: Annotated[float, Field(ge=0, le=90 * DAY_S)] = 2 * DAY_S

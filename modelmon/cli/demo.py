@@ -24,10 +24,17 @@ from typing import Any
 import aiohttp
 
 from modelmon.cli.demo_model import start_model
-from modelmon.cli.demo_setup import DemoPorts, free_ports, run_baseline, write_config
+from modelmon.cli.demo_setup import (
+    DemoPorts,
+    free_ports,
+    run_baseline,
+    write_config,
+    write_quality_baseline,
+)
 from modelmon.cli.demo_traffic import (
     DRIFT_DESCRIPTION,
     DRIFTED_FEATURES,
+    Labeller,
     RowSource,
     TrafficStats,
     baseline_csv_text,
@@ -44,9 +51,10 @@ EXPECTED_S = 30  # what the demo takes, start to end, on a 2-core machine (READM
 _POLL_S = 1.0
 _PRINT_EVERY_S = 3.0
 _MIN_NORMAL_S = 8.0  # normal traffic shown at least this long before the drift
-_ROWS_PER_REQUEST = 8
-_REQUESTS_PER_S = 25.0
+_REQUESTS_PER_S = 100.0  # one row each, with an X-Inference-Id
+_LABEL_DELAY_S = 3.0  # labels come this long after the answer ("late, as in life")
 _HOOK_WAIT_S = 5.0
+_QUALITY_WAIT_S = 20.0  # after the drift alert, how long to wait for the model-quality one
 
 
 @dataclass
@@ -57,8 +65,54 @@ class _Watch:
     ok_seen: bool = False
     alert_seen: bool = False
     ready: bool = False
+    quality_alert_seen: bool = False
     drift_at: float | None = None
     failure: str = ""
+
+
+def _quality_state(document: dict[str, Any]) -> str | None:
+    section = (document.get("monitors") or {}).get("model_quality")
+    return section.get("state") if isinstance(section, dict) else None
+
+
+def quality_line(document: dict[str, Any], metric: str = "accuracy") -> str:
+    """One line of the model-quality section: estimated and realized ``metric``, the state.
+
+    >>> print(quality_line({"monitors": {"model_quality": {"state": "alert", "samples": 2400,
+    ...     "metrics": {"accuracy": {"value": 0.70, "threshold": 0.763, "state": "alert"}},
+    ...     "estimated": {"accuracy": {"value": 0.69, "low": 0.67, "high": 0.71}}}}}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    accuracy estimated 0.690 [0.670–0.710] · realized 0.700 on 2,400 labels
+    (baseline 0.763) · state alert
+    """
+    section = (document.get("monitors") or {}).get("model_quality")
+    if not isinstance(section, dict):
+        return ""
+    parts = []
+    estimated = (section.get("estimated") or {}).get(metric) or {}
+    if estimated.get("value") is not None:
+        band = (
+            f" [{estimated['low']:.3f}–{estimated['high']:.3f}]"
+            if estimated.get("low") is not None and estimated.get("high") is not None
+            else ""
+        )
+        parts.append(f"{metric} estimated {estimated['value']:.3f}{band}")
+    realized = (section.get("metrics") or {}).get(metric) or {}
+    if realized.get("value") is not None:
+        threshold = realized.get("threshold")
+        parts.append(
+            f"realized {realized['value']:.3f} on {section.get('samples', 0):,} labels"
+            + (f" (baseline {threshold:.3f})" if threshold is not None else "")
+        )
+    else:
+        parts.append("no labels yet")
+    alerting = [
+        str(name)
+        for name, entry in (section.get("metrics") or {}).items()
+        if isinstance(entry, dict) and entry.get("state") == "alert"
+    ]
+    state = f"state {section.get('state')}" + (f": {', '.join(alerting)}" if alerting else "")
+    return " · ".join([*parts, state])
 
 
 async def _get_status(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
@@ -91,7 +145,8 @@ class _Demo:
     def _on_hook(self, body: dict[str, Any]) -> None:
         violations = [v for v in body.get("violations") or [] if isinstance(v, dict)]
         named = ", ".join(
-            f"{v.get('feature_name')} ({v.get('constraint_check_type')})" for v in violations
+            f"{v.get('feature_name') or v.get('metric_name')} ({v.get('constraint_check_type')})"
+            for v in violations
         )
         self.say(
             f"webhook received: {body.get('event')} from {body.get('monitor')}, "
@@ -109,11 +164,20 @@ class _Demo:
             flush=True,
         )
         try:
-            baseline, _ = await run_baseline(self.root, max(5.0, self.deadline - self.loop.time()))
+            # the model-quality baseline is fitted here while `modelmon baseline` runs
+            baseline_wait = max(5.0, self.deadline - self.loop.time())
+            (baseline, _), quality = await asyncio.gather(
+                run_baseline(self.root, baseline_wait),
+                asyncio.to_thread(write_quality_baseline, self.root),
+            )
         except RuntimeError as exc:
             print(f"modelmon demo: FAILED: {exc}", flush=True)
             return 1
         self.say(f"baseline from 5,000 shipped rows → {baseline}/statistics.json, constraints.json")
+        self.say(
+            f"model-quality baseline (the toy model's labels on those rows) → {quality}/"
+            "statistics.json, constraints.json"
+        )
         runner, model_port = await start_model(on_hook=self._on_hook)
         try:
             proxy_port, analyzer_port = free_ports(2)
@@ -147,7 +211,12 @@ class _Demo:
                     if await self._wait_ready(http, proxy_url):
                         self.say(
                             "traffic: baseline-like rows through the proxy "
-                            f"({_ROWS_PER_REQUEST} rows × {_REQUESTS_PER_S:g} requests/s)"
+                            f"({_REQUESTS_PER_S:g} requests/s, one row each, X-Inference-Id); "
+                            f"their labels POSTed to /monitor/ground-truth {_LABEL_DELAY_S:g} s "
+                            "later"
+                        )
+                        labeller = Labeller(
+                            proxy_url + "/monitor/ground-truth", _LABEL_DELAY_S, seed=11
                         )
                         group.create_task(
                             send_traffic(
@@ -156,8 +225,8 @@ class _Demo:
                                 self.drifted,
                                 self.stop_traffic,
                                 self.stats,
-                                _ROWS_PER_REQUEST,
                                 _REQUESTS_PER_S,
+                                labeller,
                             ),
                             name="demo-traffic",
                         )
@@ -196,6 +265,8 @@ class _Demo:
         normal_cap = max(_MIN_NORMAL_S + 2.0, 0.35 * (self.deadline - traffic_start))
         last_print = 0.0
         last_line = ""
+        last_quality = ""
+        alert_at = 0.0
         while not self._over():
             now = self.loop.time()
             document = await _get_status(http, url)
@@ -210,15 +281,26 @@ class _Demo:
             if line != last_line or now - last_print >= _PRINT_EVERY_S:
                 self.say(f"{phase} traffic, {sent:5d} rows sent │ {line}")
                 last_print, last_line = now, line
+            if document and self.drifted.is_set():
+                quality = quality_line(document)
+                if quality and (quality != last_quality or now - last_print >= _PRINT_EVERY_S):
+                    self.say(f"               model quality │ {quality}")
+                    last_quality = quality
+                if _quality_state(document) == "alert" and not self.watch.quality_alert_seen:
+                    self.watch.quality_alert_seen = True
+                    self.say("MODEL-QUALITY ALERT: the model's answers got worse (see above)")
             if document and state == "alert" and self.drifted.is_set():
                 names = alerting_features(document)
                 if set(names) & set(DRIFTED_FEATURES) and not self.watch.alert_seen:
                     self.watch.alert_seen = True
+                    alert_at = now
                     self._show_alert(document, names, url)
-                    if not self.keep:
-                        with contextlib.suppress(TimeoutError):  # let the webhook show too
-                            await asyncio.wait_for(self.hook_received.wait(), _HOOK_WAIT_S)
-                        return
+            if self.watch.alert_seen and not self.keep:
+                waited = now - alert_at
+                if self.watch.quality_alert_seen or waited >= _QUALITY_WAIT_S:
+                    with contextlib.suppress(TimeoutError):  # let the webhooks show too
+                        await asyncio.wait_for(self.hook_received.wait(), _HOOK_WAIT_S)
+                    return
             if not self.drifted.is_set():
                 normal_for = now - traffic_start
                 if (self.watch.ok_seen and normal_for >= _MIN_NORMAL_S) or normal_for >= normal_cap:

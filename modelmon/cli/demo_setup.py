@@ -8,17 +8,26 @@ sealed every 2 s, a check every 2 s over a 30 s window) so drift shows within se
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
+from modelmon.cli.demo_model import score_row
 from modelmon.cli.demo_traffic import baseline_csv_text
 from modelmon.config import ModelmonConfig, load_config
 
-__all__ = ["DemoPorts", "free_ports", "run_baseline", "write_config"]
+__all__ = [
+    "DemoPorts",
+    "free_ports",
+    "run_baseline",
+    "write_config",
+    "write_quality_baseline",
+]
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,40 @@ async def run_baseline(root: Path, timeout_s: float) -> tuple[Path, str]:
     return out, text
 
 
+def write_quality_baseline(root: Path, seed: int = 7) -> Path:
+    """The model-quality baseline of the toy model on the shipped table, in ``root/baseline/
+    model_quality``: each row's true label drawn (seeded) from the model's own probability,
+    then SageMaker's statistics.json and suggested constraints.json, with the calibration the
+    label-free estimate needs (as ``modelmon baseline --model-quality`` writes them)."""
+    from analyzer.monitors.model_quality.documents import ProblemType, suggest_constraints
+    from analyzer.monitors.model_quality.estimate import fit_calibrator
+    from analyzer.monitors.model_quality.evaluate import evaluate_window
+
+    rows = [line.split(",") for line in baseline_csv_text().splitlines()[1:] if line]
+    scores = np.array([score_row(row) for row in rows], dtype=np.float64)
+    labels = (np.random.default_rng(seed).random(scores.size) < scores).astype(np.int64)
+    predicted = (scores >= 0.5).astype(np.int64)
+    kind: ProblemType = "BinaryClassification"
+    result = evaluate_window(
+        kind,
+        labels.tolist(),
+        predicted.tolist(),
+        scores,
+        {},
+        None,
+        false_alarm_rate=0.01,
+        min_labels=1,
+    )
+    statistics = result.statistics()
+    statistics["modelmon"] = {"calibration": fit_calibrator(scores, labels).to_json()}
+    out = root / "baseline" / "model_quality"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "statistics.json").write_text(json.dumps(statistics, indent=2), encoding="utf-8")
+    constraints = suggest_constraints(kind, statistics)
+    (out / "constraints.json").write_text(json.dumps(constraints, indent=2), encoding="utf-8")
+    return out
+
+
 def write_config(
     root: Path,
     ports: DemoPorts,
@@ -125,6 +168,17 @@ def write_config(
                 "output": {"format": "csv", "columns": ["score"]},
             },
             "alerts": {"webhooks": [{"url": f"http://127.0.0.1:{ports.model}/hook"}]},
+            "model_quality": {
+                "problem_type": "BinaryClassification",
+                "probability_attribute": "0",  # the score; prediction = score >= 0.5
+                "window_s": 30,
+                "min_labels": 200,
+                "label_delay_s": 60,
+                "baseline": {
+                    "statistics": "./baseline/model_quality/statistics.json",
+                    "constraints": "./baseline/model_quality/constraints.json",
+                },
+            },
         },
     }
     path = root / "modelmon.yaml"

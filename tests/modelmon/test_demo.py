@@ -52,9 +52,18 @@ def test_demo_shows_ok_then_an_alert_naming_the_drift(tmp_path: Path) -> None:
     assert any("normal  traffic" in line and "state ok" in line for line in lines[:drift])
     assert not any("state alert" in line for line in lines[:drift])  # no false alarm first
     alert = next(line for line in lines[drift:] if re.search(r"ALERT .* drifting: ", line))
-    assert re.search(r"drifting: .*\b(income|state)\b", alert)
+    assert re.search(r"drifting: .*\b(income|state|utilization)\b", alert)
     assert "state: ALERT" in out
-    assert re.search(r"webhook received: alert from data_quality, .*→ alert; .*(income|state)", out)
+    assert re.search(
+        r"webhook received: alert from data_quality, .*→ alert; .*(income|state|utilization)", out
+    )
+    # model quality: labels posted late join the captured predictions; the estimate and then
+    # the realized metric fall with the drift, and the model-quality monitor alerts
+    quality = [line for line in lines[drift:] if "model quality │" in line]
+    assert any("estimated" in line and "realized" in line for line in quality), out
+    assert "MODEL-QUALITY ALERT" in out
+    assert re.search(r"webhook received: alert from model_quality, .*→ alert; \w+ \(\w+Than", out)
+    assert (tmp_path / "baseline" / "model_quality" / "constraints.json").is_file()
     assert re.search(r"report:\s+http://127\.0\.0\.1:\d+/monitor/report", out)
     assert re.search(r"metrics:\s+http://127\.0\.0\.1:\d+/monitor/metrics", out)
     # the traffic really went through the proxy into sealed capture files, in SageMaker's form
