@@ -113,12 +113,14 @@ class LabelReader:
         return self._csv(data)
 
     def _csv(self, data: str) -> str:
-        if self.index is None:
-            if self.path is not None:
-                raise LabelError("attribute_not_in_csv", f"{self.attribute!r} names no column")
+        if self.index is None and self.path is None:
             return _checked(data)
         line = data.strip().split("\n", 1)[0]
         fields = next(csv.reader([line]), []) if '"' in line else line.split(",")
+        if len(fields) == 1:  # one value is the label, whatever names it in a table (as batch)
+            return _checked(fields[0])
+        if self.index is None:
+            raise LabelError("attribute_not_in_csv", f"{self.attribute!r} names no column")
         if self.index >= len(fields):
             raise LabelError("no_label", f"no column {self.index} in {len(fields)}")
         return _checked(fields[self.index])

@@ -141,9 +141,12 @@ def test_label_reader_by_encoding_and_attribute() -> None:
     encoded = base64.b64encode(b'{"label": 1}').decode()
     assert LabelReader("label")(encoded, "BASE64") == "1"
     assert LabelReader("0")(base64.b64encode(b"1,0").decode(), "BASE64") == "1"
+    # one CSV value is the label whatever the attribute (it names the table's column for
+    # `modelmon baseline --model-quality`), as in the batch path
+    assert LabelReader("label")("1", "CSV") == "1" and LabelReader("3")("0", "CSV") == "0"
     for reader, data, encoding, reason in [
         (LabelReader("3"), "1,0", "CSV", "no_label"),
-        (LabelReader("label"), "1", "CSV", "attribute_not_in_csv"),
+        (LabelReader("label"), "1,0", "CSV", "attribute_not_in_csv"),
         (LabelReader("label"), '{"other": 1}', "JSON", "no_label"),
         (LabelReader(None), '{"label": 1}', "JSON", "label_not_scalar"),
         (LabelReader(None), "{oops", "JSON", "label_not_json"),
