@@ -120,7 +120,10 @@ class JsonSide:
         found = [name for name in table.column_names if name in self._keys]
         if table.num_rows != n or len(found) != 1:
             return None
-        lists = table.column(found[0]).combine_chunks()
+        try:
+            lists = table.column(found[0]).combine_chunks()
+        except pa.ArrowException:  # e.g. ArrowIndexError on some nested chunks: decline
+            return None
         if lists.null_count or not pa.types.is_list(lists.type):
             return None
         rows = pc.list_value_length(lists).to_numpy()

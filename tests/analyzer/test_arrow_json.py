@@ -182,6 +182,12 @@ def test_fixed_cases(body: str, taken: bool) -> None:
     assert _check(good + _line(body)) is taken
 
 
+def test_a_row_arrow_cannot_combine_is_declined_not_raised() -> None:
+    # found by Hypothesis: combine_chunks raised ArrowIndexError on this nested row
+    body = '{"instances": [[null, "a"]], "parameters": {"k": 1}}'
+    assert not _check(_line(body, '{"predictions": [0]}'))
+
+
 def test_positional_and_scalar_rows() -> None:
     assert _check(_line('{"inputs": [[1, 2.5], [3.0, 4]]}', '{"outputs": [1, 0.5]}') * 2)
     assert _check(_line('{"instances": [1, 2.0, 3]}', '{"predictions": [0, 1.0, 2]}'))
