@@ -8,8 +8,8 @@ The body is fed to a :class:`GroundTruthIntake` in pieces as it arrives (the web
 :meth:`GroundTruthIntake.feed` in a thread), so nothing holds the whole body: a line longer
 than ``max_line_bytes`` is skipped as it streams past and reported as bad, and only the first
 ``max_bad_lines_shown`` bad lines are kept with their numbers and what is wrong (the rest are
-only counted). Pure: no I/O except :func:`store_ground_truth`, which runs in the writer's
-transaction.
+only counted). Pure: no I/O; the rows are stored by
+:func:`analyzer.store.ground_truth.store_ground_truth`, in the writer's transaction.
 
 Examples
 --------
@@ -25,15 +25,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlite_utils import Database
 
-__all__ = ["COLUMNS", "GroundTruthIntake", "parse_ground_truth", "store_ground_truth"]
+from analyzer.store.ground_truth import Row
+
+__all__ = ["GroundTruthIntake", "Row", "parse_ground_truth"]
 
 ENCODINGS = ("CSV", "JSON", "BASE64")
 _SPACE = b" \t\r"
 _NEEDED = b'"eventMetadata"'  # in every record; a line without it is refused without a parse
-COLUMNS = ("event_id", "inference_id", "inference_time", "data", "encoding", "received_at")
-Row = tuple[str, str | None, str | None, str, str, float]
 
 
 def _row(record: Any, received_at: float) -> Row:
@@ -203,9 +202,3 @@ def parse_ground_truth(
     intake.feed(body)
     intake.finish()
     return intake.rows, intake.bad_lines
-
-
-def store_ground_truth(db: Database, rows: list[Row]) -> None:
-    """Insert the rows (inside the writer's transaction)."""
-    if rows:
-        db.table("ground_truth").insert_all(dict(zip(COLUMNS, row, strict=True)) for row in rows)

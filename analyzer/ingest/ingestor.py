@@ -16,7 +16,6 @@ version moved past the one it reported (late data re-opens an hour).
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlite_utils import Database
 
 from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.decoding.inference_time import parse_inference_time
@@ -38,27 +36,19 @@ from analyzer.ingest.capture_files import (
     sealed_files,
 )
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
-from analyzer.monitors.data_quality.profile import DatasetProfile, ProfileError
+from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.monitors.model_quality.predictions import Extracted, PredictionExtractor
-from analyzer.store.database import Store, add_counters, quarantine_bucket
-from analyzer.store.model_quality import store_predictions
+from analyzer.store.buckets import HOUR_S, commit_chunk, read_file_states
+from analyzer.store.database import Store
 from analyzer.store.retention import forget_files
 from modelmon.config import ModelmonConfig
 
-__all__ = [
-    "IngestStats",
-    "Ingestor",
-    "bucket_records",
-    "feature_limit",
-    "merge_buckets",
-    "read_buckets",
-]
+__all__ = ["IngestStats", "Ingestor", "bucket_records", "feature_limit"]
 
 log = logging.getLogger("modelmon.analyzer.ingest")
 
 CHUNK_LINES = 10_000
 CHUNK_BYTES = 8 * 1024 * 1024
-HOUR_S = 3600
 
 
 @dataclass
@@ -167,12 +157,7 @@ class Ingestor:
         Paths are ``endpoint/variant/yyyy/mm/dd/hh/name``, so they sort by hour: the rows of
         files that retention has removed (older than the oldest file on disk) are not loaded.
         """
-        rows = self._store.read(
-            lambda c: c.execute(
-                "SELECT path, offset, lines, done FROM files WHERE path >= ?", [first]
-            ).fetchall()
-        )
-        return {path: (int(offset), int(lines), bool(done)) for path, offset, lines, done in rows}
+        return self._store.read(lambda c: read_file_states(c, first))
 
     def run_once(self) -> IngestStats:
         """Read every sealed file not fully read yet; returns what this pass committed."""
@@ -234,9 +219,7 @@ class Ingestor:
         except (OSError, EOFError) as exc:
             log.error("%s: unreadable after line %d (%s); counted as bad", rel, lines, exc)
             bad = Counter({"unreadable_file": 1})
-            self._store.write(
-                lambda db: self._apply(db, rel, offset, offset, lines, True, {}, 0, bad, None)
-            )
+            self._commit(rel, offset, offset, lines, True, {}, 0, bad, None)
             stats.bad.update(bad)
 
     def _profiles(
@@ -295,10 +278,8 @@ class Ingestor:
                 self._max_line_bytes,
             )
         new_offset, new_lines = offset + chunk.size, lines + chunk.n_lines
-        ok = self._store.write(
-            lambda db: self._apply(
-                db, rel, offset, new_offset, new_lines, chunk.end, profiles, records, bad, extracted
-            )
+        ok = self._commit(
+            rel, offset, new_offset, new_lines, chunk.end, profiles, records, bad, extracted
         )
         if ok:
             stats.chunks += 1
@@ -308,9 +289,8 @@ class Ingestor:
             stats.hours.update(start - start % HOUR_S for start in profiles)
         return ok
 
-    def _apply(
+    def _commit(
         self,
-        db: Database,
         rel: str,
         start_offset: int,
         new_offset: int,
@@ -321,101 +301,22 @@ class Ingestor:
         bad: Counter[str],
         extracted: Extracted | None,
     ) -> bool:
-        """The one transaction of a chunk (runs on the writer thread)."""
-        row = db.execute("SELECT offset, done FROM files WHERE path = ?", [rel]).fetchone()
-        if (row[0] if row else 0) != start_offset or (row is not None and row[1]):
-            return False
-        now = self._clock()
-        for start, profile in sorted(profiles.items()):
-            old = db.execute(
-                "SELECT profile, records FROM buckets WHERE start = ?", [start]
-            ).fetchone()
-            n = profile.item_count
-            if old is not None:
-                try:
-                    merged = DatasetProfile.from_bytes(old[0])
-                except ProfileError as exc:  # never merged into: moved aside, start afresh
-                    quarantine_bucket(db, start, str(exc), now)
-                else:
-                    merged.set_limit(self._limit)
-                    merged.merge(profile)
-                    profile, n = merged, int(old[1]) + profile.item_count
-            db.execute(
-                "INSERT OR REPLACE INTO buckets(start, width, profile, records, updated_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [start, self._bucket_s, profile.to_bytes(), n, now],
+        """The one transaction of a chunk, on the writer thread (:func:`commit_chunk`)."""
+        return self._store.write(
+            lambda db: commit_chunk(
+                db,
+                rel,
+                start_offset,
+                new_offset,
+                new_lines,
+                done,
+                profiles,
+                records,
+                bad,
+                extracted,
+                bucket_s=self._bucket_s,
+                limit=self._limit,
+                clock=self._clock,
+                quality_window_s=self._quality_window_s,
             )
-        for hour in sorted({start - start % HOUR_S for start in profiles}):
-            db.execute(
-                "INSERT INTO hours(hour, version, reported_version) VALUES (?, 1, 0) "
-                "ON CONFLICT(hour) DO UPDATE SET version = version + 1",
-                [hour],
-            )
-        db.execute(
-            "INSERT OR REPLACE INTO files(path, offset, lines, records, bad, done) VALUES "
-            "(?, ?, ?, COALESCE((SELECT records FROM files WHERE path = ?), 0) + ?, "
-            "COALESCE((SELECT bad FROM files WHERE path = ?), 0) + ?, ?)",
-            [rel, new_offset, new_lines, rel, records, rel, sum(bad.values()), int(done)],
         )
-        deltas = {"records": records, "bad_records": sum(bad.values()), "files": int(done)}
-        deltas.update({f"bad:{reason}": n for reason, n in bad.items()})
-        add_counters(db, deltas)
-        if extracted is not None:
-            store_predictions(db, extracted, self._quality_window_s)
-        return True
-
-
-def merge_buckets(
-    conn: sqlite3.Connection,
-    start: float,
-    end: float,
-    unreadable: list[tuple[int, str]] | None = None,
-    limit: FeatureLimit | None = None,
-) -> DatasetProfile | None:
-    """The merge of every stored bucket whose start is in ``[start, end)`` (None: no data),
-    tracking the features ``limit`` allows (the others are tallied as untracked).
-
-    A bucket whose profile cannot be read is left out and, when ``unreadable`` is given,
-    listed there as ``(start, error)`` for the caller to quarantine (:func:`read_buckets`).
-    """
-    merged: DatasetProfile | None = None
-    cursor = conn.execute(
-        "SELECT start, profile FROM buckets WHERE start >= ? AND start < ? ORDER BY start",
-        [start, end],
-    )
-    for bucket, blob in cursor:
-        try:
-            profile = DatasetProfile.from_bytes(blob)
-        except ProfileError as exc:
-            log.warning("bucket %d: unreadable profile left out (%s)", bucket, exc)
-            if unreadable is not None:
-                unreadable.append((int(bucket), str(exc)))
-            continue
-        if merged is None:
-            merged = profile
-            merged.set_limit(limit)
-        else:
-            merged.merge(profile)
-    return merged
-
-
-def read_buckets(
-    store: Store,
-    start: float,
-    end: float,
-    clock: Callable[[], float] = time.time,
-    limit: FeatureLimit | None = None,
-) -> DatasetProfile | None:
-    """:func:`merge_buckets` on a read connection, then quarantine what could not be read
-    (blocking; from a thread). A broken stored profile never stops a run."""
-    unreadable: list[tuple[int, str]] = []
-    merged = store.read(lambda c: merge_buckets(c, start, end, unreadable, limit))
-    if unreadable:
-        now = clock()
-
-        def move(db: Database) -> None:
-            for bucket, error in unreadable:
-                quarantine_bucket(db, bucket, error, now)
-
-        store.write(move)
-    return merged

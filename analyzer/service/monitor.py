@@ -17,12 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import orjson
-from sqlite_utils import Database
-
 from analyzer.decoding.column_mapping import BY_NAME, BY_POSITION, mapping_note, positional_mapping
 from analyzer.ingest.ground_truth_folder import FolderStats, GroundTruthFolder
-from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit, read_buckets
+from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit
 from analyzer.monitors.contract import Evaluation, iso, worst
 from analyzer.monitors.data_quality.checks import check_options
 from analyzer.monitors.data_quality.evaluate import WindowVerdict
@@ -30,10 +27,12 @@ from analyzer.monitors.data_quality.monitor import DataQuality, DataQualityWindo
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.service.model_quality import ModelQualityTenant
 from analyzer.store.baseline_files import Baseline, BaselineFiles, load_baseline
-from analyzer.store.database import Store, read_status_doc, write_status_doc
+from analyzer.store.buckets import read_buckets
+from analyzer.store.database import Store, read_status_doc
 from analyzer.store.hourly import HourlyReporter
 from analyzer.store.model_quality import ModelQualityStore
 from analyzer.store.retention import tidy
+from analyzer.store.runs import NewRun, store_tick
 from modelmon.config import ModelmonConfig
 
 __all__ = ["HISTORY_KEEP_S", "MONITOR", "Baseline", "Monitor", "load_baseline"]
@@ -61,21 +60,6 @@ def _baseline_names(baseline: Baseline) -> list[str]:
     if baseline.constraints is not None:
         names.extend(baseline.constraints.features)
     return names
-
-
-def prune(db: Database, cutoff: float, window_start: float) -> None:
-    """Retention (``analyzer.retention_days``), inside the run's transaction: runs (window and
-    hourly, with their stored reports) older than ``cutoff``, and the buckets and hours that
-    start before it (never one of the current window)."""
-    old = [row[0] for row in db.execute("SELECT id FROM runs WHERE time_epoch < ?", [cutoff])]
-    for i in range(0, len(old), 500):
-        ids = old[i : i + 500]
-        marks = ",".join("?" * len(ids))
-        db.execute(f"DELETE FROM run_reports WHERE run_id IN ({marks})", ids)
-        db.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids)
-    oldest = min(cutoff, window_start)
-    db.execute("DELETE FROM buckets WHERE start < ?", [oldest])
-    db.execute("DELETE FROM hours WHERE hour + 3600 <= ? AND version = reported_version", [oldest])
 
 
 class Monitor:
@@ -222,40 +206,41 @@ class Monitor:
             },
         }
 
-        detail_s = self.config.analyzer.run_detail_s
-
-        def commit(db: Database) -> None:
-            for evaluation in evaluations:
+        runs = [
+            NewRun(
                 # the data-quality run keeps its historical kind; others are named by type
-                kind = "window" if evaluation.monitor == MONITOR else evaluation.monitor
-                window = evaluation.section.get("window") or {}
-                cursor = db.execute(
-                    "INSERT INTO runs(kind, time, time_epoch, window_start, window_end, state, "
-                    "samples, features, violations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        kind,
-                        iso(now),
-                        now,
-                        window.get("start", iso(start)),
-                        window.get("end", iso(end)),
-                        evaluation.state,
-                        evaluation.samples,
-                        orjson.dumps(evaluation.detail).decode(),
-                        orjson.dumps(evaluation.violations).decode(),
-                    ],
-                )
-                evaluation.section["run_id"] = int(cursor.lastrowid or 0)
-            write_status_doc(db, doc)
-            prune(db, now - self.config.analyzer.retention_days * 86400, start)
-            tidy(
-                db,
-                now=now,
-                buckets_before=self.window(now - detail_s)[0],
-                run_detail_s=detail_s,
-                limit=self.limit,
+                kind="window" if evaluation.monitor == MONITOR else evaluation.monitor,
+                time=iso(now),
+                time_epoch=now,
+                window_start=(evaluation.section.get("window") or {}).get("start", iso(start)),
+                window_end=(evaluation.section.get("window") or {}).get("end", iso(end)),
+                state=evaluation.state,
+                samples=evaluation.samples,
+                features=evaluation.detail,
+                violations=evaluation.violations,
+                section=evaluation.section,
             )
-
-        self.store.write(commit)
+            for evaluation in evaluations
+        ]
+        cutoff = now - self.config.analyzer.retention_days * 86400
+        detail_s = self.config.analyzer.run_detail_s
+        buckets_before = self.window(now - detail_s)[0]
+        self.store.write(
+            lambda db: store_tick(
+                db,
+                runs,
+                doc,
+                cutoff,
+                start,
+                then=lambda db: tidy(
+                    db,
+                    now=now,
+                    buckets_before=buckets_before,
+                    run_detail_s=detail_s,
+                    limit=self.limit,
+                ),
+            )
+        )
         return doc
 
     # -- the tick --------------------------------------------------------------------------

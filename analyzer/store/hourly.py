@@ -23,11 +23,11 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
-from analyzer.ingest.ingestor import HOUR_S, read_buckets
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.evaluate import WindowVerdict, iso
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.monitors.data_quality.statistics_format import statistics_json, suggest_constraints
+from analyzer.store.buckets import HOUR_S, read_buckets
 from analyzer.store.database import Store
 from analyzer.store.report_files import report_dir, write_reports
 from modelmon.config import ModelmonConfig

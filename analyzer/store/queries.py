@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 from sqlite_utils import Database
 
-from analyzer.ingest.ground_truth import Row, store_ground_truth
 from analyzer.store.database import StoreError, add_counters, read_counters, read_status_doc
+from analyzer.store.ground_truth import Row, store_ground_truth
 from analyzer.store.model_quality_labels import store_labels
 
 __all__ = [
@@ -156,11 +156,7 @@ def store_ground_truth_body(
     window_s: int = 0,
 ) -> None:
     """Store the ground-truth rows of one body, its counters and (model quality on) its
-    labels into the join: one transaction, so a body is stored whole or not at all.
-
-    ``store_ground_truth`` still lives in ``analyzer.ingest.ground_truth`` (a debt listed in
-    tests/test_layering.py); it belongs here.
-    """
+    labels into the join: one transaction, so a body is stored whole or not at all."""
     store_ground_truth(db, rows)
     add_counters(db, counts)
     if labels is not None:

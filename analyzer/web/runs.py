@@ -21,9 +21,9 @@ from typing import Any
 from aiohttp import web
 
 from analyzer.decoding.inference_time import parse_inference_time
-from analyzer.ingest.ingestor import merge_buckets
 from analyzer.monitors.data_quality.statistics_format import statistics_json
 from analyzer.monitors.registry import section_gauges
+from analyzer.store.buckets import merge_buckets
 from analyzer.store.hourly import read_report
 from analyzer.store.model_quality_history import KIND as MODEL_QUALITY
 from analyzer.store.model_quality_history import read_model_quality_history

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.ingest.ingestor import Ingestor, bucket_records, merge_buckets
+from analyzer.ingest.ingestor import Ingestor, bucket_records
+from analyzer.store.buckets import merge_buckets
 from analyzer.store.database import Store, read_counters
 from modelmon.config import ModelmonConfig
 from tests.analyzer.service_helpers import (

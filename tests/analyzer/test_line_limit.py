@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from analyzer.ingest.capture_files import TooLarge, read_pieces
-from analyzer.ingest.ingestor import Ingestor, merge_buckets
+from analyzer.ingest.ingestor import Ingestor
 from analyzer.ingest.parallel import profile_file
+from analyzer.store.buckets import merge_buckets
 from analyzer.store.database import Store, read_counters
 from modelmon.config import ModelmonConfig
 from tests.analyzer.service_helpers import (
