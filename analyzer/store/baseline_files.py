@@ -91,7 +91,8 @@ def load_baseline(paths: BaselineConfig) -> Baseline:
     return Baseline(statistics, constraints, constraints_doc, info)
 
 
-def _stat(path: Path) -> tuple[int, int, int] | None:
+def file_signature(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of a file, or None when it is absent: what 'changed' compares."""
     try:
         st = os.stat(path)
     except OSError:
@@ -117,7 +118,7 @@ class BaselineFiles:
         return self._clock_iso() if self._clock_iso is not None else None
 
     def _current_signature(self) -> Signature:
-        return (_stat(self.paths.statistics), _stat(self.paths.constraints))
+        return (file_signature(self.paths.statistics), file_signature(self.paths.constraints))
 
     def changed(self) -> bool:
         """Whether either file moved (created, replaced, resized, touched or removed)."""

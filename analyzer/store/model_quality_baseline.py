@@ -11,7 +11,6 @@ after a good one was loaded keeps the good one in use (said in ``reload_error``)
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import orjson
 from analyzer.monitors.model_quality.documents import ConstraintsError, parse_constraints
 from analyzer.monitors.model_quality.estimate import Calibrator
 from analyzer.monitors.model_quality.evaluate import Baseline, baseline_from_statistics
+from analyzer.store.baseline_files import file_signature
 from modelmon.config import ModelQualityConfig
 
 __all__ = ["ModelQualityBaseline", "ModelQualityBaselineFiles", "load_model_quality_baseline"]
@@ -89,14 +89,6 @@ def load_model_quality_baseline(config: ModelQualityConfig) -> ModelQualityBasel
     return ModelQualityBaseline(constraints, baseline, calibrator, constraints_doc, info)
 
 
-def _stat(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
 class ModelQualityBaselineFiles:
     """The model-quality baseline in use, re-read when either file changes."""
 
@@ -107,7 +99,7 @@ class ModelQualityBaselineFiles:
 
     def _current_signature(self) -> tuple[Any, Any]:
         paths = self.config.baseline
-        return (_stat(paths.statistics), _stat(paths.constraints))
+        return (file_signature(paths.statistics), file_signature(paths.constraints))
 
     def refresh(self, force: bool = False) -> bool:
         """Re-read if the files changed (blocking); True when a new baseline is in use."""
