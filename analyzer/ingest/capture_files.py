@@ -16,11 +16,11 @@ complete line before the cut is read, then :class:`TruncatedCapture` is raised (
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from modelmon.capture_names import instance_of
 
@@ -30,6 +30,7 @@ __all__ = [
     "TooLarge",
     "TruncatedCapture",
     "block_lines",
+    "capture_sources",
     "hour_of",
     "instance_of",
     "is_sealed",
@@ -288,3 +289,35 @@ def read_lines(path: Path, offset: int = 0) -> Iterator[bytes]:
     """The lines of a capture file from byte ``offset`` (see :func:`read_line_batches`)."""
     for batch in read_line_batches(path, offset):
         yield from batch
+
+
+MAX_SOURCES = 100  # instances listed by name in the status; the rest are counted together
+
+
+def capture_sources(paths: Iterable[Path]) -> dict[str, Any]:
+    """Who writes into the capture tree: per instance (the name part the proxy writes, see
+    :func:`modelmon.capture_names.instance_of`; ``(unnamed)`` for SageMaker's and older
+    names) how many sealed files are on disk and when the newest was last written (epoch s).
+    At most :data:`MAX_SOURCES` instances by name, the most recent first; the rest are
+    counted under ``(more)``."""
+    found: dict[str, tuple[int, float]] = {}
+    for path in paths:
+        try:
+            written = path.stat().st_mtime
+        except OSError:  # removed by retention since it was listed
+            continue
+        name = instance_of(path.name) or "(unnamed)"
+        files, last = found.get(name, (0, 0.0))
+        found[name] = (files + 1, max(last, written))
+    ranked = sorted(found.items(), key=lambda item: (-item[1][1], item[0]))
+    instances = {
+        name: {"files": files, "last_write_epoch": last}
+        for name, (files, last) in ranked[:MAX_SOURCES]
+    }
+    rest = ranked[MAX_SOURCES:]
+    if rest:
+        instances["(more)"] = {
+            "files": sum(files for _, (files, _) in rest),
+            "last_write_epoch": max(last for _, (_, last) in rest),
+        }
+    return {"count": len(found), "instances": instances}

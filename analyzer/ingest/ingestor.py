@@ -32,6 +32,7 @@ from analyzer.ingest.capture_files import (
     TooLarge,
     TruncatedCapture,
     block_lines,
+    capture_sources,
     read_pieces,
     sealed_files,
 )
@@ -145,6 +146,8 @@ class Ingestor:
             PredictionExtractor(quality, config.analyzer.payload.output) if quality else None
         )
         self._quality_window_s = quality.window_s if quality else 0
+        # who writes into the capture tree (replicas by instance), as of the last pass
+        self.sources: dict[str, Any] = {"count": 0, "instances": {}}
 
     def set_limit(self, limit: FeatureLimit) -> None:
         """Track the features ``limit`` allows from the next file read on (a new baseline)."""
@@ -166,6 +169,7 @@ class Ingestor:
             (path, path.relative_to(self._root).as_posix())
             for path in sealed_files(self._root, self._endpoint, self._variant, None, None)
         ]
+        self.sources = capture_sources(path for path, _ in listed)
         if not listed:
             return stats
         oldest = min(rel for _, rel in listed)

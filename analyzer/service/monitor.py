@@ -62,6 +62,18 @@ def _baseline_names(baseline: Baseline) -> list[str]:
     return names
 
 
+def _sources(found: dict[str, Any]) -> dict[str, Any]:
+    """``sources``: how many writers (proxy instances) the capture tree holds files of, and
+    when each last wrote (several replicas of one endpoint into one tree: docs/scale-out.md)."""
+    return {
+        "count": found.get("count", 0),
+        "instances": {
+            name: {"files": info["files"], "last_write": iso(info["last_write_epoch"])}
+            for name, info in (found.get("instances") or {}).items()
+        },
+    }
+
+
 class Monitor:
     """The data-quality monitor of one endpoint; :meth:`tick` runs one pass."""
 
@@ -204,6 +216,7 @@ class Monitor:
                 "name": self.config.endpoint.name,
                 "variant": self.config.endpoint.variant,
             },
+            "sources": _sources(self.ingestor.sources),
         }
 
         runs = [
