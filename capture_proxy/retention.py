@@ -20,7 +20,7 @@ from pathlib import Path
 
 from capture_proxy.upload_marks import is_mark, is_uploaded, mark_of, marked_file
 
-__all__ = ["SEALED_SUFFIXES", "UploadHold", "enforce_retention"]
+__all__ = ["SEALED_SUFFIXES", "UploadHold", "enforce_retention", "free_disk_fraction"]
 
 logger = logging.getLogger("modelmon.capture.retention")
 
@@ -135,3 +135,17 @@ def _remove(path: str) -> bool:
         logger.warning("retention cannot remove %s: %s", path, exc)
         return False
     return True
+
+
+def free_disk_fraction(path: Path) -> float:
+    """Share of the filesystem holding ``path`` (or its nearest existing parent) still free."""
+    current = path
+    while True:
+        try:
+            st = os.statvfs(current)
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            if current.parent == current:
+                return 1.0
+            current = current.parent
+    return st.f_bavail / st.f_blocks if st.f_blocks else 1.0

@@ -40,26 +40,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from capture_proxy.exchange import Exchange, LineEncoder
 from capture_proxy.metrics import ProxyMetrics
 from capture_proxy.recovery import recover_parts
 from capture_proxy.redact import Redactor
-from capture_proxy.retention import UploadHold, enforce_retention
+from capture_proxy.retention import UploadHold, enforce_retention, free_disk_fraction
 from capture_proxy.rotation import CaptureFiles, make_dirs
 from capture_proxy.upload import Uploader
 from capture_proxy.write_batch import Lines, body_bytes, compressed
 from modelmon.capture_names import sanitize_instance
 from modelmon.config import ModelmonConfig
 
-__all__ = ["CaptureSink", "free_disk_fraction"]
+__all__ = ["CaptureSink"]
 
 logger = logging.getLogger("modelmon.capture.sink")
 
@@ -84,20 +82,6 @@ _INFLATE_GUESS = 32
 # not after a count: a run costs the same wall time on a fast machine and a slow one. Measured:
 # runs of 32 records took ~0.3-1 ms on a slow machine, the p99 a request could wait behind one.
 _LOOP_BUDGET_S = 0.0001
-
-
-def free_disk_fraction(path: Path) -> float:
-    """Share of the filesystem holding ``path`` (or its nearest existing parent) still free."""
-    current = path
-    while True:
-        try:
-            st = os.statvfs(current)
-            break
-        except (FileNotFoundError, NotADirectoryError):
-            if current.parent == current:
-                return 1.0
-            current = current.parent
-    return st.f_bavail / st.f_blocks if st.f_blocks else 1.0
 
 
 class CaptureSink:

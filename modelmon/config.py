@@ -12,10 +12,8 @@ segments. Relative paths are resolved against the folder of the config file.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import jmespath
 from pydantic import (
@@ -29,6 +27,26 @@ from pydantic import (
 )
 
 from modelmon.config_messages import HELP, describe_error
+from modelmon.config_types import (
+    DAY_S,
+    DEFAULT_EXCLUDE_PATHS,
+    GIB,
+    HOUR_S,
+    STATUS_CLASSES,
+    ArrowMode,
+    ConfigError,
+    ContentType,
+    FilePath,
+    HeaderName,
+    HttpUrl,
+    SegmentName,
+    Text,
+    check_listen,
+    header_value,
+    http_url,
+    parse_listen,
+    storage_url,
+)
 from modelmon.config_yaml import YamlProblem, read_yaml
 from modelmon.json_path import parse_json_path
 from modelmon.schedule import Schedule
@@ -55,114 +73,8 @@ __all__ = [
 ]
 
 
-class ConfigError(Exception):
-    """A configuration file that cannot be used; the message says where and how to fix it."""
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-HOUR_S = 3600
-DAY_S = 86_400
-#: ``analyzer.arrow``: the payloads the optional Arrow fast path reads (docs/analyzer.md).
-ArrowMode = Literal["csv", "csv_and_json", "off"]
-_GIB = 1024**3
-
-
-# Durations and sizes are bounded on both sides: too small spins a CPU (a flush every 1e-300 s),
-# too large overflows a clock (a window of 1e21 s).
-def _no_control(value: str) -> str:
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError(f"must not contain spaces or control characters, got {value!r}")
-    return value
-
-
-_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
-_MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
-
-def _segment(value: str) -> str:
-    """A name that becomes one folder of a path (``{endpoint}/{variant}/…``, ``{schedule}``)."""
-    if not _SEGMENT.fullmatch(value):
-        raise ValueError(
-            "a name of 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit "
-            "(it names a folder)"
-        )
-    return value
-
-
-def _header_name(value: str) -> str:
-    if not _TOKEN.fullmatch(value):
-        raise ValueError("an HTTP header name: 1-256 letters, digits or !#$%&'*+.^_`|~-")
-    return value
-
-
-SegmentName = Annotated[str, AfterValidator(_segment)]
-Text = Annotated[str, Field(min_length=1, max_length=256)]
-HeaderName = Annotated[str, AfterValidator(_header_name)]
-
-
-def _media_type(value: str) -> str:
-    if len(value) > 256 or not _MEDIA_TYPE.fullmatch(value):
-        raise ValueError(
-            "a media type such as text/csv, without parameters (it is compared with the "
-            "Content-Type before any ';')"
-        )
-    return value
-
-
-ContentType = Annotated[str, AfterValidator(_media_type)]
-
-
-def _check_path(value: Path) -> Path:
-    text = str(value)
-    if "\x00" in text or len(text) > 4096:
-        raise ValueError("must be a path of at most 4096 characters without NUL bytes")
-    return value
-
-
-FilePath = Annotated[Path, AfterValidator(_check_path)]
-
-
-def _header_value(value: str) -> str:
-    if any(ch in value for ch in "\r\n\x00"):
-        raise ValueError("a header value must not contain CR, LF or NUL")
-    return value
-
-
-def _http_url(value: str) -> str:
-    """An ``http(s)://host[:port][/path]`` URL that the HTTP clients will accept as written."""
-    _no_control(value)
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for :99999 or :abc
-    except ValueError as exc:
-        raise ValueError(f"expected an http:// or https:// URL, got {value!r}: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-    if ":" in parts.netloc.rpartition("@")[2].rpartition("]")[2] and parts.port is None:
-        raise ValueError(f"expected a port number after ':' in {value!r}")
-    return value
-
-
-HttpUrl = Annotated[str, Field(max_length=2048), AfterValidator(_http_url)]
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """Split ``host:port`` (``[::1]:8080`` for IPv6) into its parts."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected host:port with a port in 0-65535, got {value!r}")
-    if len(value) > 300 or any(ch.isspace() or ord(ch) < 32 for ch in value):
-        raise ValueError(f"expected host:port without spaces, got {value!r}")
-    return (host.strip("[]") or "127.0.0.1"), int(port)
-
-
-def _check_listen(value: str) -> str:
-    parse_listen(value)
-    return value
 
 
 class EndpointConfig(_Model):
@@ -190,7 +102,7 @@ class ProxyConfig(_Model):
     # fast: raw asyncio + llhttp (httptools); aiohttp: web.Application + ClientSession
     engine: Literal["fast", "aiohttp"] = "fast"
 
-    _listen = field_validator("listen")(_check_listen)
+    _listen = field_validator("listen")(check_listen)
 
     @field_validator("upstream", "analyzer_url")
     @classmethod
@@ -199,7 +111,7 @@ class ProxyConfig(_Model):
             return None
         if len(value) > 2048:
             raise ValueError(f"at most 2048 characters, got {len(value)}")
-        return _http_url(value).rstrip("/")
+        return http_url(value).rstrip("/")
 
 
 def _json_path(value: str) -> str:
@@ -220,51 +132,6 @@ class RedactConfig(_Model):
 # Routes that are not inference on the common model servers (SageMaker, KServe/MLServer Open
 # Inference Protocol, TorchServe, OpenAI-compatible servers, FastAPI/BentoML): health,
 # readiness, metadata, model management, docs. Globs on the normalized path.
-DEFAULT_EXCLUDE_PATHS = [
-    "/ping",
-    "/health",
-    "/health/*",
-    "/healthz",
-    "/livez",
-    "/readyz",
-    "/ready",
-    "/metrics",
-    "/favicon.ico",
-    "/v2",
-    "/v2/health/*",
-    "/v2/models/*/ready",
-    "/v2/repository/*",
-    "/v1/models",
-    "/docs",
-    "/docs/*",
-    "/openapi.json",
-    "/api-description",
-]
-STATUS_CLASSES = Literal["1xx", "2xx", "3xx", "4xx", "5xx"]
-
-
-_STORAGE_SCHEMES = ("s3", "gs", "gcs", "file")
-
-
-def _storage_url(value: str) -> str:
-    """``s3://bucket[/prefix]``, ``gs://bucket[/prefix]`` or ``file:///absolute/dir``."""
-    _no_control(value)
-    parts = urlsplit(value)
-    if parts.scheme not in _STORAGE_SCHEMES:
-        raise ValueError(f"expected an s3://, gs:// or file:/// URL, got {value!r}")
-    if "@" in parts.netloc or parts.password is not None:
-        raise ValueError(
-            "no credentials in the URL: they come from the environment or the provider's "
-            "config files (AWS_*, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS)"
-        )
-    if parts.query or parts.fragment:
-        raise ValueError(f"no query or fragment in a storage URL, got {value!r}")
-    if parts.scheme == "file":
-        if parts.netloc or not parts.path.startswith("/") or not parts.path.strip("/"):
-            raise ValueError(f"expected file:///absolute/path, got {value!r}")
-    elif not parts.netloc:
-        raise ValueError(f"expected {parts.scheme}://bucket[/prefix], got {value!r}")
-    return value.rstrip("/")
 
 
 class CaptureFiltersConfig(_Model):
@@ -293,13 +160,13 @@ class CaptureConfig(_Model):
         "X-Amzn-SageMaker-Inference-Id",
         "X-Inference-Id",
     ]
-    max_capture_bytes: Annotated[int, Field(ge=0, le=_GIB)] = 1_048_576
+    max_capture_bytes: Annotated[int, Field(ge=0, le=GIB)] = 1_048_576
     queue_max_records: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     rotate_interval_s: Annotated[float, Field(ge=0.1, le=DAY_S)] = 60.0
-    max_file_bytes: Annotated[int, Field(ge=1024, le=1024 * _GIB)] = 64 * 1024 * 1024
+    max_file_bytes: Annotated[int, Field(ge=1024, le=1024 * GIB)] = 64 * 1024 * 1024
     flush_interval_s: Annotated[float, Field(ge=0.01, le=HOUR_S)] = 1.0
     # bytes of bodies waiting for the writer or in its hands (at most max_capture_bytes each)
-    queue_max_bytes: Annotated[int, Field(ge=1024, le=64 * _GIB)] = 64 * 1024 * 1024
+    queue_max_bytes: Annotated[int, Field(ge=1024, le=64 * GIB)] = 64 * 1024 * 1024
     # names an environment variable holding a secret: sampling then hashes the inference id
     # with it (a client cannot pick ids that are always or never sampled)
     sampling_key_env: (
@@ -308,7 +175,7 @@ class CaptureConfig(_Model):
     filters: CaptureFiltersConfig = CaptureFiltersConfig()
     compress: bool = False
     retention_max_age_h: Annotated[float, Field(ge=0.001, le=87_600)] = 168.0
-    retention_max_bytes: Annotated[int, Field(ge=1, le=1024**5)] = 10 * _GIB
+    retention_max_bytes: Annotated[int, Field(ge=1, le=1024**5)] = 10 * GIB
     min_free_disk_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
     redact: RedactConfig = RedactConfig()
     # Names this replica in capture file names ({MM}-{SS}-{mmm}-{instance}-{uuid}.jsonl), so
@@ -317,7 +184,7 @@ class CaptureConfig(_Model):
     # Each sealed file is uploaded to {upload}/{endpoint}/{variant}/yyyy/mm/dd/hh/{file}
     # (s3://bucket/prefix, gs://bucket/prefix, file:///dir; absent: off). Credentials come from
     # the environment or the provider's config files, never from this file.
-    upload: Annotated[str, Field(max_length=1024), AfterValidator(_storage_url)] | None = None
+    upload: Annotated[str, Field(max_length=1024), AfterValidator(storage_url)] | None = None
     upload_backoff_initial_s: Annotated[float, Field(ge=0.01, le=HOUR_S)] = 1.0
     upload_backoff_max_s: Annotated[float, Field(ge=0.01, le=DAY_S)] = 300.0
     # at shutdown, how long the files not yet uploaded are tried once more (then: next start)
@@ -363,7 +230,7 @@ class PayloadConfig(_Model):
 class WebhookConfig(_Model):
     url: HttpUrl
     headers: Annotated[
-        dict[HeaderName, Annotated[str, Field(max_length=8192), AfterValidator(_header_value)]],
+        dict[HeaderName, Annotated[str, Field(max_length=8192), AfterValidator(header_value)]],
         Field(max_length=100),
     ] = {}
 
@@ -475,7 +342,7 @@ class AnalyzerConfig(_Model):
     # Where `modelmon baseline` and `analyze --once` run their map (docs/dask.md).
     dask: DaskConfig = DaskConfig()
 
-    _listen = field_validator("listen")(_check_listen)
+    _listen = field_validator("listen")(check_listen)
 
     @field_validator("arrow", mode="before")
     @classmethod

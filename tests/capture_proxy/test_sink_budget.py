@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from capture_proxy.metrics import ProxyMetrics
+from capture_proxy.retention import free_disk_fraction
 from capture_proxy.rotation import CaptureFiles
 from capture_proxy.sampling import Sampler
-from capture_proxy.sink import free_disk_fraction
 from capture_proxy.tee import sampling_key
 
 from .sink_support import HOUR_START, FakeClock, event_ids, exchange, make_sink, sealed_files

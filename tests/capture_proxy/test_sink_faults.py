@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from capture_proxy.sink import free_disk_fraction
+from capture_proxy.retention import free_disk_fraction
 
 from .sink_support import (
     HOUR_START,
