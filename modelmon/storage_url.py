@@ -15,7 +15,14 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-__all__ = ["SCHEMES", "StorageUnavailable", "install_hint", "is_local", "open_url"]
+__all__ = [
+    "SCHEMES",
+    "StorageUnavailable",
+    "install_hint",
+    "is_local",
+    "open_url",
+    "storage_errors",
+]
 
 # scheme -> the extra that brings its library
 SCHEMES = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "file": "s3"}
@@ -64,3 +71,15 @@ def is_local(fs: AbstractFileSystem) -> bool:
     protocol = fs.protocol
     names = (protocol,) if isinstance(protocol, str) else tuple(protocol)
     return "file" in names or "local" in names
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What a filesystem call may raise when the store cannot be read: ``OSError`` (no such
+    bucket or key, access denied, a timeout: s3fs and gcsfs translate theirs) and botocore's
+    own errors, which s3fs passes on as they are (an endpoint that does not answer, no
+    credentials)."""
+    try:
+        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
+    except ImportError:  # no s3fs: nothing raises it
+        return (OSError,)
+    return (OSError, BotoCoreError)

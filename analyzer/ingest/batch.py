@@ -16,8 +16,16 @@ the model-quality baseline; its reports go to ``…/hh/model_quality/``
 (``batch_model_quality``). Without a data-quality baseline on disk, such a pass is model
 quality alone.
 
-Exit codes: 0 done (violations or not), 2 bad config or arguments, 3 no usable baseline,
-4 no data in the window.
+Object storage: ``--data`` (the capture tree's root, ``capture.dir`` by default) and
+``--ground-truth`` may be fsspec URLs (``s3://``, ``gs://``, ``file://``) of SageMaker's layout;
+the listing is :class:`~analyzer.ingest.remote_files.RemoteCaptureTree`'s and each task of the
+map carries a file's URL (the worker opens it, no content goes through the scheduler).
+``--out`` (``analyzer.reports_dir`` by default) may be a URL too: the same report bytes go to
+``{out}/{endpoint}/{schedule}/yyyy/mm/dd/hh/``. Credentials come from the provider's usual
+places only (:mod:`modelmon.storage_url`).
+
+Exit codes: 0 done (violations or not), 2 bad config or arguments (also: a store that cannot
+be read or written, its library not installed), 3 no usable baseline, 4 no data in the window.
 """
 
 from __future__ import annotations
@@ -29,9 +37,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from analyzer.store.report_files import report_dir, write_reports
+from analyzer.ingest.remote_files import DEFAULT_MAX_FILES, CaptureFile
+from analyzer.store.report_files import ReportFolder, report_folder, write_reports
 from modelmon.config import ModelmonConfig
+from modelmon.config_types import storage_url
+from modelmon.storage_url import StorageUnavailable, storage_errors
 
 if TYPE_CHECKING:
     from analyzer.ingest.executor import Executor
@@ -122,7 +134,7 @@ def _limit(
 
 def _profile_files(
     config: ModelmonConfig,
-    files: list[Path],
+    files: list[CaptureFile],
     limit: FeatureLimit | None = None,
     executor: Executor | None = None,
 ) -> FilesProfile:
@@ -143,15 +155,71 @@ def _profile_files(
     )
 
 
+def _where(value: str | Path | None, name: str) -> Path | str | None:
+    """A command-line location: a local path, or a checked storage URL (``file://`` stays a
+    URL for ``--data``: its files are read through fsspec like any other store's)."""
+    if value is None or isinstance(value, Path):
+        return value
+    if "://" not in value:
+        return Path(value)
+    try:
+        return storage_url(value)
+    except ValueError as exc:
+        raise _Stop(EXIT_USAGE, f"--{name}: {exc}") from exc
+
+
+def _capture_files(
+    config: ModelmonConfig,
+    data: Path | str,
+    start: datetime | None,
+    end: datetime | None,
+    max_files: int,
+) -> tuple[list[CaptureFile], str]:
+    """The sealed files of the window and the tree's name for the messages."""
+    endpoint, variant = config.endpoint.name, config.endpoint.variant
+    if isinstance(data, Path):
+        from analyzer.ingest.capture_files import sealed_files
+
+        return list(sealed_files(data, endpoint, variant, start, end)), str(
+            data / endpoint / variant
+        )
+    from analyzer.ingest.remote_files import NotATree, RemoteCaptureTree
+
+    tree = RemoteCaptureTree(data, endpoint, variant)
+    try:
+        tree.check()
+    except NotATree as exc:
+        raise _Stop(EXIT_USAGE, f"--data {exc}") from exc
+    listing = tree.sealed_files(start, end, max_files=max_files)
+    if listing.cut:
+        raise _Stop(
+            EXIT_USAGE,
+            f"more than {max_files:,} sealed capture files in {tree.url}/{tree.where}: "
+            "analyze a shorter window (--start/--end)",
+        )
+    return list(listing.files), f"{tree.url}/{tree.where}"
+
+
+def _check_url(url: str, option: str) -> None:
+    """The URL's bucket exists and it is no file: said before the pass, not after it."""
+    from analyzer.ingest.remote_files import NotATree, RemoteCaptureTree
+
+    try:
+        RemoteCaptureTree.folder(url).check()
+    except NotATree as exc:
+        raise _Stop(EXIT_USAGE, f"--{option} {exc}") from exc
+
+
 def _analyze(
     config: ModelmonConfig,
     start: datetime | None,
     end: datetime | None,
     executor: Executor | None = None,
-    ground_truth: Path | None = None,
+    ground_truth: Path | str | None = None,
+    data: Path | str | None = None,
+    out: str | None = None,
+    max_files: int = DEFAULT_MAX_FILES,
 ) -> int:
-    from analyzer.ingest.capture_files import sealed_files
-
     mq = config.analyzer.model_quality
     if ground_truth is not None and mq is None:
         raise _Stop(EXIT_USAGE, "--ground-truth needs an analyzer.model_quality section")
@@ -164,9 +232,12 @@ def _analyze(
             _load_json(baseline.statistics, "statistics"),
             _load_json(baseline.constraints, "constraints"),
         )
-    root = config.capture.dir / config.endpoint.name / config.endpoint.variant
-    files = sealed_files(
-        config.capture.dir, config.endpoint.name, config.endpoint.variant, start, end
+    if out is not None:
+        _check_url(out, "out")
+    if isinstance(labels, str):
+        _check_url(labels, "ground-truth")
+    files, root = _capture_files(
+        config, data if data is not None else config.capture.dir, start, end, max_files
     )
     span = f" between {start.isoformat() if start else 'the beginning'} and " + (
         end.isoformat() if end else "now"
@@ -175,7 +246,7 @@ def _analyze(
         raise _Stop(EXIT_NO_DATA, f"no sealed capture files (*.jsonl, *.jsonl.gz) in {root}{span}")
     print(f"analyzing {len(files)} capture files from {root}", file=sys.stderr, flush=True)
     if data_quality:
-        start, end = _data_quality(config, files, start, end, root, span, executor)
+        start, end = _data_quality(config, files, start, end, root, span, executor, out)
     else:
         print(
             f"note: no data-quality baseline ({baseline.statistics}): model quality only",
@@ -196,6 +267,7 @@ def _analyze(
                 no_baseline=EXIT_NO_BASELINE,
                 no_data=EXIT_NO_DATA,
                 tick=lambda rows: progress.tick(len(files), rows, rows),
+                out=out,
             )
         except ModelQualityStop as stop:
             raise _Stop(stop.code, str(stop)) from stop
@@ -204,12 +276,13 @@ def _analyze(
 
 def _data_quality(
     config: ModelmonConfig,
-    files: list[Path],
+    files: list[CaptureFile],
     start: datetime | None,
     end: datetime | None,
-    root: Path,
+    root: str,
     span: str,
     executor: Executor | None = None,
+    out: str | None = None,
 ) -> tuple[datetime, datetime]:
     """The data-quality reports of the window; returns the window as it resolved it."""
     stats_path, cons_path = (
@@ -260,7 +333,7 @@ def _data_quality(
     if start is None:
         oldest = seen.first_time or end - timedelta(hours=1)
         start = oldest.replace(minute=0, second=0, microsecond=0)
-    folder = report_dir(config, end)
+    folder: ReportFolder = report_folder(config, end, out)
     write_reports(folder, report_documents(statistics_json(profile), cons_doc, result))
     print(
         summary_text(
@@ -276,21 +349,52 @@ def _data_quality(
     return start, end
 
 
+def _local_out(config: ModelmonConfig, out: Path | str | None) -> tuple[ModelmonConfig, str | None]:
+    """``--out``: a local folder (or ``file://`` URL) replaces ``analyzer.reports_dir``; any
+    other URL is returned for :func:`report_folder`."""
+    if isinstance(out, str) and urlsplit(out).scheme == "file":
+        out = Path(urlsplit(out).path)
+    if isinstance(out, Path):
+        analyzer = config.analyzer.model_copy(update={"reports_dir": out.absolute()})
+        return config.model_copy(update={"analyzer": analyzer}), None
+    return config, out
+
+
 def run_analyze_once(
     config: ModelmonConfig,
     start: str | datetime | None = None,
     end: str | datetime | None = None,
-    ground_truth: Path | None = None,
+    ground_truth: Path | str | None = None,
     *,
     executor: Executor | None = None,
+    data: Path | str | None = None,
+    out: Path | str | None = None,
+    max_files: int = DEFAULT_MAX_FILES,
 ) -> int:
     """Run one pass; print a summary; return the exit code (see the module docstring).
-    ``executor``: where the map over the files runs (default: local processes)."""
+    ``executor``: where the map over the files runs (default: local processes). ``data``,
+    ``out``, ``ground_truth``: a local path or an fsspec URL (a str with ``://``); ``data``
+    defaults to ``capture.dir``, ``out`` to ``analyzer.reports_dir``. ``max_files``: at most
+    this many files of a remote tree's window (more: exit 2, asking for a shorter window)."""
+    remote = False
     try:
         first, last = _moment(start, "start"), _moment(end, "end")
         if first is not None and last is not None and first >= last:
             raise _Stop(EXIT_USAGE, f"--start {first.isoformat()} is not before --end")
-        return _analyze(config, first, last, executor, ground_truth)
+        where, target = _where(data, "data"), _where(out, "out")
+        labels = _where(ground_truth, "ground-truth")
+        remote = any(isinstance(x, str) for x in (where, target, labels))
+        config, url_out = _local_out(config, target)
+        return _analyze(config, first, last, executor, labels, where, url_out, max_files)
     except _Stop as stop:
         print(f"modelmon analyze: {stop}", file=sys.stderr)
         return stop.code
+    except StorageUnavailable as exc:
+        print(f"modelmon analyze: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except storage_errors() as exc:
+        if not remote:  # a local file that cannot be read stays what it was
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"modelmon analyze: the store failed mid-run: {text}", file=sys.stderr)
+        return EXIT_USAGE

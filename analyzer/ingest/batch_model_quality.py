@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from analyzer.ingest.model_quality_files import (
     Pairs,
     joined_pairs,
 )
+from analyzer.ingest.remote_files import CaptureFile
 from analyzer.ingest.table_readers import InputError
 from analyzer.monitors.model_quality.documents import ConstraintsError, parse_constraints
 from analyzer.monitors.model_quality.estimate import (
@@ -43,7 +45,7 @@ from analyzer.monitors.model_quality.evaluate import (
     evaluate_window,
 )
 from analyzer.monitors.model_quality.records import Encoder
-from analyzer.store.report_files import report_dir, write_reports
+from analyzer.store.report_files import ReportFolder, report_folder, subfolder, write_reports
 from modelmon.config import ModelmonConfig, ModelQualityConfig
 
 __all__ = ["REPORT_SUBFOLDER", "ModelQualityStop", "analyze_model_quality"]
@@ -160,16 +162,19 @@ def _hour(moment: datetime) -> datetime:
 
 def analyze_model_quality(
     config: ModelmonConfig,
-    files: list[Path],
-    ground_truth: Path,
+    files: Sequence[CaptureFile],
+    ground_truth: Path | str,
     start: datetime | None,
     end: datetime | None,
     *,
     no_baseline: int,
     no_data: int,
     tick: Any = None,
-) -> tuple[datetime, datetime, Path]:
-    """Evaluate the window; write the reports; print a summary. Returns the window and folder."""
+    out: str | None = None,
+) -> tuple[datetime, datetime, ReportFolder]:
+    """Evaluate the window; write the reports; print a summary. Returns the window and folder.
+    ``files`` and ``ground_truth`` may be remote (URLs); ``out``: a report URL
+    (:func:`~analyzer.store.report_files.report_folder`)."""
     mq = config.analyzer.model_quality
     assert mq is not None
     baseline = _baseline(mq, no_baseline)
@@ -218,7 +223,7 @@ def analyze_model_quality(
         r2_convention=mq.r2_convention,
     )
     estimate = _estimate(baseline, pairs)
-    folder = report_dir(config, end) / REPORT_SUBFOLDER
+    folder = subfolder(report_folder(config, end, out), REPORT_SUBFOLDER)
     write_reports(
         folder,
         {
@@ -239,7 +244,7 @@ def _summary(
     pairs: Pairs,
     estimate: dict[str, Estimate] | None,
     predictions: int,
-    folder: Path,
+    folder: ReportFolder,
 ) -> str:
     lines = [f"model quality: {result.state}, {result.labels:,} labelled of {predictions:,}"
              " predictions in the window"]  # fmt: skip

@@ -27,6 +27,7 @@ from modelmon.capture_names import instance_of
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "SEALED_SUFFIXES",
+    "Opener",
     "TooLarge",
     "TruncatedCapture",
     "block_lines",
@@ -255,14 +256,16 @@ def read_blocks(
     offset: int = 0,
     max_line_bytes: int | None = None,
     skipped: Callable[[TooLarge], None] | None = None,
+    opener: Opener | None = None,
 ) -> Iterator[bytes]:
-    """The blocks of :func:`read_pieces`; each too-large line goes to ``skipped`` instead.
+    """The blocks of :func:`read_pieces` (``opener``: as there); each too-large line goes to
+    ``skipped`` instead.
 
     Every block but the last ends with ``\\n``; the last may hold a line without one (not so
     for a compressed file cut short: its partial last line is dropped, see
     :class:`TruncatedCapture`).
     """
-    for piece in read_pieces(path, offset, max_line_bytes):
+    for piece in read_pieces(path, offset, max_line_bytes, opener):
         if isinstance(piece, TooLarge):
             if skipped is not None:
                 skipped(piece)

@@ -9,7 +9,8 @@ per row whatever the files hold; the join itself is :func:`~.pairs.join`.
   :class:`InputError` naming the file and the line (a baseline built around a broken file is
   worse than none).
 - :func:`read_labels`: a ground-truth folder, SageMaker's ``{yyyy}/{mm}/{dd}/{hh}/*.jsonl``
-  (any ``*.jsonl`` / ``*.jsonl.gz`` below it, read in path order: hour by hour);
+  (any ``*.jsonl`` / ``*.jsonl.gz`` below it, read in path order: hour by hour; behind a URL,
+  those of the ``yyyy/mm/dd/hh`` folders: :func:`remote_folder_files`);
 - :func:`read_predictions`: capture files. For both folders a bad line is skipped and
   counted, and the first :data:`BAD_LINES_SHOWN` are kept with file and line number for the
   summary: one broken line in a month of labels must not lose the month.
@@ -31,6 +32,7 @@ import orjson
 
 from analyzer.ingest import model_quality_arrow as arrow
 from analyzer.ingest.capture_files import TruncatedCapture, is_sealed, read_blocks
+from analyzer.ingest.remote_files import CaptureFile, opener_of, remote_folder_files
 from analyzer.ingest.table_readers import InputError
 from analyzer.monitors.model_quality.pairs import Columns, JoinCounts, join
 from analyzer.monitors.model_quality.records import (
@@ -67,7 +69,7 @@ class BadLines:
     count: int = 0
     shown: list[str] = field(default_factory=list)
 
-    def add(self, path: Path, line: int, error: str) -> None:
+    def add(self, path: CaptureFile, line: int, error: str) -> None:
         self.count += 1
         if len(self.shown) < BAD_LINES_SHOWN:
             self.shown.append(f"{path}: line {line}: {error}")
@@ -90,11 +92,12 @@ def folder_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and is_sealed(p))
 
 
-def _lines(path: Path, bad: BadLines) -> Iterator[tuple[int, bytes]]:
+def _lines(path: CaptureFile, bad: BadLines) -> Iterator[tuple[int, bytes]]:
     """``(line number, line)`` of every non-blank line; a gzip cut short is one bad line."""
     number = 0
+    name, opener = opener_of(path)
     try:
-        for block in read_blocks(path):
+        for block in read_blocks(name, opener=opener):
             for line in block.split(b"\n"):
                 number += 1
                 if line.strip():
@@ -107,7 +110,7 @@ def _lines(path: Path, bad: BadLines) -> Iterator[tuple[int, bytes]]:
 
 
 def read_labels(
-    folder: Path,
+    folder: Path | str,
     attribute: Attribute | None,
     encoder: Encoder,
     bad: BadLines,
@@ -117,7 +120,7 @@ def read_labels(
     """Columns ``key`` (hash) and ``label`` of every ground-truth record under ``folder``.
 
     ``arrow_mode``: ``analyzer.arrow`` (``off``: no Arrow fast path)."""
-    files = folder_files(folder)
+    files = folder_files(folder) if isinstance(folder, Path) else remote_folder_files(folder)
     if not files:
         raise InputError(f"{folder}: no ground-truth files (*.jsonl, *.jsonl.gz) found")
     out = Columns({"key": np.int64, "label": np.float64})
@@ -125,7 +128,9 @@ def read_labels(
     labels: list[float] = []
     fast = arrow.available(encoder, arrow_mode)
     for path in files:
-        whole = arrow.arrow_labels(path, attribute, encoder) if fast else None
+        whole = None  # a URL's file goes line by line
+        if fast and isinstance(path, Path):
+            whole = arrow.arrow_labels(path, attribute, encoder)
         if whole is not None:  # after the rows of earlier files: file order is kept
             out.append(key=keys, label=labels)
             keys, labels = [], []
@@ -151,7 +156,7 @@ def read_labels(
 
 
 def read_predictions(
-    files: Sequence[Path],
+    files: Sequence[CaptureFile],
     inference: Attribute | None,
     probability: Attribute | None,
     encoder: Encoder,
@@ -178,7 +183,7 @@ def read_predictions(
     for path in files:
         whole = (
             arrow.arrow_predictions(path, inference, probability, encoder, list(columns))
-            if fast
+            if fast and isinstance(path, Path)
             else None
         )
         if whole is not None:
@@ -414,8 +419,8 @@ def _attribute(value: str | None) -> Attribute | None:
 def joined_pairs(
     mq: ModelQualityConfig,
     encoder: Encoder,
-    capture_files: list[Path],
-    ground_truth: Path,
+    capture_files: Sequence[CaptureFile],
+    ground_truth: Path | str,
     *,
     window: tuple[float, float] | None = None,
     tick: Any = None,

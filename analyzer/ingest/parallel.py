@@ -11,11 +11,10 @@ the results come back in file order on every backend, so the merge is the same.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 
 from analyzer.decoding.arrow_batch import ArrowDecoder
 from analyzer.decoding.codecs import PayloadDecoder
@@ -28,6 +27,7 @@ from analyzer.ingest.capture_files import (
     read_blocks,
 )
 from analyzer.ingest.executor import Executor, LocalProcesses
+from analyzer.ingest.remote_files import CaptureFile, opener_of
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from modelmon.config import ArrowMode, PayloadConfig
@@ -102,7 +102,7 @@ def _add_blocks(
 
 
 def profile_file(
-    path: Path,
+    file: CaptureFile,
     payload: PayloadConfig,
     k: int,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
@@ -117,7 +117,10 @@ def profile_file(
     longer than ``max_line_bytes`` is skipped unread and counted as ``too_large``. At most
     ``limit`` features are profiled (:mod:`analyzer.monitors.data_quality.cardinality`); the
     others are tallied as untracked. ``arrow``: ``analyzer.arrow`` (:func:`arrow_decoder`).
+    A remote ``file`` (:class:`~analyzer.ingest.remote_files.RemoteFile`) is opened here, in
+    the process that profiles it, with the same line limit.
     """
+    path, opener = opener_of(file)
     decoder = PayloadDecoder(payload, limit)
     fast = arrow_decoder(payload, arrow)
     out = FilesProfile(DatasetProfile(k, limit), files=1)
@@ -129,7 +132,7 @@ def profile_file(
         out.bad["too_large"] += 1
 
     try:
-        for block in read_blocks(path, 0, max_line_bytes, skipped):
+        for block in read_blocks(path, 0, max_line_bytes, skipped, opener):
             group.append(block)
             size += len(block)
             if not grouping or size >= _GROUP_BYTES:
@@ -143,7 +146,7 @@ def profile_file(
 
 
 def _work(
-    path: Path,
+    path: CaptureFile,
     *,
     payload: PayloadConfig,
     k: int,
@@ -163,7 +166,7 @@ def _work(
 
 
 def _parts(
-    files: list[Path],
+    files: Sequence[CaptureFile],
     payload: PayloadConfig,
     k: int,
     executor: Executor,
@@ -180,7 +183,7 @@ def _parts(
 
 
 def profile_capture_files(
-    files: list[Path],
+    files: Sequence[CaptureFile],
     payload: PayloadConfig,
     k: int,
     workers: int | None = None,

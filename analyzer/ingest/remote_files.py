@@ -16,6 +16,7 @@ s3fs/gcsfs are optional extras (:mod:`modelmon.storage_url` names the one to ins
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from analyzer.ingest.capture_files import (
     DEFAULT_MAX_LINE_BYTES,
+    Opener,
     TooLarge,
     block_lines,
     hour_of,
@@ -31,12 +33,21 @@ from analyzer.ingest.capture_files import (
     read_pieces,
 )
 from modelmon.capture_names import instance_of
-from modelmon.storage_url import open_url
+from modelmon.storage_url import open_url, storage_errors
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-__all__ = ["DEFAULT_MAX_FILES", "RemoteCaptureTree", "RemoteFile", "RemoteListing"]
+__all__ = [
+    "DEFAULT_MAX_FILES",
+    "CaptureFile",
+    "NotATree",
+    "RemoteCaptureTree",
+    "RemoteFile",
+    "RemoteListing",
+    "opener_of",
+    "remote_folder_files",
+]
 
 DEFAULT_MAX_FILES = 100_000
 _HOUR = timedelta(hours=1)
@@ -60,6 +71,42 @@ class RemoteFile:
         """The writing replica, from the name (None for SageMaker's own files)."""
         return instance_of(self.name)
 
+    def __str__(self) -> str:
+        return self.url
+
+
+# A capture file to read: on this machine, or behind a URL (a task of a map carries either;
+# a worker opens a remote one itself, no content goes through the scheduler).
+CaptureFile = Path | RemoteFile
+
+# Per process (a forked or Dask worker makes its own), per scheme: one client, not one a file.
+_CLIENTS: dict[tuple[int, str], AbstractFileSystem] = {}
+
+
+def _client(url: str) -> AbstractFileSystem:
+    scheme = url.split("://", 1)[0]
+    key = (os.getpid(), scheme)
+    fs = _CLIENTS.get(key)
+    if fs is None:
+        fs = _CLIENTS[key] = open_url(url)[0]
+    return fs
+
+
+def opener_of(file: CaptureFile) -> tuple[Path, Opener | None]:
+    """The name and the opener :func:`capture_files.read_pieces` takes for ``file`` (None: a
+    local file, opened as such); a remote file is opened with this process's client."""
+    if isinstance(file, Path):
+        return file, None
+
+    def opener() -> BinaryIO:
+        return cast(BinaryIO, _client(file.url).open(file.path, "rb"))
+
+    return Path(file.path), opener
+
+
+class NotATree(Exception):
+    """The URL cannot be read as a capture tree (one line: no bucket, a file, unreachable)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RemoteListing:
@@ -82,7 +129,41 @@ class RemoteCaptureTree:
         fs, base = open_url(self.url)
         self._fs: AbstractFileSystem = fs
         self._protocol = url.split("://", 1)[0]
-        self.base = f"{base}/{endpoint}/{variant}"
+        self._root = base
+        self.where = f"{endpoint}/{variant}" if endpoint else ""
+        self.base = f"{base}/{self.where}" if endpoint else base
+
+    @classmethod
+    def folder(cls, url: str) -> RemoteCaptureTree:
+        """The ``yyyy/mm/dd/hh`` folders right under ``url`` (SageMaker's ground-truth
+        layout: ``{url}/yyyy/mm/dd/hh/*.jsonl``)."""
+        return cls(url, "", "")
+
+    def check(self) -> None:
+        """Raise :class:`NotATree` when the URL cannot hold the tree: its bucket does not
+        exist, it names a file, or the store cannot be read (before a listing would call any
+        of these "empty"). An existing but empty prefix passes: it is an empty tree."""
+        try:
+            self._check()
+        except storage_errors() as exc:
+            raise NotATree(f"{self.url}: cannot read the store: {_one_line(exc)}") from exc
+
+    def _check(self) -> None:
+        try:
+            info: dict[str, Any] | None = self._fs.info(self._root)
+        except FileNotFoundError:
+            info = None
+        if info is not None and info.get("type") == "file":
+            hint = f" (give the prefix that holds {self.where}/yyyy/…)" if self.where else ""
+            raise NotATree(f"{self.url} is a file, not a folder{hint}")
+        if info is None and self._protocol == "file":
+            raise NotATree(f"{self.url}: no such folder")
+        if info is None:
+            bucket = self._root.split("/", 1)[0]
+            try:
+                self._fs.info(bucket)
+            except FileNotFoundError:
+                raise NotATree(f"{self.url}: the bucket {bucket!r} does not exist") from None
 
     def _children(self, path: str) -> list[dict[str, Any]]:
         try:
@@ -158,6 +239,22 @@ class RemoteCaptureTree:
         for piece in self.read_pieces(file, offset, max_line_bytes):
             if not isinstance(piece, TooLarge):
                 yield from block_lines(piece)
+
+
+def remote_folder_files(url: str, max_files: int = DEFAULT_MAX_FILES) -> list[RemoteFile]:
+    """The sealed files of the ``yyyy/mm/dd/hh`` folders under ``url`` (a ground-truth folder
+    in SageMaker's layout), by hour then name; :class:`InputError` past ``max_files``."""
+    from analyzer.ingest.table_readers import InputError
+
+    listing = RemoteCaptureTree.folder(url).sealed_files(max_files=max_files)
+    if listing.cut:
+        raise InputError(f"{url}: more than {max_files:,} ground-truth files")
+    return listing.files
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -1,5 +1,9 @@
 """Where SageMaker's report files go, and the one way they are written (atomically, so a reader
-never sees half a file; private to the analyzer's user: 0600 files in 0700 folders)."""
+never sees half a file; private to the analyzer's user: 0600 files in 0700 folders).
+
+``analyze --once --out s3://…`` writes the same bytes to an fsspec URL instead
+(:func:`report_folder`, :func:`write_reports` with a URL folder): one object per file, each
+put whole (an object store has no half-written objects)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,17 @@ import orjson
 from analyzer.store.private_files import make_folders, open_private
 from modelmon.config import ModelmonConfig
 
-__all__ = ["report_dir", "write_json_atomic", "write_reports"]
+__all__ = [
+    "ReportFolder",
+    "report_dir",
+    "report_folder",
+    "subfolder",
+    "write_json_atomic",
+    "write_reports",
+]
+
+# A local folder, or a URL (``s3://bucket/prefix/…``, a str) for the report files.
+ReportFolder = Path | str
 
 
 def report_dir(config: ModelmonConfig, hour: datetime) -> Path:
@@ -30,10 +44,27 @@ def report_dir(config: ModelmonConfig, hour: datetime) -> Path:
     return folder
 
 
+def report_folder(config: ModelmonConfig, hour: datetime, out: str | None = None) -> ReportFolder:
+    """:func:`report_dir`, or with ``out`` (a URL standing for ``analyzer.reports_dir``)
+    ``{out}/{endpoint}/{schedule}/yyyy/mm/dd/hh``, SageMaker's layout under its S3Uri."""
+    if out is None:
+        return report_dir(config, hour)
+    names = (config.endpoint.name, config.analyzer.schedule_name, f"{hour:%Y/%m/%d/%H}")
+    return "/".join((out.rstrip("/"), *names))
+
+
+def subfolder(folder: ReportFolder, name: str) -> ReportFolder:
+    return folder / name if isinstance(folder, Path) else f"{folder}/{name}"
+
+
+def _body(doc: Any) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
 def write_json_atomic(path: Path, doc: Any) -> None:
     """Indented JSON under a temporary name, flushed to disk, then renamed into place."""
     make_folders(path.parent)
-    body = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    body = _body(doc)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(open_private(tmp), "wb") as handle:
         handle.write(body)
@@ -42,7 +73,15 @@ def write_json_atomic(path: Path, doc: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_reports(folder: Path, docs: Mapping[str, Any]) -> None:
-    """Each ``name → document`` of a run into ``folder``."""
+def write_reports(folder: ReportFolder, docs: Mapping[str, Any]) -> None:
+    """Each ``name → document`` of a run into ``folder`` (a URL: one object each, the same
+    bytes; the store's errors are raised as they come, ``OSError`` or the provider's)."""
+    if isinstance(folder, Path):
+        for name, doc in docs.items():
+            write_json_atomic(folder / name, doc)
+        return
+    from modelmon.storage_url import open_url
+
+    fs, base = open_url(folder)
     for name, doc in docs.items():
-        write_json_atomic(folder / name, doc)
+        fs.pipe_file(f"{base}/{name}", _body(doc))

@@ -177,10 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument(
         "--ground-truth",
-        type=Path,
         default=None,
-        help="SageMaker's ground-truth folder ({yyyy}/{mm}/{dd}/{hh}/*.jsonl): also write the "
-        "model-quality reports (default: analyzer.model_quality.ground_truth.dir)",
+        metavar="PATH|URL",
+        help="SageMaker's ground-truth folder ({yyyy}/{mm}/{dd}/{hh}/*.jsonl), a path or an "
+        "s3:// gs:// file:// URL: also write the model-quality reports "
+        "(default: analyzer.model_quality.ground_truth.dir)",
+    )
+    analyze.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH|URL",
+        help="the capture tree's root ({endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl[.gz] below "
+        "it), a path or an s3:// gs:// file:// URL (default: capture.dir)",
+    )
+    analyze.add_argument(
+        "--out",
+        default=None,
+        metavar="PATH|URL",
+        help="where the report folders go, a path or an s3:// gs:// file:// URL "
+        "(default: analyzer.reports_dir)",
     )
     _add_scheduler(analyze)
 
@@ -269,6 +284,8 @@ def run(args: argparse.Namespace) -> int:
                 end=args.end,
                 ground_truth=args.ground_truth,
                 executor=executor,
+                data=args.data,
+                out=args.out,
             )
     if command == "demo":
         from modelmon.cli.demo import run_demo
