@@ -9,6 +9,7 @@ looks for them (``AWS_*`` environment variables, ``~/.aws/config``, an instance 
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -56,6 +57,10 @@ def open_url(url: str) -> tuple[AbstractFileSystem, str]:
             f"{url} needs fsspec, which is not installed: {install_hint(url)}"
         ) from None
     options = _OPTIONS.get(scheme, {})
+    for name in ("botocore", "aiobotocore"):  # a line per client made ("Found credentials …")
+        logging.getLogger(name).setLevel(
+            max(logging.getLogger().getEffectiveLevel(), logging.WARNING)
+        )
     try:
         fs, path = fsspec.core.url_to_fs(url, skip_instance_cache=True, **options)
     except ImportError as exc:

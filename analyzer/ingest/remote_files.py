@@ -79,13 +79,16 @@ class RemoteFile:
 # a worker opens a remote one itself, no content goes through the scheduler).
 CaptureFile = Path | RemoteFile
 
-# Per process (a forked or Dask worker makes its own), per scheme: one client, not one a file.
-_CLIENTS: dict[tuple[int, str], AbstractFileSystem] = {}
+# One client per process (a forked or Dask worker makes its own), scheme and provider settings
+# in the environment (where credentials and endpoints come from): not one a file.
+_CLIENTS: dict[tuple[int, str, int], AbstractFileSystem] = {}
+_PROVIDER_ENV = ("AWS_", "GOOGLE_", "GCS", "FSSPEC_")
 
 
 def _client(url: str) -> AbstractFileSystem:
     scheme = url.split("://", 1)[0]
-    key = (os.getpid(), scheme)
+    settings = sorted((k, v) for k, v in os.environ.items() if k.startswith(_PROVIDER_ENV))
+    key = (os.getpid(), scheme, hash(tuple(settings)))
     fs = _CLIENTS.get(key)
     if fs is None:
         fs = _CLIENTS[key] = open_url(url)[0]
