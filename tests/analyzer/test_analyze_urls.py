@@ -241,6 +241,34 @@ def test_each_task_carries_a_files_url_not_its_content(
     assert [item.size for item in executor.items] == [len(capture_tree()[k]) for k in keys]
 
 
+class StopsTheStore(InProcess):
+    """The in-process backend that takes the store down once the listing is done."""
+
+    def __init__(self, s3: S3Server) -> None:
+        self.s3 = s3
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        self.s3.stop()
+        return super().map(fn, items)
+
+
+def test_a_store_that_goes_away_mid_run_is_one_line(
+    s3: S3Server, setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket_with_tree(s3)
+    out = tmp_path / "out"
+    code = run_analyze_once(
+        load_config(setup.config), data=DATA_URL, out=str(out), executor=StopsTheStore(s3)
+    )
+    assert code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"analyzing 4 capture files from {DATA_URL}/{TREE}"
+    assert err[1].startswith(
+        "modelmon analyze: the store failed mid-run: Could not connect to the endpoint URL: "
+    )
+    assert len(err) == 2 and not out.exists()
+
+
 def test_a_listing_past_max_files_stops_with_one_line(
     s3: S3Server, setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
