@@ -113,7 +113,8 @@ async def test_the_service_ingests_two_replicas_from_s3_exactly_once(
     assert status["sources"]["errors"] == 1
     assert "listing s3://captures/datacapture" in status["sources"]["last_error"]
     assert status["ingest"]["records"] == total
-    assert (await client.get("/monitor/health")).status in (200, 503)
+    metrics = await (await client.get("/monitor/metrics")).text()
+    assert "modelmon_ingest_source_errors_total 1.0" in metrics
     s3.start()
     total += put_file(s3, "replica-a", T0 + timedelta(hours=1, minutes=6), 20)[1]
     await monitor_of(app).tick()
