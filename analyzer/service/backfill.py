@@ -154,7 +154,13 @@ def _commit(store: Store, monitor: Monitor, reads: list[FileRead], result: Backf
         quality_window_s=quality.window_s if quality is not None else 0,
     )
     while pending:
-        taken = store.write(partial(write, files=pending))
+        try:
+            taken = store.write(partial(write, files=pending))
+        except Exception as exc:  # e.g. SQLite's "database is locked" past its busy timeout
+            raise BackfillError(
+                f"writing to {config.analyzer.db} failed after {result.files} files were "
+                f"backfilled (kept; run again to go on): {type(exc).__name__}: {exc}"
+            ) from exc
         if not taken:
             break
         result.taken += len(taken)

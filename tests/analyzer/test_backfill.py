@@ -242,3 +242,22 @@ def test_clear_one_line_errors(tmp_path: Path) -> None:
     assert "--start: not an ISO-8601 time" in bad_time.stderr
     no_config = backfill("--from", str(capture))
     assert no_config.returncode == 2 and "--config" in no_config.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_database_locked_past_the_busy_timeout_is_one_line(tmp_path: Path) -> None:
+    capture = tmp_path / "capture"
+    write_tree(capture)
+    path = config_file(tmp_path, "m", capture)
+    holder = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer that does not let go
+        locked = backfill("--config", str(path), "--from", str(capture))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert locked.returncode == 2, locked.stderr
+    assert locked.stderr.strip().splitlines() == [
+        f"modelmon backfill: analyzer.db: cannot open analyzer.db {tmp_path / 'm.db'}: "
+        "database is locked"
+    ]
