@@ -341,6 +341,9 @@ class AnalyzerConfig(_Model):
     arrow: ArrowMode = "csv"
     # Where `modelmon baseline` and `analyze --once` run their map (docs/dask.md).
     dask: DaskConfig = DaskConfig()
+    # Ingest from this prefix (s3://bucket/prefix, gs://…, file:///dir: where the proxies'
+    # capture.upload writes) instead of capture.dir; absent: the local folder.
+    capture_url: Annotated[str, Field(max_length=1024), AfterValidator(storage_url)] | None = None
 
     _listen = field_validator("listen")(check_listen)
 

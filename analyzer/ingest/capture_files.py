@@ -32,6 +32,7 @@ __all__ = [
     "TruncatedCapture",
     "block_lines",
     "capture_sources",
+    "count_sources",
     "hour_of",
     "instance_of",
     "is_sealed",
@@ -303,13 +304,23 @@ def capture_sources(paths: Iterable[Path]) -> dict[str, Any]:
     names) how many sealed files are on disk and when the newest was last written (epoch s).
     At most :data:`MAX_SOURCES` instances by name, the most recent first; the rest are
     counted under ``(more)``."""
+
+    def written() -> Iterator[tuple[str, float]]:
+        for path in paths:
+            try:
+                yield path.name, path.stat().st_mtime
+            except OSError:  # removed by retention since it was listed
+                continue
+
+    return count_sources(written())
+
+
+def count_sources(named: Iterable[tuple[str, float]]) -> dict[str, Any]:
+    """:func:`capture_sources` of ``(file name, last written epoch s)`` pairs (a remote tree's
+    objects: their names and upload times)."""
     found: dict[str, tuple[int, float]] = {}
-    for path in paths:
-        try:
-            written = path.stat().st_mtime
-        except OSError:  # removed by retention since it was listed
-            continue
-        name = instance_of(path.name) or "(unnamed)"
+    for file_name, written in named:
+        name = instance_of(file_name) or "(unnamed)"
         files, last = found.get(name, (0, 0.0))
         found[name] = (files + 1, max(last, written))
     ranked = sorted(found.items(), key=lambda item: (-item[1][1], item[0]))

@@ -184,13 +184,18 @@ class Ingestor:
         self._store.write(lambda db: forget_files(db, oldest, older))
         return stats
 
-    def _chunks(self, path: Path, offset: int) -> Iterator[_Chunk]:
+    def _chunks(
+        self, path: Path, offset: int, pieces: Iterable[bytes | TooLarge] | None = None
+    ) -> Iterator[_Chunk]:
         """Whole lines from ``offset`` in chunks; lines over ``max_line_bytes`` are only counted.
         A compressed file cut short ends with what decompressed, and counts ``truncated_file``
-        for the rest."""
+        for the rest. ``pieces``: the file's :func:`read_pieces` from ``offset`` when it is not
+        a local file (a remote tree's)."""
         chunk = _Chunk()
+        if pieces is None:
+            pieces = read_pieces(path, offset, self._max_line_bytes)
         try:
-            for piece in read_pieces(path, offset, self._max_line_bytes):
+            for piece in pieces:
                 if isinstance(piece, TooLarge):
                     chunk.too_large += 1
                     chunk.size += piece.size
@@ -306,8 +311,9 @@ class Ingestor:
         extracted: Extracted | None,
     ) -> bool:
         """The one transaction of a chunk, on the writer thread (:func:`commit_chunk`)."""
-        return self._store.write(
-            lambda db: commit_chunk(
+
+        def write(db: Any) -> bool:
+            ok = commit_chunk(
                 db,
                 rel,
                 start_offset,
@@ -323,4 +329,11 @@ class Ingestor:
                 clock=self._clock,
                 quality_window_s=self._quality_window_s,
             )
-        )
+            if ok:
+                self._committed(db, rel)
+            return ok
+
+        return self._store.write(write)
+
+    def _committed(self, db: Any, rel: str) -> None:
+        """Inside a chunk's transaction, once it is written (a remote tree notes the size)."""

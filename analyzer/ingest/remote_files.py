@@ -61,6 +61,7 @@ class RemoteFile:
     url: str  # protocol://path, what a log line or a "read already" table keeps
     size: int  # bytes stored (compressed for .jsonl.gz)
     hour: datetime  # UTC hour of its folder
+    modified: float | None = None  # when it was stored (epoch s), if the listing says
 
     @property
     def name(self) -> str:
@@ -215,7 +216,9 @@ class RemoteCaptureTree:
                             url = f"{self._protocol}://{path.lstrip('/')}"
                             if self._protocol == "file":
                                 url = f"file://{path}"
-                            files.append(RemoteFile(path, url, int(entry["size"]), hour))
+                            files.append(
+                                RemoteFile(path, url, int(entry["size"]), hour, _modified(entry))
+                            )
         return RemoteListing(files, cut=False)
 
     def read_pieces(
@@ -258,6 +261,23 @@ def remote_folder_files(url: str, max_files: int = DEFAULT_MAX_FILES) -> list[Re
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+def _modified(entry: dict[str, Any]) -> float | None:
+    """When an object was stored, from a listing entry: ``LastModified`` (S3), ``mtime``
+    (local files, and GCS as a datetime), ``updated`` (GCS, ISO-8601)."""
+    for key in ("LastModified", "mtime", "updated"):
+        value = entry.get(key)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -30,6 +30,7 @@ from analyzer.web.routes import STATE_KEY, WebState, error_middleware, setup_rou
 from analyzer.web.runs import setup_run_routes
 from modelmon.config import ConfigError, ModelmonConfig, parse_listen
 from modelmon.schedule import Schedule
+from modelmon.storage_url import StorageUnavailable
 
 __all__ = ["create_app", "monitor_of", "run_service"]
 
@@ -133,9 +134,13 @@ def create_app(
             endpoint=config.endpoint.name,
             status_url=f"{config.analyzer_url}/monitor/status",
         )
-        monitor = await asyncio.to_thread(
-            Monitor, config, store, clock=clock, alerts=alerts, report_grace_s=report_grace_s
-        )
+        try:
+            monitor = await asyncio.to_thread(
+                Monitor, config, store, clock=clock, alerts=alerts, report_grace_s=report_grace_s
+            )
+        except StorageUnavailable as exc:
+            await asyncio.to_thread(store.close)
+            raise ConfigError(f"analyzer.capture_url: {exc}") from exc
         await monitor.load_state()
         await alerts.start()
         registry, collector = new_registry()

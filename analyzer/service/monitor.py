@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from analyzer.decoding.column_mapping import BY_NAME, BY_POSITION, mapping_note, positional_mapping
 from analyzer.ingest.ground_truth_folder import FolderStats, GroundTruthFolder
 from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit
+from analyzer.ingest.remote_ingest import RemoteIngestor
 from analyzer.monitors.contract import Evaluation, iso, worst
 from analyzer.monitors.data_quality.checks import check_options
 from analyzer.monitors.data_quality.evaluate import WindowVerdict
@@ -65,13 +66,16 @@ def _baseline_names(baseline: Baseline) -> list[str]:
 def _sources(found: dict[str, Any]) -> dict[str, Any]:
     """``sources``: how many writers (proxy instances) the capture tree holds files of, and
     when each last wrote (several replicas of one endpoint into one tree: docs/scale-out.md)."""
-    return {
+    doc: dict[str, Any] = {
         "count": found.get("count", 0),
         "instances": {
             name: {"files": info["files"], "last_write": iso(info["last_write_epoch"])}
             for name, info in (found.get("instances") or {}).items()
         },
     }
+    if "url" in found:  # analyzer.capture_url: the tree's URL and its listing/read errors
+        doc.update({key: found[key] for key in ("url", "errors", "last_error")})
+    return doc
 
 
 class Monitor:
@@ -96,7 +100,12 @@ class Monitor:
         self.column_mapping: str | None = None
         self.column_mapping_note: str | None = None
         self.limit = feature_limit(config, _baseline_names(self.baseline))
-        self.ingestor = Ingestor(store, config, clock=clock, limit=self.limit)
+        url = config.analyzer.capture_url
+        self.ingestor = (
+            RemoteIngestor(store, config, url, clock=clock, limit=self.limit)
+            if url is not None
+            else Ingestor(store, config, clock=clock, limit=self.limit)
+        )
         self.reporter = HourlyReporter(
             config,
             store,
@@ -202,6 +211,11 @@ class Monitor:
         if self.model_quality is not None:
             evaluations.append(self.model_quality.evaluate(now))
         return evaluations
+
+    def evaluate_at(self, now: float) -> dict[str, Any]:
+        """Evaluate the window at ``now`` and store its runs and status document (blocking):
+        what a tick does after the ingest; a backfill runs it for past times."""
+        return self._evaluate(now)
 
     def _evaluate(self, now: float) -> dict[str, Any]:
         start, end = self.window(now)

@@ -28,7 +28,9 @@ __all__ = [
     "HOUR_S",
     "FileState",
     "commit_chunk",
+    "ingest_deltas",
     "merge_buckets",
+    "merge_chunk",
     "read_buckets",
     "read_file_states",
 ]
@@ -69,7 +71,36 @@ def commit_chunk(
     row = db.execute("SELECT offset, done FROM files WHERE path = ?", [rel]).fetchone()
     if (row[0] if row else 0) != start_offset or (row is not None and row[1]):
         return False
-    now = clock()
+    merge_chunk(db, profiles, bucket_s=bucket_s, limit=limit, now=clock())
+    db.execute(
+        "INSERT OR REPLACE INTO files(path, offset, lines, records, bad, done) VALUES "
+        "(?, ?, ?, COALESCE((SELECT records FROM files WHERE path = ?), 0) + ?, "
+        "COALESCE((SELECT bad FROM files WHERE path = ?), 0) + ?, ?)",
+        [rel, new_offset, new_lines, rel, records, rel, sum(bad.values()), int(done)],
+    )
+    add_counters(db, ingest_deltas(records, bad, int(done)))
+    if extracted is not None:
+        store_predictions(db, extracted, quality_window_s)
+    return True
+
+
+def ingest_deltas(records: int, bad: Counter[str], files: int) -> dict[str, int]:
+    """The ingest counters of ``records`` good records, ``bad`` ones and ``files`` fully read."""
+    deltas = {"records": records, "bad_records": sum(bad.values()), "files": files}
+    deltas.update({f"bad:{reason}": n for reason, n in bad.items()})
+    return deltas
+
+
+def merge_chunk(
+    db: Database,
+    profiles: Mapping[int, DatasetProfile],
+    *,
+    bucket_s: int,
+    limit: FeatureLimit | None,
+    now: float,
+) -> None:
+    """Merge a chunk's bucket profiles into the stored ones and bump the ``version`` of every
+    hour they touch (inside the caller's transaction)."""
     for start, profile in sorted(profiles.items()):
         old = db.execute("SELECT profile, records FROM buckets WHERE start = ?", [start]).fetchone()
         n = profile.item_count
@@ -93,18 +124,6 @@ def commit_chunk(
             "ON CONFLICT(hour) DO UPDATE SET version = version + 1",
             [hour],
         )
-    db.execute(
-        "INSERT OR REPLACE INTO files(path, offset, lines, records, bad, done) VALUES "
-        "(?, ?, ?, COALESCE((SELECT records FROM files WHERE path = ?), 0) + ?, "
-        "COALESCE((SELECT bad FROM files WHERE path = ?), 0) + ?, ?)",
-        [rel, new_offset, new_lines, rel, records, rel, sum(bad.values()), int(done)],
-    )
-    deltas = {"records": records, "bad_records": sum(bad.values()), "files": int(done)}
-    deltas.update({f"bad:{reason}": n for reason, n in bad.items()})
-    add_counters(db, deltas)
-    if extracted is not None:
-        store_predictions(db, extracted, quality_window_s)
-    return True
 
 
 def merge_buckets(

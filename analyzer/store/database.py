@@ -152,6 +152,14 @@ def m005_run_detail(db: Database) -> None:
     db.table("runs").create_index(["detail", "kind", "time_epoch"])
 
 
+@MIGRATIONS()
+def m006_file_size(db: Database) -> None:
+    """The size of a remote capture object when it was read (``analyzer.capture_url``): an
+    object is immutable once sealed, so URL and size say whether it was read; NULL for a
+    local file (its offset says how far it was read)."""
+    db.execute("ALTER TABLE files ADD COLUMN size INTEGER")
+
+
 class StoreError(Exception):
     """The store cannot be opened or used (a bad path, a full disk, a closed store)."""
 

@@ -197,9 +197,14 @@ def tidy(
     give_back_pages(db)
 
 
-def forget_files(db: Database, oldest_listed: str, older_than: str) -> int:
+def forget_files(db: Database, oldest_listed: str, older_than: str, prefix: str = "") -> int:
     """Delete the rows of files fully read whose path sorts before both ``oldest_listed``
     (the oldest sealed file on disk) and ``older_than`` (``endpoint/variant/yyyy/mm/dd/hh`` of
-    the retention cutoff); returns how many."""
+    the retention cutoff), and at or after ``prefix`` (a remote tree's rows are keyed by URL:
+    ``{capture_url}/endpoint/variant/…``); returns how many."""
     bound = min(oldest_listed, older_than)
-    return int(db.execute("DELETE FROM files WHERE done = 1 AND path < ?", [bound]).rowcount)
+    return int(
+        db.execute(
+            "DELETE FROM files WHERE done = 1 AND path >= ? AND path < ?", [prefix, bound]
+        ).rowcount
+    )

@@ -78,6 +78,8 @@ class StatusCollector(Collector):
             ("records", "Capture records ingested (each exactly once)"),
             ("bad_records", "Capture records skipped as bad"),
             ("files", "Sealed capture files fully read"),
+            ("source_errors", "Failed listings or reads of the remote capture tree (retried)"),
+            ("changed_files", "Remote capture objects whose size changed after they were read"),
         ):
             yield CounterMetricFamily(
                 f"modelmon_ingest_{key}", help_text, value=float(counters.get(key, 0))

@@ -15,6 +15,7 @@ from typing import Any
 from analyzer.monitors.contract import iso, worst
 from analyzer.service.monitor import MONITOR, Monitor
 from analyzer.store.database import QUARANTINED
+from analyzer.store.file_sources import CHANGED, SOURCE_ERRORS
 from modelmon import __version__
 
 __all__ = ["full_status", "ingest_doc", "initial_doc"]
@@ -23,8 +24,10 @@ NO_ALERTS = {"sent": 0, "failed": 0, "pending": 0, "last_error": None, "webhooks
 
 
 def ingest_doc(counters: Mapping[str, int]) -> dict[str, Any]:
-    """``ingest``: records (each exactly once), bad records by reason, files fully read, and
-    stored bucket profiles moved to quarantine because they could not be read."""
+    """``ingest``: records (each exactly once), bad records by reason, files fully read,
+    stored bucket profiles moved to quarantine because they could not be read, failed listings
+    or reads of a remote capture tree (retried), and remote objects whose size changed after
+    they were read (not read again)."""
     return {
         "records": counters.get("records", 0),
         "bad_records": counters.get("bad_records", 0),
@@ -33,6 +36,8 @@ def ingest_doc(counters: Mapping[str, int]) -> dict[str, Any]:
         },
         "files": counters.get("files", 0),
         "quarantined_profiles": counters.get(QUARANTINED, 0),
+        "source_errors": counters.get(SOURCE_ERRORS, 0),
+        "changed_files": counters.get(CHANGED, 0),
     }
 
 

@@ -199,6 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_scheduler(analyze)
 
+    backfill = _command(
+        commands,
+        "backfill",
+        "fill the analyzer's database from an existing capture tree (the past: status, runs, "
+        "reports); files already read are skipped, so it is safe to run again",
+    )
+    _add_config(backfill)
+    backfill.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="DIR|URL",
+        help="the capture tree: a folder, or s3://bucket/prefix, gs://…, file:///… (the "
+        "{endpoint}/{variant}/yyyy/mm/dd/hh/ files below it)",
+    )
+    backfill.add_argument(
+        "--start", default=None, help="from this hour (ISO-8601 UTC; default: retention_days ago)"
+    )
+    backfill.add_argument(
+        "--end", default=None, help="before this time (ISO-8601 UTC; default: now)"
+    )
+    _add_scheduler(backfill)
+
     demo = _command(commands, "demo", "toy model + proxy + analyzer + drifting traffic")
     demo.add_argument(
         "--dir", type=Path, default=None, help="working folder (default: a temporary one)"
@@ -287,6 +310,12 @@ def run(args: argparse.Namespace) -> int:
                 data=args.data,
                 out=args.out,
             )
+    if command == "backfill":
+        from modelmon.cli.backfill import run_backfill_command
+
+        assert config is not None
+        with _executor(args, config) as executor:
+            return run_backfill_command(config, args.source, args.start, args.end, executor)
     if command == "demo":
         from modelmon.cli.demo import run_demo
 
