@@ -192,6 +192,7 @@ def analyze_model_quality(
             tick=tick,
             output_columns=config.analyzer.payload.output.columns,
             arrow=config.analyzer.arrow,
+            max_line_bytes=config.analyzer.max_line_bytes,
         )
     except InputError as exc:
         raise ModelQualityStop(no_data, str(exc)) from exc
