@@ -31,6 +31,7 @@ from analyzer.ingest.capture_files import (
     read_pieces,
 )
 from analyzer.ingest.table_readers import InputError
+from analyzer.monitors.model_quality.labels import LabelReader
 from analyzer.monitors.model_quality.pairs import Columns, JoinCounts, join
 from analyzer.monitors.model_quality.records import (
     Attribute,
@@ -136,6 +137,7 @@ def read_labels(
     keys: list[int] = []
     labels: list[float] = []
     fast = arrow.available(encoder, arrow_mode)
+    reader = LabelReader(attribute.name if attribute is not None else None)
     for path in files:
         whole = arrow.arrow_labels(path, attribute, encoder, max_line_bytes) if fast else None
         if whole is not None:  # after the rows of earlier files: file order is kept
@@ -147,7 +149,7 @@ def read_labels(
             continue
         for number, line in numbered_lines(path, bad, max_line_bytes):
             try:
-                key, value = ground_truth_record(line, attribute)
+                key, value = ground_truth_record(line, reader)
                 labels.append(encoder.label(value))
             except BadValue as exc:
                 bad.add(path, number, str(exc))
