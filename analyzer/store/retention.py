@@ -23,6 +23,12 @@ traffic:
 - **Files read** (one small row per capture file): a row is forgotten once its file is gone
   from disk (its path sorts before the oldest file listed: paths sort by hour) and its hour
   is older than ``retention_days``, so a file still on disk is never read twice.
+- **Ground truth**: the raw rows of ``POST /monitor/ground-truth`` bodies (``ground_truth``)
+  go at ``retention_days`` after they were received (the join's own labels go with their
+  predictions, ``store.model_quality.prune``). The read state of a ground-truth folder's file
+  (``mq_gt_files``) is forgotten as a capture file's is: once the file is gone from disk (its
+  path sorts before the oldest file listed: ``yyyy/mm/dd/hh/…`` sorts by hour) and its hour is
+  older than ``retention_days``; a file still on disk is never read twice.
 - **Pages**: a new database is created with ``auto_vacuum=INCREMENTAL``; when the free pages
   pass a quarter of the pages in use, all but an eighth of those are given back to the file
   system (the rest is reused by the next writes).
@@ -33,6 +39,7 @@ Work per call is bounded (at most :data:`BATCH` runs change per call; the rest n
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -50,6 +57,8 @@ __all__ = [
     "SUMMARY",
     "compact_buckets",
     "forget_files",
+    "forget_ground_truth",
+    "forget_label_files",
     "give_back_pages",
     "summarize_runs",
     "summary_features",
@@ -188,12 +197,16 @@ def tidy(
     buckets_before: float,
     run_detail_s: float,
     limit: FeatureLimit | None,
+    kept_after: float | None = None,
 ) -> None:
     """All of the above, inside the caller's (the window run's) transaction: buckets starting
     before ``buckets_before`` (the start of the window of ``now - run_detail_s``) into hour
-    rows, runs into summaries, free pages back."""
+    rows, runs into summaries, ground-truth rows received before ``kept_after`` (the
+    ``retention_days`` cutoff) deleted, free pages back."""
     compact_buckets(db, buckets_before, limit, now)
     summarize_runs(db, now - run_detail_s, now - max(HISTORY_S, run_detail_s))
+    if kept_after is not None:
+        forget_ground_truth(db, kept_after)
     give_back_pages(db)
 
 
@@ -203,3 +216,18 @@ def forget_files(db: Database, oldest_listed: str, older_than: str) -> int:
     the retention cutoff); returns how many."""
     bound = min(oldest_listed, older_than)
     return int(db.execute("DELETE FROM files WHERE done = 1 AND path < ?", [bound]).rowcount)
+
+
+def forget_ground_truth(db: Database, before: float) -> int:
+    """Delete the raw ground-truth rows (``POST /monitor/ground-truth``) received before
+    ``before``; returns how many."""
+    return int(db.execute("DELETE FROM ground_truth WHERE received_at < ?", [before]).rowcount)
+
+
+def forget_label_files(db: Database, oldest_listed: str | None, before: float) -> int:
+    """Delete the read state (``mq_gt_files``) of ground-truth files whose path (relative to
+    the folder, ``yyyy/mm/dd/hh/…``) sorts before both ``oldest_listed`` (the oldest file on
+    disk; None: none is) and the hour of ``before`` (the retention cutoff); returns how many."""
+    hour = time.strftime("%Y/%m/%d/%H", time.gmtime(before))
+    bound = hour if oldest_listed is None else min(oldest_listed, hour)
+    return int(db.execute("DELETE FROM mq_gt_files WHERE path < ?", [bound]).rowcount)
