@@ -18,8 +18,11 @@ traffic:
 - **Window runs** (one per tick): full for ``run_detail_s``; then a summary (the violations'
   types and features without their descriptions; per feature only the state, distance and
   threshold that the report's history chart reads); after a day (the history chart's span)
-  the per-feature part goes too. Hourly runs (one per hour, SageMaker's report files) stay
-  whole until ``retention_days``.
+  the per-feature part goes too. A model-quality run's summary keeps per metric its value,
+  standard deviation, threshold and state and per estimate its value, low and high
+  (``store.model_quality_history.history_detail``: a few numbers per metric), and keeps them
+  until ``retention_days``: the report's model-quality chart spans the retention. Hourly runs
+  (one per hour, SageMaker's report files) stay whole until ``retention_days``.
 - **Files read** (one small row per capture file): a row is forgotten once its file is gone
   from disk (its path sorts before the oldest file listed: paths sort by hour) and its hour
   is older than ``retention_days``, so a file still on disk is never read twice.
@@ -48,6 +51,8 @@ from sqlite_utils import Database
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.profile import DatasetProfile, ProfileError
 from analyzer.store.database import quarantine_bucket
+from analyzer.store.model_quality_history import KIND as MODEL_QUALITY
+from analyzer.store.model_quality_history import history_detail
 
 __all__ = [
     "BATCH",
@@ -148,7 +153,8 @@ def summary_features(features: Any) -> dict[str, Any]:
 
 def summarize_runs(db: Database, detail_before: float, bare_before: float) -> int:
     """Summarize the non-hourly runs older than ``detail_before`` and strip the per-feature
-    part of those older than ``bare_before``; returns how many rows changed (≤ 2 × BATCH)."""
+    part of those older than ``bare_before`` (not of model-quality runs: their summary stays
+    for the chart); returns how many rows changed (≤ 2 × BATCH)."""
     rows = db.execute(
         "SELECT id, kind, features, violations FROM runs WHERE detail = ? AND kind != 'hourly' "
         "AND time_epoch < ? ORDER BY time_epoch LIMIT ?",
@@ -156,19 +162,24 @@ def summarize_runs(db: Database, detail_before: float, bare_before: float) -> in
     ).fetchall()
     for run_id, kind, features, violations in rows:
         feats = orjson.loads(features or "{}")
+        if kind == "window":
+            feats = summary_features(feats)
+        elif kind == MODEL_QUALITY:
+            feats = history_detail(feats)
         db.execute(
             "UPDATE runs SET detail = ?, features = ?, violations = ? WHERE id = ?",
             [
                 SUMMARY,
-                orjson.dumps(summary_features(feats) if kind == "window" else feats).decode(),
+                orjson.dumps(feats).decode(),
                 orjson.dumps(summary_violations(orjson.loads(violations or "[]"))).decode(),
                 run_id,
             ],
         )
     bare = db.execute(
         "UPDATE runs SET detail = ?, features = '{}' WHERE id IN (SELECT id FROM runs "
-        "WHERE detail = ? AND kind != 'hourly' AND time_epoch < ? ORDER BY time_epoch LIMIT ?)",
-        [BARE, SUMMARY, bare_before, BATCH],
+        "WHERE detail = ? AND kind NOT IN ('hourly', ?) AND time_epoch < ? ORDER BY time_epoch"
+        " LIMIT ?)",
+        [BARE, SUMMARY, MODEL_QUALITY, bare_before, BATCH],
     ).rowcount
     return len(rows) + max(0, bare)
 
