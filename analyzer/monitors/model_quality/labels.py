@@ -113,16 +113,12 @@ class LabelReader:
         return self._csv(data)
 
     def _csv(self, data: str) -> str:
-        if self.index is None and self.path is None and "," not in data and '"' not in data:
+        if self.index is None and self.path is None:
             return _checked(data)
         line = data.strip().split("\n", 1)[0]
         fields = next(csv.reader([line]), []) if '"' in line else line.split(",")
         if len(fields) == 1:  # one value is the label, whatever names it in a table (as batch)
             return _checked(fields[0])
-        if self.index is None and self.path is None:
-            raise LabelError(
-                "several_values", "set ground_truth_attribute to the label's column index"
-            )
         if self.index is None:
             raise LabelError("attribute_not_in_csv", f"{self.attribute!r} names no column")
         if self.index >= len(fields):

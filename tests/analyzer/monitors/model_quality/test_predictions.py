@@ -147,7 +147,6 @@ def test_label_reader_by_encoding_and_attribute() -> None:
     for reader, data, encoding, reason in [
         (LabelReader("3"), "1,0", "CSV", "no_label"),
         (LabelReader("label"), "1,0", "CSV", "attribute_not_in_csv"),
-        (LabelReader(None), "1,0", "CSV", "several_values"),  # which one? (as the batch says)
         (LabelReader("label"), '{"other": 1}', "JSON", "no_label"),
         (LabelReader(None), '{"label": 1}', "JSON", "label_not_scalar"),
         (LabelReader(None), "{oops", "JSON", "label_not_json"),
@@ -158,4 +157,3 @@ def test_label_reader_by_encoding_and_attribute() -> None:
             reader(data, encoding)
         assert caught.value.reason == reason
     assert LabelReader(None)("x" * 1024, "CSV") == "x" * 1024  # at the limit
-    assert LabelReader(None)('"a,b"', "CSV") == "a,b"  # one quoted value
