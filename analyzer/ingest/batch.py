@@ -196,6 +196,7 @@ def _analyze(
                 no_baseline=EXIT_NO_BASELINE,
                 no_data=EXIT_NO_DATA,
                 tick=lambda rows: progress.tick(len(files), rows, rows),
+                executor=executor,
             )
         except ModelQualityStop as stop:
             raise _Stop(stop.code, str(stop)) from stop

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.ingest.executor import Executor
 from analyzer.ingest.model_quality_files import (
     Pairs,
     joined_pairs,
@@ -142,8 +143,10 @@ def analyze_model_quality(
     no_baseline: int,
     no_data: int,
     tick: Any = None,
+    executor: Executor | None = None,
 ) -> tuple[datetime, datetime, Path]:
-    """Evaluate the window; write the reports; print a summary. Returns the window and folder."""
+    """Evaluate the window; write the reports; print a summary. Returns the window and folder.
+    ``executor``: where the capture files are read (the map; default: this process)."""
     mq = config.analyzer.model_quality
     assert mq is not None
     baseline = _baseline(mq, no_baseline)
@@ -164,6 +167,7 @@ def analyze_model_quality(
             output_columns=config.analyzer.payload.output.columns,
             arrow=config.analyzer.arrow,
             max_line_bytes=config.analyzer.max_line_bytes,
+            executor=executor,
         )
     except InputError as exc:
         raise ModelQualityStop(no_data, str(exc)) from exc

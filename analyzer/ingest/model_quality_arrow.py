@@ -163,8 +163,10 @@ def arrow_predictions(
     encoder: Encoder,
     columns: list[str],
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    hash_keys: bool = True,
 ) -> Any:
-    """``(keys, times, predictions, probabilities)`` of a capture file, or None."""
+    """``(keys, times, predictions, probabilities)`` of a capture file, or None. The keys are
+    hashed (``hash_keys``) or the key strings (an object array)."""
     pa, pc = _module("pyarrow"), _module("pyarrow.compute")
 
     side = pa.struct([("data", pa.string()), ("encoding", pa.string())])
@@ -210,7 +212,8 @@ def arrow_predictions(
         predictions = _labels(_numbers(picked) if picked is not None else None, encoder)
     if predictions is None:
         return None
-    return _hashes(keys), times, predictions, scores
+    found = _hashes(keys) if hash_keys else np.array(keys.to_pylist(), dtype=object)
+    return found, times, predictions, scores
 
 
 def _hashes(keys: Any) -> IntArray:

@@ -14,8 +14,9 @@ per row whatever the files hold; the join itself is :func:`~.pairs.join`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,10 @@ from analyzer.ingest.capture_files import (
     is_sealed,
     read_pieces,
 )
+from analyzer.ingest.executor import Executor, InProcess
 from analyzer.ingest.table_readers import InputError
 from analyzer.monitors.model_quality.labels import LabelReader
-from analyzer.monitors.model_quality.pairs import Columns, JoinCounts, join
+from analyzer.monitors.model_quality.pairs import Columns, JoinCounts, join, key_hashes
 from analyzer.monitors.model_quality.records import (
     Attribute,
     BadValue,
@@ -45,7 +47,10 @@ from modelmon.config import ModelQualityConfig
 __all__ = [
     "BAD_LINES_SHOWN",
     "BadLines",
+    "FilePredictions",
     "Pairs",
+    "PredictionTask",
+    "file_predictions",
     "folder_files",
     "joined_pairs",
     "numbered_lines",
@@ -71,6 +76,11 @@ class BadLines:
         self.count += 1
         if len(self.shown) < BAD_LINES_SHOWN:
             self.shown.append(f"{path}: line {line}: {error}")
+
+    def extend(self, other: BadLines) -> None:
+        """``other``'s lines after these (as if read after them)."""
+        self.count += other.count
+        self.shown.extend(other.shown[: BAD_LINES_SHOWN - len(self.shown)])
 
 
 def folder_files(folder: Path) -> list[Path]:
@@ -176,8 +186,13 @@ def read_predictions(
     columns: Sequence[str] = (),
     arrow_mode: str = "csv",
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    hash_keys: bool = True,
 ) -> Columns:
     """Columns ``key``, ``time``, ``prediction``, ``probability`` (NaN: none) of capture lines.
+
+    ``key`` is the hash of the join key, or (``hash_keys`` False) the key itself: Python's
+    ``hash`` of a string differs between processes, so a map over files in other processes
+    hands the keys back to be hashed by the one that joins.
 
     ``columns``: the names of a CSV output's fields (``payload.output.columns``); a line over
     ``max_line_bytes`` is a bad line (skipped, counted with its number).
@@ -185,16 +200,18 @@ def read_predictions(
     ``window``: ``[start, end)`` in epoch seconds of inference time; records outside are
     passed over (not counted as bad).
     """
+    key_type: type[np.generic] = np.int64 if hash_keys else np.object_
     out = Columns(
-        {"key": np.int64, "time": np.float64, "prediction": np.float64, "probability": np.float64}
+        {"key": key_type, "time": np.float64, "prediction": np.float64, "probability": np.float64}
     )
-    rows: list[tuple[int, float, float, float]] = []
+    rows: list[tuple[Any, float, float, float]] = []
+    key_of: Callable[[str], Any] = hash if hash_keys else str
     nan = float("nan")
     fast = arrow.available(encoder, arrow_mode)
     for path in files:
         whole = (
             arrow.arrow_predictions(
-                path, inference, probability, encoder, list(columns), max_line_bytes
+                path, inference, probability, encoder, list(columns), max_line_bytes, hash_keys
             )
             if fast
             else None
@@ -229,7 +246,7 @@ def read_predictions(
             except BadValue as exc:
                 bad.add(path, number, str(exc))
                 continue
-            rows.append((hash(record.key), record.inference_time, value, score))
+            rows.append((key_of(record.key), record.inference_time, value, score))
             if len(rows) >= CHUNK:
                 _append_predictions(out, rows)
                 rows = []
@@ -239,7 +256,7 @@ def read_predictions(
     return out
 
 
-def _append_predictions(out: Columns, rows: list[tuple[int, float, float, float]]) -> None:
+def _append_predictions(out: Columns, rows: list[tuple[Any, float, float, float]]) -> None:
     if not rows:
         out.append(key=[], time=[], prediction=[], probability=[])
         return
@@ -276,6 +293,85 @@ def _attribute(value: str | None) -> Attribute | None:
     return Attribute.of(value) if value is not None else None
 
 
+@dataclass(frozen=True)
+class PredictionTask:
+    """What the map over capture files needs; plain values, so it pickles to any worker."""
+
+    problem_type: str
+    threshold: float
+    inference: str | None
+    probability: str | None
+    window: tuple[float, float] | None
+    columns: tuple[str, ...]
+    arrow_mode: str
+    max_line_bytes: int
+
+
+@dataclass
+class FilePredictions:
+    """The map's result for one capture file: the columns (``key``: the key strings), the
+    class names by code of its own encoder (multiclass), and its bad lines."""
+
+    columns: Columns
+    classes: list[str]
+    bad: BadLines
+
+
+def file_predictions(task: PredictionTask, path: Path) -> FilePredictions:
+    """The map: the predictions of one capture file (a fresh encoder: codes are the file's)."""
+    encoder = Encoder(task.problem_type, task.threshold)  # type: ignore[arg-type]
+    bad = BadLines()
+    columns = read_predictions(
+        [path],
+        _attribute(task.inference),
+        _attribute(task.probability),
+        encoder,
+        bad,
+        window=task.window,
+        columns=task.columns,
+        arrow_mode=task.arrow_mode,
+        max_line_bytes=task.max_line_bytes,
+        hash_keys=False,
+    )
+    return FilePredictions(columns, encoder.class_names(), bad)
+
+
+def _reduce_predictions(
+    results: Iterable[FilePredictions], encoder: Encoder, bad: BadLines, tick: Any
+) -> Columns:
+    """The files' predictions in file order, keys hashed here, class codes made the run's
+    (in the order of first appearance, as one reader going through the files gives them)."""
+    out = Columns(
+        {"key": np.int64, "time": np.float64, "prediction": np.float64, "probability": np.float64}
+    )
+    for result in results:
+        columns = result.columns
+        predictions = columns.column("prediction")
+        keep: Any = slice(None)
+        if result.classes:  # multiclass: the file's codes to the run's
+            codes = np.empty(len(result.classes))
+            for code, name in enumerate(result.classes):
+                try:
+                    codes[code] = encoder.label(name, "prediction")
+                except BadValue:
+                    codes[code] = np.nan
+            predictions = codes[predictions.astype(np.int64)]
+            keep = ~np.isnan(predictions)
+            dropped = int(predictions.size - keep.sum())
+            if dropped:
+                bad.count += dropped  # over MAX_CLASSES classes in all
+        bad.extend(result.bad)
+        out.append(
+            key=key_hashes(columns.column("key")[keep].tolist()),
+            time=columns.column("time")[keep],
+            prediction=predictions[keep],
+            probability=columns.column("probability")[keep],
+        )
+        if tick is not None:
+            tick(out.rows)
+    return out
+
+
 def joined_pairs(
     mq: ModelQualityConfig,
     encoder: Encoder,
@@ -287,26 +383,27 @@ def joined_pairs(
     output_columns: Sequence[str] = (),
     arrow: str = "csv",
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    executor: Executor | None = None,
 ) -> Pairs:
     """Read the capture files and the ground-truth folder and join them in memory; a line
-    over ``max_line_bytes`` is a bad line (skipped, counted with its file and number)."""
+    over ``max_line_bytes`` is a bad line (skipped, counted with its file and number).
+
+    The capture files are a map on ``executor`` (default: this process), one task a file
+    (:func:`file_predictions`); the reduce (keys hashed, class codes, the labels, the join)
+    runs here in file order, so every backend gives the same pairs."""
     bad = BadLines()
-    inference, probability = (
-        _attribute(mq.inference_attribute),
-        _attribute(mq.probability_attribute),
+    task = PredictionTask(
+        encoder.problem_type,
+        encoder.threshold,
+        mq.inference_attribute,
+        mq.probability_attribute,
+        window,
+        tuple(output_columns),
+        arrow,
+        max_line_bytes,
     )
-    predictions = read_predictions(
-        capture_files,
-        inference,
-        probability,
-        encoder,
-        bad,
-        window=window,
-        tick=tick,
-        columns=output_columns,
-        arrow_mode=arrow,
-        max_line_bytes=max_line_bytes,
-    )
+    results = (executor or InProcess()).map(partial(file_predictions, task), capture_files)
+    predictions = _reduce_predictions(results, encoder, bad, tick)
     labels = read_labels(
         ground_truth,
         _attribute(mq.ground_truth_attribute),

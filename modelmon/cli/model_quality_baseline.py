@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES
+from analyzer.ingest.executor import Executor
 from analyzer.ingest.model_quality_files import BadLines, Pairs, folder_files, joined_pairs
 from analyzer.ingest.model_quality_table import TableAttributes, read_table
 from analyzer.ingest.table_readers import InputError, infer_format
@@ -128,8 +129,11 @@ def run_model_quality_baseline(
     ground_truth: Path | None,
     out: Path | None,
     progress: Any,
+    *,
+    executor: Executor | None = None,
 ) -> int:
-    """Build the model-quality baseline; returns the exit code."""
+    """Build the model-quality baseline; returns the exit code. ``executor``: where a capture
+    folder's files are read (the map of :func:`joined_pairs`; default: this process)."""
     mq = config.analyzer.model_quality if config is not None else None
     if mq is None:
         print(
@@ -164,6 +168,7 @@ def run_model_quality_baseline(
                 output_columns=output,
                 arrow=arrow,
                 max_line_bytes=limit,
+                executor=executor,
             )
         else:
             if ground_truth is not None:
