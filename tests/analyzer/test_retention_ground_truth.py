@@ -15,6 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from analyzer.service.app import create_app, monitor_of
+from analyzer.store.database import Store
+from analyzer.store.ground_truth import store_ground_truth
+from analyzer.store.retention import forget_ground_truth
 from tests.analyzer.service_helpers import T0, Clock
 from tests.analyzer.test_service_model_quality import _config
 
@@ -94,3 +97,24 @@ async def test_three_days_of_ground_truth_keep_to_retention(
     received, states = rows()
     assert received == [] and states == [files[2].relative_to(folder).as_posix()]
     assert monitor.last_ground_truth.labels == 0  # f2 was not read again
+
+
+def test_ground_truth_rows_go_in_bounded_steps_oldest_first(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.db")
+    store.start()
+    try:
+        rows = [("e", None, None, "1", "CSV", at) for at in (1.0, 2.0, 3.0, 4.0, 9.0)]
+        store.write(lambda db: store_ground_truth(db, rows))
+
+        def left() -> list[float]:
+            found: list[float] = store.read(
+                lambda conn: [r for (r,) in conn.execute("SELECT received_at FROM ground_truth")]
+            )
+            return found
+
+        assert store.write(lambda db: forget_ground_truth(db, 5.0, batch=3)) == 3
+        assert left() == [4.0, 9.0]  # at most `batch` rows a call: the rest next time
+        assert store.write(lambda db: forget_ground_truth(db, 5.0, batch=3)) == 1
+        assert left() == [9.0]
+    finally:
+        store.close()
