@@ -25,7 +25,7 @@ from analyzer.ingest.capture_files import (
     read_pieces,
 )
 from analyzer.ingest.model_quality_files import CHUNK, BadLines, Tick, numbered_lines, too_long
-from analyzer.ingest.table_readers import InputError
+from analyzer.ingest.table_readers import InputError, csv_read_errors
 from analyzer.monitors.model_quality.pairs import Columns
 from analyzer.monitors.model_quality.records import Attribute, BadValue, Encoder
 
@@ -182,14 +182,8 @@ def _csv_attributes(path: Path, attributes: TableAttributes, limit: int) -> Tabl
 
 
 def _guard(path: Path, read: Callable[[], Any]) -> Any:
-    try:
+    with csv_read_errors(path):
         return read()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except csv.Error as exc:
-        raise InputError(f"{path}: malformed CSV: {exc}") from exc
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from exc
 
 
 def _csv_rows(path: Path, limit: int) -> Iterator[tuple[int, Any]]:
