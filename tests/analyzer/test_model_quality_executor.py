@@ -19,12 +19,13 @@ from typing import Any
 
 import orjson
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from analyzer.ingest.executor import DaskExecutor, Executor, InProcess, LocalProcesses
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.cli.baseline import run_baseline
 from modelmon.config import load_config
+from tests.dask_support import local_cluster_client
 
 HOUR = datetime(2026, 11, 27, 7, tzinfo=UTC)
 CLASSES = ["cat", "dog", "emu", "fox", "gnu"]
@@ -84,16 +85,7 @@ def _config(root: Path, problem_type: str, inference: str) -> Path:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",  # never the fixed 8787 another test may hold
-    )  # fmt: skip
-    client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
+    yield from local_cluster_client()
 
 
 def _baseline(root: Path, config: Path, executor: Executor, name: str) -> dict[str, bytes]:
