@@ -9,14 +9,10 @@ receiver must get exactly one alert for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
-import os
-import signal
-import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +21,11 @@ import pytest
 import yaml
 from aiohttp import web
 
+from tests.e2e_helpers import free_port, modelmon_up, monitor, serving, status_until
 from tests.shared_data import DATA, REQUEST_COLUMNS
 
 FEATURES = REQUEST_COLUMNS
 ROWS_PER_REQUEST = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _feature_rows(name: str) -> list[str]:
@@ -63,20 +53,12 @@ class Servers:
 @pytest.fixture
 async def servers() -> AsyncIterator[tuple[Servers, int]]:
     state = Servers()
-    app = web.Application()
-    app.router.add_post("/invocations", state.invocations)
-    app.router.add_post("/hook", state.hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield state, port
-    await runner.cleanup()
+    async with serving(state) as port:
+        yield state, port
 
 
 def _write_config(tmp: Path, model_port: int) -> tuple[Path, str]:
-    proxy_port, analyzer_port = _free_port(), _free_port()
+    proxy_port, analyzer_port = free_port(), free_port()
     config = {
         "endpoint": {"name": "e2e"},
         "proxy": {
@@ -134,12 +116,6 @@ def _write_baseline(tmp: Path, config: Path) -> None:
     assert (tmp / "baseline" / "statistics.json").exists()
 
 
-async def _pause(seconds: float) -> None:
-    """A bounded wait on an event nobody sets: the pacing between polls of a live service."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.Event().wait(), seconds)
-
-
 async def _send(session: aiohttp.ClientSession, url: str, rows: list[str]) -> None:
     for start in range(0, len(rows), ROWS_PER_REQUEST):
         body = "\n".join(rows[start : start + ROWS_PER_REQUEST])
@@ -151,33 +127,8 @@ async def _send(session: aiohttp.ClientSession, url: str, rows: list[str]) -> No
             await response.read()
 
 
-async def _status_until(
-    session: aiohttp.ClientSession,
-    url: str,
-    done: Callable[[dict[str, Any]], bool],
-    proc: asyncio.subprocess.Process,
-    within_s: float,
-    traffic: Callable[[], Any] | None = None,
-) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + within_s
-    last: dict[str, Any] = {}
-    while asyncio.get_running_loop().time() < deadline:
-        assert proc.returncode is None, "modelmon up exited early"
-        if traffic is not None:
-            await traffic()
-        with contextlib.suppress(aiohttp.ClientError):
-            async with session.get(f"{url}/monitor/status") as response:
-                if response.status == 200:
-                    last = await response.json()
-                    if done(last):
-                        return last
-        await _pause(0.2)
-    raise AssertionError(f"status never reached the expected state; last: {last}")
-
-
 def _dq(status: dict[str, Any]) -> dict[str, Any]:
-    monitor: dict[str, Any] = status.get("monitors", {}).get("data_quality", {})
-    return monitor
+    return monitor(status, "data_quality")
 
 
 async def test_drift_through_the_proxy_alerts_once(
@@ -186,83 +137,61 @@ async def test_drift_through_the_proxy_alerts_once(
     state, model_port = servers
     config, url = _write_config(tmp_path, model_port)
     _write_baseline(tmp_path, config)
-    log = (tmp_path / "up.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "modelmon",
-        "up",
-        "--config",
-        str(config),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-            normal = _feature_rows("current_nodrift.csv")
-            drifted = _feature_rows("current_covariate.csv")
-            cursor = {"normal": 0, "drifted": 0}
+    async with modelmon_up(config, tmp_path / "up.log") as proc, aiohttp.ClientSession() as session:
+        normal = _feature_rows("current_nodrift.csv")
+        drifted = _feature_rows("current_covariate.csv")
+        cursor = {"normal": 0, "drifted": 0}
 
-            async def more(kind: str, rows: list[str]) -> None:
-                start = cursor[kind] % len(rows)
-                cursor[kind] += 200
-                await _send(session, url, rows[start : start + 200])
+        async def more(kind: str, rows: list[str]) -> None:
+            start = cursor[kind] % len(rows)
+            cursor[kind] += 200
+            await _send(session, url, rows[start : start + 200])
 
-            # The proxy answers before the analyzer's first run: traffic can start at once.
-            await _status_until(session, url, lambda s: "state" in s, proc, 30)
-            ok = await _status_until(
+        # The proxy answers before the analyzer's first run: traffic can start at once.
+        await status_until(session, url, lambda s: "state" in s, proc, 30)
+        ok = await status_until(
+            session,
+            url,
+            lambda s: _dq(s).get("state") == "ok",
+            proc,
+            40,
+            traffic=lambda: more("normal", normal),
+        )
+        assert not _dq(ok)["violations"]
+        assert not state.hooks
+
+        alert = await status_until(
+            session,
+            url,
+            lambda s: (
+                _dq(s).get("state") == "alert"
+                and {"income", "state"} <= {v["feature_name"] for v in _dq(s)["violations"]}
+            ),
+            proc,
+            60,
+            traffic=lambda: more("drifted", drifted),
+        )
+        features = _dq(alert)["features"]
+        assert features["income"]["state"] == "alert"
+        assert features["income"]["distance"] > features["income"]["threshold"]
+        untouched = ("age", "tenure_months", "num_products", "channel")
+        assert all(features[name]["state"] != "alert" for name in untouched)
+
+        await asyncio.wait_for(state.hook_arrived.wait(), 20)
+        # Two more runs in alert must not send the alert again.
+        seen = alert["last_run"]
+        for _ in range(2):
+            later = await status_until(
                 session,
                 url,
-                lambda s: _dq(s).get("state") == "ok",
+                lambda s, seen=seen: s.get("last_run") != seen,
                 proc,
-                40,
-                traffic=lambda: more("normal", normal),
-            )
-            assert not _dq(ok)["violations"]
-            assert not state.hooks
-
-            alert = await _status_until(
-                session,
-                url,
-                lambda s: (
-                    _dq(s).get("state") == "alert"
-                    and {"income", "state"} <= {v["feature_name"] for v in _dq(s)["violations"]}
-                ),
-                proc,
-                60,
+                20,
                 traffic=lambda: more("drifted", drifted),
             )
-            features = _dq(alert)["features"]
-            assert features["income"]["state"] == "alert"
-            assert features["income"]["distance"] > features["income"]["threshold"]
-            untouched = ("age", "tenure_months", "num_products", "channel")
-            assert all(features[name]["state"] != "alert" for name in untouched)
-
-            await asyncio.wait_for(state.hook_arrived.wait(), 20)
-            # Two more runs in alert must not send the alert again.
-            seen = alert["last_run"]
-            for _ in range(2):
-                later = await _status_until(
-                    session,
-                    url,
-                    lambda s, seen=seen: s.get("last_run") != seen,
-                    proc,
-                    20,
-                    traffic=lambda: more("drifted", drifted),
-                )
-                seen = later["last_run"]
-            alerts = [h for h in state.hooks if h.get("state") == "alert"]
-            assert len(alerts) == 1, state.hooks
-            assert alerts[0]["monitor"] == "data_quality"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-        log.close()
-    assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
+            seen = later["last_run"]
+        alerts = [h for h in state.hooks if h.get("state") == "alert"]
+        assert len(alerts) == 1, state.hooks
+        assert alerts[0]["monitor"] == "data_quality"
     sealed = list((tmp_path / "capture" / "e2e").rglob("*.jsonl"))
     assert sealed and not list((tmp_path / "capture").rglob("*.part"))

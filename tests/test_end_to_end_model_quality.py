@@ -16,9 +16,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +29,8 @@ from aiohttp import web
 
 from tests.analyzer.service_helpers import write_baseline
 from tests.analyzer.test_service_model_quality import write_quality_baseline
+from tests.e2e_helpers import free_port, modelmon_up, monitor, serving, status_until
 from tests.shared_data import DATA, REQUEST_COLUMNS
-from tests.test_end_to_end import _free_port, _status_until
 
 FEATURES = REQUEST_COLUMNS
 NODRIFT, CONCEPT = 400, 1000  # predictions (and labels) per phase
@@ -78,20 +75,12 @@ class Servers:
 @pytest.fixture
 async def servers() -> AsyncIterator[tuple[Servers, int]]:
     state = Servers()
-    app = web.Application()
-    app.router.add_post("/invocations", state.invocations)
-    app.router.add_post("/hook", state.hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield state, port
-    await runner.cleanup()
+    async with serving(state) as port:
+        yield state, port
 
 
 def _write_config(tmp: Path, model_port: int) -> tuple[Path, str]:
-    proxy_port, analyzer_port = _free_port(), _free_port()
+    proxy_port, analyzer_port = free_port(), free_port()
     statistics, constraints = write_baseline(tmp / "baseline")
     mq_statistics, mq_constraints = write_quality_baseline(tmp / "baseline" / "model_quality")
     config = {
@@ -197,13 +186,11 @@ async def _label(
 
 
 def _mq(status: dict[str, Any]) -> dict[str, Any]:
-    monitor: dict[str, Any] = status.get("monitors", {}).get("model_quality", {})
-    return monitor
+    return monitor(status, "model_quality")
 
 
 def _dq(status: dict[str, Any]) -> dict[str, Any]:
-    monitor: dict[str, Any] = status.get("monitors", {}).get("data_quality", {})
-    return monitor
+    return monitor(status, "data_quality")
 
 
 async def test_concept_drift_through_up_alerts_model_quality_once(
@@ -212,93 +199,71 @@ async def test_concept_drift_through_up_alerts_model_quality_once(
     state, model_port = servers
     config, url = _write_config(tmp_path, model_port)
     folder = tmp_path / "ground-truth"
-    log = (tmp_path / "up.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "modelmon",
-        "up",
-        "--config",
-        str(config),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-            await _status_until(session, url, lambda s: "state" in s, proc, 30)
-            normal = _table("current_nodrift.csv")[:NODRIFT]
-            await _predict(session, url, normal, "n")
-            await _label(session, url, folder, normal, "n")
-            ok = await _status_until(
-                session,
-                url,
-                lambda s: _mq(s).get("labels", {}).get("matched", 0) >= NODRIFT,
-                proc,
-                30,
-            )
-            quality = _mq(ok)
-            assert quality["labels"]["matched"] == NODRIFT and quality["samples"] == NODRIFT
-            assert quality["labels"]["unmatched"] == 0
-            assert quality["state"] == "ok", quality
-            assert quality["metrics"]["auc"]["value"] > 0.65
-            assert quality["estimate"]["trusted"] is True
-            assert _dq(ok)["state"] != "alert"
-            assert not state.hooks
+    async with modelmon_up(config, tmp_path / "up.log") as proc, aiohttp.ClientSession() as session:
+        await status_until(session, url, lambda s: "state" in s, proc, 30)
+        normal = _table("current_nodrift.csv")[:NODRIFT]
+        await _predict(session, url, normal, "n")
+        await _label(session, url, folder, normal, "n")
+        ok = await status_until(
+            session,
+            url,
+            lambda s: _mq(s).get("labels", {}).get("matched", 0) >= NODRIFT,
+            proc,
+            30,
+        )
+        quality = _mq(ok)
+        assert quality["labels"]["matched"] == NODRIFT and quality["samples"] == NODRIFT
+        assert quality["labels"]["unmatched"] == 0
+        assert quality["state"] == "ok", quality
+        assert quality["metrics"]["auc"]["value"] > 0.65
+        assert quality["estimate"]["trusted"] is True
+        assert _dq(ok)["state"] != "alert"
+        assert not state.hooks
 
-            concept = _table("current_concept.csv")[:CONCEPT]
-            await _predict(session, url, concept, "c")
-            await _label(session, url, folder, concept, "c")
-            alert = await _status_until(
-                session,
-                url,
-                lambda s: _mq(s).get("labels", {}).get("matched", 0) >= NODRIFT + CONCEPT,
-                proc,
-                30,
-            )
-            quality = _mq(alert)
-            assert quality["labels"]["matched"] == NODRIFT + CONCEPT
-            assert quality["samples"] == NODRIFT + CONCEPT  # both phases in the 60 s window
-            assert quality["state"] == "alert", quality
-            assert quality["metrics"]["auc"]["state"] == "alert"
-            assert quality["metrics"]["auc"]["value"] < 0.55
-            assert "auc" in {v["metric_name"] for v in quality["violations"]}
-            # inputs unchanged: data quality is quiet, and the estimate (from the inputs'
-            # scores alone) is contradicted by the realized AUC
-            assert _dq(alert)["state"] != "alert", _dq(alert)
-            assert _dq(alert)["samples"] > 0
-            assert quality["estimated"]["auc"]["agrees_with_realized"] is False
-            assert alert["state"] == "alert"
+        concept = _table("current_concept.csv")[:CONCEPT]
+        await _predict(session, url, concept, "c")
+        await _label(session, url, folder, concept, "c")
+        alert = await status_until(
+            session,
+            url,
+            lambda s: _mq(s).get("labels", {}).get("matched", 0) >= NODRIFT + CONCEPT,
+            proc,
+            30,
+        )
+        quality = _mq(alert)
+        assert quality["labels"]["matched"] == NODRIFT + CONCEPT
+        assert quality["samples"] == NODRIFT + CONCEPT  # both phases in the 60 s window
+        assert quality["state"] == "alert", quality
+        assert quality["metrics"]["auc"]["state"] == "alert"
+        assert quality["metrics"]["auc"]["value"] < 0.55
+        assert "auc" in {v["metric_name"] for v in quality["violations"]}
+        # inputs unchanged: data quality is quiet, and the estimate (from the inputs'
+        # scores alone) is contradicted by the realized AUC
+        assert _dq(alert)["state"] != "alert", _dq(alert)
+        assert _dq(alert)["samples"] > 0
+        assert quality["estimated"]["auc"]["agrees_with_realized"] is False
+        assert alert["state"] == "alert"
 
-            hooks = await _status_until(
-                session,
-                url,
-                lambda s: any(h.get("monitor") == "model_quality" for h in state.hooks),
-                proc,
-                20,
-            )
-            # Two more runs in alert must not send the alert again.
-            seen: str = hooks["last_run"]
-            for _ in range(2):
+        hooks = await status_until(
+            session,
+            url,
+            lambda s: any(h.get("monitor") == "model_quality" for h in state.hooks),
+            proc,
+            20,
+        )
+        # Two more runs in alert must not send the alert again.
+        seen: str = hooks["last_run"]
+        for _ in range(2):
 
-                def newer(s: dict[str, Any], seen: str = seen) -> bool:
-                    return s.get("last_run") != seen
+            def newer(s: dict[str, Any], seen: str = seen) -> bool:
+                return s.get("last_run") != seen
 
-                later = await _status_until(session, url, newer, proc, 20)
-                assert _mq(later)["state"] == "alert" and _dq(later)["state"] != "alert"
-                seen = later["last_run"]
-            alerts = [h for h in state.hooks if h.get("state") == "alert"]
-            assert len(alerts) == 1, state.hooks
-            assert alerts[0]["monitor"] == "model_quality"
-            assert alerts[0]["previous_state"] in ("ok", "warning")
-            assert "auc" in {v["metric_name"] for v in alerts[0]["violations"]}
-            assert state.unknown_rows == 0
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-        log.close()
-    assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
+            later = await status_until(session, url, newer, proc, 20)
+            assert _mq(later)["state"] == "alert" and _dq(later)["state"] != "alert"
+            seen = later["last_run"]
+        alerts = [h for h in state.hooks if h.get("state") == "alert"]
+        assert len(alerts) == 1, state.hooks
+        assert alerts[0]["monitor"] == "model_quality"
+        assert alerts[0]["previous_state"] in ("ok", "warning")
+        assert "auc" in {v["metric_name"] for v in alerts[0]["violations"]}
+        assert state.unknown_rows == 0

@@ -268,6 +268,7 @@ def _analyze(
                 no_data=EXIT_NO_DATA,
                 tick=lambda rows: progress.tick(len(files), rows, rows),
                 out=out,
+                executor=executor,
             )
         except ModelQualityStop as stop:
             raise _Stop(stop.code, str(stop)) from stop

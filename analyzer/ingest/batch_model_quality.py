@@ -16,35 +16,33 @@ hour's report folder (docs/model-quality.md, "Reports"):
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from analyzer.ingest.executor import Executor
 from analyzer.ingest.model_quality_files import (
     Pairs,
     joined_pairs,
 )
 from analyzer.ingest.remote_files import CaptureFile
 from analyzer.ingest.table_readers import InputError
-from analyzer.monitors.model_quality.documents import ConstraintsError, parse_constraints
 from analyzer.monitors.model_quality.estimate import (
     Calibrator,
     Estimate,
     agreement,
     estimate_binary,
 )
-from analyzer.monitors.model_quality.evaluate import (
-    WindowResult,
-    baseline_from_statistics,
-    evaluate_window,
-)
+from analyzer.monitors.model_quality.evaluate import WindowResult, evaluate_window
 from analyzer.monitors.model_quality.records import Encoder
+from analyzer.store.model_quality_baseline import (
+    ModelQualityBaseline,
+    load_model_quality_baseline,
+)
 from analyzer.store.report_files import ReportFolder, report_folder, subfolder, write_reports
 from modelmon.config import ModelmonConfig, ModelQualityConfig
 
@@ -61,43 +59,20 @@ class ModelQualityStop(Exception):
         self.code = code
 
 
-@dataclass(frozen=True)
-class _Baseline:
-    statistics: dict[str, Any]
-    constraints: dict[str, Any]
-    calibrator: Calibrator | None
+def _baseline(mq: ModelQualityConfig, code: int) -> ModelQualityBaseline:
+    """The baseline as the service reads it (one reader), but all of it is needed here."""
+    loaded = load_model_quality_baseline(mq)
+    if loaded.constraints is None:
+        raise ModelQualityStop(code, str(loaded.info["error"]))
+    if loaded.statistics_problem is not None:
+        hint = "create it with `modelmon baseline --config CONFIG --model-quality --data …`"
+        raise ModelQualityStop(code, f"{loaded.statistics_problem}; {hint}")
+    if not mq.estimate:
+        loaded.calibrator = None
+    return loaded
 
 
-def _json(path: Path, what: str, code: int) -> dict[str, Any]:
-    hint = "create it with `modelmon baseline --config CONFIG --model-quality --data …`"
-    if not path.is_file():
-        raise ModelQualityStop(code, f"no model-quality baseline {what}: {path}; {hint}")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelQualityStop(code, f"model-quality {what} {path} is unreadable: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise ModelQualityStop(code, f"model-quality {what} {path} is not a JSON object")
-    return doc
-
-
-def _baseline(mq: ModelQualityConfig, code: int) -> _Baseline:
-    statistics = _json(mq.baseline.statistics, "statistics", code)
-    constraints = _json(mq.baseline.constraints, "constraints", code)
-    calibrator = None
-    extra = statistics.get("modelmon")
-    calibration = extra.get("calibration") if isinstance(extra, dict) else None
-    if mq.estimate and calibration is not None:
-        try:
-            calibrator = Calibrator.from_json(calibration)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelQualityStop(
-                code, f"{mq.baseline.statistics}: modelmon.calibration is not a calibration: {exc}"
-            ) from exc
-    return _Baseline(statistics, constraints, calibrator)
-
-
-def _estimate(baseline: _Baseline, pairs: Pairs) -> dict[str, Estimate] | None:
+def _estimate(baseline: ModelQualityBaseline, pairs: Pairs) -> dict[str, Estimate] | None:
     """The label-free estimate over every prediction of the window (labelled or not)."""
     scores = pairs.all_probabilities
     if baseline.calibrator is None or scores is None or scores.size == 0:
@@ -171,17 +146,16 @@ def analyze_model_quality(
     no_data: int,
     tick: Any = None,
     out: str | None = None,
+    executor: Executor | None = None,
 ) -> tuple[datetime, datetime, ReportFolder]:
     """Evaluate the window; write the reports; print a summary. Returns the window and folder.
     ``files`` and ``ground_truth`` may be remote (URLs); ``out``: a report URL
-    (:func:`~analyzer.store.report_files.report_folder`)."""
+    (:func:`~analyzer.store.report_files.report_folder`); ``executor``: where the capture
+    files are read (the map; default: this process)."""
     mq = config.analyzer.model_quality
     assert mq is not None
     baseline = _baseline(mq, no_baseline)
-    try:
-        constraints = parse_constraints(mq.problem_type, baseline.constraints)
-    except ConstraintsError as exc:
-        raise ModelQualityStop(no_baseline, f"{mq.baseline.constraints}: {exc}") from exc
+    assert baseline.constraints is not None and baseline.constraints_doc is not None
     encoder = Encoder(mq.problem_type, mq.probability_threshold_attribute)
     window = (
         start.timestamp() if start is not None else -math.inf,
@@ -197,6 +171,8 @@ def analyze_model_quality(
             tick=tick,
             output_columns=config.analyzer.payload.output.columns,
             arrow=config.analyzer.arrow,
+            max_line_bytes=config.analyzer.max_line_bytes,
+            executor=executor,
         )
     except InputError as exc:
         raise ModelQualityStop(no_data, str(exc)) from exc
@@ -216,8 +192,8 @@ def analyze_model_quality(
         truth,
         guess,
         pairs.probabilities,
-        constraints,
-        baseline_from_statistics(mq.problem_type, baseline.statistics),
+        baseline.constraints,
+        baseline.baseline,
         false_alarm_rate=config.analyzer.false_alarm_rate,
         min_labels=mq.min_labels,
         r2_convention=mq.r2_convention,
@@ -228,7 +204,7 @@ def analyze_model_quality(
         folder,
         {
             "statistics.json": result.statistics(),
-            "constraints.json": baseline.constraints,
+            "constraints.json": baseline.constraints_doc,
             "constraint_violations.json": {"violations": result.violations},
             "modelmon.json": _modelmon_document(
                 result, pairs, estimate, baseline.calibrator, (start, end)

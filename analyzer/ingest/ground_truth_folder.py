@@ -12,7 +12,9 @@ only once the file has not changed for :data:`SETTLE_S` (it may still be being w
 A bad line (not a record, a label that ``ground_truth_attribute`` cannot read, longer than
 ``analyzer.ground_truth.max_line_bytes``) is counted, logged with its file and line number
 (the first :data:`LOGGED_PER_FILE` of a file) and kept for the status; the rest of the file
-is stored. Each tick also applies the retention (``analyzer.retention_days``) to the join.
+is stored. Each tick also applies the retention (``analyzer.retention_days``) to the join,
+and forgets the read state of files gone from disk once their hour is past it
+(:func:`analyzer.store.retention.forget_label_files`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from analyzer.monitors.model_quality.labels import LabelError, LabelReader
 from analyzer.store.database import Store
 from analyzer.store.model_quality import prune
 from analyzer.store.model_quality_labels import FileChunk, commit_file_chunk, file_offsets
+from analyzer.store.retention import forget_label_files
 from modelmon.config import ModelmonConfig
 
 __all__ = ["CHUNK_BYTES", "LOGGED_PER_FILE", "SETTLE_S", "FolderStats", "GroundTruthFolder"]
@@ -52,6 +55,7 @@ class FolderStats:
     duplicates: int = 0
     bad_lines: int = 0
     pruned: tuple[int, int] = (0, 0)
+    files_forgotten: int = 0  # read states of files gone from disk, past retention
 
 
 class GroundTruthFolder:
@@ -84,8 +88,12 @@ class GroundTruthFolder:
     def run_once(self) -> FolderStats:
         """Read what is new in the folder, then apply the retention."""
         stats = FolderStats()
+        listed = False  # only what was listed says which files are gone from disk
+        oldest: str | None = None
         if self._root is not None and self._root.is_dir():
             files = sorted(self._root.glob(_PATTERN))
+            listed = True
+            oldest = files[0].relative_to(self._root).as_posix() if files else None
             known = self._store.read(file_offsets) if files else {}
             for path in files:
                 rel = path.relative_to(self._root).as_posix()
@@ -100,6 +108,10 @@ class GroundTruthFolder:
                               lines, exc)  # fmt: skip
         before = self._clock() - self._retention_s
         stats.pruned = self._store.write(lambda db: prune(db, before))
+        if listed:
+            stats.files_forgotten = self._store.write(
+                lambda db: forget_label_files(db, oldest, before)
+            )
         return stats
 
     def _read_file(self, path: Path, rel: str, offset: int, lines: int, stats: FolderStats) -> None:

@@ -7,9 +7,10 @@ column index, BinaryClassification and Regression. Anything else, and any file w
 that does not fit (bad JSON, a missing id, a value that is not a number, a probability outside
 [0, 1]), returns ``None``: the caller then reads that file line by line
 (``model_quality_files``), which reports each bad line with its number. The fast path never
-decides that a line is bad; it only speeds up files with none. ``analyzer.arrow: off`` turns
-it off, as for the data-quality readers. Times go through ``decoding.inference_time`` (the one
-parser; its Arrow form).
+decides that a line is bad; it only speeds up files with none (a file with a line over
+``analyzer.max_line_bytes`` is the line reader's too, which skips and reports that line).
+``analyzer.arrow: off`` turns it off, as for the data-quality readers. Times go through
+``decoding.inference_time`` (the one parser; its Arrow form).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analyzer.decoding.inference_time import arrow_stamps
+from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES, TooLarge, read_pieces
 from analyzer.monitors.model_quality.records import Attribute, Encoder
 
 __all__ = ["arrow_labels", "arrow_predictions", "available"]
@@ -48,12 +50,26 @@ def _module(name: str) -> Any:
     return importlib.import_module(name)  # pyarrow has no type stubs: Any
 
 
-def _read(path: Path, schema: Any) -> Any:
+def _content(path: Path, max_line_bytes: int) -> bytes | None:
+    """The file's (decompressed) bytes, or None when a line is over ``max_line_bytes``: the
+    line reader then reports it with its number."""
+    blocks: list[bytes] = []
+    for piece in read_pieces(path, 0, max_line_bytes):
+        if isinstance(piece, TooLarge):
+            return None
+        blocks.append(piece)
+    return b"".join(blocks)
+
+
+def _read(path: Path, schema: Any, max_line_bytes: int) -> Any:
     pa, pj = _module("pyarrow"), _module("pyarrow.json")
 
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
-        return pj.read_json(path, parse_options=options)
+        content = _content(path, max_line_bytes)
+        if content is None:
+            return None
+        return pj.read_json(pa.BufferReader(content), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError):
         return None
 
@@ -110,7 +126,12 @@ def _index(attribute: Attribute | None, columns: list[str]) -> int | None:
     return columns.index(attribute.name) if attribute.name in columns else -1
 
 
-def arrow_labels(path: Path, attribute: Attribute | None, encoder: Encoder) -> Any:
+def arrow_labels(
+    path: Path,
+    attribute: Attribute | None,
+    encoder: Encoder,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> Any:
     """``(keys, labels)`` of a ground-truth file, or None (read it line by line)."""
     pa = _module("pyarrow")
 
@@ -120,7 +141,7 @@ def arrow_labels(path: Path, attribute: Attribute | None, encoder: Encoder) -> A
             ("eventMetadata", pa.struct([("eventId", pa.string())])),
         ]
     )
-    table = _read(path, schema)
+    table = _read(path, schema, max_line_bytes)
     if table is None:
         return None
     keys = _field(table, "eventMetadata", "eventId")
@@ -141,8 +162,11 @@ def arrow_predictions(
     probability: Attribute | None,
     encoder: Encoder,
     columns: list[str],
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    hash_keys: bool = True,
 ) -> Any:
-    """``(keys, times, predictions, probabilities)`` of a capture file, or None."""
+    """``(keys, times, predictions, probabilities)`` of a capture file, or None. The keys are
+    hashed (``hash_keys``) or the key strings (an object array)."""
     pa, pc = _module("pyarrow"), _module("pyarrow.compute")
 
     side = pa.struct([("data", pa.string()), ("encoding", pa.string())])
@@ -153,7 +177,7 @@ def arrow_predictions(
             ("eventMetadata", pa.struct(meta)),
         ]
     )
-    table = _read(path, schema)
+    table = _read(path, schema, max_line_bytes)
     if table is None or table.num_rows == 0:
         return None
     keys = pc.coalesce(
@@ -188,7 +212,8 @@ def arrow_predictions(
         predictions = _labels(_numbers(picked) if picked is not None else None, encoder)
     if predictions is None:
         return None
-    return _hashes(keys), times, predictions, scores
+    found = _hashes(keys) if hash_keys else np.array(keys.to_pylist(), dtype=object)
+    return found, times, predictions, scores
 
 
 def _hashes(keys: Any) -> IntArray:

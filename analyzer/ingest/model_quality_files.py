@@ -4,10 +4,7 @@ Every reader streams its files in bounded reads and keeps per row only numbers i
 columns (:class:`~analyzer.monitors.model_quality.pairs.Columns`), so memory is a few bytes
 per row whatever the files hold; the join itself is :func:`~.pairs.join`.
 
-- :func:`read_table`: a CSV with a header or JSON Lines whose prediction, probability and
-  label columns the config's attributes name. A line that cannot be used stops the run with
-  :class:`InputError` naming the file and the line (a baseline built around a broken file is
-  worse than none).
+- a table (CSV or JSON Lines holding the labels): :mod:`.model_quality_table`;
 - :func:`read_labels`: a ground-truth folder, SageMaker's ``{yyyy}/{mm}/{dd}/{hh}/*.jsonl``
   (any ``*.jsonl`` / ``*.jsonl.gz`` below it, read in path order: hour by hour; behind a URL,
   those of the ``yyyy/mm/dd/hh`` folders: :func:`remote_folder_files`);
@@ -18,23 +15,28 @@ per row whatever the files hold; the join itself is :func:`~.pairs.join`.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from analyzer.ingest import model_quality_arrow as arrow
-from analyzer.ingest.capture_files import TruncatedCapture, is_sealed, read_blocks
+from analyzer.ingest.capture_files import (
+    DEFAULT_MAX_LINE_BYTES,
+    TooLarge,
+    TruncatedCapture,
+    is_sealed,
+    read_pieces,
+)
+from analyzer.ingest.executor import Executor, InProcess
 from analyzer.ingest.remote_files import CaptureFile, opener_of, remote_folder_files
 from analyzer.ingest.table_readers import InputError
-from analyzer.monitors.model_quality.pairs import Columns, JoinCounts, join
+from analyzer.monitors.model_quality.labels import LabelReader
+from analyzer.monitors.model_quality.pairs import Columns, JoinCounts, join, key_hashes
 from analyzer.monitors.model_quality.records import (
     Attribute,
     BadValue,
@@ -47,13 +49,16 @@ from modelmon.config import ModelQualityConfig
 __all__ = [
     "BAD_LINES_SHOWN",
     "BadLines",
+    "FilePredictions",
     "Pairs",
-    "TableAttributes",
+    "PredictionTask",
+    "file_predictions",
     "folder_files",
     "joined_pairs",
+    "numbered_lines",
     "read_labels",
     "read_predictions",
-    "read_table",
+    "too_long",
 ]
 
 BAD_LINES_SHOWN = 20
@@ -74,13 +79,10 @@ class BadLines:
         if len(self.shown) < BAD_LINES_SHOWN:
             self.shown.append(f"{path}: line {line}: {error}")
 
-
-def _text(path: Path) -> IO[str]:
-    """A table as text (gzip when it ends in ``.gz``). Not line-limited yet: the data-quality
-    table readers keep to ``analyzer.max_line_bytes``, this one does not (a known gap)."""
-    if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.GzipFile(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+    def extend(self, other: BadLines) -> None:
+        """``other``'s lines after these (as if read after them)."""
+        self.count += other.count
+        self.shown.extend(other.shown[: BAD_LINES_SHOWN - len(self.shown)])
 
 
 def folder_files(folder: Path) -> list[Path]:
@@ -92,18 +94,37 @@ def folder_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and is_sealed(p))
 
 
-def _lines(path: CaptureFile, bad: BadLines) -> Iterator[tuple[int, bytes]]:
-    """``(line number, line)`` of every non-blank line; a gzip cut short is one bad line."""
+def too_long(limit: int) -> str:
+    """What a line over ``limit`` bytes is called in messages."""
+    return f"longer than {limit:,} bytes (analyzer.max_line_bytes)"
+
+
+def numbered_lines(
+    path: CaptureFile, bad: BadLines, limit: int, strict: bool = False
+) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` of every non-blank line; a gzip cut short is one bad line, and
+    so is a line over ``limit`` bytes (``strict``: it stops the run with :class:`InputError`)."""
     number = 0
     name, opener = opener_of(path)
     try:
-        for block in read_blocks(name, opener=opener):
-            for line in block.split(b"\n"):
+        for piece in read_pieces(name, 0, limit, opener=opener):
+            if isinstance(piece, TooLarge):
+                number += 1
+                if strict:
+                    raise InputError(f"{path}: line {number}: {too_long(limit)}")
+                bad.add(path, number, f"{too_long(limit)}; skipped")
+                continue
+            lines = piece.split(b"\n")
+            if not lines[-1]:
+                lines.pop()  # the split after the block's last newline is not a line
+            for line in lines:
                 number += 1
                 if line.strip():
                     yield number, line
-            number -= 1  # the split after a block's last newline is not a line
-    except TruncatedCapture:
+    except TruncatedCapture as exc:
+        if strict:
+            cut = f"{path}: line {number + 1}: the compressed file is cut short"
+            raise InputError(cut) from exc
         bad.add(path, number + 1, "the compressed file is cut short here")
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc}") from exc
@@ -116,10 +137,12 @@ def read_labels(
     bad: BadLines,
     tick: Tick | None = None,
     arrow_mode: str = "csv",
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> Columns:
     """Columns ``key`` (hash) and ``label`` of every ground-truth record under ``folder``.
 
-    ``arrow_mode``: ``analyzer.arrow`` (``off``: no Arrow fast path)."""
+    ``arrow_mode``: ``analyzer.arrow`` (``off``: no Arrow fast path); a line over
+    ``max_line_bytes`` is a bad line (skipped, counted with its number)."""
     files = folder_files(folder) if isinstance(folder, Path) else remote_folder_files(folder)
     if not files:
         raise InputError(f"{folder}: no ground-truth files (*.jsonl, *.jsonl.gz) found")
@@ -127,10 +150,11 @@ def read_labels(
     keys: list[int] = []
     labels: list[float] = []
     fast = arrow.available(encoder, arrow_mode)
+    reader = LabelReader(attribute.name if attribute is not None else None)
     for path in files:
         whole = None  # a URL's file goes line by line
         if fast and isinstance(path, Path):
-            whole = arrow.arrow_labels(path, attribute, encoder)
+            whole = arrow.arrow_labels(path, attribute, encoder, max_line_bytes)
         if whole is not None:  # after the rows of earlier files: file order is kept
             out.append(key=keys, label=labels)
             keys, labels = [], []
@@ -138,9 +162,9 @@ def read_labels(
             if tick is not None:
                 tick(out.rows)
             continue
-        for number, line in _lines(path, bad):
+        for number, line in numbered_lines(path, bad, max_line_bytes):
             try:
-                key, value = ground_truth_record(line, attribute)
+                key, value = ground_truth_record(line, reader)
                 labels.append(encoder.label(value))
             except BadValue as exc:
                 bad.add(path, number, str(exc))
@@ -166,23 +190,34 @@ def read_predictions(
     tick: Tick | None = None,
     columns: Sequence[str] = (),
     arrow_mode: str = "csv",
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    hash_keys: bool = True,
 ) -> Columns:
     """Columns ``key``, ``time``, ``prediction``, ``probability`` (NaN: none) of capture lines.
 
-    ``columns``: the names of a CSV output's fields (``payload.output.columns``).
+    ``key`` is the hash of the join key, or (``hash_keys`` False) the key itself: Python's
+    ``hash`` of a string differs between processes, so a map over files in other processes
+    hands the keys back to be hashed by the one that joins.
+
+    ``columns``: the names of a CSV output's fields (``payload.output.columns``); a line over
+    ``max_line_bytes`` is a bad line (skipped, counted with its number).
 
     ``window``: ``[start, end)`` in epoch seconds of inference time; records outside are
     passed over (not counted as bad).
     """
+    key_type: type[np.generic] = np.int64 if hash_keys else np.object_
     out = Columns(
-        {"key": np.int64, "time": np.float64, "prediction": np.float64, "probability": np.float64}
+        {"key": key_type, "time": np.float64, "prediction": np.float64, "probability": np.float64}
     )
-    rows: list[tuple[int, float, float, float]] = []
+    rows: list[tuple[Any, float, float, float]] = []
+    key_of: Callable[[str], Any] = hash if hash_keys else str
     nan = float("nan")
     fast = arrow.available(encoder, arrow_mode)
     for path in files:
         whole = (
-            arrow.arrow_predictions(path, inference, probability, encoder, list(columns))
+            arrow.arrow_predictions(
+                path, inference, probability, encoder, list(columns), max_line_bytes, hash_keys
+            )
             if fast and isinstance(path, Path)
             else None
         )
@@ -202,7 +237,7 @@ def read_predictions(
             if tick is not None:
                 tick(out.rows)
             continue
-        for number, line in _lines(path, bad):
+        for number, line in numbered_lines(path, bad, max_line_bytes):
             try:
                 record = capture_record(line, inference, probability, columns)
                 if window is not None and not window[0] <= record.inference_time < window[1]:
@@ -216,7 +251,7 @@ def read_predictions(
             except BadValue as exc:
                 bad.add(path, number, str(exc))
                 continue
-            rows.append((hash(record.key), record.inference_time, value, score))
+            rows.append((key_of(record.key), record.inference_time, value, score))
             if len(rows) >= CHUNK:
                 _append_predictions(out, rows)
                 rows = []
@@ -226,165 +261,12 @@ def read_predictions(
     return out
 
 
-def _append_predictions(out: Columns, rows: list[tuple[int, float, float, float]]) -> None:
+def _append_predictions(out: Columns, rows: list[tuple[Any, float, float, float]]) -> None:
     if not rows:
         out.append(key=[], time=[], prediction=[], probability=[])
         return
     keys, times, values, scores = zip(*rows, strict=True)
     out.append(key=keys, time=times, prediction=values, probability=scores)
-
-
-@dataclass(frozen=True)
-class TableAttributes:
-    """Where a table's label, prediction and probability are (None: not there)."""
-
-    label: Attribute
-    prediction: Attribute | None
-    probability: Attribute | None
-
-    def named(self) -> list[tuple[str, Attribute]]:
-        out = [("ground_truth_attribute", self.label)]
-        if self.prediction is not None:
-            out.append(("inference_attribute", self.prediction))
-        if self.probability is not None:
-            out.append(("probability_attribute", self.probability))
-        return out
-
-
-def _table_row(
-    row: Any, attributes: TableAttributes, encoder: Encoder
-) -> tuple[float, float, float]:
-    label = encoder.label(attributes.label.pick(row))
-    score = float("nan")
-    if attributes.probability is not None:
-        score = encoder.probability(attributes.probability.pick(row))
-    raw = attributes.prediction.pick(row) if attributes.prediction is not None else None
-    return label, encoder.prediction(raw, score), score
-
-
-def read_table(
-    path: Path, fmt: str, attributes: TableAttributes, encoder: Encoder, tick: Tick | None = None
-) -> Columns:
-    """Columns ``label``, ``prediction``, ``probability`` of a CSV (with a header) or JSONL.
-
-    Raises :class:`InputError` naming the file and line of the first row that cannot be used,
-    and, for a missing column, the attribute and the columns the file has.
-    """
-    out = Columns({"label": np.float64, "prediction": np.float64, "probability": np.float64})
-    rows: list[tuple[float, float, float]] = []
-    attributes, numbered = _table_rows(path, fmt, attributes)
-    for number, row in numbered:
-        try:
-            rows.append(_table_row(row, attributes, encoder))
-        except BadValue as exc:
-            raise InputError(f"{path}: line {number}: {exc}") from exc
-        if len(rows) >= CHUNK:
-            _append_table(out, rows)
-            rows = []
-            if tick is not None:
-                tick(out.rows)
-    if rows:
-        _append_table(out, rows)
-    if out.rows == 0:
-        raise InputError(f"{path}: no data rows")
-    return out
-
-
-def _append_table(out: Columns, rows: list[tuple[float, float, float]]) -> None:
-    labels, predictions, scores = zip(*rows, strict=True)
-    out.append(label=labels, prediction=predictions, probability=scores)
-
-
-def _table_rows(
-    path: Path, fmt: str, attributes: TableAttributes
-) -> tuple[TableAttributes, Iterator[tuple[int, Any]]]:
-    """The attributes as the rows need them (CSV: column indexes) and the numbered rows."""
-    if fmt == "csv":
-        return _csv_attributes(path, attributes), _csv_rows(path)
-    return attributes, _jsonl_rows(path, attributes)
-
-
-def _jsonl_rows(path: Path, attributes: TableAttributes) -> Iterator[tuple[int, Any]]:
-    try:
-        for number, line in _lines(path, BadLines()):
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise InputError(f"{path}: line {number}: not valid JSON ({exc})") from exc
-            if number == 1:
-                _check_keys(path, row, attributes)
-            yield number, row
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
-
-
-def _check_keys(path: Path, row: Any, attributes: TableAttributes) -> None:
-    """The first row of a JSONL file has every named key, or the error lists the keys found."""
-    if not isinstance(row, dict):
-        return
-    for what, attribute in attributes.named():
-        try:
-            attribute.pick(row)
-        except BadValue:
-            found = ", ".join(map(str, row)) or "none"
-            raise InputError(
-                f"{path}: {what} {attribute.name!r} is not in the records (keys found: {found})"
-            ) from None
-
-
-def _csv_header(path: Path) -> list[str]:
-    with _text(path) as handle:
-        header = next(csv.reader(handle), None)
-    if header is None:
-        raise InputError(f"{path}: the file is empty (expected a header row)")
-    return [name.strip() for name in header]
-
-
-def _csv_attributes(path: Path, attributes: TableAttributes) -> TableAttributes:
-    """Each attribute as the index of its column (a name looked up in the header)."""
-    names = _guard(path, lambda: _csv_header(path))
-    where = {name: j for j, name in enumerate(names)}
-
-    def index(what: str, attribute: Attribute | None) -> Attribute | None:
-        if attribute is None:
-            return None
-        column = attribute.index if attribute.index is not None else where.get(attribute.name)
-        if column is None or column >= len(names):
-            raise InputError(
-                f"{path}: {what} {attribute.name!r} is not a column of the header "
-                f"(columns found: {', '.join(names)})"
-            )
-        return Attribute.of(str(column))
-
-    label = index("ground_truth_attribute", attributes.label)
-    assert label is not None
-    return TableAttributes(
-        label,
-        index("inference_attribute", attributes.prediction),
-        index("probability_attribute", attributes.probability),
-    )
-
-
-def _guard(path: Path, read: Callable[[], Any]) -> Any:
-    try:
-        return read()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except csv.Error as exc:
-        raise InputError(f"{path}: malformed CSV: {exc}") from exc
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from exc
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    handle = _guard(path, lambda: _text(path))
-    with handle:
-        reader = csv.reader(handle)
-        rows = iter(lambda: _guard(path, lambda: next(reader, None)), None)
-        next(rows, None)  # the header
-        for row in rows:
-            if row:
-                yield reader.line_num, row
 
 
 @dataclass(frozen=True)
@@ -416,6 +298,85 @@ def _attribute(value: str | None) -> Attribute | None:
     return Attribute.of(value) if value is not None else None
 
 
+@dataclass(frozen=True)
+class PredictionTask:
+    """What the map over capture files needs; plain values, so it pickles to any worker."""
+
+    problem_type: str
+    threshold: float
+    inference: str | None
+    probability: str | None
+    window: tuple[float, float] | None
+    columns: tuple[str, ...]
+    arrow_mode: str
+    max_line_bytes: int
+
+
+@dataclass
+class FilePredictions:
+    """The map's result for one capture file: the columns (``key``: the key strings), the
+    class names by code of its own encoder (multiclass), and its bad lines."""
+
+    columns: Columns
+    classes: list[str]
+    bad: BadLines
+
+
+def file_predictions(task: PredictionTask, path: CaptureFile) -> FilePredictions:
+    """The map: the predictions of one capture file (a fresh encoder: codes are the file's)."""
+    encoder = Encoder(task.problem_type, task.threshold)  # type: ignore[arg-type]
+    bad = BadLines()
+    columns = read_predictions(
+        [path],
+        _attribute(task.inference),
+        _attribute(task.probability),
+        encoder,
+        bad,
+        window=task.window,
+        columns=task.columns,
+        arrow_mode=task.arrow_mode,
+        max_line_bytes=task.max_line_bytes,
+        hash_keys=False,
+    )
+    return FilePredictions(columns, encoder.class_names(), bad)
+
+
+def _reduce_predictions(
+    results: Iterable[FilePredictions], encoder: Encoder, bad: BadLines, tick: Any
+) -> Columns:
+    """The files' predictions in file order, keys hashed here, class codes made the run's
+    (in the order of first appearance, as one reader going through the files gives them)."""
+    out = Columns(
+        {"key": np.int64, "time": np.float64, "prediction": np.float64, "probability": np.float64}
+    )
+    for result in results:
+        columns = result.columns
+        predictions = columns.column("prediction")
+        keep: Any = slice(None)
+        if result.classes:  # multiclass: the file's codes to the run's
+            codes = np.empty(len(result.classes))
+            for code, name in enumerate(result.classes):
+                try:
+                    codes[code] = encoder.label(name, "prediction")
+                except BadValue:
+                    codes[code] = np.nan
+            predictions = codes[predictions.astype(np.int64)]
+            keep = ~np.isnan(predictions)
+            dropped = int(predictions.size - keep.sum())
+            if dropped:
+                bad.count += dropped  # over MAX_CLASSES classes in all
+        bad.extend(result.bad)
+        out.append(
+            key=key_hashes(columns.column("key")[keep].tolist()),
+            time=columns.column("time")[keep],
+            prediction=predictions[keep],
+            probability=columns.column("probability")[keep],
+        )
+        if tick is not None:
+            tick(out.rows)
+    return out
+
+
 def joined_pairs(
     mq: ModelQualityConfig,
     encoder: Encoder,
@@ -426,26 +387,36 @@ def joined_pairs(
     tick: Any = None,
     output_columns: Sequence[str] = (),
     arrow: str = "csv",
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    executor: Executor | None = None,
 ) -> Pairs:
-    """Read the capture files and the ground-truth folder and join them in memory."""
+    """Read the capture files and the ground-truth folder and join them in memory; a line
+    over ``max_line_bytes`` is a bad line (skipped, counted with its file and number).
+
+    The capture files are a map on ``executor`` (default: this process), one task a file
+    (:func:`file_predictions`); the reduce (keys hashed, class codes, the labels, the join)
+    runs here in file order, so every backend gives the same pairs."""
     bad = BadLines()
-    inference, probability = (
-        _attribute(mq.inference_attribute),
-        _attribute(mq.probability_attribute),
+    task = PredictionTask(
+        encoder.problem_type,
+        encoder.threshold,
+        mq.inference_attribute,
+        mq.probability_attribute,
+        window,
+        tuple(output_columns),
+        arrow,
+        max_line_bytes,
     )
-    predictions = read_predictions(
-        capture_files,
-        inference,
-        probability,
+    results = (executor or InProcess()).map(partial(file_predictions, task), capture_files)
+    predictions = _reduce_predictions(results, encoder, bad, tick)
+    labels = read_labels(
+        ground_truth,
+        _attribute(mq.ground_truth_attribute),
         encoder,
         bad,
-        window=window,
-        tick=tick,
-        columns=output_columns,
-        arrow_mode=arrow,
-    )
-    labels = read_labels(
-        ground_truth, _attribute(mq.ground_truth_attribute), encoder, bad, tick, arrow
+        tick,
+        arrow,
+        max_line_bytes=max_line_bytes,
     )
     joined = join(predictions.column("key"), labels.column("key"))  # type: ignore[arg-type]
     every_score: Any = predictions.column("probability")

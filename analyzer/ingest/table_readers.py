@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "InputError",
     "capture_batches",
     "csv_chunks",
+    "csv_read_errors",
     "infer_format",
     "jsonl_chunks",
 ]
@@ -52,6 +54,19 @@ TOO_LARGE = "too_large"  # the reason counted for a line over max_line_bytes
 
 class InputError(Exception):
     """Training data that cannot be read; the message names the file."""
+
+
+@contextmanager
+def csv_read_errors(path: Path) -> Iterator[None]:
+    """Reading a CSV file's text: what can go wrong, as :class:`InputError` naming it."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except csv.Error as exc:
+        raise InputError(f"{path}: malformed CSV: {exc}") from exc
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from exc
 
 
 def _lines(path: Path, max_line_bytes: int, skipped: Counter[str] | None) -> Iterator[bytes | None]:
@@ -140,7 +155,7 @@ def csv_chunks(
     ``max_line_bytes`` are skipped and counted in ``skipped``.
     """
     total = 0
-    try:
+    with csv_read_errors(path):
         handle = _text_lines(path, max_line_bytes, skipped)
         if header:
             first = next(csv.reader(handle), None)
@@ -164,12 +179,6 @@ def csv_chunks(
             total += n
             if n:
                 yield columns, n, fields
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except csv.Error as exc:
-        raise InputError(f"{path}: malformed CSV: {exc}") from exc
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from exc
     if total == 0:
         raise InputError(f"{path}: no data rows" + (" after the header" if header else ""))
 

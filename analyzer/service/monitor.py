@@ -265,6 +265,7 @@ class Monitor:
                     buckets_before=buckets_before,
                     run_detail_s=detail_s,
                     limit=self.limit,
+                    kept_after=cutoff,
                 ),
             )
         )

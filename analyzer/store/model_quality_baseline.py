@@ -6,6 +6,10 @@ SageMaker's); ours also carries the label-free estimate's calibration under
 is SageMaker's model-quality ``constraints.json``. A missing or bad file never stops the
 service: the monitor reports ``no_baseline`` with the reason, and a file that goes bad
 after a good one was loaded keeps the good one in use (said in ``reload_error``).
+
+``modelmon analyze --once`` reads the files with the same :func:`load_model_quality_baseline`
+and stops where the service goes on: without constraints, or with a statistics file that is
+missing or cannot be used (``statistics_problem``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class ModelQualityBaseline:
     calibrator: Calibrator | None
     constraints_doc: dict[str, Any] | None
     info: dict[str, Any] = field(default_factory=dict)
+    # why ``baseline`` / ``calibrator`` are missing (no statistics file, or one not usable)
+    statistics_problem: str | None = None
 
 
 def _read_json(path: Path) -> Any:
@@ -73,6 +79,7 @@ def load_model_quality_baseline(config: ModelQualityConfig) -> ModelQualityBasel
         return ModelQualityBaseline(None, None, None, None, info)
     baseline: Baseline | None = None
     calibrator: Calibrator | None = None
+    problem: str | None = None
     try:
         statistics = _read_json(paths.statistics)
         if not isinstance(statistics, dict):
@@ -82,11 +89,12 @@ def load_model_quality_baseline(config: ModelQualityConfig) -> ModelQualityBasel
         if calibration is not None:
             calibrator = Calibrator.from_json(calibration)
     except FileNotFoundError:
-        log.warning("no %s: thresholds are taken as exact, no estimate", paths.statistics)
+        problem = f"no model-quality statistics at {paths.statistics}"
+        log.warning("%s: thresholds are taken as exact, no estimate", problem)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        info["statistics_error"] = f"cannot use {paths.statistics}: {exc}"
-        log.warning("%s", info["statistics_error"])
-    return ModelQualityBaseline(constraints, baseline, calibrator, constraints_doc, info)
+        problem = info["statistics_error"] = f"cannot use {paths.statistics}: {exc}"
+        log.warning("%s", problem)
+    return ModelQualityBaseline(constraints, baseline, calibrator, constraints_doc, info, problem)
 
 
 class ModelQualityBaselineFiles:

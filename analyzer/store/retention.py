@@ -18,11 +18,20 @@ traffic:
 - **Window runs** (one per tick): full for ``run_detail_s``; then a summary (the violations'
   types and features without their descriptions; per feature only the state, distance and
   threshold that the report's history chart reads); after a day (the history chart's span)
-  the per-feature part goes too. Hourly runs (one per hour, SageMaker's report files) stay
-  whole until ``retention_days``.
+  the per-feature part goes too. A model-quality run's summary keeps per metric its value,
+  standard deviation, threshold and state and per estimate its value, low and high
+  (``store.model_quality_history.history_detail``: a few numbers per metric), and keeps them
+  until ``retention_days``: the report's model-quality chart spans the retention. Hourly runs
+  (one per hour, SageMaker's report files) stay whole until ``retention_days``.
 - **Files read** (one small row per capture file): a row is forgotten once its file is gone
   from disk (its path sorts before the oldest file listed: paths sort by hour) and its hour
   is older than ``retention_days``, so a file still on disk is never read twice.
+- **Ground truth**: the raw rows of ``POST /monitor/ground-truth`` bodies (``ground_truth``)
+  go at ``retention_days`` after they were received (the join's own labels go with their
+  predictions, ``store.model_quality.prune``). The read state of a ground-truth folder's file
+  (``mq_gt_files``) is forgotten as a capture file's is: once the file is gone from disk (its
+  path sorts before the oldest file listed: ``yyyy/mm/dd/hh/…`` sorts by hour) and its hour is
+  older than ``retention_days``; a file still on disk is never read twice.
 - **Pages**: a new database is created with ``auto_vacuum=INCREMENTAL``; when the free pages
   pass a quarter of the pages in use, all but an eighth of those are given back to the file
   system (the rest is reused by the next writes).
@@ -33,6 +42,7 @@ Work per call is bounded (at most :data:`BATCH` runs change per call; the rest n
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -41,6 +51,8 @@ from sqlite_utils import Database
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.profile import DatasetProfile, ProfileError
 from analyzer.store.database import quarantine_bucket
+from analyzer.store.model_quality_history import KIND as MODEL_QUALITY
+from analyzer.store.model_quality_history import history_detail
 
 __all__ = [
     "BATCH",
@@ -50,6 +62,8 @@ __all__ = [
     "SUMMARY",
     "compact_buckets",
     "forget_files",
+    "forget_ground_truth",
+    "forget_label_files",
     "give_back_pages",
     "summarize_runs",
     "summary_features",
@@ -64,6 +78,7 @@ HISTORY_S = 86_400  # what the report's history chart shows (store.queries.read_
 FULL, SUMMARY, BARE = 2, 1, 0
 BATCH = 1000
 MAX_PAGES_GIVEN = 10_000  # per call (~0.4 s); the rest at the next run
+GROUND_TRUTH_BATCH = 20_000  # raw ground-truth rows looked at per run (333/s at a run a minute)
 _HISTORY_KEYS = ("state", "distance", "threshold")
 
 
@@ -139,7 +154,8 @@ def summary_features(features: Any) -> dict[str, Any]:
 
 def summarize_runs(db: Database, detail_before: float, bare_before: float) -> int:
     """Summarize the non-hourly runs older than ``detail_before`` and strip the per-feature
-    part of those older than ``bare_before``; returns how many rows changed (≤ 2 × BATCH)."""
+    part of those older than ``bare_before`` (not of model-quality runs: their summary stays
+    for the chart); returns how many rows changed (≤ 2 × BATCH)."""
     rows = db.execute(
         "SELECT id, kind, features, violations FROM runs WHERE detail = ? AND kind != 'hourly' "
         "AND time_epoch < ? ORDER BY time_epoch LIMIT ?",
@@ -147,19 +163,24 @@ def summarize_runs(db: Database, detail_before: float, bare_before: float) -> in
     ).fetchall()
     for run_id, kind, features, violations in rows:
         feats = orjson.loads(features or "{}")
+        if kind == "window":
+            feats = summary_features(feats)
+        elif kind == MODEL_QUALITY:
+            feats = history_detail(feats)
         db.execute(
             "UPDATE runs SET detail = ?, features = ?, violations = ? WHERE id = ?",
             [
                 SUMMARY,
-                orjson.dumps(summary_features(feats) if kind == "window" else feats).decode(),
+                orjson.dumps(feats).decode(),
                 orjson.dumps(summary_violations(orjson.loads(violations or "[]"))).decode(),
                 run_id,
             ],
         )
     bare = db.execute(
         "UPDATE runs SET detail = ?, features = '{}' WHERE id IN (SELECT id FROM runs "
-        "WHERE detail = ? AND kind != 'hourly' AND time_epoch < ? ORDER BY time_epoch LIMIT ?)",
-        [BARE, SUMMARY, bare_before, BATCH],
+        "WHERE detail = ? AND kind NOT IN ('hourly', ?) AND time_epoch < ? ORDER BY time_epoch"
+        " LIMIT ?)",
+        [BARE, SUMMARY, MODEL_QUALITY, bare_before, BATCH],
     ).rowcount
     return len(rows) + max(0, bare)
 
@@ -188,12 +209,16 @@ def tidy(
     buckets_before: float,
     run_detail_s: float,
     limit: FeatureLimit | None,
+    kept_after: float | None = None,
 ) -> None:
     """All of the above, inside the caller's (the window run's) transaction: buckets starting
     before ``buckets_before`` (the start of the window of ``now - run_detail_s``) into hour
-    rows, runs into summaries, free pages back."""
+    rows, runs into summaries, ground-truth rows received before ``kept_after`` (the
+    ``retention_days`` cutoff) deleted, free pages back."""
     compact_buckets(db, buckets_before, limit, now)
     summarize_runs(db, now - run_detail_s, now - max(HISTORY_S, run_detail_s))
+    if kept_after is not None:
+        forget_ground_truth(db, kept_after)
     give_back_pages(db)
 
 
@@ -208,3 +233,25 @@ def forget_files(db: Database, oldest_listed: str, older_than: str, prefix: str 
             "DELETE FROM files WHERE done = 1 AND path >= ? AND path < ?", [prefix, bound]
         ).rowcount
     )
+
+
+def forget_ground_truth(db: Database, before: float, batch: int = GROUND_TRUTH_BATCH) -> int:
+    """Delete the raw ground-truth rows (``POST /monitor/ground-truth``) received before
+    ``before``; returns how many. Rows are stored in the order received, so only the oldest
+    ``batch`` (by id: no scan of the table, no index on the time) are looked at per call."""
+    return int(
+        db.execute(
+            "DELETE FROM ground_truth WHERE id IN (SELECT id FROM (SELECT id, received_at FROM "
+            "ground_truth ORDER BY id LIMIT ?) WHERE received_at < ?)",
+            [batch, before],
+        ).rowcount
+    )
+
+
+def forget_label_files(db: Database, oldest_listed: str | None, before: float) -> int:
+    """Delete the read state (``mq_gt_files``) of ground-truth files whose path (relative to
+    the folder, ``yyyy/mm/dd/hh/…``) sorts before both ``oldest_listed`` (the oldest file on
+    disk; None: none is) and the hour of ``before`` (the retention cutoff); returns how many."""
+    hour = time.strftime("%Y/%m/%d/%H", time.gmtime(before))
+    bound = hour if oldest_listed is None else min(oldest_listed, hour)
+    return int(db.execute("DELETE FROM mq_gt_files WHERE path < ?", [bound]).rowcount)

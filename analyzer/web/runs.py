@@ -146,7 +146,10 @@ async def report(request: web.Request) -> web.StreamResponse:
     history = await monitor.store.aread(read_history)
     histories = {}
     if monitor.model_quality is not None:
-        histories[MODEL_QUALITY] = await monitor.store.aread(read_model_quality_history)
+        span_s = monitor.config.analyzer.retention_days * 86400  # runs keep its numbers so long
+        histories[MODEL_QUALITY] = await monitor.store.aread(
+            lambda conn: read_model_quality_history(conn, span_s=span_s)
+        )
     now = monitor.clock()
     profile = await asyncio.to_thread(monitor.window_profile, now)
     dists = await asyncio.to_thread(distributions, monitor.baseline.statistics, profile)

@@ -189,7 +189,9 @@ def run_baseline(
         from modelmon.cli.model_quality_baseline import run_model_quality_baseline
 
         progress = _Progress(str(data), progress_every_s)
-        return run_model_quality_baseline(config, data, fmt, ground_truth, out, progress)
+        return run_model_quality_baseline(
+            config, data, fmt, ground_truth, out, progress, executor=executor
+        )
     try:
         if not data.exists():
             raise InputError(f"{data}: no such file or folder")

@@ -24,14 +24,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.ingest.model_quality_files import (
-    BadLines,
-    Pairs,
-    TableAttributes,
-    folder_files,
-    joined_pairs,
-    read_table,
-)
+from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES
+from analyzer.ingest.executor import Executor
+from analyzer.ingest.model_quality_files import BadLines, Pairs, folder_files, joined_pairs
+from analyzer.ingest.model_quality_table import TableAttributes, read_table
 from analyzer.ingest.table_readers import InputError, infer_format
 from analyzer.monitors.model_quality.documents import metric_section, suggest_constraints
 from analyzer.monitors.model_quality.estimate import fit_calibrator
@@ -58,7 +54,7 @@ def _need_output(mq: ModelQualityConfig) -> None:
 
 
 def _table_pairs(
-    mq: ModelQualityConfig, encoder: Encoder, data: Path, fmt: str, tick: Any
+    mq: ModelQualityConfig, encoder: Encoder, data: Path, fmt: str, tick: Any, limit: int
 ) -> Pairs:
     if mq.ground_truth_attribute is None:
         raise InputError(
@@ -74,7 +70,7 @@ def _table_pairs(
         _attribute(mq.inference_attribute),
         _attribute(mq.probability_attribute),
     )
-    columns = read_table(data, fmt, attributes, encoder, tick)
+    columns = read_table(data, fmt, attributes, encoder, tick, max_line_bytes=limit)
     scores = columns.column("probability")
     return Pairs(
         columns.column("label"),  # type: ignore[arg-type]
@@ -133,8 +129,11 @@ def run_model_quality_baseline(
     ground_truth: Path | None,
     out: Path | None,
     progress: Any,
+    *,
+    executor: Executor | None = None,
 ) -> int:
-    """Build the model-quality baseline; returns the exit code."""
+    """Build the model-quality baseline; returns the exit code. ``executor``: where a capture
+    folder's files are read (the map of :func:`joined_pairs`; default: this process)."""
     mq = config.analyzer.model_quality if config is not None else None
     if mq is None:
         print(
@@ -144,11 +143,12 @@ def run_model_quality_baseline(
         )
         return EXIT_USAGE
     encoder = Encoder(mq.problem_type, mq.probability_threshold_attribute)
+    limit = config.analyzer.max_line_bytes if config is not None else DEFAULT_MAX_LINE_BYTES
     try:
         _need_output(mq)
         if not data.exists():
             raise InputError(f"{data}: no such file or folder")
-        fmt = fmt or infer_format(data)
+        fmt = fmt or infer_format(data, limit)
         if fmt == "capture":
             if ground_truth is None:
                 raise InputError(
@@ -167,13 +167,15 @@ def run_model_quality_baseline(
                 tick=progress.tick,
                 output_columns=output,
                 arrow=arrow,
+                max_line_bytes=limit,
+                executor=executor,
             )
         else:
             if ground_truth is not None:
                 raise InputError(
                     "--ground-truth goes with a capture folder as --data; a table holds its labels"
                 )
-            pairs = _table_pairs(mq, encoder, data, fmt, progress.tick)
+            pairs = _table_pairs(mq, encoder, data, fmt, progress.tick, limit)
         if len(pairs.labels) == 0:
             counts = pairs.counts.to_json() if pairs.counts is not None else {}
             raise InputError(f"{data}: no prediction could be joined to a label ({counts})")

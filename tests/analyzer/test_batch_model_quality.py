@@ -192,4 +192,9 @@ def test_ground_truth_needs_a_model_quality_section_and_a_baseline(tmp_path: Pat
     assert done.returncode == 2 and "analyzer.model_quality" in done.stderr
     done = modelmon("analyze", "--once", "--config", str(cfg), "--ground-truth", "gt",
                     cwd=tmp_path)  # fmt: skip
-    assert done.returncode == 3 and "model-quality baseline" in done.stderr
+    assert done.returncode == 3 and "no model-quality constraints" in done.stderr
+    baseline(tmp_path, cfg)  # the service goes on without statistics; a report cannot
+    (tmp_path / "baseline" / "model_quality" / "statistics.json").unlink()
+    done = modelmon("analyze", "--once", "--config", str(cfg), "--ground-truth", "gt",
+                    cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 3 and "no model-quality statistics" in done.stderr

@@ -1,7 +1,8 @@
 """The executor seam: in-process, local processes and Dask give the same results.
 
-A real ``dask.distributed.LocalCluster`` (2 worker processes on 127.0.0.1, no dashboard) is
-started once for the module and closed after it; the CLI runs are real subprocesses.
+A real ``dask.distributed.LocalCluster`` (2 worker processes on 127.0.0.1, its HTTP server on a
+free port: ``tests/dask_support.py``) is started once for the module and closed after it; the
+CLI runs are real subprocesses.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from analyzer.ingest.batch import run_analyze_once
 from analyzer.ingest.executor import DaskExecutor, InProcess, LocalProcesses
@@ -30,6 +31,7 @@ from analyzer.monitors.data_quality.sketches import kll_rank_error
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.cli.baseline import run_baseline
 from modelmon.config import PayloadConfig, load_config
+from tests.dask_support import local_cluster_client
 
 HOUR = datetime(2026, 11, 27, 7, tzinfo=UTC)
 REPORTS = ("constraint_violations.json", "constraints.json", "statistics.json")
@@ -40,19 +42,7 @@ PAYLOAD = PayloadConfig.model_validate(
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    )
-    client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
+    yield from local_cluster_client()
 
 
 def write_tree(root: Path, files: int, per_file: int, shift: float = 0.0) -> list[Path]:

@@ -23,6 +23,7 @@ from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.service.app import create_app, monitor_of
 from analyzer.store.database import Store, read_counters
 from analyzer.store.hourly import hour_dir
+from analyzer.store.model_quality_history import read_model_quality_history
 from analyzer.store.retention import (
     BATCH,
     HOUR_S,
@@ -281,3 +282,52 @@ def test_rows_of_files_gone_from_disk_are_forgotten_after_retention(tmp_path: Pa
         assert store.read(read_counters)["records"] == 80
     finally:
         store.close()
+
+
+def test_model_quality_runs_keep_the_charts_numbers_for_the_retention(tmp_path: Path) -> None:
+    """Summarized model-quality runs keep value, standard deviation, threshold and state per
+    metric and value, low, high per estimate, past the day after which the per-feature part of
+    other runs goes: the report's chart spans the retention (issue 11's run history)."""
+    metric = {"value": 0.7, "standard_deviation": 0.01, "threshold": 0.6, "state": "ok",
+              "margin": 0.02, "comparison_operator": "LessThanThreshold"}  # fmt: skip
+    estimate = {"value": 0.71, "low": 0.68, "high": 0.74, "agrees_with_realized": True}
+    detail = {"metrics": {"auc": metric}, "estimated": {"auc": estimate},
+              "confusion_matrix": {"0": {"0": 5}}, "labels": {"matched": 9}}  # fmt: skip
+    day = 86_400.0
+    now = 10 * day
+    store = Store(tmp_path / "m.db")
+    store.start()
+    try:
+
+        def fill(db: Database) -> None:
+            for age_days in (3, 2, 1.5, 0):
+                db.execute(
+                    "INSERT INTO runs(kind, time, time_epoch, state, samples, features, "
+                    "violations) VALUES ('model_quality', 't', ?, 'ok', 9, ?, '[]')",
+                    [now - age_days * day, orjson.dumps(detail).decode()],
+                )
+            _run_row(db, "window", now - 2 * day)
+
+        store.write(fill)
+        store.write(lambda db: summarize_runs(db, now - 300, now - day))
+        store.write(lambda db: summarize_runs(db, now - 300, now - day))
+
+        def rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute("SELECT kind, detail, features FROM runs ORDER BY id").fetchall()
+
+        found = store.read(rows)
+        history = store.read(lambda conn: read_model_quality_history(conn, span_s=4 * day))
+        one_day = store.read(read_model_quality_history)
+    finally:
+        store.close()
+    kept = {"metrics": {"auc": {k: metric[k] for k in ("value", "standard_deviation",
+            "threshold", "state")}}, "estimated": {"auc": {k: estimate[k] for k in
+            ("value", "low", "high")}}}  # fmt: skip
+    assert [(kind, level) for kind, level, _ in found] == [("model_quality", 1)] * 3 + [
+        ("model_quality", 2),
+        ("window", 0),  # a data-quality run older than a day: bare
+    ]
+    assert [orjson.loads(features) for _, _, features in found[:3]] == [kept] * 3
+    assert len(history) == 4 and all(run["metrics"] == kept["metrics"] for run in history)
+    assert history[0]["estimated"] == kept["estimated"]
+    assert len(one_day) == 1  # the default span: the last day only

@@ -15,6 +15,10 @@ Pure: bytes and parsed JSON in, numbers out; the readers in ``analyzer.ingest`` 
   ground-truth and capture formats; the join key is the capture's ``inferenceId`` when it
   has one, else its ``eventId``, and a ground-truth record's ``eventMetadata.eventId`` (which
   holds that same key, as in SageMaker).
+
+The label is read as the service reads it (:class:`~.labels.LabelReader`), and labels and
+predictions are compared in the service's one text form (:func:`~.labels.as_text`): a batch
+run and the running service agree on what a label is.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import orjson
 from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.decoding.payload_rows import PayloadError
 from analyzer.monitors.model_quality.documents import ProblemType
+from analyzer.monitors.model_quality.labels import LabelError, LabelReader, as_text
 
 __all__ = [
     "MAX_CLASSES",
@@ -42,12 +47,9 @@ __all__ = [
     "Encoder",
     "capture_record",
     "ground_truth_record",
-    "value_text",
 ]
 
 MAX_CLASSES = 1000  # a multiclass label set larger than this is not a classifier's output
-_TRUE = frozenset({"1", "1.0", "true", "True", "TRUE"})
-_FALSE = frozenset({"0", "0.0", "false", "False", "FALSE"})
 
 
 class BadValue(ValueError):
@@ -140,22 +142,6 @@ def parse_data(data: str, encoding: str) -> Any:
     return text.split(",")
 
 
-def value_text(value: Any) -> str:
-    """The class name of a label or prediction: ``1`` for ``1``, ``1.0`` and ``"1"``."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
-            return text
-        return str(int(number)) if number.is_integer() and "." in text else text
-    return str(value)
-
-
 class Encoder:
     """Predictions, probabilities and labels as the floats the metrics count."""
 
@@ -172,7 +158,9 @@ class Encoder:
             return _number(value, what)
         if self.problem_type == "BinaryClassification":
             return _binary(value, what)
-        name = value_text(value)
+        name = as_text(value)
+        if name is None:
+            raise BadValue(f"{what} {value!r} is not a class name")
         code = self.classes.get(name)
         if code is None:
             if len(self.classes) >= MAX_CLASSES:
@@ -208,26 +196,23 @@ def _number(value: Any, what: str) -> float:
 
 
 def _binary(value: Any, what: str) -> float:
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, int | float) and value in (0, 1):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text in _TRUE:
-            return 1.0
-        if text in _FALSE:
-            return 0.0
+    text = as_text(value)
+    if text == "1":
+        return 1.0
+    if text == "0":
+        return 0.0
     raise BadValue(f"{what} {value!r} is not 0 or 1 (BinaryClassification)")
 
 
-def ground_truth_record(line: bytes, attribute: Attribute | None) -> tuple[str, Any]:
-    """``(key, label value)`` of one ground-truth line; :class:`BadValue` says what is wrong.
+def ground_truth_record(line: bytes, reader: LabelReader) -> tuple[str, str]:
+    """``(key, label)`` of one ground-truth line, the label as the service's ``reader`` reads
+    it; :class:`BadValue` says what is wrong.
 
     Examples
     --------
     >>> ground_truth_record(b'{"groundTruthData": {"data": "1", "encoding": "CSV"},'
-    ...                     b' "eventMetadata": {"eventId": "e-1"}, "eventVersion": "0"}', None)
+    ...                     b' "eventMetadata": {"eventId": "e-1"}, "eventVersion": "0"}',
+    ...                     LabelReader(None))
     ('e-1', '1')
     """
     try:
@@ -245,19 +230,10 @@ def ground_truth_record(line: bytes, attribute: Attribute | None) -> tuple[str, 
     if not isinstance(value, str):
         raise BadValue('groundTruthData.data must be a string (e.g. "1")')
     encoding = str(data.get("encoding", "CSV")).upper()  # type: ignore[union-attr]
-    if encoding == "CSV" and "," not in value and '"' not in value:
-        return key, value  # the label itself, SageMaker's usual record
-    parsed = parse_data(value, encoding)
-    if isinstance(parsed, list) and len(parsed) == 1 and encoding != "JSON":
-        return key, parsed[0]
-    if isinstance(parsed, list | dict):
-        if attribute is None:
-            raise BadValue(
-                "groundTruthData.data holds several values: set ground_truth_attribute "
-                "to the label's column index or JMESPath"
-            )
-        return key, attribute.pick(parsed)
-    return key, parsed  # a JSON scalar: the label
+    try:
+        return key, reader(value, encoding)
+    except LabelError as exc:
+        raise BadValue(f"the label: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import base64
 import numpy as np
 import pytest
 
+from analyzer.monitors.model_quality.labels import LabelReader
 from analyzer.monitors.model_quality.pairs import Columns, join, key_hashes
 from analyzer.monitors.model_quality.records import (
     Attribute,
@@ -70,18 +71,21 @@ def test_ground_truth_records() -> None:
     line = (
         b'{"groundTruthData": {"data": "%s", "encoding": "%s"}, "eventMetadata": {"eventId": "k"}}'
     )
-    assert ground_truth_record(line % (b"1", b"CSV"), None) == ("k", "1")
-    assert ground_truth_record(line % (b"0,1", b"CSV"), Attribute.of("1")) == ("k", "1")
-    as_json = b'{\\"y\\": 1}'
-    assert ground_truth_record(line % (as_json, b"JSON"), Attribute.of("y")) == ("k", 1)
+    assert ground_truth_record(line % (b"1", b"CSV"), LabelReader(None)) == ("k", "1")
+    assert ground_truth_record(line % (b"0,1", b"CSV"), LabelReader("1")) == ("k", "1")
+    as_json = b'{\\"y\\": 1.0}'
+    assert ground_truth_record(line % (as_json, b"JSON"), LabelReader("y")) == ("k", "1")
     coded = base64.b64encode(b"1").decode().encode()
-    assert ground_truth_record(line % (coded, b"BASE64"), None) == ("k", "1")
+    assert ground_truth_record(line % (coded, b"BASE64"), LabelReader(None)) == ("k", "1")
     with pytest.raises(BadValue, match="eventId"):
-        ground_truth_record(b'{"groundTruthData": {"data": "1"}}', None)
-    with pytest.raises(BadValue, match="several values"):
-        ground_truth_record(line % (b"0,1", b"CSV"), None)
+        ground_truth_record(b'{"groundTruthData": {"data": "1"}}', LabelReader(None))
+    # without an attribute the whole data is the label (as the service reads it): a class
+    # name may hold a comma; for a binary problem the encoder refuses it
+    assert ground_truth_record(line % (b"0,1", b"CSV"), LabelReader(None)) == ("k", "0,1")
+    with pytest.raises(BadValue, match="not 0 or 1"):
+        Encoder("BinaryClassification").label("0,1")
     with pytest.raises(BadValue, match="not JSON"):
-        ground_truth_record(b"{oops", None)
+        ground_truth_record(b"{oops", LabelReader(None))
 
 
 def test_capture_records_pick_by_index_name_and_jmespath() -> None:
