@@ -280,23 +280,27 @@ class PredictionExtractor:
     ) -> list[bytes | None]:
         """Each input row as a JSON object (the whole batch at once), None when too large.
 
-        Each value is encoded once with orjson (a column at a time) and the objects are
-        filled into one ``%b`` template: the same bytes as ``orjson.dumps`` of the row's
-        dict. A value orjson refuses (e.g. an integer over 64 bits) sends the batch to the
-        row-by-row path, where that row alone is left out.
+        Each column is encoded with one ``orjson.dumps`` and split into its values
+        (:func:`_encoded`), and the objects are filled into one ``%b`` template: the same bytes
+        as ``orjson.dumps`` of each row's dict. A column of other values (lists, objects) or
+        one orjson refuses (an integer over 64 bits) sends the batch to the row-by-row path,
+        where such a row alone is left out.
         """
-        if not columns:
+        if not columns or not n:
             return [None] * n
-        try:
-            encoded = [list(map(orjson.dumps, values)) for values in columns.values()]
-        except TypeError:
-            return self._rows_one_by_one(columns, out)
-        template = b"{%b}" % b",".join(
-            orjson.dumps(name).replace(b"%", b"%%") + b":%b" for name in columns
-        )
+        parts: list[bytes] = []
+        encoded: list[list[bytes]] = []
+        for name, values in columns.items():
+            found = _encoded(values)
+            if found is None:
+                return self._rows_one_by_one(columns, out)
+            quote, column = found
+            parts.append(orjson.dumps(name).replace(b"%", b"%%") + (b':"%b"' if quote else b":%b"))
+            encoded.append(column)
+        template = b"{%b}" % b",".join(parts)
         blobs: list[bytes | None] = list(map(template.__mod__, zip(*encoded, strict=True)))
         limit = self.max_row_bytes
-        if max(map(len, blobs), default=0) > limit:  # type: ignore[arg-type]
+        if max(map(len, blobs)) > limit:  # type: ignore[arg-type]
             blobs = [b if len(b) <= limit else None for b in blobs]  # type: ignore[arg-type]
             out.rows_too_large += blobs.count(None)
         return blobs
@@ -317,6 +321,29 @@ class PredictionExtractor:
                 blob = None
             blobs.append(blob)
         return blobs
+
+
+_SCALARS = frozenset((int, float, bool, type(None)))
+
+
+def _encoded(values: Sequence[Any]) -> tuple[bool, list[bytes]] | None:
+    """A column's values each as its JSON text, from one ``orjson.dumps`` of the column:
+    ``(True, insides)`` for a column of strings (each value's text between its quotes),
+    ``(False, texts)`` for numbers, booleans and nulls; None for anything else.
+
+    The split is exact: inside a JSON string every ``"`` is escaped, so ``","`` occurs in
+    the encoded list only between two strings; and a number, ``true``, ``false`` or
+    ``null`` holds no comma.
+    """
+    kinds = set(map(type, values))
+    try:
+        if kinds == {str}:
+            return True, orjson.dumps(values)[2:-2].split(b'","')
+        if kinds <= _SCALARS:
+            return False, orjson.dumps(values)[1:-1].split(b",")
+    except TypeError:  # an integer over 64 bits
+        return None
+    return None
 
 
 def _thresholded(probabilities: list[float | None], threshold: float) -> list[str | None]:

@@ -215,7 +215,12 @@ def test_input_rows_are_the_bytes_of_each_rows_object_and_bad_values_fall_back()
     (an integer over 64 bits) leaves that row out, the others are kept."""
     config = ModelQualityConfig(problem_type="Regression")
     payload = PayloadConfig.model_validate(JSON)
-    rows = [{"a%s": 1, 'q"uote': "é"}, {"a%s": 2, 'q"uote': "ok"}, {"a%s": None}]
+    rows = [
+        {"a%s": 1, 'q"uote': 'é","\\', "n": True},
+        {"a%s": 2.5, 'q"uote': '\\","', "n": None},
+        {"a%s": None, 'q"uote': "", "n": -3},
+        {"a%s": -7, 'q"uote': '"%b,"\n', "n": 1e300},
+    ]  # strings that hold the separator, a trailing backslash, quotes, %; numbers and null
     lines = [
         line(orjson.dumps({"instances": [row]}).decode(), '{"predictions": [1]}', "JSON")
         for row in rows
@@ -232,5 +237,5 @@ def test_input_rows_are_the_bytes_of_each_rows_object_and_bad_values_fall_back()
     assert isinstance(column, list)
     column[1] = 2**70  # as a decoder handing over a Python int might
     out = PredictionExtractor(config, payload.output).extract(batch)
-    assert [r[6] for r in out.rows] == [expected[0], None, expected[2]]
+    assert [r[6] for r in out.rows] == [expected[0], None, *expected[2:]]
     assert out.rows_too_large == 1
