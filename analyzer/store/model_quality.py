@@ -50,8 +50,10 @@ __all__ = [
     "add_predictions",
     "create_tables",
     "dirty_windows",
+    "join_changes",
     "label_counts",
     "mark_evaluated",
+    "predictions_between",
     "prune",
     "recount_totals",
     "store_predictions",
@@ -114,6 +116,8 @@ def _window(column: str, window_s: int) -> str:
 
 _BUMP = " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
 LABELS, PREDICTIONS_ALONE, LABELS_ALONE = "labels", "predictions_alone", "labels_alone"
+# rows added or removed, ever (never decreases): the evaluation's "did the join change?"
+CHANGES = "changes"
 
 
 def _add_totals(conn: sqlite3.Connection, deltas: dict[str, int]) -> None:
@@ -160,7 +164,7 @@ def add_predictions(
             "DELETE FROM mq_labels_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
         ).rowcount
     # (else no label waits for its prediction: labels usually come after)
-    _add_totals(conn, {PREDICTIONS_ALONE: alone, LABELS_ALONE: -joined})
+    _add_totals(conn, {PREDICTIONS_ALONE: alone, LABELS_ALONE: -joined, CHANGES: added})
     return added
 
 
@@ -210,7 +214,9 @@ def add_labels(
         [received_at, keys],
     )
     alone = conn.total_changes - before
-    _add_totals(conn, {LABELS: added, PREDICTIONS_ALONE: -joined, LABELS_ALONE: alone})
+    _add_totals(
+        conn, {LABELS: added, PREDICTIONS_ALONE: -joined, LABELS_ALONE: alone, CHANGES: added}
+    )
     return added, len(batch) - added
 
 
@@ -284,6 +290,23 @@ class LabelCounts:
     unlabeled: int  # predictions past the wait that never got a label (expired)
 
 
+def join_changes(conn: sqlite3.Connection) -> int:
+    """How many prediction and label rows were ever added or removed (retention included):
+    equal at two moments only if the join did not change in between."""
+    row = conn.execute("SELECT value FROM mq_totals WHERE name = ?", [CHANGES]).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def predictions_between(conn: sqlite3.Connection, start: float, end: float) -> bool:
+    """Whether any prediction was inferred in ``[start, end)`` (an index probe)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM mq_predictions"
+        " WHERE inference_time >= ? AND inference_time < ?)",
+        [start, end],
+    ).fetchone()
+    return bool(row[0])
+
+
 def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> LabelCounts:
     """Counts over everything stored (within retention): the kept totals and the index range
     of the rows still within the wait (never a scan of a table)."""
@@ -331,7 +354,12 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
     conn.execute("DELETE FROM mq_dirty WHERE window_start < ?", [math.floor(before) - 90 * 86400])
     _add_totals(
         conn,
-        {LABELS: -labels, PREDICTIONS_ALONE: -predictions_alone, LABELS_ALONE: -labels_alone},
+        {
+            LABELS: -labels,
+            PREDICTIONS_ALONE: -predictions_alone,
+            LABELS_ALONE: -labels_alone,
+            CHANGES: predictions + labels,
+        },
     )
     return int(predictions), int(labels)
 
