@@ -137,33 +137,45 @@ def add_predictions(
 ) -> int:
     """Store captured predictions (inside the caller's transaction); returns how many were new.
 
-    A prediction whose label is already here joins it and marks its window.
+    A prediction whose label is already here joins it and marks its window. The chunk's keys
+    are looked up once among the labels still waiting (usually few: labels come later); only
+    the other predictions are checked for a stored label and listed as alone.
     """
     conn = _conn(db)
     before = conn.total_changes
     conn.executemany("INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     added = conn.total_changes - before
+    waiting: set[str] = set()
+    if conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is not None:
+        keys = orjson.dumps([r[0] for r in rows]).decode()
+        waiting = {
+            key
+            for (key,) in conn.execute(
+                "SELECT l.key FROM json_each(?) j JOIN mq_labels_alone l ON l.key = j.value",
+                [keys],
+            )
+        }
+    joined = 0
+    if waiting:
+        # a waiting key had no stored prediction: the chunk's first row of it is the one stored
+        first: dict[str, float] = {}
+        for row in rows:
+            if row[0] in waiting:
+                first.setdefault(row[0], row[3])
+        width = int(window_s)
+        starts = sorted({math.floor(moment / width) * width for moment in first.values()})
+        conn.executemany("INSERT INTO mq_dirty VALUES (?, 1)" + _BUMP, [(s,) for s in starts])
+        before = conn.total_changes
+        conn.executemany("DELETE FROM mq_labels_alone WHERE key = ?", [(k,) for k in waiting])
+        joined = conn.total_changes - before
     # alone unless its label is stored (a prediction read again is either joined or alone)
     before = conn.total_changes
     conn.executemany(
         "INSERT OR IGNORE INTO mq_predictions_alone SELECT ?, ?"
         " WHERE NOT EXISTS (SELECT 1 FROM mq_labels WHERE key = ?)",
-        [(r[0], r[3], r[0]) for r in rows],
+        [(r[0], r[3], r[0]) for r in rows if r[0] not in waiting],
     )
     alone = conn.total_changes - before
-    joined = 0
-    if conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is not None:
-        keys = orjson.dumps([r[0] for r in rows]).decode()
-        conn.execute(
-            f"INSERT INTO mq_dirty SELECT DISTINCT {_window('p.inference_time', window_s)}, 1"
-            " FROM json_each(?) j JOIN mq_labels_alone l ON l.key = j.value"
-            " JOIN mq_predictions p ON p.key = l.key WHERE true" + _BUMP,
-            [keys],
-        )
-        joined = conn.execute(
-            "DELETE FROM mq_labels_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
-        ).rowcount
-    # (else no label waits for its prediction: labels usually come after)
     _add_totals(conn, {PREDICTIONS_ALONE: alone, LABELS_ALONE: -joined, CHANGES: added})
     return added
 
