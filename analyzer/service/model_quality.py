@@ -6,21 +6,37 @@
 for the estimate), and re-reports every hour whose pairs changed since it was last reported
 (a late label marks its window in the join): the hour's three SageMaker files are written
 again under ``{reports_dir}/{endpoint}/{schedule}/yyyy/mm/dd/hh/model_quality/``.
+
+Evaluating a window of 100,000s of pairs takes seconds, so neither is done again for
+nothing: the window is evaluated again only when the join changed (a prediction or label
+stored or removed: :func:`~analyzer.store.model_quality.join_changes`), the baseline
+changed, or its moving edges passed a prediction; otherwise the last evaluation stands with
+the new window bounds and the live label counts. An hour is reported once per change of the
+join's windows that cover it (their versions), not at every tick until they close.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from analyzer.monitors.contract import Evaluation
+from analyzer.monitors.contract import Evaluation, iso
 from analyzer.monitors.model_quality.monitor import ModelQuality
 from analyzer.store.database import Store
-from analyzer.store.model_quality import dirty_windows, mark_evaluated
+from analyzer.store.model_quality import DirtyWindow, dirty_windows, mark_evaluated
 from analyzer.store.model_quality_baseline import ModelQualityBaselineFiles
-from analyzer.store.model_quality_reads import HOUR_S, read_hour, read_window
+from analyzer.store.model_quality_reads import (
+    HOUR_S,
+    counts_doc,
+    read_changes,
+    read_hour,
+    read_window,
+    unchanged_since,
+)
 from analyzer.store.report_files import report_dir, write_reports
 from modelmon.config import ModelmonConfig, ModelQualityConfig
 
@@ -29,6 +45,16 @@ __all__ = ["REPORT_SUBDIR", "ModelQualityTenant"]
 log = logging.getLogger("modelmon.analyzer.model_quality")
 
 REPORT_SUBDIR = "model_quality"
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    """The last evaluation of the rolling window, and what it was of."""
+
+    baseline: object  # the baseline files' content in use (replaced when they change)
+    changes: int  # the join's row changes seen before the window was read
+    window: tuple[float, float]
+    evaluation: Evaluation
 
 
 class ModelQualityTenant:
@@ -40,6 +66,9 @@ class ModelQualityTenant:
         self.store = store
         self.files = ModelQualityBaselineFiles(quality)
         self.reports_written = 0
+        self.evaluations = 0  # windows evaluated (not counting the ones that stood)
+        self._last: _Evaluated | None = None
+        self._reported: dict[int, tuple[object, frozenset[DirtyWindow]]] = {}
 
     def monitor(self) -> ModelQuality:
         """The monitor type against the baseline in use."""
@@ -60,14 +89,30 @@ class ModelQualityTenant:
         return now - self.quality.window_s, now
 
     def evaluate(self, now: float) -> Evaluation:
-        """The rolling window, evaluated."""
+        """The rolling window, evaluated (again only when what it holds changed)."""
         start, end = self.window(now)
-        window = self.store.read(
-            lambda conn: read_window(
-                conn, start, end, now=now, label_delay_s=self.quality.label_delay_s
+        delay = self.quality.label_delay_s
+        baseline, last = self.files.current, self._last
+        if last is not None and last.baseline is baseline:
+            counts = self.store.read(
+                lambda conn: (
+                    counts_doc(conn, now, delay)
+                    if unchanged_since(conn, last.changes, last.window, (start, end))
+                    else None
+                )
             )
+            if counts is not None:
+                window = {"start": iso(start), "end": iso(end)}
+                section = {**last.evaluation.section, "window": window, "labels": counts}
+                return dataclasses.replace(last.evaluation, section=section)
+        changes = self.store.read(read_changes)  # before the window: a later change re-evaluates
+        pairs = self.store.read(
+            lambda conn: read_window(conn, start, end, now=now, label_delay_s=delay)
         )
-        return self.monitor().evaluate(window, start=start, end=end)
+        evaluation = self.monitor().evaluate(pairs, start=start, end=end)
+        self.evaluations += 1
+        self._last = _Evaluated(baseline, changes, (start, end), evaluation)
+        return evaluation
 
     def report_changed_hours(self, now: float) -> int:
         """Write the reports of every closed hour whose pairs changed; returns how many.
@@ -78,17 +123,26 @@ class ModelQualityTenant:
         """
         windows = self.store.read(dirty_windows)
         done = []
-        hours: set[int] = set()
+        hours: dict[int, set[DirtyWindow]] = {}
         for window in windows:
             first = window.start - window.start % HOUR_S
             span = range(first, window.start + self.quality.window_s, HOUR_S)
             closed = [hour for hour in span if hour + HOUR_S <= now]
-            hours.update(closed)
+            for hour in closed:
+                hours.setdefault(hour, set()).add(window)
             if len(closed) == len(span):
                 done.append(window)
         monitor = self.monitor()
         written = 0
+        baseline = self.files.current
+        reported = self._reported
+        self._reported = {}  # only hours still covered by a changed window are remembered
         for hour in sorted(hours):
+            seen = (baseline, frozenset(hours[hour]))
+            if hours[hour].isdisjoint(done):  # a done window is cleared: its next mark is new
+                self._reported[hour] = seen
+            if reported.get(hour) == seen:  # written at these versions already
+                continue
             pairs = self.store.read(partial(read_hour, hour=hour, now=now))
             evaluation = monitor.evaluate(pairs, start=hour, end=hour + HOUR_S)
             documents: dict[str, Any] = dict(evaluation.documents)

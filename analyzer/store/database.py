@@ -166,6 +166,11 @@ class StoreError(Exception):
 
 _STOP = object()
 WAL_LIMIT_BYTES = 16 << 20
+# The writer's page cache (SQLite's default is 2 MiB). A chunk of model-quality predictions
+# inserts 10,000 random keys (uuids) into the join's key indexes, dirtying thousands of
+# pages in one transaction: with 2 MiB they spill and are read back mid-transaction. Pages
+# are allocated as used, so a small database costs no more.
+WRITER_CACHE_KIB = 64 << 10
 
 
 class Store:
@@ -227,6 +232,7 @@ class Store:
             db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
+            db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
             MIGRATIONS.apply(db)
         except (sqlite3.Error, OSError) as exc:
             ready.set_exception(StoreError(f"cannot open analyzer.db {self.path}: {exc}"))

@@ -50,8 +50,10 @@ __all__ = [
     "add_predictions",
     "create_tables",
     "dirty_windows",
+    "join_changes",
     "label_counts",
     "mark_evaluated",
+    "predictions_between",
     "prune",
     "recount_totals",
     "store_predictions",
@@ -114,6 +116,8 @@ def _window(column: str, window_s: int) -> str:
 
 _BUMP = " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
 LABELS, PREDICTIONS_ALONE, LABELS_ALONE = "labels", "predictions_alone", "labels_alone"
+# rows added or removed, ever (never decreases): the evaluation's "did the join change?"
+CHANGES = "changes"
 
 
 def _add_totals(conn: sqlite3.Connection, deltas: dict[str, int]) -> None:
@@ -133,34 +137,46 @@ def add_predictions(
 ) -> int:
     """Store captured predictions (inside the caller's transaction); returns how many were new.
 
-    A prediction whose label is already here joins it and marks its window.
+    A prediction whose label is already here joins it and marks its window. The chunk's keys
+    are looked up once among the labels still waiting (usually few: labels come later); only
+    the other predictions are checked for a stored label and listed as alone.
     """
     conn = _conn(db)
     before = conn.total_changes
     conn.executemany("INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     added = conn.total_changes - before
+    waiting: set[str] = set()
+    if conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is not None:
+        keys = orjson.dumps([r[0] for r in rows]).decode()
+        waiting = {
+            key
+            for (key,) in conn.execute(
+                "SELECT l.key FROM json_each(?) j JOIN mq_labels_alone l ON l.key = j.value",
+                [keys],
+            )
+        }
+    joined = 0
+    if waiting:
+        # a waiting key had no stored prediction: the chunk's first row of it is the one stored
+        first: dict[str, float] = {}
+        for row in rows:
+            if row[0] in waiting:
+                first.setdefault(row[0], row[3])
+        width = int(window_s)
+        starts = sorted({math.floor(moment / width) * width for moment in first.values()})
+        conn.executemany("INSERT INTO mq_dirty VALUES (?, 1)" + _BUMP, [(s,) for s in starts])
+        before = conn.total_changes
+        conn.executemany("DELETE FROM mq_labels_alone WHERE key = ?", [(k,) for k in waiting])
+        joined = conn.total_changes - before
     # alone unless its label is stored (a prediction read again is either joined or alone)
     before = conn.total_changes
     conn.executemany(
         "INSERT OR IGNORE INTO mq_predictions_alone SELECT ?, ?"
         " WHERE NOT EXISTS (SELECT 1 FROM mq_labels WHERE key = ?)",
-        [(r[0], r[3], r[0]) for r in rows],
+        [(r[0], r[3], r[0]) for r in rows if r[0] not in waiting],
     )
     alone = conn.total_changes - before
-    joined = 0
-    if conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is not None:
-        keys = orjson.dumps([r[0] for r in rows]).decode()
-        conn.execute(
-            f"INSERT INTO mq_dirty SELECT DISTINCT {_window('p.inference_time', window_s)}, 1"
-            " FROM json_each(?) j JOIN mq_labels_alone l ON l.key = j.value"
-            " JOIN mq_predictions p ON p.key = l.key WHERE true" + _BUMP,
-            [keys],
-        )
-        joined = conn.execute(
-            "DELETE FROM mq_labels_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
-        ).rowcount
-    # (else no label waits for its prediction: labels usually come after)
-    _add_totals(conn, {PREDICTIONS_ALONE: alone, LABELS_ALONE: -joined})
+    _add_totals(conn, {PREDICTIONS_ALONE: alone, LABELS_ALONE: -joined, CHANGES: added})
     return added
 
 
@@ -210,7 +226,9 @@ def add_labels(
         [received_at, keys],
     )
     alone = conn.total_changes - before
-    _add_totals(conn, {LABELS: added, PREDICTIONS_ALONE: -joined, LABELS_ALONE: alone})
+    _add_totals(
+        conn, {LABELS: added, PREDICTIONS_ALONE: -joined, LABELS_ALONE: alone, CHANGES: added}
+    )
     return added, len(batch) - added
 
 
@@ -284,6 +302,23 @@ class LabelCounts:
     unlabeled: int  # predictions past the wait that never got a label (expired)
 
 
+def join_changes(conn: sqlite3.Connection) -> int:
+    """How many prediction and label rows were ever added or removed (retention included):
+    equal at two moments only if the join did not change in between."""
+    row = conn.execute("SELECT value FROM mq_totals WHERE name = ?", [CHANGES]).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def predictions_between(conn: sqlite3.Connection, start: float, end: float) -> bool:
+    """Whether any prediction was inferred in ``[start, end)`` (an index probe)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM mq_predictions"
+        " WHERE inference_time >= ? AND inference_time < ?)",
+        [start, end],
+    ).fetchone()
+    return bool(row[0])
+
+
 def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> LabelCounts:
     """Counts over everything stored (within retention): the kept totals and the index range
     of the rows still within the wait (never a scan of a table)."""
@@ -331,7 +366,12 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
     conn.execute("DELETE FROM mq_dirty WHERE window_start < ?", [math.floor(before) - 90 * 86400])
     _add_totals(
         conn,
-        {LABELS: -labels, PREDICTIONS_ALONE: -predictions_alone, LABELS_ALONE: -labels_alone},
+        {
+            LABELS: -labels,
+            PREDICTIONS_ALONE: -predictions_alone,
+            LABELS_ALONE: -labels_alone,
+            CHANGES: predictions + labels,
+        },
     )
     return int(predictions), int(labels)
 

@@ -8,9 +8,22 @@ import sqlite3
 import numpy as np
 
 from analyzer.monitors.model_quality.monitor import ModelQualityWindow
-from analyzer.store.model_quality import label_counts, window_pairs
+from analyzer.store.model_quality import (
+    join_changes,
+    label_counts,
+    predictions_between,
+    window_pairs,
+)
 
-__all__ = ["HOUR_S", "has_join_tables", "read_hour", "read_window"]
+__all__ = [
+    "HOUR_S",
+    "counts_doc",
+    "has_join_tables",
+    "read_changes",
+    "read_hour",
+    "read_window",
+    "unchanged_since",
+]
 
 FETCH = 50_000
 HOUR_S = 3600
@@ -48,16 +61,7 @@ def read_window(
         for prediction, probability in chunk:
             predictions.append(prediction)
             probabilities.append(math.nan if probability is None else probability)
-    counts: dict[str, int] = {}
-    if with_counts:
-        stand = label_counts(conn, now, label_delay_s)
-        counts = {
-            "matched": stand.matched,
-            "unmatched": stand.unmatched,
-            "pending": stand.pending,
-            "awaiting": stand.awaiting,
-            "unlabeled": stand.unlabeled,
-        }
+    counts = counts_doc(conn, now, label_delay_s) if with_counts else {}
     return ModelQualityWindow(
         pairs.labels,
         pairs.predictions,
@@ -71,3 +75,40 @@ def read_window(
 def read_hour(conn: sqlite3.Connection, *, hour: int, now: float) -> ModelQualityWindow:
     """The pairs and predictions of one report hour (no label counts: those are live)."""
     return read_window(conn, hour, hour + HOUR_S, now=now, label_delay_s=0, with_counts=False)
+
+
+def counts_doc(conn: sqlite3.Connection, now: float, label_delay_s: float) -> dict[str, int]:
+    """``labels`` of the status section: where the labels stand at ``now``."""
+    if not has_join_tables(conn):
+        return {}
+    stand = label_counts(conn, now, label_delay_s)
+    return {
+        "matched": stand.matched,
+        "unmatched": stand.unmatched,
+        "pending": stand.pending,
+        "awaiting": stand.awaiting,
+        "unlabeled": stand.unlabeled,
+    }
+
+
+def read_changes(conn: sqlite3.Connection) -> int:
+    """:func:`~analyzer.store.model_quality.join_changes` (0 before the tables exist)."""
+    return join_changes(conn) if has_join_tables(conn) else 0
+
+
+def unchanged_since(
+    conn: sqlite3.Connection,
+    changes: int,
+    before: tuple[float, float],
+    after: tuple[float, float],
+) -> bool:
+    """Whether the window ``after`` holds exactly what the window ``before`` held when the join
+    had seen ``changes`` row changes: no row added or removed since, and no prediction between
+    the old and the new start, nor between the old and the new end (the edges passed none)."""
+    if read_changes(conn) != changes:
+        return False
+    return not any(
+        predictions_between(conn, min(old, new), max(old, new))
+        for old, new in zip(before, after, strict=True)
+        if old != new
+    )

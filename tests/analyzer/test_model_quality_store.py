@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -21,6 +22,7 @@ from analyzer.store.model_quality import (
     add_predictions,
     create_tables,
     dirty_windows,
+    join_changes,
     label_counts,
     mark_evaluated,
     prune,
@@ -182,12 +184,26 @@ def brute_counts(db: Database, now: float, delay: float) -> LabelCounts:
     )  # fmt: skip
 
 
+def _joined(db: Database) -> dict[str, float]:
+    rows = db.execute("SELECT p.key, p.inference_time FROM mq_predictions p JOIN mq_labels"
+                      " USING (key)").fetchall()  # fmt: skip
+    return dict(rows)
+
+
+def _stored(db: Database) -> tuple[frozenset[str], frozenset[str]]:
+    predictions = db.execute("SELECT key FROM mq_predictions").fetchall()
+    labels = db.execute("SELECT key FROM mq_labels").fetchall()
+    return frozenset(k for (k,) in predictions), frozenset(k for (k,) in labels)
+
+
 def test_kept_counts_equal_a_join_of_the_tables_after_random_traffic(tmp_path: Path) -> None:
+    """Totals, window marks and the change count against the tables themselves."""
     db = open_db(tmp_path / "m.db")
     rng = random.Random(7)
     keys = [f"k{i}" for i in range(400)]
     for step in range(60):
         now = step * 100.0
+        joined, stored, changes = _joined(db), _stored(db), join_changes(db.conn)
         with db.conn:
             action = rng.random()
             picked = rng.sample(keys, rng.randint(1, 40)) * rng.choice([1, 1, 2])  # repeats too
@@ -199,6 +215,9 @@ def test_kept_counts_equal_a_join_of_the_tables_after_random_traffic(tmp_path: P
                 prune(db, before=now - 1500)
         for delay in (0.0, 250.0, 10_000.0):
             assert label_counts(db.conn, now, delay) == brute_counts(db, now, delay), step
+        new = [t for key, t in _joined(db).items() if key not in joined]
+        assert take_dirty_windows(db) == sorted({math.floor(t / 300) * 300 for t in new}), step
+        assert (join_changes(db.conn) != changes) == (_stored(db) != stored), step
 
 
 def test_a_database_filled_before_the_totals_were_kept_is_counted_once(tmp_path: Path) -> None:

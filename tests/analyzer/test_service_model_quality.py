@@ -245,3 +245,53 @@ async def test_a_bad_constraints_file_is_reported_by_name(
     section = (await _status(client))["monitors"]["model_quality"]
     assert section["state"] == "no_baseline"
     assert str(tmp_path / "bad.json") in section["baseline"]["error"]
+
+
+async def test_an_unchanged_window_stands_and_a_late_label_is_evaluated_and_reported_once(
+    aiohttp_client: Client, tmp_path: Path
+) -> None:
+    """A tick whose window holds what it held is not evaluated again (the label counts still
+    move with the clock); a closed hour is reported once per change, not at every tick while
+    its window stays open; a late label re-evaluates the window and rewrites the hour."""
+    clock = Clock(T0 + timedelta(minutes=10))  # 07:10
+    config = _config(tmp_path, window_s=7200, label_delay_s=4300)
+    app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
+    client = await aiohttp_client(app)
+    monitor = monitor_of(app)
+    tenant = monitor.model_quality
+    assert tenant is not None
+    start = T0.timestamp() - 3600  # 06:00: its window (06:00–08:00) stays open until 08:00
+    _capture(config, "current_nodrift.csv", start, 400, "n")  # 06:00:00–06:03:20
+    await _post_labels(client, "current_nodrift.csv", 300, "n")
+    first = (await monitor.tick())["monitors"]["model_quality"]
+    assert tenant.evaluations == 1 and first["samples"] == 300
+    assert first["labels"]["awaiting"] == 100  # still within the label wait
+    folder = hour_dir(config, int(start)) / REPORT_SUBDIR
+    statistics = folder / "statistics.json"
+    assert orjson.loads(statistics.read_bytes())["dataset"]["item_count"] == 300
+    assert tenant.reports_written == 1
+
+    clock.now += 600  # 07:20: the window's edges passed no prediction, nothing was stored
+    second = (await monitor.tick())["monitors"]["model_quality"]
+    assert tenant.evaluations == 1 and tenant.reports_written == 1
+    assert second["labels"]["awaiting"] == 0 and second["labels"]["unlabeled"] == 100
+    assert second["window"]["end"] != first["window"]["end"]
+    fresh = type(tenant)(config, tenant.quality, monitor.store).evaluate(clock.now)
+    assert {k: v for k, v in second.items() if k != "run_id"} == fresh.section
+
+    await _post_labels(client, "current_nodrift.csv", 400, "n", first=300)  # late labels
+    clock.now += 60
+    third = (await monitor.tick())["monitors"]["model_quality"]
+    assert tenant.evaluations == 2 and third["samples"] == 400
+    assert third["labels"]["matched"] == 400 and third["labels"]["unlabeled"] == 0
+    assert tenant.reports_written == 2
+    assert orjson.loads(statistics.read_bytes())["dataset"]["item_count"] == 400
+
+    clock.now += 60  # a prediction the window's end passes is evaluated with it
+    _capture(config, "current_nodrift.csv", clock.now + 30, 1, "later")
+    await monitor.tick()
+    assert tenant.evaluations == 3  # stored: the join changed
+    clock.now += 60
+    fourth = (await monitor.tick())["monitors"]["model_quality"]
+    assert tenant.evaluations == 4 and fourth["labels"]["awaiting"] == 1  # the end passed it
+    assert tenant.reports_written == 2

@@ -29,9 +29,11 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import jmespath
+import numpy as np
 import orjson
 
 from analyzer.decoding.codecs import DecodedBatch
@@ -47,6 +49,7 @@ MAX_ROW_BYTES = 4096
 # key, event_id, inference_id, inference_time (epoch s), prediction, probability, input row
 PredictionRow = tuple[str, str | None, str | None, float, str, float | None, bytes | None]
 Getter = Callable[[Mapping[str, list[Any]], int], Any]
+Column = Callable[[Mapping[str, list[Any]]], list[Any] | None]  # a whole column, if it is one
 
 
 @dataclass
@@ -95,6 +98,20 @@ def _getter(attribute: str, output: PayloadSide) -> Getter:
     return get
 
 
+def _column(attribute: str, output: PayloadSide) -> Column:
+    """The output column ``attribute`` reads whole, when it reads one (None: per row)."""
+    if attribute.isdigit():
+        index = int(attribute)
+        name = output.columns[index] if index < len(output.columns) else output_name(index)
+    else:
+        name = attribute
+    return lambda columns: columns.get(name)
+
+
+def _first_column(columns: Mapping[str, list[Any]]) -> list[Any] | None:
+    return next(iter(columns.values()), None)
+
+
 def _first(columns: Mapping[str, list[Any]], row: int) -> Any:
     for values in columns.values():
         return values[row]
@@ -130,6 +147,14 @@ class PredictionExtractor:
         self._probability: Getter | None = (
             _getter(config.probability_attribute, output) if config.probability_attribute else None
         )
+        self._prediction_column: Column = (
+            _column(config.inference_attribute, output)
+            if config.inference_attribute
+            else _first_column
+        )
+        self._probability_column: Column | None = (
+            _column(config.probability_attribute, output) if config.probability_attribute else None
+        )
         self._from_probability = (
             self._prediction is None
             and self._probability is not None
@@ -141,6 +166,8 @@ class PredictionExtractor:
         out = Extracted()
         outputs = _lists(batch.predictions)
         blobs = self._rows(_lists(batch.columns), batch.n_rows, out)
+        if batch.record_rows and set(batch.record_rows) == {1}:
+            return self._single_rows(batch, outputs, blobs, out)
         probabilities = self._probability
         getter = self._prediction or _first
         threshold, from_probability = self.threshold, self._from_probability
@@ -149,8 +176,6 @@ class PredictionExtractor:
             batch.inference_ids,
             batch.inference_times,
         )
-        if from_probability and batch.n_rows == len(batch.record_rows) and probabilities:
-            return self._single_rows(batch, blobs, probabilities, out)
         append = out.rows.append
         row = 0
         for i, n in enumerate(batch.record_rows):
@@ -184,33 +209,105 @@ class PredictionExtractor:
         return out
 
     def _single_rows(
-        self, batch: DecodedBatch, blobs: list[bytes | None], probabilities: Getter, out: Extracted
+        self,
+        batch: DecodedBatch,
+        outputs: dict[str, list[Any]],
+        blobs: list[bytes | None],
+        out: Extracted,
     ) -> Extracted:
-        """The common binary case, a column at a time: one row per record, the prediction from
-        the probability."""
-        outputs, threshold = _lists(batch.predictions), self.threshold
+        """The common case, a column at a time: one row per record (no Python object per
+        row but the row tuple that SQLite takes). The same rows and counts as the record
+        loop of :meth:`extract`."""
+        n = len(batch.record_rows)
+        from_probability = self._from_probability
+        probabilities: list[float | None] = (
+            self._probabilities(outputs, n) if self._probability is not None else [None] * n
+        )
+        predictions: list[str | None]
+        if from_probability:
+            predictions = _thresholded(probabilities, self.threshold)
+        else:
+            values = _column_values(self._prediction_column, self._prediction, outputs, n)
+            predictions = list(map(as_text, values))
         keys = [i or e for i, e in zip(batch.inference_ids, batch.event_ids, strict=True)]
-        found = [_probability(probabilities(outputs, row)) for row in range(batch.n_rows)]
-        times = [moment.timestamp() for moment in batch.inference_times]
-        for key, event_id, inference_id, moment, probability, blob in zip(
-            keys, batch.event_ids, batch.inference_ids, times, found, blobs, strict=True
+        times = list(map(datetime.timestamp, batch.inference_times))
+        rows = zip(
+            keys, batch.event_ids, batch.inference_ids, times, predictions, probabilities, blobs,
+            strict=True,
+        )  # fmt: skip
+        if (
+            None not in predictions
+            and max(map(len, keys)) <= MAX_KEY
+            and max(map(len, predictions)) <= MAX_TEXT  # type: ignore[arg-type]
         ):
-            if probability is None:
-                out.skipped["no_probability"] += 1
+            out.rows.extend(rows)
+            return out
+        skipped, append = out.skipped, out.rows.append
+        for row in rows:
+            key, prediction = row[0], row[4]
+            if prediction is None and from_probability:
+                skipped["no_probability"] += 1
             elif len(key) > MAX_KEY:
-                out.skipped["key_too_long"] += 1
+                skipped["key_too_long"] += 1
+            elif prediction is None:
+                skipped["no_prediction"] += 1
+            elif len(prediction) > MAX_TEXT:
+                skipped["prediction_too_long"] += 1
             else:
-                prediction = "1" if probability >= threshold else "0"
-                out.rows.append((key, event_id, inference_id, moment, prediction, probability,
-                                 blob))  # fmt: skip
+                append(row)
         return out
+
+    def _probabilities(self, outputs: dict[str, list[Any]], n: int) -> list[float | None]:
+        """The probability of each row (:func:`_probability`), a column at once when it is
+        a column of numbers or numeric texts (``float`` on each, as :func:`_probability`)."""
+        values = _column_values(self._probability_column, self._probability, outputs, n)
+        if set(map(type, values)) <= {str, float, int}:
+            try:
+                numbers = np.fromiter(map(float, values), dtype=np.float64, count=n)
+            except (ValueError, OverflowError):
+                pass
+            else:
+                finite = np.isfinite(numbers)
+                found: list[float | None] = numbers.tolist()
+                if not bool(finite.all()):
+                    oks = finite.tolist()
+                    found = [p if ok else None for p, ok in zip(found, oks, strict=True)]
+                return found
+        return list(map(_probability, values))
 
     def _rows(
         self, columns: Mapping[str, Sequence[Any]], n: int, out: Extracted
     ) -> list[bytes | None]:
-        """Each input row as a JSON object (the whole batch at once), None when too large."""
-        if not columns:
+        """Each input row as a JSON object (the whole batch at once), None when too large.
+
+        Each column is encoded with one ``orjson.dumps`` and split into its values
+        (:func:`_encoded`), and the objects are filled into one ``%b`` template: the same bytes
+        as ``orjson.dumps`` of each row's dict. A column of other values (lists, objects) or
+        one orjson refuses (an integer over 64 bits) sends the batch to the row-by-row path,
+        where such a row alone is left out.
+        """
+        if not columns or not n:
             return [None] * n
+        parts: list[bytes] = []
+        encoded: list[list[bytes]] = []
+        for name, values in columns.items():
+            found = _encoded(values)
+            if found is None:
+                return self._rows_one_by_one(columns, out)
+            quote, column = found
+            parts.append(orjson.dumps(name).replace(b"%", b"%%") + (b':"%b"' if quote else b":%b"))
+            encoded.append(column)
+        template = b"{%b}" % b",".join(parts)
+        blobs: list[bytes | None] = list(map(template.__mod__, zip(*encoded, strict=True)))
+        limit = self.max_row_bytes
+        if max(map(len, blobs)) > limit:  # type: ignore[arg-type]
+            blobs = [b if len(b) <= limit else None for b in blobs]  # type: ignore[arg-type]
+            out.rows_too_large += blobs.count(None)
+        return blobs
+
+    def _rows_one_by_one(
+        self, columns: Mapping[str, Sequence[Any]], out: Extracted
+    ) -> list[bytes | None]:
         names = list(columns)
         dumps, limit = orjson.dumps, self.max_row_bytes
         blobs: list[bytes | None] = []
@@ -224,3 +321,42 @@ class PredictionExtractor:
                 blob = None
             blobs.append(blob)
         return blobs
+
+
+_SCALARS = frozenset((int, float, bool, type(None)))
+
+
+def _encoded(values: Sequence[Any]) -> tuple[bool, list[bytes]] | None:
+    """A column's values each as its JSON text, from one ``orjson.dumps`` of the column:
+    ``(True, insides)`` for a column of strings (each value's text between its quotes),
+    ``(False, texts)`` for numbers, booleans and nulls; None for anything else.
+
+    The split is exact: inside a JSON string every ``"`` is escaped, so ``","`` occurs in
+    the encoded list only between two strings; and a number, ``true``, ``false`` or
+    ``null`` holds no comma.
+    """
+    kinds = set(map(type, values))
+    try:
+        if kinds == {str}:
+            return True, orjson.dumps(values)[2:-2].split(b'","')
+        if kinds <= _SCALARS:
+            return False, orjson.dumps(values)[1:-1].split(b",")
+    except TypeError:  # an integer over 64 bits
+        return None
+    return None
+
+
+def _thresholded(probabilities: list[float | None], threshold: float) -> list[str | None]:
+    """``"1"`` at or above ``threshold``, ``"0"`` below, None without a probability."""
+    return [None if p is None else "1" if p >= threshold else "0" for p in probabilities]
+
+
+def _column_values(
+    column: Column | None, getter: Getter | None, outputs: dict[str, list[Any]], n: int
+) -> list[Any]:
+    """The attribute's value at each of ``n`` rows: its column when it is one, else per row."""
+    found = column(outputs) if column is not None else None
+    if found is not None:
+        return found
+    get = getter or _first
+    return [get(outputs, row) for row in range(n)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -30,11 +31,14 @@ def line(request: str, response: str, fmt: str = "CSV", inference_id: str | None
     )
 
 
-def extract(lines: list[bytes], payload: dict[str, Any], **quality: Any) -> Any:
+def extract(
+    lines: list[bytes], payload: dict[str, Any], max_row_bytes: int = 4096, **quality: Any
+) -> Any:
     config = ModelQualityConfig.model_validate(quality)
     payload_config = PayloadConfig.model_validate(payload)
     batch = PayloadDecoder(payload_config).decode_lines(lines)
-    return PredictionExtractor(config, payload_config.output).extract(batch)
+    extractor = PredictionExtractor(config, payload_config.output, max_row_bytes=max_row_bytes)
+    return extractor.extract(batch)
 
 
 CSV = {"input": {"format": "csv", "columns": ["a", "b"]}, "output": {"format": "csv"}}
@@ -157,3 +161,81 @@ def test_label_reader_by_encoding_and_attribute() -> None:
             reader(data, encoding)
         assert caught.value.reason == reason
     assert LabelReader(None)("x" * 1024, "CSV") == "x" * 1024  # at the limit
+
+
+JSON = {"input": {"format": "json"}, "output": {"format": "json"}}
+HOSTILE_OUTPUTS = [
+    {"p": 0.9, "label": 1}, {"p": "0.25", "label": "0"}, {"p": " 0.5 ", "label": True},
+    {"p": "nan", "label": "cat"}, {"p": "1e400", "label": 2.0}, {"p": True, "label": None},
+    {"p": [0.2, 0.7], "label": [1]}, {"p": None, "label": "x" * 1025}, {"p": "n/a", "label": 7},
+    {"p": 10**30, "label": {"a": 1}}, {"label": " 007 "},
+]  # fmt: skip
+HOSTILE_INPUTS = [
+    {"a%s": 1, 'q"uote': "x"}, {"a%s": "é ✓", 'q"uote': None}, {"a%s": [1, {"b": 2}]},
+    {"a%s": 1.5e300, 'q"uote': "\n"}, {"a%s": -(2**63)}, {'q"uote': "y" * 300},
+]  # fmt: skip
+
+
+def _hostile_lines() -> list[bytes]:
+    lines = []
+    for i, output in enumerate(HOSTILE_OUTPUTS):
+        request = json.dumps({"instances": [HOSTILE_INPUTS[i % len(HOSTILE_INPUTS)]]})
+        response = json.dumps({"predictions": [output]})  # 10**30: orjson reads a float
+        inference_id = "k" * 1025 if i == 2 else None  # a key over the bound
+        lines.append(line(request, response, "JSON", inference_id=inference_id))
+    return lines
+
+
+@pytest.mark.parametrize(
+    "quality",
+    [
+        {"problem_type": "BinaryClassification", "probability_attribute": "p"},
+        {"problem_type": "BinaryClassification", "probability_attribute": "p",
+         "inference_attribute": "label"},
+        {"problem_type": "MulticlassClassification", "inference_attribute": "label"},
+        {"problem_type": "Regression"},
+    ],
+)  # fmt: skip
+def test_the_column_path_gives_what_the_record_loop_gives(quality: dict[str, Any]) -> None:
+    """A batch of one row per record goes a column at a time; one record of two rows sends the
+    same batch through the record-by-record loop: the same rows, blobs and counts."""
+    several = line('{"instances": [{"a%s": 1}, {"a%s": 2}]}', '{"predictions": [1, 0]}', "JSON")
+    lines = _hostile_lines()
+    columns = extract(lines, JSON, max_row_bytes=200, **quality)
+    records = extract([*lines, several], JSON, max_row_bytes=200, **quality)
+    assert records.skipped.pop("several_rows") == 1
+    assert columns.rows == records.rows and columns.skipped == records.skipped
+    assert columns.rows_too_large == records.rows_too_large >= 1
+    assert columns.rows  # some rows kept, some skipped
+    assert sum(columns.skipped.values()) >= 2 and "key_too_long" in columns.skipped
+
+
+def test_input_rows_are_the_bytes_of_each_rows_object_and_bad_values_fall_back() -> None:
+    """The template fill equals ``orjson.dumps`` of each row's dict; a value orjson refuses
+    (an integer over 64 bits) leaves that row out, the others are kept."""
+    config = ModelQualityConfig(problem_type="Regression")
+    payload = PayloadConfig.model_validate(JSON)
+    rows = [
+        {"a%s": 1, 'q"uote': 'é","\\', "n": True},
+        {"a%s": 2.5, 'q"uote': '\\","', "n": None},
+        {"a%s": None, 'q"uote': "", "n": -3},
+        {"a%s": -7, 'q"uote': '"%b,"\n', "n": 1e300},
+    ]  # strings that hold the separator, a trailing backslash, quotes, %; numbers and null
+    lines = [
+        line(orjson.dumps({"instances": [row]}).decode(), '{"predictions": [1]}', "JSON")
+        for row in rows
+    ]
+    batch = PayloadDecoder(payload).decode_lines(lines)
+    names = list(batch.columns)
+    expected = [
+        orjson.dumps(dict(zip(names, values, strict=True)))
+        for values in zip(*batch.columns.values(), strict=True)
+    ]
+    fast = PredictionExtractor(config, payload.output).extract(batch)
+    assert [r[6] for r in fast.rows] == expected and fast.rows_too_large == 0
+    column = batch.columns["a%s"]
+    assert isinstance(column, list)
+    column[1] = 2**70  # as a decoder handing over a Python int might
+    out = PredictionExtractor(config, payload.output).extract(batch)
+    assert [r[6] for r in out.rows] == [expected[0], None, *expected[2:]]
+    assert out.rows_too_large == 1
