@@ -45,7 +45,7 @@ def client() -> Iterator[Client]:
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # not 8787: another cluster on the machine may hold it
     )
     client = Client(cluster)
     try:
