@@ -397,5 +397,5 @@ def run_analyze_once(
         if not remote:  # a local file that cannot be read stays what it was
             raise
         text = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"modelmon analyze: the store failed mid-run: {text}", file=sys.stderr)
+        print(f"modelmon analyze: stopped mid-run: {text}", file=sys.stderr)
         return EXIT_USAGE

@@ -264,7 +264,7 @@ def test_a_store_that_goes_away_mid_run_is_one_line(
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"analyzing 4 capture files from {DATA_URL}/{TREE}"
     assert err[1].startswith(
-        "modelmon analyze: the store failed mid-run: Could not connect to the endpoint URL: "
+        "modelmon analyze: stopped mid-run: Could not connect to the endpoint URL: "
     )
     assert len(err) == 2 and not out.exists()
 
@@ -330,6 +330,9 @@ def test_an_empty_tree_and_a_file_are_one_line(s3: S3Server, setup: Setup) -> No
     )
     line = _one_line(analyze(setup, "--data", "http://example.com/x"), 2)
     assert line.startswith("modelmon analyze: --data: expected an s3://, gs:// or file:/// URL")
+    line = _one_line(analyze(setup, "--out", "s3://AKIAX:secret@monitoring/reports"), 2)
+    assert line.startswith("modelmon analyze: --out: no credentials in the URL: they come from")
+    assert "secret" not in line
 
 
 def _closed_port() -> int:
