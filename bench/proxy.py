@@ -10,7 +10,9 @@ seconds per request (psutil, process plus children, before/after the measured ru
 a ratio to nginx's.
 
 Run: ``python bench/proxy.py`` (``--seconds 10 --repeat 5`` for steadier numbers on a busy
-machine, ``--json out.json`` to keep them).
+machine, ``--json out.json`` to keep them). ``--alt NAME=DIR`` also runs the engine from
+another tree in the same rounds (the code before a change, or a mypyc build of it:
+docs/benchmarks-proxy.md), so that the two are compared under the same load.
 """
 
 from __future__ import annotations
@@ -142,7 +144,12 @@ def start_upstream(workdir: Path, port: int, have_nginx: bool) -> subprocess.Pop
 
 
 def start_modelmon(
-    workdir: Path, port: int, upstream: int, capture: bool, engine: str = "fast"
+    workdir: Path,
+    port: int,
+    upstream: int,
+    capture: bool,
+    engine: str = "fast",
+    first_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "modelmon.yaml"
@@ -164,6 +171,9 @@ def start_modelmon(
         )
     )
     log = (workdir / "proxy.log").open("wb")
+    env = dict(os.environ)
+    if first_path is not None:  # another tree (``--alt``) first on the path
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(first_path), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -177,6 +187,8 @@ def start_modelmon(
         ],
         stdout=log,
         stderr=log,
+        env=env,
+        cwd=first_path,  # ``python -m`` puts the working directory first on the path
     )
     wait_port(port)
     return proc
@@ -316,7 +328,11 @@ def _ratio(value: float | None, anchor: float | None) -> str:
     return f"{value / anchor:5.2f}x"
 
 
-def report(results: list[Result], have_nginx: bool) -> None:
+def _find(results: list[Result], target: str, conns: int) -> Result | None:
+    return next((r for r in results if r.target == target and r.connections == conns), None)
+
+
+def report(results: list[Result], have_nginx: bool, alt: str | None) -> None:
     print(
         f"\n{'target':<22}{'conns':>6}{'req/s':>10}{'p50 us':>9}{'p99 us':>9}{'p99.9 us':>10}"
         f"{'cpu us/req':>12}{'  rps/ngx':>9}{'  p50/ngx':>9}{'  p99/ngx':>9}{'  cpu/ngx':>9}"
@@ -366,6 +382,23 @@ def report(results: list[Result], have_nginx: bool) -> None:
                 f"p99 {(on.p99_us - off.p99_us) / 1000:+.2f} ms, "
                 f"p99.9 {(on.p999_us - off.p999_us) / 1000:+.2f} ms"
             )
+        for mode in ("off", "100%") if alt else ():
+            this = _find(results, f"modelmon capture {mode}", conns)
+            other = _find(results, f"{alt} capture {mode}", conns)
+            if this and other and this.cpu_us_per_req and other.cpu_us_per_req:
+                print(
+                    f"{alt} vs modelmon, capture {mode} at {conns} conns: "
+                    f"{other.cpu_us_per_req / this.cpu_us_per_req - 1:+.1%} CPU per request, "
+                    f"p99 {(other.p99_us - this.p99_us) / 1000:+.2f} ms"
+                )
+        a_off = _find(results, f"{alt} capture off", conns)
+        a_on = _find(results, f"{alt} capture 100%", conns)
+        if a_off and a_on:
+            print(
+                f"{alt}: capture 100% vs off at {conns} conns: "
+                f"p99 {(a_on.p99_us - a_off.p99_us) / 1000:+.2f} ms, "
+                f"p99.9 {(a_on.p999_us - a_off.p999_us) / 1000:+.2f} ms"
+            )
     if not have_nginx:
         print("nginx not installed: no nginx anchor, ratios omitted (apt-get install nginx)")
 
@@ -377,6 +410,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds per point (median kept)")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--only", default=None, help="comma-separated target names")
+    parser.add_argument(
+        "--alt",
+        default=None,
+        metavar="NAME=DIR",
+        help="another tree of the code (before a change, or a mypyc build): adds the targets "
+        "'NAME capture off' and 'NAME capture 100%%', run from DIR in the same rounds",
+    )
     args = parser.parse_args()
     have_nginx = shutil.which("nginx") is not None
     if not shutil.which("wrk"):
@@ -407,12 +447,21 @@ def main() -> int:
                 )
             port = free_port()
             targets.append(("bare python proxy", start_bare(port, upstream_port), port))
-            for name, capture, engine in MODELMON_TARGETS:
+            only = set(args.only.split(",")) if args.only else None
+            variants = [(*t, None) for t in MODELMON_TARGETS]
+            if args.alt:
+                alt, tree = args.alt.split("=", 1)
+                variants += [
+                    (f"{alt} capture off", False, "fast", Path(tree).resolve()),
+                    (f"{alt} capture 100%", True, "fast", Path(tree).resolve()),
+                ]
+            for name, capture, engine, first_path in variants:
+                if only and name not in only:
+                    continue
                 port = free_port()
                 sub = workdir / name.replace(" ", "-").replace("%", "")
-                proc = start_modelmon(sub, port, upstream_port, capture, engine)
+                proc = start_modelmon(sub, port, upstream_port, capture, engine, first_path)
                 targets.append((name, proc, port))
-            only = set(args.only.split(",")) if args.only else None
             for conns in connections:
                 rounds: dict[str, list[Result]] = {}
                 # Rounds interleave the targets, so a burst of load from elsewhere on a shared
@@ -431,7 +480,7 @@ def main() -> int:
                 if proc is not None:
                     stop(proc)
             stop(upstream)
-    report(results, have_nginx)
+    report(results, have_nginx, args.alt.split("=", 1)[0] if args.alt else None)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
     return 0
