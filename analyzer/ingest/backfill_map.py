@@ -22,12 +22,12 @@ import logging
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import cast
 
+from analyzer.ingest.capture_files import read_pieces
 from analyzer.ingest.ingestor import Ingestor
-from analyzer.ingest.remote_files import RemoteCaptureTree, RemoteFile
+from analyzer.ingest.remote_files import RemoteFile, opener_of
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.store.database import Store
 from analyzer.store.file_sources import FileRead, ReadChunk
@@ -45,8 +45,7 @@ class FileTask:
 
     key: str
     path: str | None = None  # a local file
-    tree_url: str | None = None  # a remote object: the tree's URL and the listing's entry
-    remote: RemoteFile | None = None
+    remote: RemoteFile | None = None  # a remote object: the listing's entry
 
 
 @dataclass(frozen=True)
@@ -55,12 +54,6 @@ class Profiling:
 
     config: ModelmonConfig
     limit: FeatureLimit
-
-
-@lru_cache(maxsize=8)
-def _tree(url: str, endpoint: str, variant: str) -> RemoteCaptureTree:
-    """One filesystem client per tree and worker process (making one takes a while)."""
-    return RemoteCaptureTree(url, endpoint, variant)
 
 
 class _FileReader(Ingestor):
@@ -72,12 +65,10 @@ class _FileReader(Ingestor):
 
     def read(self, task: FileTask) -> FileRead:
         out = FileRead(task.key)
-        config = self._profiling.config
-        if task.remote is not None and task.tree_url is not None:
-            tree = _tree(task.tree_url, config.endpoint.name, config.endpoint.variant)
-            path = Path(task.remote.path)
+        if task.remote is not None:  # opened with this process's client (one per worker)
+            path, opener = opener_of(task.remote)
             out.size = task.remote.size
-            pieces = tree.read_pieces(task.remote, 0, self._max_line_bytes)
+            pieces = read_pieces(path, 0, self._max_line_bytes, opener)
             broken: tuple[type[BaseException], ...] = (EOFError, zlib.error)
         else:
             path, pieces = Path(str(task.path)), None

@@ -38,6 +38,7 @@ from analyzer.store.file_sources import (
 )
 from analyzer.store.retention import forget_files
 from modelmon.config import ModelmonConfig
+from modelmon.storage_url import storage_errors
 
 __all__ = ["RemoteIngestor", "SourceDown", "url_prefix"]
 
@@ -62,7 +63,7 @@ def _guarded(pieces: Iterable[bytes | TooLarge]) -> Iterator[bytes | TooLarge]:
         yield from pieces
     except (FileNotFoundError, EOFError, zlib.error):
         raise
-    except Exception as exc:  # any failure of the store or its library: retried next run
+    except storage_errors() as exc:  # the store unreachable, denied, a timeout: next run
         raise SourceDown(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -118,7 +119,7 @@ class RemoteIngestor(Ingestor):
         start = cutoff if self._resume is None else max(cutoff, self._resume)
         try:
             listing = self.tree.sealed_files(start, None, max_files=self.max_files)
-        except Exception as exc:  # any failure of the store or its library: retried next run
+        except storage_errors() as exc:  # the store unreachable, denied, a timeout: next run
             self._failed("listing", f"{type(exc).__name__}: {exc}")
             return stats
         self._resume = listing.files[-1].hour if listing.cut else None

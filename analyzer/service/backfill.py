@@ -41,7 +41,7 @@ from analyzer.store.database import Store, StoreError, read_status_doc, write_st
 from analyzer.store.file_sources import FileRead, commit_files, keys_read
 from modelmon.config import ModelmonConfig
 from modelmon.config_types import storage_url
-from modelmon.storage_url import StorageUnavailable
+from modelmon.storage_url import StorageUnavailable, storage_errors
 
 __all__ = ["BATCH_FILES", "BackfillError", "BackfillResult", "list_tasks", "run_backfill"]
 
@@ -112,12 +112,12 @@ def list_tasks(
     while True:
         try:
             listing = tree.sealed_files(first, end)
-        except Exception as exc:  # any failure of the store or its library: one line
+        except storage_errors() as exc:  # the store unreachable, denied, no bucket: one line
             raise BackfillError(f"cannot list {url}: {type(exc).__name__}: {exc}") from exc
         for file in listing.files:
             if file.url not in seen:
                 seen.add(file.url)
-                tasks.append(FileTask(file.url, tree_url=tree.url, remote=file))
+                tasks.append(FileTask(file.url, remote=file))
         if not listing.cut or first == listing.files[-1].hour:
             return tasks
         first = listing.files[-1].hour

@@ -120,10 +120,11 @@ def read_run(conn: sqlite3.Connection, run_id: int) -> StoredRun | None:
 
 
 def read_history(conn: sqlite3.Connection, max_points: int = 300) -> list[dict[str, Any]]:
-    """Window runs of the last day, oldest first, at most ``max_points`` of them."""
+    """Window runs of the last day, oldest first (by their time: a backfill stores runs of
+    the past after newer ones), at most ``max_points`` of them."""
     rows = conn.execute(
         "SELECT id, time, state, features FROM runs WHERE kind = 'window' "
-        "AND time_epoch >= (SELECT MAX(time_epoch) FROM runs) - 86400 ORDER BY id"
+        "AND time_epoch >= (SELECT MAX(time_epoch) FROM runs) - 86400 ORDER BY time_epoch, id"
     ).fetchall()
     step = max(1, -(-len(rows) // max_points))
     picked = rows[::step]

@@ -19,6 +19,7 @@ from analyzer.service.monitor import Monitor
 from analyzer.store.buckets import commit_chunk
 from analyzer.store.database import Store, read_counters
 from analyzer.store.file_sources import commit_files
+from analyzer.store.queries import read_history
 from modelmon.config import ModelmonConfig
 from tests.analyzer.service_helpers import T0, make_config, write_traffic
 
@@ -94,3 +95,26 @@ def test_backfill_stores_the_predictions_the_service_ingest_stores(tmp_path: Pat
     assert predictions == _table(theirs.analyzer.db, query)
     counters = "SELECT name, value FROM counters WHERE name LIKE 'model_quality:%' ORDER BY name"
     assert _table(ours.analyzer.db, counters) == _table(theirs.analyzer.db, counters)
+
+
+def test_the_reports_history_puts_backfilled_runs_in_time_order(tmp_path: Path) -> None:
+    config = make_config(tmp_path, None)
+    write_traffic(config.capture.dir, "baseline.csv", 100, T0 + timedelta(hours=3))
+    archive = tmp_path / "archive"  # an older tree, backfilled after the service ran
+    write_traffic(archive, "baseline.csv", 100, T0)
+    store = Store(config.analyzer.db)
+    store.start()
+    try:
+        monitor = Monitor(config, store, clock=lambda: (T0 + timedelta(hours=4)).timestamp())
+        monitor.ingestor.run_once()
+        monitor.evaluate_at((T0 + timedelta(hours=4)).timestamp())
+    finally:
+        store.close()
+    now = (T0 + timedelta(hours=5)).timestamp()
+    run_backfill(config, str(archive), executor=InProcess(), out=io.StringIO(), clock=now)
+    conn = sqlite3.connect(f"file:{config.analyzer.db}?mode=ro", uri=True)
+    try:
+        times = [point["time"] for point in read_history(conn)]
+    finally:
+        conn.close()
+    assert times == ["2026-11-27T08:00:00Z", "2026-11-27T11:00:00Z"]
