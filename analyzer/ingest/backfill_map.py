@@ -75,16 +75,7 @@ class _FileReader(Ingestor):
             broken = (OSError, EOFError, zlib.error)
         try:
             for chunk in self._chunks(path, 0, pieces):
-                profiles, records, bad, extracted = self._profiles(chunk.lines)
-                if chunk.truncated:
-                    bad["truncated_file"] += 1
-                if chunk.too_large:
-                    bad["too_large"] += chunk.too_large
-                    log.warning(
-                        "%s: %d line(s) longer than analyzer.max_line_bytes skipped (too_large)",
-                        task.key,
-                        chunk.too_large,
-                    )
+                profiles, records, bad, extracted = self._chunk_profiles(task.key, chunk)
                 blobs = {start: profile.to_bytes() for start, profile in profiles.items()}
                 out.chunks.append(ReadChunk(blobs, records, bad, extracted))
                 out.offset += chunk.size

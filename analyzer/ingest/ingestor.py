@@ -272,9 +272,11 @@ class Ingestor:
             into.update(batch)
         return profiles, records, bad, extracted
 
-    def _commit_chunk(
-        self, rel: str, offset: int, lines: int, chunk: _Chunk, stats: IngestStats
-    ) -> bool:
+    def _chunk_profiles(
+        self, rel: str, chunk: _Chunk
+    ) -> tuple[dict[int, DatasetProfile], int, Counter[str], Extracted | None]:
+        """:meth:`_profiles` of the chunk's lines, with the file's cut and too-long lines
+        counted (and the latter logged) under ``rel``."""
         profiles, records, bad, extracted = self._profiles(chunk.lines)
         if chunk.truncated:
             bad["truncated_file"] += 1
@@ -286,6 +288,12 @@ class Ingestor:
                 chunk.too_large,
                 self._max_line_bytes,
             )
+        return profiles, records, bad, extracted
+
+    def _commit_chunk(
+        self, rel: str, offset: int, lines: int, chunk: _Chunk, stats: IngestStats
+    ) -> bool:
+        profiles, records, bad, extracted = self._chunk_profiles(rel, chunk)
         new_offset, new_lines = offset + chunk.size, lines + chunk.n_lines
         ok = self._commit(
             rel, offset, new_offset, new_lines, chunk.end, profiles, records, bad, extracted
