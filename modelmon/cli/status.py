@@ -20,7 +20,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from modelmon.cli.status_model_quality import model_quality_summary, render_model_quality
+from modelmon.cli.status_model_quality import (
+    model_quality_summary,
+    render_model_quality,
+    violation_lines,
+)
 from modelmon.config import ModelmonConfig, parse_listen
 
 __all__ = [
@@ -208,15 +212,7 @@ def _render_monitor(name: str, monitor: dict[str, Any], colour: bool) -> list[st
                 "noise the rule allows for)"
             )
     lines.extend(_render_predictions(_dict(monitor.get("predictions")), colour))
-    violations = monitor.get("violations")
-    if isinstance(violations, list) and violations:
-        lines.append(f"  violations ({len(violations)}):")
-        for raw in violations:
-            violation = _dict(raw)
-            lines.append(
-                f"    {violation.get('feature_name', '?')}: "
-                f"{violation.get('constraint_check_type', '?')}: {violation.get('description', '')}"
-            )
+    lines.extend(violation_lines(monitor.get("violations"), "feature_name"))
     return lines
 
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["model_quality_summary", "render_model_quality"]
+__all__ = ["model_quality_summary", "render_model_quality", "violation_lines"]
 
 _SEVERITY = {"alert": 0, "warning": 1, "not_enough_data": 2, "no_baseline": 3, "no_data": 4}
 _OPERATORS = {"LessThanThreshold": ">=", "GreaterThanThreshold": "<="}
@@ -112,15 +112,22 @@ def render_model_quality(section: dict[str, Any], state: Callable[[Any], str]) -
             lines.append("  estimate: trusted (from calibrated probabilities, before the labels)")
         else:
             lines.append(f"  estimate: NOT TRUSTED: {note or 'no reason given'}")
-    violations = section.get("violations")
-    if isinstance(violations, list) and violations:
-        lines.append(f"  violations ({len(violations)}):")
-        for raw_violation in violations:
-            violation = _dict(raw_violation)
-            lines.append(
-                f"    {violation.get('metric_name', '?')}: "
-                f"{violation.get('constraint_check_type', '?')}: {violation.get('description', '')}"
-            )
+    lines.extend(violation_lines(section.get("violations"), "metric_name"))
+    return lines
+
+
+def violation_lines(violations: Any, name_key: str) -> list[str]:
+    """A monitor's violations, one line each under a count (none: no line); ``name_key``:
+    the field that names what is violated (``feature_name``, ``metric_name``)."""
+    if not isinstance(violations, list) or not violations:
+        return []
+    lines = [f"  violations ({len(violations)}):"]
+    for raw in violations:
+        violation = _dict(raw)
+        lines.append(
+            f"    {violation.get(name_key, '?')}: "
+            f"{violation.get('constraint_check_type', '?')}: {violation.get('description', '')}"
+        )
     return lines
 
 
