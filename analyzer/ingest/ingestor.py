@@ -180,8 +180,10 @@ class Ingestor:
                 continue
             self._ingest_file(path, rel, offset, lines, stats)
         cutoff = datetime.fromtimestamp(self._clock() - self._retention_s, UTC)
-        older = f"{self._endpoint}/{self._variant}/{cutoff:%Y/%m/%d/%H}"
-        self._store.write(lambda db: forget_files(db, oldest, older))
+        tree = f"{self._endpoint}/{self._variant}/"
+        older = f"{tree}{cutoff:%Y/%m/%d/%H}"
+        # only this tree's rows: a URL's (a backfill, capture_url) may sort before them
+        self._store.write(lambda db: forget_files(db, oldest, older, tree))
         return stats
 
     def _chunks(

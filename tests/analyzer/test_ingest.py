@@ -197,3 +197,28 @@ def test_truncated_gzip_keeps_its_complete_leading_records(
     counters = store.read(read_counters)
     assert counters["records"] == stats.records and counters["bad:truncated_file"] == 1
     assert Ingestor(store, config).run_once().records == 0  # done: not read again
+
+
+def test_the_local_retention_keeps_rows_of_files_read_from_a_url(tmp_path: Path) -> None:
+    """Rows of a URL's objects (a backfill ``--from s3://…``, an earlier ``capture_url``) share
+    the ``files`` table; the local tree's retention deletes only its own rows, even when a URL
+    sorts before ``endpoint/variant/…`` (``gs://…`` before ``xgb/…``)."""
+    base = make_config(tmp_path, None)
+    config = base.model_copy(update={"endpoint": base.endpoint.model_copy(update={"name": "xgb"})})
+    url = f"gs://bucket/capture/xgb/{VARIANT}/{T0:%Y/%m/%d/%H}/a.jsonl"
+    write_traffic(config.capture.dir, "current_nodrift.csv", 10, T0, per_file=10, endpoint="xgb")
+    store = Store(config.analyzer.db)
+    store.start()
+    try:
+        store.write(
+            lambda db: db.execute(
+                "INSERT INTO files(path, offset, lines, records, bad, done, size) "
+                "VALUES (?, 1, 1, 1, 0, 1, 1)",
+                [url],
+            )
+        )
+        assert Ingestor(store, config).run_once().records == 10
+        paths = store.read(lambda c: [r[0] for r in c.execute("SELECT path FROM files")])
+        assert url in paths
+    finally:
+        store.close()
