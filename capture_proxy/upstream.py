@@ -370,11 +370,9 @@ class UpstreamPool:
         """
         deadline = self.loop.time() + self._connect_timeout
         while True:
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed:
-                    conn.reused = True
-                    return conn
+            conn = self.idle()
+            if conn is not None:
+                return conn
             if len(self._all) + self._opening < self._limit:
                 return await self._open(deadline)
             waiter = self.loop.create_future()

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from analyzer.ingest.parallel import FilesProfile
     from analyzer.monitors.data_quality.cardinality import FeatureLimit
 
-__all__ = ["EXIT_NO_BASELINE", "EXIT_NO_DATA", "run_analyze_once"]
+__all__ = ["EXIT_NO_BASELINE", "EXIT_NO_DATA", "parse_moment", "run_analyze_once"]
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -67,17 +67,26 @@ class _Stop(Exception):
         self.code = code
 
 
-def _moment(value: str | datetime | None, name: str) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise _Stop(EXIT_USAGE, f"--{name}: not an ISO-8601 time: {value!r}") from exc
-    if moment is not None and moment.tzinfo is None:
+def parse_moment(value: str | None, name: str) -> datetime | None:
+    """An ISO-8601 time (UTC when it has no offset); raises ValueError naming ``--{name}``."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--{name}: not an ISO-8601 time: {value!r}") from None
+    if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC) if moment is not None else None
+    return moment.astimezone(UTC)
+
+
+def _moment(value: str | datetime | None, name: str) -> datetime | None:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    try:
+        return parse_moment(value, name)
+    except ValueError as exc:
+        raise _Stop(EXIT_USAGE, str(exc)) from exc
 
 
 def _load_json(path: Path, what: str) -> dict[str, Any]:

@@ -9,29 +9,16 @@ arguments or database, 4 no sealed files in the tree.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
+from analyzer.ingest.batch import parse_moment
 from analyzer.ingest.executor import Executor
 from analyzer.service.backfill import BackfillError, run_backfill
 from modelmon.config import ModelmonConfig
 
-__all__ = ["parse_moment", "run_backfill_command"]
+__all__ = ["run_backfill_command"]
 
 EXIT_OK = 0
 EXIT_USAGE = 2
-
-
-def parse_moment(value: str | None, name: str) -> datetime | None:
-    """An ISO-8601 time (UTC when it has no offset); raises ValueError naming ``--{name}``."""
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"--{name}: not an ISO-8601 time: {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def run_backfill_command(
