@@ -127,7 +127,8 @@ def _limit(
 ) -> FeatureLimit:
     """``analyzer.max_features`` as the service applies it: the baseline's features (by name and
     by position) and the configured payload columns always tracked."""
-    from analyzer.monitors.data_quality.cardinality import FeatureLimit, baseline_names
+    from analyzer.ingest.ingestor import feature_limit
+    from analyzer.monitors.data_quality.cardinality import baseline_names
 
     def names(doc: dict[str, Any]) -> list[str]:
         features = doc.get("features")
@@ -135,10 +136,7 @@ def _limit(
             return []
         return [str(f["name"]) for f in features if isinstance(f, dict) and "name" in f]
 
-    payload = config.analyzer.payload
-    keep = baseline_names(names(stats_doc), names(cons_doc))
-    keep += [*payload.input.columns, *payload.output.columns]
-    return FeatureLimit(config.analyzer.max_features, frozenset(keep))
+    return feature_limit(config, baseline_names(names(stats_doc), names(cons_doc)))
 
 
 def _profile_files(
