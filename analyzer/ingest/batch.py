@@ -234,8 +234,9 @@ def _analyze(
     baseline = config.analyzer.baseline
     # Model quality alone (no data-quality baseline on disk) is a pass of its own.
     data_quality = labels is None or baseline.statistics.exists() or baseline.constraints.exists()
+    docs = None
     if data_quality:  # a missing baseline is said before anything is read
-        (
+        docs = (
             _load_json(baseline.statistics, "statistics"),
             _load_json(baseline.constraints, "constraints"),
         )
@@ -252,8 +253,8 @@ def _analyze(
     if not files:
         raise _Stop(EXIT_NO_DATA, f"no sealed capture files (*.jsonl, *.jsonl.gz) in {root}{span}")
     print(f"analyzing {len(files)} capture files from {root}", file=sys.stderr, flush=True)
-    if data_quality:
-        start, end = _data_quality(config, files, start, end, root, span, executor, out)
+    if docs is not None:
+        start, end = _data_quality(config, docs, files, start, end, root, span, executor, out)
     else:
         print(
             f"note: no data-quality baseline ({baseline.statistics}): model quality only",
@@ -284,6 +285,7 @@ def _analyze(
 
 def _data_quality(
     config: ModelmonConfig,
+    docs: tuple[dict[str, Any], dict[str, Any]],
     files: list[CaptureFile],
     start: datetime | None,
     end: datetime | None,
@@ -292,12 +294,13 @@ def _data_quality(
     executor: Executor | None = None,
     out: str | None = None,
 ) -> tuple[datetime, datetime]:
-    """The data-quality reports of the window; returns the window as it resolved it."""
+    """The data-quality reports of the window against the baseline's ``docs`` (statistics,
+    constraints); returns the window as it resolved it."""
     stats_path, cons_path = (
         config.analyzer.baseline.statistics,
         config.analyzer.baseline.constraints,
     )
-    stats_doc, cons_doc = _load_json(stats_path, "statistics"), _load_json(cons_path, "constraints")
+    stats_doc, cons_doc = docs
     seen = _profile_files(config, files, _limit(config, stats_doc, cons_doc), executor)
     profile, bad = seen.profile, seen.bad
     if profile.item_count == 0:
