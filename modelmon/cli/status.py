@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from modelmon.cli.status_model_quality import (
+    SEVERITY,
+    as_dict,
     model_quality_summary,
     render_model_quality,
     violation_lines,
@@ -40,7 +42,6 @@ __all__ = [
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TOKEN_ENV = "MODELMON_TOKEN"
-_SEVERITY = {"alert": 0, "warning": 1, "not_enough_data": 2, "no_baseline": 3, "no_data": 4}
 _COLOURS = {"alert": "31", "warning": "33", "ok": "32"}
 
 
@@ -100,7 +101,7 @@ def fetch_proxy_health(url: str, timeout_s: float = 3.0) -> dict[str, Any] | Non
 
 def upstream_line(health: dict[str, Any], colour: bool = False) -> str | None:
     """``upstream: URL reachable (0.4 ms connect)`` from a proxy health document."""
-    upstream = _dict(health.get("upstream"))
+    upstream = as_dict(health.get("upstream"))
     if "reachable" not in upstream:
         return None
     parts = urlsplit(str(upstream.get("url") or "?"))
@@ -113,10 +114,6 @@ def upstream_line(health: dict[str, Any], colour: bool = False) -> str | None:
         return f"upstream: {shown} reachable{took}"
     down = "\x1b[31mNOT REACHABLE\x1b[0m" if colour else "NOT REACHABLE"
     return f"upstream: {shown} {down} from the proxy (requests get 502)"
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -151,45 +148,45 @@ def _age(stamp: Any) -> str:
 
 def _feature_order(item: tuple[str, Any]) -> tuple[int, float, str]:
     name, feature = item
-    feature = _dict(feature)
+    feature = as_dict(feature)
     distance = feature.get("distance")
     score = float(distance) if isinstance(distance, int | float) else -1.0
-    return (_SEVERITY.get(str(feature.get("state")), 5), -score, name)
+    return (SEVERITY.get(str(feature.get("state")), 5), -score, name)
 
 
 def drifting_features(monitor: dict[str, Any]) -> list[str]:
     """Names of the features in ``alert``, worst distance first."""
-    features = sorted(_dict(monitor.get("features")).items(), key=_feature_order)
-    return [name for name, feature in features if _dict(feature).get("state") == "alert"]
+    features = sorted(as_dict(monitor.get("features")).items(), key=_feature_order)
+    return [name for name, feature in features if as_dict(feature).get("state") == "alert"]
 
 
 def alerting_features(document: dict[str, Any]) -> list[str]:
     """Features in ``alert`` in the data-quality monitor, then any others its violations name."""
-    monitor = _dict(_dict(document.get("monitors")).get("data_quality"))
+    monitor = as_dict(as_dict(document.get("monitors")).get("data_quality"))
     names = drifting_features(monitor)
     for violation in monitor.get("violations") or []:
-        name = _dict(violation).get("feature_name")
+        name = as_dict(violation).get("feature_name")
         if isinstance(name, str) and name not in names:
             names.append(name)
     return names
 
 
 def _render_monitor(name: str, monitor: dict[str, Any], colour: bool) -> list[str]:
-    window = _dict(monitor.get("window"))
+    window = as_dict(monitor.get("window"))
     lines = [
         f"{name}: {_state(monitor.get('state'), colour)}"
         f"   window {window.get('start', '?')} → {window.get('end', '?')}"
         f"   samples {_num(monitor.get('samples'))}"
         + (f" (min {_num(monitor['min_samples'])})" if "min_samples" in monitor else "")
     ]
-    baseline_error = _dict(monitor.get("baseline")).get("error")
+    baseline_error = as_dict(monitor.get("baseline")).get("error")
     if baseline_error:
         lines.append(f"  baseline: {baseline_error}")
     note = monitor.get("column_mapping_note")
     if isinstance(note, str) and note:
         lines.append(f"  columns: {note}")
     features = sorted(
-        (item for item in _dict(monitor.get("features")).items() if not _is_output(item[1])),
+        (item for item in as_dict(monitor.get("features")).items() if not _is_output(item[1])),
         key=_feature_order,
     )
     if features:
@@ -199,35 +196,35 @@ def _render_monitor(name: str, monitor: dict[str, Any], colour: bool) -> list[st
             f"  {'margin':>7}"
         )
         for feature_name, raw in features:
-            feature = _dict(raw)
+            feature = as_dict(raw)
             state = str(feature.get("state") or "-")
             shown = _state(state, colour) + " " * max(0, 15 - len(_state(state, False)))
             lines.append(
                 f"  {feature_name:<{width}}  {shown}  {_num(feature.get('distance')):>9}"
                 f"  {_num(feature.get('threshold')):>9}  {_num(feature.get('margin')):>7}"
             )
-        if any(isinstance(_dict(f).get("margin"), int | float) for _, f in features):
+        if any(isinstance(as_dict(f).get("margin"), int | float) for _, f in features):
             lines.append(
                 "  (a feature drifts when distance − margin > threshold; the margin is the "
                 "noise the rule allows for)"
             )
-    lines.extend(_render_predictions(_dict(monitor.get("predictions")), colour))
+    lines.extend(_render_predictions(as_dict(monitor.get("predictions")), colour))
     lines.extend(violation_lines(monitor.get("violations"), "feature_name"))
     return lines
 
 
 def _is_output(feature: Any) -> bool:
-    return _dict(feature).get("role") == "output"
+    return as_dict(feature).get("role") == "output"
 
 
 def _described(entry: dict[str, Any]) -> str:
-    data = _dict(entry.get("data"))
+    data = as_dict(entry.get("data"))
     parts = [f"n {_num(data.get('count'))}"] if data.get("count") else []
     if isinstance(data.get("mean"), int | float):
         parts.append(f"mean {_num(data['mean'])}")
-    quantiles = _dict(entry.get("quantiles"))
+    quantiles = as_dict(entry.get("quantiles"))
     parts += [f"{q} {_num(quantiles[q])}" for q in ("p05", "p50", "p95") if q in quantiles]
-    top = _dict(entry.get("top"))
+    top = as_dict(entry.get("top"))
     if top:
         parts.append("top " + ", ".join(f"{k} {float(v):.0%}" for k, v in list(top.items())[:3]))
     return ", ".join(parts)
@@ -240,7 +237,7 @@ def _render_predictions(predictions: dict[str, Any], colour: bool) -> list[str]:
     lines = ["  predictions (model outputs):"]
     width = max(10, *(len(name) for name in predictions))
     for name, raw in sorted(predictions.items()):
-        entry = _dict(raw)
+        entry = as_dict(raw)
         if entry.get("compared"):
             lines.append(
                 f"    {name:<{width}}  compared with the baseline: "
@@ -287,46 +284,46 @@ def render_status(
         f"last run: {last_run or 'never'}{_age(last_run)}"
         + (f"   stale_s: {_num(stale, 1)}" if stale is not None else "")
     )
-    lines.append(_render_ingest(_dict(document.get("ingest"))))
-    alerts = _dict(document.get("alerts"))
+    lines.append(_render_ingest(as_dict(document.get("ingest"))))
+    alerts = as_dict(document.get("alerts"))
     if alerts.get("webhooks") or alerts.get("sent") or alerts.get("failed"):
         lines.append(
             f"alerts: {_num(alerts.get('sent'))} sent, {_num(alerts.get('failed'))} failed, "
             f"{_num(alerts.get('pending'))} pending to {_num(alerts.get('webhooks'))} webhook(s)"
             + (f"; last error: {alerts['last_error']}" if alerts.get("last_error") else "")
         )
-    analyzer_error = _dict(document.get("analyzer")).get("last_error")
+    analyzer_error = as_dict(document.get("analyzer")).get("last_error")
     if analyzer_error:
         lines.append(f"analyzer error: {analyzer_error}")
-    monitors = _dict(document.get("monitors"))
+    monitors = as_dict(document.get("monitors"))
     if not monitors:
         lines.append("no monitors reported yet")
     for name, monitor in sorted(monitors.items()):
         lines.append("")
         if name == "model_quality":
-            lines.extend(render_model_quality(_dict(monitor), lambda s: _state(s, colour)))
+            lines.extend(render_model_quality(as_dict(monitor), lambda s: _state(s, colour)))
         else:
-            lines.extend(_render_monitor(name, _dict(monitor), colour))
+            lines.extend(_render_monitor(name, as_dict(monitor), colour))
     return "\n".join(lines)
 
 
 def summary_line(document: dict[str, Any]) -> str:
     """One line: the overall state, samples and the drifting (or closest) features."""
-    monitor = _dict(_dict(document.get("monitors")).get("data_quality"))
+    monitor = as_dict(as_dict(document.get("monitors")).get("data_quality"))
     parts = [f"state {document.get('state', 'unknown')}"]
     if "samples" in monitor:
         parts.append(f"samples {_num(monitor.get('samples'))}")
-    features = sorted(_dict(monitor.get("features")).items(), key=_feature_order)
-    drifting = [item for item in features if _dict(item[1]).get("state") == "alert"]
+    features = sorted(as_dict(monitor.get("features")).items(), key=_feature_order)
+    drifting = [item for item in features if as_dict(item[1]).get("state") == "alert"]
     shown = drifting or features[:1]
     if shown:
         label = "drifting" if drifting else "closest"
         described = ", ".join(
-            f"{name} {_num(_dict(f).get('distance'), 3)}/{_num(_dict(f).get('threshold'), 2)}"
+            f"{name} {_num(as_dict(f).get('distance'), 3)}/{_num(as_dict(f).get('threshold'), 2)}"
             for name, f in shown
         )
         parts.append(f"{label}: {described}")
-    quality = model_quality_summary(_dict(_dict(document.get("monitors")).get("model_quality")))
+    quality = model_quality_summary(as_dict(as_dict(document.get("monitors")).get("model_quality")))
     return "  ".join([*parts, quality] if quality else parts)
 
 

@@ -13,15 +13,22 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["model_quality_summary", "render_model_quality", "violation_lines"]
+__all__ = [
+    "SEVERITY",
+    "as_dict",
+    "model_quality_summary",
+    "render_model_quality",
+    "violation_lines",
+]
 
-_SEVERITY = {"alert": 0, "warning": 1, "not_enough_data": 2, "no_baseline": 3, "no_data": 4}
+SEVERITY = {"alert": 0, "warning": 1, "not_enough_data": 2, "no_baseline": 3, "no_data": 4}
 _OPERATORS = {"LessThanThreshold": ">=", "GreaterThanThreshold": "<="}
 # as the analyzer counts them (docs/model-quality.md); other keys are printed as they come
 _LABELS = ("matched", "unmatched", "pending", "awaiting", "unlabeled")
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (a status field may be anything)."""
     return value if isinstance(value, dict) else {}
 
 
@@ -63,31 +70,31 @@ def _estimate(entry: dict[str, Any]) -> str:
 
 
 def _names(section: dict[str, Any]) -> list[str]:
-    metrics, estimated = _dict(section.get("metrics")), _dict(section.get("estimated"))
-    names = {n for n, e in metrics.items() if _dict(e).get("threshold") is not None}
+    metrics, estimated = as_dict(section.get("metrics")), as_dict(section.get("estimated"))
+    names = {n for n, e in metrics.items() if as_dict(e).get("threshold") is not None}
     names |= set(estimated)
     return sorted(
-        names, key=lambda n: (_SEVERITY.get(str(_dict(metrics.get(n)).get("state")), 5), n)
+        names, key=lambda n: (SEVERITY.get(str(as_dict(metrics.get(n)).get("state")), 5), n)
     )
 
 
 def render_model_quality(section: dict[str, Any], state: Callable[[Any], str]) -> list[str]:
     """The section as lines; ``state`` writes a state (in colour on a terminal)."""
-    window = _dict(section.get("window"))
+    window = as_dict(section.get("window"))
     lines = [
         f"model_quality: {state(section.get('state'))}"
         f"   window {window.get('start', '?')} → {window.get('end', '?')}"
         f"   labelled pairs {section.get('samples', '-')} (min {section.get('min_labels', '-')})"
         + (f"   {section['problem_type']}" if section.get("problem_type") else "")
     ]
-    for problem in (section.get("error"), _dict(section.get("baseline")).get("error")):
+    for problem in (section.get("error"), as_dict(section.get("baseline")).get("error")):
         if problem:
             lines.append(f"  problem: {problem}")
-    labels = _dict(section.get("labels"))
+    labels = as_dict(section.get("labels"))
     if labels:
         keys = [k for k in _LABELS if k in labels] + [k for k in labels if k not in _LABELS]
         lines.append("  labels: " + ", ".join(f"{labels[k]} {k}" for k in keys))
-    metrics, estimated = _dict(section.get("metrics")), _dict(section.get("estimated"))
+    metrics, estimated = as_dict(section.get("metrics")), as_dict(section.get("estimated"))
     names = _names(section)
     if names:
         width = max(6, *(len(n) for n in names))
@@ -96,14 +103,14 @@ def render_model_quality(section: dict[str, Any], state: Callable[[Any], str]) -
             "  estimated [band]"
         )
         for name in names:
-            metric = _dict(metrics.get(name))
+            metric = as_dict(metrics.get(name))
             raw = str(metric.get("state") or "-")
             shown = state(raw) + " " * max(0, 15 - len(raw))
             lines.append(
                 f"  {name:<{width}}  {shown}  {_realized(metric):>17}  {_threshold(metric):>11}"
-                f"  {_estimate(_dict(estimated.get(name)))}"
+                f"  {_estimate(as_dict(estimated.get(name)))}"
             )
-    estimate = _dict(section.get("estimate"))
+    estimate = as_dict(section.get("estimate"))
     if estimate:
         note = estimate.get("note")
         if not estimated:
@@ -123,7 +130,7 @@ def violation_lines(violations: Any, name_key: str) -> list[str]:
         return []
     lines = [f"  violations ({len(violations)}):"]
     for raw in violations:
-        violation = _dict(raw)
+        violation = as_dict(raw)
         lines.append(
             f"    {violation.get(name_key, '?')}: "
             f"{violation.get('constraint_check_type', '?')}: {violation.get('description', '')}"
@@ -136,10 +143,10 @@ def model_quality_summary(section: dict[str, Any]) -> str:
     if not section:
         return ""
     names = _names(section)
-    metrics = _dict(section.get("metrics"))
+    metrics = as_dict(section.get("metrics"))
     shown = ""
-    if names and _number(_dict(metrics.get(names[0])).get("value")) is not None:  # the worst
-        metric = _dict(metrics[names[0]])
+    if names and _number(as_dict(metrics.get(names[0])).get("value")) is not None:  # the worst
+        metric = as_dict(metrics[names[0]])
         value, threshold = _number(metric.get("value")), _number(metric.get("threshold"))
         shown = f": {names[0]} {value:.3f}" + (f"/{threshold:.3f}" if threshold is not None else "")
     return f"model quality {section.get('state', 'unknown')}{shown}"
