@@ -152,11 +152,14 @@ class PreStartedCluster:
             stderr=subprocess.DEVNULL,
         )
         worker_cli = [sys.executable, "-m", "distributed.cli.dask_worker", self.address]
+        # as docs/dask.md advises for a cluster without a dashboard: no statistical profiler
+        quiet = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
         self.worker = subprocess.Popen(
             [*worker_cli, "--nworkers", str(workers), "--nthreads", "1", "--no-dashboard",
              "--host", "127.0.0.1"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=quiet,
         )  # fmt: skip
         client = distributed.Client(self.address, timeout=120)
         try:

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from multiprocessing import get_all_start_methods, get_context
 from typing import Any, Protocol, TypeVar
 
@@ -26,6 +29,7 @@ from modelmon.config import DaskConfig
 
 __all__ = [
     "DASK_MISSING",
+    "TASK_SWITCH_INTERVAL_S",
     "DaskExecutor",
     "DaskUnavailable",
     "Executor",
@@ -34,6 +38,7 @@ __all__ = [
     "cores",
     "executor_for",
     "open_executor",
+    "run_task",
 ]
 
 T = TypeVar("T")
@@ -97,6 +102,34 @@ class LocalProcesses:
         return None
 
 
+# A Dask worker runs its event loop in one thread and the task in another: at CPython's
+# default 5 ms switch interval the loop takes the GIL back ~200 times a second, and on this
+# VM that doubled the worker's CPU for the same task (docs/dask.md, "Why Dask costs more
+# CPU here"). While a task runs, the worker hands the GIL over at most every 50 ms instead;
+# the loop's own timers (heartbeats every second or more) tolerate that delay.
+TASK_SWITCH_INTERVAL_S = 0.05
+_switch_lock = threading.Lock()
+_switch_state: dict[str, float] = {"running": 0, "previous": 0.0}
+
+
+def run_task(fn: Callable[[T], R], item: T) -> R:
+    """``fn(item)`` with the interpreter's switch interval raised to
+    :data:`TASK_SWITCH_INTERVAL_S` while any task of this process runs (counted, so that
+    tasks on several threads of one worker restore it once, when the last one ends)."""
+    with _switch_lock:
+        if _switch_state["running"] == 0:
+            _switch_state["previous"] = sys.getswitchinterval()
+            sys.setswitchinterval(max(_switch_state["previous"], TASK_SWITCH_INTERVAL_S))
+        _switch_state["running"] += 1
+    try:
+        return fn(item)
+    finally:
+        with _switch_lock:
+            _switch_state["running"] -= 1
+            if _switch_state["running"] == 0:
+                sys.setswitchinterval(_switch_state["previous"])
+
+
 class DaskExecutor:
     """Tasks on a ``dask.distributed`` cluster through ``client``; closes the client (and the
     ``LocalCluster`` it started, if any) on :meth:`close` when it owns them."""
@@ -113,7 +146,11 @@ class DaskExecutor:
         if not items:
             return
         # pure=False: no hashing of the arguments; every call is a task of its own.
-        futures = self.client.map(fn, list(items), retries=self.retries, pure=False)
+        from dask.utils import funcname
+
+        # keys named after ``fn``, not the wrapper: what a dashboard or a log shows
+        task, name = partial(run_task, fn), funcname(fn)
+        futures = self.client.map(task, list(items), key=name, retries=self.retries, pure=False)
         try:
             for index, future in enumerate(futures):
                 result: R = future.result()
@@ -166,13 +203,19 @@ def open_executor(
             ) from exc
         return DaskExecutor(client, retries=retries, owned=[client], name=f"dask {scheduler}")
     n = max(1, dask_workers or 1)
-    cluster = distributed.LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    )
+    import dask.config
+
+    # No dashboard, so no use for the workers' statistical profiler: it samples the task's
+    # thread every 10 ms from the event loop's, which then competes with it for the GIL
+    # (~7% of a worker's CPU here, docs/dask.md). The nannies hand this config to workers.
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = distributed.LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
     client = distributed.Client(cluster)
     return DaskExecutor(
         client, retries=retries, owned=[client, cluster], name=f"dask LocalCluster ({n})"

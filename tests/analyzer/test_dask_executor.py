@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,14 @@ import yaml
 from distributed import Client
 
 from analyzer.ingest.batch import run_analyze_once
-from analyzer.ingest.executor import DaskExecutor, InProcess, LocalProcesses
+from analyzer.ingest.executor import (
+    TASK_SWITCH_INTERVAL_S,
+    DaskExecutor,
+    InProcess,
+    LocalProcesses,
+    open_executor,
+    run_task,
+)
 from analyzer.ingest.parallel import FilesProfile, profile_capture_files
 from analyzer.monitors.data_quality.sketches import kll_rank_error
 from modelmon.capture_record import CaptureSide, build_record
@@ -266,3 +275,53 @@ def test_a_capture_folder_with_a_bad_gz_is_one_line_from_baseline(
     code = run_baseline(None, tmp_path / "capture", None, tmp_path / "b", executor=InProcess())
     assert code == 2
     assert "cannot read" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+def switch_interval(_: int) -> float:
+    return sys.getswitchinterval()
+
+
+def profiling_on(_: int) -> bool:
+    import dask.config
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
+def test_a_dask_task_runs_with_the_longer_switch_interval_then_restores_it(
+    client: Client,
+) -> None:
+    before = client.run(sys.getswitchinterval)
+    seen = list(DaskExecutor(client).map(switch_interval, [1, 2, 3]))
+    assert seen == [pytest.approx(TASK_SWITCH_INTERVAL_S)] * 3  # kept in whole µs
+    assert client.run(sys.getswitchinterval) == before  # every worker back to its own
+
+
+def test_overlapping_tasks_on_threads_restore_the_interval_once_the_last_ends() -> None:
+    previous = sys.getswitchinterval()
+    inside, release = threading.Barrier(3), threading.Event()
+
+    def task(_: int) -> float:
+        inside.wait(timeout=30)  # all three are running at once
+        release.wait(timeout=30)
+        return sys.getswitchinterval()
+
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(run_task, task, i) for i in range(3)]
+        for future in futures[:2]:
+            assert not future.done()
+        assert sys.getswitchinterval() == pytest.approx(TASK_SWITCH_INTERVAL_S)
+        release.set()
+        raised = pytest.approx(TASK_SWITCH_INTERVAL_S)
+        assert [f.result(timeout=30) for f in futures] == [raised] * 3
+    assert sys.getswitchinterval() == previous
+
+
+def test_our_local_cluster_runs_its_workers_without_the_profiler() -> None:
+    executor = open_executor(dask_workers=1)
+    try:
+        assert list(executor.map(profiling_on, [0])) == [False]
+    finally:
+        executor.close()
+    import dask.config
+
+    assert dask.config.get("distributed.worker.profile.enabled")  # ours only, not the caller's
