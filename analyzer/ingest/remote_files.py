@@ -44,9 +44,11 @@ __all__ = [
     "NotATree",
     "RemoteCaptureTree",
     "RemoteFile",
+    "RemoteFolder",
     "RemoteListing",
     "opener_of",
     "remote_folder_files",
+    "remote_input",
 ]
 
 DEFAULT_MAX_FILES = 100_000
@@ -256,6 +258,53 @@ def remote_folder_files(url: str, max_files: int = DEFAULT_MAX_FILES) -> list[Re
     if listing.cut:
         raise InputError(f"{url}: more than {max_files:,} ground-truth files")
     return listing.files
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFolder:
+    """The sealed files under a URL (any depth), in the order a local folder's are read."""
+
+    url: str
+    files: list[RemoteFile]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def remote_input(url: str) -> RemoteFile | RemoteFolder:
+    """What ``modelmon baseline --data URL`` reads: the object at ``url``, or the sealed files
+    under it as a prefix (path order, as :func:`table_readers.capture_files_under` sorts a
+    local folder's). ``FileNotFoundError`` when there is neither; :class:`NotATree` (one
+    line) when the store cannot be read."""
+    fs, base = open_url(url)
+    protocol = url.split("://", 1)[0]
+
+    def remote(entry: dict[str, Any]) -> RemoteFile:
+        path = str(entry["name"])
+        where = f"file://{path}" if protocol == "file" else f"{protocol}://{path.lstrip('/')}"
+        hour = hour_of(Path(path).parent) or _EPOCH
+        return RemoteFile(path, where, int(entry.get("size") or 0), hour, _modified(entry))
+
+    try:
+        try:
+            info: dict[str, Any] = fs.info(base)
+        except FileNotFoundError:
+            info = {"type": "directory"}  # an S3 prefix is no object: listed below
+        if info.get("type") == "file":
+            return remote({**info, "name": base})
+        found = cast(dict[str, dict[str, Any]], fs.find(base, detail=True))
+    except FileNotFoundError:
+        raise
+    except storage_errors() as exc:
+        raise NotATree(f"{url}: cannot read the store: {_one_line(exc)}") from exc
+    entries = [e for e in found.values() if e.get("type") == "file"]
+    files = [remote(e) for e in entries if is_sealed(Path(str(e["name"])))]
+    if not entries:
+        raise FileNotFoundError(url)
+    return RemoteFolder(url, sorted(files, key=lambda f: PurePosixPath(f.path)))
 
 
 def _one_line(exc: BaseException) -> str:
