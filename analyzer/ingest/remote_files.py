@@ -16,7 +16,6 @@ s3fs/gcsfs are optional extras (:mod:`modelmon.storage_url` names the one to ins
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,7 @@ from analyzer.ingest.capture_files import (
     read_pieces,
 )
 from modelmon.capture_names import instance_of
-from modelmon.storage_url import open_url, storage_errors
+from modelmon.storage_url import open_url, shared_fs, storage_errors
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -82,20 +81,10 @@ class RemoteFile:
 # a worker opens a remote one itself, no content goes through the scheduler).
 CaptureFile = Path | RemoteFile
 
-# One client per process (a forked or Dask worker makes its own), scheme and provider settings
-# in the environment (where credentials and endpoints come from): not one a file.
-_CLIENTS: dict[tuple[int, str, int], AbstractFileSystem] = {}
-_PROVIDER_ENV = ("AWS_", "GOOGLE_", "GCS", "FSSPEC_")
-
 
 def _client(url: str) -> AbstractFileSystem:
-    scheme = url.split("://", 1)[0]
-    settings = sorted((k, v) for k, v in os.environ.items() if k.startswith(_PROVIDER_ENV))
-    key = (os.getpid(), scheme, hash(tuple(settings)))
-    fs = _CLIENTS.get(key)
-    if fs is None:
-        fs = _CLIENTS[key] = open_url(url)[0]
-    return fs
+    """This process's client for the scheme (a forked or Dask worker makes its own)."""
+    return shared_fs(url)[0]
 
 
 def opener_of(file: CaptureFile) -> tuple[Path, Opener | None]:

@@ -1,12 +1,12 @@
 """A file the config names by a local path or by a storage URL (``s3://``, ``gs://``,
 ``file://``): the baseline files. Read whole, and a signature that moves when it changes.
 
-A URL is read through fsspec (:func:`modelmon.storage_url.open_url`: credentials only from
-the provider's usual places). An object that is not there raises ``FileNotFoundError``, as a
-missing local file does; a store that cannot be asked (unreachable, access denied, the
-library not installed) raises :class:`StoreUnreadable`, one line naming the config key and
-the URL. The signature of an object is its size, ETag and modification time (one ``HEAD``
-request); of a local file, its inode, size and modification time.
+A URL is read through fsspec (:func:`modelmon.storage_url.shared_fs`: credentials only from the
+provider's usual places; one client per process and scheme). An object that is not there raises
+``FileNotFoundError``, as a missing local file does; a store that cannot be asked (unreachable,
+access denied, the library not installed) raises :class:`StoreUnreadable`, one line naming the
+config key and the URL. The signature of an object is its size, ETag and modification time (one
+``HEAD`` request); of a local file, its inode, size and modification time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from modelmon.storage_url import StorageUnavailable, open_url, storage_errors
+from modelmon.storage_url import StorageUnavailable, shared_fs, storage_errors
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -55,7 +55,7 @@ class StoredFile:
     def _remote(self) -> tuple[AbstractFileSystem, str]:
         if self._fs is None:
             try:
-                self._fs, self._path = open_url(str(self.where))
+                self._fs, self._path = shared_fs(str(self.where))
             except StorageUnavailable as exc:
                 raise self._unreadable(exc) from None
         return self._fs, self._path
