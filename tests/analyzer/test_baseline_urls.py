@@ -273,3 +273,17 @@ def test_what_cannot_be_read_or_written_is_one_line(
         f"modelmon baseline: {TRAIN_URL}/train.csv: cannot read the store: "
         "Could not connect to the endpoint URL: "
     )
+
+
+def test_analyze_once_without_its_baseline_object_is_one_line(
+    s3: S3Server, local: Local, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _bucket(s3, local)
+    prefix = f"s3://{BUCKET}/no-baseline"
+    config = _with_baselines(load_config(local.config), prefix, prefix)
+    code = run_analyze_once(config, data=local.capture, executor=InProcess())
+    assert code == 3
+    assert capsys.readouterr().err == (
+        f"modelmon analyze: no baseline statistics: {prefix}/statistics.json does not exist; "
+        "create it with `modelmon baseline --config CONFIG --data TRAINING_DATA`\n"
+    )
