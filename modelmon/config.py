@@ -36,6 +36,7 @@ from modelmon.config_types import (
     ArrowMode,
     ConfigError,
     ContentType,
+    FileOrUrl,
     FilePath,
     HeaderName,
     HttpUrl,
@@ -199,8 +200,9 @@ class CaptureConfig(_Model):
 
 
 class BaselineConfig(_Model):
-    statistics: FilePath = Path("baseline/statistics.json")
-    constraints: FilePath = Path("baseline/constraints.json")
+    # a path (relative: to the config file's folder) or an s3:// gs:// file:// URL
+    statistics: FileOrUrl = Path("baseline/statistics.json")
+    constraints: FileOrUrl = Path("baseline/constraints.json")
 
 
 class PayloadSide(_Model):
@@ -266,8 +268,9 @@ class DaskConfig(_Model):
 class ModelQualityGroundTruthConfig(_Model):
     """Where ground truth arrives besides ``POST /monitor/ground-truth``."""
 
-    # SageMaker's layout: {dir}/{yyyy}/{mm}/{dd}/{hh}/*.jsonl, each file read exactly once.
-    dir: FilePath | None = None
+    # SageMaker's layout: {dir}/{yyyy}/{mm}/{dd}/{hh}/*.jsonl, each file read exactly once;
+    # a folder or an s3:// gs:// file:// URL (the prefix that holds yyyy/).
+    dir: FileOrUrl | None = None
 
 
 class ModelQualityConfig(_Model):
@@ -412,11 +415,14 @@ def _resolve_paths(config: ModelmonConfig, base: Path) -> ModelmonConfig:
     def fix(path: Path) -> Path:
         return path if path.is_absolute() else (base / path).resolve()
 
+    def fix_local(where: Path | str) -> Path | str:  # a URL stays as it is
+        return fix(where) if isinstance(where, Path) else where
+
     capture = config.capture.model_copy(update={"dir": fix(config.capture.dir)})
     baseline = config.analyzer.baseline.model_copy(
         update={
-            "statistics": fix(config.analyzer.baseline.statistics),
-            "constraints": fix(config.analyzer.baseline.constraints),
+            "statistics": fix_local(config.analyzer.baseline.statistics),
+            "constraints": fix_local(config.analyzer.baseline.constraints),
         }
     )
     quality = config.analyzer.model_quality
@@ -425,13 +431,13 @@ def _resolve_paths(config: ModelmonConfig, base: Path) -> ModelmonConfig:
             update={
                 "baseline": quality.baseline.model_copy(
                     update={
-                        "statistics": fix(quality.baseline.statistics),
-                        "constraints": fix(quality.baseline.constraints),
+                        "statistics": fix_local(quality.baseline.statistics),
+                        "constraints": fix_local(quality.baseline.constraints),
                     }
                 ),
                 "ground_truth": quality.ground_truth.model_copy(
                     update={
-                        "dir": fix(quality.ground_truth.dir)
+                        "dir": fix_local(quality.ground_truth.dir)
                         if quality.ground_truth.dir is not None
                         else None
                     }

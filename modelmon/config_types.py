@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 __all__ = [
     "DAY_S",
@@ -20,6 +20,7 @@ __all__ = [
     "ArrowMode",
     "ConfigError",
     "ContentType",
+    "FileOrUrl",
     "FilePath",
     "HeaderName",
     "HttpUrl",
@@ -99,6 +100,24 @@ def _check_path(value: Path) -> Path:
 
 
 FilePath = Annotated[Path, AfterValidator(_check_path)]
+
+
+def _path_or_url(value: Any) -> Any:
+    """A storage URL (``s3://``, ``gs://``, ``file://``; anything with ``://``) stays a checked
+    ``str``; anything else becomes a ``Path`` (relative ones are resolved later, against the
+    config file's folder)."""
+    if isinstance(value, str) and "://" in value:
+        if len(value) > 1024:
+            raise ValueError("a storage URL has at most 1024 characters")
+        return storage_url(value)
+    if isinstance(value, str):
+        return _check_path(Path(value))
+    return value
+
+
+# A local path, or an fsspec URL (a str) read through fsspec: the baseline files, the
+# ground-truth folder.
+FileOrUrl = Annotated[Path | str, BeforeValidator(_path_or_url)]
 
 
 def header_value(value: str) -> str:

@@ -10,6 +10,7 @@ looks for them (``AWS_*`` environment variables, ``~/.aws/config``, an instance 
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ __all__ = [
     "install_hint",
     "is_local",
     "open_url",
+    "shared_fs",
     "storage_errors",
 ]
 
@@ -68,6 +70,25 @@ def open_url(url: str) -> tuple[AbstractFileSystem, str]:
             f"{url} needs a library that is not installed ({exc}): {install_hint(url)}"
         ) from None
     return fs, str(path).rstrip("/")
+
+
+# One client per process (a forked or Dask worker makes its own), scheme and provider settings
+# in the environment (where credentials and endpoints come from): making one costs about a
+# second, so not one per file or per tick.
+_CLIENTS: dict[tuple[int, str, int], AbstractFileSystem] = {}
+_PROVIDER_ENV = ("AWS_", "GOOGLE_", "GCS", "FSSPEC_")
+
+
+def shared_fs(url: str) -> tuple[AbstractFileSystem, str]:
+    """As :func:`open_url`, but the filesystem is this process's one for the scheme (a listing
+    that must be fresh calls ``invalidate_cache`` first)."""
+    scheme = urlsplit(url).scheme
+    settings = sorted((k, v) for k, v in os.environ.items() if k.startswith(_PROVIDER_ENV))
+    key = (os.getpid(), scheme, hash(tuple(settings)))
+    fs = _CLIENTS.get(key)
+    if fs is None:
+        fs = _CLIENTS[key] = open_url(url)[0]
+    return fs, str(fs._strip_protocol(url)).rstrip("/")
 
 
 def is_local(fs: AbstractFileSystem) -> bool:

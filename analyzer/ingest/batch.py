@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 from analyzer.ingest.remote_files import DEFAULT_MAX_FILES, CaptureFile
 from analyzer.store.report_files import ReportFolder, report_folder, write_reports
+from analyzer.store.stored_files import StoredFile, StoreUnreadable
 from modelmon.config import ModelmonConfig
 from modelmon.config_types import storage_url
 from modelmon.storage_url import StorageUnavailable, storage_errors
@@ -89,12 +90,18 @@ def _moment(value: str | datetime | None, name: str) -> datetime | None:
         raise _Stop(EXIT_USAGE, str(exc)) from exc
 
 
-def _load_json(path: Path, what: str) -> dict[str, Any]:
+def _load_json(path: Path | str, what: str) -> dict[str, Any]:
+    """A baseline file (a path or a storage URL), as ``analyzer.baseline.{what}`` names it."""
     hint = "create it with `modelmon baseline --config CONFIG --data TRAINING_DATA`"
-    if not path.is_file():
-        raise _Stop(EXIT_NO_BASELINE, f"no baseline {what}: {path} does not exist; {hint}")
+    missing = _Stop(EXIT_NO_BASELINE, f"no baseline {what}: {path} does not exist; {hint}")
+    if isinstance(path, Path) and not path.is_file():
+        raise missing
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(StoredFile(path, f"analyzer.baseline.{what}").read().decode("utf-8"))
+    except FileNotFoundError:
+        raise missing from None
+    except StoreUnreadable as exc:
+        raise _Stop(EXIT_NO_BASELINE, str(exc)) from exc
     except (OSError, ValueError) as exc:
         raise _Stop(EXIT_NO_BASELINE, f"baseline {what} {path} is unreadable: {exc}") from exc
     if not isinstance(doc, dict):
@@ -233,7 +240,11 @@ def _analyze(
     labels = ground_truth or (mq.ground_truth.dir if mq is not None else None)
     baseline = config.analyzer.baseline
     # Model quality alone (no data-quality baseline on disk) is a pass of its own.
-    data_quality = labels is None or baseline.statistics.exists() or baseline.constraints.exists()
+    data_quality = (
+        labels is None
+        or StoredFile(baseline.statistics, "").exists()
+        or StoredFile(baseline.constraints, "").exists()
+    )
     docs = None
     if data_quality:  # a missing baseline is said before anything is read
         docs = (

@@ -12,8 +12,11 @@ only once the file has not changed for :data:`SETTLE_S` (it may still be being w
 A bad line (not a record, a label that ``ground_truth_attribute`` cannot read, longer than
 ``analyzer.ground_truth.max_line_bytes``) is counted, logged with its file and line number
 (the first :data:`LOGGED_PER_FILE` of a file) and kept for the status; the rest of the file
-is stored. Each tick also applies the retention (``analyzer.retention_days``) to the join,
-and forgets the read state of files gone from disk once their hour is past it
+is stored. The folder may be a storage URL (``s3://``, ``gs://``, ``file://``):
+:class:`~analyzer.ingest.remote_ground_truth.RemoteGroundTruthFolder` lists it by prefix and
+reads each object with the same chunks and commits. Each tick also applies the retention
+(``analyzer.retention_days``) to the join, and forgets the read state of files gone from disk
+once their hour is past it
 (:func:`analyzer.store.retention.forget_label_files`).
 """
 
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from analyzer.ingest.capture_files import TooLarge, read_pieces
 from analyzer.ingest.ground_truth import GroundTruthIntake
+from analyzer.ingest.remote_files import CaptureFile, RemoteFile, opener_of
 from analyzer.monitors.model_quality.labels import LabelError, LabelReader
 from analyzer.store.database import Store
 from analyzer.store.model_quality import prune
@@ -73,7 +77,8 @@ class GroundTruthFolder:
         if quality is None:
             raise ValueError("analyzer.model_quality is not configured")
         self._store = store
-        self._root = quality.ground_truth.dir
+        root = quality.ground_truth.dir
+        self._root = root if isinstance(root, Path) else None  # a URL: the remote subclass
         self._window_s = quality.window_s
         self._reader = LabelReader(quality.ground_truth_attribute)
         self._limits = config.analyzer.ground_truth
@@ -114,7 +119,9 @@ class GroundTruthFolder:
             )
         return stats
 
-    def _read_file(self, path: Path, rel: str, offset: int, lines: int, stats: FolderStats) -> None:
+    def _read_file(
+        self, path: CaptureFile, rel: str, offset: int, lines: int, stats: FolderStats
+    ) -> None:
         logged = 0
         for chunk in self._chunks(path, rel, offset, lines):
             received_at = self._clock()
@@ -137,16 +144,19 @@ class GroundTruthFolder:
         if logged > LOGGED_PER_FILE:
             log.warning("ground truth %s: %d more bad lines", rel, logged - LOGGED_PER_FILE)
 
-    def _settled(self, path: Path) -> bool:
+    def _settled(self, path: CaptureFile) -> bool:
+        if isinstance(path, RemoteFile):
+            return True  # a stored object is whole
         return path.stat().st_mtime <= self._clock() - SETTLE_S
 
-    def _chunks(self, path: Path, rel: str, offset: int, lines: int) -> Iterator[FileChunk]:
+    def _chunks(self, path: CaptureFile, rel: str, offset: int, lines: int) -> Iterator[FileChunk]:
         """Chunks of whole lines from ``offset``: each parsed, its labels read."""
         limit = self._limits.max_line_bytes
         pieces: list[bytes | None] = []  # None: a line too long, skipped
         size = 0
         start = offset
-        for piece in read_pieces(path, offset, limit):
+        name, opener = opener_of(path)
+        for piece in read_pieces(name, offset, limit, opener):
             if isinstance(piece, TooLarge):
                 pieces.append(None)
                 size += piece.size

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from analyzer.ingest.capture_files import (
     read_pieces,
 )
 from analyzer.ingest.model_quality_files import CHUNK, BadLines, Tick, numbered_lines, too_long
+from analyzer.ingest.remote_files import CaptureFile, opener_of
 from analyzer.ingest.table_readers import InputError, csv_read_errors
 from analyzer.monitors.model_quality.pairs import Columns
 from analyzer.monitors.model_quality.records import Attribute, BadValue, Encoder
@@ -32,11 +32,13 @@ from analyzer.monitors.model_quality.records import Attribute, BadValue, Encoder
 __all__ = ["TableAttributes", "read_table"]
 
 
-def _text_lines(path: Path, limit: int) -> Iterator[str]:
+def _text_lines(path: CaptureFile, limit: int) -> Iterator[str]:
     """A table's lines as text (gzip when it ends in ``.gz``), each with its line end; a line
-    over ``limit`` bytes stops the run with :class:`InputError` naming the file and line."""
+    over ``limit`` bytes stops the run with :class:`InputError` naming the file and line.
+    ``path`` may be a :class:`RemoteFile` (a table behind a storage URL)."""
     number = 0
-    for piece in read_pieces(path, 0, limit):
+    name, opener = opener_of(path)
+    for piece in read_pieces(name, 0, limit, opener):
         if isinstance(piece, TooLarge):
             raise InputError(f"{path}: line {number + 1}: {too_long(limit)}")
         for line in block_lines(piece):
@@ -73,7 +75,7 @@ def _table_row(
 
 
 def read_table(
-    path: Path,
+    path: CaptureFile,
     fmt: str,
     attributes: TableAttributes,
     encoder: Encoder,
@@ -113,7 +115,7 @@ def _append_table(out: Columns, rows: list[tuple[float, float, float]]) -> None:
 
 
 def _table_rows(
-    path: Path, fmt: str, attributes: TableAttributes, limit: int
+    path: CaptureFile, fmt: str, attributes: TableAttributes, limit: int
 ) -> tuple[TableAttributes, Iterator[tuple[int, Any]]]:
     """The attributes as the rows need them (CSV: column indexes) and the numbered rows."""
     if fmt == "csv":
@@ -121,7 +123,9 @@ def _table_rows(
     return attributes, _jsonl_rows(path, attributes, limit)
 
 
-def _jsonl_rows(path: Path, attributes: TableAttributes, limit: int) -> Iterator[tuple[int, Any]]:
+def _jsonl_rows(
+    path: CaptureFile, attributes: TableAttributes, limit: int
+) -> Iterator[tuple[int, Any]]:
     try:
         for number, line in numbered_lines(path, BadLines(), limit, strict=True):
             try:
@@ -135,7 +139,7 @@ def _jsonl_rows(path: Path, attributes: TableAttributes, limit: int) -> Iterator
         raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from exc
 
 
-def _check_keys(path: Path, row: Any, attributes: TableAttributes) -> None:
+def _check_keys(path: CaptureFile, row: Any, attributes: TableAttributes) -> None:
     """The first row of a JSONL file has every named key, or the error lists the keys found."""
     if not isinstance(row, dict):
         return
@@ -149,14 +153,14 @@ def _check_keys(path: Path, row: Any, attributes: TableAttributes) -> None:
             ) from None
 
 
-def _csv_header(path: Path, limit: int) -> list[str]:
+def _csv_header(path: CaptureFile, limit: int) -> list[str]:
     header = next(csv.reader(_text_lines(path, limit)), None)
     if header is None:
         raise InputError(f"{path}: the file is empty (expected a header row)")
     return [name.strip() for name in header]
 
 
-def _csv_attributes(path: Path, attributes: TableAttributes, limit: int) -> TableAttributes:
+def _csv_attributes(path: CaptureFile, attributes: TableAttributes, limit: int) -> TableAttributes:
     """Each attribute as the index of its column (a name looked up in the header)."""
     names = _guard(path, lambda: _csv_header(path, limit))
     where = {name: j for j, name in enumerate(names)}
@@ -181,12 +185,12 @@ def _csv_attributes(path: Path, attributes: TableAttributes, limit: int) -> Tabl
     )
 
 
-def _guard(path: Path, read: Callable[[], Any]) -> Any:
+def _guard(path: CaptureFile, read: Callable[[], Any]) -> Any:
     with csv_read_errors(path):
         return read()
 
 
-def _csv_rows(path: Path, limit: int) -> Iterator[tuple[int, Any]]:
+def _csv_rows(path: CaptureFile, limit: int) -> Iterator[tuple[int, Any]]:
     reader = csv.reader(_text_lines(path, limit))
     rows = iter(lambda: _guard(path, lambda: next(reader, None)), None)
     next(rows, None)  # the header

@@ -16,7 +16,6 @@ s3fs/gcsfs are optional extras (:mod:`modelmon.storage_url` names the one to ins
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,7 @@ from analyzer.ingest.capture_files import (
     read_pieces,
 )
 from modelmon.capture_names import instance_of
-from modelmon.storage_url import open_url, storage_errors
+from modelmon.storage_url import open_url, shared_fs, storage_errors
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -44,9 +43,11 @@ __all__ = [
     "NotATree",
     "RemoteCaptureTree",
     "RemoteFile",
+    "RemoteFolder",
     "RemoteListing",
     "opener_of",
     "remote_folder_files",
+    "remote_input",
 ]
 
 DEFAULT_MAX_FILES = 100_000
@@ -80,20 +81,10 @@ class RemoteFile:
 # a worker opens a remote one itself, no content goes through the scheduler).
 CaptureFile = Path | RemoteFile
 
-# One client per process (a forked or Dask worker makes its own), scheme and provider settings
-# in the environment (where credentials and endpoints come from): not one a file.
-_CLIENTS: dict[tuple[int, str, int], AbstractFileSystem] = {}
-_PROVIDER_ENV = ("AWS_", "GOOGLE_", "GCS", "FSSPEC_")
-
 
 def _client(url: str) -> AbstractFileSystem:
-    scheme = url.split("://", 1)[0]
-    settings = sorted((k, v) for k, v in os.environ.items() if k.startswith(_PROVIDER_ENV))
-    key = (os.getpid(), scheme, hash(tuple(settings)))
-    fs = _CLIENTS.get(key)
-    if fs is None:
-        fs = _CLIENTS[key] = open_url(url)[0]
-    return fs
+    """This process's client for the scheme (a forked or Dask worker makes its own)."""
+    return shared_fs(url)[0]
 
 
 def opener_of(file: CaptureFile) -> tuple[Path, Opener | None]:
@@ -256,6 +247,53 @@ def remote_folder_files(url: str, max_files: int = DEFAULT_MAX_FILES) -> list[Re
     if listing.cut:
         raise InputError(f"{url}: more than {max_files:,} ground-truth files")
     return listing.files
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFolder:
+    """The sealed files under a URL (any depth), in the order a local folder's are read."""
+
+    url: str
+    files: list[RemoteFile]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def remote_input(url: str) -> RemoteFile | RemoteFolder:
+    """What ``modelmon baseline --data URL`` reads: the object at ``url``, or the sealed files
+    under it as a prefix (path order, as :func:`table_readers.capture_files_under` sorts a
+    local folder's). ``FileNotFoundError`` when there is neither; :class:`NotATree` (one
+    line) when the store cannot be read."""
+    fs, base = open_url(url)
+    protocol = url.split("://", 1)[0]
+
+    def remote(entry: dict[str, Any]) -> RemoteFile:
+        path = str(entry["name"])
+        where = f"file://{path}" if protocol == "file" else f"{protocol}://{path.lstrip('/')}"
+        hour = hour_of(Path(path).parent) or _EPOCH
+        return RemoteFile(path, where, int(entry.get("size") or 0), hour, _modified(entry))
+
+    try:
+        try:
+            info: dict[str, Any] = fs.info(base)
+        except FileNotFoundError:
+            info = {"type": "directory"}  # an S3 prefix is no object: listed below
+        if info.get("type") == "file":
+            return remote({**info, "name": base})
+        found = cast(dict[str, dict[str, Any]], fs.find(base, detail=True))
+    except FileNotFoundError:
+        raise
+    except storage_errors() as exc:
+        raise NotATree(f"{url}: cannot read the store: {_one_line(exc)}") from exc
+    entries = [e for e in found.values() if e.get("type") == "file"]
+    files = [remote(e) for e in entries if is_sealed(Path(str(e["name"])))]
+    if not entries:
+        raise FileNotFoundError(url)
+    return RemoteFolder(url, sorted(files, key=lambda f: PurePosixPath(f.path)))
 
 
 def _one_line(exc: BaseException) -> str:

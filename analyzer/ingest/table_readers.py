@@ -10,6 +10,10 @@ held whole; it is skipped as it streams past and counted under ``too_large`` in 
 ``skipped`` counter the caller passes, and reading goes on. So memory stays below about twice
 the limit plus 1 MiB whatever a line holds. (CSV: a skipped line's quotes are not counted, so
 a quoted field that spans it is not rejoined.)
+
+The input may be behind a storage URL: a :class:`~analyzer.ingest.remote_files.RemoteFile`
+(read through fsspec, the same bytes as a local copy) or a
+:class:`~analyzer.ingest.remote_files.RemoteFolder` of capture files.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from analyzer.ingest.capture_files import (
     read_blocks,
     read_pieces,
 )
+from analyzer.ingest.remote_files import CaptureFile, RemoteFolder, opener_of
 
 __all__ = [
     "TOO_LARGE",
@@ -57,7 +62,7 @@ class InputError(Exception):
 
 
 @contextmanager
-def csv_read_errors(path: Path) -> Iterator[None]:
+def csv_read_errors(path: CaptureFile) -> Iterator[None]:
     """Reading a CSV file's text: what can go wrong, as :class:`InputError` naming it."""
     try:
         yield
@@ -69,10 +74,13 @@ def csv_read_errors(path: Path) -> Iterator[None]:
         raise InputError(f"{path}: cannot read: {exc}") from exc
 
 
-def _lines(path: Path, max_line_bytes: int, skipped: Counter[str] | None) -> Iterator[bytes | None]:
+def _lines(
+    path: CaptureFile, max_line_bytes: int, skipped: Counter[str] | None
+) -> Iterator[bytes | None]:
     """The lines of a (gzipped) file as bytes, each with its line end; ``None`` in place of a
     line over the limit (counted in ``skipped``)."""
-    for piece in read_pieces(path, 0, max_line_bytes):
+    name, opener = opener_of(path)
+    for piece in read_pieces(name, 0, max_line_bytes, opener):
         if isinstance(piece, TooLarge):
             if skipped is not None:
                 skipped[TOO_LARGE] += 1
@@ -81,7 +89,7 @@ def _lines(path: Path, max_line_bytes: int, skipped: Counter[str] | None) -> Ite
         yield from block_lines(piece)
 
 
-def _is_capture_file(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> bool:
+def _is_capture_file(path: CaptureFile, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> bool:
     try:
         for line in _lines(path, max_line_bytes, None):
             if line is not None and line.strip():
@@ -92,9 +100,11 @@ def _is_capture_file(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -
     return False
 
 
-def infer_format(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> str:
+def infer_format(
+    path: CaptureFile | RemoteFolder, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> str:
     """``capture`` for a folder (or a file of capture records), else by the file's extension."""
-    if path.is_dir():
+    if isinstance(path, RemoteFolder) or (isinstance(path, Path) and path.is_dir()):
         return "capture"
     name = path.name.lower().removesuffix(".gz")
     if name.endswith((".csv", ".txt")):
@@ -133,7 +143,9 @@ def _csv_chunk(builder: ColumnBuilder, lines: list[str], quotes: int) -> Chunk:
     return _columns(builder, [row for row in csv.reader(lines) if row], "pos")
 
 
-def _text_lines(path: Path, max_line_bytes: int, skipped: Counter[str] | None) -> Iterator[str]:
+def _text_lines(
+    path: CaptureFile, max_line_bytes: int, skipped: Counter[str] | None
+) -> Iterator[str]:
     """UTF-8 text lines (with their line ends) of the lines within the limit."""
     for line in _lines(path, max_line_bytes, skipped):
         if line is not None:
@@ -141,7 +153,7 @@ def _text_lines(path: Path, max_line_bytes: int, skipped: Counter[str] | None) -
 
 
 def csv_chunks(
-    path: Path,
+    path: CaptureFile,
     header: bool,
     names: Sequence[str] = (),
     *,
@@ -184,7 +196,7 @@ def csv_chunks(
 
 
 def jsonl_chunks(
-    path: Path,
+    path: CaptureFile,
     names: Sequence[str] = (),
     *,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
@@ -226,11 +238,14 @@ def jsonl_chunks(
         raise InputError(f"{path}: no data rows (the file is empty)")
 
 
-def capture_files_under(path: Path) -> list[Path]:
+def capture_files_under(path: CaptureFile | RemoteFolder) -> list[CaptureFile]:
     """Sealed capture files in a folder (any depth) or the one file given."""
-    if path.is_file():
+    if isinstance(path, RemoteFolder):
+        return list(path.files)
+    if not isinstance(path, Path) or path.is_file():
         return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and is_sealed(p))
+    files: list[CaptureFile] = [p for p in sorted(path.rglob("*")) if p.is_file() and is_sealed(p)]
+    return files
 
 
 def capture_batches(
@@ -251,8 +266,9 @@ def capture_batches(
     if not files:
         raise InputError(f"{path}: no capture files (*.jsonl, *.jsonl.gz) found")
     for file in files:
+        name, opener = opener_of(file)
         try:
-            for block in read_blocks(file, 0, max_line_bytes, too_large):
+            for block in read_blocks(name, 0, max_line_bytes, too_large, opener):
                 yield decoder.decode_lines(block_lines(block))
         except (OSError, EOFError) as exc:
             raise InputError(f"{file}: cannot read: {exc}") from exc

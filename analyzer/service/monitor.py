@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from analyzer.decoding.column_mapping import BY_NAME, BY_POSITION, mapping_note, positional_mapping
 from analyzer.ingest.ground_truth_folder import FolderStats, GroundTruthFolder
 from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit
+from analyzer.ingest.remote_ground_truth import RemoteGroundTruthFolder
 from analyzer.ingest.remote_ingest import RemoteIngestor
 from analyzer.monitors.contract import Evaluation, iso, worst
 from analyzer.monitors.data_quality.checks import check_options
@@ -127,7 +128,12 @@ class Monitor:
             self.model_quality_join = ModelQualityStore(
                 store, window_s=quality.window_s, label_delay_s=quality.label_delay_s
             )
-            self.ground_truth_folder = GroundTruthFolder(store, config, clock=clock)
+            where = quality.ground_truth.dir
+            self.ground_truth_folder = (
+                RemoteGroundTruthFolder(store, config, where, clock=clock)
+                if isinstance(where, str)
+                else GroundTruthFolder(store, config, clock=clock)
+            )
         self.last_error: str | None = None
         self.ticks = 0
         self.last_tick_s: float | None = None
@@ -139,6 +145,12 @@ class Monitor:
     def baseline(self) -> Baseline:
         """The baseline in use (replaced atomically when its files change)."""
         return self.baseline_files.current
+
+    def ground_truth_source(self) -> dict[str, Any] | None:
+        """The remote ground-truth folder's URL and its listing/read errors since start (None:
+        no folder, or a local one)."""
+        folder = self.ground_truth_folder
+        return folder.sources() if isinstance(folder, RemoteGroundTruthFolder) else None
 
     def refresh_baseline(self, force: bool = False) -> bool:
         """Re-read the baseline files if they changed (blocking); True when a new one is used."""

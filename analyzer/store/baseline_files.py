@@ -1,21 +1,22 @@
 """The baseline files of the service: read at start, re-read when they change.
 
-:class:`BaselineFiles` keeps the parsed baseline and a signature of both files (inode, size,
-modification time). :meth:`BaselineFiles.refresh` (called at the start of every tick, and at
-once on SIGHUP) re-reads them when the signature moved. A reload is atomic: both files are
-parsed completely first, and only a baseline that parses replaces the one in use; a
-half-written or invalid file keeps the old baseline, and the error is logged and shown in
-``monitors.data_quality.baseline.reload_error``. Without a baseline yet, the error says where
-the service looks and that it will pick the files up when they appear.
+Each file is a local path or a storage URL (``s3://``, ``gs://``, ``file://``: read through
+fsspec, :class:`~analyzer.store.stored_files.StoredFile`). :class:`BaselineFiles` keeps the
+parsed baseline and a signature of both files (inode, size, modification time; an object's
+size, ETag and modification time). :meth:`BaselineFiles.refresh` (called at the start of
+every tick, and at once on SIGHUP) re-reads them when the signature moved. A reload is
+atomic: both files are parsed completely first, and only a baseline that parses replaces the
+one in use; a half-written or invalid file keeps the old baseline, and the error is logged
+and shown in ``monitors.data_quality.baseline.reload_error``. Without a baseline yet, the
+error says where the service looks and that it will pick the files up when they appear. A
+store that cannot be read is said in one line naming the key and the URL.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,13 +27,15 @@ from analyzer.monitors.data_quality.statistics_format import (
     parse_constraints,
     parse_statistics,
 )
+from analyzer.store.stored_files import StoredFile, StoreUnreadable
 from modelmon.config import BaselineConfig
 
 __all__ = ["Baseline", "BaselineFiles", "load_baseline"]
 
 log = logging.getLogger("modelmon.analyzer.baseline")
 
-Signature = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
+Signature = tuple[Hashable | None, Hashable | None]
+KEY = "analyzer.baseline"
 
 
 @dataclass
@@ -45,8 +48,8 @@ class Baseline:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    doc = orjson.loads(path.read_bytes())
+def _read_json(file: StoredFile) -> dict[str, Any]:
+    doc = orjson.loads(file.read())
     if not isinstance(doc, dict):
         raise ValueError("the top level is not a JSON object")
     return doc
@@ -68,18 +71,24 @@ def load_baseline(paths: BaselineConfig) -> Baseline:
         "error": None,
     }
     try:
-        statistics = parse_statistics(_read_json(paths.statistics))
+        statistics = parse_statistics(_read_json(StoredFile(paths.statistics, f"{KEY}.statistics")))
     except FileNotFoundError:
         info["error"] = _no_baseline_text(paths)
+        return Baseline(None, None, None, info)
+    except StoreUnreadable as exc:
+        info["error"] = str(exc)
         return Baseline(None, None, None, info)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         info["error"] = f"cannot use {paths.statistics}: {exc}"
         return Baseline(None, None, None, info)
     try:
-        constraints_doc = _read_json(paths.constraints)
+        constraints_doc = _read_json(StoredFile(paths.constraints, f"{KEY}.constraints"))
     except FileNotFoundError:
         log.warning("no %s: SageMaker's default constraints apply", paths.constraints)
         constraints_doc = {"version": 0.0, "features": []}
+    except StoreUnreadable as exc:
+        info["error"] = str(exc)
+        return Baseline(None, None, None, info)
     except (OSError, ValueError) as exc:
         info["error"] = f"cannot use {paths.constraints}: {exc}"
         return Baseline(None, None, None, info)
@@ -91,15 +100,6 @@ def load_baseline(paths: BaselineConfig) -> Baseline:
     return Baseline(statistics, constraints, constraints_doc, info)
 
 
-def file_signature(path: Path) -> tuple[int, int, int] | None:
-    """(inode, size, mtime) of a file, or None when it is absent: what 'changed' compares."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
 class BaselineFiles:
     """The baseline in use, re-read when its files change (see the module docstring)."""
 
@@ -108,6 +108,11 @@ class BaselineFiles:
     ) -> None:
         self.paths = paths
         self._clock_iso = clock_iso
+        # kept: a URL's client is made once, not at every tick
+        self._files = (
+            StoredFile(paths.statistics, f"{KEY}.statistics"),
+            StoredFile(paths.constraints, f"{KEY}.constraints"),
+        )
         self.reloads = 0
         self._signature = self._current_signature()
         self.current = load_baseline(paths)
@@ -118,7 +123,7 @@ class BaselineFiles:
         return self._clock_iso() if self._clock_iso is not None else None
 
     def _current_signature(self) -> Signature:
-        return (file_signature(self.paths.statistics), file_signature(self.paths.constraints))
+        return (self._files[0].signature(), self._files[1].signature())
 
     def changed(self) -> bool:
         """Whether either file moved (created, replaced, resized, touched or removed)."""

@@ -30,6 +30,7 @@ from analyzer.store.model_quality import store_predictions
 
 __all__ = [
     "CHANGED",
+    "GT_ERRORS",
     "SOURCE_ERRORS",
     "FileRead",
     "ReadChunk",
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 SOURCE_ERRORS = "source_errors"  # a listing or read of the capture source failed (retried)
+# a listing or read of the remote ground-truth folder failed (retried)
+GT_ERRORS = "ground_truth:source_errors"
 CHANGED = "changed_files"  # a remote object read before now has another size (not re-read)
 
 RemoteState = tuple[int, int, bool, int | None]  # offset, lines, done, size

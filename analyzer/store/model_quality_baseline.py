@@ -7,6 +7,10 @@ is SageMaker's model-quality ``constraints.json``. A missing or bad file never s
 service: the monitor reports ``no_baseline`` with the reason, and a file that goes bad
 after a good one was loaded keeps the good one in use (said in ``reload_error``).
 
+Either file may be a storage URL (``s3://``, ``gs://``, ``file://``), read through fsspec
+(:class:`~analyzer.store.stored_files.StoredFile`); a store that cannot be read is said in
+one line naming the key and the URL, as a missing file is.
+
 ``modelmon analyze --once`` reads the files with the same :func:`load_model_quality_baseline`
 and stops where the service goes on: without constraints, or with a statistics file that is
 missing or cannot be used (``statistics_problem``).
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,7 +27,7 @@ import orjson
 from analyzer.monitors.model_quality.documents import ConstraintsError, parse_constraints
 from analyzer.monitors.model_quality.estimate import Calibrator
 from analyzer.monitors.model_quality.evaluate import Baseline, baseline_from_statistics
-from analyzer.store.baseline_files import file_signature
+from analyzer.store.stored_files import Location, StoredFile, StoreUnreadable
 from modelmon.config import ModelQualityConfig
 
 __all__ = ["ModelQualityBaseline", "ModelQualityBaselineFiles", "load_model_quality_baseline"]
@@ -32,6 +35,7 @@ __all__ = ["ModelQualityBaseline", "ModelQualityBaselineFiles", "load_model_qual
 log = logging.getLogger("modelmon.analyzer.model_quality")
 
 MAX_BASELINE_BYTES = 64 * 1024 * 1024
+KEY = "analyzer.model_quality.baseline"
 
 
 @dataclass
@@ -47,12 +51,8 @@ class ModelQualityBaseline:
     statistics_problem: str | None = None
 
 
-def _read_json(path: Path) -> Any:
-    with open(path, "rb") as handle:
-        body = handle.read(MAX_BASELINE_BYTES + 1)
-    if len(body) > MAX_BASELINE_BYTES:
-        raise ValueError(f"larger than {MAX_BASELINE_BYTES} bytes")
-    return orjson.loads(body)
+def _read_json(where: Location, name: str) -> Any:
+    return orjson.loads(StoredFile(where, f"{KEY}.{name}").read(MAX_BASELINE_BYTES))
 
 
 def load_model_quality_baseline(config: ModelQualityConfig) -> ModelQualityBaseline:
@@ -64,7 +64,7 @@ def load_model_quality_baseline(config: ModelQualityConfig) -> ModelQualityBasel
         "error": None,
     }
     try:
-        constraints_doc = _read_json(paths.constraints)
+        constraints_doc = _read_json(paths.constraints, "constraints")
         if not isinstance(constraints_doc, dict):
             raise ValueError("not a JSON object")
         constraints = parse_constraints(config.problem_type, constraints_doc)
@@ -74,6 +74,9 @@ def load_model_quality_baseline(config: ModelQualityConfig) -> ModelQualityBasel
             "`modelmon baseline --model-quality`)"
         )
         return ModelQualityBaseline(None, None, None, None, info)
+    except StoreUnreadable as exc:
+        info["error"] = str(exc)
+        return ModelQualityBaseline(None, None, None, None, info)
     except (OSError, ValueError, ConstraintsError) as exc:
         info["error"] = f"cannot use {paths.constraints}: {exc}"
         return ModelQualityBaseline(None, None, None, None, info)
@@ -81,7 +84,7 @@ def load_model_quality_baseline(config: ModelQualityConfig) -> ModelQualityBasel
     calibrator: Calibrator | None = None
     problem: str | None = None
     try:
-        statistics = _read_json(paths.statistics)
+        statistics = _read_json(paths.statistics, "statistics")
         if not isinstance(statistics, dict):
             raise ValueError("not a JSON object")
         baseline = baseline_from_statistics(config.problem_type, statistics)
@@ -91,6 +94,9 @@ def load_model_quality_baseline(config: ModelQualityConfig) -> ModelQualityBasel
     except FileNotFoundError:
         problem = f"no model-quality statistics at {paths.statistics}"
         log.warning("%s: thresholds are taken as exact, no estimate", problem)
+    except StoreUnreadable as exc:
+        problem = info["statistics_error"] = str(exc)
+        log.warning("%s", problem)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         problem = info["statistics_error"] = f"cannot use {paths.statistics}: {exc}"
         log.warning("%s", problem)
@@ -102,12 +108,16 @@ class ModelQualityBaselineFiles:
 
     def __init__(self, config: ModelQualityConfig) -> None:
         self.config = config
+        paths = config.baseline  # kept: a URL's client is made once, not at every tick
+        self._files = (
+            StoredFile(paths.statistics, f"{KEY}.statistics"),
+            StoredFile(paths.constraints, f"{KEY}.constraints"),
+        )
         self._signature = self._current_signature()
         self.current = load_model_quality_baseline(config)
 
     def _current_signature(self) -> tuple[Any, Any]:
-        paths = self.config.baseline
-        return (file_signature(paths.statistics), file_signature(paths.constraints))
+        return (self._files[0].signature(), self._files[1].signature())
 
     def refresh(self, force: bool = False) -> bool:
         """Re-read if the files changed (blocking); True when a new baseline is in use."""

@@ -23,6 +23,7 @@ __all__ = [
     "report_dir",
     "report_folder",
     "subfolder",
+    "write_json",
     "write_json_atomic",
     "write_reports",
 ]
@@ -71,6 +72,26 @@ def write_json_atomic(path: Path, doc: Any) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_json(where: Path | str, doc: Any) -> None:
+    """:func:`write_json_atomic` to a path, or the same bytes to a storage URL (one object
+    put whole; for ``file://``, a temporary name moved into place). The store's errors are
+    raised as they come (``OSError`` or the provider's)."""
+    if isinstance(where, Path):
+        write_json_atomic(where, doc)
+        return
+    from modelmon.storage_url import is_local, open_url
+
+    fs, path = open_url(where)
+    if not is_local(fs):
+        fs.pipe_file(path, _body(doc))
+        return
+    parent, _, name = path.rpartition("/")
+    tmp = f"{parent}/.{name}.tmp"
+    fs.makedirs(parent, exist_ok=True)
+    fs.pipe_file(tmp, _body(doc))
+    fs.mv(tmp, path)
 
 
 def write_reports(folder: ReportFolder, docs: Mapping[str, Any]) -> None:

@@ -98,6 +98,7 @@ class StatusCollector(Collector):
             ("bad_lines", "Ground-truth lines refused as bad"),
             ("long_lines", "Ground-truth lines over analyzer.ground_truth.max_line_bytes"),
             ("too_large", "Ground-truth bodies over analyzer.ground_truth.max_body_bytes (413)"),
+            ("source_errors", "Failed listings or reads of a remote ground-truth folder (retried)"),
         ):
             yield CounterMetricFamily(
                 f"modelmon_ground_truth_{key}",

@@ -15,7 +15,7 @@ from typing import Any
 from analyzer.monitors.contract import iso, worst
 from analyzer.service.monitor import MONITOR, Monitor
 from analyzer.store.database import QUARANTINED
-from analyzer.store.file_sources import CHANGED, SOURCE_ERRORS
+from analyzer.store.file_sources import CHANGED, GT_ERRORS, SOURCE_ERRORS
 from modelmon import __version__
 
 __all__ = ["full_status", "ingest_doc", "initial_doc"]
@@ -102,6 +102,9 @@ def full_status(
     doc["ingest"] = ingest_doc(counters)
     doc["stale_s"] = max(0, round(monitor.clock() - last)) if last is not None else None
     doc["alerts"] = alerts if alerts is not None else dict(NO_ALERTS)
+    source = monitor.ground_truth_source()
+    if source is not None:  # failed listings or reads (retried): since start, and in all
+        doc["ground_truth_source"] = {**source, "source_errors": counters.get(GT_ERRORS, 0)}
     doc["analyzer"] = {
         "version": __version__,
         "ticks": monitor.ticks,

@@ -55,6 +55,18 @@ def _add_config(parser: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
+def _path_or_url(value: str) -> Path | str:
+    """A path, or an ``s3://`` ``gs://`` ``file://`` URL (kept as a ``str``)."""
+    if "://" not in value:
+        return Path(value)
+    from modelmon.config_types import storage_url
+
+    try:
+        return storage_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_scheduler(parser: argparse.ArgumentParser) -> None:
     """Where a batch command's map runs (docs/dask.md); the same options on every such command."""
     where = parser.add_mutually_exclusive_group()
@@ -129,7 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         commands, "baseline", "write statistics.json and constraints.json from training data"
     )
     _add_config(baseline, required=False)
-    baseline.add_argument("--data", type=Path, required=True, help="a file or a capture folder")
+    baseline.add_argument(
+        "--data",
+        type=_path_or_url,
+        required=True,
+        metavar="PATH|URL",
+        help="a file or a capture folder, a path or an s3:// gs:// file:// URL",
+    )
     baseline.add_argument(
         "--format",
         choices=["csv", "jsonl", "capture"],
@@ -137,7 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the kind of --data (default: from the file name)",
     )
     baseline.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: analyzer.baseline's)"
+        "--out",
+        type=_path_or_url,
+        default=None,
+        metavar="PATH|URL",
+        help="output folder, a path or an s3:// gs:// file:// URL (default: analyzer.baseline's)",
     )
     baseline.add_argument(
         "--no-header", action="store_true", help="CSV without a header: columns _c0 … _cN"
@@ -150,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     baseline.add_argument(
         "--ground-truth",
-        type=Path,
+        type=_path_or_url,
         default=None,
+        metavar="PATH|URL",
         help="with --model-quality and a capture folder as --data: SageMaker's ground-truth "
         "folder ({yyyy}/{mm}/{dd}/{hh}/*.jsonl) to join to the captured predictions",
     )

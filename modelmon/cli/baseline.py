@@ -2,8 +2,10 @@
 
 Reads a CSV (with a header, or headerless: ``_c0 … _cN`` as SageMaker names them, or the
 config's ``payload.input.columns``), JSON Lines, or a folder of capture files (decoded with the
-config's payload codecs), in bounded chunks; shows progress on stderr for large inputs; writes
-both files in SageMaker's schema and prints a short summary. Exit 0 on success, 2 with a
+config's payload codecs), in bounded chunks; ``--data`` and ``--out`` may be storage URLs
+(``s3://``, ``gs://``, ``file://``: the same bytes read and written through fsspec); shows
+progress on stderr for large inputs; writes both files in SageMaker's schema and prints a
+short summary. Exit 0 on success, 2 with a
 message naming the file when the input cannot be used.
 """
 
@@ -21,6 +23,7 @@ from analyzer.decoding.column_mapping import baseline_name_warnings, positional_
 from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES
 from analyzer.ingest.executor import Executor
 from analyzer.ingest.parallel import profile_capture_files
+from analyzer.ingest.remote_files import CaptureFile, NotATree, RemoteFolder, remote_input
 from analyzer.ingest.table_readers import (
     TOO_LARGE,
     InputError,
@@ -34,10 +37,15 @@ from analyzer.monitors.data_quality.drift import kll_epsilon
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.monitors.data_quality.sketches import DEFAULT_KLL_K
 from analyzer.monitors.data_quality.statistics_format import statistics_json, suggest_constraints
-from analyzer.store.report_files import write_json_atomic
+from analyzer.store.report_files import write_json
+from analyzer.store.stored_files import one_line
 from modelmon.config import ModelmonConfig, PayloadConfig
+from modelmon.storage_url import StorageUnavailable, storage_errors
 
-__all__ = ["run_baseline"]
+__all__ = ["Source", "run_baseline", "source_of", "write_documents"]
+
+# What --data names: a local file or folder, an object behind a URL, or the files under one.
+Source = CaptureFile | RemoteFolder
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _OUTPUT = re.compile(r"prediction(_\d+)?")  # the names of unnamed output columns
@@ -60,8 +68,40 @@ class _Progress:
         print(f"  … {self.label}: {rows:,} rows ({rate:,.0f} rows/s)", file=sys.stderr, flush=True)
 
 
+def source_of(data: Path | str) -> Source:
+    """``--data`` as a :data:`Source`; :class:`InputError` (one line) when it cannot be read."""
+    if isinstance(data, Path):
+        if not data.exists():
+            raise InputError(f"{data}: no such file or folder")
+        if data.is_file() and data.stat().st_size == 0:
+            raise InputError(f"{data}: the file is empty")
+        return data
+    try:
+        source = remote_input(data)
+    except FileNotFoundError:
+        raise InputError(f"{data}: no such object or prefix") from None
+    except (NotATree, StorageUnavailable) as exc:
+        raise InputError(str(exc)) from exc
+    if not isinstance(source, RemoteFolder) and source.size == 0:
+        raise InputError(f"{data}: the file is empty")
+    return source
+
+
+def write_documents(targets: list[tuple[Path | str, Any]]) -> str | None:
+    """Each document to its path or URL, in order; the first failure as one line (None: all
+    written)."""
+    errors: tuple[type[BaseException], ...] = (*storage_errors(), StorageUnavailable)
+    for target, doc in targets:
+        try:
+            write_json(target, doc)
+        except errors as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
+            return f"cannot write {target}: {reason}"
+    return None
+
+
 def _profile_captures(
-    config: ModelmonConfig | None, data: Path, progress: _Progress, executor: Executor | None
+    config: ModelmonConfig | None, data: Source, progress: _Progress, executor: Executor | None
 ) -> tuple[DatasetProfile, Counter[str]]:
     """Capture files: each profiled on ``executor`` (the map of ``analyze --once``), merged in
     file order."""
@@ -88,7 +128,7 @@ def _profile_captures(
 
 def _profile(
     config: ModelmonConfig | None,
-    data: Path,
+    data: Source,
     fmt: str,
     header: bool,
     progress: _Progress,
@@ -106,6 +146,8 @@ def _profile(
             raise InputError(f"{data}: no capture record could be decoded ({reasons})")
         return profile, bad
     names = payload.input.columns
+    if isinstance(data, RemoteFolder):
+        raise InputError(f"{data}: a folder holds capture files, not a {fmt} table")
     chunks = (
         csv_chunks(data, header, names, max_line_bytes=limit, skipped=bad)
         if fmt == "csv"
@@ -117,7 +159,11 @@ def _profile(
     return profile, bad
 
 
-def _targets(config: ModelmonConfig | None, out: Path | None) -> tuple[Path, Path]:
+def _targets(
+    config: ModelmonConfig | None, out: Path | str | None
+) -> tuple[Path | str, Path | str]:
+    if isinstance(out, str):
+        return f"{out}/statistics.json", f"{out}/constraints.json"
     if out is not None:
         return out / "statistics.json", out / "constraints.json"
     if config is not None:
@@ -126,12 +172,12 @@ def _targets(config: ModelmonConfig | None, out: Path | None) -> tuple[Path, Pat
 
 
 def _summary(
-    data: Path,
+    data: Source,
     fmt: str,
     statistics: dict[str, Any],
     constraints: dict[str, Any],
     bad: Counter[str],
-    paths: tuple[Path, Path],
+    paths: tuple[Path | str, Path | str],
 ) -> str:
     features = constraints["features"]
     lines = [
@@ -169,22 +215,22 @@ def _summary(
 
 def run_baseline(
     config: ModelmonConfig | None,
-    data: Path,
+    data: Path | str,
     fmt: str | None,
-    out: Path | None,
+    out: Path | str | None,
     header: bool = True,
     *,
     progress_every_s: float = 2.0,
     executor: Executor | None = None,
     model_quality: bool = False,
-    ground_truth: Path | None = None,
+    ground_truth: Path | str | None = None,
 ) -> int:
     """Profile ``data`` and write statistics.json and constraints.json; returns the exit code.
 
+    ``data``, ``out`` and ``ground_truth`` are paths or storage URLs (a ``str``);
     ``executor``: where a capture folder's files are profiled (default: local processes);
     ``model_quality``: the model-quality baseline instead (``model_quality_baseline``).
     """
-    data = Path(data)
     if model_quality or ground_truth is not None:
         from modelmon.cli.model_quality_baseline import run_model_quality_baseline
 
@@ -193,14 +239,11 @@ def run_baseline(
             config, data, fmt, ground_truth, out, progress, executor=executor
         )
     try:
-        if not data.exists():
-            raise InputError(f"{data}: no such file or folder")
-        if data.is_file() and data.stat().st_size == 0:
-            raise InputError(f"{data}: the file is empty")
+        source = source_of(data)
         limit = config.analyzer.max_line_bytes if config is not None else DEFAULT_MAX_LINE_BYTES
-        fmt = fmt or infer_format(data, limit)
+        fmt = fmt or infer_format(source, limit)
         progress = _Progress(str(data), progress_every_s)
-        profile, bad = _profile(config, data, fmt, header, progress, executor)
+        profile, bad = _profile(config, source, fmt, header, progress, executor)
     except InputError as exc:
         print(f"modelmon baseline: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -208,13 +251,11 @@ def run_baseline(
     statistics = statistics_json(profile, include_predictions=with_predictions)
     constraints = suggest_constraints(profile, include_predictions=with_predictions)
     paths = _targets(config, out)
-    try:
-        write_json_atomic(paths[0], statistics)
-        write_json_atomic(paths[1], constraints)
-    except OSError as exc:
-        print(f"modelmon baseline: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+    failed = write_documents([(paths[0], statistics), (paths[1], constraints)])
+    if failed is not None:
+        print(f"modelmon baseline: {failed}", file=sys.stderr)
         return EXIT_FAILED
-    print(_summary(data, fmt, statistics, constraints, bad, paths))
+    print(_summary(source, fmt, statistics, constraints, bad, paths))
     payload = config.analyzer.payload if config is not None else PayloadConfig()
     names = [f["name"] for f in constraints["features"]]
     outputs = set(payload.output.columns) | {n for n in names if _OUTPUT.fullmatch(n)}

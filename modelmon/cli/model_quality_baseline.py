@@ -10,9 +10,10 @@ Input, as the config's ``analyzer.model_quality`` attributes name it:
 Writes ``statistics.json`` and ``constraints.json`` in SageMaker's model-quality schema and,
 for a binary classifier with probabilities, the calibration the label-free estimate needs
 inside ``statistics.json`` under ``modelmon.calibration`` (where the service reads it;
-SageMaker's readers ignore the key). Exit 0 on success, 2 with a
-message naming the file (and the line) when the input cannot be used, 1 when a file cannot be
-written.
+SageMaker's readers ignore the key). ``--data``, ``--ground-truth`` and ``--out`` may be
+storage URLs (``s3://``, ``gs://``, ``file://``), read and written through fsspec. Exit 0
+on success, 2 with a message naming the file (and the line) when the input cannot be used,
+1 when a file cannot be written.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES
 from analyzer.ingest.executor import Executor
 from analyzer.ingest.model_quality_files import BadLines, Pairs, folder_files, joined_pairs
 from analyzer.ingest.model_quality_table import TableAttributes, read_table
-from analyzer.ingest.table_readers import InputError, infer_format
+from analyzer.ingest.remote_files import CaptureFile, RemoteFolder
+from analyzer.ingest.table_readers import InputError, capture_files_under, infer_format
 from analyzer.monitors.model_quality.documents import metric_section, suggest_constraints
 from analyzer.monitors.model_quality.estimate import fit_calibrator
 from analyzer.monitors.model_quality.evaluate import evaluate_window
 from analyzer.monitors.model_quality.records import Attribute, Encoder
-from analyzer.store.report_files import write_json_atomic
+from modelmon.cli.baseline import source_of, write_documents
 from modelmon.config import ModelmonConfig, ModelQualityConfig
 
 __all__ = ["calibration_document", "run_model_quality_baseline"]
@@ -54,7 +56,7 @@ def _need_output(mq: ModelQualityConfig) -> None:
 
 
 def _table_pairs(
-    mq: ModelQualityConfig, encoder: Encoder, data: Path, fmt: str, tick: Any, limit: int
+    mq: ModelQualityConfig, encoder: Encoder, data: CaptureFile, fmt: str, tick: Any, limit: int
 ) -> Pairs:
     if mq.ground_truth_attribute is None:
         raise InputError(
@@ -91,11 +93,11 @@ def calibration_document(
 
 
 def _summary(
-    data: Path,
+    data: Path | str,
     pairs: Pairs,
     statistics: dict[str, Any],
     mq: ModelQualityConfig,
-    written: list[Path],
+    written: list[Path | str],
     calibration: dict[str, Any] | None,
 ) -> str:
     lines = [f"Model-quality baseline from {data}: {len(pairs.labels):,} labelled predictions"]
@@ -122,12 +124,20 @@ def _summary(
     return "\n".join(lines)
 
 
+def _targets(mq: ModelQualityConfig, out: Path | str | None) -> tuple[Path | str, Path | str]:
+    if isinstance(out, str):
+        return f"{out}/statistics.json", f"{out}/constraints.json"
+    if out is not None:
+        return out / "statistics.json", out / "constraints.json"
+    return mq.baseline.statistics, mq.baseline.constraints
+
+
 def run_model_quality_baseline(
     config: ModelmonConfig | None,
-    data: Path,
+    data: Path | str,
     fmt: str | None,
-    ground_truth: Path | None,
-    out: Path | None,
+    ground_truth: Path | str | None,
+    out: Path | str | None,
     progress: Any,
     *,
     executor: Executor | None = None,
@@ -146,15 +156,16 @@ def run_model_quality_baseline(
     limit = config.analyzer.max_line_bytes if config is not None else DEFAULT_MAX_LINE_BYTES
     try:
         _need_output(mq)
-        if not data.exists():
-            raise InputError(f"{data}: no such file or folder")
-        fmt = fmt or infer_format(data, limit)
+        source = source_of(data)
+        fmt = fmt or infer_format(source, limit)
         if fmt == "capture":
             if ground_truth is None:
                 raise InputError(
                     f"{data}: a capture folder needs --ground-truth DIR (the labels to join)"
                 )
-            files = folder_files(data)
+            files = (
+                folder_files(source) if isinstance(source, Path) else capture_files_under(source)
+            )
             if not files:
                 raise InputError(f"{data}: no capture files (*.jsonl, *.jsonl.gz) found")
             output = config.analyzer.payload.output.columns if config is not None else []
@@ -175,7 +186,9 @@ def run_model_quality_baseline(
                 raise InputError(
                     "--ground-truth goes with a capture folder as --data; a table holds its labels"
                 )
-            pairs = _table_pairs(mq, encoder, data, fmt, progress.tick, limit)
+            if isinstance(source, RemoteFolder):
+                raise InputError(f"{data}: a folder holds capture files, not a {fmt} table")
+            pairs = _table_pairs(mq, encoder, source, fmt, progress.tick, limit)
         if len(pairs.labels) == 0:
             counts = pairs.counts.to_json() if pairs.counts is not None else {}
             raise InputError(f"{data}: no prediction could be joined to a label ({counts})")
@@ -199,14 +212,11 @@ def run_model_quality_baseline(
     calibration = calibration_document(mq, pairs.labels, pairs.probabilities)
     if calibration is not None:
         statistics["modelmon"] = {"calibration": calibration}
-    stats_path = out / "statistics.json" if out is not None else mq.baseline.statistics
-    cons_path = out / "constraints.json" if out is not None else mq.baseline.constraints
+    stats_path, cons_path = _targets(mq, out)
     written = [stats_path, cons_path]
-    try:
-        write_json_atomic(stats_path, statistics)
-        write_json_atomic(cons_path, constraints)
-    except OSError as exc:
-        print(f"modelmon baseline: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+    failed = write_documents([(stats_path, statistics), (cons_path, constraints)])
+    if failed is not None:
+        print(f"modelmon baseline: {failed}", file=sys.stderr)
         return EXIT_FAILED
     print(_summary(data, pairs, statistics, mq, written, calibration))
     if len(pairs.labels) < 200:
