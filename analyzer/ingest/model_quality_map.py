@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.ingest import model_quality_arrow
 from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES
 from analyzer.ingest.executor import Executor, InProcess, LocalProcesses
 from analyzer.ingest.model_quality_files import (
@@ -192,6 +193,8 @@ def joined_pairs(
         isinstance(executor, InProcess | LocalProcesses),
     )
     items = [(PREDICTIONS, f) for f in capture_files] + [(LABELS, f) for f in truth_files]
+    if isinstance(executor, LocalProcesses):
+        model_quality_arrow.preload(encoder, arrow)
     bad = BadLines()
     results = executor.map(partial(read_file, task), items)
     predictions, labels = _reduce(results, len(capture_files), encoder, bad, tick)
