@@ -8,8 +8,8 @@ predictions.PredictionExtractor` (on the decoder's output columns); ``analyze --
 and Arrow's fast path, which agrees with that reader: test_model_quality_files.py). One
 config must give the same prediction and probability on both; the cases where they do not
 yet are marked ``xfail(strict=True)`` with what each side does, so that making them one
-extraction turns those marks into failures to remove (docs/model-quality.md, "One record,
-two extractions").
+extraction turns those marks into failures to remove (docs/model-quality.md, "Not done
+yet").
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ CASES = [
                  "label", "score", id="json-keys-0"),
     pytest.param(json.dumps({"label": 1, "scores": [0.2, 0.8]}), JSON, {"format": "json"},
                  "label", "scores[1]", id="json-list-path",
-                 marks=_differs("service: skipped (no_prediction); batch: (1, 0.8)")),
+                 marks=_differs("service: skipped (no_prediction): the decoder's output row "
+                                "is {prediction: 0.2}; batch: (1, 0.8)")),
     pytest.param(NESTED, JSON, {"format": "json"}, "predictions[0].label",
                  "predictions[0].score", id="sagemaker-jmespath-into-the-body",
                  marks=_differs("service: skipped (no_prediction), it searches the decoded "
