@@ -25,10 +25,8 @@ from typing import Any
 import numpy as np
 
 from analyzer.ingest.executor import Executor
-from analyzer.ingest.model_quality_files import (
-    Pairs,
-    joined_pairs,
-)
+from analyzer.ingest.model_quality_files import Pairs
+from analyzer.ingest.model_quality_map import joined_pairs
 from analyzer.ingest.remote_files import CaptureFile
 from analyzer.ingest.table_readers import InputError
 from analyzer.monitors.model_quality.estimate import (

@@ -15,9 +15,8 @@ per row whatever the files hold; the join itself is :func:`~.pairs.join`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +31,10 @@ from analyzer.ingest.capture_files import (
     is_sealed,
     read_pieces,
 )
-from analyzer.ingest.executor import Executor, InProcess
 from analyzer.ingest.remote_files import CaptureFile, opener_of, remote_folder_files
 from analyzer.ingest.table_readers import InputError
 from analyzer.monitors.model_quality.labels import LabelReader
-from analyzer.monitors.model_quality.pairs import Columns, JoinCounts, join, key_hashes
+from analyzer.monitors.model_quality.pairs import Columns, JoinCounts
 from analyzer.monitors.model_quality.records import (
     Attribute,
     BadValue,
@@ -44,18 +42,15 @@ from analyzer.monitors.model_quality.records import (
     capture_record,
     ground_truth_record,
 )
-from modelmon.config import ModelQualityConfig
 
 __all__ = [
     "BAD_LINES_SHOWN",
     "BadLines",
-    "FilePredictions",
     "Pairs",
-    "PredictionTask",
-    "file_predictions",
     "folder_files",
-    "joined_pairs",
+    "label_files",
     "numbered_lines",
+    "read_label_files",
     "read_labels",
     "read_predictions",
     "too_long",
@@ -130,6 +125,14 @@ def numbered_lines(
         raise InputError(f"{path}: cannot read: {exc}") from exc
 
 
+def label_files(folder: Path | str) -> list[CaptureFile]:
+    """The ground-truth files under ``folder`` (a local folder or a URL), in path order."""
+    files = folder_files(folder) if isinstance(folder, Path) else remote_folder_files(folder)
+    if not files:
+        raise InputError(f"{folder}: no ground-truth files (*.jsonl, *.jsonl.gz) found")
+    return list(files)
+
+
 def read_labels(
     folder: Path | str,
     attribute: Attribute | None,
@@ -143,18 +146,34 @@ def read_labels(
 
     ``arrow_mode``: ``analyzer.arrow`` (``off``: no Arrow fast path); a line over
     ``max_line_bytes`` is a bad line (skipped, counted with its number)."""
-    files = folder_files(folder) if isinstance(folder, Path) else remote_folder_files(folder)
-    if not files:
-        raise InputError(f"{folder}: no ground-truth files (*.jsonl, *.jsonl.gz) found")
-    out = Columns({"key": np.int64, "label": np.float64})
-    keys: list[int] = []
+    return read_label_files(
+        label_files(folder), attribute, encoder, bad, tick, arrow_mode, max_line_bytes
+    )
+
+
+def read_label_files(
+    files: Sequence[CaptureFile],
+    attribute: Attribute | None,
+    encoder: Encoder,
+    bad: BadLines,
+    tick: Tick | None = None,
+    arrow_mode: str = "csv",
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    hash_keys: bool = True,
+) -> Columns:
+    """:func:`read_labels` of these ground-truth files; ``key`` is the hash of the join key,
+    or (``hash_keys`` False) the key itself (as :func:`read_predictions`)."""
+    key_type: type[np.generic] = np.int64 if hash_keys else np.object_
+    out = Columns({"key": key_type, "label": np.float64})
+    keys: list[Any] = []
     labels: list[float] = []
+    key_of: Callable[[str], Any] = hash if hash_keys else str
     fast = arrow.available(encoder, arrow_mode)
     reader = LabelReader(attribute.name if attribute is not None else None)
     for path in files:
         whole = None  # a URL's file goes line by line
         if fast and isinstance(path, Path):
-            whole = arrow.arrow_labels(path, attribute, encoder, max_line_bytes)
+            whole = arrow.arrow_labels(path, attribute, encoder, max_line_bytes, hash_keys)
         if whole is not None:  # after the rows of earlier files: file order is kept
             out.append(key=keys, label=labels)
             keys, labels = [], []
@@ -169,7 +188,7 @@ def read_labels(
             except BadValue as exc:
                 bad.add(path, number, str(exc))
                 continue
-            keys.append(hash(key))
+            keys.append(key_of(key))
             if len(keys) >= CHUNK:
                 out.append(key=keys, label=labels)
                 keys, labels = [], []
@@ -292,142 +311,3 @@ class Pairs:
             names[self.labels.astype(np.int64)].tolist(),
             names[self.predictions.astype(np.int64)].tolist(),
         )
-
-
-def _attribute(value: str | None) -> Attribute | None:
-    return Attribute.of(value) if value is not None else None
-
-
-@dataclass(frozen=True)
-class PredictionTask:
-    """What the map over capture files needs; plain values, so it pickles to any worker."""
-
-    problem_type: str
-    threshold: float
-    inference: str | None
-    probability: str | None
-    window: tuple[float, float] | None
-    columns: tuple[str, ...]
-    arrow_mode: str
-    max_line_bytes: int
-
-
-@dataclass
-class FilePredictions:
-    """The map's result for one capture file: the columns (``key``: the key strings), the
-    class names by code of its own encoder (multiclass), and its bad lines."""
-
-    columns: Columns
-    classes: list[str]
-    bad: BadLines
-
-
-def file_predictions(task: PredictionTask, path: CaptureFile) -> FilePredictions:
-    """The map: the predictions of one capture file (a fresh encoder: codes are the file's)."""
-    encoder = Encoder(task.problem_type, task.threshold)  # type: ignore[arg-type]
-    bad = BadLines()
-    columns = read_predictions(
-        [path],
-        _attribute(task.inference),
-        _attribute(task.probability),
-        encoder,
-        bad,
-        window=task.window,
-        columns=task.columns,
-        arrow_mode=task.arrow_mode,
-        max_line_bytes=task.max_line_bytes,
-        hash_keys=False,
-    )
-    return FilePredictions(columns, encoder.class_names(), bad)
-
-
-def _reduce_predictions(
-    results: Iterable[FilePredictions], encoder: Encoder, bad: BadLines, tick: Any
-) -> Columns:
-    """The files' predictions in file order, keys hashed here, class codes made the run's
-    (in the order of first appearance, as one reader going through the files gives them)."""
-    out = Columns(
-        {"key": np.int64, "time": np.float64, "prediction": np.float64, "probability": np.float64}
-    )
-    for result in results:
-        columns = result.columns
-        predictions = columns.column("prediction")
-        keep: Any = slice(None)
-        if result.classes:  # multiclass: the file's codes to the run's
-            codes = np.empty(len(result.classes))
-            for code, name in enumerate(result.classes):
-                try:
-                    codes[code] = encoder.label(name, "prediction")
-                except BadValue:
-                    codes[code] = np.nan
-            predictions = codes[predictions.astype(np.int64)]
-            keep = ~np.isnan(predictions)
-            dropped = int(predictions.size - keep.sum())
-            if dropped:
-                bad.count += dropped  # over MAX_CLASSES classes in all
-        bad.extend(result.bad)
-        out.append(
-            key=key_hashes(columns.column("key")[keep].tolist()),
-            time=columns.column("time")[keep],
-            prediction=predictions[keep],
-            probability=columns.column("probability")[keep],
-        )
-        if tick is not None:
-            tick(out.rows)
-    return out
-
-
-def joined_pairs(
-    mq: ModelQualityConfig,
-    encoder: Encoder,
-    capture_files: Sequence[CaptureFile],
-    ground_truth: Path | str,
-    *,
-    window: tuple[float, float] | None = None,
-    tick: Any = None,
-    output_columns: Sequence[str] = (),
-    arrow: str = "csv",
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    executor: Executor | None = None,
-) -> Pairs:
-    """Read the capture files and the ground-truth folder and join them in memory; a line
-    over ``max_line_bytes`` is a bad line (skipped, counted with its file and number).
-
-    The capture files are a map on ``executor`` (default: this process), one task a file
-    (:func:`file_predictions`); the reduce (keys hashed, class codes, the labels, the join)
-    runs here in file order, so every backend gives the same pairs."""
-    bad = BadLines()
-    task = PredictionTask(
-        encoder.problem_type,
-        encoder.threshold,
-        mq.inference_attribute,
-        mq.probability_attribute,
-        window,
-        tuple(output_columns),
-        arrow,
-        max_line_bytes,
-    )
-    results = (executor or InProcess()).map(partial(file_predictions, task), capture_files)
-    predictions = _reduce_predictions(results, encoder, bad, tick)
-    labels = read_labels(
-        ground_truth,
-        _attribute(mq.ground_truth_attribute),
-        encoder,
-        bad,
-        tick,
-        arrow,
-        max_line_bytes=max_line_bytes,
-    )
-    joined = join(predictions.column("key"), labels.column("key"))  # type: ignore[arg-type]
-    every_score: Any = predictions.column("probability")
-    has_scores = mq.probability_attribute is not None
-    return Pairs(
-        labels.column("label")[joined.label_rows],  # type: ignore[arg-type]
-        predictions.column("prediction")[joined.prediction_rows],  # type: ignore[arg-type]
-        every_score[joined.prediction_rows] if has_scores else None,
-        joined.counts,
-        bad,
-        predictions.column("time"),  # type: ignore[arg-type]
-        every_score if has_scores else None,
-        predictions.column("prediction"),  # type: ignore[arg-type]
-    )

@@ -27,7 +27,8 @@ import numpy.typing as npt
 
 from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES
 from analyzer.ingest.executor import Executor
-from analyzer.ingest.model_quality_files import BadLines, Pairs, folder_files, joined_pairs
+from analyzer.ingest.model_quality_files import BadLines, Pairs, folder_files
+from analyzer.ingest.model_quality_map import joined_pairs
 from analyzer.ingest.model_quality_table import TableAttributes, read_table
 from analyzer.ingest.remote_files import CaptureFile, RemoteFolder
 from analyzer.ingest.table_readers import InputError, capture_files_under, infer_format

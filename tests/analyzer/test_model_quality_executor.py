@@ -138,3 +138,30 @@ def test_the_baseline_is_byte_equal_on_every_backend(
         assert sorted(matrix) == CLASSES  # every class, named, from every file
     else:
         assert stats["binary_classification_metrics"]["auc"]["value"] > 0
+
+
+class _Recording(LocalProcesses):
+    """Local processes that remember what each map was given."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.items: list[Any] = []
+
+    def map(self, fn: Any, items: Any) -> Any:
+        self.items.extend(items)
+        return super().map(fn, items)
+
+
+def test_the_ground_truth_files_are_read_on_the_map_beside_the_capture_files(
+    tmp_path: Path,
+) -> None:
+    """Both kinds of file are tasks of the one map (read in parallel, not the labels after the
+    map in this process), and the result is the in-process one."""
+    _write(tmp_path)
+    config = _config(tmp_path, "MulticlassClassification", "0")
+    recording = _Recording()
+    local = _baseline(tmp_path, config, recording, "local")
+    kinds = [kind for kind, _ in recording.items]
+    assert kinds == ["predictions"] * FILES + ["labels"] * 2
+    assert [path.name for _, path in recording.items][-2:] == ["labels.jsonl", "labels.jsonl"]
+    assert local == _baseline(tmp_path, config, InProcess(), "in-process")

@@ -123,9 +123,10 @@ def join(prediction_keys: IntArray, label_keys: IntArray) -> Joined:
     at = np.searchsorted(labels, predictions)
     at[at == labels.size] = 0  # past the end: no match (checked below)
     hit = labels[at] == predictions if labels.size else np.zeros(predictions.size, np.bool_)
-    pairs_p = prediction_rows[hit]
-    pairs_l = label_rows[at[hit]]
-    order = np.argsort(pairs_p)  # distinct rows: any sort is stable
+    # in prediction order without a sort: the rows are distinct, each marks its label's row
+    label_of = np.full(np.size(prediction_keys), -1, dtype=np.int64)
+    label_of[prediction_rows[hit]] = label_rows[at[hit]]
+    pairs_p = np.flatnonzero(label_of >= 0)
     matched = int(hit.sum())
     counts = JoinCounts(
         matched=matched,
@@ -134,4 +135,4 @@ def join(prediction_keys: IntArray, label_keys: IntArray) -> Joined:
         duplicate_labels=int(np.size(label_keys)) - labels.size,
         duplicate_predictions=int(np.size(prediction_keys)) - predictions.size,
     )
-    return Joined(pairs_p[order], pairs_l[order], counts)
+    return Joined(pairs_p, label_of[pairs_p], counts)

@@ -1,0 +1,213 @@
+"""The batch join of model quality on the executor seam: a map over capture and label files.
+
+:func:`joined_pairs` is ``modelmon analyze --once --ground-truth`` and ``modelmon baseline
+--model-quality`` from a capture folder: one map (:func:`read_file`, one task a file) reads
+the capture files and then the ground-truth files on the executor, so both kinds are read in
+parallel; the reduce (class codes, the keys' hashes when the workers could not make them, the
+join) runs here in file order, so every backend gives the same pairs.
+
+The join key's 64-bit hash is Python's ``hash``, whose secret differs between interpreters:
+this process and the forked workers of :class:`~.executor.LocalProcesses` share it, so they
+hash in the map (8 bytes a key come back, and the work is spread); other workers (Dask) hand
+the key strings back to be hashed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analyzer.ingest import model_quality_arrow
+from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES
+from analyzer.ingest.executor import Executor, InProcess, LocalProcesses
+from analyzer.ingest.model_quality_files import (
+    BadLines,
+    Pairs,
+    label_files,
+    read_label_files,
+    read_predictions,
+)
+from analyzer.ingest.remote_files import CaptureFile
+from analyzer.monitors.model_quality.pairs import Columns, join, key_hashes
+from analyzer.monitors.model_quality.records import Attribute, BadValue, Encoder
+from modelmon.config import ModelQualityConfig
+
+__all__ = ["FileColumns", "ReadTask", "joined_pairs", "read_file"]
+
+PREDICTIONS = "predictions"
+LABELS = "labels"
+
+
+def _attribute(value: str | None) -> Attribute | None:
+    return Attribute.of(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """What the map over the files needs; plain values, so it pickles to any worker."""
+
+    problem_type: str
+    threshold: float
+    inference: str | None
+    probability: str | None
+    ground_truth: str | None
+    window: tuple[float, float] | None
+    columns: tuple[str, ...]
+    arrow_mode: str
+    max_line_bytes: int
+    hash_keys: bool  # the worker shares this process's ``hash`` (see the module doc)
+
+
+@dataclass
+class FileColumns:
+    """The map's result for one file: its columns (``key``: hashes, or the key strings when
+    the task does not hash), the class names by code of its own encoder (multiclass), and its
+    bad lines."""
+
+    columns: Columns
+    classes: list[str]
+    bad: BadLines
+
+
+def read_file(task: ReadTask, item: tuple[str, CaptureFile]) -> FileColumns:
+    """The map: the predictions of a capture file or the labels of a ground-truth file (a
+    fresh encoder: class codes are the file's)."""
+    kind, path = item
+    encoder = Encoder(task.problem_type, task.threshold)  # type: ignore[arg-type]
+    bad = BadLines()
+    if kind == LABELS:
+        columns = read_label_files(
+            [path],
+            _attribute(task.ground_truth),
+            encoder,
+            bad,
+            arrow_mode=task.arrow_mode,
+            max_line_bytes=task.max_line_bytes,
+            hash_keys=task.hash_keys,
+        )
+    else:
+        columns = read_predictions(
+            [path],
+            _attribute(task.inference),
+            _attribute(task.probability),
+            encoder,
+            bad,
+            window=task.window,
+            columns=task.columns,
+            arrow_mode=task.arrow_mode,
+            max_line_bytes=task.max_line_bytes,
+            hash_keys=task.hash_keys,
+        )
+    return FileColumns(columns, encoder.class_names(), bad)
+
+
+def _run_codes(values: Any, classes: list[str], encoder: Encoder, what: str) -> Any:
+    """A file's class codes as the run's (in the order of first appearance, as one reader
+    going through the files gives them); NaN past ``MAX_CLASSES`` classes in all."""
+    codes = np.empty(len(classes))
+    for code, name in enumerate(classes):
+        try:
+            codes[code] = encoder.label(name, what)
+        except BadValue:
+            codes[code] = np.nan
+    return codes[values.astype(np.int64)]
+
+
+def _reduce(
+    results: Iterable[FileColumns],
+    predictions: int,
+    encoder: Encoder,
+    bad: BadLines,
+    tick: Any,
+) -> tuple[Columns, Columns]:
+    """The first ``predictions`` results are capture files, the rest ground-truth files: each
+    kind's columns in file order, keys hashed, class codes made the run's."""
+    out = Columns(
+        {"key": np.int64, "time": np.float64, "prediction": np.float64, "probability": np.float64}
+    )
+    labels = Columns({"key": np.int64, "label": np.float64})
+    for index, result in enumerate(results):
+        columns = result.columns
+        is_label = index >= predictions
+        values = columns.column("label" if is_label else "prediction")
+        keep: Any = slice(None)
+        if result.classes:  # multiclass: the file's codes to the run's
+            values = _run_codes(values, result.classes, encoder,
+                                "label" if is_label else "prediction")  # fmt: skip
+            keep = ~np.isnan(values)
+            bad.count += int(values.size - keep.sum())  # over MAX_CLASSES classes in all
+        bad.extend(result.bad)
+        keys = columns.column("key")[keep]
+        if keys.dtype == np.object_:
+            keys = key_hashes(keys.tolist())
+        if is_label:
+            labels.append(key=keys, label=values[keep])
+        else:
+            out.append(
+                key=keys,
+                time=columns.column("time")[keep],
+                prediction=values[keep],
+                probability=columns.column("probability")[keep],
+            )
+        if tick is not None:
+            tick(labels.rows if is_label else out.rows)
+    return out, labels
+
+
+def joined_pairs(
+    mq: ModelQualityConfig,
+    encoder: Encoder,
+    capture_files: Sequence[CaptureFile],
+    ground_truth: Path | str,
+    *,
+    window: tuple[float, float] | None = None,
+    tick: Any = None,
+    output_columns: Sequence[str] = (),
+    arrow: str = "csv",
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    executor: Executor | None = None,
+) -> Pairs:
+    """Read the capture files and the ground-truth folder and join them in memory; a line
+    over ``max_line_bytes`` is a bad line (skipped, counted with its file and number).
+
+    The files are one map on ``executor`` (default: this process), one task a file
+    (:func:`read_file`): the capture files, then the ground-truth files; the reduce runs
+    here in file order, so every backend gives the same pairs."""
+    executor = executor or InProcess()
+    truth_files = label_files(ground_truth)
+    task = ReadTask(
+        encoder.problem_type,
+        encoder.threshold,
+        mq.inference_attribute,
+        mq.probability_attribute,
+        mq.ground_truth_attribute,
+        window,
+        tuple(output_columns),
+        arrow,
+        max_line_bytes,
+        isinstance(executor, InProcess | LocalProcesses),
+    )
+    items = [(PREDICTIONS, f) for f in capture_files] + [(LABELS, f) for f in truth_files]
+    if isinstance(executor, LocalProcesses):
+        model_quality_arrow.preload(encoder, arrow)
+    bad = BadLines()
+    results = executor.map(partial(read_file, task), items)
+    predictions, labels = _reduce(results, len(capture_files), encoder, bad, tick)
+    joined = join(predictions.column("key"), labels.column("key"))  # type: ignore[arg-type]
+    every_score: Any = predictions.column("probability")
+    has_scores = mq.probability_attribute is not None
+    return Pairs(
+        labels.column("label")[joined.label_rows],  # type: ignore[arg-type]
+        predictions.column("prediction")[joined.prediction_rows],  # type: ignore[arg-type]
+        every_score[joined.prediction_rows] if has_scores else None,
+        joined.counts,
+        bad,
+        predictions.column("time"),  # type: ignore[arg-type]
+        every_score if has_scores else None,
+        predictions.column("prediction"),  # type: ignore[arg-type]
+    )
