@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.decoding.codecs import DecodedBatch, PayloadDecoder
 from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.ingest.capture_files import (
     TooLarge,
@@ -104,6 +104,18 @@ def bucket_records(
             key = None
         groups.setdefault(key, []).append(record)
     return groups, bad
+
+
+def _lines_by_bucket(chunk: list[bytes], keys: list[int]) -> dict[int | None, list[bytes]] | None:
+    """The chunk's lines grouped by the bucket start of their record (``keys``: one per decoded
+    record, in order), when every non-blank line gave exactly one record; else None."""
+    lines = [line for line in chunk if line and not line.isspace()]
+    if len(lines) != len(keys):
+        return None
+    groups: dict[int | None, list[bytes]] = {}
+    for line, key in zip(lines, keys, strict=True):
+        groups.setdefault(key, []).append(line)
+    return groups
 
 
 @dataclass
@@ -319,12 +331,15 @@ class Ingestor:
         model quality on) its predictions.
 
         Most chunks fall in one bucket: they are decoded once as a whole. A chunk that spans
-        buckets is grouped by bucket first and each group decoded on its own.
+        buckets is grouped by bucket and each group decoded on its own: by the whole chunk's
+        decoded times when every line gave one record (the lines are then split, not parsed
+        again), else by :func:`bucket_records`.
         """
         bucket_s = self._bucket_s
         extract = self._predictions.extract if self._predictions is not None else None
         batch = self._decoder.decode_lines(chunk)
-        starts = {int(t.timestamp()) // bucket_s * bucket_s for t in batch.inference_times}
+        keys = [int(t.timestamp()) // bucket_s * bucket_s for t in batch.inference_times]
+        starts = set(keys)
         if len(starts) <= 1:
             extracted = extract(batch) if extract is not None else None
             if not starts:
@@ -332,12 +347,18 @@ class Ingestor:
             profile = DatasetProfile(self._kll_k, self._limit)
             profile.update(batch)
             return {starts.pop(): profile}, batch.n_records, Counter(batch.bad), extracted
-        groups, bad = bucket_records(chunk, bucket_s)
+        bad: Counter[str] = Counter()
+        lines = _lines_by_bucket(chunk, keys) if not batch.bad else None
+        batches: Iterable[tuple[int | None, DecodedBatch]]
+        if lines is not None:
+            batches = ((key, self._decoder.decode_lines(group)) for key, group in lines.items())
+        else:
+            groups, bad = bucket_records(chunk, bucket_s)
+            batches = ((key, self._decoder.decode_records(group)) for key, group in groups.items())
         profiles: dict[int, DatasetProfile] = {}
         records = 0
         extracted = Extracted() if extract is not None else None
-        for key, group in groups.items():
-            batch = self._decoder.decode_records(group)
+        for key, batch in batches:
             bad.update(batch.bad)
             if not batch.n_records:
                 continue

@@ -7,15 +7,25 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from analyzer.ingest.ingestor import Ingestor, IngestStats
+import analyzer.ingest.ingestor as ingestor_module
+from analyzer.ingest.ingestor import Ingestor, IngestStats, bucket_records
+from analyzer.store.buckets import merge_buckets
 from analyzer.store.database import Store, read_counters
 from modelmon.config import ModelmonConfig
-from tests.analyzer.service_helpers import T0, make_config, write_traffic
+from tests.analyzer.service_helpers import (
+    T0,
+    make_config,
+    read_rows,
+    record_line,
+    write_capture_file,
+    write_traffic,
+)
 
 WAIT_S = 60  # an upper bound for a thread to get somewhere, never a measured time
 
@@ -110,3 +120,37 @@ def test_a_file_of_whole_chunks_ends_with_its_last_chunk(
     assert stats.records == n and stats.chunks == 2 and stats.files == 1
     rows = store.read(lambda c: c.execute("SELECT lines, done FROM files").fetchall())
     assert rows == [(20, 1)]
+
+
+@pytest.mark.parametrize("bad_line", [False, True])
+def test_a_chunk_over_two_buckets_is_split_by_its_decoded_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_line: bool
+) -> None:
+    """Every line gave a record: the lines are split by the decoded times, never parsed a
+    second time (``bucket_records``); a bad line sends the chunk the old way. Same buckets."""
+    config = make_config(tmp_path, None)
+    grouped: list[int] = []
+
+    def counted(lines: list[bytes], bucket_s: int) -> Any:
+        grouped.append(len(lines))
+        return bucket_records(lines, bucket_s)
+
+    monkeypatch.setattr(ingestor_module, "bucket_records", counted)
+    rows, scores = read_rows("current_nodrift.csv")
+    lines = [record_line(rows[i], scores[i], T0 + timedelta(seconds=6 * i)) for i in range(100)]
+    if bad_line:
+        lines.insert(50, b"{not json\n")
+    write_capture_file(config.capture.dir, lines, T0)
+    store = Store(config.analyzer.db)
+    store.start()
+    try:
+        stats = Ingestor(store, config).run_once()
+        buckets = store.read(lambda c: c.execute("SELECT start, records FROM buckets").fetchall())
+        profile = store.read(lambda c: merge_buckets(c, 0, 2**40))
+    finally:
+        store.close()
+    start = int(T0.timestamp())
+    assert dict(buckets) == {start: 50, start + 300: 50}
+    assert stats.records == 100 and sum(stats.bad.values()) == int(bad_line)
+    assert grouped == ([101] if bad_line else [])
+    assert profile is not None and profile.features["age"].count == 100
