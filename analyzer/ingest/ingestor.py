@@ -106,15 +106,22 @@ def bucket_records(
     return groups, bad
 
 
-def _lines_by_bucket(chunk: list[bytes], keys: list[int]) -> dict[int | None, list[bytes]] | None:
-    """The chunk's lines grouped by the bucket start of their record (``keys``: one per decoded
-    record, in order), when every non-blank line gave exactly one record; else None."""
+def _lines_by_bucket(
+    chunk: list[bytes], keys: list[int], stamps: list[float]
+) -> dict[int, tuple[list[bytes], list[float]]] | None:
+    """The chunk's lines, and their records' times, grouped by bucket start (``keys`` and
+    ``stamps``: one per decoded record, in order), when every non-blank line gave exactly one
+    record; else None."""
     lines = [line for line in chunk if line and not line.isspace()]
     if len(lines) != len(keys):
         return None
-    groups: dict[int | None, list[bytes]] = {}
-    for line, key in zip(lines, keys, strict=True):
-        groups.setdefault(key, []).append(line)
+    groups: dict[int, tuple[list[bytes], list[float]]] = {}
+    for line, key, stamp in zip(lines, keys, stamps, strict=True):
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = ([], [])
+        group[0].append(line)
+        group[1].append(stamp)
     return groups
 
 
@@ -338,32 +345,38 @@ class Ingestor:
         bucket_s = self._bucket_s
         extract = self._predictions.extract if self._predictions is not None else None
         batch = self._decoder.decode_lines(chunk)
-        keys = [int(t.timestamp()) // bucket_s * bucket_s for t in batch.inference_times]
+        stamps = list(map(datetime.timestamp, batch.inference_times))
+        keys = [int(stamp) // bucket_s * bucket_s for stamp in stamps]
         starts = set(keys)
         if len(starts) <= 1:
-            extracted = extract(batch) if extract is not None else None
+            extracted = extract(batch, stamps) if extract is not None else None
             if not starts:
                 return {}, 0, Counter(batch.bad), extracted
             profile = DatasetProfile(self._kll_k, self._limit)
             profile.update(batch)
             return {starts.pop(): profile}, batch.n_records, Counter(batch.bad), extracted
         bad: Counter[str] = Counter()
-        lines = _lines_by_bucket(chunk, keys) if not batch.bad else None
-        batches: Iterable[tuple[int | None, DecodedBatch]]
+        lines = _lines_by_bucket(chunk, keys, stamps) if not batch.bad else None
+        batches: Iterable[tuple[int | None, DecodedBatch, list[float] | None]]
         if lines is not None:
-            batches = ((key, self._decoder.decode_lines(group)) for key, group in lines.items())
+            batches = (
+                (key, self._decoder.decode_lines(group), times)
+                for key, (group, times) in lines.items()
+            )
         else:
             groups, bad = bucket_records(chunk, bucket_s)
-            batches = ((key, self._decoder.decode_records(group)) for key, group in groups.items())
+            batches = (
+                (key, self._decoder.decode_records(group), None) for key, group in groups.items()
+            )
         profiles: dict[int, DatasetProfile] = {}
         records = 0
         extracted = Extracted() if extract is not None else None
-        for key, batch in batches:
+        for key, batch, times in batches:
             bad.update(batch.bad)
             if not batch.n_records:
                 continue
             if extract is not None and extracted is not None:
-                extracted.add(extract(batch))
+                extracted.add(extract(batch, times))
             records += batch.n_records
             start = key
             if start is None:  # not reached: both read times with parse_inference_time
