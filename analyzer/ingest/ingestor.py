@@ -11,6 +11,13 @@ the one the chunk started from, so two ingesters on one database cannot double-c
 
 Touching a bucket bumps the ``version`` of its hour; the reporter re-writes an hour whose
 version moved past the one it reported (late data re-opens an hour).
+
+The chunks of a pass are pipelined, depth 1, across files: chunk N+1 is read and decoded on
+the ingest thread while the writer thread commits chunk N (SQLite and the disk work without
+the GIL). Chunk N+1's commit is only queued once chunk N's has returned; if N's found its
+file's offset moved, the rest of that file is dropped (N+1 too, when it is of the same file).
+Each transaction still carries its own file's start and end offsets, so a crash between two
+commits loses or doubles nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.decoding.codecs import DecodedBatch, PayloadDecoder
 from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.ingest.capture_files import (
     TooLarge,
@@ -98,6 +106,25 @@ def bucket_records(
     return groups, bad
 
 
+def _lines_by_bucket(
+    chunk: list[bytes], keys: list[int], stamps: list[float]
+) -> dict[int, tuple[list[bytes], list[float]]] | None:
+    """The chunk's lines, and their records' times, grouped by bucket start (``keys`` and
+    ``stamps``: one per decoded record, in order), when every non-blank line gave exactly one
+    record; else None."""
+    lines = [line for line in chunk if line and not line.isspace()]
+    if len(lines) != len(keys):
+        return None
+    groups: dict[int, tuple[list[bytes], list[float]]] = {}
+    for line, key, stamp in zip(lines, keys, stamps, strict=True):
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = ([], [])
+        group[0].append(line)
+        group[1].append(stamp)
+    return groups
+
+
 @dataclass
 class _Chunk:
     """Whole lines read from one file, the bytes they span (with skipped lines), and whether
@@ -112,6 +139,30 @@ class _Chunk:
     @property
     def n_lines(self) -> int:
         return len(self.lines) + self.too_large
+
+
+_Decoded = tuple[dict[int, DatasetProfile], int, Counter[str], Extracted | None]
+
+
+@dataclass
+class _Position:
+    """How far a file is committed (byte offset, line count), and whether a commit found its
+    offset moved by someone else (``stale``: nothing more is committed for it)."""
+
+    rel: str
+    offset: int
+    lines: int
+    stale: bool = False
+
+
+@dataclass
+class _Pending:
+    """A chunk whose commit is queued on the writer thread."""
+
+    future: Future[bool]
+    at: _Position
+    chunk: _Chunk
+    decoded: _Decoded
 
 
 class Ingestor:
@@ -146,6 +197,7 @@ class Ingestor:
             PredictionExtractor(quality, config.analyzer.payload.output) if quality else None
         )
         self._quality_window_s = quality.window_s if quality else 0
+        self._pending: _Pending | None = None  # the chunk whose commit is in flight
         # who writes into the capture tree (replicas by instance), as of the last pass
         self.sources: dict[str, Any] = {"count": 0, "instances": {}}
 
@@ -174,11 +226,14 @@ class Ingestor:
             return stats
         oldest = min(rel for _, rel in listed)
         known = self._known(oldest)
-        for path, rel in listed:
-            offset, lines, done = known.get(rel, (0, 0, False))
-            if done:
-                continue
-            self._ingest_file(path, rel, offset, lines, stats)
+        try:
+            for path, rel in listed:
+                offset, lines, done = known.get(rel, (0, 0, False))
+                if done:
+                    continue
+                self._ingest_file(path, rel, offset, lines, stats)
+        finally:
+            self._drain(stats)  # the last chunk's commit (also when a pass fails)
         cutoff = datetime.fromtimestamp(self._clock() - self._retention_s, UTC)
         tree = f"{self._endpoint}/{self._variant}/"
         older = f"{tree}{cutoff:%Y/%m/%d/%H}"
@@ -189,11 +244,13 @@ class Ingestor:
     def _chunks(
         self, path: Path, offset: int, pieces: Iterable[bytes | TooLarge] | None = None
     ) -> Iterator[_Chunk]:
-        """Whole lines from ``offset`` in chunks; lines over ``max_line_bytes`` are only counted.
+        """Whole lines from ``offset`` in chunks, the last with ``end`` (no empty chunk after a
+        full one); lines over ``max_line_bytes`` are only counted.
         A compressed file cut short ends with what decompressed, and counts ``truncated_file``
         for the rest. ``pieces``: the file's :func:`read_pieces` from ``offset`` when it is not
         a local file (a remote tree's)."""
         chunk = _Chunk()
+        full: _Chunk | None = None  # held back until more follows: the last one says ``end``
         if pieces is None:
             pieces = read_pieces(path, offset, self._max_line_bytes)
         try:
@@ -206,64 +263,120 @@ class Ingestor:
                     chunk.lines.append(line)
                     chunk.size += len(line)
                     if len(chunk.lines) >= self._chunk_lines or chunk.size >= self._chunk_bytes:
-                        yield chunk
-                        chunk = _Chunk()
+                        if full is not None:
+                            yield full
+                        full, chunk = chunk, _Chunk()
         except TruncatedCapture as exc:
             log.warning("%s; the complete records before the cut are kept", exc)
             chunk.truncated = True
+        if full is not None and not (chunk.size or chunk.n_lines or chunk.truncated):
+            chunk = full  # nothing after the last full chunk: it ends the file
+        elif full is not None:
+            yield full
         chunk.end = True
         yield chunk
 
     def _ingest_file(
         self, path: Path, rel: str, offset: int, lines: int, stats: IngestStats
     ) -> None:
+        """Queue the commits of the file's chunks (the last may still be in flight)."""
+        at = _Position(rel, offset, lines)
         try:
             for chunk in self._chunks(path, offset):
-                committed = self._commit_chunk(rel, offset, lines, chunk, stats)
-                if not committed:
-                    log.warning("%s: offset moved under us (another ingester?); skipped", rel)
+                decoded = self._chunk_profiles(rel, chunk)
+                self._drain(stats)  # the previous chunk's commit, maybe of another file
+                if at.stale:
                     return
-                offset += chunk.size
-                lines += chunk.n_lines
+                self._pending = _Pending(self._submit(at, chunk, decoded), at, chunk, decoded)
         except FileNotFoundError:
             log.warning("%s: removed before it was read (retention?); skipped", rel)
         except (OSError, EOFError) as exc:
-            log.error("%s: unreadable after line %d (%s); counted as bad", rel, lines, exc)
+            self._drain(stats)  # ``at`` as committed
+            if at.stale:
+                return
+            log.error("%s: unreadable after line %d (%s); counted as bad", rel, at.lines, exc)
             bad = Counter({"unreadable_file": 1})
-            self._commit(rel, offset, offset, lines, True, {}, 0, bad, None)
-            stats.bad.update(bad)
+            if self._commit(rel, at.offset, at.offset, at.lines, True, {}, 0, bad, None):
+                stats.bad.update(bad)
 
-    def _profiles(
-        self, chunk: list[bytes]
-    ) -> tuple[dict[int, DatasetProfile], int, Counter[str], Extracted | None]:
+    def _submit(self, at: _Position, chunk: _Chunk, decoded: _Decoded) -> Future[bool]:
+        """Queue the chunk's transaction, from where its file is committed (``at``)."""
+        profiles, records, bad, extracted = decoded
+        return self._store.submit(
+            self._write(
+                at.rel, at.offset, at.offset + chunk.size, at.lines + chunk.n_lines, chunk.end,
+                profiles, records, bad, extracted,
+            )
+        )  # fmt: skip
+
+    def _drain(self, stats: IngestStats) -> None:
+        """Wait for the chunk in flight, if any (:meth:`_settle`)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._settle(pending, stats)
+
+    def _settle(self, pending: _Pending, stats: IngestStats) -> bool:
+        """Wait for a chunk's commit; when it went in, count it and move its file's position
+        past it, else mark the file stale."""
+        at, chunk = pending.at, pending.chunk
+        if not pending.future.result():
+            at.stale = True
+            log.warning("%s: offset moved under us (another ingester?); skipped", at.rel)
+            return False
+        profiles, records, bad, _ = pending.decoded
+        at.offset += chunk.size
+        at.lines += chunk.n_lines
+        stats.chunks += 1
+        stats.records += records
+        stats.bad.update(bad)
+        stats.files += int(chunk.end)
+        stats.hours.update(start - start % HOUR_S for start in profiles)
+        return True
+
+    def _profiles(self, chunk: list[bytes]) -> _Decoded:
         """Bucket profiles of a chunk, its good records, its bad ones by reason, and (with
         model quality on) its predictions.
 
         Most chunks fall in one bucket: they are decoded once as a whole. A chunk that spans
-        buckets is grouped by bucket first and each group decoded on its own.
+        buckets is grouped by bucket and each group decoded on its own: by the whole chunk's
+        decoded times when every line gave one record (the lines are then split, not parsed
+        again), else by :func:`bucket_records`.
         """
         bucket_s = self._bucket_s
         extract = self._predictions.extract if self._predictions is not None else None
         batch = self._decoder.decode_lines(chunk)
-        starts = {int(t.timestamp()) // bucket_s * bucket_s for t in batch.inference_times}
+        stamps = list(map(datetime.timestamp, batch.inference_times))
+        keys = [int(stamp) // bucket_s * bucket_s for stamp in stamps]
+        starts = set(keys)
         if len(starts) <= 1:
-            extracted = extract(batch) if extract is not None else None
+            extracted = extract(batch, stamps) if extract is not None else None
             if not starts:
                 return {}, 0, Counter(batch.bad), extracted
             profile = DatasetProfile(self._kll_k, self._limit)
             profile.update(batch)
             return {starts.pop(): profile}, batch.n_records, Counter(batch.bad), extracted
-        groups, bad = bucket_records(chunk, bucket_s)
+        bad: Counter[str] = Counter()
+        lines = _lines_by_bucket(chunk, keys, stamps) if not batch.bad else None
+        batches: Iterable[tuple[int | None, DecodedBatch, list[float] | None]]
+        if lines is not None:
+            batches = (
+                (key, self._decoder.decode_lines(group), times)
+                for key, (group, times) in lines.items()
+            )
+        else:
+            groups, bad = bucket_records(chunk, bucket_s)
+            batches = (
+                (key, self._decoder.decode_records(group), None) for key, group in groups.items()
+            )
         profiles: dict[int, DatasetProfile] = {}
         records = 0
         extracted = Extracted() if extract is not None else None
-        for key, group in groups.items():
-            batch = self._decoder.decode_records(group)
+        for key, batch, times in batches:
             bad.update(batch.bad)
             if not batch.n_records:
                 continue
             if extract is not None and extracted is not None:
-                extracted.add(extract(batch))
+                extracted.add(extract(batch, times))
             records += batch.n_records
             start = key
             if start is None:  # not reached: both read times with parse_inference_time
@@ -274,9 +387,7 @@ class Ingestor:
             into.update(batch)
         return profiles, records, bad, extracted
 
-    def _chunk_profiles(
-        self, rel: str, chunk: _Chunk
-    ) -> tuple[dict[int, DatasetProfile], int, Counter[str], Extracted | None]:
+    def _chunk_profiles(self, rel: str, chunk: _Chunk) -> _Decoded:
         """:meth:`_profiles` of the chunk's lines, with the file's cut and too-long lines
         counted (and the latter logged) under ``rel``."""
         profiles, records, bad, extracted = self._profiles(chunk.lines)
@@ -295,18 +406,10 @@ class Ingestor:
     def _commit_chunk(
         self, rel: str, offset: int, lines: int, chunk: _Chunk, stats: IngestStats
     ) -> bool:
-        profiles, records, bad, extracted = self._chunk_profiles(rel, chunk)
-        new_offset, new_lines = offset + chunk.size, lines + chunk.n_lines
-        ok = self._commit(
-            rel, offset, new_offset, new_lines, chunk.end, profiles, records, bad, extracted
-        )
-        if ok:
-            stats.chunks += 1
-            stats.records += records
-            stats.bad.update(bad)
-            stats.files += int(chunk.end)
-            stats.hours.update(start - start % HOUR_S for start in profiles)
-        return ok
+        """Decode and commit one chunk, waiting for it (no pipeline: a remote tree's)."""
+        at = _Position(rel, offset, lines)
+        decoded = self._chunk_profiles(rel, chunk)
+        return self._settle(_Pending(self._submit(at, chunk, decoded), at, chunk, decoded), stats)
 
     def _commit(
         self,
@@ -320,7 +423,26 @@ class Ingestor:
         bad: Counter[str],
         extracted: Extracted | None,
     ) -> bool:
-        """The one transaction of a chunk, on the writer thread (:func:`commit_chunk`)."""
+        """The one transaction of a chunk, waited for."""
+        return self._store.write(
+            self._write(
+                rel, start_offset, new_offset, new_lines, done, profiles, records, bad, extracted
+            )
+        )
+
+    def _write(
+        self,
+        rel: str,
+        start_offset: int,
+        new_offset: int,
+        new_lines: int,
+        done: bool,
+        profiles: dict[int, DatasetProfile],
+        records: int,
+        bad: Counter[str],
+        extracted: Extracted | None,
+    ) -> Callable[[Any], bool]:
+        """The one transaction of a chunk, for the writer thread (:func:`commit_chunk`)."""
 
         def write(db: Any) -> bool:
             ok = commit_chunk(
@@ -343,7 +465,7 @@ class Ingestor:
                 self._committed(db, rel)
             return ok
 
-        return self._store.write(write)
+        return write
 
     def _committed(self, db: Any, rel: str) -> None:
         """Inside a chunk's transaction, once it is written (a remote tree notes the size)."""

@@ -31,6 +31,7 @@ import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -132,50 +133,64 @@ def _totals(conn: sqlite3.Connection) -> dict[str, int]:
     return {name: int(value) for name, value in conn.execute("SELECT * FROM mq_totals")}
 
 
+# rows per INSERT statement (7 parameters each: under SQLite's 32,766 parameters)
+INSERT_ROWS = 4000
+_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+
+
+def _insert_predictions(conn: sqlite3.Connection, rows: Sequence[PredictionRow]) -> int:
+    """``INSERT OR IGNORE`` the rows, a few thousand per statement; returns how many were new.
+
+    One statement of many rows is one step that SQLite runs without Python's GIL, so the
+    ingest thread decodes the next chunk meanwhile; ``executemany`` would take the GIL back
+    after every row, and wait for it each time the other thread is busy.
+    """
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_ROW.split(","))
+    per = max(1, min(INSERT_ROWS, limit))
+    added = 0
+    for first in range(0, len(rows), per):
+        part = rows[first : first + per]
+        added += conn.execute(
+            "INSERT OR IGNORE INTO mq_predictions VALUES " + ",".join([_ROW] * len(part)),
+            list(chain.from_iterable(part)),
+        ).rowcount
+    return added
+
+
 def add_predictions(
     db: Database | sqlite3.Connection, rows: Sequence[PredictionRow], window_s: int
 ) -> int:
     """Store captured predictions (inside the caller's transaction); returns how many were new.
 
     A prediction whose label is already here joins it and marks its window. The chunk's keys
-    are looked up once among the labels still waiting (usually few: labels come later); only
-    the other predictions are checked for a stored label and listed as alone.
+    are looked up once among the labels still waiting (usually few: labels come later); the
+    others are checked for a stored label and listed as alone. Each step is one statement
+    over the chunk's keys (one JSON array), not one per row.
     """
     conn = _conn(db)
-    before = conn.total_changes
-    conn.executemany("INSERT OR IGNORE INTO mq_predictions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    added = conn.total_changes - before
-    waiting: set[str] = set()
-    if conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is not None:
-        keys = orjson.dumps([r[0] for r in rows]).decode()
-        waiting = {
-            key
-            for (key,) in conn.execute(
-                "SELECT l.key FROM json_each(?) j JOIN mq_labels_alone l ON l.key = j.value",
-                [keys],
-            )
-        }
+    added = _insert_predictions(conn, rows)
+    keys = orjson.dumps([r[0] for r in rows]).decode()
     joined = 0
-    if waiting:
-        # a waiting key had no stored prediction: the chunk's first row of it is the one stored
-        first: dict[str, float] = {}
-        for row in rows:
-            if row[0] in waiting:
-                first.setdefault(row[0], row[3])
-        width = int(window_s)
-        starts = sorted({math.floor(moment / width) * width for moment in first.values()})
-        conn.executemany("INSERT INTO mq_dirty VALUES (?, 1)" + _BUMP, [(s,) for s in starts])
-        before = conn.total_changes
-        conn.executemany("DELETE FROM mq_labels_alone WHERE key = ?", [(k,) for k in waiting])
-        joined = conn.total_changes - before
-    # alone unless its label is stored (a prediction read again is either joined or alone)
-    before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO mq_predictions_alone SELECT ?, ?"
-        " WHERE NOT EXISTS (SELECT 1 FROM mq_labels WHERE key = ?)",
-        [(r[0], r[3], r[0]) for r in rows if r[0] not in waiting],
-    )
-    alone = conn.total_changes - before
+    if conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is not None:
+        # a waiting key had no stored prediction: the one just stored (the chunk's first row
+        # of that key) gives the window to mark
+        conn.execute(
+            f"INSERT INTO mq_dirty SELECT DISTINCT {_window('p.inference_time', window_s)}, 1"
+            " FROM json_each(?) j JOIN mq_labels_alone l ON l.key = j.value"
+            " JOIN mq_predictions p ON p.key = l.key WHERE true" + _BUMP,
+            [keys],
+        )
+        joined = conn.execute(
+            "DELETE FROM mq_labels_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
+        ).rowcount
+    # alone unless its label is stored (a prediction read again is either joined or alone);
+    # the stored row is the key's first: its time is the one listed
+    alone = conn.execute(
+        "INSERT OR IGNORE INTO mq_predictions_alone SELECT p.key, p.inference_time"
+        " FROM json_each(?) j JOIN mq_predictions p ON p.key = j.value"
+        " WHERE NOT EXISTS (SELECT 1 FROM mq_labels l WHERE l.key = j.value)",
+        [keys],
+    ).rowcount
     _add_totals(conn, {PREDICTIONS_ALONE: alone, LABELS_ALONE: -joined, CHANGES: added})
     return added
 

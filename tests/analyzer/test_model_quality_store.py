@@ -11,8 +11,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from sqlite_utils import Database
 
+import analyzer.store.model_quality as join_store
 from analyzer.monitors.model_quality.predictions import PredictionRow
 from analyzer.store.database import Store
 from analyzer.store.model_quality import (
@@ -196,8 +198,13 @@ def _stored(db: Database) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(k for (k,) in predictions), frozenset(k for (k,) in labels)
 
 
-def test_kept_counts_equal_a_join_of_the_tables_after_random_traffic(tmp_path: Path) -> None:
-    """Totals, window marks and the change count against the tables themselves."""
+@pytest.mark.parametrize("insert_rows", [join_store.INSERT_ROWS, 3])
+def test_kept_counts_equal_a_join_of_the_tables_after_random_traffic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, insert_rows: int
+) -> None:
+    """Totals, window marks and the change count against the tables themselves (also with
+    a batch's rows split over many INSERT statements, repeats across the splits)."""
+    monkeypatch.setattr(join_store, "INSERT_ROWS", insert_rows)
     db = open_db(tmp_path / "m.db")
     rng = random.Random(7)
     keys = [f"k{i}" for i in range(400)]
@@ -237,3 +244,32 @@ def test_a_database_filled_before_the_totals_were_kept_is_counted_once(tmp_path:
     finally:
         store.close()
     assert counts == LabelCounts(matched=1, unmatched=1, pending=0, awaiting=0, unlabeled=1)
+
+
+def test_rows_over_several_statements_keep_the_first_of_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch inserted a few rows per statement: a key repeated in a later statement keeps
+    its first row (time, prediction, input row byte for byte), which gives the window a
+    waiting label joins in and the time a lone prediction is listed at."""
+    monkeypatch.setattr(join_store, "INSERT_ROWS", 2)
+    db = open_db(tmp_path / "m.db")
+    blob = b'{"a":1.5e+300,"b":"x\\"y\\u00e9","c":null,"d":-0.0}'
+    rows: list[PredictionRow] = [
+        ("w", "w", None, 10.0, "1", 0.9, blob),
+        ("x", "x", "x", 20.0, "0", None, None),
+        ("y", "y", None, 30.0, "1", 0.7, b"{}"),
+        ("w", "w", None, 7300.0, "0", 0.1, b'{"late":1}'),  # repeats, next statement
+        ("x", "x", None, 7400.0, "1", 0.2, None),
+    ]
+    with db.conn:
+        add_labels(db, [("w", "1")], received_at=1.0, window_s=WINDOW)
+        assert add_predictions(db, rows, WINDOW) == 3
+    stored = db.execute("SELECT * FROM mq_predictions ORDER BY key").fetchall()
+    assert stored == [rows[0], rows[1], rows[2]]
+    assert take_dirty_windows(db) == [0]  # w joined at its first row's time
+    alone = db.execute("SELECT * FROM mq_predictions_alone ORDER BY key").fetchall()
+    assert alone == [("x", 20.0), ("y", 30.0)]
+    assert label_counts(db.conn, 40.0, 0.0) == LabelCounts(
+        matched=1, unmatched=0, pending=0, awaiting=0, unlabeled=2
+    )

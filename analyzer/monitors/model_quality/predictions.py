@@ -161,21 +161,20 @@ class PredictionExtractor:
             and config.problem_type == "BinaryClassification"
         )
 
-    def extract(self, batch: DecodedBatch) -> Extracted:
-        """One prediction per decoded record of ``batch`` (the bad ones are the decoder's)."""
+    def extract(self, batch: DecodedBatch, times: Sequence[float] | None = None) -> Extracted:
+        """One prediction per decoded record of ``batch`` (the bad ones are the decoder's);
+        ``times``: the records' inference times as epoch seconds, when the caller has them."""
+        if times is None or len(times) != batch.n_records:
+            times = list(map(datetime.timestamp, batch.inference_times))
         out = Extracted()
         outputs = _lists(batch.predictions)
         blobs = self._rows(_lists(batch.columns), batch.n_rows, out)
         if batch.record_rows and set(batch.record_rows) == {1}:
-            return self._single_rows(batch, outputs, blobs, out)
+            return self._single_rows(batch, outputs, blobs, out, times)
         probabilities = self._probability
         getter = self._prediction or _first
         threshold, from_probability = self.threshold, self._from_probability
-        event_ids, inference_ids, times = (
-            batch.event_ids,
-            batch.inference_ids,
-            batch.inference_times,
-        )
+        event_ids, inference_ids = batch.event_ids, batch.inference_ids
         append = out.rows.append
         row = 0
         for i, n in enumerate(batch.record_rows):
@@ -204,7 +203,7 @@ class PredictionExtractor:
             if len(prediction) > MAX_TEXT:
                 out.skipped["prediction_too_long"] += 1
                 continue
-            append((key, event_id, inference_id, times[i].timestamp(), prediction, probability,
+            append((key, event_id, inference_id, times[i], prediction, probability,
                     blobs[first]))  # fmt: skip
         return out
 
@@ -214,6 +213,7 @@ class PredictionExtractor:
         outputs: dict[str, list[Any]],
         blobs: list[bytes | None],
         out: Extracted,
+        times: Sequence[float],
     ) -> Extracted:
         """The common case, a column at a time: one row per record (no Python object per
         row but the row tuple that SQLite takes). The same rows and counts as the record
@@ -230,7 +230,6 @@ class PredictionExtractor:
             values = _column_values(self._prediction_column, self._prediction, outputs, n)
             predictions = list(map(as_text, values))
         keys = [i or e for i, e in zip(batch.inference_ids, batch.event_ids, strict=True)]
-        times = list(map(datetime.timestamp, batch.inference_times))
         rows = zip(
             keys, batch.event_ids, batch.inference_ids, times, predictions, probabilities, blobs,
             strict=True,

@@ -239,3 +239,25 @@ def test_input_rows_are_the_bytes_of_each_rows_object_and_bad_values_fall_back()
     out = PredictionExtractor(config, payload.output).extract(batch)
     assert [r[6] for r in out.rows] == [expected[0], None, *expected[2:]]
     assert out.rows_too_large == 1
+
+
+@pytest.mark.parametrize("several", [False, True])
+def test_times_handed_in_are_the_rows_times(several: bool) -> None:
+    """The ingest hands over the epoch times it already computed: they are each row's time
+    (column path and record loop), and a list that does not fit the batch is not used."""
+    config = ModelQualityConfig.model_validate(
+        {"problem_type": "BinaryClassification", "probability_attribute": "p"}
+    )
+    payload = PayloadConfig.model_validate(JSON)
+    lines = _hostile_lines()
+    if several:
+        lines.append(line('{"instances": [{"a": 1}, {"a": 2}]}', '{"predictions": [1, 0]}', "JSON"))
+    batch = PayloadDecoder(payload).decode_lines(lines)
+    extractor = PredictionExtractor(config, payload.output)
+    given = [1000.0 + i for i in range(batch.n_records)]
+    plain = extractor.extract(batch)
+    handed = extractor.extract(batch, given)
+    keys = [i or e for i, e in zip(batch.inference_ids, batch.event_ids, strict=True)]
+    assert [r[3] for r in handed.rows] == [given[keys.index(r[0])] for r in handed.rows]
+    assert [r[:3] + r[4:] for r in handed.rows] == [r[:3] + r[4:] for r in plain.rows]
+    assert extractor.extract(batch, given[:-1]).rows == plain.rows  # does not fit: its own
