@@ -94,8 +94,6 @@ CASES = [
     pytest.param(NESTED, JSON, {"format": "json"}, "label", "score", id="key-of-a-split-row",
                  marks=_differs("service: (1, 0.8) from the row the decoder split out; "
                                 "batch: bad line, 'label' is not a key of the body")),
-    pytest.param("0,1.7", CSV, {"format": "csv"}, "0", "1", id="probability-over-1",
-                 marks=_differs("service: keeps 1.7; batch: bad line, not between 0 and 1")),
 ]  # fmt: skip
 
 
@@ -115,3 +113,20 @@ def test_one_config_gives_one_prediction_on_both_paths(
     service, batch = _service(line, payload, mq), _batch(line, payload, mq)
     assert isinstance(service, tuple), service  # the agreeing cases are read by both
     assert service == batch
+
+
+@pytest.mark.parametrize("value", ["1.7", "-0.1", "1e308", "inf", "nan"])
+def test_a_number_that_is_no_probability_is_refused_on_both_paths(value: str) -> None:
+    payload = PayloadConfig.model_validate(
+        {"input": {"format": "csv"}, "output": {"format": "csv"}}
+    )
+    mq = ModelQualityConfig.model_validate(
+        {
+            "problem_type": "BinaryClassification",
+            "inference_attribute": "0",
+            "probability_attribute": "1",
+        }
+    )
+    line = _line(f"0,{value}", CSV)
+    assert _service(line, payload, mq) == "skipped: bad_probability"
+    assert str(_batch(line, payload, mq)).startswith("bad line: probability")

@@ -79,6 +79,19 @@ def _probability(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _out_of_range(value: Any) -> bool:
+    """A single number (or numeric text) that is no probability: infinite, NaN, or outside
+    [0, 1]. Such a record is skipped as ``bad_probability``, as the batch reader rejects it
+    (``Encoder.probability``); a list is a per-class vector and keeps its largest value."""
+    if value is None or isinstance(value, bool | dict | list):
+        return False
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return not 0.0 <= number <= 1.0
+
+
 def _getter(attribute: str, output: PayloadSide) -> Getter:
     """How to read ``attribute`` from the output columns at a row."""
     if attribute.isdigit():
@@ -188,7 +201,13 @@ class PredictionExtractor:
             if len(key) > MAX_KEY:
                 out.skipped["key_too_long"] += 1
                 continue
-            probability = _probability(probabilities(outputs, first)) if probabilities else None
+            probability = None
+            if probabilities is not None:
+                value = probabilities(outputs, first)
+                if _out_of_range(value):
+                    out.skipped["bad_probability"] += 1
+                    continue
+                probability = _probability(value)
             prediction: str | None
             if from_probability:
                 if probability is None:
@@ -220,9 +239,10 @@ class PredictionExtractor:
         loop of :meth:`extract`."""
         n = len(batch.record_rows)
         from_probability = self._from_probability
-        probabilities: list[float | None] = (
-            self._probabilities(outputs, n) if self._probability is not None else [None] * n
-        )
+        probabilities: list[float | None] = [None] * n
+        bad: list[bool] | None = None  # per row: a number that is no probability
+        if self._probability is not None:
+            probabilities, bad = self._probabilities(outputs, n)
         predictions: list[str | None]
         if from_probability:
             predictions = _thresholded(probabilities, self.threshold)
@@ -235,16 +255,19 @@ class PredictionExtractor:
             strict=True,
         )  # fmt: skip
         if (
-            None not in predictions
+            bad is None
+            and None not in predictions
             and max(map(len, keys)) <= MAX_KEY
             and max(map(len, predictions)) <= MAX_TEXT  # type: ignore[arg-type]
         ):
             out.rows.extend(rows)
             return out
         skipped, append = out.skipped, out.rows.append
-        for row in rows:
+        for index, row in enumerate(rows):
             key, prediction = row[0], row[4]
-            if prediction is None and from_probability:
+            if bad is not None and bad[index]:
+                skipped["bad_probability"] += 1
+            elif prediction is None and from_probability:
                 skipped["no_probability"] += 1
             elif len(key) > MAX_KEY:
                 skipped["key_too_long"] += 1
@@ -256,9 +279,13 @@ class PredictionExtractor:
                 append(row)
         return out
 
-    def _probabilities(self, outputs: dict[str, list[Any]], n: int) -> list[float | None]:
+    def _probabilities(
+        self, outputs: dict[str, list[Any]], n: int
+    ) -> tuple[list[float | None], list[bool] | None]:
         """The probability of each row (:func:`_probability`), a column at once when it is
-        a column of numbers or numeric texts (``float`` on each, as :func:`_probability`)."""
+        a column of numbers or numeric texts (``float`` on each, as :func:`_probability`),
+        and which rows hold a number that is no probability (:func:`_out_of_range`; None
+        when none does)."""
         values = _column_values(self._probability_column, self._probability, outputs, n)
         if set(map(type, values)) <= {str, float, int}:
             try:
@@ -266,13 +293,13 @@ class PredictionExtractor:
             except (ValueError, OverflowError):
                 pass
             else:
-                finite = np.isfinite(numbers)
                 found: list[float | None] = numbers.tolist()
-                if not bool(finite.all()):
-                    oks = finite.tolist()
-                    found = [p if ok else None for p, ok in zip(found, oks, strict=True)]
-                return found
-        return list(map(_probability, values))
+                inside = (numbers >= 0.0) & (numbers <= 1.0)  # False for NaN
+                if bool(inside.all()):
+                    return found, None
+                return found, (~inside).tolist()
+        bad = list(map(_out_of_range, values))
+        return list(map(_probability, values)), bad if any(bad) else None
 
     def _rows(
         self, columns: Mapping[str, Sequence[Any]], n: int, out: Extracted

@@ -261,3 +261,27 @@ def test_times_handed_in_are_the_rows_times(several: bool) -> None:
     assert [r[3] for r in handed.rows] == [given[keys.index(r[0])] for r in handed.rows]
     assert [r[:3] + r[4:] for r in handed.rows] == [r[:3] + r[4:] for r in plain.rows]
     assert extractor.extract(batch, given[:-1]).rows == plain.rows  # does not fit: its own
+
+
+@pytest.mark.parametrize("several", [False, True])  # the column path, the record loop
+def test_a_number_that_is_no_probability_skips_its_record_at_the_limits(several: bool) -> None:
+    """0 and 1 are probabilities; a hair outside, 1e308, inf and NaN are not: the record is
+    skipped as ``bad_probability`` (the batch's reader rejects the same lines)."""
+    values: list[Any] = [0, "1", -0.0, 1.0000001, "-1e-12", 1e308, "inf", "-inf", "nan", 0.5]
+    lines = [
+        line('{"instances": [{"a": 1}]}', json.dumps({"predictions": [{"p": v, "y": 1}]}), "JSON")
+        for v in values
+    ]
+    if several:  # a record of two rows sends the batch through the record-by-record loop
+        two = json.dumps({"predictions": [{"p": 0.5, "y": 1}, {"p": 0.5, "y": 0}]})
+        lines.append(line('{"instances": [{"a": 1}, {"a": 2}]}', two, "JSON"))
+    out = extract(
+        lines,
+        JSON,
+        problem_type="BinaryClassification",
+        probability_attribute="p",
+        inference_attribute="y",
+    )
+    assert [r[5] for r in out.rows] == [0.0, 1.0, -0.0, 0.5]
+    assert out.skipped["bad_probability"] == 6
+    assert out.skipped.get("several_rows", 0) == int(several)
