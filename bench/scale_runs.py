@@ -153,7 +153,11 @@ class PreStartedCluster:
         )
         worker_cli = [sys.executable, "-m", "distributed.cli.dask_worker", self.address]
         # as docs/dask.md advises for a cluster without a dashboard: no statistical profiler
-        quiet = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+        quiet = {
+            **os.environ,
+            "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+            "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
+        }
         self.worker = subprocess.Popen(
             [*worker_cli, "--nworkers", str(workers), "--nthreads", "1", "--no-dashboard",
              "--host", "127.0.0.1"],

@@ -29,6 +29,7 @@ from modelmon.config import DaskConfig
 
 __all__ = [
     "DASK_MISSING",
+    "QUIET_WORKERS",
     "TASK_SWITCH_INTERVAL_S",
     "DaskExecutor",
     "DaskUnavailable",
@@ -108,6 +109,12 @@ class LocalProcesses:
 # CPU here"). While a task runs, the worker hands the GIL over at most every 50 ms instead;
 # the loop's own timers (heartbeats every second or more) tolerate that delay.
 TASK_SWITCH_INTERVAL_S = 0.05
+# The worker settings of the LocalCluster that ``--dask-workers`` starts (and what
+# docs/dask.md advises for a cluster you run, as environment variables).
+QUIET_WORKERS = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+}
 _switch_lock = threading.Lock()
 _switch_state: dict[str, float] = {"running": 0, "previous": 0.0}
 
@@ -207,8 +214,10 @@ def open_executor(
 
     # No dashboard, so no use for the workers' statistical profiler: it samples the task's
     # thread every 10 ms from the event loop's, which then competes with it for the GIL
-    # (~7% of a worker's CPU here, docs/dask.md). The nannies hand this config to workers.
-    with dask.config.set({"distributed.worker.profile.enabled": False}):
+    # (~7% of a worker's CPU here, docs/dask.md); nor for the loop's 20 ms lag tick (a
+    # blocked loop is still reported past the tick's 3 s limit). The nannies hand this
+    # config to the workers.
+    with dask.config.set(QUIET_WORKERS):
         cluster = distributed.LocalCluster(
             n_workers=n,
             threads_per_worker=1,

@@ -28,6 +28,7 @@ from distributed import Client
 
 from analyzer.ingest.batch import run_analyze_once
 from analyzer.ingest.executor import (
+    QUIET_WORKERS,
     TASK_SWITCH_INTERVAL_S,
     DaskExecutor,
     InProcess,
@@ -281,10 +282,10 @@ def switch_interval(_: int) -> float:
     return sys.getswitchinterval()
 
 
-def profiling_on(_: int) -> bool:
+def worker_settings(_: int) -> dict[str, object]:
     import dask.config
 
-    return bool(dask.config.get("distributed.worker.profile.enabled"))
+    return {key: dask.config.get(key) for key in QUIET_WORKERS}
 
 
 def test_a_dask_task_runs_with_the_longer_switch_interval_then_restores_it(
@@ -316,12 +317,17 @@ def test_overlapping_tasks_on_threads_restore_the_interval_once_the_last_ends() 
     assert sys.getswitchinterval() == previous
 
 
-def test_our_local_cluster_runs_its_workers_without_the_profiler() -> None:
-    executor = open_executor(dask_workers=1)
-    try:
-        assert list(executor.map(profiling_on, [0])) == [False]
-    finally:
-        executor.close()
+def test_our_local_cluster_runs_its_workers_without_the_profiler_and_the_fast_tick() -> None:
     import dask.config
 
-    assert dask.config.get("distributed.worker.profile.enabled")  # ours only, not the caller's
+    caller = {key: dask.config.get(key) for key in QUIET_WORKERS}
+    executor = open_executor(dask_workers=1)
+    try:
+        assert list(executor.map(worker_settings, [0])) == [QUIET_WORKERS]
+    finally:
+        executor.close()
+    assert caller == {
+        "distributed.worker.profile.enabled": True,
+        "distributed.admin.tick.interval": "20ms",
+    }
+    assert {key: dask.config.get(key) for key in QUIET_WORKERS} == caller  # the caller's kept
