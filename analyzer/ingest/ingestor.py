@@ -294,10 +294,7 @@ class Ingestor:
             self._drain(stats)  # ``at`` as committed
             if at.stale:
                 return
-            log.error("%s: unreadable after line %d (%s); counted as bad", rel, at.lines, exc)
-            bad = Counter({"unreadable_file": 1})
-            if self._commit(rel, at.offset, at.offset, at.lines, True, {}, 0, bad, None):
-                stats.bad.update(bad)
+            self._unreadable(rel, at.offset, at.lines, exc, stats)
 
     def _submit(self, at: _Position, chunk: _Chunk, decoded: _Decoded) -> Future[bool]:
         """Queue the chunk's transaction, from where its file is committed (``at``)."""
@@ -411,24 +408,15 @@ class Ingestor:
         decoded = self._chunk_profiles(rel, chunk)
         return self._settle(_Pending(self._submit(at, chunk, decoded), at, chunk, decoded), stats)
 
-    def _commit(
-        self,
-        rel: str,
-        start_offset: int,
-        new_offset: int,
-        new_lines: int,
-        done: bool,
-        profiles: dict[int, DatasetProfile],
-        records: int,
-        bad: Counter[str],
-        extracted: Extracted | None,
-    ) -> bool:
-        """The one transaction of a chunk, waited for."""
-        return self._store.write(
-            self._write(
-                rel, start_offset, new_offset, new_lines, done, profiles, records, bad, extracted
-            )
-        )
+    def _unreadable(
+        self, rel: str, offset: int, lines: int, exc: BaseException, stats: IngestStats
+    ) -> None:
+        """End a file that cannot be read past ``offset``: logged, committed as done, and
+        counted as one ``unreadable_file`` (waited for)."""
+        log.error("%s: unreadable after line %d (%s); counted as bad", rel, lines, exc)
+        bad = Counter({"unreadable_file": 1})
+        if self._store.write(self._write(rel, offset, offset, lines, True, {}, 0, bad, None)):
+            stats.bad.update(bad)
 
     def _write(
         self,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -162,17 +161,13 @@ class RemoteIngestor(Ingestor):
         try:
             for chunk in self._chunks(Path(file.path), offset, pieces):
                 if not self._commit_chunk(file.url, offset, lines, chunk, stats):
-                    log.warning("%s: offset moved under us (another ingester?); skipped", file.url)
-                    return
+                    return  # the offset moved under us: said by _settle
                 offset += chunk.size
                 lines += chunk.n_lines
         except FileNotFoundError:
             log.warning("%s: removed before it was read; skipped", file.url)
         except (EOFError, zlib.error) as exc:  # the object's content: counted, not retried
-            log.error("%s: unreadable after line %d (%s); counted as bad", file.url, lines, exc)
-            bad = Counter({"unreadable_file": 1})
-            if self._commit(file.url, offset, offset, lines, True, {}, 0, bad, None):
-                stats.bad.update(bad)
+            self._unreadable(file.url, offset, lines, exc, stats)
         finally:
             self._sizes.pop(file.url, None)
 
