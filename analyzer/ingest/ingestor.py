@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -290,7 +291,7 @@ class Ingestor:
                 self._pending = _Pending(self._submit(at, chunk, decoded), at, chunk, decoded)
         except FileNotFoundError:
             log.warning("%s: removed before it was read (retention?); skipped", rel)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # zlib: a broken .gz stream
             self._drain(stats)  # ``at`` as committed
             if at.stale:
                 return

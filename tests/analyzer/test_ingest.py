@@ -222,3 +222,23 @@ def test_the_local_retention_keeps_rows_of_files_read_from_a_url(tmp_path: Path)
         assert url in paths
     finally:
         store.close()
+
+
+def test_a_file_unreadable_midway_keeps_its_committed_chunks_and_is_counted_once(
+    config: ModelmonConfig, store: Store
+) -> None:
+    """A gzip file followed by bytes that are no gzip member (zlib's error, not an OSError):
+    the pass does not fail, the chunks committed before the break stay (the first 7 of 20
+    lines; the chunk being read when it broke is not kept), the file is done and counted as
+    one ``unreadable_file``, and the next pass reads nothing again."""
+    row = read_rows("current_nodrift.csv")[0][0]
+    good = b"".join(record_line(row, "0.1", T0) for _ in range(20))
+    plain = write_capture_file(config.capture.dir, [], T0)
+    plain.with_name(plain.name + ".gz").write_bytes(gzip.compress(good) + b"no gzip member")
+    plain.unlink()
+    ingestor = Ingestor(store, config, chunk_lines=7)
+    first = ingestor.run_once()
+    assert (first.records, first.files, first.bad["unreadable_file"]) == (7, 0, 1)
+    second = ingestor.run_once()
+    assert second.records == 0 and not second.bad
+    assert store.read(read_counters)["records"] == 7
