@@ -241,4 +241,5 @@ def test_a_file_unreadable_midway_keeps_its_committed_chunks_and_is_counted_once
     assert (first.records, first.files, first.bad["unreadable_file"]) == (7, 0, 1)
     second = ingestor.run_once()
     assert second.records == 0 and not second.bad
-    assert store.read(read_counters)["records"] == 7
+    counters = store.read(read_counters)  # what status and /metrics show, by reason
+    assert (counters["records"], counters["bad:unreadable_file"]) == (7, 1)
