@@ -143,6 +143,10 @@ class PreStartedCluster:
     def __init__(self, workers: int) -> None:
         import distributed
 
+        from analyzer.ingest.executor import quiet_environment
+
+        # as docs/dask.md advises for a cluster without a dashboard (scheduler and workers)
+        quiet = {**os.environ, **quiet_environment()}
         port = free_port()
         self.address = f"tcp://127.0.0.1:{port}"
         dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
@@ -150,14 +154,9 @@ class PreStartedCluster:
             [*dask, "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=quiet,
         )
         worker_cli = [sys.executable, "-m", "distributed.cli.dask_worker", self.address]
-        # as docs/dask.md advises for a cluster without a dashboard: no statistical profiler
-        quiet = {
-            **os.environ,
-            "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
-            "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
-        }
         self.worker = subprocess.Popen(
             [*worker_cli, "--nworkers", str(workers), "--nthreads", "1", "--no-dashboard",
              "--host", "127.0.0.1"],

@@ -29,7 +29,7 @@ from modelmon.config import DaskConfig
 
 __all__ = [
     "DASK_MISSING",
-    "QUIET_WORKERS",
+    "QUIET_CLUSTER",
     "TASK_SWITCH_INTERVAL_S",
     "DaskExecutor",
     "DaskUnavailable",
@@ -39,6 +39,7 @@ __all__ = [
     "cores",
     "executor_for",
     "open_executor",
+    "quiet_environment",
     "run_task",
 ]
 
@@ -109,14 +110,32 @@ class LocalProcesses:
 # CPU here"). While a task runs, the worker hands the GIL over at most every 50 ms instead;
 # the loop's own timers (heartbeats every second or more) tolerate that delay.
 TASK_SWITCH_INTERVAL_S = 0.05
-# The worker settings of the LocalCluster that ``--dask-workers`` starts (and what
-# docs/dask.md advises for a cluster you run, as environment variables).
-QUIET_WORKERS = {
+# The settings of the LocalCluster that ``--dask-workers`` starts, its scheduler's and its
+# workers' (and what docs/dask.md advises for a cluster you run, as the environment variables
+# of :func:`quiet_environment`). Without a dashboard nothing reads the statistical profile
+# (sampled every 10 ms from the loop's thread, competing with the task for the GIL) nor the
+# system monitor's history; the loop's 20 ms lag tick, the memory monitor's 100 ms psutil
+# reads and the system monitor's 500 ms ones cost an idle cluster of a scheduler and two
+# workers 5.4% of a core here, 1.2% with these (docs/dask.md, "Why Dask costs more CPU
+# here"). A loop blocked past the tick's 3 s limit is still reported; a worker still checks
+# its memory limits every second and whenever data is stored.
+QUIET_CLUSTER = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
 }
 _switch_lock = threading.Lock()
 _switch_state: dict[str, float] = {"running": 0, "previous": 0.0}
+
+
+def quiet_environment() -> dict[str, str]:
+    """:data:`QUIET_CLUSTER` as the environment variables Dask reads at start-up, for the
+    scheduler and the workers of a cluster you run."""
+    names = {
+        key: "DASK_" + key.upper().replace(".", "__").replace("-", "_") for key in QUIET_CLUSTER
+    }
+    return {names[key]: str(value) for key, value in QUIET_CLUSTER.items()}
 
 
 def run_task(fn: Callable[[T], R], item: T) -> R:
@@ -212,12 +231,8 @@ def open_executor(
     n = max(1, dask_workers or 1)
     import dask.config
 
-    # No dashboard, so no use for the workers' statistical profiler: it samples the task's
-    # thread every 10 ms from the event loop's, which then competes with it for the GIL
-    # (~7% of a worker's CPU here, docs/dask.md); nor for the loop's 20 ms lag tick (a
-    # blocked loop is still reported past the tick's 3 s limit). The nannies hand this
-    # config to the workers.
-    with dask.config.set(QUIET_WORKERS):
+    # The scheduler (in this process) reads it now; the nannies hand it to the workers.
+    with dask.config.set(QUIET_CLUSTER):
         cluster = distributed.LocalCluster(
             n_workers=n,
             threads_per_worker=1,

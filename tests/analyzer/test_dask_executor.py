@@ -28,12 +28,13 @@ from distributed import Client
 
 from analyzer.ingest.batch import run_analyze_once
 from analyzer.ingest.executor import (
-    QUIET_WORKERS,
+    QUIET_CLUSTER,
     TASK_SWITCH_INTERVAL_S,
     DaskExecutor,
     InProcess,
     LocalProcesses,
     open_executor,
+    quiet_environment,
     run_task,
 )
 from analyzer.ingest.parallel import FilesProfile, profile_capture_files
@@ -285,7 +286,7 @@ def switch_interval(_: int) -> float:
 def worker_settings(_: int) -> dict[str, object]:
     import dask.config
 
-    return {key: dask.config.get(key) for key in QUIET_WORKERS}
+    return {key: dask.config.get(key) for key in QUIET_CLUSTER}
 
 
 def test_a_dask_task_runs_with_the_longer_switch_interval_then_restores_it(
@@ -317,17 +318,35 @@ def test_overlapping_tasks_on_threads_restore_the_interval_once_the_last_ends() 
     assert sys.getswitchinterval() == previous
 
 
-def test_our_local_cluster_runs_its_workers_without_the_profiler_and_the_fast_tick() -> None:
+def scheduler_timers(dask_scheduler: Any) -> dict[str, float]:
+    return {name: pc.callback_time for name, pc in dask_scheduler.periodic_callbacks.items()}
+
+
+def test_our_local_cluster_runs_quiet_and_leaves_the_callers_config_alone() -> None:
     import dask.config
 
-    caller = {key: dask.config.get(key) for key in QUIET_WORKERS}
+    caller = {key: dask.config.get(key) for key in QUIET_CLUSTER}
     executor = open_executor(dask_workers=1)
     try:
-        assert list(executor.map(worker_settings, [0])) == [QUIET_WORKERS]
+        assert list(executor.map(worker_settings, [0])) == [QUIET_CLUSTER]
+        assert isinstance(executor, DaskExecutor)
+        timers = executor.client.run_on_scheduler(scheduler_timers)
+        assert (timers["tick"], timers["monitor"]) == (1000, 5000)  # ms: 1 s and 5 s
     finally:
         executor.close()
     assert caller == {
         "distributed.worker.profile.enabled": True,
         "distributed.admin.tick.interval": "20ms",
+        "distributed.worker.memory.monitor-interval": "100ms",
+        "distributed.admin.system-monitor.interval": "500ms",
     }
-    assert {key: dask.config.get(key) for key in QUIET_WORKERS} == caller  # the caller's kept
+    assert {key: dask.config.get(key) for key in QUIET_CLUSTER} == caller  # the caller's kept
+
+
+def test_the_advised_environment_sets_what_our_local_cluster_sets() -> None:
+    import dask.config
+
+    env = quiet_environment()
+    assert all(name.startswith("DASK_DISTRIBUTED__") for name in env)
+    read = dask.config.collect(paths=[], env=env)  # how a `dask worker` reads its variables
+    assert {key: dask.config.get(key, config=read) for key in QUIET_CLUSTER} == QUIET_CLUSTER
