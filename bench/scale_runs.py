@@ -17,8 +17,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -143,10 +146,9 @@ class PreStartedCluster:
     def __init__(self, workers: int) -> None:
         import distributed
 
-        from analyzer.ingest.executor import quiet_environment
-
-        # as docs/dask.md advises for a cluster without a dashboard (scheduler and workers)
-        quiet = {**os.environ, **quiet_environment()}
+        # as docs/dask.md advises for a cluster you run (scheduler and workers)
+        quiet = {**os.environ, "DASK_CONFIG": str(ROOT / "configs" / "dask")}
+        quiet.pop("MALLOC_TRIM_THRESHOLD_", None)
         port = free_port()
         self.address = f"tcp://127.0.0.1:{port}"
         dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]

@@ -39,7 +39,6 @@ __all__ = [
     "cores",
     "executor_for",
     "open_executor",
-    "quiet_environment",
     "run_task",
 ]
 
@@ -111,31 +110,26 @@ class LocalProcesses:
 # the loop's own timers (heartbeats every second or more) tolerate that delay.
 TASK_SWITCH_INTERVAL_S = 0.05
 # The settings of the LocalCluster that ``--dask-workers`` starts, its scheduler's and its
-# workers' (and what docs/dask.md advises for a cluster you run, as the environment variables
-# of :func:`quiet_environment`). Without a dashboard nothing reads the statistical profile
-# (sampled every 10 ms from the loop's thread, competing with the task for the GIL) nor the
-# system monitor's history; the loop's 20 ms lag tick, the memory monitor's 100 ms psutil
-# reads and the system monitor's 500 ms ones cost an idle cluster of a scheduler and two
-# workers 5.4% of a core here, 1.2% with these (docs/dask.md, "Why Dask costs more CPU
-# here"). A loop blocked past the tick's 3 s limit is still reported; a worker still checks
-# its memory limits every second and whenever data is stored.
-QUIET_CLUSTER = {
+# workers' (and, as configs/dask.yaml, what docs/dask.md advises for a cluster you run).
+# Without a dashboard nothing reads the statistical profile (sampled every 10 ms from the
+# loop's thread, competing with the task for the GIL) nor the system monitor's history; the
+# loop's 20 ms lag tick, the memory monitor's 100 ms psutil reads and the system monitor's
+# 500 ms ones cost an idle cluster of a scheduler and two workers 5.4% of a core here, 1.2%
+# with these. A loop blocked past the tick's 3 s limit is still reported; a worker still
+# checks its memory limits every second and whenever data is stored. And no
+# MALLOC_TRIM_THRESHOLD_ in the workers' environment (Dask sets 64 KiB to hand freed memory
+# back sooner): setting it at all fixes glibc's mmap threshold at 128 KiB, so every larger
+# buffer of a decode is mapped and faulted in again, ~7% of a task's CPU here (docs/dask.md,
+# "Why Dask costs more CPU here"); our tasks' memory is bounded by the file's blocks.
+QUIET_CLUSTER: dict[str, object] = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.admin.system-monitor.interval": "5s",
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
 _switch_lock = threading.Lock()
 _switch_state: dict[str, float] = {"running": 0, "previous": 0.0}
-
-
-def quiet_environment() -> dict[str, str]:
-    """:data:`QUIET_CLUSTER` as the environment variables Dask reads at start-up, for the
-    scheduler and the workers of a cluster you run."""
-    names = {
-        key: "DASK_" + key.upper().replace(".", "__").replace("-", "_") for key in QUIET_CLUSTER
-    }
-    return {names[key]: str(value) for key, value in QUIET_CLUSTER.items()}
 
 
 def run_task(fn: Callable[[T], R], item: T) -> R:
@@ -239,6 +233,9 @@ def open_executor(
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # its HTTP server (health, metrics) still starts: on a free port, not on 8787,
+            # which another cluster may hold ("Port 8787 is already in use" otherwise)
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
     client = distributed.Client(cluster)
     return DaskExecutor(

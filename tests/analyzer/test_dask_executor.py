@@ -34,7 +34,6 @@ from analyzer.ingest.executor import (
     InProcess,
     LocalProcesses,
     open_executor,
-    quiet_environment,
     run_task,
 )
 from analyzer.ingest.parallel import FilesProfile, profile_capture_files
@@ -339,14 +338,35 @@ def test_our_local_cluster_runs_quiet_and_leaves_the_callers_config_alone() -> N
         "distributed.admin.tick.interval": "20ms",
         "distributed.worker.memory.monitor-interval": "100ms",
         "distributed.admin.system-monitor.interval": "500ms",
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 65536,
     }
     assert {key: dask.config.get(key) for key in QUIET_CLUSTER} == caller  # the caller's kept
 
 
-def test_the_advised_environment_sets_what_our_local_cluster_sets() -> None:
+def test_the_advised_dask_config_file_sets_what_our_local_cluster_sets() -> None:
     import dask.config
 
-    env = quiet_environment()
-    assert all(name.startswith("DASK_DISTRIBUTED__") for name in env)
-    read = dask.config.collect(paths=[], env=env)  # how a `dask worker` reads its variables
+    folder = Path(__file__).resolve().parents[2] / "configs" / "dask"  # DASK_CONFIG
+    read = dask.config.collect(paths=[str(folder)], env={})  # as a `dask worker` reads it
+    dask.config.update_defaults({}, config=read)
     assert {key: dask.config.get(key, config=read) for key in QUIET_CLUSTER} == QUIET_CLUSTER
+
+
+def environ(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_our_local_cluster_leaves_the_malloc_trim_threshold_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Dask's nanny sets it to 65536 by default (distributed.nanny.pre-spawn-environ), and
+    # writes it into the environment of the process that starts a cluster: the module's
+    # `client` cluster left it in this one, and spawned workers would inherit it from here.
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    executor = open_executor(dask_workers=1)
+    try:
+        assert isinstance(executor, DaskExecutor)
+        assert list(executor.client.run(environ, "MALLOC_TRIM_THRESHOLD_").values()) == [None]
+        assert list(executor.client.run(environ, "OMP_NUM_THREADS").values()) == ["1"]
+    finally:
+        executor.close()
