@@ -233,8 +233,8 @@ def open_executor(
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
-            # its HTTP server (health, metrics) still starts: on a free port, not on 8787,
-            # which another cluster may hold ("Port 8787 is already in use" otherwise)
+            # the scheduler serves HTTP (/health, /metrics) even without a dashboard, on 8787
+            # unless told otherwise: a second cluster on the box would warn and move
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
     client = distributed.Client(cluster)
