@@ -32,6 +32,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -153,7 +154,6 @@ def _totals(conn: sqlite3.Connection) -> dict[str, int]:
 
 # rows per INSERT statement (7 parameters each: under SQLite's 32,766 parameters)
 INSERT_ROWS = 4000
-_ROW = "(?, ?, ?, ?, ?, ?, ?)"
 
 
 # A key is stored iff it is listed alone, or its label is stored and not waiting (joined):
@@ -167,27 +167,34 @@ _NEW_KEY = (
 )
 
 
-def _insert_predictions(conn: sqlite3.Connection, rows: Sequence[PredictionRow]) -> int:
-    """Insert the rows whose key is not stored yet (``rows`` hold one row per key), a few
-    thousand per statement; returns how many went in.
+def _insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]],
+                 tail: str = "") -> int:  # fmt: skip
+    """``head VALUES (…), (…), … tail`` over the rows, a few thousand per statement; returns
+    how many rows went in.
 
     One statement of many rows is one step that SQLite runs without Python's GIL, so the
     ingest thread decodes the next chunk meanwhile; ``executemany`` would take the GIL back
     after every row, and wait for it each time the other thread is busy.
     """
-    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_ROW.split(","))
-    per = max(1, min(INSERT_ROWS, limit))
+    if not rows:
+        return 0
+    width = len(rows[0])
+    one = "(" + ", ".join(["?"] * width) + ")"
+    per = max(1, min(INSERT_ROWS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
     added = 0
-    where = _NEW_KEY.format(k="v.column1")
     for first in range(0, len(rows), per):
         part = rows[first : first + per]
         added += conn.execute(
-            "INSERT INTO mq_predictions SELECT * FROM (VALUES "
-            + ",".join([_ROW] * len(part))
-            + f") v WHERE {where}",
-            list(chain.from_iterable(part)),
+            f"{head} VALUES {','.join([one] * len(part))}{tail}", list(chain.from_iterable(part))
         ).rowcount
     return added
+
+
+def _insert_predictions(conn: sqlite3.Connection, rows: Sequence[PredictionRow]) -> int:
+    """Insert the rows whose key is not stored yet (``rows`` hold one row per key); returns
+    how many went in."""
+    head = "INSERT INTO mq_predictions SELECT * FROM ("
+    return _insert_rows(conn, head, rows, f") v WHERE {_NEW_KEY.format(k='v.column1')}")
 
 
 def _first_of_each_key(rows: Sequence[PredictionRow]) -> Sequence[PredictionRow]:
@@ -280,9 +287,7 @@ def add_labels(
         " AND NOT EXISTS (SELECT 1 FROM mq_predictions_alone a WHERE a.key = j.value)",
         [received_at, keys],
     ).rowcount
-    before = conn.total_changes
-    conn.executemany("INSERT OR IGNORE INTO mq_labels VALUES (?, ?, ?)", batch)
-    added = conn.total_changes - before
+    added = _insert_rows(conn, "INSERT OR IGNORE INTO mq_labels", batch)
     # the lone predictions of the batch's keys now have their label: mark, then unflag them
     conn.execute(
         f"INSERT INTO mq_dirty SELECT DISTINCT {_window('a.inference_time', window_s)}, 1"
