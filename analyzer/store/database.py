@@ -160,6 +160,15 @@ def m006_file_size(db: Database) -> None:
     db.execute("ALTER TABLE files ADD COLUMN size INTEGER")
 
 
+@MIGRATIONS()
+def m007_model_quality_no_key_index(db: Database) -> None:
+    """The join's predictions without their random-key index (each chunk inserted a row per
+    prediction into it: most of the pages a chunk wrote); existing rows kept."""
+    from analyzer.store.model_quality import drop_key_index
+
+    drop_key_index(db)
+
+
 class StoreError(Exception):
     """The store cannot be opened or used (a bad path, a full disk, a closed store)."""
 
@@ -171,6 +180,14 @@ WAL_LIMIT_BYTES = 16 << 20
 # pages in one transaction: with 2 MiB they spill and are read back mid-transaction. Pages
 # are allocated as used, so a small database costs no more.
 WRITER_CACHE_KIB = 64 << 10
+# Checkpoints (WAL pages copied into the database file, then fsync) run on a thread of their
+# own, at most once a CHECKPOINT_EVERY_S while writes come: SQLite's automatic one ran in
+# the writer's COMMIT once the WAL passed 1,000 pages, i.e. at nearly every ingest chunk
+# (a chunk of random-key index inserts writes thousands of pages), and the ingest waited on
+# its fsyncs. Copying less often also copies a page rewritten by several commits once. The
+# writer's own automatic checkpoint stays as a bound on the WAL should that thread lag.
+CHECKPOINT_EVERY_S = 1.0
+WAL_AUTOCHECKPOINT_PAGES = 16384
 
 
 class Store:
@@ -187,6 +204,10 @@ class Store:
         self._closed = False
         self._identity: tuple[int, int] | None = None
         self._lost_logged = False
+        self._wrote = threading.Event()  # a transaction committed: the WAL grew
+        self._stopping = threading.Event()
+        self._checkpoints: threading.Thread | None = None
+        self.checkpointed = threading.Event()  # set after each checkpoint (for tests)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -207,6 +228,10 @@ class Store:
         )
         self._thread.start()
         ready.result()
+        self._checkpoints = threading.Thread(
+            target=self._checkpointer, name="modelmon-sqlite-checkpoint", daemon=True
+        )
+        self._checkpoints.start()
 
     def close(self) -> None:
         """Finish queued writes, stop the writer, close every connection."""
@@ -216,6 +241,10 @@ class Store:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
+        if self._checkpoints is not None:
+            self._stopping.set()
+            self._wrote.set()
+            self._checkpoints.join()
         with self._reader_lock:
             for conn in self._all_readers:
                 conn.close()
@@ -233,6 +262,7 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
             db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             MIGRATIONS.apply(db)
         except (sqlite3.Error, OSError) as exc:
             ready.set_exception(StoreError(f"cannot open analyzer.db {self.path}: {exc}"))
@@ -252,9 +282,29 @@ class Store:
                 except BaseException as exc:  # handed to the caller, who decides
                     future.set_exception(exc)
                 else:
+                    self._wrote.set()
                     future.set_result(result)
         finally:
             db.close()
+
+    def _checkpointer(self) -> None:
+        """Copy the WAL into the database after writes (``PASSIVE``: never waits for the
+        writer or a reader), at most once a :data:`CHECKPOINT_EVERY_S`, on its own
+        connection, so the fsyncs happen beside the writer instead of inside its COMMIT."""
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            while not self._stopping.is_set():
+                self._wrote.wait()
+                self._wrote.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the writer's own checkpoint still bounds the WAL
+                    log.warning("WAL checkpoint failed (retried after the next write): %s", exc)
+                else:
+                    self.checkpointed.set()
+                self._stopping.wait(CHECKPOINT_EVERY_S)
+        finally:
+            conn.close()
 
     def file_problem(self) -> str | None:
         """Why the database file is not the one opened at start (deleted, replaced), or None.

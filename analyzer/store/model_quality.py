@@ -32,6 +32,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +52,7 @@ __all__ = [
     "add_predictions",
     "create_tables",
     "dirty_windows",
+    "drop_key_index",
     "join_changes",
     "label_counts",
     "mark_evaluated",
@@ -62,16 +64,18 @@ __all__ = [
 ]
 
 FETCH = 50_000
+PREDICTION_COLUMNS = (
+    "key TEXT NOT NULL, event_id TEXT, inference_id TEXT, inference_time REAL NOT NULL,"
+    " prediction TEXT, probability REAL, row BLOB"
+)
 
 
 def create_tables(db: Database) -> None:
     """The join's tables and indexes (idempotent; the store's migration m003 runs it)."""
-    # predictions: appended, read by window, deleted by retention; never updated
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS mq_predictions (key TEXT PRIMARY KEY, event_id TEXT,"
-        " inference_id TEXT, inference_time REAL NOT NULL, prediction TEXT,"
-        " probability REAL, row BLOB)"
-    )
+    # predictions: appended, read by window, deleted by retention; never updated. No index
+    # on the key (a key is stored at most once, see add_predictions): appending costs the
+    # rows' pages and the time index, no random b-tree insert
+    db.execute(f"CREATE TABLE IF NOT EXISTS mq_predictions ({PREDICTION_COLUMNS})")
     db.execute("CREATE INDEX IF NOT EXISTS mq_predictions_time ON mq_predictions (inference_time)")
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_labels (key TEXT PRIMARY KEY, label TEXT NOT NULL,"
@@ -106,6 +110,21 @@ def recount_totals(db: Database) -> None:
     )
 
 
+def drop_key_index(db: Database) -> bool:
+    """Rebuild ``mq_predictions`` without its key index (migration m007), the rows kept in
+    their order; False when it has none (created so). The key stays unique: from here on
+    :func:`add_predictions` stores a key only when it is neither alone nor joined."""
+    found = db.execute("SELECT sql FROM sqlite_master WHERE name = 'mq_predictions'").fetchone()
+    if found is None or "PRIMARY KEY" not in found[0].upper():
+        return False
+    db.execute(f"CREATE TABLE mq_predictions_m007 ({PREDICTION_COLUMNS})")
+    db.execute("INSERT INTO mq_predictions_m007 SELECT * FROM mq_predictions ORDER BY rowid")
+    db.execute("DROP TABLE mq_predictions")
+    db.execute("ALTER TABLE mq_predictions_m007 RENAME TO mq_predictions")
+    db.execute("CREATE INDEX mq_predictions_time ON mq_predictions (inference_time)")
+    return True
+
+
 def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
     return db.conn if isinstance(db, Database) else db
 
@@ -135,26 +154,60 @@ def _totals(conn: sqlite3.Connection) -> dict[str, int]:
 
 # rows per INSERT statement (7 parameters each: under SQLite's 32,766 parameters)
 INSERT_ROWS = 4000
-_ROW = "(?, ?, ?, ?, ?, ?, ?)"
 
 
-def _insert_predictions(conn: sqlite3.Connection, rows: Sequence[PredictionRow]) -> int:
-    """``INSERT OR IGNORE`` the rows, a few thousand per statement; returns how many were new.
+# A key is stored iff it is listed alone, or its label is stored and not waiting (joined):
+# every stored prediction is one or the other at every commit, so these probes replace an
+# index on ``mq_predictions.key`` (a random-key b-tree insert per row, ~40% of a chunk's
+# written pages). A key listed among the waiting labels has no stored prediction: it is new.
+_NEW_KEY = (
+    "NOT EXISTS (SELECT 1 FROM mq_predictions_alone a WHERE a.key = {k})"
+    " AND (EXISTS (SELECT 1 FROM mq_labels_alone w WHERE w.key = {k})"
+    " OR NOT EXISTS (SELECT 1 FROM mq_labels l WHERE l.key = {k}))"
+)
+
+
+def _insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]],
+                 tail: str = "") -> int:  # fmt: skip
+    """``head VALUES (…), (…), … tail`` over the rows, a few thousand per statement; returns
+    how many rows went in.
 
     One statement of many rows is one step that SQLite runs without Python's GIL, so the
     ingest thread decodes the next chunk meanwhile; ``executemany`` would take the GIL back
     after every row, and wait for it each time the other thread is busy.
     """
-    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_ROW.split(","))
-    per = max(1, min(INSERT_ROWS, limit))
+    if not rows:
+        return 0
+    width = len(rows[0])
+    one = "(" + ", ".join(["?"] * width) + ")"
+    per = max(1, min(INSERT_ROWS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
     added = 0
     for first in range(0, len(rows), per):
         part = rows[first : first + per]
         added += conn.execute(
-            "INSERT OR IGNORE INTO mq_predictions VALUES " + ",".join([_ROW] * len(part)),
-            list(chain.from_iterable(part)),
+            f"{head} VALUES {','.join([one] * len(part))}{tail}", list(chain.from_iterable(part))
         ).rowcount
     return added
+
+
+def _insert_predictions(conn: sqlite3.Connection, rows: Sequence[PredictionRow]) -> int:
+    """Insert the rows whose key is not stored yet (``rows`` hold one row per key); returns
+    how many went in."""
+    head = "INSERT INTO mq_predictions SELECT * FROM ("
+    return _insert_rows(conn, head, rows, f") v WHERE {_NEW_KEY.format(k='v.column1')}")
+
+
+def _first_of_each_key(rows: Sequence[PredictionRow]) -> Sequence[PredictionRow]:
+    """The rows without the later repeats of a key (the first stands, as for labels)."""
+    if len({row[0] for row in rows}) == len(rows):
+        return rows
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if row[0] not in seen:
+            seen.add(row[0])
+            out.append(row)
+    return out
 
 
 def add_predictions(
@@ -162,34 +215,38 @@ def add_predictions(
 ) -> int:
     """Store captured predictions (inside the caller's transaction); returns how many were new.
 
-    A prediction whose label is already here joins it and marks its window. The chunk's keys
-    are looked up once among the labels still waiting (usually few: labels come later); the
-    others are checked for a stored label and listed as alone. Each step is one statement
-    over the chunk's keys (one JSON array), not one per row.
+    A key already stored (read again, or repeated by the client) keeps its first row. A
+    prediction whose label is already here joins it and marks its window. Each step is one
+    statement over the chunk's keys (one JSON array), not one per row: the new rows in (their
+    keys probed among the lone predictions and the labels), then the keys waiting among the
+    labels (usually few: labels come later) mark their windows and leave
+    ``mq_labels_alone``, then the others without a stored label are listed alone.
     """
     conn = _conn(db)
+    rows = _first_of_each_key(rows)
+    # the new rows are those after the last rowid (a rowid table appends at max + 1)
+    last = conn.execute("SELECT coalesce(max(rowid), 0) FROM mq_predictions").fetchone()[0]
     added = _insert_predictions(conn, rows)
-    keys = orjson.dumps([r[0] for r in rows]).decode()
     joined = 0
-    if conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is not None:
-        # a waiting key had no stored prediction: the one just stored (the chunk's first row
-        # of that key) gives the window to mark
+    if added and conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is not None:
+        # a waiting key had no stored prediction: the row just stored gives the window
         conn.execute(
             f"INSERT INTO mq_dirty SELECT DISTINCT {_window('p.inference_time', window_s)}, 1"
-            " FROM json_each(?) j JOIN mq_labels_alone l ON l.key = j.value"
-            " JOIN mq_predictions p ON p.key = l.key WHERE true" + _BUMP,
-            [keys],
+            " FROM mq_predictions p WHERE p.rowid > ? AND EXISTS (SELECT 1"
+            " FROM mq_labels_alone l WHERE l.key = p.key)" + _BUMP,
+            [last],
         )
         joined = conn.execute(
-            "DELETE FROM mq_labels_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
+            "DELETE FROM mq_labels_alone WHERE key IN (SELECT key FROM mq_predictions"
+            " WHERE rowid > ?)",
+            [last],
         ).rowcount
-    # alone unless its label is stored (a prediction read again is either joined or alone);
-    # the stored row is the key's first: its time is the one listed
+    # alone unless its label is stored (a key stored before is joined or alone already)
     alone = conn.execute(
         "INSERT OR IGNORE INTO mq_predictions_alone SELECT p.key, p.inference_time"
-        " FROM json_each(?) j JOIN mq_predictions p ON p.key = j.value"
-        " WHERE NOT EXISTS (SELECT 1 FROM mq_labels l WHERE l.key = j.value)",
-        [keys],
+        " FROM mq_predictions p WHERE p.rowid > ?"
+        " AND NOT EXISTS (SELECT 1 FROM mq_labels l WHERE l.key = p.key)",
+        [last],
     ).rowcount
     _add_totals(conn, {PREDICTIONS_ALONE: alone, LABELS_ALONE: -joined, CHANGES: added})
     return added
@@ -220,10 +277,17 @@ def add_labels(
     """
     conn = _conn(db)
     batch = [(key, label, received_at) for key, label in rows]
-    before = conn.total_changes
-    conn.executemany("INSERT OR IGNORE INTO mq_labels VALUES (?, ?, ?)", batch)
-    added = conn.total_changes - before
     keys = orjson.dumps([b[0] for b in batch]).decode()
+    # alone unless the prediction is stored: a key without a stored label is not joined, so
+    # its prediction is stored iff it is listed alone (no index on the predictions' keys);
+    # a repeat keeps the first arrival time
+    alone = conn.execute(
+        "INSERT OR IGNORE INTO mq_labels_alone SELECT j.value, ? FROM json_each(?) j"
+        " WHERE NOT EXISTS (SELECT 1 FROM mq_labels l WHERE l.key = j.value)"
+        " AND NOT EXISTS (SELECT 1 FROM mq_predictions_alone a WHERE a.key = j.value)",
+        [received_at, keys],
+    ).rowcount
+    added = _insert_rows(conn, "INSERT OR IGNORE INTO mq_labels", batch)
     # the lone predictions of the batch's keys now have their label: mark, then unflag them
     conn.execute(
         f"INSERT INTO mq_dirty SELECT DISTINCT {_window('a.inference_time', window_s)}, 1"
@@ -233,14 +297,6 @@ def add_labels(
     joined = conn.execute(
         "DELETE FROM mq_predictions_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
     ).rowcount
-    # alone unless the prediction is stored; a repeat keeps the first arrival time
-    before = conn.total_changes
-    conn.execute(
-        "INSERT OR IGNORE INTO mq_labels_alone SELECT j.value, ? FROM json_each(?) j"
-        " WHERE NOT EXISTS (SELECT 1 FROM mq_predictions p WHERE p.key = j.value)",
-        [received_at, keys],
-    )
-    alone = conn.total_changes - before
     _add_totals(
         conn, {LABELS: added, PREDICTIONS_ALONE: -joined, LABELS_ALONE: alone, CHANGES: added}
     )

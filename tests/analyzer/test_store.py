@@ -12,6 +12,7 @@ from sqlite_utils import Database
 
 from analyzer.store.database import (
     MIGRATIONS,
+    WAL_AUTOCHECKPOINT_PAGES,
     Store,
     StoreError,
     add_counters,
@@ -98,3 +99,19 @@ def test_closed_store_refuses_and_bad_path_says_so(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(StoreError, match=r"analyzer\.db"):
         Store(tmp_path / "file" / "m.db").start()
+
+
+def test_checkpoints_run_beside_the_writer_not_in_its_commit(store: Store) -> None:
+    """A transaction of 2,500 pages: SQLite's own checkpoint (1,000 pages) would have run in
+    its COMMIT; the writer's is only a far bound now, and the checkpoint thread copies the
+    WAL into the database file after the write."""
+
+    def fill(db: Database) -> None:  # the store's first write
+        db.execute("CREATE TABLE blobs (b BLOB)")
+        db.conn.executemany("INSERT INTO blobs VALUES (?)", [(bytes(4000),)] * 2500)
+
+    store.write(fill)
+    assert store.checkpointed.wait(timeout=60)
+    assert store.path.stat().st_size > 2500 * 4000  # the pages are in the file now
+    pages = store.write(lambda db: db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    assert pages == WAL_AUTOCHECKPOINT_PAGES > 10_000
