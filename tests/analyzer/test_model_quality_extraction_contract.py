@@ -57,7 +57,6 @@ def _line(body: str | None, kind: tuple[str, str], **extra: Any) -> bytes:
     )
 
 
-
 def _service(line: bytes, payload: PayloadConfig, mq: ModelQualityConfig, columnwise: bool) -> Any:
     batch = PayloadDecoder(payload, columnwise=columnwise).decode_lines([line])
     extracted = PredictionExtractor(mq, payload.output).extract(batch)
@@ -136,6 +135,12 @@ CASES = [
     _case("csv-empty-prediction", ",0.8", CSV, C, _q("0", "1"), "no_prediction"),
     _case("csv-inf-prediction", "inf", CSV, C, _q(None, None, "Regression"), "bad_prediction"),
     _case("csv-nan-prediction", "nan", CSV, C, _q("0", None, "Regression"), "bad_prediction"),
+    _case("csv-binary-not-0-or-1", "2,0.8", CSV, C, _q("0", "1"), "bad_prediction"),
+    _case("csv-binary-true", "true,0.8", CSV, C, _q("0", "1"), ("1", 0.8)),
+    _case("csv-regression-not-a-number", "abc", CSV, C, _q("0", None, "Regression"),
+          "bad_prediction"),
+    _case("csv-regression", "-2.5,x", CSV, C, _q("0", None, "Regression"), ("-2.5", None),
+          arrow=True),
     _case("json-keys", json.dumps({"label": 1, "score": 0.8}), JSON, J, _q("label", "score"),
           ("1", 0.8)),
     _case("json-keys-0", json.dumps({"label": 0, "score": 0.3}), JSON, J,
@@ -182,9 +187,7 @@ CASES = [
 PATHS = ["service", "service-records", "batch-lines", "batch-arrow"]
 
 
-@pytest.mark.parametrize(
-    ("body", "kind", "output", "quality", "expected", "arrow", "extra"), CASES
-)
+@pytest.mark.parametrize(("body", "kind", "output", "quality", "expected", "arrow", "extra"), CASES)
 def test_one_config_gives_one_answer_on_every_path(
     tmp_path: Path,
     body: str | None,

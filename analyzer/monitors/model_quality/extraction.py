@@ -23,8 +23,8 @@ A record that gives no prediction raises :class:`Unusable` whose ``reason`` the 
 counts (``model_quality:skipped:{reason}``) and the batch readers report with the line
 (``{reason}: {detail}``): ``no_output``, ``truncated_output``, ``unreadable_output``,
 ``several_rows``, ``no_probability``, ``bad_probability``, ``no_prediction``,
-``bad_prediction`` (a number that is not finite), ``prediction_too_long``,
-``key_too_long``. Pure.
+``bad_prediction`` (a number that is not finite; not 0/1 for BinaryClassification, not a
+number for Regression), ``prediction_too_long``, ``key_too_long``. Pure.
 """
 
 from __future__ import annotations
@@ -157,8 +157,10 @@ def probability_of(value: Any, name: str) -> float:
     return number
 
 
-def prediction_of(value: Any, name: str) -> str:
-    """A prediction's text (:func:`~.labels.as_text`); :class:`Unusable` when it is none."""
+def prediction_of(value: Any, name: str, problem_type: str = "MulticlassClassification") -> str:
+    """A prediction's text (:func:`~.labels.as_text`); :class:`Unusable` when it is none:
+    nothing, not a single value, a number that is not finite, not ``0``/``1`` for
+    BinaryClassification, not a number for Regression, over ``MAX_TEXT`` characters."""
     if isinstance(value, _Missing):
         raise Unusable("no_prediction", value.why)
     text = as_text(value)
@@ -166,15 +168,21 @@ def prediction_of(value: Any, name: str) -> str:
         if isinstance(value, float):
             raise Unusable("bad_prediction", f"{name}: {value!r} is not a finite number")
         raise Unusable("no_prediction", f"{name}: {_kind(value)} is not a value")
-    if text[:1] in "+-.0123456789iInN" and len(text) < 64:
+    if problem_type == "BinaryClassification":
+        if text != "0" and text != "1":
+            raise Unusable("bad_prediction", f"{name}: {_kind(value)} is not 0 or 1")
+        return text
+    if len(text) > MAX_TEXT:
+        raise Unusable("prediction_too_long", f"{name}: over {MAX_TEXT} characters")
+    if problem_type == "Regression" or (text[:1] in "+-.0123456789iInN" and len(text) < 64):
         try:
             number = float(text)
         except ValueError:
-            number = 0.0
+            if problem_type != "Regression":
+                return text
+            raise Unusable("bad_prediction", f"{name}: {_kind(value)} is not a number") from None
         if not math.isfinite(number):
             raise Unusable("bad_prediction", f"{name}: {value!r} is not a finite number")
-    if len(text) > MAX_TEXT:
-        raise Unusable("prediction_too_long", f"{name}: over {MAX_TEXT} characters")
     return text
 
 
@@ -192,6 +200,7 @@ class OutputReader:
         self.inference = attribute(config.inference_attribute)
         self.probability = attribute(config.probability_attribute)
         self.threshold = config.probability_threshold_attribute
+        self.problem_type = config.problem_type
         self.from_probability = (
             self.inference is None
             and self.probability is not None
@@ -221,7 +230,10 @@ class OutputReader:
                 fallback.append(self._row(text))
             if isinstance(fallback[0], Unusable):
                 raise Unusable(fallback[0].reason, f"{found.why}; {fallback[0]}")
-            return _pick(attribute, fallback[0], self.columns, row=True)
+            again = _pick(attribute, fallback[0], self.columns, row=True)
+            if isinstance(again, _Missing):
+                return _Missing(f"{found.why}; in the output decoder's row: {again.why}")
+            return again
 
         probability = None
         if self.probability is not None:
@@ -229,7 +241,8 @@ class OutputReader:
         if self.prediction is None:
             assert probability is not None
             return ("1" if probability >= self.threshold else "0"), probability
-        return prediction_of(find(self.prediction), self.prediction.name), probability
+        prediction = prediction_of(find(self.prediction), self.prediction.name, self.problem_type)
+        return prediction, probability
 
     def read_many(self, bodies: Sequence[str | None], encodings: Sequence[str]) -> Many:
         """:meth:`read` of every body: the predictions, the probabilities, and each body's
@@ -306,9 +319,9 @@ class OutputReader:
         values = column(self.prediction)
         if values is None:
             return None
-        name = self.prediction.name
+        name, problem = self.prediction.name, self.problem_type
         try:
-            return [prediction_of(value, name) for value in values], probabilities
+            return [prediction_of(value, name, problem) for value in values], probabilities
         except Unusable:
             return None
 
