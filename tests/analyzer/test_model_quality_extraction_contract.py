@@ -27,6 +27,7 @@ import pytest
 from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.ingest import model_quality_arrow
 from analyzer.ingest.model_quality_files import BadLines, read_predictions
+from analyzer.monitors.model_quality import extraction_batch
 from analyzer.monitors.model_quality.extraction import OutputReader, Unusable
 from analyzer.monitors.model_quality.labels import as_text
 from analyzer.monitors.model_quality.predictions import PredictionExtractor
@@ -231,40 +232,59 @@ def test_a_number_that_is_no_probability_is_refused_on_every_path(
     assert _batch(path, payload, mq, arrow=True) is None  # declined: the lines report it
 
 
-def _random_body(rng: random.Random) -> str:
-    fields = [
-        rng.choice(["0", "1", " 1 ", "0.5", "1.0", "", "x", "nan", "2", "1e-3", "7", "-0"])
-        for _ in range(rng.randint(1, 3))
-    ]
-    return ",".join(fields)
+def _random_body(rng: random.Random, kind: str) -> str:
+    if kind == "CSV":
+        fields = [
+            rng.choice(["0", "1", " 1 ", "0.5", "1.0", "", "x", "nan", "2", "1e-3", "7", "-0"])
+            for _ in range(rng.randint(1, 3))
+        ]
+        return ",".join(fields)
+    label = rng.choice([0, 1, "1", True, 1.0, 0, 1, None, "x", 2])
+    score = rng.choice([0.5, "0.3", 0, 1, 0.9, 1.5, True, None, [0.2, 0.8], "x"])
+    row = {"label": label, "score": score}
+    if rng.random() < 0.2:
+        del row[rng.choice(["label", "score"])]
+    shape = rng.choice(["flat", "flat", "nested", "nested", "two", "list", "text"])
+    body: Any = {
+        "flat": row,
+        "nested": {"predictions": [row]},
+        "two": {"predictions": [row, row]},
+        "list": [score],
+    }.get(shape)
+    return json.dumps(body) if body is not None else "not json"
 
 
+@pytest.mark.parametrize("kind", ["CSV", "JSON"])
 @pytest.mark.parametrize(
     "quality",
     [_q("0", "1"), _q(None, "0"), _q("1", None, "Regression"), _q("label", "score"),
-     _q(None, None, "MulticlassClassification")],
+     _q(None, "score"), _q(None, None, "MulticlassClassification")],
 )  # fmt: skip
-def test_the_column_at_a_time_path_is_the_record_reading(quality: dict[str, Any]) -> None:
-    """``read_many`` takes batches of one-row CSV bodies a column at a time when every body
-    gives a value; it then gives what ``read`` gives each body, and else leaves the batch to
-    ``read`` (the same answers by construction). Random bodies, both outcomes seen."""
+def test_the_column_at_a_time_path_is_the_record_reading(
+    quality: dict[str, Any], kind: str
+) -> None:
+    """``read_many`` takes a batch of one-row CSV bodies, or of JSON objects by plain keys, a
+    column at a time when every body gives a value; it then gives what ``read`` gives each
+    body, and else leaves the batch to ``read`` (the same answers by construction). Random
+    bodies; where the shapes allow it, both outcomes are seen."""
+    output = LS if kind == "CSV" else J
     reader = OutputReader(
         ModelQualityConfig.model_validate(quality),
-        PayloadConfig.model_validate({"output": LS}).output,
+        PayloadConfig.model_validate({"output": output}).output,
     )
     rng = random.Random(11)
     taken = declined = 0
     for _ in range(400):
-        bodies: list[str | None] = [_random_body(rng) for _ in range(rng.randint(1, 4))]
-        encodings = ["CSV"] * len(bodies)
-        fast = reader._columns(bodies, encodings)
+        bodies: list[str | None] = [_random_body(rng, kind) for _ in range(rng.randint(1, 3))]
+        encodings = [kind] * len(bodies)
+        fast = extraction_batch._columns(reader, bodies, encodings)
         one: list[Any] = []
         for body in bodies:
             try:
-                one.append(reader.read(body, "CSV"))
+                one.append(reader.read(body, kind))
             except Unusable as exc:
                 one.append(exc.reason)
-        predictions, probabilities, reasons = reader.read_many(bodies, encodings)
+        predictions, probabilities, reasons = extraction_batch.read_many(reader, bodies, encodings)
         many = [
             reason if reason is not None else (prediction, probability)
             for prediction, probability, reason in zip(
@@ -277,4 +297,7 @@ def test_the_column_at_a_time_path_is_the_record_reading(quality: dict[str, Any]
         else:
             taken += 1
             assert list(zip(*fast, strict=True)) == one
-    assert taken and declined
+    assert declined
+    keys = [quality.get(name) for name in ("inference_attribute", "probability_attribute")]
+    if kind == "CSV" or (any(keys) and not any(k is not None and k.isdigit() for k in keys)):
+        assert taken  # JSON goes a column at a time by plain keys only

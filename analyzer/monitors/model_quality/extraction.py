@@ -34,13 +34,11 @@ import binascii
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import jmespath
-import numpy as np
 import orjson
 
 from analyzer.decoding.inference_time import parse_inference_time
@@ -54,8 +52,6 @@ __all__ = ["MAX_KEY", "CaptureRecord", "OutputReader", "Unusable", "capture_reco
 
 MAX_KEY = 1024  # a join key (inferenceId or eventId) longer than this is refused
 Found = tuple[str, float | None]  # the prediction's text, the probability (None: none set)
-# per body: the prediction, the probability; the reason of each body that gave none (None: all did)
-Many = tuple[list[str | None], list[float | None], list[str | None] | None]
 
 
 class Unusable(BadValue):
@@ -67,10 +63,17 @@ class Unusable(BadValue):
 
 
 class _Missing:
-    """Nothing found where an attribute points (distinct from a JSON null)."""
+    """Nothing found where an attribute points (distinct from a JSON null); ``why`` is
+    made only when a record is refused (``make``: a callable for the costly ones)."""
 
-    def __init__(self, why: str) -> None:
-        self.why = why
+    __slots__ = ("_why",)
+
+    def __init__(self, why: str | Callable[[], str]) -> None:
+        self._why = why
+
+    @property
+    def why(self) -> str:
+        return self._why if isinstance(self._why, str) else self._why()
 
 
 def _text_of(data: str, encoding: str) -> str:
@@ -88,8 +91,8 @@ def csv_fields(text: str) -> list[str]:
 
 
 def _parsed(text: str, encoding: str) -> Any:
-    """The body as a JSON value or a CSV row (a list of fields); a :class:`_Missing` when it
-    is neither (several CSV rows, JSON that does not parse)."""
+    """The body as a JSON value or a CSV row (a tuple of fields); a :class:`_Missing` when
+    it is neither (several CSV rows, JSON that does not parse)."""
     json = encoding == "JSON" or (encoding == "BASE64" and text.lstrip()[:1] in ("{", "["))
     if json:
         try:
@@ -101,36 +104,87 @@ def _parsed(text: str, encoding: str) -> Any:
         return _Missing("the CSV body holds several rows")
     if '"' in stripped:
         try:
-            return next(csv.reader(io.StringIO(stripped)), [])
+            return tuple(next(csv.reader(io.StringIO(stripped)), []))
         except csv.Error as exc:
             return _Missing(f"the CSV body does not parse ({exc})")
-    return csv_fields(stripped)
+    return tuple(csv_fields(stripped))
 
 
-def _pick(attribute: Attribute, value: Any, columns: Sequence[str], row: bool = False) -> Any:
-    """What ``attribute`` finds in a parsed body or (``row``) the decoder's row, or a
-    :class:`_Missing`. An index picks from an object row by position, not from a body."""
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """An attribute ready to pick: ``field`` when it is a plain key (JMESPath finds nothing
+    more than the key would)."""
+
+    name: str
+    index: int | None
+    path: Any
+    field: bool
+
+    @classmethod
+    def of(cls, attribute: Attribute) -> _Where:
+        parsed = getattr(attribute.path, "parsed", None)
+        field = isinstance(parsed, dict) and parsed.get("type") == "field"
+        return cls(attribute.name, attribute.index, attribute.path, field)
+
+
+def _found(where: _Where, value: Any) -> Any:
+    return _Missing(f"{where.name}: null") if value is None else value
+
+
+def _pick(where: _Where, value: Any, columns: Sequence[str], row: bool = False) -> Any:
+    """What ``where`` finds in a parsed body or (``row``) the decoder's row, or a
+    :class:`_Missing`: an index picks a CSV field, a list item, a scalar body's ``0`` (and,
+    in an object row only, the value at that position); a name picks a key, or a CSV field
+    named in ``columns``; anything else is a JMESPath search."""
     if isinstance(value, _Missing):
         return value
-    if row and attribute.index is not None and isinstance(value, dict):
-        values = list(value.values())
-        if attribute.index < len(values):
-            return values[attribute.index]
-        return _Missing(f"{attribute.name}: an object of {len(values)} keys")
+    index, kind = where.index, type(value)
+    if index is None and kind is not dict and where.name in columns:
+        index = columns.index(where.name)  # a named column of a CSV or positional row
+    if kind is tuple:  # a CSV row
+        if index is None:
+            return _Missing(
+                f"{where.name}: a name, but the output is a CSV row of {len(value)} fields: "
+                "use a column index, or name the columns in analyzer.payload.output.columns"
+            )
+        return _found(where, value[index]) if index < len(value) else _too_short(where, value)
+    if index is not None:
+        if kind is list:
+            return _found(where, value[index]) if index < len(value) else _too_short(where, value)
+        if kind is dict:
+            if not row:
+                return _Missing(f"{where.name}: a column index, but the body is an object")
+            values = list(value.values())
+            return _found(where, values[index]) if index < len(values) else _too_short(where, value)
+        return _found(where, value) if index == 0 else _too_short(where, [value])
+    if kind is dict:
+        got = value.get(where.name, _ABSENT)
+        if got is not _ABSENT:
+            return _found(where, got)
+        if where.field:
+            return _Missing(lambda: f"{where.name}: not found (keys: {_keys(value)})")
     try:
-        found = attribute.pick(value, columns)
-    except BadValue as exc:
-        return _Missing(str(exc))
+        return _found(where, where.path.search(value))
     except jmespath.exceptions.JMESPathError as exc:
-        return _Missing(f"{attribute.name}: {exc}")
-    return _Missing(f"{attribute.name}: null") if found is None else found
+        return _Missing(f"{where.name}: {exc}")
+
+
+_ABSENT = object()
+
+
+def _keys(value: dict[Any, Any]) -> str:
+    return ", ".join(list(map(str, value))[:10]) or "none"
+
+
+def _too_short(where: _Where, value: Any) -> _Missing:
+    return _Missing(f"{where.name}: the output has {len(value)} columns")
 
 
 def _one_row(rows: Rows) -> Any:
-    """The decoder's single row as a list of fields or an object."""
+    """The decoder's single row as a tuple of CSV fields, a list or an object."""
     data = rows.data
     if rows.kind == "csv":
-        return csv_fields(data[0])
+        return tuple(csv_fields(data[0]))
     if rows.kind in ("pos", "obj"):
         return data[0]
     if all(isinstance(name, int) for name in data):  # "cols": positional, or named
@@ -209,6 +263,10 @@ class OutputReader:
         self.prediction = None if self.from_probability else self.inference or Attribute.of("0")
         self.columns = tuple(output.columns)
         self.codec = SideCodec(output, output=True)
+        self.prediction_where = _Where.of(self.prediction) if self.prediction is not None else None
+        self.probability_where = (
+            _Where.of(self.probability) if self.probability is not None else None
+        )
 
     def read(self, data: str | None, encoding: str) -> Found:
         """``(prediction, probability)`` of one output body; :class:`Unusable` if none.
@@ -221,115 +279,39 @@ class OutputReader:
         text = _text_of(data, encoding)
         body = _parsed(text, encoding)
         fallback: list[Any] = []  # the decoder's row, made once when first needed
+        columns = self.columns
 
-        def find(attribute: Attribute) -> Any:
-            found = _pick(attribute, body, self.columns)
+        def find(where: _Where) -> Any:
+            found = _pick(where, body, columns)
             if not isinstance(found, _Missing):
                 return found
             if not fallback:
-                fallback.append(self._row(text))
+                fallback.append(self._row(text, body))
             if isinstance(fallback[0], Unusable):
                 raise Unusable(fallback[0].reason, f"{found.why}; {fallback[0]}")
-            again = _pick(attribute, fallback[0], self.columns, row=True)
+            again = _pick(where, fallback[0], columns, row=True)
             if isinstance(again, _Missing):
-                return _Missing(f"{found.why}; in the output decoder's row: {again.why}")
+                first, second = found, again
+                return _Missing(lambda: f"{first.why}; in the output decoder's row: {second.why}")
             return again
 
         probability = None
-        if self.probability is not None:
-            probability = probability_of(find(self.probability), self.probability.name)
-        if self.prediction is None:
+        if self.probability_where is not None:
+            probability = probability_of(find(self.probability_where), self.probability_where.name)
+        if self.prediction_where is None:
             assert probability is not None
             return ("1" if probability >= self.threshold else "0"), probability
-        prediction = prediction_of(find(self.prediction), self.prediction.name, self.problem_type)
-        return prediction, probability
+        where = self.prediction_where
+        return prediction_of(find(where), where.name, self.problem_type), probability
 
-    def read_many(self, bodies: Sequence[str | None], encodings: Sequence[str]) -> Many:
-        """:meth:`read` of every body: the predictions, the probabilities, and each body's
-        reason when one gave none (None when all gave one). A batch of one-row CSV bodies
-        without quotes goes a column at a time (:meth:`_columns`: the same values)."""
-        fast = self._columns(bodies, encodings)
-        if fast is not None:
-            return fast[0], fast[1], None
-        predictions: list[str | None] = []
-        probabilities: list[float | None] = []
-        reasons: list[str | None] = []
-        read = self.read
-        for data, encoding in zip(bodies, encodings, strict=True):
-            try:
-                prediction, probability = read(data, encoding)
-            except Unusable as exc:
-                predictions.append(None)
-                probabilities.append(None)
-                reasons.append(exc.reason)
-                continue
-            predictions.append(prediction)
-            probabilities.append(probability)
-            reasons.append(None)
-        return predictions, probabilities, reasons if any(reasons) else None
-
-    def _index(self, attribute: Attribute) -> int | None:
-        if attribute.index is not None:
-            return attribute.index
-        return self.columns.index(attribute.name) if attribute.name in self.columns else None
-
-    def _columns(
-        self, bodies: Sequence[str | None], encodings: Sequence[str]
-    ) -> tuple[list[str | None], list[float | None]] | None:
-        """:meth:`read_many` a column at a time, when every body is CSV, one row without
-        quotes (:meth:`read` then splits each with :func:`csv_fields` too), every attribute
-        is a column of every row and every value gives a prediction and probability; else
-        None (nothing decided: :meth:`read` takes each body)."""
-        n = len(bodies)
-        if not n or set(encodings) != {"CSV"}:
-            return None
-        texts: list[str] = bodies  # type: ignore[assignment]  # CSV: a body, never None
-        joined = "".join(texts)
-        if '"' in joined or "\n" in joined or "\r" in joined:
-            return None
-        split: list[list[str]] = []
-
-        def column(attribute: Attribute) -> list[str] | None:
-            index = self._index(attribute)
-            if index is None:
-                return None
-            if index == 0 and "," not in joined:
-                return list(map(str.strip, texts))
-            if not split:
-                split.extend(map(csv_fields, texts))
-            if min(map(len, split)) <= index:
-                return None
-            return list(map(itemgetter(index), split))
-
-        probabilities: list[float | None] = [None] * n
-        if self.probability is not None:
-            values = column(self.probability)
-            if values is None:
-                return None
-            try:
-                numbers = np.fromiter(map(float, values), dtype=np.float64, count=n)
-            except ValueError:
-                return None
-            if not bool(((numbers >= 0.0) & (numbers <= 1.0)).all()):  # False for NaN
-                return None
-            probabilities = numbers.tolist()
-        if self.prediction is None:
-            threshold = self.threshold
-            return ["1" if p >= threshold else "0" for p in probabilities], probabilities  # type: ignore[operator]
-        values = column(self.prediction)
-        if values is None:
-            return None
-        name, problem = self.prediction.name, self.problem_type
+    def _row(self, text: str, body: Any) -> Any:
+        """The one row the output decoder splits the body into (from ``body`` when it is
+        the parsed JSON the decoder would parse), or an :class:`Unusable` (returned, not
+        raised) saying why there is none."""
+        codec = self.codec
         try:
-            return [prediction_of(value, name, problem) for value in values], probabilities
-        except Unusable:
-            return None
-
-    def _row(self, text: str) -> Any:
-        """The one row the output decoder splits the body into, or an :class:`Unusable`
-        (returned, not raised) saying why there is none."""
-        try:
-            rows = self.codec.body_rows(text)
+            json = codec.format != "csv" and not isinstance(body, tuple | _Missing)
+            rows = codec.doc_rows(body) if json else codec.body_rows(text)
         except PayloadError as exc:
             return Unusable("unreadable_output", f"the output decoder: {exc}")
         if rows.n != 1:

@@ -27,6 +27,7 @@ import orjson
 from analyzer.decoding.codecs import DecodedBatch
 from analyzer.decoding.value_types import PreSplit
 from analyzer.monitors.model_quality.extraction import MAX_KEY, OutputReader
+from analyzer.monitors.model_quality.extraction_batch import read_many
 from modelmon.config import ModelQualityConfig, PayloadSide
 
 __all__ = ["MAX_KEY", "MAX_ROW_BYTES", "Extracted", "PredictionExtractor", "PredictionRow"]
@@ -83,8 +84,8 @@ class PredictionExtractor:
         blobs = self._rows(_lists(batch.columns), batch.n_rows, out)
         if batch.n_rows != batch.n_records or set(batch.record_rows) != {1}:
             blobs = _record_blobs(blobs, batch.record_rows)
-        predictions, probabilities, reasons = self.reader.read_many(
-            batch.output_bodies, batch.output_encodings
+        predictions, probabilities, reasons = read_many(
+            self.reader, batch.output_bodies, batch.output_encodings
         )
         keys = [i or e for i, e in zip(batch.inference_ids, batch.event_ids, strict=True)]
         rows = zip(

@@ -1,0 +1,183 @@
+"""The one extraction (:mod:`.extraction`) over a batch of output bodies, a column at a time.
+
+:func:`read_many` gives what :meth:`~.extraction.OutputReader.read` gives each body. When
+every body of the batch has the common shape it takes the values a column at a time
+(:func:`_columns`), with no Python call per record but the value conversions that ``read``
+makes too:
+
+- CSV bodies of one row without quotes: each split with :func:`~.extraction.csv_fields`,
+  as ``read`` splits it, the attribute's field picked by index (or
+  ``payload.output.columns`` name);
+- JSON objects with an attribute that is a plain key: the key of each object, or, when no
+  object has it at the top, the key of the one row the output decoder splits each into
+  (``{"predictions": [{"label": 1}]}``), as ``read``'s fallback.
+
+Any body that does not fit (another shape, a value missing, a value that gives no
+prediction or probability) sends the whole batch to ``read`` body by body, so the answers,
+reasons included, are ``read``'s. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import orjson
+
+from analyzer.decoding.payload_rows import PayloadError
+from analyzer.monitors.model_quality.extraction import (
+    OutputReader,
+    Unusable,
+    _Where,
+    csv_fields,
+    prediction_of,
+)
+
+__all__ = ["Many", "read_many"]
+
+# per body: the prediction, the probability; the reason of each body that gave none (None: all did)
+Many = tuple[list[str | None], list[float | None], list[str | None] | None]
+Columns = tuple[list[str | None], list[float | None]]
+_ABSENT = object()
+
+
+def read_many(reader: OutputReader, bodies: Sequence[str | None], encodings: Sequence[str]) -> Many:
+    """``reader.read`` of every body: the predictions, the probabilities, and each body's
+    reason when one gave none (None when all gave one)."""
+    fast = _columns(reader, bodies, encodings)
+    if fast is not None:
+        return fast[0], fast[1], None
+    predictions: list[str | None] = []
+    probabilities: list[float | None] = []
+    reasons: list[str | None] = []
+    read = reader.read
+    for data, encoding in zip(bodies, encodings, strict=True):
+        try:
+            prediction, probability = read(data, encoding)
+        except Unusable as exc:
+            predictions.append(None)
+            probabilities.append(None)
+            reasons.append(exc.reason)
+            continue
+        predictions.append(prediction)
+        probabilities.append(probability)
+        reasons.append(None)
+    return predictions, probabilities, reasons if any(reasons) else None
+
+
+class _CsvColumns:
+    """The fields of one-row CSV bodies without quotes, by attribute."""
+
+    def __init__(self, reader: OutputReader, texts: list[str]) -> None:
+        self.reader, self.texts = reader, texts
+        self.joined = "".join(texts)
+        self.split: list[list[str]] = []
+
+    def fits(self) -> bool:
+        joined = self.joined
+        return not ('"' in joined or "\n" in joined or "\r" in joined)
+
+    def __call__(self, where: _Where) -> list[Any] | None:
+        index = where.index
+        if index is None:
+            columns = self.reader.columns
+            if where.name not in columns:
+                return None
+            index = columns.index(where.name)
+        if index == 0 and "," not in self.joined:
+            return list(map(str.strip, self.texts))
+        if not self.split:
+            self.split.extend(map(csv_fields, self.texts))
+        if min(map(len, self.split)) <= index:
+            return None
+        return list(map(itemgetter(index), self.split))
+
+
+class _JsonColumns:
+    """The plain keys of JSON object bodies (or of the decoder's one row of each)."""
+
+    def __init__(self, reader: OutputReader, texts: list[str]) -> None:
+        self.reader = reader
+        try:
+            self.docs: list[Any] | None = list(map(orjson.loads, texts))
+        except orjson.JSONDecodeError:
+            self.docs = None
+        self.rows: list[Any] | None = None
+
+    def fits(self) -> bool:
+        return self.docs is not None and set(map(type, self.docs)) == {dict}
+
+    def __call__(self, where: _Where) -> list[Any] | None:
+        if not where.field or self.docs is None:
+            return None
+        name = where.name
+        found = [doc.get(name, _ABSENT) for doc in self.docs]
+        if _ABSENT not in found and None not in found:
+            return found
+        if any(value is not _ABSENT for value in found):
+            return None  # some have it, some not: record by record
+        rows = self._rows()
+        if rows is None:
+            return None
+        found = [row.get(name, _ABSENT) for row in rows]
+        return None if _ABSENT in found or None in found else found
+
+    def _rows(self) -> list[Any] | None:
+        """The decoder's one object row of each body (``read``'s fallback), or None."""
+        if self.rows is None:
+            codec = self.reader.codec
+            try:
+                split = [codec.doc_rows(doc) for doc in self.docs or ()]
+            except PayloadError:
+                return None
+            if any(rows.n != 1 or rows.kind != "obj" for rows in split):
+                return None
+            self.rows = [rows.data[0] for rows in split]
+        return self.rows
+
+
+def _columns(
+    reader: OutputReader, bodies: Sequence[str | None], encodings: Sequence[str]
+) -> Columns | None:
+    """:func:`read_many` a column at a time (see the module), or None."""
+    n = len(bodies)
+    kinds = set(encodings)
+    if not n or len(kinds) != 1:
+        return None
+    texts: list[str] = list(bodies)  # type: ignore[arg-type]  # CSV/JSON: never None
+    column: _CsvColumns | _JsonColumns
+    if kinds == {"CSV"}:
+        column = _CsvColumns(reader, texts)
+    elif kinds == {"JSON"} and reader.codec.format != "csv":
+        column = _JsonColumns(reader, texts)
+    else:
+        return None
+    if not column.fits():
+        return None
+    probabilities: list[float | None] = [None] * n
+    where = reader.probability_where
+    if where is not None:
+        values = column(where)
+        if values is None or not set(map(type, values)) <= {str, float, int}:
+            return None
+        try:
+            numbers = np.fromiter(map(float, values), dtype=np.float64, count=n)
+        except (ValueError, OverflowError):
+            return None
+        if not bool(((numbers >= 0.0) & (numbers <= 1.0)).all()):  # False for NaN
+            return None
+        probabilities = numbers.tolist()
+    where = reader.prediction_where
+    if where is None:
+        threshold = reader.threshold
+        return ["1" if p >= threshold else "0" for p in probabilities], probabilities  # type: ignore[operator]
+    values = column(where)
+    if values is None:
+        return None
+    name, problem = where.name, reader.problem_type
+    try:
+        return [prediction_of(value, name, problem) for value in values], probabilities
+    except Unusable:
+        return None
