@@ -301,3 +301,24 @@ def test_the_column_at_a_time_path_is_the_record_reading(
     keys = [quality.get(name) for name in ("inference_attribute", "probability_attribute")]
     if kind == "CSV" or (any(keys) and not any(k is not None and k.isdigit() for k in keys)):
         assert taken  # JSON goes a column at a time by plain keys only
+
+
+def test_json_bodies_of_two_shapes_in_chunks_go_a_column_at_a_time() -> None:
+    """JSON bodies are parsed 64 at a time: a chunk of flat objects, a chunk of SageMaker's
+    ``{"predictions": [{…}]}`` (the decoder's one row) and the rest flat again give, a column
+    at a time, what ``read`` gives each; one body that has the key at the top among bodies
+    that do not sends the batch to ``read``."""
+    reader = OutputReader(
+        ModelQualityConfig.model_validate(_q("label", "score")),
+        PayloadConfig.model_validate({"output": J}).output,
+    )
+    flat = [json.dumps({"label": i % 2, "score": i / 200}) for i in range(66)]
+    nested = [json.dumps({"predictions": [{"label": i % 2, "score": i / 100}]}) for i in range(64)]
+    bodies: list[str | None] = [*flat[:64], *nested, *flat[64:]]
+    encodings = ["JSON"] * len(bodies)
+    fast = extraction_batch._columns(reader, bodies, encodings)
+    assert fast is not None
+    assert list(zip(*fast, strict=True)) == [reader.read(body, "JSON") for body in bodies]
+    mixed = [*nested[:10], flat[0], *nested[10:]]
+    assert extraction_batch._columns(reader, mixed, ["JSON"] * len(mixed)) is None
+    assert extraction_batch.read_many(reader, mixed, ["JSON"] * len(mixed))[2] is None

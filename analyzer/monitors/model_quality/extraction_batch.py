@@ -27,6 +27,7 @@ import numpy as np
 import orjson
 
 from analyzer.decoding.payload_rows import PayloadError
+from analyzer.decoding.record_batch import CHUNK
 from analyzer.monitors.model_quality.extraction import (
     OutputReader,
     Unusable,
@@ -96,46 +97,54 @@ class _CsvColumns:
 
 
 class _JsonColumns:
-    """The plain keys of JSON object bodies (or of the decoder's one row of each)."""
+    """The plain keys of JSON object bodies (or of the decoder's one row of each): parsed
+    :data:`~analyzer.decoding.record_batch.CHUNK` at a time, only the values kept (a batch of
+    parsed bodies alive at once would make the garbage collector walk them again and again)."""
 
     def __init__(self, reader: OutputReader, texts: list[str]) -> None:
-        self.reader = reader
-        try:
-            self.docs: list[Any] | None = list(map(orjson.loads, texts))
-        except orjson.JSONDecodeError:
-            self.docs = None
-        self.rows: list[Any] | None = None
+        wheres = [w for w in (reader.probability_where, reader.prediction_where) if w]
+        self.values: dict[str, list[Any]] | None = None
+        if all(where.field for where in wheres):
+            self.values = _json_values(reader, texts, [where.name for where in wheres])
 
     def fits(self) -> bool:
-        return self.docs is not None and set(map(type, self.docs)) == {dict}
+        return self.values is not None
 
     def __call__(self, where: _Where) -> list[Any] | None:
-        if not where.field or self.docs is None:
-            return None
-        name = where.name
-        found = [doc.get(name, _ABSENT) for doc in self.docs]
-        if _ABSENT not in found and None not in found:
-            return found
-        if any(value is not _ABSENT for value in found):
-            return None  # some have it, some not: record by record
-        rows = self._rows()
-        if rows is None:
-            return None
-        found = [row.get(name, _ABSENT) for row in rows]
-        return None if _ABSENT in found or None in found else found
+        return self.values.get(where.name) if self.values is not None else None
 
-    def _rows(self) -> list[Any] | None:
-        """The decoder's one object row of each body (``read``'s fallback), or None."""
-        if self.rows is None:
-            codec = self.reader.codec
-            try:
-                split = [codec.doc_rows(doc) for doc in self.docs or ()]
-            except PayloadError:
-                return None
-            if any(rows.n != 1 or rows.kind != "obj" for rows in split):
-                return None
-            self.rows = [rows.data[0] for rows in split]
-        return self.rows
+
+def _json_values(reader: OutputReader, texts: list[str], names: list[str]) -> Any:
+    """Each key's value in every body (a chunk of bodies that all lack it: in the decoder's
+    one object row of each), or None when a body does not fit."""
+    out: dict[str, list[Any]] = {name: [] for name in names}
+    codec = reader.codec
+    for start in range(0, len(texts), CHUNK):
+        try:
+            docs = list(map(orjson.loads, texts[start : start + CHUNK]))
+        except orjson.JSONDecodeError:
+            return None
+        if set(map(type, docs)) != {dict}:
+            return None
+        rows: list[Any] | None = None
+        for name in names:
+            found = [doc.get(name, _ABSENT) for doc in docs]
+            if _ABSENT in found or None in found:
+                if any(value is not _ABSENT for value in found):
+                    return None  # some have it, some not: record by record
+                if rows is None:
+                    try:
+                        split = [codec.doc_rows(doc) for doc in docs]
+                    except PayloadError:
+                        return None
+                    if any(r.n != 1 or r.kind != "obj" for r in split):
+                        return None
+                    rows = [r.data[0] for r in split]
+                found = [row.get(name, _ABSENT) for row in rows]
+                if _ABSENT in found or None in found:
+                    return None
+            out[name].extend(found)
+    return out
 
 
 def _columns(
