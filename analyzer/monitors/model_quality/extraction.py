@@ -64,7 +64,7 @@ class Unusable(BadValue):
 
 class _Missing:
     """Nothing found where an attribute points (distinct from a JSON null); ``why`` is
-    made only when a record is refused (``make``: a callable for the costly ones)."""
+    made only when a record is refused (given as a callable when it costs)."""
 
     __slots__ = ("_why",)
 
