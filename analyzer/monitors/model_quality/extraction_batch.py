@@ -28,6 +28,7 @@ import orjson
 
 from analyzer.decoding.payload_rows import PayloadError
 from analyzer.decoding.record_batch import CHUNK
+from analyzer.decoding.side_codec import SideCodec
 from analyzer.monitors.model_quality.extraction import (
     OutputReader,
     Unusable,
@@ -134,17 +135,31 @@ def _json_values(reader: OutputReader, texts: list[str], names: list[str]) -> An
                     return None  # some have it, some not: record by record
                 if rows is None:
                     try:
-                        split = [codec.doc_rows(doc) for doc in docs]
+                        rows = [_object_row(codec, doc) for doc in docs]
                     except PayloadError:
                         return None
-                    if any(r.n != 1 or r.kind != "obj" for r in split):
+                    if None in rows:
                         return None
-                    rows = [r.data[0] for r in split]
                 found = [row.get(name, _ABSENT) for row in rows]
                 if _ABSENT in found or None in found:
                     return None
             out[name].extend(found)
     return out
+
+
+def _object_row(codec: SideCodec, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The decoder's one row of ``doc`` when it is an object (``codec.doc_rows``), else None.
+    The common ``{key: [{…}]}`` (``key`` the first of the codec's keys ``doc`` has) is read
+    here: ``doc_rows`` gives that object as the one row too."""
+    if codec.path is None and codec.format != "v2":
+        for key in codec.keys:
+            if key in doc:
+                value = doc[key]
+                if type(value) is list and len(value) == 1 and type(value[0]) is dict:
+                    return value[0]
+                break
+    rows = codec.doc_rows(doc)
+    return rows.data[0] if rows.n == 1 and rows.kind == "obj" else None
 
 
 def _columns(
