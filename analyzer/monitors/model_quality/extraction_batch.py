@@ -200,8 +200,20 @@ def _columns(
     values = column(where)
     if values is None:
         return None
-    name, problem = where.name, reader.problem_type
     try:
-        return [prediction_of(value, name, problem) for value in values], probabilities
+        return _predictions(values, where.name, reader.problem_type), probabilities
     except Unusable:
         return None
+
+
+def _predictions(values: list[Any], name: str, problem: str) -> list[str | None]:
+    """``prediction_of`` of each value; a classifier's few distinct values (by type and
+    value: ``1`` and ``1.0`` are equal keys but may read differently) are read once each."""
+    if problem == "Regression" or not set(map(type, values)) <= _SCALARS:
+        return [prediction_of(value, name, problem) for value in values]
+    keys = list(zip(map(type, values), values, strict=True))
+    table = {key: prediction_of(key[1], name, problem) for key in set(keys)}
+    return list(map(table.__getitem__, keys))
+
+
+_SCALARS = frozenset((str, int, float, bool))
