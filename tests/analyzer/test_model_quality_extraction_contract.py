@@ -27,6 +27,7 @@ import pytest
 from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.ingest import model_quality_arrow
 from analyzer.ingest.model_quality_files import BadLines, read_predictions
+from analyzer.ingest.model_quality_map import joined_pairs
 from analyzer.monitors.model_quality import extraction_batch
 from analyzer.monitors.model_quality.extraction import OutputReader, Unusable
 from analyzer.monitors.model_quality.labels import as_text
@@ -322,3 +323,42 @@ def test_json_bodies_of_two_shapes_in_chunks_go_a_column_at_a_time() -> None:
     mixed = [*nested[:10], flat[0], *nested[10:]]
     assert extraction_batch._columns(reader, mixed, ["JSON"] * len(mixed)) is None
     assert extraction_batch.read_many(reader, mixed, ["JSON"] * len(mixed))[2] is None
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_the_batch_join_splits_bodies_with_the_configured_output(
+    tmp_path: Path, configured: bool
+) -> None:
+    """``analyze --once`` and ``modelmon baseline --model-quality`` hand
+    ``payload.output`` to the map over the files (``joined_pairs``): SageMaker's
+    ``{"predictions": [{…}]}`` read by key needs the JSON decoder's row; with the default
+    (CSV) output there is none, and each line is a bad line by its reason."""
+    capture = tmp_path / "capture.jsonl"
+    truth = tmp_path / "gt" / "2026" / "01" / "01" / "00"
+    truth.mkdir(parents=True)
+    records, labels = [], []
+    for i in range(4):
+        body = {"predictions": [{"label": i % 2, "score": 0.9 if i % 2 else 0.1}]}
+        records.append(
+            build_record(
+                event_id=f"e-{i}",
+                inference_time=datetime(2026, 1, 1, tzinfo=UTC),
+                request=CaptureSide("text/csv", "1,2", "CSV"),
+                response=CaptureSide("application/json", json.dumps(body), "JSON"),
+            )
+        )
+        label = {"data": str(i % 2), "encoding": "CSV"}
+        labels.append(
+            json.dumps({"groundTruthData": label, "eventMetadata": {"eventId": f"e-{i}"}})
+        )
+    capture.write_bytes(b"".join(records))
+    (truth / "l.jsonl").write_text("\n".join(labels) + "\n")
+    mq = ModelQualityConfig.model_validate(_q("label", "score"))
+    output = PayloadConfig.model_validate({"output": J}).output if configured else None
+    pairs = joined_pairs(mq, Encoder(BINARY), [capture], tmp_path / "gt", output=output)
+    if configured:
+        assert len(pairs.labels) == 4 and pairs.bad.count == 0
+        assert pairs.predictions.tolist() == [0.0, 1.0, 0.0, 1.0]
+    else:
+        assert len(pairs.labels) == 0 and pairs.bad.count == 4
+        assert all(": line " in s and ": no_probability: " in s for s in pairs.bad.shown)
