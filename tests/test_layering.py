@@ -139,6 +139,8 @@ PURE = {
     "analyzer.monitors.model_quality.documents",
     "analyzer.monitors.model_quality.estimate",
     "analyzer.monitors.model_quality.evaluate",
+    "analyzer.monitors.model_quality.extraction",
+    "analyzer.monitors.model_quality.extraction_batch",
     "analyzer.monitors.model_quality.labels",
     "analyzer.monitors.model_quality.metrics",
     "analyzer.monitors.model_quality.monitor",

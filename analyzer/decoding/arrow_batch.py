@@ -290,6 +290,8 @@ class ArrowDecoder:
                     inference_times=InferenceTimes(stamps[start : start + n]),
                     predictions=dict(predictions),
                     field_counts=widths,
+                    output_bodies=Later(n, out_data.slice(start, n).to_pylist),
+                    output_encodings=Later(n, out_enc.slice(start, n).to_pylist),
                 )
             )
             start += n

@@ -135,6 +135,8 @@ class _Run:
         self.event_ids: list[str] = []
         self.inference_ids: list[str | None] = []
         self.inference_times: list[datetime] = []
+        self.output_bodies: list[str | None] = []
+        self.output_encodings: list[str] = []
 
     def add_plain(self, records: list[Any]) -> bool:
         """Add a whole batch at once when every record is plain; False (nothing added) if not.
@@ -166,6 +168,8 @@ class _Run:
         self.event_ids.extend(fields.event_ids)
         self.inference_ids.extend(fields.inference_ids)
         self.inference_times.extend(fields.inference_times)
+        self.output_bodies.extend(fields.outputs)
+        self.output_encodings.extend(fields.output_encodings)
         return True
 
     def add(self, record: Any) -> None:
@@ -236,6 +240,21 @@ class _Run:
         inference_id = metadata.get("inferenceId")
         self.inference_ids.append(inference_id if type(inference_id) is str else None)
         self.inference_times.append(moment)
+        self._add_body(response, truncated)
+
+    def _add_body(self, response: Any, truncated: Any) -> None:
+        """The record's output ``data`` and ``encoding`` as captured (see ``DecodedBatch``)."""
+        data = response.get("data") if type(response) is dict else None
+        if type(data) is not str:
+            self.output_bodies.append(None)
+            self.output_encodings.append("no_output")
+        elif "output" in truncated:
+            self.output_bodies.append(None)
+            self.output_encodings.append("truncated_output")
+        else:
+            encoding = response.get("encoding")
+            self.output_bodies.append(data)
+            self.output_encodings.append(encoding if type(encoding) is str else "CSV")
 
     def _add_output(self, rows: Rows, n: int) -> None:
         if rows.n == n:
@@ -260,4 +279,5 @@ class _Run:
         batch.untracked_predictions = self.outputs.untracked
         batch.record_rows, batch.event_ids = self.record_rows, self.event_ids
         batch.inference_ids, batch.inference_times = self.inference_ids, self.inference_times
+        batch.output_bodies, batch.output_encodings = self.output_bodies, self.output_encodings
         return batch

@@ -88,7 +88,11 @@ class DecodedBatch:
     of records that were kept (e.g. an output that did not decode). ``untracked`` /
     ``untracked_predictions``: names left out by the decoder's
     :class:`~analyzer.monitors.data_quality.cardinality.FeatureLimit`, with how many values
-    each held.
+    each held. ``output_bodies`` / ``output_encodings``: per record, its output's ``data``
+    as captured and its ``encoding`` (``CSV``, ``JSON``, ``BASE64``; the model-quality
+    extraction reads the prediction from it, :mod:`analyzer.monitors.model_quality.
+    extraction`); a record without a usable output has None and, as encoding, why:
+    ``no_output`` (none captured) or ``truncated_output`` (cut by the proxy).
     """
 
     columns: dict[str, Column] = field(default_factory=dict)
@@ -105,6 +109,8 @@ class DecodedBatch:
     warnings: Counter[str] = field(default_factory=Counter)
     untracked: Counter[str] = field(default_factory=Counter)
     untracked_predictions: Counter[str] = field(default_factory=Counter)
+    output_bodies: Sequence[str | None] = field(default_factory=list)
+    output_encodings: Sequence[str] = field(default_factory=list)
 
     @property
     def n_records(self) -> int:

@@ -69,6 +69,7 @@ class PlainFields:
     event_ids: list[str]
     inference_ids: list[str | None]
     inference_times: list[datetime]
+    output_encodings: list[str]
 
 
 def _only(values: list[Any], kind: type) -> bool:
@@ -94,10 +95,8 @@ def plain_fields(records: list[Any]) -> PlainFields | None:
         requests, responses = list(map(_request, captures)), list(map(_response, captures))
         if not (_only(requests, dict) and _only(responses, dict)):
             return None
-        if not (
-            set(map(_encoding, requests)) <= _VERBATIM
-            and set(map(_encoding, responses)) <= _VERBATIM
-        ):
+        output_encodings = list(map(_encoding, responses))
+        if not (set(map(_encoding, requests)) <= _VERBATIM and set(output_encodings) <= _VERBATIM):
             return None
         inputs, outputs = list(map(_data, requests)), list(map(_data, responses))
         event_ids = list(map(_event_id, metadata))
@@ -109,7 +108,7 @@ def plain_fields(records: list[Any]) -> PlainFields | None:
     if times is None or not _not_truncated(records):
         return None
     ids = [i if type(i) is str else None for i in map(_inference_id, metadata)]
-    return PlainFields(inputs, outputs, event_ids, ids, times)
+    return PlainFields(inputs, outputs, event_ids, ids, times, output_encodings)
 
 
 #: Records (or bodies) parsed at once. The cyclic garbage collector runs every 700 net
@@ -136,6 +135,7 @@ def plain_fields_of_lines(lines: list[bytes]) -> PlainFields | None:
             whole.event_ids.extend(part.event_ids)
             whole.inference_ids.extend(part.inference_ids)
             whole.inference_times.extend(part.inference_times)
+            whole.output_encodings.extend(part.output_encodings)
     return whole
 
 

@@ -57,6 +57,10 @@ class SideCodec:
             doc = orjson.loads(text)
         except orjson.JSONDecodeError:
             doc = parse_json_body(text)  # JSON Lines, or the error with its reason
+        return self.doc_rows(doc)
+
+    def doc_rows(self, doc: Any) -> Rows:
+        """The rows of a JSON body already parsed (not for ``csv``)."""
         if self.format == "v2":
             return v2_rows(doc, "outputs" if self.output else "inputs", self.columns, self.path)
         if self.path is None and type(doc) is dict:

@@ -167,7 +167,7 @@ def analyze_model_quality(
             ground_truth,
             window=window,
             tick=tick,
-            output_columns=config.analyzer.payload.output.columns,
+            output=config.analyzer.payload.output,
             arrow=config.analyzer.arrow,
             max_line_bytes=config.analyzer.max_line_bytes,
             executor=executor,

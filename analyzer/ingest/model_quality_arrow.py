@@ -3,9 +3,12 @@
 A whole capture or ground-truth file is parsed by Arrow's JSON reader (C++, only the fields
 model quality needs, the rest skipped) and its values converted column by column. It covers
 the common shapes: CSV-encoded outputs and labels, a prediction or probability picked by
-column index, BinaryClassification and Regression. Anything else, and any file with a line
-that does not fit (bad JSON, a missing id, a value that is not a number, a probability outside
-[0, 1]), returns ``None``: the caller then reads that file line by line
+column index, BinaryClassification and Regression: there the one extraction
+(:mod:`analyzer.monitors.model_quality.extraction`) reads the body's field at that index too,
+so both give the same values (``tests/analyzer/test_model_quality_extraction_contract.py``).
+Anything else, and any file with a line that does not fit (bad JSON, a missing id, a value
+that is not a number, a probability outside [0, 1], a key over ``MAX_KEY``, a body the proxy
+cut), returns ``None``: the caller then reads that file line by line
 (``model_quality_files``), which reports each bad line with its number. The fast path never
 decides that a line is bad; it only speeds up files with none (a file with a line over
 ``analyzer.max_line_bytes`` is the line reader's too, which skips and reports that line).
@@ -24,6 +27,7 @@ import numpy.typing as npt
 
 from analyzer.decoding.inference_time import arrow_stamps
 from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES, TooLarge, read_pieces
+from analyzer.monitors.model_quality.extraction import MAX_KEY
 from analyzer.monitors.model_quality.records import Attribute, Encoder
 
 __all__ = ["arrow_labels", "arrow_predictions", "available", "preload"]
@@ -183,16 +187,21 @@ def arrow_predictions(
         [
             ("captureData", pa.struct([("endpointOutput", side)])),
             ("eventMetadata", pa.struct(meta)),
+            ("modelmon", pa.struct([("truncated", pa.list_(pa.string()))])),
         ]
     )
     table = _read(path, schema, max_line_bytes)
     if table is None or table.num_rows == 0:
         return None
-    keys = pc.coalesce(
-        _field(table, "eventMetadata", "inferenceId"), _field(table, "eventMetadata", "eventId")
-    )
+    if pc.max(pc.list_value_length(_field(table, "modelmon", "truncated"))).as_py():
+        return None  # a body the proxy cut: the line reader reports it (truncated_output)
+    event_ids = _field(table, "eventMetadata", "eventId")
+    inference_ids = _field(table, "eventMetadata", "inferenceId")
+    if event_ids.null_count or pc.any(pc.equal(inference_ids, "")).as_py():
+        return None  # the line reader's: no eventId; an empty inferenceId (the eventId joins)
+    keys = pc.coalesce(inference_ids, event_ids)
     stamps = _field(table, "eventMetadata", "inferenceTime")
-    if keys.null_count or stamps.null_count:
+    if stamps.null_count or (pc.max(pc.utf8_length(keys)).as_py() or 0) > MAX_KEY:
         return None
     micros = arrow_stamps(pa, pc, stamps.combine_chunks())
     if micros is None:

@@ -33,13 +33,13 @@ from analyzer.ingest.capture_files import (
 )
 from analyzer.ingest.remote_files import CaptureFile, opener_of, remote_folder_files
 from analyzer.ingest.table_readers import InputError
+from analyzer.monitors.model_quality.extraction import OutputReader, capture_record
 from analyzer.monitors.model_quality.labels import LabelReader
 from analyzer.monitors.model_quality.pairs import Columns, JoinCounts
 from analyzer.monitors.model_quality.records import (
     Attribute,
     BadValue,
     Encoder,
-    capture_record,
     ground_truth_record,
 )
 
@@ -200,14 +200,12 @@ def read_label_files(
 
 def read_predictions(
     files: Sequence[CaptureFile],
-    inference: Attribute | None,
-    probability: Attribute | None,
+    reader: OutputReader,
     encoder: Encoder,
     bad: BadLines,
     *,
     window: tuple[float, float] | None = None,
     tick: Tick | None = None,
-    columns: Sequence[str] = (),
     arrow_mode: str = "csv",
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     hash_keys: bool = True,
@@ -218,7 +216,8 @@ def read_predictions(
     ``hash`` of a string differs between processes, so a map over files in other processes
     hands the keys back to be hashed by the one that joins.
 
-    ``columns``: the names of a CSV output's fields (``payload.output.columns``); a line over
+    ``reader``: the one extraction of a record's prediction and probability (a line it
+    refuses is a bad line, reported as ``{reason}: {detail}``); a line over
     ``max_line_bytes`` is a bad line (skipped, counted with its number).
 
     ``window``: ``[start, end)`` in epoch seconds of inference time; records outside are
@@ -235,7 +234,13 @@ def read_predictions(
     for path in files:
         whole = (
             arrow.arrow_predictions(
-                path, inference, probability, encoder, list(columns), max_line_bytes, hash_keys
+                path,
+                reader.inference,
+                reader.probability,
+                encoder,
+                list(reader.columns),
+                max_line_bytes,
+                hash_keys,
             )
             if fast and isinstance(path, Path)
             else None
@@ -258,14 +263,10 @@ def read_predictions(
             continue
         for number, line in numbered_lines(path, bad, max_line_bytes):
             try:
-                record = capture_record(line, inference, probability, columns)
+                record = capture_record(line, reader)
                 if window is not None and not window[0] <= record.inference_time < window[1]:
                     continue
-                score = (
-                    encoder.probability(record.probability)
-                    if record.probability is not None
-                    else nan
-                )
+                score = record.probability if record.probability is not None else nan
                 value = encoder.prediction(record.prediction, score)
             except BadValue as exc:
                 bad.add(path, number, str(exc))

@@ -33,9 +33,10 @@ from analyzer.ingest.model_quality_files import (
     read_predictions,
 )
 from analyzer.ingest.remote_files import CaptureFile
+from analyzer.monitors.model_quality.extraction import OutputReader
 from analyzer.monitors.model_quality.pairs import Columns, join, key_hashes
 from analyzer.monitors.model_quality.records import Attribute, BadValue, Encoder
-from modelmon.config import ModelQualityConfig
+from modelmon.config import ModelQualityConfig, PayloadSide
 
 __all__ = ["FileColumns", "ReadTask", "joined_pairs", "read_file"]
 
@@ -57,7 +58,7 @@ class ReadTask:
     probability: str | None
     ground_truth: str | None
     window: tuple[float, float] | None
-    columns: tuple[str, ...]
+    output: PayloadSide  # payload.output: how the extraction's fallback splits a body
     arrow_mode: str
     max_line_bytes: int
     hash_keys: bool  # the worker shares this process's ``hash`` (see the module doc)
@@ -91,14 +92,18 @@ def read_file(task: ReadTask, item: tuple[str, CaptureFile]) -> FileColumns:
             hash_keys=task.hash_keys,
         )
     else:
+        quality = ModelQualityConfig(
+            problem_type=task.problem_type,  # type: ignore[arg-type]
+            inference_attribute=task.inference,
+            probability_attribute=task.probability,
+            probability_threshold_attribute=task.threshold,
+        )
         columns = read_predictions(
             [path],
-            _attribute(task.inference),
-            _attribute(task.probability),
+            OutputReader(quality, task.output),
             encoder,
             bad,
             window=task.window,
-            columns=task.columns,
             arrow_mode=task.arrow_mode,
             max_line_bytes=task.max_line_bytes,
             hash_keys=task.hash_keys,
@@ -167,7 +172,7 @@ def joined_pairs(
     *,
     window: tuple[float, float] | None = None,
     tick: Any = None,
-    output_columns: Sequence[str] = (),
+    output: PayloadSide | None = None,
     arrow: str = "csv",
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     executor: Executor | None = None,
@@ -187,7 +192,7 @@ def joined_pairs(
         mq.probability_attribute,
         mq.ground_truth_attribute,
         window,
-        tuple(output_columns),
+        output if output is not None else PayloadSide(),
         arrow,
         max_line_bytes,
         isinstance(executor, InProcess | LocalProcesses),

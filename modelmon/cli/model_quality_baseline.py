@@ -169,7 +169,7 @@ def run_model_quality_baseline(
             )
             if not files:
                 raise InputError(f"{data}: no capture files (*.jsonl, *.jsonl.gz) found")
-            output = config.analyzer.payload.output.columns if config is not None else []
+            output = config.analyzer.payload.output if config is not None else None
             arrow = config.analyzer.arrow if config is not None else "csv"
             pairs = joined_pairs(
                 mq,
@@ -177,7 +177,7 @@ def run_model_quality_baseline(
                 files,
                 ground_truth,
                 tick=progress.tick,
-                output_columns=output,
+                output=output,
                 arrow=arrow,
                 max_line_bytes=limit,
                 executor=executor,

@@ -376,6 +376,7 @@ def canonical(batch: DecodedBatch) -> dict[str, Any]:
         "field_counts": dict(batch.field_counts),
         "rows_without": (batch.rows_without_input, batch.rows_without_output),
         "untracked": (dict(batch.untracked), dict(batch.untracked_predictions)),
+        "outputs": list(zip(batch.output_bodies, batch.output_encodings, strict=True)),
     }
 
 

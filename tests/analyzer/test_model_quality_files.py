@@ -12,10 +12,19 @@ import pytest
 
 from analyzer.ingest import model_quality_arrow
 from analyzer.ingest.model_quality_files import BadLines, read_labels, read_predictions
-from analyzer.monitors.model_quality.records import Attribute, Encoder
+from analyzer.monitors.model_quality.extraction import OutputReader
+from analyzer.monitors.model_quality.records import Encoder
 from modelmon.capture_record import CaptureSide, build_record
+from modelmon.config import ModelQualityConfig, PayloadSide
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+READER = OutputReader(
+    ModelQualityConfig(
+        problem_type="BinaryClassification", inference_attribute="0", probability_attribute="1"
+    ),
+    PayloadSide(),
+)  # the prediction in the output's column 0, the probability in column 1
 
 
 def write(folder: Path, n: int, bad_line: bool) -> tuple[list[Path], Path]:
@@ -56,9 +65,7 @@ def write(folder: Path, n: int, bad_line: bool) -> tuple[list[Path], Path]:
 def read_both(files: list[Path], gt: Path, mode: str) -> tuple[dict[str, np.ndarray], BadLines]:
     encoder = Encoder("BinaryClassification")
     bad = BadLines()
-    predictions = read_predictions(
-        files, Attribute.of("0"), Attribute.of("1"), encoder, bad, arrow_mode=mode
-    )
+    predictions = read_predictions(files, READER, encoder, bad, arrow_mode=mode)
     labels = read_labels(gt, None, encoder, bad, arrow_mode=mode)
     columns = {f"p_{name}": predictions.column(name) for name in predictions.dtypes}
     columns.update({f"l_{name}": labels.column(name) for name in labels.dtypes})

@@ -248,7 +248,7 @@ async def test_a_record_without_a_prediction_is_counted_and_the_ingest_goes_on(
     assert doc["monitors"]["data_quality"]["samples"] == 3  # data quality kept all three
     found = await counters(client)
     assert found["model_quality:predictions"] == 2
-    assert found["model_quality:skipped:no_probability"] == 1
+    assert found["model_quality:skipped:bad_probability"] == 1  # "n/a" is not a number
     stored = await monitor_of(client.app).store.aread(
         lambda c: c.execute("SELECT key, prediction, probability, row FROM mq_predictions"
                             " ORDER BY key").fetchall()

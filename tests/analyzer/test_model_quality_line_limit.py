@@ -18,12 +18,21 @@ import pytest
 from analyzer.ingest.model_quality_files import BadLines, read_labels, read_predictions
 from analyzer.ingest.model_quality_table import TableAttributes, read_table
 from analyzer.ingest.table_readers import InputError
+from analyzer.monitors.model_quality.extraction import OutputReader
 from analyzer.monitors.model_quality.records import Attribute, Encoder
 from modelmon.capture_record import CaptureSide, build_record
+from modelmon.config import ModelQualityConfig, PayloadSide
 
 LIMIT = 1024
 BINARY = Encoder("BinaryClassification")
 ATTRIBUTES = TableAttributes(Attribute.of("label"), None, Attribute.of("score"))
+
+READER = OutputReader(
+    ModelQualityConfig(
+        problem_type="BinaryClassification", inference_attribute="0", probability_attribute="1"
+    ),
+    PayloadSide(),
+)  # the prediction in the output's column 0, the probability in column 1
 
 
 def _csv_line(size: int, label: int) -> bytes:
@@ -117,8 +126,7 @@ def test_folders_skip_a_line_over_the_limit_and_say_where(tmp_path: Path, arrow_
     assert read.rows == 3
     predictions = read_predictions(
         [capture],
-        Attribute.of("0"),
-        Attribute.of("1"),
+        READER,
         BINARY,
         bad,
         arrow_mode=arrow_mode,

@@ -11,10 +11,10 @@ Pure: bytes and parsed JSON in, numbers out; the readers in ``analyzer.ingest`` 
   MulticlassClassification (the codebook is shared by predictions and labels), the number
   itself for Regression. A value it cannot use raises :class:`BadValue`, whose message says
   which attribute and what was found.
-- :func:`ground_truth_record` and :func:`capture_record` read one JSON line of SageMaker's
-  ground-truth and capture formats; the join key is the capture's ``inferenceId`` when it
-  has one, else its ``eventId``, and a ground-truth record's ``eventMetadata.eventId`` (which
-  holds that same key, as in SageMaker).
+- :func:`ground_truth_record` reads one JSON line of SageMaker's ground-truth format: the join
+  key is its ``eventMetadata.eventId`` (which holds the capture's ``inferenceId`` when it has
+  one, else its ``eventId``, as in SageMaker). A capture line's prediction is read by the one
+  extraction, :mod:`.extraction`.
 
 The label is read as the service reads it (:class:`~.labels.LabelReader`), and labels and
 predictions are compared in the service's one text form (:func:`~.labels.as_text`): a batch
@@ -35,8 +35,6 @@ from typing import Any
 import jmespath
 import orjson
 
-from analyzer.decoding.inference_time import parse_inference_time
-from analyzer.decoding.payload_rows import PayloadError
 from analyzer.monitors.model_quality.documents import ProblemType
 from analyzer.monitors.model_quality.labels import LabelError, LabelReader, as_text
 
@@ -45,7 +43,6 @@ __all__ = [
     "Attribute",
     "BadValue",
     "Encoder",
-    "capture_record",
     "ground_truth_record",
 ]
 
@@ -234,65 +231,3 @@ def ground_truth_record(line: bytes, reader: LabelReader) -> tuple[str, str]:
         return key, reader(value, encoding)
     except LabelError as exc:
         raise BadValue(f"the label: {exc}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class CaptureRecord:
-    """What model quality needs of one capture record."""
-
-    key: str
-    inference_time: float  # epoch seconds
-    prediction: Any  # None when there is no inference attribute
-    probability: Any  # None when there is no probability attribute
-
-
-def _epoch(value: Any) -> float:
-    if value is None:
-        raise BadValue("eventMetadata.inferenceTime is missing")
-    try:
-        return parse_inference_time(value).timestamp()
-    except PayloadError:
-        raise BadValue(f"eventMetadata.inferenceTime {value!r} is not ISO-8601") from None
-
-
-def capture_record(
-    line: bytes,
-    inference: Attribute | None,
-    probability: Attribute | None,
-    columns: Sequence[str] = (),
-) -> CaptureRecord:
-    """The join key, inference time, prediction and probability of one capture line.
-
-    With neither attribute set the whole output is the prediction. ``columns`` names the
-    fields of a CSV output (``payload.output.columns``), so that an attribute may be a name.
-    """
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise BadValue(f"not JSON: {exc}") from exc
-    if not isinstance(record, dict):
-        raise BadValue("a line must be a JSON object")
-    metadata = record.get("eventMetadata")
-    if not isinstance(metadata, dict):
-        raise BadValue("eventMetadata is missing")
-    key = metadata.get("inferenceId") or metadata.get("eventId")
-    if not isinstance(key, str):
-        raise BadValue("eventMetadata has neither inferenceId nor eventId")
-    capture = record.get("captureData")
-    output = capture.get("endpointOutput") if isinstance(capture, dict) else None
-    data = output.get("data") if isinstance(output, dict) else None
-    if not isinstance(data, str):
-        raise BadValue("captureData.endpointOutput.data is missing (capture mode INPUT only?)")
-    encoding = str(output.get("encoding", "CSV")).upper()  # type: ignore[union-attr]
-    when = _epoch(metadata.get("inferenceTime"))
-    if inference is None and probability is None:
-        parsed = parse_data(data, encoding)
-        value = parsed[0] if isinstance(parsed, list) and len(parsed) == 1 else parsed
-        return CaptureRecord(key, when, value, None)
-    parsed = parse_data(data, encoding)
-    return CaptureRecord(
-        key,
-        when,
-        inference.pick(parsed, columns) if inference is not None else None,
-        probability.pick(parsed, columns) if probability is not None else None,
-    )

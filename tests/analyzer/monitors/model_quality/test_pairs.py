@@ -7,15 +7,15 @@ import base64
 import numpy as np
 import pytest
 
+from analyzer.monitors.model_quality.extraction import OutputReader, Unusable, capture_record
 from analyzer.monitors.model_quality.labels import LabelReader
 from analyzer.monitors.model_quality.pairs import Columns, join, key_hashes
 from analyzer.monitors.model_quality.records import (
-    Attribute,
     BadValue,
     Encoder,
-    capture_record,
     ground_truth_record,
 )
+from modelmon.config import ModelQualityConfig, PayloadSide
 
 
 def oracle(
@@ -102,17 +102,27 @@ def test_capture_records_pick_by_index_name_and_jmespath() -> None:
             }
         )
 
-    one = capture_record(record("1,0.8", "CSV", "inf"), Attribute.of("0"), Attribute.of("1"))
-    assert (one.key, one.prediction, one.probability) == ("inf", "1", "0.8")
+    def reader(
+        inference: str | None, probability: str | None, columns: list[str] | None = None
+    ) -> OutputReader:
+        quality = ModelQualityConfig(
+            problem_type="BinaryClassification",
+            inference_attribute=inference,
+            probability_attribute=probability,
+        )
+        return OutputReader(quality, PayloadSide(columns=columns or []))
+
+    one = capture_record(record("1,0.8", "CSV", "inf"), reader("0", "1"))
+    assert (one.key, one.prediction, one.probability) == ("inf", "1", 0.8)
     assert one.inference_time == 1767225600.0
-    named = capture_record(record("0.8", "CSV"), None, Attribute.of("score"), ["score"])
-    assert (named.key, named.probability) == ("e", "0.8")
-    path = capture_record(record('{"p": [0.2, 0.8]}', "JSON"), None, Attribute.of("p[1]"))
+    named = capture_record(record("0.8", "CSV"), reader(None, "score", ["score"]))
+    assert (named.key, named.prediction, named.probability) == ("e", "1", 0.8)
+    path = capture_record(record('{"p": [0.2, 0.8]}', "JSON"), reader(None, "p[1]"))
     assert path.probability == 0.8
-    with pytest.raises(BadValue, match=r"payload\.output\.columns"):
-        capture_record(record("0.8", "CSV"), None, Attribute.of("score"))
-    with pytest.raises(BadValue, match="not found"):
-        capture_record(record('{"q": 1}', "JSON"), Attribute.of("p"), None)
+    with pytest.raises(Unusable, match=r"^no_probability: .*payload\.output\.columns"):
+        capture_record(record("0.8", "CSV"), reader(None, "score"))
+    with pytest.raises(Unusable, match=r"^no_prediction: .*not found"):
+        capture_record(record('{"q": 1}', "JSON"), reader("p", None))
 
 
 def test_encoder() -> None:
