@@ -224,6 +224,9 @@ def open_executor(
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # the scheduler serves HTTP (/health, /metrics) even without a dashboard, on 8787
+            # unless told otherwise: a second cluster on the box would warn and move
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
     client = distributed.Client(cluster)
     return DaskExecutor(

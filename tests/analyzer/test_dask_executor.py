@@ -317,13 +317,19 @@ def test_overlapping_tasks_on_threads_restore_the_interval_once_the_last_ends() 
     assert sys.getswitchinterval() == previous
 
 
-def test_our_local_cluster_runs_its_workers_without_the_profiler_and_the_fast_tick() -> None:
+def test_our_local_cluster_has_no_profiler_no_fast_tick_and_not_port_8787() -> None:
     import dask.config
 
     caller = {key: dask.config.get(key) for key in QUIET_WORKERS}
     executor = open_executor(dask_workers=1)
     try:
         assert list(executor.map(worker_settings, [0])) == [QUIET_WORKERS]
+        # the scheduler's HTTP server (health, metrics) on a free port, not Dask's default
+        # 8787: a second cluster on the box (another command, another test process) would
+        # warn and move
+        assert isinstance(executor, DaskExecutor)
+        services = executor.client.scheduler_info()["services"]
+        assert set(services) == {"dashboard"} and services["dashboard"] != 8787
     finally:
         executor.close()
     assert caller == {
