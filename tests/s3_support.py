@@ -22,7 +22,8 @@ from modelmon.storage_url import open_url
 
 
 class S3Server:
-    def __init__(self) -> None:
+    def __init__(self, home: Path) -> None:
+        self.home = home  # where the AWS SDK finds no config file of the user's
         self.port = 0
         self._server: Any = None
         self._fs: Any = None
@@ -88,11 +89,13 @@ def aws_environment(endpoint: str, home: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def _s3_server() -> Iterator[S3Server]:
+def _s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """One moto server per test process (an xdist worker is one): importing moto and its S3
-    backend costs seconds, and each stop waits out the server's 0.5 s poll."""
+    backend costs seconds, and each stop waits out the server's 0.5 s poll. Its environment
+    is the same for every test, so the process's s3fs client (``shared_fs``, ~1 s to make)
+    is made once, as in a long-running service."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    server = S3Server()
+    server = S3Server(tmp_path_factory.mktemp("aws"))
     server.start()
     try:
         yield server
@@ -101,11 +104,7 @@ def _s3_server() -> Iterator[S3Server]:
 
 
 @pytest.fixture
-def s3(
-    _s3_server: S3Server,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[S3Server]:
+def s3(_s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     """The process's server, emptied: no bucket of an earlier test is left (``reset``). A test
     may ``stop()`` and ``start()`` it; it runs again (same port) for the next test."""
     server = _s3_server
@@ -113,7 +112,7 @@ def s3(
         server.start()
     if server._fs is not None:
         server._fs.invalidate_cache()  # nothing listed by an earlier test
-    for name, value in aws_environment(server.endpoint, tmp_path_factory.mktemp("aws")).items():
+    for name, value in aws_environment(server.endpoint, server.home).items():
         monkeypatch.setenv(name, value)
     server.reset()
     try:
