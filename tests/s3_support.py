@@ -1,8 +1,9 @@
 """A real S3 API for the tests: moto's server (``ThreadedMotoServer``) on 127.0.0.1, port 0.
 
-The fixture ``s3`` starts it, points the AWS SDK at it through the environment only (the
-same way a user's credentials and endpoint reach s3fs: ``AWS_*`` variables, never modelmon's
-YAML), and stops it at the end. ``S3Server.stop()`` / ``start()`` take it down and bring it
+One server runs per test process (``_s3_server``); the fixture ``s3`` empties it (every
+bucket forgotten), points the AWS SDK at it through the environment only (the same way a
+user's credentials and endpoint reach s3fs: ``AWS_*`` variables, never modelmon's YAML), and
+hands it to the test. ``S3Server.stop()`` / ``start()`` take it down and bring it
 back on the same port (moto keeps its buckets in the test process, so nothing stored is lost
 across a restart, as with a real store that was unreachable for a while).
 """
@@ -21,7 +22,8 @@ from modelmon.storage_url import open_url
 
 
 class S3Server:
-    def __init__(self) -> None:
+    def __init__(self, home: Path) -> None:
+        self.home = home  # where the AWS SDK finds no config file of the user's
         self.port = 0
         self._server: Any = None
         self._fs: Any = None
@@ -86,17 +88,35 @@ def aws_environment(endpoint: str, home: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def s3(
-    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[S3Server]:
+@pytest.fixture(scope="session")
+def _s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One moto server per test process (an xdist worker is one): importing moto and its S3
+    backend costs seconds, and each stop waits out the server's 0.5 s poll. Its environment
+    is the same for every test, so the process's s3fs client (``shared_fs``, ~1 s to make)
+    is made once, as in a long-running service."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    server = S3Server()
+    server = S3Server(tmp_path_factory.mktemp("aws"))
     server.start()
-    for name, value in aws_environment(server.endpoint, tmp_path_factory.mktemp("aws")).items():
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(_s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """The process's server, emptied: no bucket of an earlier test is left (``reset``). A test
+    may ``stop()`` and ``start()`` it; it runs again (same port) for the next test."""
+    server = _s3_server
+    if server._server is None:  # an earlier test stopped it and failed before its start()
+        server.start()
+    if server._fs is not None:
+        server._fs.invalidate_cache()  # nothing listed by an earlier test
+    for name, value in aws_environment(server.endpoint, server.home).items():
         monkeypatch.setenv(name, value)
     server.reset()
     try:
         yield server
     finally:
-        server.stop()
+        if server._server is None:
+            server.start()

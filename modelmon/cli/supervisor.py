@@ -247,8 +247,12 @@ class Supervisor:
 
     async def _kill_group(self, child: _Child, pump: asyncio.Task[None]) -> None:
         _signal_group(child.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            child.proc.kill()
+        if not child.exited.is_set():
+            # os.kill, not Process.kill(): subprocess's send_signal polls first, and that
+            # waitpid can reap the child before asyncio's child watcher does, which then
+            # reports "Unknown child process pid", returncode 255 (seen under load)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.proc.pid, signal.SIGKILL)
         await child.exited.wait()
         await asyncio.wait({pump})
 

@@ -247,7 +247,9 @@ def nowhere(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 def _one_line(done: Any, code: int) -> str:
     assert done.returncode == code, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
+    # a progress line ("  … URL: N rows (R rows/s)", every 2 s) may come first on a busy machine
+    kept = [line for line in done.stderr.splitlines() if not line.startswith("  … ")]
+    lines = "\n".join(kept).strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     return str(lines[0])
 

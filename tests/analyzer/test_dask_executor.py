@@ -321,7 +321,7 @@ def scheduler_timers(dask_scheduler: Any) -> dict[str, float]:
     return {name: pc.callback_time for name, pc in dask_scheduler.periodic_callbacks.items()}
 
 
-def test_our_local_cluster_runs_quiet_and_leaves_the_callers_config_alone() -> None:
+def test_our_local_cluster_runs_quiet_not_on_8787_and_leaves_the_callers_config_alone() -> None:
     import dask.config
 
     caller = {key: dask.config.get(key) for key in QUIET_CLUSTER}
@@ -331,6 +331,11 @@ def test_our_local_cluster_runs_quiet_and_leaves_the_callers_config_alone() -> N
         assert isinstance(executor, DaskExecutor)
         timers = executor.client.run_on_scheduler(scheduler_timers)
         assert (timers["tick"], timers["monitor"]) == (1000, 5000)  # ms: 1 s and 5 s
+        # the scheduler's HTTP server (health, metrics) on a free port, not Dask's default
+        # 8787: a second cluster on the box (another command, another test process) would
+        # warn and move
+        services = executor.client.scheduler_info()["services"]
+        assert set(services) == {"dashboard"} and services["dashboard"] != 8787
     finally:
         executor.close()
     assert caller == {
