@@ -45,7 +45,7 @@ from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.side_codec import SideCodec
 from analyzer.monitors.model_quality.labels import MAX_TEXT, as_text
-from analyzer.monitors.model_quality.records import Attribute, BadValue
+from analyzer.monitors.model_quality.records import Attribute, BadValue, json_line
 from modelmon.config import ModelQualityConfig, PayloadSide
 
 __all__ = ["MAX_KEY", "CaptureRecord", "OutputReader", "Unusable", "capture_record"]
@@ -341,12 +341,7 @@ def _epoch(value: Any) -> float:
 def capture_record(line: bytes, reader: OutputReader) -> CaptureRecord:
     """The join key, inference time, prediction and probability of one capture line
     (:meth:`OutputReader.read` of its output); :class:`BadValue` says what is wrong."""
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise BadValue(f"not JSON: {exc}") from exc
-    if not isinstance(record, dict):
-        raise BadValue("a line must be a JSON object")
+    record = json_line(line)
     metadata = record.get("eventMetadata")
     if not isinstance(metadata, dict):
         raise BadValue("eventMetadata is missing")

@@ -44,6 +44,7 @@ __all__ = [
     "BadValue",
     "Encoder",
     "ground_truth_record",
+    "json_line",
 ]
 
 MAX_CLASSES = 1000  # a multiclass label set larger than this is not a classifier's output
@@ -201,6 +202,18 @@ def _binary(value: Any, what: str) -> float:
     raise BadValue(f"{what} {value!r} is not 0 or 1 (BinaryClassification)")
 
 
+def json_line(line: bytes) -> dict[str, Any]:
+    """One line of a capture or ground-truth file as its JSON object; :class:`BadValue` when
+    it is not one."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadValue(f"not JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise BadValue("a line must be a JSON object")
+    return record
+
+
 def ground_truth_record(line: bytes, reader: LabelReader) -> tuple[str, str]:
     """``(key, label)`` of one ground-truth line, the label as the service's ``reader`` reads
     it; :class:`BadValue` says what is wrong.
@@ -212,12 +225,7 @@ def ground_truth_record(line: bytes, reader: LabelReader) -> tuple[str, str]:
     ...                     LabelReader(None))
     ('e-1', '1')
     """
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise BadValue(f"not JSON: {exc}") from exc
-    if not isinstance(record, dict):
-        raise BadValue("a line must be a JSON object")
+    record = json_line(line)
     metadata = record.get("eventMetadata")
     key = metadata.get("eventId") if isinstance(metadata, dict) else None
     if not isinstance(key, str) or not key:
