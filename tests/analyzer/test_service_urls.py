@@ -77,6 +77,19 @@ def _upload_baselines(s3: S3Server, local: Path) -> None:
         s3.put(f"{BUCKET}/baseline/model_quality/{name}", (local / "mq" / name).read_bytes())
 
 
+async def _service_on_urls(
+    aiohttp_client: Client, tmp: Path
+) -> tuple[web.Application, TestClient[Any, Any]]:
+    """The service (no loop, clock at T0) with all four baseline files at DQ_URL / MQ_URL."""
+    config = _config(
+        tmp,
+        (f"{DQ_URL}/statistics.json", f"{DQ_URL}/constraints.json"),
+        (f"{MQ_URL}/statistics.json", f"{MQ_URL}/constraints.json"),
+    )
+    app = create_app(config, clock=Clock(T0), run_loop=False, report_grace_s=0)
+    return app, await aiohttp_client(app)
+
+
 async def _status(client: TestClient[Any, Any]) -> dict[str, Any]:
     response = await client.get("/monitor/status")
     assert response.status == 200
@@ -143,13 +156,7 @@ async def test_a_missing_object_is_one_line_naming_the_key_and_the_url(
     aiohttp_client: Client, tmp_path: Path, s3: S3Server
 ) -> None:
     s3.make_bucket(BUCKET)
-    config = _config(
-        tmp_path,
-        (f"{DQ_URL}/statistics.json", f"{DQ_URL}/constraints.json"),
-        (f"{MQ_URL}/statistics.json", f"{MQ_URL}/constraints.json"),
-    )
-    app = create_app(config, clock=Clock(T0), run_loop=False, report_grace_s=0)
-    client = await aiohttp_client(app)
+    app, client = await _service_on_urls(aiohttp_client, tmp_path)
     status = await _status(client)
     dq = status["monitors"]["data_quality"]
     assert dq["state"] == "no_baseline"
@@ -189,13 +196,7 @@ async def test_an_unreachable_store_is_one_line_and_the_service_answers(
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     for name, value in aws_environment(endpoint, tmp_path).items():
         monkeypatch.setenv(name, value)
-    config = _config(
-        tmp_path,
-        (f"{DQ_URL}/statistics.json", f"{DQ_URL}/constraints.json"),
-        (f"{MQ_URL}/statistics.json", f"{MQ_URL}/constraints.json"),
-    )
-    app = create_app(config, clock=Clock(T0), run_loop=False, report_grace_s=0)
-    client = await aiohttp_client(app)
+    _app, client = await _service_on_urls(aiohttp_client, tmp_path)
     status = await _status(client)
     for name, key in (("data_quality", "statistics"), ("model_quality", "constraints")):
         section = status["monitors"][name]
@@ -219,13 +220,7 @@ async def test_a_replaced_object_is_reloaded_and_an_outage_keeps_the_baseline(
     write_quality_baseline(tmp_path / "files" / "mq")
     s3.make_bucket(BUCKET)
     _upload_baselines(s3, tmp_path / "files")
-    config = _config(
-        tmp_path,
-        (f"{DQ_URL}/statistics.json", f"{DQ_URL}/constraints.json"),
-        (f"{MQ_URL}/statistics.json", f"{MQ_URL}/constraints.json"),
-    )
-    app = create_app(config, clock=Clock(T0), run_loop=False, report_grace_s=0)
-    client = await aiohttp_client(app)
+    app, client = await _service_on_urls(aiohttp_client, tmp_path)
     monitor = monitor_of(app)
     assert monitor.baseline.statistics is not None
     features = len(monitor.baseline.statistics.features)
