@@ -4,7 +4,6 @@ counted by reason."""
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,14 +28,6 @@ from tests.analyzer.service_helpers import (
 @pytest.fixture
 def config(tmp_path: Path) -> ModelmonConfig:
     return make_config(tmp_path, None)
-
-
-@pytest.fixture
-def store(config: ModelmonConfig) -> Iterator[Store]:
-    store = Store(config.analyzer.db)
-    store.start()
-    yield store
-    store.close()
 
 
 def _bucket_rows(store: Store) -> dict[int, int]:

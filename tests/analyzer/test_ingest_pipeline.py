@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
@@ -33,14 +32,6 @@ WAIT_S = 60  # an upper bound for a thread to get somewhere, never a measured ti
 @pytest.fixture
 def config(tmp_path: Path) -> ModelmonConfig:
     return make_config(tmp_path, None)
-
-
-@pytest.fixture
-def store(config: ModelmonConfig) -> Iterator[Store]:
-    store = Store(config.analyzer.db)
-    store.start()
-    yield store
-    store.close()
 
 
 class _Watched(Ingestor):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import os
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,14 +52,6 @@ def _write(folder: Path, name: str, content: bytes) -> Path:
 @pytest.fixture
 def config(tmp_path: Path) -> ModelmonConfig:
     return make_config(tmp_path, None, max_line_bytes=LIMIT)
-
-
-@pytest.fixture
-def store(config: ModelmonConfig) -> Iterator[Store]:
-    store = Store(config.analyzer.db)
-    store.start()
-    yield store
-    store.close()
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
