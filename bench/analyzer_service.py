@@ -27,7 +27,8 @@ waiting label and the tick evaluates the model-quality window (realized metrics 
 pairs of the last hour, the label-free estimate over its predictions). For the status part
 both variants also ingest one hour of 10,000 labelled records before the timing, so the
 status document carries a full ``monitors.model_quality`` section. Prints both figures and
-the ratios (with / without).
+the ratios (with / without); with model quality on also when every prediction was joined
+(the status counts every label matched), and the CPU time of the service per record.
 """
 
 from __future__ import annotations
@@ -233,6 +234,7 @@ async def bench_ingest(
             labels_s = await _post_labels(http, f"http://127.0.0.1:{port}", truth)
         del truth
         started = time.perf_counter()
+        cpu_before = _cpu_s(rss)
         os.rename(work / "staging" / ENDPOINT, work / "capture" / ENDPOINT)
         ticks = 0
         while True:
@@ -243,12 +245,22 @@ async def bench_ingest(
                 break
             await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - started
+        joined = math.nan
+        while quality is not None:  # every prediction stored and joined to its waiting label
+            section = doc.get("monitors", {}).get("model_quality") or {}
+            if (section.get("labels") or {}).get("matched", 0) >= records:
+                joined = time.perf_counter() - started
+                ticks = doc["analyzer"]["ticks"]
+                break
+            await asyncio.sleep(0.2)
+            doc = (await http.get(f"http://127.0.0.1:{port}/monitor/status")).json()
         while True:  # the tick that ingested the last record has evaluated and reported
             status = (await http.get(f"http://127.0.0.1:{port}/monitor/status")).json()
             if status["analyzer"]["ticks"] > ticks:
                 break
             await asyncio.sleep(0.05)
         evaluated = time.perf_counter() - started
+        cpu_s = _cpu_s(rss) - cpu_before
     final_mb = rss.memory_info().rss / 2**20
     await _stop(proc)
     quartiles = [
@@ -260,6 +272,9 @@ async def bench_ingest(
         "elapsed_s": elapsed,
         "records_per_s": records / elapsed,
         "evaluated_s": evaluated,
+        "joined_s": joined,
+        "cpu_us_per_record": cpu_s / records * 1e6,
+        "joined_per_s": records / joined,
         "last_tick_s": status["analyzer"]["last_tick_s"],
         "anchor_records_per_s": anchor,
         "idle_rss_mb": idle_mb,
@@ -271,6 +286,18 @@ async def bench_ingest(
         "model_quality": _mq_summary(status),
         "status_bytes": len(orjson.dumps(status)),
     }
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    """CPU seconds (user + system) of the service and its child processes so far."""
+    total = 0.0
+    for one in [process, *process.children(recursive=True)]:
+        try:
+            times = one.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def _mq_summary(status: dict[str, Any]) -> str:
@@ -387,12 +414,22 @@ def _print_ingest(ingest: dict[str, Any], name: str) -> None:
         if math.isnan(ingest["labels_per_s"])
         else (f"; labels posted first at {ingest['labels_per_s']:,.0f}/s")
     )
+    joined = (
+        ""
+        if math.isnan(ingest["joined_s"])
+        else (
+            f"every prediction joined after {ingest['joined_s']:.1f} s "
+            f"(= {ingest['joined_per_s']:,.0f} records/s); "
+        )
+    )
     print(
         f"[{name}] ingest: {ingest['records']:,} records in {ingest['files']} files, "
         f"{ingest['elapsed_s']:.1f} s = {ingest['records_per_s']:,.0f} records/s "
         f"(anchor decode+profile in-process {ingest['anchor_records_per_s']:,.0f}/s, "
         f"ratio {ingest['records_per_s'] / ingest['anchor_records_per_s']:.2f}){labels}; "
-        f"evaluated after {ingest['evaluated_s']:.1f} s (last tick {ingest['last_tick_s']:.1f} s); "
+        f"{joined}evaluated after {ingest['evaluated_s']:.1f} s "
+        f"(last tick {ingest['last_tick_s']:.1f} s; CPU until then "
+        f"{ingest['cpu_us_per_record']:.1f} µs per record, service and reader); "
         f"final state {ingest['state']}; model quality: {ingest['model_quality']}"
     )
     print(
@@ -461,20 +498,24 @@ async def main() -> None:
                 values = [run[key] for run in runs]
                 return min(values) if low else max(values)
 
-            off, on = (ingests[name] for name, _ in variants)
-            s_off, s_on = (statuses[name] for name, _ in variants)
+            off, s_off = ingests[variants[0][0]], statuses[variants[0][0]]
 
             def ratio(on: list[dict[str, Any]], off: list[dict[str, Any]], key: str) -> str:
                 low = not key.endswith("per_s")  # the best run: fastest, smallest
                 return f"{best(on, key, low) / best(off, key, low):.2f}"
 
-            print(
-                f"with/without model quality, same run (best of {args.repeat}): ingest "
-                f"records/s {ratio(on, off, 'records_per_s')}, until evaluated "
-                f"{ratio(on, off, 'evaluated_s')}, final RSS {ratio(on, off, 'final_rss_mb')}, "
-                f"status p50 {ratio(s_on, s_off, 'status_p50_ms')}, status p99 "
-                f"{ratio(s_on, s_off, 'status_p99_ms')}; load average now {os.getloadavg()}"
-            )
+            for name, _ in variants[1:]:
+                on, s_on = ingests[name], statuses[name]
+                joined_ratio = best(on, "joined_per_s") / best(off, "records_per_s")
+                print(
+                    f"[{name}] with/without model quality, same run (best of {args.repeat}): "
+                    f"ingest records/s {ratio(on, off, 'records_per_s')}, predictions joined "
+                    f"(on) against records ingested (off) {joined_ratio:.2f}, CPU per record "
+                    f"{ratio(on, off, 'cpu_us_per_record')}, until evaluated "
+                    f"{ratio(on, off, 'evaluated_s')}, final RSS {ratio(on, off, 'final_rss_mb')}, "
+                    f"status p50 {ratio(s_on, s_off, 'status_p50_ms')}, status p99 "
+                    f"{ratio(s_on, s_off, 'status_p99_ms')}; load average now {os.getloadavg()}"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
