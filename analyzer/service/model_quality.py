@@ -13,12 +13,21 @@ stored or removed: :func:`~analyzer.store.model_quality.join_changes`), the base
 changed, or its moving edges passed a prediction; otherwise the last evaluation stands with
 the new window bounds and the live label counts. An hour is reported once per change of the
 join's windows that cover it (their versions), not at every tick until they close.
+
+With steady traffic the join changes at every tick, and a large window (millions of pairs:
+tens of seconds) would be evaluated again at each one, taking the core the ingest needs.
+So the re-evaluation is bounded to a share of the time (:data:`EVALUATION_SHARE`): after an
+evaluation that took ``d`` seconds (at least :data:`DEFER_FROM_S`), the window is evaluated
+again only once ``d × (1 / share − 1)`` has passed; meanwhile the last evaluation stands
+with its own window, the live label counts and a ``deferred`` note saying so.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -45,6 +54,9 @@ __all__ = ["REPORT_SUBDIR", "ModelQualityTenant"]
 log = logging.getLogger("modelmon.analyzer.model_quality")
 
 REPORT_SUBDIR = "model_quality"
+# at most this share of the service's time goes to evaluating the rolling window again
+EVALUATION_SHARE = 0.25
+DEFER_FROM_S = 0.5  # an evaluation quicker than this is never deferred
 
 
 @dataclass(frozen=True)
@@ -55,18 +67,29 @@ class _Evaluated:
     changes: int  # the join's row changes seen before the window was read
     window: tuple[float, float]
     evaluation: Evaluation
+    seconds: float = 0.0  # how long the evaluation took
+    finished: float = 0.0  # when it ended (the tenant's timer)
 
 
 class ModelQualityTenant:
     """The model-quality monitor of the service (blocking methods: call them off the loop)."""
 
-    def __init__(self, config: ModelmonConfig, quality: ModelQualityConfig, store: Store) -> None:
+    def __init__(
+        self,
+        config: ModelmonConfig,
+        quality: ModelQualityConfig,
+        store: Store,
+        *,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.config = config
         self.quality = quality
         self.store = store
         self.files = ModelQualityBaselineFiles(quality)
         self.reports_written = 0
         self.evaluations = 0  # windows evaluated (not counting the ones that stood)
+        self.deferred = 0  # changed windows whose evaluation waited (EVALUATION_SHARE)
+        self._timer = timer
         self._last: _Evaluated | None = None
         self._reported: dict[int, tuple[object, frozenset[DirtyWindow]]] = {}
 
@@ -105,14 +128,38 @@ class ModelQualityTenant:
                 window = {"start": iso(start), "end": iso(end)}
                 section = {**last.evaluation.section, "window": window, "labels": counts}
                 return dataclasses.replace(last.evaluation, section=section)
+            wait = last.seconds * (1 / EVALUATION_SHARE - 1) - (self._timer() - last.finished)
+            if last.seconds >= DEFER_FROM_S and wait > 0:
+                return self._deferred(last, now, wait)
         changes = self.store.read(read_changes)  # before the window: a later change re-evaluates
+        began = self._timer()
         pairs = self.store.read(
             lambda conn: read_window(conn, start, end, now=now, label_delay_s=delay)
         )
         evaluation = self.monitor().evaluate(pairs, start=start, end=end)
         self.evaluations += 1
-        self._last = _Evaluated(baseline, changes, (start, end), evaluation)
+        finished = self._timer()
+        self._last = _Evaluated(
+            baseline, changes, (start, end), evaluation, finished - began, finished
+        )
         return evaluation
+
+    def _deferred(self, last: _Evaluated, now: float, wait: float) -> Evaluation:
+        """The last evaluation (of its own window) with the live label counts, and why the
+        changed window waits (:data:`EVALUATION_SHARE`)."""
+        self.deferred += 1
+        delay = self.quality.label_delay_s
+        counts = self.store.read(lambda conn: counts_doc(conn, now, delay))
+        note = {
+            "reason": (
+                f"the window changed; its last evaluation took {last.seconds:.1f} s, so it is"
+                f" evaluated again at most {EVALUATION_SHARE:.0%} of the time"
+            ),
+            "evaluation_s": round(last.seconds, 3),
+            "next_in_s": round(wait, 3),
+        }
+        section = {**last.evaluation.section, "labels": counts, "deferred": note}
+        return dataclasses.replace(last.evaluation, section=section)
 
     def report_changed_hours(self, now: float) -> int:
         """Write the reports of every closed hour whose pairs changed; returns how many.

@@ -90,6 +90,12 @@ def render_model_quality(section: dict[str, Any], state: Callable[[Any], str]) -
     for problem in (section.get("error"), as_dict(section.get("baseline")).get("error")):
         if problem:
             lines.append(f"  problem: {problem}")
+    deferred = as_dict(section.get("deferred"))
+    if deferred:
+        lines.append(
+            f"  metrics of the window above, not yet of the changed one: {deferred.get('reason')}"
+            f" (again in {_number(deferred.get('next_in_s')) or 0:.0f} s)"
+        )
     labels = as_dict(section.get("labels"))
     if labels:
         keys = [k for k in _LABELS if k in labels] + [k for k in labels if k not in _LABELS]

@@ -20,7 +20,7 @@ from analyzer.monitors.model_quality.documents import suggest_constraints
 from analyzer.monitors.model_quality.estimate import fit_calibrator
 from analyzer.monitors.model_quality.evaluate import evaluate_window
 from analyzer.service.app import create_app, monitor_of
-from analyzer.service.model_quality import REPORT_SUBDIR
+from analyzer.service.model_quality import REPORT_SUBDIR, ModelQualityTenant
 from analyzer.store.hourly import hour_dir
 from modelmon.capture_record import CaptureSide, build_record
 from tests.analyzer.service_helpers import (
@@ -295,3 +295,45 @@ async def test_an_unchanged_window_stands_and_a_late_label_is_evaluated_and_repo
     fourth = (await monitor.tick())["monitors"]["model_quality"]
     assert tenant.evaluations == 4 and fourth["labels"]["awaiting"] == 1  # the end passed it
     assert tenant.reports_written == 2
+
+
+async def test_a_long_evaluation_waits_three_times_its_length_however_often_the_join_changes(
+    aiohttp_client: Client, tmp_path: Path
+) -> None:
+    """After an evaluation that took d seconds, a changed window is evaluated again only
+    once 3 d has passed (a quarter of the time at most); meanwhile the status keeps the last
+    evaluation with its own window, the live label counts and a ``deferred`` note. The
+    timer steps 4 s at every reading: each evaluation "takes" 4 s."""
+    clock = Clock(T0 + timedelta(minutes=10))
+    config = _config(tmp_path, window_s=7200, label_delay_s=4300)
+    app = create_app(config, clock=clock, run_loop=False, report_grace_s=0)
+    client = await aiohttp_client(app)
+    monitor = monitor_of(app)
+    assert monitor.model_quality is not None
+    _capture(config, "current_nodrift.csv", T0.timestamp() - 3600, 400, "n")
+    await _post_labels(client, "current_nodrift.csv", 300, "n")
+    await monitor.tick()
+    readings = iter(range(0, 1000, 4))
+    tenant = ModelQualityTenant(
+        config, monitor.model_quality.quality, monitor.store, timer=lambda: next(readings)
+    )
+    first = tenant.evaluate(clock.now)  # read at 0 and 4: took 4 s
+    assert tenant.evaluations == 1 and "deferred" not in first.section
+
+    await _post_labels(client, "current_nodrift.csv", 400, "n", first=300)  # the join changed
+    second = tenant.evaluate(clock.now)  # at 8: 12 s must pass after 4, 8 s left
+    assert (tenant.evaluations, tenant.deferred) == (1, 1)
+    assert second.section["samples"] == 300 and second.section["labels"]["matched"] == 400
+    assert second.section["window"] == first.section["window"]
+    assert second.section["deferred"]["evaluation_s"] == 4
+    assert second.section["deferred"]["next_in_s"] == 8
+    assert "25%" in second.section["deferred"]["reason"]
+    document = await (await client.get("/monitor/openapi.json")).json()
+    schema = _validator(document, "ModelQualityMonitor")
+    schema.validate(second.section)
+    assert not schema.is_valid({**second.section, "deferred": {"reason": "x"}})
+    third = tenant.evaluate(clock.now)  # at 12: 4 s left
+    assert (tenant.evaluations, tenant.deferred) == (1, 2) and third.section["samples"] == 300
+    fourth = tenant.evaluate(clock.now)  # at 16: 12 s have passed
+    assert (tenant.evaluations, tenant.deferred) == (2, 2)
+    assert fourth.section["samples"] == 400 and "deferred" not in fourth.section

@@ -95,3 +95,19 @@ def test_before_labels_the_estimate_is_shown_as_trusted_and_partial_sections_ren
     out = render_status({"monitors": {"model_quality": regression}})
     assert "estimate: none (no)" in out
     assert "model_quality: unknown" in render_status({"monitors": {"model_quality": []}})
+
+
+def test_a_deferred_evaluation_is_said_with_when_it_comes() -> None:
+    section = {
+        "state": "ok",
+        "window": {"start": "a", "end": "b"},
+        "deferred": {"reason": "its last evaluation took 9.0 s", "next_in_s": 26.6},
+    }
+    out = render_status({"state": "ok", "monitors": {"model_quality": section}})
+    assert (
+        "  metrics of the window above, not yet of the changed one: its last evaluation took"
+        " 9.0 s (again in 27 s)"
+    ) in out
+    assert "not yet of the changed one" not in render_status(
+        {"monitors": {"model_quality": {**section, "deferred": None}}}
+    )
