@@ -17,9 +17,10 @@ join's windows that cover it (their versions), not at every tick until they clos
 With steady traffic the join changes at every tick, and a large window (millions of pairs:
 tens of seconds) would be evaluated again at each one, taking the core the ingest needs.
 So the re-evaluation is bounded to a share of the time (:data:`EVALUATION_SHARE`): after an
-evaluation that took ``d`` seconds (at least :data:`DEFER_FROM_S`), the window is evaluated
-again only once ``d × (1 / share − 1)`` has passed; meanwhile the last evaluation stands
-with its own window, the live label counts and a ``deferred`` note saying so.
+evaluation that took ``d`` seconds (at least :data:`DEFER_FROM_S`, by the ``timer``: the
+service's clock), the window is evaluated again only once ``d × (1 / share − 1)`` has
+passed; meanwhile the last evaluation stands with its own window, the live label counts and
+a ``deferred`` note saying so.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ log = logging.getLogger("modelmon.analyzer.model_quality")
 REPORT_SUBDIR = "model_quality"
 # at most this share of the service's time goes to evaluating the rolling window again
 EVALUATION_SHARE = 0.25
-DEFER_FROM_S = 0.5  # an evaluation quicker than this is never deferred
+DEFER_FROM_S = 1.0  # an evaluation quicker than this is never deferred
 
 
 @dataclass(frozen=True)

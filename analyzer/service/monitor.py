@@ -124,7 +124,7 @@ class Monitor:
         self.ground_truth_folder: GroundTruthFolder | None = None
         self.last_ground_truth = FolderStats()
         if quality is not None:
-            self.model_quality = ModelQualityTenant(config, quality, store)
+            self.model_quality = ModelQualityTenant(config, quality, store, timer=clock)
             self.model_quality_join = ModelQualityStore(
                 store, window_s=quality.window_s, label_delay_s=quality.label_delay_s
             )
