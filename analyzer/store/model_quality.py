@@ -32,6 +32,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -223,7 +224,9 @@ def add_predictions(
     ``mq_labels_alone``, then the others without a stored label are listed alone.
     """
     conn = _conn(db)
-    rows = _first_of_each_key(rows)
+    # in key order: every step below walks the keys' b-trees (the waiting labels', the
+    # labels', the lone predictions') in the order of their pages, not at random
+    rows = sorted(_first_of_each_key(rows), key=itemgetter(0))
     # the new rows are those after the last rowid (a rowid table appends at max + 1)
     last = conn.execute("SELECT coalesce(max(rowid), 0) FROM mq_predictions").fetchone()[0]
     added = _insert_predictions(conn, rows)
@@ -276,7 +279,8 @@ def add_labels(
     counted, not applied. A label that joins a stored prediction marks its window.
     """
     conn = _conn(db)
-    batch = [(key, label, received_at) for key, label in rows]
+    # in key order (stable: a repeated key's first label still comes first), as predictions
+    batch = sorted(((key, label, received_at) for key, label in rows), key=itemgetter(0))
     keys = orjson.dumps([b[0] for b in batch]).decode()
     # alone unless the prediction is stored: a key without a stored label is not joined, so
     # its prediction is stored iff it is listed alone (no index on the predictions' keys);
