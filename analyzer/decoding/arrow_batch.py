@@ -6,7 +6,8 @@ by ``pyarrow.csv`` (every field a string, no quoting), JSON bodies by ``pyarrow.
 (:mod:`analyzer.decoding.arrow_json`); a numeric column becomes float64 and a text column is counted
 (``value_counts``) without one Python object per value (:mod:`analyzer.decoding.arrow_values`).
 Only what the record-by-record path would take *verbatim* is taken: every line one capture
-record with both sides present as text (``CSV``/``JSON`` encoding), an ``eventId`` string, an
+record with both sides present as text (``CSV``/``JSON`` encoding), a non-empty ``eventId``
+string (the envelope's rules, :mod:`analyzer.decoding.envelope`, on whole columns), an
 ``inferenceId`` string or none, an ``inferenceTime`` of the form
 ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (:data:`analyzer.decoding.inference_time.ARROW_TIME`), no
 truncation marker, no
@@ -263,6 +264,8 @@ class ArrowDecoder:
         if pc.max(pc.list_value_length(flat.column("modelmon.truncated"))).as_py():
             return None  # a truncated side: the slow path counts it
         in_data, in_enc, out_data, out_enc, event_ids, times = fields
+        if pc.min(pc.utf8_length(event_ids)).as_py() == 0:
+            return None  # an empty eventId: the envelope refuses it
         encodings = set(pc.unique(pa.concat_arrays([in_enc, out_enc])).to_pylist())
         if not encodings <= _VERBATIM:
             return None

@@ -21,7 +21,7 @@ import orjson
 
 from analyzer.decoding.columns import ColumnBuilder, input_name, output_name
 from analyzer.decoding.contract import DecodedBatch
-from analyzer.decoding.inference_time import parse_inference_time
+from analyzer.decoding.envelope import read_envelope, side_text
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.record_batch import (
     PlainFields,
@@ -175,50 +175,26 @@ class _Run:
     def add(self, record: Any) -> None:
         # The hot path: one call per record, locals only, exceptions for the rare bad record.
         batch = self.batch
-        parse_in, parse_out = self.request.body_rows, self.response.body_rows
         try:
-            capture = record["captureData"]
-            metadata = record["eventMetadata"]
-            event_id = metadata["eventId"]
-            moment = parse_inference_time(metadata.get("inferenceTime"))
-            if type(capture) is not dict or type(event_id) is not str:
-                raise PayloadError("not_capture_record")
-            request = capture.get("endpointInput")
-            response = capture.get("endpointOutput")
-            if request is None and response is None:
-                raise PayloadError("no_capture_data")
-            extra = record.get("modelmon")
-            truncated = extra.get("truncated") or () if type(extra) is dict else ()
-            in_rows = None
+            envelope = read_envelope(record)
+            request, response = envelope.request, envelope.response
+            in_rows = out_rows = None
             if request is not None:
-                if "input" in truncated:
-                    raise PayloadError("truncated_input")
-                if type(request) is dict and request.get("encoding") in _VERBATIM:
-                    data = request.get("data")
-                    in_rows = parse_in(data) if type(data) is str else self.request.rows(request)
-                else:
-                    in_rows = self.request.rows(request)
-            out_rows = None
+                in_rows = self._rows(request, self.request)
             if response is not None:
                 try:
-                    if "output" in truncated:
-                        raise PayloadError("truncated_output")
-                    if type(response) is dict and response.get("encoding") in _VERBATIM:
-                        data = response.get("data")
-                        out_rows = (
-                            parse_out(data) if type(data) is str else self.response.rows(response)
-                        )
-                    else:
-                        out_rows = self.response.rows(response)
+                    out_rows = self._rows(response, self.response)
                 except PayloadError as exc:
                     if in_rows is None:
                         raise
                     batch.warnings[f"output_{exc.reason}"] += 1
+            elif envelope.output_problem is not None:
+                batch.warnings[f"output_{envelope.output_problem}"] += 1
         except PayloadError as exc:
             batch.bad[exc.reason] += 1
             return
         except (KeyError, TypeError, AttributeError, IndexError, RecursionError):
-            batch.bad["not_capture_record"] += 1
+            batch.bad["not_capture_record"] += 1  # a body the parsers did not foresee
             return
         if in_rows is not None:
             n = in_rows.n
@@ -236,25 +212,19 @@ class _Run:
             self._add_output(out_rows, n)
         batch.n_rows += n
         self.record_rows.append(n)
-        self.event_ids.append(event_id)
-        inference_id = metadata.get("inferenceId")
-        self.inference_ids.append(inference_id if type(inference_id) is str else None)
-        self.inference_times.append(moment)
-        self._add_body(response, truncated)
+        self.event_ids.append(envelope.event_id)
+        self.inference_ids.append(envelope.inference_id)
+        self.inference_times.append(envelope.inference_time)
+        body, encoding = envelope.output_body()
+        self.output_bodies.append(body)
+        self.output_encodings.append(encoding)
 
-    def _add_body(self, response: Any, truncated: Any) -> None:
-        """The record's output ``data`` and ``encoding`` as captured (see ``DecodedBatch``)."""
-        data = response.get("data") if type(response) is dict else None
-        if type(data) is not str:
-            self.output_bodies.append(None)
-            self.output_encodings.append("no_output")
-        elif "output" in truncated:
-            self.output_bodies.append(None)
-            self.output_encodings.append("truncated_output")
-        else:
-            encoding = response.get("encoding")
-            self.output_bodies.append(data)
-            self.output_encodings.append(encoding if type(encoding) is str else "CSV")
+    @staticmethod
+    def _rows(side: dict[str, Any], codec: SideCodec) -> Rows:
+        """The rows of a checked side (:func:`~analyzer.decoding.envelope.read_envelope`)."""
+        if side.get("encoding") in _VERBATIM:
+            return codec.body_rows(side["data"])
+        return codec.body_rows(side_text(side))
 
     def _add_output(self, rows: Rows, n: int) -> None:
         if rows.n == n:

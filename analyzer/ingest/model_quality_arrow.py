@@ -6,7 +6,10 @@ the common shapes: CSV-encoded outputs and labels, a prediction or probability p
 column index, BinaryClassification and Regression: there the one extraction
 (:mod:`analyzer.monitors.model_quality.extraction`) reads the body's field at that index too,
 so both give the same values (``tests/analyzer/test_model_quality_extraction_contract.py``).
-Anything else, and any file with a line that does not fit (bad JSON, a missing id, a value
+Anything else, and any file with a line that does not fit (bad JSON, a line that does not
+start with ``{``, two documents on one line, a missing or empty id,
+an input side without data or in BASE64 (the envelope's rules,
+:mod:`analyzer.decoding.envelope`, that the line reader applies), a value
 that is not a number, a probability outside [0, 1], a key over ``MAX_KEY``, a body the proxy
 cut), returns ``None``: the caller then reads that file line by line
 (``model_quality_files``), which reports each bad line with its number. The fast path never
@@ -25,14 +28,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analyzer.decoding.envelope import MAX_KEY
 from analyzer.decoding.inference_time import arrow_stamps
 from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES, TooLarge, read_pieces
-from analyzer.monitors.model_quality.extraction import MAX_KEY
 from analyzer.monitors.model_quality.records import Attribute, Encoder
 
 __all__ = ["arrow_labels", "arrow_predictions", "available", "preload"]
 
 FloatArray = npt.NDArray[np.float64]
+_NEWLINE, _BRACE = ord("\n"), ord("{")
 
 
 def available(encoder: Encoder, mode: str = "csv") -> bool:
@@ -71,17 +75,34 @@ def _content(path: Path, max_line_bytes: int) -> bytes | None:
     return b"".join(blocks)
 
 
+def _object_lines(content: bytes) -> int | None:
+    """The number of non-blank lines, or None unless each starts with ``{``: Arrow reads two
+    documents on one line where the line reader finds a line that is not JSON, and
+    pyarrow 26 crashes (SIGSEGV) on a file whose first line is ``null``."""
+    raw = np.frombuffer(content, dtype=np.uint8)
+    if raw.size == 0:
+        return None
+    starts = np.concatenate(([0], np.flatnonzero(raw == _NEWLINE) + 1))
+    firsts = raw[starts[starts < raw.size]]
+    objects = int(np.count_nonzero(firsts == _BRACE))
+    if objects + int(np.count_nonzero(firsts == _NEWLINE)) != firsts.size:
+        return None
+    return objects
+
+
 def _read(path: Path, schema: Any, max_line_bytes: int) -> Any:
     pa, pj = _module("pyarrow"), _module("pyarrow.json")
 
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
         content = _content(path, max_line_bytes)
-        if content is None:
+        lines = None if content is None else _object_lines(content)
+        if content is None or lines is None:
             return None
-        return pj.read_json(pa.BufferReader(content), parse_options=options)
+        table = pj.read_json(pa.BufferReader(content), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError):
         return None
+    return table if table.num_rows == lines else None
 
 
 def _field(table: Any, *names: str) -> Any:
@@ -185,7 +206,7 @@ def arrow_predictions(
     meta = [("eventId", pa.string()), ("inferenceId", pa.string()), ("inferenceTime", pa.string())]
     schema = pa.schema(
         [
-            ("captureData", pa.struct([("endpointOutput", side)])),
+            ("captureData", pa.struct([("endpointInput", side), ("endpointOutput", side)])),
             ("eventMetadata", pa.struct(meta)),
             ("modelmon", pa.struct([("truncated", pa.list_(pa.string()))])),
         ]
@@ -199,6 +220,8 @@ def arrow_predictions(
     inference_ids = _field(table, "eventMetadata", "inferenceId")
     if event_ids.null_count or pc.any(pc.equal(inference_ids, "")).as_py():
         return None  # the line reader's: no eventId; an empty inferenceId (the eventId joins)
+    if pc.min(pc.utf8_length(event_ids)).as_py() == 0 or _unplain_inputs(table):
+        return None  # the envelope refuses the line (not_capture_record, no_data, bad_base64)
     keys = pc.coalesce(inference_ids, event_ids)
     stamps = _field(table, "eventMetadata", "inferenceTime")
     if stamps.null_count or (pc.max(pc.utf8_length(keys)).as_py() or 0) > MAX_KEY:
@@ -230,6 +253,20 @@ def arrow_predictions(
     if predictions is None:
         return None
     return _keys(keys, hash_keys), times, predictions, scores
+
+
+def _unplain_inputs(table: Any) -> bool:
+    """Whether an input side is present without ``data`` or is BASE64 (any case): the
+    envelope checks its text (:func:`analyzer.decoding.envelope.side_text`), the line
+    reader reports it."""
+    pc = _module("pyarrow.compute")
+
+    request = _field(table, "captureData", "endpointInput")
+    data = _field(table, "captureData", "endpointInput", "data")
+    encoding = _field(table, "captureData", "endpointInput", "encoding")
+    if pc.any(pc.and_(pc.is_valid(request), pc.is_null(data))).as_py():
+        return True
+    return bool(pc.any(pc.equal(pc.utf8_upper(encoding), "BASE64")).as_py())
 
 
 def _keys(keys: Any, hash_keys: bool) -> Any:

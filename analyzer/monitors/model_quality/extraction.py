@@ -41,16 +41,15 @@ from typing import Any
 import jmespath
 import orjson
 
-from analyzer.decoding.inference_time import parse_inference_time
+from analyzer.decoding.envelope import MAX_KEY, parse_record, read_envelope, side_text
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.side_codec import SideCodec
 from analyzer.monitors.model_quality.labels import MAX_TEXT, as_text
-from analyzer.monitors.model_quality.records import Attribute, BadValue, json_line
+from analyzer.monitors.model_quality.records import Attribute, BadValue
 from modelmon.config import ModelQualityConfig, PayloadSide
 
 __all__ = ["MAX_KEY", "CaptureRecord", "OutputReader", "Unusable", "capture_record"]
 
-MAX_KEY = 1024  # a join key (inferenceId or eventId) longer than this is refused
 Found = tuple[str, float | None]  # the prediction's text, the probability (None: none set)
 
 
@@ -329,39 +328,24 @@ class CaptureRecord:
     probability: float | None  # None when there is no probability attribute
 
 
-def _epoch(value: Any) -> float:
-    if value is None:
-        raise BadValue("eventMetadata.inferenceTime is missing")
-    try:
-        return parse_inference_time(value).timestamp()
-    except PayloadError:
-        raise BadValue(f"eventMetadata.inferenceTime {value!r} is not ISO-8601") from None
-
-
 def capture_record(line: bytes, reader: OutputReader) -> CaptureRecord:
     """The join key, inference time, prediction and probability of one capture line
-    (:meth:`OutputReader.read` of its output); :class:`BadValue` says what is wrong."""
-    record = json_line(line)
-    metadata = record.get("eventMetadata")
-    if not isinstance(metadata, dict):
-        raise BadValue("eventMetadata is missing")
-    inference_id, event_id = metadata.get("inferenceId"), metadata.get("eventId")
-    if not isinstance(event_id, str):
-        raise BadValue("eventMetadata.eventId is missing")
-    key = inference_id if isinstance(inference_id, str) and inference_id else event_id
-    when = _epoch(metadata.get("inferenceTime"))
+    (:meth:`OutputReader.read` of its output); :class:`Unusable` says what is wrong, its
+    message starting with the reason word the service counts: the envelope's
+    (:func:`~analyzer.decoding.envelope.read_envelope`, the decoder's ``bad`` reasons,
+    the input side's text included) or the extraction's."""
+    try:
+        envelope = read_envelope(parse_record(line))
+        # The decoder refuses a record whose input's text does not decode (bad BASE64,
+        # not UTF-8), or whose only side is an output that does not.
+        side = envelope.request if envelope.request is not None else envelope.response
+        if side is not None:
+            side_text(side)
+    except PayloadError as exc:
+        raise Unusable(exc.reason, str(exc).partition(": ")[2]) from None
+    key = envelope.key
     if len(key) > MAX_KEY:
         raise Unusable("key_too_long", f"a key over {MAX_KEY} characters")
-    capture = record.get("captureData")
-    output = capture.get("endpointOutput") if isinstance(capture, dict) else None
-    data = output.get("data") if isinstance(output, dict) else None
-    extra = record.get("modelmon")
-    truncated = extra.get("truncated") if isinstance(extra, dict) else None
-    if not isinstance(data, str):
-        found = reader.read(None, "no_output")
-    elif isinstance(truncated, list | str | dict) and "output" in truncated:
-        found = reader.read(None, "truncated_output")
-    else:
-        encoding = output.get("encoding")  # type: ignore[union-attr]
-        found = reader.read(data, encoding if isinstance(encoding, str) else "CSV")
-    return CaptureRecord(key, when, found[0], found[1])
+    data, encoding = envelope.output_body()
+    found = reader.read(data, encoding)
+    return CaptureRecord(key, envelope.inference_time.timestamp(), found[0], found[1])
