@@ -296,3 +296,25 @@ def test_the_envelope_reader_alone(data: bytes, dq: str, mq: str, utc: str | Non
     assert dq in (KEEP, "bad_base64", "not_utf8")
     if utc is not None:
         assert envelope.inference_time.isoformat() == utc
+
+
+@pytest.mark.skipif(not ARROW, reason="pyarrow (the optional 'fast' extra) is not installed")
+@pytest.mark.parametrize(
+    "first",
+    [b"null", b"[]", b"  " + line(), line() + b" " + line()],
+    ids=["null", "a-list", "blanks-first", "two-on-one-line"],
+)
+def test_the_model_quality_arrow_reader_leaves_odd_lines_to_the_line_reader(
+    tmp_path: Path, first: bytes
+) -> None:
+    """A file whose first line is not one object (pyarrow 26 crashes on ``null``; it reads
+    two records on one line) is read line by line, for captures and labels alike."""
+    reader = OutputReader(QUALITY, PAYLOAD.output)
+    encoder = Encoder(QUALITY.problem_type)
+    capture, truth = tmp_path / "capture.jsonl", tmp_path / "truth.jsonl"
+    capture.write_bytes(first + b"\n" + line(event_id="e2") + b"\n")
+    label = orjson.dumps({"groundTruthData": {"data": "1"}, "eventMetadata": {"eventId": "e2"}})
+    truth.write_bytes(first + b"\n" + label + b"\n")
+    fast = model_quality_arrow.arrow_predictions(capture, None, reader.probability, encoder, [])
+    assert fast is None
+    assert model_quality_arrow.arrow_labels(truth, None, encoder) is None
