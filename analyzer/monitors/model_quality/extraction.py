@@ -24,7 +24,10 @@ counts (``model_quality:skipped:{reason}``) and the batch readers report with th
 (``{reason}: {detail}``): ``no_output``, ``truncated_output``, ``unreadable_output``,
 ``several_rows``, ``no_probability``, ``bad_probability``, ``no_prediction``,
 ``bad_prediction`` (a number that is not finite; not 0/1 for BinaryClassification, not a
-number for Regression), ``prediction_too_long``, ``key_too_long``. Pure.
+number for Regression), ``prediction_too_long``, ``key_too_long``. A line whose envelope is
+refused (:func:`~analyzer.decoding.envelope.read_envelope`: ``not_capture_record``,
+``bad_inference_time``, ``truncated_input``, …) gives :func:`capture_record` the decoder's
+word, as the service's decoder counts it. Pure.
 """
 
 from __future__ import annotations
