@@ -21,7 +21,7 @@ import orjson
 
 from analyzer.decoding.columns import ColumnBuilder, input_name, output_name
 from analyzer.decoding.contract import DecodedBatch
-from analyzer.decoding.envelope import read_envelope, side_text
+from analyzer.decoding.envelope import no_output, read_envelope, side_text
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.record_batch import (
     PlainFields,
@@ -131,6 +131,7 @@ class _Run:
         )
         self.request = SideCodec(payload.input, output=False)
         self.response = SideCodec(payload.output, output=True)
+        self.parse_in, self.parse_out = self.request.body_rows, self.response.body_rows
         self.record_rows: list[int] = []
         self.event_ids: list[str] = []
         self.inference_ids: list[str | None] = []
@@ -176,20 +177,25 @@ class _Run:
         # The hot path: one call per record, locals only, exceptions for the rare bad record.
         batch = self.batch
         try:
-            envelope = read_envelope(record)
-            request, response = envelope.request, envelope.response
+            event_id, inference_id, moment, request, response, problem = read_envelope(record)
             in_rows = out_rows = None
             if request is not None:
-                in_rows = self._rows(request, self.request)
+                if request.get("encoding") in _VERBATIM:
+                    in_rows = self.parse_in(request["data"])
+                else:
+                    in_rows = self.parse_in(side_text(request))
             if response is not None:
                 try:
-                    out_rows = self._rows(response, self.response)
+                    if response.get("encoding") in _VERBATIM:
+                        out_rows = self.parse_out(response["data"])
+                    else:
+                        out_rows = self.parse_out(side_text(response))
                 except PayloadError as exc:
                     if in_rows is None:
                         raise
                     batch.warnings[f"output_{exc.reason}"] += 1
-            elif envelope.output_problem is not None:
-                batch.warnings[f"output_{envelope.output_problem}"] += 1
+            elif problem is not None:
+                batch.warnings[f"output_{problem}"] += 1
         except PayloadError as exc:
             batch.bad[exc.reason] += 1
             return
@@ -212,19 +218,16 @@ class _Run:
             self._add_output(out_rows, n)
         batch.n_rows += n
         self.record_rows.append(n)
-        self.event_ids.append(envelope.event_id)
-        self.inference_ids.append(envelope.inference_id)
-        self.inference_times.append(envelope.inference_time)
-        body, encoding = envelope.output_body()
-        self.output_bodies.append(body)
-        self.output_encodings.append(encoding)
-
-    @staticmethod
-    def _rows(side: dict[str, Any], codec: SideCodec) -> Rows:
-        """The rows of a checked side (:func:`~analyzer.decoding.envelope.read_envelope`)."""
-        if side.get("encoding") in _VERBATIM:
-            return codec.body_rows(side["data"])
-        return codec.body_rows(side_text(side))
+        self.event_ids.append(event_id)
+        self.inference_ids.append(inference_id)
+        self.inference_times.append(moment)
+        if response is not None:  # the output as captured, for model quality
+            encoding = response.get("encoding")
+            self.output_bodies.append(response["data"])
+            self.output_encodings.append(encoding if type(encoding) is str else "CSV")
+        else:
+            self.output_bodies.append(None)
+            self.output_encodings.append(no_output(problem))
 
     def _add_output(self, rows: Rows, n: int) -> None:
         if rows.n == n:

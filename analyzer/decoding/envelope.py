@@ -54,9 +54,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -67,7 +66,9 @@ __all__ = [
     "MAX_KEY",
     "NOT_CAPTURE",
     "NOT_JSON",
+    "VERBATIM",
     "Envelope",
+    "no_output",
     "parse_record",
     "read_envelope",
     "side_text",
@@ -77,17 +78,18 @@ NOT_JSON = "not_json"
 NOT_CAPTURE = "not_capture_record"
 NO_CAPTURE_DATA = "no_capture_data"
 MAX_KEY = 1024  # a join key (inferenceId or eventId) longer than this gives no prediction
-_VERBATIM = ("CSV", "JSON")
+VERBATIM = ("CSV", "JSON")  # encodings read as they are
 _NO_FLAGS: tuple[str, ...] = ()
+_make = tuple.__new__  # an Envelope without its Python-level __new__ (once per record)
 
 
-@dataclass(slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     """A record's envelope, checked (see the module).
 
     ``request`` / ``response``: the sides as captured (objects with a string ``data``), or
     None when absent; ``output_problem``: why a captured output is unusable when the record
-    was kept for its input (``truncated_output``, ``bad_capture_side``, ``no_data``).
+    was kept for its input (``truncated_output``, ``bad_capture_side``, ``no_data``). A
+    tuple: the decoder makes one per record.
     """
 
     event_id: str
@@ -107,10 +109,14 @@ class Envelope:
         usable one, ``(None, why)``: ``truncated_output`` or ``no_output``."""
         response = self.response
         if response is None:
-            why = "truncated_output" if self.output_problem == "truncated_output" else "no_output"
-            return None, why
+            return None, no_output(self.output_problem)
         encoding = response.get("encoding")
         return response["data"], encoding if type(encoding) is str else "CSV"
+
+
+def no_output(problem: str | None) -> str:
+    """Why a record without a usable output gives model quality no prediction."""
+    return "truncated_output" if problem == "truncated_output" else "no_output"
 
 
 def parse_record(line: bytes | str) -> Any:
@@ -153,6 +159,17 @@ def read_envelope(record: Any) -> Envelope:
             raise PayloadError(NOT_CAPTURE, "modelmon.truncated must be a list of sides")
     moment = parse_inference_time(metadata.get("inferenceTime"))
     request, response = capture.get("endpointInput"), capture.get("endpointOutput")
+    inference_id = metadata.get("inferenceId")
+    if type(inference_id) is not str:
+        inference_id = None
+    if (
+        not truncated
+        and type(request) is dict
+        and type(response) is dict
+        and type(request.get("data")) is str
+        and type(response.get("data")) is str
+    ):  # the common record: both sides whole
+        return _make(Envelope, (event_id, inference_id, moment, request, response, None))
     if request is None and response is None:
         raise PayloadError(NO_CAPTURE_DATA, "captureData holds neither side")
     problem = None
@@ -166,15 +183,7 @@ def read_envelope(record: Any) -> Envelope:
             if request is None:
                 raise PayloadError(problem)
             response = None
-    inference_id = metadata.get("inferenceId")
-    return Envelope(
-        event_id,
-        inference_id if type(inference_id) is str else None,
-        moment,
-        request,
-        response,
-        problem,
-    )
+    return _make(Envelope, (event_id, inference_id, moment, request, response, problem))
 
 
 def side_text(side: dict[str, Any]) -> str:
@@ -182,7 +191,7 @@ def side_text(side: dict[str, Any]) -> str:
     ``not_utf8``), anything else verbatim."""
     data: str = side["data"]
     encoding = side.get("encoding")
-    if encoding in _VERBATIM or not isinstance(encoding, str) or encoding.upper() != "BASE64":
+    if encoding in VERBATIM or not isinstance(encoding, str) or encoding.upper() != "BASE64":
         return data
     try:
         raw = base64.b64decode(data, validate=True)

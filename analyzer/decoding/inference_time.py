@@ -59,7 +59,8 @@ def parse_inference_time(value: Any) -> datetime:
     """The time of one record, in UTC; :class:`PayloadError` ``bad_inference_time`` if bad
     (a ``ValueError``)."""
     try:
-        return _utc(datetime.fromisoformat(value))
+        moment = datetime.fromisoformat(value)
+        return moment if moment.tzinfo is UTC else _utc(moment)
     except (ValueError, TypeError, OverflowError) as exc:  # Overflow: UTC before year 1
         raise PayloadError(BAD_TIME, str(value)[:100]) from exc
 

@@ -44,7 +44,14 @@ from typing import Any
 import jmespath
 import orjson
 
-from analyzer.decoding.envelope import MAX_KEY, parse_record, read_envelope, side_text
+from analyzer.decoding.envelope import (
+    MAX_KEY,
+    VERBATIM,
+    no_output,
+    parse_record,
+    read_envelope,
+    side_text,
+)
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.side_codec import SideCodec
 from analyzer.monitors.model_quality.labels import MAX_TEXT, as_text
@@ -338,17 +345,22 @@ def capture_record(line: bytes, reader: OutputReader) -> CaptureRecord:
     (:func:`~analyzer.decoding.envelope.read_envelope`, the decoder's ``bad`` reasons,
     the input side's text included) or the extraction's."""
     try:
-        envelope = read_envelope(parse_record(line))
+        event_id, inference_id, moment, request, response, problem = read_envelope(
+            parse_record(line)
+        )
         # The decoder refuses a record whose input's text does not decode (bad BASE64,
         # not UTF-8), or whose only side is an output that does not.
-        side = envelope.request if envelope.request is not None else envelope.response
-        if side is not None:
+        side = request if request is not None else response
+        if side is not None and side.get("encoding") not in VERBATIM:
             side_text(side)
     except PayloadError as exc:
         raise Unusable(exc.reason, str(exc).partition(": ")[2]) from None
-    key = envelope.key
+    key = inference_id or event_id  # Envelope.key
     if len(key) > MAX_KEY:
         raise Unusable("key_too_long", f"a key over {MAX_KEY} characters")
-    data, encoding = envelope.output_body()
-    found = reader.read(data, encoding)
-    return CaptureRecord(key, envelope.inference_time.timestamp(), found[0], found[1])
+    if response is None:
+        found = reader.read(None, no_output(problem))
+    else:
+        encoding = response.get("encoding")
+        found = reader.read(response["data"], encoding if type(encoding) is str else "CSV")
+    return CaptureRecord(key, moment.timestamp(), found[0], found[1])
