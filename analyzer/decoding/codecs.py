@@ -21,7 +21,7 @@ import orjson
 
 from analyzer.decoding.columns import ColumnBuilder, input_name, output_name
 from analyzer.decoding.contract import DecodedBatch
-from analyzer.decoding.envelope import no_output, read_envelope, side_text
+from analyzer.decoding.envelope import NOT_CAPTURE, NOT_JSON, no_output, read_envelope, side_text
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.record_batch import (
     PlainFields,
@@ -87,7 +87,7 @@ class PayloadDecoder:
             try:
                 record = loads(line)
             except orjson.JSONDecodeError:
-                run.batch.bad["not_json"] += 1
+                run.batch.bad[NOT_JSON] += 1
                 continue
             run.add(record)
         return run.finish()
@@ -200,7 +200,7 @@ class _Run:
             batch.bad[exc.reason] += 1
             return
         except (KeyError, TypeError, AttributeError, IndexError, RecursionError):
-            batch.bad["not_capture_record"] += 1  # a body the parsers did not foresee
+            batch.bad[NOT_CAPTURE] += 1  # a body the parsers did not foresee
             return
         if in_rows is not None:
             n = in_rows.n
