@@ -27,7 +27,11 @@ A side whose ``encoding`` is ``BASE64`` (any case) is read with :func:`side_text
 (``bad_base64``, ``not_utf8``); ``CSV``, ``JSON`` and any other encoding are read verbatim.
 The decoder reads both sides' text that way (a record whose input does not decode is bad, an
 output with an input a warning); the batch readers, which read only the output body, read
-the input's text too, so a line with a bad BASE64 input is refused on every path.
+the input's text too (without an input, the output's), so such a line is refused with the
+same word on every path. The fast paths check the same rules on whole columns and leave any
+batch or file they do not cover to these readers (:mod:`analyzer.decoding.record_batch`,
+:mod:`analyzer.decoding.arrow_batch`, ``analyzer.ingest.model_quality_arrow``);
+``tests/analyzer/test_envelope_contract.py`` runs every path on one set of cases.
 
 ``inferenceId`` is kept when it is a string (else ``None``); the join key of model quality
 is the ``inferenceId`` when it is a non-empty string, else the ``eventId``
