@@ -256,17 +256,17 @@ def arrow_predictions(
 
 
 def _unplain_inputs(table: Any) -> bool:
-    """Whether an input side is present without ``data`` or is BASE64 (any case): the
-    envelope checks its text (:func:`analyzer.decoding.envelope.side_text`), the line
+    """Whether an input side is present without string ``data`` or is BASE64 (any case):
+    the envelope checks its text (:func:`analyzer.decoding.envelope.side_text`), the line
     reader reports it."""
     pc = _module("pyarrow.compute")
 
     request = _field(table, "captureData", "endpointInput")
     data = _field(table, "captureData", "endpointInput", "data")
-    encoding = _field(table, "captureData", "endpointInput", "encoding")
-    if pc.any(pc.and_(pc.is_valid(request), pc.is_null(data))).as_py():
+    if data.null_count != request.null_count:  # data is null where the side is, and more
         return True
-    return bool(pc.any(pc.equal(pc.utf8_upper(encoding), "BASE64")).as_py())
+    encodings = _field(table, "captureData", "endpointInput", "encoding")
+    return any(e.upper() == "BASE64" for e in pc.unique(encodings).to_pylist() if e is not None)
 
 
 def _keys(keys: Any, hash_keys: bool) -> Any:
