@@ -64,30 +64,36 @@ def _module(name: str) -> Any:
     return importlib.import_module(name)  # pyarrow has no type stubs: Any
 
 
-def _content(path: Path, max_line_bytes: int) -> bytes | None:
-    """The file's (decompressed) bytes, or None when a line is over ``max_line_bytes``: the
-    line reader then reports it with its number."""
+def _content(path: Path, max_line_bytes: int) -> tuple[bytes, int] | None:
+    """The file's (decompressed) bytes and its number of non-blank lines, or None when a line
+    is over ``max_line_bytes`` or does not start with ``{`` (:func:`_object_lines`): the line
+    reader then reports it with its number."""
     blocks: list[bytes] = []
+    lines = 0
     for piece in read_pieces(path, 0, max_line_bytes):
         if isinstance(piece, TooLarge):
             return None
+        found = _object_lines(piece)
+        if found is None:
+            return None
         blocks.append(piece)
-    return b"".join(blocks)
+        lines += found
+    return b"".join(blocks), lines
 
 
-def _object_lines(content: bytes) -> int | None:
-    """The number of non-blank lines, or None unless each starts with ``{``: Arrow reads two
-    documents on one line where the line reader finds a line that is not JSON, and
-    pyarrow 26 crashes (SIGSEGV) on a file whose first line is ``null``."""
-    raw = np.frombuffer(content, dtype=np.uint8)
+def _object_lines(block: bytes) -> int | None:
+    """The number of non-blank lines of ``block`` (whole lines), or None unless each starts
+    with ``{``: Arrow reads two documents on one line where the line reader finds a line that
+    is not JSON, and pyarrow 26 crashes (SIGSEGV) on a file whose first line is ``null``.
+    Block by block (about 1 MiB each), as the file is read: cheaper than over the whole."""
+    raw = np.frombuffer(block, dtype=np.uint8)
     if raw.size == 0:
-        return None
-    starts = np.concatenate(([0], np.flatnonzero(raw == _NEWLINE) + 1))
-    firsts = raw[starts[starts < raw.size]]
-    objects = int(np.count_nonzero(firsts == _BRACE))
-    if objects + int(np.count_nonzero(firsts == _NEWLINE)) != firsts.size:
-        return None
-    return objects
+        return 0
+    starts = np.flatnonzero(raw[:-1] == _NEWLINE) + 1
+    firsts = raw[starts]
+    objects = int(np.count_nonzero(firsts == _BRACE)) + (raw[0] == _BRACE)
+    blank = int(np.count_nonzero(firsts == _NEWLINE)) + (raw[0] == _NEWLINE)
+    return objects if objects + blank == firsts.size + 1 else None
 
 
 def _read(path: Path, schema: Any, max_line_bytes: int) -> Any:
@@ -95,14 +101,13 @@ def _read(path: Path, schema: Any, max_line_bytes: int) -> Any:
 
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
-        content = _content(path, max_line_bytes)
-        lines = None if content is None else _object_lines(content)
-        if content is None or lines is None:
+        found = _content(path, max_line_bytes)
+        if found is None or found[1] == 0:
             return None
-        table = pj.read_json(pa.BufferReader(content), parse_options=options)
+        table = pj.read_json(pa.BufferReader(found[0]), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError):
         return None
-    return table if table.num_rows == lines else None
+    return table if table.num_rows == found[1] else None
 
 
 def _field(table: Any, *names: str) -> Any:
