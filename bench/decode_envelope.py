@@ -6,7 +6,7 @@ Run: ``python bench/decode_envelope.py --other /path/to/other/checkout [--record
 The records are ``bench/analyzer_service.py``'s (the service benchmark's: CSV input of the
 table's features, the score as a CSV output, an ``eventId`` and an ``inferenceTime``),
 written once to a temporary file. Each round runs, in a fresh process for each checkout (one
-after the other, the order alternating from round to round), three timings over the same
+after the other, the order alternating from round to round), four timings over the same
 lines, in chunks of 10,000 (the ingest's ``CHUNK_LINES``):
 
 - ``decode``: ``PayloadDecoder.decode_lines`` as the service's ingest calls it (column-wise
@@ -14,7 +14,8 @@ lines, in chunks of 10,000 (the ingest's ``CHUNK_LINES``):
 - ``records``: ``PayloadDecoder(columnwise=False).decode_lines``, the record-by-record path
   (one ``read_envelope`` per record on this branch);
 - ``capture_record``: the batch's line reader of model quality, one line at a time
-  (BinaryClassification, ``probability_attribute: "0"``).
+  (BinaryClassification, ``probability_attribute: "0"``);
+- ``arrow_predictions``: its Arrow fast path over the whole file (with pyarrow).
 
 It prints the median CPU seconds (``time.process_time``) per checkout and timing, and the
 ratio this / other from the same rounds, with the load average before and after.
@@ -38,9 +39,11 @@ CHUNK = 10_000
 
 
 def _measure(path: Path) -> dict[str, float]:
-    """The three timings on the lines of ``path`` (run in a child, on its ``sys.path``)."""
+    """The timings on the lines of ``path`` (run in a child, on its ``sys.path``)."""
     from analyzer.decoding.codecs import PayloadDecoder
+    from analyzer.ingest import model_quality_arrow
     from analyzer.monitors.model_quality.extraction import OutputReader, capture_record
+    from analyzer.monitors.model_quality.records import Encoder
     from modelmon.config import ModelQualityConfig, PayloadConfig
 
     lines = path.read_bytes().splitlines()
@@ -64,6 +67,15 @@ def _measure(path: Path) -> dict[str, float]:
     for line in lines:
         capture_record(line, reader)
     out["capture_record"] = time.process_time() - start
+    encoder = Encoder(quality.problem_type)
+    if model_quality_arrow.available(encoder):
+        model_quality_arrow.preload(encoder)
+        start = time.process_time()
+        whole = model_quality_arrow.arrow_predictions(
+            path, reader.inference, reader.probability, encoder, [], 1 << 30
+        )
+        out["arrow_predictions"] = time.process_time() - start
+        assert whole is not None and len(whole[0]) == len(lines)
     return out
 
 
@@ -106,7 +118,9 @@ def main() -> None:
     print(f"load average after: {os.getloadavg()}")
     print(f"{args.records:,} records, {args.rounds} rounds, median CPU seconds")
     print(f"{'timing':<16}{'this':>10}{'other':>10}{'this/other':>12}")
-    for timing in ("decode", "records", "capture_record"):
+    for timing in ("decode", "records", "capture_record", "arrow_predictions"):
+        if any(timing not in r for rs in runs.values() for r in rs):
+            continue  # no pyarrow
         this = statistics.median(r[timing] for r in runs["this"])
         other = statistics.median(r[timing] for r in runs["other"])
         print(f"{timing:<16}{this:>10.3f}{other:>10.3f}{this / other:>12.3f}")
