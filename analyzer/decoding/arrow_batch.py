@@ -53,6 +53,7 @@ from analyzer.decoding.arrow_csv import CsvSide
 from analyzer.decoding.arrow_json import Column, JsonSide, SideColumns
 from analyzer.decoding.columns import input_name, output_name
 from analyzer.decoding.contract import DecodedBatch, Later
+from analyzer.decoding.envelope import VERBATIM
 from analyzer.decoding.inference_time import InferenceTimes, arrow_stamps
 from analyzer.decoding.payload_rows import INPUT_KEYS, OUTPUT_KEYS
 from modelmon.config import PayloadConfig, PayloadSide
@@ -60,7 +61,7 @@ from modelmon.config import PayloadConfig, PayloadSide
 __all__ = ["ArrowDecoder"]
 
 _BACKSLASH, _QUOTE, _NEWLINE, _BRACE = ord("\\"), ord('"'), ord("\n"), ord("{")
-_VERBATIM = {"CSV", "JSON"}
+_VERBATIM = frozenset(VERBATIM)
 _FIELDS = (
     "captureData.endpointInput.data",
     "captureData.endpointInput.encoding",

@@ -21,7 +21,14 @@ import orjson
 
 from analyzer.decoding.columns import ColumnBuilder, input_name, output_name
 from analyzer.decoding.contract import DecodedBatch
-from analyzer.decoding.envelope import NOT_CAPTURE, NOT_JSON, no_output, read_envelope, side_text
+from analyzer.decoding.envelope import (
+    NOT_CAPTURE,
+    NOT_JSON,
+    VERBATIM,
+    no_output,
+    read_envelope,
+    side_text,
+)
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.record_batch import (
     PlainFields,
@@ -35,9 +42,6 @@ from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from modelmon.config import PayloadConfig
 
 __all__ = ["DecodedBatch", "PayloadDecoder", "PlainDecoder", "SideCodec", "decode_body"]
-
-
-_VERBATIM = ("CSV", "JSON")
 
 
 def _row_width(rows: Rows) -> int:
@@ -180,13 +184,13 @@ class _Run:
             event_id, inference_id, moment, request, response, problem = read_envelope(record)
             in_rows = out_rows = None
             if request is not None:
-                if request.get("encoding") in _VERBATIM:
+                if request.get("encoding") in VERBATIM:
                     in_rows = self.parse_in(request["data"])
                 else:
                     in_rows = self.parse_in(side_text(request))
             if response is not None:
                 try:
-                    if response.get("encoding") in _VERBATIM:
+                    if response.get("encoding") in VERBATIM:
                         out_rows = self.parse_out(response["data"])
                     else:
                         out_rows = self.parse_out(side_text(response))

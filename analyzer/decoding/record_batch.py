@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from analyzer.decoding.envelope import VERBATIM
 from analyzer.decoding.inference_time import parse_inference_times
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.side_codec import SideCodec
@@ -48,7 +49,7 @@ __all__ = [
     "rows_per_record",
 ]
 
-_VERBATIM = frozenset(("CSV", "JSON"))
+_VERBATIM = frozenset(VERBATIM)
 _capture = itemgetter("captureData")
 _metadata = itemgetter("eventMetadata")
 _request = itemgetter("endpointInput")
