@@ -286,8 +286,9 @@ def test_every_path_gives_one_verdict(
 
 @pytest.mark.parametrize(("data", "dq", "mq", "utc"), CASES)
 def test_the_envelope_reader_alone(data: bytes, dq: str, mq: str, utc: str | None) -> None:
-    """:func:`read_envelope` refuses exactly the lines whose reason is an envelope rule
-    (a body that does not decode, BASE64, is the decoder's, past the envelope)."""
+    """:func:`read_envelope` refuses exactly the lines whose reason is one of its rules;
+    BASE64 that does not decode is refused after it, by :func:`side_text` (every reader
+    calls it on the side it reads first)."""
     try:
         envelope = read_envelope(parse_record(data))
     except PayloadError as exc:
