@@ -114,6 +114,7 @@ PURE = {
     "analyzer.decoding.column_mapping",
     "analyzer.decoding.columns",
     "analyzer.decoding.contract",
+    "analyzer.decoding.envelope",
     "analyzer.decoding.inference_time",
     "analyzer.decoding.literals",
     "analyzer.decoding.payload_rows",

@@ -6,7 +6,8 @@ by ``pyarrow.csv`` (every field a string, no quoting), JSON bodies by ``pyarrow.
 (:mod:`analyzer.decoding.arrow_json`); a numeric column becomes float64 and a text column is counted
 (``value_counts``) without one Python object per value (:mod:`analyzer.decoding.arrow_values`).
 Only what the record-by-record path would take *verbatim* is taken: every line one capture
-record with both sides present as text (``CSV``/``JSON`` encoding), an ``eventId`` string, an
+record with both sides present as text (``CSV``/``JSON`` encoding), a non-empty ``eventId``
+string (the envelope's rules, :mod:`analyzer.decoding.envelope`, on whole columns), an
 ``inferenceId`` string or none, an ``inferenceTime`` of the form
 ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (:data:`analyzer.decoding.inference_time.ARROW_TIME`), no
 truncation marker, no
@@ -52,6 +53,7 @@ from analyzer.decoding.arrow_csv import CsvSide
 from analyzer.decoding.arrow_json import Column, JsonSide, SideColumns
 from analyzer.decoding.columns import input_name, output_name
 from analyzer.decoding.contract import DecodedBatch, Later
+from analyzer.decoding.envelope import VERBATIM
 from analyzer.decoding.inference_time import InferenceTimes, arrow_stamps
 from analyzer.decoding.payload_rows import INPUT_KEYS, OUTPUT_KEYS
 from modelmon.config import PayloadConfig, PayloadSide
@@ -59,7 +61,7 @@ from modelmon.config import PayloadConfig, PayloadSide
 __all__ = ["ArrowDecoder"]
 
 _BACKSLASH, _QUOTE, _NEWLINE, _BRACE = ord("\\"), ord('"'), ord("\n"), ord("{")
-_VERBATIM = {"CSV", "JSON"}
+_VERBATIM = frozenset(VERBATIM)
 _FIELDS = (
     "captureData.endpointInput.data",
     "captureData.endpointInput.encoding",
@@ -263,6 +265,8 @@ class ArrowDecoder:
         if pc.max(pc.list_value_length(flat.column("modelmon.truncated"))).as_py():
             return None  # a truncated side: the slow path counts it
         in_data, in_enc, out_data, out_enc, event_ids, times = fields
+        if pc.min(pc.utf8_length(event_ids)).as_py() == 0:
+            return None  # an empty eventId: the envelope refuses it
         encodings = set(pc.unique(pa.concat_arrays([in_enc, out_enc])).to_pylist())
         if not encodings <= _VERBATIM:
             return None

@@ -21,7 +21,14 @@ import orjson
 
 from analyzer.decoding.columns import ColumnBuilder, input_name, output_name
 from analyzer.decoding.contract import DecodedBatch
-from analyzer.decoding.inference_time import parse_inference_time
+from analyzer.decoding.envelope import (
+    NOT_CAPTURE,
+    NOT_JSON,
+    VERBATIM,
+    no_output,
+    read_envelope,
+    side_text,
+)
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.record_batch import (
     PlainFields,
@@ -35,9 +42,6 @@ from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from modelmon.config import PayloadConfig
 
 __all__ = ["DecodedBatch", "PayloadDecoder", "PlainDecoder", "SideCodec", "decode_body"]
-
-
-_VERBATIM = ("CSV", "JSON")
 
 
 def _row_width(rows: Rows) -> int:
@@ -87,7 +91,7 @@ class PayloadDecoder:
             try:
                 record = loads(line)
             except orjson.JSONDecodeError:
-                run.batch.bad["not_json"] += 1
+                run.batch.bad[NOT_JSON] += 1
                 continue
             run.add(record)
         return run.finish()
@@ -131,6 +135,7 @@ class _Run:
         )
         self.request = SideCodec(payload.input, output=False)
         self.response = SideCodec(payload.output, output=True)
+        self.parse_in, self.parse_out = self.request.body_rows, self.response.body_rows
         self.record_rows: list[int] = []
         self.event_ids: list[str] = []
         self.inference_ids: list[str | None] = []
@@ -175,50 +180,31 @@ class _Run:
     def add(self, record: Any) -> None:
         # The hot path: one call per record, locals only, exceptions for the rare bad record.
         batch = self.batch
-        parse_in, parse_out = self.request.body_rows, self.response.body_rows
         try:
-            capture = record["captureData"]
-            metadata = record["eventMetadata"]
-            event_id = metadata["eventId"]
-            moment = parse_inference_time(metadata.get("inferenceTime"))
-            if type(capture) is not dict or type(event_id) is not str:
-                raise PayloadError("not_capture_record")
-            request = capture.get("endpointInput")
-            response = capture.get("endpointOutput")
-            if request is None and response is None:
-                raise PayloadError("no_capture_data")
-            extra = record.get("modelmon")
-            truncated = extra.get("truncated") or () if type(extra) is dict else ()
-            in_rows = None
+            event_id, inference_id, moment, request, response, problem = read_envelope(record)
+            in_rows = out_rows = None
             if request is not None:
-                if "input" in truncated:
-                    raise PayloadError("truncated_input")
-                if type(request) is dict and request.get("encoding") in _VERBATIM:
-                    data = request.get("data")
-                    in_rows = parse_in(data) if type(data) is str else self.request.rows(request)
+                if request.get("encoding") in VERBATIM:
+                    in_rows = self.parse_in(request["data"])
                 else:
-                    in_rows = self.request.rows(request)
-            out_rows = None
+                    in_rows = self.parse_in(side_text(request))
             if response is not None:
                 try:
-                    if "output" in truncated:
-                        raise PayloadError("truncated_output")
-                    if type(response) is dict and response.get("encoding") in _VERBATIM:
-                        data = response.get("data")
-                        out_rows = (
-                            parse_out(data) if type(data) is str else self.response.rows(response)
-                        )
+                    if response.get("encoding") in VERBATIM:
+                        out_rows = self.parse_out(response["data"])
                     else:
-                        out_rows = self.response.rows(response)
+                        out_rows = self.parse_out(side_text(response))
                 except PayloadError as exc:
                     if in_rows is None:
                         raise
                     batch.warnings[f"output_{exc.reason}"] += 1
+            elif problem is not None:
+                batch.warnings[f"output_{problem}"] += 1
         except PayloadError as exc:
             batch.bad[exc.reason] += 1
             return
         except (KeyError, TypeError, AttributeError, IndexError, RecursionError):
-            batch.bad["not_capture_record"] += 1
+            batch.bad[NOT_CAPTURE] += 1  # a body the parsers did not foresee
             return
         if in_rows is not None:
             n = in_rows.n
@@ -237,24 +223,15 @@ class _Run:
         batch.n_rows += n
         self.record_rows.append(n)
         self.event_ids.append(event_id)
-        inference_id = metadata.get("inferenceId")
-        self.inference_ids.append(inference_id if type(inference_id) is str else None)
+        self.inference_ids.append(inference_id)
         self.inference_times.append(moment)
-        self._add_body(response, truncated)
-
-    def _add_body(self, response: Any, truncated: Any) -> None:
-        """The record's output ``data`` and ``encoding`` as captured (see ``DecodedBatch``)."""
-        data = response.get("data") if type(response) is dict else None
-        if type(data) is not str:
-            self.output_bodies.append(None)
-            self.output_encodings.append("no_output")
-        elif "output" in truncated:
-            self.output_bodies.append(None)
-            self.output_encodings.append("truncated_output")
-        else:
+        if response is not None:  # the output as captured, for model quality
             encoding = response.get("encoding")
-            self.output_bodies.append(data)
+            self.output_bodies.append(response["data"])
             self.output_encodings.append(encoding if type(encoding) is str else "CSV")
+        else:
+            self.output_bodies.append(None)
+            self.output_encodings.append(no_output(problem))
 
     def _add_output(self, rows: Rows, n: int) -> None:
         if rows.n == n:

@@ -3,9 +3,10 @@
 A time is an ISO-8601 string as :meth:`datetime.fromisoformat` reads it (Python 3.11: ``Z`` or
 an offset such as ``+00:00``/``+02:00``, fractional seconds of any length cut to microseconds,
 a space instead of ``T``); a time without an offset is UTC, one with an offset is converted to
-UTC. Anything else (not a string, an hour 24, a lower-case ``z``, surrounding blanks) is a bad
-time, counted by the decoders as ``bad_inference_time``. Every decoding path reads times
-through this module: :func:`parse_inference_time` for one record, :func:`parse_inference_times`
+UTC. Anything else (not a string, an hour 24, a lower-case ``z``, surrounding blanks, a time
+whose UTC falls outside years 1 to 9999 such as ``0001-01-01T00:00:00+01:00``) is a bad time,
+counted by the decoders as ``bad_inference_time``. Every decoding path reads times through
+this module: :func:`parse_inference_time` for one record, :func:`parse_inference_times`
 for a whole batch, :func:`arrow_stamps` for the Arrow fast path (which only takes the times of
 the form ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` and converts them in C++ to what the parser gives).
 
@@ -59,9 +60,9 @@ def parse_inference_time(value: Any) -> datetime:
     (a ``ValueError``)."""
     try:
         moment = datetime.fromisoformat(value)
-    except (ValueError, TypeError) as exc:
-        raise PayloadError(BAD_TIME, str(value)) from exc
-    return _utc(moment)
+        return moment if moment.tzinfo is UTC else _utc(moment)
+    except (ValueError, TypeError, OverflowError) as exc:  # Overflow: UTC before year 1
+        raise PayloadError(BAD_TIME, str(value)[:100]) from exc
 
 
 def parse_inference_times(values: list[Any]) -> list[datetime] | None:
@@ -72,7 +73,10 @@ def parse_inference_times(values: list[Any]) -> list[datetime] | None:
     except (ValueError, TypeError):
         return None
     if {t.tzinfo for t in times} != {UTC}:
-        times = list(map(_utc, times))
+        try:
+            times = list(map(_utc, times))
+        except OverflowError:
+            return None
     return times
 
 

@@ -6,7 +6,8 @@ call and a dozen dict lookups per record. Almost every batch of real traffic has
 corner cases, so this module first tries to take the batch apart column-wise, with C-level ``map``
 calls over all records: :func:`plain_fields` returns the per-record fields when **every**
 record is a well-formed capture record with both sides present, verbatim (``CSV``/``JSON``
-encoding), not truncated and with a valid ``inferenceTime``; otherwise it returns ``None``
+encoding), not truncated, with a non-empty ``eventId`` and a valid ``inferenceTime`` (the
+rules of :mod:`analyzer.decoding.envelope`, checked on whole columns); otherwise it returns ``None``
 and the caller decodes the batch record by record. The fields it returns are exactly those
 the record-by-record path would read, so both paths give the same result. Pure (no I/O).
 
@@ -33,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from analyzer.decoding.envelope import VERBATIM
 from analyzer.decoding.inference_time import parse_inference_times
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.side_codec import SideCodec
@@ -47,7 +49,7 @@ __all__ = [
     "rows_per_record",
 ]
 
-_VERBATIM = frozenset(("CSV", "JSON"))
+_VERBATIM = frozenset(VERBATIM)
 _capture = itemgetter("captureData")
 _metadata = itemgetter("eventMetadata")
 _request = itemgetter("endpointInput")
@@ -77,8 +79,9 @@ def _only(values: list[Any], kind: type) -> bool:
 
 
 def _not_truncated(records: list[Any]) -> bool:
+    """No record has a ``modelmon`` that is not an object or flags a side as cut."""
     for extra in map(_extra, records):
-        if extra is not None and type(extra) is dict and extra.get("truncated"):
+        if extra is not None and (type(extra) is not dict or extra.get("truncated")):
             return False
     return True
 
@@ -102,6 +105,8 @@ def plain_fields(records: list[Any]) -> PlainFields | None:
         event_ids = list(map(_event_id, metadata))
         if not (_only(inputs, str) and _only(outputs, str) and _only(event_ids, str)):
             return None
+        if not all(event_ids):
+            return None  # an empty eventId: the envelope refuses it
         times = parse_inference_times(list(map(_time, metadata)))
     except (KeyError, TypeError, ValueError):
         return None

@@ -6,13 +6,12 @@ once per decoder (see :mod:`analyzer.decoding.payload_rows` for the formats).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from analyzer.decoding.envelope import side_text
 from analyzer.decoding.payload_rows import (
     INPUT_KEYS,
     OUTPUT_KEYS,
@@ -28,17 +27,6 @@ from analyzer.decoding.payload_rows import (
 from modelmon.config import PayloadSide
 
 __all__ = ["SideCodec", "decode_body"]
-
-
-def _base64_text(data: str) -> str:
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise PayloadError("bad_base64", str(exc)) from exc
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError("not_utf8", str(exc)) from exc
 
 
 class SideCodec:
@@ -70,17 +58,13 @@ class SideCodec:
         return json_rows(doc, self.keys, self.path)
 
     def rows(self, side: Any) -> Rows:
-        """The rows of one side of a capture record (BASE64 decoded first)."""
+        """The rows of one side of a capture record (BASE64 decoded first), checked as
+        :mod:`analyzer.decoding.envelope` checks a side."""
         if type(side) is not dict:
             raise PayloadError("bad_capture_side")
-        data = side.get("data")
-        if type(data) is not str:
+        if type(side.get("data")) is not str:
             raise PayloadError("no_data")
-        encoding = side.get("encoding")
-        if encoding != "CSV" and encoding != "JSON":
-            if isinstance(encoding, str) and encoding.upper() == "BASE64":
-                data = _base64_text(data)
-        return self.body_rows(data)
+        return self.body_rows(side_text(side))
 
 
 def decode_body(text: str, side: PayloadSide, output: bool) -> Rows:

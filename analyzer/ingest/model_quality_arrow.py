@@ -6,7 +6,10 @@ the common shapes: CSV-encoded outputs and labels, a prediction or probability p
 column index, BinaryClassification and Regression: there the one extraction
 (:mod:`analyzer.monitors.model_quality.extraction`) reads the body's field at that index too,
 so both give the same values (``tests/analyzer/test_model_quality_extraction_contract.py``).
-Anything else, and any file with a line that does not fit (bad JSON, a missing id, a value
+Anything else, and any file with a line that does not fit (bad JSON, a line that does not
+start with ``{``, two documents on one line, a missing or empty id,
+an input side without data or in BASE64 (the envelope's rules,
+:mod:`analyzer.decoding.envelope`, that the line reader applies), a value
 that is not a number, a probability outside [0, 1], a key over ``MAX_KEY``, a body the proxy
 cut), returns ``None``: the caller then reads that file line by line
 (``model_quality_files``), which reports each bad line with its number. The fast path never
@@ -25,14 +28,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analyzer.decoding.envelope import MAX_KEY
 from analyzer.decoding.inference_time import arrow_stamps
 from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES, TooLarge, read_pieces
-from analyzer.monitors.model_quality.extraction import MAX_KEY
 from analyzer.monitors.model_quality.records import Attribute, Encoder
 
 __all__ = ["arrow_labels", "arrow_predictions", "available", "preload"]
 
 FloatArray = npt.NDArray[np.float64]
+_NEWLINE, _BRACE = ord("\n"), ord("{")
 
 
 def available(encoder: Encoder, mode: str = "csv") -> bool:
@@ -60,15 +64,36 @@ def _module(name: str) -> Any:
     return importlib.import_module(name)  # pyarrow has no type stubs: Any
 
 
-def _content(path: Path, max_line_bytes: int) -> bytes | None:
-    """The file's (decompressed) bytes, or None when a line is over ``max_line_bytes``: the
-    line reader then reports it with its number."""
+def _content(path: Path, max_line_bytes: int) -> tuple[bytes, int] | None:
+    """The file's (decompressed) bytes and its number of non-blank lines, or None when a line
+    is over ``max_line_bytes`` or does not start with ``{`` (:func:`_object_lines`): the line
+    reader then reports it with its number."""
     blocks: list[bytes] = []
+    lines = 0
     for piece in read_pieces(path, 0, max_line_bytes):
         if isinstance(piece, TooLarge):
             return None
+        found = _object_lines(piece)
+        if found is None:
+            return None
         blocks.append(piece)
-    return b"".join(blocks)
+        lines += found
+    return b"".join(blocks), lines
+
+
+def _object_lines(block: bytes) -> int | None:
+    """The number of non-blank lines of ``block`` (whole lines), or None unless each starts
+    with ``{``: Arrow reads two documents on one line where the line reader finds a line that
+    is not JSON, and pyarrow 26 crashes (SIGSEGV) on a file whose first line is ``null``.
+    Block by block (about 1 MiB each), as the file is read: cheaper than over the whole."""
+    raw = np.frombuffer(block, dtype=np.uint8)
+    if raw.size == 0:
+        return 0
+    starts = np.flatnonzero(raw[:-1] == _NEWLINE) + 1
+    firsts = raw[starts]
+    objects = int(np.count_nonzero(firsts == _BRACE)) + (raw[0] == _BRACE)
+    blank = int(np.count_nonzero(firsts == _NEWLINE)) + (raw[0] == _NEWLINE)
+    return objects if objects + blank == firsts.size + 1 else None
 
 
 def _read(path: Path, schema: Any, max_line_bytes: int) -> Any:
@@ -76,12 +101,13 @@ def _read(path: Path, schema: Any, max_line_bytes: int) -> Any:
 
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
-        content = _content(path, max_line_bytes)
-        if content is None:
+        found = _content(path, max_line_bytes)
+        if found is None or found[1] == 0:
             return None
-        return pj.read_json(pa.BufferReader(content), parse_options=options)
+        table = pj.read_json(pa.BufferReader(found[0]), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError):
         return None
+    return table if table.num_rows == found[1] else None
 
 
 def _field(table: Any, *names: str) -> Any:
@@ -185,7 +211,7 @@ def arrow_predictions(
     meta = [("eventId", pa.string()), ("inferenceId", pa.string()), ("inferenceTime", pa.string())]
     schema = pa.schema(
         [
-            ("captureData", pa.struct([("endpointOutput", side)])),
+            ("captureData", pa.struct([("endpointInput", side), ("endpointOutput", side)])),
             ("eventMetadata", pa.struct(meta)),
             ("modelmon", pa.struct([("truncated", pa.list_(pa.string()))])),
         ]
@@ -199,6 +225,8 @@ def arrow_predictions(
     inference_ids = _field(table, "eventMetadata", "inferenceId")
     if event_ids.null_count or pc.any(pc.equal(inference_ids, "")).as_py():
         return None  # the line reader's: no eventId; an empty inferenceId (the eventId joins)
+    if pc.min(pc.utf8_length(event_ids)).as_py() == 0 or _unplain_inputs(table):
+        return None  # the envelope refuses the line (not_capture_record, no_data, bad_base64)
     keys = pc.coalesce(inference_ids, event_ids)
     stamps = _field(table, "eventMetadata", "inferenceTime")
     if stamps.null_count or (pc.max(pc.utf8_length(keys)).as_py() or 0) > MAX_KEY:
@@ -230,6 +258,20 @@ def arrow_predictions(
     if predictions is None:
         return None
     return _keys(keys, hash_keys), times, predictions, scores
+
+
+def _unplain_inputs(table: Any) -> bool:
+    """Whether an input side is present without string ``data`` or is BASE64 (any case):
+    the envelope checks its text (:func:`analyzer.decoding.envelope.side_text`), the line
+    reader reports it."""
+    pc = _module("pyarrow.compute")
+
+    request = _field(table, "captureData", "endpointInput")
+    data = _field(table, "captureData", "endpointInput", "data")
+    if data.null_count != request.null_count:  # data is null where the side is, and more
+        return True
+    encodings = _field(table, "captureData", "endpointInput", "encoding")
+    return any(e.upper() == "BASE64" for e in pc.unique(encodings).to_pylist() if e is not None)
 
 
 def _keys(keys: Any, hash_keys: bool) -> Any:

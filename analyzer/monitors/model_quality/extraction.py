@@ -24,7 +24,10 @@ counts (``model_quality:skipped:{reason}``) and the batch readers report with th
 (``{reason}: {detail}``): ``no_output``, ``truncated_output``, ``unreadable_output``,
 ``several_rows``, ``no_probability``, ``bad_probability``, ``no_prediction``,
 ``bad_prediction`` (a number that is not finite; not 0/1 for BinaryClassification, not a
-number for Regression), ``prediction_too_long``, ``key_too_long``. Pure.
+number for Regression), ``prediction_too_long``, ``key_too_long``. A line whose envelope is
+refused (:func:`~analyzer.decoding.envelope.read_envelope`: ``not_capture_record``,
+``bad_inference_time``, ``truncated_input``, …) gives :func:`capture_record` the decoder's
+word, as the service's decoder counts it. Pure.
 """
 
 from __future__ import annotations
@@ -41,16 +44,22 @@ from typing import Any
 import jmespath
 import orjson
 
-from analyzer.decoding.inference_time import parse_inference_time
+from analyzer.decoding.envelope import (
+    MAX_KEY,
+    VERBATIM,
+    no_output,
+    parse_record,
+    read_envelope,
+    side_text,
+)
 from analyzer.decoding.payload_rows import PayloadError, Rows
 from analyzer.decoding.side_codec import SideCodec
 from analyzer.monitors.model_quality.labels import MAX_TEXT, as_text
-from analyzer.monitors.model_quality.records import Attribute, BadValue, json_line
+from analyzer.monitors.model_quality.records import Attribute, BadValue
 from modelmon.config import ModelQualityConfig, PayloadSide
 
 __all__ = ["MAX_KEY", "CaptureRecord", "OutputReader", "Unusable", "capture_record"]
 
-MAX_KEY = 1024  # a join key (inferenceId or eventId) longer than this is refused
 Found = tuple[str, float | None]  # the prediction's text, the probability (None: none set)
 
 
@@ -329,39 +338,29 @@ class CaptureRecord:
     probability: float | None  # None when there is no probability attribute
 
 
-def _epoch(value: Any) -> float:
-    if value is None:
-        raise BadValue("eventMetadata.inferenceTime is missing")
-    try:
-        return parse_inference_time(value).timestamp()
-    except PayloadError:
-        raise BadValue(f"eventMetadata.inferenceTime {value!r} is not ISO-8601") from None
-
-
 def capture_record(line: bytes, reader: OutputReader) -> CaptureRecord:
     """The join key, inference time, prediction and probability of one capture line
-    (:meth:`OutputReader.read` of its output); :class:`BadValue` says what is wrong."""
-    record = json_line(line)
-    metadata = record.get("eventMetadata")
-    if not isinstance(metadata, dict):
-        raise BadValue("eventMetadata is missing")
-    inference_id, event_id = metadata.get("inferenceId"), metadata.get("eventId")
-    if not isinstance(event_id, str):
-        raise BadValue("eventMetadata.eventId is missing")
-    key = inference_id if isinstance(inference_id, str) and inference_id else event_id
-    when = _epoch(metadata.get("inferenceTime"))
+    (:meth:`OutputReader.read` of its output); :class:`Unusable` says what is wrong, its
+    message starting with the reason word the service counts: the envelope's
+    (:func:`~analyzer.decoding.envelope.read_envelope`, the decoder's ``bad`` reasons,
+    the input side's text included) or the extraction's."""
+    try:
+        event_id, inference_id, moment, request, response, problem = read_envelope(
+            parse_record(line)
+        )
+        # The decoder refuses a record whose input's text does not decode (bad BASE64,
+        # not UTF-8), or whose only side is an output that does not.
+        side = request if request is not None else response
+        if side is not None and side.get("encoding") not in VERBATIM:
+            side_text(side)
+    except PayloadError as exc:
+        raise Unusable(exc.reason, str(exc).partition(": ")[2]) from None
+    key = inference_id or event_id  # Envelope.key
     if len(key) > MAX_KEY:
         raise Unusable("key_too_long", f"a key over {MAX_KEY} characters")
-    capture = record.get("captureData")
-    output = capture.get("endpointOutput") if isinstance(capture, dict) else None
-    data = output.get("data") if isinstance(output, dict) else None
-    extra = record.get("modelmon")
-    truncated = extra.get("truncated") if isinstance(extra, dict) else None
-    if not isinstance(data, str):
-        found = reader.read(None, "no_output")
-    elif isinstance(truncated, list | str | dict) and "output" in truncated:
-        found = reader.read(None, "truncated_output")
+    if response is None:
+        found = reader.read(None, no_output(problem))
     else:
-        encoding = output.get("encoding")  # type: ignore[union-attr]
-        found = reader.read(data, encoding if isinstance(encoding, str) else "CSV")
-    return CaptureRecord(key, when, found[0], found[1])
+        encoding = response.get("encoding")
+        found = reader.read(response["data"], encoding if type(encoding) is str else "CSV")
+    return CaptureRecord(key, moment.timestamp(), found[0], found[1])
