@@ -34,11 +34,18 @@ Conventions, where SageMaker's container and scikit-learn could differ:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from analyzer.monitors.model_quality.ranking import (
+    average_ranks,
+    sorted_auc,
+    sorted_curve_points,
+    tie_blocks,
+)
 
 __all__ = [
     "BETAS",
@@ -87,6 +94,7 @@ SUBSAMPLES = 5
 SUBSAMPLE_FRACTION = 0.8
 MIN_ROWS_FOR_DEVIATION = 200
 MAX_CURVE_POINTS = 1001
+_MASK_CHUNK = 1 << 16
 
 
 def _ratio(numerator: Any, denominator: Any) -> Any:
@@ -151,73 +159,32 @@ class _Ranked:
     """The rows sorted by descending score once: AUC and curves of any subset without a sort.
 
     A subset of rows (a boolean ``mask``) keeps its order when taken from the sorted rows, so
-    the 5 subsamples of :func:`with_standard_deviation` get their AUC in linear time.
+    the 5 subsamples of :func:`with_standard_deviation` get their AUC in linear time; the
+    sorted rows are walked in blocks (:mod:`.ranking`), the subset taken block by block.
+    Held per row: the order (8 bytes), the sorted score (8) and the sorted label (1).
     """
 
-    def __init__(self, y_true: IntArray, y_score: FloatArray) -> None:
-        self.order = np.argsort(-y_score)
-        self.score = y_score[self.order]
+    def __init__(self, y_true: Any, y_score: FloatArray) -> None:
+        score = np.negative(y_score)
+        self.order = np.argsort(score)
+        np.take(y_score, self.order, out=score)  # the scores, descending, in the same buffer
+        self.score = score
         self.hit = y_true[self.order]
+        self.blocks = tie_blocks(score.size, lambda lo, hi: score[lo:hi])
 
-    def sorted_rows(self, mask: npt.NDArray[np.bool_] | None) -> tuple[IntArray, FloatArray]:
-        if mask is None:
-            return self.hit, self.score
-        keep = mask[self.order]
-        return self.hit[keep], self.score[keep]
-
-
-def average_ranks(values: FloatArray) -> FloatArray:
-    """Ranks 1…n, ties sharing their mean rank: ``scipy.stats.rankdata(values)``.
-
-    Here because importing ``scipy.stats`` costs ``analyze --once`` seconds (tested equal).
-    """
-    order = np.argsort(values)  # ties share one rank: their order does not matter
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], ordered.size]
-    mean_rank = (starts + ends + 1) / 2.0  # ranks starts+1 … ends, averaged
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = np.repeat(mean_rank, ends - starts)
-    return ranks
-
-
-def _tie_ends(score: FloatArray) -> IntArray:
-    """The last position of each run of equal scores (scores sorted)."""
-    return np.append(np.flatnonzero(np.diff(score) != 0), score.size - 1).astype(np.int64)
-
-
-def _sorted_auc(hit: IntArray, score: FloatArray) -> float:
-    """Area under the ROC curve of rows sorted by descending score: the Mann–Whitney
-    statistic, a tie between classes counting one half; exact (integer sums in float64)."""
-    positives = int(np.count_nonzero(hit))
-    negatives = hit.size - positives
-    if positives == 0 or negatives == 0:
-        return math.nan
-    ends = _tie_ends(score)
-    tps = np.cumsum(hit)[ends].astype(np.float64)
-    fps = (ends + 1).astype(np.float64) - tps
-    new_tp = np.diff(tps, prepend=0.0)
-    new_fp = np.diff(fps, prepend=0.0)
-    # each negative scores below the positives above its tie, and half of those in it
-    pairs = float(np.dot(new_fp, 2 * (tps - new_tp) + new_tp)) / 2
-    return pairs / (positives * negatives)
-
-
-def _thin(index: IntArray, most: int) -> IntArray:
-    """At most ``most`` of ``index``, evenly by position, first and last kept."""
-    if index.size <= most:
-        return index
-    keep = np.unique(np.linspace(0, index.size - 1, most).round().astype(np.int64))
-    return index[keep]
+    def auc(self, mask: npt.NDArray[np.bool_] | None = None) -> float:
+        order = self.order
+        keep = None if mask is None else (lambda lo, hi: mask[order[lo:hi]])
+        return sorted_auc(self.hit, self.score, self.blocks, keep)
 
 
 def _curves(
-    hit: IntArray, score: FloatArray, most: int
+    ranked: _Ranked, most: int
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """ROC and precision–recall points at every distinct score, highest first (thinned);
-    ``hit`` and ``score`` sorted by descending score."""
-    cut = _thin(_tie_ends(score), most - 1)
-    tps = np.cumsum(hit)[cut].astype(np.float64)
+    """ROC and precision–recall points at every distinct score, highest first (thinned to
+    ``most`` points with the origin)."""
+    cut, hits = sorted_curve_points(ranked.hit, ranked.score, ranked.blocks, most - 1)
+    tps = hits.astype(np.float64)
     fps = (cut + 1).astype(np.float64) - tps
     positives, negatives = float(tps[-1]), float(fps[-1])
     tpr = tps / positives if positives else np.full_like(tps, np.nan)
@@ -229,6 +196,12 @@ def _curves(
     }
     pr = {"precisions": [1.0, *precision.tolist()], "recalls": [0.0, *tpr.tolist()]}
     return roc, pr
+
+
+def _codes(values: Any) -> Any:
+    """Binary labels or predictions as int8 (0/1): 1 byte a row, exact for 0/1."""
+    array = np.asarray(values)
+    return array if array.dtype == np.int8 else array.astype(np.int8)
 
 
 def _binary_counts(y_true: IntArray, y_pred: IntArray) -> tuple[int, int, int, int]:
@@ -276,13 +249,13 @@ def binary_metrics(
     >>> m["confusion_matrix"], round(m["precision"], 4), m["accuracy_best_constant_classifier"]
     ({'0': {'0': 1, '1': 2}, '1': {'0': 0, '1': 1}}, 0.3333, 0.25)
     """
-    y_true = y_true.astype(np.int64)
-    y_pred = y_pred.astype(np.int64)
+    y_true = _codes(y_true)
+    y_pred = _codes(y_pred)
     ranked = _ranked(y_true, y_score)
     return _binary(y_true, y_pred, y_score, ranked, max_curve_points)
 
 
-def _ranked(y_true: IntArray, y_score: FloatArray | None) -> _Ranked | None:
+def _ranked(y_true: Any, y_score: FloatArray | None) -> _Ranked | None:
     if y_score is None or not y_true.size:
         return None
     return _Ranked(y_true, np.asarray(y_score, dtype=np.float64))
@@ -299,9 +272,8 @@ def _binary(
     out: dict[str, Any] = {"confusion_matrix": {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}}}
     out.update(_binary_rates(tp, fp, tn, fn))
     if ranked is not None:
-        hit, score = ranked.sorted_rows(None)
-        out["auc"] = _sorted_auc(hit, score)
-        roc, pr = _curves(hit, score, max_curve_points)
+        out["auc"] = ranked.auc()
+        roc, pr = _curves(ranked, max_curve_points)
         out["receiver_operating_characteristic_curve"] = roc
         out["precision_recall_curve"] = pr
     elif y_score is not None:
@@ -331,16 +303,17 @@ def binary_metrics_with_deviation(
     and their AUC from the full window's sort (a subset keeps its order), so a window of a
     million labels costs one sort instead of six, and no curve is drawn for a subsample.
     """
-    y_true = np.asarray(y_true).astype(np.int64)
-    y_pred = np.asarray(y_pred).astype(np.int64)
+    y_true = _codes(y_true)
+    y_pred = _codes(y_pred)
     ranked = _ranked(y_true, y_score)
-    cell = 2 * y_true + y_pred  # 0 TN, 1 FP, 2 FN, 3 TP
+    cell = 2 * y_true + y_pred  # 0 TN, 1 FP, 2 FN, 3 TP (int8: a byte a row)
 
     def scalars(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
-        tn, fp, fn, tp = (int(c) for c in np.bincount(cell[mask], minlength=4))
+        picked = cell[mask]
+        tn, fp, fn, tp = (int(np.count_nonzero(picked == c)) for c in range(4))
         out = _binary_rates(tp, fp, tn, fn)
         if ranked is not None:
-            out["auc"] = _sorted_auc(*ranked.sorted_rows(mask))
+            out["auc"] = ranked.auc(mask)
         return out
 
     return with_standard_deviation(
@@ -450,10 +423,8 @@ def with_standard_deviation(
     n = len(arrays[0])
     deviations: dict[str, float] = {}
     if n >= MIN_ROWS_FOR_DEVIATION:
-        rng = np.random.default_rng(seed)
         runs: list[Mapping[str, Any]] = []
-        for _ in range(SUBSAMPLES):
-            mask = rng.random(n) < SUBSAMPLE_FRACTION
+        for mask in _subsample_masks(n, seed):
             if scalars is not None:
                 runs.append(scalars(mask))
             else:
@@ -470,6 +441,18 @@ def with_standard_deviation(
         )
         for name, value in full.items()
     }
+
+
+def _subsample_masks(n: int, seed: int) -> Iterator[npt.NDArray[np.bool_]]:
+    """The ``SUBSAMPLES`` row masks, one at a time: ``rng.random(n) < 0.8`` each, drawn in
+    chunks into the mask (the same stream of numbers: 1 byte a row instead of 9)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(SUBSAMPLES):
+        mask = np.empty(n, dtype=np.bool_)
+        for lo in range(0, n, _MASK_CHUNK):
+            hi = min(n, lo + _MASK_CHUNK)
+            np.less(rng.random(hi - lo), SUBSAMPLE_FRACTION, out=mask[lo:hi])
+        yield mask
 
 
 def _take(array: Any, pick: IntArray) -> Any:
