@@ -146,6 +146,7 @@ PURE = {
     "analyzer.monitors.model_quality.monitor",
     "analyzer.monitors.model_quality.pairs",
     "analyzer.monitors.model_quality.predictions",
+    "analyzer.monitors.model_quality.ranking",
     "analyzer.monitors.model_quality.records",
     "analyzer.monitors.model_quality.verdict",
 }
