@@ -34,7 +34,7 @@ Conventions, where SageMaker's container and scikit-learn could differ:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -158,23 +158,27 @@ def _welford_m2(values: FloatArray) -> float:
 class _Ranked:
     """The rows sorted by descending score once: AUC and curves of any subset without a sort.
 
-    A subset of rows (a boolean ``mask``) keeps its order when taken from the sorted rows, so
-    the 5 subsamples of :func:`with_standard_deviation` get their AUC in linear time; the
-    sorted rows are walked in blocks (:mod:`.ranking`), the subset taken block by block.
-    Held per row: the order (8 bytes), the sorted score (8) and the sorted label (1).
+    A subsample keeps its order when taken from the sorted rows, so the 5 subsamples of
+    :func:`with_standard_deviation` get their AUC in linear time: each row's subsample
+    memberships (``flags``, bit ``j`` for subsample ``j``) are sorted with it, and the
+    sorted rows are walked in blocks (:mod:`.ranking`). Held per row: the sorted score (8
+    bytes), label (1) and flags (1); the order is dropped once used.
     """
 
-    def __init__(self, y_true: Any, y_score: FloatArray) -> None:
+    def __init__(self, y_true: Any, y_score: FloatArray, flags: Any = None) -> None:
         score = np.negative(y_score)
-        self.order = np.argsort(score)
-        np.take(y_score, self.order, out=score)  # the scores, descending, in the same buffer
+        order = np.argsort(score)
+        np.take(y_score, order, out=score, mode="clip")  # descending, same buffer (no copy)
         self.score = score
-        self.hit = y_true[self.order]
+        self.hit = y_true[order]
+        self.flags = flags[order] if flags is not None else None
         self.blocks = tie_blocks(score.size, lambda lo, hi: score[lo:hi])
 
-    def auc(self, mask: npt.NDArray[np.bool_] | None = None) -> float:
-        order = self.order
-        keep = None if mask is None else (lambda lo, hi: mask[order[lo:hi]])
+    def auc(self, subsample: int | None = None) -> float:
+        flags, bit = self.flags, 1 << (subsample or 0)
+        keep = None
+        if subsample is not None and flags is not None:
+            keep = lambda lo, hi: (flags[lo:hi] & bit) != 0  # noqa: E731
         return sorted_auc(self.hit, self.score, self.blocks, keep)
 
 
@@ -255,10 +259,10 @@ def binary_metrics(
     return _binary(y_true, y_pred, y_score, ranked, max_curve_points)
 
 
-def _ranked(y_true: Any, y_score: FloatArray | None) -> _Ranked | None:
+def _ranked(y_true: Any, y_score: FloatArray | None, flags: Any = None) -> _Ranked | None:
     if y_score is None or not y_true.size:
         return None
-    return _Ranked(y_true, np.asarray(y_score, dtype=np.float64))
+    return _Ranked(y_true, np.asarray(y_score, dtype=np.float64), flags)
 
 
 def _binary(
@@ -305,22 +309,28 @@ def binary_metrics_with_deviation(
     """
     y_true = _codes(y_true)
     y_pred = _codes(y_pred)
-    ranked = _ranked(y_true, y_score)
     cell = 2 * y_true + y_pred  # 0 TN, 1 FP, 2 FN, 3 TP (int8: a byte a row)
+    n = y_true.size
+    flags = None  # each row's subsamples, bit j for the j-th (the masks' same draws)
+    if n >= MIN_ROWS_FOR_DEVIATION:
+        flags = np.zeros(n, dtype=np.uint8)
+        for j, mask in enumerate(_subsample_masks(n, seed)):
+            flags |= mask.view(np.uint8) << np.uint8(j)
+    ranked = _ranked(y_true, y_score, flags)
+    full = _binary(y_true, y_pred, y_score, ranked, max_curve_points)
+    del y_true, y_pred
 
-    def scalars(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
-        picked = cell[mask]
-        tn, fp, fn, tp = (int(np.count_nonzero(picked == c)) for c in range(4))
+    def scalars(subsample: int) -> dict[str, Any]:
+        assert flags is not None
+        kept = cell[(flags & np.uint8(1 << subsample)) != 0]
+        tn, fp, fn, tp = (int(np.count_nonzero(kept == c)) for c in range(4))
         out = _binary_rates(tp, fp, tn, fn)
         if ranked is not None:
-            out["auc"] = ranked.auc(mask)
+            out["auc"] = ranked.auc(subsample)
         return out
 
     return with_standard_deviation(
-        lambda *_: _binary(y_true, y_pred, y_score, ranked, max_curve_points),
-        [y_true],
-        seed=seed,
-        scalars=scalars,
+        lambda *_: full, [cell], seed=seed, scalars=scalars, subsamples=range(SUBSAMPLES)
     )
 
 
@@ -400,7 +410,8 @@ def with_standard_deviation(
     arrays: Sequence[Any],
     *,
     seed: int = 0,
-    scalars: Callable[[npt.NDArray[np.bool_]], Mapping[str, Any]] | None = None,
+    scalars: Callable[[Any], Mapping[str, Any]] | None = None,
+    subsamples: Iterable[Any] | None = None,
 ) -> dict[str, Any]:
     """``compute(*arrays)`` with each scalar as ``{"value", "standard_deviation"}``.
 
@@ -409,7 +420,8 @@ def with_standard_deviation(
     there are at least 200 rows; else NaN.
     Non-scalar entries (confusion matrix, curves) pass through unchanged. ``scalars``, when
     given, computes a subsample's scalar metrics from its row mask (faster than ``compute``
-    on copies; the same values).
+    on copies; the same values), or from each item of ``subsamples`` when given instead of
+    the masks (the caller drew them: see :func:`binary_metrics_with_deviation`).
 
     Examples
     --------
@@ -424,7 +436,8 @@ def with_standard_deviation(
     deviations: dict[str, float] = {}
     if n >= MIN_ROWS_FOR_DEVIATION:
         runs: list[Mapping[str, Any]] = []
-        for mask in _subsample_masks(n, seed):
+        masks = subsamples if subsamples is not None else _subsample_masks(n, seed)
+        for mask in masks:
             if scalars is not None:
                 runs.append(scalars(mask))
             else:
