@@ -76,8 +76,8 @@ def _table_pairs(
     columns = read_table(data, fmt, attributes, encoder, tick, max_line_bytes=limit)
     scores = columns.column("probability")
     return Pairs(
-        columns.column("label"),  # type: ignore[arg-type]
-        columns.column("prediction"),  # type: ignore[arg-type]
+        columns.column("label"),
+        columns.column("prediction"),
         scores if mq.probability_attribute is not None else None,  # type: ignore[arg-type]
         None,
         BadLines(),

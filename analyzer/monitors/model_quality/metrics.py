@@ -182,9 +182,7 @@ class _Ranked:
         return sorted_auc(self.hit, self.score, self.blocks, keep)
 
 
-def _curves(
-    ranked: _Ranked, most: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+def _curves(ranked: _Ranked, most: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """ROC and precision–recall points at every distinct score, highest first (thinned to
     ``most`` points with the origin)."""
     cut, hits = sorted_curve_points(ranked.hit, ranked.score, ranked.blocks, most - 1)
