@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import itertools
 import math
 from typing import Any
 
@@ -62,7 +63,7 @@ def test_blocks_equal_the_whole_array(seed: int, digits: int) -> None:
     hit, score = rows(seed, 5 * BLOCK + 123, digits)
     blocks = tie_blocks(score.size, lambda lo, hi: score[lo:hi])
     assert len(blocks) > 2 and blocks[0][0] == 0 and blocks[-1][1] == score.size
-    for (_, hi), (lo, _) in zip(blocks, blocks[1:], strict=False):
+    for (_, hi), (lo, _) in itertools.pairwise(blocks):
         assert hi == lo and score[hi - 1] != score[hi]  # cut only between unequal scores
     assert sorted_auc(hit, score, blocks) == whole_auc(hit, score)
     keep = np.random.default_rng(seed).random(score.size) < 0.8
