@@ -3,9 +3,11 @@
 Pure numpy. ``modelmon baseline --model-quality`` (capture folder + ground-truth folder) and
 ``modelmon analyze --once --ground-truth`` hold no database: the readers turn each record into
 a few numbers (the 64-bit hash of its join key and its values) in numpy columns grown chunk by
-chunk (:class:`Columns`: 8 bytes a value, no Python object per row), and :func:`join` matches
-them with one sort of each side and a binary search. The service's durable join (SQLite,
-exactly once across restarts) is ``joins.py``; this one counts the same things:
+chunk (:class:`Columns`: 1 to 8 bytes a value, no Python object per row), and :func:`join`
+matches them with one sort of the labels' keys and a binary search of the predictions' keys,
+a chunk at a time (memory per row: docs/model-quality.md, "The batch join"). The service's
+durable join (SQLite, exactly once across restarts) is ``joins.py``; this one counts the same
+things:
 
 - ``matched``: keys with both a prediction and a label (each key counted once);
 - ``unmatched``: labels with no prediction (a prediction that was not sampled, or an id
