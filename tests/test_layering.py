@@ -144,6 +144,7 @@ PURE = {
     "analyzer.monitors.model_quality.labels",
     "analyzer.monitors.model_quality.metrics",
     "analyzer.monitors.model_quality.monitor",
+    "analyzer.monitors.model_quality.multiclass",
     "analyzer.monitors.model_quality.pairs",
     "analyzer.monitors.model_quality.predictions",
     "analyzer.monitors.model_quality.ranking",

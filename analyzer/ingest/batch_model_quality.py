@@ -186,21 +186,20 @@ def analyze_model_quality(
         end = _hour(datetime.fromtimestamp(span[1], UTC)) + timedelta(hours=1)
     if start is None:
         start = _hour(datetime.fromtimestamp(span[0], UTC))
-    truth, guess = pairs.truth_and_guess(encoder)
     result = evaluate_window(
         mq.problem_type,
-        truth,
-        guess,
+        pairs.labels,
+        pairs.predictions,
         pairs.probabilities,
         baseline.constraints,
         baseline.baseline,
         false_alarm_rate=config.analyzer.false_alarm_rate,
         min_labels=mq.min_labels,
         r2_convention=mq.r2_convention,
+        classes=pairs.class_names(encoder),
     )
     # the labelled rows are done with, and every row goes into the estimate: ``pairs`` keeps
     # only its counts (memory: docs/model-quality.md, "The batch join")
-    del truth, guess
     rows = [pairs.all_probabilities, pairs.all_predictions]
     empty = np.zeros(0, np.int8)
     pairs = replace(pairs, labels=empty, predictions=empty, probabilities=None,

@@ -305,12 +305,9 @@ class Pairs:
     # the first and last inference time of those predictions (None: none read)
     time_range: tuple[float, float] | None = None
 
-    def truth_and_guess(self, encoder: Encoder) -> tuple[Any, Any]:
-        """The arrays ``evaluate_window`` takes: class names for a multiclass problem."""
+    def class_names(self, encoder: Encoder) -> list[str] | None:
+        """What the codes of a multiclass problem's labels and predictions stand for (the
+        ``classes`` of ``evaluate_window``); None for the other problem types."""
         if encoder.problem_type != "MulticlassClassification":
-            return self.labels, self.predictions
-        names = np.array(encoder.class_names(), dtype=object)
-        return (
-            names[self.labels.astype(np.int64)].tolist(),
-            names[self.predictions.astype(np.int64)].tolist(),
-        )
+            return None
+        return encoder.class_names()

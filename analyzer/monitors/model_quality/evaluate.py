@@ -26,6 +26,7 @@ from analyzer.monitors.model_quality.metrics import (
     regression_metrics,
     with_standard_deviation,
 )
+from analyzer.monitors.model_quality.multiclass import multiclass_metrics_of_codes
 from analyzer.monitors.model_quality.verdict import (
     MetricDecision,
     auc_standard_error,
@@ -156,8 +157,12 @@ def evaluate_window(
     min_labels: int,
     r2_convention: str = "standard",
     seed: int = 0,
+    classes: Sequence[str] | None = None,
 ) -> WindowResult:
     """Metrics of the joined pairs of one window and each constrained metric's state.
+
+    ``classes`` (multiclass only): ``y_true`` and ``y_pred`` are integer codes into these
+    class names instead of the labels themselves (the same metrics, no object a row).
 
     Below ``min_labels`` the metrics are still computed and shown, but every state is
     ``not_enough_data`` and nothing is a violation.
@@ -178,6 +183,8 @@ def evaluate_window(
             y_score,
             seed=seed,
         )
+    elif classes is not None:  # codes into the class names (the batch readers')
+        metrics = multiclass_metrics_of_codes(y_true, y_pred, classes, seed=seed)
     else:
         metrics = with_standard_deviation(
             multiclass_metrics, [[str(v) for v in y_true], [str(v) for v in y_pred]], seed=seed

@@ -56,6 +56,7 @@ __all__ = [
     "binary_metrics",
     "binary_metrics_with_deviation",
     "binary_scalars",
+    "multiclass_from_matrix",
     "multiclass_metrics",
     "regression_metrics",
     "weighted_scalars",
@@ -376,13 +377,21 @@ def multiclass_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str
     n = len(y_true)
     classes = sorted(set(y_true) | set(y_pred))
     if n == 0:
-        nan = dict.fromkeys(MULTICLASS_SCALARS, math.nan)
-        return {"confusion_matrix": {}, **nan}
+        return multiclass_from_matrix(np.zeros((0, 0), dtype=np.int64), [])
     where = {label: i for i, label in enumerate(classes)}
     truth = np.fromiter((where[v] for v in y_true), np.int64, n)
     guess = np.fromiter((where[v] for v in y_pred), np.int64, n)
     k = len(classes)
     matrix = np.bincount(truth * k + guess, minlength=k * k).reshape(k, k)
+    return multiclass_from_matrix(matrix, classes)
+
+
+def multiclass_from_matrix(matrix: Any, classes: Sequence[str]) -> dict[str, Any]:
+    """:func:`multiclass_metrics` from the confusion matrix of ``classes`` (sorted, those
+    seen in the window): ``matrix[actual, predicted]``; an empty one is an empty window."""
+    if not len(classes):
+        nan = dict.fromkeys(MULTICLASS_SCALARS, math.nan)
+        return {"confusion_matrix": {}, **nan}
     support = matrix.sum(axis=1)
     out: dict[str, Any] = {
         "confusion_matrix": {
