@@ -36,12 +36,19 @@ def _metrics(
     present = np.flatnonzero(seen).tolist()
     classes = sorted(names[code] for code in present)
     position = {name: i for i, name in enumerate(classes)}
-    rank = np.zeros(len(names), dtype=np.int64)
+    rank = np.zeros(len(names), dtype=np.int32)  # k² < 2³¹: k ≤ MAX_CLASSES
     rank[present] = [position[names[code]] for code in present]
     k = len(classes)
-    cells = rank[truth] * k + rank[guess]
+    cells = rank[truth] * np.int32(k) + rank[guess]
     matrix = np.bincount(cells, minlength=k * k).reshape(k, k)
     return multiclass_from_matrix(matrix, classes)
+
+
+def _codes(values: Any) -> Any:
+    """Integer codes as they are (2 bytes a row from the readers); others (a table's float
+    codes) as int32."""
+    array = np.asarray(values)
+    return array if array.dtype.kind in "iu" else array.astype(np.int32)
 
 
 def multiclass_metrics_of_codes(
@@ -57,7 +64,7 @@ def multiclass_metrics_of_codes(
     >>> m["accuracy"]["value"], list(m["confusion_matrix"])
     (0.75, ['a', 'b', 'c'])
     """
-    truth, guess = np.asarray(truth, dtype=np.intp), np.asarray(guess, dtype=np.intp)
+    truth, guess = _codes(truth), _codes(guess)
     return with_standard_deviation(
         lambda *_: _metrics(truth, guess, names, None),
         [truth],

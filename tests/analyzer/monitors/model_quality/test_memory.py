@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from analyzer.monitors.model_quality.estimate import estimate_binary, fit_calibrator
+from analyzer.monitors.model_quality.evaluate import evaluate_window
 from analyzer.monitors.model_quality.metrics import binary_metrics_with_deviation
 from analyzer.monitors.model_quality.pairs import join
 
@@ -78,3 +79,19 @@ def test_the_estimate_holds_at_most_four_float_arrays() -> None:
     per_row = peak_per_row(lambda: out.append(estimate_binary(score, predicted, calibrator)))
     assert 0.5 < out[0]["accuracy"].value < 1
     assert per_row < 45, per_row  # ranks, q, 1 − q, ŷ (32); ~32 measured
+
+
+@pytest.mark.usefixtures("traced")
+def test_multiclass_metrics_keep_the_codes() -> None:
+    """2-byte class codes, not two lists of names a row (~66 bytes a row before)."""
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 5, ROWS).astype(np.int16)
+    guess = np.where(rng.random(ROWS) < 0.7, truth, rng.integers(0, 5, ROWS)).astype(np.int16)
+    out: list[Any] = []
+    per_row = peak_per_row(
+        lambda: out.append(evaluate_window("MulticlassClassification", truth, guess, None, {},
+                                           None, false_alarm_rate=0.01, min_labels=1,
+                                           classes=["cat", "dog", "emu", "fox", "gnu"]))
+    )  # fmt: skip
+    assert 0.7 < out[0].metrics["accuracy"]["value"] < 0.8
+    assert per_row < 25, per_row  # ranks of both sides and their cells (12), ~14 measured
