@@ -1,7 +1,7 @@
 """Join + metrics for N predictions and N labels, whole process, against the anchors (issue 11).
 
     python bench/model_quality_join.py [--rows 100000 1000000] [--workdir /tmp/mqjoin]
-                                       [--sqlite] [--repeat 3]
+                                       [--sqlite] [--repeat 3] [--no-nannyml]
 
 Per size, each in a fresh process (wall time and peak RSS of that process):
 
@@ -28,7 +28,10 @@ Per size, each in a fresh process (wall time and peak RSS of that process):
   same rows flattened beforehand into two CSV files read by ``read_csv``: its best input); and
   **compute** (the merge and both calculators on data already in memory).
 
-Prints seconds, peak RSS and the ratios NannyML / ours (each NannyML figure over our whole
+Prints seconds, peak RSS (of the whole process; and of ours, of its own process and of its
+workers apart, with the slope of its own between sizes: what grows with the rows, in MiB per
+million rows; ``--rows 100000 1000000 3000000 --no-nannyml`` for that alone) and the ratios
+NannyML / ours (each NannyML figure over our whole
 process), and the load average before and after. Ours runs ``--repeat`` times (default 3;
 each run printed, the median used): a run of a few seconds on a shared machine is at the
 mercy of one burst of load, NannyML's minutes average over it.
@@ -37,6 +40,7 @@ mercy of one burst of load, NannyML's minutes average over it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -311,6 +315,22 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float, str]:
     return float(seconds), int(kib) / 1024, out.stdout
 
 
+# ``modelmon`` with the peak RSS of its own process and of its workers (the map's forked
+# processes) printed last: /usr/bin/time gives only the larger of the two, and what grows with
+# the rows is this process's (the workers' peak is a file's, flat in rows).
+OURS_CLI = """
+import atexit, resource, runpy, sys
+def rss():
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"rss_mb {own:.1f} {workers:.1f}", flush=True)
+atexit.register(rss)
+sys.argv = ["modelmon", *sys.argv[1:]]
+runpy.run_module("modelmon", run_name="__main__")
+"""
+OWN_RSS: dict[int, float] = {}  # rows -> peak RSS (MB) of our process itself, max of the runs
+
+
 def batch_row(n: int, workdir: Path, nanny: bool, repeat: int = 1) -> str:
     import shutil
     import statistics
@@ -321,9 +341,13 @@ def batch_row(n: int, workdir: Path, nanny: bool, repeat: int = 1) -> str:
     for _ in range(repeat):  # a run of a few seconds is at the mercy of one burst of load
         shutil.rmtree(folder / "reports", ignore_errors=True)
         runs.append(timed(
-            [sys.executable, "-m", "modelmon", "analyze", "--once", "--config", "modelmon.yaml",
+            [sys.executable, "-c", OURS_CLI, "analyze", "--once", "--config", "modelmon.yaml",
              "--ground-truth", "gt"], folder))  # fmt: skip
-    ours_cpu = CPU_S[" ".join([sys.executable, "-m", "modelmon"])]
+    ours_cpu = CPU_S[" ".join([sys.executable, "-c", OURS_CLI])]
+    own = [[float(v) for v in run[2].strip().splitlines()[-1].split()[1:]] for run in runs]
+    OWN_RSS[n] = max(o[0] for o in own)
+    print(f"{n:>9} peak RSS: our process {OWN_RSS[n]:.0f} MB, its workers"
+          f" {max(o[1] for o in own):.0f} MB", flush=True)  # fmt: skip
     ours_s = statistics.median(run[0] for run in runs)
     ours_mb = max(run[1] for run in runs)
     if repeat > 1:
@@ -375,9 +399,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mqjoin"))
     parser.add_argument("--sqlite", action="store_true", help="the service's SQLite join")
     parser.add_argument("--repeat", type=int, default=3, help="runs of ours (the median)")
+    parser.add_argument("--no-nannyml", action="store_true", help="ours and the floor only")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    nanny = NANNYML_READY.exists()
+    nanny = NANNYML_READY.exists() and not args.no_nannyml
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
     if not args.sqlite:
         print(f"{'rows':>9} {'ours s':>8} {'RSS MB':>7} {'floor s':>8} {'NML same':>9}"
@@ -385,6 +410,11 @@ def main() -> None:
               f" {'csv/us':>8} {'compute/us':>9}")  # fmt: skip
         for n in args.rows:
             print(batch_row(n, args.workdir, nanny, args.repeat), flush=True)
+        sizes = sorted(OWN_RSS)
+        for low, high in itertools.pairwise(sizes):  # what memory does per row: the slope
+            slope = (OWN_RSS[high] - OWN_RSS[low]) / (high - low) * 1e6
+            print(f"our process, {low:,} → {high:,} rows: {slope:.1f} MiB per million rows"
+                  f" (~{slope * 1.048576:.0f} bytes a row)", flush=True)  # fmt: skip
         print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
         return
     print(f"{'rows':>9} {'ours s':>8} {'join s':>7} {'RSS MB':>7} {'floor s':>8}"

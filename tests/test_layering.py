@@ -145,8 +145,10 @@ PURE = {
     "analyzer.monitors.model_quality.labels",
     "analyzer.monitors.model_quality.metrics",
     "analyzer.monitors.model_quality.monitor",
+    "analyzer.monitors.model_quality.multiclass",
     "analyzer.monitors.model_quality.pairs",
     "analyzer.monitors.model_quality.predictions",
+    "analyzer.monitors.model_quality.ranking",
     "analyzer.monitors.model_quality.records",
     "analyzer.monitors.model_quality.verdict",
 }

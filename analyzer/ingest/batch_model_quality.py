@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,13 +71,14 @@ def _baseline(mq: ModelQualityConfig, code: int) -> ModelQualityBaseline:
     return loaded
 
 
-def _estimate(baseline: ModelQualityBaseline, pairs: Pairs) -> dict[str, Estimate] | None:
-    """The label-free estimate over every prediction of the window (labelled or not)."""
-    scores = pairs.all_probabilities
-    if baseline.calibrator is None or scores is None or scores.size == 0:
+def _estimate(baseline: ModelQualityBaseline, rows: list[Any]) -> dict[str, Estimate] | None:
+    """The label-free estimate over every prediction of the window (labelled or not), from
+    ``rows`` = [probabilities or None, predictions] (the model's, or score ≥ threshold),
+    taken out of the list: the estimate drops each once used, so the caller must hold no
+    other reference (``estimate._sums``: at a million predictions, the pass's peak)."""
+    if baseline.calibrator is None or rows[0] is None or rows[0].size == 0:
         return None
-    predicted = pairs.all_predictions.astype(np.int64)  # the model's, or score ≥ threshold
-    return estimate_binary(scores, predicted, baseline.calibrator)
+    return estimate_binary(rows.pop(0), rows.pop(0), baseline.calibrator)
 
 
 def _number(value: float) -> float | str:
@@ -174,29 +176,35 @@ def analyze_model_quality(
         )
     except InputError as exc:
         raise ModelQualityStop(no_data, str(exc)) from exc
-    times = pairs.all_times
-    if times.size == 0:
+    span, predictions = pairs.time_range, int(pairs.all_predictions.size)
+    if span is None:
         first = f" (first: {pairs.bad.shown[0]})" if pairs.bad.shown else ""
         raise ModelQualityStop(
             no_data, f"no prediction decoded from {len(files)} capture files{first}"
         )
     if end is None:
-        end = _hour(datetime.fromtimestamp(float(times.max()), UTC)) + timedelta(hours=1)
+        end = _hour(datetime.fromtimestamp(span[1], UTC)) + timedelta(hours=1)
     if start is None:
-        start = _hour(datetime.fromtimestamp(float(times.min()), UTC))
-    truth, guess = pairs.truth_and_guess(encoder)
+        start = _hour(datetime.fromtimestamp(span[0], UTC))
     result = evaluate_window(
         mq.problem_type,
-        truth,
-        guess,
+        pairs.labels,
+        pairs.predictions,
         pairs.probabilities,
         baseline.constraints,
         baseline.baseline,
         false_alarm_rate=config.analyzer.false_alarm_rate,
         min_labels=mq.min_labels,
         r2_convention=mq.r2_convention,
+        classes=pairs.class_names(encoder),
     )
-    estimate = _estimate(baseline, pairs)
+    # the labelled rows are done with, and every row goes into the estimate: ``pairs`` keeps
+    # only its counts (memory: docs/model-quality.md, "The batch join")
+    rows = [pairs.all_probabilities, pairs.all_predictions]
+    empty = np.zeros(0, np.int8)
+    pairs = replace(pairs, labels=empty, predictions=empty, probabilities=None,
+                    all_probabilities=None, all_predictions=empty)  # fmt: skip
+    estimate = _estimate(baseline, rows)
     folder = subfolder(report_folder(config, end, out), REPORT_SUBFOLDER)
     write_reports(
         folder,
@@ -209,7 +217,7 @@ def analyze_model_quality(
             ),
         },
     )
-    print(_summary(result, pairs, estimate, int(times.size), folder), flush=True)
+    print(_summary(result, pairs, estimate, predictions, folder), flush=True)
     return start, end, folder
 
 

@@ -293,22 +293,21 @@ def _append_predictions(out: Columns, rows: list[tuple[Any, float, float, float]
 class Pairs:
     """Joined labels, predictions and probabilities (None: no probability attribute)."""
 
-    labels: FloatArray
-    predictions: FloatArray
+    # labels and predictions: int8 (binary), int16 class codes (multiclass) or float64
+    labels: npt.NDArray[Any]
+    predictions: npt.NDArray[Any]
     probabilities: FloatArray | None
     counts: JoinCounts | None  # None: a table, nothing to join
     bad: BadLines
-    # every prediction read (labelled or not): inference times, probabilities (None: none)
-    all_times: FloatArray = field(default_factory=lambda: np.zeros(0))
+    # every prediction read (labelled or not): probabilities (None: none), predictions
     all_probabilities: FloatArray | None = None
-    all_predictions: FloatArray = field(default_factory=lambda: np.zeros(0))
+    all_predictions: npt.NDArray[Any] = field(default_factory=lambda: np.zeros(0))
+    # the first and last inference time of those predictions (None: none read)
+    time_range: tuple[float, float] | None = None
 
-    def truth_and_guess(self, encoder: Encoder) -> tuple[Any, Any]:
-        """The arrays ``evaluate_window`` takes: class names for a multiclass problem."""
+    def class_names(self, encoder: Encoder) -> list[str] | None:
+        """What the codes of a multiclass problem's labels and predictions stand for (the
+        ``classes`` of ``evaluate_window``); None for the other problem types."""
         if encoder.problem_type != "MulticlassClassification":
-            return self.labels, self.predictions
-        names = np.array(encoder.class_names(), dtype=object)
-        return (
-            names[self.labels.astype(np.int64)].tolist(),
-            names[self.predictions.astype(np.int64)].tolist(),
-        )
+            return None
+        return encoder.class_names()

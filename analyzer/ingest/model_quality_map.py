@@ -14,6 +14,7 @@ the key strings back to be hashed here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -38,7 +39,7 @@ from analyzer.monitors.model_quality.pairs import Columns, join, key_hashes
 from analyzer.monitors.model_quality.records import Attribute, BadValue, Encoder
 from modelmon.config import ModelQualityConfig, PayloadSide
 
-__all__ = ["FileColumns", "ReadTask", "joined_pairs", "read_file"]
+__all__ = ["FileColumns", "ReadTask", "joined_pairs", "read_file", "value_type"]
 
 PREDICTIONS = "predictions"
 LABELS = "labels"
@@ -123,19 +124,30 @@ def _run_codes(values: Any, classes: list[str], encoder: Encoder, what: str) -> 
     return codes[values.astype(np.int64)]
 
 
+def value_type(problem_type: str) -> type[np.generic]:
+    """The narrowest exact type of a label or prediction: 0/1 (int8), a class code below
+    ``MAX_CLASSES`` (int16), or a number (float64)."""
+    if problem_type == "BinaryClassification":
+        return np.int8
+    if problem_type == "MulticlassClassification":
+        return np.int16
+    return np.float64
+
+
 def _reduce(
     results: Iterable[FileColumns],
     predictions: int,
     encoder: Encoder,
     bad: BadLines,
     tick: Any,
-) -> tuple[Columns, Columns]:
+) -> tuple[Columns, Columns, tuple[float, float] | None]:
     """The first ``predictions`` results are capture files, the rest ground-truth files: each
-    kind's columns in file order, keys hashed, class codes made the run's."""
-    out = Columns(
-        {"key": np.int64, "time": np.float64, "prediction": np.float64, "probability": np.float64}
-    )
-    labels = Columns({"key": np.int64, "label": np.float64})
+    kind's columns in file order, keys hashed, class codes made the run's, values in their
+    narrowest exact type; and the first and last inference time (the times are not kept)."""
+    values_type = value_type(encoder.problem_type)
+    out = Columns({"key": np.int64, "prediction": values_type, "probability": np.float64})
+    labels = Columns({"key": np.int64, "label": values_type})
+    first, last = math.inf, -math.inf
     for index, result in enumerate(results):
         columns = result.columns
         is_label = index >= predictions
@@ -153,15 +165,17 @@ def _reduce(
         if is_label:
             labels.append(key=keys, label=values[keep])
         else:
+            times = columns.column("time")[keep]
+            if times.size:
+                first, last = min(first, float(times.min())), max(last, float(times.max()))
             out.append(
                 key=keys,
-                time=columns.column("time")[keep],
                 prediction=values[keep],
                 probability=columns.column("probability")[keep],
             )
         if tick is not None:
             tick(labels.rows if is_label else out.rows)
-    return out, labels
+    return out, labels, (first, last) if first <= last else None
 
 
 def joined_pairs(
@@ -202,17 +216,20 @@ def joined_pairs(
         model_quality_arrow.preload(encoder, arrow)
     bad = BadLines()
     results = executor.map(partial(read_file, task), items)
-    predictions, labels = _reduce(results, len(capture_files), encoder, bad, tick)
-    joined = join(predictions.column("key"), labels.column("key"))  # type: ignore[arg-type]
-    every_score: Any = predictions.column("probability")
+    predictions, labels, span = _reduce(results, len(capture_files), encoder, bad, tick)
     has_scores = mq.probability_attribute is not None
+    every_score: Any = predictions.take("probability") if has_scores else None
+    every_prediction: Any = predictions.take("prediction")
+    # the keys go into the join and die there (sorted in place to count the distinct ones)
+    joined = join(predictions.take("key"), labels.take("key"), consume=True)  # type: ignore[arg-type]
+    rows = joined.prediction_rows
     return Pairs(
-        labels.column("label")[joined.label_rows],  # type: ignore[arg-type]
-        predictions.column("prediction")[joined.prediction_rows],  # type: ignore[arg-type]
-        every_score[joined.prediction_rows] if has_scores else None,
+        labels.take("label")[joined.label_rows],
+        every_prediction[rows],
+        every_score[rows] if has_scores else None,
         joined.counts,
         bad,
-        predictions.column("time"),  # type: ignore[arg-type]
-        every_score if has_scores else None,
-        predictions.column("prediction"),  # type: ignore[arg-type]
+        all_probabilities=every_score,
+        all_predictions=every_prediction,
+        time_range=span,
     )

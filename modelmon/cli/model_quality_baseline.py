@@ -76,8 +76,8 @@ def _table_pairs(
     columns = read_table(data, fmt, attributes, encoder, tick, max_line_bytes=limit)
     scores = columns.column("probability")
     return Pairs(
-        columns.column("label"),  # type: ignore[arg-type]
-        columns.column("prediction"),  # type: ignore[arg-type]
+        columns.column("label"),
+        columns.column("prediction"),
         scores if mq.probability_attribute is not None else None,  # type: ignore[arg-type]
         None,
         BadLines(),
@@ -196,17 +196,17 @@ def run_model_quality_baseline(
     except InputError as exc:
         print(f"modelmon baseline: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    truth, guess = pairs.truth_and_guess(encoder)
     result = evaluate_window(
         mq.problem_type,
-        truth,
-        guess,
+        pairs.labels,
+        pairs.predictions,
         pairs.probabilities,
         {},
         None,
         false_alarm_rate=config.analyzer.false_alarm_rate if config is not None else 0.01,
         min_labels=1,
         r2_convention=mq.r2_convention,
+        classes=pairs.class_names(encoder),
     )
     statistics = result.statistics()
     constraints = suggest_constraints(mq.problem_type, statistics)

@@ -196,7 +196,7 @@ def _bernoulli_draws(
     return drawn
 
 
-def _normal_draws(q: FloatArray, yhat: FloatArray, ranks: FloatArray, seed: int) -> dict[str, Any]:
+def _normal_draws(sums: _Sums, n: int, seed: int) -> dict[str, Any]:
     """As :func:`_bernoulli_draws` for a large window, from the sums the metrics depend on.
 
     With independent labels ``B ~ Bernoulli(q)``, every estimated metric is a function of
@@ -206,29 +206,87 @@ def _normal_draws(q: FloatArray, yhat: FloatArray, ranks: FloatArray, seed: int)
     above ``NORMAL_ABOVE`` rows the difference from the Bernoulli draws is far below their
     Monte Carlo error), and drawing it costs nothing per row.
     """
-    n = q.size
-    v = q * (1 - q)
-    no = 1 - yhat
-    mean = np.array([q @ yhat, q @ no, q @ ranks])
-    vr = v * ranks
+    mean = np.array([sums.q_yhat, sums.q_no, sums.q_ranks])
     cov = np.array(
         [
-            [v @ yhat, 0.0, vr @ yhat],
-            [0.0, v @ no, vr @ no],
-            [vr @ yhat, vr @ no, vr @ ranks],
+            [sums.v_yhat, 0.0, sums.vr_yhat],
+            [0.0, sums.v_no, sums.vr_no],
+            [sums.vr_yhat, sums.vr_no, sums.vr_ranks],
         ]
     )
     rng = np.random.default_rng(seed)
     tps, fns, rank_sums = rng.multivariate_normal(
         mean, cov, size=NORMAL_DRAWS, check_valid="ignore", method="eigh"
     ).T
-    predicted = float(yhat.sum())
+    predicted = sums.predicted
     fps = predicted - tps
     drawn = binary_scalars(tps, fps, n - tps - fps - fns, fns)
     positives = tps + fns
     with np.errstate(divide="ignore", invalid="ignore"):
         drawn["auc"] = (rank_sums - positives * (positives + 1) / 2) / (positives * (n - positives))
     return drawn
+
+
+@dataclass(frozen=True)
+class _Sums:
+    """The dot products a large window's estimate needs (q calibrated, ŷ predicted, no =
+    1 − ŷ, nq = 1 − q, v = q(1 − q), r the ranks, vr = v·r)."""
+
+    q_yhat: float
+    nq_yhat: float
+    nq_no: float
+    q_no: float
+    q_ranks: float
+    v_yhat: float
+    v_no: float
+    vr_yhat: float
+    vr_no: float
+    vr_ranks: float
+    predicted: float
+
+
+def _sums(rows: list[Any], calibrator: Calibrator) -> _Sums:
+    """The sums of :class:`_Sums` from ``rows`` = [scores, predicted], holding at most four
+    float arrays of a row at once (whole vectors, as before: ``np.dot`` on the same vectors
+    gives the same bits). The scores are taken out of ``rows`` and dropped once the
+    calibrated probabilities and the ranks are made: at a million predictions this is the
+    batch pass's peak of memory."""
+    scores: FloatArray = rows.pop(0)
+    predicted = rows[0]
+    ranks = average_ranks(scores)
+    q = calibrator(scores)
+    del scores
+
+    def yhat() -> FloatArray:
+        return np.asarray(predicted, dtype=np.float64)  # 0/1: exact
+
+    def no() -> FloatArray:
+        y = yhat()
+        return np.subtract(1, y, out=y)  # 1 − ŷ without a second array
+
+    y = yhat()
+    q_yhat, q_ranks = float(q @ y), float(q @ ranks)
+    nq = 1 - q
+    nq_yhat = float(nq @ y)
+    del y
+    n_ = no()
+    q_no, nq_no = float(q @ n_), float(nq @ n_)
+    np.multiply(q, nq, out=q)  # v = q(1 − q), in q's place
+    v = q
+    del nq
+    v_no = float(v @ n_)
+    del n_
+    y = yhat()
+    v_yhat = float(v @ y)
+    vr = v * ranks
+    del v, q
+    vr_ranks, vr_yhat = float(vr @ ranks), float(vr @ y)
+    del ranks, y
+    vr_no = float(vr @ no())
+    return _Sums(
+        q_yhat, nq_yhat, nq_no, q_no, q_ranks, v_yhat, v_no, vr_yhat, vr_no, vr_ranks,
+        float(np.count_nonzero(predicted)),
+    )  # fmt: skip
 
 
 def estimate_binary(
@@ -243,15 +301,22 @@ def estimate_binary(
     n = int(np.size(scores))
     if n == 0:
         return {name: Estimate(math.nan, math.nan, math.nan) for name in ESTIMATED}
-    q = calibrator(np.asarray(scores, dtype=np.float64))
-    yhat = np.asarray(predicted, dtype=np.float64)
-    expected = binary_scalars(
-        float(q @ yhat), float((1 - q) @ yhat), float((1 - q) @ (1 - yhat)), float(q @ (1 - yhat))
-    )
-    ranks = average_ranks(np.asarray(scores, dtype=np.float64))
     if n > NORMAL_ABOVE:
-        drawn = _normal_draws(q, yhat, ranks, seed)
+        rows: list[Any] = [np.asarray(scores, dtype=np.float64), predicted]
+        del scores, predicted  # the caller's temporaries go once used (see _sums)
+        sums = _sums(rows, calibrator)
+        expected = binary_scalars(sums.q_yhat, sums.nq_yhat, sums.nq_no, sums.q_no)
+        drawn = _normal_draws(sums, n, seed)
     else:
+        q = calibrator(np.asarray(scores, dtype=np.float64))
+        yhat = np.asarray(predicted, dtype=np.float64)
+        expected = binary_scalars(
+            float(q @ yhat),
+            float((1 - q) @ yhat),
+            float((1 - q) @ (1 - yhat)),
+            float(q @ (1 - yhat)),
+        )
+        ranks = average_ranks(np.asarray(scores, dtype=np.float64))
         drawn = _bernoulli_draws(q, yhat, ranks, seed)
     aucs = np.asarray(drawn["auc"], dtype=np.float64)
     defined = aucs[~np.isnan(aucs)]  # a draw of one class has no AUC (n = 1: none has)

@@ -26,6 +26,7 @@ from analyzer.monitors.model_quality.metrics import (
     regression_metrics,
     with_standard_deviation,
 )
+from analyzer.monitors.model_quality.multiclass import multiclass_metrics_of_codes
 from analyzer.monitors.model_quality.verdict import (
     MetricDecision,
     auc_standard_error,
@@ -156,8 +157,12 @@ def evaluate_window(
     min_labels: int,
     r2_convention: str = "standard",
     seed: int = 0,
+    classes: Sequence[str] | None = None,
 ) -> WindowResult:
     """Metrics of the joined pairs of one window and each constrained metric's state.
+
+    ``classes`` (multiclass only): ``y_true`` and ``y_pred`` are integer codes into these
+    class names instead of the labels themselves (the same metrics, no object a row).
 
     Below ``min_labels`` the metrics are still computed and shown, but every state is
     ``not_enough_data`` and nothing is a violation.
@@ -173,11 +178,13 @@ def evaluate_window(
         )
     elif problem_type == "BinaryClassification":
         metrics = binary_metrics_with_deviation(
-            np.asarray(y_true, dtype=np.int64),
-            np.asarray(y_pred, dtype=np.int64),
+            np.asarray(y_true),  # 0/1, taken as int8 there (no int64 copy: 8 bytes a row)
+            np.asarray(y_pred),
             y_score,
             seed=seed,
         )
+    elif classes is not None:  # codes into the class names (the batch readers')
+        metrics = multiclass_metrics_of_codes(y_true, y_pred, classes, seed=seed)
     else:
         metrics = with_standard_deviation(
             multiclass_metrics, [[str(v) for v in y_true], [str(v) for v in y_pred]], seed=seed
@@ -253,8 +260,7 @@ def _margins(
             )
         )
     if "auc" in checks and problem_type == "BinaryClassification":
-        truth = np.asarray(y_true, dtype=np.int64)
-        positives = int(np.count_nonzero(truth))
+        positives = int(np.count_nonzero(np.asarray(y_true)))  # 0/1
         se = auc_standard_error(values.get("auc", math.nan), positives, n - positives)
         se *= _paired_factor(n, baseline, checks["auc"][2])
         out["auc"] = (normal_margin(se, share), normal_margin(se, share * 10))

@@ -34,11 +34,18 @@ Conventions, where SageMaker's container and scikit-learn could differ:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from analyzer.monitors.model_quality.ranking import (
+    average_ranks,
+    sorted_auc,
+    sorted_curve_points,
+    tie_blocks,
+)
 
 __all__ = [
     "BETAS",
@@ -49,6 +56,7 @@ __all__ = [
     "binary_metrics",
     "binary_metrics_with_deviation",
     "binary_scalars",
+    "multiclass_from_matrix",
     "multiclass_metrics",
     "regression_metrics",
     "weighted_scalars",
@@ -87,6 +95,7 @@ SUBSAMPLES = 5
 SUBSAMPLE_FRACTION = 0.8
 MIN_ROWS_FOR_DEVIATION = 200
 MAX_CURVE_POINTS = 1001
+_MASK_CHUNK = 1 << 16
 
 
 def _ratio(numerator: Any, denominator: Any) -> Any:
@@ -150,74 +159,35 @@ def _welford_m2(values: FloatArray) -> float:
 class _Ranked:
     """The rows sorted by descending score once: AUC and curves of any subset without a sort.
 
-    A subset of rows (a boolean ``mask``) keeps its order when taken from the sorted rows, so
-    the 5 subsamples of :func:`with_standard_deviation` get their AUC in linear time.
+    A subsample keeps its order when taken from the sorted rows, so the 5 subsamples of
+    :func:`with_standard_deviation` get their AUC in linear time: each row's subsample
+    memberships (``flags``, bit ``j`` for subsample ``j``) are sorted with it, and the
+    sorted rows are walked in blocks (:mod:`.ranking`). Held per row: the sorted score (8
+    bytes), label (1) and flags (1); the order is dropped once used.
     """
 
-    def __init__(self, y_true: IntArray, y_score: FloatArray) -> None:
-        self.order = np.argsort(-y_score)
-        self.score = y_score[self.order]
-        self.hit = y_true[self.order]
+    def __init__(self, y_true: Any, y_score: FloatArray, flags: Any = None) -> None:
+        score = np.negative(y_score)
+        order = np.argsort(score)
+        np.take(y_score, order, out=score, mode="clip")  # descending, same buffer (no copy)
+        self.score = score
+        self.hit = y_true[order]
+        self.flags = flags[order] if flags is not None else None
+        self.blocks = tie_blocks(score.size, lambda lo, hi: score[lo:hi])
 
-    def sorted_rows(self, mask: npt.NDArray[np.bool_] | None) -> tuple[IntArray, FloatArray]:
-        if mask is None:
-            return self.hit, self.score
-        keep = mask[self.order]
-        return self.hit[keep], self.score[keep]
-
-
-def average_ranks(values: FloatArray) -> FloatArray:
-    """Ranks 1…n, ties sharing their mean rank: ``scipy.stats.rankdata(values)``.
-
-    Here because importing ``scipy.stats`` costs ``analyze --once`` seconds (tested equal).
-    """
-    order = np.argsort(values)  # ties share one rank: their order does not matter
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], ordered.size]
-    mean_rank = (starts + ends + 1) / 2.0  # ranks starts+1 … ends, averaged
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = np.repeat(mean_rank, ends - starts)
-    return ranks
+    def auc(self, subsample: int | None = None) -> float:
+        flags, bit = self.flags, 1 << (subsample or 0)
+        keep = None
+        if subsample is not None and flags is not None:
+            keep = lambda lo, hi: (flags[lo:hi] & bit) != 0  # noqa: E731
+        return sorted_auc(self.hit, self.score, self.blocks, keep)
 
 
-def _tie_ends(score: FloatArray) -> IntArray:
-    """The last position of each run of equal scores (scores sorted)."""
-    return np.append(np.flatnonzero(np.diff(score) != 0), score.size - 1).astype(np.int64)
-
-
-def _sorted_auc(hit: IntArray, score: FloatArray) -> float:
-    """Area under the ROC curve of rows sorted by descending score: the Mann–Whitney
-    statistic, a tie between classes counting one half; exact (integer sums in float64)."""
-    positives = int(np.count_nonzero(hit))
-    negatives = hit.size - positives
-    if positives == 0 or negatives == 0:
-        return math.nan
-    ends = _tie_ends(score)
-    tps = np.cumsum(hit)[ends].astype(np.float64)
-    fps = (ends + 1).astype(np.float64) - tps
-    new_tp = np.diff(tps, prepend=0.0)
-    new_fp = np.diff(fps, prepend=0.0)
-    # each negative scores below the positives above its tie, and half of those in it
-    pairs = float(np.dot(new_fp, 2 * (tps - new_tp) + new_tp)) / 2
-    return pairs / (positives * negatives)
-
-
-def _thin(index: IntArray, most: int) -> IntArray:
-    """At most ``most`` of ``index``, evenly by position, first and last kept."""
-    if index.size <= most:
-        return index
-    keep = np.unique(np.linspace(0, index.size - 1, most).round().astype(np.int64))
-    return index[keep]
-
-
-def _curves(
-    hit: IntArray, score: FloatArray, most: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """ROC and precision–recall points at every distinct score, highest first (thinned);
-    ``hit`` and ``score`` sorted by descending score."""
-    cut = _thin(_tie_ends(score), most - 1)
-    tps = np.cumsum(hit)[cut].astype(np.float64)
+def _curves(ranked: _Ranked, most: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """ROC and precision–recall points at every distinct score, highest first (thinned to
+    ``most`` points with the origin)."""
+    cut, hits = sorted_curve_points(ranked.hit, ranked.score, ranked.blocks, most - 1)
+    tps = hits.astype(np.float64)
     fps = (cut + 1).astype(np.float64) - tps
     positives, negatives = float(tps[-1]), float(fps[-1])
     tpr = tps / positives if positives else np.full_like(tps, np.nan)
@@ -229,6 +199,12 @@ def _curves(
     }
     pr = {"precisions": [1.0, *precision.tolist()], "recalls": [0.0, *tpr.tolist()]}
     return roc, pr
+
+
+def _codes(values: Any) -> Any:
+    """Binary labels or predictions as int8 (0/1): 1 byte a row, exact for 0/1."""
+    array = np.asarray(values)
+    return array if array.dtype == np.int8 else array.astype(np.int8)
 
 
 def _binary_counts(y_true: IntArray, y_pred: IntArray) -> tuple[int, int, int, int]:
@@ -276,16 +252,16 @@ def binary_metrics(
     >>> m["confusion_matrix"], round(m["precision"], 4), m["accuracy_best_constant_classifier"]
     ({'0': {'0': 1, '1': 2}, '1': {'0': 0, '1': 1}}, 0.3333, 0.25)
     """
-    y_true = y_true.astype(np.int64)
-    y_pred = y_pred.astype(np.int64)
+    y_true = _codes(y_true)
+    y_pred = _codes(y_pred)
     ranked = _ranked(y_true, y_score)
     return _binary(y_true, y_pred, y_score, ranked, max_curve_points)
 
 
-def _ranked(y_true: IntArray, y_score: FloatArray | None) -> _Ranked | None:
+def _ranked(y_true: Any, y_score: FloatArray | None, flags: Any = None) -> _Ranked | None:
     if y_score is None or not y_true.size:
         return None
-    return _Ranked(y_true, np.asarray(y_score, dtype=np.float64))
+    return _Ranked(y_true, np.asarray(y_score, dtype=np.float64), flags)
 
 
 def _binary(
@@ -299,9 +275,8 @@ def _binary(
     out: dict[str, Any] = {"confusion_matrix": {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}}}
     out.update(_binary_rates(tp, fp, tn, fn))
     if ranked is not None:
-        hit, score = ranked.sorted_rows(None)
-        out["auc"] = _sorted_auc(hit, score)
-        roc, pr = _curves(hit, score, max_curve_points)
+        out["auc"] = ranked.auc()
+        roc, pr = _curves(ranked, max_curve_points)
         out["receiver_operating_characteristic_curve"] = roc
         out["precision_recall_curve"] = pr
     elif y_score is not None:
@@ -331,23 +306,30 @@ def binary_metrics_with_deviation(
     and their AUC from the full window's sort (a subset keeps its order), so a window of a
     million labels costs one sort instead of six, and no curve is drawn for a subsample.
     """
-    y_true = np.asarray(y_true).astype(np.int64)
-    y_pred = np.asarray(y_pred).astype(np.int64)
-    ranked = _ranked(y_true, y_score)
-    cell = 2 * y_true + y_pred  # 0 TN, 1 FP, 2 FN, 3 TP
+    y_true = _codes(y_true)
+    y_pred = _codes(y_pred)
+    cell = 2 * y_true + y_pred  # 0 TN, 1 FP, 2 FN, 3 TP (int8: a byte a row)
+    n = y_true.size
+    flags = None  # each row's subsamples, bit j for the j-th (the masks' same draws)
+    if n >= MIN_ROWS_FOR_DEVIATION:
+        flags = np.zeros(n, dtype=np.uint8)
+        for j, mask in enumerate(_subsample_masks(n, seed)):
+            flags |= mask.view(np.uint8) << np.uint8(j)
+    ranked = _ranked(y_true, y_score, flags)
+    full = _binary(y_true, y_pred, y_score, ranked, max_curve_points)
+    del y_true, y_pred
 
-    def scalars(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
-        tn, fp, fn, tp = (int(c) for c in np.bincount(cell[mask], minlength=4))
+    def scalars(subsample: int) -> dict[str, Any]:
+        assert flags is not None
+        kept = cell[(flags & np.uint8(1 << subsample)) != 0]
+        tn, fp, fn, tp = (int(np.count_nonzero(kept == c)) for c in range(4))
         out = _binary_rates(tp, fp, tn, fn)
         if ranked is not None:
-            out["auc"] = _sorted_auc(*ranked.sorted_rows(mask))
+            out["auc"] = ranked.auc(subsample)
         return out
 
     return with_standard_deviation(
-        lambda *_: _binary(y_true, y_pred, y_score, ranked, max_curve_points),
-        [y_true],
-        seed=seed,
-        scalars=scalars,
+        lambda *_: full, [cell], seed=seed, scalars=scalars, subsamples=range(SUBSAMPLES)
     )
 
 
@@ -395,13 +377,21 @@ def multiclass_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str
     n = len(y_true)
     classes = sorted(set(y_true) | set(y_pred))
     if n == 0:
-        nan = dict.fromkeys(MULTICLASS_SCALARS, math.nan)
-        return {"confusion_matrix": {}, **nan}
+        return multiclass_from_matrix(np.zeros((0, 0), dtype=np.int64), [])
     where = {label: i for i, label in enumerate(classes)}
     truth = np.fromiter((where[v] for v in y_true), np.int64, n)
     guess = np.fromiter((where[v] for v in y_pred), np.int64, n)
     k = len(classes)
     matrix = np.bincount(truth * k + guess, minlength=k * k).reshape(k, k)
+    return multiclass_from_matrix(matrix, classes)
+
+
+def multiclass_from_matrix(matrix: Any, classes: Sequence[str]) -> dict[str, Any]:
+    """:func:`multiclass_metrics` from the confusion matrix of ``classes`` (sorted, those
+    seen in the window): ``matrix[actual, predicted]``; an empty one is an empty window."""
+    if not len(classes):
+        nan = dict.fromkeys(MULTICLASS_SCALARS, math.nan)
+        return {"confusion_matrix": {}, **nan}
     support = matrix.sum(axis=1)
     out: dict[str, Any] = {
         "confusion_matrix": {
@@ -427,7 +417,8 @@ def with_standard_deviation(
     arrays: Sequence[Any],
     *,
     seed: int = 0,
-    scalars: Callable[[npt.NDArray[np.bool_]], Mapping[str, Any]] | None = None,
+    scalars: Callable[[Any], Mapping[str, Any]] | None = None,
+    subsamples: Iterable[Any] | None = None,
 ) -> dict[str, Any]:
     """``compute(*arrays)`` with each scalar as ``{"value", "standard_deviation"}``.
 
@@ -436,7 +427,8 @@ def with_standard_deviation(
     there are at least 200 rows; else NaN.
     Non-scalar entries (confusion matrix, curves) pass through unchanged. ``scalars``, when
     given, computes a subsample's scalar metrics from its row mask (faster than ``compute``
-    on copies; the same values).
+    on copies; the same values), or from each item of ``subsamples`` when given instead of
+    the masks (the caller drew them: see :func:`binary_metrics_with_deviation`).
 
     Examples
     --------
@@ -450,10 +442,9 @@ def with_standard_deviation(
     n = len(arrays[0])
     deviations: dict[str, float] = {}
     if n >= MIN_ROWS_FOR_DEVIATION:
-        rng = np.random.default_rng(seed)
         runs: list[Mapping[str, Any]] = []
-        for _ in range(SUBSAMPLES):
-            mask = rng.random(n) < SUBSAMPLE_FRACTION
+        masks = subsamples if subsamples is not None else _subsample_masks(n, seed)
+        for mask in masks:
             if scalars is not None:
                 runs.append(scalars(mask))
             else:
@@ -470,6 +461,18 @@ def with_standard_deviation(
         )
         for name, value in full.items()
     }
+
+
+def _subsample_masks(n: int, seed: int) -> Iterator[npt.NDArray[np.bool_]]:
+    """The ``SUBSAMPLES`` row masks, one at a time: ``rng.random(n) < 0.8`` each, drawn in
+    chunks into the mask (the same stream of numbers: 1 byte a row instead of 9)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(SUBSAMPLES):
+        mask = np.empty(n, dtype=np.bool_)
+        for lo in range(0, n, _MASK_CHUNK):
+            hi = min(n, lo + _MASK_CHUNK)
+            np.less(rng.random(hi - lo), SUBSAMPLE_FRACTION, out=mask[lo:hi])
+        yield mask
 
 
 def _take(array: Any, pick: IntArray) -> Any:

@@ -3,9 +3,11 @@
 Pure numpy. ``modelmon baseline --model-quality`` (capture folder + ground-truth folder) and
 ``modelmon analyze --once --ground-truth`` hold no database: the readers turn each record into
 a few numbers (the 64-bit hash of its join key and its values) in numpy columns grown chunk by
-chunk (:class:`Columns`: 8 bytes a value, no Python object per row), and :func:`join` matches
-them with one sort of each side and a binary search. The service's durable join (SQLite,
-exactly once across restarts) is ``joins.py``; this one counts the same things:
+chunk (:class:`Columns`: 1 to 8 bytes a value, no Python object per row), and :func:`join`
+matches them with one sort of the labels' keys and a binary search of the predictions' keys,
+a chunk at a time (memory per row: docs/model-quality.md, "The batch join"). The service's
+durable join (SQLite, exactly once across restarts) is ``joins.py``; this one counts the same
+things:
 
 - ``matched``: keys with both a prediction and a label (each key counted once);
 - ``unmatched``: labels with no prediction (a prediction that was not sampled, or an id
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +36,8 @@ __all__ = ["Columns", "JoinCounts", "Joined", "join", "key_hashes"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+Rows = npt.NDArray[np.signedinteger[Any]]  # row numbers: int32 below 2³¹ rows
+CHUNK = 1 << 16  # prediction keys matched at a time
 
 
 def key_hashes(keys: Iterable[str]) -> IntArray:
@@ -69,6 +74,12 @@ class Columns:
             self._chunks[name] = [joined]
         return self._chunks[name][0]
 
+    def take(self, name: str) -> npt.NDArray[np.generic]:
+        """:meth:`column`, no longer held here: it lives as long as the caller keeps it."""
+        array = self.column(name)
+        self._chunks[name] = []
+        return array
+
 
 @dataclass(frozen=True)
 class JoinCounts:
@@ -88,25 +99,53 @@ class JoinCounts:
 class Joined:
     """Row numbers into the prediction and label columns, pair by pair, in prediction order."""
 
-    prediction_rows: IntArray
-    label_rows: IntArray
+    prediction_rows: Rows
+    label_rows: Rows
     counts: JoinCounts
 
 
-def _first_of_each(keys: IntArray) -> tuple[IntArray, IntArray]:
-    """The distinct keys, sorted, and the row of each one's first occurrence."""
+def _first_of_each(keys: IntArray, *, in_place: bool = False) -> tuple[IntArray, Rows]:
+    """The distinct keys, sorted, and the row of each one's first occurrence; ``in_place``:
+    ``keys`` may be sorted where it is (no second array of keys)."""
     if keys.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
     order = np.argsort(keys)  # unstable (fast): the first row of a key is found below
-    ordered = keys[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    first_rows = np.minimum.reduceat(order, starts).astype(np.int64)
-    return ordered[starts], first_rows
+    if in_place:
+        keys.sort()  # the same values as keys[order]
+        ordered = keys
+    else:
+        ordered = np.take(keys, order)
+    new = np.empty(keys.size, dtype=np.bool_)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    if not new.all():
+        starts = np.flatnonzero(new)
+        del new
+        ordered = ordered[starts]
+        order = np.minimum.reduceat(order, starts)
+    return ordered, order.astype(_row_type(keys.size))
 
 
-def join(prediction_keys: IntArray, label_keys: IntArray) -> Joined:
-    """Match each distinct prediction key to its first label (sort-merge, no Python loop).
+def _row_type(rows: int) -> type[np.signedinteger[Any]]:
+    return np.int32 if rows < 2**31 else np.int64
+
+
+def _distinct_sorted(keys: IntArray) -> int:
+    """How many distinct values a sorted array holds (no per-row temporary)."""
+    count = int(keys.size > 0)
+    for lo in range(1, keys.size, CHUNK):
+        hi = min(lo + CHUNK, keys.size)
+        count += int(np.count_nonzero(keys[lo:hi] != keys[lo - 1 : hi - 1]))
+    return count
+
+
+def join(prediction_keys: IntArray, label_keys: IntArray, *, consume: bool = False) -> Joined:
+    """Match each distinct prediction key to its first label (sort-merge, no Python loop
+    per row). The labels' distinct keys are sorted once; the predictions are matched
+    ``CHUNK`` rows at a time, in row order, so the first prediction of a key is the one
+    paired and the pairs come in prediction order. ``consume``: both arrays of keys may be
+    sorted in place (the labels' to find their distinct keys, the predictions' to count
+    theirs) instead of copies.
 
     Examples
     --------
@@ -118,21 +157,53 @@ def join(prediction_keys: IntArray, label_keys: IntArray) -> Joined:
     >>> j.counts
     JoinCounts(matched=2, unmatched=1, unlabelled=1, duplicate_labels=1, duplicate_predictions=1)
     """
-    predictions, prediction_rows = _first_of_each(np.asarray(prediction_keys, dtype=np.int64))
-    labels, label_rows = _first_of_each(np.asarray(label_keys, dtype=np.int64))
-    at = np.searchsorted(labels, predictions)
-    at[at == labels.size] = 0  # past the end: no match (checked below)
-    hit = labels[at] == predictions if labels.size else np.zeros(predictions.size, np.bool_)
-    # in prediction order without a sort: the rows are distinct, each marks its label's row
-    label_of = np.full(np.size(prediction_keys), -1, dtype=np.int64)
-    label_of[prediction_rows[hit]] = label_rows[at[hit]]
-    pairs_p = np.flatnonzero(label_of >= 0)
-    matched = int(hit.sum())
+    predictions = np.asarray(prediction_keys, dtype=np.int64)
+    labels, label_rows = _first_of_each(np.asarray(label_keys, dtype=np.int64), in_place=consume)
+    duplicate_labels = int(np.size(label_keys)) - labels.size
+    distinct_labels = labels.size
+    del label_keys  # the caller's temporary (a column taken out) goes now
+    row_type = _row_type(max(predictions.size, label_rows.size))
+    claimed = np.zeros(labels.size, dtype=np.bool_)  # a label's key already paired
+    prediction_out: list[Rows] = []
+    label_out: list[Rows] = []
+    for lo in range(0, predictions.size if labels.size else 0, CHUNK):
+        keys = predictions[lo : lo + CHUNK]
+        order = np.argsort(keys)  # a sorted search is cache-friendly
+        ordered = keys[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        if starts.size < ordered.size:  # a key twice in this chunk: its first row only
+            order, ordered = np.minimum.reduceat(order, starts), ordered[starts]
+        at = np.searchsorted(labels, ordered)
+        at[at == labels.size] = 0  # past the end: no match (checked next)
+        hit = labels[at] == ordered
+        hit[hit] = ~claimed[at[hit]]  # a key paired in an earlier chunk is a repeat
+        claimed[at[hit]] = True
+        label_of = np.full(keys.size, -1, dtype=np.int64)  # back to row order, no sort
+        label_of[order[hit]] = at[hit]
+        rows = np.flatnonzero(label_of >= 0)
+        prediction_out.append((rows + lo).astype(row_type))
+        label_out.append(label_rows[label_of[rows]].astype(row_type))
+    matched = int(np.count_nonzero(claimed))
+    del claimed, labels, label_rows
+    keys_sorted = predictions if consume else predictions.copy()
+    del predictions
+    keys_sorted.sort()
+    distinct = _distinct_sorted(keys_sorted)
+    total = keys_sorted.size
+    del keys_sorted, prediction_keys
     counts = JoinCounts(
         matched=matched,
-        unmatched=labels.size - matched,
-        unlabelled=predictions.size - matched,
-        duplicate_labels=int(np.size(label_keys)) - labels.size,
-        duplicate_predictions=int(np.size(prediction_keys)) - predictions.size,
+        unmatched=distinct_labels - matched,
+        unlabelled=distinct - matched,
+        duplicate_labels=duplicate_labels,
+        duplicate_predictions=total - distinct,
     )
-    return Joined(pairs_p, label_of[pairs_p], counts)
+    prediction_rows = _joined(prediction_out, row_type)
+    return Joined(prediction_rows, _joined(label_out, row_type), counts)
+
+
+def _joined(parts: list[Rows], row_type: type[np.signedinteger[Any]]) -> Rows:
+    """The chunks' rows as one array; the list is emptied (one side's chunks at a time)."""
+    joined = np.concatenate(parts) if parts else np.zeros(0, dtype=row_type)
+    parts.clear()
+    return joined

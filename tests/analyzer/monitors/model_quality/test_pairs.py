@@ -9,7 +9,7 @@ import pytest
 
 from analyzer.monitors.model_quality.extraction import OutputReader, Unusable, capture_record
 from analyzer.monitors.model_quality.labels import LabelReader
-from analyzer.monitors.model_quality.pairs import Columns, join, key_hashes
+from analyzer.monitors.model_quality.pairs import CHUNK, Columns, join, key_hashes
 from analyzer.monitors.model_quality.records import (
     BadValue,
     Encoder,
@@ -49,6 +49,24 @@ def test_join_matches_a_dictionary(seed: int) -> None:
     got = list(zip(joined.prediction_rows.tolist(), joined.label_rows.tolist(), strict=True))
     assert got == pairs
     assert joined.counts.to_json() == counts
+
+
+@pytest.mark.parametrize("consume", [False, True])
+def test_join_across_chunks_matches_a_dictionary(consume: bool) -> None:
+    """Repeats within a chunk and across chunks of the predictions (CHUNK rows at a time):
+    the first prediction of a key stands; ``consume`` sorts the keys in place, same result."""
+    rng = np.random.default_rng(7)
+    n = 2 * CHUNK + 999
+    predictions = rng.integers(0, n, n).tolist()
+    labels = rng.integers(0, n, n // 2).tolist()
+    p_keys, l_keys = np.array(predictions, np.int64), np.array(labels, np.int64)
+    joined = join(p_keys, l_keys, consume=consume)
+    pairs, counts = oracle(predictions, labels)  # type: ignore[arg-type]
+    got = list(zip(joined.prediction_rows.tolist(), joined.label_rows.tolist(), strict=True))
+    assert got == pairs
+    assert joined.counts.to_json() == counts
+    assert joined.prediction_rows.dtype == np.int32  # row numbers below 2³¹
+    assert (p_keys.tolist() == sorted(predictions)) is consume  # consumed: sorted in place
 
 
 def test_join_of_nothing() -> None:
