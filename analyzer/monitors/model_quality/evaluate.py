@@ -145,6 +145,13 @@ def _paired_factor(n: int, baseline: Baseline | None, is_baseline: bool) -> floa
     return math.sqrt(1.0 + n / baseline.item_count)
 
 
+def _zero_one(values: Sequence[Any] | FloatArray) -> Any:
+    """Binary labels or predictions as a numeric array (0/1 texts parsed, numbers as they
+    are): counting the positives (``count_nonzero``) would count every text."""
+    array = np.asarray(values)
+    return array if array.dtype.kind in "biuf" else array.astype(np.int64)
+
+
 def evaluate_window(
     problem_type: ProblemType,
     y_true: Sequence[Any] | FloatArray,
@@ -168,6 +175,8 @@ def evaluate_window(
     ``not_enough_data`` and nothing is a violation.
     """
     n = len(y_true)
+    if problem_type == "BinaryClassification":  # 0/1 numbers from here on (texts parsed once)
+        y_true, y_pred = _zero_one(y_true), _zero_one(y_pred)
     if problem_type == "Regression":
         truth = np.asarray(y_true, dtype=np.float64)
         guess = np.asarray(y_pred, dtype=np.float64)
@@ -178,7 +187,7 @@ def evaluate_window(
         )
     elif problem_type == "BinaryClassification":
         metrics = binary_metrics_with_deviation(
-            np.asarray(y_true),  # 0/1, taken as int8 there (no int64 copy: 8 bytes a row)
+            np.asarray(y_true),  # 0/1 (_zero_one above), taken as int8 there
             np.asarray(y_pred),
             y_score,
             seed=seed,

@@ -149,3 +149,26 @@ def test_gauges_are_named_like_sagemakers_cloudwatch_metrics() -> None:
     assert ("modelmon_model_quality_violations", (("metric", "auc"),)) in labelled
     auc = next(g for g in gauges if g.name == "auc")
     assert auc.value == section["metrics"]["auc"]["value"]
+
+
+def test_binary_labels_given_as_texts_are_read_as_the_numbers() -> None:
+    """0/1 given as texts give the same metrics and decisions as the numbers (the AUC's
+    margin counts the positives: a text "0" is not one)."""
+    y, p, s = draw(np.random.default_rng(3), 2000)
+    constraints = {"auc": (0.9, "LessThanThreshold"), "accuracy": (0.5, "LessThanThreshold")}
+
+    def result(truth: object, guess: object) -> object:
+        return evaluate_window(
+            BINARY,
+            truth,
+            guess,
+            s,
+            constraints,
+            None,
+            false_alarm_rate=0.01,
+            min_labels=1,  # type: ignore[arg-type]
+        )
+
+    numbers, texts = result(y, p), result([str(v) for v in y], [str(v) for v in p])
+    assert texts == numbers
+    assert numbers.decisions["auc"].margin > 0  # type: ignore[attr-defined]
