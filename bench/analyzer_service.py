@@ -35,175 +35,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import math
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import psutil
-import yaml
 
 from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.store.database import Store, write_status_doc
-from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import PayloadConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.analyzer.service_helpers import FEATURES, read_rows, write_baseline  # noqa: E402
+from service_harness import (  # noqa: E402  (beside this script)
+    ENDPOINT,
+    PAYLOAD,
+    capture_lines,
+    cpu_seconds,
+    free_port,
+    labelled_lines,
+    post_labels,
+    service_config,
+    stage_files,
+    start_analyzer,
+    stop_analyzer,
+)
+
+from tests.analyzer.service_helpers import FEATURES, write_baseline  # noqa: E402
 from tests.analyzer.test_service_model_quality import write_quality_baseline  # noqa: E402
-
-ENDPOINT, VARIANT = "bench", "AllTraffic"
-PAYLOAD = {
-    "input": {"format": "csv", "columns": FEATURES},
-    "output": {"format": "csv", "columns": ["score"]},
-}
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _lines(n: int, end: datetime, span_s: float = 5400) -> list[bytes]:
-    return _labelled_lines(n, end, span_s)[0]
-
-
-def _labelled_lines(n: int, end: datetime, span_s: float = 5400) -> tuple[list[bytes], list[bytes]]:
-    """``n`` capture records spread over ``span_s`` before ``end`` (default the last 90
-    minutes), and the ground-truth line of each (its eventId, the table's label)."""
-    rows, scores = read_rows("current_nodrift.csv")
-    labels = _labels("current_nodrift.csv")
-    spacing = timedelta(seconds=span_s / n)
-    start = end - n * spacing
-    out, truth = [], []
-    for i in range(n):
-        j = i % len(rows)
-        event_id = str(uuid.uuid4())
-        out.append(
-            build_record(
-                event_id=event_id,
-                inference_time=start + i * spacing,
-                request=CaptureSide("text/csv", ",".join(rows[j]), "CSV"),
-                response=CaptureSide("text/csv", scores[j], "CSV"),
-            )
-        )
-        truth.append(
-            orjson.dumps(
-                {
-                    "groundTruthData": {"data": labels[j], "encoding": "CSV"},
-                    "eventMetadata": {"eventId": event_id},
-                    "eventVersion": "0",
-                }
-            )
-        )
-    return out, truth
-
-
-def _labels(name: str) -> list[str]:
-    with open(ROOT / "tests" / "reference" / "data" / name, newline="") as handle:
-        return [row["label"] for row in csv.DictReader(handle)]
-
-
-async def _post_labels(http: httpx.AsyncClient, url: str, truth: list[bytes]) -> float:
-    """Every label by ``POST /monitor/ground-truth`` (bodies of 50,000 lines); seconds."""
-    started = time.perf_counter()
-    for first in range(0, len(truth), 50_000):
-        body = b"\n".join(truth[first : first + 50_000]) + b"\n"
-        response = await http.post(f"{url}/monitor/ground-truth", content=body)
-        assert response.status_code == 200, response.text
-    return time.perf_counter() - started
-
-
-def _stage(folder: Path, lines: list[bytes], per_file: int, moment: datetime) -> int:
-    files = 0
-    for first in range(0, len(lines), per_file):
-        batch = lines[first : first + per_file]
-        record_time = orjson.loads(batch[0])["eventMetadata"]["inferenceTime"]
-        hour = datetime.fromisoformat(record_time.replace("Z", "+00:00"))
-        target = folder / ENDPOINT / VARIANT / hour.strftime("%Y/%m/%d/%H")
-        target.mkdir(parents=True, exist_ok=True)
-        (target / f"{hour:%M-%S}-000-{uuid.uuid4()}.jsonl").write_bytes(b"".join(batch))
-        files += 1
-    return files
-
-
-def _config(
-    work: Path,
-    port: int,
-    baseline: tuple[Path, Path],
-    interval: float,
-    quality: tuple[Path, Path] | None = None,
-) -> Path:
-    doc: dict[str, Any] = {
-        "endpoint": {"name": ENDPOINT, "variant": VARIANT},
-        "proxy": {"upstream": "http://127.0.0.1:9"},
-        "capture": {"dir": "capture"},
-        "analyzer": {
-            "listen": f"127.0.0.1:{port}",
-            "db": "m.db",
-            "reports_dir": "reports",
-            "schedule_interval_s": interval,
-            "payload": PAYLOAD,
-            "baseline": {"statistics": str(baseline[0]), "constraints": str(baseline[1])},
-        },
-    }
-    if quality is not None:
-        doc["analyzer"]["model_quality"] = {
-            "problem_type": "BinaryClassification",
-            "probability_attribute": "0",
-            "ground_truth_attribute": "0",
-            "window_s": 3600,
-            "min_labels": 100,
-            "baseline": {"statistics": str(quality[0]), "constraints": str(quality[1])},
-            "ground_truth": {"dir": str(work / "ground-truth")},
-        }
-    path = work / "modelmon.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-async def _start(config: Path, port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "modelmon",
-        "--log-level",
-        "WARNING",
-        "analyzer",
-        "--config",
-        str(config),
-    )
-    async with httpx.AsyncClient() as http:
-        for _ in range(600):
-            try:
-                await http.get(f"http://127.0.0.1:{port}/monitor/health")
-                return proc
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
-    raise RuntimeError("the analyzer did not start")
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    proc.send_signal(signal.SIGTERM)
-    await proc.wait()
 
 
 def anchor_profile(lines: list[bytes]) -> float:
@@ -218,12 +89,12 @@ def anchor_profile(lines: list[bytes]) -> float:
 async def bench_ingest(
     work: Path, records: int, per_file: int, baseline: Any, quality: Any = None
 ) -> dict[str, Any]:
-    lines, truth = _labelled_lines(records, datetime.now(UTC))
+    lines, truth = labelled_lines(records, datetime.now(UTC))
     anchor = anchor_profile(lines[: min(records, 100_000)])
-    files = _stage(work / "staging", lines, per_file, datetime.now(UTC))
+    files = stage_files(work / "staging", lines, per_file, datetime.now(UTC))
     del lines
-    port = _port()
-    proc = await _start(_config(work, port, baseline, 1.0, quality), port)
+    port = free_port()
+    proc = await start_analyzer(service_config(work, port, baseline, 1.0, quality), port)
     rss = psutil.Process(proc.pid)
     idle_mb = rss.memory_info().rss / 2**20
     (work / "capture").mkdir(exist_ok=True)
@@ -231,10 +102,10 @@ async def bench_ingest(
     labels_s = math.nan
     async with httpx.AsyncClient(timeout=300) as http:
         if quality is not None:
-            labels_s = await _post_labels(http, f"http://127.0.0.1:{port}", truth)
+            labels_s = await post_labels(http, f"http://127.0.0.1:{port}", truth)
         del truth
         started = time.perf_counter()
-        cpu_before = _cpu_s(rss)
+        cpu_before = cpu_seconds(rss)
         os.rename(work / "staging" / ENDPOINT, work / "capture" / ENDPOINT)
         ticks = 0
         while True:
@@ -260,9 +131,9 @@ async def bench_ingest(
                 break
             await asyncio.sleep(0.05)
         evaluated = time.perf_counter() - started
-        cpu_s = _cpu_s(rss) - cpu_before
+        cpu_s = cpu_seconds(rss) - cpu_before
     final_mb = rss.memory_info().rss / 2**20
-    await _stop(proc)
+    await stop_analyzer(proc)
     quartiles = [
         next((mb for n, mb in samples if n >= records * q // 4), final_mb) for q in (1, 2, 3)
     ]
@@ -288,18 +159,6 @@ async def bench_ingest(
     }
 
 
-def _cpu_s(process: psutil.Process) -> float:
-    """CPU seconds (user + system) of the service and its child processes so far."""
-    total = 0.0
-    for one in [process, *process.children(recursive=True)]:
-        try:
-            times = one.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
 def _mq_summary(status: dict[str, Any]) -> str:
     section = (status.get("monitors") or {}).get("model_quality")
     if not section:
@@ -312,7 +171,7 @@ def _mq_summary(status: dict[str, Any]) -> str:
 
 
 def _fill_30_days(db: Path, now: float) -> None:
-    lines = _lines(1000, datetime.fromtimestamp(now, UTC))
+    lines = capture_lines(1000, datetime.fromtimestamp(now, UTC))
     profile = DatasetProfile()
     profile.update(PayloadDecoder(PayloadConfig.model_validate(PAYLOAD)).decode_lines(lines))
     blob = profile.to_bytes()
@@ -371,14 +230,14 @@ async def bench_status(
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     _fill_30_days(work / "m.db", now.timestamp())
-    lines, truth = _labelled_lines(hour, now, 3000) if hour else ([], [])
+    lines, truth = labelled_lines(hour, now, 3000) if hour else ([], [])
     if lines:  # one hour of traffic and its labels (the folder), read at the first tick
-        _stage(work / "capture", lines, 10_000, now)
+        stage_files(work / "capture", lines, 10_000, now)
         folder = work / "ground-truth" / now.strftime("%Y/%m/%d/%H")
         folder.mkdir(parents=True)
         (folder / "labels.jsonl").write_bytes(b"".join(line + b"\n" for line in truth))
-    port = _port()
-    proc = await _start(_config(work, port, baseline, 3600.0, quality), port)
+    port = free_port()
+    proc = await start_analyzer(service_config(work, port, baseline, 3600.0, quality), port)
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(timeout=60) as http:
         while True:  # until the first tick has ingested and evaluated
@@ -391,7 +250,7 @@ async def bench_status(
         anchor = await _latency(http, f"{base}/monitor/nothing-here", requests)
         runs = await _latency(http, f"{base}/monitor/runs", max(requests // 10, 50))
     size_mb = _db_mb(work)
-    await _stop(proc)
+    await stop_analyzer(proc)
 
     def pct(values: list[float], q: float) -> float:
         return values[min(len(values) - 1, int(q * len(values)))]

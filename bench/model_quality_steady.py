@@ -33,20 +33,21 @@ from typing import Any
 
 import httpx
 import psutil
-from analyzer_service import (  # beside this script
+from service_harness import (  # beside this script; puts the checkout on the path for tests
     ENDPOINT,
     VARIANT,
-    _config,
-    _cpu_s,
-    _labelled_lines,
-    _port,
-    _post_labels,
-    _stage,
-    _start,
-    _stop,
-    write_baseline,
-    write_quality_baseline,
+    cpu_seconds,
+    free_port,
+    labelled_lines,
+    post_labels,
+    service_config,
+    stage_files,
+    start_analyzer,
+    stop_analyzer,
 )
+
+from tests.analyzer.service_helpers import write_baseline
+from tests.analyzer.test_service_model_quality import write_quality_baseline
 
 
 def _seal(capture: Path, lines: list[bytes], moment: datetime) -> None:
@@ -66,17 +67,17 @@ async def _status(http: httpx.AsyncClient, base: str) -> dict[str, Any]:
 async def run(work: Path, window_records: int, rate: int, seconds: int) -> dict[str, Any]:
     baseline = write_baseline(work / "baseline")
     quality = write_quality_baseline(work / "baseline" / "model_quality")
-    port = _port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    lines, truth = _labelled_lines(window_records, datetime.now(UTC), 3300)
-    _stage(work / "staging", lines, 10_000, datetime.now(UTC))
+    lines, truth = labelled_lines(window_records, datetime.now(UTC), 3300)
+    stage_files(work / "staging", lines, 10_000, datetime.now(UTC))
     del lines
-    proc = await _start(_config(work, port, baseline, 1.0, quality), port)
+    proc = await start_analyzer(service_config(work, port, baseline, 1.0, quality), port)
     service = psutil.Process(proc.pid)
     capture = work / "capture"
     capture.mkdir(exist_ok=True)
     async with httpx.AsyncClient(timeout=300) as http:
-        await _post_labels(http, base, truth)
+        await post_labels(http, base, truth)
         del truth
         os.rename(work / "staging" / ENDPOINT, capture / ENDPOINT)
         while True:  # the window loaded, joined and evaluated once
@@ -86,16 +87,16 @@ async def run(work: Path, window_records: int, rate: int, seconds: int) -> dict[
                 break
             await asyncio.sleep(0.25)
         loaded = doc["ingest"]["records"]
-        cpu_before, started = _cpu_s(service), time.perf_counter()
+        cpu_before, started = cpu_seconds(service), time.perf_counter()
         offered, lags, ticks_s, deferred, readings = 0, [], [], 0, 0
         next_file = started
         last_tick = doc["analyzer"]["ticks"]
         while time.perf_counter() - started < seconds:
             now = time.perf_counter()
             if now >= next_file:
-                batch, labels = _labelled_lines(rate, datetime.now(UTC), 1.0)
+                batch, labels = labelled_lines(rate, datetime.now(UTC), 1.0)
                 _seal(capture, batch, datetime.now(UTC))
-                await _post_labels(http, base, labels)
+                await post_labels(http, base, labels)
                 offered += rate
                 next_file += 1.0
             doc = await _status(http, base)
@@ -107,7 +108,7 @@ async def run(work: Path, window_records: int, rate: int, seconds: int) -> dict[
                 ticks_s.append(doc["analyzer"]["last_tick_s"])
             await asyncio.sleep(0.25)
         phase_s = time.perf_counter() - started
-        cpu_s = _cpu_s(service) - cpu_before
+        cpu_s = cpu_seconds(service) - cpu_before
         ingested = doc["ingest"]["records"] - loaded
         caught_up = None
         while time.perf_counter() - started < seconds + 300:
@@ -116,7 +117,7 @@ async def run(work: Path, window_records: int, rate: int, seconds: int) -> dict[
                 caught_up = time.perf_counter() - started - phase_s
                 break
             await asyncio.sleep(0.25)
-    await _stop(proc)
+    await stop_analyzer(proc)
     return {
         "offered": offered,
         "ingested": ingested,
