@@ -104,13 +104,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from bench.analyzer_service import _lines
+    from bench.service_harness import capture_lines
 
     print(f"load average before: {os.getloadavg()}")
     runs: dict[str, list[dict[str, float]]] = {"this": [], "other": []}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "capture.jsonl"
-        data.write_bytes(b"".join(_lines(args.records, datetime(2026, 1, 1, tzinfo=UTC))))
+        data.write_bytes(b"".join(capture_lines(args.records, datetime(2026, 1, 1, tzinfo=UTC))))
         for round_ in range(args.rounds):
             order = [("this", ROOT), ("other", args.other)]
             for name, code in order if round_ % 2 == 0 else order[::-1]:
