@@ -74,8 +74,11 @@ import orjson
 import analyzer.store.buckets as buckets
 import analyzer.store.database as database
 from analyzer.ingest.ingestor import Ingestor
+import analyzer.service.app as service
 from analyzer.store.model_quality import add_labels
 from modelmon.config import parse_config
+# the GIL's switch interval of the tree's service process (its default before there was one)
+sys.setswitchinterval(getattr(service, "GIL_SWITCH_S", sys.getswitchinterval()))
 work, quality = Path(sys.argv[1]), sys.argv[2] == "1"
 db = work / f"run-{int(quality)}.db"
 for old in work.glob(db.name + "*"):

@@ -250,11 +250,12 @@ def test_rows_over_several_statements_keep_the_first_of_a_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch inserted a few rows per statement: a key repeated in a later statement keeps
-    its first row (time, prediction, input row byte for byte), which gives the window a
-    waiting label joins in and the time a lone prediction is listed at."""
+    its first row (time, prediction, input row byte for byte, a missing id, probability or
+    row as NULL), which gives the window a waiting label joins in and the time a lone
+    prediction is listed at."""
     monkeypatch.setattr(join_store, "INSERT_ROWS", 2)
     db = open_db(tmp_path / "m.db")
-    blob = b'{"a":1.5e+300,"b":"x\\"y\\u00e9","c":null,"d":-0.0}'
+    blob = '{"a":1.5e+300,"b":"x\\"y\\u00e9é","c":null,"d":-0.0,"e":""}'.encode()
     rows: list[PredictionRow] = [
         ("w", "w", None, 10.0, "1", 0.9, blob),
         ("x", "x", "x", 20.0, "0", None, None),
