@@ -372,6 +372,7 @@ def canonical(batch: DecodedBatch) -> dict[str, Any]:
         "inference_times": [t.isoformat() for t in batch.inference_times],
         "time_span": batch.time_span(),
         "bad": dict(batch.bad),
+        "refused": [(*r[:3], r.inference_time.isoformat(), *r[4:]) for r in batch.refused],
         "warnings": dict(batch.warnings),
         "field_counts": dict(batch.field_counts),
         "rows_without": (batch.rows_without_input, batch.rows_without_output),
@@ -406,7 +407,9 @@ def test_the_corpus_holds_what_the_contract_names() -> None:
         batch = _reference(payload, lines)
         seen.update(batch.bad)
         seen.update(batch.warnings)
+        seen["refused_for_a_body"] += len(batch.refused)
     expected = {
+        "refused_for_a_body",
         "not_json",
         "bad_inference_time",
         "not_capture_record",
