@@ -4,7 +4,8 @@ This is the analyzer's hot path, so a batch of records is decoded in two steps: 
 per record (parse the line once with orjson, decode BASE64, find the rows of the body) and one
 vectorized step per batch that splits all CSV lines at once and transposes rows into columns.
 A record that does not decode is counted by reason in :attr:`DecodedBatch.bad` and skipped;
-nothing here raises on bad input.
+nothing here raises on bad input. One refused only for a body in its configured format (its
+envelope and BASE64 fine) is also listed in :attr:`DecodedBatch.refused`, for model quality.
 
 Input columns are the features; output columns are predictions (``prediction``,
 ``prediction_1``, … when the config names none). A row with more fields than
@@ -20,7 +21,7 @@ from typing import Any
 import orjson
 
 from analyzer.decoding.columns import ColumnBuilder, input_name, output_name
-from analyzer.decoding.contract import DecodedBatch
+from analyzer.decoding.contract import DecodedBatch, Refused
 from analyzer.decoding.envelope import (
     NOT_CAPTURE,
     NOT_JSON,
@@ -179,21 +180,28 @@ class _Run:
 
     def add(self, record: Any) -> None:
         # The hot path: one call per record, locals only, exceptions for the rare bad record.
+        # ``body``: past the envelope and the first side's text, a failure is that body's
+        # in its format (the record is then handed to model quality: :meth:`_refuse`).
         batch = self.batch
+        body = False
         try:
             event_id, inference_id, moment, request, response, problem = read_envelope(record)
             in_rows = out_rows = None
             if request is not None:
                 if request.get("encoding") in VERBATIM:
-                    in_rows = self.parse_in(request["data"])
+                    text = request["data"]
                 else:
-                    in_rows = self.parse_in(side_text(request))
+                    text = side_text(request)
+                body = True
+                in_rows = self.parse_in(text)
             if response is not None:
                 try:
                     if response.get("encoding") in VERBATIM:
-                        out_rows = self.parse_out(response["data"])
+                        text = response["data"]
                     else:
-                        out_rows = self.parse_out(side_text(response))
+                        text = side_text(response)
+                    body = True
+                    out_rows = self.parse_out(text)
                 except PayloadError as exc:
                     if in_rows is None:
                         raise
@@ -202,9 +210,13 @@ class _Run:
                 batch.warnings[f"output_{problem}"] += 1
         except PayloadError as exc:
             batch.bad[exc.reason] += 1
+            if body:
+                self._refuse(event_id, inference_id, moment, response, problem)
             return
         except (KeyError, TypeError, AttributeError, IndexError, RecursionError):
             batch.bad[NOT_CAPTURE] += 1  # a body the parsers did not foresee
+            if body:
+                self._refuse(event_id, inference_id, moment, response, problem)
             return
         if in_rows is not None:
             n = in_rows.n
@@ -232,6 +244,23 @@ class _Run:
         else:
             self.output_bodies.append(None)
             self.output_encodings.append(no_output(problem))
+
+    def _refuse(
+        self,
+        event_id: str,
+        inference_id: str | None,
+        moment: datetime,
+        response: dict[str, Any] | None,
+        problem: str | None,
+    ) -> None:
+        """Keep, for model quality, a record refused for a body (:class:`Refused`)."""
+        if response is not None:
+            encoding = response.get("encoding")
+            data, why = response["data"], encoding if type(encoding) is str else "CSV"
+        else:
+            data, why = None, no_output(problem)
+        at = len(self.record_rows)
+        self.batch.refused.append(Refused(at, event_id, inference_id, moment, data, why))
 
     def _add_output(self, rows: Rows, n: int) -> None:
         if rows.n == n:

@@ -16,8 +16,9 @@ reference in every field: the rows and columns of each side (a column is either 
 the payload held them or a :class:`~analyzer.decoding.value_types.PreSplit`, and two columns
 are equal when :func:`~analyzer.decoding.value_types.split_values` splits them into the same
 counts, the same numbers in the same order and the same string counts), the event ids,
-inference ids and inference times of the records kept, the bad records by reason and the
-warnings by reason (a truncated side: ``truncated_input``, ``output_truncated_output``).
+inference ids and inference times of the records kept, the bad records by reason (and
+those refused for a body, :class:`Refused`) and the warnings by reason (a truncated side:
+``truncated_input``, ``output_truncated_output``).
 ``tests/analyzer/test_decoding_contract.py`` checks this on one corpus for every path. Pure.
 """
 
@@ -27,12 +28,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, NamedTuple, Protocol, TypeVar, overload
 
 from analyzer.decoding.inference_time import time_span
 from analyzer.decoding.value_types import PreSplit
 
-__all__ = ["BatchDecoder", "Column", "DecodedBatch", "Later"]
+__all__ = ["BatchDecoder", "Column", "DecodedBatch", "Later", "Refused"]
 
 Column = Sequence[Any] | PreSplit
 T = TypeVar("T")
@@ -73,6 +74,19 @@ class Later(Sequence[T]):
         return iter(self._list())
 
 
+class Refused(NamedTuple):
+    """A record the decoder refused for a body in its configured format (``bad_csv``,
+    ``payload_not_json``, …) after its envelope was read: what model quality reads of it,
+    which needs only the output (see :attr:`DecodedBatch.refused`)."""
+
+    at: int  # records kept before it in the batch (its place among them)
+    event_id: str
+    inference_id: str | None
+    inference_time: datetime
+    output_body: str | None
+    output_encoding: str
+
+
 @dataclass
 class DecodedBatch:
     """Rows decoded from many records, column-oriented.
@@ -93,6 +107,11 @@ class DecodedBatch:
     extraction reads the prediction from it, :mod:`analyzer.monitors.model_quality.
     extraction`); a record without a usable output has None and, as encoding, why:
     ``no_output`` (none captured) or ``truncated_output`` (cut by the proxy).
+    ``refused``: the records of ``bad`` refused only for a body that did not parse in its
+    configured format (the input's; without an input, the output's), their envelope fine:
+    for model quality, which reads the output with its own rule as the batch readers do,
+    each one's place, event id, inference id, inference time, output body and encoding
+    (:class:`Refused`; data quality neither profiles nor counts them as records).
     """
 
     columns: dict[str, Column] = field(default_factory=dict)
@@ -111,6 +130,7 @@ class DecodedBatch:
     untracked_predictions: Counter[str] = field(default_factory=Counter)
     output_bodies: Sequence[str | None] = field(default_factory=list)
     output_encodings: Sequence[str] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
 
     @property
     def n_records(self) -> int:

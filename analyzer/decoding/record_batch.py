@@ -168,8 +168,8 @@ def body_rows(codec: SideCodec, texts: list[str]) -> Rows | list[Rows] | None:
             return rows
     try:
         return list(map(codec.body_rows, texts))
-    except PayloadError:
-        return None
+    except (PayloadError, KeyError, TypeError, AttributeError, IndexError, RecursionError):
+        return None  # what the record path counts (a body the parsers did not foresee too)
 
 
 def _json_one_row_each(keys: tuple[str, ...], texts: list[str]) -> Rows | None:

@@ -371,10 +371,10 @@ class Ingestor:
         extracted = Extracted() if extract is not None else None
         for key, batch, times in batches:
             bad.update(batch.bad)
+            if extract is not None and extracted is not None:  # refused records too
+                extracted.add(extract(batch, times))
             if not batch.n_records:
                 continue
-            if extract is not None and extracted is not None:
-                extracted.add(extract(batch, times))
             records += batch.n_records
             start = key
             if start is None:  # not reached: both read times with parse_inference_time

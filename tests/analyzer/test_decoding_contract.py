@@ -85,6 +85,8 @@ def _lines_of(*parts: list[bytes]) -> list[bytes]:
     return [row for part in parts for row in part]
 
 
+V2 = PayloadConfig.model_validate({"input": {"format": "v2"}, "output": {"format": "csv"}})
+V2_BODY = '{"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": %s}]}'
 PLAIN_CSV = csv_rows([str(i) for i in range(5)])
 PLAIN_JSON = json_rows(list(range(5)))
 #: name -> (payload, lines, the paths that must take it besides ``records``).
@@ -301,6 +303,16 @@ CASES: dict[str, tuple[PayloadConfig, list[bytes], set[str]]] = {
         ],
         set(),
     ),
+    "v2_bad_bodies": (
+        V2,
+        [
+            line(V2_BODY % "[1, 2]", "0.5", "JSON"),
+            # nested past Python's recursion limit: a body the parsers did not foresee
+            line(V2_BODY % ("[" * 1000 + "1" + "]" * 1000), "0.5", "JSON"),
+            line(V2_BODY % "[1, 2, 3]", "0.5", "JSON"),  # shape [2]: v2_shape_mismatch
+        ],
+        set(),
+    ),
     "json_base64": (
         JSON,
         [line(b64('{"instances": [{"a": 1}]}'), b64('{"predictions": [1]}'), "BASE64")],
@@ -372,6 +384,7 @@ def canonical(batch: DecodedBatch) -> dict[str, Any]:
         "inference_times": [t.isoformat() for t in batch.inference_times],
         "time_span": batch.time_span(),
         "bad": dict(batch.bad),
+        "refused": [(*r[:3], r.inference_time.isoformat(), *r[4:]) for r in batch.refused],
         "warnings": dict(batch.warnings),
         "field_counts": dict(batch.field_counts),
         "rows_without": (batch.rows_without_input, batch.rows_without_output),
@@ -406,7 +419,9 @@ def test_the_corpus_holds_what_the_contract_names() -> None:
         batch = _reference(payload, lines)
         seen.update(batch.bad)
         seen.update(batch.warnings)
+        seen["refused_for_a_body"] += len(batch.refused)
     expected = {
+        "refused_for_a_body",
         "not_json",
         "bad_inference_time",
         "not_capture_record",
@@ -419,6 +434,7 @@ def test_the_corpus_holds_what_the_contract_names() -> None:
         "payload_not_json",
         "output_payload_not_json",
         "output_row_mismatch",
+        "v2_shape_mismatch",
     }
     assert expected <= set(seen), expected - set(seen)
 

@@ -13,7 +13,11 @@ join key and time):
   whose bad line says ``{reason}: {detail}``) and its Arrow fast path (which may decline a
   file, never refuse a line).
 
-Where the decoder refuses a line, model quality gives the same word on every path.
+Where the decoder refuses a line for its envelope, model quality gives the same word on every
+path. Where it refuses one only for a body that does not parse in its configured format (the
+input's; without an input, the output's: ``bad_csv``, ``empty_payload``, …), data quality
+counts it bad as ever and model quality reads its output on every path (the batch readers
+never look at the input): kept, or the extraction's word, with the same key and time.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import base64
 import importlib.util
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +89,8 @@ def _case(id: str, data: bytes, dq: str, mq: str | None = None, utc: str | None 
 
 
 BAD_PAD = "MSw"  # "1," without its padding
+EMPTY = {"data": "", "encoding": "CSV"}  # a body that does not parse: empty_payload
+BAD_CSV = {"data": '"' + "a" * 131_073 + '"', "encoding": "CSV"}  # a field over csv's limit
 CASES = [
     _case("plain", line(), KEEP),
     # eventId
@@ -162,6 +167,28 @@ CASES = [
           KEEP, "unreadable_output"),
     _case("base64-output-only-bad-padding",
           line(_ABSENT, {"data": BAD_PAD, "encoding": "BASE64"}), "bad_base64"),
+    # a body that does not parse in its configured format: bad for data quality, and model
+    # quality reads the output as the batch readers do
+    _case("input-bad-csv", line(BAD_CSV), "bad_csv", KEEP),
+    _case("input-empty", line(EMPTY), "empty_payload", KEEP),
+    _case("input-empty-base64", line({"data": "", "encoding": "BASE64"}), "empty_payload", KEEP),
+    _case("input-empty-inference-id", line(EMPTY, inferenceId="i-1"), "empty_payload", KEEP),
+    _case("input-empty-time-offset", line(EMPTY, time="2024-05-01T12:20:30+02:00"),
+          "empty_payload", KEEP),
+    _case("input-empty-no-output", line(EMPTY, _ABSENT), "empty_payload", "no_output"),
+    _case("input-empty-output-null", line(EMPTY, None), "empty_payload", "no_output"),
+    _case("input-empty-output-not-an-object", line(EMPTY, 5), "empty_payload", "no_output"),
+    _case("input-empty-truncated-output", line(EMPTY, extra={"truncated": ["output"]}),
+          "empty_payload", "truncated_output"),
+    _case("input-empty-output-bad-base64", line(EMPTY, {"data": BAD_PAD, "encoding": "BASE64"}),
+          "empty_payload", "unreadable_output"),
+    _case("input-empty-output-empty", line(EMPTY, EMPTY), "empty_payload", "bad_probability"),
+    _case("input-empty-output-text", line(EMPTY, {"data": "yes", "encoding": "CSV"}),
+          "empty_payload", "bad_probability"),
+    _case("input-empty-key-too-long", line(EMPTY, event_id="e" * (MAX_KEY + 1)),
+          "empty_payload", "key_too_long"),
+    _case("output-only-empty", line(_ABSENT, EMPTY), "empty_payload", "bad_probability"),
+    _case("output-only-bad-csv", line(_ABSENT, BAD_CSV), "bad_csv", "unreadable_output"),
     # the proxy's flags
     _case("truncated-input", line(extra={"truncated": ["input"]}), "truncated_input"),
     _case("truncated-output", line(extra={"truncated": ["output"]}), KEEP, "truncated_output"),
@@ -176,8 +203,12 @@ CASES = [
     _case("modelmon-null", line(extra=None), KEEP),
     _case("modelmon-not-an-object", line(extra="x"), "not_capture_record"),
 ]  # fmt: skip
+#: The decoder's words for a body that does not parse in its configured format.
+BODY = ("bad_csv", "empty_payload")
 #: Cases each fast path must take (so that a decline does not skip the comparison).
 TAKEN = {"plain", "inference-id", "time-z", "time-first", "time-last", "inference-id-at-the-limit"}
+#: ... and the ones model quality's Arrow path must take (it reads only the output).
+ARROW_TAKEN = TAKEN | {"input-bad-csv", "input-empty", "input-empty-inference-id"}
 ARROW = importlib.util.find_spec("pyarrow") is not None
 
 
@@ -185,17 +216,20 @@ Verdict = tuple[str, tuple[Any, ...]]
 
 
 def _dq(batch: DecodedBatch) -> Verdict:
+    """``keep`` and the kept fields, or the bad reason (and, for a record refused for a
+    body, what the batch keeps of it for model quality)."""
     if batch.n_records:
-        assert batch.n_records == 1 and not batch.bad
+        assert batch.n_records == 1 and not batch.bad and not batch.refused
         time = batch.inference_times[0].isoformat()
         return KEEP, (batch.event_ids[0], batch.inference_ids[0], time)
     assert sum(batch.bad.values()) == 1, batch.bad
-    return next(iter(batch.bad)), ()
+    refused = tuple((*r[:3], r.inference_time.isoformat(), *r[4:]) for r in batch.refused)
+    return next(iter(batch.bad)), refused
 
 
 def _service(data: bytes, columnwise: bool) -> Verdict:
     batch = PayloadDecoder(PAYLOAD, columnwise=columnwise).decode_lines([data])
-    if batch.bad:
+    if batch.bad and not batch.refused:
         return _dq(batch)
     extracted = PredictionExtractor(QUALITY, PAYLOAD.output).extract(batch)
     if extracted.rows:
@@ -259,6 +293,15 @@ def test_every_path_gives_one_verdict(
     reference = verdicts["records"]
     assert reference[0] == dq
     assert verdicts == dict.fromkeys(verdicts, reference)
+    envelope = None if dq not in (KEEP, *BODY) else read_envelope(parse_record(data))
+    if dq in BODY:  # refused for its body: kept for model quality (its place, envelope, output)
+        assert envelope is not None
+        body, encoding = envelope.output_body()
+        time = envelope.inference_time.isoformat()
+        kept = (0, envelope.event_id, envelope.inference_id, time, body, encoding)
+        assert reference[1] == (kept,)
+    elif dq != KEEP:
+        assert reference[1] == ()  # refused for its envelope: nothing kept
     if utc is not None:
         assert reference[1][2] == utc
     # model quality
@@ -271,30 +314,32 @@ def test_every_path_gives_one_verdict(
     }
     if ARROW and model_quality_arrow.available(Encoder(QUALITY.problem_type)):
         fast = _batch(path, arrow=True)
-        assert fast is not None or case not in TAKEN, "Arrow must take it"
+        assert fast is not None or case not in ARROW_TAKEN, "Arrow must take it"
         if fast is not None:
             answers["batch-arrow"] = fast
     first = answers["service"]
     assert first[0] == mq
     assert answers == dict.fromkeys(answers, first)
-    if dq != KEEP:
-        assert mq == dq  # a line the decoder refuses: the same word everywhere
+    if dq not in (KEEP, *BODY):
+        assert mq == dq  # a line the decoder refuses for its envelope: the same word everywhere
     if mq == KEEP:
-        moment = datetime.fromisoformat(reference[1][2]).timestamp()
-        assert first[1][1] == moment  # the same time for both monitors (epoch seconds)
+        assert envelope is not None
+        assert first[1][0] == envelope.key
+        # the same time for both monitors (epoch seconds)
+        assert first[1][1] == envelope.inference_time.timestamp()
 
 
 @pytest.mark.parametrize(("data", "dq", "mq", "utc"), CASES)
 def test_the_envelope_reader_alone(data: bytes, dq: str, mq: str, utc: str | None) -> None:
     """:func:`read_envelope` refuses exactly the lines whose reason is one of its rules;
     BASE64 that does not decode is refused after it, by :func:`side_text` (every reader
-    calls it on the side it reads first)."""
+    calls it on the side it reads first); a body in its format, by the decoder alone."""
     try:
         envelope = read_envelope(parse_record(data))
     except PayloadError as exc:
         assert exc.reason == dq
         return
-    assert dq in (KEEP, "bad_base64", "not_utf8")
+    assert dq in (KEEP, "bad_base64", "not_utf8", *BODY)
     if utc is not None:
         assert envelope.inference_time.isoformat() == utc
 

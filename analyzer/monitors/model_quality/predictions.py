@@ -11,7 +11,9 @@ never raised. The key is the record's ``inferenceId``, else its ``eventId`` (ove
 The input row is kept as a compact JSON object (name → value, as decoded) of at most
 ``max_row_bytes``; a longer one is left out and counted (``row_too_large``), the prediction
 is kept. A record whose request held several rows keeps the prediction its output gives
-and no input row. Pure.
+and no input row, and so does one the decoder refused only for its body
+(``DecodedBatch.refused``: an input that does not parse in its configured format, which the
+batch readers, reading only the output, never look at). Pure.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 import orjson
 
 from analyzer.decoding.codecs import DecodedBatch
+from analyzer.decoding.contract import Refused
 from analyzer.decoding.value_types import PreSplit
 from analyzer.monitors.model_quality.extraction import MAX_KEY, OutputReader
 from analyzer.monitors.model_quality.extraction_batch import read_many
@@ -76,22 +80,25 @@ class PredictionExtractor:
         self.max_row_bytes = max_row_bytes
 
     def extract(self, batch: DecodedBatch, times: Sequence[float] | None = None) -> Extracted:
-        """One prediction per decoded record of ``batch`` (the bad ones are the decoder's);
-        ``times``: the records' inference times as epoch seconds, when the caller has them."""
+        """One prediction per decoded record of ``batch`` and per record it refused for a
+        body (``batch.refused``: no input row; in their place among the decoded ones); the
+        other bad ones are the decoder's. ``times``: the decoded records' inference times as
+        epoch seconds, when the caller has them (the refused records' are read here)."""
         if times is None or len(times) != batch.n_records:
             times = list(map(datetime.timestamp, batch.inference_times))
         out = Extracted()
         blobs = self._rows(_lists(batch.columns), batch.n_rows, out)
         if batch.n_rows != batch.n_records or set(batch.record_rows) != {1}:
             blobs = _record_blobs(blobs, batch.record_rows)
-        predictions, probabilities, reasons = read_many(
-            self.reader, batch.output_bodies, batch.output_encodings
-        )
-        keys = [i or e for i, e in zip(batch.inference_ids, batch.event_ids, strict=True)]
-        rows = zip(
-            keys, batch.event_ids, batch.inference_ids, times, predictions, probabilities, blobs,
-            strict=True,
-        )  # fmt: skip
+        events, ids = batch.event_ids, batch.inference_ids
+        bodies, encodings = batch.output_bodies, batch.output_encodings
+        if batch.refused:
+            events, ids, times, bodies, encodings, blobs = _with_refused(
+                batch.refused, events, ids, times, bodies, encodings, blobs
+            )
+        predictions, probabilities, reasons = read_many(self.reader, bodies, encodings)
+        keys = [i or e for i, e in zip(ids, events, strict=True)]
+        rows = zip(keys, events, ids, times, predictions, probabilities, blobs, strict=True)
         if reasons is None and (not keys or max(map(len, keys)) <= MAX_KEY):
             out.rows.extend(rows)  # no reason: every prediction is set
             return out
@@ -175,6 +182,26 @@ def _encoded(values: Sequence[Any]) -> tuple[bool, list[bytes]] | None:
     except TypeError:  # an integer over 64 bits
         return None
     return None
+
+
+def _with_refused(
+    refused: Sequence[Refused], *columns: Sequence[Any]
+) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]:
+    """The per-record ``columns`` (event ids, inference ids, times, output bodies and
+    encodings, input rows) with the refused records in their places (no input row)."""
+    kept = zip(*columns, strict=True)
+    records: list[tuple[Any, ...]] = []
+    done = 0
+    for record in refused:
+        records.extend(islice(kept, record.at - done))
+        done = record.at
+        records.append((
+            record.event_id, record.inference_id, record.inference_time.timestamp(),
+            record.output_body, record.output_encoding, None,
+        ))  # fmt: skip
+    records.extend(kept)
+    events, ids, times, bodies, encodings, blobs = map(list, zip(*records, strict=True))
+    return events, ids, times, bodies, encodings, blobs
 
 
 def _record_blobs(blobs: list[bytes | None], record_rows: Sequence[int]) -> list[bytes | None]:

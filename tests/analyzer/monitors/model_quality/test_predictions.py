@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -285,3 +285,53 @@ def test_a_number_that_is_no_probability_skips_its_record_at_the_limits(several:
     assert [r[5] for r in out.rows] == [0.0, 1.0, -0.0, 0.5]
     assert out.skipped["bad_probability"] == 6
     assert out.skipped.get("several_rows", 0) == int(several)
+
+
+@pytest.mark.parametrize("given_times", [False, True], ids=["times-read", "times-given"])
+def test_records_refused_for_their_input_keep_their_place_time_and_prediction(
+    given_times: bool,
+) -> None:
+    """A record the decoder refused only because its input does not parse (``bad`` for data
+    quality) gives its prediction in its place among the kept ones, with its own time and no
+    input row; the caller's ``times`` are the kept records' (one per decoded record)."""
+
+    def record(key: str, seconds: int, request: str, response: str | None = "0.7") -> bytes:
+        return build_record(
+            event_id=key,
+            inference_time=T + timedelta(seconds=seconds),
+            request=CaptureSide("text/csv", request, "CSV"),
+            response=None if response is None else CaptureSide("text/csv", response, "CSV"),
+        )
+
+    lines = [
+        record("r0", 0, ""),  # refused first
+        record("k1", 1, "1,2"),
+        record("r2", 2, "", "0.2"),
+        record("r3", 3, "", "n/a"),  # refused, and no probability either
+        record("k4", 4, "3,4", "0.1"),
+        record("k5", 5, "5,6\n7,8"),  # kept, two input rows: no input row
+        record("r6", 6, "", None),  # refused, no output
+        record("r7", 7, ""),  # refused last
+    ]
+    payload = PayloadConfig.model_validate(CSV)
+    batch = PayloadDecoder(payload).decode_lines(lines)
+    assert (batch.n_records, batch.n_rows, dict(batch.bad)) == (3, 4, {"empty_payload": 5})
+    assert [r.event_id for r in batch.refused] == ["r0", "r2", "r3", "r6", "r7"]
+    assert [r.at for r in batch.refused] == [0, 1, 1, 3, 3]
+    config = ModelQualityConfig.model_validate(
+        {"problem_type": "BinaryClassification", "probability_attribute": "0"}
+    )
+    times = [t.timestamp() for t in batch.inference_times] if given_times else None
+    out = PredictionExtractor(config, payload.output).extract(batch, times)
+    assert [(r[0], r[3] - T.timestamp(), r[4], r[5]) for r in out.rows] == [
+        ("r0", 0, "1", 0.7),
+        ("k1", 1, "1", 0.7),
+        ("r2", 2, "0", 0.2),
+        ("k4", 4, "0", 0.1),
+        ("k5", 5, "1", 0.7),
+        ("r7", 7, "1", 0.7),
+    ]
+    rows = {r[0]: r[6] for r in out.rows}
+    assert orjson.loads(rows["k1"]) == {"a": "1", "b": "2"}
+    assert [rows[k] for k in ("r0", "r2", "k5", "r7")] == [None] * 4
+    assert dict(out.skipped) == {"bad_probability": 1, "no_output": 1}
