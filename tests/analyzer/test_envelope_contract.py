@@ -91,6 +91,8 @@ def _case(id: str, data: bytes, dq: str, mq: str | None = None, utc: str | None 
 BAD_PAD = "MSw"  # "1," without its padding
 EMPTY = {"data": "", "encoding": "CSV"}  # a body that does not parse: empty_payload
 BAD_CSV = {"data": '"' + "a" * 131_073 + '"', "encoding": "CSV"}  # a field over csv's limit
+DEEP = {"data": "[" * 900 + "0.8" + "]" * 900, "encoding": "JSON"}
+DEEPER = {"data": "[" * 5000 + "0.8" + "]" * 5000, "encoding": "JSON"}
 CASES = [
     _case("plain", line(), KEEP),
     # eventId
@@ -189,6 +191,11 @@ CASES = [
           "empty_payload", "key_too_long"),
     _case("output-only-empty", line(_ABSENT, EMPTY), "empty_payload", "bad_probability"),
     _case("output-only-bad-csv", line(_ABSENT, BAD_CSV), "bad_csv", "unreadable_output"),
+    # an output nested deeper than Python's recursion limit (a list of lists of … numbers):
+    # unreadable for model quality on every path, never a RecursionError out of an ingest;
+    # past orjson's limit (1,024) it is not JSON, and its CSV field no number
+    _case("output-nested-deep", line(response=DEEP), KEEP, "unreadable_output"),
+    _case("output-nested-past-the-parser", line(response=DEEPER), KEEP, "bad_probability"),
     # the proxy's flags
     _case("truncated-input", line(extra={"truncated": ["input"]}), "truncated_input"),
     _case("truncated-output", line(extra={"truncated": ["output"]}), KEEP, "truncated_output"),

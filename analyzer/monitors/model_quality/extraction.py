@@ -281,7 +281,15 @@ class OutputReader:
         """``(prediction, probability)`` of one output body; :class:`Unusable` if none.
 
         ``data`` None: the record has no usable output, ``encoding`` says why
-        (``no_output``, ``truncated_output``)."""
+        (``no_output``, ``truncated_output``). A body nested deeper than Python's recursion
+        limit (a list of lists of … probabilities, or its message's ``repr``) is
+        ``unreadable_output``, never a :class:`RecursionError` out of an ingest."""
+        try:
+            return self._read(data, encoding)
+        except RecursionError:
+            raise Unusable("unreadable_output", "the output is nested too deep") from None
+
+    def _read(self, data: str | None, encoding: str) -> Found:
         if data is None:
             raise Unusable(encoding, "the record holds no complete output body")
         encoding = encoding.upper()
