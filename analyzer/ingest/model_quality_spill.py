@@ -6,13 +6,15 @@ batch_memory_rows`` rows; past it, :class:`Sink` moves what it holds to a tempor
 (``tempfile``'s: ``TMPDIR``) and goes on there (docs/model-quality.md, "The batch join"):
 
 - **partitions**: each side's rows (the key's 64-bit hash and the values, numpy
-  ``tofile``) go to one of 64 files by 6 bits of the hash, so a key's every occurrence is in
-  one partition; a partition pair above the budget is split again by the next 6 bits;
+  ``tofile``) go to one of 64 files by the hash's top 6 bits, so a key's every occurrence is
+  in one partition; a partition pair above the budget is cut again by the next bits (into
+  as few parts as bring each to about half the budget);
 - **the join**, a partition at a time with ``pairs.join`` (first label and first prediction
   of a key in file order: a partition keeps its rows in that order), each prediction with
   its row number in the window; the counts add up (a key is in one partition);
 - **the pairs in prediction order** (:meth:`Spilled.pair_blocks`): the in-memory path's
-  order, merged from the partitions by ranges of row numbers of ``budget`` rows;
+  order, merged from the partitions by ranges of row numbers (of the budget's rows, at
+  most 262,144);
 - **an external sort** (:func:`sorted_segments`) for what needs one sorted order (the binary
   AUC and curves, the estimate's ranks): the rows cut by ranges of the sort key chosen from
   quantiles of a sample, each range sorted in memory (equal keys stay in one range); a range
@@ -38,10 +40,10 @@ from analyzer.monitors.model_quality.pairs import Columns, JoinCounts, join
 
 __all__ = ["Segment", "Sink", "SpillDir", "Spilled", "sorted_segments"]
 
-PART_BITS = 6
+PART_BITS = 6  # 64 partitions first; one above the budget is cut in as few as it needs
 PARTS = 1 << PART_BITS
-MAX_LEVEL = 64 // PART_BITS - 1  # past it a partition is joined whole (one key, repeated)
 SAMPLE = 4096  # keys sampled a range when cutting a file into ranges
+CHUNK = 1 << 16  # rows written or read at a time where the budget does not say
 
 
 def _prediction_type(values: type[np.generic]) -> np.dtype[Any]:
@@ -67,6 +69,8 @@ class SpillDir:
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
+        # the pairs come back in prediction order in blocks of this many rows of predictions
+        self.range_rows = min(budget, 4 * CHUNK)
         self.path = Path(tempfile.mkdtemp(prefix="modelmon-model-quality-"))
         self._names = 0
 
@@ -102,19 +106,21 @@ def chunks(path: Path, dtype: np.dtype[Any], rows: int, size: int) -> Iterator[A
 
 
 class Partitioned:
-    """Records spread over :data:`PARTS` files by 6 bits of their ``key`` (bits taken from
-    the top, ``level`` 0 first), each file in the order the records came."""
+    """Records spread over ``2**bits`` files by ``bits`` bits of their ``key``, below the
+    ``used`` top bits that partitions above this one took; each file in the records' order."""
 
-    def __init__(self, spill: SpillDir, stem: str, dtype: np.dtype[Any], level: int) -> None:
-        self.dtype, self.level = dtype, level
-        self.paths = [spill.file(f"{stem}-{level}-{part}") for part in range(PARTS)]
-        self.rows = np.zeros(PARTS, dtype=np.int64)
+    def __init__(
+        self, spill: SpillDir, stem: str, dtype: np.dtype[Any], used: int, bits: int
+    ) -> None:
+        self.dtype, self.used, self.bits = dtype, used + bits, bits
+        self.paths = [spill.file(f"{stem}-{used}-{part}") for part in range(1 << bits)]
+        self.rows = np.zeros(1 << bits, dtype=np.int64)
 
     def append(self, records: Any) -> None:
-        shift = np.uint64(64 - PART_BITS * (self.level + 1))
-        part = (records["key"].view(np.uint64) >> shift) & np.uint64(PARTS - 1)
+        shift = np.uint64(64 - self.used)
+        part = (records["key"].view(np.uint64) >> shift) & np.uint64((1 << self.bits) - 1)
         order = np.argsort(part, kind="stable")  # each part keeps the records' order
-        counts = np.bincount(part, minlength=PARTS)
+        counts = np.bincount(part, minlength=self.rows.size)
         ordered = records[order]
         start = 0
         for index in np.flatnonzero(counts).tolist():
@@ -148,7 +154,8 @@ class Spilled:
     classes: list[str] | None = field(default=None)
 
     def pair_blocks(self) -> Iterator[Any]:
-        """The pairs in prediction order (``pair_type``), at most ``budget`` a block."""
+        """The pairs in prediction order (``pair_type``), in blocks of the pairs of
+        ``range_rows`` predictions (at most the budget)."""
         dtype = pair_type(self.values)
         for leaf in self.leaves:
             leaf.taken = 0
@@ -209,27 +216,32 @@ class Sink:
             return
         self.spill = SpillDir(self.budget)
         self._sides = (
-            Partitioned(self.spill, "predictions", _prediction_type(self.values), 0),
-            Partitioned(self.spill, "labels", _label_type(self.values), 0),
+            Partitioned(self.spill, "predictions", _prediction_type(self.values), 0, PART_BITS),
+            Partitioned(self.spill, "labels", _label_type(self.values), 0, PART_BITS),
         )
         if self.has_scores:
             self._scores = self.spill.file("scores")
         held_predictions, held_labels = self.prediction_rows, self.label_rows
         self.prediction_rows = self.label_rows = 0
         p, labels = self.predictions, self.labels
-        self.add_predictions(p.take("key"), p.take("prediction"), p.take("probability"))
-        self.add_labels(labels.take("key"), labels.take("label"))
+        keys, values, scores = p.take("key"), p.take("prediction"), p.take("probability")
+        for lo in range(0, keys.size, CHUNK):  # a chunk's records and order at a time
+            hi = lo + CHUNK
+            self.add_predictions(keys[lo:hi], values[lo:hi], scores[lo:hi])
+        keys, values = labels.take("key"), labels.take("label")
+        for lo in range(0, keys.size, CHUNK):
+            self.add_labels(keys[lo : lo + CHUNK], values[lo : lo + CHUNK])
         assert (self.prediction_rows, self.label_rows) == (held_predictions, held_labels)
 
     def finish(self, bad: BadLines, span: tuple[float, float] | None) -> Spilled:
         """The join, a partition at a time (only once spilled)."""
         assert self.spill is not None and self._sides is not None
-        spill, budget = self.spill, self.spill.budget
-        ranges = max(1, math.ceil(self.prediction_rows / budget))
+        spill = self.spill
+        ranges = max(1, math.ceil(self.prediction_rows / spill.range_rows))
         leaves: list[Leaf] = []
         counts = np.zeros(5, dtype=np.int64)
         predictions, labels = self._sides
-        for part in range(PARTS):
+        for part in range(predictions.rows.size):
             _join_part(spill, predictions, labels, part, ranges, leaves, counts)
         return Spilled(spill, self.values, leaves, JoinCounts(*(int(c) for c in counts)),
                        self.prediction_rows, bad, span, self._scores, ranges)  # fmt: skip
@@ -247,17 +259,18 @@ def _join_part(
     """Join one partition (split again by the next bits while above the budget)."""
     rows = int(predictions.rows[part]), int(labels.rows[part])
     paths = predictions.paths[part], labels.paths[part]
-    if sum(rows) > spill.budget and predictions.level < MAX_LEVEL:
-        level = predictions.level + 1
+    if sum(rows) > spill.budget and predictions.used < 64:  # else: one key, repeated
+        bits = min(PART_BITS, 64 - predictions.used,
+                   max(1, math.ceil(math.log2(2 * sum(rows) / spill.budget))))  # fmt: skip
         sides = (
-            Partitioned(spill, "predictions", predictions.dtype, level),
-            Partitioned(spill, "labels", labels.dtype, level),
+            Partitioned(spill, "predictions", predictions.dtype, predictions.used, bits),
+            Partitioned(spill, "labels", labels.dtype, predictions.used, bits),
         )
         for side, path, count in zip(sides, paths, rows, strict=True):
-            for chunk in chunks(path, side.dtype, count, spill.budget):
+            for chunk in chunks(path, side.dtype, count, spill.range_rows):
                 side.append(chunk)
             path.unlink(missing_ok=True)
-        for sub in range(PARTS):
+        for sub in range(1 << bits):
             _join_part(spill, sides[0], sides[1], sub, ranges, leaves, counts)
         return
     if rows[0] == 0 and rows[1] == 0:
@@ -279,7 +292,7 @@ def _join_part(
     pairs["label"] = right["label"][joined.label_rows]
     path = spill.file("pairs")
     append(path, pairs)
-    per_range = np.bincount(pairs["row"] // spill.budget, minlength=ranges)
+    per_range = np.bincount(pairs["row"] // spill.range_rows, minlength=ranges)
     leaves.append(Leaf(path, per_range))
 
 
@@ -319,7 +332,7 @@ def sorted_segments(
     parts = max(2, math.ceil(2 * rows / budget))
     stride = max(1, rows // (SAMPLE * parts))
     nan = 0
-    for chunk in chunks(path, dtype, rows, budget):
+    for chunk in chunks(path, dtype, rows, spill.range_rows):
         keys = chunk["key"]
         finite = keys[~np.isnan(keys)]
         nan += keys.size - finite.size
@@ -337,7 +350,7 @@ def sorted_segments(
         bounds = np.unique(np.append(bounds[bounds < high], low))
     paths = [spill.file("range") for _ in range(bounds.size + 1)]
     counts = np.zeros(bounds.size + 1, dtype=np.int64)
-    for chunk in chunks(path, dtype, rows, budget):
+    for chunk in chunks(path, dtype, rows, spill.range_rows):
         where = np.searchsorted(bounds, chunk["key"], side="left")  # NaN: the last
         order = np.argsort(where, kind="stable")
         found = np.bincount(where, minlength=bounds.size + 1)

@@ -106,10 +106,10 @@ def _binary(spilled: Spilled, has_scores: bool, seed: int) -> tuple[BinaryStream
         if n:
             segments = sorted_segments(spilled.spill, ranked, RANKED_TYPE, n)
             walks = [AucWalk() for _ in range(SUBSAMPLES + 1)]
-            runs = _walk(segments, spilled.spill.budget, walks)
+            runs = _walk(segments, spilled.spill.range_rows, walks)
             auc = [walk.value() for walk in walks]
             curve = CurveWalk(runs, MAX_CURVE_POINTS - 1)
-            _walk(segments, spilled.spill.budget, [curve])
+            _walk(segments, spilled.spill.range_rows, [curve])
             curves = curves_of(curve)
     return stream, stream.metrics(auc, curves)
 
@@ -175,7 +175,7 @@ def estimate_spilled(spilled: Spilled, calibrator: Calibrator | None) -> dict[st
         if segment.constant:
             predicted = 0
             score = 0.0
-            for chunk in segment.chunks(spilled.spill.budget):
+            for chunk in segment.chunks(spilled.spill.range_rows):
                 predicted += int(np.count_nonzero(chunk["value"]))
                 score = float(chunk["key"][0])
             sums.run(score, segment.rows, predicted, before + (segment.rows + 1) / 2.0)
