@@ -179,10 +179,13 @@ def analyze_model_quality(
         )
     except InputError as exc:
         raise ModelQualityStop(no_data, str(exc)) from exc
+    on_disk = None
     if isinstance(joined, Spilled):
         with joined.spill:  # the temporary files go, also on error
             result, pairs, estimate = _spilled(config, mq, joined, baseline, encoder)
             predictions = joined.predictions
+        on_disk = (f"  joined on disk: more than analyzer.model_quality.batch_memory_rows"
+                   f" ({mq.batch_memory_rows:,}) predictions and labels")  # fmt: skip
     else:
         predictions = int(joined.all_predictions.size)
         held = [joined]
@@ -210,7 +213,8 @@ def analyze_model_quality(
             ),
         },
     )
-    print(_summary(result, pairs, estimate, predictions, folder), flush=True)
+    summary = _summary(result, pairs, estimate, predictions, folder)
+    print(summary if on_disk is None else f"{summary}\n{on_disk}", flush=True)
     return start, end, folder
 
 

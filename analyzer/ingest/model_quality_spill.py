@@ -42,7 +42,8 @@ __all__ = ["Segment", "Sink", "SpillDir", "Spilled", "sorted_segments"]
 
 PART_BITS = 6  # 64 partitions first; one above the budget is cut in as few as it needs
 PARTS = 1 << PART_BITS
-SAMPLE = 4096  # keys sampled a range when cutting a file into ranges
+SAMPLE = 256  # keys sampled a range when cutting a file into ranges (at most budget / 2)
+MAX_RANGES = 1024  # ranges a file is cut into at once
 CHUNK = 1 << 16  # rows written or read at a time where the budget does not say
 
 
@@ -329,8 +330,8 @@ def sorted_segments(
     if rows <= budget:
         return [Segment(path, dtype, rows, False)] if rows else []
     low, high, sample = math.inf, -math.inf, []
-    parts = max(2, math.ceil(2 * rows / budget))
-    stride = max(1, rows // (SAMPLE * parts))
+    parts = min(MAX_RANGES, max(2, math.ceil(2 * rows / budget)))  # more: cut again below
+    stride = max(1, rows // min(SAMPLE * parts, budget // 2))  # a sample of the budget's half
     nan = 0
     for chunk in chunks(path, dtype, rows, spill.range_rows):
         keys = chunk["key"]
@@ -338,7 +339,7 @@ def sorted_segments(
         nan += keys.size - finite.size
         if finite.size:
             low, high = min(low, float(finite.min())), max(high, float(finite.max()))
-            sample.append(finite[::stride])
+            sample.append(finite[::stride].copy())  # not a view: the chunk goes
     if (low == high and math.isfinite(low) and nan == 0) or (low > high):
         constant = low == high and math.isfinite(low)  # else: all NaN, sorted as a block
         return [Segment(path, dtype, rows, constant, done=True)]

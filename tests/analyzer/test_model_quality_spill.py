@@ -79,8 +79,9 @@ CONSTRAINTS = {
     REGRESSION: {"mae": (1.0, "GreaterThanThreshold"), "r2": (0.1, "LessThanThreshold")},
 }
 BASELINES = {
-    BINARY: Baseline({"auc": 0.7, "accuracy": 0.6}, 5000, np.array([2000.0, 1000, 500, 1500]),
-                     ("0", "1")),  # fmt: skip
+    BINARY: Baseline(
+        {"auc": 0.7, "accuracy": 0.6}, 5000, np.array([2000.0, 1000, 500, 1500]), ("0", "1")
+    ),  # fmt: skip
     MULTICLASS: None,
     REGRESSION: Baseline({"mae": 1.0, "r2": 0.1}, 5000),
 }
@@ -228,9 +229,17 @@ def test_the_temporary_folder_goes_when_the_pass_raises(
     truth = tmp_path / "gt" / "2026" / "01" / "01" / "00"
     truth.mkdir(parents=True)
     (truth / "a.jsonl").write_text(
-        "".join(json.dumps({"groundTruthData": {"data": "1", "encoding": "CSV"},
-                            "eventMetadata": {"eventId": f"e{i}"}, "eventVersion": "0"}) + "\n"
-                for i in range(300))  # fmt: skip
+        "".join(
+            json.dumps(
+                {
+                    "groundTruthData": {"data": "1", "encoding": "CSV"},
+                    "eventMetadata": {"eventId": f"e{i}"},
+                    "eventVersion": "0",
+                }
+            )
+            + "\n"
+            for i in range(300)
+        )  # fmt: skip
     )
     mq = ModelQualityConfig(problem_type=BINARY, probability_attribute="0")
 
