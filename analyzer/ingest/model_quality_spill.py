@@ -120,6 +120,7 @@ class Partitioned:
     def append(self, records: Any) -> None:
         shift = np.uint64(64 - self.used)
         part = (records["key"].view(np.uint64) >> shift) & np.uint64((1 << self.bits) - 1)
+        part = part.astype(np.uint8)  # a stable sort of bytes is a radix sort
         order = np.argsort(part, kind="stable")  # each part keeps the records' order
         counts = np.bincount(part, minlength=self.rows.size)
         ordered = records[order]
@@ -169,7 +170,7 @@ class Spilled:
                     leaf.taken += count
             if parts:
                 block = np.concatenate(parts)
-                yield block[np.argsort(block["row"])]
+                yield block[np.argsort(np.ascontiguousarray(block["row"]))]
 
 
 class Sink:
@@ -311,7 +312,8 @@ class Segment:
     def read(self) -> Any:
         records = read(self.path, self.dtype, self.rows)
         if not self.done:
-            records = records[np.argsort(records["key"])]  # NaN last, as np.argsort puts it
+            # NaN last, as np.argsort puts it
+            records = records[np.argsort(np.ascontiguousarray(records["key"]))]
             self.path.unlink()
             append(self.path, records)
             self.done = True
@@ -353,6 +355,7 @@ def sorted_segments(
     counts = np.zeros(bounds.size + 1, dtype=np.int64)
     for chunk in chunks(path, dtype, rows, spill.range_rows):
         where = np.searchsorted(bounds, chunk["key"], side="left")  # NaN: the last
+        where = where.astype(np.uint16)  # MAX_RANGES + 1 at most: a radix sort
         order = np.argsort(where, kind="stable")
         found = np.bincount(where, minlength=bounds.size + 1)
         ordered, start = chunk[order], 0
