@@ -81,7 +81,7 @@ CONSTRAINTS = {
 BASELINES = {
     BINARY: Baseline(
         {"auc": 0.7, "accuracy": 0.6}, 5000, np.array([2000.0, 1000, 500, 1500]), ("0", "1")
-    ),  # fmt: skip
+    ),
     MULTICLASS: None,
     REGRESSION: Baseline({"mae": 1.0, "r2": 0.1}, 5000),
 }
@@ -239,7 +239,7 @@ def test_the_temporary_folder_goes_when_the_pass_raises(
             )
             + "\n"
             for i in range(300)
-        )  # fmt: skip
+        )
     )
     mq = ModelQualityConfig(problem_type=BINARY, probability_attribute="0")
 
