@@ -29,7 +29,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,6 @@ class Spilled:
     time_range: tuple[float, float] | None
     scores: Path | None  # every prediction's (score, ŷ): the estimate's rows
     ranges: int = 0
-    classes: list[str] | None = field(default=None)
 
     def pair_blocks(self) -> Iterator[Any]:
         """The pairs in prediction order (``pair_type``), in blocks of the pairs of

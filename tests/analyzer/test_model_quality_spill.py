@@ -15,7 +15,7 @@ import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pytest
@@ -30,7 +30,9 @@ from analyzer.monitors.model_quality.pairs import join
 from analyzer.monitors.model_quality.records import Encoder
 from modelmon.config import ModelQualityConfig
 
-BINARY, MULTICLASS, REGRESSION = "BinaryClassification", "MulticlassClassification", "Regression"
+BINARY: Final = "BinaryClassification"
+MULTICLASS: Final = "MulticlassClassification"
+REGRESSION: Final = "Regression"
 CLASSES = [f"class-{i}" for i in range(7)]
 VALUES: dict[str, type[np.generic]] = {BINARY: np.int8, MULTICLASS: np.int16,
                                        REGRESSION: np.float64}  # fmt: skip
@@ -47,6 +49,8 @@ def window(problem: str, n: int, seed: int = 0, score: Any = None) -> dict[str, 
     label_keys = np.concatenate([labelled, unknown, labelled[: n // 50]])
     label_keys = label_keys[rng.permutation(label_keys.size)]
     scores = rng.beta(2, 3, n).round(2) if score is None else np.full(n, score)
+    predictions: Any
+    labels: Any
     if problem == BINARY:
         predictions = (scores >= 0.5).astype(np.int8)
         labels = (rng.random(label_keys.size) < 0.4).astype(np.int8)
@@ -60,8 +64,8 @@ def window(problem: str, n: int, seed: int = 0, score: Any = None) -> dict[str, 
             "label_keys": label_keys, "labels": labels}  # fmt: skip
 
 
-def spilled(problem: str, data: dict[str, Any], budget: int) -> Spilled:
-    sink = Sink(VALUES[problem], budget, problem == BINARY)
+def spilled(problem: str, data: dict[str, Any], budget: int, scores: bool = True) -> Spilled:
+    sink = Sink(VALUES[problem], budget, problem == BINARY and scores)
     n = data["keys"].size
     for lo in range(0, n, 997):  # chunks as the map's files give them
         hi = lo + 997
@@ -87,16 +91,20 @@ BASELINES = {
 }
 
 
-def compare(problem: str, data: dict[str, Any], budget: int, r2: str = "standard") -> Spilled:
-    mq = ModelQualityConfig(problem_type=problem, r2_convention=r2, min_labels=1,  # type: ignore[arg-type]
-                            probability_attribute="p" if problem == BINARY else None)  # fmt: skip
+def compare(
+    problem: str, data: dict[str, Any], budget: int, r2: str = "standard", scores: bool = True
+) -> Spilled:
+    mq = ModelQualityConfig.model_validate(
+        {"problem_type": problem, "r2_convention": r2, "min_labels": 1,
+         "probability_attribute": "p" if problem == BINARY and scores else None}
+    )  # fmt: skip
     joined = join(data["keys"].copy(), data["label_keys"].copy())
     rows, label_rows = joined.prediction_rows, joined.label_rows
     expected = evaluate_window(
         problem,  # type: ignore[arg-type]
         data["labels"][label_rows],
         data["predictions"][rows],
-        data["scores"][rows] if problem == BINARY else None,
+        data["scores"][rows] if problem == BINARY and scores else None,
         CONSTRAINTS[problem],
         BASELINES[problem],
         false_alarm_rate=0.01,
@@ -104,7 +112,7 @@ def compare(problem: str, data: dict[str, Any], budget: int, r2: str = "standard
         r2_convention=r2,
         classes=CLASSES if problem == MULTICLASS else None,
     )
-    result = spilled(problem, data, budget)
+    result = spilled(problem, data, budget, scores)
     with result.spill:
         got = evaluate_spilled(mq, result, CONSTRAINTS[problem], BASELINES[problem],
                                false_alarm_rate=0.01, classes=CLASSES)  # fmt: skip
@@ -166,6 +174,11 @@ def test_a_window_of_one_class_and_one_score() -> None:
     data["labels"][:] = 4
     data["predictions"][:] = 4
     compare(MULTICLASS, data, budget=50)
+
+
+def test_a_binary_window_without_probabilities() -> None:
+    result = compare(BINARY, window(BINARY, 2000, seed=7), budget=100, scores=False)
+    assert result.scores is None  # nothing to sort, nothing to estimate
 
 
 def test_no_label_matches() -> None:
