@@ -19,11 +19,9 @@ import logging
 import os
 import sys
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from functools import partial
-from itertools import islice
 from multiprocessing import get_all_start_methods, get_context
 from typing import Any, Protocol, TypeVar
 
@@ -85,9 +83,6 @@ class InProcess:
         return None
 
 
-AHEAD = 2  # LocalProcesses: results a worker may have ready before the caller takes them
-
-
 class LocalProcesses:
     """A pool of forked processes per map (``workers``: default one per core); one worker, one
     item or no ``fork`` on this platform runs in this process instead."""
@@ -102,22 +97,7 @@ class LocalProcesses:
             yield from InProcess().map(fn, items)
             return
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-            # at most AHEAD results a worker wait for the caller (``pool.map`` submits every
-            # item at once, and the results of a slower reduce piled up here: memory that
-            # grew with the files, docs/model-quality.md, "The batch join")
-            pending = iter(items)
-            ahead: deque[Future[R]] = deque(
-                pool.submit(fn, item) for item in islice(pending, AHEAD * workers)
-            )
-            try:
-                while ahead:
-                    result = ahead.popleft().result()
-                    for item in islice(pending, 1):
-                        ahead.append(pool.submit(fn, item))
-                    yield result
-            finally:
-                for future in ahead:
-                    future.cancel()
+            yield from pool.map(fn, items)
 
     def close(self) -> None:
         return None
