@@ -256,11 +256,13 @@ def _join_part(
     ranges: int,
     leaves: list[Leaf],
     counts: Any,
+    split: bool = True,
 ) -> None:
-    """Join one partition (split again by the next bits while above the budget)."""
+    """Join one partition (split again by the next bits while above the budget, unless a
+    split left every row in one part: one key, repeated, joined whole)."""
     rows = int(predictions.rows[part]), int(labels.rows[part])
     paths = predictions.paths[part], labels.paths[part]
-    if sum(rows) > spill.budget and predictions.used < 64:  # else: one key, repeated
+    if split and sum(rows) > spill.budget and predictions.used < 64:
         bits = min(PART_BITS, 64 - predictions.used,
                    max(1, math.ceil(math.log2(2 * sum(rows) / spill.budget))))  # fmt: skip
         sides = (
@@ -272,7 +274,8 @@ def _join_part(
                 side.append(chunk)
             path.unlink(missing_ok=True)
         for sub in range(1 << bits):
-            _join_part(spill, sides[0], sides[1], sub, ranges, leaves, counts)
+            whole = int(sides[0].rows[sub] + sides[1].rows[sub]) == sum(rows)
+            _join_part(spill, sides[0], sides[1], sub, ranges, leaves, counts, not whole)
         return
     if rows[0] == 0 and rows[1] == 0:
         return

@@ -181,6 +181,14 @@ def test_a_binary_window_without_probabilities() -> None:
     assert result.scores is None  # nothing to sort, nothing to estimate
 
 
+def test_one_key_repeated_past_the_budget() -> None:
+    data = window(BINARY, 2000, seed=8)
+    data["keys"][:1500] = data["keys"][0]  # one partition cannot be split below the budget
+    data["label_keys"][:1000] = data["keys"][0]
+    result = compare(BINARY, data, budget=300)
+    assert result.counts.duplicate_predictions >= 1499
+
+
 def test_no_label_matches() -> None:
     data = window(BINARY, 500)
     data["label_keys"] = data["label_keys"] + 1  # hashes of other keys
