@@ -14,12 +14,15 @@ import json
 import math
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import pytest
 
+from analyzer.ingest.batch_model_quality import analyze_model_quality
+from analyzer.ingest.executor import InProcess
 from analyzer.ingest.model_quality_files import BadLines
 from analyzer.ingest.model_quality_map import joined_pairs_or_spilled
 from analyzer.ingest.model_quality_spill import PARTS, Sink, Spilled
@@ -28,7 +31,9 @@ from analyzer.monitors.model_quality.estimate import estimate_binary, fit_calibr
 from analyzer.monitors.model_quality.evaluate import Baseline, evaluate_window
 from analyzer.monitors.model_quality.pairs import join
 from analyzer.monitors.model_quality.records import Encoder
-from modelmon.config import ModelQualityConfig
+from modelmon.capture_record import CaptureSide, build_record
+from modelmon.cli.baseline import run_baseline
+from modelmon.config import ModelQualityConfig, load_config
 
 BINARY: Final = "BinaryClassification"
 MULTICLASS: Final = "MulticlassClassification"
@@ -283,3 +288,84 @@ def test_the_temporary_folder_goes_when_the_pass_raises(
     assert isinstance(result, Spilled) and result.counts.matched == 300
     result.spill.close()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("modelmon-")]
+
+
+def _write_window(root: Path, problem: str) -> None:
+    """3 capture files of 400 records (one class more a file, or a number) and labels for
+    most of them, some twice, some for no prediction."""
+    rng = np.random.default_rng(9)
+    capture = root / "capture" / "m" / "AllTraffic" / "2026" / "01" / "01" / "00"
+    capture.mkdir(parents=True)
+    labels = []
+    for f in range(3):
+        records = []
+        for i in range(400):
+            j = f * 400 + i
+            if problem == MULTICLASS:
+                guess = CLASSES[int(rng.integers(0, f + 3))]
+                truth = guess if rng.random() < 0.7 else CLASSES[int(rng.integers(0, 5))]
+            else:
+                guess = f"{rng.normal():.6f}"
+                truth = f"{float(guess) + rng.normal():.6f}"
+            records.append(build_record(
+                event_id=f"e{j}", inference_time=HOUR + timedelta(seconds=j),
+                request=CaptureSide("text/csv", "1,2", "CSV"),
+                response=CaptureSide("text/csv", guess, "CSV"),
+            ))  # fmt: skip
+            for key in [f"e{j}"] * (1 + (j % 9 == 0)) + ([f"x{j}"] if j % 13 == 0 else []):
+                if j % 6:
+                    labels.append(json.dumps({"groundTruthData": {"data": truth,
+                                               "encoding": "CSV"}, "eventMetadata":
+                                               {"eventId": key}, "eventVersion": "0"}))  # fmt: skip
+        (capture / f"{f}.jsonl").write_bytes(b"".join(records))
+    truth_folder = root / "gt" / "2026" / "01" / "01" / "05"
+    truth_folder.mkdir(parents=True)
+    (truth_folder / "labels.jsonl").write_text("\n".join(labels) + "\n")
+
+
+HOUR = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("problem", [MULTICLASS, REGRESSION])
+def test_analyze_once_on_disk_writes_the_in_memory_reports(tmp_path: Path, problem: str) -> None:
+    """``analyze --once``'s model-quality pass (in process) with a budget of 100 rows and
+    with the default: the same reports (regression's r2 and margins to 1e-12)."""
+    _write_window(tmp_path, problem)
+    section = {"problem_type": problem, "inference_attribute": "0",
+               "baseline": {"statistics": "base/statistics.json",
+                            "constraints": "base/constraints.json"}}  # fmt: skip
+    config = tmp_path / "modelmon.yaml"
+    config.write_text(f"proxy: {{upstream: 'http://127.0.0.1:9'}}\nanalyzer:\n"
+                      f"  model_quality: {json.dumps(section)}\n")  # fmt: skip
+    files = sorted((tmp_path / "capture").rglob("*.jsonl"))
+    loaded = load_config(config)
+    code = run_baseline(loaded, tmp_path / "capture", None, tmp_path / "base",
+                        executor=InProcess(), model_quality=True,
+                        ground_truth=tmp_path / "gt")  # fmt: skip
+    assert code == 0
+    documents = {}
+    for budget in (None, 100):
+        mq = loaded.analyzer.model_quality
+        assert mq is not None
+        if budget is not None:
+            mq = mq.model_copy(update={"batch_memory_rows": budget})
+        analyzer = loaded.analyzer.model_copy(
+            update={"model_quality": mq, "reports_dir": tmp_path / f"out-{budget}"}
+        )
+        run = loaded.model_copy(update={"analyzer": analyzer})
+        _, _, folder = analyze_model_quality(run, files, tmp_path / "gt", None, None,
+                                             no_baseline=3, no_data=4)  # fmt: skip
+        assert isinstance(folder, Path) and str(tmp_path / f"out-{budget}") in str(folder)
+        documents[budget] = {p.name: json.loads(p.read_text()) for p in folder.iterdir()}
+    memory, disk = documents[None], documents[100]
+    names = {"statistics.json", "constraints.json", "constraint_violations.json", "modelmon.json"}
+    assert memory.keys() == disk.keys() == names
+    assert memory["modelmon.json"]["labels"] == disk["modelmon.json"]["labels"]
+    assert memory["modelmon.json"]["labels"]["duplicate_labels"] > 0
+    if problem == MULTICLASS:
+        assert memory == disk
+        matrix = disk["statistics.json"]["multiclass_classification_metrics"]["confusion_matrix"]
+        assert len(matrix) == 5  # every class, by its name
+    else:
+        assert_close(disk["statistics.json"], memory["statistics.json"])
+        assert_close(disk["modelmon.json"], memory["modelmon.json"])

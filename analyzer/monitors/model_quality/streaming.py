@@ -248,7 +248,7 @@ class RegressionStream:
         self.sums = [_RegressionSums() for _ in range(SUBSAMPLES + 1)]
         # the verdict's spreads: |e|, e² and the r2 spread's variable (second pass)
         self.guess_sum = 0.0
-        self.deviations = np.zeros(3)
+        self.deviations = [0.0, 0.0, 0.0]
 
     def _each(self, truth: Any, guess: Any, flags: Flags | None) -> Iterable[Any]:
         yield self.sums[0], truth, guess
