@@ -353,6 +353,7 @@ def _config(folder: Path, memory_rows: int | None) -> str:
 
 
 REPORTS_MD5: dict[tuple[int, int | None], str] = {}  # (rows, budget) -> md5 of the reports
+STATISTICS_MD5: dict[int, set[str]] = {}  # rows -> md5s of statistics.json (one: equal)
 
 
 def batch_row(
@@ -389,6 +390,7 @@ def batch_row(
         digest.update((report / name).read_bytes())
     REPORTS_MD5[(n, memory_rows)] = digest.hexdigest()[:12]
     stats_md5 = hashlib.md5((report / "statistics.json").read_bytes(), usedforsecurity=False)
+    STATISTICS_MD5.setdefault(n, set()).add(stats_md5.hexdigest())
     print(f"{n:>9} reports md5 {digest.hexdigest()[:12]}, statistics.json alone"
           f" {stats_md5.hexdigest()[:12]}", flush=True)  # fmt: skip
     stats = json.loads((report / "statistics.json").read_text())["binary_classification_metrics"]
@@ -460,6 +462,10 @@ def main() -> None:
                 print(f"our process, batch_memory_rows {memory_rows or 'default'}, {low:,} →"
                       f" {high:,} rows: {slope:.1f} MiB per million rows"
                       f" (~{slope * 1.048576:.0f} bytes a row)", flush=True)  # fmt: skip
+        if len(args.memory_rows) > 1:
+            for n, digests in STATISTICS_MD5.items():
+                same = "the same" if len(digests) == 1 else "DIFFERENT"
+                print(f"{n:>9} statistics.json across the budgets: {same}", flush=True)
         print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
         return
     print(f"{'rows':>9} {'ours s':>8} {'join s':>7} {'RSS MB':>7} {'floor s':>8}"
