@@ -2,6 +2,7 @@
 
     python bench/model_quality_join.py [--rows 100000 1000000] [--workdir /tmp/mqjoin]
                                        [--sqlite] [--repeat 3] [--no-nannyml]
+                                       [--memory-rows 1000000000000 500000]
 
 Per size, each in a fresh process (wall time and peak RSS of that process):
 
@@ -34,7 +35,10 @@ million rows; ``--rows 100000 1000000 3000000 --no-nannyml`` for that alone) and
 NannyML / ours (each NannyML figure over our whole
 process), and the load average before and after. Ours runs ``--repeat`` times (default 3;
 each run printed, the median used): a run of a few seconds on a shared machine is at the
-mercy of one burst of load, NannyML's minutes average over it.
+mercy of one burst of load, NannyML's minutes average over it. ``--memory-rows``: each size
+again with each ``analyzer.model_quality.batch_memory_rows`` (a budget above the rows: the
+join in memory; below: on disk, flat), with the md5 of the reports (equal statistics
+between the two: AUC, curves and subsamples to the bit).
 """
 
 from __future__ import annotations
@@ -331,29 +335,64 @@ runpy.run_module("modelmon", run_name="__main__")
 OWN_RSS: dict[int, float] = {}  # rows -> peak RSS (MB) of our process itself, max of the runs
 
 
-def batch_row(n: int, workdir: Path, nanny: bool, repeat: int = 1) -> str:
+def _config(folder: Path, memory_rows: int | None) -> str:
+    """The config's name: ``modelmon.yaml``, or a copy with ``batch_memory_rows`` set."""
+    if memory_rows is None:
+        return "modelmon.yaml"
+    text = (
+        (folder / "modelmon.yaml")
+        .read_text()
+        .replace(
+            "    probability_attribute: score\n",
+            f"    probability_attribute: score\n    batch_memory_rows: {memory_rows}\n",
+        )
+    )
+    name = f"modelmon-{memory_rows}.yaml"
+    (folder / name).write_text(text)
+    return name
+
+
+REPORTS_MD5: dict[tuple[int, int | None], str] = {}  # (rows, budget) -> md5 of the reports
+STATISTICS_MD5: dict[int, set[str]] = {}  # rows -> md5s of statistics.json (one: equal)
+
+
+def batch_row(
+    n: int, workdir: Path, nanny: bool, repeat: int = 1, memory_rows: int | None = None
+) -> str:
+    import hashlib
     import shutil
     import statistics
 
     folder = workdir / f"batch-{n}"
     make_batch(n, folder)
+    config = _config(folder, memory_rows)
     runs = []
     for _ in range(repeat):  # a run of a few seconds is at the mercy of one burst of load
         shutil.rmtree(folder / "reports", ignore_errors=True)
         runs.append(timed(
-            [sys.executable, "-c", OURS_CLI, "analyze", "--once", "--config", "modelmon.yaml",
+            [sys.executable, "-c", OURS_CLI, "analyze", "--once", "--config", config,
              "--ground-truth", "gt"], folder))  # fmt: skip
     ours_cpu = CPU_S[" ".join([sys.executable, "-c", OURS_CLI])]
     own = [[float(v) for v in run[2].strip().splitlines()[-1].split()[1:]] for run in runs]
     OWN_RSS[n] = max(o[0] for o in own)
-    print(f"{n:>9} peak RSS: our process {OWN_RSS[n]:.0f} MB, its workers"
-          f" {max(o[1] for o in own):.0f} MB", flush=True)  # fmt: skip
+    budget = "default" if memory_rows is None else f"{memory_rows:,}"
+    print(f"{n:>9} batch_memory_rows {budget}: peak RSS: our process {OWN_RSS[n]:.0f} MB,"
+          f" its workers {max(o[1] for o in own):.0f} MB; CPU {ours_cpu:.2f} s (last run)",
+          flush=True)  # fmt: skip
     ours_s = statistics.median(run[0] for run in runs)
     ours_mb = max(run[1] for run in runs)
     if repeat > 1:
         shown = ", ".join(f"{run[0]:.2f}" for run in runs)
         print(f"{n:>9} ours, {repeat} runs: {shown} s (median below)", flush=True)
     report = next((folder / "reports").rglob("model_quality"))
+    digest = hashlib.md5(usedforsecurity=False)
+    for name in ("statistics.json", "constraint_violations.json", "modelmon.json"):
+        digest.update((report / name).read_bytes())
+    REPORTS_MD5[(n, memory_rows)] = digest.hexdigest()[:12]
+    stats_md5 = hashlib.md5((report / "statistics.json").read_bytes(), usedforsecurity=False)
+    STATISTICS_MD5.setdefault(n, set()).add(stats_md5.hexdigest())
+    print(f"{n:>9} reports md5 {digest.hexdigest()[:12]}, statistics.json alone"
+          f" {stats_md5.hexdigest()[:12]}", flush=True)  # fmt: skip
     stats = json.loads((report / "statistics.json").read_text())["binary_classification_metrics"]
     matched = json.loads((report / "modelmon.json").read_text())["labels"]["matched"]
     assert matched == n, matched
@@ -400,6 +439,11 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true", help="the service's SQLite join")
     parser.add_argument("--repeat", type=int, default=3, help="runs of ours (the median)")
     parser.add_argument("--no-nannyml", action="store_true", help="ours and the floor only")
+    parser.add_argument(
+        "--memory-rows", type=int, nargs="+", default=[None],
+        help="analyzer.model_quality.batch_memory_rows: each size is run with each (default:"
+        " the config's default)",
+    )  # fmt: skip
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     nanny = NANNYML_READY.exists() and not args.no_nannyml
@@ -408,13 +452,20 @@ def main() -> None:
         print(f"{'rows':>9} {'ours s':>8} {'RSS MB':>7} {'floor s':>8} {'NML same':>9}"
               f" {'RSS MB':>7} {'NML csv':>9} {'compute':>9} {'RSS MB':>7} {'same/us':>8}"
               f" {'csv/us':>8} {'compute/us':>9}")  # fmt: skip
-        for n in args.rows:
-            print(batch_row(n, args.workdir, nanny, args.repeat), flush=True)
-        sizes = sorted(OWN_RSS)
-        for low, high in itertools.pairwise(sizes):  # what memory does per row: the slope
-            slope = (OWN_RSS[high] - OWN_RSS[low]) / (high - low) * 1e6
-            print(f"our process, {low:,} → {high:,} rows: {slope:.1f} MiB per million rows"
-                  f" (~{slope * 1.048576:.0f} bytes a row)", flush=True)  # fmt: skip
+        for memory_rows in args.memory_rows:
+            OWN_RSS.clear()
+            for n in args.rows:
+                print(batch_row(n, args.workdir, nanny, args.repeat, memory_rows), flush=True)
+            sizes = sorted(OWN_RSS)
+            for low, high in itertools.pairwise(sizes):  # what memory does per row: the slope
+                slope = (OWN_RSS[high] - OWN_RSS[low]) / (high - low) * 1e6
+                print(f"our process, batch_memory_rows {memory_rows or 'default'}, {low:,} →"
+                      f" {high:,} rows: {slope:.1f} MiB per million rows"
+                      f" (~{slope * 1.048576:.0f} bytes a row)", flush=True)  # fmt: skip
+        if len(args.memory_rows) > 1:
+            for n, digests in STATISTICS_MD5.items():
+                same = "the same" if len(digests) == 1 else "DIFFERENT"
+                print(f"{n:>9} statistics.json across the budgets: {same}", flush=True)
         print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
         return
     print(f"{'rows':>9} {'ours s':>8} {'join s':>7} {'RSS MB':>7} {'floor s':>8}"

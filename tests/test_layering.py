@@ -150,6 +150,7 @@ PURE = {
     "analyzer.monitors.model_quality.predictions",
     "analyzer.monitors.model_quality.ranking",
     "analyzer.monitors.model_quality.records",
+    "analyzer.monitors.model_quality.streaming",
     "analyzer.monitors.model_quality.verdict",
 }
 

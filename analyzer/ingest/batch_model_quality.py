@@ -27,7 +27,9 @@ import numpy as np
 
 from analyzer.ingest.executor import Executor
 from analyzer.ingest.model_quality_files import Pairs
-from analyzer.ingest.model_quality_map import joined_pairs
+from analyzer.ingest.model_quality_map import joined_pairs_or_spilled
+from analyzer.ingest.model_quality_spill import Spilled
+from analyzer.ingest.model_quality_spilled import estimate_spilled, evaluate_spilled
 from analyzer.ingest.remote_files import CaptureFile
 from analyzer.ingest.table_readers import InputError
 from analyzer.monitors.model_quality.estimate import (
@@ -162,7 +164,7 @@ def analyze_model_quality(
         end.timestamp() if end is not None else math.inf,
     )
     try:
-        pairs = joined_pairs(
+        joined = joined_pairs_or_spilled(
             mq,
             encoder,
             files,
@@ -173,10 +175,23 @@ def analyze_model_quality(
             arrow=config.analyzer.arrow,
             max_line_bytes=config.analyzer.max_line_bytes,
             executor=executor,
+            memory_rows=mq.batch_memory_rows,
         )
     except InputError as exc:
         raise ModelQualityStop(no_data, str(exc)) from exc
-    span, predictions = pairs.time_range, int(pairs.all_predictions.size)
+    on_disk = None
+    if isinstance(joined, Spilled):
+        with joined.spill:  # the temporary files go, also on error
+            result, pairs, estimate = _spilled(config, mq, joined, baseline, encoder)
+            predictions = joined.predictions
+        on_disk = (f"  joined on disk: more than analyzer.model_quality.batch_memory_rows"
+                   f" ({mq.batch_memory_rows:,}) predictions and labels")  # fmt: skip
+    else:
+        predictions = int(joined.all_predictions.size)
+        held = [joined]
+        del joined  # the labelled rows go before the estimate (``_in_memory``)
+        result, pairs, estimate = _in_memory(config, mq, held, baseline, encoder)
+    span = pairs.time_range
     if span is None:
         first = f" (first: {pairs.bad.shown[0]})" if pairs.bad.shown else ""
         raise ModelQualityStop(
@@ -186,6 +201,36 @@ def analyze_model_quality(
         end = _hour(datetime.fromtimestamp(span[1], UTC)) + timedelta(hours=1)
     if start is None:
         start = _hour(datetime.fromtimestamp(span[0], UTC))
+    folder = subfolder(report_folder(config, end, out), REPORT_SUBFOLDER)
+    write_reports(
+        folder,
+        {
+            "statistics.json": result.statistics(),
+            "constraints.json": baseline.constraints_doc,
+            "constraint_violations.json": {"violations": result.violations},
+            "modelmon.json": _modelmon_document(
+                result, pairs, estimate, baseline.calibrator, (start, end)
+            ),
+        },
+    )
+    summary = _summary(result, pairs, estimate, predictions, folder)
+    print(summary if on_disk is None else f"{summary}\n{on_disk}", flush=True)
+    return start, end, folder
+
+
+def _in_memory(
+    config: ModelmonConfig,
+    mq: ModelQualityConfig,
+    held: list[Pairs],
+    baseline: ModelQualityBaseline,
+    encoder: Encoder,
+) -> tuple[WindowResult, Pairs, dict[str, Estimate] | None]:
+    """Today's path: the pairs in memory (``evaluate_window``, ``estimate_binary``), taken
+    out of ``held`` (no other reference: the arrays go once used)."""
+    assert baseline.constraints is not None
+    pairs = held.pop()
+    if pairs.time_range is None:  # nothing decoded: the caller stops
+        return WindowResult(mq.problem_type, 0, {}), pairs, None
     result = evaluate_window(
         mq.problem_type,
         pairs.labels,
@@ -204,21 +249,32 @@ def analyze_model_quality(
     empty = np.zeros(0, np.int8)
     pairs = replace(pairs, labels=empty, predictions=empty, probabilities=None,
                     all_probabilities=None, all_predictions=empty)  # fmt: skip
-    estimate = _estimate(baseline, rows)
-    folder = subfolder(report_folder(config, end, out), REPORT_SUBFOLDER)
-    write_reports(
-        folder,
-        {
-            "statistics.json": result.statistics(),
-            "constraints.json": baseline.constraints_doc,
-            "constraint_violations.json": {"violations": result.violations},
-            "modelmon.json": _modelmon_document(
-                result, pairs, estimate, baseline.calibrator, (start, end)
-            ),
-        },
+    return result, pairs, _estimate(baseline, rows)
+
+
+def _spilled(
+    config: ModelmonConfig,
+    mq: ModelQualityConfig,
+    spilled: Spilled,
+    baseline: ModelQualityBaseline,
+    encoder: Encoder,
+) -> tuple[WindowResult, Pairs, dict[str, Estimate] | None]:
+    """The spill path: the pairs on disk, in blocks (``model_quality_spilled``)."""
+    assert baseline.constraints is not None
+    empty = np.zeros(0, np.int8)
+    pairs = Pairs(empty, empty, None, spilled.counts, spilled.bad, time_range=spilled.time_range)
+    if spilled.time_range is None:
+        return WindowResult(mq.problem_type, 0, {}), pairs, None
+    classes = encoder.class_names() if mq.problem_type == "MulticlassClassification" else None
+    result = evaluate_spilled(
+        mq,
+        spilled,
+        baseline.constraints,
+        baseline.baseline,
+        false_alarm_rate=config.analyzer.false_alarm_rate,
+        classes=classes,
     )
-    print(_summary(result, pairs, estimate, predictions, folder), flush=True)
-    return start, end, folder
+    return result, pairs, estimate_spilled(spilled, baseline.calibrator)
 
 
 def _summary(

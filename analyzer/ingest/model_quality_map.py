@@ -33,13 +33,21 @@ from analyzer.ingest.model_quality_files import (
     read_label_files,
     read_predictions,
 )
+from analyzer.ingest.model_quality_spill import Sink, Spilled
 from analyzer.ingest.remote_files import CaptureFile
 from analyzer.monitors.model_quality.extraction import OutputReader
 from analyzer.monitors.model_quality.pairs import Columns, join, key_hashes
 from analyzer.monitors.model_quality.records import Attribute, BadValue, Encoder
 from modelmon.config import ModelQualityConfig, PayloadSide
 
-__all__ = ["FileColumns", "ReadTask", "joined_pairs", "read_file", "value_type"]
+__all__ = [
+    "FileColumns",
+    "ReadTask",
+    "joined_pairs",
+    "joined_pairs_or_spilled",
+    "read_file",
+    "value_type",
+]
 
 PREDICTIONS = "predictions"
 LABELS = "labels"
@@ -140,13 +148,12 @@ def _reduce(
     encoder: Encoder,
     bad: BadLines,
     tick: Any,
-) -> tuple[Columns, Columns, tuple[float, float] | None]:
+    sink: Sink,
+) -> tuple[float, float] | None:
     """The first ``predictions`` results are capture files, the rest ground-truth files: each
-    kind's columns in file order, keys hashed, class codes made the run's, values in their
-    narrowest exact type; and the first and last inference time (the times are not kept)."""
-    values_type = value_type(encoder.problem_type)
-    out = Columns({"key": np.int64, "prediction": values_type, "probability": np.float64})
-    labels = Columns({"key": np.int64, "label": values_type})
+    kind's columns into ``sink`` in file order, keys hashed, class codes made the run's,
+    values in their narrowest exact type; returns the first and last inference time (the
+    times are not kept)."""
     first, last = math.inf, -math.inf
     for index, result in enumerate(results):
         columns = result.columns
@@ -162,23 +169,20 @@ def _reduce(
         keys = columns.column("key")[keep]
         if keys.dtype == np.object_:
             keys = key_hashes(keys.tolist())
+        values = np.asarray(values[keep], sink.values)
         if is_label:
-            labels.append(key=keys, label=values[keep])
+            sink.add_labels(keys, values)
         else:
             times = columns.column("time")[keep]
             if times.size:
                 first, last = min(first, float(times.min())), max(last, float(times.max()))
-            out.append(
-                key=keys,
-                prediction=values[keep],
-                probability=columns.column("probability")[keep],
-            )
+            sink.add_predictions(keys, values, columns.column("probability")[keep])
         if tick is not None:
-            tick(labels.rows if is_label else out.rows)
-    return out, labels, (first, last) if first <= last else None
+            tick(sink.label_rows if is_label else sink.prediction_rows)
+    return (first, last) if first <= last else None
 
 
-def joined_pairs(
+def joined_pairs_or_spilled(
     mq: ModelQualityConfig,
     encoder: Encoder,
     capture_files: Sequence[CaptureFile],
@@ -190,9 +194,12 @@ def joined_pairs(
     arrow: str = "csv",
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     executor: Executor | None = None,
-) -> Pairs:
+    memory_rows: int | None = None,
+) -> Pairs | Spilled:
     """Read the capture files and the ground-truth folder and join them in memory; a line
     over ``max_line_bytes`` is a bad line (skipped, counted with its file and number).
+    ``memory_rows``: past this many rows (predictions and labels together) the join goes
+    to disk (:mod:`.model_quality_spill`; the caller closes ``Spilled.spill``).
 
     The files are one map on ``executor`` (default: this process), one task a file
     (:func:`read_file`): the capture files, then the ground-truth files; the reduce runs
@@ -216,7 +223,18 @@ def joined_pairs(
         model_quality_arrow.preload(encoder, arrow)
     bad = BadLines()
     results = executor.map(partial(read_file, task), items)
-    predictions, labels, span = _reduce(results, len(capture_files), encoder, bad, tick)
+    binary_scores = (encoder.problem_type == "BinaryClassification"
+                     and mq.probability_attribute is not None)  # fmt: skip
+    sink = Sink(value_type(encoder.problem_type), memory_rows, binary_scores)
+    try:
+        span = _reduce(results, len(capture_files), encoder, bad, tick, sink)
+        if sink.spill is not None:
+            return sink.finish(bad, span)
+    except BaseException:
+        if sink.spill is not None:
+            sink.spill.close()
+        raise
+    predictions, labels = sink.predictions, sink.labels
     has_scores = mq.probability_attribute is not None
     every_score: Any = predictions.take("probability") if has_scores else None
     every_prediction: Any = predictions.take("prediction")
@@ -233,3 +251,17 @@ def joined_pairs(
         all_predictions=every_prediction,
         time_range=span,
     )
+
+
+def joined_pairs(
+    mq: ModelQualityConfig,
+    encoder: Encoder,
+    capture_files: Sequence[CaptureFile],
+    ground_truth: Path | str,
+    **options: Any,
+) -> Pairs:
+    """:func:`joined_pairs_or_spilled` in memory, whatever the rows (``modelmon baseline``:
+    the calibration's isotonic fit takes the labelled rows whole)."""
+    pairs = joined_pairs_or_spilled(mq, encoder, capture_files, ground_truth, **options)
+    assert isinstance(pairs, Pairs)
+    return pairs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -198,3 +199,29 @@ def test_ground_truth_needs_a_model_quality_section_and_a_baseline(tmp_path: Pat
     done = modelmon("analyze", "--once", "--config", str(cfg), "--ground-truth", "gt",
                     cwd=tmp_path)  # fmt: skip
     assert done.returncode == 3 and "no model-quality statistics" in done.stderr
+
+
+@pytest.mark.parametrize("table", ["current_concept.csv", "current_covariate.csv"])
+def test_a_budget_below_the_rows_writes_the_same_reports(tmp_path: Path, table: str) -> None:
+    """``batch_memory_rows`` far below the window's rows: the join, the metrics and the
+    estimate through temporary files (docs/model-quality.md, "The batch join"), the reports
+    equal to the in-memory path's, the temporary folder (``TMPDIR``) left empty."""
+    cfg = write_config(tmp_path)
+    baseline(tmp_path, cfg)
+    write_window(tmp_path, rows(table), slice(0, None))
+    reports = {}
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    for budget in (None, 300):
+        tiny = write_config(tmp_path, batch_memory_rows=budget) if budget else cfg
+        done = subprocess.run(
+            [sys.executable, "-m", "modelmon", "analyze", "--once", "--config", str(tiny),
+             "--ground-truth", "gt"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "TMPDIR": str(spill)},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert ("joined on disk" in done.stdout) == (budget is not None), done.stdout
+        reports[budget] = {p.name: p.read_bytes() for p in (tmp_path / REPORT).iterdir()}
+        assert list(spill.iterdir()) == []
+    assert reports[None] == reports[300]  # the estimate's < 20,000 rows: loaded whole

@@ -7,7 +7,7 @@ reads the files; this module only counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,13 @@ from analyzer.monitors.model_quality.verdict import (
     regression_standard_errors,
 )
 
-__all__ = ["Baseline", "WindowResult", "baseline_from_statistics", "evaluate_window"]
+__all__ = [
+    "Baseline",
+    "WindowResult",
+    "baseline_from_statistics",
+    "evaluate_window",
+    "judge",
+]
 
 FloatArray = npt.NDArray[np.float64]
 _STATE_ORDER = ("ok", "not_enough_data", "warning", "alert")
@@ -198,6 +204,46 @@ def evaluate_window(
         metrics = with_standard_deviation(
             multiclass_metrics, [[str(v) for v in y_true], [str(v) for v in y_pred]], seed=seed
         )
+    return judge(
+        problem_type,
+        n,
+        metrics,
+        constraints,
+        baseline,
+        false_alarm_rate=false_alarm_rate,
+        min_labels=min_labels,
+        seed=seed,
+        positives=lambda: int(np.count_nonzero(np.asarray(y_true))),  # 0/1
+        regression_errors=lambda values: _regression_errors(y_true, y_pred, values, r2_convention),
+    )
+
+
+def _regression_errors(
+    y_true: Any, y_pred: Any, values: Mapping[str, float], r2_convention: str
+) -> dict[str, float]:
+    truth = np.asarray(y_true, dtype=np.float64)
+    guess = np.asarray(y_pred, dtype=np.float64)
+    spread_of = guess if r2_convention == "sagemaker" else truth
+    return regression_standard_errors(truth, guess, values, float(np.var(spread_of)))
+
+
+def judge(
+    problem_type: ProblemType,
+    n: int,
+    metrics: dict[str, Any],
+    constraints: Mapping[str, tuple[float, str]],
+    baseline: Baseline | None,
+    *,
+    false_alarm_rate: float,
+    min_labels: int,
+    seed: int = 0,
+    positives: Callable[[], int],
+    regression_errors: Callable[[Mapping[str, float]], dict[str, float]],
+) -> WindowResult:
+    """The verdict on a window's ``metrics`` (of ``n`` labelled rows): what
+    :func:`evaluate_window` does once it has them, for a caller that computed them in
+    another way (the batch's spill path, ``streaming.py``). ``positives``: the labels' count
+    of 1 (binary); ``regression_errors``: the regression metrics' standard errors."""
     values = _values(metrics)
     if n < max(min_labels, 1):
         decisions = {
@@ -211,17 +257,9 @@ def evaluate_window(
         )
     checks = _checks(constraints, baseline)
     margins = _margins(
-        problem_type,
-        checks,
-        values,
-        baseline,
-        n,
-        false_alarm_rate,
-        y_true,
-        y_pred,
-        r2_convention,
-        seed,
-    )
+        problem_type, checks, values, baseline, n, false_alarm_rate, positives,
+        regression_errors, seed,
+    )  # fmt: skip
     decisions = decide(values, constraints, margins)
     states = [d.state for d in decisions.values()] or ["ok"]
     worst = max(states, key=_STATE_ORDER.index)
@@ -235,16 +273,12 @@ def _margins(
     baseline: Baseline | None,
     n: int,
     rate: float,
-    y_true: Any,
-    y_pred: Any,
-    r2_convention: str,
+    positives_of: Callable[[], int],
+    regression_errors: Callable[[Mapping[str, float]], dict[str, float]],
     seed: int,
 ) -> dict[str, tuple[float, float]]:
     if problem_type == "Regression":
-        truth = np.asarray(y_true, dtype=np.float64)
-        guess = np.asarray(y_pred, dtype=np.float64)
-        spread_of = guess if r2_convention == "sagemaker" else truth
-        errors = regression_standard_errors(truth, guess, values, float(np.var(spread_of)))
+        errors = regression_errors(values)
         share = rate / max(len(checks), 1)
         out = {}
         for name, (_, _, is_baseline) in checks.items():
@@ -269,7 +303,7 @@ def _margins(
             )
         )
     if "auc" in checks and problem_type == "BinaryClassification":
-        positives = int(np.count_nonzero(np.asarray(y_true)))  # 0/1
+        positives = positives_of()
         se = auc_standard_error(values.get("auc", math.nan), positives, n - positives)
         se *= _paired_factor(n, baseline, checks["auc"][2])
         out["auc"] = (normal_margin(se, share), normal_margin(se, share * 10))

@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BLOCK", "average_ranks", "sorted_auc", "sorted_curve_points", "tie_blocks"]
+__all__ = [
+    "BLOCK",
+    "AucWalk",
+    "CurveWalk",
+    "average_ranks",
+    "run_count",
+    "sorted_auc",
+    "sorted_curve_points",
+    "tie_blocks",
+]
 
 BLOCK = 1 << 16
 FloatArray = npt.NDArray[np.float64]
@@ -81,6 +90,43 @@ def _ends(score: Any) -> IntArray:
     return np.append(np.flatnonzero(np.diff(score) != 0), score.size - 1).astype(np.int64)
 
 
+class AucWalk:
+    """:func:`sorted_auc` carried across calls: feed it sorted blocks (:meth:`block`, each
+    ending where a run of equal scores ends) or whole runs by their counts (:meth:`run`), in
+    descending score order; the sums are of integers below 2⁵³, so any cut gives the same
+    bits."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.tp_before = self.fp_before = self.rows = 0
+
+    def block(self, h: Any, s: Any) -> None:
+        ends = _ends(s)
+        tps = (self.tp_before + np.cumsum(h, dtype=np.int64)[ends]).astype(np.float64)
+        fps = (self.rows + ends + 1).astype(np.float64) - tps
+        new_tp = np.diff(tps, prepend=float(self.tp_before))
+        new_fp = np.diff(fps, prepend=float(self.fp_before))
+        # each negative scores below the positives above its tie, and half of those in it
+        self.total += float(np.dot(new_fp, 2 * (tps - new_tp) + new_tp))
+        self.tp_before, self.fp_before, self.rows = int(tps[-1]), int(fps[-1]), self.rows + s.size
+
+    def run(self, rows: int, hits: int) -> None:
+        """One run of ``rows`` equal scores, ``hits`` of them positive."""
+        if rows:
+            new_fp = rows - hits
+            self.total += float(new_fp * (2 * self.tp_before + hits))
+            self.tp_before += hits
+            self.fp_before += new_fp
+            self.rows += rows
+
+    def value(self) -> float:
+        positives, negatives = self.tp_before, self.fp_before
+        if positives == 0 or negatives == 0:
+            return float("nan")
+        pairs = self.total / 2
+        return pairs / (positives * negatives)
+
+
 def sorted_auc(
     hit: Any, score: Any, blocks: list[tuple[int, int]], keep: Window | None = None
 ) -> float:
@@ -94,22 +140,55 @@ def sorted_auc(
     >>> sorted_auc(h, s, tie_blocks(4, lambda lo, hi: s[lo:hi]))
     0.875
     """
-    total = 0.0
-    tp_before = fp_before = rows = 0
+    walk = AucWalk()
     for h, s in _kept(hit, score, blocks, keep):
+        walk.block(h, s)
+    return walk.value()
+
+
+def run_count(score: Any) -> int:
+    """How many runs of equal scores a block holds (it ends where a run ends)."""
+    return int(np.count_nonzero(np.diff(score) != 0)) + 1
+
+
+class CurveWalk:
+    """:func:`sorted_curve_points` carried across calls, once the number of runs
+    (``count``, :func:`run_count` summed) is known: sorted blocks or whole runs by counts."""
+
+    def __init__(self, count: int, most: int) -> None:
+        wanted: Any = np.arange(count, dtype=np.int64)
+        if count > most:
+            wanted = np.unique(np.linspace(0, count - 1, most).round().astype(np.int64))
+        self.wanted = wanted
+        self.cuts: list[IntArray] = []
+        self.tps: list[IntArray] = []
+        self.seen = self.tp_before = self.rows = 0
+
+    def block(self, h: Any, s: Any) -> None:
         ends = _ends(s)
-        tps = (tp_before + np.cumsum(h, dtype=np.int64)[ends]).astype(np.float64)
-        fps = (rows + ends + 1).astype(np.float64) - tps
-        new_tp = np.diff(tps, prepend=float(tp_before))
-        new_fp = np.diff(fps, prepend=float(fp_before))
-        # each negative scores below the positives above its tie, and half of those in it
-        total += float(np.dot(new_fp, 2 * (tps - new_tp) + new_tp))
-        tp_before, fp_before, rows = int(tps[-1]), int(fps[-1]), rows + s.size
-    positives, negatives = tp_before, fp_before
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    pairs = total / 2
-    return pairs / (positives * negatives)
+        wanted, seen = self.wanted, self.seen
+        pick = wanted[(wanted >= seen) & (wanted < seen + ends.size)] - seen
+        self.cuts.append(self.rows + ends[pick])
+        self.tps.append(self.tp_before + np.cumsum(h, dtype=np.int64)[ends[pick]])
+        self.seen += ends.size
+        self.tp_before += int(np.count_nonzero(h))
+        self.rows += s.size
+
+    def run(self, rows: int, hits: int) -> None:
+        """One run of ``rows`` equal scores, ``hits`` of them positive."""
+        if not rows:
+            return
+        if np.any(self.wanted == self.seen):
+            self.cuts.append(np.array([self.rows + rows - 1], np.int64))
+            self.tps.append(np.array([self.tp_before + hits], np.int64))
+        self.seen += 1
+        self.tp_before += hits
+        self.rows += rows
+
+    def points(self) -> tuple[IntArray, IntArray]:
+        if not self.cuts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(self.cuts), np.concatenate(self.tps)
 
 
 def sorted_curve_points(
@@ -125,24 +204,10 @@ def sorted_curve_points(
     >>> cut.tolist(), tps.tolist()
     ([0, 2, 3], [1, 2, 2])
     """
-    count = sum(int(np.count_nonzero(np.diff(score[lo:hi]) != 0)) + 1 for lo, hi in blocks)
-    wanted: Any = np.arange(count, dtype=np.int64)
-    if count > most:
-        wanted = np.unique(np.linspace(0, count - 1, most).round().astype(np.int64))
-    cuts: list[IntArray] = []
-    tps: list[IntArray] = []
-    seen = tp_before = 0
+    walk = CurveWalk(sum(run_count(score[lo:hi]) for lo, hi in blocks), most)
     for lo, hi in blocks:
-        h, s = hit[lo:hi], score[lo:hi]
-        ends = _ends(s)
-        pick = wanted[(wanted >= seen) & (wanted < seen + ends.size)] - seen
-        cuts.append(lo + ends[pick])
-        tps.append(tp_before + np.cumsum(h, dtype=np.int64)[ends[pick]])
-        seen += ends.size
-        tp_before += int(np.count_nonzero(h))
-    if not cuts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(cuts), np.concatenate(tps)
+        walk.block(hit[lo:hi], score[lo:hi])
+    return walk.points()
 
 
 def average_ranks(values: FloatArray) -> FloatArray:

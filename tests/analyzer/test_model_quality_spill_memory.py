@@ -1,0 +1,68 @@
+"""The spill path's memory does not grow with the rows (docs/model-quality.md, "Memory").
+
+Structural, not timed: the peak of the allocations tracemalloc sees (numpy's included) while
+a window goes through the spill path (:class:`Sink` → the join on disk → the binary metrics
+with their subsamples, AUC and curves from the external sort → the estimate over every
+prediction), above what was held before, at two sizes with one budget of 30,000 rows. The
+in-memory path grows by ~40 bytes a row (tests/analyzer/monitors/model_quality/test_memory.py);
+this one by nothing but its fixed-size lists of files.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from analyzer.ingest.model_quality_files import BadLines
+from analyzer.ingest.model_quality_spill import Sink
+from analyzer.ingest.model_quality_spilled import estimate_spilled, evaluate_spilled
+from analyzer.monitors.model_quality.estimate import fit_calibrator
+from modelmon.config import ModelQualityConfig
+
+BUDGET = 30_000
+MQ = ModelQualityConfig(problem_type="BinaryClassification", probability_attribute="p")
+
+
+@pytest.fixture
+def traced() -> Iterator[None]:
+    tracemalloc.start()
+    yield
+    tracemalloc.stop()
+
+
+def peak_of_a_window(rows: int) -> int:
+    """Bytes allocated at the peak of the spill path for ``rows`` predictions and labels."""
+    rng = np.random.default_rng(rows)
+    keys = rng.integers(-(2**63), 2**63 - 1, rows, dtype=np.int64)
+    order = rng.permutation(rows)
+    label_keys = keys[order]
+    scores = rng.beta(2, 3, rows).round(4)
+    predicted = (scores >= 0.5).astype(np.int8)
+    labels = (rng.random(rows) < scores[order]).astype(np.int8)
+    base = rng.beta(2, 3, 5000)
+    calibrator = fit_calibrator(base, (rng.random(5000) < base).astype(np.int64))
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    sink = Sink(np.int8, BUDGET, True)
+    for lo in range(0, rows, 10_000):  # a map's files
+        hi = lo + 10_000
+        sink.add_predictions(keys[lo:hi], predicted[lo:hi], scores[lo:hi])
+        sink.add_labels(label_keys[lo:hi], labels[lo:hi])
+    spilled = sink.finish(BadLines(), (0.0, 1.0))
+    with spilled.spill:
+        result = evaluate_spilled(MQ, spilled, {}, None, false_alarm_rate=0.01, classes=None)
+        estimate = estimate_spilled(spilled, calibrator)
+    assert result.labels == rows and estimate is not None
+    assert 0.6 < result.metrics["auc"]["value"] < 0.9
+    return tracemalloc.get_traced_memory()[1] - held
+
+
+@pytest.mark.usefixtures("traced")
+def test_the_peak_does_not_grow_with_the_rows() -> None:
+    small, large = peak_of_a_window(150_000), peak_of_a_window(450_000)
+    # in memory, 300,000 more rows of each side would be ~12 MB more (40 bytes a row)
+    assert large - small < 1_000_000, (small, large)
+    assert large < 120 * BUDGET, large  # the budget's rows in a few copies, not the window
