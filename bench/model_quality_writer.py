@@ -10,7 +10,8 @@ already waiting (posted first, 10,000 per transaction), then one ``Ingestor.run_
 the capture folder, timed; and the same ingest with ``analyzer.model_quality`` absent (the
 anchor). Prints per record: wall time, the process's CPU (every thread), the store writer
 thread's CPU during the ingest and, of it, ``store_predictions`` (the join's statements, not
-the COMMIT). The machine is shared: read the CPU figures, and compare trees in one run.
+the COMMIT), and how long the ingest thread waited for the previous chunk's commit
+(``Ingestor._drain``). The machine is shared: read the CPU figures, and compare trees in one run.
 """
 
 from __future__ import annotations
@@ -74,11 +75,10 @@ import orjson
 import analyzer.store.buckets as buckets
 import analyzer.store.database as database
 from analyzer.ingest.ingestor import Ingestor
-import analyzer.service.app as service
 from analyzer.store.model_quality import add_labels
 from modelmon.config import parse_config
-# the GIL's switch interval of the tree's service process (its default before there was one)
-sys.setswitchinterval(getattr(service, "GIL_SWITCH_S", sys.getswitchinterval()))
+if len(sys.argv) > 4:  # the GIL's switch interval to run with (Python's default: 0.005 s)
+    sys.setswitchinterval(float(sys.argv[4]))
 work, quality = Path(sys.argv[1]), sys.argv[2] == "1"
 db = work / f"run-{int(quality)}.db"
 for old in work.glob(db.name + "*"):
@@ -108,6 +108,15 @@ def timed_store(*args, **kwargs):
     finally:
         spent["store_predictions"] += time.thread_time() - t
 buckets.store_predictions = timed_store
+import analyzer.ingest.ingestor as ingestor
+drain = ingestor.Ingestor._drain
+def timed_drain(self, stats):  # the ingest thread waiting for the previous chunk's commit
+    t = time.perf_counter()
+    try:
+        return drain(self, stats)
+    finally:
+        spent["drain"] = spent.get("drain", 0.0) + time.perf_counter() - t
+ingestor.Ingestor._drain = timed_drain
 store = database.Store(config.analyzer.db)
 store.start()
 if quality:
@@ -123,7 +132,8 @@ cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 n = stats.records
 print(json.dumps({"records": n, "wall_us": wall / n * 1e6, "cpu_us": cpu / n * 1e6,
                   "writer_cpu_us": (spent["writer"] - writer_before) / n * 1e6,
-                  "store_predictions_us": spent["store_predictions"] / n * 1e6}))
+                  "store_predictions_us": spent["store_predictions"] / n * 1e6,
+                  "wait_us": spent.get("drain", 0.0) / n * 1e6}))
 """
 
 
@@ -132,6 +142,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--tree", action="append", help="a checkout to import (repeatable)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval, seconds")
     args = parser.parse_args()
     trees = args.tree or [str(ROOT)]
     print(f"load average {os.getloadavg()}", flush=True)
@@ -142,7 +153,15 @@ def main() -> None:
             for tree in trees:
                 for quality in ("0", "1"):
                     found = subprocess.run(
-                        [sys.executable, "-c", CHILD, str(work), quality, json.dumps(PAYLOAD)],
+                        [
+                            sys.executable,
+                            "-c",
+                            CHILD,
+                            str(work),
+                            quality,
+                            json.dumps(PAYLOAD),
+                            *([str(args.switch_interval)] if args.switch_interval else []),
+                        ],
                         env={**os.environ, "PYTHONPATH": tree},
                         capture_output=True,
                         text=True,
@@ -154,7 +173,8 @@ def main() -> None:
                     print(
                         f"{tree} {name}: wall {figures['wall_us']:.1f} µs/record, CPU "
                         f"{figures['cpu_us']:.1f}, writer thread CPU {figures['writer_cpu_us']:.1f}"
-                        f" (store_predictions {figures['store_predictions_us']:.1f})",
+                        f" (store_predictions {figures['store_predictions_us']:.1f}), the"
+                        f" ingest thread waited for commits {figures['wait_us']:.1f}",
                         flush=True,
                     )
     print(f"load average {os.getloadavg()}")

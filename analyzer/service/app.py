@@ -11,14 +11,11 @@ and an injected clock) and drive ticks with ``await monitor_of(app).tick()``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 from aiohttp import web
@@ -42,30 +39,6 @@ log = logging.getLogger("modelmon.analyzer.service")
 # Only the sign-in form is read whole (capped again there); ground truth is streamed and
 # capped by analyzer.ground_truth.max_body_bytes.
 MAX_BODY_BYTES = 64 * 1024
-# How long a thread may hold the GIL while another waits for it (Python's default 5 ms),
-# while a service runs in the process. The store's writer thread releases the GIL inside
-# each SQLite step and needs it back to go on; with the ingest thread decoding (pure
-# Python), each of a chunk's ~20 statements waited up to 5 ms for it, and the ingest thread
-# then waited for the late commit (docs/model-quality.md, "Why the ingest stays …").
-GIL_SWITCH_S = 0.001
-_switch_lock = threading.Lock()
-_switch_users: list[float] = []  # the interval before the first running service set it
-
-
-@contextlib.contextmanager
-def _gil_switch() -> Iterator[None]:
-    """``GIL_SWITCH_S`` while any service of this process runs; the old interval after."""
-    with _switch_lock:
-        _switch_users.append(sys.getswitchinterval())
-        sys.setswitchinterval(GIL_SWITCH_S)
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            first = _switch_users[0]
-            _switch_users.pop()
-            if not _switch_users:
-                sys.setswitchinterval(first)
 
 
 def monitor_of(app: web.Application) -> Monitor:
@@ -150,12 +123,6 @@ def create_app(
     setup_run_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        with _gil_switch():
-            async with _service(app):
-                yield
-
-    @contextlib.asynccontextmanager
-    async def _service(app: web.Application) -> AsyncIterator[None]:
         store = Store(config.analyzer.db)
         try:
             await asyncio.to_thread(store.start)

@@ -21,7 +21,7 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from analyzer.service.app import GIL_SWITCH_S, create_app, monitor_of
+from analyzer.service.app import create_app, monitor_of
 from analyzer.store.hourly import hour_dir
 from modelmon.config import ModelmonConfig
 from tests.analyzer.service_helpers import (
@@ -333,21 +333,3 @@ def test_a_busy_port_stops_the_command_with_a_clear_message(tmp_path: Path) -> N
         )
     assert done.returncode == 1, done.stderr
     assert "change analyzer.listen" in done.stderr
-
-
-async def test_while_services_run_the_writer_gets_the_gil_back_within_a_millisecond(
-    aiohttp_client: Client, tmp_path: Path
-) -> None:
-    """The interval is the service's while any of the process's services runs (two here,
-    stopped in the order they started), and the process's own once the last one stops."""
-    before = sys.getswitchinterval()
-    assert before != GIL_SWITCH_S
-    configs = [make_config(tmp_path / name, None) for name in ("a", "b")]
-    clock = Clock(T0)
-    first, _ = await _start(aiohttp_client, configs[0], clock)
-    assert sys.getswitchinterval() == GIL_SWITCH_S
-    second, _ = await _start(aiohttp_client, configs[1], clock)
-    await first.close()
-    assert sys.getswitchinterval() == GIL_SWITCH_S
-    await second.close()
-    assert sys.getswitchinterval() == before
