@@ -56,6 +56,7 @@ __all__ = [
     "binary_metrics",
     "binary_metrics_with_deviation",
     "binary_scalars",
+    "curve_documents",
     "multiclass_from_matrix",
     "multiclass_metrics",
     "regression_metrics",
@@ -186,7 +187,12 @@ class _Ranked:
 def _curves(ranked: _Ranked, most: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """ROC and precision–recall points at every distinct score, highest first (thinned to
     ``most`` points with the origin)."""
-    cut, hits = sorted_curve_points(ranked.hit, ranked.score, ranked.blocks, most - 1)
+    return curve_documents(*sorted_curve_points(ranked.hit, ranked.score, ranked.blocks, most - 1))
+
+
+def curve_documents(cut: Any, hits: Any) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """The ROC and precision–recall sections from the curve's points: each point's last
+    row (``cut``, from 0) and the positives up to it (``hits``), highest score first."""
     tps = hits.astype(np.float64)
     fps = (cut + 1).astype(np.float64) - tps
     positives, negatives = float(tps[-1]), float(fps[-1])

@@ -35,10 +35,12 @@ from analyzer.monitors.model_quality.metrics import (
     SUBSAMPLE_FRACTION,
     SUBSAMPLES,
     _binary_rates,
+    curve_documents,
     multiclass_from_matrix,
     with_standard_deviation,
 )
 from analyzer.monitors.model_quality.ranking import CurveWalk
+from analyzer.monitors.model_quality.verdict import regression_errors
 
 __all__ = [
     "BinaryStream",
@@ -130,19 +132,7 @@ class BinaryStream:
 
 def curves_of(walk: CurveWalk) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """ROC and precision–recall points from a curve walk (``metrics._curves``' formulas)."""
-    cut, hits = walk.points()
-    tps = hits.astype(np.float64)
-    fps = (cut + 1).astype(np.float64) - tps
-    positives, negatives = float(tps[-1]), float(fps[-1])
-    tpr = tps / positives if positives else np.full_like(tps, np.nan)
-    fpr = fps / negatives if negatives else np.full_like(fps, np.nan)
-    precision = tps / (tps + fps)
-    roc = {
-        "false_positive_rates": [0.0, *fpr.tolist()],
-        "true_positive_rates": [0.0, *tpr.tolist()],
-    }
-    pr = {"precisions": [1.0, *precision.tolist()], "recalls": [0.0, *tpr.tolist()]}
-    return roc, pr
+    return curve_documents(*walk.points())
 
 
 class MulticlassStream:
@@ -304,11 +294,4 @@ class RegressionStream:
             return dict.fromkeys(("mae", "mse", "rmse", "r2"), math.nan)
         se_mae = math.sqrt(self.deviations[0] / (n - 1)) / math.sqrt(n)
         se_mse = math.sqrt(self.deviations[1] / (n - 1)) / math.sqrt(n)
-        spread = self.deviations[2] / n
-        rmse = values["rmse"]
-        return {
-            "mae": se_mae,
-            "mse": se_mse,
-            "rmse": se_mse / (2 * rmse) if rmse > 0 else math.nan,
-            "r2": se_mse / spread if spread > 0 else math.nan,
-        }
+        return regression_errors(se_mae, se_mse, values["rmse"], self.deviations[2] / n)

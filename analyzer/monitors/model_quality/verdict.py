@@ -39,7 +39,14 @@ import numpy.typing as npt
 from analyzer.monitors.model_quality.documents import worse_than
 from analyzer.monitors.model_quality.metrics import binary_scalars, weighted_scalars
 
-__all__ = ["WARNING_FACTOR", "MetricDecision", "decide", "matrix_margins", "normal_margin"]
+__all__ = [
+    "WARNING_FACTOR",
+    "MetricDecision",
+    "decide",
+    "matrix_margins",
+    "normal_margin",
+    "regression_errors",
+]
 
 FloatArray = npt.NDArray[np.float64]
 WARNING_FACTOR = 10.0  # warning at a ten times looser false-alarm rate than alert
@@ -183,12 +190,17 @@ def regression_standard_errors(
     error = y_true - y_pred
     se_mae = float(np.std(np.abs(error), ddof=1)) / math.sqrt(n)
     se_mse = float(np.std(error * error, ddof=1)) / math.sqrt(n)
-    rmse = metrics["rmse"]
+    return regression_errors(se_mae, se_mse, metrics["rmse"], r2_spread)
+
+
+def regression_errors(se_mae: float, se_mse: float, rmse: float, spread: float) -> dict[str, float]:
+    """Each regression metric's standard error from those of the absolute and squared
+    errors (the delta method for rmse; r2 = 1 − mse / ``spread``)."""
     return {
         "mae": se_mae,
         "mse": se_mse,
         "rmse": se_mse / (2 * rmse) if rmse > 0 else math.nan,
-        "r2": se_mse / r2_spread if r2_spread > 0 else math.nan,
+        "r2": se_mse / spread if spread > 0 else math.nan,
     }
 
 
