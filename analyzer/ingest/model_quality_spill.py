@@ -352,7 +352,10 @@ def sorted_segments(
     points = np.concatenate(sample)
     bounds = np.unique(np.quantile(points, np.linspace(0, 1, parts + 1)[1:-1]))
     if bounds.size == 0 or bounds[-1] >= high:
-        bounds = np.unique(np.append(bounds[bounds < high], low))
+        # the highest key holds the upper quantiles: it gets a range of its own (constant,
+        # read in chunks), or each level would only cut the lowest key off the rest
+        below = float(np.nextafter(high, -math.inf))
+        bounds = np.unique(np.append(bounds[bounds < below], [low, below]))
     paths = [spill.file("range") for _ in range(bounds.size + 1)]
     counts = np.zeros(bounds.size + 1, dtype=np.int64)
     for chunk in chunks(path, dtype, rows, spill.range_rows):

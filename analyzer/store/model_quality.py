@@ -193,18 +193,20 @@ def _insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, 
 
 # A prediction row's values as the sqlite3 module binds fastest: a str, float or int is bound
 # as it is, while None and bytes take the module's adapter lookup (~0.5 µs a value, with the
-# GIL held: half the insert's cost). So a missing id and input row travel as '' and a
-# missing probability as NaN (which SQLite stores as NULL), and the SQL turns them back:
-# the stored values are the same as binding None and bytes.
-_PREDICTION_VALUES = "(?, NULLIF(?, ''), NULLIF(?, ''), ?, ?, ?, CAST(NULLIF(?, '') AS BLOB))"
+# GIL held: half the insert's cost). So a missing id or input row travels as the integer 0
+# (never equal to a text, not even '' or '0'), a missing probability as NaN (which SQLite
+# stores as NULL), the row as text, and the SQL turns them back: the stored values are the
+# same as binding None and bytes.
+_PREDICTION_VALUES = "(?, NULLIF(?, 0), NULLIF(?, 0), ?, ?, ?, CAST(NULLIF(?, 0) AS BLOB))"
 
 
 def _bindable(rows: Sequence[PredictionRow]) -> list[tuple[Any, ...]]:
-    """The rows with None as '' (ids, input row) or NaN (probability), the row as text."""
+    """The rows with None as 0 (ids, input row) or NaN (probability), the row as text."""
     nan = math.nan
     return [
-        (key, event_id or "", inference_id or "", moment, prediction,
-         nan if probability is None else probability, "" if row is None else row.decode())
+        (key, 0 if event_id is None else event_id, 0 if inference_id is None else inference_id,
+         moment, prediction, nan if probability is None else probability,
+         0 if row is None else row.decode())
         for key, event_id, inference_id, moment, prediction, probability, row in rows
     ]  # fmt: skip
 

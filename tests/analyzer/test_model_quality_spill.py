@@ -25,7 +25,15 @@ from analyzer.ingest.batch_model_quality import analyze_model_quality
 from analyzer.ingest.executor import InProcess
 from analyzer.ingest.model_quality_files import BadLines
 from analyzer.ingest.model_quality_map import joined_pairs_or_spilled
-from analyzer.ingest.model_quality_spill import PARTS, Sink, Spilled
+from analyzer.ingest.model_quality_spill import (
+    PARTS,
+    SCORE_TYPE,
+    Sink,
+    SpillDir,
+    Spilled,
+    append,
+    sorted_segments,
+)
 from analyzer.ingest.model_quality_spilled import estimate_spilled, evaluate_spilled
 from analyzer.monitors.model_quality.estimate import estimate_binary, fit_calibrator
 from analyzer.monitors.model_quality.evaluate import Baseline, evaluate_window
@@ -369,3 +377,27 @@ def test_analyze_once_on_disk_writes_the_in_memory_reports(tmp_path: Path, probl
     else:
         assert_close(disk["statistics.json"], memory["statistics.json"])
         assert_close(disk["modelmon.json"], memory["modelmon.json"])
+
+
+@pytest.mark.parametrize("mode", ["top", "middle", "bottom"])
+def test_a_dominant_score_is_cut_off_as_a_range_of_its_own(mode: str) -> None:
+    """99% of the rows at one score (e.g. most probabilities exactly 0.0, whose ranked key
+    is the highest): the external sort gives that score one constant range (read in chunks)
+    and every other range at most the budget's rows; the order is ``np.sort``'s."""
+    rng = np.random.default_rng(7)
+    n, budget = 20_000, 1_000
+    at = {"top": 1.0, "middle": 0.5, "bottom": 0.0}[mode]
+    keys = np.where(rng.random(n) < 0.99, at, rng.random(n))
+    records = np.zeros(n, SCORE_TYPE)
+    records["key"] = keys
+    with SpillDir(budget) as spill:
+        path = spill.file("scores")
+        append(path, records)
+        segments = sorted_segments(spill, path, SCORE_TYPE, n)
+        assert all(s.constant or s.rows <= budget for s in segments)
+        assert sum(s.rows for s in segments) == n
+        walked = np.concatenate([
+            np.concatenate(list(s.chunks(budget))) if s.constant else s.read()
+            for s in segments
+        ])["key"]  # fmt: skip
+    assert np.array_equal(walked, np.sort(keys))

@@ -251,26 +251,27 @@ def test_rows_over_several_statements_keep_the_first_of_a_key(
 ) -> None:
     """A batch inserted a few rows per statement: a key repeated in a later statement keeps
     its first row (time, prediction, input row byte for byte, a missing id, probability or
-    row as NULL), which gives the window a waiting label joins in and the time a lone
-    prediction is listed at."""
+    row as NULL, an empty or "0" id as itself), which gives the window a waiting label joins
+    in and the time a lone prediction is listed at."""
     monkeypatch.setattr(join_store, "INSERT_ROWS", 2)
     db = open_db(tmp_path / "m.db")
     blob = '{"a":1.5e+300,"b":"x\\"y\\u00e9é","c":null,"d":-0.0,"e":""}'.encode()
     rows: list[PredictionRow] = [
         ("w", "w", None, 10.0, "1", 0.9, blob),
         ("x", "x", "x", 20.0, "0", None, None),
-        ("y", "y", None, 30.0, "1", 0.7, b"{}"),
+        ("y", "y", "", 30.0, "1", 0.7, b"{}"),  # an empty inferenceId stays ''
+        ("z", "z", "0", 40.0, "1", 0.6, b'{"0":0}'),
         ("w", "w", None, 7300.0, "0", 0.1, b'{"late":1}'),  # repeats, next statement
         ("x", "x", None, 7400.0, "1", 0.2, None),
     ]
     with db.conn:
         add_labels(db, [("w", "1")], received_at=1.0, window_s=WINDOW)
-        assert add_predictions(db, rows, WINDOW) == 3
+        assert add_predictions(db, rows, WINDOW) == 4
     stored = db.execute("SELECT * FROM mq_predictions ORDER BY key").fetchall()
-    assert stored == [rows[0], rows[1], rows[2]]
+    assert stored == [rows[0], rows[1], rows[2], rows[3]]
     assert take_dirty_windows(db) == [0]  # w joined at its first row's time
     alone = db.execute("SELECT * FROM mq_predictions_alone ORDER BY key").fetchall()
-    assert alone == [("x", 20.0), ("y", 30.0)]
-    assert label_counts(db.conn, 40.0, 0.0) == LabelCounts(
-        matched=1, unmatched=0, pending=0, awaiting=0, unlabeled=2
+    assert alone == [("x", 20.0), ("y", 30.0), ("z", 40.0)]
+    assert label_counts(db.conn, 50.0, 0.0) == LabelCounts(
+        matched=1, unmatched=0, pending=0, awaiting=0, unlabeled=3
     )

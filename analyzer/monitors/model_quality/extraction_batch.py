@@ -202,7 +202,7 @@ def _columns(
         return None
     try:
         return _predictions(values, where.name, reader.problem_type), probabilities
-    except Unusable:
+    except (Unusable, RecursionError):  # a value nested past the limit: read one by one
         return None
 
 

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from analyzer.decoding.codecs import PayloadDecoder
+from analyzer.monitors.model_quality.extraction import OutputReader, Unusable
 from analyzer.monitors.model_quality.labels import LabelError, LabelReader, as_text
 from analyzer.monitors.model_quality.predictions import PredictionExtractor
 from modelmon.capture_record import CaptureSide, build_record
@@ -335,3 +336,28 @@ def test_records_refused_for_their_input_keep_their_place_time_and_prediction(
     assert orjson.loads(rows["k1"]) == {"a": "1", "b": "2"}
     assert [rows[k] for k in ("r0", "r2", "k5", "r7")] == [None] * 4
     assert dict(out.skipped) == {"bad_probability": 1, "no_output": 1}
+
+
+@pytest.mark.parametrize("problem", ["BinaryClassification", "MulticlassClassification",
+                                     "Regression"])  # fmt: skip
+def test_an_output_nested_past_the_recursion_limit_is_unreadable_on_the_column_path(
+    problem: str,
+) -> None:
+    """A JSON output read by key whose value is a list nested 1,000 deep (orjson parses up
+    to 1,024): the column-wise reading hands the batch to the record-by-record one, which
+    says ``unreadable_output`` for that record; the others keep their predictions, the same
+    as the batch readers' ``OutputReader.read`` of each body."""
+    deep = '{"pred": ' + "[" * 1000 + '"x"' + "]" * 1000 + "}"
+    bodies = ['{"pred": 1}', deep, '{"pred": 0}']
+    json_io = {"input": {"format": "json"}, "output": {"format": "json"}}
+    out = extract([line('{"a": 1}', body, "JSON") for body in bodies], json_io,
+                  problem_type=problem, inference_attribute="pred")  # fmt: skip
+    assert [r[4] for r in out.rows] == ["1", "0"]
+    assert out.skipped == {"unreadable_output": 1}
+    config = ModelQualityConfig.model_validate(
+        {"problem_type": problem, "inference_attribute": "pred"}
+    )
+    reader = OutputReader(config, PayloadConfig.model_validate(json_io).output)
+    with pytest.raises(Unusable) as refused:
+        reader.read(deep, "JSON")
+    assert refused.value.reason == "unreadable_output"
