@@ -31,9 +31,7 @@ import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from operator import itemgetter
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +40,7 @@ from sqlite_utils import Database
 
 from analyzer.monitors.model_quality.predictions import Extracted, PredictionRow
 from analyzer.store.database import Store, add_counters
+from analyzer.store.multi_row import PREDICTION_VALUES, bindable_predictions, insert_rows
 
 __all__ = [
     "DirtyWindow",
@@ -153,10 +152,6 @@ def _totals(conn: sqlite3.Connection) -> dict[str, int]:
     return {name: int(value) for name, value in conn.execute("SELECT * FROM mq_totals")}
 
 
-# rows per INSERT statement (7 parameters each: under SQLite's 32,766 parameters)
-INSERT_ROWS = 4000
-
-
 # A key is stored iff it is listed alone, or its label is stored and not waiting (joined):
 # every stored prediction is one or the other at every commit, so these probes replace an
 # index on ``mq_predictions.key`` (a random-key b-tree insert per row, ~40% of a chunk's
@@ -168,55 +163,12 @@ _NEW_KEY = (
 )
 
 
-def _insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]],
-                 tail: str = "", one: str = "") -> int:  # fmt: skip
-    """``head VALUES (…), (…), … tail`` over the rows, a few thousand per statement; returns
-    how many rows went in. ``one``: the row's ``(…)`` (default: a ``?`` per value).
-
-    One statement of many rows is one step that SQLite runs without Python's GIL, so the
-    ingest thread decodes the next chunk meanwhile; ``executemany`` would take the GIL back
-    after every row, and wait for it each time the other thread is busy.
-    """
-    if not rows:
-        return 0
-    width = len(rows[0])
-    one = one or "(" + ", ".join(["?"] * width) + ")"
-    per = max(1, min(INSERT_ROWS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
-    added = 0
-    for first in range(0, len(rows), per):
-        part = rows[first : first + per]
-        added += conn.execute(
-            f"{head} VALUES {','.join([one] * len(part))}{tail}", list(chain.from_iterable(part))
-        ).rowcount
-    return added
-
-
-# A prediction row's values as the sqlite3 module binds fastest: a str, float or int is bound
-# as it is, while None and bytes take the module's adapter lookup (~0.5 µs a value, with the
-# GIL held: half the insert's cost). So a missing id or input row travels as the integer 0
-# (never equal to a text, not even '' or '0'), a missing probability as NaN (which SQLite
-# stores as NULL), the row as text, and the SQL turns them back: the stored values are the
-# same as binding None and bytes.
-_PREDICTION_VALUES = "(?, NULLIF(?, 0), NULLIF(?, 0), ?, ?, ?, CAST(NULLIF(?, 0) AS BLOB))"
-
-
-def _bindable(rows: Sequence[PredictionRow]) -> list[tuple[Any, ...]]:
-    """The rows with None as 0 (ids, input row) or NaN (probability), the row as text."""
-    nan = math.nan
-    return [
-        (key, 0 if event_id is None else event_id, 0 if inference_id is None else inference_id,
-         moment, prediction, nan if probability is None else probability,
-         0 if row is None else row.decode())
-        for key, event_id, inference_id, moment, prediction, probability, row in rows
-    ]  # fmt: skip
-
-
 def _insert_predictions(conn: sqlite3.Connection, rows: Sequence[PredictionRow]) -> int:
     """Insert the rows whose key is not stored yet (``rows`` hold one row per key); returns
     how many went in."""
     head = "INSERT INTO mq_predictions SELECT * FROM ("
     tail = f") v WHERE {_NEW_KEY.format(k='v.column1')}"
-    return _insert_rows(conn, head, _bindable(rows), tail, _PREDICTION_VALUES)
+    return insert_rows(conn, head, bindable_predictions(rows), tail, PREDICTION_VALUES)
 
 
 def _first_of_each_key(rows: Sequence[PredictionRow]) -> Sequence[PredictionRow]:
@@ -312,7 +264,7 @@ def add_labels(
         " AND NOT EXISTS (SELECT 1 FROM mq_predictions_alone a WHERE a.key = j.value)",
         [received_at, keys],
     ).rowcount
-    added = _insert_rows(conn, "INSERT OR IGNORE INTO mq_labels", batch)
+    added = insert_rows(conn, "INSERT OR IGNORE INTO mq_labels", batch)
     # the lone predictions of the batch's keys now have their label: mark, then unflag them
     conn.execute(
         f"INSERT INTO mq_dirty SELECT DISTINCT {_window('a.inference_time', window_s)}, 1"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-import analyzer.store.model_quality as join_store
+import analyzer.store.multi_row as multi_row
 from analyzer.monitors.model_quality.predictions import PredictionRow
 from analyzer.store.database import Store
 from analyzer.store.model_quality import (
@@ -198,13 +198,13 @@ def _stored(db: Database) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(k for (k,) in predictions), frozenset(k for (k,) in labels)
 
 
-@pytest.mark.parametrize("insert_rows", [join_store.INSERT_ROWS, 3])
+@pytest.mark.parametrize("insert_rows", [multi_row.INSERT_ROWS, 3])
 def test_kept_counts_equal_a_join_of_the_tables_after_random_traffic(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, insert_rows: int
 ) -> None:
     """Totals, window marks and the change count against the tables themselves (also with
     a batch's rows split over many INSERT statements, repeats across the splits)."""
-    monkeypatch.setattr(join_store, "INSERT_ROWS", insert_rows)
+    monkeypatch.setattr(multi_row, "INSERT_ROWS", insert_rows)
     db = open_db(tmp_path / "m.db")
     rng = random.Random(7)
     keys = [f"k{i}" for i in range(400)]
@@ -253,7 +253,7 @@ def test_rows_over_several_statements_keep_the_first_of_a_key(
     its first row (time, prediction, input row byte for byte, a missing id, probability or
     row as NULL, an empty or "0" id as itself), which gives the window a waiting label joins
     in and the time a lone prediction is listed at."""
-    monkeypatch.setattr(join_store, "INSERT_ROWS", 2)
+    monkeypatch.setattr(multi_row, "INSERT_ROWS", 2)
     db = open_db(tmp_path / "m.db")
     blob = '{"a":1.5e+300,"b":"x\\"y\\u00e9é","c":null,"d":-0.0,"e":""}'.encode()
     rows: list[PredictionRow] = [
