@@ -259,7 +259,7 @@ def _join_part(
     split: bool = True,
 ) -> None:
     """Join one partition (split again by the next bits while above the budget, unless a
-    split left every row in one part: one key, repeated, joined whole)."""
+    split left every row in one part: one key, repeated, read in chunks for its first rows)."""
     rows = int(predictions.rows[part]), int(labels.rows[part])
     paths = predictions.paths[part], labels.paths[part]
     if split and sum(rows) > spill.budget and predictions.used < 64:
@@ -279,14 +279,20 @@ def _join_part(
         return
     if rows[0] == 0 and rows[1] == 0:
         return
-    left = read(paths[0], predictions.dtype, rows[0])
-    right = read(paths[1], labels.dtype, rows[1])
+    if split:
+        left = read(paths[0], predictions.dtype, rows[0])
+        right = read(paths[1], labels.dtype, rows[1])
+    else:  # past the budget and not split by a key bit: a key repeated, its first rows only
+        left = first_of_each_key(paths[0], predictions.dtype, rows[0], spill.range_rows)
+        right = first_of_each_key(paths[1], labels.dtype, rows[1], spill.range_rows)
     for path in paths:
         path.unlink(missing_ok=True)
     joined = join(np.ascontiguousarray(left["key"]), np.ascontiguousarray(right["key"]),
                   consume=True)  # fmt: skip
+    # the repeats left out above are duplicates as the join counts them
     counts += [joined.counts.matched, joined.counts.unmatched, joined.counts.unlabelled,
-               joined.counts.duplicate_labels, joined.counts.duplicate_predictions]  # fmt: skip
+               joined.counts.duplicate_labels + rows[1] - right.size,
+               joined.counts.duplicate_predictions + rows[0] - left.size]  # fmt: skip
     if not joined.prediction_rows.size:
         return
     kept = left[joined.prediction_rows]
@@ -298,6 +304,21 @@ def _join_part(
     append(path, pairs)
     per_range = np.bincount(pairs["row"] // spill.range_rows, minlength=ranges)
     leaves.append(Leaf(path, per_range))
+
+
+def first_of_each_key(path: Path, dtype: np.dtype[Any], rows: int, size: int) -> Any:
+    """The records of ``path`` without the later repeats of a key, in their order (what the
+    join keeps of each side: the first row of a key), read ``size`` rows at a time: memory
+    for the distinct keys, not for the repeats."""
+    kept: list[Any] = []
+    seen = np.empty(0, dtype=dtype["key"])
+    for chunk in chunks(path, dtype, rows, size):
+        keys, first = np.unique(chunk["key"], return_index=True)
+        new = ~np.isin(keys, seen, assume_unique=True)
+        if np.any(new):
+            kept.append(chunk[np.sort(first[new])])
+            seen = np.union1d(seen, keys[new])
+    return np.concatenate(kept) if kept else np.empty(0, dtype=dtype)
 
 
 @dataclass

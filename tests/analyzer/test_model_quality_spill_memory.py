@@ -66,3 +66,39 @@ def test_the_peak_does_not_grow_with_the_rows() -> None:
     # in memory, 300,000 more rows of each side would be ~12 MB more (40 bytes a row)
     assert large - small < 1_000_000, (small, large)
     assert large < 120 * BUDGET, large  # the budget's rows in a few copies, not the window
+
+
+def peak_of_one_key_repeated(repeats: int) -> tuple[int, int]:
+    """The peak of the join (:meth:`Sink.finish`) when one key is ``repeats`` of 20,000
+    predictions and as many labels: its partition cannot be split below the budget.
+    Returns the peak and the duplicates counted."""
+    rng = np.random.default_rng(repeats)
+    rows = 20_000 + repeats
+    keys = rng.integers(-(2**63), 2**63 - 1, rows, dtype=np.int64)
+    keys[rng.permutation(rows)[:repeats]] = keys[0]
+    label_keys = keys[rng.permutation(rows)]
+    scores = rng.beta(2, 3, rows).round(4)
+    predicted = (scores >= 0.5).astype(np.int8)
+    labels = (rng.random(rows) < 0.4).astype(np.int8)
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    sink = Sink(np.int8, BUDGET // 10, False)
+    for lo in range(0, rows, 10_000):
+        hi = lo + 10_000
+        sink.add_predictions(keys[lo:hi], predicted[lo:hi], scores[lo:hi])
+        sink.add_labels(label_keys[lo:hi], labels[lo:hi])
+    spilled = sink.finish(BadLines(), (0.0, 1.0))
+    spilled.spill.close()
+    duplicates = spilled.counts.duplicate_predictions
+    assert duplicates == spilled.counts.duplicate_labels == rows - np.unique(keys).size
+    assert spilled.counts.matched == rows - duplicates  # every distinct key has its label
+    return tracemalloc.get_traced_memory()[1] - held, duplicates
+
+
+@pytest.mark.usefixtures("traced")
+def test_one_key_repeated_past_the_budget_is_not_read_whole() -> None:
+    small, repeated_small = peak_of_one_key_repeated(50_000)
+    large, repeated_large = peak_of_one_key_repeated(400_000)
+    assert repeated_small >= 49_999 and repeated_large >= 399_999
+    # read whole, 350,000 more repeats of each side (~25 bytes a record) would be ~17 MB more
+    assert large - small < 2_000_000, (small, large)
