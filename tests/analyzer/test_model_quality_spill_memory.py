@@ -100,5 +100,6 @@ def test_one_key_repeated_past_the_budget_is_not_read_whole() -> None:
     small, repeated_small = peak_of_one_key_repeated(50_000)
     large, repeated_large = peak_of_one_key_repeated(400_000)
     assert repeated_small >= 49_999 and repeated_large >= 399_999
-    # read whole, 350,000 more repeats of each side (~25 bytes a record) would be ~17 MB more
-    assert large - small < 2_000_000, (small, large)
+    # read whole, 350,000 more repeats of each side were ~18.6 MB more (5.3 -> 23.9 MB); what
+    # grows now is the bookkeeping of the row ranges per partition, (rows / budget)² (~1-3 MB)
+    assert large - small < 8_000_000, (small, large)
