@@ -139,7 +139,7 @@ def m003_model_quality(db: Database) -> None:
 def m004_model_quality_totals(db: Database) -> None:
     """Row totals of the join, kept as rows change so that label counts never scan a table;
     counted once here for a database filled before they were kept."""
-    from analyzer.store.model_quality import recount_totals
+    from analyzer.store.model_quality_migrations import recount_totals
 
     recount_totals(db)
 
@@ -164,9 +164,18 @@ def m006_file_size(db: Database) -> None:
 def m007_model_quality_no_key_index(db: Database) -> None:
     """The join's predictions without their random-key index (each chunk inserted a row per
     prediction into it: most of the pages a chunk wrote); existing rows kept."""
-    from analyzer.store.model_quality import drop_key_index
+    from analyzer.store.model_quality_migrations import drop_key_index
 
     drop_key_index(db)
+
+
+@MIGRATIONS()
+def m008_model_quality_labels_alone_times(db: Database) -> None:
+    """The waiting labels counted by arrival time instead of indexed by it (see
+    :func:`analyzer.store.model_quality.create_tables`); the counts of the rows stored."""
+    from analyzer.store.model_quality_migrations import count_labels_alone_times
+
+    count_labels_alone_times(db)
 
 
 class StoreError(Exception):

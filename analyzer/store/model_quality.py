@@ -11,8 +11,10 @@ The halves still waiting for the other are listed in two narrow tables,
 ``mq_predictions_alone`` (key, inference time) and ``mq_labels_alone`` (key, arrival time);
 at every commit a key is listed there exactly when its other half is not stored. Joining
 deletes from them and never rewrites a wide prediction row. The label counts of
-``/monitor/status`` come from row totals kept in ``mq_totals`` as rows change and an index
-range over the rows still within the wait: never a scan or a join of the tables. A batch
+``/monitor/status`` come from row totals kept in ``mq_totals`` as rows change, the waiting
+labels' counts by arrival time (``mq_labels_alone_times``: no index by arrival time, whose
+random pages a join would dirty) and an index range over the lone predictions still within
+the wait: never a scan or a join of the tables. A batch
 only looks up its own keys (handed to SQLite as one JSON array, ``json_each``).
 
 A window is keyed by *inference* time. When a label joins a prediction (or a prediction
@@ -52,13 +54,11 @@ __all__ = [
     "add_predictions",
     "create_tables",
     "dirty_windows",
-    "drop_key_index",
     "join_changes",
     "label_counts",
     "mark_evaluated",
     "predictions_between",
     "prune",
-    "recount_totals",
     "store_predictions",
     "window_pairs",
 ]
@@ -88,7 +88,18 @@ def create_tables(db: Database) -> None:
             f"CREATE TABLE IF NOT EXISTS {side} (key TEXT PRIMARY KEY, {moment} REAL NOT NULL)"
             " WITHOUT ROWID"
         )
-        db.execute(f"CREATE INDEX IF NOT EXISTS {side}_time ON {side} ({moment})")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS mq_predictions_alone_time"
+        " ON mq_predictions_alone (inference_time)"
+    )
+    # the waiting labels counted by arrival time, instead of an index on it: a prediction
+    # joining a waiting label would dirty a random page of that index too (its entries are
+    # ordered by key within a batch's arrival time); at a million waiting labels that page
+    # was half of what a chunk's COMMIT wrote (migration m008)
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mq_labels_alone_times (received_at REAL PRIMARY KEY,"
+        " n INTEGER NOT NULL)"
+    )
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"
         " version INTEGER NOT NULL)"
@@ -97,32 +108,6 @@ def create_tables(db: Database) -> None:
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
     )
-
-
-def recount_totals(db: Database) -> None:
-    """Count the totals afresh (one scan; migration m004, for a database whose join tables
-    were filled before the totals were kept)."""
-    create_tables(db)
-    db.execute(
-        "INSERT OR REPLACE INTO mq_totals SELECT 'labels', count(*) FROM mq_labels"
-        " UNION ALL SELECT 'predictions_alone', count(*) FROM mq_predictions_alone"
-        " UNION ALL SELECT 'labels_alone', count(*) FROM mq_labels_alone"
-    )
-
-
-def drop_key_index(db: Database) -> bool:
-    """Rebuild ``mq_predictions`` without its key index (migration m007), the rows kept in
-    their order; False when it has none (created so). The key stays unique: from here on
-    :func:`add_predictions` stores a key only when it is neither alone nor joined."""
-    found = db.execute("SELECT sql FROM sqlite_master WHERE name = 'mq_predictions'").fetchone()
-    if found is None or "PRIMARY KEY" not in found[0].upper():
-        return False
-    db.execute(f"CREATE TABLE mq_predictions_m007 ({PREDICTION_COLUMNS})")
-    db.execute("INSERT INTO mq_predictions_m007 SELECT * FROM mq_predictions ORDER BY rowid")
-    db.execute("DROP TABLE mq_predictions")
-    db.execute("ALTER TABLE mq_predictions_m007 RENAME TO mq_predictions")
-    db.execute("CREATE INDEX mq_predictions_time ON mq_predictions (inference_time)")
-    return True
 
 
 def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
@@ -135,6 +120,7 @@ def _window(column: str, window_s: int) -> str:
 
 
 _BUMP = " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
+_ADD_N = " ON CONFLICT (received_at) DO UPDATE SET n = n + excluded.n"
 LABELS, PREDICTIONS_ALONE, LABELS_ALONE = "labels", "predictions_alone", "labels_alone"
 # rows added or removed, ever (never decreases): the evaluation's "did the join change?"
 CHANGES = "changes"
@@ -212,6 +198,12 @@ def add_predictions(
             " FROM mq_labels_alone l WHERE l.key = p.key)" + _BUMP,
             [last],
         )
+        conn.execute(
+            "INSERT INTO mq_labels_alone_times SELECT l.received_at, -count(*)"
+            " FROM mq_predictions p JOIN mq_labels_alone l ON l.key = p.key WHERE p.rowid > ?"
+            " GROUP BY l.received_at" + _ADD_N,
+            [last],
+        )
         joined = conn.execute(
             "DELETE FROM mq_labels_alone WHERE key IN (SELECT key FROM mq_predictions"
             " WHERE rowid > ?)",
@@ -264,6 +256,9 @@ def add_labels(
         " AND NOT EXISTS (SELECT 1 FROM mq_predictions_alone a WHERE a.key = j.value)",
         [received_at, keys],
     ).rowcount
+    if alone:
+        conn.execute("INSERT INTO mq_labels_alone_times VALUES (?, ?)" + _ADD_N,
+                     [received_at, alone])  # fmt: skip
     added = insert_rows(conn, "INSERT OR IGNORE INTO mq_labels", batch)
     # the lone predictions of the batch's keys now have their label: mark, then unflag them
     conn.execute(
@@ -373,7 +368,7 @@ def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> 
     cutoff = now - label_delay_s
     totals = _totals(conn)
     pending = conn.execute(
-        "SELECT count(*) FROM mq_labels_alone WHERE received_at >= ?", [cutoff]
+        "SELECT coalesce(sum(n), 0) FROM mq_labels_alone_times WHERE received_at >= ?", [cutoff]
     ).fetchone()[0]
     awaiting = conn.execute(
         "SELECT count(*) FROM mq_predictions_alone WHERE inference_time >= ?", [cutoff]
@@ -403,14 +398,22 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
     predictions = conn.execute(
         "DELETE FROM mq_predictions WHERE inference_time < ?", [before]
     ).rowcount
-    labels += conn.execute(
-        "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_labels_alone"
-        " WHERE received_at < ?)",
-        [before],
-    ).rowcount
-    labels_alone = conn.execute(
-        "DELETE FROM mq_labels_alone WHERE received_at < ?", [before]
-    ).rowcount
+    labels_alone = 0
+    # the waiting labels have no index by arrival: they are looked for (a scan of the lone
+    # ones, not of the joined) only when their counts say that some arrived before ``before``
+    oldest = conn.execute(
+        "SELECT received_at FROM mq_labels_alone_times WHERE n > 0 ORDER BY received_at LIMIT 1"
+    ).fetchone()
+    if oldest is not None and oldest[0] < before:
+        labels += conn.execute(
+            "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_labels_alone"
+            " WHERE received_at < ?)",
+            [before],
+        ).rowcount
+        labels_alone = conn.execute(
+            "DELETE FROM mq_labels_alone WHERE received_at < ?", [before]
+        ).rowcount
+        conn.execute("DELETE FROM mq_labels_alone_times WHERE received_at < ?", [before])
     conn.execute("DELETE FROM mq_dirty WHERE window_start < ?", [math.floor(before) - 90 * 86400])
     _add_totals(
         conn,

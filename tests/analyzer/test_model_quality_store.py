@@ -28,9 +28,9 @@ from analyzer.store.model_quality import (
     label_counts,
     mark_evaluated,
     prune,
-    recount_totals,
     window_pairs,
 )
+from analyzer.store.model_quality_migrations import recount_totals
 
 WINDOW = 3600
 
