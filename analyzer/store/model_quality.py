@@ -29,9 +29,10 @@ caller's transaction.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -98,7 +99,7 @@ def create_tables(db: Database) -> None:
     # was half of what a chunk's COMMIT wrote (migration m008)
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_labels_alone_times (received_at REAL PRIMARY KEY,"
-        " n INTEGER NOT NULL)"
+        " n INTEGER NOT NULL) WITHOUT ROWID"
     )
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"
@@ -362,17 +363,33 @@ def predictions_between(conn: sqlite3.Connection, start: float, end: float) -> b
     return bool(row[0])
 
 
+@contextlib.contextmanager
+def _one_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """The reads inside see one state of the database (a read transaction), unless the
+    caller's transaction already gives them one."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
 def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> LabelCounts:
     """Counts over everything stored (within retention): the kept totals and the index range
     of the rows still within the wait (never a scan of a table)."""
     cutoff = now - label_delay_s
-    totals = _totals(conn)
-    pending = conn.execute(
-        "SELECT coalesce(sum(n), 0) FROM mq_labels_alone_times WHERE received_at >= ?", [cutoff]
-    ).fetchone()[0]
-    awaiting = conn.execute(
-        "SELECT count(*) FROM mq_predictions_alone WHERE inference_time >= ?", [cutoff]
-    ).fetchone()[0]
+    with _one_snapshot(conn):  # a commit between two reads would make them disagree
+        totals = _totals(conn)
+        pending = conn.execute(
+            "SELECT coalesce(sum(n), 0) FROM mq_labels_alone_times WHERE received_at >= ?",
+            [cutoff],
+        ).fetchone()[0]
+        awaiting = conn.execute(
+            "SELECT count(*) FROM mq_predictions_alone WHERE inference_time >= ?", [cutoff]
+        ).fetchone()[0]
     labels_alone = totals.get(LABELS_ALONE, 0)
     return LabelCounts(
         matched=totals.get(LABELS, 0) - labels_alone,
@@ -401,10 +418,10 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
     labels_alone = 0
     # the waiting labels have no index by arrival: they are looked for (a scan of the lone
     # ones, not of the joined) only when their counts say that some arrived before ``before``
-    oldest = conn.execute(
-        "SELECT received_at FROM mq_labels_alone_times WHERE n > 0 ORDER BY received_at LIMIT 1"
+    waiting = conn.execute(
+        "SELECT 1 FROM mq_labels_alone_times WHERE received_at < ? AND n > 0 LIMIT 1", [before]
     ).fetchone()
-    if oldest is not None and oldest[0] < before:
+    if waiting is not None:
         labels += conn.execute(
             "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_labels_alone"
             " WHERE received_at < ?)",
@@ -413,7 +430,9 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
         labels_alone = conn.execute(
             "DELETE FROM mq_labels_alone WHERE received_at < ?", [before]
         ).rowcount
-        conn.execute("DELETE FROM mq_labels_alone_times WHERE received_at < ?", [before])
+    # every count before ``before`` is 0 now: the ones joined batches left go too, so the
+    # counts hold at most the arrival moments within the retention
+    conn.execute("DELETE FROM mq_labels_alone_times WHERE received_at < ?", [before])
     conn.execute("DELETE FROM mq_dirty WHERE window_start < ?", [math.floor(before) - 90 * 86400])
     _add_totals(
         conn,

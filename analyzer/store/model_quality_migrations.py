@@ -26,11 +26,11 @@ def count_labels_alone_times(db: Database) -> None:
     """Migration m008: ``mq_labels_alone_times`` from the waiting labels stored, and their
     index by arrival time dropped."""
     create_tables(db)
-    db.execute("DROP INDEX IF EXISTS mq_labels_alone_time")
-    db.execute(
+    db.execute(  # before the index goes: it gives the rows in arrival order
         "INSERT OR REPLACE INTO mq_labels_alone_times"
         " SELECT received_at, count(*) FROM mq_labels_alone GROUP BY received_at"
     )
+    db.execute("DROP INDEX IF EXISTS mq_labels_alone_time")
 
 
 def drop_key_index(db: Database) -> bool:

@@ -4,6 +4,7 @@ follow the joins and the retention afterwards."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -76,5 +77,59 @@ def test_m008_counts_the_waiting_labels_and_the_counts_follow_the_join(tmp_path:
             lambda c: c.execute("SELECT * FROM mq_labels_alone_times ORDER BY 1").fetchall()
         )
         assert times == [(20.0, 1), (30.0, 1)]
+    finally:
+        store.close()
+
+
+def test_the_counts_of_joined_batches_go_with_the_retention(tmp_path: Path) -> None:
+    """A batch of labels all joined leaves a count of 0; retention removes it with the
+    rest before its cutoff, so the counts hold only the arrival moments it keeps."""
+    store = Store(tmp_path / "m.db")
+    store.start()
+    try:
+        for step in range(200):  # labels first, each batch joined by its predictions
+            at = float(step)
+            store.write(lambda db, at=at: add_labels(db, [(f"k{at}", "1")], at, WINDOW))
+            store.write(lambda db, at=at: add_predictions(db, [prediction(f"k{at}", at)], WINDOW))
+        store.write(lambda db: add_labels(db, [("lone", "0")], 150.5, WINDOW))
+        assert store.write(lambda db: prune(db, before=100.0)) == (100, 100)
+        rows = store.read(
+            lambda c: c.execute("SELECT min(received_at), count(*) FROM mq_labels_alone_times")
+        ).fetchone()
+        assert rows == (100.0, 101)  # before: all 201 stayed, 200 of them at 0
+        assert store.read(lambda c: label_counts(c, 200.0, 100.0)) == LabelCounts(
+            matched=100, unmatched=0, pending=1, awaiting=0, unlabeled=0
+        )
+    finally:
+        store.close()
+
+
+def test_the_counts_are_read_in_one_snapshot(tmp_path: Path) -> None:
+    """Labels committed by another connection between two of the counts' reads (injected
+    with SQLite's statement trace) are seen by none of them: no negative count."""
+    store = Store(tmp_path / "m.db")
+    store.start()
+    try:
+        store.write(lambda db: add_labels(db, [("old", "1")], 0.0, WINDOW))
+        reader = sqlite3.connect(tmp_path / "m.db")
+        injected: list[str] = []
+
+        def between(sql: str) -> None:
+            if "mq_labels_alone_times" in sql and not injected:
+                injected.append(sql)
+                store.write(
+                    lambda db: add_labels(db, [(f"new{i}", "1") for i in range(5)], 100.0, WINDOW)
+                )
+
+        reader.set_trace_callback(between)
+        try:
+            seen = label_counts(reader, now=100.0, label_delay_s=50.0)
+        finally:
+            reader.set_trace_callback(None)
+        assert injected  # the write went in between two reads
+        assert seen == LabelCounts(matched=0, unmatched=1, pending=0, awaiting=0, unlabeled=0)
+        after = label_counts(reader, now=100.0, label_delay_s=50.0)
+        assert after == LabelCounts(matched=0, unmatched=1, pending=5, awaiting=0, unlabeled=0)
+        reader.close()
     finally:
         store.close()
