@@ -9,7 +9,8 @@ moment loses or doubles nothing and a restart goes on where the last commit ende
 appended to a file later are read at a later tick. A last line without its newline is read
 only once the file has not changed for :data:`SETTLE_S` (it may still be being written).
 
-A bad line (not a record, a label that ``ground_truth_attribute`` cannot read, longer than
+A bad line (not a record, a label that ``ground_truth_attribute`` cannot read or that the
+problem type cannot count, an eventId over the join key's limit, longer than
 ``analyzer.ground_truth.max_line_bytes``) is counted, logged with its file and line number
 (the first :data:`LOGGED_PER_FILE` of a file) and kept for the status; the rest of the file
 is stored. The folder may be a storage URL (``s3://``, ``gs://``, ``file://``):
@@ -30,9 +31,9 @@ from functools import partial
 from pathlib import Path
 
 from analyzer.ingest.capture_files import TooLarge, read_pieces
-from analyzer.ingest.ground_truth import GroundTruthIntake
+from analyzer.ingest.ground_truth import GroundTruthIntake, read_labels
 from analyzer.ingest.remote_files import CaptureFile, RemoteFile, opener_of
-from analyzer.monitors.model_quality.labels import LabelError, LabelReader
+from analyzer.monitors.model_quality.labels import LabelReader
 from analyzer.store.database import Store
 from analyzer.store.model_quality import prune
 from analyzer.store.model_quality_labels import FileChunk, commit_file_chunk, file_offsets
@@ -80,7 +81,7 @@ class GroundTruthFolder:
         root = quality.ground_truth.dir
         self._root = root if isinstance(root, Path) else None  # a URL: the remote subclass
         self._window_s = quality.window_s
-        self._reader = LabelReader(quality.ground_truth_attribute)
+        self._reader = LabelReader(quality.ground_truth_attribute, quality.problem_type)
         self._limits = config.analyzer.ground_truth
         self._retention_s = config.analyzer.retention_days * 86400
         self._chunk_bytes = max(chunk_bytes, self._limits.max_line_bytes + 1)
@@ -196,14 +197,11 @@ class GroundTruthFolder:
         bad = [(lines + b["line"], b["error"]) for b in intake.bad_lines]
         bad.extend(long_lines)
         chunk.bad_count = intake.bad_count + len(long_lines)
-        reader = self._reader
-        for row, number in zip(intake.rows, intake.row_lines, strict=True):
-            try:
-                chunk.labels.append((row[0], reader(row[3], row[4])))
-            except LabelError as exc:
-                chunk.skipped[exc.reason] += 1
-                chunk.bad_count += 1
-                bad.append((lines + number, f"label: {exc}"))
+        shown = max(limits.max_bad_lines_shown, LOGGED_PER_FILE)
+        read = read_labels(intake.rows, intake.row_lines, self._reader, shown)
+        chunk.labels, chunk.skipped = read.labels, read.skipped
+        chunk.bad_count += read.refused
+        bad.extend((lines + number, error) for number, error in read.bad_lines)
         bad.sort()
-        chunk.bad_lines = bad[: max(limits.max_bad_lines_shown, LOGGED_PER_FILE)]
+        chunk.bad_lines = bad[:shown]
         return chunk

@@ -13,14 +13,15 @@ transaction, so a body is stored whole or not at all. Counters: ``ground_truth:s
 ``ground_truth:bad_lines``, ``ground_truth:long_lines``, ``ground_truth:too_large``.
 
 With ``analyzer.model_quality`` on, the same transaction adds each row's label (read with
-``ground_truth_attribute``) to the model-quality join
-(:func:`analyzer.store.model_quality_labels.store_labels`, which counts them).
+``ground_truth_attribute``, checked against the problem type:
+:func:`analyzer.ingest.ground_truth.read_labels`) to the model-quality join
+(:func:`analyzer.store.model_quality_labels.store_labels`, which counts them); a record whose
+label is refused is a bad line like any other (numbered, counted, not stored).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -28,8 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
-from analyzer.ingest.ground_truth import GroundTruthIntake, Row
-from analyzer.monitors.model_quality.labels import LabelError, LabelReader
+from analyzer.ingest.ground_truth import GroundTruthIntake, read_labels
+from analyzer.monitors.model_quality.labels import LabelReader
 from analyzer.store.database import add_counters
 from analyzer.store.queries import store_ground_truth_body
 from analyzer.web.auth import need_bearer
@@ -83,21 +84,30 @@ async def ground_truth(request: web.Request) -> web.Response:
         raise ApiError(
             400, "the body is empty: send SageMaker ground-truth records, one JSON per line"
         )
-    counts = {
-        "ground_truth:stored": len(intake.rows),
-        "ground_truth:bad_lines": intake.bad_count,
-        "ground_truth:long_lines": intake.long_lines,
-    }
-
+    rows, bad_count, bad_lines = intake.rows, intake.bad_count, intake.bad_lines
     quality = monitor.config.analyzer.model_quality
     labels = None
     if quality is not None:  # CPU per row: on the parsing thread, not the loop
-        attribute = quality.ground_truth_attribute
-        labels = await loop.run_in_executor(parser, _labels, intake.rows, attribute)
+        reader = LabelReader(quality.ground_truth_attribute, quality.problem_type)
+        shown = limits.max_bad_lines_shown
+        read = await loop.run_in_executor(
+            parser, read_labels, intake.rows, intake.row_lines, reader, shown
+        )
+        if read.refused:  # a record whose label is refused is a bad line, not stored
+            rows = [rows[i] for i in read.kept]
+            bad_count += read.refused
+            found = [(b["line"], b["error"]) for b in bad_lines] + read.bad_lines
+            bad_lines = [{"line": n, "error": error} for n, error in sorted(found)[:shown]]
+        labels = (read.labels, read.skipped)
+    counts = {
+        "ground_truth:stored": len(rows),
+        "ground_truth:bad_lines": bad_count,
+        "ground_truth:long_lines": intake.long_lines,
+    }
     await monitor.store.awrite(
         partial(
             store_ground_truth_body,
-            rows=intake.rows,
+            rows=rows,
             counts=counts,
             labels=labels,
             received_at=intake.received_at,
@@ -105,25 +115,12 @@ async def ground_truth(request: web.Request) -> web.Response:
         )
     )
     body: dict[str, Any] = {
-        "stored": len(intake.rows),
+        "stored": len(rows),
         "lines": intake.lines,
-        "bad_line_count": intake.bad_count,
-        "bad_lines": intake.bad_lines,
+        "bad_line_count": bad_count,
+        "bad_lines": bad_lines,
     }
     return json_ok(body)
-
-
-def _labels(rows: list[Row], attribute: str | None) -> tuple[list[tuple[str, str]], Counter[str]]:
-    """The join's ``(key, label)`` of each row, and the rows whose label cannot be read."""
-    reader = LabelReader(attribute)
-    labels: list[tuple[str, str]] = []
-    skipped: Counter[str] = Counter()
-    for row in rows:
-        try:
-            labels.append((row[0], reader(row[3], row[4])))
-        except LabelError as exc:
-            skipped[exc.reason] += 1
-    return labels, skipped
 
 
 async def _parser(app: web.Application) -> AsyncIterator[None]:

@@ -92,6 +92,26 @@ def test_no_labels_yet_is_no_data_and_labels_that_are_not_binary_are_said() -> N
     assert evaluation.state == "no_data" and "not 0/1" in evaluation.section["error"]
 
 
+def test_a_stored_label_the_metrics_cannot_count_is_left_out_not_the_window() -> None:
+    """A label stored before the intake refused such labels ("yes" for a binary classifier)
+    leaves its pair out, counted; the other pairs keep their metrics (before: none had)."""
+    monitor = _monitor()
+    y, p, s = draw(np.random.default_rng(10), 1_000)
+    labels = [str(v) for v in y]
+    labels[3] = "yes"
+    window = ModelQualityWindow(labels, [str(v) for v in p], s, [str(v) for v in p], s, {})
+    evaluation = monitor.evaluate(window, start=0.0, end=60.0)
+    section = evaluation.section
+    assert section["left_out"] == {"not_0_or_1": 1} and "error" not in section
+    assert evaluation.samples == section["samples"] == 999
+    keep = np.arange(1_000) != 3
+    expected = accuracy_score(y[keep], p[keep])
+    assert section["metrics"]["accuracy"]["value"] == pytest.approx(expected, abs=1e-12)
+    assert section["metrics"]["auc"]["value"] == pytest.approx(
+        roc_auc_score(y[keep], s[keep]), abs=1e-9
+    )
+
+
 def test_regression_has_no_estimate_and_says_why() -> None:
     rng = np.random.default_rng(3)
     truth = rng.normal(size=1000)
