@@ -8,9 +8,12 @@ the threads that read SQLite: health and status answer during any intake. Limits
 (``analyzer.ground_truth``): a body over ``max_body_bytes`` is refused with 413 and nothing
 of it is stored (a ``Content-Length`` over the limit is refused before a byte is read); a
 line over ``max_line_bytes`` is skipped as a bad line; only the first
-``max_bad_lines_shown`` bad lines are echoed, all are counted. The rows are stored in one
-transaction, so a body is stored whole or not at all. Counters: ``ground_truth:stored``,
-``ground_truth:bad_lines``, ``ground_truth:long_lines``, ``ground_truth:too_large``.
+``max_bad_lines_shown`` bad lines are echoed, all are counted. A compressed body
+(``Content-Encoding: gzip``, ``deflate``: aiohttp decompresses it as it streams, so the
+limit is on the decompressed bytes) that does not decompress is refused with 400 and nothing
+of it is stored. The rows are stored in one transaction, so a body is stored whole or not at
+all. Counters: ``ground_truth:stored``, ``ground_truth:bad_lines``,
+``ground_truth:long_lines``, ``ground_truth:too_large``, ``ground_truth:bad_body``.
 
 With ``analyzer.model_quality`` on, the same transaction adds each row's label (read with
 ``ground_truth_attribute``, checked against the problem type:
@@ -34,7 +37,7 @@ from analyzer.monitors.model_quality.labels import LabelReader
 from analyzer.store.database import add_counters
 from analyzer.store.queries import store_ground_truth_body
 from analyzer.web.auth import need_bearer
-from analyzer.web.routes import STATE_KEY, ApiError, json_ok
+from analyzer.web.routes import STATE_KEY, ApiError, json_error, json_ok
 
 __all__ = ["PARSER_KEY", "PARSE_BATCH_BYTES", "ground_truth", "setup_intake_routes"]
 
@@ -54,6 +57,15 @@ async def _too_large(request: web.Request, limit: int) -> ApiError:
     )
 
 
+async def _bad_body(request: web.Request, exc: web.RequestPayloadError) -> str:
+    await request.app[STATE_KEY].monitor.store.awrite(
+        lambda db: add_counters(db, {"ground_truth:bad_body": 1})
+    )
+    encoding = request.headers.get("Content-Encoding", "identity")[:40]
+    cause = " ".join(str(exc).split())[:200]
+    return f"the body cannot be read (Content-Encoding: {encoding}): {cause}; nothing was stored"
+
+
 async def ground_truth(request: web.Request) -> web.Response:
     """Store the good lines of a SageMaker ground-truth JSON Lines body; report the bad ones."""
     need_bearer(request)
@@ -70,14 +82,22 @@ async def ground_truth(request: web.Request) -> web.Response:
     parser = request.app[PARSER_KEY]
     received = 0
     batch = bytearray()
-    async for chunk in request.content.iter_chunked(_READ_BYTES):
-        received += len(chunk)
-        if received > limits.max_body_bytes:
-            raise await _too_large(request, limits.max_body_bytes)
-        batch += chunk
-        if len(batch) >= PARSE_BATCH_BYTES:
-            await loop.run_in_executor(parser, intake.feed, bytes(batch))
-            batch.clear()
+    try:
+        async for chunk in request.content.iter_chunked(_READ_BYTES):
+            received += len(chunk)
+            if received > limits.max_body_bytes:
+                raise await _too_large(request, limits.max_body_bytes)
+            batch += chunk
+            if len(batch) >= PARSE_BATCH_BYTES:
+                await loop.run_in_executor(parser, intake.feed, bytes(batch))
+                batch.clear()
+    except web.RequestPayloadError as exc:  # e.g. a gzip body that does not decompress
+        response = json_error(400, await _bad_body(request, exc))
+        # the rest of the body cannot be read: no lingering read of it (aiohttp would log its
+        # error as unhandled), and the connection closes after the answer
+        request.content.feed_eof()
+        response.force_close()
+        return response
     await loop.run_in_executor(parser, intake.feed, bytes(batch))
     intake.finish()
     if not intake.rows and not intake.bad_count:

@@ -98,6 +98,7 @@ class StatusCollector(Collector):
             ("bad_lines", "Ground-truth lines refused as bad"),
             ("long_lines", "Ground-truth lines over analyzer.ground_truth.max_line_bytes"),
             ("too_large", "Ground-truth bodies over analyzer.ground_truth.max_body_bytes (413)"),
+            ("bad_body", "Ground-truth bodies that do not decode as their Content-Encoding (400)"),
             ("source_errors", "Failed listings or reads of a remote ground-truth folder (retried)"),
         ):
             yield CounterMetricFamily(

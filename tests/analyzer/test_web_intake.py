@@ -4,7 +4,10 @@ long lines skipped, and health answering while a body is being parsed."""
 from __future__ import annotations
 
 import asyncio
+import gzip
+import logging
 import threading
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -161,3 +164,43 @@ def test_the_intake_matches_the_whole_body_parse_for_any_split() -> None:
             intake.feed(body[start : start + size])
         intake.finish()
         assert (intake.rows, intake.bad_lines) == (rows, bad), size
+
+
+async def test_a_compressed_body_is_bounded_decompressed_and_one_that_does_not_decode_is_400(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """gzip and deflate bodies are taken; a bomb (50 KB that inflates to 50 MB) is refused
+    at max_body_bytes of decompressed bytes, as it streams; a body that does not decompress
+    is a 400 saying so, counted (before: a 500 "the analyzer failed" and a traceback)."""
+    body = b"".join(record(f"z-{i}") + b"\n" for i in range(100))
+    for encoding, packed in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        response = await client.post(
+            "/monitor/ground-truth", data=packed, headers={"Content-Encoding": encoding}
+        )
+        assert response.status == 200 and (await response.json())["stored"] == 100
+    bomb = gzip.compress(b"\n" * (50 * 1024 * 1024))
+    assert len(bomb) < MAX_BODY
+    response = await client.post(
+        "/monitor/ground-truth", data=bomb, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status == 413 and "max_body_bytes" in (await response.json())["error"]
+    garbage = gzip.compress(record("cut") + b"\n")[:12] + b"not deflate data at all"
+
+    async def slowly() -> AsyncIterator[bytes]:  # the rest arrives after the error
+        yield garbage
+        for _ in range(20):
+            yield b"x" * 1000
+
+    for data in (garbage, slowly()):
+        response = await client.post(
+            "/monitor/ground-truth", data=data, headers={"Content-Encoding": "gzip"}
+        )
+        error = (await response.json())["error"]
+        assert response.status == 400 and "Content-Encoding: gzip" in error, error
+        assert "nothing was stored" in error
+    assert len(stored(client)) == 200
+    found = counters(client)
+    assert found["ground_truth:bad_body"] == 2 and found["ground_truth:too_large"] == 1
+    metrics = await (await client.get("/monitor/metrics")).text()  # the service goes on
+    assert "modelmon_ground_truth_bad_body_total 2.0" in metrics
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
