@@ -13,7 +13,10 @@ A bad line (not a record, a label that ``ground_truth_attribute`` cannot read or
 problem type cannot count, an eventId over the join key's limit, longer than
 ``analyzer.ground_truth.max_line_bytes``) is counted, logged with its file and line number
 (the first :data:`LOGGED_PER_FILE` of a file) and kept for the status; the rest of the file
-is stored. The folder may be a storage URL (``s3://``, ``gs://``, ``file://``):
+is stored. An entry of the layout that is no regular file (a directory named ``*.jsonl``, a
+symlink loop or a symlink to nothing) is skipped, logged and counted once
+(``model_quality:ground_truth_not_files``), and looked at again at every tick. The folder
+may be a storage URL (``s3://``, ``gs://``, ``file://``):
 :class:`~analyzer.ingest.remote_ground_truth.RemoteGroundTruthFolder` lists it by prefix and
 reads each object with the same chunks and commits. Each tick also applies the retention
 (``analyzer.retention_days``) to the join, and forgets the read state of files gone from disk
@@ -34,7 +37,7 @@ from analyzer.ingest.capture_files import TooLarge, read_pieces
 from analyzer.ingest.ground_truth import GroundTruthIntake, read_labels
 from analyzer.ingest.remote_files import CaptureFile, RemoteFile, opener_of
 from analyzer.monitors.model_quality.labels import LabelReader
-from analyzer.store.database import Store
+from analyzer.store.database import Store, add_counters
 from analyzer.store.model_quality import prune
 from analyzer.store.model_quality_labels import FileChunk, commit_file_chunk, file_offsets
 from analyzer.store.retention import forget_label_files
@@ -47,6 +50,8 @@ log = logging.getLogger("modelmon.analyzer.ground_truth")
 CHUNK_BYTES = 4 * 1024 * 1024
 SETTLE_S = 60.0
 LOGGED_PER_FILE = 10
+MAX_NOT_FILES = 10_000  # entries that are no regular file, reported once each
+NOT_FILES = "model_quality:ground_truth_not_files"
 _PATTERN = "[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]/[0-9][0-9]/*.jsonl"
 
 
@@ -86,6 +91,7 @@ class GroundTruthFolder:
         self._retention_s = config.analyzer.retention_days * 86400
         self._chunk_bytes = max(chunk_bytes, self._limits.max_line_bytes + 1)
         self._clock = clock
+        self._not_files: set[str] = set()
         self._too_long = (
             f"longer than {self._limits.max_line_bytes} bytes "
             "(analyzer.ground_truth.max_line_bytes); skipped"
@@ -103,6 +109,9 @@ class GroundTruthFolder:
             known = self._store.read(file_offsets) if files else {}
             for path in files:
                 rel = path.relative_to(self._root).as_posix()
+                if not path.is_file():  # a directory named *.jsonl, a symlink loop or to nothing
+                    self._not_a_file(rel)
+                    continue
                 offset, lines = known.get(rel, (0, 0))
                 try:
                     if path.stat().st_size > offset:
@@ -119,6 +128,16 @@ class GroundTruthFolder:
                 lambda db: forget_label_files(db, oldest, before)
             )
         return stats
+
+    def _not_a_file(self, rel: str) -> None:
+        """Say once (per process, for the first :data:`MAX_NOT_FILES` of them) that an entry
+        of the layout is no regular file; it is looked at again every tick, unread."""
+        if rel in self._not_files or len(self._not_files) >= MAX_NOT_FILES:
+            return
+        self._not_files.add(rel)
+        log.warning("%s: not a regular file (a directory, a symlink loop or to nothing); "
+                    "skipped", rel)  # fmt: skip
+        self._store.write(lambda db: add_counters(db, {NOT_FILES: 1}))
 
     def _read_file(
         self, path: CaptureFile, rel: str, offset: int, lines: int, stats: FolderStats

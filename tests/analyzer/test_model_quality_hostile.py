@@ -97,6 +97,10 @@ async def test_a_label_a_binary_classifier_cannot_count_is_a_numbered_bad_line(
     found = await counters(client)
     assert found["model_quality:bad_labels:bad_label"] == len(bad)
     assert found["model_quality:labels"] == len(good)
+    metrics = await (await client.get("/monitor/metrics")).text()  # before: not exposed
+    assert f'modelmon_model_quality_events_total{{event="bad_labels:bad_label"}} {len(bad)}.0' in (
+        metrics
+    )
     section = doc["monitors"]["model_quality"]
     assert "error" not in section and "left_out" not in section
     assert section["samples"] == len(good)
@@ -187,3 +191,34 @@ async def test_a_window_of_more_classes_than_the_limit_is_bounded(
     assert "&lt;c0&gt;" in html and "<c0>" not in html
     metrics = await (await client.get("/monitor/metrics")).text()
     assert "<c" not in metrics  # classes are no Prometheus label
+
+
+async def test_entries_of_the_folder_that_are_no_file_are_said_once_and_counted(
+    aiohttp_client: Client, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A directory named like a label file, a symlink loop and a symlink to nothing: before,
+    an ERROR (or a warning) at every tick for each, forever, and no counter."""
+    config = make_config(tmp_path, None, model_quality=quality())
+    folder = tmp_path / "ground_truth"
+    good = write_labels(folder, T0, [label("a")], "good.jsonl")
+    (good.parent / "dir.jsonl").mkdir()
+    (good.parent / "loop.jsonl").symlink_to(good.parent / "loop.jsonl")
+    (good.parent / "dangling.jsonl").symlink_to(good.parent / "nowhere")
+    (good.parent / "empty.jsonl").write_bytes(b"")
+    clock = Clock(T0 + timedelta(minutes=10))
+    client = await start(aiohttp_client, config, clock)
+    with caplog.at_level(logging.INFO, logger="modelmon.analyzer.ground_truth"):
+        for _ in range(3):
+            await monitor_of(client.app).tick()
+            clock.now += 60
+    said = [r.getMessage() for r in caplog.records if r.name == "modelmon.analyzer.ground_truth"]
+    assert sorted(m.split(":")[0] for m in said) == [
+        "2026/11/27/07/dangling.jsonl",
+        "2026/11/27/07/dir.jsonl",
+        "2026/11/27/07/loop.jsonl",
+    ]
+    assert all("not a regular file" in m for m in said)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    found = await counters(client)
+    assert found["model_quality:ground_truth_not_files"] == 3
+    assert found["model_quality:labels"] == 1 and found["model_quality:ground_truth_files"] == 1
