@@ -13,7 +13,8 @@ line over ``max_line_bytes`` is skipped as a bad line; only the first
 limit is on the decompressed bytes) that does not decompress is refused with 400 and nothing
 of it is stored. The rows are stored in one transaction, so a body is stored whole or not at
 all. Counters: ``ground_truth:stored``, ``ground_truth:bad_lines``,
-``ground_truth:long_lines``, ``ground_truth:too_large``, ``ground_truth:bad_body``.
+``ground_truth:long_lines``, ``ground_truth:too_large``, ``ground_truth:bad_body``,
+``ground_truth:slow_body`` (a body that paused over ``body_idle_timeout_s``: 408).
 
 With ``analyzer.model_quality`` on, the same transaction adds each row's label (read with
 ``ground_truth_attribute``, checked against the problem type:
@@ -57,13 +58,30 @@ async def _too_large(request: web.Request, limit: int) -> ApiError:
     )
 
 
-async def _bad_body(request: web.Request, exc: web.RequestPayloadError) -> str:
+async def _refused(request: web.Request, status: int, counter: str, message: str) -> web.Response:
+    """Count and answer a body whose rest cannot be read; the connection closes after the
+    answer, and aiohttp does not linger reading the rest (it would log that read's error as
+    unhandled, or wait on a client that sends nothing)."""
     await request.app[STATE_KEY].monitor.store.awrite(
-        lambda db: add_counters(db, {"ground_truth:bad_body": 1})
+        lambda db: add_counters(db, {f"ground_truth:{counter}": 1})
     )
+    request.content.feed_eof()
+    response = json_error(status, message)
+    response.force_close()
+    return response
+
+
+def _undecodable(request: web.Request, exc: web.RequestPayloadError) -> str:
     encoding = request.headers.get("Content-Encoding", "identity")[:40]
     cause = " ".join(str(exc).split())[:200]
     return f"the body cannot be read (Content-Encoding: {encoding}): {cause}; nothing was stored"
+
+
+def _slow(idle_s: float) -> str:
+    return (
+        f"the body paused for more than {idle_s:g} s (analyzer.ground_truth.body_idle_timeout_s);"
+        " nothing was stored: send it without pauses"
+    )
 
 
 async def ground_truth(request: web.Request) -> web.Response:
@@ -82,8 +100,16 @@ async def ground_truth(request: web.Request) -> web.Response:
     parser = request.app[PARSER_KEY]
     received = 0
     batch = bytearray()
+    chunks = aiter(request.content.iter_chunked(_READ_BYTES))
     try:
-        async for chunk in request.content.iter_chunked(_READ_BYTES):
+        while True:
+            try:
+                async with asyncio.timeout(limits.body_idle_timeout_s):
+                    chunk = await anext(chunks, b"")
+            except TimeoutError:
+                return await _refused(request, 408, "slow_body", _slow(limits.body_idle_timeout_s))
+            if not chunk:
+                break
             received += len(chunk)
             if received > limits.max_body_bytes:
                 raise await _too_large(request, limits.max_body_bytes)
@@ -92,12 +118,7 @@ async def ground_truth(request: web.Request) -> web.Response:
                 await loop.run_in_executor(parser, intake.feed, bytes(batch))
                 batch.clear()
     except web.RequestPayloadError as exc:  # e.g. a gzip body that does not decompress
-        response = json_error(400, await _bad_body(request, exc))
-        # the rest of the body cannot be read: no lingering read of it (aiohttp would log its
-        # error as unhandled), and the connection closes after the answer
-        request.content.feed_eof()
-        response.force_close()
-        return response
+        return await _refused(request, 400, "bad_body", _undecodable(request, exc))
     await loop.run_in_executor(parser, intake.feed, bytes(batch))
     intake.finish()
     if not intake.rows and not intake.bad_count:

@@ -118,6 +118,7 @@ class StatusCollector(Collector):
             ("long_lines", "Ground-truth lines over analyzer.ground_truth.max_line_bytes"),
             ("too_large", "Ground-truth bodies over analyzer.ground_truth.max_body_bytes (413)"),
             ("bad_body", "Ground-truth bodies that do not decode as their Content-Encoding (400)"),
+            ("slow_body", "Ground-truth bodies that paused over body_idle_timeout_s (408)"),
             ("source_errors", "Failed listings or reads of a remote ground-truth folder (retried)"),
         ):
             yield CounterMetricFamily(

@@ -204,3 +204,39 @@ async def test_a_compressed_body_is_bounded_decompressed_and_one_that_does_not_d
     metrics = await (await client.get("/monitor/metrics")).text()  # the service goes on
     assert "modelmon_ground_truth_bad_body_total 2.0" in metrics
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_body_that_pauses_past_the_idle_limit_is_408_and_nothing_is_stored(
+    aiohttp_client: Client, tmp_path: Path
+) -> None:
+    """A client that sends part of a body and then nothing (a slow-loris POST straight to
+    the analyzer, which has no proxy in front of it to time it out): before, the handler
+    waited forever on it; now a 408 after body_idle_timeout_s, the connection closed. A body
+    sent one byte at a time within the limit is taken."""
+    config = make_config(tmp_path, None, ground_truth={"body_idle_timeout_s": 1.0})
+    client = await aiohttp_client(create_app(config, clock=Clock(T0), run_loop=False))
+    assert client.server.host is not None and client.server.port is not None
+    host, port = client.server.host, client.server.port
+    body = record("slow") + b"\n"
+    head = b"POST /monitor/ground-truth HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(head % len(body) + body[:10])  # and then nothing
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 20)  # until the server closes
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    assert b"body_idle_timeout_s" in answer and b"nothing was stored" in answer
+
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(head % len(body))
+    for byte in body:  # each byte well within the limit
+        writer.write(bytes([byte]))
+        await writer.drain()
+    answer = await asyncio.wait_for(reader.readuntil(b"}"), 20)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200") and b'"stored":1' in answer, answer
+    assert stored(client) == ["slow"]
+    assert counters(client)["ground_truth:slow_body"] == 1
+    metrics = await (await client.get("/monitor/metrics")).text()
+    assert "modelmon_ground_truth_slow_body_total 1.0" in metrics
