@@ -225,15 +225,18 @@ def read_labels(
 ) -> Labels:
     """Each row's ``(key, label)`` for the join (the key is its ``eventId``), read with
     ``reader`` (``ground_truth_attribute``, the problem type); a row whose label is refused,
-    or whose key is over ``MAX_KEY`` characters (no capture can have it: the capture's
-    side refuses it as ``key_too_long``), is counted by reason and listed with its line
+    or whose key no capture can have (over ``MAX_KEY`` characters: ``key_too_long``;
+    empty, or holding a NUL: ``bad_key``), is counted by reason and listed with its line
     number from ``lines`` (the first ``max_shown`` of them; all are counted in ``refused``).
     Blocking CPU work: call it from a thread."""
     out = Labels()
     for index, (row, number) in enumerate(zip(rows, lines, strict=True)):
         try:
-            if len(row[0]) > MAX_KEY:
+            key = row[0]
+            if len(key) > MAX_KEY:
                 raise LabelError("key_too_long", f"an eventId over {MAX_KEY} characters")
+            if not key or "\x00" in key:  # the capture's side refuses both (see predictions)
+                raise LabelError("bad_key", "an empty eventId, or one holding a NUL character")
             out.labels.append((row[0], reader(row[3], row[4])))
         except LabelError as exc:
             out.skipped[exc.reason] += 1

@@ -7,6 +7,7 @@ small."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -21,12 +22,14 @@ from analyzer.decoding.envelope import MAX_KEY
 from analyzer.monitors.model_quality.monitor import OTHER, STATUS_MAX_CLASSES
 from analyzer.monitors.model_quality.records import MAX_CLASSES
 from analyzer.service.app import monitor_of
+from analyzer.store.model_quality import LabelCounts
 from analyzer.store.model_quality_labels import bad_label_lines
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import ModelmonConfig
 from tests.analyzer.service_helpers import T0, Clock, make_config, write_capture_file
 from tests.analyzer.test_model_quality_join import (
     Client,
+    capture,
     counters,
     label,
     post,
@@ -222,3 +225,32 @@ async def test_entries_of_the_folder_that_are_no_file_are_said_once_and_counted(
     found = await counters(client)
     assert found["model_quality:ground_truth_not_files"] == 3
     assert found["model_quality:labels"] == 1 and found["model_quality:ground_truth_files"] == 1
+
+
+async def test_join_keys_with_a_nul_or_empty_are_refused_on_both_sides(
+    aiohttp_client: Client, tmp_path: Path
+) -> None:
+    """SQLite's json_each cuts a text at a NUL: before, a capture keyed "a\\0b" whose label
+    came first was lost (not stored, not counted), its label stayed pending for ever under
+    the key "a", and a prediction "a\\0c" never met its label. Unicode keys join as they are."""
+    config = make_config(tmp_path, None, model_quality=quality())
+    client = await start(aiohttp_client, config, Clock(NOW))
+    monitor = monitor_of(client.app)
+    good = ["\u00e9\U0001f600", "\u2028", " x ", "0", "k" * MAX_KEY]
+    nul = ["a\x00b", "a\x00c"]
+    answer = await post(client, [label(k) for k in [*good[:2], nul[0], ""]])
+    assert [b["line"] for b in answer["bad_lines"]] == [3, 4]
+    assert all(b["error"].startswith("label: bad_key") for b in answer["bad_lines"])
+    write_capture_file(config.capture.dir, capture([*good, *nul], T0), T0)
+    await monitor.tick()
+    answer = await post(client, [label(k) for k in [*good[2:], nul[1]]])
+    assert [b["line"] for b in answer["bad_lines"]] == [4]
+    found = await counters(client)
+    assert found["model_quality:predictions"] == len(good)
+    assert found["model_quality:skipped:key_with_nul"] == len(nul)
+    assert found["model_quality:bad_labels:bad_key"] == 3
+    joined = monitor.model_quality_join
+    assert joined is not None
+    assert await asyncio.to_thread(joined.label_counts, NOW.timestamp()) == LabelCounts(
+        len(good), 0, 0, 0, 0
+    )
