@@ -15,7 +15,9 @@ problem type cannot count, an eventId over the join key's limit, longer than
 (the first :data:`LOGGED_PER_FILE` of a file) and kept for the status; the rest of the file
 is stored. An entry of the layout that is no regular file (a directory named ``*.jsonl``, a
 symlink loop or a symlink to nothing) is skipped, logged and counted once
-(``model_quality:ground_truth_not_files``), and looked at again at every tick. The folder
+(``model_quality:ground_truth_not_files``), and looked at again at every tick; so is a file
+now shorter than what was read of it (rewritten: ``model_quality:ground_truth_shrunk_files``;
+its lines are not read again). The folder
 may be a storage URL (``s3://``, ``gs://``, ``file://``):
 :class:`~analyzer.ingest.remote_ground_truth.RemoteGroundTruthFolder` lists it by prefix and
 reads each object with the same chunks and commits. Each tick also applies the retention
@@ -50,8 +52,14 @@ log = logging.getLogger("modelmon.analyzer.ground_truth")
 CHUNK_BYTES = 4 * 1024 * 1024
 SETTLE_S = 60.0
 LOGGED_PER_FILE = 10
-MAX_NOT_FILES = 10_000  # entries that are no regular file, reported once each
+MAX_SAID = 10_000  # entries that cannot be read, each logged and counted once
 NOT_FILES = "model_quality:ground_truth_not_files"
+SHRUNK = "model_quality:ground_truth_shrunk_files"
+_NOT_A_FILE = "not a regular file (a directory, a symlink loop or to nothing); skipped"
+_SHRUNK = (
+    "now {size} bytes, shorter than the {offset} already read: rewritten? Its lines are not "
+    "read again (a file is read once; write new labels to a new file)"
+)
 _PATTERN = "[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]/[0-9][0-9]/*.jsonl"
 
 
@@ -91,7 +99,7 @@ class GroundTruthFolder:
         self._retention_s = config.analyzer.retention_days * 86400
         self._chunk_bytes = max(chunk_bytes, self._limits.max_line_bytes + 1)
         self._clock = clock
-        self._not_files: set[str] = set()
+        self._said: set[tuple[str, str]] = set()
         self._too_long = (
             f"longer than {self._limits.max_line_bytes} bytes "
             "(analyzer.ground_truth.max_line_bytes); skipped"
@@ -110,12 +118,15 @@ class GroundTruthFolder:
             for path in files:
                 rel = path.relative_to(self._root).as_posix()
                 if not path.is_file():  # a directory named *.jsonl, a symlink loop or to nothing
-                    self._not_a_file(rel)
+                    self._say_once(rel, NOT_FILES, _NOT_A_FILE)
                     continue
                 offset, lines = known.get(rel, (0, 0))
                 try:
-                    if path.stat().st_size > offset:
+                    size = path.stat().st_size
+                    if size > offset:
                         self._read_file(path, rel, offset, lines, stats)
+                    elif size < offset:  # rewritten shorter: its new lines are never read
+                        self._say_once(rel, SHRUNK, _SHRUNK.format(offset=offset, size=size))
                 except FileNotFoundError:
                     log.warning("%s: removed before it was read; skipped", rel)
                 except OSError as exc:
@@ -129,15 +140,15 @@ class GroundTruthFolder:
             )
         return stats
 
-    def _not_a_file(self, rel: str) -> None:
-        """Say once (per process, for the first :data:`MAX_NOT_FILES` of them) that an entry
-        of the layout is no regular file; it is looked at again every tick, unread."""
-        if rel in self._not_files or len(self._not_files) >= MAX_NOT_FILES:
+    def _say_once(self, rel: str, counter: str, what: str) -> None:
+        """Log and count once (per process, for the first :data:`MAX_SAID` entries) an entry
+        of the layout that cannot be read; it is looked at again every tick."""
+        said = (rel, counter)
+        if said in self._said or len(self._said) >= MAX_SAID:
             return
-        self._not_files.add(rel)
-        log.warning("%s: not a regular file (a directory, a symlink loop or to nothing); "
-                    "skipped", rel)  # fmt: skip
-        self._store.write(lambda db: add_counters(db, {NOT_FILES: 1}))
+        self._said.add(said)
+        log.warning("%s: %s", rel, what)
+        self._store.write(lambda db: add_counters(db, {counter: 1}))
 
     def _read_file(
         self, path: CaptureFile, rel: str, offset: int, lines: int, stats: FolderStats

@@ -226,6 +226,15 @@ async def test_entries_of_the_folder_that_are_no_file_are_said_once_and_counted(
     assert found["model_quality:ground_truth_not_files"] == 3
     assert found["model_quality:labels"] == 1 and found["model_quality:ground_truth_files"] == 1
 
+    good.write_bytes(label("b")[:10])  # rewritten shorter: before, silently never read again
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="modelmon.analyzer.ground_truth"):
+        for _ in range(2):
+            await monitor_of(client.app).tick()
+    said = [r.getMessage() for r in caplog.records if r.name == "modelmon.analyzer.ground_truth"]
+    assert len(said) == 1 and said[0].startswith("2026/11/27/07/good.jsonl: now 10 bytes")
+    assert (await counters(client))["model_quality:ground_truth_shrunk_files"] == 1
+
 
 async def test_join_keys_with_a_nul_or_empty_are_refused_on_both_sides(
     aiohttp_client: Client, tmp_path: Path
