@@ -11,11 +11,13 @@ before the labels arrive (:mod:`.estimate`) and fills ``monitors.model_quality``
 ``labels`` (``matched``, ``unmatched``, ``pending``, …), ``metrics.{name}`` (``value``,
 ``standard_deviation``, ``threshold``, ``comparison_operator``, ``margin``, ``state``),
 ``estimated.{name}`` (``value``, ``low``, ``high``) with ``estimate`` saying whether it can
-be trusted, ``confusion_matrix`` (at most :data:`STATUS_MAX_CLASSES` classes: past that,
-the others summed in ``(other)`` and ``confusion_matrix_classes`` says how many there are),
-``violations`` and ``baseline``. Pairs the metrics cannot count (a label stored before the
-intake refused such labels; a multiclass window of more than ``MAX_CLASSES`` classes, whose
-rarest classes are left out) are counted in ``left_out`` by reason, never the whole window.
+be trusted, ``confusion_matrix`` (at most :data:`STATUS_MAX_CLASSES` classes, and no
+more than fit in :data:`STATUS_MATRIX_BYTES` of JSON: past that, the others summed in
+``(other)`` and ``confusion_matrix_classes`` says how many there are), ``violations`` and
+``baseline``. Pairs the metrics cannot count (a label stored before the intake refused such
+labels; a multiclass window's classes past the ``MAX_CLASSES`` most frequent, or past those
+whose matrix fits in :data:`MAX_MATRIX_BYTES` of JSON) are counted in ``left_out`` by
+reason, never the whole window.
 
 Gauges are named like SageMaker's CloudWatch model-quality metrics (the metric's own name,
 ``auc``, ``f1``, ``rmse`` …), with ``{name}_standard_deviation``, ``{name}_threshold`` and
@@ -45,7 +47,15 @@ from analyzer.monitors.model_quality.estimate import (
 from analyzer.monitors.model_quality.evaluate import Baseline, WindowResult, evaluate_window
 from analyzer.monitors.model_quality.records import MAX_CLASSES
 
-__all__ = ["NAME", "OTHER", "STATUS_MAX_CLASSES", "ModelQuality", "ModelQualityWindow"]
+__all__ = [
+    "MAX_MATRIX_BYTES",
+    "NAME",
+    "OTHER",
+    "STATUS_MATRIX_BYTES",
+    "STATUS_MAX_CLASSES",
+    "ModelQuality",
+    "ModelQualityWindow",
+]
 
 NAME = "model_quality"
 FloatArray = npt.NDArray[np.float64]
@@ -54,7 +64,10 @@ IntArray = npt.NDArray[np.int64]
 _NOT_SCALAR = ("confusion_matrix", "receiver_operating_characteristic_curve")
 # the status's confusion matrix: at most this many classes, the rest summed in OTHER
 STATUS_MAX_CLASSES = 50
+STATUS_MATRIX_BYTES = 256 * 1024  # and no more than fit in this much JSON
 OTHER = "(other)"
+# a window's confusion matrix (statistics.json): no more classes than fit in this much JSON
+MAX_MATRIX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -116,11 +129,14 @@ def _class_codes(
     labels: Sequence[str], predictions: Sequence[str]
 ) -> tuple[IntArray, IntArray, list[str]]:
     """Labels and predictions as codes into the class names, ``-1`` for a class past the
-    ``MAX_CLASSES`` most frequent of the window (labels and predictions counted together;
-    ties by name), so the confusion matrix stays at most ``MAX_CLASSES``² cells."""
+    most frequent of the window (labels and predictions counted together; ties by name)
+    that the confusion matrix holds: at most ``MAX_CLASSES``, and no more than keep the
+    matrix as JSON (each of k rows names the k classes) within :data:`MAX_MATRIX_BYTES`
+    (1,000 classes of 1,024-character names would be a 1 GB ``statistics.json``)."""
     seen = Counter(labels)
     seen.update(predictions)
     names = sorted(seen, key=lambda name: (-seen[name], name))[:MAX_CLASSES]
+    names = names[: _fitting(names, MAX_MATRIX_BYTES)]
     code = {name: i for i, name in enumerate(names)}
 
     def codes(values: Sequence[str]) -> IntArray:
@@ -129,11 +145,25 @@ def _class_codes(
     return codes(labels), codes(predictions), names
 
 
+def _fitting(names: Sequence[str], budget: int) -> int:
+    """How many of ``names`` (in order) a confusion matrix can hold within ``budget`` bytes
+    of JSON: k rows, each naming the k classes with a count (6 bytes of quotes, colon,
+    comma and a one-digit count a cell, most are 0), so about k × (Σ len(name) + 6 k)."""
+    total = 0
+    for k, name in enumerate(names, 1):
+        total += len(name.encode()) + 6
+        if k * total > budget:
+            return k - 1
+    return len(names)
+
+
 def _folded(matrix: Mapping[str, Mapping[str, int]]) -> Mapping[str, Mapping[str, int]]:
     """The confusion matrix of the status: as it is up to ``STATUS_MAX_CLASSES`` classes;
     past that, the ``STATUS_MAX_CLASSES - 1`` classes of most pairs (as actual or predicted,
     ties by name) and the rest summed in ``OTHER`` (the report files keep the whole one)."""
-    if len(matrix) <= STATUS_MAX_CLASSES:
+    if len(matrix) <= STATUS_MAX_CLASSES and _fitting(list(matrix), STATUS_MATRIX_BYTES) == len(
+        matrix
+    ):
         return matrix
     support: Counter[str] = Counter()
     for actual, row in matrix.items():
@@ -141,6 +171,7 @@ def _folded(matrix: Mapping[str, Mapping[str, int]]) -> Mapping[str, Mapping[str
             support[actual] += n
             support[predicted] += n
     kept = sorted(matrix, key=lambda name: (-support[name], name))[: STATUS_MAX_CLASSES - 1]
+    kept = kept[: max(1, _fitting([*kept, OTHER], STATUS_MATRIX_BYTES) - 1)]
     shown = set(kept)
     names = [*sorted(kept), OTHER]
     out = {actual: dict.fromkeys(names, 0) for actual in names}
@@ -154,7 +185,7 @@ def _folded(matrix: Mapping[str, Mapping[str, int]]) -> Mapping[str, Mapping[str
 _WHY = {
     "not_0_or_1": "a label or prediction is not 0/1",
     "not_a_finite_number": "a label or prediction is not a finite number",
-    "over_max_classes": f"a class is past the {MAX_CLASSES} most frequent",
+    "over_max_classes": f"a class is past the most frequent that fit (at most {MAX_CLASSES})",
 }
 
 
@@ -314,8 +345,8 @@ class ModelQuality:
             }
         if result is not None and "confusion_matrix" in result.metrics:
             matrix = result.metrics["confusion_matrix"]
-            section["confusion_matrix"] = _folded(matrix)
-            if len(matrix) > STATUS_MAX_CLASSES:
+            section["confusion_matrix"] = folded = _folded(matrix)
+            if folded is not matrix:
                 section["confusion_matrix_classes"] = len(matrix)
         for name, estimate in estimates.items():
             realized = section["metrics"].get(name, {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, roc_auc_score
 
@@ -10,7 +11,13 @@ from analyzer.monitors.contract import Evaluation
 from analyzer.monitors.model_quality.documents import parse_constraints, suggest_constraints
 from analyzer.monitors.model_quality.estimate import fit_calibrator
 from analyzer.monitors.model_quality.evaluate import baseline_from_statistics, evaluate_window
-from analyzer.monitors.model_quality.monitor import ModelQuality, ModelQualityWindow
+from analyzer.monitors.model_quality.monitor import (
+    MAX_MATRIX_BYTES,
+    OTHER,
+    STATUS_MATRIX_BYTES,
+    ModelQuality,
+    ModelQualityWindow,
+)
 from analyzer.monitors.registry import section_gauges
 from tests.analyzer.monitors.model_quality.test_verdict import BINARY, draw
 
@@ -192,3 +199,27 @@ def test_binary_labels_given_as_texts_are_read_as_the_numbers() -> None:
     numbers, texts = result(y, p), result([str(v) for v in y], [str(v) for v in p])
     assert texts == numbers
     assert numbers.decisions["auc"].margin > 0  # type: ignore[attr-defined]
+
+
+def test_a_multiclass_window_of_long_class_names_keeps_its_matrix_within_its_bytes() -> None:
+    """200 classes named with 1,024 characters each: before, a 41 MB confusion matrix in
+    statistics.json and 2.6 MB in every status (1,000 such classes: 1 GB an hour); now the
+    classes of most pairs whose matrix fits in MAX_MATRIX_BYTES, the rest left out and
+    counted, and the status's matrix within STATUS_MATRIX_BYTES."""
+    names = [f"{i:04d}" + "x" * 1020 for i in range(200)]
+    labels = names + names[:50]  # the first 50 classes have three pairs, the others one
+    monitor = ModelQuality("MulticlassClassification", None, None, {}, min_labels=1,
+                           false_alarm_rate=0.01)  # fmt: skip
+    window = ModelQualityWindow(labels, list(labels), np.zeros(len(labels)))
+    evaluation = monitor.evaluate(window, start=0.0, end=60.0)
+    kept = evaluation.documents["statistics.json"]["multiclass_classification_metrics"]
+    matrix = kept["confusion_matrix"]
+    assert 100 < len(matrix) < 200 and set(names[:50]) <= set(matrix)
+    assert len(orjson.dumps(matrix)) <= MAX_MATRIX_BYTES
+    section = evaluation.section
+    assert section["left_out"] == {"over_max_classes": 200 - len(matrix)}
+    assert section["samples"] == len(labels) - (200 - len(matrix))
+    assert section["metrics"]["accuracy"]["value"] == 1.0
+    assert len(orjson.dumps(section["confusion_matrix"])) <= STATUS_MATRIX_BYTES
+    assert OTHER in section["confusion_matrix"]
+    assert section["confusion_matrix_classes"] == len(matrix)
