@@ -250,6 +250,8 @@ class GroundTruthConfig(_Model):
     max_body_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 16 * 1024 * 1024
     max_line_bytes: Annotated[int, Field(ge=256, le=16 * 1024**2)] = 64 * 1024
     max_bad_lines_shown: Annotated[int, Field(ge=0, le=10_000)] = 100
+    # a body that pauses longer than this between two pieces is refused (408, nothing stored)
+    body_idle_timeout_s: Annotated[float, Field(ge=0.01, le=3600)] = 30.0
 
 
 class DaskConfig(_Model):

@@ -22,13 +22,18 @@ Examples
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from analyzer.decoding.envelope import MAX_KEY
+from analyzer.monitors.model_quality.labels import LabelError, LabelReader
 from analyzer.store.ground_truth import Row
 
-__all__ = ["GroundTruthIntake", "Row", "parse_ground_truth"]
+__all__ = ["GroundTruthIntake", "Labels", "Row", "parse_ground_truth", "read_labels"]
 
 ENCODINGS = ("CSV", "JSON", "BASE64")
 _SPACE = b" \t\r"
@@ -202,3 +207,42 @@ def parse_ground_truth(
     intake.feed(body)
     intake.finish()
     return intake.rows, intake.bad_lines
+
+
+@dataclass
+class Labels:
+    """The join's labels of some ground-truth rows, and the rows whose label is refused."""
+
+    labels: list[tuple[str, str]] = field(default_factory=list)  # (key, label)
+    kept: list[int] = field(default_factory=list)  # the index of each labelled row
+    skipped: Counter[str] = field(default_factory=Counter)  # refused, by reason
+    refused: int = 0
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)  # the first (line, error)
+
+
+def read_labels(
+    rows: Sequence[Row], lines: Sequence[int], reader: LabelReader, max_shown: int
+) -> Labels:
+    """Each row's ``(key, label)`` for the join (the key is its ``eventId``), read with
+    ``reader`` (``ground_truth_attribute``, the problem type); a row whose label is refused,
+    or whose key no capture can have (over ``MAX_KEY`` characters: ``key_too_long``;
+    empty, or holding a NUL: ``bad_key``), is counted by reason and listed with its line
+    number from ``lines`` (the first ``max_shown`` of them; all are counted in ``refused``).
+    Blocking CPU work: call it from a thread."""
+    out = Labels()
+    for index, (row, number) in enumerate(zip(rows, lines, strict=True)):
+        try:
+            key = row[0]
+            if len(key) > MAX_KEY:
+                raise LabelError("key_too_long", f"an eventId over {MAX_KEY} characters")
+            if not key or "\x00" in key:  # the capture's side refuses both (see predictions)
+                raise LabelError("bad_key", "an empty eventId, or one holding a NUL character")
+            out.labels.append((row[0], reader(row[3], row[4])))
+        except LabelError as exc:
+            out.skipped[exc.reason] += 1
+            out.refused += 1
+            if len(out.bad_lines) < max_shown:
+                out.bad_lines.append((number, f"label: {exc}"))
+            continue
+        out.kept.append(index)
+    return out

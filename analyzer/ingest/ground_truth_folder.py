@@ -9,10 +9,16 @@ moment loses or doubles nothing and a restart goes on where the last commit ende
 appended to a file later are read at a later tick. A last line without its newline is read
 only once the file has not changed for :data:`SETTLE_S` (it may still be being written).
 
-A bad line (not a record, a label that ``ground_truth_attribute`` cannot read, longer than
+A bad line (not a record, a label that ``ground_truth_attribute`` cannot read or that the
+problem type cannot count, an eventId over the join key's limit, longer than
 ``analyzer.ground_truth.max_line_bytes``) is counted, logged with its file and line number
 (the first :data:`LOGGED_PER_FILE` of a file) and kept for the status; the rest of the file
-is stored. The folder may be a storage URL (``s3://``, ``gs://``, ``file://``):
+is stored. An entry of the layout that is no regular file (a directory named ``*.jsonl``, a
+symlink loop or a symlink to nothing) is skipped, logged and counted once
+(``model_quality:ground_truth_not_files``), and looked at again at every tick; so is a file
+now shorter than what was read of it (rewritten: ``model_quality:ground_truth_shrunk_files``;
+its lines are not read again). The folder
+may be a storage URL (``s3://``, ``gs://``, ``file://``):
 :class:`~analyzer.ingest.remote_ground_truth.RemoteGroundTruthFolder` lists it by prefix and
 reads each object with the same chunks and commits. Each tick also applies the retention
 (``analyzer.retention_days``) to the join, and forgets the read state of files gone from disk
@@ -30,10 +36,10 @@ from functools import partial
 from pathlib import Path
 
 from analyzer.ingest.capture_files import TooLarge, read_pieces
-from analyzer.ingest.ground_truth import GroundTruthIntake
+from analyzer.ingest.ground_truth import GroundTruthIntake, read_labels
 from analyzer.ingest.remote_files import CaptureFile, RemoteFile, opener_of
-from analyzer.monitors.model_quality.labels import LabelError, LabelReader
-from analyzer.store.database import Store
+from analyzer.monitors.model_quality.labels import LabelReader
+from analyzer.store.database import Store, add_counters
 from analyzer.store.model_quality import prune
 from analyzer.store.model_quality_labels import FileChunk, commit_file_chunk, file_offsets
 from analyzer.store.retention import forget_label_files
@@ -46,6 +52,14 @@ log = logging.getLogger("modelmon.analyzer.ground_truth")
 CHUNK_BYTES = 4 * 1024 * 1024
 SETTLE_S = 60.0
 LOGGED_PER_FILE = 10
+MAX_SAID = 10_000  # entries that cannot be read, each logged and counted once
+NOT_FILES = "model_quality:ground_truth_not_files"
+SHRUNK = "model_quality:ground_truth_shrunk_files"
+_NOT_A_FILE = "not a regular file (a directory, a symlink loop or to nothing); skipped"
+_SHRUNK = (
+    "now {size} bytes, shorter than the {offset} already read: rewritten? Its lines are not "
+    "read again (a file is read once; write new labels to a new file)"
+)
 _PATTERN = "[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]/[0-9][0-9]/*.jsonl"
 
 
@@ -80,11 +94,12 @@ class GroundTruthFolder:
         root = quality.ground_truth.dir
         self._root = root if isinstance(root, Path) else None  # a URL: the remote subclass
         self._window_s = quality.window_s
-        self._reader = LabelReader(quality.ground_truth_attribute)
+        self._reader = LabelReader(quality.ground_truth_attribute, quality.problem_type)
         self._limits = config.analyzer.ground_truth
         self._retention_s = config.analyzer.retention_days * 86400
         self._chunk_bytes = max(chunk_bytes, self._limits.max_line_bytes + 1)
         self._clock = clock
+        self._said: set[tuple[str, str]] = set()
         self._too_long = (
             f"longer than {self._limits.max_line_bytes} bytes "
             "(analyzer.ground_truth.max_line_bytes); skipped"
@@ -102,10 +117,16 @@ class GroundTruthFolder:
             known = self._store.read(file_offsets) if files else {}
             for path in files:
                 rel = path.relative_to(self._root).as_posix()
+                if not path.is_file():  # a directory named *.jsonl, a symlink loop or to nothing
+                    self._say_once(rel, NOT_FILES, _NOT_A_FILE)
+                    continue
                 offset, lines = known.get(rel, (0, 0))
                 try:
-                    if path.stat().st_size > offset:
+                    size = path.stat().st_size
+                    if size > offset:
                         self._read_file(path, rel, offset, lines, stats)
+                    elif size < offset:  # rewritten shorter: its new lines are never read
+                        self._say_once(rel, SHRUNK, _SHRUNK.format(offset=offset, size=size))
                 except FileNotFoundError:
                     log.warning("%s: removed before it was read; skipped", rel)
                 except OSError as exc:
@@ -118,6 +139,16 @@ class GroundTruthFolder:
                 lambda db: forget_label_files(db, oldest, before)
             )
         return stats
+
+    def _say_once(self, rel: str, counter: str, what: str) -> None:
+        """Log and count once (per process, for the first :data:`MAX_SAID` entries) an entry
+        of the layout that cannot be read; it is looked at again every tick."""
+        said = (rel, counter)
+        if said in self._said or len(self._said) >= MAX_SAID:
+            return
+        self._said.add(said)
+        log.warning("%s: %s", rel, what)
+        self._store.write(lambda db: add_counters(db, {counter: 1}))
 
     def _read_file(
         self, path: CaptureFile, rel: str, offset: int, lines: int, stats: FolderStats
@@ -196,14 +227,11 @@ class GroundTruthFolder:
         bad = [(lines + b["line"], b["error"]) for b in intake.bad_lines]
         bad.extend(long_lines)
         chunk.bad_count = intake.bad_count + len(long_lines)
-        reader = self._reader
-        for row, number in zip(intake.rows, intake.row_lines, strict=True):
-            try:
-                chunk.labels.append((row[0], reader(row[3], row[4])))
-            except LabelError as exc:
-                chunk.skipped[exc.reason] += 1
-                chunk.bad_count += 1
-                bad.append((lines + number, f"label: {exc}"))
+        shown = max(limits.max_bad_lines_shown, LOGGED_PER_FILE)
+        read = read_labels(intake.rows, intake.row_lines, self._reader, shown)
+        chunk.labels, chunk.skipped = read.labels, read.skipped
+        chunk.bad_count += read.refused
+        bad.extend((lines + number, error) for number, error in read.bad_lines)
         bad.sort()
-        chunk.bad_lines = bad[: max(limits.max_bad_lines_shown, LOGGED_PER_FILE)]
+        chunk.bad_lines = bad[:shown]
         return chunk

@@ -8,19 +8,24 @@ the threads that read SQLite: health and status answer during any intake. Limits
 (``analyzer.ground_truth``): a body over ``max_body_bytes`` is refused with 413 and nothing
 of it is stored (a ``Content-Length`` over the limit is refused before a byte is read); a
 line over ``max_line_bytes`` is skipped as a bad line; only the first
-``max_bad_lines_shown`` bad lines are echoed, all are counted. The rows are stored in one
-transaction, so a body is stored whole or not at all. Counters: ``ground_truth:stored``,
-``ground_truth:bad_lines``, ``ground_truth:long_lines``, ``ground_truth:too_large``.
+``max_bad_lines_shown`` bad lines are echoed, all are counted. A compressed body
+(``Content-Encoding: gzip``, ``deflate``: aiohttp decompresses it as it streams, so the
+limit is on the decompressed bytes) that does not decompress is refused with 400 and nothing
+of it is stored. The rows are stored in one transaction, so a body is stored whole or not at
+all. Counters: ``ground_truth:stored``, ``ground_truth:bad_lines``,
+``ground_truth:long_lines``, ``ground_truth:too_large``, ``ground_truth:bad_body``,
+``ground_truth:slow_body`` (a body that paused over ``body_idle_timeout_s``: 408).
 
 With ``analyzer.model_quality`` on, the same transaction adds each row's label (read with
-``ground_truth_attribute``) to the model-quality join
-(:func:`analyzer.store.model_quality_labels.store_labels`, which counts them).
+``ground_truth_attribute``, checked against the problem type:
+:func:`analyzer.ingest.ground_truth.read_labels`) to the model-quality join
+(:func:`analyzer.store.model_quality_labels.store_labels`, which counts them); a record whose
+label is refused is a bad line like any other (numbered, counted, not stored).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -28,12 +33,12 @@ from typing import Any
 
 from aiohttp import web
 
-from analyzer.ingest.ground_truth import GroundTruthIntake, Row
-from analyzer.monitors.model_quality.labels import LabelError, LabelReader
+from analyzer.ingest.ground_truth import GroundTruthIntake, read_labels
+from analyzer.monitors.model_quality.labels import LabelReader
 from analyzer.store.database import add_counters
 from analyzer.store.queries import store_ground_truth_body
 from analyzer.web.auth import need_bearer
-from analyzer.web.routes import STATE_KEY, ApiError, json_ok
+from analyzer.web.routes import STATE_KEY, ApiError, json_error, json_ok
 
 __all__ = ["PARSER_KEY", "PARSE_BATCH_BYTES", "ground_truth", "setup_intake_routes"]
 
@@ -53,6 +58,32 @@ async def _too_large(request: web.Request, limit: int) -> ApiError:
     )
 
 
+async def _refused(request: web.Request, status: int, counter: str, message: str) -> web.Response:
+    """Count and answer a body whose rest cannot be read; the connection closes after the
+    answer, and aiohttp does not linger reading the rest (it would log that read's error as
+    unhandled, or wait on a client that sends nothing)."""
+    await request.app[STATE_KEY].monitor.store.awrite(
+        lambda db: add_counters(db, {f"ground_truth:{counter}": 1})
+    )
+    request.content.feed_eof()
+    response = json_error(status, message)
+    response.force_close()
+    return response
+
+
+def _undecodable(request: web.Request, exc: web.RequestPayloadError) -> str:
+    encoding = request.headers.get("Content-Encoding", "identity")[:40]
+    cause = " ".join(str(exc).split())[:200]
+    return f"the body cannot be read (Content-Encoding: {encoding}): {cause}; nothing was stored"
+
+
+def _slow(idle_s: float) -> str:
+    return (
+        f"the body paused for more than {idle_s:g} s (analyzer.ground_truth.body_idle_timeout_s);"
+        " nothing was stored: send it without pauses"
+    )
+
+
 async def ground_truth(request: web.Request) -> web.Response:
     """Store the good lines of a SageMaker ground-truth JSON Lines body; report the bad ones."""
     need_bearer(request)
@@ -69,35 +100,55 @@ async def ground_truth(request: web.Request) -> web.Response:
     parser = request.app[PARSER_KEY]
     received = 0
     batch = bytearray()
-    async for chunk in request.content.iter_chunked(_READ_BYTES):
-        received += len(chunk)
-        if received > limits.max_body_bytes:
-            raise await _too_large(request, limits.max_body_bytes)
-        batch += chunk
-        if len(batch) >= PARSE_BATCH_BYTES:
-            await loop.run_in_executor(parser, intake.feed, bytes(batch))
-            batch.clear()
+    chunks = aiter(request.content.iter_chunked(_READ_BYTES))
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(limits.body_idle_timeout_s):
+                    chunk = await anext(chunks, b"")
+            except TimeoutError:
+                return await _refused(request, 408, "slow_body", _slow(limits.body_idle_timeout_s))
+            if not chunk:
+                break
+            received += len(chunk)
+            if received > limits.max_body_bytes:
+                raise await _too_large(request, limits.max_body_bytes)
+            batch += chunk
+            if len(batch) >= PARSE_BATCH_BYTES:
+                await loop.run_in_executor(parser, intake.feed, bytes(batch))
+                batch.clear()
+    except web.RequestPayloadError as exc:  # e.g. a gzip body that does not decompress
+        return await _refused(request, 400, "bad_body", _undecodable(request, exc))
     await loop.run_in_executor(parser, intake.feed, bytes(batch))
     intake.finish()
     if not intake.rows and not intake.bad_count:
         raise ApiError(
             400, "the body is empty: send SageMaker ground-truth records, one JSON per line"
         )
-    counts = {
-        "ground_truth:stored": len(intake.rows),
-        "ground_truth:bad_lines": intake.bad_count,
-        "ground_truth:long_lines": intake.long_lines,
-    }
-
+    rows, bad_count, bad_lines = intake.rows, intake.bad_count, intake.bad_lines
     quality = monitor.config.analyzer.model_quality
     labels = None
     if quality is not None:  # CPU per row: on the parsing thread, not the loop
-        attribute = quality.ground_truth_attribute
-        labels = await loop.run_in_executor(parser, _labels, intake.rows, attribute)
+        reader = LabelReader(quality.ground_truth_attribute, quality.problem_type)
+        shown = limits.max_bad_lines_shown
+        read = await loop.run_in_executor(
+            parser, read_labels, intake.rows, intake.row_lines, reader, shown
+        )
+        if read.refused:  # a record whose label is refused is a bad line, not stored
+            rows = [rows[i] for i in read.kept]
+            bad_count += read.refused
+            found = [(b["line"], b["error"]) for b in bad_lines] + read.bad_lines
+            bad_lines = [{"line": n, "error": error} for n, error in sorted(found)[:shown]]
+        labels = (read.labels, read.skipped)
+    counts = {
+        "ground_truth:stored": len(rows),
+        "ground_truth:bad_lines": bad_count,
+        "ground_truth:long_lines": intake.long_lines,
+    }
     await monitor.store.awrite(
         partial(
             store_ground_truth_body,
-            rows=intake.rows,
+            rows=rows,
             counts=counts,
             labels=labels,
             received_at=intake.received_at,
@@ -105,25 +156,12 @@ async def ground_truth(request: web.Request) -> web.Response:
         )
     )
     body: dict[str, Any] = {
-        "stored": len(intake.rows),
+        "stored": len(rows),
         "lines": intake.lines,
-        "bad_line_count": intake.bad_count,
-        "bad_lines": intake.bad_lines,
+        "bad_line_count": bad_count,
+        "bad_lines": bad_lines,
     }
     return json_ok(body)
-
-
-def _labels(rows: list[Row], attribute: str | None) -> tuple[list[tuple[str, str]], Counter[str]]:
-    """The join's ``(key, label)`` of each row, and the rows whose label cannot be read."""
-    reader = LabelReader(attribute)
-    labels: list[tuple[str, str]] = []
-    skipped: Counter[str] = Counter()
-    for row in rows:
-        try:
-            labels.append((row[0], reader(row[3], row[4])))
-        except LabelError as exc:
-            skipped[exc.reason] += 1
-    return labels, skipped
 
 
 async def _parser(app: web.Application) -> AsyncIterator[None]:

@@ -2,7 +2,8 @@
 
 Per feature: ``feature_baseline_drift_{f}`` (the drift distance), ``feature_non_null_{f}``
 (completeness) and ``feature_data_{f}{stat="min|max|sum|count|mean"}``; then violations by
-check type, the monitor state, the ingest counters and the ground-truth intake counters.
+check type, the monitor state, the ingest counters, the ground-truth intake counters and the
+model-quality join's (``modelmon_model_quality_events_total{event}``).
 Names are made legal for Prometheus (``[a-zA-Z_:][a-zA-Z0-9_:]*``): any other character
 becomes ``_``, a leading digit gets a ``_`` in front. Each app has its own
 :class:`~prometheus_client.CollectorRegistry`.
@@ -28,6 +29,8 @@ from analyzer.monitors.data_quality.monitor import CHECK_TYPES, metric_name
 from analyzer.monitors.registry import section_gauges
 
 __all__ = ["CHECK_TYPES", "StatusCollector", "metric_name", "new_registry", "render"]
+
+MODEL_QUALITY = "model_quality:"
 
 
 class StatusCollector(Collector):
@@ -71,6 +74,22 @@ class StatusCollector(Collector):
             )
         yield from self._ingest()
         yield from self._ground_truth()
+        yield from self._model_quality()
+
+    def _model_quality(self) -> Iterator[Metric]:
+        """The model-quality join's counters, ``model_quality:{event}`` → one sample each
+        (``predictions``, ``labels``, ``label_duplicates``, ``skipped:{reason}``,
+        ``bad_labels:{reason}``, the ground-truth folder's …: names and reasons are the
+        code's, never the data's, so the label set is bounded)."""
+        family = CounterMetricFamily(
+            "modelmon_model_quality_events",
+            "Model-quality join counters: predictions and labels stored, refused by reason",
+            labels=["event"],
+        )
+        for key, value in sorted(self._counters.items()):
+            if key.startswith(MODEL_QUALITY):
+                family.add_metric([key[len(MODEL_QUALITY) :]], float(value))
+        yield family
 
     def _ingest(self) -> Iterator[Metric]:
         counters = self._counters
@@ -98,6 +117,8 @@ class StatusCollector(Collector):
             ("bad_lines", "Ground-truth lines refused as bad"),
             ("long_lines", "Ground-truth lines over analyzer.ground_truth.max_line_bytes"),
             ("too_large", "Ground-truth bodies over analyzer.ground_truth.max_body_bytes (413)"),
+            ("bad_body", "Ground-truth bodies that do not decode as their Content-Encoding (400)"),
+            ("slow_body", "Ground-truth bodies that paused over body_idle_timeout_s (408)"),
             ("source_errors", "Failed listings or reads of a remote ground-truth folder (retried)"),
         ):
             yield CounterMetricFamily(

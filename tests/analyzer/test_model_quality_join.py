@@ -143,7 +143,10 @@ async def test_labels_that_cannot_be_read_are_counted(
     body = await post(
         client, [label("a", '{"label": 1}', "JSON"), label("b", '{"x": 1}', "JSON"), b"nope\n"]
     )
-    assert body["stored"] == 2 and body["bad_line_count"] == 1
+    # the record whose label cannot be read is a bad line like "nope": numbered, not stored
+    assert body["stored"] == 1 and body["bad_line_count"] == 2
+    assert [b["line"] for b in body["bad_lines"]] == [2, 3]
+    assert body["bad_lines"][0]["error"].startswith("label: no_label")
     found = await counters(client)
     assert found["model_quality:labels"] == 1
     assert found["model_quality:bad_labels:no_label"] == 1

@@ -4,7 +4,10 @@ long lines skipped, and health answering while a body is being parsed."""
 from __future__ import annotations
 
 import asyncio
+import gzip
+import logging
 import threading
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -161,3 +164,79 @@ def test_the_intake_matches_the_whole_body_parse_for_any_split() -> None:
             intake.feed(body[start : start + size])
         intake.finish()
         assert (intake.rows, intake.bad_lines) == (rows, bad), size
+
+
+async def test_a_compressed_body_is_bounded_decompressed_and_one_that_does_not_decode_is_400(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """gzip and deflate bodies are taken; a bomb (50 KB that inflates to 50 MB) is refused
+    at max_body_bytes of decompressed bytes, as it streams; a body that does not decompress
+    is a 400 saying so, counted (before: a 500 "the analyzer failed" and a traceback)."""
+    body = b"".join(record(f"z-{i}") + b"\n" for i in range(100))
+    for encoding, packed in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        response = await client.post(
+            "/monitor/ground-truth", data=packed, headers={"Content-Encoding": encoding}
+        )
+        assert response.status == 200 and (await response.json())["stored"] == 100
+    bomb = gzip.compress(b"\n" * (50 * 1024 * 1024))
+    assert len(bomb) < MAX_BODY
+    response = await client.post(
+        "/monitor/ground-truth", data=bomb, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status == 413 and "max_body_bytes" in (await response.json())["error"]
+    garbage = gzip.compress(record("cut") + b"\n")[:12] + b"not deflate data at all"
+
+    async def slowly() -> AsyncIterator[bytes]:  # the rest arrives after the error
+        yield garbage
+        for _ in range(20):
+            yield b"x" * 1000
+
+    for data in (garbage, slowly()):
+        response = await client.post(
+            "/monitor/ground-truth", data=data, headers={"Content-Encoding": "gzip"}
+        )
+        error = (await response.json())["error"]
+        assert response.status == 400 and "Content-Encoding: gzip" in error, error
+        assert "nothing was stored" in error
+    assert len(stored(client)) == 200
+    found = counters(client)
+    assert found["ground_truth:bad_body"] == 2 and found["ground_truth:too_large"] == 1
+    metrics = await (await client.get("/monitor/metrics")).text()  # the service goes on
+    assert "modelmon_ground_truth_bad_body_total 2.0" in metrics
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_body_that_pauses_past_the_idle_limit_is_408_and_nothing_is_stored(
+    aiohttp_client: Client, tmp_path: Path
+) -> None:
+    """A client that sends part of a body and then nothing (a slow-loris POST straight to
+    the analyzer, which has no proxy in front of it to time it out): before, the handler
+    waited forever on it; now a 408 after body_idle_timeout_s, the connection closed. A body
+    sent one byte at a time within the limit is taken."""
+    config = make_config(tmp_path, None, ground_truth={"body_idle_timeout_s": 1.0})
+    client = await aiohttp_client(create_app(config, clock=Clock(T0), run_loop=False))
+    assert client.server.host is not None and client.server.port is not None
+    host, port = client.server.host, client.server.port
+    body = record("slow") + b"\n"
+    head = b"POST /monitor/ground-truth HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(head % len(body) + body[:10])  # and then nothing
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 20)  # until the server closes
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    assert b"body_idle_timeout_s" in answer and b"nothing was stored" in answer
+
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(head % len(body))
+    for byte in body:  # each byte well within the limit
+        writer.write(bytes([byte]))
+        await writer.drain()
+    answer = await asyncio.wait_for(reader.readuntil(b"}"), 20)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200") and b'"stored":1' in answer, answer
+    assert stored(client) == ["slow"]
+    assert counters(client)["ground_truth:slow_body"] == 1
+    metrics = await (await client.get("/monitor/metrics")).text()
+    assert "modelmon_ground_truth_slow_body_total 1.0" in metrics

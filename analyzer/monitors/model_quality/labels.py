@@ -18,6 +18,11 @@ Examples
 '1'
 >>> LabelReader(None)(' true ', "CSV")
 '1'
+>>> try:
+...     LabelReader(None, "BinaryClassification")("2", "CSV")
+... except LabelError as exc:
+...     print(exc)
+bad_label: '2' is not 0 or 1 (BinaryClassification)
 """
 
 from __future__ import annotations
@@ -80,6 +85,13 @@ def _text(text: str) -> str:
     return text
 
 
+def _finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def _checked(value: Any) -> str:
     text = as_text(value)
     if text is None:
@@ -92,8 +104,9 @@ def _checked(value: Any) -> str:
 class LabelReader:
     """Reads the label out of ``groundTruthData`` with the configured attribute."""
 
-    def __init__(self, attribute: str | None) -> None:
+    def __init__(self, attribute: str | None, problem_type: str | None = None) -> None:
         self.attribute = attribute
+        self.problem_type = problem_type
         self.index = int(attribute) if attribute is not None and attribute.isdigit() else None
         self.path = (
             jmespath.compile(attribute) if attribute is not None and self.index is None else None
@@ -101,6 +114,15 @@ class LabelReader:
 
     def __call__(self, data: str, encoding: str) -> str:
         """The label's text; raises :class:`LabelError`."""
+        text = self._read(data, encoding)
+        problem = self.problem_type
+        if problem == "BinaryClassification" and text != "0" and text != "1":
+            raise LabelError("bad_label", f"{text[:40]!r} is not 0 or 1 (BinaryClassification)")
+        if problem == "Regression" and not _finite_number(text):
+            raise LabelError("bad_label", f"{text[:40]!r} is not a finite number (Regression)")
+        return text
+
+    def _read(self, data: str, encoding: str) -> str:
         if encoding == "BASE64":
             try:
                 data = base64.b64decode(data, validate=True).decode("utf-8")

@@ -392,19 +392,23 @@ def multiclass_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str
     return multiclass_from_matrix(matrix, classes)
 
 
-def multiclass_from_matrix(matrix: Any, classes: Sequence[str]) -> dict[str, Any]:
+def multiclass_from_matrix(
+    matrix: Any, classes: Sequence[str], *, scalars_only: bool = False
+) -> dict[str, Any]:
     """:func:`multiclass_metrics` from the confusion matrix of ``classes`` (sorted, those
-    seen in the window): ``matrix[actual, predicted]``; an empty one is an empty window."""
+    seen in the window): ``matrix[actual, predicted]``; an empty one is an empty window.
+    ``scalars_only``: without the matrix as a mapping (k² entries: a subsample's
+    deviation needs only the scalars)."""
     if not len(classes):
         nan = dict.fromkeys(MULTICLASS_SCALARS, math.nan)
-        return {"confusion_matrix": {}, **nan}
+        return nan if scalars_only else {"confusion_matrix": {}, **nan}
     support = matrix.sum(axis=1)
-    out: dict[str, Any] = {
-        "confusion_matrix": {
-            actual: {predicted: int(matrix[i, j]) for j, predicted in enumerate(classes)}
-            for i, actual in enumerate(classes)
-        },
-    }
+    out: dict[str, Any] = {}
+    if not scalars_only:
+        out["confusion_matrix"] = {
+            actual: dict(zip(classes, map(int, row), strict=True))
+            for actual, row in zip(classes, matrix.tolist(), strict=True)
+        }
     out.update(weighted_scalars(matrix))
     top = int(np.argmax(support))  # the most frequent true class; ties: the first in order
     constant = np.zeros_like(matrix)

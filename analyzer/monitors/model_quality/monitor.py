@@ -11,7 +11,13 @@ before the labels arrive (:mod:`.estimate`) and fills ``monitors.model_quality``
 ``labels`` (``matched``, ``unmatched``, ``pending``, …), ``metrics.{name}`` (``value``,
 ``standard_deviation``, ``threshold``, ``comparison_operator``, ``margin``, ``state``),
 ``estimated.{name}`` (``value``, ``low``, ``high``) with ``estimate`` saying whether it can
-be trusted, ``confusion_matrix``, ``violations`` and ``baseline``.
+be trusted, ``confusion_matrix`` (at most :data:`STATUS_MAX_CLASSES` classes, and no
+more than fit in :data:`STATUS_MATRIX_BYTES` of JSON: past that, the others summed in
+``(other)`` and ``confusion_matrix_classes`` says how many there are), ``violations`` and
+``baseline``. Pairs the metrics cannot count (a label stored before the intake refused such
+labels; a multiclass window's classes past the ``MAX_CLASSES`` most frequent, or past those
+whose matrix fits in :data:`MAX_MATRIX_BYTES` of JSON) are counted in ``left_out`` by
+reason, never the whole window.
 
 Gauges are named like SageMaker's CloudWatch model-quality metrics (the metric's own name,
 ``auc``, ``f1``, ``rmse`` …), with ``{name}_standard_deviation``, ``{name}_threshold`` and
@@ -20,7 +26,9 @@ Gauges are named like SageMaker's CloudWatch model-quality metrics (the metric's
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,14 +45,29 @@ from analyzer.monitors.model_quality.estimate import (
     estimate_binary,
 )
 from analyzer.monitors.model_quality.evaluate import Baseline, WindowResult, evaluate_window
+from analyzer.monitors.model_quality.records import MAX_CLASSES
 
-__all__ = ["NAME", "ModelQuality", "ModelQualityWindow"]
+__all__ = [
+    "MAX_MATRIX_BYTES",
+    "NAME",
+    "OTHER",
+    "STATUS_MATRIX_BYTES",
+    "STATUS_MAX_CLASSES",
+    "ModelQuality",
+    "ModelQualityWindow",
+]
 
 NAME = "model_quality"
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 # Metrics shown in the status section and as gauges (curves and matrices are report-only).
 _NOT_SCALAR = ("confusion_matrix", "receiver_operating_characteristic_curve")
+# the status's confusion matrix: at most this many classes, the rest summed in OTHER
+STATUS_MAX_CLASSES = 50
+STATUS_MATRIX_BYTES = 256 * 1024  # and no more than fit in this much JSON
+OTHER = "(other)"
+# a window's confusion matrix (statistics.json): no more classes than fit in this much JSON
+MAX_MATRIX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -71,36 +94,126 @@ def _finite(value: Any) -> float | None:
     return None
 
 
-def _binary_value(value: str) -> int | None:
+def _binary_value(value: str) -> int:
     text = str(value).strip().lower()
     if text in ("1", "1.0", "true"):
         return 1
     if text in ("0", "0.0", "false"):
         return 0
-    return None
+    return -1
 
 
-def _binary(values: Sequence[str]) -> IntArray | None:
-    """Labels or predictions of a binary classifier as 0/1 (None when one is not 0/1-like).
+def _binary(values: Sequence[str]) -> IntArray:
+    """Labels or predictions of a binary classifier as 0/1, -1 where one is not 0/1-like.
 
     Each distinct text is read once (a window of 500,000 holds two or four of them), then
     the column is mapped through that table at C speed.
     """
-    table: dict[str, int] = {}
-    for value in set(values):
-        code = _binary_value(value)
-        if code is None:
-            return None
-        table[value] = code
+    table = {value: _binary_value(value) for value in set(values)}
     return np.fromiter(map(table.__getitem__, values), dtype=np.int64, count=len(values))
 
 
-def _numbers(values: Sequence[str]) -> FloatArray | None:
+def _number(value: str) -> float:
     try:
-        out = np.array([float(v) for v in values], dtype=np.float64)
+        return float(value)
     except (TypeError, ValueError):
-        return None
-    return out if bool(np.isfinite(out).all()) else None
+        return math.nan
+
+
+def _numbers(values: Sequence[str]) -> FloatArray:
+    """The values as numbers; NaN where one is not a number."""
+    return np.fromiter(map(_number, values), dtype=np.float64, count=len(values))
+
+
+def _class_codes(
+    labels: Sequence[str], predictions: Sequence[str]
+) -> tuple[IntArray, IntArray, list[str]]:
+    """Labels and predictions as codes into the class names, ``-1`` for a class past the
+    most frequent of the window (labels and predictions counted together; ties by name)
+    that the confusion matrix holds: at most ``MAX_CLASSES``, and no more than keep the
+    matrix as JSON (each of k rows names the k classes) within :data:`MAX_MATRIX_BYTES`
+    (1,000 classes of 1,024-character names would be a 1 GB ``statistics.json``)."""
+    seen = Counter(labels)
+    seen.update(predictions)
+    names = sorted(seen, key=lambda name: (-seen[name], name))[:MAX_CLASSES]
+    names = names[: _fitting(names, MAX_MATRIX_BYTES)]
+    code = {name: i for i, name in enumerate(names)}
+
+    def codes(values: Sequence[str]) -> IntArray:
+        return np.fromiter((code.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+
+    return codes(labels), codes(predictions), names
+
+
+def _fitting(names: Sequence[str], budget: int) -> int:
+    """How many of ``names`` (in order) a confusion matrix can hold within ``budget`` bytes
+    of JSON: k rows, each naming the k classes with a count (6 bytes of quotes, colon,
+    comma and a one-digit count a cell, most are 0), so about k × (Σ len(name) + 6 k)."""
+    total = 0
+    for k, name in enumerate(names, 1):
+        total += len(name.encode()) + 6
+        if k * total > budget:
+            return k - 1
+    return len(names)
+
+
+def _folded(matrix: Mapping[str, Mapping[str, int]]) -> Mapping[str, Mapping[str, int]]:
+    """The confusion matrix of the status: as it is up to ``STATUS_MAX_CLASSES`` classes;
+    past that, the ``STATUS_MAX_CLASSES - 1`` classes of most pairs (as actual or predicted,
+    ties by name) and the rest summed in ``OTHER`` (the report files keep the whole one)."""
+    if len(matrix) <= STATUS_MAX_CLASSES and _fitting(list(matrix), STATUS_MATRIX_BYTES) == len(
+        matrix
+    ):
+        return matrix
+    support: Counter[str] = Counter()
+    for actual, row in matrix.items():
+        for predicted, n in row.items():
+            support[actual] += n
+            support[predicted] += n
+    kept = sorted(matrix, key=lambda name: (-support[name], name))[: STATUS_MAX_CLASSES - 1]
+    kept = kept[: max(1, _fitting([*kept, OTHER], STATUS_MATRIX_BYTES) - 1)]
+    shown = set(kept)
+    names = [*sorted(kept), OTHER]
+    out = {actual: dict.fromkeys(names, 0) for actual in names}
+    for actual, row in matrix.items():
+        cells = out[actual if actual in shown else OTHER]
+        for predicted, n in row.items():
+            cells[predicted if predicted in shown else OTHER] += n
+    return out
+
+
+_WHY = {
+    "not_0_or_1": "a label or prediction is not 0/1",
+    "not_a_finite_number": "a label or prediction is not a finite number",
+    "over_max_classes": f"a class is past the most frequent that fit (at most {MAX_CLASSES})",
+}
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    """A window's pairs as the metrics take them; ``left_out``: pairs dropped, by reason;
+    ``problem``: why none is left (then nothing is evaluated)."""
+
+    truth: Any
+    guess: Any
+    scores: FloatArray | None
+    left_out: Mapping[str, int]
+    problem: str | None = None
+    classes: list[str] | None = None  # multiclass: truth and guess are codes into these
+
+    @classmethod
+    def of(
+        cls, truth: Any, guess: Any, scores: FloatArray | None, keep: Any, reason: str, n: int
+    ) -> _Arrays:
+        dropped = n - int(np.count_nonzero(keep))
+        if not dropped:
+            return cls(truth, guess, scores, {})
+        left_out = {reason: dropped}
+        if dropped == n:
+            problem = f"no labelled pair can be counted: in all {n}, {_WHY[reason]}"
+            return cls(truth, guess, scores, left_out, problem)
+        picked = scores[keep] if scores is not None else None
+        return cls(truth[keep], guess[keep], picked, left_out)
 
 
 class ModelQuality:
@@ -130,38 +243,51 @@ class ModelQuality:
         self.r2_convention = r2_convention
 
     # -- evaluation ----------------------------------------------------------------------
-    def _arrays(self, window: ModelQualityWindow) -> tuple[Any, Any, FloatArray | None, str | None]:
-        """Labels, predictions, scores as the metrics take them; or why they cannot be."""
+    def _arrays(self, window: ModelQualityWindow) -> _Arrays:
+        """Labels, predictions, scores as the metrics take them, without the pairs they
+        cannot count (by reason): a label or prediction that is not 0/1 (binary), not a
+        finite number (regression), of a class past the ``MAX_CLASSES`` most frequent
+        (multiclass). The intake refuses such labels and the extraction such predictions;
+        a pair stored before they did is left out here, never the whole window."""
+        n = len(window.labels)
         if self.problem_type == "Regression":
             truth, guess = _numbers(window.labels), _numbers(window.predictions)
-            if truth is None or guess is None:
-                return None, None, None, "a label or prediction is not a finite number"
-            return truth, guess, None, None
+            keep = np.isfinite(truth) & np.isfinite(guess)
+            return _Arrays.of(truth, guess, None, keep, "not_a_finite_number", n)
         if self.problem_type == "BinaryClassification":
             actual, predicted = _binary(window.labels), _binary(window.predictions)
-            if actual is None or predicted is None:
-                return None, None, None, "a label or prediction is not 0/1"
             scores = np.asarray(window.probabilities, dtype=np.float64)
-            return actual, predicted, scores if bool(np.isfinite(scores).all()) else None, None
-        return list(window.labels), list(window.predictions), None, None
+            keep = (actual >= 0) & (predicted >= 0)
+            return _Arrays.of(actual, predicted, scores, keep, "not_0_or_1", n)
+        truth_codes, guess_codes, names = _class_codes(window.labels, window.predictions)
+        keep = (truth_codes >= 0) & (guess_codes >= 0)
+        arrays = _Arrays.of(truth_codes, guess_codes, None, keep, "over_max_classes", n)
+        return dataclasses.replace(arrays, classes=names)
 
     def realized(self, window: ModelQualityWindow) -> tuple[WindowResult | None, str | None]:
         """The window's metrics and decisions, or why there are none."""
-        truth, guess, scores, problem = self._arrays(window)
-        if problem is not None:
-            return None, problem
-        result = evaluate_window(
-            self.problem_type,
-            truth,
-            guess,
-            scores,
-            self.constraints or {},
-            self.baseline,
-            false_alarm_rate=self.false_alarm_rate,
-            min_labels=self.min_labels,
-            r2_convention=self.r2_convention,
-        )
-        return result, None
+        result, arrays = self._realized(window)
+        return result, arrays.problem
+
+    def _realized(self, window: ModelQualityWindow) -> tuple[WindowResult | None, _Arrays]:
+        arrays = self._arrays(window)
+        if arrays.problem is not None:
+            return None, arrays
+        scores = arrays.scores
+        with np.errstate(over="ignore", invalid="ignore"):  # 1e308s: an inf metric, said as such
+            result = evaluate_window(
+                self.problem_type,
+                arrays.truth,
+                arrays.guess,
+                scores if scores is not None and bool(np.isfinite(scores).all()) else None,
+                self.constraints or {},
+                self.baseline,
+                false_alarm_rate=self.false_alarm_rate,
+                min_labels=self.min_labels,
+                r2_convention=self.r2_convention,
+                classes=arrays.classes,
+            )
+        return result, arrays
 
     def estimated(self, window: ModelQualityWindow) -> tuple[dict[str, Estimate], str]:
         """The label-free estimate over every prediction of the window, and a note."""
@@ -176,7 +302,7 @@ class ModelQuality:
             return {}, "no calibration in the baseline (build it with modelmon baseline)"
         scores = np.asarray(window.all_probabilities, dtype=np.float64)
         predicted = _binary(window.all_predictions)
-        if scores.size == 0 or predicted is None or not bool(np.isfinite(scores).all()):
+        if scores.size == 0 or (predicted < 0).any() or not bool(np.isfinite(scores).all()):
             return {}, "no probabilities captured in this window"
         estimates = estimate_binary(scores, predicted, self.calibrator)
         note = "" if self.calibrator.trusted else self.calibrator.reason
@@ -197,7 +323,11 @@ class ModelQuality:
             "violations_total": 0,
             "baseline": self.baseline_info,
         }
-        result, problem = self.realized(window) if len(window.labels) else (None, None)
+        result, arrays = self._realized(window) if len(window.labels) else (None, None)
+        problem = arrays.problem if arrays is not None else None
+        if arrays is not None and arrays.left_out:
+            section["left_out"] = dict(arrays.left_out)
+            section["samples"] = len(window.labels) - sum(arrays.left_out.values())
         estimates, note = self.estimated(window)
         section["estimate"] = {"trusted": not note, "note": note or None}
         decisions = result.decisions if result is not None else {}
@@ -214,7 +344,10 @@ class ModelQuality:
                 "state": decision.state if decision is not None else None,
             }
         if result is not None and "confusion_matrix" in result.metrics:
-            section["confusion_matrix"] = result.metrics["confusion_matrix"]
+            matrix = result.metrics["confusion_matrix"]
+            section["confusion_matrix"] = folded = _folded(matrix)
+            if folded is not matrix:
+                section["confusion_matrix_classes"] = len(matrix)
         for name, estimate in estimates.items():
             realized = section["metrics"].get(name, {})
             section["estimated"][name] = {
@@ -252,7 +385,7 @@ class ModelQuality:
         return Evaluation(
             NAME,
             state,
-            len(window.labels),
+            section["samples"],
             section,
             violations=violations,
             documents=documents,

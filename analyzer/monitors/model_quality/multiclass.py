@@ -24,7 +24,11 @@ __all__ = ["multiclass_metrics_of_codes"]
 
 
 def _metrics(
-    truth: Any, guess: Any, names: Sequence[str], mask: npt.NDArray[np.bool_] | None
+    truth: Any,
+    guess: Any,
+    names: Sequence[str],
+    mask: npt.NDArray[np.bool_] | None,
+    scalars_only: bool = False,
 ) -> dict[str, Any]:
     """``multiclass_metrics`` of the rows ``mask`` keeps (all without it): the classes seen
     in them, sorted as strings, and their confusion matrix."""
@@ -41,7 +45,7 @@ def _metrics(
     k = len(classes)
     cells = rank[truth] * np.int32(k) + rank[guess]
     matrix = np.bincount(cells, minlength=k * k).reshape(k, k)
-    return multiclass_from_matrix(matrix, classes)
+    return multiclass_from_matrix(matrix, classes, scalars_only=scalars_only)
 
 
 def _codes(values: Any) -> Any:
@@ -69,5 +73,5 @@ def multiclass_metrics_of_codes(
         lambda *_: _metrics(truth, guess, names, None),
         [truth],
         seed=seed,
-        scalars=lambda mask: _metrics(truth, guess, names, mask),
+        scalars=lambda mask: _metrics(truth, guess, names, mask, scalars_only=True),
     )

@@ -6,7 +6,8 @@ each record's output body (``DecodedBatch.output_bodies``) by the one extraction
 batch readers use too (:class:`~.extraction.OutputReader`; the rule is in its module), and a
 record that gives none is counted by its reason (``no_prediction``, ``bad_probability``, …),
 never raised. The key is the record's ``inferenceId``, else its ``eventId`` (over
-:data:`~.extraction.MAX_KEY` characters: ``key_too_long``).
+:data:`~.extraction.MAX_KEY` characters: ``key_too_long``; holding a NUL character, which
+the join's ``json_each`` look-ups would cut there, losing the prediction: ``key_with_nul``).
 
 The input row is kept as a compact JSON object (name → value, as decoded) of at most
 ``max_row_bytes``; a longer one is left out and counted (``row_too_large``), the prediction
@@ -37,6 +38,7 @@ from modelmon.config import ModelQualityConfig, PayloadSide
 __all__ = ["MAX_KEY", "MAX_ROW_BYTES", "Extracted", "PredictionExtractor", "PredictionRow"]
 
 MAX_ROW_BYTES = 4096
+NUL = "\x00"  # a key holding it is refused: SQLite's JSON functions cut a text there
 # key, event_id, inference_id, inference_time (epoch s), prediction, probability, input row
 PredictionRow = tuple[str, str | None, str | None, float, str, float | None, bytes | None]
 
@@ -99,7 +101,9 @@ class PredictionExtractor:
         predictions, probabilities, reasons = read_many(self.reader, bodies, encodings)
         keys = [i or e for i, e in zip(ids, events, strict=True)]
         rows = zip(keys, events, ids, times, predictions, probabilities, blobs, strict=True)
-        if reasons is None and (not keys or max(map(len, keys)) <= MAX_KEY):
+        if reasons is None and (
+            not keys or (max(map(len, keys)) <= MAX_KEY and NUL not in "".join(keys))
+        ):
             out.rows.extend(rows)  # no reason: every prediction is set
             return out
         skipped, append = out.skipped, out.rows.append
@@ -107,6 +111,8 @@ class PredictionExtractor:
             reason = reasons[index] if reasons is not None else None
             if len(row[0]) > MAX_KEY:
                 skipped["key_too_long"] += 1
+            elif NUL in row[0]:
+                skipped["key_with_nul"] += 1
             elif reason is not None:
                 skipped[reason] += 1
             else:

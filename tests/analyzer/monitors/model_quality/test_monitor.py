@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, roc_auc_score
 
@@ -10,7 +11,13 @@ from analyzer.monitors.contract import Evaluation
 from analyzer.monitors.model_quality.documents import parse_constraints, suggest_constraints
 from analyzer.monitors.model_quality.estimate import fit_calibrator
 from analyzer.monitors.model_quality.evaluate import baseline_from_statistics, evaluate_window
-from analyzer.monitors.model_quality.monitor import ModelQuality, ModelQualityWindow
+from analyzer.monitors.model_quality.monitor import (
+    MAX_MATRIX_BYTES,
+    OTHER,
+    STATUS_MATRIX_BYTES,
+    ModelQuality,
+    ModelQualityWindow,
+)
 from analyzer.monitors.registry import section_gauges
 from tests.analyzer.monitors.model_quality.test_verdict import BINARY, draw
 
@@ -90,6 +97,26 @@ def test_no_labels_yet_is_no_data_and_labels_that_are_not_binary_are_said() -> N
     odd = ModelQualityWindow(["yes", "no"], ["1", "0"], np.array([0.9, 0.1]))
     evaluation = monitor.evaluate(odd, start=0.0, end=1.0)
     assert evaluation.state == "no_data" and "not 0/1" in evaluation.section["error"]
+
+
+def test_a_stored_label_the_metrics_cannot_count_is_left_out_not_the_window() -> None:
+    """A label stored before the intake refused such labels ("yes" for a binary classifier)
+    leaves its pair out, counted; the other pairs keep their metrics (before: none had)."""
+    monitor = _monitor()
+    y, p, s = draw(np.random.default_rng(10), 1_000)
+    labels = [str(v) for v in y]
+    labels[3] = "yes"
+    window = ModelQualityWindow(labels, [str(v) for v in p], s, [str(v) for v in p], s, {})
+    evaluation = monitor.evaluate(window, start=0.0, end=60.0)
+    section = evaluation.section
+    assert section["left_out"] == {"not_0_or_1": 1} and "error" not in section
+    assert evaluation.samples == section["samples"] == 999
+    keep = np.arange(1_000) != 3
+    expected = accuracy_score(y[keep], p[keep])
+    assert section["metrics"]["accuracy"]["value"] == pytest.approx(expected, abs=1e-12)
+    assert section["metrics"]["auc"]["value"] == pytest.approx(
+        roc_auc_score(y[keep], s[keep]), abs=1e-9
+    )
 
 
 def test_regression_has_no_estimate_and_says_why() -> None:
@@ -172,3 +199,27 @@ def test_binary_labels_given_as_texts_are_read_as_the_numbers() -> None:
     numbers, texts = result(y, p), result([str(v) for v in y], [str(v) for v in p])
     assert texts == numbers
     assert numbers.decisions["auc"].margin > 0  # type: ignore[attr-defined]
+
+
+def test_a_multiclass_window_of_long_class_names_keeps_its_matrix_within_its_bytes() -> None:
+    """200 classes named with 1,024 characters each: before, a 41 MB confusion matrix in
+    statistics.json and 2.6 MB in every status (1,000 such classes: 1 GB an hour); now the
+    classes of most pairs whose matrix fits in MAX_MATRIX_BYTES, the rest left out and
+    counted, and the status's matrix within STATUS_MATRIX_BYTES."""
+    names = [f"{i:04d}" + "x" * 1020 for i in range(200)]
+    labels = names + names[:50]  # the first 50 classes have three pairs, the others one
+    monitor = ModelQuality("MulticlassClassification", None, None, {}, min_labels=1,
+                           false_alarm_rate=0.01)  # fmt: skip
+    window = ModelQualityWindow(labels, list(labels), np.zeros(len(labels)))
+    evaluation = monitor.evaluate(window, start=0.0, end=60.0)
+    kept = evaluation.documents["statistics.json"]["multiclass_classification_metrics"]
+    matrix = kept["confusion_matrix"]
+    assert 100 < len(matrix) < 200 and set(names[:50]) <= set(matrix)
+    assert len(orjson.dumps(matrix)) <= MAX_MATRIX_BYTES
+    section = evaluation.section
+    assert section["left_out"] == {"over_max_classes": 200 - len(matrix)}
+    assert section["samples"] == len(labels) - (200 - len(matrix))
+    assert section["metrics"]["accuracy"]["value"] == 1.0
+    assert len(orjson.dumps(section["confusion_matrix"])) <= STATUS_MATRIX_BYTES
+    assert OTHER in section["confusion_matrix"]
+    assert section["confusion_matrix_classes"] == len(matrix)
