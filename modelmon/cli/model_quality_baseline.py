@@ -46,7 +46,7 @@ from analyzer.monitors.model_quality.records import Attribute, Encoder
 from modelmon.cli.baseline import source_of, write_documents
 from modelmon.config import ModelmonConfig, ModelQualityConfig
 
-__all__ = ["calibration_document", "run_model_quality_baseline"]
+__all__ = ["Built", "built_on_disk", "calibration_document", "run_model_quality_baseline"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 FloatArray = npt.NDArray[np.float64]
@@ -110,7 +110,7 @@ def calibration_document(
 
 
 @dataclass
-class _Built:
+class Built:
     """What the baseline found: its statistics, calibration and the join's counts."""
 
     statistics: dict[str, Any]
@@ -122,7 +122,7 @@ class _Built:
 
 
 def _in_memory(config: ModelmonConfig | None, mq: ModelQualityConfig, encoder: Encoder,
-               pairs: Pairs) -> _Built:  # fmt: skip
+               pairs: Pairs) -> Built:  # fmt: skip
     result = evaluate_window(
         mq.problem_type,
         pairs.labels,
@@ -137,11 +137,11 @@ def _in_memory(config: ModelmonConfig | None, mq: ModelQualityConfig, encoder: E
     )
     calibration = calibration_document(mq, pairs.labels, pairs.probabilities)
     labelled = len(pairs.labels)
-    return _Built(result.statistics(), calibration, labelled, pairs.counts, pairs.bad)
+    return Built(result.statistics(), calibration, labelled, pairs.counts, pairs.bad)
 
 
-def _spilled(config: ModelmonConfig | None, mq: ModelQualityConfig, encoder: Encoder,
-             spilled: Spilled) -> _Built:  # fmt: skip
+def built_on_disk(config: ModelmonConfig | None, mq: ModelQualityConfig, encoder: Encoder,
+                  spilled: Spilled) -> Built:  # fmt: skip
     """The join on disk (``analyze --once``'s, :mod:`analyzer.ingest.model_quality_spilled`):
     the same statistics as in memory (binary, multiclass: to the bit); the calibrator fitted
     on a sample of at most :func:`sample_pairs` of the budget's pairs."""
@@ -160,12 +160,12 @@ def _spilled(config: ModelmonConfig | None, mq: ModelQualityConfig, encoder: Enc
         scores, labels = calibration_pairs(spilled, sample_pairs(mq.batch_memory_rows))
         sampled = n if scores.size < n else None
         calibration = calibration_document(mq, labels, scores, sampled_from=sampled)
-    return _Built(result.statistics(), calibration, n, spilled.counts, spilled.bad, True)
+    return Built(result.statistics(), calibration, n, spilled.counts, spilled.bad, True)
 
 
 def _summary(
     data: Path | str,
-    built: _Built,
+    built: Built,
     mq: ModelQualityConfig,
     written: list[Path | str],
 ) -> str:
@@ -221,7 +221,7 @@ def _build(
     ground_truth: Path | str | None,
     progress: Any,
     executor: Executor | None,
-) -> _Built:
+) -> Built:
     """Read, join and evaluate; :class:`InputError` when the input cannot be used."""
     limit = config.analyzer.max_line_bytes if config is not None else DEFAULT_MAX_LINE_BYTES
     _need_output(mq)
@@ -260,7 +260,7 @@ def _build(
             if joined.counts.matched == 0:
                 counts = joined.counts.to_json()
                 raise InputError(f"{data}: no prediction could be joined to a label ({counts})")
-            return _spilled(config, mq, encoder, joined)
+            return built_on_disk(config, mq, encoder, joined)
     if len(joined.labels) == 0:
         counts = joined.counts.to_json() if joined.counts is not None else {}
         raise InputError(f"{data}: no prediction could be joined to a label ({counts})")
