@@ -5,8 +5,8 @@ allocations tracemalloc sees (numpy's included) from the reduce's sink through t
 disk to what the command writes (:func:`built_on_disk`: SageMaker's binary metrics with
 their subsamples, AUC and curves from the external sort, and the calibrator fitted on its
 sample of half the budget's pairs), above what was held before, at two sizes with one budget
-of 30,000 rows (peaks ~26.6 MB at both, the calibrator's held-out check; 150,000 and 450,000
-pairs differ by ~40 kB). In memory the baseline holds every pair, and fits on all of them.
+of 30,000 rows (5.5 MB at both, ~40 kB apart). In memory the baseline holds every pair, and
+fits on all of them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import scipy.optimize  # noqa: F401  (the fit imports it lazily: not what the rows cost)
 
 from analyzer.ingest.model_quality_files import BadLines
 from analyzer.ingest.model_quality_spill import Sink
@@ -64,7 +65,6 @@ def peak_of_a_baseline(rows: int) -> int:
 def test_the_baselines_peak_does_not_grow_with_the_rows() -> None:
     small, large = peak_of_a_baseline(150_000), peak_of_a_baseline(450_000)
     assert large - small < 1_000_000, (small, large)
-    # the budget's rows in a few copies, and the calibrator's held-out check: at most 20,000
-    # rows, its 200 Bernoulli draws of them in blocks of MAX_ROWS_PER_DRAW_BLOCK numbers (two
-    # float arrays of a block: ~26 MB here, whatever the rows; as in memory)
+    # the budget's rows in a few copies, and the calibrator's held-out check, which draws its
+    # 200 label sets in blocks of MAX_ROWS_PER_DRAW_BLOCK numbers (two float arrays: 4 MB)
     assert large < 120 * BUDGET + 2 * 8 * MAX_ROWS_PER_DRAW_BLOCK, large
