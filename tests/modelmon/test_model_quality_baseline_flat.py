@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from analyzer.ingest.model_quality_files import BadLines
 from analyzer.ingest.model_quality_spill import Sink
 from analyzer.ingest.model_quality_spilled import calibration_pairs
 from analyzer.monitors.model_quality.estimate import estimate_binary, fit_calibrator
+from modelmon.cli.model_quality_baseline import run_model_quality_baseline
+from modelmon.config import load_config
 from tests.modelmon.test_model_quality_baseline import config, ground_truth_line, write_capture
 
 N = 2400  # predictions; labels for all but 100, 5 repeated, 3 of unknown ids
@@ -164,3 +167,40 @@ def test_the_calibrator_from_the_sample_is_close_to_the_full_fit() -> None:
     by_full = estimate_binary(window, predicted, full)
     for name, estimate in by_sample.items():
         assert estimate.low <= by_full[name].value <= estimate.high, name
+
+
+class SeesTheSpill:
+    """The progress hook: records whether the join had gone to disk (a ``modelmon-`` folder
+    in the temporary folder) at each tick."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.seen: list[bool] = []
+
+    def tick(self, rows: int) -> None:
+        self.seen.append(any(p.name.startswith("modelmon-") for p in self.folder.iterdir()))
+
+
+def test_past_the_budget_no_match_is_an_input_error_and_tmpdir_is_left_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_capture(tmp_path / "capture", [(f"ev-{i}", None, "0.5") for i in range(400)])
+    truth = tmp_path / "gt" / "2026" / "03" / "01" / "12"
+    truth.mkdir(parents=True)
+    (truth / "labels.jsonl").write_text("".join(ground_truth_line(f"x-{i}", "1")
+                                                for i in range(400)))  # fmt: skip
+    cfg = load_config(config(tmp_path, problem_type="BinaryClassification",
+                             probability_attribute="0", batch_memory_rows=300))  # fmt: skip
+    spill = tmp_path / "tmp"
+    spill.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill))
+    progress = SeesTheSpill(spill)
+    code = run_model_quality_baseline(cfg, tmp_path / "capture", None, tmp_path / "gt",
+                                      tmp_path / "o", progress)  # fmt: skip
+    assert code == 2
+    assert progress.seen[-1]  # the labels went to disk (800 rows, a budget of 300)
+    err = capsys.readouterr().err
+    assert "no prediction could be joined to a label" in err
+    assert "'unmatched': 400, 'unlabelled': 400" in err
+    assert list(spill.iterdir()) == []  # the spill went, on the error too
+    assert not (tmp_path / "o").exists()
