@@ -298,8 +298,10 @@ class ModelQualityConfig(_Model):
     # "sagemaker" divides r2's residuals by the predictions' spread, as AWS's container does
     r2_convention: Literal["standard", "sagemaker"] = "standard"
     estimate: bool = True  # label-free estimate (CBPE) for classification
-    # analyze --once: past this many rows (predictions + labels) the join and the metrics go
-    # through temporary files, holding about this many rows at a time (docs/model-quality.md)
+    # analyze --once and baseline --model-quality from a capture folder: past this many rows
+    # (predictions + labels) the join and the metrics go through temporary files, holding
+    # about this many rows at a time; the baseline's calibrator is then fitted on a seeded
+    # sample of half as many pairs (docs/model-quality.md)
     batch_memory_rows: Annotated[int, Field(ge=16, le=10**12)] = 500_000
 
     @field_validator("inference_attribute", "probability_attribute", "ground_truth_attribute")

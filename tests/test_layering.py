@@ -137,6 +137,7 @@ PURE = {
     "analyzer.monitors.data_quality.sketches",
     "analyzer.monitors.data_quality.statistics_format",
     "analyzer.monitors.data_quality.statistics_readers",
+    "analyzer.monitors.model_quality.calibration_sample",
     "analyzer.monitors.model_quality.documents",
     "analyzer.monitors.model_quality.estimate",
     "analyzer.monitors.model_quality.evaluate",

@@ -1,7 +1,7 @@
 """The batch join of model quality on the executor seam: a map over capture and label files.
 
-:func:`joined_pairs` is ``modelmon analyze --once --ground-truth`` and ``modelmon baseline
---model-quality`` from a capture folder: one map (:func:`read_file`, one task a file) reads
+:func:`joined_pairs_or_spilled` is ``modelmon analyze --once --ground-truth`` and ``modelmon
+baseline --model-quality`` from a capture folder: one map (:func:`read_file`, one task a file) reads
 the capture files and then the ground-truth files on the executor, so both kinds are read in
 parallel; the reduce (class codes, the keys' hashes when the workers could not make them, the
 join) runs here in file order, so every backend gives the same pairs.
@@ -260,8 +260,8 @@ def joined_pairs(
     ground_truth: Path | str,
     **options: Any,
 ) -> Pairs:
-    """:func:`joined_pairs_or_spilled` in memory, whatever the rows (``modelmon baseline``:
-    the calibration's isotonic fit takes the labelled rows whole)."""
+    """:func:`joined_pairs_or_spilled` in memory, whatever the rows (the pairs as arrays;
+    ``modelmon baseline`` and ``analyze --once`` go to disk past their budget)."""
     pairs = joined_pairs_or_spilled(mq, encoder, capture_files, ground_truth, **options)
     assert isinstance(pairs, Pairs)
     return pairs

@@ -5,8 +5,10 @@ prediction order, a block at a time, into the metrics' accumulators
 (:mod:`analyzer.monitors.model_quality.streaming`: each pair's subsamples drawn as the
 in-memory path draws them), the binary window's labelled scores written beside them and
 sorted on disk (:func:`~.model_quality_spill.sorted_segments`) for the AUC and the curves,
-and every prediction's score sorted likewise for the estimate's ranks. What is held: a
-block of at most ``batch_memory_rows`` rows at a time.
+and every prediction's score sorted likewise for the estimate's ranks; for ``modelmon
+baseline``, a bounded sample of the labelled pairs for the calibrator
+(:func:`calibration_pairs`). What is held: a block of at most ``batch_memory_rows`` rows at
+a time (and the sample: at most half as many pairs).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from analyzer.ingest.model_quality_spill import (
     RANKED_TYPE,
@@ -25,6 +28,7 @@ from analyzer.ingest.model_quality_spill import (
     read,
     sorted_segments,
 )
+from analyzer.monitors.model_quality.calibration_sample import SEED, PairSample
 from analyzer.monitors.model_quality.estimate import (
     NORMAL_ABOVE,
     Calibrator,
@@ -45,7 +49,7 @@ from analyzer.monitors.model_quality.streaming import (
 )
 from modelmon.config import ModelQualityConfig
 
-__all__ = ["estimate_spilled", "evaluate_spilled"]
+__all__ = ["calibration_pairs", "estimate_spilled", "evaluate_spilled"]
 
 
 def _blocks(records: Any, by_difference: bool) -> Iterator[Any]:
@@ -190,3 +194,15 @@ def estimate_spilled(spilled: Spilled, calibrator: Calibrator | None) -> dict[st
             sums.block(np.ascontiguousarray(ordered), block["value"], ranks)
             before += ordered.size
     return estimate_from_sums(sums, calibrator)
+
+
+def calibration_pairs(
+    spilled: Spilled, size: int, seed: int = SEED
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """The labelled scores and labels to fit the calibrator on: a uniform sample of at most
+    ``size`` of the joined pairs (:class:`~.calibration_sample.PairSample`), in prediction
+    order; all of them, as the in-memory path has them, when there are at most ``size``."""
+    sample = PairSample(size, seed)
+    for block in spilled.pair_blocks():
+        sample.add(block["probability"], block["label"])
+    return sample.pairs()
