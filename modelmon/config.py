@@ -250,8 +250,7 @@ class GroundTruthConfig(_Model):
     max_body_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 16 * 1024 * 1024
     max_line_bytes: Annotated[int, Field(ge=256, le=16 * 1024**2)] = 64 * 1024
     max_bad_lines_shown: Annotated[int, Field(ge=0, le=10_000)] = 100
-    # a body that pauses longer than this between two pieces is refused (408, nothing stored)
-    body_idle_timeout_s: Annotated[float, Field(ge=0.01, le=3600)] = 30.0
+    body_idle_timeout_s: Annotated[float, Field(ge=0.01, le=3600)] = 30.0  # a pause: 408
 
 
 class DaskConfig(_Model):
@@ -298,10 +297,8 @@ class ModelQualityConfig(_Model):
     # "sagemaker" divides r2's residuals by the predictions' spread, as AWS's container does
     r2_convention: Literal["standard", "sagemaker"] = "standard"
     estimate: bool = True  # label-free estimate (CBPE) for classification
-    # analyze --once and baseline --model-quality from a capture folder: past this many rows
-    # (predictions + labels) the join and the metrics go through temporary files, holding
-    # about this many rows at a time; the baseline's calibrator is then fitted on a seeded
-    # sample of half as many pairs (docs/model-quality.md)
+    # analyze --once, baseline --model-quality from captures: past this many rows (predictions
+    # + labels) the join goes to temporary files (docs/model-quality.md, "Past the budget")
     batch_memory_rows: Annotated[int, Field(ge=16, le=10**12)] = 500_000
 
     @field_validator("inference_attribute", "probability_attribute", "ground_truth_attribute")
