@@ -28,7 +28,9 @@ once their hour is past it
 
 from __future__ import annotations
 
+import errno
 import logging
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,6 +56,12 @@ SETTLE_S = 60.0
 LOGGED_PER_FILE = 10
 MAX_SAID = 10_000  # entries that cannot be read, each logged and counted once
 NOT_FILES = "model_quality:ground_truth_not_files"
+
+
+class _NotAFile(Exception):
+    """An entry of the layout that is no regular file (said once, :data:`NOT_FILES`)."""
+
+
 SHRUNK = "model_quality:ground_truth_shrunk_files"
 _NOT_A_FILE = "not a regular file (a directory, a symlink loop or to nothing); skipped"
 _SHRUNK = (
@@ -117,16 +125,27 @@ class GroundTruthFolder:
             known = self._store.read(file_offsets) if files else {}
             for path in files:
                 rel = path.relative_to(self._root).as_posix()
-                if not path.is_file():  # a directory named *.jsonl, a symlink loop or to nothing
-                    self._say_once(rel, NOT_FILES, _NOT_A_FILE)
-                    continue
                 offset, lines = known.get(rel, (0, 0))
                 try:
-                    size = path.stat().st_size
+                    try:
+                        found = path.stat()
+                    except (FileNotFoundError, NotADirectoryError) as exc:  # a symlink to nothing
+                        if not path.is_symlink():
+                            raise
+                        raise _NotAFile from exc
+                    except OSError as exc:
+                        if exc.errno != errno.ELOOP:  # a symlink loop
+                            raise
+                        raise _NotAFile from exc
+                    if not stat.S_ISREG(found.st_mode):  # e.g. a directory named *.jsonl
+                        raise _NotAFile
+                    size = found.st_size
                     if size > offset:
                         self._read_file(path, rel, offset, lines, stats)
                     elif size < offset:  # rewritten shorter: its new lines are never read
                         self._say_once(rel, SHRUNK, _SHRUNK.format(offset=offset, size=size))
+                except _NotAFile:
+                    self._say_once(rel, NOT_FILES, _NOT_A_FILE)
                 except FileNotFoundError:
                     log.warning("%s: removed before it was read; skipped", rel)
                 except OSError as exc:

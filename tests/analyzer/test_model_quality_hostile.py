@@ -10,6 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -263,3 +267,47 @@ async def test_join_keys_with_a_nul_or_empty_are_refused_on_both_sides(
     assert await asyncio.to_thread(joined.label_counts, NOW.timestamp()) == LabelCounts(
         len(good), 0, 0, 0, 0
     )
+
+
+_UNREADABLE_SCRIPT = """
+import sys
+from datetime import timedelta
+from pathlib import Path
+from analyzer.ingest.ground_truth_folder import GroundTruthFolder
+from analyzer.store.database import Store
+from analyzer.store.model_quality_labels import file_offsets
+from tests.analyzer.service_helpers import T0, Clock, make_config
+from tests.analyzer.test_model_quality_join import quality
+config = make_config(Path(sys.argv[1]), None, model_quality=quality())
+store = Store(config.analyzer.db)
+store.start()
+stats = GroundTruthFolder(store, config, clock=Clock(T0 + timedelta(hours=2))).run_once()
+print(sorted(store.read(file_offsets)))
+store.close()
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv to drop the capability that ignores file permissions",
+)
+def test_an_unreadable_hour_folder_does_not_stop_the_folder_read(tmp_path: Path) -> None:
+    """A folder of one hour that cannot be entered (EACCES: a real permission, the reading
+    process run without CAP_DAC_OVERRIDE) is logged and the next hour's file still read
+    (the review of the not-a-file check found ``run_once`` raising out of the tick)."""
+    folder = tmp_path / "ground_truth"
+    write_labels(folder, T0, [label("a")], "a.jsonl")
+    later = write_labels(folder, T0 + timedelta(hours=1), [label("b")], "b.jsonl")
+    closed = folder / "2026/11/27/07"
+    os.chown(closed, 65534, 65534)
+    closed.chmod(0o704)  # no search permission for the reader
+    caps = "-dac_override,-dac_read_search"
+    found = subprocess.run(
+        ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", sys.executable, "-c",
+         _UNREADABLE_SCRIPT, str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert "Permission denied" in found.stderr and "read again next tick" in found.stderr
+    assert found.stdout.strip() == str([later.relative_to(folder).as_posix()])
