@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from analyzer.monitors.model_quality.monitor import other_name
 from analyzer.web.report_common import badge, count, mapping, num, text, time_ticks, x_of
 from analyzer.web.svg_charts import NO_VERDICT, fmt
 from analyzer.web.svg_metric_chart import MetricPoint, metric_chart
@@ -181,13 +182,14 @@ def _confusion(section: Mapping[str, Any]) -> str:
     classes = _classes(matrix)
     shown = sorted(classes[:MAX_CLASSES])
     folded = len(classes) > MAX_CLASSES
-    columns = shown + [OTHER] * folded
+    other = other_name(classes)  # OTHER unless a class has that name
+    columns = shown + [other] * folded
     cells: dict[tuple[str, str], float] = {}
     for actual, row in matrix.items():
         for predicted, value in row.items():
             key = (
-                actual if actual in shown else OTHER,
-                str(predicted) if str(predicted) in shown else OTHER,
+                actual if actual in shown else other,
+                str(predicted) if str(predicted) in shown else other,
             )
             cells[key] = cells.get(key, 0.0) + (num(value) or 0.0)
     total = sum(cells.values())
@@ -198,11 +200,11 @@ def _confusion(section: Mapping[str, Any]) -> str:
         for predicted in columns:
             n = cells.get((actual, predicted), 0.0)
             share = f"<br><small>{n / total:.1%}</small>" if total and n else ""
-            cls = "num diag" if actual == predicted and actual != OTHER else "num"
+            cls = "num diag" if actual == predicted and actual != other else "num"
             line.append(f"<td class='{cls}'>{count(n)}{share}</td>")
         rows.append(f"<tr><th>{text(actual)}</th>{''.join(line)}</tr>")
     note = (
-        f"<p class='note'>{len(classes) - MAX_CLASSES} more classes summed in {OTHER}.</p>"
+        f"<p class='note'>{len(classes) - MAX_CLASSES} more classes summed in {text(other)}.</p>"
         if folded
         else ""
     )

@@ -29,12 +29,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from analyzer.monitors.contract import Evaluation, Gauge, iso
 from analyzer.monitors.model_quality.documents import ProblemType
@@ -55,6 +56,7 @@ __all__ = [
     "STATUS_MAX_CLASSES",
     "ModelQuality",
     "ModelQualityWindow",
+    "other_name",
 ]
 
 NAME = "model_quality"
@@ -148,11 +150,12 @@ def _class_codes(
 def _fitting(names: Sequence[str], budget: int) -> int:
     """How many of ``names`` (in order) a confusion matrix can hold within ``budget`` bytes
     of JSON: k rows, each naming the k classes with a count (6 bytes of quotes, colon,
-    comma and a one-digit count a cell, most are 0), so about k × (Σ len(name) + 6 k)."""
+    comma and a count of a digit or two a cell, most are 0), and the rows' names, so about
+    (k + 1) × Σ (len(name as JSON) + 5)."""
     total = 0
     for k, name in enumerate(names, 1):
-        total += len(name.encode()) + 6
-        if k * total > budget:
+        total += len(orjson.dumps(name)) + 5  # as written: quoted, escaped (\u0001: 6 bytes)
+        if (k + 1) * total > budget:  # k columns of each row, and the rows' own names
             return k - 1
     return len(names)
 
@@ -160,7 +163,8 @@ def _fitting(names: Sequence[str], budget: int) -> int:
 def _folded(matrix: Mapping[str, Mapping[str, int]]) -> Mapping[str, Mapping[str, int]]:
     """The confusion matrix of the status: as it is up to ``STATUS_MAX_CLASSES`` classes;
     past that, the ``STATUS_MAX_CLASSES - 1`` classes of most pairs (as actual or predicted,
-    ties by name) and the rest summed in ``OTHER`` (the report files keep the whole one)."""
+    ties by name) and the rest summed in :func:`other_name` (``OTHER`` unless a class has that
+    name; the report files keep the whole matrix)."""
     if len(matrix) <= STATUS_MAX_CLASSES and _fitting(list(matrix), STATUS_MATRIX_BYTES) == len(
         matrix
     ):
@@ -170,16 +174,26 @@ def _folded(matrix: Mapping[str, Mapping[str, int]]) -> Mapping[str, Mapping[str
         for predicted, n in row.items():
             support[actual] += n
             support[predicted] += n
+    other = other_name(support)
     kept = sorted(matrix, key=lambda name: (-support[name], name))[: STATUS_MAX_CLASSES - 1]
-    kept = kept[: max(1, _fitting([*kept, OTHER], STATUS_MATRIX_BYTES) - 1)]
+    kept = kept[: max(1, _fitting([*kept, other], STATUS_MATRIX_BYTES) - 1)]
     shown = set(kept)
-    names = [*sorted(kept), OTHER]
+    names = [*sorted(kept), other]
     out = {actual: dict.fromkeys(names, 0) for actual in names}
     for actual, row in matrix.items():
-        cells = out[actual if actual in shown else OTHER]
+        cells = out[actual if actual in shown else other]
         for predicted, n in row.items():
-            cells[predicted if predicted in shown else OTHER] += n
+            cells[predicted if predicted in shown else other] += n
     return out
+
+
+def other_name(classes: Iterable[str]) -> str:
+    """``OTHER``, with ``*`` added until it names no class (a model may answer "(other)")."""
+    taken = set(classes)
+    name = OTHER
+    while name in taken:
+        name += "*"
+    return name
 
 
 _WHY = {

@@ -15,6 +15,7 @@ from analyzer.monitors.model_quality.monitor import (
     MAX_MATRIX_BYTES,
     OTHER,
     STATUS_MATRIX_BYTES,
+    STATUS_MAX_CLASSES,
     ModelQuality,
     ModelQualityWindow,
 )
@@ -223,3 +224,31 @@ def test_a_multiclass_window_of_long_class_names_keeps_its_matrix_within_its_byt
     assert len(orjson.dumps(section["confusion_matrix"])) <= STATUS_MATRIX_BYTES
     assert OTHER in section["confusion_matrix"]
     assert section["confusion_matrix_classes"] == len(matrix)
+
+
+def test_class_names_that_json_escapes_are_counted_as_written() -> None:
+    """Names of control characters (each written as ``\\u0001``, 6 bytes): the budget counted
+    their UTF-8 bytes, and the matrices came out ~6x over it (99.5 MB and 1.4 MB)."""
+    names = ["\x01" * 1019 + f"{i:04d}" for i in range(200)]
+    labels = names + names[:50]
+    monitor = ModelQuality("MulticlassClassification", None, None, {}, min_labels=1,
+                           false_alarm_rate=0.01)  # fmt: skip
+    window = ModelQualityWindow(labels, list(labels), np.zeros(len(labels)))
+    evaluation = monitor.evaluate(window, start=0.0, end=60.0)
+    matrix = evaluation.documents["statistics.json"]["multiclass_classification_metrics"]
+    assert len(orjson.dumps(matrix["confusion_matrix"])) <= MAX_MATRIX_BYTES
+    assert len(orjson.dumps(evaluation.section["confusion_matrix"])) <= STATUS_MATRIX_BYTES
+
+
+def test_a_class_named_like_the_folded_rest_is_not_merged_into_it() -> None:
+    """A model answering "(other)": the status's folded matrix sums the rest under another
+    name, so that class's own pairs stay its own (before: 500 real pairs + 36 folded)."""
+    labels = [OTHER] * 500 + [f"c{i}" for i in range(60)] * 3
+    monitor = ModelQuality("MulticlassClassification", None, None, {}, min_labels=1,
+                           false_alarm_rate=0.01)  # fmt: skip
+    window = ModelQualityWindow(labels, list(labels), np.zeros(len(labels)))
+    matrix = monitor.evaluate(window, start=0.0, end=60.0).section["confusion_matrix"]
+    assert len(matrix) == STATUS_MAX_CLASSES
+    assert matrix[OTHER][OTHER] == 500
+    assert sum(matrix[OTHER + "*"].values()) == 3 * (60 - (STATUS_MAX_CLASSES - 2))
+    assert sum(sum(row.values()) for row in matrix.values()) == len(labels)
