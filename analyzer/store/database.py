@@ -169,15 +169,6 @@ def m007_model_quality_no_key_index(db: Database) -> None:
     drop_key_index(db)
 
 
-@MIGRATIONS()
-def m008_model_quality_labels_alone_times(db: Database) -> None:
-    """The waiting labels counted by arrival time instead of indexed by it (see
-    :func:`analyzer.store.model_quality.create_tables`); the counts of the rows stored."""
-    from analyzer.store.model_quality_migrations import count_labels_alone_times
-
-    count_labels_alone_times(db)
-
-
 class StoreError(Exception):
     """The store cannot be opened or used (a bad path, a full disk, a closed store)."""
 

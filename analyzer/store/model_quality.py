@@ -11,10 +11,9 @@ The halves still waiting for the other are listed in two narrow tables,
 ``mq_predictions_alone`` (key, inference time) and ``mq_labels_alone`` (key, arrival time);
 at every commit a key is listed there exactly when its other half is not stored. Joining
 deletes from them and never rewrites a wide prediction row. The label counts of
-``/monitor/status`` come from row totals kept in ``mq_totals`` as rows change, the waiting
-labels' counts by arrival time (``mq_labels_alone_times``: no index by arrival time, whose
-random pages a join would dirty) and an index range over the lone predictions still within
-the wait: never a scan or a join of the tables. A batch
+``/monitor/status`` come from row totals kept in ``mq_totals`` as rows change and an index
+range over the rows still within the wait, read in one snapshot: never a scan or a join of
+the tables. A batch
 only looks up its own keys (handed to SQLite as one JSON array, ``json_each``).
 
 A window is keyed by *inference* time. When a label joins a prediction (or a prediction
@@ -89,18 +88,7 @@ def create_tables(db: Database) -> None:
             f"CREATE TABLE IF NOT EXISTS {side} (key TEXT PRIMARY KEY, {moment} REAL NOT NULL)"
             " WITHOUT ROWID"
         )
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS mq_predictions_alone_time"
-        " ON mq_predictions_alone (inference_time)"
-    )
-    # the waiting labels counted by arrival time, instead of an index on it: a prediction
-    # joining a waiting label would dirty a random page of that index too (its entries are
-    # ordered by key within a batch's arrival time); at a million waiting labels that page
-    # was half of what a chunk's COMMIT wrote (migration m008)
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS mq_labels_alone_times (received_at REAL PRIMARY KEY,"
-        " n INTEGER NOT NULL) WITHOUT ROWID"
-    )
+        db.execute(f"CREATE INDEX IF NOT EXISTS {side}_time ON {side} ({moment})")
     db.execute(
         "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"
         " version INTEGER NOT NULL)"
@@ -121,7 +109,6 @@ def _window(column: str, window_s: int) -> str:
 
 
 _BUMP = " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
-_ADD_N = " ON CONFLICT (received_at) DO UPDATE SET n = n + excluded.n"
 LABELS, PREDICTIONS_ALONE, LABELS_ALONE = "labels", "predictions_alone", "labels_alone"
 # rows added or removed, ever (never decreases): the evaluation's "did the join change?"
 CHANGES = "changes"
@@ -199,12 +186,6 @@ def add_predictions(
             " FROM mq_labels_alone l WHERE l.key = p.key)" + _BUMP,
             [last],
         )
-        conn.execute(
-            "INSERT INTO mq_labels_alone_times SELECT l.received_at, -count(*)"
-            " FROM mq_predictions p JOIN mq_labels_alone l ON l.key = p.key WHERE p.rowid > ?"
-            " GROUP BY l.received_at" + _ADD_N,
-            [last],
-        )
         joined = conn.execute(
             "DELETE FROM mq_labels_alone WHERE key IN (SELECT key FROM mq_predictions"
             " WHERE rowid > ?)",
@@ -257,9 +238,6 @@ def add_labels(
         " AND NOT EXISTS (SELECT 1 FROM mq_predictions_alone a WHERE a.key = j.value)",
         [received_at, keys],
     ).rowcount
-    if alone:
-        conn.execute("INSERT INTO mq_labels_alone_times VALUES (?, ?)" + _ADD_N,
-                     [received_at, alone])  # fmt: skip
     added = insert_rows(conn, "INSERT OR IGNORE INTO mq_labels", batch)
     # the lone predictions of the batch's keys now have their label: mark, then unflag them
     conn.execute(
@@ -384,8 +362,7 @@ def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> 
     with _one_snapshot(conn):  # a commit between two reads would make them disagree
         totals = _totals(conn)
         pending = conn.execute(
-            "SELECT coalesce(sum(n), 0) FROM mq_labels_alone_times WHERE received_at >= ?",
-            [cutoff],
+            "SELECT count(*) FROM mq_labels_alone WHERE received_at >= ?", [cutoff]
         ).fetchone()[0]
         awaiting = conn.execute(
             "SELECT count(*) FROM mq_predictions_alone WHERE inference_time >= ?", [cutoff]
@@ -415,24 +392,14 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
     predictions = conn.execute(
         "DELETE FROM mq_predictions WHERE inference_time < ?", [before]
     ).rowcount
-    labels_alone = 0
-    # the waiting labels have no index by arrival: they are looked for (a scan of the lone
-    # ones, not of the joined) only when their counts say that some arrived before ``before``
-    waiting = conn.execute(
-        "SELECT 1 FROM mq_labels_alone_times WHERE received_at < ? AND n > 0 LIMIT 1", [before]
-    ).fetchone()
-    if waiting is not None:
-        labels += conn.execute(
-            "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_labels_alone"
-            " WHERE received_at < ?)",
-            [before],
-        ).rowcount
-        labels_alone = conn.execute(
-            "DELETE FROM mq_labels_alone WHERE received_at < ?", [before]
-        ).rowcount
-    # every count before ``before`` is 0 now: the ones joined batches left go too, so the
-    # counts hold at most the arrival moments within the retention
-    conn.execute("DELETE FROM mq_labels_alone_times WHERE received_at < ?", [before])
+    labels += conn.execute(
+        "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_labels_alone"
+        " WHERE received_at < ?)",
+        [before],
+    ).rowcount
+    labels_alone = conn.execute(
+        "DELETE FROM mq_labels_alone WHERE received_at < ?", [before]
+    ).rowcount
     conn.execute("DELETE FROM mq_dirty WHERE window_start < ?", [math.floor(before) - 90 * 86400])
     _add_totals(
         conn,

@@ -1,4 +1,4 @@
-"""The join's migrations (run by :mod:`analyzer.store.database`'s m004, m007, m008): what
+"""The join's migrations (run by :mod:`analyzer.store.database`'s m004 and m007): what
 changed in the tables of :mod:`analyzer.store.model_quality`, applied to a database made
 before."""
 
@@ -8,7 +8,7 @@ from sqlite_utils import Database
 
 from analyzer.store.model_quality import PREDICTION_COLUMNS, create_tables
 
-__all__ = ["count_labels_alone_times", "drop_key_index", "recount_totals"]
+__all__ = ["drop_key_index", "recount_totals"]
 
 
 def recount_totals(db: Database) -> None:
@@ -20,17 +20,6 @@ def recount_totals(db: Database) -> None:
         " UNION ALL SELECT 'predictions_alone', count(*) FROM mq_predictions_alone"
         " UNION ALL SELECT 'labels_alone', count(*) FROM mq_labels_alone"
     )
-
-
-def count_labels_alone_times(db: Database) -> None:
-    """Migration m008: ``mq_labels_alone_times`` from the waiting labels stored, and their
-    index by arrival time dropped."""
-    create_tables(db)
-    db.execute(  # before the index goes: it gives the rows in arrival order
-        "INSERT OR REPLACE INTO mq_labels_alone_times"
-        " SELECT received_at, count(*) FROM mq_labels_alone GROUP BY received_at"
-    )
-    db.execute("DROP INDEX IF EXISTS mq_labels_alone_time")
 
 
 def drop_key_index(db: Database) -> bool:
