@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from analyzer.ingest.model_quality_files import BadLines
-from analyzer.ingest.model_quality_spill import Sink
+from analyzer.ingest.model_quality_spill import Sink, Spilled
 from analyzer.ingest.model_quality_spilled import estimate_spilled, evaluate_spilled
 from analyzer.monitors.model_quality.estimate import fit_calibrator
 from modelmon.config import ModelQualityConfig
@@ -33,6 +34,26 @@ def traced() -> Iterator[None]:
     tracemalloc.stop()
 
 
+def binary_pairs(rng: np.random.Generator, keys: Any) -> tuple[Any, Any, Any, Any]:
+    """For predictions of ``keys``: their labels' keys (shuffled), scores, predictions, labels."""
+    label_keys = keys[rng.permutation(keys.size)]
+    scores = rng.beta(2, 3, keys.size).round(4)
+    predicted = (scores >= 0.5).astype(np.int8)
+    labels = (rng.random(keys.size) < 0.4).astype(np.int8)
+    return label_keys, scores, predicted, labels
+
+
+def joined(sink: Sink, *columns: Any) -> Spilled:
+    """``sink`` fed the predictions and labels ``columns`` (keys, predictions, scores, label
+    keys, labels) 10,000 rows at a time, as a map's files give them, and finished."""
+    keys, predicted, scores, label_keys, labels = columns
+    for lo in range(0, keys.size, 10_000):
+        hi = lo + 10_000
+        sink.add_predictions(keys[lo:hi], predicted[lo:hi], scores[lo:hi])
+        sink.add_labels(label_keys[lo:hi], labels[lo:hi])
+    return sink.finish(BadLines(), (0.0, 1.0))
+
+
 def peak_of_a_window(rows: int) -> int:
     """Bytes allocated at the peak of the spill path for ``rows`` predictions and labels."""
     rng = np.random.default_rng(rows)
@@ -46,12 +67,7 @@ def peak_of_a_window(rows: int) -> int:
     calibrator = fit_calibrator(base, (rng.random(5000) < base).astype(np.int64))
     held = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
-    sink = Sink(np.int8, BUDGET, True)
-    for lo in range(0, rows, 10_000):  # a map's files
-        hi = lo + 10_000
-        sink.add_predictions(keys[lo:hi], predicted[lo:hi], scores[lo:hi])
-        sink.add_labels(label_keys[lo:hi], labels[lo:hi])
-    spilled = sink.finish(BadLines(), (0.0, 1.0))
+    spilled = joined(Sink(np.int8, BUDGET, True), keys, predicted, scores, label_keys, labels)
     with spilled.spill:
         result = evaluate_spilled(MQ, spilled, {}, None, false_alarm_rate=0.01, classes=None)
         estimate = estimate_spilled(spilled, calibrator)
@@ -76,18 +92,11 @@ def peak_of_one_key_repeated(repeats: int) -> tuple[int, int]:
     rows = 20_000 + repeats
     keys = rng.integers(-(2**63), 2**63 - 1, rows, dtype=np.int64)
     keys[rng.permutation(rows)[:repeats]] = keys[0]
-    label_keys = keys[rng.permutation(rows)]
-    scores = rng.beta(2, 3, rows).round(4)
-    predicted = (scores >= 0.5).astype(np.int8)
-    labels = (rng.random(rows) < 0.4).astype(np.int8)
+    label_keys, scores, predicted, labels = binary_pairs(rng, keys)
     held = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
-    sink = Sink(np.int8, BUDGET // 10, False)
-    for lo in range(0, rows, 10_000):
-        hi = lo + 10_000
-        sink.add_predictions(keys[lo:hi], predicted[lo:hi], scores[lo:hi])
-        sink.add_labels(label_keys[lo:hi], labels[lo:hi])
-    spilled = sink.finish(BadLines(), (0.0, 1.0))
+    spilled = joined(Sink(np.int8, BUDGET // 10, False), keys, predicted, scores, label_keys,
+                     labels)  # fmt: skip
     spilled.spill.close()
     duplicates = spilled.counts.duplicate_predictions
     assert duplicates == spilled.counts.duplicate_labels == rows - np.unique(keys).size

@@ -12,47 +12,35 @@ fits on all of them.
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import scipy.optimize  # noqa: F401  (the fit imports it lazily: not what the rows cost)
 
-from analyzer.ingest.model_quality_files import BadLines
 from analyzer.ingest.model_quality_spill import Sink
 from analyzer.monitors.model_quality.estimate import MAX_ROWS_PER_DRAW_BLOCK
 from analyzer.monitors.model_quality.records import Encoder
 from modelmon.cli.model_quality_baseline import built_on_disk
 from modelmon.config import ModelQualityConfig
+from tests.analyzer.test_model_quality_spill_memory import (  # noqa: F401 (traced: a fixture)
+    binary_pairs,
+    joined,
+    traced,
+)
 
 BUDGET = 30_000
 MQ = ModelQualityConfig(problem_type="BinaryClassification", probability_attribute="p",
                         batch_memory_rows=BUDGET)  # fmt: skip
 
 
-@pytest.fixture
-def traced() -> Iterator[None]:
-    tracemalloc.start()
-    yield
-    tracemalloc.stop()
-
-
 def peak_of_a_baseline(rows: int) -> int:
     """Bytes allocated at the peak of the baseline past the budget for ``rows`` pairs."""
     rng = np.random.default_rng(rows)
     keys = rng.integers(-(2**63), 2**63 - 1, rows, dtype=np.int64)
-    label_keys = keys[rng.permutation(rows)]
-    scores = rng.beta(2, 3, rows).round(4)
-    predicted = (scores >= 0.5).astype(np.int8)
-    labels = (rng.random(rows) < 0.4).astype(np.int8)
+    label_keys, scores, predicted, labels = binary_pairs(rng, keys)
     held = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
-    sink = Sink(np.int8, BUDGET, True)
-    for lo in range(0, rows, 10_000):  # a map's files
-        hi = lo + 10_000
-        sink.add_predictions(keys[lo:hi], predicted[lo:hi], scores[lo:hi])
-        sink.add_labels(label_keys[lo:hi], labels[lo:hi])
-    spilled = sink.finish(BadLines(), (0.0, 1.0))
+    spilled = joined(Sink(np.int8, BUDGET, True), keys, predicted, scores, label_keys, labels)
     with spilled.spill:
         built = built_on_disk(None, MQ, Encoder(MQ.problem_type), spilled)
     assert built.labelled == rows and built.calibration is not None
