@@ -32,7 +32,6 @@ _LABELS = {  # as analyzer.store.model_quality counts them; other keys are shown
     "unlabeled": "predictions whose label did not come within the label wait",
 }
 _OPERATORS = {"LessThanThreshold": "≥", "GreaterThanThreshold": "≤"}
-OTHER = "(other)"
 
 
 def _number(value: Any) -> float | None:
@@ -179,10 +178,13 @@ def _confusion(section: Mapping[str, Any]) -> str:
     matrix = {str(k): mapping(v) for k, v in mapping(section.get("confusion_matrix")).items()}
     if not matrix:
         return ""
-    classes = _classes(matrix)
+    # the status's own rest (its matrix folded past 50 classes) is this table's rest too
+    rest = section.get("confusion_matrix_other")
+    rest = rest if isinstance(rest, str) and rest in matrix else None
+    classes = [name for name in _classes(matrix) if name != rest]
     shown = sorted(classes[:MAX_CLASSES])
-    folded = len(classes) > MAX_CLASSES
-    other = other_name(classes)  # OTHER unless a class has that name
+    folded = rest is not None or len(classes) > MAX_CLASSES
+    other = rest if rest is not None else other_name(classes)  # OTHER unless a class has it
     columns = shown + [other] * folded
     cells: dict[tuple[str, str], float] = {}
     for actual, row in matrix.items():
@@ -203,8 +205,9 @@ def _confusion(section: Mapping[str, Any]) -> str:
             cls = "num diag" if actual == predicted and actual != other else "num"
             line.append(f"<td class='{cls}'>{count(n)}{share}</td>")
         rows.append(f"<tr><th>{text(actual)}</th>{''.join(line)}</tr>")
+    everything = int(num(section.get("confusion_matrix_classes")) or len(classes))
     note = (
-        f"<p class='note'>{len(classes) - MAX_CLASSES} more classes summed in {text(other)}.</p>"
+        f"<p class='note'>{everything - len(shown)} more classes summed in {text(other)}.</p>"
         if folded
         else ""
     )

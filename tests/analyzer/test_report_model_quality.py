@@ -22,11 +22,12 @@ from aiohttp.test_utils import TestClient
 
 from analyzer.monitors.model_quality.documents import suggest_constraints
 from analyzer.monitors.model_quality.evaluate import evaluate_window
+from analyzer.monitors.model_quality.monitor import OTHER, ModelQuality, ModelQualityWindow
 from analyzer.monitors.registry import GAUGES
 from analyzer.service.app import create_app, monitor_of
 from analyzer.store.model_quality_history import read_model_quality_history
 from analyzer.web.report_html import PARTS, render_report
-from analyzer.web.report_model_quality import MAX_CLASSES, OTHER, model_quality_part
+from analyzer.web.report_model_quality import MAX_CLASSES, model_quality_part
 from analyzer.web.svg_charts import fmt
 from modelmon.capture_record import CaptureSide, build_record
 from tests.analyzer.service_helpers import FEATURES, T0, Clock, make_config, write_capture_file
@@ -366,3 +367,21 @@ async def test_model_quality_runs_are_listed_detailed_and_true_to_the_schema(
     assert {"window", "model_quality"} <= {run["kind"] for run in everything}
     for run in everything:
         _validator(document, "RunSummary").validate(run)
+
+
+def test_a_matrix_the_status_folded_is_folded_into_the_same_rest() -> None:
+    """80 classes: the status sums 31 of them under "(other)"; the page shows its 12 and one
+    rest, "(other)", counting the 68 others of the window's 80 (the review found a second
+    rest, "(other)*", and a count from the folded 50)."""
+    names = [f"c{i:02d}" for i in range(80)]
+    labels = [name for i, name in enumerate(names) for _ in range(80 - i)]
+    monitor = ModelQuality("MulticlassClassification", None, None, {}, min_labels=1,
+                           false_alarm_rate=0.01)  # fmt: skip
+    window = ModelQualityWindow(labels, list(labels), np.zeros(len(labels)))
+    section = monitor.evaluate(window, start=0.0, end=60.0).section
+    assert section["confusion_matrix_other"] == OTHER
+    html = model_quality_part(section, [])
+    header = html[html.index("actual \\ predicted") : html.index("</tr>", html.index("actual"))]
+    assert header.count("<th>") == MAX_CLASSES + 1  # the shown classes and one rest
+    assert "(other)*" not in html
+    assert "68 more classes summed in (other)" in html

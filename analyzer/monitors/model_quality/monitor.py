@@ -360,8 +360,9 @@ class ModelQuality:
         if result is not None and "confusion_matrix" in result.metrics:
             matrix = result.metrics["confusion_matrix"]
             section["confusion_matrix"] = folded = _folded(matrix)
-            if folded is not matrix:
+            if folded is not matrix:  # the rest summed under its last name
                 section["confusion_matrix_classes"] = len(matrix)
+                section["confusion_matrix_other"] = list(folded)[-1]
         for name, estimate in estimates.items():
             realized = section["metrics"].get(name, {})
             section["estimated"][name] = {
