@@ -366,11 +366,14 @@ class Store:
         return conn
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` on a read connection (blocking; from a thread)."""
+        """Run ``fn(conn)`` on a read connection, in one read transaction: every read of
+        ``fn`` sees the same state of the database, whatever commits meanwhile (blocking;
+        from a thread)."""
         if self._closed:
             raise StoreError("the store is closed")
         conn = self._reader()
         try:
+            conn.execute("BEGIN")
             return fn(conn)
         finally:
             if conn.in_transaction:

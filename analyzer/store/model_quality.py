@@ -28,10 +28,9 @@ caller's transaction.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -341,32 +340,18 @@ def predictions_between(conn: sqlite3.Connection, start: float, end: float) -> b
     return bool(row[0])
 
 
-@contextlib.contextmanager
-def _one_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
-    """The reads inside see one state of the database (a read transaction), unless the
-    caller's transaction already gives them one."""
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")
-
-
 def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> LabelCounts:
     """Counts over everything stored (within retention): the kept totals and the index range
-    of the rows still within the wait (never a scan of a table)."""
+    of the rows still within the wait (never a scan of a table). Its reads agree only in one
+    read transaction (as :meth:`~analyzer.store.database.Store.read` runs them)."""
     cutoff = now - label_delay_s
-    with _one_snapshot(conn):  # a commit between two reads would make them disagree
-        totals = _totals(conn)
-        pending = conn.execute(
-            "SELECT count(*) FROM mq_labels_alone WHERE received_at >= ?", [cutoff]
-        ).fetchone()[0]
-        awaiting = conn.execute(
-            "SELECT count(*) FROM mq_predictions_alone WHERE inference_time >= ?", [cutoff]
-        ).fetchone()[0]
+    totals = _totals(conn)
+    pending = conn.execute(
+        "SELECT count(*) FROM mq_labels_alone WHERE received_at >= ?", [cutoff]
+    ).fetchone()[0]
+    awaiting = conn.execute(
+        "SELECT count(*) FROM mq_predictions_alone WHERE inference_time >= ?", [cutoff]
+    ).fetchone()[0]
     labels_alone = totals.get(LABELS_ALONE, 0)
     return LabelCounts(
         matched=totals.get(LABELS, 0) - labels_alone,

@@ -51,12 +51,9 @@ _COLUMNS = "id, kind, time, hour, window_start, window_end, state, samples, viol
 
 
 def read_snapshot(conn: sqlite3.Connection) -> tuple[dict[str, Any] | None, dict[str, int]]:
-    """The stored status document and the counters, in one read transaction."""
-    conn.execute("BEGIN")
-    try:
-        return read_status_doc(conn), read_counters(conn)
-    finally:
-        conn.rollback()
+    """The stored status document and the counters (one state of both in
+    :meth:`~analyzer.store.database.Store.read`'s read transaction)."""
+    return read_status_doc(conn), read_counters(conn)
 
 
 def read_counter(conn: sqlite3.Connection, name: str) -> int:

@@ -280,12 +280,12 @@ def test_rows_over_several_statements_keep_the_first_of_a_key(
 
 def test_the_counts_are_read_in_one_snapshot(tmp_path: Path) -> None:
     """Labels committed by another connection between two of the counts' reads (injected
-    with SQLite's statement trace) are seen by none of them: no negative count."""
+    with SQLite's statement trace) are seen by none of them: no negative count. The
+    snapshot is :meth:`Store.read`'s read transaction, around everything a read does."""
     store = Store(tmp_path / "m.db")
     store.start()
     try:
         store.write(lambda db: add_labels(db, [("old", "1")], 0.0, WINDOW))
-        reader = sqlite3.connect(tmp_path / "m.db")
         injected: list[str] = []
 
         def between(sql: str) -> None:
@@ -295,15 +295,17 @@ def test_the_counts_are_read_in_one_snapshot(tmp_path: Path) -> None:
                     lambda db: add_labels(db, [(f"new{i}", "1") for i in range(5)], 100.0, WINDOW)
                 )
 
-        reader.set_trace_callback(between)
-        try:
-            seen = label_counts(reader, now=100.0, label_delay_s=50.0)
-        finally:
-            reader.set_trace_callback(None)
+        def traced_counts(conn: sqlite3.Connection) -> LabelCounts:
+            conn.set_trace_callback(between)
+            try:
+                return label_counts(conn, now=100.0, label_delay_s=50.0)
+            finally:
+                conn.set_trace_callback(None)
+
+        seen = store.read(traced_counts)
         assert injected  # the write went in between two reads
         assert seen == LabelCounts(matched=0, unmatched=1, pending=0, awaiting=0, unlabeled=0)
-        after = label_counts(reader, now=100.0, label_delay_s=50.0)
+        after = store.read(lambda conn: label_counts(conn, now=100.0, label_delay_s=50.0))
         assert after == LabelCounts(matched=0, unmatched=1, pending=5, awaiting=0, unlabeled=0)
-        reader.close()
     finally:
         store.close()
