@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -57,9 +58,20 @@ LOGGED_PER_FILE = 10
 MAX_SAID = 10_000  # entries that cannot be read, each logged and counted once
 NOT_FILES = "model_quality:ground_truth_not_files"
 
+_NOT_THERE = frozenset((errno.ENOENT, errno.ENOTDIR, errno.ELOOP))
 
-class _NotAFile(Exception):
-    """An entry of the layout that is no regular file (said once, :data:`NOT_FILES`)."""
+
+def _regular(path: Path) -> os.stat_result | None:
+    """``path``'s status when it is a regular file; None for another entry of the layout (a
+    directory named ``*.jsonl``, a symlink that loops or leads nowhere); an ``OSError`` for
+    one that cannot be looked at (a permission) or is gone."""
+    try:
+        found = path.stat()
+    except OSError as exc:
+        if exc.errno in _NOT_THERE and path.is_symlink():  # lstat: the link itself is there
+            return None
+        raise
+    return found if stat.S_ISREG(found.st_mode) else None
 
 
 SHRUNK = "model_quality:ground_truth_shrunk_files"
@@ -127,25 +139,15 @@ class GroundTruthFolder:
                 rel = path.relative_to(self._root).as_posix()
                 offset, lines = known.get(rel, (0, 0))
                 try:
-                    try:
-                        found = path.stat()
-                    except (FileNotFoundError, NotADirectoryError) as exc:  # a symlink to nothing
-                        if not path.is_symlink():
-                            raise
-                        raise _NotAFile from exc
-                    except OSError as exc:
-                        if exc.errno != errno.ELOOP:  # a symlink loop
-                            raise
-                        raise _NotAFile from exc
-                    if not stat.S_ISREG(found.st_mode):  # e.g. a directory named *.jsonl
-                        raise _NotAFile
+                    found = _regular(path)
+                    if found is None:
+                        self._say_once(rel, NOT_FILES, _NOT_A_FILE)
+                        continue
                     size = found.st_size
                     if size > offset:
                         self._read_file(path, rel, offset, lines, stats)
                     elif size < offset:  # rewritten shorter: its new lines are never read
                         self._say_once(rel, SHRUNK, _SHRUNK.format(offset=offset, size=size))
-                except _NotAFile:
-                    self._say_once(rel, NOT_FILES, _NOT_A_FILE)
                 except FileNotFoundError:
                     log.warning("%s: removed before it was read; skipped", rel)
                 except OSError as exc:
