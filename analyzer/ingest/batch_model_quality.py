@@ -28,7 +28,7 @@ import numpy as np
 from analyzer.ingest.executor import Executor
 from analyzer.ingest.model_quality_files import Pairs
 from analyzer.ingest.model_quality_map import joined_pairs_or_spilled
-from analyzer.ingest.model_quality_spill import Spilled
+from analyzer.ingest.model_quality_spill import Spilled, on_disk_note
 from analyzer.ingest.model_quality_spilled import estimate_spilled, evaluate_spilled
 from analyzer.ingest.remote_files import CaptureFile
 from analyzer.ingest.table_readers import InputError
@@ -184,8 +184,7 @@ def analyze_model_quality(
         with joined.spill:  # the temporary files go, also on error
             result, pairs, estimate = _spilled(config, mq, joined, baseline, encoder)
             predictions = joined.predictions
-        on_disk = (f"  joined on disk: more than analyzer.model_quality.batch_memory_rows"
-                   f" ({mq.batch_memory_rows:,}) predictions and labels")  # fmt: skip
+        on_disk = on_disk_note(mq.batch_memory_rows)
     else:
         predictions = int(joined.all_predictions.size)
         held = [joined]

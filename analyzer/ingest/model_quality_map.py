@@ -43,7 +43,6 @@ from modelmon.config import ModelQualityConfig, PayloadSide
 __all__ = [
     "FileColumns",
     "ReadTask",
-    "joined_pairs",
     "joined_pairs_or_spilled",
     "read_file",
     "value_type",
@@ -251,17 +250,3 @@ def joined_pairs_or_spilled(
         all_predictions=every_prediction,
         time_range=span,
     )
-
-
-def joined_pairs(
-    mq: ModelQualityConfig,
-    encoder: Encoder,
-    capture_files: Sequence[CaptureFile],
-    ground_truth: Path | str,
-    **options: Any,
-) -> Pairs:
-    """:func:`joined_pairs_or_spilled` in memory, whatever the rows (the pairs as arrays;
-    ``modelmon baseline`` and ``analyze --once`` go to disk past their budget)."""
-    pairs = joined_pairs_or_spilled(mq, encoder, capture_files, ground_truth, **options)
-    assert isinstance(pairs, Pairs)
-    return pairs

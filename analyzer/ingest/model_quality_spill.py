@@ -38,7 +38,16 @@ import numpy as np
 from analyzer.ingest.model_quality_files import BadLines
 from analyzer.monitors.model_quality.pairs import Columns, JoinCounts, join
 
-__all__ = ["Segment", "Sink", "SpillDir", "Spilled", "sorted_segments"]
+__all__ = ["Segment", "Sink", "SpillDir", "Spilled", "on_disk_note", "sorted_segments"]
+
+
+def on_disk_note(budget: int) -> str:
+    """The line a command's summary says when its join went to disk."""
+    return (
+        f"  joined on disk: more than analyzer.model_quality.batch_memory_rows ({budget:,})"
+        " predictions and labels"
+    )
+
 
 PART_BITS = 6  # 64 partitions first; one above the budget is cut in as few as it needs
 PARTS = 1 << PART_BITS

@@ -32,7 +32,7 @@ from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES
 from analyzer.ingest.executor import Executor
 from analyzer.ingest.model_quality_files import BadLines, Pairs, folder_files
 from analyzer.ingest.model_quality_map import joined_pairs_or_spilled
-from analyzer.ingest.model_quality_spill import Spilled
+from analyzer.ingest.model_quality_spill import Spilled, on_disk_note
 from analyzer.ingest.model_quality_spilled import calibration_pairs, evaluate_spilled
 from analyzer.ingest.model_quality_table import TableAttributes, read_table
 from analyzer.ingest.remote_files import CaptureFile, RemoteFolder
@@ -178,10 +178,7 @@ def _summary(
             f"labels (first kept), {c.duplicate_predictions:,} duplicate predictions"
         )
     if built.on_disk:
-        lines.append(
-            "  joined on disk: more than analyzer.model_quality.batch_memory_rows"
-            f" ({mq.batch_memory_rows:,}) predictions and labels"
-        )
+        lines.append(on_disk_note(mq.batch_memory_rows))
     if built.bad.count:
         lines.append(f"  skipped {built.bad.count:,} lines that could not be used:")
         lines += [f"    {shown}" for shown in built.bad.shown]

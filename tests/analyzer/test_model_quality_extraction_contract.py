@@ -26,8 +26,8 @@ import pytest
 
 from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.ingest import model_quality_arrow
-from analyzer.ingest.model_quality_files import BadLines, read_predictions
-from analyzer.ingest.model_quality_map import joined_pairs
+from analyzer.ingest.model_quality_files import BadLines, Pairs, read_predictions
+from analyzer.ingest.model_quality_map import joined_pairs_or_spilled
 from analyzer.monitors.model_quality import extraction_batch
 from analyzer.monitors.model_quality.extraction import OutputReader, Unusable
 from analyzer.monitors.model_quality.labels import as_text
@@ -329,8 +329,8 @@ def test_json_bodies_of_two_shapes_in_chunks_go_a_column_at_a_time() -> None:
 def test_the_batch_join_splits_bodies_with_the_configured_output(
     tmp_path: Path, configured: bool
 ) -> None:
-    """``analyze --once`` and ``modelmon baseline --model-quality`` hand
-    ``payload.output`` to the map over the files (``joined_pairs``): SageMaker's
+    """``analyze --once`` and ``modelmon baseline --model-quality`` hand ``payload.output``
+    to the map over the files (``joined_pairs_or_spilled``, in memory): SageMaker's
     ``{"predictions": [{…}]}`` read by key needs the JSON decoder's row; with the default
     (CSV) output there is none, and each line is a bad line by its reason."""
     capture = tmp_path / "capture.jsonl"
@@ -355,7 +355,8 @@ def test_the_batch_join_splits_bodies_with_the_configured_output(
     (truth / "l.jsonl").write_text("\n".join(labels) + "\n")
     mq = ModelQualityConfig.model_validate(_q("label", "score"))
     output = PayloadConfig.model_validate({"output": J}).output if configured else None
-    pairs = joined_pairs(mq, Encoder(BINARY), [capture], tmp_path / "gt", output=output)
+    pairs = joined_pairs_or_spilled(mq, Encoder(BINARY), [capture], tmp_path / "gt", output=output)
+    assert isinstance(pairs, Pairs)
     if configured:
         assert len(pairs.labels) == 4 and pairs.bad.count == 0
         assert pairs.predictions.tolist() == [0.0, 1.0, 0.0, 1.0]
