@@ -34,7 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from analyzer.ingest.ground_truth import GroundTruthIntake, read_labels
-from analyzer.monitors.model_quality.labels import LabelReader
+from analyzer.monitors.model_quality.labels import label_reader
 from analyzer.store.database import add_counters
 from analyzer.store.queries import store_ground_truth_body
 from analyzer.web.auth import need_bearer
@@ -129,7 +129,7 @@ async def ground_truth(request: web.Request) -> web.Response:
     quality = monitor.config.analyzer.model_quality
     labels = None
     if quality is not None:  # CPU per row: on the parsing thread, not the loop
-        reader = LabelReader(quality.ground_truth_attribute, quality.problem_type)
+        reader = label_reader(quality.ground_truth_attribute, quality.problem_type)
         shown = limits.max_bad_lines_shown
         read = await loop.run_in_executor(
             parser, read_labels, intake.rows, intake.row_lines, reader, shown

@@ -30,13 +30,14 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import functools
 import math
 from typing import Any
 
 import jmespath
 import orjson
 
-__all__ = ["MAX_TEXT", "LabelError", "LabelReader", "as_text"]
+__all__ = ["MAX_TEXT", "LabelError", "LabelReader", "as_text", "label_reader"]
 
 MAX_TEXT = 1024  # longer labels or predictions are refused (counted as too_long)
 _TRUTH = {"true": "1", "false": "0"}
@@ -167,3 +168,10 @@ class LabelReader:
         except jmespath.exceptions.JMESPathError as exc:
             raise LabelError("bad_jmespath", str(exc)) from exc
         return _checked(found)
+
+
+@functools.lru_cache(maxsize=16)
+def label_reader(attribute: str | None, problem_type: str | None = None) -> LabelReader:
+    """The reader for a config's attribute and problem type, built once (it holds nothing
+    that changes: the index or the compiled JMESPath), shared by every POST."""
+    return LabelReader(attribute, problem_type)

@@ -178,3 +178,18 @@ def test_normal_quantile_equals_scipys() -> None:
 
     for rate in (1e-6, 0.001, 0.005, 0.01, 0.1, 0.3, 0.5, 0.7):
         assert abs(normal_margin(1.0, rate) - float(norm.isf(min(rate, 0.5)))) < 1e-12
+
+
+def test_one_label_reader_per_config_shared_by_every_post() -> None:
+    """The intake takes its reader from label_reader: built once per (attribute, problem
+    type), not per POST, and the shared one reads and checks as a fresh one does."""
+    import analyzer.web.intake as intake
+    from analyzer.monitors.model_quality.labels import LabelError, label_reader
+
+    first = label_reader("label.value", "BinaryClassification")
+    assert label_reader("label.value", "BinaryClassification") is first
+    assert label_reader("label.value", "Regression") is not first
+    assert first('{"label": {"value": 1}}', "JSON") == "1"
+    with pytest.raises(LabelError):
+        first('{"label": {"value": 2}}', "JSON")
+    assert intake.label_reader is label_reader  # the POST handler's reader is this one
