@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from analyzer.monitors.contract import Evaluation, Gauge, iso
 from analyzer.monitors.model_quality.documents import ProblemType
@@ -46,7 +45,11 @@ from analyzer.monitors.model_quality.estimate import (
     estimate_binary,
 )
 from analyzer.monitors.model_quality.evaluate import Baseline, WindowResult, evaluate_window
-from analyzer.monitors.model_quality.records import MAX_CLASSES
+from analyzer.monitors.model_quality.records import (
+    MAX_CLASSES,
+    MAX_MATRIX_BYTES,
+    matrix_cell_bytes,
+)
 
 __all__ = [
     "MAX_MATRIX_BYTES",
@@ -68,8 +71,6 @@ _NOT_SCALAR = ("confusion_matrix", "receiver_operating_characteristic_curve")
 STATUS_MAX_CLASSES = 50
 STATUS_MATRIX_BYTES = 256 * 1024  # and no more than fit in this much JSON
 OTHER = "(other)"
-# a window's confusion matrix (statistics.json): no more classes than fit in this much JSON
-MAX_MATRIX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def _fitting(names: Sequence[str], budget: int) -> int:
     (k + 1) × Σ (len(name as JSON) + 5)."""
     total = 0
     for k, name in enumerate(names, 1):
-        total += len(orjson.dumps(name)) + 5  # as written: quoted, escaped (\u0001: 6 bytes)
+        total += matrix_cell_bytes(name)
         if (k + 1) * total > budget:  # k columns of each row, and the rows' own names
             return k - 1
     return len(names)

@@ -40,14 +40,26 @@ from analyzer.monitors.model_quality.labels import LabelError, LabelReader, as_t
 
 __all__ = [
     "MAX_CLASSES",
+    "MAX_MATRIX_BYTES",
     "Attribute",
     "BadValue",
     "Encoder",
     "ground_truth_record",
     "json_line",
+    "matrix_cell_bytes",
 ]
 
 MAX_CLASSES = 1000  # a multiclass label set larger than this is not a classifier's output
+# a confusion matrix (statistics.json): no more classes than fit in this much JSON
+MAX_MATRIX_BYTES = 16 * 1024 * 1024
+
+
+def matrix_cell_bytes(name: str) -> int:
+    """What one class costs a row of the confusion matrix as JSON: its name quoted and
+    escaped (``\\u0001``: 6 bytes), a colon, a comma and a count of a digit or two; a matrix of
+    k classes is about (k + 1) × the sum of these (k rows naming k classes, and the rows'
+    own names)."""
+    return len(orjson.dumps(name)) + 5
 
 
 class BadValue(ValueError):
@@ -147,6 +159,7 @@ class Encoder:
         self.problem_type = problem_type
         self.threshold = threshold
         self.classes: dict[str, int] = {}  # multiclass: class name -> code
+        self._matrix_bytes = 0  # Σ matrix_cell_bytes of the classes
 
     def class_names(self) -> list[str]:
         return sorted(self.classes, key=self.classes.__getitem__)
@@ -163,6 +176,13 @@ class Encoder:
         if code is None:
             if len(self.classes) >= MAX_CLASSES:
                 raise BadValue(f"{what} {name!r}: more than {MAX_CLASSES} classes")
+            cost = self._matrix_bytes + matrix_cell_bytes(name)
+            if (len(self.classes) + 2) * cost > MAX_MATRIX_BYTES:
+                raise BadValue(
+                    f"{what} {name[:40]!r}: the confusion matrix of {len(self.classes) + 1}"
+                    f" classes would pass {MAX_MATRIX_BYTES} bytes of JSON"
+                )
+            self._matrix_bytes = cost
             code = self.classes[name] = len(self.classes)
         return float(code)
 

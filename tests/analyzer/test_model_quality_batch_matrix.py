@@ -1,0 +1,108 @@
+"""The batch paths' confusion matrix within a byte budget (``modelmon baseline`` and ``analyze
+--once`` read classes through one :class:`~analyzer.monitors.model_quality.records.Encoder`):
+a class whose row and column would take the matrix past ``MAX_MATRIX_BYTES`` of JSON is a bad
+line, like the 1,001st class, so 300 classes of 1,000-character names no longer write a
+92 MB ``statistics.json``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from analyzer.ingest.executor import InProcess
+from analyzer.monitors.model_quality.records import (
+    MAX_MATRIX_BYTES,
+    BadValue,
+    Encoder,
+    matrix_cell_bytes,
+)
+from modelmon.capture_record import CaptureSide, build_record
+from modelmon.cli.baseline import run_baseline
+from modelmon.config import load_config
+
+HOUR = datetime(2026, 11, 27, 7, tzinfo=UTC)
+LONG = 1000  # characters of a class name: 1,007 bytes a cell; 128 classes fit, 129 do not
+FITTING = 128
+
+
+def _name(i: int) -> str:
+    return f"{i:04d}" + "x" * (LONG - 4)
+
+
+def test_the_encoder_takes_classes_while_the_matrix_fits_and_refuses_the_next() -> None:
+    assert matrix_cell_bytes(_name(0)) == LONG + 7
+    assert FITTING * (FITTING + 1) * (LONG + 7) <= MAX_MATRIX_BYTES
+    assert (FITTING + 1) * (FITTING + 2) * (LONG + 7) > MAX_MATRIX_BYTES
+    encoder = Encoder("MulticlassClassification")
+    codes = [encoder.label(_name(i)) for i in range(FITTING)]
+    assert codes == [float(i) for i in range(FITTING)]
+    with pytest.raises(BadValue, match="would pass 16777216 bytes"):
+        encoder.label(_name(FITTING), "prediction")
+    assert encoder.label(_name(3)) == 3.0  # a class it holds is still read
+    assert len(encoder.classes) == FITTING
+    # the matrix it allows, as written (k rows naming k classes, counts of a digit), fits
+    names = encoder.class_names()
+    matrix = {a: dict.fromkeys(names, 0) for a in names}
+    assert len(orjson.dumps(matrix)) <= MAX_MATRIX_BYTES
+    # short names: the class count is the limit, not the bytes
+    short = Encoder("MulticlassClassification")
+    for i in range(1000):
+        short.label(f"c{i}")
+    with pytest.raises(BadValue, match="more than 1000 classes"):
+        short.label("c1000")
+
+
+def test_a_baseline_of_long_class_names_writes_a_bounded_statistics_file(tmp_path: Path) -> None:
+    """300 classes of 1,000-character names from a capture folder and a ground-truth folder:
+    the first 128 classes met are kept, the records of the others are bad lines, and
+    ``statistics.json`` stays within the budget (it was 92 MB)."""
+    capture = tmp_path / "capture" / "m" / "AllTraffic" / HOUR.strftime("%Y/%m/%d/%H")
+    truth = tmp_path / "gt" / HOUR.strftime("%Y/%m/%d/%H")
+    capture.mkdir(parents=True)
+    truth.mkdir(parents=True)
+    lines, labels = [], []
+    for j in range(600):
+        name = _name(j % 300)
+        key = f"k{j}"
+        lines.append(
+            build_record(
+                event_id=key,
+                inference_time=HOUR + timedelta(seconds=j),
+                request=CaptureSide("text/csv", "1,2", "CSV"),
+                response=CaptureSide("text/csv", name, "CSV"),
+            )
+        )
+        record = {
+            "groundTruthData": {"data": name, "encoding": "CSV"},
+            "eventMetadata": {"eventId": key},
+            "eventVersion": "0",
+        }
+        labels.append(orjson.dumps(record))
+    (capture / "0000.jsonl").write_bytes(b"".join(lines))
+    (truth / "labels.jsonl").write_bytes(b"\n".join(labels) + b"\n")
+    config = tmp_path / "modelmon.yaml"
+    section = {"problem_type": "MulticlassClassification", "inference_attribute": "0"}
+    config.write_text(
+        "proxy: {upstream: 'http://127.0.0.1:9'}\nanalyzer:\n  model_quality: "
+        + json.dumps(section)
+        + "\n"
+    )
+    out = tmp_path / "baseline"
+    code = run_baseline(
+        load_config(config), tmp_path / "capture", None, out,
+        executor=InProcess(), model_quality=True, ground_truth=tmp_path / "gt",
+    )  # fmt: skip
+    assert code == 0
+    written = (out / "statistics.json").read_bytes()
+    assert len(written) <= MAX_MATRIX_BYTES + 64 * 1024  # the matrix, and the rest of the file
+    statistics = json.loads(written)
+    matrix = statistics["multiclass_classification_metrics"]["confusion_matrix"]
+    assert len(matrix) == FITTING
+    assert set(matrix) == {_name(i) for i in range(FITTING)}
+    # each kept class's two records were right: on the diagonal
+    assert all(matrix[a][a] == 2 for a in matrix)
+    assert statistics["dataset"]["item_count"] == 2 * FITTING
