@@ -23,8 +23,9 @@ Examples
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -33,7 +34,14 @@ from analyzer.decoding.envelope import MAX_KEY
 from analyzer.monitors.model_quality.labels import LabelError, LabelReader
 from analyzer.store.ground_truth import Row
 
-__all__ = ["GroundTruthIntake", "Labels", "Row", "parse_ground_truth", "read_labels"]
+__all__ = [
+    "GroundTruthIntake",
+    "Labels",
+    "Row",
+    "merge_bad_lines",
+    "parse_ground_truth",
+    "read_labels",
+]
 
 ENCODINGS = ("CSV", "JSON", "BASE64")
 _SPACE = b" \t\r"
@@ -216,8 +224,18 @@ class Labels:
     labels: list[tuple[str, str]] = field(default_factory=list)  # (key, label)
     kept: list[int] = field(default_factory=list)  # the index of each labelled row
     skipped: Counter[str] = field(default_factory=Counter)  # refused, by reason
-    refused: int = 0
     bad_lines: list[tuple[int, str]] = field(default_factory=list)  # the first (line, error)
+
+    @property
+    def refused(self) -> int:
+        """How many rows were refused (all counted, not only those listed)."""
+        return sum(self.skipped.values())
+
+
+def merge_bad_lines(*parts: Iterable[tuple[int, str]], shown: int) -> list[tuple[int, str]]:
+    """The ``(line, error)`` of several readers of one body (the intake's, the labels'), in
+    line order, the first ``shown``."""
+    return sorted(chain.from_iterable(parts))[:shown]
 
 
 def read_labels(
@@ -240,7 +258,6 @@ def read_labels(
             out.labels.append((row[0], reader(row[3], row[4])))
         except LabelError as exc:
             out.skipped[exc.reason] += 1
-            out.refused += 1
             if len(out.bad_lines) < max_shown:
                 out.bad_lines.append((number, f"label: {exc}"))
             continue

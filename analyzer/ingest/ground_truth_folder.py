@@ -39,7 +39,7 @@ from functools import partial
 from pathlib import Path
 
 from analyzer.ingest.capture_files import TooLarge, read_pieces
-from analyzer.ingest.ground_truth import GroundTruthIntake, read_labels
+from analyzer.ingest.ground_truth import GroundTruthIntake, merge_bad_lines, read_labels
 from analyzer.ingest.remote_files import CaptureFile, RemoteFile, opener_of
 from analyzer.monitors.model_quality.labels import LabelReader
 from analyzer.store.database import Store, add_counters
@@ -245,14 +245,14 @@ class GroundTruthFolder:
             intake.feed(piece)
         intake.finish()
         chunk = FileChunk(rel, start, start + size, lines + intake.lines)
-        bad = [(lines + b["line"], b["error"]) for b in intake.bad_lines]
-        bad.extend(long_lines)
-        chunk.bad_count = intake.bad_count + len(long_lines)
         shown = max(limits.max_bad_lines_shown, LOGGED_PER_FILE)
         read = read_labels(intake.rows, intake.row_lines, self._reader, shown)
         chunk.labels, chunk.skipped = read.labels, read.skipped
-        chunk.bad_count += read.refused
-        bad.extend((lines + number, error) for number, error in read.bad_lines)
-        bad.sort()
-        chunk.bad_lines = bad[:shown]
+        chunk.bad_count = intake.bad_count + len(long_lines) + read.refused
+        chunk.bad_lines = merge_bad_lines(
+            ((lines + b["line"], b["error"]) for b in intake.bad_lines),
+            long_lines,
+            ((lines + number, error) for number, error in read.bad_lines),
+            shown=shown,
+        )
         return chunk

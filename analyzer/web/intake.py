@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-from analyzer.ingest.ground_truth import GroundTruthIntake, read_labels
+from analyzer.ingest.ground_truth import GroundTruthIntake, merge_bad_lines, read_labels
 from analyzer.monitors.model_quality.labels import label_reader
 from analyzer.store.database import add_counters
 from analyzer.store.queries import store_ground_truth_body
@@ -137,8 +137,9 @@ async def ground_truth(request: web.Request) -> web.Response:
         if read.refused:  # a record whose label is refused is a bad line, not stored
             rows = [rows[i] for i in read.kept]
             bad_count += read.refused
-            found = [(b["line"], b["error"]) for b in bad_lines] + read.bad_lines
-            bad_lines = [{"line": n, "error": error} for n, error in sorted(found)[:shown]]
+            first = ((b["line"], b["error"]) for b in bad_lines)
+            merged = merge_bad_lines(first, read.bad_lines, shown=shown)
+            bad_lines = [{"line": n, "error": error} for n, error in merged]
         labels = (read.labels, read.skipped)
     counts = {
         "ground_truth:stored": len(rows),
