@@ -81,15 +81,20 @@ class StatusCollector(Collector):
         (``predictions``, ``labels``, ``label_duplicates``, ``skipped:{reason}``,
         ``bad_labels:{reason}``, the ground-truth folder's …: names and reasons are the
         code's, never the data's, so the label set is bounded)."""
-        family = CounterMetricFamily(
+        yield self._by_prefix(
+            MODEL_QUALITY,
             "modelmon_model_quality_events",
             "Model-quality join counters: predictions and labels stored, refused by reason",
-            labels=["event"],
+            "event",
         )
+
+    def _by_prefix(self, prefix: str, name: str, help_text: str, label: str) -> Metric:
+        """One sample per counter named ``{prefix}{value}``, labelled ``{label}="{value}"``."""
+        family = CounterMetricFamily(name, help_text, labels=[label])
         for key, value in sorted(self._counters.items()):
-            if key.startswith(MODEL_QUALITY):
-                family.add_metric([key[len(MODEL_QUALITY) :]], float(value))
-        yield family
+            if key.startswith(prefix):
+                family.add_metric([key[len(prefix) :]], float(value))
+        return family
 
     def _ingest(self) -> Iterator[Metric]:
         counters = self._counters
@@ -103,13 +108,9 @@ class StatusCollector(Collector):
             yield CounterMetricFamily(
                 f"modelmon_ingest_{key}", help_text, value=float(counters.get(key, 0))
             )
-        bad = CounterMetricFamily(
-            "modelmon_ingest_bad_by_reason", "Bad capture records by reason", labels=["reason"]
+        yield self._by_prefix(
+            "bad:", "modelmon_ingest_bad_by_reason", "Bad capture records by reason", "reason"
         )
-        for key, value in sorted(counters.items()):
-            if key.startswith("bad:"):
-                bad.add_metric([key[4:]], float(value))
-        yield bad
 
     def _ground_truth(self) -> Iterator[Metric]:
         for key, help_text in (
