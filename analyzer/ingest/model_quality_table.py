@@ -5,6 +5,13 @@ attributes name. A line that cannot be used stops the run with :class:`InputErro
 file and the line (a baseline built around a broken file is worse than none). Lines are read
 in bounded pieces: a line over ``max_line_bytes`` (``analyzer.max_line_bytes``, not counting
 its ``\n``) is never held whole, it stops the run as a line that cannot be used.
+
+Memory: past ``memory_rows`` (``analyzer.model_quality.batch_memory_rows``, a row counting as
+a prediction and a label) the rows read so far and every later one go to the batch join's
+:class:`~analyzer.ingest.model_quality_spill.Sink` on disk, each row its own key (its number,
+spread over the 64 bits so the partitions are even), and the caller evaluates the
+:class:`~analyzer.ingest.model_quality_spill.Spilled` pairs as a capture folder's past the
+budget: the same metrics, memory flat in rows.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from analyzer.ingest.capture_files import (
     read_pieces,
 )
 from analyzer.ingest.model_quality_files import CHUNK, BadLines, Tick, numbered_lines, too_long
+from analyzer.ingest.model_quality_map import value_type
+from analyzer.ingest.model_quality_spill import Sink, Spilled
 from analyzer.ingest.remote_files import CaptureFile, opener_of
 from analyzer.ingest.table_readers import InputError, csv_read_errors
 from analyzer.monitors.model_quality.pairs import Columns
@@ -82,36 +91,74 @@ def read_table(
     tick: Tick | None = None,
     *,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-) -> Columns:
-    """Columns ``label``, ``prediction``, ``probability`` of a CSV (with a header) or JSONL.
+    memory_rows: int | None = None,
+) -> Columns | Spilled:
+    """Columns ``label``, ``prediction``, ``probability`` of a CSV (with a header) or JSONL;
+    past ``memory_rows`` the rows on disk (see the module doc; the caller closes
+    ``Spilled.spill``).
 
     Raises :class:`InputError` naming the file and line of the first row that cannot be used
     (a line over ``max_line_bytes``, ``analyzer.max_line_bytes``, too: it is never held
     whole), and, for a missing column, the attribute and the columns the file has.
     """
     out = Columns({"label": np.float64, "prediction": np.float64, "probability": np.float64})
+    has_scores = encoder.problem_type == "BinaryClassification" and attributes.probability
+    table = _Table(out, Sink(value_type(encoder.problem_type), memory_rows, bool(has_scores)))
     rows: list[tuple[float, float, float]] = []
     attributes, numbered = _table_rows(path, fmt, attributes, max_line_bytes)
-    for number, row in numbered:
-        try:
-            rows.append(_table_row(row, attributes, encoder))
-        except BadValue as exc:
-            raise InputError(f"{path}: line {number}: {exc}") from exc
-        if len(rows) >= CHUNK:
-            _append_table(out, rows)
-            rows = []
-            if tick is not None:
-                tick(out.rows)
-    if rows:
-        _append_table(out, rows)
-    if out.rows == 0:
-        raise InputError(f"{path}: no data rows")
+    try:
+        for number, row in numbered:
+            try:
+                rows.append(_table_row(row, attributes, encoder))
+            except BadValue as exc:
+                raise InputError(f"{path}: line {number}: {exc}") from exc
+            if len(rows) >= CHUNK:
+                table.append(rows)
+                rows = []
+                if tick is not None:
+                    tick(table.rows)
+        if rows:
+            table.append(rows)
+        if table.rows == 0:
+            raise InputError(f"{path}: no data rows")
+        if table.sink.spill is not None:
+            return table.sink.finish(BadLines(), None)
+    except BaseException:
+        if table.sink.spill is not None:
+            table.sink.spill.close()
+        raise
     return out
 
 
-def _append_table(out: Columns, rows: list[tuple[float, float, float]]) -> None:
-    labels, predictions, scores = zip(*rows, strict=True)
-    out.append(label=labels, prediction=predictions, probability=scores)
+# row numbers times an odd constant (a bijection of the 64-bit integers): distinct keys
+# whose top bits, which choose the partition, are spread evenly (Fibonacci hashing)
+_SPREAD = np.uint64(0x9E3779B97F4A7C15)
+
+
+class _Table:
+    """The rows read: in ``out`` (today's in-memory path) until they pass the sink's budget,
+    then in the sink on disk, each row a prediction and a label under the same key."""
+
+    def __init__(self, out: Columns, sink: Sink) -> None:
+        self.out, self.sink, self.rows = out, sink, 0
+
+    def append(self, rows: list[tuple[float, float, float]]) -> None:
+        columns: tuple[Any, ...] = tuple(zip(*rows, strict=True))
+        labels, predictions, scores = columns
+        start = self.rows
+        self.rows += len(rows)
+        if self.sink.spill is None:
+            self.out.append(label=labels, prediction=predictions, probability=scores)
+            budget = self.sink.budget
+            if budget is None or 2 * self.out.rows <= budget:
+                return
+            start = 0  # past the budget: every row held goes to the sink, in order
+            labels, predictions = self.out.take("label"), self.out.take("prediction")
+            scores = self.out.take("probability")
+        keys = (np.arange(start, self.rows, dtype=np.uint64) * _SPREAD).view(np.int64)
+        values = self.sink.values
+        self.sink.add_predictions(keys, np.asarray(predictions, values), np.asarray(scores))
+        self.sink.add_labels(keys, np.asarray(labels, values))
 
 
 def _table_rows(

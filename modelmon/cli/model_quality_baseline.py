@@ -3,7 +3,9 @@
 Input, as the config's ``analyzer.model_quality`` attributes name it:
 
 - a CSV with a header or JSON Lines holding the label (``ground_truth_attribute``) and the
-  prediction (``inference_attribute``) and/or probability (``probability_attribute``);
+  prediction (``inference_attribute``) and/or probability (``probability_attribute``): in
+  memory, or past ``analyzer.model_quality.batch_memory_rows`` on disk like a capture
+  folder's pairs (each row a pair);
 - or a capture folder plus ``--ground-truth DIR`` (SageMaker's ground-truth records), joined
   on the capture's ``inferenceId``, else its ``eventId``: in memory, or past
   ``analyzer.model_quality.batch_memory_rows`` on disk as ``analyze --once`` joins (the same
@@ -65,7 +67,7 @@ def _need_output(mq: ModelQualityConfig) -> None:
 
 def _table_pairs(
     mq: ModelQualityConfig, encoder: Encoder, data: CaptureFile, fmt: str, tick: Any, limit: int
-) -> Pairs:
+) -> Pairs | Spilled:
     if mq.ground_truth_attribute is None:
         raise InputError(
             f"{data}: set analyzer.model_quality.ground_truth_attribute to the label's column"
@@ -80,7 +82,10 @@ def _table_pairs(
         _attribute(mq.inference_attribute),
         _attribute(mq.probability_attribute),
     )
-    columns = read_table(data, fmt, attributes, encoder, tick, max_line_bytes=limit)
+    columns = read_table(data, fmt, attributes, encoder, tick, max_line_bytes=limit,
+                         memory_rows=mq.batch_memory_rows)  # fmt: skip
+    if isinstance(columns, Spilled):  # past the budget: every row a pair, on disk
+        return columns
     scores = columns.column("probability")
     return Pairs(
         columns.column("label"),
@@ -232,6 +237,11 @@ def _build(
         if isinstance(source, RemoteFolder):
             raise InputError(f"{data}: a folder holds capture files, not a {fmt} table")
         pairs = _table_pairs(mq, encoder, source, fmt, progress.tick, limit)
+        if isinstance(pairs, Spilled):
+            with pairs.spill:  # the temporary files go, also on error
+                built = built_on_disk(config, mq, encoder, pairs)
+            built.counts = None  # a table's rows are its pairs: no join to count
+            return built
         if len(pairs.labels) == 0:
             raise InputError(f"{data}: no prediction could be joined to a label ({{}})")
         return _in_memory(config, mq, encoder, pairs)
