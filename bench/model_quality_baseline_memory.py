@@ -2,6 +2,10 @@
 
     python bench/model_quality_baseline_memory.py [--rows 100000 1000000 3000000]
         [--memory-rows 1000000000000 500000] [--workdir /tmp/mqjoin] [--out /tmp/mqbaseline]
+        [--table]
+
+``--table``: from a CSV table instead (``score,label``, the same pairs, written once beside
+the folders), the path of a baseline from a validation set.
 
 The capture and ground-truth folders are ``bench/model_quality_join.py``'s (staged there
 once, in ``--workdir``, and only read here): N capture records (the CSV output is the score)
@@ -49,13 +53,28 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()[:12]
 
 
-def run_one(folder: Path, out: Path, budget: int) -> dict[str, Any]:
+def table_of(folder: Path) -> Path:
+    """The folder's pairs as a CSV table ``score,label`` (written once)."""
+    import numpy as np
+
+    table = folder / "table.csv"
+    if not table.exists():
+        arrays = np.load(folder / "arrays.npz")
+        scores, labels = arrays["score"].tolist(), arrays["label"].tolist()
+        with table.open("w") as out:
+            out.write("score,label\n")
+            out.writelines(f"{s!r},{int(y)}\n" for s, y in zip(scores, labels, strict=True))
+    return table
+
+
+def run_one(folder: Path, out: Path, budget: int, table: bool = False) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     config = out / "modelmon.yaml"
     config.write_text(CONFIG.format(budget=budget))
+    data = ["--data", str(table_of(folder))] if table else [
+        "--data", str(folder / "capture"), "--ground-truth", str(folder / "gt")]  # fmt: skip
     command = [sys.executable, "-c", OURS_CLI, "baseline", "--config", str(config),
-               "--model-quality", "--data", str(folder / "capture"), "--ground-truth",
-               str(folder / "gt"), "--out", str(out / "baseline")]  # fmt: skip
+               "--model-quality", *data, "--out", str(out / "baseline")]  # fmt: skip
     seconds, whole_mb, stdout = timed(command, out)
     own, workers = (float(v) for v in stdout.strip().splitlines()[-1].split()[1:])
     statistics = json.loads((out / "baseline" / "statistics.json").read_text())
@@ -109,6 +128,7 @@ def main() -> None:
                         default=[1_000_000_000_000, 500_000])  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mqjoin"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/mqbaseline"))
+    parser.add_argument("--table", action="store_true", help="from a CSV table of the pairs")
     args = parser.parse_args()
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
     print(f"{'rows':>9} {'budget':>17} {'disk':>5} {'wall s':>7} {'CPU s':>7} {'RSS MB':>7}"
@@ -119,7 +139,7 @@ def main() -> None:
         make_batch(n, folder)
         runs = {}
         for budget in args.memory_rows:
-            run = run_one(folder, args.out / f"rows-{n}-budget-{budget}", budget)
+            run = run_one(folder, args.out / f"rows-{n}-budget-{budget}", budget, args.table)
             runs[budget] = run
             own[budget][n] = run["own_mb"]
             print(f"{n:>9} {budget:>17,} {'yes' if run['on_disk'] else 'no':>5}"
