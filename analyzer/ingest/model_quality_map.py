@@ -27,6 +27,7 @@ from analyzer.ingest import model_quality_arrow
 from analyzer.ingest.capture_files import DEFAULT_MAX_LINE_BYTES
 from analyzer.ingest.executor import Executor, InProcess, LocalProcesses
 from analyzer.ingest.model_quality_files import (
+    BAD_LINES_SHOWN,
     BadLines,
     Pairs,
     label_files,
@@ -81,13 +82,15 @@ class FileColumns:
     columns: Columns
     classes: list[str]
     bad: BadLines
+    path: str = ""  # the file, as the bad lines name it
 
 
 def read_file(task: ReadTask, item: tuple[str, CaptureFile]) -> FileColumns:
     """The map: the predictions of a capture file or the labels of a ground-truth file (a
-    fresh encoder: class codes are the file's)."""
+    fresh encoder: class codes are the file's; the run's limits on classes are the reduce's,
+    :func:`_run_codes`, which meets them in the run's order)."""
     kind, path = item
-    encoder = Encoder(task.problem_type, task.threshold)  # type: ignore[arg-type]
+    encoder = Encoder(task.problem_type, task.threshold, one_file=True)  # type: ignore[arg-type]
     bad = BadLines()
     if kind == LABELS:
         columns = read_label_files(
@@ -116,19 +119,30 @@ def read_file(task: ReadTask, item: tuple[str, CaptureFile]) -> FileColumns:
             max_line_bytes=task.max_line_bytes,
             hash_keys=task.hash_keys,
         )
-    return FileColumns(columns, encoder.class_names(), bad)
+    return FileColumns(columns, encoder.class_names(), bad, str(path))
 
 
-def _run_codes(values: Any, classes: list[str], encoder: Encoder, what: str) -> Any:
+def _run_codes(
+    values: Any, classes: list[str], encoder: Encoder, what: str, bad: BadLines, path: str
+) -> Any:
     """A file's class codes as the run's (in the order of first appearance, as one reader
-    going through the files gives them); NaN past ``MAX_CLASSES`` classes in all."""
+    going through the files gives them); NaN for a class the run's encoder refuses (past
+    ``MAX_CLASSES`` classes, or a confusion matrix over ``MAX_MATRIX_BYTES``): its rows are
+    counted by the caller, and each such class is shown once in ``bad`` with its row count."""
     codes = np.empty(len(classes))
+    refused: list[tuple[int, str]] = []
     for code, name in enumerate(classes):
         try:
             codes[code] = encoder.label(name, what)
-        except BadValue:
+        except BadValue as exc:
             codes[code] = np.nan
-    return codes[values.astype(np.int64)]
+            refused.append((code, str(exc)))
+    file_codes = values.astype(np.int64)
+    if refused:
+        rows = np.bincount(file_codes, minlength=len(classes))
+        for code, error in refused[: max(0, BAD_LINES_SHOWN - len(bad.shown))]:
+            bad.shown.append(f"{path}: {int(rows[code]):,} rows: {error}")
+    return codes[file_codes]
 
 
 def value_type(problem_type: str) -> type[np.generic]:
@@ -160,8 +174,8 @@ def _reduce(
         values = columns.column("label" if is_label else "prediction")
         keep: Any = slice(None)
         if result.classes:  # multiclass: the file's codes to the run's
-            values = _run_codes(values, result.classes, encoder,
-                                "label" if is_label else "prediction")  # fmt: skip
+            what = "label" if is_label else "prediction"
+            values = _run_codes(values, result.classes, encoder, what, bad, result.path)
             keep = ~np.isnan(values)
             bad.count += int(values.size - keep.sum())  # over MAX_CLASSES classes in all
         bad.extend(result.bad)

@@ -150,9 +150,9 @@ def _class_codes(
 
 def _fitting(names: Sequence[str], budget: int) -> int:
     """How many of ``names`` (in order) a confusion matrix can hold within ``budget`` bytes
-    of JSON: k rows, each naming the k classes with a count (6 bytes of quotes, colon,
-    comma and a count of a digit or two a cell, most are 0), and the rows' names, so about
-    (k + 1) × Σ (len(name as JSON) + 5)."""
+    of compact JSON: k rows, each naming the k classes with a count, and the rows' names, so
+    about (k + 1) × Σ :func:`matrix_cell_bytes` (``statistics.json``, indented, takes more:
+    see there)."""
     total = 0
     for k, name in enumerate(names, 1):
         total += matrix_cell_bytes(name)

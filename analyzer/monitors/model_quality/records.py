@@ -40,6 +40,7 @@ from analyzer.monitors.model_quality.labels import LabelError, LabelReader, as_t
 
 __all__ = [
     "MAX_CLASSES",
+    "MAX_FILE_CLASSES",
     "MAX_MATRIX_BYTES",
     "Attribute",
     "BadValue",
@@ -50,15 +51,21 @@ __all__ = [
 ]
 
 MAX_CLASSES = 1000  # a multiclass label set larger than this is not a classifier's output
-# a confusion matrix (statistics.json): no more classes than fit in this much JSON
+# a confusion matrix: no more classes than fit in this much compact JSON (see matrix_cell_bytes)
 MAX_MATRIX_BYTES = 16 * 1024 * 1024
+# a file's own encoder (the batch's map) leaves the run's limits to the run's encoder, which
+# meets the classes in the run's order; it only keeps its codes in int16 and its names (each
+# at most MAX_TEXT characters) within ~30 MB: past this a file's rows of a new class are bad
+MAX_FILE_CLASSES = 30_000
 
 
 def matrix_cell_bytes(name: str) -> int:
-    """What one class costs a row of the confusion matrix as JSON: its name quoted and
-    escaped (``\\u0001``: 6 bytes), a colon, a comma and a count of a digit or two; a matrix of
-    k classes is about (k + 1) × the sum of these (k rows naming k classes, and the rows'
-    own names)."""
+    """What one class costs a row of the confusion matrix as compact JSON: its name quoted and
+    escaped (``\\u0001``: 6 bytes), a colon, a comma and a count of a digit or two; a matrix
+    of k classes is about (k + 1) × the sum of these (k rows naming k classes, and the rows'
+    own names). ``statistics.json`` is written indented (2 spaces): there a cell takes about
+    10 bytes more, so the file's matrix is up to ~2.5× this for short names (1,000 classes of
+    9 characters: 16 MB compact, 24 MB as written) and ~1.01× for names of 1,000."""
     return len(orjson.dumps(name)) + 5
 
 
@@ -155,9 +162,16 @@ def parse_data(data: str, encoding: str) -> Any:
 class Encoder:
     """Predictions, probabilities and labels as the floats the metrics count."""
 
-    def __init__(self, problem_type: ProblemType, threshold: float = 0.5) -> None:
+    def __init__(
+        self, problem_type: ProblemType, threshold: float = 0.5, *, one_file: bool = False
+    ) -> None:
+        """``one_file``: the encoder of one file of a run (the map's), whose classes the run's
+        encoder numbers again in the run's order: it does not apply the run's limits
+        (``MAX_CLASSES``, ``MAX_MATRIX_BYTES``: a class it kept would not be the run's), only
+        ``MAX_FILE_CLASSES``."""
         self.problem_type = problem_type
         self.threshold = threshold
+        self.one_file = one_file
         self.classes: dict[str, int] = {}  # multiclass: class name -> code
         self._matrix_bytes = 0  # Σ matrix_cell_bytes of the classes
 
@@ -173,7 +187,13 @@ class Encoder:
         if name is None:
             raise BadValue(f"{what} {value!r} is not a class name")
         code = self.classes.get(name)
-        if code is None:
+        if code is None and self.one_file:
+            if len(self.classes) >= MAX_FILE_CLASSES:
+                raise BadValue(
+                    f"{what} {name[:40]!r}: more than {MAX_FILE_CLASSES} classes in a file"
+                )
+            code = self.classes[name] = len(self.classes)
+        elif code is None:
             if len(self.classes) >= MAX_CLASSES:
                 raise BadValue(f"{what} {name!r}: more than {MAX_CLASSES} classes")
             cost = self._matrix_bytes + matrix_cell_bytes(name)
