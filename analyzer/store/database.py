@@ -128,10 +128,10 @@ def m002_quarantine(db: Database) -> None:
 def m003_model_quality(db: Database) -> None:
     """The model-quality join: predictions, labels, windows to evaluate again, and the read
     state of the ground-truth folder (see :mod:`analyzer.store.model_quality`)."""
-    from analyzer.store.model_quality import create_tables
     from analyzer.store.model_quality_labels import create_label_file_tables
+    from analyzer.store.model_quality_migrations import create_tables_v1
 
-    create_tables(db)
+    create_tables_v1(db)
     create_label_file_tables(db)
 
 
@@ -139,9 +139,9 @@ def m003_model_quality(db: Database) -> None:
 def m004_model_quality_totals(db: Database) -> None:
     """Row totals of the join, kept as rows change so that label counts never scan a table;
     counted once here for a database filled before they were kept."""
-    from analyzer.store.model_quality_migrations import recount_totals
+    from analyzer.store.model_quality_migrations import recount_totals_v1
 
-    recount_totals(db)
+    recount_totals_v1(db)
 
 
 @MIGRATIONS()
@@ -167,6 +167,17 @@ def m007_model_quality_no_key_index(db: Database) -> None:
     from analyzer.store.model_quality_migrations import drop_key_index
 
     drop_key_index(db)
+
+
+@MIGRATIONS()
+def m008_model_quality_blocks(db: Database) -> None:
+    """The join's predictions as blocks (a chunk's predictions of one hour in one row of
+    columns) instead of a row each, and the labels' ``block`` (their prediction's block,
+    NULL while waiting) instead of the lone halves' tables; rows, pairs and counts kept
+    (:func:`analyzer.store.model_quality_migrations.to_blocks`)."""
+    from analyzer.store.model_quality_migrations import to_blocks
+
+    to_blocks(db)
 
 
 class StoreError(Exception):
