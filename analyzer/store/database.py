@@ -245,7 +245,10 @@ class Store:
         self._checkpoints.start()
 
     def close(self) -> None:
-        """Finish queued writes, stop the writer, close every connection."""
+        """Finish queued writes, stop the writer, close the idle read connections (one in
+        use by a read still running, e.g. an evaluation thread a shutdown cannot cancel, is
+        closed by that read when it ends: closing it under a running statement crashes the
+        process in sqlite3)."""
         if self._closed:
             return
         self._closed = True
@@ -256,10 +259,15 @@ class Store:
             self._stopping.set()
             self._wrote.set()
             self._checkpoints.join()
-        with self._reader_lock:
-            for conn in self._all_readers:
-                conn.close()
-            self._all_readers.clear()
+        while True:
+            try:
+                conn = self._readers.get_nowait()
+            except queue.Empty:
+                break
+            with self._reader_lock:
+                if conn in self._all_readers:
+                    self._all_readers.remove(conn)
+            conn.close()
 
     def _writer(self, ready: concurrent.futures.Future[None]) -> None:
         try:
