@@ -291,8 +291,8 @@ def test_a_chunk_keeps_the_first_row_of_a_key(tmp_path: Path) -> None:
     assert label_counts(db.conn, 50.0, 0.0) == LabelCounts(
         matched=1, unmatched=0, pending=0, awaiting=0, unlabeled=3
     )
-    assert label_counts(db.conn, 50.0, 25.0) == LabelCounts(
-        matched=1, unmatched=0, pending=0, awaiting=2, unlabeled=1  # y, z within the wait
+    assert label_counts(db.conn, 50.0, 25.0) == LabelCounts(  # y, z within the wait
+        matched=1, unmatched=0, pending=0, awaiting=2, unlabeled=1
     )
 
 
