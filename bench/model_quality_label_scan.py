@@ -82,6 +82,7 @@ def main() -> None:
         found = subprocess.run(
             [sys.executable, "-c", CHILD, str(path), str(args.predictions), sizes],
             env=env,
+            cwd=tree,  # `python -c` puts the working directory first on sys.path
             check=True,
             capture_output=True,
             text=True,
