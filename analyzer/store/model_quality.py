@@ -11,13 +11,15 @@ keeps its first row. There is no index on the keys: a prediction whose key was s
 an earlier chunk is stored again, and only the first stored one (lowest block id) can be
 joined; the later one stays an unlabelled prediction.
 
-**Labels** are rows of ``mq_labels`` (key, label, arrival time, ``block``: the block of the
-prediction it is joined to, NULL while waiting). ``INSERT OR IGNORE`` on the key: the first
-label for a key stands, a repeat is counted and not applied. A new label finds its
-prediction by scanning the blocks' key hashes in id order, one block at a time (memory
-flat; the cost grows with the predictions stored), each hit confirmed by the full key. A
-chunk whose keys include waiting labels (looked up only while a label waits) claims them
-in one statement over the chunk's keys.
+**Labels** are rows of ``mq_labels`` (key, label, arrival time, and the batch and position
+of the label in ``mq_label_batches``: one row per ``add_labels`` call, whose bits say which
+of its labels are joined). ``INSERT`` of the keys not stored yet: the first label for a key
+stands, a repeat is counted and not applied. A new label finds its prediction by scanning
+the blocks' key hashes in id order, one block at a time (memory flat; the cost grows with
+the predictions stored), each hit confirmed by the full key. A chunk whose keys include
+waiting labels (looked up only while a label waits) claims them
+(:mod:`analyzer.store.model_quality_claims`): a join sets a bit on each side, in narrow
+rows ordered by arrival, never a row found by its key.
 
 Either may arrive first. The caller runs each batch inside the store's one write
 transaction together with whatever marks the batch as read (a capture file's offset, a
@@ -47,19 +49,19 @@ import orjson
 from sqlite_utils import Database
 
 from analyzer.monitors.model_quality.predictions import Extracted, PredictionRow
+from analyzer.store import model_quality_claims as claims
 from analyzer.store.database import Store, add_counters
 from analyzer.store.model_quality_blocks import (
     BLOCK_COLUMNS,
     F64,
     HOUR_S,
-    U64,
     Block,
     bits,
     encode_block,
-    key_hashes,
     keys_of,
     pack,
 )
+from analyzer.store.model_quality_claims import add_totals, claim_waiting, mark_windows
 from analyzer.store.model_quality_window import (
     CHANGES,
     LABELS,
@@ -73,7 +75,6 @@ from analyzer.store.model_quality_window import (
     read_totals,
     window_pairs,
 )
-from analyzer.store.multi_row import insert_rows
 
 __all__ = [
     "DirtyWindow",
@@ -112,14 +113,19 @@ def create_tables(db: Database | sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS mq_claims_wait ON mq_claims (t_min, unclaimed)")
     conn.execute(
         "CREATE TABLE IF NOT EXISTS mq_labels (key TEXT PRIMARY KEY, label TEXT NOT NULL,"
-        " received_at REAL NOT NULL, block INTEGER) WITHOUT ROWID"
+        " received_at REAL NOT NULL, batch INTEGER NOT NULL, pos INTEGER NOT NULL)"
+        " WITHOUT ROWID"
+    )
+    # the labels of one add_labels call: which are joined (a bit each), how many wait; the
+    # index sums the waiting ones within the label wait
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS mq_label_batches (id INTEGER PRIMARY KEY,"
+        " received_at REAL NOT NULL, n INTEGER NOT NULL, waiting INTEGER NOT NULL,"
+        " joined BLOB NOT NULL, keys BLOB NOT NULL)"
     )
     conn.execute(
-        "CREATE INDEX IF NOT EXISTS mq_labels_waiting ON mq_labels (received_at)"
-        " WHERE block IS NULL"
-    )
-    conn.execute(
-        "CREATE INDEX IF NOT EXISTS mq_labels_block ON mq_labels (block) WHERE block IS NOT NULL"
+        "CREATE INDEX IF NOT EXISTS mq_label_batches_wait ON mq_label_batches"
+        " (received_at, waiting)"
     )
     conn.execute(
         "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"
@@ -133,25 +139,6 @@ def create_tables(db: Database | sqlite3.Connection) -> None:
 
 def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
     return db.conn if isinstance(db, Database) else db
-
-
-def _add_totals(conn: sqlite3.Connection, deltas: dict[str, int]) -> None:
-    conn.executemany(
-        "INSERT INTO mq_totals VALUES (?, ?)"
-        " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-        [(name, delta) for name, delta in deltas.items() if delta],
-    )
-
-
-def _mark_windows(conn: sqlite3.Connection, times: Iterable[float], window_s: int) -> None:
-    """Bump the version of each window (by inference time) a label just joined in."""
-    width = int(window_s)
-    starts = sorted({math.floor(t / width) * width for t in times})
-    conn.executemany(
-        "INSERT INTO mq_dirty VALUES (?, 1)"
-        " ON CONFLICT (window_start) DO UPDATE SET version = version + 1",
-        [(start,) for start in starts],
-    )
 
 
 def _first_of_each_key(rows: Sequence[PredictionRow]) -> Sequence[PredictionRow]:
@@ -187,21 +174,12 @@ def _store_block(conn: sqlite3.Connection, block: Block, claim: bool, window_s: 
         " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         block.values,
     ).lastrowid
+    assert block_id is not None
     n = len(block.keys)
-    claimed = np.zeros(n, dtype=bool)
-    if claim:
-        # the keys' labels still waiting (PK probes, in the key order of json_each's
-        # ephemeral index); a label joined to an earlier block is not taken
-        joined = conn.execute(
-            "UPDATE mq_labels SET block = ? WHERE key IN (SELECT value FROM json_each(?))"
-            " AND block IS NULL RETURNING key",
-            [block_id, orjson.dumps(block.keys).decode()],
-        ).fetchall()
-        if joined:
-            position = {key: i for i, key in enumerate(block.keys)}
-            claimed[[position[key] for (key,) in joined]] = True
-            _mark_windows(conn, block.times[claimed].tolist(), window_s)
+    claimed = claim_waiting(conn, block_id, block.keys) if claim else np.zeros(n, dtype=bool)
     count = int(claimed.sum())
+    if count:
+        mark_windows(conn, block.times[claimed].tolist(), window_s)
     conn.execute(
         "INSERT INTO mq_claims VALUES (?, ?, ?, ?)",
         [block_id, block.values[2], n - count, pack(claimed)],
@@ -228,7 +206,7 @@ def add_predictions(
         _store_block(conn, encode_block(bucket, part), claim, window_s)
         for bucket, part in _by_hour(rows)
     )
-    _add_totals(conn, {UNCLAIMED: len(rows) - joined, WAITING: -joined, CHANGES: len(rows)})
+    add_totals(conn, {UNCLAIMED: len(rows) - joined, WAITING: -joined, CHANGES: len(rows)})
     return len(rows)
 
 
@@ -245,56 +223,6 @@ def store_predictions(db: Database, extracted: Extracted, window_s: int) -> int:
     return new
 
 
-def _find_first(conn: sqlite3.Connection, keys: list[str]) -> dict[int, list[tuple[int, str]]]:
-    """block id → ``(position, key)`` of the first stored prediction of each key found: the
-    blocks' hashes scanned in id order, one block at a time, each hit confirmed by the key."""
-    wanted = set(keys)
-    hashes = np.sort(key_hashes(keys))
-    found: dict[int, list[tuple[int, str]]] = {}
-    for block, blob in conn.execute("SELECT id, hashes FROM mq_blocks ORDER BY id"):
-        stored = np.frombuffer(blob, U64)
-        at = np.minimum(np.searchsorted(hashes, stored), len(hashes) - 1)
-        hits = np.flatnonzero(hashes[at] == stored)
-        if not hits.size:
-            continue
-        block_keys = keys_of(
-            conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()[0]
-        )
-        for i in hits.tolist():
-            if block_keys[i] in wanted:  # not a collision, and the first of its key
-                wanted.discard(block_keys[i])
-                found.setdefault(int(block), []).append((i, block_keys[i]))
-        if not wanted:
-            break
-    return found
-
-
-def _claim(conn: sqlite3.Connection, found: dict[int, list[tuple[int, str]]], window_s: int) -> int:
-    """Join the labels found to their predictions: claimed bits, the labels' block, and
-    the windows marked. Returns how many joined."""
-    times: list[float] = []
-    for block, hits in found.items():
-        n, claimed_blob, times_blob = conn.execute(
-            "SELECT b.n, c.claimed, b.times FROM mq_blocks b JOIN mq_claims c"
-            " ON c.block = b.id WHERE b.id = ?",
-            [block],
-        ).fetchone()
-        positions = [i for i, _ in hits]
-        claimed = bits(claimed_blob, n)
-        claimed[positions] = True
-        conn.execute(
-            "UPDATE mq_claims SET claimed = ?, unclaimed = unclaimed - ? WHERE block = ?",
-            [pack(claimed), len(positions), block],
-        )
-        conn.execute(
-            "UPDATE mq_labels SET block = ? WHERE key IN (SELECT value FROM json_each(?))",
-            [block, orjson.dumps([key for _, key in hits]).decode()],
-        )
-        times.extend(np.frombuffer(times_blob, F64)[positions].tolist())
-    _mark_windows(conn, times, window_s)
-    return len(times)
-
-
 def add_labels(
     db: Database | sqlite3.Connection,
     rows: Iterable[tuple[str, str]],
@@ -307,27 +235,7 @@ def add_labels(
     counted, not applied. A new label joins the first stored prediction of its key (the
     blocks' hashes scanned) and marks its window; without one it waits.
     """
-    conn = _conn(db)
-    # in key order (stable: a repeated key's first label still comes first)
-    batch = sorted(((key, label, received_at) for key, label in rows), key=itemgetter(0))
-    added = insert_rows(conn, "INSERT OR IGNORE INTO mq_labels (key, label, received_at)", batch)
-    joined = 0
-    if added:
-        waiting = [
-            key
-            for (key,) in conn.execute(
-                "SELECT key FROM mq_labels WHERE key IN (SELECT value FROM json_each(?))"
-                " AND block IS NULL",
-                [orjson.dumps(sorted({b[0] for b in batch})).decode()],
-            )
-        ]
-        if waiting:
-            joined = _claim(conn, _find_first(conn, waiting), window_s)
-    _add_totals(
-        conn,
-        {LABELS: added, WAITING: added - joined, UNCLAIMED: -joined, CHANGES: added},
-    )
-    return added, len(batch) - added
+    return claims.add_labels(_conn(db), rows, received_at, window_s)
 
 
 @dataclass(frozen=True)
@@ -363,27 +271,42 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
     before it; returns ``(predictions, labels)`` removed."""
     conn = _conn(db)
     old = conn.execute(
-        "SELECT b.id, b.n, c.unclaimed FROM mq_blocks b JOIN mq_claims c ON c.block = b.id"
-        " WHERE b.t_max < ?",
+        "SELECT b.id, b.n, c.unclaimed, c.claimed FROM mq_blocks b JOIN mq_claims c"
+        " ON c.block = b.id WHERE b.t_max < ?",
         [before],
     ).fetchall()
-    ids = orjson.dumps([block for block, _, _ in old]).decode()
+    joined: list[str] = []
+    for block, n, unclaimed, claimed in old:
+        if unclaimed < n:  # the keys of its claimed predictions: their labels go with it
+            keys = conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()
+            joined.extend(np.array(keys_of(keys[0]), dtype=object)[bits(claimed, n)].tolist())
     labels = conn.execute(
-        "DELETE FROM mq_labels WHERE block IN (SELECT value FROM json_each(?))", [ids]
+        "DELETE FROM mq_labels WHERE key IN (SELECT value FROM json_each(?))",
+        [orjson.dumps(joined).decode()],
     ).rowcount
+    ids = orjson.dumps([row[0] for row in old]).decode()
     conn.execute("DELETE FROM mq_claims WHERE block IN (SELECT value FROM json_each(?))", [ids])
     conn.execute("DELETE FROM mq_blocks WHERE id IN (SELECT value FROM json_each(?))", [ids])
-    lone = conn.execute(
-        "DELETE FROM mq_labels WHERE block IS NULL AND received_at < ?", [before]
-    ).rowcount
+    # batches received before: their waiting labels go, and the batch (a label whose batch
+    # is gone counts as joined: it is, or it is gone too)
+    lone = 0
+    for batch, n, joined_blob, keys_blob in conn.execute(
+        "SELECT id, n, joined, keys FROM mq_label_batches WHERE received_at < ?", [before]
+    ).fetchall():
+        waiting = np.array(orjson.loads(keys_blob), dtype=object)[~bits(joined_blob, n)]
+        lone += conn.execute(
+            "DELETE FROM mq_labels WHERE key IN (SELECT value FROM json_each(?)) AND batch = ?",
+            [orjson.dumps(waiting.tolist()).decode(), batch],
+        ).rowcount
+        conn.execute("DELETE FROM mq_label_batches WHERE id = ?", [batch])
     conn.execute("DELETE FROM mq_dirty WHERE window_start < ?", [math.floor(before) - 90 * 86400])
-    predictions = sum(n for _, n, _ in old)
-    _add_totals(
+    predictions = sum(row[1] for row in old)
+    add_totals(
         conn,
         {
             LABELS: -(labels + lone),
             WAITING: -lone,
-            UNCLAIMED: -sum(unclaimed for _, _, unclaimed in old),
+            UNCLAIMED: -sum(row[2] for row in old),
             CHANGES: predictions + labels + lone,
         },
     )
@@ -396,7 +319,7 @@ def recount_totals(db: Database | sqlite3.Connection) -> None:
     conn.execute("DELETE FROM mq_totals WHERE name NOT IN (?)", [CHANGES])
     conn.execute(
         "INSERT INTO mq_totals SELECT ?, count(*) FROM mq_labels"
-        " UNION ALL SELECT ?, count(*) FROM mq_labels WHERE block IS NULL"
+        " UNION ALL SELECT ?, coalesce(sum(waiting), 0) FROM mq_label_batches"
         " UNION ALL SELECT ?, coalesce(sum(unclaimed), 0) FROM mq_claims",
         [LABELS, WAITING, UNCLAIMED],
     )

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any
 
 import numpy as np
 import orjson
@@ -87,7 +89,8 @@ def drop_key_index(db: Database) -> bool:
 
 
 def _add_block(conn: sqlite3.Connection, bucket: int, rows: Sequence[PredictionRow]) -> None:
-    """One block of converted rows (one key each), joined to the labels of its keys."""
+    """One block of converted rows (one key each), its claimed bits set where the key's
+    label is stored (then it was joined)."""
     block = encode_block(bucket, rows)
     block_id = conn.execute(
         "INSERT INTO mq_blocks (bucket, n, t_min, t_max, hashes, times, keys, predictions,"
@@ -98,10 +101,9 @@ def _add_block(conn: sqlite3.Connection, bucket: int, rows: Sequence[PredictionR
     joined = {
         key
         for (key,) in conn.execute(
-            "UPDATE mq_labels SET block = ? WHERE key IN (SELECT value FROM json_each(?))"
-            " RETURNING key",
-            [block_id, orjson.dumps(block.keys).decode()],
-        ).fetchall()
+            "SELECT key FROM mq_labels WHERE key IN (SELECT value FROM json_each(?))",
+            [orjson.dumps(block.keys).decode()],
+        )
     }
     claimed = np.array([key in joined for key in block.keys], dtype=bool)
     conn.execute(
@@ -110,37 +112,66 @@ def _add_block(conn: sqlite3.Connection, bucket: int, rows: Sequence[PredictionR
     )
 
 
+def _add_batch(conn: sqlite3.Connection, rows: Sequence[tuple[str, str, float, int]]) -> None:
+    """One batch of converted labels of one arrival time: ``(key, label, received_at,
+    joined)``."""
+    joined = np.array([row[3] for row in rows], dtype=bool)
+    batch = conn.execute(
+        "INSERT INTO mq_label_batches (received_at, n, waiting, joined, keys)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [rows[0][2], len(rows), int((~joined).sum()), pack(joined),
+         orjson.dumps([row[0] for row in rows])],
+    ).lastrowid  # fmt: skip
+    conn.executemany(
+        "INSERT INTO mq_labels VALUES (?, ?, ?, ?, ?)",
+        [(key, label, moment, batch, pos) for pos, (key, label, moment, _) in enumerate(rows)],
+    )
+
+
+def _groups(
+    cursor: sqlite3.Cursor, group: Callable[[tuple[Any, ...]], object]
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The cursor's rows in runs of one ``group`` value, at most :data:`BLOCK_ROWS` each."""
+    part: list[tuple[Any, ...]] = []
+    while rows := cursor.fetchmany(BLOCK_ROWS):
+        for row in rows:
+            if part and (group(row) != group(part[0]) or len(part) == BLOCK_ROWS):
+                yield part
+                part = []
+            part.append(tuple(row))
+    if part:
+        yield part
+
+
 def to_blocks(db: Database) -> int:
     """Migration m008: every row of ``mq_predictions`` into blocks (by hour, in time order,
-    at most :data:`BLOCK_ROWS` each), joined to its label as before (a stored key had one
-    row and was joined iff its label was stored); the labels get their ``block`` column,
-    the old tables go and the totals are counted afresh. Returns the rows converted."""
+    at most :data:`BLOCK_ROWS` each) and every label into a batch (by arrival time), joined
+    as before (a stored key had one row, joined iff its label was stored; a label was
+    waiting iff listed in ``mq_labels_alone``); the old tables go and the totals are counted
+    afresh. Returns the predictions converted."""
     conn = db.conn
     had = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'mq_predictions'").fetchone()
-    if had is not None:
-        conn.execute("ALTER TABLE mq_labels ADD COLUMN block INTEGER")
-    create_tables(conn)
     if had is None:
+        create_tables(conn)
         recount_totals(conn)
         return 0
-    cursor = conn.execute(
+    conn.execute("ALTER TABLE mq_labels RENAME TO mq_labels_v1")
+    create_tables(conn)
+    labels = conn.execute(
+        "SELECT l.key, l.label, l.received_at, a.key IS NULL FROM mq_labels_v1 l"
+        " LEFT JOIN mq_labels_alone a ON a.key = l.key ORDER BY l.received_at, l.key"
+    )
+    for part in _groups(labels, itemgetter(2)):
+        _add_batch(conn, part)
+    predictions = conn.execute(
         "SELECT key, event_id, inference_id, inference_time, prediction, probability, row"
         " FROM mq_predictions ORDER BY inference_time, rowid"
     )
-    converted, bucket = 0, 0
-    part: list[PredictionRow] = []
-    while rows := cursor.fetchmany(BLOCK_ROWS):
-        for row in rows:
-            hour = math.floor(row[3] / HOUR_S) * HOUR_S
-            if part and (hour != bucket or len(part) == BLOCK_ROWS):
-                _add_block(conn, bucket, part)
-                converted, part = converted + len(part), []
-            bucket = hour
-            part.append((row[0], row[1], row[2], row[3], row[4], row[5], row[6]))
-    if part:
-        _add_block(conn, bucket, part)
+    converted = 0
+    for part in _groups(predictions, lambda row: math.floor(row[3] / HOUR_S)):
+        _add_block(conn, math.floor(part[0][3] / HOUR_S) * HOUR_S, part)
         converted += len(part)
-    for table in ("mq_predictions", "mq_predictions_alone", "mq_labels_alone"):
+    for table in ("mq_predictions", "mq_predictions_alone", "mq_labels_alone", "mq_labels_v1"):
         conn.execute(f"DROP TABLE {table}")
     recount_totals(conn)
     return converted

@@ -72,7 +72,7 @@ def window_columns(
 ) -> WindowColumns:
     """The pairs whose prediction's inference time is in ``[start, end)`` (ordered by time,
     then key) and, with ``every``, all of the window's predictions: one block at a time, its
-    times filtered with numpy; a pair's label is read by its block (``mq_labels.block``)."""
+    times filtered with numpy; a pair's label is read by its key."""
     pair_rows: list[tuple[float, str, str, str, float]] = []
     predictions: list[str] = []
     probabilities: list[npt.NDArray[np.float64]] = []
@@ -95,12 +95,18 @@ def window_columns(
         if paired.any():
             keys = keys_of(conn.execute("SELECT keys FROM mq_blocks WHERE id = ?",
                                         [block]).fetchone()[0])  # fmt: skip
-            labels = dict(conn.execute("SELECT key, label FROM mq_labels WHERE block = ?",
-                                       [block]).fetchall())  # fmt: skip
+            at = np.flatnonzero(paired).tolist()
+            labels = dict(
+                conn.execute(
+                    "SELECT key, label FROM mq_labels"
+                    " WHERE key IN (SELECT value FROM json_each(?))",
+                    [orjson.dumps([keys[i] for i in at]).decode()],
+                ).fetchall()
+            )
             pair_rows.extend(
                 (float(times[i]), keys[i], labels[keys[i]], block_predictions[i],
                  float(block_probabilities[i]))
-                for i in np.flatnonzero(paired).tolist()
+                for i in at
             )  # fmt: skip
     pair_rows.sort(key=lambda row: (row[0], row[1]))
     pairs = WindowPairs(
@@ -170,13 +176,14 @@ def _awaiting(conn: sqlite3.Connection, cutoff: float) -> int:
 
 def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> LabelCounts:
     """Counts over everything stored (within retention), as of ``now``: the kept totals,
-    the waiting labels' index range within the wait, and the blocks' ``unclaimed`` (never
-    a scan of a table). Its reads agree only in one read transaction (as
+    the label batches' ``waiting`` and the blocks' ``unclaimed`` within the wait (index
+    ranges; never a scan of a table). Its reads agree only in one read transaction (as
     :meth:`~analyzer.store.database.Store.read` runs them)."""
     cutoff = now - label_delay_s
     totals = read_totals(conn)
     pending = conn.execute(
-        "SELECT count(*) FROM mq_labels WHERE block IS NULL AND received_at >= ?", [cutoff]
+        "SELECT coalesce(sum(waiting), 0) FROM mq_label_batches WHERE received_at >= ?",
+        [cutoff],
     ).fetchone()[0]
     awaiting = _awaiting(conn, cutoff)
     waiting = totals.get(WAITING, 0)

@@ -11,8 +11,8 @@ import numpy.typing as npt
 import pytest
 from sqlite_utils import Database
 
-import analyzer.store.model_quality as model_quality
 import analyzer.store.model_quality_blocks as blocks
+import analyzer.store.model_quality_claims as claims
 from analyzer.monitors.model_quality.predictions import PredictionRow
 from analyzer.store.model_quality import (
     LabelCounts,
@@ -66,7 +66,7 @@ def test_keys_of_one_hash_are_told_apart_by_the_key(
 ) -> None:
     """Every key forced to one hash: a hit is only a candidate, the full key decides."""
     monkeypatch.setattr(blocks, "key_hashes", _one_hash)
-    monkeypatch.setattr(model_quality, "key_hashes", _one_hash)
+    monkeypatch.setattr(claims, "key_hashes", _one_hash)
     db = open_db(tmp_path / "m.db")
     with db.conn:
         add_predictions(db, [prediction("a", 10.0, "A"), prediction("b", 20.0, "B")], WINDOW)

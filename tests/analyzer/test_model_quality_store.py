@@ -307,7 +307,7 @@ def test_the_counts_are_read_in_one_snapshot(tmp_path: Path) -> None:
         injected: list[str] = []
 
         def between(sql: str) -> None:
-            if "FROM mq_labels WHERE block IS NULL AND received_at >=" in sql and not injected:
+            if "FROM mq_label_batches WHERE received_at >=" in sql and not injected:
                 injected.append(sql)
                 store.write(
                     lambda db: add_labels(db, [(f"new{i}", "1") for i in range(5)], 100.0, WINDOW)
