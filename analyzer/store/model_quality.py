@@ -105,19 +105,22 @@ def create_tables(db: Database | sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS mq_blocks_bucket ON mq_blocks (bucket)")
     conn.execute("CREATE INDEX IF NOT EXISTS mq_blocks_t_max ON mq_blocks (t_max)")  # prune
     # what a join changes, narrow (a block's wide row is never rewritten); the index sums
-    # the unclaimed predictions within the label wait
+    # the unclaimed predictions within the label wait (its entries: blocks with some)
     conn.execute(
         "CREATE TABLE IF NOT EXISTS mq_claims (block INTEGER PRIMARY KEY, t_min REAL NOT NULL,"
         " unclaimed INTEGER NOT NULL, claimed BLOB NOT NULL)"
     )
-    conn.execute("CREATE INDEX IF NOT EXISTS mq_claims_wait ON mq_claims (t_min, unclaimed)")
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS mq_claims_wait ON mq_claims (t_min, unclaimed)"
+        " WHERE unclaimed > 0"
+    )
     conn.execute(
         "CREATE TABLE IF NOT EXISTS mq_labels (key TEXT PRIMARY KEY, label TEXT NOT NULL,"
         " received_at REAL NOT NULL, batch INTEGER NOT NULL, pos INTEGER NOT NULL)"
         " WITHOUT ROWID"
     )
     # the labels of one add_labels call: which are joined (a bit each), how many wait; the
-    # index sums the waiting ones within the label wait
+    # index sums the waiting ones within the label wait (its entries: batches with some)
     conn.execute(
         "CREATE TABLE IF NOT EXISTS mq_label_batches (id INTEGER PRIMARY KEY,"
         " received_at REAL NOT NULL, n INTEGER NOT NULL, waiting INTEGER NOT NULL,"
@@ -125,7 +128,7 @@ def create_tables(db: Database | sqlite3.Connection) -> None:
     )
     conn.execute(
         "CREATE INDEX IF NOT EXISTS mq_label_batches_wait ON mq_label_batches"
-        " (received_at, waiting)"
+        " (received_at, waiting) WHERE waiting > 0"
     )
     conn.execute(
         "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"

@@ -159,7 +159,8 @@ def _awaiting(conn: sqlite3.Connection, cutoff: float) -> int:
     from their ``unclaimed`` (an index range), the few across it (their hour's blocks
     whose bounds hold it) from their times and claimed bits."""
     after = conn.execute(
-        "SELECT coalesce(sum(unclaimed), 0) FROM mq_claims WHERE t_min >= ?", [cutoff]
+        "SELECT coalesce(sum(unclaimed), 0) FROM mq_claims WHERE t_min >= ? AND unclaimed > 0",
+        [cutoff],
     ).fetchone()[0]
     across = conn.execute(
         "SELECT b.id, b.n, c.claimed FROM mq_blocks b JOIN mq_claims c ON c.block = b.id"
@@ -182,7 +183,8 @@ def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> 
     cutoff = now - label_delay_s
     totals = read_totals(conn)
     pending = conn.execute(
-        "SELECT coalesce(sum(waiting), 0) FROM mq_label_batches WHERE received_at >= ?",
+        "SELECT coalesce(sum(waiting), 0) FROM mq_label_batches"
+        " WHERE received_at >= ? AND waiting > 0",
         [cutoff],
     ).fetchone()[0]
     awaiting = _awaiting(conn, cutoff)
