@@ -33,6 +33,7 @@ __all__ = ["add_labels", "add_totals", "claim_waiting", "mark_windows"]
 
 _LOW_BITS = 20
 _LOW = np.uint64((1 << _LOW_BITS) - 1)
+_FEW_HITS = 8  # up to this many hits in a block, the keys' blob is searched, not split
 
 
 def add_totals(conn: sqlite3.Connection, deltas: dict[str, int]) -> None:
@@ -101,7 +102,11 @@ def _find_first(conn: sqlite3.Connection, keys: list[str]) -> dict[int, list[tup
     """block id → ``(position, key)`` of the first stored prediction of each key found: the
     blocks' hashes scanned in id order, one block at a time, each hit confirmed by the key."""
     wanted = set(keys)
-    hashes = np.sort(key_hashes(keys))
+    unsorted = key_hashes(keys)
+    by_hash: dict[int, list[str]] = defaultdict(list)
+    for value, key in zip(unsorted.tolist(), keys, strict=True):
+        by_hash[value].append(key)
+    hashes = np.sort(unsorted)
     # a hash's low bits first (one gather a stored hash, ~18x faster than a binary search
     # of each), then the few candidates exactly
     table = np.zeros(1 << _LOW_BITS, dtype=bool)
@@ -116,16 +121,34 @@ def _find_first(conn: sqlite3.Connection, keys: list[str]) -> dict[int, list[tup
         hits = candidates[hashes[at] == stored[candidates]]
         if not hits.size:
             continue
-        block_keys = keys_of(
-            conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()[0]
-        )
-        for i in hits.tolist():
-            if block_keys[i] in wanted:  # not a collision, and the first of its key
-                wanted.discard(block_keys[i])
-                found.setdefault(int(block), []).append((i, block_keys[i]))
+        blob = conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()[0]
+        for i, key in _confirmed(blob, hits.tolist(), stored, by_hash):
+            if key in wanted:  # the first stored prediction of its key
+                wanted.discard(key)
+                found.setdefault(int(block), []).append((i, key))
         if not wanted:
             break
     return found
+
+
+def _confirmed(
+    blob: bytes, hits: list[int], stored: npt.NDArray[np.uint64], by_hash: dict[int, list[str]]
+) -> list[tuple[int, str]]:
+    """``(position, key)`` of the hits whose stored key is one of the keys of that hash (a
+    hit of another key of the same hash is dropped). A few hits look each key up in the
+    keys' blob (a key is NUL-delimited: its position is the NULs before it); more split the
+    whole blob."""
+    if len(hits) > _FEW_HITS:
+        block_keys = keys_of(blob)
+        return [(i, block_keys[i]) for i in hits if block_keys[i] in by_hash[int(stored[i])]]
+    padded = b"\x00" + blob + b"\x00"
+    out = []
+    for i in hits:
+        for key in by_hash[int(stored[i])]:
+            at = padded.find(b"\x00" + key.encode() + b"\x00")
+            if at >= 0 and padded.count(b"\x00", 0, at) == i:
+                out.append((i, key))
+    return out
 
 
 def _claim_predictions(

@@ -61,12 +61,14 @@ def _one_hash(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
     return np.zeros(len(keys), dtype=np.dtype("<u8"))
 
 
+@pytest.mark.parametrize("few_hits", [0, 8])  # the keys' blob split, or searched
 def test_keys_of_one_hash_are_told_apart_by_the_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, few_hits: int
 ) -> None:
     """Every key forced to one hash: a hit is only a candidate, the full key decides."""
     monkeypatch.setattr(blocks, "key_hashes", _one_hash)
     monkeypatch.setattr(claims, "key_hashes", _one_hash)
+    monkeypatch.setattr(claims, "_FEW_HITS", few_hits)
     db = open_db(tmp_path / "m.db")
     with db.conn:
         add_predictions(db, [prediction("a", 10.0, "A"), prediction("b", 20.0, "B")], WINDOW)
