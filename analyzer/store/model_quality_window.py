@@ -70,10 +70,14 @@ class WindowColumns:
 def window_columns(
     conn: sqlite3.Connection, start: float, end: float, *, every: bool = True
 ) -> WindowColumns:
-    """The pairs whose prediction's inference time is in ``[start, end)`` (ordered by time,
-    then key) and, with ``every``, all of the window's predictions: one block at a time, its
-    times filtered with numpy; a pair's label is read by its key."""
-    pair_rows: list[tuple[float, str, str, str, float]] = []
+    """The pairs whose prediction's inference time is in ``[start, end)`` (ordered by time;
+    a tie in the order stored) and, with ``every``, all of the window's predictions: one
+    block at a time, its times filtered with numpy; a pair's label is read by its key.
+    Memory: the window's columns (no row objects)."""
+    pair_times: list[npt.NDArray[np.float64]] = []
+    pair_labels: list[str] = []
+    pair_predictions: list[str] = []
+    pair_probabilities: list[npt.NDArray[np.float64]] = []
     predictions: list[str] = []
     probabilities: list[npt.NDArray[np.float64]] = []
     for block, n, _, _ in block_ids_overlapping(conn, start, end):
@@ -84,38 +88,39 @@ def window_columns(
         ).fetchone()
         times = np.frombuffer(times_blob, F64)
         inside = (times >= start) & (times < end)
-        paired = inside & bits(claimed_blob, n)
         if not inside.any():
             continue
-        block_predictions = orjson.loads(predictions_blob)
+        paired = inside & bits(claimed_blob, n)
+        block_predictions = np.array(orjson.loads(predictions_blob), dtype=object)
         block_probabilities = np.frombuffer(probabilities_blob, F64)
         if every:
-            predictions.extend(np.array(block_predictions, dtype=object)[inside].tolist())
+            predictions.extend(block_predictions[inside].tolist())
             probabilities.append(block_probabilities[inside])
         if paired.any():
-            keys = keys_of(conn.execute("SELECT keys FROM mq_blocks WHERE id = ?",
-                                        [block]).fetchone()[0])  # fmt: skip
-            at = np.flatnonzero(paired).tolist()
+            blob = conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()
+            keys = np.array(keys_of(blob[0]), dtype=object)[paired].tolist()
             labels = dict(
                 conn.execute(
                     "SELECT key, label FROM mq_labels"
                     " WHERE key IN (SELECT value FROM json_each(?))",
-                    [orjson.dumps([keys[i] for i in at]).decode()],
+                    [orjson.dumps(keys).decode()],
                 ).fetchall()
             )
-            pair_rows.extend(
-                (float(times[i]), keys[i], labels[keys[i]], block_predictions[i],
-                 float(block_probabilities[i]))
-                for i in at
-            )  # fmt: skip
-    pair_rows.sort(key=lambda row: (row[0], row[1]))
+            pair_labels.extend(labels[key] for key in keys)
+            pair_predictions.extend(block_predictions[paired].tolist())
+            pair_times.append(times[paired])
+            pair_probabilities.append(block_probabilities[paired])
+    order = np.argsort(_joined(pair_times), kind="stable").tolist()
     pairs = WindowPairs(
-        [row[2] for row in pair_rows],
-        [row[3] for row in pair_rows],
-        np.array([row[4] for row in pair_rows], dtype=np.float64),
+        [pair_labels[i] for i in order],
+        [pair_predictions[i] for i in order],
+        _joined(pair_probabilities)[order],
     )
-    every_probability = np.concatenate(probabilities) if probabilities else np.zeros(0)
-    return WindowColumns(pairs, predictions, every_probability.astype(np.float64))
+    return WindowColumns(pairs, predictions, _joined(probabilities))
+
+
+def _joined(parts: list[npt.NDArray[np.float64]]) -> npt.NDArray[np.float64]:
+    return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
 
 
 def window_pairs(conn: sqlite3.Connection, start: float, end: float) -> WindowPairs:
