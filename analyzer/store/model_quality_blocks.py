@@ -38,6 +38,7 @@ __all__ = [
     "key_hashes",
     "keys_of",
     "pack",
+    "predictions_of",
     "stored_predictions",
 ]
 
@@ -140,13 +141,33 @@ def encode_block(bucket: int, rows: Sequence[PredictionRow]) -> Block:
         key_hashes(keys).tobytes(),
         times.tobytes(),
         "\x00".join(keys).encode(),  # keys never hold NUL
-        orjson.dumps(predictions),
+        _coded(predictions),
         np.array(probabilities, dtype=F64).tobytes(),  # None → NaN
         orjson.dumps(event_ids),
         orjson.dumps(inference_ids),
         _rows_blob(inputs),
     )
     return Block(bucket, list(keys), times, values)
+
+
+def _coded(values: Sequence[str]) -> bytes:
+    """The predictions as their distinct values (JSON, after its length) and a uint32 code
+    each: a few classes stored once, and read back as shared objects (a window of a million
+    predictions holds a million references, not a million strings)."""
+    index: dict[str, int] = {}
+    codes = np.fromiter(
+        (index.setdefault(value, len(index)) for value in values), dtype="<u4", count=len(values)
+    )
+    head = orjson.dumps(list(index))
+    return len(head).to_bytes(4, "little") + head + codes.tobytes()
+
+
+def predictions_of(blob: bytes) -> npt.NDArray[np.object_]:
+    """``mq_blocks.predictions`` back as an array of the predictions (shared strings)."""
+    size = int.from_bytes(blob[:4], "little")
+    # one None more: a 1-D array of the values whatever they hold
+    values = np.array([*orjson.loads(blob[4 : 4 + size]), None], dtype=object)[:-1]
+    return values[np.frombuffer(blob, "<u4", offset=4 + size)]  # type: ignore[no-any-return]
 
 
 def keys_of(blob: bytes) -> list[str]:
@@ -191,7 +212,7 @@ def _iter_rows(conn: sqlite3.Connection) -> Iterator[PredictionRow]:
             orjson.loads(row[1]),
             orjson.loads(row[2]),
             np.frombuffer(row[3], F64).tolist(),
-            orjson.loads(row[4]),
+            predictions_of(row[4]).tolist(),
             [None if math.isnan(p) else p for p in probabilities],
             decode_rows(row[6], n),
             strict=True,

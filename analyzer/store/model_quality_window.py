@@ -17,6 +17,7 @@ from analyzer.store.model_quality_blocks import (
     bits,
     block_ids_overlapping,
     keys_of,
+    predictions_of,
 )
 
 __all__ = [
@@ -91,7 +92,7 @@ def window_columns(
         if not inside.any():
             continue
         paired = inside & bits(claimed_blob, n)
-        block_predictions = np.array(orjson.loads(predictions_blob), dtype=object)
+        block_predictions = predictions_of(predictions_blob)
         block_probabilities = np.frombuffer(probabilities_blob, F64)
         if every:
             predictions.extend(block_predictions[inside].tolist())
