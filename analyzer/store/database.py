@@ -172,8 +172,9 @@ def m007_model_quality_no_key_index(db: Database) -> None:
 @MIGRATIONS()
 def m008_model_quality_blocks(db: Database) -> None:
     """The join's predictions as blocks (a chunk's predictions of one hour in one row of
-    columns) instead of a row each, and the labels' ``block`` (their prediction's block,
-    NULL while waiting) instead of the lone halves' tables; rows, pairs and counts kept
+    columns) instead of a row each, and the labels in batches whose bits say which are
+    joined (``mq_label_batches``) instead of the lone halves' tables; rows, pairs and
+    counts kept
     (:func:`analyzer.store.model_quality_migrations.to_blocks`)."""
     from analyzer.store.model_quality_migrations import to_blocks
 

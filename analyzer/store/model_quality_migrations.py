@@ -4,7 +4,7 @@ what changed, applied to a database made before.
 
 Until m008 the join kept a row per prediction (``mq_predictions``) and the halves waiting
 for the other in ``mq_predictions_alone`` / ``mq_labels_alone``; m008 turns those into
-blocks (:mod:`analyzer.store.model_quality_blocks`) and the labels' ``block`` column. The
+blocks (:mod:`analyzer.store.model_quality_blocks`) and label batches. The
 functions for the older versions are frozen here as they were, so that a database of any
 version goes through the same steps.
 """
