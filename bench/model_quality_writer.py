@@ -1,6 +1,7 @@
 """Where the service's ingest spends its CPU with model quality on (issue 11): in process.
 
     python bench/model_quality_writer.py [--records 100000] [--tree PATH ...] [--rounds 2]
+        [--labels before|after]
 
 Stages ``--records`` capture records once (``current_nodrift.csv`` rows, a random UUID
 ``eventId`` each, CSV, 10,000 per file, as ``bench/analyzer_service.py`` writes them), then,
@@ -11,7 +12,9 @@ the capture folder, timed; and the same ingest with ``analyzer.model_quality`` a
 anchor). Prints per record: wall time, the process's CPU (every thread), the store writer
 thread's CPU during the ingest and, of it, ``store_predictions`` (the join's statements, not
 the COMMIT), and how long the ingest thread waited for the previous chunk's commit
-(``Ingestor._drain``). The machine is shared: read the CPU figures, and compare trees in one run.
+(``Ingestor._drain``). With ``--labels after`` no label waits during the ingest: they are
+posted after it (the same batches), and their rate is printed. The machine is shared: read
+the CPU figures, and compare trees in one run.
 """
 
 from __future__ import annotations
@@ -77,8 +80,9 @@ import analyzer.store.database as database
 from analyzer.ingest.ingestor import Ingestor
 from analyzer.store.model_quality import add_labels
 from modelmon.config import parse_config
-if len(sys.argv) > 4:  # the GIL's switch interval to run with (Python's default: 0.005 s)
-    sys.setswitchinterval(float(sys.argv[4]))
+labels_after = sys.argv[4] == "after"
+if len(sys.argv) > 5:  # the GIL's switch interval to run with (Python's default: 0.005 s)
+    sys.setswitchinterval(float(sys.argv[5]))
 work, quality = Path(sys.argv[1]), sys.argv[2] == "1"
 db = work / f"run-{int(quality)}.db"
 for old in work.glob(db.name + "*"):
@@ -93,13 +97,6 @@ doc = {"endpoint": {"name": "bench", "variant": "AllTraffic"},
        "analyzer": section}
 config = parse_config(doc, base=work)
 spent = {"store_predictions": 0.0}
-writer = database.Store._writer
-def timed_writer(self, ready):
-    try:
-        writer(self, ready)
-    finally:
-        spent["writer"] = time.thread_time()
-database.Store._writer = timed_writer
 store_predictions = buckets.store_predictions
 def timed_store(*args, **kwargs):
     t = time.thread_time()
@@ -119,21 +116,29 @@ def timed_drain(self, stats):  # the ingest thread waiting for the previous chun
 ingestor.Ingestor._drain = timed_drain
 store = database.Store(config.analyzer.db)
 store.start()
-if quality:
+def post_labels():
     keys = orjson.loads((work / "keys.json").read_bytes())
     for i in range(0, len(keys), 10_000):
         store.write(lambda d: add_labels(d, [(k, "1") for k in keys[i:i + 10_000]], 1.0, 3600))
+if quality and not labels_after:
+    post_labels()
 writer_before = store.write(lambda d: time.thread_time())
 before, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
 stats = Ingestor(store, config, clock=lambda: 1.9e9).run_once()
 wall, after = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
+labels_s = 0.0
+writer_after = store.write(lambda d: time.thread_time())  # the ingest's commits are done
+if quality and labels_after:
+    t = time.perf_counter()
+    post_labels()
+    labels_s = time.perf_counter() - t
 store.close()
 cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 n = stats.records
 print(json.dumps({"records": n, "wall_us": wall / n * 1e6, "cpu_us": cpu / n * 1e6,
-                  "writer_cpu_us": (spent["writer"] - writer_before) / n * 1e6,
+                  "writer_cpu_us": (writer_after - writer_before) / n * 1e6,
                   "store_predictions_us": spent["store_predictions"] / n * 1e6,
-                  "wait_us": spent.get("drain", 0.0) / n * 1e6}))
+                  "wait_us": spent.get("drain", 0.0) / n * 1e6, "labels_s": labels_s}))
 """
 
 
@@ -143,6 +148,13 @@ def main() -> None:
     parser.add_argument("--tree", action="append", help="a checkout to import (repeatable)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval, seconds")
+    parser.add_argument(
+        "--labels",
+        choices=["before", "after"],
+        default="before",
+        help="post every label before the ingest (all waiting: the default) or after it"
+        " (none waiting; the labels' rate is printed)",
+    )
     args = parser.parse_args()
     trees = args.tree or [str(ROOT)]
     print(f"load average {os.getloadavg()}", flush=True)
@@ -160,9 +172,11 @@ def main() -> None:
                             str(work),
                             quality,
                             json.dumps(PAYLOAD),
+                            args.labels,
                             *([str(args.switch_interval)] if args.switch_interval else []),
                         ],
                         env={**os.environ, "PYTHONPATH": tree},
+                        cwd=tree,  # `python -c` puts the working directory first on sys.path
                         capture_output=True,
                         text=True,
                         check=True,
@@ -171,10 +185,17 @@ def main() -> None:
                     figures = json.loads(found.stdout)
                     name = "model quality on " if quality == "1" else "model quality off"
                     print(
-                        f"{tree} {name}: wall {figures['wall_us']:.1f} µs/record, CPU "
+                        f"{tree} {name}: {figures['records']:,} records, wall"
+                        f" {figures['wall_us']:.1f} µs/record, CPU "
                         f"{figures['cpu_us']:.1f}, writer thread CPU {figures['writer_cpu_us']:.1f}"
                         f" (store_predictions {figures['store_predictions_us']:.1f}), the"
-                        f" ingest thread waited for commits {figures['wait_us']:.1f}",
+                        f" ingest thread waited for commits {figures['wait_us']:.1f}"
+                        + (
+                            f"; then {args.records:,} labels in {figures['labels_s']:.1f} s"
+                            f" ({args.records / figures['labels_s']:,.0f}/s)"
+                            if figures["labels_s"]
+                            else ""
+                        ),
                         flush=True,
                     )
     print(f"load average {os.getloadavg()}")

@@ -21,6 +21,7 @@ import httpx
 from aiohttp import web
 
 from analyzer.service.alerts import AlertDispatcher
+from analyzer.service.malloc import fix_mmap_threshold
 from analyzer.service.monitor import Monitor
 from analyzer.store.database import Store, StoreError
 from analyzer.web.auth import setup_auth_routes
@@ -178,6 +179,8 @@ def create_app(
 
 def run_service(config: ModelmonConfig) -> int:
     """Run until SIGINT/SIGTERM; the exit code of the ``modelmon analyzer`` command."""
+    if config.analyzer.model_quality is not None:  # its blocks' blobs: see malloc.py
+        fix_mmap_threshold()
     app = create_app(config)
     host, port = parse_listen(config.analyzer.listen)
     log.info("analyzer on http://%s:%d/monitor/status", host, port)

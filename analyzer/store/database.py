@@ -128,10 +128,10 @@ def m002_quarantine(db: Database) -> None:
 def m003_model_quality(db: Database) -> None:
     """The model-quality join: predictions, labels, windows to evaluate again, and the read
     state of the ground-truth folder (see :mod:`analyzer.store.model_quality`)."""
-    from analyzer.store.model_quality import create_tables
     from analyzer.store.model_quality_labels import create_label_file_tables
+    from analyzer.store.model_quality_migrations import create_tables_v1
 
-    create_tables(db)
+    create_tables_v1(db)
     create_label_file_tables(db)
 
 
@@ -139,9 +139,9 @@ def m003_model_quality(db: Database) -> None:
 def m004_model_quality_totals(db: Database) -> None:
     """Row totals of the join, kept as rows change so that label counts never scan a table;
     counted once here for a database filled before they were kept."""
-    from analyzer.store.model_quality_migrations import recount_totals
+    from analyzer.store.model_quality_migrations import recount_totals_v1
 
-    recount_totals(db)
+    recount_totals_v1(db)
 
 
 @MIGRATIONS()
@@ -167,6 +167,18 @@ def m007_model_quality_no_key_index(db: Database) -> None:
     from analyzer.store.model_quality_migrations import drop_key_index
 
     drop_key_index(db)
+
+
+@MIGRATIONS()
+def m008_model_quality_blocks(db: Database) -> None:
+    """The join's predictions as blocks (a chunk's predictions of one hour in one row of
+    columns) instead of a row each, and the labels in batches whose bits say which are
+    joined (``mq_label_batches``) instead of the lone halves' tables; rows, pairs and
+    counts kept
+    (:func:`analyzer.store.model_quality_migrations.to_blocks`)."""
+    from analyzer.store.model_quality_migrations import to_blocks
+
+    to_blocks(db)
 
 
 class StoreError(Exception):
@@ -234,7 +246,10 @@ class Store:
         self._checkpoints.start()
 
     def close(self) -> None:
-        """Finish queued writes, stop the writer, close every connection."""
+        """Finish queued writes, stop the writer, close the idle read connections (one in
+        use by a read still running, e.g. an evaluation thread a shutdown cannot cancel, is
+        closed by that read when it ends: closing it under a running statement crashes the
+        process in sqlite3)."""
         if self._closed:
             return
         self._closed = True
@@ -245,10 +260,15 @@ class Store:
             self._stopping.set()
             self._wrote.set()
             self._checkpoints.join()
-        with self._reader_lock:
-            for conn in self._all_readers:
-                conn.close()
-            self._all_readers.clear()
+        while True:
+            try:
+                conn = self._readers.get_nowait()
+            except queue.Empty:
+                break
+            with self._reader_lock:
+                if conn in self._all_readers:
+                    self._all_readers.remove(conn)
+            conn.close()
 
     def _writer(self, ready: concurrent.futures.Future[None]) -> None:
         try:

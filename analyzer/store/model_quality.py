@@ -1,25 +1,35 @@
 """The join of captured predictions with late labels, in SQLite, exactly once.
 
-Two tables keyed by the join key (the capture's ``inferenceId`` when it has one, else its
-``eventId``; a ground-truth record's ``eventMetadata.eventId`` holds that same key, as in
-SageMaker): ``mq_predictions`` and ``mq_labels``. Either may arrive first. Inserts are
-``INSERT OR IGNORE`` on the key, so a file read twice after a crash or a label posted twice
-counts once; the caller runs each batch inside the store's one write transaction together
-with whatever marks the batch as read, so a ``kill -9`` loses or doubles nothing.
+The join key is the capture's ``inferenceId`` when it has one, else its ``eventId`` (a
+ground-truth record's ``eventMetadata.eventId`` holds that same key, as in SageMaker).
 
-The halves still waiting for the other are listed in two narrow tables,
-``mq_predictions_alone`` (key, inference time) and ``mq_labels_alone`` (key, arrival time);
-at every commit a key is listed there exactly when its other half is not stored. Joining
-deletes from them and never rewrites a wide prediction row. The label counts of
-``/monitor/status`` come from row totals kept in ``mq_totals`` as rows change and an index
-range over the rows still within the wait, read in one snapshot: never a scan or a join of
-the tables. A batch
-only looks up its own keys (handed to SQLite as one JSON array, ``json_each``).
+**Predictions** are stored as blocks (:mod:`analyzer.store.model_quality_blocks`): each
+capture chunk's predictions of one hour as one row of columns in ``mq_blocks``, with a
+narrow ``mq_claims`` row (a bit per prediction, set when its label is joined). A chunk costs
+a few rows, never a row or an index entry per prediction. Within a chunk a repeated key
+keeps its first row. There is no index on the keys: a prediction whose key was stored by
+an earlier chunk is stored again, and only the first stored one (lowest block id) can be
+joined; the later one stays an unlabelled prediction.
 
-A window is keyed by *inference* time. When a label joins a prediction (or a prediction
-joins a label that came first), that window's version is bumped in ``mq_dirty``; the
-evaluation reads :func:`dirty_windows`, evaluates, and :func:`mark_evaluated` clears a window
-only if no label landed in it meanwhile. Memory never holds more than one window's pairs.
+**Labels** are rows of ``mq_labels`` (key, label, arrival time, and the batch and position
+of the label in ``mq_label_batches``: one row per ``add_labels`` call, whose bits say which
+of its labels are joined). ``INSERT`` of the keys not stored yet: the first label for a key
+stands, a repeat is counted and not applied. A new label finds its prediction by scanning
+the blocks' key hashes in id order, one block at a time (memory flat; the cost grows with
+the predictions stored), each hit confirmed by the full key. A chunk whose keys include
+waiting labels (looked up only while a label waits) claims them
+(:mod:`analyzer.store.model_quality_claims`): a join sets a bit on each side, in narrow
+rows ordered by arrival, never a row found by its key.
+
+Either may arrive first. The caller runs each batch inside the store's one write
+transaction together with whatever marks the batch as read (a capture file's offset, a
+ground-truth file's offset), so a ``kill -9`` loses or doubles nothing. The label counts of
+``/monitor/status`` come from totals kept in ``mq_totals``, the waiting labels' partial
+index and the blocks' ``unclaimed`` counts (:mod:`analyzer.store.model_quality_window`).
+
+A window is keyed by *inference* time. When a label joins a prediction, that window's
+version is bumped in ``mq_dirty``; the evaluation reads :func:`dirty_windows`, evaluates,
+and :func:`mark_evaluated` clears a window only if no label landed in it meanwhile.
 
 :class:`ModelQualityStore` is the same on a running :class:`~analyzer.store.database.Store`
 (reads on the reader pool, writes on the writer thread); the module functions run inside a
@@ -35,13 +45,36 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 import numpy as np
-import numpy.typing as npt
 import orjson
 from sqlite_utils import Database
 
 from analyzer.monitors.model_quality.predictions import Extracted, PredictionRow
+from analyzer.store import model_quality_claims as claims
 from analyzer.store.database import Store, add_counters
-from analyzer.store.multi_row import PREDICTION_VALUES, bindable_predictions, insert_rows
+from analyzer.store.model_quality_blocks import (
+    BLOCK_COLUMNS,
+    F64,
+    HOUR_S,
+    Block,
+    bits,
+    encode_block,
+    keys_of,
+    pack,
+)
+from analyzer.store.model_quality_claims import add_totals, claim_waiting, mark_windows
+from analyzer.store.model_quality_window import (
+    CHANGES,
+    LABELS,
+    UNCLAIMED,
+    WAITING,
+    LabelCounts,
+    WindowPairs,
+    join_changes,
+    label_counts,
+    predictions_between,
+    read_totals,
+    window_pairs,
+)
 
 __all__ = [
     "DirtyWindow",
@@ -58,90 +91,57 @@ __all__ = [
     "mark_evaluated",
     "predictions_between",
     "prune",
+    "read_totals",
+    "recount_totals",
     "store_predictions",
     "window_pairs",
 ]
 
-FETCH = 50_000
-PREDICTION_COLUMNS = (
-    "key TEXT NOT NULL, event_id TEXT, inference_id TEXT, inference_time REAL NOT NULL,"
-    " prediction TEXT, probability REAL, row BLOB"
-)
 
-
-def create_tables(db: Database) -> None:
-    """The join's tables and indexes (idempotent; the store's migration m003 runs it)."""
-    # predictions: appended, read by window, deleted by retention; never updated. No index
-    # on the key (a key is stored at most once, see add_predictions): appending costs the
-    # rows' pages and the time index, no random b-tree insert
-    db.execute(f"CREATE TABLE IF NOT EXISTS mq_predictions ({PREDICTION_COLUMNS})")
-    db.execute("CREATE INDEX IF NOT EXISTS mq_predictions_time ON mq_predictions (inference_time)")
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS mq_labels (key TEXT PRIMARY KEY, label TEXT NOT NULL,"
-        " received_at REAL NOT NULL) WITHOUT ROWID"
+def create_tables(db: Database | sqlite3.Connection) -> None:
+    """The join's tables and indexes (idempotent; the store's migration m008 runs it)."""
+    conn = _conn(db)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS mq_blocks ({BLOCK_COLUMNS})")
+    conn.execute("CREATE INDEX IF NOT EXISTS mq_blocks_bucket ON mq_blocks (bucket)")
+    conn.execute("CREATE INDEX IF NOT EXISTS mq_blocks_t_max ON mq_blocks (t_max)")  # prune
+    # what a join changes, narrow (a block's wide row is never rewritten); the index sums
+    # the unclaimed predictions within the label wait (its entries: blocks with some)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS mq_claims (block INTEGER PRIMARY KEY, t_min REAL NOT NULL,"
+        " unclaimed INTEGER NOT NULL, claimed BLOB NOT NULL)"
     )
-    # the halves still waiting for the other: narrow, so joining touches no wide page
-    for side, moment in (("mq_predictions_alone", "inference_time"),
-                         ("mq_labels_alone", "received_at")):  # fmt: skip
-        db.execute(
-            f"CREATE TABLE IF NOT EXISTS {side} (key TEXT PRIMARY KEY, {moment} REAL NOT NULL)"
-            " WITHOUT ROWID"
-        )
-        db.execute(f"CREATE INDEX IF NOT EXISTS {side}_time ON {side} ({moment})")
-    db.execute(
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS mq_claims_wait ON mq_claims (t_min, unclaimed)"
+        " WHERE unclaimed > 0"
+    )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS mq_labels (key TEXT PRIMARY KEY, label TEXT NOT NULL,"
+        " received_at REAL NOT NULL, batch INTEGER NOT NULL, pos INTEGER NOT NULL)"
+        " WITHOUT ROWID"
+    )
+    # the labels of one add_labels call: which are joined (a bit each), how many wait; the
+    # index sums the waiting ones within the label wait (its entries: batches with some)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS mq_label_batches (id INTEGER PRIMARY KEY,"
+        " received_at REAL NOT NULL, n INTEGER NOT NULL, waiting INTEGER NOT NULL,"
+        " joined BLOB NOT NULL, keys BLOB NOT NULL)"
+    )
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS mq_label_batches_wait ON mq_label_batches"
+        " (received_at, waiting) WHERE waiting > 0"
+    )
+    conn.execute(
         "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"
         " version INTEGER NOT NULL)"
     )
-    # row counts kept as rows change, so that counting never scans a table
-    db.execute(
+    # totals kept as rows change, so that counting never scans a table
+    conn.execute(
         "CREATE TABLE IF NOT EXISTS mq_totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
     )
 
 
 def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
     return db.conn if isinstance(db, Database) else db
-
-
-def _window(column: str, window_s: int) -> str:
-    width = int(window_s)
-    return f"CAST(floor({column} / {width}) AS INTEGER) * {width}"
-
-
-_BUMP = " ON CONFLICT (window_start) DO UPDATE SET version = version + 1"
-LABELS, PREDICTIONS_ALONE, LABELS_ALONE = "labels", "predictions_alone", "labels_alone"
-# rows added or removed, ever (never decreases): the evaluation's "did the join change?"
-CHANGES = "changes"
-
-
-def _add_totals(conn: sqlite3.Connection, deltas: dict[str, int]) -> None:
-    conn.executemany(
-        "INSERT INTO mq_totals VALUES (?, ?)"
-        " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-        [(name, delta) for name, delta in deltas.items() if delta],
-    )
-
-
-def _totals(conn: sqlite3.Connection) -> dict[str, int]:
-    return {name: int(value) for name, value in conn.execute("SELECT * FROM mq_totals")}
-
-
-# A key is stored iff it is listed alone, or its label is stored and not waiting (joined):
-# every stored prediction is one or the other at every commit, so these probes replace an
-# index on ``mq_predictions.key`` (a random-key b-tree insert per row, ~40% of a chunk's
-# written pages). A key listed among the waiting labels has no stored prediction: it is new.
-_NEW_KEY = (
-    "NOT EXISTS (SELECT 1 FROM mq_predictions_alone a WHERE a.key = {k})"
-    " AND (EXISTS (SELECT 1 FROM mq_labels_alone w WHERE w.key = {k})"
-    " OR NOT EXISTS (SELECT 1 FROM mq_labels l WHERE l.key = {k}))"
-)
-
-
-def _insert_predictions(conn: sqlite3.Connection, rows: Sequence[PredictionRow]) -> int:
-    """Insert the rows whose key is not stored yet (``rows`` hold one row per key); returns
-    how many went in."""
-    head = "INSERT INTO mq_predictions SELECT * FROM ("
-    tail = f") v WHERE {_NEW_KEY.format(k='v.column1')}"
-    return insert_rows(conn, head, bindable_predictions(rows), tail, PREDICTION_VALUES)
 
 
 def _first_of_each_key(rows: Sequence[PredictionRow]) -> Sequence[PredictionRow]:
@@ -157,54 +157,67 @@ def _first_of_each_key(rows: Sequence[PredictionRow]) -> Sequence[PredictionRow]
     return out
 
 
+def _by_hour(rows: Sequence[PredictionRow]) -> list[tuple[int, Sequence[PredictionRow]]]:
+    """The rows split by the hour they were inferred in, each hour's in their order."""
+    hours = np.floor(np.array([row[3] for row in rows], dtype=F64) / HOUR_S).astype(np.int64)
+    if hours.min() == hours.max():
+        return [(int(hours[0]) * HOUR_S, rows)]
+    return [
+        (int(hour) * HOUR_S, [rows[i] for i in np.flatnonzero(hours == hour).tolist()])
+        for hour in np.unique(hours).tolist()
+    ]
+
+
+def _store_block(conn: sqlite3.Connection, block: Block, claim: bool, window_s: int) -> int:
+    """Insert a block (and its claims row); with ``claim``, join it to the waiting labels
+    of its keys. Returns how many it joined."""
+    block_id = conn.execute(
+        "INSERT INTO mq_blocks (bucket, n, t_min, t_max, hashes, times, keys, predictions,"
+        " probabilities, event_ids, inference_ids, rows) VALUES"
+        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        block.values,
+    ).lastrowid
+    assert block_id is not None
+    n = len(block.keys)
+    claimed = claim_waiting(conn, block_id, block.keys) if claim else np.zeros(n, dtype=bool)
+    count = int(claimed.sum())
+    if count:
+        mark_windows(conn, block.times[claimed].tolist(), window_s)
+    conn.execute(
+        "INSERT INTO mq_claims VALUES (?, ?, ?, ?)",
+        [block_id, block.values[2], n - count, pack(claimed)],
+    )
+    return count
+
+
 def add_predictions(
     db: Database | sqlite3.Connection, rows: Sequence[PredictionRow], window_s: int
 ) -> int:
-    """Store captured predictions (inside the caller's transaction); returns how many were new.
+    """Store captured predictions (inside the caller's transaction) as one block per hour;
+    returns how many were stored (a chunk's repeats of a key left out).
 
-    A key already stored (read again, or repeated by the client) keeps its first row. A
-    prediction whose label is already here joins it and marks its window. Each step is one
-    statement over the chunk's keys (one JSON array), not one per row: the new rows in (their
-    keys probed among the lone predictions and the labels), then the keys waiting among the
-    labels (usually few: labels come later) mark their windows and leave
-    ``mq_labels_alone``, then the others without a stored label are listed alone.
+    Only while a label waits (a kept total) are the chunk's keys looked up among the
+    waiting labels: those join and mark their windows.
     """
     conn = _conn(db)
-    # in key order: every step below walks the keys' b-trees (the waiting labels', the
-    # labels', the lone predictions') in the order of their pages, not at random
-    rows = sorted(_first_of_each_key(rows), key=itemgetter(0))
-    # the new rows are those after the last rowid (a rowid table appends at max + 1)
-    last = conn.execute("SELECT coalesce(max(rowid), 0) FROM mq_predictions").fetchone()[0]
-    added = _insert_predictions(conn, rows)
-    joined = 0
-    if added and conn.execute("SELECT 1 FROM mq_labels_alone LIMIT 1").fetchone() is not None:
-        # a waiting key had no stored prediction: the row just stored gives the window
-        conn.execute(
-            f"INSERT INTO mq_dirty SELECT DISTINCT {_window('p.inference_time', window_s)}, 1"
-            " FROM mq_predictions p WHERE p.rowid > ? AND EXISTS (SELECT 1"
-            " FROM mq_labels_alone l WHERE l.key = p.key)" + _BUMP,
-            [last],
-        )
-        joined = conn.execute(
-            "DELETE FROM mq_labels_alone WHERE key IN (SELECT key FROM mq_predictions"
-            " WHERE rowid > ?)",
-            [last],
-        ).rowcount
-    # alone unless its label is stored (a key stored before is joined or alone already)
-    alone = conn.execute(
-        "INSERT OR IGNORE INTO mq_predictions_alone SELECT p.key, p.inference_time"
-        " FROM mq_predictions p WHERE p.rowid > ?"
-        " AND NOT EXISTS (SELECT 1 FROM mq_labels l WHERE l.key = p.key)",
-        [last],
-    ).rowcount
-    _add_totals(conn, {PREDICTIONS_ALONE: alone, LABELS_ALONE: -joined, CHANGES: added})
-    return added
+    rows = _first_of_each_key(rows)
+    if not rows:
+        return 0
+    row = conn.execute("SELECT value FROM mq_totals WHERE name = ?", [WAITING]).fetchone()
+    claim = row is not None and row[0] > 0
+    joined = sum(
+        _store_block(conn, encode_block(bucket, part), claim, window_s)
+        for bucket, part in _by_hour(rows)
+    )
+    add_totals(conn, {UNCLAIMED: len(rows) - joined, WAITING: -joined, CHANGES: len(rows)})
+    return len(rows)
 
 
 def store_predictions(db: Database, extracted: Extracted, window_s: int) -> int:
     """Add a capture chunk's predictions and count them and the records left out (inside the
-    chunk's transaction); returns how many were new. Counters: ``model_quality:predictions``,
-    ``model_quality:skipped:{reason}``, ``model_quality:rows_too_large``."""
+    chunk's transaction); returns how many were stored. Counters:
+    ``model_quality:predictions``, ``model_quality:skipped:{reason}``,
+    ``model_quality:rows_too_large``."""
     new = add_predictions(db, extracted.rows, window_s) if extracted.rows else 0
     deltas = {"model_quality:predictions": new, "model_quality:rows_too_large":
               extracted.rows_too_large}  # fmt: skip
@@ -222,35 +235,10 @@ def add_labels(
     """Store ``(key, label)`` pairs; returns ``(new, duplicates)``.
 
     The first label for a key stands; a later one for the same key is a duplicate and is
-    counted, not applied. A label that joins a stored prediction marks its window.
+    counted, not applied. A new label joins the first stored prediction of its key (the
+    blocks' hashes scanned) and marks its window; without one it waits.
     """
-    conn = _conn(db)
-    # in key order (stable: a repeated key's first label still comes first), as predictions
-    batch = sorted(((key, label, received_at) for key, label in rows), key=itemgetter(0))
-    keys = orjson.dumps([b[0] for b in batch]).decode()
-    # alone unless the prediction is stored: a key without a stored label is not joined, so
-    # its prediction is stored iff it is listed alone (no index on the predictions' keys);
-    # a repeat keeps the first arrival time
-    alone = conn.execute(
-        "INSERT OR IGNORE INTO mq_labels_alone SELECT j.value, ? FROM json_each(?) j"
-        " WHERE NOT EXISTS (SELECT 1 FROM mq_labels l WHERE l.key = j.value)"
-        " AND NOT EXISTS (SELECT 1 FROM mq_predictions_alone a WHERE a.key = j.value)",
-        [received_at, keys],
-    ).rowcount
-    added = insert_rows(conn, "INSERT OR IGNORE INTO mq_labels", batch)
-    # the lone predictions of the batch's keys now have their label: mark, then unflag them
-    conn.execute(
-        f"INSERT INTO mq_dirty SELECT DISTINCT {_window('a.inference_time', window_s)}, 1"
-        " FROM json_each(?) j JOIN mq_predictions_alone a ON a.key = j.value WHERE true" + _BUMP,
-        [keys],
-    )
-    joined = conn.execute(
-        "DELETE FROM mq_predictions_alone WHERE key IN (SELECT value FROM json_each(?))", [keys]
-    ).rowcount
-    _add_totals(
-        conn, {LABELS: added, PREDICTIONS_ALONE: -joined, LABELS_ALONE: alone, CHANGES: added}
-    )
-    return added, len(batch) - added
+    return claims.add_labels(_conn(db), rows, received_at, window_s)
 
 
 @dataclass(frozen=True)
@@ -280,122 +268,64 @@ def mark_evaluated(db: Database | sqlite3.Connection, windows: Iterable[DirtyWin
     return cleared
 
 
-@dataclass(frozen=True)
-class WindowPairs:
-    """The joined pairs of one window, as arrays."""
-
-    labels: list[str]
-    predictions: list[str]
-    probabilities: npt.NDArray[np.float64]  # NaN where the capture had none
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def window_pairs(conn: sqlite3.Connection, start: float, end: float) -> WindowPairs:
-    """Every joined pair whose prediction's inference time is in ``[start, end)``."""
-    cursor = conn.execute(
-        "SELECT l.label, p.prediction, p.probability FROM mq_predictions p"
-        " JOIN mq_labels l ON l.key = p.key"
-        " WHERE p.inference_time >= ? AND p.inference_time < ?"
-        " ORDER BY p.inference_time, p.key",
-        [start, end],
-    )
-    labels: list[str] = []
-    predictions: list[str] = []
-    probabilities: list[float] = []
-    while chunk := cursor.fetchmany(FETCH):
-        for label, prediction, probability in chunk:
-            labels.append(label)
-            predictions.append(prediction)
-            probabilities.append(math.nan if probability is None else probability)
-    return WindowPairs(labels, predictions, np.array(probabilities, dtype=np.float64))
-
-
-@dataclass(frozen=True)
-class LabelCounts:
-    """Where the labels stand: what ``/monitor/status`` shows under ``labels``."""
-
-    matched: int  # labels joined to a stored prediction
-    unmatched: int  # labels with no prediction, received longer than the label wait ago
-    pending: int  # labels with no prediction yet, still within the wait
-    awaiting: int  # predictions without a label, still within the wait
-    unlabeled: int  # predictions past the wait that never got a label (expired)
-
-
-def join_changes(conn: sqlite3.Connection) -> int:
-    """How many prediction and label rows were ever added or removed (retention included):
-    equal at two moments only if the join did not change in between."""
-    row = conn.execute("SELECT value FROM mq_totals WHERE name = ?", [CHANGES]).fetchone()
-    return int(row[0]) if row is not None else 0
-
-
-def predictions_between(conn: sqlite3.Connection, start: float, end: float) -> bool:
-    """Whether any prediction was inferred in ``[start, end)`` (an index probe)."""
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM mq_predictions"
-        " WHERE inference_time >= ? AND inference_time < ?)",
-        [start, end],
-    ).fetchone()
-    return bool(row[0])
-
-
-def label_counts(conn: sqlite3.Connection, now: float, label_delay_s: float) -> LabelCounts:
-    """Counts over everything stored (within retention): the kept totals and the index range
-    of the rows still within the wait (never a scan of a table). Its reads agree only in one
-    read transaction (as :meth:`~analyzer.store.database.Store.read` runs them)."""
-    cutoff = now - label_delay_s
-    totals = _totals(conn)
-    pending = conn.execute(
-        "SELECT count(*) FROM mq_labels_alone WHERE received_at >= ?", [cutoff]
-    ).fetchone()[0]
-    awaiting = conn.execute(
-        "SELECT count(*) FROM mq_predictions_alone WHERE inference_time >= ?", [cutoff]
-    ).fetchone()[0]
-    labels_alone = totals.get(LABELS_ALONE, 0)
-    return LabelCounts(
-        matched=totals.get(LABELS, 0) - labels_alone,
-        unmatched=labels_alone - int(pending),
-        pending=int(pending),
-        awaiting=int(awaiting),
-        unlabeled=totals.get(PREDICTIONS_ALONE, 0) - int(awaiting),
-    )
-
-
 def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
-    """Retention: forget predictions inferred before ``before`` (with their labels) and lone
-    labels received before it; returns ``(predictions, labels)`` removed."""
+    """Retention, a block at a time: forget the blocks whose every prediction was inferred
+    before ``before`` (with the labels joined to them) and the waiting labels received
+    before it; returns ``(predictions, labels)`` removed."""
     conn = _conn(db)
+    old = conn.execute(
+        "SELECT b.id, b.n, c.unclaimed, c.claimed FROM mq_blocks b JOIN mq_claims c"
+        " ON c.block = b.id WHERE b.t_max < ?",
+        [before],
+    ).fetchall()
+    joined: list[str] = []
+    for block, n, unclaimed, claimed in old:
+        if unclaimed < n:  # the keys of its claimed predictions: their labels go with it
+            keys = conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()
+            joined.extend(np.array(keys_of(keys[0]), dtype=object)[bits(claimed, n)].tolist())
     labels = conn.execute(
-        "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_predictions"
-        " WHERE inference_time < ?)",
-        [before],
+        "DELETE FROM mq_labels WHERE key IN (SELECT value FROM json_each(?))",
+        [orjson.dumps(joined).decode()],
     ).rowcount
-    predictions_alone = conn.execute(
-        "DELETE FROM mq_predictions_alone WHERE inference_time < ?", [before]
-    ).rowcount
-    predictions = conn.execute(
-        "DELETE FROM mq_predictions WHERE inference_time < ?", [before]
-    ).rowcount
-    labels += conn.execute(
-        "DELETE FROM mq_labels WHERE key IN (SELECT key FROM mq_labels_alone"
-        " WHERE received_at < ?)",
-        [before],
-    ).rowcount
-    labels_alone = conn.execute(
-        "DELETE FROM mq_labels_alone WHERE received_at < ?", [before]
-    ).rowcount
+    ids = orjson.dumps([row[0] for row in old]).decode()
+    conn.execute("DELETE FROM mq_claims WHERE block IN (SELECT value FROM json_each(?))", [ids])
+    conn.execute("DELETE FROM mq_blocks WHERE id IN (SELECT value FROM json_each(?))", [ids])
+    # batches received before: their waiting labels go, and the batch (a label whose batch
+    # is gone counts as joined: it is, or it is gone too)
+    lone = 0
+    for batch, n, joined_blob, keys_blob in conn.execute(
+        "SELECT id, n, joined, keys FROM mq_label_batches WHERE received_at < ?", [before]
+    ).fetchall():
+        waiting = np.array(orjson.loads(keys_blob), dtype=object)[~bits(joined_blob, n)]
+        lone += conn.execute(
+            "DELETE FROM mq_labels WHERE key IN (SELECT value FROM json_each(?)) AND batch = ?",
+            [orjson.dumps(waiting.tolist()).decode(), batch],
+        ).rowcount
+        conn.execute("DELETE FROM mq_label_batches WHERE id = ?", [batch])
     conn.execute("DELETE FROM mq_dirty WHERE window_start < ?", [math.floor(before) - 90 * 86400])
-    _add_totals(
+    predictions = sum(row[1] for row in old)
+    add_totals(
         conn,
         {
-            LABELS: -labels,
-            PREDICTIONS_ALONE: -predictions_alone,
-            LABELS_ALONE: -labels_alone,
-            CHANGES: predictions + labels,
+            LABELS: -(labels + lone),
+            WAITING: -lone,
+            UNCLAIMED: -sum(row[2] for row in old),
+            CHANGES: predictions + labels + lone,
         },
     )
-    return int(predictions), int(labels)
+    return predictions, labels + lone
+
+
+def recount_totals(db: Database | sqlite3.Connection) -> None:
+    """Count the totals afresh from the tables (migration m008; ``changes`` is kept)."""
+    conn = _conn(db)
+    conn.execute("DELETE FROM mq_totals WHERE name NOT IN (?)", [CHANGES])
+    conn.execute(
+        "INSERT INTO mq_totals SELECT ?, count(*) FROM mq_labels"
+        " UNION ALL SELECT ?, coalesce(sum(waiting), 0) FROM mq_label_batches"
+        " UNION ALL SELECT ?, coalesce(sum(unclaimed), 0) FROM mq_claims",
+        [LABELS, WAITING, UNCLAIMED],
+    )
 
 
 class ModelQualityStore:

@@ -1,20 +1,72 @@
-"""The join's migrations (run by :mod:`analyzer.store.database`'s m004 and m007): what
-changed in the tables of :mod:`analyzer.store.model_quality`, applied to a database made
-before."""
+"""The join's migrations (run by :mod:`analyzer.store.database`'s m003, m004, m007 and
+m008): the tables of :mod:`analyzer.store.model_quality` as each version made them, and
+what changed, applied to a database made before.
+
+Until m008 the join kept a row per prediction (``mq_predictions``) and the halves waiting
+for the other in ``mq_predictions_alone`` / ``mq_labels_alone``; m008 turns those into
+blocks (:mod:`analyzer.store.model_quality_blocks`) and label batches. The
+functions for the older versions are frozen here as they were, so that a database of any
+version goes through the same steps.
+"""
 
 from __future__ import annotations
 
+import math
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import orjson
 from sqlite_utils import Database
 
-from analyzer.store.model_quality import PREDICTION_COLUMNS, create_tables
+from analyzer.monitors.model_quality.predictions import PredictionRow
+from analyzer.store.model_quality import create_tables, recount_totals
+from analyzer.store.model_quality_blocks import HOUR_S, encode_block, pack
 
-__all__ = ["drop_key_index", "recount_totals"]
+__all__ = ["create_tables_v1", "drop_key_index", "recount_totals_v1", "to_blocks"]
+
+# mq_predictions as m007 left it (m003 had ``key TEXT PRIMARY KEY``)
+PREDICTION_COLUMNS_V1 = (
+    "key TEXT NOT NULL, event_id TEXT, inference_id TEXT, inference_time REAL NOT NULL,"
+    " prediction TEXT, probability REAL, row BLOB"
+)
+BLOCK_ROWS = 10_000  # predictions per block made by m008
 
 
-def recount_totals(db: Database) -> None:
-    """Count the totals afresh (one scan; migration m004, for a database whose join tables
-    were filled before the totals were kept)."""
-    create_tables(db)
+def create_tables_v1(db: Database) -> None:
+    """The join's tables as migration m003 created them (a row per prediction)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mq_predictions (key TEXT PRIMARY KEY, event_id TEXT,"
+        " inference_id TEXT, inference_time REAL NOT NULL, prediction TEXT,"
+        " probability REAL, row BLOB)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS mq_predictions_time ON mq_predictions (inference_time)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mq_labels (key TEXT PRIMARY KEY, label TEXT NOT NULL,"
+        " received_at REAL NOT NULL) WITHOUT ROWID"
+    )
+    for side, moment in (("mq_predictions_alone", "inference_time"),
+                         ("mq_labels_alone", "received_at")):  # fmt: skip
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {side} (key TEXT PRIMARY KEY, {moment} REAL NOT NULL)"
+            " WITHOUT ROWID"
+        )
+        db.execute(f"CREATE INDEX IF NOT EXISTS {side}_time ON {side} ({moment})")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"
+        " version INTEGER NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mq_totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+    )
+
+
+def recount_totals_v1(db: Database) -> None:
+    """Count the (m003) totals afresh (one scan; migration m004, for a database whose join
+    tables were filled before the totals were kept)."""
+    create_tables_v1(db)
     db.execute(
         "INSERT OR REPLACE INTO mq_totals SELECT 'labels', count(*) FROM mq_labels"
         " UNION ALL SELECT 'predictions_alone', count(*) FROM mq_predictions_alone"
@@ -24,14 +76,102 @@ def recount_totals(db: Database) -> None:
 
 def drop_key_index(db: Database) -> bool:
     """Rebuild ``mq_predictions`` without its key index (migration m007), the rows kept in
-    their order; False when it has none (created so). The key stays unique: from here on
-    :func:`add_predictions` stores a key only when it is neither alone nor joined."""
+    their order; False when it has none (created so)."""
     found = db.execute("SELECT sql FROM sqlite_master WHERE name = 'mq_predictions'").fetchone()
     if found is None or "PRIMARY KEY" not in found[0].upper():
         return False
-    db.execute(f"CREATE TABLE mq_predictions_m007 ({PREDICTION_COLUMNS})")
+    db.execute(f"CREATE TABLE mq_predictions_m007 ({PREDICTION_COLUMNS_V1})")
     db.execute("INSERT INTO mq_predictions_m007 SELECT * FROM mq_predictions ORDER BY rowid")
     db.execute("DROP TABLE mq_predictions")
     db.execute("ALTER TABLE mq_predictions_m007 RENAME TO mq_predictions")
     db.execute("CREATE INDEX mq_predictions_time ON mq_predictions (inference_time)")
     return True
+
+
+def _add_block(conn: sqlite3.Connection, bucket: int, rows: Sequence[PredictionRow]) -> None:
+    """One block of converted rows (one key each), its claimed bits set where the key's
+    label is stored (then it was joined)."""
+    block = encode_block(bucket, rows)
+    block_id = conn.execute(
+        "INSERT INTO mq_blocks (bucket, n, t_min, t_max, hashes, times, keys, predictions,"
+        " probabilities, event_ids, inference_ids, rows) VALUES"
+        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        block.values,
+    ).lastrowid
+    joined = {
+        key
+        for (key,) in conn.execute(
+            "SELECT key FROM mq_labels WHERE key IN (SELECT value FROM json_each(?))",
+            [orjson.dumps(block.keys).decode()],
+        )
+    }
+    claimed = np.array([key in joined for key in block.keys], dtype=bool)
+    conn.execute(
+        "INSERT INTO mq_claims VALUES (?, ?, ?, ?)",
+        [block_id, block.values[2], len(rows) - len(joined), pack(claimed)],
+    )
+
+
+def _add_batch(conn: sqlite3.Connection, rows: Sequence[tuple[str, str, float, int]]) -> None:
+    """One batch of converted labels of one arrival time: ``(key, label, received_at,
+    joined)``."""
+    joined = np.array([row[3] for row in rows], dtype=bool)
+    batch = conn.execute(
+        "INSERT INTO mq_label_batches (received_at, n, waiting, joined, keys)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [rows[0][2], len(rows), int((~joined).sum()), pack(joined),
+         orjson.dumps([row[0] for row in rows])],
+    ).lastrowid  # fmt: skip
+    conn.executemany(
+        "INSERT INTO mq_labels VALUES (?, ?, ?, ?, ?)",
+        [(key, label, moment, batch, pos) for pos, (key, label, moment, _) in enumerate(rows)],
+    )
+
+
+def _groups(
+    cursor: sqlite3.Cursor, group: Callable[[tuple[Any, ...]], object]
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The cursor's rows in runs of one ``group`` value, at most :data:`BLOCK_ROWS` each."""
+    part: list[tuple[Any, ...]] = []
+    while rows := cursor.fetchmany(BLOCK_ROWS):
+        for row in rows:
+            if part and (group(row) != group(part[0]) or len(part) == BLOCK_ROWS):
+                yield part
+                part = []
+            part.append(tuple(row))
+    if part:
+        yield part
+
+
+def to_blocks(db: Database) -> int:
+    """Migration m008: every row of ``mq_predictions`` into blocks (by hour, in time order,
+    at most :data:`BLOCK_ROWS` each) and every label into a batch (by arrival time), joined
+    as before (a stored key had one row, joined iff its label was stored; a label was
+    waiting iff listed in ``mq_labels_alone``); the old tables go and the totals are counted
+    afresh. Returns the predictions converted."""
+    conn = db.conn
+    had = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'mq_predictions'").fetchone()
+    if had is None:
+        create_tables(conn)
+        recount_totals(conn)
+        return 0
+    conn.execute("ALTER TABLE mq_labels RENAME TO mq_labels_v1")
+    create_tables(conn)
+    labels = conn.execute(
+        "SELECT l.key, l.label, l.received_at, a.key IS NULL FROM mq_labels_v1 l"
+        " LEFT JOIN mq_labels_alone a ON a.key = l.key ORDER BY l.received_at, l.key"
+    )
+    for part in _groups(labels, itemgetter(2)):
+        _add_batch(conn, part)
+    predictions = conn.execute(
+        "SELECT key, event_id, inference_id, inference_time, prediction, probability, row"
+        " FROM mq_predictions ORDER BY inference_time, rowid"
+    )
+    converted = 0
+    for part in _groups(predictions, lambda row: math.floor(row[3] / HOUR_S)):
+        _add_block(conn, math.floor(part[0][3] / HOUR_S) * HOUR_S, part)
+        converted += len(part)
+    for table in ("mq_predictions", "mq_predictions_alone", "mq_labels_alone", "mq_labels_v1"):
+        conn.execute(f"DROP TABLE {table}")
+    recount_totals(conn)
+    return converted

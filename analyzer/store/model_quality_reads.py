@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import sqlite3
 
 import numpy as np
 
 from analyzer.monitors.model_quality.monitor import ModelQualityWindow
-from analyzer.store.model_quality import (
+from analyzer.store.model_quality_blocks import HOUR_S
+from analyzer.store.model_quality_window import (
     join_changes,
     label_counts,
     predictions_between,
-    window_pairs,
+    window_columns,
 )
 
 __all__ = [
@@ -25,14 +25,11 @@ __all__ = [
     "unchanged_since",
 ]
 
-FETCH = 50_000
-HOUR_S = 3600
-
 
 def has_join_tables(conn: sqlite3.Connection) -> bool:
     """Whether the join's tables exist yet (a fresh database before its first ingest)."""
     row = conn.execute(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'mq_predictions'"
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'mq_blocks'"
     ).fetchone()
     return bool(row[0])
 
@@ -49,25 +46,15 @@ def read_window(
     """The labelled pairs and every prediction inferred in ``[start, end)``, and the counts."""
     if not has_join_tables(conn):
         return ModelQualityWindow([], [], np.zeros(0))
-    pairs = window_pairs(conn, start, end)
-    predictions: list[str] = []
-    probabilities: list[float] = []
-    cursor = conn.execute(
-        "SELECT prediction, probability FROM mq_predictions"
-        " WHERE inference_time >= ? AND inference_time < ?",
-        [start, end],
-    )
-    while chunk := cursor.fetchmany(FETCH):
-        for prediction, probability in chunk:
-            predictions.append(prediction)
-            probabilities.append(math.nan if probability is None else probability)
+    columns = window_columns(conn, start, end)
+    pairs = columns.pairs
     counts = counts_doc(conn, now, label_delay_s) if with_counts else {}
     return ModelQualityWindow(
         pairs.labels,
         pairs.predictions,
         pairs.probabilities,
-        predictions,
-        np.array(probabilities, dtype=np.float64),
+        columns.predictions,
+        columns.probabilities,
         counts,
     )
 

@@ -19,6 +19,7 @@ from analyzer.service.monitor import Monitor
 from analyzer.store.buckets import commit_chunk
 from analyzer.store.database import Store, read_counters
 from analyzer.store.file_sources import commit_files
+from analyzer.store.model_quality_blocks import stored_predictions
 from analyzer.store.queries import read_history
 from modelmon.config import ModelmonConfig
 from tests.analyzer.service_helpers import T0, make_config, write_traffic
@@ -63,6 +64,15 @@ def _quality_config(tmp: Path) -> ModelmonConfig:
     return make_config(tmp, None, model_quality=section)
 
 
+def _predictions(db: Path) -> list[tuple[Any, ...]]:
+    """key, inference time, prediction, probability of every stored prediction, by key."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return sorted((r[0], r[3], r[4], r[5]) for r in stored_predictions(conn))
+    finally:
+        conn.close()
+
+
 def _table(db: Path, query: str) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -89,10 +99,9 @@ def test_backfill_stores_the_predictions_the_service_ingest_stores(tmp_path: Pat
         Monitor(theirs, store).ingestor.run_once()
     finally:
         store.close()
-    query = "SELECT key, inference_time, prediction, probability FROM mq_predictions ORDER BY key"
-    predictions = _table(ours.analyzer.db, query)
+    predictions = _predictions(ours.analyzer.db)
     assert len(predictions) == 250
-    assert predictions == _table(theirs.analyzer.db, query)
+    assert predictions == _predictions(theirs.analyzer.db)
     counters = "SELECT name, value FROM counters WHERE name LIKE 'model_quality:%' ORDER BY name"
     assert _table(ours.analyzer.db, counters) == _table(theirs.analyzer.db, counters)
 

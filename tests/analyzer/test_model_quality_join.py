@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from analyzer.service.app import create_app, monitor_of
 from analyzer.store.database import read_counters
 from analyzer.store.model_quality import DirtyWindow, LabelCounts
+from analyzer.store.model_quality_blocks import stored_predictions
 from analyzer.store.model_quality_labels import bad_label_lines
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import ModelmonConfig
@@ -129,10 +130,14 @@ async def test_labels_join_in_either_order_exactly_once(
     assert found["model_quality:labels"] == 18
     assert found["model_quality:label_duplicates"] == 1
 
-    # the capture read twice (a restart's ingest of the same file) adds nothing
+    # the same records captured again (another file): no key index finds the first ones, so
+    # they are stored again as predictions without a label; the pairs do not change
     write_capture_file(config.capture.dir, capture(ids[:3], T0 + timedelta(minutes=5)), T0)
     await monitor.tick()
-    assert (await counters(client))["model_quality:predictions"] == 20
+    assert (await counters(client))["model_quality:predictions"] == 23
+    assert await counts(client) == LabelCounts(17, 1, 0, 0, 6)
+    pairs = await asyncio.to_thread(monitor.model_quality_join.window_pairs, HOUR, HOUR + 3600)
+    assert len(pairs) == 17
 
 
 async def test_labels_that_cannot_be_read_are_counted(
@@ -253,8 +258,7 @@ async def test_a_record_without_a_prediction_is_counted_and_the_ingest_goes_on(
     assert found["model_quality:predictions"] == 2
     assert found["model_quality:skipped:bad_probability"] == 1  # "n/a" is not a number
     stored = await monitor_of(client.app).store.aread(
-        lambda c: c.execute("SELECT key, prediction, probability, row FROM mq_predictions"
-                            " ORDER BY key").fetchall()
-    )  # fmt: skip
+        lambda c: sorted((r[0], r[4], r[5], r[6]) for r in stored_predictions(c))
+    )
     assert [(k, p, q) for k, p, q, _ in stored] == [("a", "1", 0.7), ("b", "1", 0.7)]
     assert orjson.loads(stored[0][3]) == dict(zip(FEATURES, ["0", "1", "2"], strict=False))

@@ -12,6 +12,7 @@ from pathlib import Path
 from analyzer.service.app import monitor_of
 from analyzer.store.database import read_counters
 from analyzer.store.model_quality import LabelCounts
+from analyzer.store.model_quality_blocks import stored_predictions
 from modelmon.capture_record import CaptureSide, build_record
 from tests.analyzer.service_helpers import T0, Clock, make_config, write_capture_file
 from tests.analyzer.test_model_quality_join import Client, capture, counts, label, post, quality
@@ -68,10 +69,7 @@ async def test_a_record_whose_input_does_not_parse_keeps_its_prediction(
     assert found["model_quality:predictions"] == 6  # a, b, c, e, g, inf-f
     assert found["model_quality:skipped:no_output"] == 1  # d
     stored = await monitor.store.aread(
-        lambda c: c.execute(
-            "SELECT key, event_id, inference_time, prediction, probability, row IS NULL"
-            " FROM mq_predictions"
-        ).fetchall()
+        lambda c: [(r[0], r[1], r[3], r[4], r[5], r[6] is None) for r in stored_predictions(c)]
     )
     by_key = {key: rest for key, *rest in stored}
     assert set(by_key) == {"a", "b", "c", "e", "g", "inf-f"}

@@ -29,9 +29,10 @@ from analyzer.store.model_quality import (
     label_counts,
     mark_evaluated,
     prune,
+    recount_totals,
     window_pairs,
 )
-from analyzer.store.model_quality_migrations import recount_totals
+from analyzer.store.model_quality_blocks import stored_predictions
 
 WINDOW = 3600
 
@@ -66,10 +67,15 @@ def test_labels_join_in_either_order_and_count_once(tmp_path: Path) -> None:
             1,
         )
         assert add_predictions(db, [prediction("c", 3700.0, "0", None)], WINDOW) == 1
-        assert add_predictions(db, [prediction("a", 10.0)], WINDOW) == 0  # read twice
+        # a key stored by an earlier chunk is stored again (no key index), never joined
+        assert add_predictions(db, [prediction("a", 10.0)], WINDOW) == 1
     assert take_dirty_windows(db) == [3600]
     first = window_pairs(db.conn, 0, 3600)
     assert (first.labels, first.predictions) == (["0"], ["1"])  # b's first label stands
+    with db.conn:
+        add_labels(db, [("a", "1")], received_at=50.0, window_s=WINDOW)
+    assert len(window_pairs(db.conn, 0, 3600)) == 2  # a joined once, to its first row
+    assert label_counts(db.conn, 60.0, 0.0).unlabeled == 1  # the later a
     second = window_pairs(db.conn, 3600, 7200)
     assert second.labels == ["1"] and second.predictions == ["0"]
     assert str(second.probabilities[0]) == "nan"
@@ -78,14 +84,15 @@ def test_labels_join_in_either_order_and_count_once(tmp_path: Path) -> None:
 def test_label_counts(tmp_path: Path) -> None:
     db = open_db(tmp_path / "m.db")
     with db.conn:
-        add_predictions(db, [prediction(k, t) for k, t in [("a", 0), ("b", 0), ("c", 900)]], 60)
+        add_predictions(db, [prediction(k, t) for k, t in [("a", 0), ("b", 0)]], 60)
+        add_predictions(db, [prediction("c", 900)], 60)  # a block of its own: pruned apart
         add_labels(db, [("a", "1"), ("zz", "0")], received_at=100.0, window_s=60)
         add_labels(db, [("yy", "0")], received_at=950.0, window_s=60)
     counts = label_counts(db.conn, now=1000.0, label_delay_s=500.0)
     assert counts.matched == 1
     assert counts.unmatched == 1 and counts.pending == 1  # zz is late past the wait; yy not
     assert counts.awaiting == 1 and counts.unlabeled == 1  # c can still get one; b will not
-    with db.conn:  # a, b (and a's label) inferred before 500; zz a lone label received before
+    with db.conn:  # a, b's block (and a's label) before 500; zz a lone label received before
         assert prune(db, before=500.0) == (2, 2)
     after = label_counts(db.conn, now=1000.0, label_delay_s=500.0)
     assert after == LabelCounts(matched=0, unmatched=0, pending=1, awaiting=1, unlabeled=0)
@@ -115,11 +122,16 @@ INGEST = textwrap.dedent(
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")  # as the store runs it
     create_tables(db)
+    # the batches done commit with the batch (as a capture file's offset does in the service)
+    db.execute("CREATE TABLE IF NOT EXISTS done (batch INTEGER)")
+    first = db.execute("SELECT coalesce(max(batch), -1) + 1 FROM done").fetchone()[0]
     for batch in range(40):
         keys = [f"k{batch}-{i}" for i in range(500)]
         with db.conn:
-            add_predictions(db, [(k, k, None, batch, "1", None, None) for k in keys], 3600)
-            add_labels(db, [(k, "1") for k in keys], 0.0, 3600)
+            if batch >= first:
+                add_predictions(db, [(k, k, None, batch, "1", None, None) for k in keys], 3600)
+                db.execute("INSERT INTO done VALUES (?)", [batch])
+            add_labels(db, [(k, "1") for k in keys], 0.0, 3600)  # posted again on a rerun
             add_labels(db, [(k, "0") for k in keys[:10]], 0.0, 3600)  # a repeat post
         if batch == 10:
             print("committed", flush=True)
@@ -165,38 +177,48 @@ def test_kill_9_during_ingest_then_rerun_counts_exactly(tmp_path: Path) -> None:
     assert len(pairs) == 20_000 and set(pairs.labels) == {"1"}  # the repeats never applied
 
 
+def _first_rows(db: Database) -> tuple[list[PredictionRow], set[int]]:
+    """Every stored prediction, and the positions of each key's first (the one a label
+    joins)."""
+    rows = stored_predictions(db.conn)
+    seen: set[str] = set()
+    first = set()
+    for i, row in enumerate(rows):
+        if row[0] not in seen:
+            seen.add(row[0])
+            first.add(i)
+    return rows, first
+
+
 def brute_counts(db: Database, now: float, delay: float) -> LabelCounts:
-    """The same counts by joining the two tables (what the kept totals spare)."""
+    """The same counts from every stored row (what the kept totals spare): a label is joined
+    iff its key was stored, to the key's first stored prediction."""
     cutoff = now - delay
-
-    def one(sql: str) -> int:
-        return int(db.execute(sql, [cutoff]).fetchone()[0])
-
-    lone_labels = (
-        "FROM mq_labels l WHERE NOT EXISTS (SELECT 1 FROM mq_predictions p WHERE p.key = l.key)"
-    )
-    lone_predictions = (
-        "FROM mq_predictions p WHERE NOT EXISTS (SELECT 1 FROM mq_labels l WHERE l.key = p.key)"
-    )
+    rows, first = _first_rows(db)
+    labels = dict(db.execute("SELECT key, received_at FROM mq_labels").fetchall())
+    stored = {row[0] for row in rows}
+    joined = {i for i in first if rows[i][0] in labels}
+    lone = [t for key, t in labels.items() if key not in stored]
+    alone = [row[3] for i, row in enumerate(rows) if i not in joined]
     return LabelCounts(
-        matched=one("SELECT count(*) FROM mq_labels l JOIN mq_predictions p USING (key) WHERE ?"),
-        unmatched=one(f"SELECT count(*) {lone_labels} AND l.received_at < ?"),
-        pending=one(f"SELECT count(*) {lone_labels} AND l.received_at >= ?"),
-        awaiting=one(f"SELECT count(*) {lone_predictions} AND p.inference_time >= ?"),
-        unlabeled=one(f"SELECT count(*) {lone_predictions} AND p.inference_time < ?"),
-    )  # fmt: skip
+        matched=sum(key in stored for key in labels),
+        unmatched=sum(t < cutoff for t in lone),
+        pending=sum(t >= cutoff for t in lone),
+        awaiting=sum(t >= cutoff for t in alone),
+        unlabeled=sum(t < cutoff for t in alone),
+    )
 
 
 def _joined(db: Database) -> dict[str, float]:
-    rows = db.execute("SELECT p.key, p.inference_time FROM mq_predictions p JOIN mq_labels"
-                      " USING (key)").fetchall()  # fmt: skip
-    return dict(rows)
+    rows, first = _first_rows(db)
+    labels = {key for (key,) in db.execute("SELECT key FROM mq_labels").fetchall()}
+    return {rows[i][0]: rows[i][3] for i in first if rows[i][0] in labels}
 
 
-def _stored(db: Database) -> tuple[frozenset[str], frozenset[str]]:
-    predictions = db.execute("SELECT key FROM mq_predictions").fetchall()
+def _stored(db: Database) -> tuple[list[str], frozenset[str]]:
+    predictions = sorted(row[0] for row in stored_predictions(db.conn))
     labels = db.execute("SELECT key FROM mq_labels").fetchall()
-    return frozenset(k for (k,) in predictions), frozenset(k for (k,) in labels)
+    return predictions, frozenset(k for (k,) in labels)
 
 
 @pytest.mark.parametrize("insert_rows", [multi_row.INSERT_ROWS, 3])
@@ -247,14 +269,10 @@ def test_a_database_filled_before_the_totals_were_kept_is_counted_once(tmp_path:
     assert counts == LabelCounts(matched=1, unmatched=1, pending=0, awaiting=0, unlabeled=1)
 
 
-def test_rows_over_several_statements_keep_the_first_of_a_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A batch inserted a few rows per statement: a key repeated in a later statement keeps
-    its first row (time, prediction, input row byte for byte, a missing id, probability or
-    row as NULL, an empty or "0" id as itself), which gives the window a waiting label joins
-    in and the time a lone prediction is listed at."""
-    monkeypatch.setattr(multi_row, "INSERT_ROWS", 2)
+def test_a_chunk_keeps_the_first_row_of_a_key(tmp_path: Path) -> None:
+    """A key repeated in a chunk keeps its first row (time, prediction, input row byte for
+    byte, a missing id, probability or row as None, an empty or "0" id as itself), which
+    gives the window a waiting label joins in and the time a lone prediction counts at."""
     db = open_db(tmp_path / "m.db")
     blob = '{"a":1.5e+300,"b":"x\\"y\\u00e9é","c":null,"d":-0.0,"e":""}'.encode()
     rows: list[PredictionRow] = [
@@ -268,13 +286,13 @@ def test_rows_over_several_statements_keep_the_first_of_a_key(
     with db.conn:
         add_labels(db, [("w", "1")], received_at=1.0, window_s=WINDOW)
         assert add_predictions(db, rows, WINDOW) == 4
-    stored = db.execute("SELECT * FROM mq_predictions ORDER BY key").fetchall()
-    assert stored == [rows[0], rows[1], rows[2], rows[3]]
+    assert stored_predictions(db.conn) == [rows[0], rows[1], rows[2], rows[3]]
     assert take_dirty_windows(db) == [0]  # w joined at its first row's time
-    alone = db.execute("SELECT * FROM mq_predictions_alone ORDER BY key").fetchall()
-    assert alone == [("x", 20.0), ("y", 30.0), ("z", 40.0)]
     assert label_counts(db.conn, 50.0, 0.0) == LabelCounts(
         matched=1, unmatched=0, pending=0, awaiting=0, unlabeled=3
+    )
+    assert label_counts(db.conn, 50.0, 25.0) == LabelCounts(  # y, z within the wait
+        matched=1, unmatched=0, pending=0, awaiting=2, unlabeled=1
     )
 
 
@@ -289,7 +307,7 @@ def test_the_counts_are_read_in_one_snapshot(tmp_path: Path) -> None:
         injected: list[str] = []
 
         def between(sql: str) -> None:
-            if "FROM mq_labels_alone WHERE received_at >=" in sql and not injected:
+            if "FROM mq_label_batches WHERE received_at >=" in sql and not injected:
                 injected.append(sql)
                 store.write(
                     lambda db: add_labels(db, [(f"new{i}", "1") for i in range(5)], 100.0, WINDOW)

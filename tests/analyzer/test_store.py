@@ -101,6 +101,36 @@ def test_closed_store_refuses_and_bad_path_says_so(tmp_path: Path) -> None:
         Store(tmp_path / "file" / "m.db").start()
 
 
+def test_close_leaves_a_running_read_its_connection(tmp_path: Path) -> None:
+    """A read still running when the store closes (an evaluation thread a shutdown cannot
+    cancel) keeps its connection to the end; it is closed then, the idle ones at once."""
+    store = Store(tmp_path / "x.db")
+    store.start()
+    store.read(lambda conn: None)  # one idle connection in the pool
+    inside, closed = threading.Event(), threading.Event()
+    results: list[object] = []
+
+    def slow(conn: sqlite3.Connection) -> object:
+        inside.set()
+        assert closed.wait(30)
+        return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+
+    def reader() -> None:
+        try:
+            results.append(store.read(slow))
+        except sqlite3.Error as exc:  # a connection closed under the read
+            results.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    assert inside.wait(30)
+    store.close()
+    closed.set()
+    thread.join(30)
+    assert len(results) == 1 and isinstance(results[0], int)
+    assert store._all_readers == []  # both closed: the idle one by close, the other after
+
+
 def test_checkpoints_run_beside_the_writer_not_in_its_commit(store: Store) -> None:
     """A transaction of 2,500 pages: SQLite's own checkpoint (1,000 pages) would have run in
     its COMMIT; the writer's is only a far bound now, and the checkpoint thread copies the

@@ -1,0 +1,225 @@
+"""Blocks: a capture chunk's predictions of one hour, stored as one row of columns.
+
+``mq_blocks`` holds, per block, the columns of its predictions as blobs (never updated):
+a 64-bit hash of each key (:func:`key_hashes`), the inference times, the keys, the
+predictions, the probabilities, both ids and the input rows. What changes when a label
+joins is kept apart in ``mq_claims`` (a narrow row per block: a bit per prediction, set
+when its label is joined, and how many are still unset), so that joining never rewrites a
+block's wide row. A block never spans two hours (``bucket``, aligned on :data:`HOUR_S`):
+a read of ``[start, end)`` finds its blocks by an index range on the hour and filters
+their times with numpy.
+
+The columns put the ones a scan reads first (hashes, then times): SQLite reads a blob
+column of a row that overflows its page by walking the overflow pages from the start, so a
+scan of the hashes never reads the input rows.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from analyzer.monitors.model_quality.predictions import PredictionRow
+
+__all__ = [
+    "BLOCK_COLUMNS",
+    "HOUR_S",
+    "Block",
+    "bits",
+    "block_ids_overlapping",
+    "decode_rows",
+    "encode_block",
+    "key_hashes",
+    "keys_of",
+    "pack",
+    "predictions_of",
+    "stored_predictions",
+]
+
+HOUR_S = 3600
+# the fixed part first, then the columns in the order reads use them (see the docstring)
+BLOCK_COLUMNS = (
+    "id INTEGER PRIMARY KEY, bucket INTEGER NOT NULL, n INTEGER NOT NULL,"
+    " t_min REAL NOT NULL, t_max REAL NOT NULL, hashes BLOB NOT NULL, times BLOB NOT NULL,"
+    " keys BLOB NOT NULL, predictions BLOB NOT NULL, probabilities BLOB NOT NULL,"
+    " event_ids BLOB NOT NULL, inference_ids BLOB NOT NULL, rows BLOB NOT NULL"
+)
+U64 = np.dtype("<u8")
+F64 = np.dtype("<f8")
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+
+
+def _splitmix64(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    z = z + _GOLDEN
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+def key_hashes(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
+    """A stable 64-bit hash of each key's UTF-8 bytes, vectorized: the keys as one
+    fixed-width byte array read as little-endian 64-bit words, each word folded in with
+    splitmix64. A key holds no NUL (refused upstream), so a word is all zero only past the
+    key's end: those are skipped, which makes the hash independent of the array's width.
+
+    A hit is only a candidate: the caller compares the full keys.
+    """
+    n = len(keys)
+    if not n:
+        return np.zeros(0, dtype=U64)
+    encoded = np.array([key.encode() for key in keys], dtype=bytes)
+    width = -(-encoded.dtype.itemsize // 8) * 8
+    if width != encoded.dtype.itemsize:
+        encoded = encoded.astype(f"S{width}")
+    words = np.ascontiguousarray(encoded).view(U64).reshape(n, width // 8)
+    hashes = np.zeros(n, dtype=U64)
+    for column in words.T:
+        hashes = np.where(column != 0, _splitmix64(hashes ^ column), hashes)
+    return hashes
+
+
+def pack(claimed: npt.NDArray[np.bool_]) -> bytes:
+    """The claimed flags as bits (``mq_claims.claimed``)."""
+    return np.packbits(claimed, bitorder="little").tobytes()
+
+
+def bits(blob: bytes, n: int) -> npt.NDArray[np.bool_]:
+    """``mq_claims.claimed`` back as one flag per prediction."""
+    flags = np.unpackbits(np.frombuffer(blob, np.uint8), count=n, bitorder="little")
+    return flags.astype(bool)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block's row of ``mq_blocks`` (the values bound to its INSERT) and its keys."""
+
+    bucket: int
+    keys: list[str]
+    times: npt.NDArray[np.float64]
+    values: tuple[object, ...]  # bucket … rows, in BLOCK_COLUMNS' order after id
+
+
+def _rows_blob(rows: Sequence[bytes | None]) -> bytes:
+    """The input rows: their lengths (int32, -1 for none) then their bytes."""
+    lengths = np.array([-1 if row is None else len(row) for row in rows], dtype="<i4")
+    return lengths.tobytes() + b"".join(row for row in rows if row)
+
+
+def decode_rows(blob: bytes, n: int) -> list[bytes | None]:
+    """``mq_blocks.rows`` back as the input rows."""
+    lengths = np.frombuffer(blob, "<i4", count=n)
+    out: list[bytes | None] = []
+    at = 4 * n
+    for length in lengths.tolist():
+        if length < 0:
+            out.append(None)
+        else:
+            out.append(bytes(blob[at : at + length]))
+            at += length
+    return out
+
+
+def encode_block(bucket: int, rows: Sequence[PredictionRow]) -> Block:
+    """The columns of ``rows`` (one hour's predictions of a chunk, one row per key)."""
+    keys, event_ids, inference_ids, moments, predictions, probabilities, inputs = zip(
+        *rows, strict=True
+    )
+    times = np.array(moments, dtype=F64)
+    values = (
+        bucket,
+        len(rows),
+        float(times.min()),
+        float(times.max()),
+        key_hashes(keys).tobytes(),
+        times.tobytes(),
+        "\x00".join(keys).encode(),  # keys never hold NUL
+        _coded(predictions),
+        np.array(probabilities, dtype=F64).tobytes(),  # None → NaN
+        orjson.dumps(event_ids),
+        orjson.dumps(inference_ids),
+        _rows_blob(inputs),
+    )
+    return Block(bucket, list(keys), times, values)
+
+
+def _coded(values: Sequence[str]) -> bytes:
+    """The predictions as their distinct values (JSON, after its length) and a uint32 code
+    each: a few classes stored once, and read back as shared objects (a window of a million
+    predictions holds a million references, not a million strings)."""
+    index: dict[str, int] = {}
+    codes = np.fromiter(
+        (index.setdefault(value, len(index)) for value in values), dtype="<u4", count=len(values)
+    )
+    head = orjson.dumps(list(index))
+    return len(head).to_bytes(4, "little") + head + codes.tobytes()
+
+
+def predictions_of(blob: bytes) -> npt.NDArray[np.object_]:
+    """``mq_blocks.predictions`` back as an array of the predictions (shared strings)."""
+    size = int.from_bytes(blob[:4], "little")
+    # one None more: a 1-D array of the values whatever they hold
+    values = np.array([*orjson.loads(blob[4 : 4 + size]), None], dtype=object)[:-1]
+    return values[np.frombuffer(blob, "<u4", offset=4 + size)]  # type: ignore[no-any-return]
+
+
+def keys_of(blob: bytes) -> list[str]:
+    """``mq_blocks.keys`` back as the keys."""
+    return blob.decode().split("\x00")
+
+
+def block_ids_overlapping(
+    conn: sqlite3.Connection, start: float, end: float
+) -> list[tuple[int, int, float, float]]:
+    """``(id, n, t_min, t_max)`` of the blocks holding times that may lie in ``[start,
+    end)``, by id (an index range on the hour, then their time bounds)."""
+    if math.isinf(start) or math.isinf(end):
+        where, args = "t_max >= ? AND t_min < ?", [start, end]
+    else:
+        first = math.floor(start / HOUR_S) * HOUR_S
+        where, args = (
+            "bucket >= ? AND bucket < ? AND t_max >= ? AND t_min < ?",
+            [
+                first,
+                end,
+                start,
+                end,
+            ],
+        )
+    rows = conn.execute(f"SELECT id, n, t_min, t_max FROM mq_blocks WHERE {where} ORDER BY id",
+                        args).fetchall()  # fmt: skip
+    return [(int(i), int(n), float(lo), float(hi)) for i, n, lo, hi in rows]
+
+
+def _iter_rows(conn: sqlite3.Connection) -> Iterator[PredictionRow]:
+    for block, n in conn.execute("SELECT id, n FROM mq_blocks ORDER BY id").fetchall():
+        row = conn.execute(
+            "SELECT keys, event_ids, inference_ids, times, predictions, probabilities, rows"
+            " FROM mq_blocks WHERE id = ?",
+            [block],
+        ).fetchone()
+        keys = keys_of(row[0])
+        probabilities = np.frombuffer(row[5], F64).tolist()
+        yield from zip(
+            keys,
+            orjson.loads(row[1]),
+            orjson.loads(row[2]),
+            np.frombuffer(row[3], F64).tolist(),
+            predictions_of(row[4]).tolist(),
+            [None if math.isnan(p) else p for p in probabilities],
+            decode_rows(row[6], n),
+            strict=True,
+        )
+
+
+def stored_predictions(conn: sqlite3.Connection) -> list[PredictionRow]:
+    """Every stored prediction as the row it came in as, in the order stored (for tests,
+    migrations and inspection: it reads every block)."""
+    return list(_iter_rows(conn))

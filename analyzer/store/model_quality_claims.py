@@ -1,0 +1,229 @@
+"""Which prediction a label is joined to: both arrivals (:mod:`analyzer.store.model_quality`).
+
+What a join changes is kept in two narrow, arrival-ordered places, never in a row found by
+its key: the prediction's bit in its block's ``mq_claims`` row, and the label's bit in its
+batch's ``mq_label_batches`` row (the labels of one ``add_labels`` call, in order; a label
+row names its batch and position). So a chunk that joins 10,000 waiting labels rewrites a
+few narrow rows, not 10,000 random pages of the labels' b-tree (which its COMMIT would
+write to the WAL): the labels' table is read by key, and written only by inserts and
+retention.
+
+- A chunk arrives while labels wait: its keys are probed among the labels (read only); a
+  label whose batch bit is unset is joined to the chunk's block.
+- A label arrives: the blocks' hashes are scanned in id order for the new keys (each hit
+  confirmed by the full key); the first stored prediction of a key is joined.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from analyzer.store.model_quality_blocks import F64, U64, bits, key_hashes, keys_of, pack
+from analyzer.store.model_quality_window import CHANGES, LABELS, UNCLAIMED, WAITING
+from analyzer.store.multi_row import insert_rows
+
+__all__ = ["add_labels", "add_totals", "claim_waiting", "mark_windows"]
+
+_LOW_BITS = 20
+_LOW = np.uint64((1 << _LOW_BITS) - 1)
+_FEW_HITS = 8  # up to this many hits in a block, the keys' blob is searched, not split
+
+
+def add_totals(conn: sqlite3.Connection, deltas: dict[str, int]) -> None:
+    """Add to the kept totals (``mq_totals``)."""
+    conn.executemany(
+        "INSERT INTO mq_totals VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        [(name, delta) for name, delta in deltas.items() if delta],
+    )
+
+
+def mark_windows(conn: sqlite3.Connection, times: Iterable[float], window_s: int) -> None:
+    """Bump the version of each window (by inference time) a label just joined in."""
+    width = int(window_s)
+    starts = sorted({math.floor(t / width) * width for t in times})
+    conn.executemany(
+        "INSERT INTO mq_dirty VALUES (?, 1)"
+        " ON CONFLICT (window_start) DO UPDATE SET version = version + 1",
+        [(start,) for start in starts],
+    )
+
+
+def _set_label_bits(conn: sqlite3.Connection, batch: int, positions: list[int]) -> None:
+    row = conn.execute("SELECT n, joined FROM mq_label_batches WHERE id = ?", [batch]).fetchone()
+    if row is None:  # its waiting labels were pruned: the ones left are all joined
+        return
+    joined = bits(row[1], row[0])
+    joined[positions] = True
+    conn.execute(
+        "UPDATE mq_label_batches SET joined = ?, waiting = waiting - ? WHERE id = ?",
+        [pack(joined), len(positions), batch],
+    )
+
+
+def claim_waiting(conn: sqlite3.Connection, block: int, keys: list[str]) -> npt.NDArray[np.bool_]:
+    """Join the waiting labels of a just-stored block's keys to it; returns the block's
+    claimed flags. The keys' labels are probed by key (read only); a label joined before
+    (its batch bit set, or its batch gone) is not taken: the first stored prediction of a
+    key keeps it."""
+    found = conn.execute(
+        "SELECT key, batch, pos FROM mq_labels WHERE key IN (SELECT value FROM json_each(?))",
+        [orjson.dumps(keys).decode()],
+    ).fetchall()
+    claimed = np.zeros(len(keys), dtype=bool)
+    if not found:
+        return claimed
+    by_batch: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for key, batch, pos in found:
+        by_batch[batch].append((key, pos))
+    position = {key: i for i, key in enumerate(keys)}
+    for batch, labels in by_batch.items():
+        row = conn.execute(
+            "SELECT n, joined FROM mq_label_batches WHERE id = ?", [batch]
+        ).fetchone()
+        if row is None:
+            continue
+        joined = bits(row[1], row[0])
+        waiting = [(key, pos) for key, pos in labels if not joined[pos]]
+        if waiting:
+            _set_label_bits(conn, batch, [pos for _, pos in waiting])
+            claimed[[position[key] for key, _ in waiting]] = True
+    return claimed
+
+
+def _find_first(conn: sqlite3.Connection, keys: list[str]) -> dict[int, list[tuple[int, str]]]:
+    """block id → ``(position, key)`` of the first stored prediction of each key found: the
+    blocks' hashes scanned in id order, one block at a time, each hit confirmed by the key."""
+    wanted = set(keys)
+    unsorted = key_hashes(keys)
+    by_hash: dict[int, list[str]] = defaultdict(list)
+    for value, key in zip(unsorted.tolist(), keys, strict=True):
+        by_hash[value].append(key)
+    hashes = np.sort(unsorted)
+    # a hash's low bits first (one gather a stored hash, ~18x faster than a binary search
+    # of each), then the few candidates exactly
+    table = np.zeros(1 << _LOW_BITS, dtype=bool)
+    table[(hashes & _LOW).astype(np.intp)] = True
+    found: dict[int, list[tuple[int, str]]] = {}
+    for block, blob in conn.execute("SELECT id, hashes FROM mq_blocks ORDER BY id"):
+        stored = np.frombuffer(blob, U64)
+        candidates = np.flatnonzero(table[(stored & _LOW).astype(np.intp)])
+        if not candidates.size:
+            continue
+        at = np.minimum(np.searchsorted(hashes, stored[candidates]), len(hashes) - 1)
+        hits = candidates[hashes[at] == stored[candidates]]
+        if not hits.size:
+            continue
+        blob = conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()[0]
+        for i, key in _confirmed(blob, hits.tolist(), stored, by_hash):
+            if key in wanted:  # the first stored prediction of its key
+                wanted.discard(key)
+                found.setdefault(int(block), []).append((i, key))
+        if not wanted:
+            break
+    return found
+
+
+def _confirmed(
+    blob: bytes, hits: list[int], stored: npt.NDArray[np.uint64], by_hash: dict[int, list[str]]
+) -> list[tuple[int, str]]:
+    """``(position, key)`` of the hits whose stored key is one of the keys of that hash (a
+    hit of another key of the same hash is dropped). A few hits look each key up in the
+    keys' blob (a key is NUL-delimited: its position is the NULs before it); more split the
+    whole blob."""
+    if len(hits) > _FEW_HITS:
+        block_keys = keys_of(blob)
+        return [(i, block_keys[i]) for i in hits if block_keys[i] in by_hash[int(stored[i])]]
+    padded = b"\x00" + blob + b"\x00"
+    out = []
+    for i in hits:
+        for key in by_hash[int(stored[i])]:
+            at = padded.find(b"\x00" + key.encode() + b"\x00")
+            if at >= 0 and padded.count(b"\x00", 0, at) == i:
+                out.append((i, key))
+    return out
+
+
+def _claim_predictions(
+    conn: sqlite3.Connection, found: dict[int, list[tuple[int, str]]]
+) -> list[float]:
+    """Set the claimed bits of the predictions found; returns their inference times."""
+    times: list[float] = []
+    for block, hits in found.items():
+        n, claimed_blob, times_blob = conn.execute(
+            "SELECT b.n, c.claimed, b.times FROM mq_blocks b JOIN mq_claims c"
+            " ON c.block = b.id WHERE b.id = ?",
+            [block],
+        ).fetchone()
+        positions = [i for i, _ in hits]
+        claimed = bits(claimed_blob, n)
+        claimed[positions] = True
+        conn.execute(
+            "UPDATE mq_claims SET claimed = ?, unclaimed = unclaimed - ? WHERE block = ?",
+            [pack(claimed), len(positions), block],
+        )
+        times.extend(np.frombuffer(times_blob, F64)[positions].tolist())
+    return times
+
+
+def add_labels(
+    db: sqlite3.Connection,
+    rows: Iterable[tuple[str, str]],
+    received_at: float,
+    window_s: int,
+) -> tuple[int, int]:
+    """Store ``(key, label)`` pairs; returns ``(new, duplicates)``.
+
+    The first label for a key stands; a later one for the same key (in the batch or
+    stored) is a duplicate and is counted, not applied. The new labels are one batch
+    (``mq_label_batches``); each joins the first stored prediction of its key (the blocks'
+    hashes scanned) and marks its window, or waits.
+    """
+    conn = db
+    batch: dict[str, str] = {}
+    total = 0
+    for key, label in rows:
+        total += 1
+        batch.setdefault(key, label)
+    stored = {
+        key
+        for (key,) in conn.execute(
+            "SELECT key FROM mq_labels WHERE key IN (SELECT value FROM json_each(?))",
+            [orjson.dumps(list(batch)).decode()],
+        )
+    }
+    new = sorted(key for key in batch if key not in stored)  # in key order: the b-tree's
+    if not new:
+        return 0, total
+    batch_id = conn.execute(
+        "INSERT INTO mq_label_batches (received_at, n, waiting, joined, keys)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [received_at, len(new), len(new), pack(np.zeros(len(new), dtype=bool)), orjson.dumps(new)],
+    ).lastrowid
+    assert batch_id is not None
+    insert_rows(
+        conn,
+        "INSERT INTO mq_labels",
+        [(key, batch[key], received_at, batch_id, pos) for pos, key in enumerate(new)],
+    )
+    found = _find_first(conn, new)
+    joined = 0
+    if found:
+        position = {key: pos for pos, key in enumerate(new)}
+        _set_label_bits(
+            conn, batch_id, [position[key] for hits in found.values() for _, key in hits]
+        )
+        times = _claim_predictions(conn, found)
+        mark_windows(conn, times, window_s)
+        joined = len(times)
+    add_totals(
+        conn, {LABELS: len(new), WAITING: len(new) - joined, UNCLAIMED: -joined, CHANGES: len(new)}
+    )
+    return len(new), total - len(new)

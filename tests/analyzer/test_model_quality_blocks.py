@@ -1,0 +1,141 @@
+"""The join's blocks on a real SQLite file: the key hash, collisions, the label's scan of old
+blocks, which of two stored predictions of a key gets its label, reads inside a block."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from sqlite_utils import Database
+
+import analyzer.store.model_quality_blocks as blocks
+import analyzer.store.model_quality_claims as claims
+from analyzer.monitors.model_quality.predictions import PredictionRow
+from analyzer.store.model_quality import (
+    LabelCounts,
+    add_labels,
+    add_predictions,
+    create_tables,
+    dirty_windows,
+    label_counts,
+    mark_evaluated,
+    predictions_between,
+    prune,
+    window_pairs,
+)
+from analyzer.store.model_quality_blocks import key_hashes, stored_predictions
+
+WINDOW = 3600
+
+
+def open_db(path: Path) -> Database:
+    db = Database(path)
+    create_tables(db)
+    return db
+
+
+def prediction(key: str, t: float, yhat: str = "1") -> PredictionRow:
+    return (key, key, None, t, yhat, 0.5, None)
+
+
+def take_dirty_windows(db: Database) -> list[int]:
+    with db.conn:
+        windows = dirty_windows(db.conn)
+        mark_evaluated(db, windows)
+    return [w.start for w in windows]
+
+
+def test_the_key_hash_is_stable_and_does_not_depend_on_the_other_keys() -> None:
+    keys = ["a", "abcdefgh", "abcdefghi", "7f1c1c7e-0b0e-4f57-9c1e-2f6d5b8c9a10", "é"]
+    pinned = [0x4F5DA978776A9DB1, 0x541F1300220C7A6F, 0x6B74ADEBEAB07B40,
+              0x64ED8E8A3B1B7D66, 0x250EA5D6468287CF]  # fmt: skip
+    assert key_hashes(keys).tolist() == pinned  # stored: must never change
+    assert [int(key_hashes([k])[0]) for k in keys] == pinned  # whatever the array's width
+    assert len(set(key_hashes([f"k{i}" for i in range(10_000)]).tolist())) == 10_000
+
+
+def _one_hash(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
+    return np.zeros(len(keys), dtype=np.dtype("<u8"))
+
+
+@pytest.mark.parametrize("few_hits", [0, 8])  # the keys' blob split, or searched
+def test_keys_of_one_hash_are_told_apart_by_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, few_hits: int
+) -> None:
+    """Every key forced to one hash: a hit is only a candidate, the full key decides."""
+    monkeypatch.setattr(blocks, "key_hashes", _one_hash)
+    monkeypatch.setattr(claims, "key_hashes", _one_hash)
+    monkeypatch.setattr(claims, "_FEW_HITS", few_hits)
+    db = open_db(tmp_path / "m.db")
+    with db.conn:
+        add_predictions(db, [prediction("a", 10.0, "A"), prediction("b", 20.0, "B")], WINDOW)
+        add_predictions(db, [prediction("c", 4000.0, "C")], WINDOW)
+        # c hits a and b in the first block (same hash), is found in the second
+        assert add_labels(db, [("c", "1"), ("zz", "0")], 30.0, WINDOW) == (2, 0)
+        assert add_labels(db, [("b", "0")], 40.0, WINDOW) == (1, 0)
+    assert take_dirty_windows(db) == [0, 3600]
+    assert window_pairs(db.conn, 0, 3600).predictions == ["B"]
+    assert window_pairs(db.conn, 3600, 7200).predictions == ["C"]
+    assert label_counts(db.conn, 50.0, 0.0) == LabelCounts(
+        matched=2, unmatched=1, pending=0, awaiting=0, unlabeled=1
+    )
+
+
+def test_a_label_finds_its_prediction_in_an_old_block(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "m.db")
+    with db.conn:
+        for hour in range(48):  # a block an hour, two days
+            rows = [prediction(f"h{hour}-{i}", hour * 3600.0 + i) for i in range(100)]
+            add_predictions(db, rows, WINDOW)
+        add_labels(db, [("h0-7", "1"), ("h47-99", "0")], 200_000.0, WINDOW)
+    assert take_dirty_windows(db) == [0, 47 * 3600]
+    assert window_pairs(db.conn, 0, 3600).labels == ["1"]
+    assert window_pairs(db.conn, 47 * 3600, 48 * 3600).labels == ["0"]
+    counts = label_counts(db.conn, 200_000.0, 0.0)
+    assert (counts.matched, counts.unlabeled) == (2, 4798)
+
+
+@pytest.mark.parametrize("label_first", [False, True])
+def test_the_first_of_two_stored_predictions_of_a_key_gets_its_label(
+    tmp_path: Path, label_first: bool
+) -> None:
+    """A key stored by two chunks: the first stored one is joined (the label found by the
+    scan, or a waiting label claimed by the first chunk); the later stays unlabelled."""
+    db = open_db(tmp_path / "m.db")
+    with db.conn:
+        if label_first:
+            add_labels(db, [("k", "1")], 0.0, WINDOW)
+        add_predictions(db, [prediction("k", 10.0, "first")], WINDOW)
+        add_predictions(db, [prediction("k", 7300.0, "later"), prediction("j", 7301.0)], WINDOW)
+        if not label_first:
+            add_labels(db, [("k", "1")], 8000.0, WINDOW)
+    assert take_dirty_windows(db) == [0]
+    assert window_pairs(db.conn, 0, 3600).predictions == ["first"]
+    assert len(window_pairs(db.conn, 7200, 10_800)) == 0
+    assert [row[4] for row in stored_predictions(db.conn)] == ["first", "later", "1"]
+    assert label_counts(db.conn, 9000.0, 0.0) == LabelCounts(
+        matched=1, unmatched=0, pending=0, awaiting=0, unlabeled=2
+    )
+    with db.conn:  # the first one's block goes, with the label joined to it
+        assert prune(db, before=3600.0) == (1, 1)
+    assert label_counts(db.conn, 9000.0, 0.0) == LabelCounts(0, 0, 0, 0, 2)
+
+
+def test_reads_inside_a_block_go_by_each_prediction_s_time(tmp_path: Path) -> None:
+    """One block (one chunk, one hour) with a gap: windows, the edges' test and the counts
+    across the label wait's cutoff see each prediction's own time."""
+    db = open_db(tmp_path / "m.db")
+    with db.conn:
+        rows = [prediction(f"k{i}", t) for i, t in enumerate([100.0, 200.0, 2000.0, 3000.0])]
+        add_predictions(db, rows, 60)
+        add_labels(db, [("k1", "0"), ("k3", "1")], 3500.0, 60)
+    assert take_dirty_windows(db) == [180, 3000]
+    assert window_pairs(db.conn, 150, 2500).labels == ["0"]
+    assert predictions_between(db.conn, 300, 1999) is False  # inside the block's bounds
+    assert predictions_between(db.conn, 300, 2001) is True
+    for cutoff, awaiting in [(0.0, 2), (150.0, 1), (2500.0, 0)]:
+        counts = label_counts(db.conn, 3500.0, 3500.0 - cutoff)
+        assert (counts.awaiting, counts.unlabeled) == (awaiting, 2 - awaiting), cutoff
