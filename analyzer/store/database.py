@@ -250,9 +250,10 @@ class Store:
         use by a read still running, e.g. an evaluation thread a shutdown cannot cancel, is
         closed by that read when it ends: closing it under a running statement crashes the
         process in sqlite3)."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._reader_lock:  # a read ending now sees it and closes its own connection
+            if self._closed:
+                return
+            self._closed = True
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
@@ -260,14 +261,17 @@ class Store:
             self._stopping.set()
             self._wrote.set()
             self._checkpoints.join()
-        while True:
-            try:
-                conn = self._readers.get_nowait()
-            except queue.Empty:
-                break
-            with self._reader_lock:
+        with self._reader_lock:
+            idle = []
+            while True:
+                try:
+                    idle.append(self._readers.get_nowait())
+                except queue.Empty:
+                    break
+            for conn in idle:
                 if conn in self._all_readers:
                     self._all_readers.remove(conn)
+        for conn in idle:
             conn.close()
 
     def _writer(self, ready: concurrent.futures.Future[None]) -> None:
@@ -398,12 +402,13 @@ class Store:
         finally:
             if conn.in_transaction:
                 conn.rollback()
-            if self._readers.qsize() < self._max_readers and not self._closed:
-                self._readers.put(conn)
-            else:
-                with self._reader_lock:
-                    if conn in self._all_readers:
-                        self._all_readers.remove(conn)
+            with self._reader_lock:  # close() drains under this lock: none put back after
+                kept = self._readers.qsize() < self._max_readers and not self._closed
+                if kept:
+                    self._readers.put(conn)
+                elif conn in self._all_readers:
+                    self._all_readers.remove(conn)
+            if not kept:
                 conn.close()
 
     async def aread(self, fn: Callable[[sqlite3.Connection], T]) -> T:

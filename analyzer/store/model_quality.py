@@ -120,9 +120,11 @@ def create_tables(db: Database | sqlite3.Connection) -> None:
         " WITHOUT ROWID"
     )
     # the labels of one add_labels call: which are joined (a bit each), how many wait; the
-    # index sums the waiting ones within the label wait (its entries: batches with some)
+    # index sums the waiting ones within the label wait (its entries: batches with some).
+    # AUTOINCREMENT: retention deletes a batch whose joined labels stay (their prediction
+    # is kept), still naming it by (batch, pos): its id must never name another batch
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS mq_label_batches (id INTEGER PRIMARY KEY,"
+        "CREATE TABLE IF NOT EXISTS mq_label_batches (id INTEGER PRIMARY KEY AUTOINCREMENT,"
         " received_at REAL NOT NULL, n INTEGER NOT NULL, waiting INTEGER NOT NULL,"
         " joined BLOB NOT NULL, keys BLOB NOT NULL)"
     )

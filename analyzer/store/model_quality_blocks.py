@@ -75,12 +75,25 @@ def key_hashes(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
     n = len(keys)
     if not n:
         return np.zeros(0, dtype=U64)
-    encoded = np.array([key.encode() for key in keys], dtype=bytes)
-    width = -(-encoded.dtype.itemsize // 8) * 8
-    if width != encoded.dtype.itemsize:
-        encoded = encoded.astype(f"S{width}")
-    words = np.ascontiguousarray(encoded).view(U64).reshape(n, width // 8)
+    encoded = [key.encode() for key in keys]
+    words = (np.fromiter(map(len, encoded), dtype=np.int64, count=n) + 7) // 8
+    widths = np.unique(words)
+    if widths.size == 1:  # the usual batch: keys of one shape (UUIDs, counters of one width)
+        return _hash_words(np.array(encoded, dtype=f"S{int(widths[0]) * 8}"), int(widths[0]))
+    # keys of several widths hashed a width at a time: one long key must not pad every
+    # other key of the batch to its length (n × 3 KiB); the hash does not depend on the width
     hashes = np.zeros(n, dtype=U64)
+    for width in widths.tolist():
+        where = np.flatnonzero(words == width)
+        group = np.array([encoded[i] for i in where.tolist()], dtype=f"S{width * 8}")
+        hashes[where] = _hash_words(group, width)
+    return hashes
+
+
+def _hash_words(encoded: npt.NDArray[np.bytes_], width: int) -> npt.NDArray[np.uint64]:
+    """:func:`key_hashes` of keys padded with NULs to ``width`` 64-bit words each."""
+    words = np.ascontiguousarray(encoded).view(U64).reshape(encoded.size, width)
+    hashes = np.zeros(encoded.size, dtype=U64)
     for column in words.T:
         hashes = np.where(column != 0, _splitmix64(hashes ^ column), hashes)
     return hashes

@@ -88,10 +88,10 @@ def claim_waiting(conn: sqlite3.Connection, block: int, keys: list[str]) -> npt.
         row = conn.execute(
             "SELECT n, joined FROM mq_label_batches WHERE id = ?", [batch]
         ).fetchone()
-        if row is None:
+        if row is None:  # pruned: its labels still stored were joined before it went
             continue
         joined = bits(row[1], row[0])
-        waiting = [(key, pos) for key, pos in labels if not joined[pos]]
+        waiting = [(key, pos) for key, pos in labels if pos < row[0] and not joined[pos]]
         if waiting:
             _set_label_bits(conn, batch, [pos for _, pos in waiting])
             claimed[[position[key] for key, _ in waiting]] = True

@@ -139,3 +139,42 @@ def test_reads_inside_a_block_go_by_each_prediction_s_time(tmp_path: Path) -> No
     for cutoff, awaiting in [(0.0, 2), (150.0, 1), (2500.0, 0)]:
         counts = label_counts(db.conn, 3500.0, 3500.0 - cutoff)
         assert (counts.awaiting, counts.unlabeled) == (awaiting, 2 - awaiting), cutoff
+
+
+def test_a_pruned_label_batch_never_lends_its_id_to_the_next(tmp_path: Path) -> None:
+    """Retention deletes a label batch whose joined label stays (its prediction's block is
+    kept), naming it by (batch, pos). A later batch must not take its id (review): its bit
+    would let the old label join a later copy of its key, take an unrelated label's bit, or
+    (pos past the new batch's size) fail every capture chunk's transaction."""
+    db = Database(tmp_path / "m.db")
+    create_tables(db)
+    with db.conn:
+        add_predictions(db, [prediction("k", 10.0, "first"), prediction("late", 3000.0, "x")], 3600)
+        assert add_labels(db, [("a0", "0"), ("b0", "0"), ("k", "1")], 100.0, 3600) == (3, 0)
+        prune(db, 200.0)  # the batch goes (a0, b0 waiting); k stays joined, naming (1, 2)
+        add_labels(db, [("a", "0"), ("b", "0")], 4000.0, 3600)
+    ids = [row[0] for row in db.execute("SELECT id FROM mq_label_batches")]
+    assert ids == [2]
+    with db.conn:  # k captured again, a's prediction: k's label is not joined twice
+        add_predictions(db, [prediction("k", 4100.0, "second"), prediction("a", 4200.0, "A")],
+                        3600)  # fmt: skip
+    assert window_pairs(db.conn, 3600, 7200).predictions == ["A"]
+    assert window_pairs(db.conn, 0, 3600).predictions == ["first"]
+    counts = label_counts(db.conn, 5000.0, 0.0)
+    assert (counts.matched, counts.unmatched) == (2, 1)  # k and a; b still alone
+
+
+def test_one_long_key_does_not_pad_the_batch() -> None:
+    """Keys hashed a width at a time: the same hashes as one by one, and a batch of short
+    keys with one of 3 KiB does not make an n × 3 KiB array (review: 120 MiB for 40,000)."""
+    import tracemalloc
+
+    keys = [f"{i:08x}-0b0e-4f57-9c1e-2f6d5b8c9a10" for i in range(40_000)]
+    keys[123] = "键" * 1024  # 3 KiB of UTF-8, within MAX_KEY's 1,024 characters
+    keys[7] = "a"
+    tracemalloc.start()
+    hashes = key_hashes(keys)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [int(key_hashes([k])[0]) for k in keys[:200]] == hashes[:200].tolist()
+    assert peak < 16 * 1024 * 1024, peak

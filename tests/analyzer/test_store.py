@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -129,6 +130,39 @@ def test_close_leaves_a_running_read_its_connection(tmp_path: Path) -> None:
     thread.join(30)
     assert len(results) == 1 and isinstance(results[0], int)
     assert store._all_readers == []  # both closed: the idle one by close, the other after
+
+
+def test_a_read_puts_its_connection_back_under_the_lock_close_drains_under(
+    tmp_path: Path,
+) -> None:
+    """A read ending as the store closes must not put its connection back into a pool that
+    close() has drained already (it would never be closed: review). The read's decision
+    (closed? room in the pool?) and its put are made holding the lock close() drains under;
+    the pool is wrapped to see the lock at each of its calls (instrumentation, not a fault)."""
+    store = Store(tmp_path / "x.db")
+    store.start()
+    seen: list[bool] = []
+    pool = store._readers
+
+    class Watched(queue.Queue[sqlite3.Connection]):
+        def qsize(self) -> int:
+            seen.append(store._reader_lock.locked())
+            return pool.qsize()
+
+        def put(self, item: sqlite3.Connection, block: bool = True,
+                timeout: float | None = None) -> None:  # fmt: skip
+            seen.append(store._reader_lock.locked())
+            pool.put(item, block, timeout)
+
+        def get_nowait(self) -> sqlite3.Connection:
+            return pool.get_nowait()
+
+    store._readers = Watched()
+    store.read(lambda conn: None)
+    store.read(lambda conn: None)
+    store.close()
+    assert seen and all(seen), seen
+    assert store._all_readers == []
 
 
 def test_checkpoints_run_beside_the_writer_not_in_its_commit(store: Store) -> None:
