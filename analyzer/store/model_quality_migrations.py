@@ -11,8 +11,10 @@ version goes through the same steps.
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
@@ -24,6 +26,8 @@ from sqlite_utils import Database
 from analyzer.monitors.model_quality.predictions import PredictionRow
 from analyzer.store.model_quality import create_tables, recount_totals
 from analyzer.store.model_quality_blocks import HOUR_S, encode_block, pack
+
+log = logging.getLogger("modelmon.analyzer.store")
 
 __all__ = ["create_tables_v1", "drop_key_index", "recount_totals_v1", "to_blocks"]
 
@@ -155,6 +159,13 @@ def to_blocks(db: Database) -> int:
         create_tables(conn)
         recount_totals(conn)
         return 0
+    started = time.monotonic()
+    (rows,) = conn.execute("SELECT count(*) FROM mq_predictions").fetchone()
+    log.info(
+        "analyzer.db: converting %s stored predictions to blocks (migration m008; about"
+        " 7 s a million, once)",
+        f"{rows:,}",
+    )
     conn.execute("ALTER TABLE mq_labels RENAME TO mq_labels_v1")
     create_tables(conn)
     labels = conn.execute(
@@ -174,4 +185,9 @@ def to_blocks(db: Database) -> int:
     for table in ("mq_predictions", "mq_predictions_alone", "mq_labels_alone", "mq_labels_v1"):
         conn.execute(f"DROP TABLE {table}")
     recount_totals(conn)
+    log.info(
+        "analyzer.db: %s predictions converted to blocks in %.1f s (migration m008)",
+        f"{converted:,}",
+        time.monotonic() - started,
+    )
     return converted

@@ -3,6 +3,7 @@ it) keeps every prediction, label, pair and count as blocks, and the join goes o
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -62,13 +63,21 @@ def old_database(path: Path, stop_before: str) -> None:
     ],
 )
 def test_m008_keeps_rows_pairs_and_counts_and_the_join_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_before: str, block_rows: int
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    stop_before: str,
+    block_rows: int,
 ) -> None:
     monkeypatch.setattr(migrations, "BLOCK_ROWS", block_rows)
     path = tmp_path / "m.db"
     old_database(path, stop_before)
     store = Store(path)
-    store.start()
+    with caplog.at_level(logging.INFO, logger="modelmon.analyzer.store"):
+        store.start()
+    said = [r.getMessage() for r in caplog.records if r.name == "modelmon.analyzer.store"]
+    assert said[0].startswith(f"analyzer.db: converting {len(ROWS)} stored predictions to blocks")
+    assert said[1].startswith(f"analyzer.db: {len(ROWS)} predictions converted to blocks in ")
     try:
         assert "m008_model_quality_blocks" in {m.name for m in MIGRATIONS.applied(Database(path))}
         tables = store.read(
