@@ -58,6 +58,7 @@ from analyzer.store.model_quality_blocks import (
     Block,
     bits,
     encode_block,
+    insert_block,
     keys_of,
     pack,
 )
@@ -173,13 +174,7 @@ def _by_hour(rows: Sequence[PredictionRow]) -> list[tuple[int, Sequence[Predicti
 def _store_block(conn: sqlite3.Connection, block: Block, claim: bool, window_s: int) -> int:
     """Insert a block (and its claims row); with ``claim``, join it to the waiting labels
     of its keys. Returns how many it joined."""
-    block_id = conn.execute(
-        "INSERT INTO mq_blocks (bucket, n, t_min, t_max, hashes, times, keys, predictions,"
-        " probabilities, event_ids, inference_ids, rows) VALUES"
-        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        block.values,
-    ).lastrowid
-    assert block_id is not None
+    block_id = insert_block(conn, block)
     n = len(block.keys)
     claimed = claim_waiting(conn, block_id, block.keys) if claim else np.zeros(n, dtype=bool)
     count = int(claimed.sum())

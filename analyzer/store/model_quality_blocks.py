@@ -35,6 +35,7 @@ __all__ = [
     "block_ids_overlapping",
     "decode_rows",
     "encode_block",
+    "insert_block",
     "key_hashes",
     "keys_of",
     "pack",
@@ -97,6 +98,18 @@ def _hash_words(encoded: npt.NDArray[np.bytes_], width: int) -> npt.NDArray[np.u
     for column in words.T:
         hashes = np.where(column != 0, _splitmix64(hashes ^ column), hashes)
     return hashes
+
+
+def insert_block(conn: sqlite3.Connection, block: Block) -> int:
+    """Insert a block's ``mq_blocks`` row; returns its id."""
+    block_id = conn.execute(
+        "INSERT INTO mq_blocks (bucket, n, t_min, t_max, hashes, times, keys, predictions,"
+        " probabilities, event_ids, inference_ids, rows) VALUES"
+        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        block.values,
+    ).lastrowid
+    assert block_id is not None
+    return block_id
 
 
 def pack(claimed: npt.NDArray[np.bool_]) -> bytes:

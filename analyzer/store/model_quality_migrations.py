@@ -25,7 +25,7 @@ from sqlite_utils import Database
 
 from analyzer.monitors.model_quality.predictions import PredictionRow
 from analyzer.store.model_quality import create_tables, recount_totals
-from analyzer.store.model_quality_blocks import HOUR_S, encode_block, pack
+from analyzer.store.model_quality_blocks import HOUR_S, encode_block, insert_block, pack
 
 log = logging.getLogger("modelmon.analyzer.store")
 
@@ -96,12 +96,7 @@ def _add_block(conn: sqlite3.Connection, bucket: int, rows: Sequence[PredictionR
     """One block of converted rows (one key each), its claimed bits set where the key's
     label is stored (then it was joined)."""
     block = encode_block(bucket, rows)
-    block_id = conn.execute(
-        "INSERT INTO mq_blocks (bucket, n, t_min, t_max, hashes, times, keys, predictions,"
-        " probabilities, event_ids, inference_ids, rows) VALUES"
-        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        block.values,
-    ).lastrowid
+    block_id = insert_block(conn, block)
     joined = {
         key
         for (key,) in conn.execute(

@@ -35,6 +35,40 @@ def _name(i: int) -> str:
     return f"{i:04d}" + "x" * (LONG - 4)
 
 
+def multiclass_baseline(tmp_path: Path, files: list[list[tuple[str, str]]]) -> Path:
+    """Capture files of ``(key, predicted class)`` (one an element of ``files``, in order),
+    a ground-truth file labelling every key with its prediction, and ``modelmon baseline
+    --model-quality`` over them in this process; returns the output folder."""
+    capture = tmp_path / "capture" / "m" / "AllTraffic" / HOUR.strftime("%Y/%m/%d/%H")
+    truth = tmp_path / "gt" / HOUR.strftime("%Y/%m/%d/%H")
+    capture.mkdir(parents=True)
+    truth.mkdir(parents=True)
+    for f, pairs in enumerate(files):
+        (capture / f"{f:04d}.jsonl").write_bytes(b"".join(
+            build_record(event_id=key, inference_time=HOUR + timedelta(seconds=j),
+                         request=CaptureSide("text/csv", "1,2", "CSV"),
+                         response=CaptureSide("text/csv", name, "CSV"))
+            for j, (key, name) in enumerate(pairs)))  # fmt: skip
+    labels = [orjson.dumps({"groundTruthData": {"data": name, "encoding": "CSV"},
+                            "eventMetadata": {"eventId": key}, "eventVersion": "0"})
+              for pairs in files for key, name in pairs]  # fmt: skip
+    (truth / "labels.jsonl").write_bytes(b"\n".join(labels) + b"\n")
+    config = tmp_path / "modelmon.yaml"
+    section = {"problem_type": "MulticlassClassification", "inference_attribute": "0"}
+    config.write_text(
+        "proxy: {upstream: 'http://127.0.0.1:9'}\nanalyzer:\n  model_quality: "
+        + json.dumps(section)
+        + "\n"
+    )
+    out = tmp_path / "baseline"
+    code = run_baseline(
+        load_config(config), tmp_path / "capture", None, out,
+        executor=InProcess(), model_quality=True, ground_truth=tmp_path / "gt",
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
 def test_the_encoder_takes_classes_while_the_matrix_fits_and_refuses_the_next() -> None:
     assert matrix_cell_bytes(_name(0)) == LONG + 7
     assert FITTING * (FITTING + 1) * (LONG + 7) <= MAX_MATRIX_BYTES
@@ -65,43 +99,7 @@ def test_a_baseline_of_long_class_names_writes_a_bounded_statistics_file(tmp_pat
     """300 classes of 1,000-character names from a capture folder and a ground-truth folder:
     the first 128 classes met are kept, the records of the others are bad lines, and
     ``statistics.json`` stays within the budget (it was 92 MB)."""
-    capture = tmp_path / "capture" / "m" / "AllTraffic" / HOUR.strftime("%Y/%m/%d/%H")
-    truth = tmp_path / "gt" / HOUR.strftime("%Y/%m/%d/%H")
-    capture.mkdir(parents=True)
-    truth.mkdir(parents=True)
-    lines, labels = [], []
-    for j in range(600):
-        name = _name(j % 300)
-        key = f"k{j}"
-        lines.append(
-            build_record(
-                event_id=key,
-                inference_time=HOUR + timedelta(seconds=j),
-                request=CaptureSide("text/csv", "1,2", "CSV"),
-                response=CaptureSide("text/csv", name, "CSV"),
-            )
-        )
-        record = {
-            "groundTruthData": {"data": name, "encoding": "CSV"},
-            "eventMetadata": {"eventId": key},
-            "eventVersion": "0",
-        }
-        labels.append(orjson.dumps(record))
-    (capture / "0000.jsonl").write_bytes(b"".join(lines))
-    (truth / "labels.jsonl").write_bytes(b"\n".join(labels) + b"\n")
-    config = tmp_path / "modelmon.yaml"
-    section = {"problem_type": "MulticlassClassification", "inference_attribute": "0"}
-    config.write_text(
-        "proxy: {upstream: 'http://127.0.0.1:9'}\nanalyzer:\n  model_quality: "
-        + json.dumps(section)
-        + "\n"
-    )
-    out = tmp_path / "baseline"
-    code = run_baseline(
-        load_config(config), tmp_path / "capture", None, out,
-        executor=InProcess(), model_quality=True, ground_truth=tmp_path / "gt",
-    )  # fmt: skip
-    assert code == 0
+    out = multiclass_baseline(tmp_path, [[(f"k{j}", _name(j % 300)) for j in range(600)]])
     written = (out / "statistics.json").read_bytes()
     assert len(written) <= MAX_MATRIX_BYTES + 64 * 1024  # the matrix, and the rest of the file
     statistics = json.loads(written)
@@ -133,35 +131,9 @@ def test_the_run_keeps_the_classes_one_reader_would_whatever_the_files(
             break
         fitting += 1
     assert fitting == 939
-    capture = tmp_path / "capture" / "m" / "AllTraffic" / HOUR.strftime("%Y/%m/%d/%H")
-    truth = tmp_path / "gt" / HOUR.strftime("%Y/%m/%d/%H")
-    capture.mkdir(parents=True)
-    truth.mkdir(parents=True)
-    files = ([(f"a{i}", SKUS[i]) for i in range(1000)],
-             [(f"b{i}", SKUS[i]) for i in reversed(range(1000))])  # fmt: skip
-    for f, pairs in enumerate(files):
-        (capture / f"{f:04d}.jsonl").write_bytes(b"".join(
-            build_record(event_id=key, inference_time=HOUR + timedelta(seconds=j),
-                         request=CaptureSide("text/csv", "1,2", "CSV"),
-                         response=CaptureSide("text/csv", name, "CSV"))
-            for j, (key, name) in enumerate(pairs)))  # fmt: skip
-    labels = [orjson.dumps({"groundTruthData": {"data": name, "encoding": "CSV"},
-                            "eventMetadata": {"eventId": key}, "eventVersion": "0"})
-              for key, name in files[0] + files[1]]  # fmt: skip
-    (truth / "labels.jsonl").write_bytes(b"\n".join(labels) + b"\n")
-    config = tmp_path / "modelmon.yaml"
-    section = {"problem_type": "MulticlassClassification", "inference_attribute": "0"}
-    config.write_text(
-        "proxy: {upstream: 'http://127.0.0.1:9'}\nanalyzer:\n  model_quality: "
-        + json.dumps(section)
-        + "\n"
-    )
-    out = tmp_path / "baseline"
-    code = run_baseline(
-        load_config(config), tmp_path / "capture", None, out,
-        executor=InProcess(), model_quality=True, ground_truth=tmp_path / "gt",
-    )  # fmt: skip
-    assert code == 0
+    files = [[(f"a{i}", SKUS[i]) for i in range(1000)],
+             [(f"b{i}", SKUS[i]) for i in reversed(range(1000))]]  # fmt: skip
+    out = multiclass_baseline(tmp_path, files)
     statistics = json.loads((out / "statistics.json").read_text())
     matrix = statistics["multiclass_classification_metrics"]["confusion_matrix"]
     assert set(matrix) == set(SKUS[:fitting])
