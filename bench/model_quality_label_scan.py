@@ -1,12 +1,13 @@
 """Labels posted into the join with many predictions stored (issue 11, the blocks' scan).
 
     python bench/model_quality_label_scan.py [--predictions 1000000] [--batch 1000 10000]
-        [--tree PATH ...] [--workdir /tmp/mqscan]
+        [--chunk 10000] [--tree PATH ...] [--workdir /tmp/mqscan]
 
 For each tree (``--tree``: a checkout whose ``analyzer`` is imported, e.g. main's and a
 branch's; default this one), in a fresh process: a SQLite file (WAL, as the store runs it)
-gets ``--predictions`` predictions through ``add_predictions`` in chunks of 10,000 (random
-UUID keys, one every 0.018 s, no label waiting), then labels for stored keys (random, never
+gets ``--predictions`` predictions through ``add_predictions`` in chunks of ``--chunk``
+(10,000; a quiet endpoint's chunks are a few records: ``--chunk 25``; random UUID keys, one
+every 0.018 s, no label waiting), then labels for stored keys (random, never
 twice) are posted through ``add_labels``, one transaction per batch, 20 batches per size
 (``--batch``), plus 5 batches of keys that match nothing (the labels that wait). Prints
 labels per second (wall and the process's CPU) per batch size. Compare trees in one run:
@@ -29,6 +30,7 @@ import json, random, sys, time, uuid
 from sqlite_utils import Database
 from analyzer.store.model_quality import add_labels, add_predictions, create_tables
 path, n, sizes = sys.argv[1], int(sys.argv[2]), [int(s) for s in sys.argv[3].split(",")]
+chunk = int(sys.argv[4])
 db = Database(path)
 db.execute("PRAGMA journal_mode=WAL")
 db.execute("PRAGMA synchronous=NORMAL")
@@ -37,11 +39,14 @@ create_tables(db)
 rng = random.Random(0)
 keys = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(n)]
 started = time.process_time()
-for first in range(0, n, 10_000):
+for first in range(0, n, chunk):
     with db.conn:
         add_predictions(db, [(k, k, None, (first + i) * 0.018, "1", 0.7, b'{"x":1}')
-                             for i, k in enumerate(keys[first:first + 10_000])], 3600)
+                             for i, k in enumerate(keys[first:first + chunk])], 3600)
 stored_cpu = time.process_time() - started
+blocks = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'mq_blocks'").fetchone()[0]
+if blocks:
+    print(f"{db.execute('SELECT count(*) FROM mq_blocks').fetchone()[0]:,} blocks", file=sys.stderr)
 rng.shuffle(keys)
 out = {"stored_cpu_us": stored_cpu / n * 1e6}
 at = 0
@@ -69,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, nargs="+", default=[1000, 10_000])
+    parser.add_argument("--chunk", type=int, default=10_000, help="predictions a chunk")
     parser.add_argument("--tree", type=Path, action="append")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mqscan"))
     args = parser.parse_args()
@@ -78,9 +84,9 @@ def main() -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
-        sizes = ",".join(map(str, args.batch))
+        sizes, chunk = ",".join(map(str, args.batch)), str(args.chunk)
         found = subprocess.run(
-            [sys.executable, "-c", CHILD, str(path), str(args.predictions), sizes],
+            [sys.executable, "-c", CHILD, str(path), str(args.predictions), sizes, chunk],
             env=env,
             cwd=tree,  # `python -c` puts the working directory first on sys.path
             check=True,
@@ -88,7 +94,8 @@ def main() -> None:
             text=True,
         )
         result = json.loads(found.stdout)
-        print(f"{tree}: add_predictions {result.pop('stored_cpu_us'):.1f} µs CPU a prediction")
+        print(f"{tree}: add_predictions {result.pop('stored_cpu_us'):.1f} µs CPU a prediction"
+              f" (chunks of {args.chunk:,}) {found.stderr.strip()}")  # fmt: skip
         for name, figures in result.items():
             print(
                 f"  labels, batches of {name}: {figures['labels_per_s_wall']:,.0f}/s wall,"

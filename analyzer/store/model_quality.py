@@ -55,12 +55,13 @@ from analyzer.store.model_quality_blocks import (
     BLOCK_COLUMNS,
     F64,
     HOUR_S,
-    Block,
     bits,
+    block_rows,
     encode_block,
     insert_block,
     keys_of,
     pack,
+    update_block,
 )
 from analyzer.store.model_quality_claims import add_totals, claim_waiting, mark_windows
 from analyzer.store.model_quality_window import (
@@ -143,6 +144,10 @@ def create_tables(db: Database | sqlite3.Connection) -> None:
     )
 
 
+# a block holding fewer predictions takes the next chunk's of its hour (see _store_block)
+SMALL_BLOCK = 1000
+
+
 def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
     return db.conn if isinstance(db, Database) else db
 
@@ -171,18 +176,40 @@ def _by_hour(rows: Sequence[PredictionRow]) -> list[tuple[int, Sequence[Predicti
     ]
 
 
-def _store_block(conn: sqlite3.Connection, block: Block, claim: bool, window_s: int) -> int:
-    """Insert a block (and its claims row); with ``claim``, join it to the waiting labels
-    of its keys. Returns how many it joined."""
-    block_id = insert_block(conn, block)
-    n = len(block.keys)
-    claimed = claim_waiting(conn, block_id, block.keys) if claim else np.zeros(n, dtype=bool)
-    count = int(claimed.sum())
+def _store_block(
+    conn: sqlite3.Connection, bucket: int, rows: Sequence[PredictionRow], claim: bool,
+    window_s: int,
+) -> int:  # fmt: skip
+    """Store one hour's rows of a chunk as a block (and its claims row); with ``claim``, join
+    them to the waiting labels of their keys. Returns how many it joined.
+
+    A quiet endpoint's chunks are a few records each: a block of one would make the labels'
+    scan step through tens of thousands of rows. So while the last block stored is of the
+    same hour and holds fewer than :data:`SMALL_BLOCK` predictions, the rows are appended to
+    it (its row rewritten, its claims kept): it stays the last block, so the order in which
+    predictions were stored (which one of a key is first) does not change."""
+    last = conn.execute(
+        "SELECT b.id, b.bucket, b.n, c.claimed FROM mq_blocks b JOIN mq_claims c"
+        " ON c.block = b.id ORDER BY b.id DESC LIMIT 1"
+    ).fetchone()
+    if last is not None and last[1] == bucket and last[2] < SMALL_BLOCK:
+        block_id, held = int(last[0]), bits(last[3], last[2])
+        block = encode_block(bucket, [*block_rows(conn, block_id), *rows])
+        update_block(conn, block_id, block)
+    else:
+        held = np.zeros(0, dtype=bool)
+        block = encode_block(bucket, rows)
+        block_id = insert_block(conn, block)
+    keys = block.keys[held.size :]
+    fresh = claim_waiting(conn, block_id, keys) if claim else np.zeros(len(keys), dtype=bool)
+    count = int(fresh.sum())
     if count:
-        mark_windows(conn, block.times[claimed].tolist(), window_s)
+        mark_windows(conn, block.times[held.size :][fresh].tolist(), window_s)
+    claimed = np.concatenate([held, fresh])
+    n = len(block.keys)
     conn.execute(
-        "INSERT INTO mq_claims VALUES (?, ?, ?, ?)",
-        [block_id, block.values[2], n - count, pack(claimed)],
+        "INSERT OR REPLACE INTO mq_claims VALUES (?, ?, ?, ?)",
+        [block_id, block.values[2], n - int(claimed.sum()), pack(claimed)],
     )
     return count
 
@@ -203,8 +230,7 @@ def add_predictions(
     row = conn.execute("SELECT value FROM mq_totals WHERE name = ?", [WAITING]).fetchone()
     claim = row is not None and row[0] > 0
     joined = sum(
-        _store_block(conn, encode_block(bucket, part), claim, window_s)
-        for bucket, part in _by_hour(rows)
+        _store_block(conn, bucket, part, claim, window_s) for bucket, part in _by_hour(rows)
     )
     add_totals(conn, {UNCLAIMED: len(rows) - joined, WAITING: -joined, CHANGES: len(rows)})
     return len(rows)

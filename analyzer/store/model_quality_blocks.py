@@ -33,6 +33,7 @@ __all__ = [
     "Block",
     "bits",
     "block_ids_overlapping",
+    "block_rows",
     "decode_rows",
     "encode_block",
     "insert_block",
@@ -41,6 +42,7 @@ __all__ = [
     "pack",
     "predictions_of",
     "stored_predictions",
+    "update_block",
 ]
 
 HOUR_S = 3600
@@ -224,25 +226,41 @@ def block_ids_overlapping(
     return [(int(i), int(n), float(lo), float(hi)) for i, n, lo, hi in rows]
 
 
-def _iter_rows(conn: sqlite3.Connection) -> Iterator[PredictionRow]:
-    for block, n in conn.execute("SELECT id, n FROM mq_blocks ORDER BY id").fetchall():
-        row = conn.execute(
-            "SELECT keys, event_ids, inference_ids, times, predictions, probabilities, rows"
-            " FROM mq_blocks WHERE id = ?",
-            [block],
-        ).fetchone()
-        keys = keys_of(row[0])
-        probabilities = np.frombuffer(row[5], F64).tolist()
-        yield from zip(
-            keys,
+def block_rows(conn: sqlite3.Connection, block: int) -> list[PredictionRow]:
+    """A block's predictions as the rows they came in as, in order."""
+    row = conn.execute(
+        "SELECT keys, event_ids, inference_ids, times, predictions, probabilities, rows, n"
+        " FROM mq_blocks WHERE id = ?",
+        [block],
+    ).fetchone()
+    probabilities = np.frombuffer(row[5], F64).tolist()
+    return list(
+        zip(
+            keys_of(row[0]),
             orjson.loads(row[1]),
             orjson.loads(row[2]),
             np.frombuffer(row[3], F64).tolist(),
             predictions_of(row[4]).tolist(),
             [None if math.isnan(p) else p for p in probabilities],
-            decode_rows(row[6], n),
+            decode_rows(row[6], row[7]),
             strict=True,
         )
+    )
+
+
+def update_block(conn: sqlite3.Connection, block_id: int, block: Block) -> None:
+    """Rewrite a block's ``mq_blocks`` row with ``block``'s columns (it took more rows)."""
+    conn.execute(
+        "UPDATE mq_blocks SET (bucket, n, t_min, t_max, hashes, times, keys, predictions,"
+        " probabilities, event_ids, inference_ids, rows) ="
+        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = ?",
+        [*block.values, block_id],
+    )
+
+
+def _iter_rows(conn: sqlite3.Connection) -> Iterator[PredictionRow]:
+    for (block,) in conn.execute("SELECT id FROM mq_blocks ORDER BY id").fetchall():
+        yield from block_rows(conn, block)
 
 
 def stored_predictions(conn: sqlite3.Connection) -> list[PredictionRow]:

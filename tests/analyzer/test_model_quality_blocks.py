@@ -178,3 +178,35 @@ def test_one_long_key_does_not_pad_the_batch() -> None:
     tracemalloc.stop()
     assert [int(key_hashes([k])[0]) for k in keys[:200]] == hashes[:200].tolist()
     assert peak < 16 * 1024 * 1024, peak
+
+
+def test_a_quiet_endpoints_chunks_fill_one_block_an_hour(tmp_path: Path) -> None:
+    """Chunks of 3 predictions (a quiet endpoint): appended to the hour's last block while it
+    holds fewer than SMALL_BLOCK, so the labels' scan steps through a few rows, not one a
+    chunk. The join is as with a block a chunk: labels joined before an append stay joined,
+    a waiting label is claimed by an appended chunk, a key stored twice joins its first,
+    a chunk of another hour (or after a block of another hour) starts a block."""
+    db = open_db(tmp_path / "m.db")
+    with db.conn:
+        add_labels(db, [("w", "0")], 0.0, WINDOW)  # waits for its prediction
+        for c in range(4):  # hour 0: 12 predictions in 4 chunks; "d" in chunks 1 and 3
+            keys = ["d" if c in (1, 3) and i == 1 else f"c{c}-{i}" for i in range(3)]
+            add_predictions(db, [prediction(k, 100.0 * c + i, f"{c}") for i, k in
+                                 enumerate(keys)], WINDOW)  # fmt: skip
+            if c == 1:
+                assert add_labels(db, [("c0-0", "1"), ("d", "1")], 150.0, WINDOW) == (2, 0)
+        add_predictions(db, [prediction("w", 500.0, "w")], WINDOW)  # claims the waiting label
+        add_predictions(db, [prediction("h1", 3700.0, "h1")], WINDOW)  # the next hour
+        add_predictions(db, [prediction("late", 600.0, "late")], WINDOW)  # hour 0 again
+    blocks = db.execute("SELECT bucket, n FROM mq_blocks ORDER BY id").fetchall()
+    assert blocks == [(0, 13), (3600, 1), (0, 1)]
+    assert [row[0] for row in stored_predictions(db.conn)][:4] == ["c0-0", "c0-1", "c0-2", "c1-0"]
+    pairs = window_pairs(db.conn, 0, 3600)
+    assert sorted(zip(pairs.predictions, pairs.labels, strict=True)) == [
+        ("0", "1"), ("1", "1"), ("w", "0")]  # fmt: skip
+    assert label_counts(db.conn, 9000.0, 0.0) == LabelCounts(
+        matched=3, unmatched=0, pending=0, awaiting=0, unlabeled=12
+    )
+    with db.conn:  # the later "d" (chunk 3) is a prediction of its own, never joined
+        add_labels(db, [("c3-2", "0")], 9000.0, WINDOW)
+    assert len(window_pairs(db.conn, 0, 3600)) == 4

@@ -85,7 +85,9 @@ def test_label_counts(tmp_path: Path) -> None:
     db = open_db(tmp_path / "m.db")
     with db.conn:
         add_predictions(db, [prediction(k, t) for k, t in [("a", 0), ("b", 0)]], 60)
-        add_predictions(db, [prediction("c", 900)], 60)  # a block of its own: pruned apart
+        # another hour: a block of its own, pruned apart (a chunk of the same hour would
+        # have been appended to a, b's small block)
+        add_predictions(db, [prediction("c", 3700)], 60)
         add_labels(db, [("a", "1"), ("zz", "0")], received_at=100.0, window_s=60)
         add_labels(db, [("yy", "0")], received_at=950.0, window_s=60)
     counts = label_counts(db.conn, now=1000.0, label_delay_s=500.0)
