@@ -134,6 +134,11 @@ def create_tables(db: Database | sqlite3.Connection) -> None:
         "CREATE INDEX IF NOT EXISTS mq_label_batches_wait ON mq_label_batches"
         " (received_at, waiting) WHERE waiting > 0"
     )
+    # retention finds the batches received before its cutoff by range, not by a scan (one
+    # row a POST: a label a request makes many)
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS mq_label_batches_received ON mq_label_batches (received_at)"
+    )
     conn.execute(
         "CREATE TABLE IF NOT EXISTS mq_dirty (window_start INTEGER PRIMARY KEY,"
         " version INTEGER NOT NULL)"

@@ -210,3 +210,23 @@ def test_a_quiet_endpoints_chunks_fill_one_block_an_hour(tmp_path: Path) -> None
     with db.conn:  # the later "d" (chunk 3) is a prediction of its own, never joined
         add_labels(db, [("c3-2", "0")], 9000.0, WINDOW)
     assert len(window_pairs(db.conn, 0, 3600)) == 4
+
+
+def test_retention_finds_old_label_batches_by_an_index_range(tmp_path: Path) -> None:
+    """A batch row a POST (a label a request makes many): prune's reads of the batches are
+    index ranges, never a scan of the table (each statement prune runs, explained)."""
+    db = open_db(tmp_path / "m.db")
+    with db.conn:
+        for i in range(50):
+            add_labels(db, [(f"k{i}", "1")], float(i), WINDOW)
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    with db.conn:
+        prune(db, before=25.0)
+    db.conn.set_trace_callback(None)
+    reads = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    assert any("mq_label_batches" in sql for sql in reads)
+    for sql in reads:
+        plan = " ".join(str(row[3]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "SCAN mq_label_batches" not in plan, (sql, plan)
+    assert db.execute("SELECT count(*) FROM mq_label_batches").fetchone()[0] == 25
