@@ -4,7 +4,8 @@ The join key is the capture's ``inferenceId`` when it has one, else its ``eventI
 ground-truth record's ``eventMetadata.eventId`` holds that same key, as in SageMaker).
 
 **Predictions** are stored as blocks (:mod:`analyzer.store.model_quality_blocks`): each
-capture chunk's predictions of one hour as one row of columns in ``mq_blocks``, with a
+capture chunk's predictions of one hour as one row of columns in ``mq_blocks`` (a quiet
+endpoint's small chunks appended to their hour's last block while it is small), with a
 narrow ``mq_claims`` row (a bit per prediction, set when its label is joined). A chunk costs
 a few rows, never a row or an index entry per prediction. Within a chunk a repeated key
 keeps its first row. There is no index on the keys: a prediction whose key was stored by
@@ -106,7 +107,7 @@ def create_tables(db: Database | sqlite3.Connection) -> None:
     conn.execute(f"CREATE TABLE IF NOT EXISTS mq_blocks ({BLOCK_COLUMNS})")
     conn.execute("CREATE INDEX IF NOT EXISTS mq_blocks_bucket ON mq_blocks (bucket)")
     conn.execute("CREATE INDEX IF NOT EXISTS mq_blocks_t_max ON mq_blocks (t_max)")  # prune
-    # what a join changes, narrow (a block's wide row is never rewritten); the index sums
+    # what a join changes, narrow (a join never rewrites a block's wide row); the index sums
     # the unclaimed predictions within the label wait (its entries: blocks with some)
     conn.execute(
         "CREATE TABLE IF NOT EXISTS mq_claims (block INTEGER PRIMARY KEY, t_min REAL NOT NULL,"
@@ -149,8 +150,11 @@ def create_tables(db: Database | sqlite3.Connection) -> None:
     )
 
 
-# a block holding fewer predictions takes the next chunk's of its hour (see _store_block)
+# a block holding fewer predictions, and fewer bytes of them, takes the next chunk's of its
+# hour (see _store_block): an append rewrites the block, so the bytes bound what a
+# prediction can cost in rewrites (at most SMALL_BLOCK_BYTES / 2 on average)
 SMALL_BLOCK = 1000
+SMALL_BLOCK_BYTES = 64 * 1024
 
 
 def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
@@ -190,15 +194,21 @@ def _store_block(
 
     A quiet endpoint's chunks are a few records each: a block of one would make the labels'
     scan step through tens of thousands of rows. So while the last block stored is of the
-    same hour and holds fewer than :data:`SMALL_BLOCK` predictions, the rows are appended to
-    it (its row rewritten, its claims kept): it stays the last block, so the order in which
-    predictions were stored (which one of a key is first) does not change."""
+    same hour and holds fewer than :data:`SMALL_BLOCK` predictions and
+    :data:`SMALL_BLOCK_BYTES` of them, the rows are appended to it (its row rewritten, its
+    claims kept): it stays the last block, so the order in which predictions were stored
+    (which one of a key is first) does not change."""
     last = conn.execute(
-        "SELECT b.id, b.bucket, b.n, c.claimed FROM mq_blocks b JOIN mq_claims c"
-        " ON c.block = b.id ORDER BY b.id DESC LIMIT 1"
+        "SELECT id, bucket, n, length(keys) + length(rows) + length(event_ids)"
+        " + length(inference_ids) + length(predictions) FROM mq_blocks ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    if last is not None and last[1] == bucket and last[2] < SMALL_BLOCK:
-        block_id, held = int(last[0]), bits(last[3], last[2])
+    if (last is not None and last[1] == bucket and last[2] < SMALL_BLOCK
+            and last[3] < SMALL_BLOCK_BYTES):  # fmt: skip
+        block_id = int(last[0])
+        (claims,) = conn.execute(
+            "SELECT claimed FROM mq_claims WHERE block = ?", [block_id]
+        ).fetchone()  # written with its block, always
+        held = bits(claims, last[2])
         block = encode_block(bucket, [*block_rows(conn, block_id), *rows])
         update_block(conn, block_id, block)
     else:

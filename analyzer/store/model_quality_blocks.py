@@ -1,6 +1,7 @@
 """Blocks: a capture chunk's predictions of one hour, stored as one row of columns.
 
-``mq_blocks`` holds, per block, the columns of its predictions as blobs (never updated):
+``mq_blocks`` holds, per block, the columns of its predictions as blobs (rewritten only
+while a quiet endpoint's chunks are appended to a small block, never by a join):
 a 64-bit hash of each key (:func:`key_hashes`), the inference times, the keys, the
 predictions, the probabilities, both ids and the input rows. What changes when a label
 joins is kept apart in ``mq_claims`` (a narrow row per block: a bit per prediction, set

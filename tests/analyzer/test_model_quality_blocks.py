@@ -230,3 +230,18 @@ def test_retention_finds_old_label_batches_by_an_index_range(tmp_path: Path) -> 
         plan = " ".join(str(row[3]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}"))
         assert "SCAN mq_label_batches" not in plan, (sql, plan)
     assert db.execute("SELECT count(*) FROM mq_label_batches").fetchone()[0] == 25
+
+
+def test_appends_stop_at_the_blocks_bytes(tmp_path: Path) -> None:
+    """Chunks of one prediction with a 4,000-byte input row: an append rewrites the block,
+    so a block takes chunks only while it holds fewer than SMALL_BLOCK_BYTES (64 KiB:
+    16 such rows), not up to SMALL_BLOCK predictions (the rewrites of a thousand 4 KiB rows
+    wrote 4.1 GB of WAL for 1,000 predictions: review)."""
+    db = open_db(tmp_path / "m.db")
+    with db.conn:
+        for i in range(40):
+            row = (f"k{i}", f"k{i}", None, float(i), "1", 0.5, b'"' + b"x" * 3998 + b'"')
+            add_predictions(db, [row], WINDOW)
+    sizes = [n for (n,) in db.execute("SELECT n FROM mq_blocks ORDER BY id")]
+    assert sizes == [17, 17, 6]  # 16 rows are under 64 KiB, the 17th takes it past
+    assert [row[0] for row in stored_predictions(db.conn)] == [f"k{i}" for i in range(40)]
