@@ -19,33 +19,17 @@ from analyzer.store.model_quality import (
     add_labels,
     add_predictions,
     create_tables,
-    dirty_windows,
     label_counts,
-    mark_evaluated,
     predictions_between,
     prune,
     window_pairs,
 )
 from analyzer.store.model_quality_blocks import key_hashes, stored_predictions
-
-WINDOW = 3600
-
-
-def open_db(path: Path) -> Database:
-    db = Database(path)
-    create_tables(db)
-    return db
+from tests.analyzer.test_model_quality_store import WINDOW, open_db, take_dirty_windows
 
 
 def prediction(key: str, t: float, yhat: str = "1") -> PredictionRow:
     return (key, key, None, t, yhat, 0.5, None)
-
-
-def take_dirty_windows(db: Database) -> list[int]:
-    with db.conn:
-        windows = dirty_windows(db.conn)
-        mark_evaluated(db, windows)
-    return [w.start for w in windows]
 
 
 def test_the_key_hash_is_stable_and_does_not_depend_on_the_other_keys() -> None:
