@@ -297,8 +297,8 @@ class ModelQualityConfig(_Model):
     # "sagemaker" divides r2's residuals by the predictions' spread, as AWS's container does
     r2_convention: Literal["standard", "sagemaker"] = "standard"
     estimate: bool = True  # label-free estimate (CBPE) for classification
-    # analyze --once, baseline --model-quality from captures: past this many rows (predictions
-    # + labels) the join goes to temporary files (docs/model-quality.md, "Past the budget")
+    # analyze --once, baseline --model-quality (captures or a table): past this many rows
+    # (predictions + labels) the join goes to temporary files (model-quality.md: Past the budget)
     batch_memory_rows: Annotated[int, Field(ge=16, le=10**12)] = 500_000
 
     @field_validator("inference_attribute", "probability_attribute", "ground_truth_attribute")
