@@ -2,7 +2,7 @@
 
 ``mq_blocks`` holds, per block, the columns of its predictions as blobs (rewritten only
 while a quiet endpoint's chunks are appended to a small block, never by a join):
-a 64-bit hash of each key (:func:`key_hashes`), the inference times, the keys, the
+a 64-bit hash of each key (:func:`stable_key_hashes`), the inference times, the keys, the
 predictions, the probabilities, both ids and the input rows. What changes when a label
 joins is kept apart in ``mq_claims`` (a narrow row per block: a bit per prediction, set
 when its label is joined, and how many are still unset), so that joining never rewrites a
@@ -38,10 +38,10 @@ __all__ = [
     "decode_rows",
     "encode_block",
     "insert_block",
-    "key_hashes",
     "keys_of",
     "pack",
     "predictions_of",
+    "stable_key_hashes",
     "stored_predictions",
     "update_block",
 ]
@@ -68,13 +68,16 @@ def _splitmix64(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     return z ^ (z >> _S31)
 
 
-def key_hashes(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
+def stable_key_hashes(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
     """A stable 64-bit hash of each key's UTF-8 bytes, vectorized: the keys as one
     fixed-width byte array read as little-endian 64-bit words, each word folded in with
     splitmix64. A key holds no NUL (refused upstream), so a word is all zero only past the
     key's end: those are skipped, which makes the hash independent of the array's width.
 
-    A hit is only a candidate: the caller compares the full keys.
+    A hit is only a candidate: the caller compares the full keys. Stored, so the same in
+    every process and version (unlike the batch join's
+    :func:`analyzer.monitors.model_quality.pairs.key_hashes`, Python's ``hash``, which is
+    only shared by forked processes and never leaves the run).
     """
     n = len(keys)
     if not n:
@@ -95,7 +98,7 @@ def key_hashes(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
 
 
 def _hash_words(encoded: npt.NDArray[np.bytes_], width: int) -> npt.NDArray[np.uint64]:
-    """:func:`key_hashes` of keys padded with NULs to ``width`` 64-bit words each."""
+    """:func:`stable_key_hashes` of keys padded with NULs to ``width`` 64-bit words each."""
     words = np.ascontiguousarray(encoded).view(U64).reshape(encoded.size, width)
     hashes = np.zeros(encoded.size, dtype=U64)
     for column in words.T:
@@ -167,7 +170,7 @@ def encode_block(bucket: int, rows: Sequence[PredictionRow]) -> Block:
         len(rows),
         float(times.min()),
         float(times.max()),
-        key_hashes(keys).tobytes(),
+        stable_key_hashes(keys).tobytes(),
         times.tobytes(),
         "\x00".join(keys).encode(),  # keys never hold NUL
         _coded(predictions),

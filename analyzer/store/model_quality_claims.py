@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from analyzer.store.model_quality_blocks import F64, U64, bits, key_hashes, keys_of, pack
+from analyzer.store.model_quality_blocks import F64, U64, bits, keys_of, pack, stable_key_hashes
 from analyzer.store.model_quality_window import CHANGES, LABELS, UNCLAIMED, WAITING
 from analyzer.store.multi_row import insert_rows
 
@@ -102,7 +102,7 @@ def _find_first(conn: sqlite3.Connection, keys: list[str]) -> dict[int, list[tup
     """block id → ``(position, key)`` of the first stored prediction of each key found: the
     blocks' hashes scanned in id order, one block at a time, each hit confirmed by the key."""
     wanted = set(keys)
-    unsorted = key_hashes(keys)
+    unsorted = stable_key_hashes(keys)
     by_hash: dict[int, list[str]] = defaultdict(list)
     for value, key in zip(unsorted.tolist(), keys, strict=True):
         by_hash[value].append(key)

@@ -24,7 +24,7 @@ from analyzer.store.model_quality import (
     prune,
     window_pairs,
 )
-from analyzer.store.model_quality_blocks import key_hashes, stored_predictions
+from analyzer.store.model_quality_blocks import stable_key_hashes, stored_predictions
 from tests.analyzer.test_model_quality_store import WINDOW, open_db, take_dirty_windows
 
 
@@ -36,9 +36,9 @@ def test_the_key_hash_is_stable_and_does_not_depend_on_the_other_keys() -> None:
     keys = ["a", "abcdefgh", "abcdefghi", "7f1c1c7e-0b0e-4f57-9c1e-2f6d5b8c9a10", "é"]
     pinned = [0x4F5DA978776A9DB1, 0x541F1300220C7A6F, 0x6B74ADEBEAB07B40,
               0x64ED8E8A3B1B7D66, 0x250EA5D6468287CF]  # fmt: skip
-    assert key_hashes(keys).tolist() == pinned  # stored: must never change
-    assert [int(key_hashes([k])[0]) for k in keys] == pinned  # whatever the array's width
-    assert len(set(key_hashes([f"k{i}" for i in range(10_000)]).tolist())) == 10_000
+    assert stable_key_hashes(keys).tolist() == pinned  # stored: must never change
+    assert [int(stable_key_hashes([k])[0]) for k in keys] == pinned  # whatever the array's width
+    assert len(set(stable_key_hashes([f"k{i}" for i in range(10_000)]).tolist())) == 10_000
 
 
 def _one_hash(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
@@ -50,8 +50,8 @@ def test_keys_of_one_hash_are_told_apart_by_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, few_hits: int
 ) -> None:
     """Every key forced to one hash: a hit is only a candidate, the full key decides."""
-    monkeypatch.setattr(blocks, "key_hashes", _one_hash)
-    monkeypatch.setattr(claims, "key_hashes", _one_hash)
+    monkeypatch.setattr(blocks, "stable_key_hashes", _one_hash)
+    monkeypatch.setattr(claims, "stable_key_hashes", _one_hash)
     monkeypatch.setattr(claims, "_FEW_HITS", few_hits)
     db = open_db(tmp_path / "m.db")
     with db.conn:
@@ -157,10 +157,10 @@ def test_one_long_key_does_not_pad_the_batch() -> None:
     keys[123] = "键" * 1024  # 3 KiB of UTF-8, within MAX_KEY's 1,024 characters
     keys[7] = "a"
     tracemalloc.start()
-    hashes = key_hashes(keys)
+    hashes = stable_key_hashes(keys)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert [int(key_hashes([k])[0]) for k in keys[:200]] == hashes[:200].tolist()
+    assert [int(stable_key_hashes([k])[0]) for k in keys[:200]] == hashes[:200].tolist()
     assert peak < 16 * 1024 * 1024, peak
 
 
