@@ -177,7 +177,7 @@ def _reduce(
             what = "label" if is_label else "prediction"
             values = _run_codes(values, result.classes, encoder, what, bad, result.path)
             keep = ~np.isnan(values)
-            bad.count += int(values.size - keep.sum())  # over MAX_CLASSES classes in all
+            bad.count += int(values.size - keep.sum())  # classes the run refused
         bad.extend(result.bad)
         keys = columns.column("key")[keep]
         if keys.dtype == np.object_:

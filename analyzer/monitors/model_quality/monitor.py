@@ -49,6 +49,7 @@ from analyzer.monitors.model_quality.records import (
     MAX_CLASSES,
     MAX_MATRIX_BYTES,
     matrix_cell_bytes,
+    matrix_fits,
 )
 
 __all__ = [
@@ -150,13 +151,12 @@ def _class_codes(
 
 def _fitting(names: Sequence[str], budget: int) -> int:
     """How many of ``names`` (in order) a confusion matrix can hold within ``budget`` bytes
-    of compact JSON: k rows, each naming the k classes with a count, and the rows' names, so
-    about (k + 1) × Σ :func:`matrix_cell_bytes` (``statistics.json``, indented, takes more:
-    see there)."""
+    of compact JSON (:func:`matrix_fits`, the batch's encoder's rule too; ``statistics.json``,
+    indented, takes more: see :func:`matrix_cell_bytes`)."""
     total = 0
     for k, name in enumerate(names, 1):
         total += matrix_cell_bytes(name)
-        if (k + 1) * total > budget:  # k columns of each row, and the rows' own names
+        if not matrix_fits(k, total, budget):
             return k - 1
     return len(names)
 

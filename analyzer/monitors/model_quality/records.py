@@ -48,6 +48,7 @@ __all__ = [
     "ground_truth_record",
     "json_line",
     "matrix_cell_bytes",
+    "matrix_fits",
 ]
 
 MAX_CLASSES = 1000  # a multiclass label set larger than this is not a classifier's output
@@ -67,6 +68,13 @@ def matrix_cell_bytes(name: str) -> int:
     10 bytes more, so the file's matrix is up to ~2.5× this for short names (1,000 classes of
     9 characters: 16 MB compact, 24 MB as written) and ~1.01× for names of 1,000."""
     return len(orjson.dumps(name)) + 5
+
+
+def matrix_fits(classes: int, cells: int, budget: int = MAX_MATRIX_BYTES) -> bool:
+    """Whether a confusion matrix of ``classes`` classes whose :func:`matrix_cell_bytes` sum
+    to ``cells`` fits in ``budget``: k rows each naming the k classes, and the rows' own
+    names, so (k + 1) × the sum."""
+    return (classes + 1) * cells <= budget
 
 
 class BadValue(ValueError):
@@ -197,7 +205,7 @@ class Encoder:
             if len(self.classes) >= MAX_CLASSES:
                 raise BadValue(f"{what} {name!r}: more than {MAX_CLASSES} classes")
             cost = self._matrix_bytes + matrix_cell_bytes(name)
-            if (len(self.classes) + 2) * cost > MAX_MATRIX_BYTES:
+            if not matrix_fits(len(self.classes) + 1, cost):
                 raise BadValue(
                     f"{what} {name[:40]!r}: the confusion matrix of {len(self.classes) + 1}"
                     f" classes would pass {MAX_MATRIX_BYTES} bytes of JSON"
