@@ -181,6 +181,15 @@ def m008_model_quality_blocks(db: Database) -> None:
     to_blocks(db)
 
 
+@MIGRATIONS()
+def m009_model_quality_label_keys(db: Database) -> None:
+    """The label batches' keys in a table of their own (``mq_label_keys``), apart from the
+    bits a join rewrites (:func:`analyzer.store.model_quality_migrations.label_keys_apart`)."""
+    from analyzer.store.model_quality_migrations import label_keys_apart
+
+    label_keys_apart(db)
+
+
 class StoreError(Exception):
     """The store cannot be opened or used (a bad path, a full disk, a closed store)."""
 

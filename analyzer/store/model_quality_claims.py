@@ -29,7 +29,7 @@ from analyzer.store.model_quality_blocks import F64, U64, bits, keys_of, pack, s
 from analyzer.store.model_quality_window import CHANGES, LABELS, UNCLAIMED, WAITING
 from analyzer.store.multi_row import insert_rows
 
-__all__ = ["add_labels", "add_totals", "claim_waiting", "mark_windows"]
+__all__ = ["add_label_batch", "add_labels", "add_totals", "claim_waiting", "mark_windows"]
 
 _LOW_BITS = 20
 _LOW = np.uint64((1 << _LOW_BITS) - 1)
@@ -43,6 +43,19 @@ def add_totals(conn: sqlite3.Connection, deltas: dict[str, int]) -> None:
         " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
         [(name, delta) for name, delta in deltas.items() if delta],
     )
+
+
+def add_label_batch(
+    conn: sqlite3.Connection, received_at: float, keys: list[str], joined: npt.NDArray[np.bool_]
+) -> int:
+    """A new label batch's row (its bits) and its keys' row; returns its id."""
+    batch = conn.execute(
+        "INSERT INTO mq_label_batches (received_at, n, waiting, joined) VALUES (?, ?, ?, ?)",
+        [received_at, len(keys), int((~joined).sum()), pack(joined)],
+    ).lastrowid
+    assert batch is not None
+    conn.execute("INSERT INTO mq_label_keys VALUES (?, ?)", [batch, orjson.dumps(keys)])
+    return batch
 
 
 def mark_windows(conn: sqlite3.Connection, times: Iterable[float], window_s: int) -> None:
@@ -202,12 +215,7 @@ def add_labels(
     new = sorted(key for key in batch if key not in stored)  # in key order: the b-tree's
     if not new:
         return 0, total
-    batch_id = conn.execute(
-        "INSERT INTO mq_label_batches (received_at, n, waiting, joined, keys)"
-        " VALUES (?, ?, ?, ?, ?)",
-        [received_at, len(new), len(new), pack(np.zeros(len(new), dtype=bool)), orjson.dumps(new)],
-    ).lastrowid
-    assert batch_id is not None
+    batch_id = add_label_batch(conn, received_at, new, np.zeros(len(new), dtype=bool))
     insert_rows(
         conn,
         "INSERT INTO mq_labels",

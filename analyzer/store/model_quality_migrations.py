@@ -26,10 +26,17 @@ from sqlite_utils import Database
 from analyzer.monitors.model_quality.predictions import PredictionRow
 from analyzer.store.model_quality import create_tables, recount_totals
 from analyzer.store.model_quality_blocks import HOUR_S, encode_block, insert_block, pack
+from analyzer.store.model_quality_claims import add_label_batch
 
 log = logging.getLogger("modelmon.analyzer.store")
 
-__all__ = ["create_tables_v1", "drop_key_index", "recount_totals_v1", "to_blocks"]
+__all__ = [
+    "create_tables_v1",
+    "drop_key_index",
+    "label_keys_apart",
+    "recount_totals_v1",
+    "to_blocks",
+]
 
 # mq_predictions as m007 left it (m003 had ``key TEXT PRIMARY KEY``)
 PREDICTION_COLUMNS_V1 = (
@@ -115,12 +122,7 @@ def _add_batch(conn: sqlite3.Connection, rows: Sequence[tuple[str, str, float, i
     """One batch of converted labels of one arrival time: ``(key, label, received_at,
     joined)``."""
     joined = np.array([row[3] for row in rows], dtype=bool)
-    batch = conn.execute(
-        "INSERT INTO mq_label_batches (received_at, n, waiting, joined, keys)"
-        " VALUES (?, ?, ?, ?, ?)",
-        [rows[0][2], len(rows), int((~joined).sum()), pack(joined),
-         orjson.dumps([row[0] for row in rows])],
-    ).lastrowid  # fmt: skip
+    batch = add_label_batch(conn, rows[0][2], [row[0] for row in rows], joined)
     conn.executemany(
         "INSERT INTO mq_labels VALUES (?, ?, ?, ?, ?)",
         [(key, label, moment, batch, pos) for pos, (key, label, moment, _) in enumerate(rows)],
@@ -186,3 +188,15 @@ def to_blocks(db: Database) -> int:
         time.monotonic() - started,
     )
     return converted
+
+
+def label_keys_apart(db: Database) -> None:
+    """Migration m009: the label batches' keys into ``mq_label_keys`` (m008 kept them in
+    the batch's row, which every join rewrites); a database made since has them apart."""
+    conn = db.conn
+    create_tables(conn)
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(mq_label_batches)")]
+    if "keys" not in columns:
+        return
+    conn.execute("INSERT INTO mq_label_keys SELECT id, keys FROM mq_label_batches")
+    conn.execute("ALTER TABLE mq_label_batches DROP COLUMN keys")
