@@ -86,28 +86,34 @@ def claim_waiting(conn: sqlite3.Connection, block: int, keys: list[str]) -> npt.
     claimed flags. The keys' labels are probed by key (read only); a label joined before
     (its batch bit set, or its batch gone) is not taken: the first stored prediction of a
     key keeps it."""
+    # a row per label found: the key's index in ``keys`` (json_each's key), its batch and
+    # position (integers: no key comes back to Python)
     found = conn.execute(
-        "SELECT key, batch, pos FROM mq_labels WHERE key IN (SELECT value FROM json_each(?))",
+        "SELECT j.key, l.batch, l.pos FROM json_each(?) j JOIN mq_labels l ON l.key = j.value",
         [orjson.dumps(keys).decode()],
     ).fetchall()
     claimed = np.zeros(len(keys), dtype=bool)
     if not found:
         return claimed
-    by_batch: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for key, batch, pos in found:
-        by_batch[batch].append((key, pos))
-    position = {key: i for i, key in enumerate(keys)}
-    for batch, labels in by_batch.items():
+    rows = np.array(found, dtype=np.int64).reshape(-1, 3)
+    rows = rows[np.argsort(rows[:, 1], kind="stable")]
+    batches, starts = np.unique(rows[:, 1], return_index=True)
+    for batch, part in zip(batches.tolist(), np.split(rows, starts[1:]), strict=True):
         row = conn.execute(
             "SELECT n, joined FROM mq_label_batches WHERE id = ?", [batch]
         ).fetchone()
         if row is None:  # pruned: its labels still stored were joined before it went
             continue
-        joined = bits(row[1], row[0])
-        waiting = [(key, pos) for key, pos in labels if pos < row[0] and not joined[pos]]
-        if waiting:
-            _set_label_bits(conn, batch, [pos for _, pos in waiting])
-            claimed[[position[key] for key, _ in waiting]] = True
+        n, joined = row[0], bits(row[1], row[0])
+        part = part[part[:, 2] < n]  # no position past the batch (an id is never reused)
+        part = part[~joined[part[:, 2]]]
+        if part.size:
+            joined[part[:, 2]] = True
+            conn.execute(
+                "UPDATE mq_label_batches SET joined = ?, waiting = waiting - ? WHERE id = ?",
+                [pack(joined), len(part), batch],
+            )
+            claimed[part[:, 0]] = True
     return claimed
 
 
