@@ -98,22 +98,33 @@ def claim_waiting(conn: sqlite3.Connection, block: int, keys: list[str]) -> npt.
     rows = np.array(found, dtype=np.int64).reshape(-1, 3)
     rows = rows[np.argsort(rows[:, 1], kind="stable")]
     batches, starts = np.unique(rows[:, 1], return_index=True)
+    stored = {
+        batch: (n, joined)
+        for batch, n, joined in conn.execute(
+            "SELECT id, n, joined FROM mq_label_batches WHERE id IN"
+            " (SELECT value FROM json_each(?))",
+            [orjson.dumps(batches.tolist()).decode()],
+        )
+    }  # a batch not there was pruned: its labels still stored were joined before it went
+    changed: list[tuple[int, bytes, int]] = []
     for batch, part in zip(batches.tolist(), np.split(rows, starts[1:]), strict=True):
-        row = conn.execute(
-            "SELECT n, joined FROM mq_label_batches WHERE id = ?", [batch]
-        ).fetchone()
-        if row is None:  # pruned: its labels still stored were joined before it went
+        if batch not in stored:
             continue
-        n, joined = row[0], bits(row[1], row[0])
+        n, joined = stored[batch][0], bits(stored[batch][1], stored[batch][0])
         part = part[part[:, 2] < n]  # no position past the batch (an id is never reused)
         part = part[~joined[part[:, 2]]]
         if part.size:
             joined[part[:, 2]] = True
-            conn.execute(
-                "UPDATE mq_label_batches SET joined = ?, waiting = waiting - ? WHERE id = ?",
-                [pack(joined), len(part), batch],
-            )
+            changed.append((batch, pack(joined), len(part)))
             claimed[part[:, 0]] = True
+    # every batch's bits in one statement (labels in random order touch many batches a chunk)
+    insert_rows(
+        conn,
+        "WITH v(id, joined, k) AS (",
+        changed,
+        ") UPDATE mq_label_batches SET joined = v.joined, waiting = waiting - v.k FROM v"
+        " WHERE mq_label_batches.id = v.id",
+    )
     return claimed
 
 

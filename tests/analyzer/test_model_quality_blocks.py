@@ -229,3 +229,39 @@ def test_appends_stop_at_the_blocks_bytes(tmp_path: Path) -> None:
     sizes = [n for (n,) in db.execute("SELECT n FROM mq_blocks ORDER BY id")]
     assert sizes == [17, 17, 6]  # 16 rows are under 64 KiB, the 17th takes it past
     assert [row[0] for row in stored_predictions(db.conn)] == [f"k{i}" for i in range(40)]
+
+
+def test_a_chunk_claims_the_labels_of_many_batches_at_once(tmp_path: Path) -> None:
+    """Labels in random order: one chunk joins labels of several batches, whose bits are all
+    written by one statement; a batch's labels already joined and a pruned batch's label
+    (joined before it went) are not taken again."""
+    db = Database(tmp_path / "m.db")
+    create_tables(db)
+    with db.conn:
+        add_predictions(db, [prediction("old", 40.0)], 3600)
+        add_labels(db, [("old", "1"), ("gone", "0")], 20.0, 3600)  # batch 1: old joins
+        prune(db, 30.0)  # batch 1 goes with "gone"; "old" stays joined (its block at 40 too)
+        for b in range(5):  # batches 2..6: keys b0..b2
+            add_labels(db, [(f"{b}{i}", str(i % 2)) for i in range(3)], 100.0 + b, 3600)
+        add_predictions(db, [prediction("11", 150.0)], 3600)  # joins one label of batch 3
+    keys = ["old", "00", "02", "11", "12", "21", "40", "41", "42", "new"]
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    with db.conn:
+        assert add_predictions(db, [prediction(k, 200.0) for k in keys], 3600) == 10
+    db.conn.set_trace_callback(None)
+    touching = [sql for sql in statements if "mq_label_batches" in sql]
+    assert len(touching) == 2, touching  # the batches' bits read once, written once
+    waiting = db.execute("SELECT id, waiting, joined, n FROM mq_label_batches ORDER BY id")
+    joined = {batch: (left, blocks.bits(blob, n).tolist()) for batch, left, blob, n in waiting}
+    assert joined == {
+        2: (1, [True, False, True]),
+        3: (1, [False, True, True]),
+        4: (2, [False, True, False]),
+        5: (3, [False, False, False]),
+        6: (0, [True, True, True]),
+    }
+    counts = label_counts(db.conn, 300.0, 3600.0)
+    assert (counts.matched, counts.pending) == (9, 7)
+    # "old" and "11" were stored again: their later copies stay unlabelled
+    assert sorted(window_pairs(db.conn, 0, 3600).predictions) == ["1"] * 9
