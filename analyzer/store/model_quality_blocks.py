@@ -83,7 +83,8 @@ def stable_key_hashes(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
     if not n:
         return np.zeros(0, dtype=U64)
     encoded = [key.encode() for key in keys]
-    words = (np.fromiter(map(len, encoded), dtype=np.int64, count=n) + 7) // 8
+    # an empty key (refused by both intakes) is one word of zeros: hash 0, not a width of 0
+    words = np.maximum((np.fromiter(map(len, encoded), dtype=np.int64, count=n) + 7) // 8, 1)
     widths = np.unique(words)
     if widths.size == 1:  # the usual batch: keys of one shape (UUIDs, counters of one width)
         return _hash_words(np.array(encoded, dtype=f"S{int(widths[0]) * 8}"), int(widths[0]))

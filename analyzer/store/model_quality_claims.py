@@ -102,31 +102,35 @@ def claim_waiting(conn: sqlite3.Connection, block: int, keys: list[str]) -> npt.
     rows = rows[np.argsort(rows[:, 1], kind="stable")]
     batches, starts = np.unique(rows[:, 1], return_index=True)
     stored = {
-        batch: (n, joined)
-        for batch, n, joined in conn.execute(
-            "SELECT id, n, joined FROM mq_label_batches WHERE id IN"
+        batch: rest
+        for batch, *rest in conn.execute(
+            "SELECT id, received_at, n, waiting, joined FROM mq_label_batches WHERE id IN"
             " (SELECT value FROM json_each(?))",
             [orjson.dumps(batches.tolist()).decode()],
         )
     }  # a batch not there was pruned: its labels still stored were joined before it went
-    changed: list[tuple[int, bytes, int]] = []
+    changed: list[tuple[int, float, int, int, bytes]] = []
     for batch, part in zip(batches.tolist(), np.split(rows, starts[1:]), strict=True):
         if batch not in stored:
             continue
-        n, joined = stored[batch][0], bits(stored[batch][1], stored[batch][0])
+        received_at, n, waiting, blob = stored[batch]
+        joined = bits(blob, n)
         part = part[part[:, 2] < n]  # no position past the batch (an id is never reused)
         part = part[~joined[part[:, 2]]]
+        # a key given twice takes its label once, at its first place
+        part = part[np.unique(part[:, 2], return_index=True)[1]]
         if part.size:
             joined[part[:, 2]] = True
-            changed.append((batch, pack(joined), len(part)))
+            changed.append((batch, received_at, n, waiting - len(part), pack(joined)))
             claimed[part[:, 0]] = True
-    # every batch's bits in one statement (labels in random order touch many batches a chunk)
+    # every batch's bits in one statement (labels in random order touch many batches a
+    # chunk): each row exists, so each insert is the update (no ``UPDATE … FROM``: SQLite
+    # 3.33; an upsert needs 3.24)
     insert_rows(
         conn,
-        "WITH v(id, joined, k) AS (",
+        "INSERT INTO mq_label_batches (id, received_at, n, waiting, joined)",
         changed,
-        ") UPDATE mq_label_batches SET joined = v.joined, waiting = waiting - v.k FROM v"
-        " WHERE mq_label_batches.id = v.id",
+        " ON CONFLICT (id) DO UPDATE SET waiting = excluded.waiting, joined = excluded.joined",
     )
     return claimed
 

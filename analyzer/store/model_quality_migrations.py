@@ -1,12 +1,14 @@
-"""The join's migrations (run by :mod:`analyzer.store.database`'s m003, m004, m007 and
-m008): the tables of :mod:`analyzer.store.model_quality` as each version made them, and
+"""The join's migrations (run by :mod:`analyzer.store.database`'s m003, m004, m007, m008
+and m009): the tables of :mod:`analyzer.store.model_quality` as each version made them, and
 what changed, applied to a database made before.
 
 Until m008 the join kept a row per prediction (``mq_predictions``) and the halves waiting
 for the other in ``mq_predictions_alone`` / ``mq_labels_alone``; m008 turns those into
 blocks (:mod:`analyzer.store.model_quality_blocks`) and label batches. The
-functions for the older versions are frozen here as they were, so that a database of any
-version goes through the same steps.
+functions for the versions before m008 are frozen here as they were, so that a database of
+any version goes through the same steps. m008 makes the current tables (``create_tables``,
+``add_label_batch``): a database it converts today has the label batches' keys apart
+already, and m009 (which moves them for a database m008 converted before) leaves it as is.
 """
 
 from __future__ import annotations
@@ -192,11 +194,35 @@ def to_blocks(db: Database) -> int:
 
 def label_keys_apart(db: Database) -> None:
     """Migration m009: the label batches' keys into ``mq_label_keys`` (m008 kept them in
-    the batch's row, which every join rewrites); a database made since has them apart."""
+    the batch's row, which every join rewrites); a database m008 converted since has them
+    apart already. The batches' table is rebuilt without the column (no ``DROP COLUMN``:
+    SQLite 3.35) and keeps its ``AUTOINCREMENT`` sequence: a pruned batch's id is never
+    given again (its joined labels still name it)."""
     conn = db.conn
-    create_tables(conn)
     columns = [row[1] for row in conn.execute("PRAGMA table_info(mq_label_batches)")]
     if "keys" not in columns:
+        create_tables(conn)
         return
-    conn.execute("INSERT INTO mq_label_keys SELECT id, keys FROM mq_label_batches")
-    conn.execute("ALTER TABLE mq_label_batches DROP COLUMN keys")
+    started = time.monotonic()
+    conn.execute("ALTER TABLE mq_label_batches RENAME TO mq_label_batches_v2")
+    for index in ("mq_label_batches_wait", "mq_label_batches_received"):
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
+    create_tables(conn)
+    conn.execute(
+        "INSERT INTO mq_label_batches (id, received_at, n, waiting, joined)"
+        " SELECT id, received_at, n, waiting, joined FROM mq_label_batches_v2"
+    )
+    conn.execute("INSERT INTO mq_label_keys SELECT id, keys FROM mq_label_batches_v2")
+    # the rename took the sequence's row with it; the new table has one only if rows went in
+    (seq,) = conn.execute(
+        "SELECT max(seq) FROM sqlite_sequence"
+        " WHERE name IN ('mq_label_batches', 'mq_label_batches_v2')"
+    ).fetchone()
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'mq_label_batches'")
+    if seq is not None:
+        conn.execute("INSERT INTO sqlite_sequence VALUES ('mq_label_batches', ?)", [seq])
+    conn.execute("DROP TABLE mq_label_batches_v2")
+    log.info(
+        "analyzer.db: the label batches' keys moved apart in %.1f s (migration m009)",
+        time.monotonic() - started,
+    )

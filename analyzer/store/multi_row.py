@@ -1,7 +1,8 @@
 """Many rows in one ``INSERT`` statement.
 
 The model-quality join (:mod:`analyzer.store.model_quality_claims`) stores a batch of labels
-with this, inside the caller's transaction.
+with this, and writes the bits of the label batches a chunk joined (an insert whose rows
+all exist: ``ON CONFLICT … DO UPDATE``), inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 __all__ = ["INSERT_ROWS", "insert_rows"]
 
-# rows per INSERT statement (5 parameters each for a label: under SQLite's 32,766)
+# rows per INSERT statement (5 parameters each for a label or a batch: under SQLite's 32,766)
 INSERT_ROWS = 4000
 
 

@@ -265,3 +265,24 @@ def test_a_chunk_claims_the_labels_of_many_batches_at_once(tmp_path: Path) -> No
     assert (counts.matched, counts.pending) == (9, 7)
     # "old" and "11" were stored again: their later copies stay unlabelled
     assert sorted(window_pairs(db.conn, 0, 3600).predictions) == ["1"] * 9
+
+
+def test_a_key_given_twice_to_claim_waiting_takes_its_label_once(tmp_path: Path) -> None:
+    """``add_predictions`` gives each key once, but ``claim_waiting`` is the module's own
+    contract (review): a key twice in one call joins its label once, at its first place, and
+    the batch's count of waiting labels stays that of its unset bits."""
+    db = Database(tmp_path / "m.db")
+    create_tables(db)
+    with db.conn:
+        add_labels(db, [("k", "1"), ("other", "0")], 1.0, 3600)
+        flags = claims.claim_waiting(db.conn, 1, ["x", "k", "k"])
+    assert flags.tolist() == [False, True, False]
+    (waiting, blob, n) = db.execute("SELECT waiting, joined, n FROM mq_label_batches").fetchone()
+    assert (waiting, blocks.bits(blob, n).tolist()) == (1, [True, False])
+
+
+def test_an_empty_key_hashes_to_zero() -> None:
+    """Both intakes refuse an empty key; the hash still gives one (a width of 0 words failed
+    numpy's view, review), and the other keys of the batch keep theirs."""
+    assert stable_key_hashes([""]).tolist() == [0]
+    assert stable_key_hashes(["", "abc"]).tolist() == [0, *stable_key_hashes(["abc"]).tolist()]

@@ -51,9 +51,21 @@ def test_a_batch_s_row_holds_its_bits_and_its_keys_are_apart(tmp_path: Path) -> 
         store.close()
 
 
+# the label batches' table as m008 made it before m009 (d30d2b1), with its indexes
+M008_BATCHES = (
+    "CREATE TABLE mq_label_batches (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " received_at REAL NOT NULL, n INTEGER NOT NULL, waiting INTEGER NOT NULL,"
+    " joined BLOB NOT NULL, keys BLOB NOT NULL)",
+    "CREATE INDEX mq_label_batches_wait ON mq_label_batches (received_at, waiting)"
+    " WHERE waiting > 0",
+    "CREATE INDEX mq_label_batches_received ON mq_label_batches (received_at)",
+)
+
+
 def m008_database(path: Path) -> None:
-    """Every migration before m009, a join's rows, then the batches laid out as m008 made
-    them: the keys (JSON, in the batch's order) a column of the batch's row."""
+    """Every migration before m009, a join's rows (the newest batch pruned: the sequence
+    must remember its id), then the batches laid out as m008 made them: the keys (JSON, in
+    the batch's order) a column of the batch's row."""
     db = Database(path)
     db.execute("PRAGMA journal_mode=WAL")
     MIGRATIONS.apply(db, stop_before="m009_model_quality_label_keys")
@@ -61,12 +73,21 @@ def m008_database(path: Path) -> None:
         add_predictions(db, [prediction(k, 1000.0) for k in "abc"], WINDOW)
         add_labels(db, [("a", "1"), ("x", "0")], 5.0, WINDOW)  # a joins; x waits
         add_labels(db, [("b", "0"), ("y", "1"), ("z", "1")], 500.0, WINDOW)  # b joins
-        db.execute("ALTER TABLE mq_label_batches ADD COLUMN keys BLOB NOT NULL DEFAULT x''")
-        db.execute(
-            "UPDATE mq_label_batches SET keys ="
-            " (SELECT k.keys FROM mq_label_keys k WHERE k.batch = mq_label_batches.id)"
-        )
+        add_labels(db, [("gone", "1")], 50.0, WINDOW)  # batch 3, pruned below
+        db.execute("DELETE FROM mq_labels WHERE key = 'gone'")
+        db.execute("DELETE FROM mq_label_batches WHERE id = 3")
+        db.execute("DELETE FROM mq_label_keys WHERE batch = 3")
+        db.execute("UPDATE mq_totals SET value = value - 1 WHERE name IN ('labels', 'waiting')")
+        rows = db.execute(
+            "SELECT b.id, b.received_at, b.n, b.waiting, b.joined, k.keys FROM mq_label_batches b"
+            " JOIN mq_label_keys k ON k.batch = b.id"
+        ).fetchall()
+        db.execute("DROP TABLE mq_label_batches")
         db.execute("DROP TABLE mq_label_keys")
+        for sql in M008_BATCHES:
+            db.execute(sql)
+        db.conn.executemany("INSERT INTO mq_label_batches VALUES (?, ?, ?, ?, ?, ?)", rows)
+        db.execute("UPDATE sqlite_sequence SET seq = 3 WHERE name = 'mq_label_batches'")
     db.close()
 
 
@@ -80,7 +101,17 @@ def test_m009_moves_the_keys_and_the_join_and_retention_go_on(tmp_path: Path) ->
         assert "m009_model_quality_label_keys" in {
             m.name for m in MIGRATIONS.applied(Database(path))
         }
-        assert "keys" not in store.read(batch_columns)
+        assert store.read(batch_columns) == ["id", "received_at", "n", "waiting", "joined"]
+        indexes = store.read(
+            lambda c: {
+                name
+                for (name,) in c.execute(
+                    "SELECT name FROM sqlite_master WHERE tbl_name = 'mq_label_batches'"
+                    " AND type = 'index' AND sql IS NOT NULL"
+                )
+            }
+        )
+        assert indexes == {"mq_label_batches_wait", "mq_label_batches_received"}
         moved = store.read(lambda c: c.execute("SELECT batch, keys FROM mq_label_keys").fetchall())
         assert [(batch, orjson.loads(blob)) for batch, blob in moved] == [
             (1, ["a", "x"]),
@@ -89,6 +120,10 @@ def test_m009_moves_the_keys_and_the_join_and_retention_go_on(tmp_path: Path) ->
         assert store.read(lambda c: label_counts(c, 1100.0, 3600.0)) == LabelCounts(
             matched=2, unmatched=0, pending=3, awaiting=1, unlabeled=0
         )
+        # the pruned batch's id is not given again (the sequence kept through the rebuild)
+        assert store.write(lambda db: add_labels(db, [("w", "1")], 600.0, WINDOW)) == (1, 0)
+        ids = store.read(lambda c: c.execute("SELECT id FROM mq_label_batches").fetchall())
+        assert [i for (i,) in ids] == [1, 2, 4]
         # the join goes on: y's prediction comes
         store.write(lambda db: add_predictions(db, [prediction("y", 1010.0)], WINDOW))
         pairs = store.read(lambda c: window_pairs(c, 0, WINDOW))
@@ -101,9 +136,8 @@ def test_m009_moves_the_keys_and_the_join_and_retention_go_on(tmp_path: Path) ->
         # (a, joined, stays with its prediction's block)
         assert store.write(lambda db: prune(db, before=100.0)) == (0, 1)
         left = store.read(lambda c: c.execute("SELECT key FROM mq_labels ORDER BY key").fetchall())
-        assert [key for (key,) in left] == ["a", "b", "y", "z"]
-        assert store.read(lambda c: c.execute("SELECT batch FROM mq_label_keys").fetchall()) == [
-            (2,)
-        ]
+        assert [key for (key,) in left] == ["a", "b", "w", "y", "z"]
+        kept = store.read(lambda c: c.execute("SELECT batch FROM mq_label_keys").fetchall())
+        assert kept == [(2,), (4,)]
     finally:
         store.close()
