@@ -190,6 +190,16 @@ def m009_model_quality_label_keys(db: Database) -> None:
     label_keys_apart(db)
 
 
+@MIGRATIONS()
+def m010_model_quality_runs(db: Database) -> None:
+    """The tables of the blocks' key hashes in sorted runs (a label's lookup without a scan
+    of every block): no conversion, every block starts in level 0 and is built into runs a
+    bounded step per chunk (:mod:`analyzer.store.model_quality_runs`)."""
+    from analyzer.store.model_quality_runs import create_tables
+
+    create_tables(db.conn)
+
+
 class StoreError(Exception):
     """The store cannot be opened or used (a bad path, a full disk, a closed store)."""
 

@@ -15,9 +15,10 @@ joined; the later one stays an unlabelled prediction.
 **Labels** are rows of ``mq_labels`` (key, label, arrival time, and the batch and position
 of the label in ``mq_label_batches``: one row per ``add_labels`` call, whose bits say which
 of its labels are joined). ``INSERT`` of the keys not stored yet: the first label for a key
-stands, a repeat is counted and not applied. A new label finds its prediction by scanning
-the blocks' key hashes in id order, one block at a time (memory flat; the cost grows with
-the predictions stored), each hit confirmed by the full key. A chunk whose keys include
+stands, a repeat is counted and not applied. A new label finds its prediction through sorted
+runs of the blocks' key hashes read a page at a time (:mod:`analyzer.store.model_quality_runs`,
+built and merged a bounded step per chunk) and a scan of the few blocks not in a run yet,
+each hit confirmed by the full key. A chunk whose keys include
 waiting labels (looked up only while a label waits) claims them
 (:mod:`analyzer.store.model_quality_claims`): a join sets a bit on each side, in narrow
 rows ordered by arrival, never a row found by its key.
@@ -51,6 +52,7 @@ from sqlite_utils import Database
 
 from analyzer.monitors.model_quality.predictions import Extracted, PredictionRow
 from analyzer.store import model_quality_claims as claims
+from analyzer.store import model_quality_runs as runs
 from analyzer.store.database import Store, add_counters
 from analyzer.store.model_quality_blocks import (
     BLOCK_COLUMNS,
@@ -65,6 +67,7 @@ from analyzer.store.model_quality_blocks import (
     update_block,
 )
 from analyzer.store.model_quality_claims import add_totals, claim_waiting, mark_windows
+from analyzer.store.model_quality_runs import DEFAULT_SIZES, RunSizes
 from analyzer.store.model_quality_window import (
     CHANGES,
     LABELS,
@@ -84,6 +87,7 @@ __all__ = [
     "LabelCounts",
     "ModelQualityStore",
     "PredictionRow",
+    "RunSizes",
     "WindowPairs",
     "add_labels",
     "add_predictions",
@@ -154,6 +158,7 @@ def create_tables(db: Database | sqlite3.Connection) -> None:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS mq_totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
     )
+    runs.create_tables(conn)  # the blocks' hashes in sorted runs (m010)
 
 
 # a block holding fewer predictions, and fewer bytes of them, takes the next chunk's of its
@@ -236,13 +241,18 @@ def _store_block(
 
 
 def add_predictions(
-    db: Database | sqlite3.Connection, rows: Sequence[PredictionRow], window_s: int
+    db: Database | sqlite3.Connection,
+    rows: Sequence[PredictionRow],
+    window_s: int,
+    *,
+    run_sizes: RunSizes = DEFAULT_SIZES,
 ) -> int:
     """Store captured predictions (inside the caller's transaction) as one block per hour;
     returns how many were stored (a chunk's repeats of a key left out).
 
     Only while a label waits (a kept total) are the chunk's keys looked up among the
-    waiting labels: those join and mark their windows.
+    waiting labels: those join and mark their windows. Then at most one run of the level-0
+    blocks' hashes is built and one merge made (``run_sizes``).
     """
     conn = _conn(db)
     rows = _first_of_each_key(rows)
@@ -254,6 +264,7 @@ def add_predictions(
         _store_block(conn, bucket, part, claim, window_s) for bucket, part in _by_hour(rows)
     )
     add_totals(conn, {UNCLAIMED: len(rows) - joined, WAITING: -joined, CHANGES: len(rows)})
+    runs.maintain(conn, run_sizes)
     return len(rows)
 
 
@@ -279,8 +290,8 @@ def add_labels(
     """Store ``(key, label)`` pairs; returns ``(new, duplicates)``.
 
     The first label for a key stands; a later one for the same key is a duplicate and is
-    counted, not applied. A new label joins the first stored prediction of its key (the
-    blocks' hashes scanned) and marks its window; without one it waits.
+    counted, not applied. A new label joins the first stored prediction of its key (the runs
+    of the blocks' hashes, then level 0) and marks its window; without one it waits.
     """
     return claims.add_labels(_conn(db), rows, received_at, window_s)
 
@@ -315,7 +326,8 @@ def mark_evaluated(db: Database | sqlite3.Connection, windows: Iterable[DirtyWin
 def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
     """Retention, a block at a time: forget the blocks whose every prediction was inferred
     before ``before`` (with the labels joined to them) and the waiting labels received
-    before it; returns ``(predictions, labels)`` removed."""
+    before it, and the runs of hashes left without a block or reaching the last block
+    left; returns ``(predictions, labels)`` removed."""
     conn = _conn(db)
     old = conn.execute(
         "SELECT b.id, b.n, c.unclaimed, c.claimed FROM mq_blocks b JOIN mq_claims c"
@@ -334,6 +346,8 @@ def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
     ids = orjson.dumps([row[0] for row in old]).decode()
     conn.execute("DELETE FROM mq_claims WHERE block IN (SELECT value FROM json_each(?))", [ids])
     conn.execute("DELETE FROM mq_blocks WHERE id IN (SELECT value FROM json_each(?))", [ids])
+    if old:
+        runs.prune_runs(conn)
     # batches received before: their waiting labels go, and the batch (a label whose batch
     # is gone counts as joined: it is, or it is gone too)
     lone = 0

@@ -10,8 +10,10 @@ retention.
 
 - A chunk arrives while labels wait: its keys are probed among the labels (read only); a
   label whose batch bit is unset is joined to the chunk's block.
-- A label arrives: the blocks' hashes are scanned in id order for the new keys (each hit
-  confirmed by the full key); the first stored prediction of a key is joined.
+- A label arrives: its key's hash is looked up in the sorted runs of the blocks' hashes
+  (:mod:`analyzer.store.model_quality_runs`), then in the few blocks not in a run yet
+  (level 0, scanned in id order); each hit confirmed by the full key, the first stored
+  prediction of a key is joined.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from analyzer.store import model_quality_runs as runs
 from analyzer.store.model_quality_blocks import F64, U64, bits, keys_of, pack, stable_key_hashes
 from analyzer.store.model_quality_window import CHANGES, LABELS, UNCLAIMED, WAITING
 from analyzer.store.multi_row import insert_rows
@@ -137,51 +140,78 @@ def claim_waiting(conn: sqlite3.Connection, block: int, keys: list[str]) -> npt.
 
 def _find_first(conn: sqlite3.Connection, keys: list[str]) -> dict[int, list[tuple[int, str]]]:
     """block id → ``(position, key)`` of the first stored prediction of each key found: the
-    blocks' hashes scanned in id order, one block at a time, each hit confirmed by the key."""
+    runs' candidates (:mod:`analyzer.store.model_quality_runs`) confirmed in block order,
+    then, for the keys still unfound, the level-0 blocks' hashes scanned in id order."""
     wanted = set(keys)
     unsorted = stable_key_hashes(keys)
     by_hash: dict[int, list[str]] = defaultdict(list)
     for value, key in zip(unsorted.tolist(), keys, strict=True):
         by_hash[value].append(key)
-    hashes = np.sort(unsorted)
+    hashes = np.unique(unsorted)
+    found: dict[int, list[tuple[int, str]]] = {}
+    # every run's block precedes every level-0 block: a key confirmed in a run is first
+    hits = runs.candidates(conn, hashes)
+    order = np.lexsort((hits.positions, hits.blocks))
+    blocks, starts = np.unique(hits.blocks[order], return_index=True)
+    bounds = np.append(starts, order.size).tolist()
+    for block, lo, hi in zip(blocks.tolist(), bounds[:-1], bounds[1:], strict=True):
+        row = conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()
+        if row is None:  # retention deleted it: its entries stay until the run's next merge
+            continue
+        at = order[lo:hi]
+        _take(found, wanted, block, _confirmed(row[0], hits.positions[at].tolist(),
+                                               hits.hashes[at].tolist(), by_hash))  # fmt: skip
+        if not wanted:
+            return found
     # a hash's low bits first (one gather a stored hash, ~18x faster than a binary search
     # of each), then the few candidates exactly
     table = np.zeros(1 << _LOW_BITS, dtype=bool)
     table[(hashes & _LOW).astype(np.intp)] = True
-    found: dict[int, list[tuple[int, str]]] = {}
-    for block, blob in conn.execute("SELECT id, hashes FROM mq_blocks ORDER BY id"):
+    for block, blob in conn.execute(
+        "SELECT id, hashes FROM mq_blocks WHERE id > ? ORDER BY id", [runs.merged_upto(conn)]
+    ):
         stored = np.frombuffer(blob, U64)
         candidates = np.flatnonzero(table[(stored & _LOW).astype(np.intp)])
         if not candidates.size:
             continue
         at = np.minimum(np.searchsorted(hashes, stored[candidates]), len(hashes) - 1)
-        hits = candidates[hashes[at] == stored[candidates]]
-        if not hits.size:
+        level0 = candidates[hashes[at] == stored[candidates]]
+        if not level0.size:
             continue
         blob = conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()[0]
-        for i, key in _confirmed(blob, hits.tolist(), stored, by_hash):
-            if key in wanted:  # the first stored prediction of its key
-                wanted.discard(key)
-                found.setdefault(int(block), []).append((i, key))
+        _take(found, wanted, int(block),
+              _confirmed(blob, level0.tolist(), stored[level0].tolist(), by_hash))  # fmt: skip
         if not wanted:
             break
     return found
 
 
+def _take(
+    found: dict[int, list[tuple[int, str]]], wanted: set[str], block: int,
+    confirmed: list[tuple[int, str]],
+) -> None:  # fmt: skip
+    """Note a block's confirmed hits (in position order) of the keys not found yet."""
+    for i, key in confirmed:
+        if key in wanted:  # the first stored prediction of its key
+            wanted.discard(key)
+            found.setdefault(block, []).append((i, key))
+
+
 def _confirmed(
-    blob: bytes, hits: list[int], stored: npt.NDArray[np.uint64], by_hash: dict[int, list[str]]
+    blob: bytes, hits: list[int], hashes: list[int], by_hash: dict[int, list[str]]
 ) -> list[tuple[int, str]]:
-    """``(position, key)`` of the hits whose stored key is one of the keys of that hash (a
-    hit of another key of the same hash is dropped). A few hits look each key up in the
-    keys' blob (a key is NUL-delimited: its position is the NULs before it); more split the
-    whole blob."""
+    """``(position, key)`` of the hits (positions in order, with their stored hashes) whose
+    stored key is one of the keys of that hash (a hit of another key of the same hash is
+    dropped). A few hits look each key up in the keys' blob (a key is NUL-delimited: its
+    position is the NULs before it); more split the whole blob."""
     if len(hits) > _FEW_HITS:
         block_keys = keys_of(blob)
-        return [(i, block_keys[i]) for i in hits if block_keys[i] in by_hash[int(stored[i])]]
+        return [(i, block_keys[i]) for i, h in zip(hits, hashes, strict=True)
+                if block_keys[i] in by_hash[h]]  # fmt: skip
     padded = b"\x00" + blob + b"\x00"
     out = []
-    for i in hits:
-        for key in by_hash[int(stored[i])]:
+    for i, h in zip(hits, hashes, strict=True):
+        for key in by_hash[h]:
             at = padded.find(b"\x00" + key.encode() + b"\x00")
             if at >= 0 and padded.count(b"\x00", 0, at) == i:
                 out.append((i, key))
@@ -220,8 +250,8 @@ def add_labels(
 
     The first label for a key stands; a later one for the same key (in the batch or
     stored) is a duplicate and is counted, not applied. The new labels are one batch
-    (``mq_label_batches``); each joins the first stored prediction of its key (the blocks'
-    hashes scanned) and marks its window, or waits.
+    (``mq_label_batches``); each joins the first stored prediction of its key (found through
+    the runs of the blocks' hashes and the level-0 blocks) and marks its window, or waits.
     """
     conn = db
     batch: dict[str, str] = {}

@@ -1,0 +1,306 @@
+"""Sorted runs of the blocks' key hashes: where a new label finds its prediction's candidates
+without reading every block (an LSM of the hashes of :mod:`analyzer.store.model_quality_blocks`).
+
+A **run** covers a stretch of block ids: every stored prediction of its blocks as an entry
+``(hash, block, position)``, sorted by hash (ties by block, then position), in **pages** of
+a few thousand entries (``mq_run_pages``: the hashes as one blob, the refs as another), with
+each page's first hash (its fence) in the run's row (``mq_runs``). A lookup reads the fences,
+computes with one ``np.searchsorted`` the pages that can hold the batch's hashes and reads
+only those, by primary key; its cost follows the runs and the batch, not the predictions.
+
+The runs partition the blocks ``id <= merged_upto`` (the largest ``last_block``) into
+consecutive ranges; the blocks after it (**level 0**) are scanned as before
+(:mod:`analyzer.store.model_quality_claims`), and there are few of them: once the closed ones
+hold :attr:`RunSizes.min_entries` predictions, the next chunk makes a run of them. The last
+block is never in a run: a quiet endpoint's chunks are appended to it (its hashes change),
+and retention keeps it so (:func:`prune_runs`). Four neighbouring runs of one tier are merged
+into one of the next (size-tiered), unless that makes one of more than
+:attr:`RunSizes.cap` entries: a merge never holds the writer for long. A call builds at most
+one run and makes at most one merge, so a database upgraded with millions of predictions in
+level 0 catches up a bounded step per chunk (correct meanwhile, just slower).
+
+Retention deletes blocks and leaves their entries (skipped at lookup: the block is gone),
+dropped at the run's next merge; a run none of whose blocks is left goes.
+
+SQLite's integers are signed: the hashes are kept in blobs, never in columns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from analyzer.store.model_quality_blocks import U64
+
+__all__ = [
+    "DEFAULT_SIZES",
+    "Entries",
+    "RunSizes",
+    "candidates",
+    "create_tables",
+    "maintain",
+    "merged_upto",
+    "prune_runs",
+]
+
+U32 = np.dtype("<u4")
+I64 = np.dtype("<i8")
+FAN_IN = 4  # runs of one tier merged into one of the next
+_SPAN = 1 << 32  # a ref names its block as an offset from the run's first block (uint32)
+
+
+@dataclass(frozen=True)
+class RunSizes:
+    """How runs are made: ``min_entries`` closed level-0 predictions make a run, no merge
+    makes one of more than ``cap`` entries, a page holds ``page`` entries."""
+
+    min_entries: int = 65_536
+    cap: int = 5_000_000  # tier 3 at chunks of 10,000: 64 × ~75,000
+    page: int = 4_096
+
+    def __post_init__(self) -> None:
+        if min(self.min_entries, self.cap, self.page) < 1:
+            raise ValueError(f"run sizes must be positive: {self}")
+
+
+DEFAULT_SIZES = RunSizes()
+
+
+@dataclass(frozen=True)
+class Entries:
+    """Entries of a run (or of several, concatenated): hash, block id, position."""
+
+    hashes: npt.NDArray[np.uint64]
+    blocks: npt.NDArray[np.int64]
+    positions: npt.NDArray[np.uint32]
+
+    def take(self, index: npt.NDArray[np.intp]) -> Entries:
+        return Entries(self.hashes[index], self.blocks[index], self.positions[index])
+
+
+def create_tables(conn: sqlite3.Connection) -> None:
+    """The runs' tables (idempotent; migration m010 and the join's ``create_tables``)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS mq_runs (id INTEGER PRIMARY KEY,"
+        " first_block INTEGER NOT NULL, last_block INTEGER NOT NULL, n INTEGER NOT NULL,"
+        " tier INTEGER NOT NULL, fences BLOB NOT NULL)"
+    )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS mq_run_pages (run INTEGER NOT NULL, page INTEGER NOT NULL,"
+        " hashes BLOB NOT NULL, refs BLOB NOT NULL, PRIMARY KEY (run, page))"
+    )
+
+
+def merged_upto(conn: sqlite3.Connection) -> int:
+    """The last block id in a run (0: none); the blocks after it are level 0."""
+    return int(conn.execute("SELECT coalesce(max(last_block), 0) FROM mq_runs").fetchone()[0])
+
+
+def _write_run(
+    conn: sqlite3.Connection, first: int, last: int, tier: int, entries: Entries, page: int
+) -> None:
+    n = len(entries.hashes)
+    run = conn.execute(
+        "INSERT INTO mq_runs (first_block, last_block, n, tier, fences) VALUES (?, ?, ?, ?, ?)",
+        [first, last, n, tier, entries.hashes[::page].tobytes()],
+    ).lastrowid
+    offsets = (entries.blocks - first).astype(U32)
+    positions = entries.positions.astype(U32)
+    conn.executemany(
+        "INSERT INTO mq_run_pages VALUES (?, ?, ?, ?)",
+        (
+            (run, p, entries.hashes[at : at + page].tobytes(),
+             offsets[at : at + page].tobytes() + positions[at : at + page].tobytes())
+            for p, at in enumerate(range(0, n, page))
+        ),
+    )  # fmt: skip
+
+
+def _decode(first: int, rows: list[tuple[bytes, bytes]]) -> Entries:
+    """Pages' ``(hashes, refs)`` rows as entries, in the pages' order."""
+    if not rows:
+        return Entries(np.zeros(0, U64), np.zeros(0, I64), np.zeros(0, U32))
+    hashes, blocks, positions = [], [], []
+    for hash_blob, refs in rows:
+        page = np.frombuffer(hash_blob, U64)
+        hashes.append(page)
+        blocks.append(np.frombuffer(refs, U32, count=page.size))
+        positions.append(np.frombuffer(refs, U32, offset=4 * page.size))
+    return Entries(
+        np.concatenate(hashes),
+        np.concatenate(blocks).astype(I64) + first,
+        np.concatenate(positions),
+    )
+
+
+def _delete_runs(conn: sqlite3.Connection, runs: list[int]) -> None:
+    ids = orjson.dumps(runs).decode()
+    conn.execute("DELETE FROM mq_run_pages WHERE run IN (SELECT value FROM json_each(?))", [ids])
+    conn.execute("DELETE FROM mq_runs WHERE id IN (SELECT value FROM json_each(?))", [ids])
+
+
+def _build(conn: sqlite3.Connection, upto: int, sizes: RunSizes) -> bool:
+    """A run (tier 0) of the first closed level-0 blocks, once they hold ``min_entries``
+    predictions (the fewest blocks in id order that do); False when they do not yet."""
+    (last,) = conn.execute("SELECT max(id) FROM mq_blocks").fetchone()
+    if last is None:
+        return False
+    cursor = conn.execute(
+        "SELECT id, n FROM mq_blocks WHERE id > ? AND id < ? ORDER BY id", [upto, last]
+    )
+    picked: list[tuple[int, int]] = []
+    total = 0
+    while total < sizes.min_entries and (rows := cursor.fetchmany(256)):
+        for block, n in rows:
+            if picked and block - picked[0][0] >= _SPAN:  # its refs could not name it
+                total = sizes.min_entries  # a run of those before it
+                break
+            picked.append((int(block), int(n)))
+            total += int(n)
+            if total >= sizes.min_entries:
+                break
+    cursor.close()
+    if total < sizes.min_entries:
+        return False
+    first, end = picked[0][0], picked[-1][0]
+    blobs = conn.execute(
+        "SELECT hashes FROM mq_blocks WHERE id BETWEEN ? AND ? ORDER BY id", [first, end]
+    ).fetchall()
+    counts = np.array([n for _, n in picked], dtype=np.int64)
+    entries = Entries(
+        np.concatenate([np.frombuffer(blob, U64) for (blob,) in blobs]),
+        np.repeat(np.array([b for b, _ in picked], dtype=I64), counts),
+        _ranges(np.zeros(len(picked), np.int64), counts).astype(U32),
+    )
+    _write_run(conn, first, end, 0, entries.take(np.argsort(entries.hashes, kind="stable")),
+               sizes.page)  # fmt: skip
+    return True
+
+
+def _merge(conn: sqlite3.Connection, sizes: RunSizes) -> bool:
+    """The first :data:`FAN_IN` neighbouring runs of one tier whose entries fit in ``cap``
+    merged into one of the next tier (the refs to blocks gone dropped); False if none."""
+    runs = conn.execute(
+        "SELECT id, first_block, last_block, n, tier FROM mq_runs ORDER BY first_block"
+    ).fetchall()
+    for at in range(len(runs) - FAN_IN + 1):
+        group = runs[at : at + FAN_IN]
+        if (len({row[4] for row in group}) == 1 and sum(row[3] for row in group) <= sizes.cap
+                and group[-1][2] - group[0][1] < _SPAN):  # fmt: skip
+            break
+    else:
+        return False
+    parts = [
+        _decode(first, conn.execute(
+            "SELECT hashes, refs FROM mq_run_pages WHERE run = ? ORDER BY page", [run]
+        ).fetchall())
+        for run, first, *_ in group
+    ]  # fmt: skip
+    entries = Entries(
+        np.concatenate([p.hashes for p in parts]),
+        np.concatenate([p.blocks for p in parts]),
+        np.concatenate([p.positions for p in parts]),
+    )
+    first, last = group[0][1], group[-1][2]
+    alive = np.array(
+        conn.execute("SELECT id FROM mq_blocks WHERE id BETWEEN ? AND ?", [first, last]).fetchall(),
+        dtype=I64,
+    ).reshape(-1)
+    entries = entries.take(np.flatnonzero(np.isin(entries.blocks, alive)))
+    # the runs are in block order and each is sorted by (hash, block, position): a stable
+    # sort by hash keeps that order within a hash
+    entries = entries.take(np.argsort(entries.hashes, kind="stable"))
+    _delete_runs(conn, [row[0] for row in group])
+    if len(entries.hashes):
+        _write_run(conn, first, last, group[0][4] + 1, entries, sizes.page)
+    return True
+
+
+def maintain(conn: sqlite3.Connection, sizes: RunSizes = DEFAULT_SIZES) -> tuple[bool, bool]:
+    """After a chunk's blocks (the writer's transaction): at most one run built from level 0
+    and one merge; returns ``(built, merged)``."""
+    built = _build(conn, merged_upto(conn), sizes)
+    return built, _merge(conn, sizes)
+
+
+def prune_runs(conn: sqlite3.Connection) -> int:
+    """After retention deleted blocks: the runs none of whose blocks is left go, and so do
+    the runs reaching the last block left (its id is then reused, or chunks appended to it:
+    their blocks are level 0 again). Returns the runs dropped."""
+    (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM mq_blocks").fetchone()
+    gone = [
+        run
+        for (run,) in conn.execute(
+            "SELECT id FROM mq_runs r WHERE last_block >= ? OR NOT EXISTS (SELECT 1 FROM"
+            " mq_blocks WHERE id BETWEEN r.first_block AND r.last_block)",
+            [last],
+        )
+    ]
+    if gone:
+        _delete_runs(conn, gone)
+    return len(gone)
+
+
+def _ranges(starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Every integer of each ``[start, end)``, concatenated in order."""
+    counts = ends - starts
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    shift = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    return shift + np.arange(total, dtype=np.int64)
+
+
+def _pages_for(
+    fences: npt.NDArray[np.uint64], hashes: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.int64]:
+    """The pages that can hold any of ``hashes`` (sorted): a hash's entries start in the
+    last page whose fence is below it (or the first equal to it) and end in the last whose
+    fence is at most it."""
+    lo = np.searchsorted(fences, hashes, "left").astype(np.int64)
+    hi = np.searchsorted(fences, hashes, "right").astype(np.int64)
+    starts, ends = np.maximum(lo - 1, 0), hi  # pages [starts, ends)
+    keep = ends > starts
+    return np.unique(_ranges(starts[keep], ends[keep]))
+
+
+def candidates(conn: sqlite3.Connection, hashes: npt.NDArray[np.uint64]) -> Entries:
+    """Every entry of every run whose hash is one of ``hashes`` (sorted, unique), the pages
+    read by primary key (or, when they are most of a run, the run in one range)."""
+    found: list[Entries] = []
+    for run, first, blob in conn.execute(
+        "SELECT id, first_block, fences FROM mq_runs ORDER BY first_block"
+    ).fetchall():
+        fences = np.frombuffer(blob, U64)
+        pages = _pages_for(fences, hashes)
+        if not pages.size:
+            continue
+        if 2 * pages.size > fences.size:  # most of the run: one range, the rest skipped
+            rows = conn.execute(
+                "SELECT page, hashes, refs FROM mq_run_pages WHERE run = ? ORDER BY page", [run]
+            ).fetchall()
+            wanted = set(pages.tolist())
+            rows = [row for row in rows if row[0] in wanted]
+        else:
+            rows = conn.execute(
+                "SELECT page, hashes, refs FROM mq_run_pages WHERE run = ? AND page IN"
+                " (SELECT value FROM json_each(?)) ORDER BY page",
+                [run, orjson.dumps(pages.tolist()).decode()],
+            ).fetchall()
+        entries = _decode(first, [(h, r) for _, h, r in rows])
+        lo = np.searchsorted(entries.hashes, hashes, "left").astype(np.int64)
+        hi = np.searchsorted(entries.hashes, hashes, "right").astype(np.int64)
+        hit = _ranges(lo, hi)
+        if hit.size:
+            found.append(entries.take(hit))
+    if not found:
+        return Entries(np.zeros(0, U64), np.zeros(0, I64), np.zeros(0, U32))
+    return Entries(
+        np.concatenate([e.hashes for e in found]),
+        np.concatenate([e.blocks for e in found]),
+        np.concatenate([e.positions for e in found]),
+    )
