@@ -47,6 +47,9 @@ stored_cpu = time.process_time() - started
 blocks = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'mq_blocks'").fetchone()[0]
 if blocks:
     print(f"{db.execute('SELECT count(*) FROM mq_blocks').fetchone()[0]:,} blocks", file=sys.stderr)
+if db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'mq_runs'").fetchone()[0]:
+    runs = db.execute("SELECT count(*), coalesce(max(last_block), 0) FROM mq_runs").fetchone()
+    print(f"{runs[0]} runs up to block {runs[1]:,}", file=sys.stderr)
 rng.shuffle(keys)
 out = {"stored_cpu_us": stored_cpu / n * 1e6}
 at = 0

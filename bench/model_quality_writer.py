@@ -29,6 +29,7 @@ import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -114,6 +115,23 @@ def timed_drain(self, stats):  # the ingest thread waiting for the previous chun
     finally:
         spent["drain"] = spent.get("drain", 0.0) + time.perf_counter() - t
 ingestor.Ingestor._drain = timed_drain
+try:  # the runs of the blocks' hashes (a tree that has them): their builds' and merges' share
+    import analyzer.store.model_quality_runs as runs
+except ImportError:
+    runs = None
+if runs is not None:
+    def timed(name, fn):
+        def run(*args, **kwargs):
+            t = time.thread_time()
+            done = fn(*args, **kwargs)
+            took = time.thread_time() - t
+            spent[name] = spent.get(name, 0.0) + took
+            if done:
+                spent[name + "s"] = spent.get(name + "s", 0) + 1
+                spent[name + "_max"] = max(spent.get(name + "_max", 0.0), took)
+            return done
+        return run
+    runs._build, runs._merge = timed("build", runs._build), timed("merge", runs._merge)
 store = database.Store(config.analyzer.db)
 store.start()
 def post_labels():
@@ -138,8 +156,23 @@ n = stats.records
 print(json.dumps({"records": n, "wall_us": wall / n * 1e6, "cpu_us": cpu / n * 1e6,
                   "writer_cpu_us": (writer_after - writer_before) / n * 1e6,
                   "store_predictions_us": spent["store_predictions"] / n * 1e6,
-                  "wait_us": spent.get("drain", 0.0) / n * 1e6, "labels_s": labels_s}))
+                  "wait_us": spent.get("drain", 0.0) / n * 1e6, "labels_s": labels_s,
+                  "runs": {k: spent[k] for k in ("build", "builds", "build_max", "merge",
+                                                 "merges", "merge_max") if k in spent}}))
 """
+
+
+def _runs_line(figures: dict[str, Any]) -> str:
+    """The runs' builds and merges during the ingest (a tree that has them)."""
+    runs, n = figures.get("runs"), figures["records"]
+    if not runs:
+        return ""
+    return (
+        f"; runs: {runs.get('builds', 0)} builds {runs.get('build', 0.0) / n * 1e6:.2f}"
+        f" µs/record (longest {runs.get('build_max', 0.0) * 1e3:.0f} ms),"
+        f" {runs.get('merges', 0)} merges {runs.get('merge', 0.0) / n * 1e6:.2f} µs/record"
+        f" (longest {runs.get('merge_max', 0.0) * 1e3:.0f} ms)"
+    )
 
 
 def main() -> None:
@@ -190,6 +223,7 @@ def main() -> None:
                         f"{figures['cpu_us']:.1f}, writer thread CPU {figures['writer_cpu_us']:.1f}"
                         f" (store_predictions {figures['store_predictions_us']:.1f}), the"
                         f" ingest thread waited for commits {figures['wait_us']:.1f}"
+                        + _runs_line(figures)
                         + (
                             f"; then {args.records:,} labels in {figures['labels_s']:.1f} s"
                             f" ({args.records / figures['labels_s']:,.0f}/s)"
