@@ -140,17 +140,58 @@ def claim_waiting(conn: sqlite3.Connection, block: int, keys: list[str]) -> npt.
 
 def _find_first(conn: sqlite3.Connection, keys: list[str]) -> dict[int, list[tuple[int, str]]]:
     """block id → ``(position, key)`` of the first stored prediction of each key found: the
-    runs' candidates (:mod:`analyzer.store.model_quality_runs`) confirmed in block order,
-    then, for the keys still unfound, the level-0 blocks' hashes scanned in id order."""
+    candidates in the runs (:mod:`analyzer.store.model_quality_runs`: their pages, or their
+    blocks' hashes for a batch that needs most of a run) confirmed in block order, then,
+    for the keys still unfound, those in the level-0 blocks."""
     wanted = set(keys)
     unsorted = stable_key_hashes(keys)
     by_hash: dict[int, list[str]] = defaultdict(list)
     for value, key in zip(unsorted.tolist(), keys, strict=True):
         by_hash[value].append(key)
     hashes = np.unique(unsorted)
+    # a hash's low bits first (one gather a stored hash, ~18x faster than a binary search
+    # of each), then the few candidates exactly
+    table = np.zeros(1 << _LOW_BITS, dtype=bool)
+    table[(hashes & _LOW).astype(np.intp)] = True
+    paged, ranges = runs.candidates(conn, hashes)
+    in_runs = runs.Entries.join(
+        [paged, *(_scan(conn, hashes, table, "id BETWEEN ? AND ?", r) for r in ranges)]
+    )
     found: dict[int, list[tuple[int, str]]] = {}
     # every run's block precedes every level-0 block: a key confirmed in a run is first
-    hits = runs.candidates(conn, hashes)
+    _confirm_in_order(conn, in_runs, by_hash, wanted, found)
+    if wanted:
+        level0 = _scan(conn, hashes, table, "id > ?", (runs.merged_upto(conn),))
+        _confirm_in_order(conn, level0, by_hash, wanted, found)
+    return found
+
+
+def _scan(
+    conn: sqlite3.Connection, hashes: npt.NDArray[np.uint64], table: npt.NDArray[np.bool_],
+    where: str, args: tuple[int, ...],
+) -> runs.Entries:  # fmt: skip
+    """The stored predictions whose hash is one of ``hashes`` (sorted, unique; ``table``:
+    their low bits) in the blocks ``where`` says, their hashes read one block at a time."""
+    found = []
+    for block, blob in conn.execute(f"SELECT id, hashes FROM mq_blocks WHERE {where}", args):
+        stored = np.frombuffer(blob, U64)
+        candidates = np.flatnonzero(table[(stored & _LOW).astype(np.intp)])
+        if not candidates.size:
+            continue
+        at = np.minimum(np.searchsorted(hashes, stored[candidates]), len(hashes) - 1)
+        hits = candidates[hashes[at] == stored[candidates]]
+        if hits.size:
+            found.append(runs.Entries(stored[hits], np.full(hits.size, block, np.int64),
+                                      hits.astype(np.uint32)))  # fmt: skip
+    return runs.Entries.join(found)
+
+
+def _confirm_in_order(
+    conn: sqlite3.Connection, hits: runs.Entries, by_hash: dict[int, list[str]],
+    wanted: set[str], found: dict[int, list[tuple[int, str]]],
+) -> None:  # fmt: skip
+    """Confirm the hits by their blocks' keys, in block then position order, until no key
+    is wanted: the first confirmed of a key is its first stored prediction."""
     order = np.lexsort((hits.positions, hits.blocks))
     blocks, starts = np.unique(hits.blocks[order], return_index=True)
     bounds = np.append(starts, order.size).tolist()
@@ -162,28 +203,7 @@ def _find_first(conn: sqlite3.Connection, keys: list[str]) -> dict[int, list[tup
         _take(found, wanted, block, _confirmed(row[0], hits.positions[at].tolist(),
                                                hits.hashes[at].tolist(), by_hash))  # fmt: skip
         if not wanted:
-            return found
-    # a hash's low bits first (one gather a stored hash, ~18x faster than a binary search
-    # of each), then the few candidates exactly
-    table = np.zeros(1 << _LOW_BITS, dtype=bool)
-    table[(hashes & _LOW).astype(np.intp)] = True
-    for block, blob in conn.execute(
-        "SELECT id, hashes FROM mq_blocks WHERE id > ? ORDER BY id", [runs.merged_upto(conn)]
-    ):
-        stored = np.frombuffer(blob, U64)
-        candidates = np.flatnonzero(table[(stored & _LOW).astype(np.intp)])
-        if not candidates.size:
-            continue
-        at = np.minimum(np.searchsorted(hashes, stored[candidates]), len(hashes) - 1)
-        level0 = candidates[hashes[at] == stored[candidates]]
-        if not level0.size:
-            continue
-        blob = conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()[0]
-        _take(found, wanted, int(block),
-              _confirmed(blob, level0.tolist(), stored[level0].tolist(), by_hash))  # fmt: skip
-        if not wanted:
-            break
-    return found
+            return
 
 
 def _take(

@@ -81,6 +81,17 @@ class Entries:
     def take(self, index: npt.NDArray[np.intp]) -> Entries:
         return Entries(self.hashes[index], self.blocks[index], self.positions[index])
 
+    @staticmethod
+    def join(parts: list[Entries]) -> Entries:
+        """The parts' entries one after the other."""
+        if not parts:
+            return Entries(np.zeros(0, U64), np.zeros(0, I64), np.zeros(0, U32))
+        return Entries(
+            np.concatenate([e.hashes for e in parts]),
+            np.concatenate([e.blocks for e in parts]),
+            np.concatenate([e.positions for e in parts]),
+        )
+
 
 def create_tables(conn: sqlite3.Connection) -> None:
     """The runs' tables (idempotent; migration m010 and the join's ``create_tables``)."""
@@ -123,7 +134,7 @@ def _write_run(
 def _decode(first: int, rows: list[tuple[bytes, bytes]]) -> Entries:
     """Pages' ``(hashes, refs)`` rows as entries, in the pages' order."""
     if not rows:
-        return Entries(np.zeros(0, U64), np.zeros(0, I64), np.zeros(0, U32))
+        return Entries.join([])
     hashes, blocks, positions = [], [], []
     for hash_blob, refs in rows:
         page = np.frombuffer(hash_blob, U64)
@@ -200,11 +211,7 @@ def _merge(conn: sqlite3.Connection, sizes: RunSizes) -> bool:
         ).fetchall())
         for run, first, *_ in group
     ]  # fmt: skip
-    entries = Entries(
-        np.concatenate([p.hashes for p in parts]),
-        np.concatenate([p.blocks for p in parts]),
-        np.concatenate([p.positions for p in parts]),
-    )
+    entries = Entries.join(parts)
     first, last = group[0][1], group[-1][2]
     alive = np.array(
         conn.execute("SELECT id FROM mq_blocks WHERE id BETWEEN ? AND ?", [first, last]).fetchall(),
@@ -268,39 +275,65 @@ def _pages_for(
     return np.unique(_ranges(starts[keep], ends[keep]))
 
 
-def candidates(conn: sqlite3.Connection, hashes: npt.NDArray[np.uint64]) -> Entries:
-    """Every entry of every run whose hash is one of ``hashes`` (sorted, unique), the pages
-    read by primary key (or, when they are most of a run, the run in one range)."""
+def _run_candidates(
+    conn: sqlite3.Connection, run: int, first: int, pages: npt.NDArray[np.int64],
+    hashes: npt.NDArray[np.uint64],
+) -> Entries | None:  # fmt: skip
+    """The entries of one run whose hash is one of ``hashes``: the hashes of the ``pages``
+    that can hold them read by primary key, then the refs of only the pages with a hit."""
+    rows = conn.execute(
+        "SELECT page, hashes FROM mq_run_pages WHERE run = ? AND page IN"
+        " (SELECT value FROM json_each(?)) ORDER BY page",
+        [run, orjson.dumps(pages.tolist()).decode()],
+    ).fetchall()
+    parts = [np.frombuffer(blob, U64) for _, blob in rows]
+    stored = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    lo = np.searchsorted(stored, hashes, "left").astype(np.int64)
+    match = stored[np.minimum(lo, stored.size - 1)] == hashes
+    if not match.any():
+        return None
+    lo, matched = lo[match], hashes[match]  # the ends searched only for the hashes found
+    hit = _ranges(lo, np.searchsorted(stored, matched, "right").astype(np.int64))
+    starts = np.cumsum([0, *(part.size for part in parts)])[:-1]
+    row_of = np.searchsorted(starts, hit, "right") - 1
+    within = hit - starts[row_of]
+    numbers = np.array([page for page, _ in rows], dtype=np.int64)
+    held = np.unique(row_of)
+    refs = dict(
+        conn.execute(
+            "SELECT page, refs FROM mq_run_pages WHERE run = ? AND page IN"
+            " (SELECT value FROM json_each(?))",
+            [run, orjson.dumps(numbers[held].tolist()).decode()],
+        ).fetchall()
+    )
+    blocks = np.empty(hit.size, dtype=I64)
+    positions = np.empty(hit.size, dtype=U32)
+    bounds = np.searchsorted(row_of, np.append(held, len(rows))).tolist()
+    for i, row in enumerate(held.tolist()):
+        at = slice(bounds[i], bounds[i + 1])
+        size = parts[row].size
+        blob = refs[int(numbers[row])]
+        blocks[at] = np.frombuffer(blob, U32, count=size)[within[at]]
+        positions[at] = np.frombuffer(blob, U32, offset=4 * size)[within[at]]
+    return Entries(stored[hit], blocks + first, positions)
+
+
+def candidates(
+    conn: sqlite3.Connection, hashes: npt.NDArray[np.uint64]
+) -> tuple[Entries, list[tuple[int, int]]]:
+    """Every entry of the runs whose hash is one of ``hashes`` (sorted, unique), and the
+    block ranges of the runs to scan instead: a run whose pages that can hold them are
+    more than half of its pages (a big batch) is cheaper read as its blocks' hashes (the
+    same bytes, without the refs) than page by page."""
     found: list[Entries] = []
-    for run, first, blob in conn.execute(
-        "SELECT id, first_block, fences FROM mq_runs ORDER BY first_block"
+    scan: list[tuple[int, int]] = []
+    for run, first, last, blob in conn.execute(
+        "SELECT id, first_block, last_block, fences FROM mq_runs ORDER BY first_block"
     ).fetchall():
         fences = np.frombuffer(blob, U64)
         pages = _pages_for(fences, hashes)
-        if not pages.size:
-            continue
-        if 2 * pages.size > fences.size:  # most of the run: one range, the rest skipped
-            rows = conn.execute(
-                "SELECT page, hashes, refs FROM mq_run_pages WHERE run = ? ORDER BY page", [run]
-            ).fetchall()
-            wanted = set(pages.tolist())
-            rows = [row for row in rows if row[0] in wanted]
-        else:
-            rows = conn.execute(
-                "SELECT page, hashes, refs FROM mq_run_pages WHERE run = ? AND page IN"
-                " (SELECT value FROM json_each(?)) ORDER BY page",
-                [run, orjson.dumps(pages.tolist()).decode()],
-            ).fetchall()
-        entries = _decode(first, [(h, r) for _, h, r in rows])
-        lo = np.searchsorted(entries.hashes, hashes, "left").astype(np.int64)
-        hi = np.searchsorted(entries.hashes, hashes, "right").astype(np.int64)
-        hit = _ranges(lo, hi)
-        if hit.size:
-            found.append(entries.take(hit))
-    if not found:
-        return Entries(np.zeros(0, U64), np.zeros(0, I64), np.zeros(0, U32))
-    return Entries(
-        np.concatenate([e.hashes for e in found]),
-        np.concatenate([e.blocks for e in found]),
-        np.concatenate([e.positions for e in found]),
-    )
+        if 2 * pages.size > fences.size:
+            scan.append((first, last))
+        elif pages.size and (entries := _run_candidates(conn, run, first, pages, hashes)):
+            found.append(entries)
+    return Entries.join(found), scan
