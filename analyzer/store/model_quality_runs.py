@@ -16,8 +16,11 @@ block is never in a run: a quiet endpoint's chunks are appended to it (its hashe
 and retention keeps it so (:func:`prune_runs`). Four neighbouring runs of one tier are merged
 into one of the next (size-tiered), unless that makes one of more than
 :attr:`RunSizes.cap` entries: a merge never holds the writer for long. A call builds at most
-one run and makes at most one merge, so a database upgraded with millions of predictions in
-level 0 catches up a bounded step per chunk (correct meanwhile, just slower).
+one run and, after a build, makes at most one merge (what a merge needs changes only then,
+or at retention), so a
+database upgraded with millions of predictions in level 0 catches up a bounded step per
+chunk (correct meanwhile, just slower), and a chunk that builds nothing costs one narrow
+query.
 
 Retention deletes blocks and leaves their entries (skipped at lookup: the block is gone),
 dropped at the run's next merge; a run none of whose blocks is left goes.
@@ -160,6 +163,14 @@ def _build(conn: sqlite3.Connection, upto: int, sizes: RunSizes) -> bool:
     (last,) = conn.execute("SELECT max(id) FROM mq_blocks").fetchone()
     if last is None:
         return False
+    # at most 8 predictions a byte of their claimed bits: an upper bound from narrow rows
+    # (a block's row is a page of its own), so that most chunks stop here
+    (bits,) = conn.execute(
+        "SELECT coalesce(sum(length(claimed)), 0) FROM mq_claims WHERE block > ? AND block < ?",
+        [upto, last],
+    ).fetchone()
+    if 8 * bits < sizes.min_entries:
+        return False
     cursor = conn.execute(
         "SELECT id, n FROM mq_blocks WHERE id > ? AND id < ? ORDER BY id", [upto, last]
     )
@@ -229,9 +240,10 @@ def _merge(conn: sqlite3.Connection, sizes: RunSizes) -> bool:
 
 def maintain(conn: sqlite3.Connection, sizes: RunSizes = DEFAULT_SIZES) -> tuple[bool, bool]:
     """After a chunk's blocks (the writer's transaction): at most one run built from level 0
-    and one merge; returns ``(built, merged)``."""
+    and, after a build, one merge (a merge a build makes possible, or one left from the
+    last build); returns ``(built, merged)``."""
     built = _build(conn, merged_upto(conn), sizes)
-    return built, _merge(conn, sizes)
+    return built, built and _merge(conn, sizes)
 
 
 def prune_runs(conn: sqlite3.Connection) -> int:
