@@ -17,10 +17,9 @@ and retention keeps it so (:func:`prune_runs`). Four neighbouring runs of one ti
 into one of the next (size-tiered), unless that makes one of more than
 :attr:`RunSizes.cap` entries: a merge never holds the writer for long. A call builds at most
 one run and, after a build, makes at most one merge (what a merge needs changes only then,
-or at retention), so a
-database upgraded with millions of predictions in level 0 catches up a bounded step per
-chunk (correct meanwhile, just slower), and a chunk that builds nothing costs one narrow
-query.
+or at retention), so a database upgraded with millions of predictions in level 0 catches
+up a bounded step per chunk (correct meanwhile, just slower), and a chunk that builds
+nothing costs one narrow query.
 
 Retention deletes blocks and leaves their entries (skipped at lookup: the block is gone),
 dropped at the run's next merge; a run none of whose blocks is left goes.
