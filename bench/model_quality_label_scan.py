@@ -36,6 +36,20 @@ db.execute("PRAGMA journal_mode=WAL")
 db.execute("PRAGMA synchronous=NORMAL")
 db.execute("PRAGMA cache_size=-65536")  # the store's writer cache
 create_tables(db)
+longest = {"build": 0.0, "merge": 0.0}
+try:  # the runs of the blocks' hashes (a tree that has them): their longest build and merge
+    import analyzer.store.model_quality_runs as runs
+    def timed(name, fn):
+        def run(*args, **kwargs):
+            t = time.process_time()
+            done = fn(*args, **kwargs)
+            if done:
+                longest[name] = max(longest[name], time.process_time() - t)
+            return done
+        return run
+    runs._build, runs._merge = timed("build", runs._build), timed("merge", runs._merge)
+except ImportError:
+    pass
 rng = random.Random(0)
 keys = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(n)]
 started = time.process_time()
@@ -49,7 +63,9 @@ if blocks:
     print(f"{db.execute('SELECT count(*) FROM mq_blocks').fetchone()[0]:,} blocks", file=sys.stderr)
 if db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'mq_runs'").fetchone()[0]:
     runs = db.execute("SELECT count(*), coalesce(max(last_block), 0) FROM mq_runs").fetchone()
-    print(f"{runs[0]} runs up to block {runs[1]:,}", file=sys.stderr)
+    print(f"{runs[0]} runs up to block {runs[1]:,} (the longest build"
+          f" {longest['build'] * 1e3:.0f} ms, merge {longest['merge'] * 1e3:.0f} ms of CPU)",
+          file=sys.stderr)
 rng.shuffle(keys)
 out = {"stored_cpu_us": stored_cpu / n * 1e6}
 at = 0
