@@ -22,6 +22,7 @@ import math
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -139,10 +140,11 @@ def claim_waiting(conn: sqlite3.Connection, block: int, keys: list[str]) -> npt.
 
 
 def _find_first(conn: sqlite3.Connection, keys: list[str]) -> dict[int, list[tuple[int, str]]]:
-    """block id → ``(position, key)`` of the first stored prediction of each key found: the
-    candidates in the runs (:mod:`analyzer.store.model_quality_runs`: their pages, or their
-    blocks' hashes for a batch that needs most of a run) confirmed in block order, then,
-    for the keys still unfound, those in the level-0 blocks."""
+    """block id → ``(position, key)`` of the first stored prediction of each key found: run
+    by run in block order (:mod:`analyzer.store.model_quality_runs`: a run's candidates from
+    its pages, or its blocks' hashes scanned for a batch that needs most of the run), then
+    the level-0 blocks' hashes scanned; each hit confirmed by the key, in block then
+    position order, until every key is found."""
     wanted = set(keys)
     unsorted = stable_key_hashes(keys)
     by_hash: dict[int, list[str]] = defaultdict(list)
@@ -153,68 +155,71 @@ def _find_first(conn: sqlite3.Connection, keys: list[str]) -> dict[int, list[tup
     # of each), then the few candidates exactly
     table = np.zeros(1 << _LOW_BITS, dtype=bool)
     table[(hashes & _LOW).astype(np.intp)] = True
-    paged, ranges = runs.candidates(conn, hashes)
-    in_runs = runs.Entries.join(
-        [paged, *(_scan(conn, hashes, table, "id BETWEEN ? AND ?", r) for r in ranges)]
-    )
     found: dict[int, list[tuple[int, str]]] = {}
-    # every run's block precedes every level-0 block: a key confirmed in a run is first
-    _confirm_in_order(conn, in_runs, by_hash, wanted, found)
-    if wanted:
-        level0 = _scan(conn, hashes, table, "id > ?", (runs.merged_upto(conn),))
-        _confirm_in_order(conn, level0, by_hash, wanted, found)
+    lookup = _Lookup(conn, hashes, table, by_hash, wanted, found)
+    for part in runs.lookup(conn, hashes):  # the runs' blocks precede level 0's
+        if isinstance(part, runs.Entries):
+            lookup.confirm(part)
+        else:
+            lookup.scan("id BETWEEN ? AND ?", part)
+        if not wanted:
+            return found
+    lookup.scan("id > ?", (runs.merged_upto(conn),))
     return found
 
 
-def _scan(
-    conn: sqlite3.Connection, hashes: npt.NDArray[np.uint64], table: npt.NDArray[np.bool_],
-    where: str, args: tuple[int, ...],
-) -> runs.Entries:  # fmt: skip
-    """The stored predictions whose hash is one of ``hashes`` (sorted, unique; ``table``:
-    their low bits) in the blocks ``where`` says, their hashes read one block at a time."""
-    found = []
-    for block, blob in conn.execute(f"SELECT id, hashes FROM mq_blocks WHERE {where}", args):
-        stored = np.frombuffer(blob, U64)
-        candidates = np.flatnonzero(table[(stored & _LOW).astype(np.intp)])
-        if not candidates.size:
-            continue
-        at = np.minimum(np.searchsorted(hashes, stored[candidates]), len(hashes) - 1)
-        hits = candidates[hashes[at] == stored[candidates]]
-        if hits.size:
-            found.append(runs.Entries(stored[hits], np.full(hits.size, block, np.int64),
-                                      hits.astype(np.uint32)))  # fmt: skip
-    return runs.Entries.join(found)
+@dataclass
+class _Lookup:
+    """One label batch's lookup: the keys still wanted and those found (block id →
+    ``(position, key)``)."""
 
+    conn: sqlite3.Connection
+    hashes: npt.NDArray[np.uint64]  # sorted, unique
+    table: npt.NDArray[np.bool_]  # their low bits
+    by_hash: dict[int, list[str]]
+    wanted: set[str]
+    found: dict[int, list[tuple[int, str]]]
 
-def _confirm_in_order(
-    conn: sqlite3.Connection, hits: runs.Entries, by_hash: dict[int, list[str]],
-    wanted: set[str], found: dict[int, list[tuple[int, str]]],
-) -> None:  # fmt: skip
-    """Confirm the hits by their blocks' keys, in block then position order, until no key
-    is wanted: the first confirmed of a key is its first stored prediction."""
-    order = np.lexsort((hits.positions, hits.blocks))
-    blocks, starts = np.unique(hits.blocks[order], return_index=True)
-    bounds = np.append(starts, order.size).tolist()
-    for block, lo, hi in zip(blocks.tolist(), bounds[:-1], bounds[1:], strict=True):
-        row = conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()
-        if row is None:  # retention deleted it: its entries stay until the run's next merge
-            continue
-        at = order[lo:hi]
-        _take(found, wanted, block, _confirmed(row[0], hits.positions[at].tolist(),
-                                               hits.hashes[at].tolist(), by_hash))  # fmt: skip
-        if not wanted:
-            return
+    def scan(self, where: str, args: tuple[int, ...]) -> None:
+        """The blocks ``where`` says, in id order, their hashes read one block at a time."""
+        hashes = self.hashes
+        for block, blob in self.conn.execute(
+            f"SELECT id, hashes FROM mq_blocks WHERE {where} ORDER BY id", args
+        ):
+            stored = np.frombuffer(blob, U64)
+            candidates = np.flatnonzero(self.table[(stored & _LOW).astype(np.intp)])
+            if not candidates.size:
+                continue
+            at = np.minimum(np.searchsorted(hashes, stored[candidates]), len(hashes) - 1)
+            hits = candidates[hashes[at] == stored[candidates]]
+            if not hits.size:
+                continue
+            keys = self.conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block])
+            self._take(int(block), _confirmed(keys.fetchone()[0], hits.tolist(),
+                                              stored[hits].tolist(), self.by_hash))  # fmt: skip
+            if not self.wanted:
+                return
 
+    def confirm(self, hits: runs.Entries) -> None:
+        """A run's hits, in block then position order."""
+        order = np.lexsort((hits.positions, hits.blocks))
+        blocks, starts = np.unique(hits.blocks[order], return_index=True)
+        bounds = np.append(starts, order.size).tolist()
+        for block, lo, hi in zip(blocks.tolist(), bounds[:-1], bounds[1:], strict=True):
+            row = self.conn.execute("SELECT keys FROM mq_blocks WHERE id = ?", [block]).fetchone()
+            if row is None:  # retention deleted it: its entries stay until the run's merge
+                continue
+            at = order[lo:hi]
+            self._take(block, _confirmed(row[0], hits.positions[at].tolist(),
+                                         hits.hashes[at].tolist(), self.by_hash))  # fmt: skip
+            if not self.wanted:
+                return
 
-def _take(
-    found: dict[int, list[tuple[int, str]]], wanted: set[str], block: int,
-    confirmed: list[tuple[int, str]],
-) -> None:  # fmt: skip
-    """Note a block's confirmed hits (in position order) of the keys not found yet."""
-    for i, key in confirmed:
-        if key in wanted:  # the first stored prediction of its key
-            wanted.discard(key)
-            found.setdefault(block, []).append((i, key))
+    def _take(self, block: int, confirmed: list[tuple[int, str]]) -> None:
+        for i, key in confirmed:
+            if key in self.wanted:  # the first stored prediction of its key
+                self.wanted.discard(key)
+                self.found.setdefault(block, []).append((i, key))
 
 
 def _confirmed(

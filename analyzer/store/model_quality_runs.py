@@ -30,6 +30,7 @@ SQLite's integers are signed: the hashes are kept in blobs, never in columns.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,8 +43,8 @@ __all__ = [
     "DEFAULT_SIZES",
     "Entries",
     "RunSizes",
-    "candidates",
     "create_tables",
+    "lookup",
     "maintain",
     "merged_upto",
     "prune_runs",
@@ -332,22 +333,20 @@ def _run_candidates(
     return Entries(stored[hit], blocks + first, positions)
 
 
-def candidates(
+def lookup(
     conn: sqlite3.Connection, hashes: npt.NDArray[np.uint64]
-) -> tuple[Entries, list[tuple[int, int]]]:
-    """Every entry of the runs whose hash is one of ``hashes`` (sorted, unique), and the
-    block ranges of the runs to scan instead: a run whose pages that can hold them are
-    more than half of its pages (a big batch) is cheaper read as its blocks' hashes (the
-    same bytes, without the refs) than page by page."""
-    found: list[Entries] = []
-    scan: list[tuple[int, int]] = []
+) -> Iterator[Entries | tuple[int, int]]:
+    """Run by run in block order, where the stored predictions of ``hashes`` (sorted,
+    unique) may be: a run's entries of those hashes, or the ``(first, last)`` block range
+    of a run to scan instead: one whose pages that can hold them are more than half of its
+    pages (a big batch) is cheaper read as its blocks' hashes (the same bytes as its pages'
+    hashes, without the refs) than page by page."""
     for run, first, last, blob in conn.execute(
         "SELECT id, first_block, last_block, fences FROM mq_runs ORDER BY first_block"
     ).fetchall():
         fences = np.frombuffer(blob, U64)
         pages = _pages_for(fences, hashes)
         if 2 * pages.size > fences.size:
-            scan.append((first, last))
+            yield first, last
         elif pages.size and (entries := _run_candidates(conn, run, first, pages, hashes)):
-            found.append(entries)
-    return Entries.join(found), scan
+            yield entries
