@@ -291,16 +291,22 @@ def _pages_for(
 
 
 def _run_candidates(
-    conn: sqlite3.Connection, run: int, first: int, pages: npt.NDArray[np.int64],
+    conn: sqlite3.Connection, run: int, first: int, pages: npt.NDArray[np.int64], total: int,
     hashes: npt.NDArray[np.uint64],
 ) -> Entries | None:  # fmt: skip
     """The entries of one run whose hash is one of ``hashes``: the hashes of the ``pages``
     that can hold them read by primary key, then the refs of only the pages with a hit."""
-    rows = conn.execute(
-        "SELECT page, hashes FROM mq_run_pages WHERE run = ? AND page IN"
-        " (SELECT value FROM json_each(?)) ORDER BY page",
-        [run, orjson.dumps(pages.tolist()).decode()],
-    ).fetchall()
+    if 2 * pages.size > total:  # most of the run: its pages in one range, the rest skipped
+        wanted = set(pages.tolist())
+        rows = [row for row in conn.execute(
+            "SELECT page, hashes FROM mq_run_pages WHERE run = ? ORDER BY page", [run]
+        ) if row[0] in wanted]  # fmt: skip
+    else:
+        rows = conn.execute(
+            "SELECT page, hashes FROM mq_run_pages WHERE run = ? AND page IN"
+            " (SELECT value FROM json_each(?)) ORDER BY page",
+            [run, orjson.dumps(pages.tolist()).decode()],
+        ).fetchall()
     parts = [np.frombuffer(blob, U64) for _, blob in rows]
     stored = np.concatenate(parts) if len(parts) > 1 else parts[0]
     lo = np.searchsorted(stored, hashes, "left").astype(np.int64)
@@ -338,15 +344,17 @@ def lookup(
 ) -> Iterator[Entries | tuple[int, int]]:
     """Run by run in block order, where the stored predictions of ``hashes`` (sorted,
     unique) may be: a run's entries of those hashes, or the ``(first, last)`` block range
-    of a run to scan instead: one whose pages that can hold them are more than half of its
-    pages (a big batch) is cheaper read as its blocks' hashes (the same bytes as its pages'
-    hashes, without the refs) than page by page."""
+    of a run to scan instead. A batch that needs more than half of a run's pages reads as
+    many bytes of hashes either way: the run's blocks are scanned when they are fewer rows
+    than those pages (big blocks; no refs to read), else its pages are read in one range."""
     for run, first, last, blob in conn.execute(
         "SELECT id, first_block, last_block, fences FROM mq_runs ORDER BY first_block"
     ).fetchall():
         fences = np.frombuffer(blob, U64)
         pages = _pages_for(fences, hashes)
-        if 2 * pages.size > fences.size:
-            yield first, last
-        elif pages.size and (entries := _run_candidates(conn, run, first, pages, hashes)):
+        if 2 * pages.size > fences.size and last - first + 1 <= pages.size:
+            yield first, last  # its blocks' hashes: as many bytes, fewer rows, no refs
+        elif pages.size and (
+            entries := _run_candidates(conn, run, first, pages, fences.size, hashes)
+        ):
             yield entries
