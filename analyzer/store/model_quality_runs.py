@@ -283,11 +283,13 @@ def _pages_for(
     """The pages that can hold any of ``hashes`` (sorted): a hash's entries start in the
     last page whose fence is below it (or the first equal to it) and end in the last whose
     fence is at most it."""
-    lo = np.searchsorted(fences, hashes, "left").astype(np.int64)
-    hi = np.searchsorted(fences, hashes, "right").astype(np.int64)
-    starts, ends = np.maximum(lo - 1, 0), hi  # pages [starts, ends)
-    keep = ends > starts
-    return np.unique(_ranges(starts[keep], ends[keep]))
+    lo = np.searchsorted(fences, hashes, "left")
+    hi = np.searchsorted(fences, hashes, "right")
+    starts, ends = np.maximum(lo - 1, 0), hi  # pages [starts, ends), counted in one pass
+    covered = np.bincount(starts, minlength=fences.size + 1) - np.bincount(
+        ends, minlength=fences.size + 1
+    )
+    return np.flatnonzero(np.cumsum(covered[:-1]) > 0)
 
 
 def _run_candidates(
