@@ -206,15 +206,17 @@ def _store_block(
     A quiet endpoint's chunks are a few records each: a block of one would make the labels'
     scan step through tens of thousands of rows. So while the last block stored is of the
     same hour and holds fewer than :data:`SMALL_BLOCK` predictions and
-    :data:`SMALL_BLOCK_BYTES` of them, the rows are appended to it (its row rewritten, its
-    claims kept): it stays the last block, so the order in which predictions were stored
-    (which one of a key is first) does not change."""
+    :data:`SMALL_BLOCK_BYTES` of them, and is in no run of hashes, the rows are appended to
+    it (its row rewritten, its claims kept): it stays the last block, so the order in which
+    predictions were stored (which one of a key is first) does not change."""
     last = conn.execute(
         "SELECT id, bucket, n, length(keys) + length(rows) + length(event_ids)"
         " + length(inference_ids) + length(predictions) FROM mq_blocks ORDER BY id DESC LIMIT 1"
     ).fetchone()
     if (last is not None and last[1] == bucket and last[2] < SMALL_BLOCK
-            and last[3] < SMALL_BLOCK_BYTES):  # fmt: skip
+            and last[3] < SMALL_BLOCK_BYTES
+            and last[0] > runs.merged_upto(conn)):  # fmt: skip
+        # (a block in a run is never rewritten: retention can leave one last)
         block_id = int(last[0])
         (claims,) = conn.execute(
             "SELECT claimed FROM mq_claims WHERE block = ?", [block_id]

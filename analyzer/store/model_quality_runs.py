@@ -53,6 +53,7 @@ __all__ = [
 U32 = np.dtype("<u4")
 I64 = np.dtype("<i8")
 FAN_IN = 4  # runs of one tier merged into one of the next
+MANY_BLOCKS = 512  # closed level-0 blocks that make a run whatever they hold
 _SPAN = 1 << 32  # a ref names its block as an offset from the run's first block (uint32)
 
 
@@ -166,29 +167,33 @@ def _build(conn: sqlite3.Connection, upto: int, sizes: RunSizes) -> bool:
     if last is None:
         return False
     # at most 8 predictions a byte of their claimed bits: an upper bound from narrow rows
-    # (a block's row is a page of its own), so that most chunks stop here
-    (bits,) = conn.execute(
-        "SELECT coalesce(sum(length(claimed)), 0) FROM mq_claims WHERE block > ? AND block < ?",
+    # (a block's row is a page of its own), so that most chunks stop here; and the blocks
+    # counted: tiny blocks (late data beside live, each chunk a block) make a run of
+    # MANY_BLOCKS whatever they hold, so level 0 never holds more than that many
+    (blocks, bits) = conn.execute(
+        "SELECT count(*), coalesce(sum(length(claimed)), 0) FROM mq_claims"
+        " WHERE block > ? AND block < ?",
         [upto, last],
     ).fetchone()
-    if 8 * bits < sizes.min_entries:
+    if 8 * bits < sizes.min_entries and blocks < MANY_BLOCKS:
         return False
     cursor = conn.execute(
         "SELECT id, n FROM mq_blocks WHERE id > ? AND id < ? ORDER BY id", [upto, last]
     )
     picked: list[tuple[int, int]] = []
-    total = 0
-    while total < sizes.min_entries and (rows := cursor.fetchmany(256)):
+    total, full = 0, False
+    while not full and (rows := cursor.fetchmany(256)):
         for block, n in rows:
             if picked and block - picked[0][0] >= _SPAN:  # its refs could not name it
-                total = sizes.min_entries  # a run of those before it
+                full = True  # a run of those before it
                 break
             picked.append((int(block), int(n)))
             total += int(n)
-            if total >= sizes.min_entries:
+            if total >= sizes.min_entries or len(picked) >= MANY_BLOCKS:
+                full = True
                 break
     cursor.close()
-    if total < sizes.min_entries:
+    if not full:
         return False
     first, end = picked[0][0], picked[-1][0]
     blobs = conn.execute(
@@ -251,13 +256,14 @@ def maintain(conn: sqlite3.Connection, sizes: RunSizes = DEFAULT_SIZES) -> tuple
 
 def prune_runs(conn: sqlite3.Connection) -> int:
     """After retention deleted blocks: the runs none of whose blocks is left go, and so do
-    the runs reaching the last block left (its id is then reused, or chunks appended to it:
-    their blocks are level 0 again). Returns the runs dropped."""
+    the runs reaching past the last block left (the ids after it are given again: their
+    blocks are level 0 again). A run holding the last block stays: a block in a run is never
+    appended to (``_store_block``). Returns the runs dropped."""
     (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM mq_blocks").fetchone()
     gone = [
         run
         for (run,) in conn.execute(
-            "SELECT id FROM mq_runs r WHERE last_block >= ? OR NOT EXISTS (SELECT 1 FROM"
+            "SELECT id FROM mq_runs r WHERE last_block > ? OR NOT EXISTS (SELECT 1 FROM"
             " mq_blocks WHERE id BETWEEN r.first_block AND r.last_block)",
             [last],
         )

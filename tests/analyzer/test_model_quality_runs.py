@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlite_utils import Database
 
+import analyzer.store.model_quality_runs as runs_module
 from analyzer.monitors.model_quality.predictions import PredictionRow
 from analyzer.store.database import MIGRATIONS, Store
 from analyzer.store.model_quality import (
@@ -138,12 +139,14 @@ def test_a_run_whose_blocks_are_all_gone_is_dropped(tmp_path: Path) -> None:
     assert joined(db, ["k", "c0"]) == ["c0"]
 
 
-def test_retention_of_the_last_block_puts_the_runs_reaching_it_back_in_level_0(
+def test_retention_of_the_last_block_keeps_the_run_of_the_block_left_last(
     tmp_path: Path,
 ) -> None:
     """Late data made the last block of an old hour; retention deletes it: the block before
-    becomes the last (chunks are appended to it) and its id the next block's. The runs
-    reaching it go; their blocks are level 0 until built again."""
+    becomes the last, and its id + 1 the next block's. The run holding the block left last
+    stays (review: dropping it put a merged run of up to a million entries back in level
+    0), since a block in a run is never appended to: the next chunk of its hour makes a
+    new block, in level 0."""
     db = open_db(tmp_path / "m.db")
     sizes = RunSizes(min_entries=2, cap=1000, page=2)
     for hour in (5, 6, 7):
@@ -152,10 +155,43 @@ def test_retention_of_the_last_block_puts_the_runs_reaching_it_back_in_level_0(
     assert runs_of(db) == [(1, 1, 2, 0), (2, 2, 2, 0), (3, 3, 2, 0)]
     with db.conn:
         prune(db, before=HOUR)  # block 4 goes: block 3 is the last
-    assert runs_of(db) == [(1, 1, 2, 0), (2, 2, 2, 0)] and merged_upto(db.conn) == 2
-    chunk(db, 7, ["h7-2"], sizes)  # appended to block 3
-    assert db.execute("SELECT max(id), count(*) FROM mq_blocks").fetchone() == (3, 3)
+    assert runs_of(db) == [(1, 1, 2, 0), (2, 2, 2, 0), (3, 3, 2, 0)] and merged_upto(db.conn) == 3
+    chunk(db, 7, ["h7-2"], sizes)  # not appended to block 3 (in a run): block 4 again
+    assert db.execute("SELECT max(id), count(*) FROM mq_blocks").fetchone() == (4, 4)
+    assert db.execute("SELECT n FROM mq_blocks WHERE id = 3").fetchone() == (2,)
     assert joined(db, ["h7-2", "h5-1", "h7-0"]) == ["h5-1", "h7-0", "h7-2"]
+
+
+def test_retention_of_one_late_block_keeps_a_merged_run(tmp_path: Path) -> None:
+    """The review's case: the call that stores a late record's block (the last) builds the
+    fourth tier-0 run and merges the four; retention then deletes only the late block. The
+    merged run (reaching the block left last) stays: level 0 is empty, not 160 predictions."""
+    db = open_db(tmp_path / "m.db")
+    sizes = RunSizes(min_entries=10, cap=10_000, page=4)
+    for c in range(16):  # each chunk its own block (its own hour): 16 × 10 predictions
+        chunk(db, 10_000 + c, [f"k{c}-{i}" for i in range(10)], sizes)
+    chunk(db, 0, ["late"], sizes)
+    last = db.execute("SELECT max(id) FROM mq_blocks").fetchone()[0]
+    assert runs_of(db)[-1][1:] == (last - 1, 40, 1)  # merged, reaching the block before
+    with db.conn:
+        assert prune(db, before=HOUR)[0] == 1
+    assert merged_upto(db.conn) == last - 1
+    level0 = db.execute("SELECT count(*) FROM mq_blocks WHERE id > ?", [last - 1]).fetchone()
+    assert level0 == (0,)
+    assert joined(db, ["k15-9", "k0-0"]) == ["k0-0", "k15-9"]
+
+
+def test_tiny_blocks_make_a_run_by_their_count(tmp_path: Path) -> None:
+    """Late data beside live data: each chunk's record of another hour than the last block's
+    makes a block of one. The claims' bytes overestimate such blocks 8 times, so the cheap
+    check passed and every chunk read every level-0 block without building (review):
+    MANY_BLOCKS closed blocks make a run whatever they hold."""
+    db = open_db(tmp_path / "m.db")
+    sizes = RunSizes(min_entries=100_000, cap=10**7, page=64)
+    for c in range(runs_module.MANY_BLOCKS + 2):
+        chunk(db, 5 + c % 2, [f"t{c}"], sizes)  # hours 5, 6, 5, 6, …: a block each
+    assert runs_of(db) == [(1, runs_module.MANY_BLOCKS, runs_module.MANY_BLOCKS, 0)]
+    assert joined(db, ["t0", "t7"]) == ["t0", "t7"]
 
 
 def test_an_upgraded_database_catches_up_a_bounded_step_per_chunk(tmp_path: Path) -> None:
