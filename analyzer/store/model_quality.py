@@ -213,9 +213,10 @@ def _store_block(
         "SELECT id, bucket, n, length(keys) + length(rows) + length(event_ids)"
         " + length(inference_ids) + length(predictions) FROM mq_blocks ORDER BY id DESC LIMIT 1"
     ).fetchone()
+    upto = runs.merged_upto(conn)
     if (last is not None and last[1] == bucket and last[2] < SMALL_BLOCK
             and last[3] < SMALL_BLOCK_BYTES
-            and last[0] > runs.merged_upto(conn)):  # fmt: skip
+            and last[0] > upto):  # fmt: skip
         # (a block in a run is never rewritten: retention can leave one last)
         block_id = int(last[0])
         (claims,) = conn.execute(
@@ -227,7 +228,7 @@ def _store_block(
     else:
         held = np.zeros(0, dtype=bool)
         block = encode_block(bucket, rows)
-        block_id = insert_block(conn, block)
+        block_id = insert_block(conn, block, upto)
     keys = block.keys[held.size :]
     fresh = claim_waiting(conn, block_id, keys) if claim else np.zeros(len(keys), dtype=bool)
     count = int(fresh.sum())
@@ -328,8 +329,8 @@ def mark_evaluated(db: Database | sqlite3.Connection, windows: Iterable[DirtyWin
 def prune(db: Database | sqlite3.Connection, before: float) -> tuple[int, int]:
     """Retention, a block at a time: forget the blocks whose every prediction was inferred
     before ``before`` (with the labels joined to them) and the waiting labels received
-    before it, and the runs of hashes left without a block or reaching the last block
-    left; returns ``(predictions, labels)`` removed."""
+    before it, and the runs of hashes left without a block; returns ``(predictions,
+    labels)`` removed."""
     conn = _conn(db)
     old = conn.execute(
         "SELECT b.id, b.n, c.unclaimed, c.claimed FROM mq_blocks b JOIN mq_claims c"

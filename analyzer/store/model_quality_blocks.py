@@ -107,13 +107,16 @@ def _hash_words(encoded: npt.NDArray[np.bytes_], width: int) -> npt.NDArray[np.u
     return hashes
 
 
-def insert_block(conn: sqlite3.Connection, block: Block) -> int:
-    """Insert a block's ``mq_blocks`` row; returns its id."""
+def insert_block(conn: sqlite3.Connection, block: Block, after: int = 0) -> int:
+    """Insert a block's ``mq_blocks`` row, its id above every stored block's and above
+    ``after`` (the runs' ``merged_upto``: a deleted block's id, still in a run's refs, is
+    never given again); returns its id."""
     block_id = conn.execute(
-        "INSERT INTO mq_blocks (bucket, n, t_min, t_max, hashes, times, keys, predictions,"
+        "INSERT INTO mq_blocks (id, bucket, n, t_min, t_max, hashes, times, keys, predictions,"
         " probabilities, event_ids, inference_ids, rows) VALUES"
-        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        block.values,
+        " ((SELECT max(coalesce(max(id), 0), ?) + 1 FROM mq_blocks),"
+        " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [after, *block.values],
     ).lastrowid
     assert block_id is not None
     return block_id

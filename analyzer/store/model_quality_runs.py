@@ -11,15 +11,17 @@ only those, by primary key; its cost follows the runs and the batch, not the pre
 The runs partition the blocks ``id <= merged_upto`` (the largest ``last_block``) into
 consecutive ranges; the blocks after it (**level 0**) are scanned as before
 (:mod:`analyzer.store.model_quality_claims`), and there are few of them: once the closed ones
-hold :attr:`RunSizes.min_entries` predictions, the next chunk makes a run of them. The last
-block is never in a run: a quiet endpoint's chunks are appended to it (its hashes change),
-and retention keeps it so (:func:`prune_runs`). Four neighbouring runs of one tier are merged
+hold :attr:`RunSizes.min_entries` predictions, or number :data:`MANY_BLOCKS`, the next chunk
+makes a run of them. The last block is never put in a run: a quiet endpoint's chunks are
+appended to it (its hashes change); a block in a run is never appended to, should
+retention leave it last, and a new block's id is above every run's (``insert_block``), so a
+run's refs never name a block stored after it. Four neighbouring runs of one tier are merged
 into one of the next (size-tiered), unless that makes one of more than
 :attr:`RunSizes.cap` entries: a merge never holds the writer for long. A call builds at most
 one run and, after a build, makes at most one merge (what a merge needs changes only then,
 or at retention), so a database upgraded with millions of predictions in level 0 catches
 up a bounded step per chunk (correct meanwhile, just slower), and a chunk that builds
-nothing costs one narrow query.
+nothing costs a few small queries.
 
 Retention deletes blocks and leaves their entries (skipped at lookup: the block is gone),
 dropped at the run's next merge; a run none of whose blocks is left goes.
@@ -162,14 +164,15 @@ def _delete_runs(conn: sqlite3.Connection, runs: list[int]) -> None:
 
 def _build(conn: sqlite3.Connection, upto: int, sizes: RunSizes) -> bool:
     """A run (tier 0) of the first closed level-0 blocks, once they hold ``min_entries``
-    predictions (the fewest blocks in id order that do); False when they do not yet."""
+    predictions (the fewest blocks in id order that do) or, tiny blocks, once they number
+    :data:`MANY_BLOCKS` (then all of them, up to ``min_entries``); False when neither."""
     (last,) = conn.execute("SELECT max(id) FROM mq_blocks").fetchone()
     if last is None:
         return False
     # at most 8 predictions a byte of their claimed bits: an upper bound from narrow rows
     # (a block's row is a page of its own), so that most chunks stop here; and the blocks
-    # counted: tiny blocks (late data beside live, each chunk a block) make a run of
-    # MANY_BLOCKS whatever they hold, so level 0 never holds more than that many
+    # counted: tiny blocks (late data beside live, each chunk a block) make a run once
+    # MANY_BLOCKS of them wait, whatever they hold
     (blocks, bits) = conn.execute(
         "SELECT count(*), coalesce(sum(length(claimed)), 0) FROM mq_claims"
         " WHERE block > ? AND block < ?",
@@ -189,10 +192,11 @@ def _build(conn: sqlite3.Connection, upto: int, sizes: RunSizes) -> bool:
                 break
             picked.append((int(block), int(n)))
             total += int(n)
-            if total >= sizes.min_entries or len(picked) >= MANY_BLOCKS:
+            if total >= sizes.min_entries:
                 full = True
                 break
     cursor.close()
+    full = full or len(picked) >= MANY_BLOCKS  # every closed level-0 block, however many
     if not full:
         return False
     first, end = picked[0][0], picked[-1][0]
@@ -255,17 +259,17 @@ def maintain(conn: sqlite3.Connection, sizes: RunSizes = DEFAULT_SIZES) -> tuple
 
 
 def prune_runs(conn: sqlite3.Connection) -> int:
-    """After retention deleted blocks: the runs none of whose blocks is left go, and so do
-    the runs reaching past the last block left (the ids after it are given again: their
-    blocks are level 0 again). A run holding the last block stays: a block in a run is never
-    appended to (``_store_block``). Returns the runs dropped."""
-    (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM mq_blocks").fetchone()
+    """After retention deleted blocks: the runs none of whose blocks is left go. The others
+    stay, whichever of their blocks went: a new block's id is above every run's
+    (``insert_block``), so a deleted block's id, still in a run's refs (skipped at lookup,
+    dropped at its merge), never names another block; and a block in a run is never
+    appended to (``_store_block``), should retention leave it last. Returns the runs
+    dropped."""
     gone = [
         run
         for (run,) in conn.execute(
-            "SELECT id FROM mq_runs r WHERE last_block > ? OR NOT EXISTS (SELECT 1 FROM"
+            "SELECT id FROM mq_runs r WHERE NOT EXISTS (SELECT 1 FROM"
             " mq_blocks WHERE id BETWEEN r.first_block AND r.last_block)",
-            [last],
         )
     ]
     if gone:

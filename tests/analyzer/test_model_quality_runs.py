@@ -269,3 +269,44 @@ def test_the_pages_of_a_hash_hold_all_its_entries_and_few_more(seed: int) -> Non
     spread = np.arange(0, 4000, 10, dtype=np.uint64)
     assert _pages_for(spread[::4], np.array([15], dtype=np.uint64)).tolist() == [0]
     assert _pages_for(spread[::4], np.array([41, 5000], dtype=np.uint64)).tolist() == [1, 99]
+
+
+def test_retention_of_a_runs_last_blocks_and_the_last_keeps_the_merged_run(
+    tmp_path: Path,
+) -> None:
+    """The third review's case: a merged run ends at a late block, and retention deletes it
+    and the last block (both of old hours). The run stays with the blocks it has left:
+    a new block's id is above every run's, so the deleted ids are never given again."""
+    db = open_db(tmp_path / "m.db")
+    sizes = RunSizes(min_entries=10, cap=10_000, page=4)
+    for c in range(15):  # 15 live blocks of 10, each its own hour
+        chunk(db, 10_000 + c, [f"k{c}-{i}" for i in range(10)], sizes)
+    chunk(db, 0, [f"late0-{i}" for i in range(10)], sizes)  # block 16: late (hour 0)
+    chunk(db, 1, ["late1"], sizes)  # block 17, late: builds block 16's run and merges
+    assert runs_of(db)[-1][1::2] == (16, 1)  # a merged run ends at the late block 16
+    with db.conn:
+        prune(db, before=2 * HOUR)  # blocks 16 and 17 go: 15 is the last
+    assert runs_of(db)[-1][1::2] == (16, 1) and merged_upto(db.conn) == 16
+    assert db.execute("SELECT count(*) FROM mq_blocks WHERE id > 16").fetchone() == (0,)
+    chunk(db, 10_015, ["new"], sizes)  # not id 16, which the run's refs still name: 17
+    assert db.execute("SELECT max(id) FROM mq_blocks").fetchone() == (17,)
+    assert joined(db, ["k14-9", "k0-0", "new"]) == ["k0-0", "k14-9", "new"]
+
+
+def test_many_tiny_blocks_are_built_into_runs_all_at_once(tmp_path: Path) -> None:
+    """A backfill not sorted by time: each record its own hour, hundreds of blocks a chunk.
+    MANY_BLOCKS starts a build; the build then takes every closed level-0 block (up to
+    ``min_entries``), not 512 (third review: level 0 grew by ~1,500 blocks a chunk)."""
+    db = open_db(tmp_path / "m.db")
+    sizes = RunSizes(min_entries=100_000, cap=10**7, page=64)
+    per_chunk = runs_module.MANY_BLOCKS + 300
+    for c in range(3):
+        keys = [f"b{c}-{i}" for i in range(per_chunk)]
+        with db.conn:
+            add_predictions(db, [prediction(k, (1000 + c * per_chunk + i) * HOUR)
+                                 for i, k in enumerate(keys)], WINDOW, run_sizes=sizes)  # fmt: skip
+        level0 = db.execute(
+            "SELECT count(*) FROM mq_blocks WHERE id > ?", [merged_upto(db.conn)]
+        ).fetchone()[0]
+        assert level0 == 1, (c, level0)  # the last block only
+    assert joined(db, ["b0-0", "b2-7"]) == ["b0-0", "b2-7"]

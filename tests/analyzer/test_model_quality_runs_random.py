@@ -55,15 +55,14 @@ def brute_claimed(db: Database) -> list[int]:
 
 
 def check_runs(db: Database, seen: set[str]) -> None:
-    """The runs partition the blocks up to ``merged_upto`` (the last only when retention left
-    a block of a run last: it is then never appended to), each sorted by
+    """The runs partition the blocks up to ``merged_upto`` (which may hold the last block, or
+    exceed every block left, after retention: a new block's id is above it), each sorted by
     (hash, block, position) with the right fences, holding every prediction of its blocks
     left; notes which rules the state shows."""
     last = db.execute("SELECT coalesce(max(id), 0) FROM mq_blocks").fetchone()[0]
     upto = merged_upto(db.conn)
-    assert upto <= last
-    if upto == last and last:
-        seen.add("a run holds the last block")
+    if upto >= last and last:
+        seen.add("a run holds the last block, or ends past it")
     stored = {
         block: np.frombuffer(blob, U64)
         for block, blob in db.execute("SELECT id, hashes FROM mq_blocks")
