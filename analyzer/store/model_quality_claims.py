@@ -73,18 +73,6 @@ def mark_windows(conn: sqlite3.Connection, times: Iterable[float], window_s: int
     )
 
 
-def _set_label_bits(conn: sqlite3.Connection, batch: int, positions: list[int]) -> None:
-    row = conn.execute("SELECT n, joined FROM mq_label_batches WHERE id = ?", [batch]).fetchone()
-    if row is None:  # its waiting labels were pruned: the ones left are all joined
-        return
-    joined = bits(row[1], row[0])
-    joined[positions] = True
-    conn.execute(
-        "UPDATE mq_label_batches SET joined = ?, waiting = waiting - ? WHERE id = ?",
-        [pack(joined), len(positions), batch],
-    )
-
-
 def claim_waiting(conn: sqlite3.Connection, block: int, keys: list[str]) -> npt.NDArray[np.bool_]:
     """Join the waiting labels of a just-stored block's keys to it; returns the block's
     claimed flags. The keys' labels are probed by key (read only); a label joined before
@@ -294,19 +282,19 @@ def add_labels(
     new = sorted(key for key in batch if key not in stored)  # in key order: the b-tree's
     if not new:
         return 0, total
-    batch_id = add_label_batch(conn, received_at, new, np.zeros(len(new), dtype=bool))
+    found = _find_first(conn, new)  # the batch is stored with its joined bits already set
+    flags = np.zeros(len(new), dtype=bool)
+    if found:
+        position = {key: pos for pos, key in enumerate(new)}
+        flags[[position[key] for hits in found.values() for _, key in hits]] = True
+    batch_id = add_label_batch(conn, received_at, new, flags)
     insert_rows(
         conn,
         "INSERT INTO mq_labels",
         [(key, batch[key], received_at, batch_id, pos) for pos, key in enumerate(new)],
     )
-    found = _find_first(conn, new)
     joined = 0
     if found:
-        position = {key: pos for pos, key in enumerate(new)}
-        _set_label_bits(
-            conn, batch_id, [position[key] for hits in found.values() for _, key in hits]
-        )
         times = _claim_predictions(conn, found)
         mark_windows(conn, times, window_s)
         joined = len(times)

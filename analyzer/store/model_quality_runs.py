@@ -40,6 +40,7 @@ import numpy.typing as npt
 import orjson
 
 from analyzer.store.model_quality_blocks import U64
+from analyzer.store.multi_row import insert_rows
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -129,13 +130,14 @@ def _write_run(
     ).lastrowid
     offsets = (entries.blocks - first).astype(U32)
     positions = entries.positions.astype(U32)
-    conn.executemany(
-        "INSERT INTO mq_run_pages VALUES (?, ?, ?, ?)",
-        (
+    insert_rows(  # one statement, not a GIL hand-off a page (``executemany``)
+        conn,
+        "INSERT INTO mq_run_pages",
+        [
             (run, p, entries.hashes[at : at + page].tobytes(),
              offsets[at : at + page].tobytes() + positions[at : at + page].tobytes())
             for p, at in enumerate(range(0, n, page))
-        ),
+        ],
     )  # fmt: skip
 
 
