@@ -2,7 +2,7 @@
 records, and status latency with 30 days of 5-minute buckets stored.
 
     python bench/analyzer_service.py [--records 1000000] [--per-file 10000] [--requests 2000]
-                                     [--model-quality]
+                                     [--model-quality [--labels before|after|unsampled]]
 
 Part 1, ingest. Capture files (SageMaker records of ``current_nodrift.csv`` rows, written
 with ``modelmon.capture_record.build_record``) are staged first, then moved into the capture
@@ -29,6 +29,16 @@ both variants also ingest one hour of 10,000 labelled records before the timing,
 status document carries a full ``monitors.model_quality`` section. Prints both figures and
 the ratios (with / without); with model quality on also when every prediction was joined
 (the status counts every label matched), and the CPU time of the service per record.
+
+``--labels`` (with ``--model-quality``) says when the labels come. ``before`` (the default,
+as above) is the hardest case for the ingest: every chunk's keys are looked up among a
+million waiting labels and every one is found and joined. ``after`` is the usual order (a
+label comes late): no label waits while the capture files are read, so the ingest only
+stores the predictions; the labels are posted once the status counts every record, and
+"joined" is from the rename until the status counts every label matched. ``unsampled``
+posts first the labels of as many other requests (those the proxy did not keep, as when it
+samples), so a million labels wait and every chunk's keys are looked up among them, none
+found.
 """
 
 from __future__ import annotations
@@ -87,9 +97,16 @@ def anchor_profile(lines: list[bytes]) -> float:
 
 
 async def bench_ingest(
-    work: Path, records: int, per_file: int, baseline: Any, quality: Any = None
+    work: Path,
+    records: int,
+    per_file: int,
+    baseline: Any,
+    quality: Any = None,
+    labels: str = "before",
 ) -> dict[str, Any]:
     lines, truth = labelled_lines(records, datetime.now(UTC))
+    if labels == "unsampled":  # a label for each of as many requests the proxy did not keep
+        truth = labelled_lines(records, datetime.now(UTC))[1]
     anchor = anchor_profile(lines[: min(records, 100_000)])
     files = stage_files(work / "staging", lines, per_file, datetime.now(UTC))
     del lines
@@ -101,9 +118,9 @@ async def bench_ingest(
     samples: list[tuple[int, float]] = []
     labels_s = math.nan
     async with httpx.AsyncClient(timeout=300) as http:
-        if quality is not None:
+        if quality is not None and labels != "after":
             labels_s = await post_labels(http, f"http://127.0.0.1:{port}", truth)
-        del truth
+            del truth
         started = time.perf_counter()
         cpu_before = cpu_seconds(rss)
         os.rename(work / "staging" / ENDPOINT, work / "capture" / ENDPOINT)
@@ -117,7 +134,10 @@ async def bench_ingest(
             await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - started
         joined = math.nan
-        while quality is not None:  # every prediction stored and joined to its waiting label
+        if quality is not None and labels == "after":  # then every label, timed apart
+            labels_s = await post_labels(http, f"http://127.0.0.1:{port}", truth)
+            del truth
+        while quality is not None and labels != "unsampled":  # every prediction joined
             section = doc.get("monitors", {}).get("model_quality") or {}
             if (section.get("labels") or {}).get("matched", 0) >= records:
                 joined = time.perf_counter() - started
@@ -154,6 +174,7 @@ async def bench_ingest(
         "final_rss_mb": final_mb,
         "state": status["state"],
         "labels_per_s": records / labels_s,
+        "labels": labels,
         "model_quality": _mq_summary(status),
         "status_bytes": len(orjson.dumps(status)),
     }
@@ -267,11 +288,18 @@ async def bench_status(
     }
 
 
+_LABELS = {
+    "before": "each before its prediction",
+    "after": "each after its prediction",
+    "unsampled": "for other requests, first: every one waits",
+}
+
+
 def _print_ingest(ingest: dict[str, Any], name: str) -> None:
     labels = (
         ""
         if math.isnan(ingest["labels_per_s"])
-        else (f"; labels posted first at {ingest['labels_per_s']:,.0f}/s")
+        else (f"; labels ({_LABELS[ingest['labels']]}) posted at {ingest['labels_per_s']:,.0f}/s")
     )
     joined = (
         ""
@@ -322,6 +350,15 @@ async def main() -> None:
         action="store_true",
         help="run each part without and with analyzer.model_quality (labels posted); ratios",
     )
+    parser.add_argument(
+        "--labels",
+        choices=sorted(_LABELS),
+        default="before",
+        help="with --model-quality: every label posted before the capture files arrive (each "
+        "prediction joins its waiting label), after them (joined as the labels come), or "
+        "labels of other requests posted first (each chunk's keys looked up among a "
+        "million waiting labels and none found, as when the proxy samples)",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -338,7 +375,7 @@ async def main() -> None:
         for name, quality in variants * args.repeat:
             (work / "ingest").mkdir()
             ingest = await bench_ingest(
-                work / "ingest", args.records, args.per_file, baseline, quality
+                work / "ingest", args.records, args.per_file, baseline, quality, args.labels
             )
             _print_ingest(ingest, name)
             ingests[name].append(ingest)
