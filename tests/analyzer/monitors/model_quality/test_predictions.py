@@ -240,6 +240,13 @@ def test_input_rows_are_the_bytes_of_each_rows_object_and_bad_values_fall_back()
     out = PredictionExtractor(config, payload.output).extract(batch)
     assert [r[6] for r in out.rows] == [expected[0], None, *expected[2:]]
     assert out.rows_too_large == 1
+    column[1] = 2.5
+    strings = batch.columns['q"uote']
+    assert isinstance(strings, list)
+    strings[2] = "\ud800"  # a lone surrogate, which orjson refuses to encode
+    out = PredictionExtractor(config, payload.output).extract(batch)
+    assert [r[6] for r in out.rows] == [*expected[:2], None, expected[3]]
+    assert out.rows_too_large == 1
 
 
 @pytest.mark.parametrize("several", [False, True])
