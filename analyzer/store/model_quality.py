@@ -44,13 +44,16 @@ import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 
 import numpy as np
 import orjson
 from sqlite_utils import Database
 
-from analyzer.monitors.model_quality.predictions import Extracted, PredictionRow
+from analyzer.monitors.model_quality.predictions import (
+    Extracted,
+    PredictionColumns,
+    PredictionRow,
+)
 from analyzer.store import model_quality_claims as claims
 from analyzer.store import model_quality_runs as runs
 from analyzer.store.database import Store, add_counters
@@ -172,32 +175,30 @@ def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
     return db.conn if isinstance(db, Database) else db
 
 
-def _first_of_each_key(rows: Sequence[PredictionRow]) -> Sequence[PredictionRow]:
+def _first_of_each_key(columns: PredictionColumns) -> PredictionColumns:
     """The rows without the later repeats of a key (the first stands, as for labels)."""
-    if len(set(map(itemgetter(0), rows))) == len(rows):
-        return rows
-    seen: set[str] = set()
-    out = []
-    for row in rows:
-        if row[0] not in seen:
-            seen.add(row[0])
-            out.append(row)
-    return out
+    keys = columns.keys
+    if len(set(keys)) == len(keys):
+        return columns
+    first: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    return columns.take(sorted(first.values()))
 
 
-def _by_hour(rows: Sequence[PredictionRow]) -> list[tuple[int, Sequence[PredictionRow]]]:
+def _by_hour(columns: PredictionColumns) -> list[tuple[int, PredictionColumns]]:
     """The rows split by the hour they were inferred in, each hour's in their order."""
-    hours = np.floor(np.array([row[3] for row in rows], dtype=F64) / HOUR_S).astype(np.int64)
+    hours = np.floor(np.array(columns.times, dtype=F64) / HOUR_S).astype(np.int64)
     if hours.min() == hours.max():
-        return [(int(hours[0]) * HOUR_S, rows)]
+        return [(int(hours[0]) * HOUR_S, columns)]
     return [
-        (int(hour) * HOUR_S, [rows[i] for i in np.flatnonzero(hours == hour).tolist()])
+        (int(hour) * HOUR_S, columns.take(np.flatnonzero(hours == hour).tolist()))
         for hour in np.unique(hours).tolist()
     ]
 
 
 def _store_block(
-    conn: sqlite3.Connection, bucket: int, rows: Sequence[PredictionRow], claim: bool,
+    conn: sqlite3.Connection, bucket: int, rows: PredictionColumns, claim: bool,
     window_s: int,
 ) -> int:  # fmt: skip
     """Store one hour's rows of a chunk as a block (and its claims row); with ``claim``, join
@@ -223,7 +224,9 @@ def _store_block(
             "SELECT claimed FROM mq_claims WHERE block = ?", [block_id]
         ).fetchone()  # written with its block, always
         held = bits(claims, last[2])
-        block = encode_block(bucket, [*block_rows(conn, block_id), *rows])
+        stored = PredictionColumns.of_rows(block_rows(conn, block_id))
+        stored.extend(rows)
+        block = encode_block(bucket, stored)
         update_block(conn, block_id, block)
     else:
         held = np.zeros(0, dtype=bool)
@@ -245,19 +248,22 @@ def _store_block(
 
 def add_predictions(
     db: Database | sqlite3.Connection,
-    rows: Sequence[PredictionRow],
+    rows: Sequence[PredictionRow] | PredictionColumns,
     window_s: int,
     *,
     run_sizes: RunSizes = DEFAULT_SIZES,
 ) -> int:
-    """Store captured predictions (inside the caller's transaction) as one block per hour;
-    returns how many were stored (a chunk's repeats of a key left out).
+    """Store captured predictions, as rows or as their columns (inside the caller's
+    transaction), as one block per hour; returns how many were stored (a chunk's repeats of
+    a key left out).
 
     Only while a label waits (a kept total) are the chunk's keys looked up among the
     waiting labels: those join and mark their windows. Then at most one run of the level-0
     blocks' hashes is built and one merge made (``run_sizes``).
     """
     conn = _conn(db)
+    if not isinstance(rows, PredictionColumns):
+        rows = PredictionColumns.of_rows(rows)
     rows = _first_of_each_key(rows)
     if not rows:
         return 0
@@ -276,7 +282,7 @@ def store_predictions(db: Database, extracted: Extracted, window_s: int) -> int:
     chunk's transaction); returns how many were stored. Counters:
     ``model_quality:predictions``, ``model_quality:skipped:{reason}``,
     ``model_quality:rows_too_large``."""
-    new = add_predictions(db, extracted.rows, window_s) if extracted.rows else 0
+    new = add_predictions(db, extracted.columns, window_s) if extracted.columns else 0
     deltas = {"model_quality:predictions": new, "model_quality:rows_too_large":
               extracted.rows_too_large}  # fmt: skip
     deltas.update({f"model_quality:skipped:{r}": n for r, n in extracted.skipped.items()})

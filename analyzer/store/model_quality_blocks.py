@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from analyzer.monitors.model_quality.predictions import PredictionRow
+from analyzer.monitors.model_quality.predictions import PredictionColumns, PredictionRow
 
 __all__ = [
     "BLOCK_COLUMNS",
@@ -163,11 +163,11 @@ def decode_rows(blob: bytes, n: int) -> list[bytes | None]:
     return out
 
 
-def encode_block(bucket: int, rows: Sequence[PredictionRow]) -> Block:
-    """The columns of ``rows`` (one hour's predictions of a chunk, one row per key)."""
-    keys, event_ids, inference_ids, moments, predictions, probabilities, inputs = zip(
-        *rows, strict=True
-    )
+def encode_block(bucket: int, rows: Sequence[PredictionRow] | PredictionColumns) -> Block:
+    """The block of ``rows`` (one hour's predictions of a chunk, one row per key), given as
+    rows or as their columns."""
+    columns = rows if isinstance(rows, PredictionColumns) else PredictionColumns.of_rows(rows)
+    keys, event_ids, inference_ids, moments, predictions, probabilities, inputs = columns.lists()
     times = np.array(moments, dtype=F64)
     values = (
         bucket,
@@ -183,7 +183,7 @@ def encode_block(bucket: int, rows: Sequence[PredictionRow]) -> Block:
         orjson.dumps(inference_ids),
         _rows_blob(inputs),
     )
-    return Block(bucket, list(keys), times, values)
+    return Block(bucket, keys, times, values)
 
 
 def _coded(values: Sequence[str]) -> bytes:

@@ -14,7 +14,12 @@ import pytest
 from analyzer.decoding.codecs import PayloadDecoder
 from analyzer.monitors.model_quality.extraction import OutputReader, Unusable
 from analyzer.monitors.model_quality.labels import LabelError, LabelReader, as_text
-from analyzer.monitors.model_quality.predictions import PredictionExtractor
+from analyzer.monitors.model_quality.predictions import (
+    Extracted,
+    PredictionColumns,
+    PredictionExtractor,
+    PredictionRow,
+)
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import ModelQualityConfig, PayloadConfig
 
@@ -368,3 +373,25 @@ def test_an_output_nested_past_the_recursion_limit_is_unreadable_on_the_column_p
     with pytest.raises(Unusable) as refused:
         reader.read(deep, "JSON")
     assert refused.value.reason == "unreadable_output"
+
+
+def test_prediction_columns_give_back_the_rows_and_take_any_of_them() -> None:
+    """The extraction hands the store columns, not a tuple per row: the same rows back, and
+    a selection of them in the order asked (of one row too, where ``itemgetter`` of a single
+    index would give the value itself, and a string would be taken apart)."""
+    rows: list[PredictionRow] = [
+        ("k1", "k1", None, 1.0, "1", 0.9, b'{"a":1}'),
+        ("i2", "e2", "i2", 2.0, "0", None, None),
+        ("k3", "k3", None, 3.5, "1", 0.6, b'{"a":3}'),
+    ]
+    columns = PredictionColumns.of_rows(rows)
+    assert len(columns) == 3 and columns.rows() == rows
+    assert columns.take([2, 0]).rows() == [rows[2], rows[0]]
+    assert columns.take([1]).rows() == [rows[1]]
+    assert columns.take([]).rows() == [] and not columns.take([])
+    more = PredictionColumns.of_rows(rows[:1])
+    more.extend(columns.take([2]))
+    assert more.rows() == [rows[0], rows[2]] and columns.rows() == rows  # columns unchanged
+    extracted = Extracted(columns=PredictionColumns.of_rows(rows[:2]))
+    extracted.add(Extracted(columns=columns.take([2])))
+    assert extracted.rows == rows
