@@ -82,11 +82,16 @@ class PredictionColumns:
     def rows(self) -> list[PredictionRow]:
         return list(zip(*self.lists(), strict=True))
 
+    def __post_init__(self) -> None:
+        lengths = set(map(len, self.lists()))
+        if len(lengths) > 1:  # a decoder's columns out of step: never stored as a block
+            raise ValueError(f"prediction columns of different lengths {sorted(lengths)}")
+
     def take(self, indices: Sequence[int]) -> PredictionColumns:
         """The rows at ``indices``, in that order."""
         if len(indices) == 1:  # (itemgetter of one index gives the value, not a tuple)
             return PredictionColumns(*([column[indices[0]]] for column in self.lists()))
-        if not indices:
+        if not len(indices):
             return PredictionColumns()
         pick = itemgetter(*indices)
         return PredictionColumns(*(list(pick(column)) for column in self.lists()))
@@ -242,12 +247,14 @@ def _encoded(values: Sequence[Any]) -> tuple[bool, list[bytes]] | None:
     ``(True, insides)`` for a column of strings (each value's text between its quotes),
     ``(False, texts)`` for numbers, booleans and nulls; None for anything else.
 
-    The split is exact: inside a JSON string every ``"`` is escaped, so ``","`` occurs in
-    the encoded list only between two strings; and a number, ``true``, ``false`` or
-    ``null`` holds no comma.
+    A number, ``true``, ``false`` or ``null`` holds no comma, so their split is exact. In
+    a column of strings every ``"`` inside a value is escaped, so ``","`` in the encoded list
+    is a separator, except where a value ends in ``",``: its escaped quote, the comma and
+    its closing quote read ``\\","``, and the next value follows. The column joined by
+    ``","`` then holds ``",","``, and its values are encoded one by one instead.
     """
     try:
-        '","'.join(values)  # a TypeError at the first value that is not a string
+        joined = '","'.join(values)  # a TypeError at the first value that is not a string
     except TypeError:
         if not set(map(type, values)) <= _SCALARS:
             return None
@@ -256,6 +263,8 @@ def _encoded(values: Sequence[Any]) -> tuple[bool, list[bytes]] | None:
         except TypeError:  # an integer over 64 bits
             return None
     try:  # (the join tells a column of strings apart faster than the set of its types)
+        if '",","' in joined:  # a value that ends in '",' and is not the last
+            return True, [orjson.dumps(value)[1:-1] for value in values]
         return True, orjson.dumps(values)[2:-2].split(b'","')
     except TypeError:  # a lone surrogate
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -395,3 +396,49 @@ def test_prediction_columns_give_back_the_rows_and_take_any_of_them() -> None:
     extracted = Extracted(columns=PredictionColumns.of_rows(rows[:2]))
     extracted.add(Extracted(columns=columns.take([2])))
     assert extracted.rows == rows
+
+
+def test_a_string_ending_in_quote_comma_keeps_both_rows_exact() -> None:
+    """A value ending in ``",`` encodes as ``\\","`` before the next value's quote: the
+    column's one encoding is not split there (the rows stored are orjson's of each row)."""
+    payload = PayloadConfig.model_validate(
+        {"input": {"format": "csv", "columns": ["a", "b"]}, "output": {"format": "csv"}}
+    )
+    config = ModelQualityConfig(problem_type="BinaryClassification", probability_attribute="0")
+    lines = [line('"x"",",1', "0.7", "CSV"), line("y,2", "0.4", "CSV")]
+    batch = PayloadDecoder(payload).decode_lines(lines)
+    assert batch.columns["a"] == ['x",', "y"]
+    out = PredictionExtractor(config, payload.output).extract(batch)
+    assert [r[6] for r in out.rows] == [
+        orjson.dumps({"a": 'x",', "b": "1"}),
+        orjson.dumps({"a": "y", "b": "2"}),
+    ]
+
+
+def test_string_columns_of_quotes_commas_and_backslashes_encode_as_orjson_does() -> None:
+    """Random strings of the characters the split of an encoded column must respect: each
+    row's bytes equal ``orjson.dumps`` of its dict, whatever the column holds."""
+    rng = random.Random(11)
+    alphabet = ['"', ",", "\\", "a", '","', '",']
+    config = ModelQualityConfig(problem_type="Regression")
+    payload = PayloadConfig.model_validate(JSON)
+    for _ in range(200):
+        rows = [
+            {name: "".join(rng.choices(alphabet, k=rng.randrange(4))) for name in ("p", "q")}
+            for _ in range(rng.randrange(1, 6))
+        ]
+        lines = [
+            line(orjson.dumps({"instances": [row]}).decode(), '{"predictions": [1]}', "JSON")
+            for row in rows
+        ]
+        batch = PayloadDecoder(payload).decode_lines(lines)
+        out = PredictionExtractor(config, payload.output).extract(batch)
+        assert [r[6] for r in out.rows] == [orjson.dumps(row) for row in rows]
+
+
+def test_prediction_columns_of_different_lengths_are_refused() -> None:
+    """A decoder's columns out of step (a time missing) would store a block whose times do
+    not match its keys: refused where the columns are built."""
+    with pytest.raises(ValueError, match="different lengths"):
+        PredictionColumns(["k1", "k2"], ["k1", "k2"], [None, None], [1.0], ["1", "0"],
+                          [0.5, 0.5], [None, None])  # fmt: skip
