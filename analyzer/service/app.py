@@ -23,7 +23,6 @@ from aiohttp import web
 from analyzer.service.alerts import AlertDispatcher
 from analyzer.service.malloc import fix_mmap_threshold
 from analyzer.service.monitor import Monitor
-from analyzer.service.switching import shorten_switch_interval
 from analyzer.store.database import Store, StoreError
 from analyzer.web.auth import setup_auth_routes
 from analyzer.web.intake import setup_intake_routes
@@ -182,7 +181,6 @@ def run_service(config: ModelmonConfig) -> int:
     """Run until SIGINT/SIGTERM; the exit code of the ``modelmon analyzer`` command."""
     if config.analyzer.model_quality is not None:  # its blocks' blobs: see malloc.py
         fix_mmap_threshold()
-    shorten_switch_interval()  # the writer thread back from SQLite sooner: see switching.py
     app = create_app(config)
     host, port = parse_listen(config.analyzer.listen)
     log.info("analyzer on http://%s:%d/monitor/status", host, port)
