@@ -62,7 +62,7 @@ from analyzer.store.model_quality_blocks import (
     F64,
     HOUR_S,
     bits,
-    block_rows,
+    block_columns,
     encode_block,
     insert_block,
     keys_of,
@@ -224,7 +224,7 @@ def _store_block(
             "SELECT claimed FROM mq_claims WHERE block = ?", [block_id]
         ).fetchone()  # written with its block, always
         held = bits(claims, last[2])
-        stored = PredictionColumns.of_rows(block_rows(conn, block_id))
+        stored = block_columns(conn, block_id)
         stored.extend(rows)
         block = encode_block(bucket, stored)
         update_block(conn, block_id, block)

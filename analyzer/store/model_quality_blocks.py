@@ -33,6 +33,7 @@ __all__ = [
     "HOUR_S",
     "Block",
     "bits",
+    "block_columns",
     "block_ids_overlapping",
     "block_rows",
     "decode_rows",
@@ -234,26 +235,28 @@ def block_ids_overlapping(
     return [(int(i), int(n), float(lo), float(hi)) for i, n, lo, hi in rows]
 
 
-def block_rows(conn: sqlite3.Connection, block: int) -> list[PredictionRow]:
-    """A block's predictions as the rows they came in as, in order."""
+def block_columns(conn: sqlite3.Connection, block: int) -> PredictionColumns:
+    """A block's predictions as the columns they were stored from, in order."""
     row = conn.execute(
         "SELECT keys, event_ids, inference_ids, times, predictions, probabilities, rows, n"
         " FROM mq_blocks WHERE id = ?",
         [block],
     ).fetchone()
     probabilities = np.frombuffer(row[5], F64).tolist()
-    return list(
-        zip(
-            keys_of(row[0]),
-            orjson.loads(row[1]),
-            orjson.loads(row[2]),
-            np.frombuffer(row[3], F64).tolist(),
-            predictions_of(row[4]).tolist(),
-            [None if math.isnan(p) else p for p in probabilities],
-            decode_rows(row[6], row[7]),
-            strict=True,
-        )
+    return PredictionColumns(
+        keys_of(row[0]),
+        orjson.loads(row[1]),
+        orjson.loads(row[2]),
+        np.frombuffer(row[3], F64).tolist(),
+        predictions_of(row[4]).tolist(),
+        [None if math.isnan(p) else p for p in probabilities],
+        decode_rows(row[6], row[7]),
     )
+
+
+def block_rows(conn: sqlite3.Connection, block: int) -> list[PredictionRow]:
+    """A block's predictions as the rows they came in as, in order."""
+    return block_columns(conn, block).rows()
 
 
 def update_block(conn: sqlite3.Connection, block_id: int, block: Block) -> None:

@@ -68,9 +68,8 @@ class PredictionColumns:
 
     @classmethod
     def of_rows(cls, rows: Iterable[PredictionRow]) -> PredictionColumns:
-        out = cls()
-        out.extend_rows(rows)
-        return out
+        rows = list(rows)
+        return cls(*map(list, zip(*rows, strict=True))) if rows else cls()
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -99,11 +98,6 @@ class PredictionColumns:
     def extend(self, other: PredictionColumns) -> None:
         for mine, theirs in zip(self.lists(), other.lists(), strict=True):
             mine.extend(theirs)
-
-    def extend_rows(self, rows: Iterable[PredictionRow]) -> None:
-        for row in rows:
-            for column, value in zip(self.lists(), row, strict=True):
-                column.append(value)
 
 
 @dataclass
