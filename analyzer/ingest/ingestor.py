@@ -50,6 +50,7 @@ from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.monitors.model_quality.predictions import Extracted, PredictionExtractor
 from analyzer.store.buckets import HOUR_S, commit_chunk, read_file_states
 from analyzer.store.database import Store
+from analyzer.store.model_quality_blocks import ChunkBlocks, chunk_blocks
 from analyzer.store.retention import forget_files
 from modelmon.config import ModelmonConfig
 
@@ -298,12 +299,17 @@ class Ingestor:
             self._unreadable(rel, at.offset, at.lines, exc, stats)
 
     def _submit(self, at: _Position, chunk: _Chunk, decoded: _Decoded) -> Future[bool]:
-        """Queue the chunk's transaction, from where its file is committed (``at``)."""
+        """Queue the chunk's transaction, from where its file is committed (``at``).
+
+        Its predictions' blocks are encoded here, on this thread, once the writer is idle
+        (the previous chunk drained): on the writer, beside this thread's decoding, each of
+        the encoding's numpy steps gave the GIL away and waited for it again."""
         profiles, records, bad, extracted = decoded
+        blocks = chunk_blocks(extracted.columns) if extracted and extracted.columns else None
         return self._store.submit(
             self._write(
                 at.rel, at.offset, at.offset + chunk.size, at.lines + chunk.n_lines, chunk.end,
-                profiles, records, bad, extracted,
+                profiles, records, bad, extracted, blocks,
             )
         )  # fmt: skip
 
@@ -430,6 +436,7 @@ class Ingestor:
         records: int,
         bad: Counter[str],
         extracted: Extracted | None,
+        blocks: ChunkBlocks | None = None,
     ) -> Callable[[Any], bool]:
         """The one transaction of a chunk, for the writer thread (:func:`commit_chunk`)."""
 
@@ -449,6 +456,7 @@ class Ingestor:
                 limit=self._limit,
                 clock=self._clock,
                 quality_window_s=self._quality_window_s,
+                blocks=blocks,
             )
             if ok:
                 self._committed(db, rel)

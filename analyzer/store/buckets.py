@@ -23,6 +23,7 @@ from analyzer.monitors.data_quality.profile import DatasetProfile, ProfileError
 from analyzer.monitors.model_quality.predictions import Extracted
 from analyzer.store.database import Store, add_counters, quarantine_bucket
 from analyzer.store.model_quality import store_predictions
+from analyzer.store.model_quality_blocks import ChunkBlocks
 
 __all__ = [
     "HOUR_S",
@@ -65,9 +66,11 @@ def commit_chunk(
     limit: FeatureLimit | None,
     clock: Callable[[], float],
     quality_window_s: int = 0,
+    blocks: ChunkBlocks | None = None,
 ) -> bool:
     """The one transaction of a chunk (runs on the writer thread); False, with nothing
-    written, when the file's stored offset is no longer ``start_offset`` or it is done."""
+    written, when the file's stored offset is no longer ``start_offset`` or it is done.
+    ``blocks``: ``extracted``'s columns encoded by the ingest thread."""
     row = db.execute("SELECT offset, done FROM files WHERE path = ?", [rel]).fetchone()
     if (row[0] if row else 0) != start_offset or (row is not None and row[1]):
         return False
@@ -78,9 +81,10 @@ def commit_chunk(
         "COALESCE((SELECT bad FROM files WHERE path = ?), 0) + ?, ?)",
         [rel, new_offset, new_lines, rel, records, rel, sum(bad.values()), int(done)],
     )
-    add_counters(db, ingest_deltas(records, bad, int(done)))
+    counters = ingest_deltas(records, bad, int(done))
     if extracted is not None:
-        store_predictions(db, extracted, quality_window_s)
+        store_predictions(db, extracted, quality_window_s, counters, blocks)
+    add_counters(db, counters)  # one statement for the chunk's
     return True
 
 

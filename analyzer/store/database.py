@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 import orjson
 from sqlite_utils import Database, Migrations
 
+from analyzer.store.multi_row import insert_rows
 from analyzer.store.private_files import make_folders, open_private
 
 __all__ = [
@@ -438,15 +439,15 @@ class Store:
 # -- small shared queries ------------------------------------------------------------------
 
 
-def add_counters(db: Database, deltas: Mapping[str, int]) -> None:
-    """Add to named counters (inside the caller's transaction)."""
-    for name, delta in deltas.items():
-        if delta:
-            db.execute(
-                "INSERT INTO counters(name, value) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                [name, int(delta)],
-            )
+def add_counters(db: Database | sqlite3.Connection, deltas: Mapping[str, int]) -> None:
+    """Add to named counters (inside the caller's transaction), in one statement: beside
+    the busy ingest thread the writer can wait for the GIL after each of its statements."""
+    insert_rows(
+        db.conn if isinstance(db, Database) else db,
+        "INSERT INTO counters(name, value)",
+        [(name, int(delta)) for name, delta in deltas.items() if delta],
+        " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+    )
 
 
 def read_counters(conn: sqlite3.Connection) -> dict[str, int]:

@@ -44,6 +44,7 @@ import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -59,10 +60,11 @@ from analyzer.store import model_quality_runs as runs
 from analyzer.store.database import Store, add_counters
 from analyzer.store.model_quality_blocks import (
     BLOCK_COLUMNS,
-    F64,
-    HOUR_S,
+    Block,
+    ChunkBlocks,
     bits,
     block_columns,
+    chunk_blocks,
     encode_block,
     insert_block,
     keys_of,
@@ -175,34 +177,38 @@ def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
     return db.conn if isinstance(db, Database) else db
 
 
-def _first_of_each_key(columns: PredictionColumns) -> PredictionColumns:
-    """The rows without the later repeats of a key (the first stands, as for labels)."""
-    keys = columns.keys
-    if len(set(keys)) == len(keys):
-        return columns
-    first: dict[str, int] = {}
-    for index, key in enumerate(keys):
-        first.setdefault(key, index)
-    return columns.take(sorted(first.values()))
+class _Last(NamedTuple):
+    """The last block stored: its id, hour, predictions and their bytes (``_store_block``)."""
+
+    id: int
+    bucket: int
+    n: int
+    size: int
 
 
-def _by_hour(columns: PredictionColumns) -> list[tuple[int, PredictionColumns]]:
-    """The rows split by the hour they were inferred in, each hour's in their order."""
-    hours = np.floor(np.array(columns.times, dtype=F64) / HOUR_S).astype(np.int64)
-    if hours.min() == hours.max():
-        return [(int(hours[0]) * HOUR_S, columns)]
-    return [
-        (int(hour) * HOUR_S, columns.take(np.flatnonzero(hours == hour).tolist()))
-        for hour in np.unique(hours).tolist()
-    ]
+def _state(conn: sqlite3.Connection) -> tuple[bool, int, _Last | None]:
+    """Whether a label waits, the runs' ``merged_upto`` and the last block, in one statement
+    (beside the busy ingest thread the writer can wait for the GIL after each)."""
+    row = conn.execute(
+        "SELECT (SELECT value FROM mq_totals WHERE name = ?),"
+        " (SELECT coalesce(max(last_block), 0) FROM mq_runs), b.* FROM (SELECT 1)"
+        " LEFT JOIN (SELECT id, bucket, n, length(keys) + length(rows) + length(event_ids)"
+        " + length(inference_ids) + length(predictions) FROM mq_blocks ORDER BY id DESC"
+        " LIMIT 1) b ON 1",
+        [WAITING],
+    ).fetchone()
+    last = None if row[2] is None else _Last(*map(int, row[2:]))
+    return row[0] is not None and row[0] > 0, int(row[1]), last
 
 
 def _store_block(
-    conn: sqlite3.Connection, bucket: int, rows: PredictionColumns, claim: bool,
-    window_s: int,
-) -> int:  # fmt: skip
+    conn: sqlite3.Connection, bucket: int, rows: PredictionColumns, encoded: Block,
+    claim: bool, window_s: int, upto: int, last: _Last | None,
+) -> tuple[int, _Last]:  # fmt: skip
     """Store one hour's rows of a chunk as a block (and its claims row); with ``claim``, join
-    them to the waiting labels of their keys. Returns how many it joined.
+    them to the waiting labels of their keys. ``encoded``: the rows' block; ``upto``: the
+    runs' ``merged_upto``; ``last``: the last block stored. Returns how many it joined, and
+    the block now last (this one).
 
     A quiet endpoint's chunks are a few records each: a block of one would make the labels'
     scan step through tens of thousands of rows. So while the last block stored is of the
@@ -210,27 +216,22 @@ def _store_block(
     :data:`SMALL_BLOCK_BYTES` of them, and is in no run of hashes, the rows are appended to
     it (its row rewritten, its claims kept): it stays the last block, so the order in which
     predictions were stored (which one of a key is first) does not change."""
-    last = conn.execute(
-        "SELECT id, bucket, n, length(keys) + length(rows) + length(event_ids)"
-        " + length(inference_ids) + length(predictions) FROM mq_blocks ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    upto = runs.merged_upto(conn)
-    if (last is not None and last[1] == bucket and last[2] < SMALL_BLOCK
-            and last[3] < SMALL_BLOCK_BYTES
-            and last[0] > upto):  # fmt: skip
+    if (last is not None and last.bucket == bucket and last.n < SMALL_BLOCK
+            and last.size < SMALL_BLOCK_BYTES
+            and last.id > upto):  # fmt: skip
         # (a block in a run is never rewritten: retention can leave one last)
-        block_id = int(last[0])
+        block_id = last.id
         (claims,) = conn.execute(
             "SELECT claimed FROM mq_claims WHERE block = ?", [block_id]
         ).fetchone()  # written with its block, always
-        held = bits(claims, last[2])
+        held = bits(claims, last.n)
         stored = block_columns(conn, block_id)
         stored.extend(rows)
         block = encode_block(bucket, stored)
         update_block(conn, block_id, block)
     else:
         held = np.zeros(0, dtype=bool)
-        block = encode_block(bucket, rows)
+        block = encoded
         block_id = insert_block(conn, block, upto)
     keys = block.keys[held.size :]
     fresh = claim_waiting(conn, block_id, keys) if claim else np.zeros(len(keys), dtype=bool)
@@ -243,50 +244,65 @@ def _store_block(
         "INSERT OR REPLACE INTO mq_claims VALUES (?, ?, ?, ?)",
         [block_id, block.values[2], n - int(claimed.sum()), pack(claimed)],
     )
-    return count
+    return count, _Last(block_id, bucket, n, block.size)
 
 
 def add_predictions(
     db: Database | sqlite3.Connection,
-    rows: Sequence[PredictionRow] | PredictionColumns,
+    rows: Sequence[PredictionRow] | PredictionColumns | ChunkBlocks,
     window_s: int,
     *,
     run_sizes: RunSizes = DEFAULT_SIZES,
 ) -> int:
-    """Store captured predictions, as rows or as their columns (inside the caller's
-    transaction), as one block per hour; returns how many were stored (a chunk's repeats of
-    a key left out).
+    """Store captured predictions, as rows, as their columns or as their blocks already
+    encoded (:func:`chunk_blocks`, by the ingest thread), inside the caller's transaction,
+    as one block per hour; returns how many were stored (a chunk's repeats of a key left
+    out).
 
     Only while a label waits (a kept total) are the chunk's keys looked up among the
     waiting labels: those join and mark their windows. Then at most one run of the level-0
     blocks' hashes is built and one merge made (``run_sizes``).
     """
     conn = _conn(db)
-    if not isinstance(rows, PredictionColumns):
-        rows = PredictionColumns.of_rows(rows)
-    rows = _first_of_each_key(rows)
-    if not rows:
+    if not isinstance(rows, ChunkBlocks):
+        rows = chunk_blocks(rows)
+    if not rows.n:
         return 0
-    row = conn.execute("SELECT value FROM mq_totals WHERE name = ?", [WAITING]).fetchone()
-    claim = row is not None and row[0] > 0
-    joined = sum(
-        _store_block(conn, bucket, part, claim, window_s) for bucket, part in _by_hour(rows)
-    )
-    add_totals(conn, {UNCLAIMED: len(rows) - joined, WAITING: -joined, CHANGES: len(rows)})
-    runs.maintain(conn, run_sizes)
-    return len(rows)
+    claim, upto, last = _state(conn)
+    joined = 0
+    for bucket, part, block in rows.parts:
+        count, last = _store_block(conn, bucket, part, block, claim, window_s, upto, last)
+        joined += count
+    add_totals(conn, {UNCLAIMED: rows.n - joined, WAITING: -joined, CHANGES: rows.n})
+    assert last is not None  # a block was stored
+    runs.maintain(conn, run_sizes, upto=upto, last=last.id)
+    return rows.n
 
 
-def store_predictions(db: Database, extracted: Extracted, window_s: int) -> int:
+def store_predictions(
+    db: Database,
+    extracted: Extracted,
+    window_s: int,
+    counters: dict[str, int] | None = None,
+    blocks: ChunkBlocks | None = None,
+) -> int:
     """Add a capture chunk's predictions and count them and the records left out (inside the
     chunk's transaction); returns how many were stored. Counters:
     ``model_quality:predictions``, ``model_quality:skipped:{reason}``,
-    ``model_quality:rows_too_large``."""
-    new = add_predictions(db, extracted.columns, window_s) if extracted.columns else 0
+    ``model_quality:rows_too_large``: added to ``counters`` when given (the chunk's other
+    counters, written by the caller in one statement), else written here. ``blocks``: the
+    extraction's columns already encoded (:func:`chunk_blocks`), else they are here."""
+    new = 0
+    if extracted.columns:
+        new = add_predictions(db, extracted.columns if blocks is None else blocks, window_s)
     deltas = {"model_quality:predictions": new, "model_quality:rows_too_large":
               extracted.rows_too_large}  # fmt: skip
     deltas.update({f"model_quality:skipped:{r}": n for r, n in extracted.skipped.items()})
-    add_counters(db, deltas)
+    if counters is None:
+        add_counters(db, deltas)
+    else:
+        for name, delta in deltas.items():
+            counters[name] = counters.get(name, 0) + delta
     return new
 
 

@@ -42,11 +42,12 @@ _FEW_HITS = 8  # up to this many hits in a block, the keys' blob is searched, no
 
 def add_totals(conn: sqlite3.Connection, deltas: dict[str, int]) -> None:
     """Add to the kept totals (``mq_totals``)."""
-    conn.executemany(
-        "INSERT INTO mq_totals VALUES (?, ?)"
-        " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+    insert_rows(
+        conn,
+        "INSERT INTO mq_totals",
         [(name, delta) for name, delta in deltas.items() if delta],
-    )
+        " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+    )  # one statement (multi_row: the writer waits for the GIL after each)
 
 
 def add_label_batch(

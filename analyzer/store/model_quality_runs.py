@@ -164,13 +164,15 @@ def _delete_runs(conn: sqlite3.Connection, runs: list[int]) -> None:
     conn.execute("DELETE FROM mq_runs WHERE id IN (SELECT value FROM json_each(?))", [ids])
 
 
-def _build(conn: sqlite3.Connection, upto: int, sizes: RunSizes) -> bool:
+def _build(conn: sqlite3.Connection, upto: int, sizes: RunSizes, last: int | None) -> bool:
     """A run (tier 0) of the first closed level-0 blocks, once they hold ``min_entries``
     predictions (the fewest blocks in id order that do) or, tiny blocks, once they number
-    :data:`MANY_BLOCKS` (then all of them, up to ``min_entries``); False when neither."""
-    (last,) = conn.execute("SELECT max(id) FROM mq_blocks").fetchone()
+    :data:`MANY_BLOCKS` (then all of them, up to ``min_entries``); False when neither.
+    ``last``: the last block's id, read when None."""
     if last is None:
-        return False
+        (last,) = conn.execute("SELECT max(id) FROM mq_blocks").fetchone()
+        if last is None:
+            return False
     # at most 8 predictions a byte of their claimed bits: an upper bound from narrow rows
     # (a block's row is a page of its own), so that most chunks stop here; and the blocks
     # counted: tiny blocks (late data beside live, each chunk a block) make a run once
@@ -252,11 +254,18 @@ def _merge(conn: sqlite3.Connection, sizes: RunSizes) -> bool:
     return True
 
 
-def maintain(conn: sqlite3.Connection, sizes: RunSizes = DEFAULT_SIZES) -> tuple[bool, bool]:
+def maintain(
+    conn: sqlite3.Connection,
+    sizes: RunSizes = DEFAULT_SIZES,
+    *,
+    upto: int | None = None,
+    last: int | None = None,
+) -> tuple[bool, bool]:
     """After a chunk's blocks (the writer's transaction): at most one run built from level 0
     and, after a build, one merge (a merge a build makes possible, or one left from the
-    last build); returns ``(built, merged)``."""
-    built = _build(conn, merged_upto(conn), sizes)
+    last build); returns ``(built, merged)``. ``upto`` (:func:`merged_upto`) and ``last``
+    (the last block's id) when the caller knows them: a statement less each."""
+    built = _build(conn, merged_upto(conn) if upto is None else upto, sizes, last)
     return built, built and _merge(conn, sizes)
 
 

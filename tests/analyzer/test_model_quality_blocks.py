@@ -3,6 +3,7 @@ blocks, which of two stored predictions of a key gets its label, reads inside a 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,12 +38,37 @@ def test_the_key_hash_is_stable_and_does_not_depend_on_the_other_keys() -> None:
     pinned = [0x4F5DA978776A9DB1, 0x541F1300220C7A6F, 0x6B74ADEBEAB07B40,
               0x64ED8E8A3B1B7D66, 0x250EA5D6468287CF]  # fmt: skip
     assert stable_key_hashes(keys).tolist() == pinned  # stored: must never change
+    assert stable_key_hashes(keys, "\x00".join(keys).encode()).tolist() == pinned
+    uuids = [keys[3], "0" * 8 + keys[3][8:]]  # one length: the joined bytes' way
+    assert stable_key_hashes(uuids, "\x00".join(uuids).encode())[0] == pinned[3]
     assert [int(stable_key_hashes([k])[0]) for k in keys] == pinned  # whatever the array's width
     assert len(set(stable_key_hashes([f"k{i}" for i in range(10_000)]).tolist())) == 10_000
 
 
-def _one_hash(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
+def _one_hash(keys: Sequence[str], joined: bytes | None = None) -> npt.NDArray[np.uint64]:
     return np.zeros(len(keys), dtype=np.dtype("<u8"))
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [str(uuid.UUID(int=i)) for i in range(1000)],  # one length: read from the joined bytes
+        [f"k{i}" for i in range(10)],
+        ["éé", "abcd", "z\u20ac"],  # 4 bytes each, not 4 characters each
+        ["ab", "c", "def"],  # 9 bytes with the NUL appended, 3 keys: not one length
+        ["abc", "de", "f"],
+        ["x" * 17, "y" * 17],
+        ["a"],
+    ],
+)
+def test_the_hash_from_the_joined_keys_is_the_hash_of_each(keys: list[str]) -> None:
+    """The block's NUL-joined keys, given, hash as the keys do one by one."""
+    joined = "\x00".join(keys).encode()
+    each = [int(stable_key_hashes([key])[0]) for key in keys]
+    assert stable_key_hashes(keys, joined).tolist() == each
+    assert stable_key_hashes(keys).tolist() == each
+    same = blocks._same_length_words(joined, len(keys))
+    assert (same is not None) == (len({len(key.encode()) for key in keys}) == 1)
 
 
 @pytest.mark.parametrize("few_hits", [0, 8])  # the keys' blob split, or searched

@@ -111,8 +111,8 @@ def check_runs(db: Database, seen: set[str]) -> None:
         seen.add("level 0")
 
 
-def _few_hashes(keys: Sequence[str]) -> npt.NDArray[np.uint64]:
-    return stable_key_hashes(keys) & np.uint64(7)  # eight hashes: ties across every page
+def _few_hashes(keys: Sequence[str], joined: bytes | None = None) -> npt.NDArray[np.uint64]:
+    return stable_key_hashes(keys, joined) & np.uint64(7)  # eight hashes: ties across every page
 
 
 @pytest.mark.parametrize(("seed", "collide"), [(1, False), (2, False), (3, True), (4, True)])
