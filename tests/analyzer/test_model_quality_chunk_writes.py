@@ -15,7 +15,7 @@ from analyzer.ingest.ingestor import Ingestor
 from analyzer.monitors.model_quality.predictions import PredictionColumns, PredictionRow
 from analyzer.store.database import Store, add_counters, read_counters
 from analyzer.store.model_quality import add_labels, add_predictions, create_tables
-from analyzer.store.model_quality_blocks import chunk_blocks
+from analyzer.store.model_quality_blocks import ChunkBlocks, chunk_blocks
 from modelmon.config import ModelmonConfig
 from tests.analyzer.service_helpers import T0, make_config, write_traffic
 
@@ -68,8 +68,11 @@ def test_a_chunk_stored_as_rows_columns_or_its_blocks_stores_the_same(
         with db.conn:
             add_labels(db, labels[:25], 1.0, WINDOW)
         for rows in chunks:
-            given = {"rows": rows, "columns": PredictionColumns.of_rows(rows),
-                     "blocks": chunk_blocks(rows)}[way]  # fmt: skip
+            given: list[PredictionRow] | PredictionColumns | ChunkBlocks = rows
+            if way == "columns":
+                given = PredictionColumns.of_rows(rows)
+            elif way == "blocks":
+                given = chunk_blocks(rows)
             with db.conn:
                 assert add_predictions(db, given, WINDOW) == len({row[0] for row in rows})
         with db.conn:
