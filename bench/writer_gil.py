@@ -1,6 +1,6 @@
 """What one SQLite statement of the store's writer costs beside a busy Python thread (issue 11).
 
-    python bench/writer_gil.py [--rounds 200]
+    python bench/writer_gil.py [--rounds 200] [--trials 7]
 
 The service's writer thread runs a chunk's statements while the ingest thread decodes the
 next chunk in Python. Each statement (and each numpy step on a large array) lets go of the
@@ -8,7 +8,10 @@ GIL while SQLite (or numpy) works, and must take it back after: when the other t
 running Python, that waits until the other gives it up (at the latest after
 ``sys.getswitchinterval()``, 5 ms by default). This times, on an in-memory database, a
 lookup by key, an upsert, a 1.5 MB blob insert and a numpy hash step of 10,000 keys: alone
-(the anchor) and beside a thread busy in a Python loop, in milliseconds, and the ratio.
+(the anchor) and beside a thread busy in a Python loop, in milliseconds: the median of
+``--trials`` trials (the wait is a race between two threads' wake-ups: a short step
+is either as quick as alone or hundreds of times slower, from trial to trial), the range
+beside, and the ratio.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
+import statistics
 import sys
 import threading
 import time
@@ -43,6 +47,7 @@ def _timed(rounds: int, step: Callable[[], object]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--trials", type=int, default=7)
     args = parser.parse_args()
     conn = sqlite3.connect(":memory:", check_same_thread=False)
     conn.execute("CREATE TABLE t (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
@@ -62,17 +67,23 @@ def main() -> None:
     print(f"load average {os.getloadavg()}, switch interval {sys.getswitchinterval() * 1e3} ms")
     for name, step in steps.items():
         rounds = args.rounds if "blob" not in name and "hash" not in name else args.rounds // 10
-        alone = _timed(rounds, step)
-        stop = threading.Event()
-        thread = threading.Thread(target=_busy, args=(stop,))
-        thread.start()
-        try:
-            beside = _timed(rounds, step)
-        finally:
-            stop.set()
-            thread.join()
-        print(f"{name}: alone {alone:.3f} ms, beside a busy thread {beside:.3f} ms"
-              f" ({beside / alone:,.0f}×)")  # fmt: skip
+        alone, beside = [], []
+        for _ in range(args.trials):  # a wake-up race: it varies a lot from trial to trial
+            alone.append(_timed(rounds, step))
+            stop = threading.Event()
+            thread = threading.Thread(target=_busy, args=(stop,))
+            thread.start()
+            try:
+                beside.append(_timed(rounds, step))
+            finally:
+                stop.set()
+                thread.join()
+        a, b = statistics.median(alone), statistics.median(beside)
+        print(
+            f"{name}: alone {a:.3f} ms, beside a busy thread {b:.3f} ms (median of"
+            f" {args.trials} trials of {rounds}; {min(beside):.3f}–{max(beside):.3f}),"
+            f" {b / a:,.0f}×"
+        )
 
 
 if __name__ == "__main__":
