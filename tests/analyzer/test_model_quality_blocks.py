@@ -58,6 +58,7 @@ def _one_hash(keys: Sequence[str], joined: bytes | None = None) -> npt.NDArray[n
         ["ab", "c", "def"],  # 9 bytes with the NUL appended, 3 keys: not one length
         ["abc", "de", "f"],
         ["x" * 17, "y" * 17],
+        ["abcdefgh", "12345678", "éééé"],  # 8 bytes each: one word, no padding
         ["a"],
     ],
 )

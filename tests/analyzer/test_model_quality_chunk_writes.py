@@ -103,7 +103,8 @@ def test_a_chunks_transaction_with_model_quality_is_a_few_statements(
     config: ModelmonConfig, store: Store
 ) -> None:
     """One chunk of the service's ingest (one file, one bucket): the join's part of its
-    transaction is five statements, and its counters one (22 statements in all before)."""
+    transaction is five statements, and its counters one (before: ten, and the counters an
+    upsert each)."""
     n = write_traffic(config.capture.dir, "current_nodrift.csv", 200, T0, per_file=200)
     seen: list[str] = []
     store.write(lambda db: db.conn.set_trace_callback(seen.append))
