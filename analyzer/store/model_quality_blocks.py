@@ -114,10 +114,11 @@ def _words(encoded: npt.NDArray[np.bytes_], width: int) -> npt.NDArray[np.uint64
 def _same_length_words(joined: bytes, n: int) -> npt.NDArray[np.uint64] | None:
     """:func:`_words` of ``n`` keys straight from their NUL-joined UTF-8 bytes (the block's
     ``keys``), when every key has the same length in bytes (UUIDs: the usual chunk); else
-    None. A key holds no NUL, so the bytes hold exactly ``n - 1`` of them, and a zero at
-    every ``length + 1``-th place (the appended one last) means that every key is
-    ``length`` bytes long."""
-    if (len(joined) + 1) % n:
+    None. A key holds no NUL (both intakes refuse one; a caller of ``encode_block`` that
+    passes one gets the general way, as before), so the bytes hold exactly ``n - 1`` of
+    them, and a zero at every ``length + 1``-th place (the appended one last) means that
+    every key is ``length`` bytes long."""
+    if (len(joined) + 1) % n or joined.count(0) != n - 1:
         return None
     step = (len(joined) + 1) // n
     length = step - 1

@@ -59,6 +59,7 @@ def _one_hash(keys: Sequence[str], joined: bytes | None = None) -> npt.NDArray[n
         ["abc", "de", "f"],
         ["x" * 17, "y" * 17],
         ["abcdefgh", "12345678", "éééé"],  # 8 bytes each: one word, no padding
+        ["a\x00b\x00c", "d"],  # a NUL (refused upstream) must not pass for a separator
         ["a"],
     ],
 )
