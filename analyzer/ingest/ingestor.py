@@ -45,6 +45,7 @@ from analyzer.ingest.capture_files import (
     read_pieces,
     sealed_files,
 )
+from analyzer.ingest.chunk_buckets import lines_by_bucket, lines_by_time
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.monitors.model_quality.predictions import Extracted, PredictionExtractor
@@ -106,25 +107,6 @@ def bucket_records(
             key = None
         groups.setdefault(key, []).append(record)
     return groups, bad
-
-
-def _lines_by_bucket(
-    chunk: list[bytes], keys: list[int], stamps: list[float]
-) -> dict[int, tuple[list[bytes], list[float]]] | None:
-    """The chunk's lines, and their records' times, grouped by bucket start (``keys`` and
-    ``stamps``: one per decoded record, in order), when every non-blank line gave exactly one
-    record; else None."""
-    lines = [line for line in chunk if line and not line.isspace()]
-    if len(lines) != len(keys):
-        return None
-    groups: dict[int, tuple[list[bytes], list[float]]] = {}
-    for line, key, stamp in zip(lines, keys, stamps, strict=True):
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = ([], [])
-        group[0].append(line)
-        group[1].append(stamp)
-    return groups
 
 
 @dataclass
@@ -342,12 +324,17 @@ class Ingestor:
         model quality on) its predictions.
 
         Most chunks fall in one bucket: they are decoded once as a whole. A chunk that spans
-        buckets is grouped by bucket and each group decoded on its own: by the whole chunk's
-        decoded times when every line gave one record (the lines are then split, not parsed
-        again), else by :func:`bucket_records`.
+        buckets is grouped by bucket and each group decoded on its own: by the times the
+        lines show when its first and last lines show two buckets and every group decodes
+        into its own (:func:`lines_by_time`: the chunk is decoded once), else by the whole
+        chunk's decoded times when every line gave one record (the lines are then split,
+        not parsed by :func:`bucket_records`), else by :func:`bucket_records`.
         """
         bucket_s = self._bucket_s
         extract = self._predictions.extract if self._predictions is not None else None
+        guessed = self._decoded_by_time(chunk)
+        if guessed is not None:
+            return self._grouped(guessed, Counter(), extract)
         batch = self._decoder.decode_lines(chunk)
         stamps = list(map(datetime.timestamp, batch.inference_times))
         keys = [int(stamp) // bucket_s * bucket_s for stamp in stamps]
@@ -360,7 +347,7 @@ class Ingestor:
             profile.update(batch)
             return {starts.pop(): profile}, batch.n_records, Counter(batch.bad), extracted
         bad: Counter[str] = Counter()
-        lines = _lines_by_bucket(chunk, keys, stamps) if not batch.bad else None
+        lines = lines_by_bucket(chunk, keys, stamps) if not batch.bad else None
         batches: Iterable[tuple[int | None, DecodedBatch, list[float] | None]]
         if lines is not None:
             batches = (
@@ -372,6 +359,37 @@ class Ingestor:
             batches = (
                 (key, self._decoder.decode_records(group), None) for key, group in groups.items()
             )
+        return self._grouped(batches, bad, extract)
+
+    def _decoded_by_time(
+        self, chunk: list[bytes]
+    ) -> list[tuple[int | None, DecodedBatch, list[float] | None]] | None:
+        """The chunk's groups by :func:`lines_by_time`, each decoded, when every group's
+        lines each gave one record in its bucket (as a split by the decoded times would
+        have grouped them); else None."""
+        groups = lines_by_time(chunk, self._bucket_s)
+        if groups is None:
+            return None
+        decoded: list[tuple[int | None, DecodedBatch, list[float] | None]] = []
+        for key, group in groups.items():
+            batch = self._decoder.decode_lines(group)
+            stamps = list(map(datetime.timestamp, batch.inference_times))
+            if batch.bad or len(stamps) != len(group):
+                return None
+            if any(int(stamp) // self._bucket_s * self._bucket_s != key for stamp in stamps):
+                return None
+            decoded.append((key, batch, stamps))
+        return decoded
+
+    def _grouped(
+        self,
+        batches: Iterable[tuple[int | None, DecodedBatch, list[float] | None]],
+        bad: Counter[str],
+        extract: Callable[[DecodedBatch, list[float] | None], Extracted] | None,
+    ) -> _Decoded:
+        """The profiles of a chunk's groups (each a bucket's), with their bad records added
+        to ``bad`` and their predictions."""
+        bucket_s = self._bucket_s
         profiles: dict[int, DatasetProfile] = {}
         records = 0
         extracted = Extracted() if extract is not None else None

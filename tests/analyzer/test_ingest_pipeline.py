@@ -117,8 +117,9 @@ def test_a_file_of_whole_chunks_ends_with_its_last_chunk(
 def test_a_chunk_over_two_buckets_is_split_by_its_decoded_times(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_line: bool
 ) -> None:
-    """Every line gave a record: the lines are split by the decoded times, never parsed a
-    second time (``bucket_records``); a bad line sends the chunk the old way. Same buckets."""
+    """Every line gave a record: the lines are split by their times (as their text shows
+    them, checked against the decoded ones: test_chunk_buckets.py), never parsed a second
+    time (``bucket_records``); a bad line sends the chunk the old way. Same buckets."""
     config = make_config(tmp_path, None)
     grouped: list[int] = []
 
