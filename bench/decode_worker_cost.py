@@ -51,8 +51,8 @@ def main() -> None:
         quality = {"problem_type": "BinaryClassification", "probability_attribute": "0"}
         config = make_config(Path(tmp), None, model_quality=quality)
         # the service bench's density (5.4 ms apart), ending 2 minutes into a 5-minute bucket:
-        # the chunk in one bucket, decoded once; with --across, 20 s into it: the chunk over
-        # two buckets, decoded whole for its times, then a bucket at a time
+        # the chunk in one bucket; with --across, 20 s into it: the chunk over two buckets,
+        # decoded a bucket at a time (split by the times its lines show)
         end = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=20 if args.across else 120)
         lines, _ = labelled_lines(n, end, span_s=n * 0.0054)
         store = Store(config.analyzer.db)

@@ -17,7 +17,8 @@ from analyzer.decoding.inference_time import parse_inference_times
 __all__ = ["lines_by_bucket", "lines_by_time"]
 
 # the time a capture record's text shows: the decoders read eventMetadata.inferenceTime from
-# the parsed JSON; a quote inside any JSON string is escaped, so this only finds a key
+# the parsed JSON; a quote inside a JSON string is escaped, so this finds a key (any object's,
+# or one ending in an escaped quote: what the decoded times are checked for)
 _TIME = re.compile(rb'"inferenceTime"\s*:\s*"([^"\\]*)"')
 
 

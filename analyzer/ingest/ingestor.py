@@ -333,53 +333,59 @@ class Ingestor:
         bucket_s = self._bucket_s
         extract = self._predictions.extract if self._predictions is not None else None
         guessed = self._decoded_by_time(chunk)
-        if guessed is not None:
+        if isinstance(guessed, list):
             return self._grouped(guessed, Counter(), extract)
-        batch = self._decoder.decode_lines(chunk)
-        stamps = list(map(datetime.timestamp, batch.inference_times))
-        keys = [int(stamp) // bucket_s * bucket_s for stamp in stamps]
-        starts = set(keys)
-        if len(starts) <= 1:
-            extracted = extract(batch, stamps) if extract is not None else None
-            if not starts:
-                return {}, 0, Counter(batch.bad), extracted
-            profile = DatasetProfile(self._kll_k, self._limit)
-            profile.update(batch)
-            return {starts.pop(): profile}, batch.n_records, Counter(batch.bad), extracted
-        bad: Counter[str] = Counter()
-        lines = lines_by_bucket(chunk, keys, stamps) if not batch.bad else None
-        batches: Iterable[tuple[int | None, DecodedBatch, list[float] | None]]
-        if lines is not None:
-            batches = (
-                (key, self._decoder.decode_lines(group), times)
-                for key, (group, times) in lines.items()
-            )
-        else:
-            groups, bad = bucket_records(chunk, bucket_s)
-            batches = (
-                (key, self._decoder.decode_records(group), None) for key, group in groups.items()
-            )
-        return self._grouped(batches, bad, extract)
+        if guessed is None:
+            batch = self._decoder.decode_lines(chunk)
+            stamps = list(map(datetime.timestamp, batch.inference_times))
+            keys = [int(stamp) // bucket_s * bucket_s for stamp in stamps]
+            starts = set(keys)
+            if len(starts) <= 1:
+                extracted = extract(batch, stamps) if extract is not None else None
+                if not starts:
+                    return {}, 0, Counter(batch.bad), extracted
+                profile = DatasetProfile(self._kll_k, self._limit)
+                profile.update(batch)
+                return {starts.pop(): profile}, batch.n_records, Counter(batch.bad), extracted
+            lines = lines_by_bucket(chunk, keys, stamps) if not batch.bad else None
+            if lines is not None:
+                batches = (
+                    (key, self._decoder.decode_lines(group), times)
+                    for key, (group, times) in lines.items()
+                )
+                return self._grouped(batches, Counter(), extract)
+        groups, bad = bucket_records(chunk, bucket_s)  # bad records, good ones in 2+ buckets
+        records = (
+            (key, self._decoder.decode_records(group), None) for key, group in groups.items()
+        )
+        return self._grouped(records, bad, extract)
 
     def _decoded_by_time(
         self, chunk: list[bytes]
-    ) -> list[tuple[int | None, DecodedBatch, list[float] | None]] | None:
+    ) -> list[tuple[int | None, DecodedBatch, list[float] | None]] | bool | None:
         """The chunk's groups by :func:`lines_by_time`, each decoded, when every group's
         lines each gave one record in its bucket (as a split by the decoded times would
-        have grouped them); else None."""
+        have grouped them). Else True when the groups held bad records and good ones in two
+        buckets or more: the whole chunk's decode would show the same (a line decodes alike
+        in any batch), and send it to :func:`bucket_records`; else None (decode it whole)."""
         groups = lines_by_time(chunk, self._bucket_s)
         if groups is None:
             return None
         decoded: list[tuple[int | None, DecodedBatch, list[float] | None]] = []
+        starts: set[int] = set()
+        bad = False
+        fits = True
         for key, group in groups.items():
             batch = self._decoder.decode_lines(group)
             stamps = list(map(datetime.timestamp, batch.inference_times))
-            if batch.bad or len(stamps) != len(group):
-                return None
-            if any(int(stamp) // self._bucket_s * self._bucket_s != key for stamp in stamps):
-                return None
+            buckets = {int(stamp) // self._bucket_s * self._bucket_s for stamp in stamps}
+            starts |= buckets
+            bad = bad or bool(batch.bad)
+            fits = fits and not batch.bad and len(stamps) == len(group) and buckets <= {key}
             decoded.append((key, batch, stamps))
-        return decoded
+        if fits:
+            return decoded
+        return True if bad and len(starts) >= 2 else None
 
     def _grouped(
         self,

@@ -11,10 +11,13 @@ from typing import Any
 import orjson
 import pytest
 
+import analyzer.ingest.ingestor as ingestor_module
 from analyzer.ingest.chunk_buckets import lines_by_time
-from analyzer.ingest.ingestor import Ingestor
+from analyzer.ingest.ingestor import Ingestor, bucket_records
 from analyzer.store.buckets import merge_buckets
 from analyzer.store.database import Store, read_counters
+from analyzer.store.model_quality_blocks import stored_predictions
+from modelmon.capture_record import CaptureSide, build_record
 from tests.analyzer.service_helpers import (
     T0,
     make_config,
@@ -86,8 +89,8 @@ def test_a_line_whose_json_gives_another_time_than_its_text_shows(
     tmp_path: Path, at: int, order: list[int]
 ) -> None:
     """A repeated ``inferenceTime`` key: the text's first, the JSON's last (later, in the
-    second bucket). The guess is checked against the decoded times: its first group fails,
-    and the chunk is split by the decoded times, as before."""
+    second bucket). The guess is checked against the decoded times: its first group does
+    not fit, and the chunk is split by the decoded times, as before."""
     lines = _lines(100, 6)
     late = (T0 + timedelta(seconds=420)).strftime("%Y-%m-%dT%H:%M:%S.000Z").encode()
     lines[at] = re.sub(
@@ -97,6 +100,73 @@ def test_a_line_whose_json_gives_another_time_than_its_text_shows(
     decoded: list[int] = []
     stats, buckets, profile, counters = _ingest(tmp_path, lines, decoded)
     assert buckets == {START: 49, START + 300: 51}  # that record in the later bucket
-    assert decoded == [50, 100, *order]  # the guess's first group, the chunk, its buckets
+    assert decoded == [50, 50, 100, *order]  # the guess's groups, the chunk, its buckets
     assert stats.records == 100 and counters["records"] == 100
     assert profile is not None and profile.features["age"].count == 100
+
+
+def test_a_bad_record_over_two_buckets_goes_to_the_records_without_a_whole_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record refused for its input (cut by the proxy), its time readable: the groups hold
+    a bad record and good ones in two buckets, so the chunk goes straight to
+    ``bucket_records``, as the whole chunk's decode would have sent it."""
+    rows, scores = read_rows("current_nodrift.csv")
+    lines = _lines(100, 6)
+    cut = CaptureSide("text/csv", ",".join(rows[0])[:5], "CSV", truncated=True)
+    lines[70] = build_record(
+        event_id="cut",
+        inference_time=T0 + timedelta(seconds=420),
+        request=cut,
+        response=CaptureSide("text/csv", scores[0], "CSV"),
+    )
+    grouped: list[int] = []
+
+    def counted(chunk: list[bytes], bucket_s: int) -> Any:  # a spy: the function runs
+        grouped.append(len(chunk))
+        return bucket_records(chunk, bucket_s)
+
+    monkeypatch.setattr(ingestor_module, "bucket_records", counted)
+    decoded: list[int] = []
+    stats, buckets, profile, counters = _ingest(tmp_path, lines, decoded)
+    assert decoded == [50, 50]  # the groups only: no decode of the whole chunk
+    assert grouped == [100]  # then the records' way, as the whole chunk's decode would go
+    assert buckets == {START: 50, START + 300: 49}
+    assert stats.records == 99 and sum(stats.bad.values()) == 1 == counters["bad_records"]
+    assert profile is not None and profile.features["age"].count == 99
+
+
+def _keyed(key: str, score: str, seconds: float) -> bytes:
+    rows, _ = read_rows("current_nodrift.csv")
+    return build_record(
+        event_id=key,
+        inference_time=T0 + timedelta(seconds=seconds),
+        request=CaptureSide("text/csv", ",".join(rows[0]), "CSV"),
+        response=CaptureSide("text/csv", score, "CSV"),
+    )
+
+
+def test_a_key_in_two_buckets_keeps_the_prediction_of_the_bucket_seen_first(
+    tmp_path: Path,
+) -> None:
+    """The chunk's buckets are stored in the order their first line comes (as the split by
+    the decoded times did): the first prediction of a key stands across them."""
+    quality = {"problem_type": "BinaryClassification", "probability_attribute": "0"}
+    config = make_config(tmp_path, None, model_quality=quality)
+    later = _lines(40, 6, first_s=300)  # the second bucket
+    earlier = _lines(40, 6)  # the first
+    # first a line of the later bucket, last one of the earlier: the split by shown times
+    lines = [later[0], _keyed("k", "0.9", 310), *later[1:], *earlier, _keyed("k", "0.1", 10)]
+    write_capture_file(config.capture.dir, lines, T0)
+    store = Store(config.analyzer.db)
+    store.start()
+    try:
+        stats = Ingestor(store, config).run_once()
+        stored = store.read(stored_predictions)
+    finally:
+        store.close()
+    assert stats.records == 82
+    (kept,) = [row for row in stored if row[0] == "k"]
+    assert kept[4] == "1" and kept[3] == START + 310  # the later bucket's, seen first
+    assert [row[3] >= START + 300 for row in stored[:41]] == [True] * 41
+    assert lines_by_time(lines, 300) is not None  # (the split by shown times was tried)
