@@ -283,9 +283,9 @@ class Ingestor:
     def _submit(self, at: _Position, chunk: _Chunk, decoded: _Decoded) -> Future[bool]:
         """Queue the chunk's transaction, from where its file is committed (``at``).
 
-        Its predictions' blocks are encoded here, on this thread, once the writer is idle
-        (the previous chunk drained): on the writer, beside this thread's decoding, each of
-        the encoding's numpy steps gave the GIL away and waited for it again."""
+        Its predictions' blocks are encoded here, on this thread, once the previous chunk is
+        drained: on the writer, beside this thread's decoding, each of the encoding's numpy
+        steps gave the GIL away and waited for it again."""
         profiles, records, bad, extracted = decoded
         blocks = chunk_blocks(extracted.columns) if extracted and extracted.columns else None
         return self._store.submit(
@@ -326,9 +326,11 @@ class Ingestor:
         Most chunks fall in one bucket: they are decoded once as a whole. A chunk that spans
         buckets is grouped by bucket and each group decoded on its own: by the times the
         lines show when its first and last lines show two buckets and every group decodes
-        into its own (:func:`lines_by_time`: the chunk is decoded once), else by the whole
-        chunk's decoded times when every line gave one record (the lines are then split,
-        not parsed by :func:`bucket_records`), else by :func:`bucket_records`.
+        into its own (:func:`lines_by_time`: the chunk is decoded once); by
+        :func:`bucket_records` when those groups held bad records and good ones in two
+        buckets or more; else by the whole chunk's decoded times when every line gave one
+        record (the lines are then split, not parsed by :func:`bucket_records`), else by
+        :func:`bucket_records`.
         """
         bucket_s = self._bucket_s
         extract = self._predictions.extract if self._predictions is not None else None
