@@ -178,7 +178,7 @@ def _conn(db: Database | sqlite3.Connection) -> sqlite3.Connection:
 
 
 class _Last(NamedTuple):
-    """The last block stored: its id, hour, predictions and their bytes (``_store_block``)."""
+    """The last block stored: its id, hour, predictions and their bytes (``_state``)."""
 
     id: int
     bucket: int
@@ -204,11 +204,11 @@ def _state(conn: sqlite3.Connection) -> tuple[bool, int, _Last | None]:
 def _store_block(
     conn: sqlite3.Connection, bucket: int, rows: PredictionColumns, encoded: Block,
     claim: bool, window_s: int, upto: int, last: _Last | None,
-) -> tuple[int, _Last]:  # fmt: skip
+) -> tuple[int, int]:  # fmt: skip
     """Store one hour's rows of a chunk as a block (and its claims row); with ``claim``, join
     them to the waiting labels of their keys. ``encoded``: the rows' block; ``upto``: the
-    runs' ``merged_upto``; ``last``: the last block stored. Returns how many it joined, and
-    the block now last (this one).
+    runs' ``merged_upto``; ``last``: the last block stored, to append to (None: insert).
+    Returns how many it joined, and the block's id.
 
     A quiet endpoint's chunks are a few records each: a block of one would make the labels'
     scan step through tens of thousands of rows. So while the last block stored is of the
@@ -244,7 +244,7 @@ def _store_block(
         "INSERT OR REPLACE INTO mq_claims VALUES (?, ?, ?, ?)",
         [block_id, block.values[2], n - int(claimed.sum()), pack(claimed)],
     )
-    return count, _Last(block_id, bucket, n, block.size)
+    return count, block_id
 
 
 def add_predictions(
@@ -266,17 +266,18 @@ def add_predictions(
     conn = _conn(db)
     if not isinstance(rows, ChunkBlocks):
         rows = chunk_blocks(rows)
-    if not rows.n:
+    n = rows.n
+    if not n:
         return 0
     claim, upto, last = _state(conn)
-    joined = 0
+    joined = block_id = 0
     for bucket, part, block in rows.parts:
-        count, last = _store_block(conn, bucket, part, block, claim, window_s, upto, last)
+        count, block_id = _store_block(conn, bucket, part, block, claim, window_s, upto, last)
         joined += count
-    add_totals(conn, {UNCLAIMED: rows.n - joined, WAITING: -joined, CHANGES: rows.n})
-    assert last is not None  # a block was stored
-    runs.maintain(conn, run_sizes, upto=upto, last=last.id)
-    return rows.n
+        last = None  # the chunk's next hour: another hour than this block's, never appended
+    add_totals(conn, {UNCLAIMED: n - joined, WAITING: -joined, CHANGES: n})
+    runs.maintain(conn, run_sizes, upto=upto, last=block_id)  # the last block stored
+    return n
 
 
 def store_predictions(

@@ -176,15 +176,6 @@ class Block:
     times: npt.NDArray[np.float64]
     values: tuple[object, ...]  # bucket … rows, in BLOCK_COLUMNS' order after id
 
-    @property
-    def size(self) -> int:
-        """Its bytes of keys, predictions, ids and input rows: ``length(keys) + length(rows)
-        + length(event_ids) + length(inference_ids) + length(predictions)`` of its row
-        (what :data:`analyzer.store.model_quality.SMALL_BLOCK_BYTES` bounds)."""
-        *_, keys, predictions, _probabilities, event_ids, inference_ids, rows = self.values
-        blobs: tuple[bytes, ...] = (keys, predictions, event_ids, inference_ids, rows)  # type: ignore[assignment]
-        return sum(map(len, blobs))
-
 
 def _rows_blob(rows: Sequence[bytes | None]) -> bytes:
     """The input rows: their lengths (int32, -1 for none) then their bytes."""
