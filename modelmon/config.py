@@ -346,6 +346,9 @@ class AnalyzerConfig(_Model):
     run_detail_s: Annotated[int, Field(ge=0, le=90 * DAY_S)] = 3600
     # Which payloads `analyze --once` reads with the optional Arrow fast path (pyarrow).
     arrow: ArrowMode = "csv"
+    # Where the service decodes the capture files' chunks: in a process of its own (on), on
+    # its ingest thread (off), or in a process when it may run on two cores or more (auto).
+    ingest_process: Literal["auto", "on", "off"] = "auto"
     # Where `modelmon baseline` and `analyze --once` run their map (docs/dask.md).
     dask: DaskConfig = DaskConfig()
     # Ingest from this prefix (s3://bucket/prefix, gs://…, file:///dir: where the proxies'
@@ -358,6 +361,12 @@ class AnalyzerConfig(_Model):
     @classmethod
     def _arrow_off(cls, value: Any) -> Any:
         return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @field_validator("ingest_process", mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        # YAML reads a bare `on`/`off` as true/false
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("bucket_s")
     @classmethod

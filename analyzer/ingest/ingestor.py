@@ -25,18 +25,14 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from analyzer.decoding.codecs import DecodedBatch, PayloadDecoder
-from analyzer.decoding.inference_time import parse_inference_time
 from analyzer.ingest.capture_files import (
     TooLarge,
     TruncatedCapture,
@@ -45,10 +41,11 @@ from analyzer.ingest.capture_files import (
     read_pieces,
     sealed_files,
 )
-from analyzer.ingest.chunk_buckets import lines_by_bucket, lines_by_time
+from analyzer.ingest.chunk_decode import ChunkDecoder, Decoded, DecodeSpec, bucket_records
+from analyzer.ingest.decode_process import DecodeProcess
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.profile import DatasetProfile
-from analyzer.monitors.model_quality.predictions import Extracted, PredictionExtractor
+from analyzer.monitors.model_quality.predictions import Extracted
 from analyzer.store.buckets import HOUR_S, commit_chunk, read_file_states
 from analyzer.store.database import Store
 from analyzer.store.model_quality_blocks import ChunkBlocks, chunk_blocks
@@ -81,34 +78,6 @@ def feature_limit(config: ModelmonConfig, keep: Iterable[str] = ()) -> FeatureLi
     return FeatureLimit(config.analyzer.max_features, names)
 
 
-def bucket_records(
-    lines: Iterable[bytes], bucket_s: int
-) -> tuple[dict[int | None, list[Any]], Counter[str]]:
-    """Parse JSON lines once and group the records by the time bucket of their inferenceTime.
-
-    Lines that are not JSON are counted as ``not_json``; records without a readable time go
-    under ``None`` (the decoder then counts them by reason). Blank lines are skipped.
-    """
-    groups: dict[int | None, list[Any]] = {}
-    bad: Counter[str] = Counter()
-    for line in lines:
-        if not line or line.isspace():
-            continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            bad["not_json"] += 1
-            continue
-        key: int | None
-        try:
-            moment = parse_inference_time(record["eventMetadata"]["inferenceTime"])
-            key = int(moment.timestamp()) // bucket_s * bucket_s
-        except (KeyError, TypeError, ValueError, AttributeError):
-            key = None
-        groups.setdefault(key, []).append(record)
-    return groups, bad
-
-
 @dataclass
 class _Chunk:
     """Whole lines read from one file, the bytes they span (with skipped lines), and whether
@@ -125,7 +94,9 @@ class _Chunk:
         return len(self.lines) + self.too_large
 
 
-_Decoded = tuple[dict[int, DatasetProfile], int, Counter[str], Extracted | None]
+_Decoded = Decoded
+# a chunk's decode, taken back when called (from the decoding process, when it has one)
+_Landing = Callable[[], _Decoded]
 
 
 @dataclass
@@ -161,6 +132,7 @@ class Ingestor:
         chunk_bytes: int = CHUNK_BYTES,
         clock: Callable[[], float] = time.time,
         limit: FeatureLimit | None = None,
+        decode_process: DecodeProcess | None = None,
     ) -> None:
         self._store = store
         self._root = config.capture.dir
@@ -169,7 +141,9 @@ class Ingestor:
         self._bucket_s = config.analyzer.bucket_s
         self._kll_k = config.analyzer.kll_k
         self._limit = limit if limit is not None else feature_limit(config)
-        self._decoder = PayloadDecoder(config.analyzer.payload, self._limit)
+        self._spec = DecodeSpec.of(config, self._limit)
+        self._chunk_decoder = ChunkDecoder(self._spec)
+        self._process = decode_process  # None: chunks are decoded on the ingest thread
         self._chunk_lines = chunk_lines
         self._chunk_bytes = chunk_bytes
         self._max_line_bytes = config.analyzer.max_line_bytes
@@ -177,9 +151,6 @@ class Ingestor:
         self._retention_s = config.analyzer.retention_days * 86400
         # model quality: each record's prediction is kept for the join, in the chunk's commit
         quality = config.analyzer.model_quality
-        self._predictions = (
-            PredictionExtractor(quality, config.analyzer.payload.output) if quality else None
-        )
         self._quality_window_s = quality.window_s if quality else 0
         self._pending: _Pending | None = None  # the chunk whose commit is in flight
         # who writes into the capture tree (replicas by instance), as of the last pass
@@ -188,7 +159,8 @@ class Ingestor:
     def set_limit(self, limit: FeatureLimit) -> None:
         """Track the features ``limit`` allows from the next file read on (a new baseline)."""
         self._limit = limit
-        self._decoder = PayloadDecoder(self._decoder.payload, limit)
+        self._spec = replace(self._spec, limit=limit)
+        self._chunk_decoder = ChunkDecoder(self._spec)
 
     def _known(self, first: str = "") -> dict[str, tuple[int, int, bool]]:
         """Read state of the files whose path sorts at or after ``first``.
@@ -210,12 +182,18 @@ class Ingestor:
             return stats
         oldest = min(rel for _, rel in listed)
         known = self._known(oldest)
+        # with a decoding process, the next chunk (maybe of the next file) is read and queued
+        # to it before this one's decode is waited for: the process is never idle for reading
+        depth = 0 if self._process is None else 1
+        ahead: deque[tuple[_Position, _Chunk | BaseException, _Landing | None]] = deque()
         try:
-            for path, rel in listed:
-                offset, lines, done = known.get(rel, (0, 0, False))
-                if done:
-                    continue
-                self._ingest_file(path, rel, offset, lines, stats)
+            for at, read in self._reads(listed, known):
+                landing = self._decode_soon(at.rel, read) if isinstance(read, _Chunk) else None
+                ahead.append((at, read, landing))
+                while len(ahead) > depth:
+                    self._take(*ahead.popleft(), stats)
+            while ahead:
+                self._take(*ahead.popleft(), stats)
         finally:
             self._drain(stats)  # the last chunk's commit (also when a pass fails)
         cutoff = datetime.fromtimestamp(self._clock() - self._retention_s, UTC)
@@ -260,25 +238,68 @@ class Ingestor:
         chunk.end = True
         yield chunk
 
-    def _ingest_file(
-        self, path: Path, rel: str, offset: int, lines: int, stats: IngestStats
+    def _reads(
+        self, listed: list[tuple[Path, str]], known: dict[str, tuple[int, int, bool]]
+    ) -> Iterator[tuple[_Position, _Chunk | BaseException]]:
+        """The chunks of every file not fully read, in order, each with its file's position;
+        a file that fails to read ends with its error. A file found stale is read no further."""
+        for path, rel in listed:
+            offset, lines, done = known.get(rel, (0, 0, False))
+            if done:
+                continue
+            at = _Position(rel, offset, lines)
+            try:
+                for chunk in self._chunks(path, offset):
+                    yield at, chunk
+                    if at.stale:
+                        break
+            except FileNotFoundError:
+                log.warning("%s: removed before it was read (retention?); skipped", rel)
+            except (OSError, EOFError, zlib.error) as exc:  # zlib: a broken .gz stream
+                yield at, exc
+
+    def _take(
+        self,
+        at: _Position,
+        read: _Chunk | BaseException,
+        landing: _Landing | None,
+        stats: IngestStats,
     ) -> None:
-        """Queue the commits of the file's chunks (the last may still be in flight)."""
-        at = _Position(rel, offset, lines)
-        try:
-            for chunk in self._chunks(path, offset):
-                decoded = self._chunk_profiles(rel, chunk)
-                self._drain(stats)  # the previous chunk's commit, maybe of another file
-                if at.stale:
-                    return
-                self._pending = _Pending(self._submit(at, chunk, decoded), at, chunk, decoded)
-        except FileNotFoundError:
-            log.warning("%s: removed before it was read (retention?); skipped", rel)
-        except (OSError, EOFError, zlib.error) as exc:  # zlib: a broken .gz stream
+        """Queue a chunk's commit once the one in flight has returned, unless its file turned
+        out stale; a read's error ends the file where it is committed (``_unreadable``)."""
+        if at.stale:
+            return
+        if isinstance(read, BaseException):
             self._drain(stats)  # ``at`` as committed
-            if at.stale:
-                return
-            self._unreadable(rel, at.offset, at.lines, exc, stats)
+            if not at.stale:
+                self._unreadable(at.rel, at.offset, at.lines, read, stats)
+            return
+        assert landing is not None  # a chunk's
+        decoded = landing()
+        self._drain(stats)  # the previous chunk's commit, maybe of another file
+        if at.stale:
+            return
+        self._pending = _Pending(self._submit(at, read, decoded), at, read, decoded)
+
+    def _decode_soon(self, rel: str, chunk: _Chunk) -> _Landing:
+        """The chunk's decode: done here now, or queued to the decoding process (taken back
+        by calling the result; decoded here when the process died)."""
+        process = self._process
+        if process is None or not chunk.lines:
+            decoded = self._chunk_profiles(rel, chunk)
+            return lambda: decoded
+        ticket = process.submit(self._spec, chunk.lines)
+        if ticket is None:  # given up, or its input could not be written
+            decoded = self._chunk_profiles(rel, chunk)
+            return lambda: decoded
+
+        def land() -> _Decoded:
+            decoded = process.result(ticket)
+            if decoded is None:  # the process died
+                return self._chunk_profiles(rel, chunk)
+            return self._file_counts(rel, chunk, decoded)
+
+        return land
 
     def _submit(self, at: _Position, chunk: _Chunk, decoded: _Decoded) -> Future[bool]:
         """Queue the chunk's transaction, from where its file is committed (``at``).
@@ -320,107 +341,17 @@ class Ingestor:
         return True
 
     def _profiles(self, chunk: list[bytes]) -> _Decoded:
-        """Bucket profiles of a chunk, its good records, its bad ones by reason, and (with
-        model quality on) its predictions.
-
-        Most chunks fall in one bucket: they are decoded once as a whole. A chunk that spans
-        buckets is grouped by bucket and each group decoded on its own: by the times the
-        lines show when its first and last lines show two buckets and every group decodes
-        into its own (:func:`lines_by_time`: the chunk is decoded once); by
-        :func:`bucket_records` when those groups held bad records and good ones in two
-        buckets or more; else by the whole chunk's decoded times when every line gave one
-        record (the lines are then split, not parsed by :func:`bucket_records`), else by
-        :func:`bucket_records`.
-        """
-        bucket_s = self._bucket_s
-        extract = self._predictions.extract if self._predictions is not None else None
-        guessed = self._decoded_by_time(chunk)
-        if isinstance(guessed, list):
-            return self._grouped(guessed, Counter(), extract)
-        if guessed is None:
-            batch = self._decoder.decode_lines(chunk)
-            stamps = list(map(datetime.timestamp, batch.inference_times))
-            keys = [int(stamp) // bucket_s * bucket_s for stamp in stamps]
-            starts = set(keys)
-            if len(starts) <= 1:
-                extracted = extract(batch, stamps) if extract is not None else None
-                if not starts:
-                    return {}, 0, Counter(batch.bad), extracted
-                profile = DatasetProfile(self._kll_k, self._limit)
-                profile.update(batch)
-                return {starts.pop(): profile}, batch.n_records, Counter(batch.bad), extracted
-            lines = lines_by_bucket(chunk, keys, stamps) if not batch.bad else None
-            if lines is not None:
-                batches = (
-                    (key, self._decoder.decode_lines(group), times)
-                    for key, (group, times) in lines.items()
-                )
-                return self._grouped(batches, Counter(), extract)
-        groups, bad = bucket_records(chunk, bucket_s)  # bad records, good ones in 2+ buckets
-        records = (
-            (key, self._decoder.decode_records(group), None) for key, group in groups.items()
-        )
-        return self._grouped(records, bad, extract)
-
-    def _decoded_by_time(
-        self, chunk: list[bytes]
-    ) -> list[tuple[int | None, DecodedBatch, list[float] | None]] | bool | None:
-        """The chunk's groups by :func:`lines_by_time`, each decoded, when every group's
-        lines each gave one record in its bucket (as a split by the decoded times would
-        have grouped them). Else True when the groups held bad records and good ones in two
-        buckets or more: the whole chunk's decode would show the same (a line decodes alike
-        in any batch), and send it to :func:`bucket_records`; else None (decode it whole)."""
-        groups = lines_by_time(chunk, self._bucket_s)
-        if groups is None:
-            return None
-        decoded: list[tuple[int | None, DecodedBatch, list[float] | None]] = []
-        starts: set[int] = set()
-        bad = False
-        fits = True
-        for key, group in groups.items():
-            batch = self._decoder.decode_lines(group)
-            stamps = list(map(datetime.timestamp, batch.inference_times))
-            buckets = {int(stamp) // self._bucket_s * self._bucket_s for stamp in stamps}
-            starts |= buckets
-            bad = bad or bool(batch.bad)
-            fits = fits and not batch.bad and len(stamps) == len(group) and buckets <= {key}
-            decoded.append((key, batch, stamps))
-        if fits:
-            return decoded
-        return True if bad and len(starts) >= 2 else None
-
-    def _grouped(
-        self,
-        batches: Iterable[tuple[int | None, DecodedBatch, list[float] | None]],
-        bad: Counter[str],
-        extract: Callable[[DecodedBatch, list[float] | None], Extracted] | None,
-    ) -> _Decoded:
-        """The profiles of a chunk's groups (each a bucket's), with their bad records added
-        to ``bad`` and their predictions."""
-        bucket_s = self._bucket_s
-        profiles: dict[int, DatasetProfile] = {}
-        records = 0
-        extracted = Extracted() if extract is not None else None
-        for key, batch, times in batches:
-            bad.update(batch.bad)
-            if extract is not None and extracted is not None:  # refused records too
-                extracted.add(extract(batch, times))
-            if not batch.n_records:
-                continue
-            records += batch.n_records
-            start = key
-            if start is None:  # not reached: both read times with parse_inference_time
-                start = int(batch.inference_times[0].timestamp()) // bucket_s * bucket_s
-            into = profiles.get(start)
-            if into is None:
-                into = profiles[start] = DatasetProfile(self._kll_k, self._limit)
-            into.update(batch)
-        return profiles, records, bad, extracted
+        """:meth:`ChunkDecoder.decode` of a chunk's lines, on this thread."""
+        return self._chunk_decoder.decode(chunk)
 
     def _chunk_profiles(self, rel: str, chunk: _Chunk) -> _Decoded:
-        """:meth:`_profiles` of the chunk's lines, with the file's cut and too-long lines
-        counted (and the latter logged) under ``rel``."""
-        profiles, records, bad, extracted = self._profiles(chunk.lines)
+        """:meth:`_profiles` of the chunk's lines, with :meth:`_file_counts`."""
+        return self._file_counts(rel, chunk, self._profiles(chunk.lines))
+
+    def _file_counts(self, rel: str, chunk: _Chunk, decoded: _Decoded) -> _Decoded:
+        """A chunk's decode with the file's cut and too-long lines counted (and the latter
+        logged) under ``rel``."""
+        profiles, records, bad, extracted = decoded
         if chunk.truncated:
             bad["truncated_file"] += 1
         if chunk.too_large:

@@ -16,10 +16,13 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 import httpx
 from aiohttp import web
 
+from analyzer.ingest.decode_process import DecodeProcess
+from analyzer.ingest.executor import cores
 from analyzer.service.alerts import AlertDispatcher
 from analyzer.service.malloc import fix_mmap_threshold
 from analyzer.service.monitor import Monitor
@@ -107,6 +110,15 @@ def _watch_sighup(monitor: Monitor) -> Callable[[], None] | None:
     return remove
 
 
+def _decode_process(config: ModelmonConfig) -> DecodeProcess | None:
+    """The process that decodes the local capture files' chunks (``analyzer.ingest_process``;
+    ``auto``: when this process may run on two cores or more), or None."""
+    mode = config.analyzer.ingest_process
+    if config.analyzer.capture_url is not None or mode == "off":
+        return None
+    return DecodeProcess() if mode == "on" or cores() >= 2 else None
+
+
 def create_app(
     config: ModelmonConfig,
     *,
@@ -135,10 +147,12 @@ def create_app(
             endpoint=config.endpoint.name,
             status_url=f"{config.analyzer_url}/monitor/status",
         )
+        decode = _decode_process(config)
         try:
             monitor = await asyncio.to_thread(
-                Monitor, config, store, clock=clock, alerts=alerts, report_grace_s=report_grace_s
-            )
+                partial(Monitor, config, store, clock=clock, alerts=alerts,
+                        report_grace_s=report_grace_s, decode_process=decode)
+            )  # fmt: skip
         except StorageUnavailable as exc:
             await asyncio.to_thread(store.close)
             raise ConfigError(f"analyzer.capture_url: {exc}") from exc
@@ -171,6 +185,8 @@ def create_app(
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
             await alerts.close()
+            if decode is not None:
+                await asyncio.to_thread(decode.close)
             await asyncio.to_thread(store.close)
 
     app.cleanup_ctx.append(lifecycle)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from analyzer.decoding.column_mapping import BY_NAME, BY_POSITION, mapping_note, positional_mapping
+from analyzer.ingest.decode_process import DecodeProcess
 from analyzer.ingest.ground_truth_folder import FolderStats, GroundTruthFolder
 from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit
 from analyzer.ingest.remote_ground_truth import RemoteGroundTruthFolder
@@ -90,6 +91,7 @@ class Monitor:
         clock: Callable[[], float] = time.time,
         alerts: AlertSink | None = None,
         report_grace_s: float | None = None,
+        decode_process: DecodeProcess | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -105,8 +107,12 @@ class Monitor:
         self.ingestor = (
             RemoteIngestor(store, config, url, clock=clock, limit=self.limit)
             if url is not None
-            else Ingestor(store, config, clock=clock, limit=self.limit)
+            else Ingestor(
+                store, config, clock=clock, limit=self.limit, decode_process=decode_process
+            )
         )
+        # where the local ingest decodes its chunks (None: on its thread; see create_app)
+        self.decode_process = decode_process if url is None else None
         self.reporter = HourlyReporter(
             config,
             store,

@@ -113,5 +113,6 @@ def full_status(
         "schedule_interval_s": monitor.config.analyzer.schedule_interval_s,
         "window_s": monitor.config.analyzer.window_s,
         "bucket_s": monitor.config.analyzer.bucket_s,
+        "decode_process": process.stats() if (process := monitor.decode_process) else None,
     }
     return doc

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-import analyzer.ingest.ingestor as ingestor_module
+import analyzer.ingest.chunk_decode as chunk_decode_module
 from analyzer.ingest.chunk_buckets import lines_by_time
 from analyzer.ingest.ingestor import Ingestor, bucket_records
 from analyzer.store.buckets import merge_buckets
@@ -59,13 +59,13 @@ def _ingest(tmp_path: Path, lines: list[bytes], decoded: list[int]) -> tuple[Any
     store.start()
     try:
         ingestor = Ingestor(store, config)
-        decode = ingestor._decoder.decode_lines
+        decode = ingestor._chunk_decoder.decoder.decode_lines
 
         def counted(group: list[bytes]) -> Any:  # a spy: the decoder itself runs
             decoded.append(len(group))
             return decode(group)
 
-        ingestor._decoder.decode_lines = counted  # type: ignore[method-assign]
+        ingestor._chunk_decoder.decoder.decode_lines = counted  # type: ignore[method-assign]
         stats = ingestor.run_once()
         buckets = store.read(lambda c: c.execute("SELECT start, records FROM buckets").fetchall())
         profile = store.read(lambda c: merge_buckets(c, 0, 2**40))
@@ -126,7 +126,7 @@ def test_a_bad_record_over_two_buckets_goes_to_the_records_without_a_whole_decod
         grouped.append(len(chunk))
         return bucket_records(chunk, bucket_s)
 
-    monkeypatch.setattr(ingestor_module, "bucket_records", counted)
+    monkeypatch.setattr(chunk_decode_module, "bucket_records", counted)
     decoded: list[int] = []
     stats, buckets, profile, counters = _ingest(tmp_path, lines, decoded)
     assert decoded == [50, 50]  # the groups only: no decode of the whole chunk

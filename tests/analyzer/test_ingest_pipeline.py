@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import analyzer.ingest.ingestor as ingestor_module
+import analyzer.ingest.chunk_decode as chunk_decode_module
 from analyzer.ingest.ingestor import Ingestor, IngestStats, bucket_records
 from analyzer.store.buckets import merge_buckets
 from analyzer.store.database import Store, read_counters
@@ -127,7 +127,7 @@ def test_a_chunk_over_two_buckets_is_split_by_its_decoded_times(
         grouped.append(len(lines))
         return bucket_records(lines, bucket_s)
 
-    monkeypatch.setattr(ingestor_module, "bucket_records", counted)
+    monkeypatch.setattr(chunk_decode_module, "bucket_records", counted)
     rows, scores = read_rows("current_nodrift.csv")
     lines = [record_line(rows[i], scores[i], T0 + timedelta(seconds=6 * i)) for i in range(100)]
     if bad_line:
