@@ -3,6 +3,7 @@ records, and status latency with 30 days of 5-minute buckets stored.
 
     python bench/analyzer_service.py [--records 1000000] [--per-file 10000] [--requests 2000]
                                      [--model-quality [--labels before|after|unsampled]]
+                                     [--ingest-process auto|on|off]
 
 Part 1, ingest. Capture files (SageMaker records of ``current_nodrift.csv`` rows, written
 with ``modelmon.capture_record.build_record``) are staged first, then moved into the capture
@@ -40,6 +41,10 @@ CPU while the labels are posted is left out of its CPU per record. ``unsampled``
 posts first the labels of as many other requests (those the proxy did not keep, as when it
 samples), so a million labels wait and every chunk's keys are looked up among them, none
 found.
+
+``--ingest-process`` sets the services' ``analyzer.ingest_process`` (where the chunks are
+decoded: a process of its own, or the ingest thread; docs/analyzer.md); the RSS line then
+also gives the service's child processes' memory and the decode process's counts.
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ async def bench_ingest(
     baseline: Any,
     quality: Any = None,
     labels: str = "before",
+    ingest_process: str | None = None,
 ) -> dict[str, Any]:
     lines, truth = labelled_lines(records, datetime.now(UTC))
     if labels == "unsampled":  # a label for each of as many requests the proxy did not keep
@@ -112,9 +118,11 @@ async def bench_ingest(
     files = stage_files(work / "staging", lines, per_file, datetime.now(UTC))
     del lines
     port = free_port()
-    proc = await start_analyzer(service_config(work, port, baseline, 1.0, quality), port)
+    config = service_config(work, port, baseline, 1.0, quality, ingest_process)
+    proc = await start_analyzer(config, port)
     rss = psutil.Process(proc.pid)
     idle_mb = rss.memory_info().rss / 2**20
+    helpers: list[float] = []
     (work / "capture").mkdir(exist_ok=True)
     samples: list[tuple[int, float]] = []
     labels_s = math.nan
@@ -129,6 +137,7 @@ async def bench_ingest(
         while True:
             doc = (await http.get(f"http://127.0.0.1:{port}/monitor/status")).json()
             samples.append((doc["ingest"]["records"], rss.memory_info().rss / 2**20))
+            helpers.append(helpers_mb(rss))
             if doc["ingest"]["records"] >= records:
                 ticks = doc["analyzer"]["ticks"]
                 break
@@ -157,6 +166,7 @@ async def bench_ingest(
         evaluated = time.perf_counter() - started
         cpu_s = cpu_seconds(rss) - cpu_before - labels_cpu
     final_mb = rss.memory_info().rss / 2**20
+    helpers_final = helpers_mb(rss)
     await stop_analyzer(proc)
     quartiles = [
         next((mb for n, mb in samples if n >= records * q // 4), final_mb) for q in (1, 2, 3)
@@ -176,12 +186,26 @@ async def bench_ingest(
         "rss_quartiles_mb": quartiles,
         "peak_rss_mb": max(mb for _, mb in samples),
         "final_rss_mb": final_mb,
+        "helpers_peak_mb": max(helpers, default=0.0),
+        "helpers_final_mb": helpers_final,
+        "decode_process": status["analyzer"].get("decode_process"),
         "state": status["state"],
         "labels_per_s": records / labels_s,
         "labels": labels,
         "model_quality": _mq_summary(status),
         "status_bytes": len(orjson.dumps(status)),
     }
+
+
+def helpers_mb(process: psutil.Process) -> float:
+    """The resident memory of the service's child processes, summed (MB)."""
+    total = 0
+    for child in process.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total / 2**20
 
 
 def _mq_summary(status: dict[str, Any]) -> str:
@@ -327,7 +351,10 @@ def _print_ingest(ingest: dict[str, Any], name: str) -> None:
         f"[{name}] rss: idle {ingest['idle_rss_mb']:.0f} MB, at 25/50/75% "
         f"{'/'.join(f'{mb:.0f}' for mb in ingest['rss_quartiles_mb'])} MB, "
         f"peak {ingest['peak_rss_mb']:.0f} MB, after {ingest['records']:,} records "
-        f"{ingest['final_rss_mb']:.0f} MB (goal < 300 MB, flat)"
+        f"{ingest['final_rss_mb']:.0f} MB (goal < 300 MB, flat); its child processes "
+        f"(the decoding worker, the forkserver, the resource tracker: RSS summed, shared "
+        f"pages counted in each) peak {ingest['helpers_peak_mb']:.0f} MB, after "
+        f"{ingest['helpers_final_mb']:.0f} MB; decode process {ingest['decode_process']}"
     )
 
 
@@ -363,6 +390,11 @@ async def main() -> None:
         "labels of other requests posted first (each chunk's keys looked up among a "
         "million waiting labels and none found, as when the proxy samples)",
     )
+    parser.add_argument(
+        "--ingest-process",
+        choices=["auto", "on", "off"],
+        help="the services' analyzer.ingest_process (default: the config's default, auto)",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -379,8 +411,9 @@ async def main() -> None:
         for name, quality in variants * args.repeat:
             (work / "ingest").mkdir()
             ingest = await bench_ingest(
-                work / "ingest", args.records, args.per_file, baseline, quality, args.labels
-            )
+                work / "ingest", args.records, args.per_file, baseline, quality, args.labels,
+                args.ingest_process,
+            )  # fmt: skip
             _print_ingest(ingest, name)
             ingests[name].append(ingest)
             shutil.rmtree(work / "ingest")

@@ -127,6 +127,7 @@ def service_config(
     baseline: tuple[Path, Path],
     interval: float,
     quality: tuple[Path, Path] | None = None,
+    ingest_process: str | None = None,
 ) -> Path:
     doc: dict[str, Any] = {
         "endpoint": {"name": ENDPOINT, "variant": VARIANT},
@@ -141,6 +142,8 @@ def service_config(
             "baseline": {"statistics": str(baseline[0]), "constraints": str(baseline[1])},
         },
     }
+    if ingest_process is not None:  # else the default (auto)
+        doc["analyzer"]["ingest_process"] = ingest_process
     if quality is not None:
         doc["analyzer"]["model_quality"] = {
             "problem_type": "BinaryClassification",
