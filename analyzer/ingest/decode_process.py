@@ -177,6 +177,7 @@ class DecodeProcess:
         self._deaths = 0
         self._max_deaths = max_deaths
         self.chunks = 0  # decoded by the worker
+        self.here = 0  # decoded on the ingest thread while the worker had two queued
         self.fallbacks = 0  # chunks decoded on the ingest thread while it was on
         self.restarts = 0  # workers started after one died
         self.given_up = False
@@ -236,6 +237,11 @@ class DecodeProcess:
             self._deaths = 0
         return landed(pickle.loads(data))
 
+    def decoded_here(self) -> None:
+        """Count a chunk the ingest thread decodes itself while the worker is busy."""
+        with self._lock:
+            self.here += 1
+
     def _fell_back(self, source: Path, target: Path, why: str) -> None:
         with self._lock:
             self.fallbacks += 1
@@ -283,7 +289,7 @@ class DecodeProcess:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"chunks": self.chunks, "fallbacks": self.fallbacks,
+            return {"chunks": self.chunks, "here": self.here, "fallbacks": self.fallbacks,
                     "restarts": self.restarts, "given_up": self.given_up}  # fmt: skip
 
     def close(self) -> None:

@@ -146,8 +146,10 @@ def test_the_process_stores_what_the_ingest_thread_stores(
     assert there.records == n
     assert there.bad == {"not_json": 1, "too_large": 1, "truncated_input": 1,
                          "unreadable_file": 1}  # fmt: skip
-    assert process.stats() == {"chunks": there.chunks, "fallbacks": 0, "restarts": 0,
-                               "given_up": False}  # fmt: skip
+    found = process.stats()
+    assert found["chunks"] + found["here"] == there.chunks
+    assert found["chunks"] >= 2 * found["here"] > 0  # two queued to the worker, one here
+    assert (found["fallbacks"], found["restarts"], found["given_up"]) == (0, 0, False)
     assert not any((tmp_path / "handover").rglob("*.*"))  # every chunk's files removed
 
 
@@ -180,7 +182,8 @@ def test_a_worker_killed_loses_and_doubles_nothing(tmp_path: Path, process: Deco
     assert stats.records == n and stats.chunks == 12 and stats.files == 3
     found = process.stats()
     assert found["restarts"] == 1 and found["fallbacks"] >= 1 and not found["given_up"]
-    assert found["chunks"] + found["fallbacks"] == 1 + 12  # the kill's own chunk and the pass's
+    # the kill's own chunk and the pass's
+    assert found["chunks"] + found["here"] + found["fallbacks"] == 1 + 12
     counters = _counters(config)
     assert counters["records"] == n and counters["model_quality:predictions"] == n
 
@@ -197,7 +200,7 @@ def test_after_max_deaths_in_a_row_the_ingest_thread_decodes_everything(
         assert stats.records == n and stats.chunks == 6
         found = process.stats()
         assert found["given_up"] and found["restarts"] == 1 and found["chunks"] == 1
-        assert found["fallbacks"] == 6  # every chunk of the pass, on the ingest thread
+        assert found["fallbacks"] + found["here"] == 6  # every chunk of the pass, on the thread
         assert process.worker_pids() == []
     finally:
         process.close()
@@ -238,7 +241,7 @@ async def test_the_service_says_where_it_decodes(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     """``ingest_process: on``: the status counts the worker's chunks; ``off``: null."""
-    for mode, expected in (("on", {"chunks": 3, "fallbacks": 0, "restarts": 0,
+    for mode, expected in (("on", {"chunks": 2, "here": 1, "fallbacks": 0, "restarts": 0,
                                    "given_up": False}), ("off", None)):  # fmt: skip
         config = make_config(tmp_path / mode, None, ingest_process=mode)
         n = write_traffic(config.capture.dir, "current_nodrift.csv", 30_000, T0, per_file=10_000)
