@@ -150,11 +150,13 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class Ticket:
-    """A chunk queued to the worker: its decode's future, its input and result files."""
+    """A chunk queued to the worker: its decode's future, its input and result files, and the
+    pool it was queued to (a death it reports is that pool's, not a newer one's)."""
 
     future: Future[None]
     source: Path
     target: Path
+    pool: ProcessPoolExecutor
 
 
 class DecodeProcess:
@@ -213,7 +215,7 @@ class DecodeProcess:
         except BrokenProcessPool as exc:
             self._died(pool, source, target, exc)
             return None
-        return Ticket(future, source, target)
+        return Ticket(future, source, target, pool)
 
     def result(self, ticket: Ticket) -> Decoded | None:
         """A queued decode's result; None when its worker died or its result could not be
@@ -224,9 +226,7 @@ class DecodeProcess:
             data = ticket.target.read_bytes()
             ticket.target.unlink()
         except BrokenProcessPool as exc:
-            with self._lock:
-                pool = self._pool
-            self._died(pool, ticket.source, ticket.target, exc)
+            self._died(ticket.pool, ticket.source, ticket.target, exc)
             return None
         except OSError as exc:
             self._fell_back(ticket.source, ticket.target, f"its result could not be read ({exc})")

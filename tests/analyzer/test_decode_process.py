@@ -293,3 +293,55 @@ def test_a_killed_services_hand_over_files_are_removed_at_the_next_start(
     finally:
         process.close()
     assert not mine[0].exists()
+
+
+def test_a_death_mid_decode_restarts_the_worker_once(
+    tmp_path: Path, process: DecodeProcess
+) -> None:
+    """The worker killed while it decodes one chunk with the next queued behind it: both
+    chunks fall back, and the second's report of the death does not end the new worker the
+    first one's started (one death, one restart; the next chunk decoded by the new worker)."""
+    config = make_config(tmp_path, None)
+    spec = DecodeSpec.of(config, feature_limit(config))
+    rows, scores = read_rows("current_nodrift.csv")
+    lines = [record_line(rows[i % len(rows)], scores[i % len(rows)], T0) for i in range(20_000)]
+    first, second = process.submit(spec, lines), process.submit(spec, lines)
+    assert first is not None and second is not None
+    os.kill(process.worker_pids()[0], signal.SIGKILL)
+    assert process.result(first) is None
+    third = process.submit(spec, lines[:10])  # to a new worker
+    assert third is not None
+    assert process.result(second) is None
+    decoded = process.result(third)
+    assert decoded is not None and decoded[1] == 10
+    assert process.stats() == {"chunks": 1, "fallbacks": 2, "restarts": 1, "given_up": False}
+
+
+class _KilledMidDecode(DecodeProcess):
+    """Kills its worker (SIGKILL) when the first chunk's result is waited for: that chunk is
+    being decoded, the next one queued behind it."""
+
+    killed = False
+
+    def result(self, ticket: Any) -> Any:
+        if not self.killed:
+            self.killed = True
+            os.kill(self.worker_pids()[0], signal.SIGKILL)
+        return super().result(ticket)
+
+
+def test_a_worker_killed_mid_pass_is_restarted_once(tmp_path: Path) -> None:
+    config = make_config(tmp_path, None)
+    n = write_traffic(config.capture.dir, "current_nodrift.csv", 600, T0, per_file=200)
+    process = _KilledMidDecode(folder=tmp_path)
+    try:
+        stats, _ = _ingest(config, process, chunk_lines=50)
+        found = process.stats()
+    finally:
+        process.close()
+    assert stats.records == n and stats.chunks == 12
+    assert _counters(config)["records"] == n
+    # the killed worker's chunks (the one it decoded, unless it had just finished it, and the
+    # one behind) on the ingest thread, every other by the one new worker
+    assert found["restarts"] == 1 and not found["given_up"]
+    assert found["fallbacks"] in (1, 2) and found["chunks"] + found["fallbacks"] == 12
