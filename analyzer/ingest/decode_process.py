@@ -182,11 +182,15 @@ class DecodeProcess:
         self.fallbacks = 0  # chunks decoded on the ingest thread while it was on
         self.restarts = 0  # workers started after one died
         self.given_up = False
+        self._closed = False  # close() was called: no worker (nor folder) is started again
 
     def submit(self, spec: DecodeSpec, lines: list[bytes]) -> Ticket | None:
         """Queue a chunk's decode (a new worker when the last one died); None when the caller
-        is to decode it itself (the process given up, or its input could not be written)."""
+        is to decode it itself (the process given up or closed, or its input could not be
+        written)."""
         with self._lock:
+            if self._closed:  # a pass still running at the service's shutdown
+                return None
             if self.given_up:
                 self.fallbacks += 1
                 return None
@@ -289,6 +293,7 @@ class DecodeProcess:
     def close(self) -> None:
         """End the worker (waits for the chunk it decodes, if any) and remove the folder."""
         with self._lock:
+            self._closed = True
             pool, self._pool = self._pool, None
             folder, self._folder = self._folder, None
         if pool is not None:

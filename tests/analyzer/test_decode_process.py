@@ -345,3 +345,20 @@ def test_a_worker_killed_mid_pass_is_restarted_once(tmp_path: Path) -> None:
     # one behind) on the ingest thread, every other by the one new worker
     assert found["restarts"] == 1 and not found["given_up"]
     assert found["fallbacks"] in (1, 2) and found["chunks"] + found["fallbacks"] == 12
+
+
+def test_a_chunk_queued_after_close_starts_no_worker(tmp_path: Path) -> None:
+    """The service's shutdown closes the process while a pass may still run (a thread it
+    cannot cancel): that pass's next chunks are decoded on its thread, and no worker nor
+    hand-over folder is left behind."""
+    config = make_config(tmp_path, None)
+    spec = DecodeSpec.of(config, feature_limit(config))
+    lines = [record_line(read_rows("current_nodrift.csv")[0][0], "0.5", T0)]
+    handover = tmp_path / "handover"
+    handover.mkdir()
+    process = DecodeProcess(folder=handover)
+    ticket = process.submit(spec, lines)
+    assert ticket is not None
+    process.close()
+    assert process.submit(spec, lines) is None
+    assert process.worker_pids() == [] and not any(handover.iterdir())
