@@ -240,6 +240,17 @@ class DecodeProcess:
             self._deaths = 0
         return landed(pickle.loads(data))
 
+    def discard(self, ticket: Ticket) -> None:
+        """A queued decode whose result will not be taken (its pass failed, or its file was
+        found stale): its files are removed once it is done (else they would stay in memory,
+        in ``/dev/shm``, until :meth:`close`)."""
+
+        def remove(_: Future[None]) -> None:
+            ticket.source.unlink(missing_ok=True)
+            ticket.target.unlink(missing_ok=True)
+
+        ticket.future.add_done_callback(remove)
+
     def _fell_back(self, source: Path, target: Path, why: str) -> None:
         with self._lock:
             self.fallbacks += 1

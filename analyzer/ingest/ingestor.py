@@ -42,7 +42,7 @@ from analyzer.ingest.capture_files import (
     sealed_files,
 )
 from analyzer.ingest.chunk_decode import ChunkDecoder, Decoded, DecodeSpec, bucket_records
-from analyzer.ingest.decode_process import DecodeProcess
+from analyzer.ingest.decode_process import DecodeProcess, Ticket
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.monitors.model_quality.predictions import Extracted
@@ -95,8 +95,14 @@ class _Chunk:
 
 
 _Decoded = Decoded
-# a chunk's decode, taken back when called (from the decoding process, when it has one)
-_Landing = Callable[[], _Decoded]
+
+
+@dataclass
+class _Landing:
+    """A chunk's decode, taken back by ``take`` (from the decoding process: ``ticket``)."""
+
+    take: Callable[[], _Decoded]
+    ticket: Ticket | None = None
 
 
 @dataclass
@@ -195,6 +201,8 @@ class Ingestor:
             while ahead:
                 self._take(*ahead.popleft(), stats)
         finally:
+            for _, _, landing in ahead:  # a failed pass's chunks queued ahead: never taken
+                self._discard(landing)
             self._drain(stats)  # the last chunk's commit (also when a pass fails)
         cutoff = datetime.fromtimestamp(self._clock() - self._retention_s, UTC)
         tree = f"{self._endpoint}/{self._variant}/"
@@ -268,6 +276,7 @@ class Ingestor:
         """Queue a chunk's commit once the one in flight has returned, unless its file turned
         out stale; a read's error ends the file where it is committed (``_unreadable``)."""
         if at.stale:
+            self._discard(landing)
             return
         if isinstance(read, BaseException):
             self._drain(stats)  # ``at`` as committed
@@ -275,7 +284,7 @@ class Ingestor:
                 self._unreadable(at.rel, at.offset, at.lines, read, stats)
             return
         assert landing is not None  # a chunk's
-        decoded = landing()
+        decoded = landing.take()
         self._drain(stats)  # the previous chunk's commit, maybe of another file
         if at.stale:
             return
@@ -287,11 +296,11 @@ class Ingestor:
         process = self._process
         if process is None or not chunk.lines:
             decoded = self._chunk_profiles(rel, chunk)
-            return lambda: decoded
+            return _Landing(lambda: decoded)
         ticket = process.submit(self._spec, chunk.lines)
         if ticket is None:  # given up, or its input could not be written
             decoded = self._chunk_profiles(rel, chunk)
-            return lambda: decoded
+            return _Landing(lambda: decoded)
 
         def land() -> _Decoded:
             decoded = process.result(ticket)
@@ -299,7 +308,12 @@ class Ingestor:
                 return self._chunk_profiles(rel, chunk)
             return self._file_counts(rel, chunk, decoded)
 
-        return land
+        return _Landing(land, ticket)
+
+    def _discard(self, landing: _Landing | None) -> None:
+        """A chunk's decode never taken: the decoding process removes its files."""
+        if landing is not None and landing.ticket is not None and self._process is not None:
+            self._process.discard(landing.ticket)
 
     def _submit(self, at: _Position, chunk: _Chunk, decoded: _Decoded) -> Future[bool]:
         """Queue the chunk's transaction, from where its file is committed (``at``).

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import os
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -362,3 +363,33 @@ def test_a_chunk_queued_after_close_starts_no_worker(tmp_path: Path) -> None:
     process.close()
     assert process.submit(spec, lines) is None
     assert process.worker_pids() == [] and not any(handover.iterdir())
+
+
+class _DiskFull(Ingestor):
+    """Every chunk's transaction fails, as on a full disk (a fault not made for real here)."""
+
+    def _committed(self, db: Any, rel: str) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_a_failed_pass_leaves_no_chunk_in_the_hand_over_folder(
+    tmp_path: Path, process: DecodeProcess
+) -> None:
+    """A pass that fails with the next chunk queued to the worker: that chunk's files are
+    removed once it is decoded (else one chunk more stays in /dev/shm, in memory, at every
+    failed pass, until the service stops)."""
+    config = make_config(tmp_path, None)
+    write_traffic(config.capture.dir, "current_nodrift.csv", 400, T0, per_file=200)
+    store = Store(config.analyzer.db)
+    store.start()
+    try:
+        ingestor = _DiskFull(store, config, decode_process=process, chunk_lines=50)
+        for _ in range(2):
+            with pytest.raises(sqlite3.OperationalError):
+                ingestor.run_once()
+    finally:
+        store.close()
+    # a later decode: the worker decodes in order, so the chunks given up on are done
+    ticket = process.submit(ingestor._spec, [b"{}"])
+    assert ticket is not None and process.result(ticket) is not None
+    assert not any((tmp_path / "handover").rglob("*.*"))
