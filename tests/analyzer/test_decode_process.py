@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import select
 import signal
 import sqlite3
 import struct
@@ -42,6 +43,7 @@ from tests.analyzer.service_helpers import (
 
 NO_FALSE_NEG = datasketches.frequent_items_error_type.NO_FALSE_NEGATIVES
 QUALITY = {"problem_type": "BinaryClassification", "probability_attribute": "0"}
+ROOT = str(Path(__file__).resolve().parents[2])  # the tree under test, for a subprocess
 TABLES = ("buckets", "files", "counters", "hours", "mq_blocks", "mq_totals", "mq_runs")
 
 
@@ -393,3 +395,38 @@ def test_a_failed_pass_leaves_no_chunk_in_the_hand_over_folder(
     ticket = process.submit(ingestor._spec, [b"{}"])
     assert ticket is not None and process.result(ticket) is not None
     assert not any((tmp_path / "handover").rglob("*.*"))
+
+
+_SERVICE = """
+import sys
+from pathlib import Path
+from analyzer.ingest.decode_process import DecodeProcess
+from analyzer.monitors.data_quality.cardinality import FeatureLimit
+from analyzer.ingest.chunk_decode import DecodeSpec
+from modelmon.config import PayloadConfig
+
+if __name__ == "__main__":
+    process = DecodeProcess(folder=Path(sys.argv[1]))
+    spec = DecodeSpec(PayloadConfig(), FeatureLimit(10), 3600, 200, None)
+    assert process.result(process.submit(spec, [b"{}"])) is not None
+    print(process.worker_pids()[0], flush=True)
+    sys.stdin.read()  # until killed
+"""
+
+
+def test_the_worker_ends_when_the_service_is_killed(tmp_path: Path) -> None:
+    """A service killed with ``kill -9`` (no cleanup): its worker ends itself (the liveness
+    pipe), instead of living on, holding the service's stderr."""
+    with subprocess.Popen([sys.executable, "-c", _SERVICE, str(tmp_path)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          env={**os.environ, "PYTHONPATH": ROOT}) as service:  # fmt: skip
+        try:
+            assert service.stdout is not None
+            worker = int(service.stdout.readline())
+            watch = os.pidfd_open(worker)  # waits for a process that is not our child
+        finally:
+            service.kill()
+    try:
+        assert select.select([watch], [], [], 30)[0] == [watch], "the worker outlived it"
+    finally:
+        os.close(watch)
