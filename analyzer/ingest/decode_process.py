@@ -186,40 +186,53 @@ class DecodeProcess:
 
     def submit(self, spec: DecodeSpec, lines: list[bytes]) -> Ticket | None:
         """Queue a chunk's decode (a new worker when the last one died); None when the caller
-        is to decode it itself (the process given up or closed, or its input could not be
-        written)."""
+        is to decode it itself (the process given up or closed, or its hand-over folder could
+        not be made, or its input could not be written)."""
         with self._lock:
             if self._closed:  # a pass still running at the service's shutdown
                 return None
             if self.given_up:
                 self.fallbacks += 1
                 return None
-            if self._pool is None:
-                if self._folder is None:
-                    self._folder = _new_folder(self._parent)
-                context = _context()
-                self._alive = context.Pipe(duplex=False)
-                self._pool = ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=context,
-                    initializer=_worker_started,
-                    initargs=(self._alive[0],),
-                )
-            pool, folder = self._pool, self._folder
+            try:
+                pool, folder = self._started()
+            except OSError as exc:  # tried again at the next chunk
+                self.fallbacks += 1
+                log.warning("a chunk decoded on the ingest thread: no decoding process (%s)", exc)
+                return None
             self._seq += 1
-            assert folder is not None  # made with the pool
             source, target = folder / f"{self._seq}.in", folder / f"{self._seq}.out"
         try:
             with source.open("wb") as out:
                 out.writelines(packed(lines))
             future = pool.submit(decode_file, spec, str(source), len(lines), str(target))
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError):  # the folder removed: the next chunk's is new
+                with self._lock:
+                    if self._folder == folder:
+                        self._folder = None
             self._fell_back(source, target, f"its input could not be written ({exc})")
             return None
         except BrokenProcessPool as exc:
             self._died(pool, source, target, exc)
             return None
         return Ticket(future, source, target, pool)
+
+    def _started(self) -> tuple[ProcessPoolExecutor, Path]:
+        """The hand-over folder and the worker's pool, each made when missing (under the
+        lock)."""
+        if self._folder is None:
+            self._folder = _new_folder(self._parent)
+        if self._pool is None:
+            context = _context()
+            self._alive = context.Pipe(duplex=False)
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=context,
+                initializer=_worker_started,
+                initargs=(self._alive[0],),
+            )
+        return self._pool, self._folder
 
     def result(self, ticket: Ticket) -> Decoded | None:
         """A queued decode's result; None when its worker died or its result could not be

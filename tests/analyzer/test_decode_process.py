@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import os
 import select
+import shutil
 import signal
 import sqlite3
 import struct
@@ -528,3 +529,39 @@ def test_auto_decodes_in_a_process_with_two_cores_or_more(
                           capture_output=True, check=True, text=True,
                           env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
     assert done.stdout.split() == [made]
+
+
+def test_no_hand_over_folder_falls_back_instead_of_failing_the_pass(tmp_path: Path) -> None:
+    """The hand-over folder cannot be made (here: a file where its parent should be): every
+    chunk is decoded on the ingest thread, counted; the pass does not fail."""
+    config = make_config(tmp_path, None)
+    n = write_traffic(config.capture.dir, "current_nodrift.csv", 200, T0, per_file=100)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    process = DecodeProcess(folder=blocker)
+    try:
+        stats, _ = _ingest(config, process, chunk_lines=50)
+        assert stats.records == n and _counters(config)["records"] == n
+        assert process.stats() == {"chunks": 0, "fallbacks": 4, "restarts": 0, "given_up": False}
+        assert process.worker_pids() == []
+    finally:
+        process.close()
+
+
+def test_a_hand_over_folder_removed_under_the_service_is_made_again(
+    tmp_path: Path, process: DecodeProcess
+) -> None:
+    """Its folder removed (a cleaner of /dev/shm or /tmp): the next chunk falls back, the ones
+    after are handed over in a new folder (not every chunk on the ingest thread from then on)."""
+    config = make_config(tmp_path, None)
+    spec = DecodeSpec.of(config, feature_limit(config))
+    lines = [record_line(read_rows("current_nodrift.csv")[0][0], "0.5", T0)]
+    ticket = process.submit(spec, lines)
+    assert ticket is not None and process.result(ticket) is not None
+    (folder,) = (tmp_path / "handover").iterdir()
+    shutil.rmtree(folder)
+    assert process.submit(spec, lines) is None  # its input could not be written
+    for _ in range(2):
+        ticket = process.submit(spec, lines)
+        assert ticket is not None and process.result(ticket) is not None
+    assert process.stats() == {"chunks": 3, "fallbacks": 1, "restarts": 0, "given_up": False}
