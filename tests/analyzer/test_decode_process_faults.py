@@ -20,7 +20,7 @@ import pytest
 from analyzer.ingest.chunk_decode import DecodeSpec
 from analyzer.ingest.decode_process import DecodeProcess
 from analyzer.ingest.ingestor import Ingestor, feature_limit
-from analyzer.store.database import Store
+from analyzer.store.database import Store, read_counters
 from tests.analyzer.service_helpers import T0, make_config, read_rows, record_line, write_traffic
 from tests.analyzer.test_decode_process import ROOT, _counters, _ingest
 
@@ -219,3 +219,60 @@ def test_a_hand_over_folder_removed_under_the_service_is_made_again(
         ticket = process.submit(spec, lines)
         assert ticket is not None and process.result(ticket) is not None
     assert process.stats() == {"chunks": 3, "fallbacks": 1, "restarts": 0, "given_up": False}
+
+
+def test_a_second_ingester_with_a_process_cannot_double_count(
+    tmp_path: Path, process: DecodeProcess
+) -> None:
+    """Two ingesters on one database, the late one with chunks queued to its worker when its
+    first commit finds the offset moved: nothing of the file is committed twice, and the
+    chunks queued for it are dropped with their files."""
+    config = make_config(tmp_path, None)
+    n = write_traffic(config.capture.dir, "current_nodrift.csv", 300, T0, per_file=150)
+    store = Store(config.analyzer.db)
+    store.start()
+    try:
+        late = Ingestor(store, config, decode_process=process, chunk_lines=50)
+        seen = late._known()  # what it saw before the first ingester committed
+        assert Ingestor(store, config).run_once().records == n
+        late._known = lambda first="": seen  # type: ignore[method-assign]
+        again = late.run_once()
+        records = store.read(read_counters)["records"]
+    finally:
+        store.close()
+    assert again.records == 0 and again.chunks == 0 and records == n
+    spec = DecodeSpec.of(config, feature_limit(config))
+    ticket = process.submit(spec, [b"{}"])  # decoded after the dropped ones
+    assert ticket is not None and process.result(ticket) is not None
+    assert not any((tmp_path / "handover").rglob("*.*"))
+
+
+_CTRL_C = """
+import os, signal, sys
+from pathlib import Path
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, not ignored
+from analyzer.ingest.decode_process import DecodeProcess
+from analyzer.monitors.data_quality.cardinality import FeatureLimit
+from analyzer.ingest.chunk_decode import DecodeSpec
+from modelmon.config import PayloadConfig
+
+if __name__ == "__main__":
+    process = DecodeProcess(folder=Path(sys.argv[1]))
+    spec = DecodeSpec(PayloadConfig(), FeatureLimit(10), 3600, 200, None)
+    line = b'{"captureData": {}, "eventMetadata": {"inferenceTime": "2026-11-27T07:00:00Z"}}'
+    assert process.result(process.submit(spec, [line])) is not None  # the worker started
+    ticket = process.submit(spec, [line] * 50_000)
+    os.kill(process.worker_pids()[0], signal.SIGINT)
+    print(process.result(ticket) is not None, process.stats()["fallbacks"])
+    process.close()
+"""
+
+
+def test_ctrl_c_is_the_services_not_the_workers(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group: the worker ignores it (the service's shutdown
+    ends it) instead of dying mid-decode. (In a subprocess: the worker's Ctrl-C is then not
+    ignored already, as it is under a runner that starts the tests in the background.)"""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    done = subprocess.run([sys.executable, "-c", _CTRL_C, str(tmp_path)], capture_output=True,
+                          check=True, text=True, env=env)  # fmt: skip
+    assert done.stdout.split() == ["True", "0"]
