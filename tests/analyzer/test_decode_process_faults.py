@@ -12,12 +12,13 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from analyzer.ingest.chunk_decode import DecodeSpec
+from analyzer.ingest.chunk_decode import ChunkDecoder, DecodeSpec
 from analyzer.ingest.decode_process import DecodeProcess
 from analyzer.ingest.ingestor import Ingestor, feature_limit
 from analyzer.store.database import Store, read_counters
@@ -138,7 +139,7 @@ import sys
 from pathlib import Path
 from analyzer.ingest.decode_process import DecodeProcess
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
-from analyzer.ingest.chunk_decode import DecodeSpec
+from analyzer.ingest.chunk_decode import ChunkDecoder, DecodeSpec
 from modelmon.config import PayloadConfig
 
 if __name__ == "__main__":
@@ -253,7 +254,7 @@ from pathlib import Path
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, not ignored
 from analyzer.ingest.decode_process import DecodeProcess
 from analyzer.monitors.data_quality.cardinality import FeatureLimit
-from analyzer.ingest.chunk_decode import DecodeSpec
+from analyzer.ingest.chunk_decode import ChunkDecoder, DecodeSpec
 from modelmon.config import PayloadConfig
 
 if __name__ == "__main__":
@@ -276,3 +277,31 @@ def test_ctrl_c_is_the_services_not_the_workers(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", _CTRL_C, str(tmp_path)], capture_output=True,
                           check=True, text=True, env=env)  # fmt: skip
     assert done.stdout.split() == ["True", "0"]
+
+
+@pytest.mark.parametrize("in_process", [False, True])
+def test_a_decode_that_raises_fails_the_pass_as_on_the_ingest_thread(
+    tmp_path: Path, process: DecodeProcess, in_process: bool
+) -> None:
+    """A decode that raises (a bug; here a sketch size the sketch refuses) fails the pass with
+    its error wherever it ran, nothing of the chunk committed; the worker lives on and the
+    chunk queued behind it leaves no file."""
+    config = make_config(tmp_path, None)
+    write_traffic(config.capture.dir, "current_nodrift.csv", 200, T0, per_file=100)
+    store = Store(config.analyzer.db)
+    store.start()
+    try:
+        ingestor = Ingestor(store, config, decode_process=process if in_process else None,
+                            chunk_lines=50)  # fmt: skip
+        ingestor._spec = replace(ingestor._spec, kll_k=1)
+        ingestor._chunk_decoder = ChunkDecoder(ingestor._spec)
+        with pytest.raises(ValueError, match="K must be"):
+            ingestor.run_once()
+        assert store.read(read_counters).get("records", 0) == 0
+    finally:
+        store.close()
+    spec = DecodeSpec.of(config, feature_limit(config))
+    ticket = process.submit(spec, [b"{}"])
+    assert ticket is not None and process.result(ticket) is not None
+    assert not any((tmp_path / "handover").rglob("*.*"))
+    assert process.stats() == {"chunks": 1, "fallbacks": 0, "restarts": 0, "given_up": False}
