@@ -16,6 +16,7 @@ decode returned, so no record is lost or counted twice. The worker is started wi
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -127,15 +128,42 @@ def _memory_folder() -> Path | None:
 FOLDER_PREFIX = "modelmon-decode-"
 
 
-def _new_folder(parent: Path | None) -> Path:
-    """A fresh hand-over folder in ``parent`` (named after this process), once the ones of
-    services that are gone (killed: their last chunks' files stayed) are removed."""
+def _new_folder(parent: Path | None) -> tuple[Path, int]:
+    """A fresh hand-over folder in ``parent`` (named after this process) and the descriptor
+    of its lock (held while the folder is in use), once the ones of services that are gone
+    (killed: their last chunks' files stayed) are removed."""
     parent = Path(tempfile.gettempdir()) if parent is None else parent
     for old in parent.glob(f"{FOLDER_PREFIX}*-*"):
-        pid = old.name[len(FOLDER_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if _abandoned(old):
             shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-", dir=parent))
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-", dir=parent))
+    lock = os.open(folder / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: no one else holds it
+    return folder, lock
+
+
+LOCK_NAME = "lock"  # no dot: not a chunk's file (N.in, N.out)
+
+
+def _abandoned(folder: Path) -> bool:
+    """Is ``folder`` a hand-over folder no live service uses? Its lock is free (the lock, not
+    the process id in its name: a service in another process-id namespace sharing /dev/shm
+    may have any id, alive or not, in ours); a folder with no lock (made an instant ago, or
+    by an older version) by the id in its name."""
+    try:
+        lock = os.open(folder / LOCK_NAME, os.O_RDWR)
+    except FileNotFoundError:
+        pid = folder.name[len(FOLDER_PREFIX) :].split("-", 1)[0]
+        return pid.isdigit() and not _alive(int(pid))
+    except OSError:  # not ours to judge (another user's, not a folder)
+        return False
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(lock)
+    return True
 
 
 def _alive(pid: int) -> bool:
@@ -175,6 +203,7 @@ class DecodeProcess:
         self._lock = threading.Lock()
         self._parent = folder if folder is not None else _memory_folder()
         self._folder: Path | None = None
+        self._folder_lock: int | None = None  # its lock's descriptor (_new_folder)
         self._seq = 0
         self._deaths = 0
         self._max_deaths = max_deaths
@@ -222,7 +251,8 @@ class DecodeProcess:
         """The hand-over folder and the worker's pool, each made when missing (under the
         lock)."""
         if self._folder is None:
-            self._folder = _new_folder(self._parent)
+            self._unlock()
+            self._folder, self._folder_lock = _new_folder(self._parent)
         if self._pool is None:
             context = _context()
             self._alive = context.Pipe(duplex=False)
@@ -322,7 +352,14 @@ class DecodeProcess:
             folder, self._folder = self._folder, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            self._end_pipe()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+        with self._lock:
+            self._end_pipe()
+            self._unlock()
+
+    def _unlock(self) -> None:
+        """Let go of the hand-over folder's lock (under the lock)."""
+        if self._folder_lock is not None:
+            os.close(self._folder_lock)
+            self._folder_lock = None

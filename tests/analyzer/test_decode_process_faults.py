@@ -4,6 +4,7 @@ missing or removed. No record lost or counted twice, no worker or file left behi
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import shutil
@@ -305,3 +306,29 @@ def test_a_decode_that_raises_fails_the_pass_as_on_the_ingest_thread(
     assert ticket is not None and process.result(ticket) is not None
     assert not any((tmp_path / "handover").rglob("*.*"))
     assert process.stats() == {"chunks": 1, "fallbacks": 0, "restarts": 0, "given_up": False}
+
+
+def test_the_sweep_goes_by_the_folders_lock_not_the_id_in_its_name(tmp_path: Path) -> None:
+    """Services in other process-id namespaces sharing /dev/shm (containers of one pod): the
+    id in a folder's name may be dead here while its service lives, or alive here while its
+    service is gone. A folder whose lock is held stays; one whose lock is free goes."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, check=True, text=True)  # fmt: skip
+    other = tmp_path / f"modelmon-decode-{int(gone.stdout)}-ns"  # its service: alive
+    stale = tmp_path / f"modelmon-decode-{os.getppid()}-ns"  # its service: gone
+    for folder in (other, stale):
+        folder.mkdir()
+        (folder / "7.in").write_bytes(b"x" * 100)
+        (folder / "lock").write_bytes(b"")
+    held = os.open(other / "lock", os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as the other namespace's live service holds it
+    process = DecodeProcess(folder=tmp_path)
+    try:
+        config = make_config(tmp_path, None)
+        lines = [record_line(read_rows("current_nodrift.csv")[0][0], "0.5", T0)]
+        ticket = process.submit(DecodeSpec.of(config, feature_limit(config)), lines)
+        assert ticket is not None and process.result(ticket) is not None
+        assert (other / "7.in").exists() and not stale.exists()
+    finally:
+        process.close()
+        os.close(held)
