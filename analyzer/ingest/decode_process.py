@@ -16,6 +16,7 @@ decode returned, so no record is lost or counted twice. The worker is started wi
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -127,15 +128,42 @@ def _memory_folder() -> Path | None:
 FOLDER_PREFIX = "modelmon-decode-"
 
 
-def _new_folder(parent: Path | None) -> Path:
-    """A fresh hand-over folder in ``parent`` (named after this process), once the ones of
-    services that are gone (killed: their last chunks' files stayed) are removed."""
+def _new_folder(parent: Path | None) -> tuple[Path, int]:
+    """A fresh hand-over folder in ``parent`` (named after this process) and the descriptor
+    of its lock (held while the folder is in use), once the ones of services that are gone
+    (killed: their last chunks' files stayed) are removed."""
     parent = Path(tempfile.gettempdir()) if parent is None else parent
     for old in parent.glob(f"{FOLDER_PREFIX}*-*"):
-        pid = old.name[len(FOLDER_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if _abandoned(old):
             shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-", dir=parent))
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-", dir=parent))
+    lock = os.open(folder / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: no one else holds it
+    return folder, lock
+
+
+LOCK_NAME = "lock"  # no dot: not a chunk's file (N.in, N.out)
+
+
+def _abandoned(folder: Path) -> bool:
+    """Is ``folder`` a hand-over folder no live service uses? Its lock is free (the lock, not
+    the process id in its name: a service in another process-id namespace sharing /dev/shm
+    may have any id, alive or not, in ours); a folder with no lock (made an instant ago, or
+    by an older version) by the id in its name."""
+    try:
+        lock = os.open(folder / LOCK_NAME, os.O_RDWR)
+    except FileNotFoundError:
+        pid = folder.name[len(FOLDER_PREFIX) :].split("-", 1)[0]
+        return pid.isdigit() and not _alive(int(pid))
+    except OSError:  # not ours to judge (another user's, not a folder)
+        return False
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(lock)
+    return True
 
 
 def _alive(pid: int) -> bool:
@@ -150,11 +178,13 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class Ticket:
-    """A chunk queued to the worker: its decode's future, its input and result files."""
+    """A chunk queued to the worker: its decode's future, its input and result files, and the
+    pool it was queued to (a death it reports is that pool's, not a newer one's)."""
 
     future: Future[None]
     source: Path
     target: Path
+    pool: ProcessPoolExecutor
 
 
 class DecodeProcess:
@@ -173,6 +203,7 @@ class DecodeProcess:
         self._lock = threading.Lock()
         self._parent = folder if folder is not None else _memory_folder()
         self._folder: Path | None = None
+        self._folder_lock: int | None = None  # its lock's descriptor (_new_folder)
         self._seq = 0
         self._deaths = 0
         self._max_deaths = max_deaths
@@ -181,40 +212,58 @@ class DecodeProcess:
         self.fallbacks = 0  # chunks decoded on the ingest thread while it was on
         self.restarts = 0  # workers started after one died
         self.given_up = False
+        self._closed = False  # close() was called: no worker (nor folder) is started again
 
     def submit(self, spec: DecodeSpec, lines: list[bytes]) -> Ticket | None:
         """Queue a chunk's decode (a new worker when the last one died); None when the caller
-        is to decode it itself (the process given up, or its input could not be written)."""
+        is to decode it itself (the process given up or closed, or its hand-over folder could
+        not be made, or its input could not be written)."""
         with self._lock:
+            if self._closed:  # a pass still running at the service's shutdown
+                return None
             if self.given_up:
                 self.fallbacks += 1
                 return None
-            if self._pool is None:
-                if self._folder is None:
-                    self._folder = _new_folder(self._parent)
-                context = _context()
-                self._alive = context.Pipe(duplex=False)
-                self._pool = ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=context,
-                    initializer=_worker_started,
-                    initargs=(self._alive[0],),
-                )
-            pool, folder = self._pool, self._folder
+            try:
+                pool, folder = self._started()
+            except OSError as exc:  # tried again at the next chunk
+                self.fallbacks += 1
+                log.warning("a chunk decoded on the ingest thread: no decoding process (%s)", exc)
+                return None
             self._seq += 1
-            assert folder is not None  # made with the pool
             source, target = folder / f"{self._seq}.in", folder / f"{self._seq}.out"
         try:
             with source.open("wb") as out:
                 out.writelines(packed(lines))
             future = pool.submit(decode_file, spec, str(source), len(lines), str(target))
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError):  # the folder removed: the next chunk's is new
+                with self._lock:
+                    if self._folder == folder:
+                        self._folder = None
             self._fell_back(source, target, f"its input could not be written ({exc})")
             return None
         except BrokenProcessPool as exc:
             self._died(pool, source, target, exc)
             return None
-        return Ticket(future, source, target)
+        return Ticket(future, source, target, pool)
+
+    def _started(self) -> tuple[ProcessPoolExecutor, Path]:
+        """The hand-over folder and the worker's pool, each made when missing (under the
+        lock)."""
+        if self._folder is None:
+            self._unlock()
+            self._folder, self._folder_lock = _new_folder(self._parent)
+        if self._pool is None:
+            context = _context()
+            self._alive = context.Pipe(duplex=False)
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=context,
+                initializer=_worker_started,
+                initargs=(self._alive[0],),
+            )
+        return self._pool, self._folder
 
     def result(self, ticket: Ticket) -> Decoded | None:
         """A queued decode's result; None when its worker died or its result could not be
@@ -225,9 +274,7 @@ class DecodeProcess:
             data = ticket.target.read_bytes()
             ticket.target.unlink()
         except BrokenProcessPool as exc:
-            with self._lock:
-                pool = self._pool
-            self._died(pool, ticket.source, ticket.target, exc)
+            self._died(ticket.pool, ticket.source, ticket.target, exc)
             return None
         except OSError as exc:
             self._fell_back(ticket.source, ticket.target, f"its result could not be read ({exc})")
@@ -241,6 +288,17 @@ class DecodeProcess:
         """Count a chunk the ingest thread decodes itself while the worker is busy."""
         with self._lock:
             self.here += 1
+
+    def discard(self, ticket: Ticket) -> None:
+        """A queued decode whose result will not be taken (its pass failed, or its file was
+        found stale): its files are removed once it is done (else they would stay in memory,
+        in ``/dev/shm``, until :meth:`close`)."""
+
+        def remove(_: Future[None]) -> None:
+            ticket.source.unlink(missing_ok=True)
+            ticket.target.unlink(missing_ok=True)
+
+        ticket.future.add_done_callback(remove)
 
     def _fell_back(self, source: Path, target: Path, why: str) -> None:
         with self._lock:
@@ -295,11 +353,19 @@ class DecodeProcess:
     def close(self) -> None:
         """End the worker (waits for the chunk it decodes, if any) and remove the folder."""
         with self._lock:
+            self._closed = True
             pool, self._pool = self._pool, None
             folder, self._folder = self._folder, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            self._end_pipe()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+        with self._lock:
+            self._end_pipe()
+            self._unlock()
+
+    def _unlock(self) -> None:
+        """Let go of the hand-over folder's lock (under the lock)."""
+        if self._folder_lock is not None:
+            os.close(self._folder_lock)
+            self._folder_lock = None

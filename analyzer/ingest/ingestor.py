@@ -101,8 +101,14 @@ class _Chunk:
 
 
 _Decoded = Decoded
-# a chunk's decode, taken back when called (from the decoding process, when it has one)
-_Landing = Callable[[], _Decoded]
+
+
+@dataclass
+class _Landing:
+    """A chunk's decode, taken back by ``take`` (from the decoding process: ``ticket``)."""
+
+    take: Callable[[], _Decoded]
+    ticket: Ticket | None = None
 
 
 @dataclass
@@ -124,24 +130,6 @@ class _Pending:
     at: _Position
     chunk: _Chunk
     decoded: _Decoded
-
-
-@dataclass
-class _Remote:
-    """A chunk queued to the decoding process; called, its decode (done on the ingest
-    thread when the process died)."""
-
-    ingestor: Ingestor
-    process: DecodeProcess
-    ticket: Ticket
-    rel: str
-    chunk: _Chunk
-
-    def __call__(self) -> _Decoded:
-        decoded = self.process.result(self.ticket)
-        if decoded is None:  # the process died
-            return self.ingestor._chunk_profiles(self.rel, self.chunk)
-        return self.ingestor._file_counts(self.rel, self.chunk, decoded)
 
 
 class Ingestor:
@@ -215,7 +203,7 @@ class Ingestor:
             for at, read in self._reads(listed, known):
                 landing = None
                 if isinstance(read, _Chunk):
-                    queued = sum(isinstance(entry[2], _Remote) for entry in ahead)
+                    queued = sum(bool(entry[2] and entry[2].ticket) for entry in ahead)
                     landing = self._decode_soon(at.rel, read, here=queued >= QUEUED)
                 ahead.append((at, read, landing))
                 while len(ahead) > depth:
@@ -223,6 +211,8 @@ class Ingestor:
             while ahead:
                 self._take(*ahead.popleft(), stats)
         finally:
+            for _, _, landing in ahead:  # a failed pass's chunks queued ahead: never taken
+                self._discard(landing)
             self._drain(stats)  # the last chunk's commit (also when a pass fails)
         cutoff = datetime.fromtimestamp(self._clock() - self._retention_s, UTC)
         tree = f"{self._endpoint}/{self._variant}/"
@@ -296,6 +286,7 @@ class Ingestor:
         """Queue a chunk's commit once the one in flight has returned, unless its file turned
         out stale; a read's error ends the file where it is committed (``_unreadable``)."""
         if at.stale:
+            self._discard(landing)
             return
         if isinstance(read, BaseException):
             self._drain(stats)  # ``at`` as committed
@@ -303,7 +294,7 @@ class Ingestor:
                 self._unreadable(at.rel, at.offset, at.lines, read, stats)
             return
         assert landing is not None  # a chunk's
-        decoded = landing()
+        decoded = landing.take()
         self._drain(stats)  # the previous chunk's commit, maybe of another file
         if at.stale:
             return
@@ -311,18 +302,31 @@ class Ingestor:
 
     def _decode_soon(self, rel: str, chunk: _Chunk, *, here: bool = False) -> _Landing:
         """The chunk's decode: done on this thread now (``here``, or without a decoding
-        process), or queued to the process (:class:`_Remote`)."""
+        process), or queued to the process (its ``ticket``: taken back, or decoded here when the
+        process died)."""
         process = self._process
         if process is None or not chunk.lines or here:
             if process is not None and here:
                 process.decoded_here()
             decoded = self._chunk_profiles(rel, chunk)
-            return lambda: decoded
+            return _Landing(lambda: decoded)
         ticket = process.submit(self._spec, chunk.lines)
         if ticket is None:  # given up, or its input could not be written
             decoded = self._chunk_profiles(rel, chunk)
-            return lambda: decoded
-        return _Remote(self, process, ticket, rel, chunk)
+            return _Landing(lambda: decoded)
+
+        def land() -> _Decoded:
+            decoded = process.result(ticket)
+            if decoded is None:  # the process died
+                return self._chunk_profiles(rel, chunk)
+            return self._file_counts(rel, chunk, decoded)
+
+        return _Landing(land, ticket)
+
+    def _discard(self, landing: _Landing | None) -> None:
+        """A chunk's decode never taken: the decoding process removes its files."""
+        if landing is not None and landing.ticket is not None and self._process is not None:
+            self._process.discard(landing.ticket)
 
     def _submit(self, at: _Position, chunk: _Chunk, decoded: _Decoded) -> Future[bool]:
         """Queue the chunk's transaction, from where its file is committed (``at``).

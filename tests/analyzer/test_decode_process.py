@@ -41,6 +41,7 @@ from tests.analyzer.service_helpers import (
 
 NO_FALSE_NEG = datasketches.frequent_items_error_type.NO_FALSE_NEGATIVES
 QUALITY = {"problem_type": "BinaryClassification", "probability_attribute": "0"}
+ROOT = str(Path(__file__).resolve().parents[2])  # the tree under test, for a subprocess
 TABLES = ("buckets", "files", "counters", "hours", "mq_blocks", "mq_totals", "mq_runs")
 
 
@@ -292,7 +293,94 @@ def test_a_killed_services_hand_over_files_are_removed_at_the_next_start(
         assert ticket is not None and process.result(ticket) is not None
         assert not dead.exists() and (live / "7.in").exists()
         mine = [p for p in tmp_path.glob(f"modelmon-decode-{os.getpid()}-*")]
-        assert len(mine) == 1 and not any(mine[0].iterdir())
+        assert len(mine) == 1 and [p.name for p in mine[0].iterdir()] == ["lock"]  # its own
     finally:
         process.close()
     assert not mine[0].exists()
+
+
+class _Recorded(DecodeProcess):
+    """Notes each chunk queued and each result waited for, in order."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder=folder)
+        self.calls: list[str] = []
+
+    def submit(self, spec: DecodeSpec, lines: list[bytes]) -> Any:
+        self.calls.append("submit")
+        return super().submit(spec, lines)
+
+    def result(self, ticket: Any) -> Any:
+        self.calls.append("result")
+        return super().result(ticket)
+
+    def decoded_here(self) -> None:
+        self.calls.append("here")
+        super().decoded_here()
+
+
+def test_the_next_chunk_is_queued_before_this_ones_decode_is_waited_for(tmp_path: Path) -> None:
+    """The pipeline: the worker is given chunks N+1 and N+2 (the next file's first, too)
+    before the ingest thread waits for chunk N's decode, and a chunk read while two wait for
+    the worker is decoded on the ingest thread meanwhile ("here")."""
+    config = make_config(tmp_path, None)
+    write_traffic(config.capture.dir, "current_nodrift.csv", 200, T0, per_file=100)
+    process = _Recorded(tmp_path)
+    try:
+        stats, _ = _ingest(config, process, chunk_lines=50)
+    finally:
+        process.close()
+    assert stats.records == 200 and stats.chunks == 4 and stats.files == 2
+    # chunks 1 and 2 to the worker, 3 here, 1 taken, 4 to the worker, 2 taken (3 ready), 4
+    assert process.calls == ["submit", "submit", "here", "result", "submit", "result",
+                             "result"]  # fmt: skip
+
+
+def test_a_new_feature_limit_between_passes_reaches_the_worker(
+    tmp_path: Path, process: DecodeProcess
+) -> None:
+    """The worker keeps its decoder from chunk to chunk: a new baseline's limit (``set_limit``
+    after a pass) is the one the next pass's chunks are decoded with."""
+    from analyzer.monitors.data_quality.cardinality import FeatureLimit
+    from analyzer.store.buckets import merge_buckets
+
+    config = make_config(tmp_path, None)
+    write_traffic(config.capture.dir, "current_nodrift.csv", 100, T0, per_file=100)
+    store = Store(config.analyzer.db)
+    store.start()
+    try:
+        ingestor = Ingestor(store, config, decode_process=process)
+        assert ingestor.run_once().records == 100
+        before = store.read(lambda c: merge_buckets(c, 0, 2**40))
+        ingestor.set_limit(FeatureLimit(2, frozenset()))
+        later = T0 + timedelta(hours=1)
+        write_traffic(config.capture.dir, "current_nodrift.csv", 100, later, per_file=100)
+        assert ingestor.run_once().records == 100
+        start = int(later.timestamp())
+        after = store.read(lambda c: merge_buckets(c, start, start + 3600))
+    finally:
+        store.close()
+    assert before is not None and len(before.features) > 2
+    assert after is not None and len(after.features) == 2
+    assert process.stats()["chunks"] == 2
+
+
+_CORES = """
+import os, sys
+os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: int(sys.argv[1])]))
+from analyzer.service.app import _decode_process
+from tests.analyzer.service_helpers import make_config
+config = make_config(__import__("pathlib").Path(sys.argv[2]), None, ingest_process="auto")
+print(type(_decode_process(config)).__name__)
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to give one")
+@pytest.mark.parametrize(("n_cores", "made"), [(1, "NoneType"), (2, "DecodeProcess")])
+def test_auto_decodes_in_a_process_with_two_cores_or_more(
+    tmp_path: Path, n_cores: int, made: str
+) -> None:
+    done = subprocess.run([sys.executable, "-c", _CORES, str(n_cores), str(tmp_path)],
+                          capture_output=True, check=True, text=True,
+                          env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
+    assert done.stdout.split() == [made]
