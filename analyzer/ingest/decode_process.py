@@ -210,7 +210,7 @@ class DecodeProcess:
         self.chunks = 0  # decoded by the worker
         self.here = 0  # decoded on the ingest thread while the worker had two queued
         self.fallbacks = 0  # chunks decoded on the ingest thread while it was on
-        self.restarts = 0  # workers started after one died
+        self.restarts = 0  # workers that died (each replaced at the next chunk, unless given up)
         self.given_up = False
         self._closed = False  # close() was called: no worker (nor folder) is started again
 
@@ -245,6 +245,9 @@ class DecodeProcess:
             return None
         except BrokenProcessPool as exc:
             self._died(pool, source, target, exc)
+            return None
+        except RuntimeError as exc:  # shut down by close() since taken above (a race at exit)
+            self._fell_back(source, target, f"the decoding process is closing ({exc})")
             return None
         return Ticket(future, source, target, pool)
 

@@ -16,6 +16,7 @@ when it is missing. A task whose worker dies is re-run by the scheduler on anoth
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import threading
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from modelmon.config import DaskConfig
@@ -37,6 +39,7 @@ __all__ = [
     "InProcess",
     "LocalProcesses",
     "cores",
+    "cpu_quota",
     "executor_for",
     "open_executor",
     "run_task",
@@ -62,12 +65,33 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def cores() -> int:
-    """CPUs this process may run on (a container's CPU set, not the host's count)."""
+def cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may run on: a container's CPU set, not the host's count, and no more
+    than its CPU quota (cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``, rounded up)."""
     try:
-        return len(os.sched_getaffinity(0))
+        count = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        count = os.cpu_count() or 1
+    quota = cpu_quota(cgroup)
+    return count if quota is None else max(1, min(count, math.ceil(quota)))
+
+
+def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPUs a cgroup's quota allows (e.g. 1.5), or None: no quota, or none readable."""
+    try:
+        text = (cgroup / "cpu.max").read_text().split()  # v2: "max 100000" or "150000 100000"
+        quota, period = text[0], text[1]
+    except (OSError, IndexError):
+        try:  # v1: -1 when there is none
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        allowed, each = int(quota), int(period)
+    except ValueError:  # "max"
+        return None
+    return allowed / each if allowed > 0 and each > 0 else None
 
 
 class InProcess:

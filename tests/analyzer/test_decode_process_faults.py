@@ -338,3 +338,20 @@ def test_the_sweep_goes_by_the_folders_lock_not_the_id_in_its_name(tmp_path: Pat
     finally:
         process.close()
         os.close(held)
+
+
+def test_a_chunk_given_while_the_process_shuts_down_is_decoded_here(
+    tmp_path: Path, process: DecodeProcess
+) -> None:
+    """``close()`` shut the pool down after ``submit`` took it (the race at the service's
+    exit, made here by shutting the pool down as ``close`` does): the chunk falls back to the
+    ingest thread, counted, its file removed; the pass does not fail."""
+    config = make_config(tmp_path, None)
+    spec = DecodeSpec.of(config, feature_limit(config))
+    lines = [record_line(read_rows("current_nodrift.csv")[0][0], "0.5", T0)]
+    ticket = process.submit(spec, lines)
+    assert ticket is not None and process.result(ticket) is not None
+    ticket.pool.shutdown(wait=True)  # the pool submit takes next, shut down under it
+    assert process.submit(spec, lines) is None
+    assert process.stats()["fallbacks"] == 1 and process.stats()["restarts"] == 0
+    assert not any((tmp_path / "handover").rglob("*.in"))

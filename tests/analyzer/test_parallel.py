@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from analyzer.ingest.executor import cores, cpu_quota
 from analyzer.ingest.parallel import arrow_decoder, profile_capture_files
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import ConfigError, PayloadConfig, load_config
@@ -88,3 +91,28 @@ def test_a_bad_arrow_setting_names_the_choices(tmp_path: Path) -> None:
     path.write_text("proxy: {upstream: 'http://127.0.0.1:1'}\nanalyzer: {arrow: 'on'}\n")
     with pytest.raises(ConfigError, match=r"analyzer\.arrow"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("files", "quota"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),  # cgroup v2
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),  # v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+        ({"cpu.max": "garbage\n"}, None),
+    ],
+)
+def test_a_cgroups_cpu_quota_caps_the_cores(
+    tmp_path: Path, files: dict[str, str], quota: float | None
+) -> None:
+    """A container limited by CPU quota on a larger host counts what its quota allows
+    (rounded up, at least one), not its CPU set."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu_quota(tmp_path) == quota
+    allowed = len(os.sched_getaffinity(0))
+    expected = allowed if quota is None else max(1, min(allowed, math.ceil(quota)))
+    assert cores(tmp_path) == expected
