@@ -65,33 +65,85 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+CGROUP = Path("/sys/fs/cgroup")
+SELF_CGROUP = Path("/proc/self/cgroup")
+
+
+def cores(cgroup: Path = CGROUP, own: Path = SELF_CGROUP) -> int:
     """CPUs this process may run on: a container's CPU set, not the host's count, and no more
-    than its CPU quota (cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``, rounded up)."""
+    than its CPU quota (:func:`cpu_quota`, rounded up)."""
     try:
         count = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         count = os.cpu_count() or 1
-    quota = cpu_quota(cgroup)
+    quota = cpu_quota(cgroup, own)
     return count if quota is None else max(1, min(count, math.ceil(quota)))
 
 
-def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> float | None:
-    """The CPUs a cgroup's quota allows (e.g. 1.5), or None: no quota, or none readable."""
-    try:
-        text = (cgroup / "cpu.max").read_text().split()  # v2: "max 100000" or "150000 100000"
-        quota, period = text[0], text[1]
-    except (OSError, IndexError):
-        try:  # v1: -1 when there is none
-            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
-            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+def cpu_quota(cgroup: Path = CGROUP, own: Path = SELF_CGROUP) -> float | None:
+    """The CPUs a cgroup quota allows (e.g. 1.5), or None: no quota, or none readable.
+
+    The tightest of the process's own cgroup (``own``: ``/proc/self/cgroup``) and its parents
+    up to ``cgroup`` (a systemd service's quota is on its own group, the root has none): v2's
+    ``cpu.max``, else v1's ``cpu/…/cpu.cfs_quota_us`` over ``cpu.cfs_period_us``."""
+    v2, v1 = _own_groups(own)
+    found = False
+    quotas: list[float] = []
+    for folder in _up_from(cgroup, v2):
+        try:
+            text = (folder / "cpu.max").read_text().split()  # "max 100000", "150000 100000"
         except OSError:
-            return None
+            continue
+        found = True
+        quotas += _ratio(*text[:2]) if len(text) >= 2 else []
+    if not found:
+        for folder in _up_from(cgroup / "cpu", v1):
+            try:  # -1 when there is none
+                quota = (folder / "cpu.cfs_quota_us").read_text().strip()
+                period = (folder / "cpu.cfs_period_us").read_text().strip()
+            except OSError:
+                continue
+            quotas += _ratio(quota, period)
+    return min(quotas, default=None)
+
+
+def _ratio(quota: str, period: str) -> list[float]:
+    """``quota / period`` as a list of one, or none (no quota: ``max``, -1, or not numbers)."""
     try:
         allowed, each = int(quota), int(period)
     except ValueError:  # "max"
-        return None
-    return allowed / each if allowed > 0 and each > 0 else None
+        return []
+    return [allowed / each] if allowed > 0 and each > 0 else []
+
+
+def _own_groups(own: Path) -> tuple[str, str]:
+    """The process's cgroup path in v2 and in v1's ``cpu`` hierarchy ("/" when not known)."""
+    v2 = v1 = "/"
+    try:
+        text = own.read_text()
+    except OSError:
+        return v2, v1
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and not parts[1]:
+            v2 = parts[2]
+        elif "cpu" in parts[1].split(","):
+            v1 = parts[2]
+    return v2, v1
+
+
+def _up_from(root: Path, path: str) -> list[Path]:
+    """``path``'s folder under ``root`` and its parents up to ``root``; only ``root`` when the
+    path is not there (a container's own cgroup mounted as the root: the path is the host's)."""
+    leaf = root / path.strip("/")
+    if leaf == root or ".." in Path(path).parts or not leaf.is_dir():
+        return [root]
+    folders = [leaf]
+    while folders[-1] != root:
+        folders.append(folders[-1].parent)
+    return folders
 
 
 class InProcess:

@@ -306,14 +306,12 @@ class Ingestor:
         process died)."""
         process = self._process
         if process is None or not chunk.lines or here:
-            if process is not None and here:
+            if process is not None and here and chunk.lines:
                 process.decoded_here()
-            decoded = self._chunk_profiles(rel, chunk)
-            return _Landing(lambda: decoded)
+            return self._decoded_now(rel, chunk)
         ticket = process.submit(self._spec, chunk.lines)
         if ticket is None:  # given up, or its input could not be written
-            decoded = self._chunk_profiles(rel, chunk)
-            return _Landing(lambda: decoded)
+            return self._decoded_now(rel, chunk)
 
         def land() -> _Decoded:
             decoded = process.result(ticket)
@@ -322,6 +320,21 @@ class Ingestor:
             return self._file_counts(rel, chunk, decoded)
 
         return _Landing(land, ticket)
+
+    def _decoded_now(self, rel: str, chunk: _Chunk) -> _Landing:
+        """The chunk decoded on this thread now; a decode that raises raises when it is taken,
+        in order (the chunks queued ahead of it to the worker are committed first, as they
+        would be without the process)."""
+        try:
+            decoded = self._chunk_profiles(rel, chunk)
+        except Exception as exc:
+            error = exc  # ``exc`` is unbound after the handler
+
+            def fail() -> _Decoded:
+                raise error
+
+            return _Landing(fail)
+        return _Landing(lambda: decoded)
 
     def _discard(self, landing: _Landing | None) -> None:
         """A chunk's decode never taken: the decoding process removes its files."""

@@ -355,3 +355,26 @@ def test_a_chunk_given_while_the_process_shuts_down_is_decoded_here(
     assert process.submit(spec, lines) is None
     assert process.stats()["fallbacks"] == 1 and process.stats()["restarts"] == 0
     assert not any((tmp_path / "handover").rglob("*.in"))
+
+
+def test_a_chunk_decoded_here_that_raises_leaves_the_workers_before_it_committed(
+    tmp_path: Path, process: DecodeProcess
+) -> None:
+    """The third chunk, read while the worker has the first two, is decoded on the ingest
+    thread and raises (only the ingest thread's decoder is broken here): the pass fails with
+    its error, as on the ingest thread, but only once the two before it are committed (else a
+    record that always raises would keep the chunks before it from ever being committed)."""
+    config = make_config(tmp_path, None)
+    write_traffic(config.capture.dir, "current_nodrift.csv", 200, T0, per_file=100)
+    store = Store(config.analyzer.db)
+    store.start()
+    try:
+        ingestor = Ingestor(store, config, decode_process=process, chunk_lines=50)
+        ingestor._chunk_decoder = ChunkDecoder(replace(ingestor._spec, kll_k=1))
+        with pytest.raises(ValueError, match="K must be"):
+            ingestor.run_once()
+        assert store.read(read_counters).get("records", 0) == 100  # chunks 1 and 2
+    finally:
+        store.close()
+    assert process.stats()["chunks"] == 2 and process.stats()["here"] == 1
+    assert not any((tmp_path / "handover").rglob("*.*"))

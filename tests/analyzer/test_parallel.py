@@ -116,3 +116,34 @@ def test_a_cgroups_cpu_quota_caps_the_cores(
     allowed = len(os.sched_getaffinity(0))
     expected = allowed if quota is None else max(1, min(allowed, math.ceil(quota)))
     assert cores(tmp_path) == expected
+
+
+@pytest.mark.parametrize(
+    ("own", "files", "quota"),
+    [
+        # cgroup v2, a systemd service with CPUQuota=100%: the root has no cpu.max
+        ("0::/system.slice/modelmon.service\n",
+         {"system.slice/modelmon.service/cpu.max": "100000 100000\n"}, 1.0),
+        # the tighter of the service's and its slice's
+        ("0::/a.slice/b.service\n",
+         {"a.slice/cpu.max": "50000 100000\n", "a.slice/b.service/cpu.max": "max 100000\n"}, 0.5),
+        # v1, the container's own cgroup mounted as the hierarchy's root: its path is not there
+        ("4:cpu,cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n",
+         {"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1.0),
+        # v1 with the host's hierarchy: the process's own folder in it
+        ("4:cpu,cpuacct:/job\n",
+         {"cpu/job/cpu.cfs_quota_us": "200000\n", "cpu/job/cpu.cfs_period_us": "100000\n",
+          "cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),
+    ],
+)  # fmt: skip
+def test_the_quota_is_the_processs_own_cgroups_and_its_parents(
+    tmp_path: Path, own: str, files: dict[str, str], quota: float
+) -> None:
+    """The quota that binds is on the process's own cgroup (``/proc/self/cgroup``) or one of
+    its parents, not only on the hierarchy's root (a service under systemd, a nested group)."""
+    tree = tmp_path / "cgroup"
+    for name, text in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(text)
+    (tmp_path / "self").write_text(own)
+    assert cpu_quota(tree, tmp_path / "self") == quota
