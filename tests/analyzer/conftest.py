@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from analyzer.ingest.decode_process import DecodeProcess
 from analyzer.store.database import Store
 from modelmon.config import ModelmonConfig
 
@@ -18,3 +20,14 @@ def store(config: ModelmonConfig) -> Iterator[Store]:
     store.start()
     yield store
     store.close()
+
+
+@pytest.fixture
+def process(tmp_path: Path) -> Iterator[DecodeProcess]:
+    """A decoding process (its worker started at the first chunk) handing chunks over in
+    ``tmp_path/handover``; closed after the test."""
+    handover = tmp_path / "handover"
+    handover.mkdir()
+    process = DecodeProcess(folder=handover)
+    yield process
+    process.close()

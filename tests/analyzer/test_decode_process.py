@@ -11,7 +11,6 @@ import signal
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -43,15 +42,6 @@ NO_FALSE_NEG = datasketches.frequent_items_error_type.NO_FALSE_NEGATIVES
 QUALITY = {"problem_type": "BinaryClassification", "probability_attribute": "0"}
 ROOT = str(Path(__file__).resolve().parents[2])  # the tree under test, for a subprocess
 TABLES = ("buckets", "files", "counters", "hours", "mq_blocks", "mq_totals", "mq_runs")
-
-
-@pytest.fixture
-def process(tmp_path: Path) -> Iterator[DecodeProcess]:
-    handover = tmp_path / "handover"
-    handover.mkdir()
-    process = DecodeProcess(folder=handover)
-    yield process
-    process.close()
 
 
 def _capture(config: ModelmonConfig) -> int:
@@ -163,11 +153,16 @@ def _counters(config: ModelmonConfig) -> dict[str, int]:
         store.close()
 
 
-def _kill_worker(process: DecodeProcess, config: ModelmonConfig) -> None:
-    """Start the worker on a chunk of its own, then kill it (SIGKILL: a real death)."""
+def _decode_one(process: DecodeProcess, config: ModelmonConfig) -> None:
+    """One chunk of one record through the worker (which it starts), decoded."""
     lines = [record_line(read_rows("current_nodrift.csv")[0][0], "0.5", T0)]
     ticket = process.submit(DecodeSpec.of(config, feature_limit(config)), lines)
     assert ticket is not None and process.result(ticket) is not None
+
+
+def _kill_worker(process: DecodeProcess, config: ModelmonConfig) -> None:
+    """Start the worker on a chunk of its own, then kill it (SIGKILL: a real death)."""
+    _decode_one(process, config)
     pids = process.worker_pids()
     assert len(pids) == 1
     os.kill(pids[0], signal.SIGKILL)
@@ -206,27 +201,6 @@ def test_after_max_deaths_in_a_row_the_ingest_thread_decodes_everything(
     finally:
         process.close()
     assert any("decodes every chunk" in r.getMessage() for r in caplog.records)
-
-
-def test_a_new_feature_limit_reaches_the_worker(tmp_path: Path, process: DecodeProcess) -> None:
-    """``set_limit`` (a new baseline): the next chunk the worker decodes tracks what it
-    allows, as the ingest thread would."""
-    from analyzer.monitors.data_quality.cardinality import FeatureLimit
-    from analyzer.store.buckets import merge_buckets
-
-    config = make_config(tmp_path, None)
-    write_traffic(config.capture.dir, "current_nodrift.csv", 100, T0, per_file=100)
-    store = Store(config.analyzer.db)
-    store.start()
-    try:
-        ingestor = Ingestor(store, config, decode_process=process)
-        ingestor.set_limit(FeatureLimit(2, frozenset()))
-        assert ingestor.run_once().records == 100
-        profile = store.read(lambda c: merge_buckets(c, 0, 2**40))
-    finally:
-        store.close()
-    assert profile is not None and len(profile.features) == 2
-    assert process.stats()["chunks"] == 1
 
 
 @pytest.mark.parametrize(
@@ -288,9 +262,7 @@ def test_a_killed_services_hand_over_files_are_removed_at_the_next_start(
     process = DecodeProcess(folder=tmp_path)
     try:
         config = make_config(tmp_path, None)
-        lines = [record_line(read_rows("current_nodrift.csv")[0][0], "0.5", T0)]
-        ticket = process.submit(DecodeSpec.of(config, feature_limit(config)), lines)
-        assert ticket is not None and process.result(ticket) is not None
+        _decode_one(process, config)
         assert not dead.exists() and (live / "7.in").exists()
         mine = [p for p in tmp_path.glob(f"modelmon-decode-{os.getpid()}-*")]
         assert len(mine) == 1 and [p.name for p in mine[0].iterdir()] == ["lock"]  # its own

@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,16 +23,7 @@ from analyzer.ingest.decode_process import DecodeProcess
 from analyzer.ingest.ingestor import Ingestor, feature_limit
 from analyzer.store.database import Store, read_counters
 from tests.analyzer.service_helpers import T0, make_config, read_rows, record_line, write_traffic
-from tests.analyzer.test_decode_process import ROOT, _counters, _ingest
-
-
-@pytest.fixture
-def process(tmp_path: Path) -> Iterator[DecodeProcess]:
-    handover = tmp_path / "handover"
-    handover.mkdir()
-    process = DecodeProcess(folder=handover)
-    yield process
-    process.close()
+from tests.analyzer.test_decode_process import ROOT, _counters, _decode_one, _ingest
 
 
 def test_a_death_mid_decode_restarts_the_worker_once(
@@ -331,9 +321,7 @@ def test_the_sweep_goes_by_the_folders_lock_not_the_id_in_its_name(tmp_path: Pat
     process = DecodeProcess(folder=tmp_path)
     try:
         config = make_config(tmp_path, None)
-        lines = [record_line(read_rows("current_nodrift.csv")[0][0], "0.5", T0)]
-        ticket = process.submit(DecodeSpec.of(config, feature_limit(config)), lines)
-        assert ticket is not None and process.result(ticket) is not None
+        _decode_one(process, config)
         assert (other / "7.in").exists() and not stale.exists()
     finally:
         process.close()
