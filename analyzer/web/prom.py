@@ -73,8 +73,36 @@ class StatusCollector(Collector):
                 value=float(self._doc["last_run_epoch"]),
             )
         yield from self._ingest()
+        yield from self._decode_process()
         yield from self._ground_truth()
         yield from self._model_quality()
+
+    def _decode_process(self) -> Iterator[Metric]:
+        """Where the capture chunks were decoded, with a decoding process
+        (``analyzer.ingest_process``; none without one)."""
+        process = self._doc.get("decode_process")
+        if not isinstance(process, Mapping):
+            return
+        chunks = CounterMetricFamily(
+            "modelmon_ingest_decoded_chunks",
+            "Capture chunks decoded by the decoding process (process), by the ingest thread "
+            "while two waited for it (here), or by the ingest thread instead (fallback)",
+            labels=["where"],
+        )
+        for where, key in (("process", "chunks"), ("here", "here"), ("fallback", "fallbacks")):
+            chunks.add_metric([where], float(process.get(key, 0)))
+        yield chunks
+        yield CounterMetricFamily(
+            "modelmon_ingest_decode_process_deaths",
+            "Decoding worker processes that died (each replaced unless given up)",
+            value=float(process.get("restarts", 0)),
+        )
+        yield GaugeMetricFamily(
+            "modelmon_ingest_decode_process_given_up",
+            "1 once the decoding process is given up (3 deaths in a row): the ingest thread "
+            "decodes every chunk",
+            value=1.0 if process.get("given_up") else 0.0,
+        )
 
     def _model_quality(self) -> Iterator[Metric]:
         """The model-quality join's counters, ``model_quality:{event}`` → one sample each

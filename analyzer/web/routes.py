@@ -136,7 +136,10 @@ async def health(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     doc, counters = await state.monitor.store.aread(read_snapshot)
-    text = render(state.registry, state.collector, doc or {}, counters)
+    doc = dict(doc or {})
+    process = state.monitor.decode_process
+    doc["decode_process"] = process.stats() if process is not None else None
+    text = render(state.registry, state.collector, doc, counters)
     response = web.Response(body=text)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

@@ -265,6 +265,17 @@ def _render_ingest(ingest: dict[str, Any]) -> str:
     return "ingest: " + ", ".join(parts)
 
 
+def _render_decode_process(process: dict[str, Any]) -> str:
+    """Where the chunks were decoded (``analyzer.decode_process``)."""
+    line = (
+        f"decoding process: {_num(process.get('chunks'))} chunks, "
+        f"{_num(process.get('here'))} on the ingest thread beside it, "
+        f"{_num(process.get('fallbacks'))} fallbacks, {_num(process.get('restarts'))} deaths"
+    )
+    given_up = " (given up: every chunk on the ingest thread)" if process.get("given_up") else ""
+    return line + given_up
+
+
 def render_status(
     document: dict[str, Any],
     source: str = "",
@@ -285,6 +296,9 @@ def render_status(
         + (f"   stale_s: {_num(stale, 1)}" if stale is not None else "")
     )
     lines.append(_render_ingest(as_dict(document.get("ingest"))))
+    process = as_dict(as_dict(document.get("analyzer")).get("decode_process"))
+    if process:
+        lines.append(_render_decode_process(process))
     alerts = as_dict(document.get("alerts"))
     if alerts.get("webhooks") or alerts.get("sent") or alerts.get("failed"):
         lines.append(

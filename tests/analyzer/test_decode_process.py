@@ -215,7 +215,8 @@ def test_lines_are_handed_over_exactly(lines: list[bytes]) -> None:
 async def test_the_service_says_where_it_decodes(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
-    """``ingest_process: on``: the status counts the worker's chunks; ``off``: null."""
+    """``ingest_process: on``: the status and the metrics count the worker's chunks; ``off``:
+    null, and no such metrics."""
     for mode, expected in (("on", {"chunks": 2, "here": 1, "fallbacks": 0, "restarts": 0,
                                    "given_up": False}), ("off", None)):  # fmt: skip
         config = make_config(tmp_path / mode, None, ingest_process=mode)
@@ -226,6 +227,15 @@ async def test_the_service_says_where_it_decodes(
         doc = await (await client.get("/monitor/status")).json()
         assert doc["ingest"]["records"] == n
         assert doc["analyzer"]["decode_process"] == expected
+        text = await (await client.get("/monitor/metrics")).text()
+        if expected is None:
+            assert "modelmon_ingest_decoded_chunks" not in text
+        else:
+            assert 'modelmon_ingest_decoded_chunks_total{where="process"} 2.0' in text
+            assert 'modelmon_ingest_decoded_chunks_total{where="here"} 1.0' in text
+            assert 'modelmon_ingest_decoded_chunks_total{where="fallback"} 0.0' in text
+            assert "modelmon_ingest_decode_process_deaths_total 0.0" in text
+            assert "modelmon_ingest_decode_process_given_up 0.0" in text
         await client.close()
 
 

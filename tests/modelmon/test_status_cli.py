@@ -219,3 +219,18 @@ def test_render_tolerates_an_empty_or_partial_document() -> None:
     }
     assert "  baseline: no baseline statistics at /x" in render_status(no_baseline)
     assert summary_line(DOCUMENT) == "state alert  samples 1500  drifting: income 0.230/0.10"
+
+
+def test_render_says_where_the_chunks_were_decoded() -> None:
+    """``analyzer.decode_process``: a line with its counts; given up, said so; none: no line."""
+    process = {"chunks": 67, "here": 33, "fallbacks": 2, "restarts": 1, "given_up": False}
+    text = render_status({"analyzer": {"decode_process": process}})
+    assert (
+        "decoding process: 67 chunks, 33 on the ingest thread beside it, 2 fallbacks, "
+        "1 deaths" in text
+    )
+    assert "given up" not in text
+    given_up = {**process, "restarts": 3, "given_up": True}
+    shown = render_status({"analyzer": {"decode_process": given_up}})
+    assert "3 deaths (given up: every chunk on the ingest thread)" in shown
+    assert "decoding process" not in render_status({"analyzer": {"decode_process": None}})
