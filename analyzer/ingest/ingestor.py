@@ -94,10 +94,16 @@ class _Chunk:
     too_large: int = 0
     end: bool = False
     truncated: bool = False  # a compressed file cut short: its cut tail is counted, not read
+    decoded: int = 0  # lines let go once decoded (:meth:`let_go`)
 
     @property
     def n_lines(self) -> int:
-        return len(self.lines) + self.too_large
+        return len(self.lines) + self.too_large + self.decoded
+
+    def let_go(self) -> None:
+        """Drop the lines, decoded and queued to commit (only their count is needed)."""
+        self.decoded += len(self.lines)
+        self.lines = []
 
 
 _Decoded = Decoded
@@ -299,6 +305,7 @@ class Ingestor:
         if at.stale:
             return
         self._pending = _Pending(self._submit(at, read, decoded), at, read, decoded)
+        read.let_go()  # its commit needs only its counts: one chunk's lines less held
 
     def _decode_soon(self, rel: str, chunk: _Chunk, *, here: bool = False) -> _Landing:
         """The chunk's decode: done on this thread now (``here``, or without a decoding
