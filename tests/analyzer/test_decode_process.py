@@ -203,6 +203,34 @@ def test_after_max_deaths_in_a_row_the_ingest_thread_decodes_everything(
     assert any("decodes every chunk" in r.getMessage() for r in caplog.records)
 
 
+class _ResultLost(DecodeProcess):
+    """Each worker's result file removed once it is written, before it is read (a real
+    fault: ``result`` cannot read it, and the chunk is decoded on the ingest thread)."""
+
+    def result(self, ticket: Any) -> Any:
+        ticket.future.result()
+        ticket.target.unlink()
+        return super().result(ticket)
+
+
+def test_a_result_lost_is_decoded_from_the_chunks_lines(tmp_path: Path) -> None:
+    """A queued chunk whose result is lost falls back to its lines, so they are still held
+    when its decode is taken (let go only once its commit is queued): every record once."""
+    config = make_config(tmp_path, None, model_quality=QUALITY)
+    n = write_traffic(config.capture.dir, "current_nodrift.csv", 300, T0, per_file=100)
+    process = _ResultLost(folder=tmp_path)
+    try:
+        stats, _ = _ingest(config, process, chunk_lines=50)
+        found = process.stats()
+    finally:
+        process.close()
+    assert stats.records == n and stats.chunks == 6 and stats.files == 3
+    assert found["chunks"] == 0 and found["fallbacks"] > 0
+    assert found["fallbacks"] + found["here"] == 6
+    counters = _counters(config)
+    assert counters["records"] == n and counters["model_quality:predictions"] == n
+
+
 @pytest.mark.parametrize(
     "lines",
     [[], [b"a\n"], [b"a\r\n", b"b\rc\n", b"", b"last without newline"], [b"x" * 100_000, b"\n"]],
