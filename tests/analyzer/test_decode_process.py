@@ -26,6 +26,7 @@ from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.service.app import create_app, monitor_of
 from analyzer.store.database import Store, read_counters
+from analyzer.web.prom import new_registry, render
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import ConfigError, ModelmonConfig, load_config
 from tests.analyzer.service_helpers import (
@@ -265,6 +266,22 @@ async def test_the_service_says_where_it_decodes(
             assert "modelmon_ingest_decode_process_deaths_total 0.0" in text
             assert "modelmon_ingest_decode_process_given_up 0.0" in text
         await client.close()
+
+
+def test_each_count_has_its_own_metric() -> None:
+    """Every count of the decoding process under its own name (distinct values: a count read
+    under another's key is seen), given up as 1; without a process, no such metric."""
+    found = {"chunks": 5, "here": 4, "fallbacks": 3, "restarts": 2, "given_up": True}
+    text = render(*new_registry(), {"decode_process": found}, {}).decode()
+    for line in (
+        'modelmon_ingest_decoded_chunks_total{where="process"} 5.0',
+        'modelmon_ingest_decoded_chunks_total{where="here"} 4.0',
+        'modelmon_ingest_decoded_chunks_total{where="fallback"} 3.0',
+        "modelmon_ingest_decode_process_deaths_total 2.0",
+        "modelmon_ingest_decode_process_given_up 1.0",
+    ):
+        assert line in text.splitlines()
+    assert "decode_process" not in render(*new_registry(), {"decode_process": None}, {}).decode()
 
 
 @pytest.mark.parametrize(("written", "read"), [("on", "on"), ("off", "off"), ("auto", "auto")])
