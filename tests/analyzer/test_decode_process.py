@@ -26,6 +26,7 @@ from analyzer.ingest.ingestor import Ingestor, IngestStats, feature_limit
 from analyzer.monitors.data_quality.profile import DatasetProfile
 from analyzer.service.app import create_app, monitor_of
 from analyzer.store.database import Store, read_counters
+from analyzer.web.prom import new_registry, render
 from modelmon.capture_record import CaptureSide, build_record
 from modelmon.config import ConfigError, ModelmonConfig, load_config
 from tests.analyzer.service_helpers import (
@@ -203,6 +204,34 @@ def test_after_max_deaths_in_a_row_the_ingest_thread_decodes_everything(
     assert any("decodes every chunk" in r.getMessage() for r in caplog.records)
 
 
+class _ResultLost(DecodeProcess):
+    """Each worker's result file removed once it is written, before it is read (a real
+    fault: ``result`` cannot read it, and the chunk is decoded on the ingest thread)."""
+
+    def result(self, ticket: Any) -> Any:
+        ticket.future.result()
+        ticket.target.unlink()
+        return super().result(ticket)
+
+
+def test_a_result_lost_is_decoded_from_the_chunks_lines(tmp_path: Path) -> None:
+    """A queued chunk whose result is lost falls back to its lines, so they are still held
+    when its decode is taken (let go only once its commit is queued): every record once."""
+    config = make_config(tmp_path, None, model_quality=QUALITY)
+    n = write_traffic(config.capture.dir, "current_nodrift.csv", 300, T0, per_file=100)
+    process = _ResultLost(folder=tmp_path)
+    try:
+        stats, _ = _ingest(config, process, chunk_lines=50)
+        found = process.stats()
+    finally:
+        process.close()
+    assert stats.records == n and stats.chunks == 6 and stats.files == 3
+    assert found["chunks"] == 0 and found["fallbacks"] > 0
+    assert found["fallbacks"] + found["here"] == 6
+    counters = _counters(config)
+    assert counters["records"] == n and counters["model_quality:predictions"] == n
+
+
 @pytest.mark.parametrize(
     "lines",
     [[], [b"a\n"], [b"a\r\n", b"b\rc\n", b"", b"last without newline"], [b"x" * 100_000, b"\n"]],
@@ -237,6 +266,22 @@ async def test_the_service_says_where_it_decodes(
             assert "modelmon_ingest_decode_process_deaths_total 0.0" in text
             assert "modelmon_ingest_decode_process_given_up 0.0" in text
         await client.close()
+
+
+def test_each_count_has_its_own_metric() -> None:
+    """Every count of the decoding process under its own name (distinct values: a count read
+    under another's key is seen), given up as 1; without a process, no such metric."""
+    found = {"chunks": 5, "here": 4, "fallbacks": 3, "restarts": 2, "given_up": True}
+    text = render(*new_registry(), {"decode_process": found}, {}).decode()
+    for line in (
+        'modelmon_ingest_decoded_chunks_total{where="process"} 5.0',
+        'modelmon_ingest_decoded_chunks_total{where="here"} 4.0',
+        'modelmon_ingest_decoded_chunks_total{where="fallback"} 3.0',
+        "modelmon_ingest_decode_process_deaths_total 2.0",
+        "modelmon_ingest_decode_process_given_up 1.0",
+    ):
+        assert line in text.splitlines()
+    assert "decode_process" not in render(*new_registry(), {"decode_process": None}, {}).decode()
 
 
 @pytest.mark.parametrize(("written", "read"), [("on", "on"), ("off", "off"), ("auto", "auto")])
