@@ -270,7 +270,7 @@ def _render_decode_process(process: dict[str, Any]) -> str:
     line = (
         f"decoding process: {_num(process.get('chunks'))} chunks, "
         f"{_num(process.get('here'))} on the ingest thread beside it, "
-        f"{_num(process.get('fallbacks'))} fallbacks, {_num(process.get('restarts'))} deaths"
+        f"{_num(process.get('fallbacks'))} fallbacks, worker deaths {_num(process.get('restarts'))}"
     )
     given_up = " (given up: every chunk on the ingest thread)" if process.get("given_up") else ""
     return line + given_up

@@ -227,10 +227,10 @@ def test_render_says_where_the_chunks_were_decoded() -> None:
     text = render_status({"analyzer": {"decode_process": process}})
     assert (
         "decoding process: 67 chunks, 33 on the ingest thread beside it, 2 fallbacks, "
-        "1 deaths" in text
+        "worker deaths 1" in text
     )
     assert "given up" not in text
     given_up = {**process, "restarts": 3, "given_up": True}
     shown = render_status({"analyzer": {"decode_process": given_up}})
-    assert "3 deaths (given up: every chunk on the ingest thread)" in shown
+    assert "worker deaths 3 (given up: every chunk on the ingest thread)" in shown
     assert "decoding process" not in render_status({"analyzer": {"decode_process": None}})
