@@ -2,14 +2,15 @@
 
 The ingest thread decodes, profiles and extracts each chunk (:class:`ChunkDecoder`), the
 writer thread commits the one before; both in one interpreter, so each waits for the GIL the
-other holds. With a second core, one worker process does the decoding and sends back the
-profiles' bytes, the counts and the predictions; the parent's threads then only read lines,
-take the result back, encode the predictions' blocks and write.
+other holds. With a second core, one worker process does most of the decoding and sends
+back the profiles' bytes, the counts and the predictions; the parent's threads read lines,
+take the results back, encode the predictions' blocks, write, and decode one chunk in three
+themselves (the one read while two wait for the worker; :mod:`analyzer.ingest.ingestor`).
 
 The worker holds no state that matters: a chunk's decode depends only on its lines and its
 :class:`DecodeSpec` (sent with each chunk), so the worker can die at any moment. A chunk
 whose worker died is decoded on the ingest thread instead, counted (``fallbacks``), and the
-next chunk starts a new worker (``restarts``); nothing of a chunk is committed before its
+next chunk starts a new worker (``restarts`` counts the deaths); nothing of a chunk is committed before its
 decode returned, so no record is lost or counted twice. The worker is started with
 ``forkserver`` (``spawn`` where there is none): never forked from the service's threads.
 """
@@ -71,7 +72,7 @@ def decode_file(spec: DecodeSpec, source: str, n_lines: int, target: str) -> Non
     decoded (:meth:`ChunkDecoder.decode`), the result pickled to ``target`` (the profiles as
     bytes). The predictions' blocks are left to the ingest thread: encoded here, they came
     back as twice the bytes of the columns (measured: 5.8 MB for 10,000 records against 2.7,
-    pickled in 5.1 ms against 2.2), and the ingest thread mostly waits for this process."""
+    pickled in 5.1 ms against 2.2)."""
     global _decoder
     path = Path(source)
     data = path.read_bytes()
@@ -102,11 +103,11 @@ def _context() -> BaseContext:
 
 
 def _worker_started(alive: Connection) -> None:
-    """In the worker, first: Ctrl-C is the service's to handle (it ends the worker), and the
-    worker ends itself once the service is gone (``alive``: the read end of a pipe whose
-    write end only the service holds; killed with ``kill -9``, the executor's queues never
-    tell the worker, whose every start holds the forkserver's own liveness pipe: the worker
-    and the forkserver would live on, holding the service's stderr)."""
+    """In the worker, first: Ctrl-C is left to the service (which ends the worker), and the
+    worker ends itself once the service is gone. ``alive`` is the read end of a pipe whose
+    write end only the service holds. Without it a service killed with ``kill -9`` left the
+    worker and the forkserver running, holding its stderr: the executor's queues never tell
+    the worker, and every forkserver child holds the forkserver's own liveness pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
@@ -154,7 +155,7 @@ def _abandoned(folder: Path) -> bool:
         lock = os.open(folder / LOCK_NAME, os.O_RDWR)
     except FileNotFoundError:
         pid = folder.name[len(FOLDER_PREFIX) :].split("-", 1)[0]
-        return pid.isdigit() and not _alive(int(pid))
+        return pid.isdigit() and not _pid_alive(int(pid))
     except OSError:  # not ours to judge (another user's, not a folder)
         return False
     try:
@@ -166,7 +167,7 @@ def _abandoned(folder: Path) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
