@@ -10,9 +10,10 @@ themselves (the one read while two wait for the worker; :mod:`analyzer.ingest.in
 The worker holds no state that matters: a chunk's decode depends only on its lines and its
 :class:`DecodeSpec` (sent with each chunk), so the worker can die at any moment. A chunk
 whose worker died is decoded on the ingest thread instead, counted (``fallbacks``), and the
-next chunk starts a new worker (``restarts`` counts the deaths); nothing of a chunk is committed before its
-decode returned, so no record is lost or counted twice. The worker is started with
-``forkserver`` (``spawn`` where there is none): never forked from the service's threads.
+next chunk starts a new worker (``restarts`` counts the deaths); nothing of a chunk is
+committed before its decode returned, so no record is lost or counted twice. The worker
+is started with ``forkserver`` (``spawn`` where there is none): never forked from the
+service's threads.
 """
 
 from __future__ import annotations
